@@ -1,0 +1,79 @@
+"""The command line: a thin shell, one short function per verb, each calling one library function.
+
+A TunesmithError prints as a clear message with exit code 2 and no traceback (unless --debug).
+"""
+
+from __future__ import annotations
+
+import sys
+from importlib import resources
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+
+from tunesmith.errors import EXIT_USER_ERROR, TunesmithError
+
+app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
+                  help="Instruction-tune a small LLM on your own data and see honestly whether it helped.")
+_state = {"debug": False}
+
+Overwrite = Annotated[bool, typer.Option("--overwrite", help="replace an existing run folder")]
+Sets = Annotated[Optional[list[str]], typer.Option("--set", help="override a config key: --set train.epochs=1")]
+Name = Annotated[Optional[str], typer.Option("--name", help="run name (folder under output_dir)")]
+
+
+@app.callback()
+def _root(debug: Annotated[bool, typer.Option("--debug", help="show tracebacks")] = False) -> None:
+    _state["debug"] = debug
+
+
+def _say(msg: str) -> None:
+    typer.echo(msg, err=True)
+
+
+def _run(config_path: Path, overwrite: bool, sets: list[str] | None, name: str | None) -> None:
+    from tunesmith import config, pipeline
+
+    overrides = list(sets or []) + ([f"name={name}"] if name else [])
+    cfg = config.load(config_path, overrides)
+    s = pipeline.run(cfg, overwrite=overwrite, say=_say)
+    m = s.main_metric
+    typer.echo(f"\nreport: {s.report}")
+    typer.echo(f"eval loss      {s.before.eval_loss:.4f} -> {s.after.eval_loss:.4f}")
+    typer.echo(f"{m:<14} {s.before.metrics[m]:.2f} -> {s.after.metrics[m]:.2f}   "
+               f"(bleu {s.before.metrics['bleu']:.2f} -> {s.after.metrics['bleu']:.2f})")
+    typer.echo(f"training {s.train_seconds:.0f} s, whole run {s.wall_seconds:.0f} s")
+
+
+@app.command()
+def train(config_path: Annotated[Path, typer.Argument(metavar="CONFIG", help="a YAML run config")],
+          overwrite: Overwrite = False, set_: Sets = None, name: Name = None) -> None:
+    """Run a config end to end: data, base eval, LoRA training, tuned eval, report.html."""
+    _run(config_path, overwrite, set_, name)
+
+
+@app.command()
+def demo(overwrite: Overwrite = False, set_: Sets = None, name: Name = None) -> None:
+    """The shipped demo: LoRA-tune the embedded SmolLM2 on the bundled counselling data."""
+    with resources.as_file(resources.files("tunesmith") / "configs" / "demo.yaml") as path:
+        _run(path, overwrite, set_, name)
+
+
+def main() -> None:
+    try:
+        app(standalone_mode=False)
+    except TunesmithError as err:
+        if _state["debug"]:
+            raise
+        typer.echo(f"error: {err.render()}", err=True)
+        sys.exit(EXIT_USER_ERROR)
+    except typer.Abort:
+        sys.exit(130)
+    except Exception as err:  # click's usage errors arrive here in non-standalone mode
+        import click
+
+        if isinstance(err, click.ClickException):
+            err.show()
+            sys.exit(err.exit_code)
+        raise

@@ -1,0 +1,154 @@
+"""Typed, strict run configuration: validated once from YAML, kept typed everywhere after.
+
+An unknown key fails with a did-you-mean; a bad value names the key as typed and what was expected.
+Relative data paths are resolved against the config file's folder, so a config runs from any cwd.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from tunesmith.errors import TunesmithError, did_you_mean
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class DataConfig(_Strict):
+    train: list[Path] = Field(min_length=1, description="data files to train on")
+    eval: list[Path] = Field(default_factory=list, description="explicit eval files; empty = split from train")
+    eval_fraction: float = Field(0.2, gt=0, lt=1, description="share held out for eval (users split 80/20)")
+    min_eval: int = Field(8, ge=1, description="never hold out fewer rows than this")
+    system: str | None = Field(None, description="add or replace the system turn of every conversation")
+    seed: int = 42
+
+
+class TemplateConfig(_Strict):
+    max_length: int = Field(384, ge=16, description="tokens per training row; longer rows are truncated")
+
+
+class LoraConfig(_Strict):
+    r: int = Field(16, ge=1)
+    alpha: int = Field(32, ge=1)
+    dropout: float = Field(0.05, ge=0, lt=1)
+    target_modules: str | list[str] = "all-linear"
+
+
+class TrainConfig(_Strict):
+    epochs: float = Field(3, gt=0)
+    max_steps: int = Field(-1, description="stop after this many optimizer steps; -1 = use epochs")
+    learning_rate: float = Field(2e-4, gt=0)
+    lr_scheduler: str = "cosine"
+    warmup_ratio: float = Field(0.05, ge=0, lt=1)
+    batch_size: int = Field(8, ge=1)
+    grad_accum: int = Field(1, ge=1)
+    logging_steps: int = Field(5, ge=1)
+    eval_steps: int = Field(20, ge=1)
+    seed: int = 42
+    precision: Literal["auto", "fp32", "bf16"] = Field(
+        "auto", description="auto = bf16 autocast where the GPU or CPU has native bf16, else fp32")
+    group_by_length: bool = Field(True, description="batch rows of similar length: less padding, ~same loss")
+    report_to: list[Literal["tensorboard", "wandb"]] = Field(default_factory=lambda: ["tensorboard"])
+
+
+class EvalConfig(_Strict):
+    max_rows: int = Field(40, ge=1, description="held-out rows to generate for (generation is the slow part)")
+    max_new_tokens: int = Field(96, ge=1)
+    batch_size: int = Field(8, ge=1)
+
+
+class RunConfig(_Strict):
+    name: str = Field(pattern=r"^[A-Za-z0-9._-]+$")
+    model: str = "default"
+    output_dir: Path = Path("runs")
+    data: DataConfig
+    template: TemplateConfig = TemplateConfig()
+    lora: LoraConfig = LoraConfig()
+    train: TrainConfig = TrainConfig()
+    eval: EvalConfig = EvalConfig()
+
+    def to_yaml(self) -> str:
+        return yaml.safe_dump(self.model_dump(mode="json"), sort_keys=False, allow_unicode=True)
+
+
+def _fields_at(loc: tuple[Any, ...]) -> list[str]:
+    """Field names allowed at a config location, for the did-you-mean."""
+    model: type[BaseModel] = RunConfig
+    for part in loc:
+        field = model.model_fields.get(str(part))
+        ann = getattr(field, "annotation", None) if field else None
+        if isinstance(ann, type) and issubclass(ann, BaseModel):
+            model = ann
+        else:
+            break
+    return list(model.model_fields)
+
+
+def _explain(err: ValidationError) -> list[str]:
+    problems = []
+    for e in err.errors():
+        loc = tuple(e["loc"])
+        key = ".".join(str(p) for p in loc)
+        if e["type"] == "extra_forbidden":
+            allowed = _fields_at(loc[:-1])
+            problems.append(f'unknown key "{key}"{did_you_mean(str(loc[-1]), allowed)}; '
+                            f"allowed here: {', '.join(allowed)}")
+        elif e["type"] == "missing":
+            problems.append(f'missing required key "{key}"')
+        else:
+            problems.append(f'"{key}": {e["msg"]} (got {e.get("input")!r})')
+    return problems
+
+
+def parse(raw: dict[str, Any], *, source: str, base_dir: Path | None = None) -> RunConfig:
+    """Validate a config mapping; relative data paths are made absolute against `base_dir`.
+
+    >>> parse({"name": "x", "data": {"train": ["a.jsonl"]}}, source="<test>", base_dir=Path("/d")).data.train
+    [PosixPath('/d/a.jsonl')]
+    """
+    try:
+        cfg = RunConfig.model_validate(raw)
+    except ValidationError as err:
+        raise TunesmithError("invalid config", where=source, problems=_explain(err),
+                             fix="edit the config; `docs/config.md` lists every key") from None
+    if base_dir is None:
+        return cfg
+    data = cfg.data.model_copy(update={
+        "train": [base_dir / p for p in cfg.data.train],
+        "eval": [base_dir / p for p in cfg.data.eval]})
+    return cfg.model_copy(update={"data": data})
+
+
+def set_override(raw: dict[str, Any], assignment: str) -> None:
+    """Apply one `--set key.sub=value` override (value parsed as YAML) to a raw config mapping."""
+    key, sep, value = assignment.partition("=")
+    if not sep or not key:
+        raise TunesmithError(f"bad --set {assignment!r}", fix="write it as --set train.epochs=1")
+    node = raw
+    parts = key.split(".")
+    for part in parts[:-1]:
+        node = node.setdefault(part, {})
+        if not isinstance(node, dict):
+            raise TunesmithError(f"bad --set {assignment!r}: {part} is not a section")
+    node[parts[-1]] = yaml.safe_load(value)
+
+
+def load(path: Path, overrides: list[str] = ()) -> RunConfig:
+    """Read and validate a YAML config file, applying `--set` overrides first."""
+    if not path.is_file():
+        raise TunesmithError(f"config file {path} not found",
+                             fix="pass a YAML config, e.g. `tunesmith train configs/demo.yaml`")
+    try:
+        raw = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    except yaml.YAMLError as err:
+        raise TunesmithError(f"not valid YAML: {err}", where=str(path)) from None
+    if not isinstance(raw, dict):
+        raise TunesmithError("a config must be a mapping of keys to values", where=str(path))
+    for assignment in overrides:
+        set_override(raw, assignment)
+    return parse(raw, source=str(path), base_dir=path.resolve().parent)

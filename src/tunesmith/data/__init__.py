@@ -1,0 +1,1 @@
+"""Data stage: readers (bytes -> RawRecord), formats (RawRecord -> Conversation), prepare (dedup, split)."""

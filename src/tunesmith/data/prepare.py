@@ -1,0 +1,87 @@
+"""Deduplicate and split conversations; write nothing here (the pipeline saves them via rundir).
+
+The split is seeded and grouped by prompt: rows sharing the same first user turn never straddle
+train and eval, because real data sets repeat one paragraph with several questions.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import random
+import unicodedata
+from pathlib import Path
+
+from tunesmith.config import DataConfig
+from tunesmith.data import formats
+from tunesmith.errors import TunesmithError
+from tunesmith.records import Conversation, PreparedData, ReadResult
+
+MEANINGFUL_EVAL = 20  # below this many eval rows a before/after difference is mostly noise
+
+
+def _key(conv: Conversation) -> str:
+    # Whitespace- and Unicode-normalised, so "a  b" and "a b" count as the same conversation.
+    text = "\x1e".join(f"{m.role}\x1f{' '.join(unicodedata.normalize('NFKC', m.content).split())}"
+                       for m in conv.messages)
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+def _prompt_group(conv: Conversation) -> str:
+    first_user = next(m.content for m in conv.messages if m.role == "user")
+    return hashlib.sha256(" ".join(first_user.split()).encode()).hexdigest()
+
+
+def dedup(convs: list[Conversation]) -> tuple[list[Conversation], int]:
+    seen: set[str] = set()
+    out = []
+    for c in convs:
+        k = _key(c)
+        if k not in seen:
+            seen.add(k)
+            out.append(c)
+    return out, len(convs) - len(out)
+
+
+def split(convs: list[Conversation], fraction: float, min_eval: int, seed: int
+          ) -> tuple[list[Conversation], list[Conversation]]:
+    """Seeded split by prompt group: the same data and seed always give the same split."""
+    groups: dict[str, list[Conversation]] = {}
+    for c in convs:
+        groups.setdefault(_prompt_group(c), []).append(c)
+    keys = sorted(groups)
+    random.Random(seed).shuffle(keys)
+    want = max(min_eval, round(len(convs) * fraction))
+    if want >= len(convs):
+        raise TunesmithError(f"only {len(convs)} usable conversations; cannot hold out {want} for eval",
+                             fix="add data, lower data.min_eval, or give an explicit data.eval file")
+    eval_rows: list[Conversation] = []
+    train_rows: list[Conversation] = []
+    for k in keys:
+        (eval_rows if len(eval_rows) < want else train_rows).extend(groups[k])
+    return train_rows, eval_rows
+
+
+def prepare(cfg: DataConfig) -> PreparedData:
+    """Read every configured file, dedup, and split (or use the explicit eval files).
+
+    >>> prepare(DataConfig(train=[Path("a.jsonl")]))  # doctest: +SKIP
+    """
+    train_files = [formats.load(p, system=cfg.system) for p in cfg.train]
+    eval_files = [formats.load(p, system=cfg.system) for p in cfg.eval]
+    files: tuple[ReadResult, ...] = (*train_files, *eval_files)
+    pool, dups = dedup([c for f in train_files for c in f.conversations])
+    if not pool:
+        raise TunesmithError("no usable conversations in the training data",
+                             problems=[f"{s.location}: {s.reason}" for f in files for s in f.skipped[:10]],
+                             fix="run `tunesmith inspect FILE` to see how each row was read")
+    if eval_files:
+        eval_rows, eval_dups = dedup([c for f in eval_files for c in f.conversations])
+        eval_keys = {_key(c) for c in eval_rows}
+        train_rows = [c for c in pool if _key(c) not in eval_keys]
+        dups += eval_dups + len(pool) - len(train_rows)  # a train row also in eval counts as a duplicate
+    else:
+        train_rows, eval_rows = split(pool, cfg.eval_fraction, cfg.min_eval, cfg.seed)
+    warnings = []
+    if len(eval_rows) < MEANINGFUL_EVAL:
+        warnings.append(f"only {len(eval_rows)} eval rows: before/after differences will be mostly noise")
+    return PreparedData(tuple(train_rows), tuple(eval_rows), files, dups, tuple(warnings))

@@ -1,0 +1,108 @@
+"""Read a data file into RawRecords, each tagged with where it came from (file:line or file[index]).
+
+Encodings are detected, not assumed: Korean users' files are often cp949 or carry a BOM.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+from pathlib import Path
+
+from tunesmith.errors import TunesmithError
+from tunesmith.records import RawRecord, Skip
+
+# Tried in order; cp949 is a superset of EUC-KR, the usual encoding of Korean CSV exports.
+_BOMS = ((b"\xef\xbb\xbf", "utf-8-sig"), (b"\xff\xfe", "utf-16"), (b"\xfe\xff", "utf-16"))
+_FALLBACKS = ("utf-8", "cp949")
+
+
+def decode(path: Path) -> tuple[str, str]:
+    """Return (text, encoding name) for a file, trying BOMs, UTF-8, then cp949."""
+    raw = path.read_bytes()
+    for bom, name in _BOMS:
+        if raw.startswith(bom):
+            return raw.decode(name), name
+    for name in _FALLBACKS:
+        try:
+            return raw.decode(name), name
+        except UnicodeDecodeError:
+            continue
+    raise TunesmithError("cannot decode the file as UTF-8, UTF-16 or cp949", where=str(path),
+                         fix="re-save the file as UTF-8")
+
+
+def _json_records(path: Path, text: str) -> list[RawRecord]:
+    try:
+        obj = json.loads(text)
+    except json.JSONDecodeError as err:
+        raise TunesmithError(f"not valid JSON at line {err.lineno}, column {err.colno}: {err.msg}",
+                             where=str(path), fix="fix the JSON, or save one object per line as .jsonl") from None
+    if isinstance(obj, dict):
+        lists = {k: v for k, v in obj.items() if isinstance(v, list)}
+        if len(lists) == 1:  # an object wrapping the list: {"data": [...]}
+            (key, obj), = lists.items()
+            return [RawRecord(f"{path.name}[{key}][{i}]", row) for i, row in enumerate(obj)]
+        lengths = {len(v) for v in lists.values()}
+        if lists and len(lists) == len(obj) and len(lengths) == 1:  # columnar: {"a": [...], "b": [...]}
+            n = lengths.pop()
+            return [RawRecord(f"{path.name}[{i}]", {k: v[i] for k, v in obj.items()}) for i in range(n)]
+        raise TunesmithError("a JSON object that is neither a list of rows nor columns of equal length",
+                             where=str(path), fix="store the rows as a JSON array")
+    if not isinstance(obj, list):
+        raise TunesmithError(f"top-level JSON {type(obj).__name__}, expected an array of rows", where=str(path))
+    return [RawRecord(f"{path.name}[{i}]", row) for i, row in enumerate(obj)]
+
+
+def _jsonl_records(path: Path, text: str, skipped: list[Skip]) -> list[RawRecord]:
+    out = []
+    for n, line in enumerate(text.splitlines(), start=1):
+        if not line.strip():
+            continue
+        where = f"{path.name}:{n}"
+        try:
+            row = json.loads(line)
+            if isinstance(row, str):  # a line that is itself a JSON-encoded object
+                row = json.loads(row)
+        except json.JSONDecodeError as err:
+            skipped.append(Skip(where, f"not valid JSON ({err.msg} at column {err.colno})"))
+            continue
+        out.append(RawRecord(where, row))
+    return out
+
+
+def _csv_records(path: Path, text: str, delimiter: str) -> list[RawRecord]:
+    reader = csv.DictReader(io.StringIO(text), delimiter=delimiter)
+    # DictReader's line_num counts physical lines; a row's first line is what a user looks for.
+    rows = []
+    start = 2
+    for row in reader:
+        rows.append(RawRecord(f"{path.name}:{start}", {k: v for k, v in row.items() if k is not None}))
+        start = reader.line_num + 1
+    return rows
+
+
+READERS = {".json": "json", ".jsonl": "jsonl", ".ndjson": "jsonl", ".csv": "csv", ".tsv": "tsv"}
+
+
+def read(path: Path) -> tuple[list[RawRecord], list[Skip], str]:
+    """Read one file into raw records; rows that cannot even be parsed are returned as skips.
+
+    >>> records, skipped, encoding = read(Path("data.jsonl"))  # doctest: +SKIP
+    """
+    if not path.exists():
+        raise TunesmithError(f"data file {path} not found", fix="check the path in the config's data section")
+    kind = READERS.get(path.suffix.lower())
+    if kind is None:
+        raise TunesmithError(f"unsupported file type {path.suffix!r}", where=str(path),
+                             fix=f"use one of {', '.join(READERS)}")
+    text, encoding = decode(path)
+    skipped: list[Skip] = []
+    if kind == "json":
+        records = _json_records(path, text)
+    elif kind == "jsonl":
+        records = _jsonl_records(path, text, skipped)
+    else:
+        records = _csv_records(path, text, "," if kind == "csv" else "\t")
+    return records, skipped, encoding

@@ -1,0 +1,58 @@
+"""Score one model on held-out rows: greedy generations through the same render path as training.
+
+The main metric is chrF (sacrebleu): character n-grams work for Korean, where word-level BLEU punishes
+every particle; BLEU is reported beside it because users know it.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from tunesmith.config import EvalConfig
+from tunesmith.records import Conversation, EvalResult, Generation
+from tunesmith.template import prompt_text
+
+MAIN_METRIC = "chrf"
+
+
+def generate(model: Any, tokenizer: Any, convs: tuple[Conversation, ...], cfg: EvalConfig) -> list[Generation]:
+    """Greedy generations for the first `cfg.max_rows` conversations, in their original order."""
+    import torch
+
+    rows = [(c, *prompt_text(tokenizer, c)) for c in convs[: cfg.max_rows]]
+    order = sorted(range(len(rows)), key=lambda i: len(rows[i][1]))  # similar lengths -> less padding
+    out: dict[int, str] = {}
+    side, tokenizer.padding_side = tokenizer.padding_side, "left"  # decoder-only models continue on the right
+    model.eval()
+    try:
+        for b in range(0, len(order), cfg.batch_size):
+            idx = order[b: b + cfg.batch_size]
+            batch = tokenizer([rows[i][1] for i in idx], return_tensors="pt", padding=True,
+                              add_special_tokens=False).to(model.device)
+            with torch.inference_mode():
+                ids = model.generate(**batch, max_new_tokens=cfg.max_new_tokens, do_sample=False,
+                                     pad_token_id=tokenizer.pad_token_id)
+            new = ids[:, batch["input_ids"].shape[1]:]
+            for i, text in zip(idx, tokenizer.batch_decode(new, skip_special_tokens=True)):
+                out[i] = text.strip()
+    finally:
+        tokenizer.padding_side = side
+    return [Generation(c.source, p, ref, out[i]) for i, (c, p, ref) in enumerate(rows)]
+
+
+def score(generations: list[Generation]) -> dict[str, float]:
+    """Corpus chrF and BLEU of generations against references (0-100, higher is better)."""
+    import sacrebleu
+
+    hyps = [g.generation for g in generations]
+    refs = [[g.reference for g in generations]]
+    return {"chrf": round(sacrebleu.corpus_chrf(hyps, refs).score, 2),
+            "bleu": round(sacrebleu.corpus_bleu(hyps, refs).score, 2),
+            "mean_words": round(sum(len(h.split()) for h in hyps) / max(len(hyps), 1), 1)}
+
+
+def evaluate(label: str, model: Any, tokenizer: Any, convs: tuple[Conversation, ...], cfg: EvalConfig,
+             eval_loss: float | None) -> EvalResult:
+    """Generate and score; `eval_loss` comes from the trainer's evaluation of the same rows."""
+    gens = generate(model, tokenizer, convs, cfg)
+    return EvalResult(label, eval_loss, score(gens), tuple(gens))

@@ -1,0 +1,100 @@
+"""The main job, top to bottom: data -> base eval -> LoRA train -> tuned eval -> report.
+
+Each step calls one stage module; this file only orders them and writes their outputs into the run folder.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import platform
+import subprocess
+import time
+from collections.abc import Callable
+from importlib import metadata
+from pathlib import Path
+
+from tunesmith import evaluate as evaluation
+from tunesmith import models, report, rundir, train
+from tunesmith.config import RunConfig
+from tunesmith.data.prepare import prepare
+from tunesmith.errors import TunesmithError
+from tunesmith.records import RunSummary
+
+PACKAGES = ("tunesmith", "torch", "transformers", "trl", "peft", "datasets", "accelerate", "sacrebleu", "gguf")
+
+
+def _sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with path.open("rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def _git_commit() -> str | None:
+    here = Path(__file__).resolve().parent
+    try:
+        out = subprocess.run(["git", "-C", str(here), "rev-parse", "HEAD"], capture_output=True, text=True,
+                             timeout=5, check=True)
+        dirty = subprocess.run(["git", "-C", str(here), "status", "--porcelain", "--untracked-files=no"],
+                               capture_output=True, text=True, timeout=5).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        return None  # installed from a wheel: no checkout to name
+    return out.stdout.strip() + ("-dirty" if dirty else "")
+
+
+def manifest(cfg: RunConfig) -> dict:
+    versions = {}
+    for name in PACKAGES:
+        try:
+            versions[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            versions[name] = None
+    files = [*cfg.data.train, *cfg.data.eval]
+    return {"tunesmith_git_commit": _git_commit(), "seed": cfg.train.seed, "data_seed": cfg.data.seed,
+            "model": cfg.model, "model_resolved": models.resolve(cfg.model),
+            "data_files": {str(p): _sha256(p) for p in files if p.is_file()},
+            "packages": versions, "python": platform.python_version(), "platform": platform.platform()}
+
+
+def run(cfg: RunConfig, *, overwrite: bool = False, say: Callable[[str], None] = print) -> RunSummary:
+    """Run the whole job described by `cfg` and return the before/after summary.
+
+    >>> run(config.load(Path("configs/demo.yaml")))  # doctest: +SKIP
+    """
+    wall = time.perf_counter()
+    data = prepare(cfg.data)  # before any model loads: bad data fails fast
+    model, tokenizer = models.load(cfg.model)  # before the run folder exists: a wrong model leaves nothing behind
+    run_dir = rundir.create(cfg.output_dir, cfg.name, overwrite=overwrite)
+    run_dir.config.write_text(cfg.to_yaml(), encoding="utf-8")
+    rundir.write_jsonl(run_dir.train_data, [c.to_json() for c in data.train])
+    rundir.write_jsonl(run_dir.eval_data, [c.to_json() for c in data.eval])
+    run_dir.manifest.write_text(json.dumps(manifest(cfg), indent=2), encoding="utf-8")
+    say(f"data: {len(data.train)} train / {len(data.eval)} eval conversations, "
+        f"{len(data.skipped)} rows skipped, {data.duplicates} duplicates")
+    for w in data.warnings:
+        say(f"warning: {w}")
+
+    train_ex, skipped = train.build_examples(tokenizer, data.train, cfg.template.max_length)
+    eval_ex, eval_skipped = train.build_examples(tokenizer, data.eval, cfg.template.max_length)
+    for s in (*skipped, *eval_skipped):
+        say(f"skipped {s.location}: {s.reason}")
+    if not train_ex or not eval_ex:
+        raise TunesmithError("no trainable rows left after templating", fix="see the skipped rows above")
+
+    say(f"evaluating the base model on {min(len(data.eval), cfg.eval.max_rows)} held-out rows ...")
+    before = evaluation.evaluate("before", model, tokenizer, data.eval, cfg.eval, eval_loss=None)
+    say(f"training LoRA on {len(train_ex)} rows ({sum(len(e.input_ids) for e in train_ex)} tokens/epoch) ...")
+    result = train.train(model, tokenizer, train_ex, eval_ex, cfg, run_dir)
+    before = dataclasses.replace(before, eval_loss=result.eval_loss_before)
+    say("evaluating the tuned model ...")
+    after = evaluation.evaluate("after", result.model, tokenizer, data.eval, cfg.eval, result.eval_loss_after)
+    for res in (before, after):
+        rundir.write_jsonl(run_dir.eval_file(res.label), [dataclasses.asdict(g) for g in res.generations])
+    path = report.write(run_dir, title=cfg.name, model=cfg.model, data=data, before=before, after=after,
+                        main_metric=evaluation.MAIN_METRIC)
+    run_dir.finish()
+    return RunSummary(run_dir.root, path, before, after, evaluation.MAIN_METRIC, result.seconds,
+                      time.perf_counter() - wall)

@@ -1,0 +1,128 @@
+"""The nouns a record becomes on its way from file to report; one small frozen dataclass per stage.
+
+path --readers--> RawRecord --formats--> Conversation --prepare--> PreparedData
+     --template--> Example --train--> TrainResult --evaluate--> EvalResult --report--> report.html
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+ROLES = ("system", "user", "assistant")
+
+
+@dataclass(frozen=True)
+class RawRecord:
+    """One row as read from a file, before its format is known. `location` is 'file:line' or 'file[index]'."""
+
+    location: str
+    fields: Any
+
+
+@dataclass(frozen=True)
+class Message:
+    role: str  # one of ROLES
+    content: str
+
+
+@dataclass(frozen=True)
+class Conversation:
+    """A validated conversation: optional system turn, then user/assistant turns, ending on an assistant turn."""
+
+    messages: tuple[Message, ...]
+    source: str  # where it came from, 'file:line' or 'file[index]'
+
+    def to_json(self) -> dict[str, Any]:
+        return {"messages": [{"role": m.role, "content": m.content} for m in self.messages],
+                "source": self.source}
+
+    @classmethod
+    def from_json(cls, obj: dict[str, Any]) -> Conversation:
+        return cls(tuple(Message(m["role"], m["content"]) for m in obj["messages"]), obj.get("source", ""))
+
+
+@dataclass(frozen=True)
+class Skip:
+    """A row that was not used, and why. Skips are always counted and reported, never silent."""
+
+    location: str
+    reason: str
+
+
+@dataclass(frozen=True)
+class ReadResult:
+    """What the readers and formats made of one data file."""
+
+    path: Path
+    encoding: str
+    format: str
+    conversations: tuple[Conversation, ...]
+    skipped: tuple[Skip, ...]
+    rows_read: int
+
+
+@dataclass(frozen=True)
+class PreparedData:
+    """Deduplicated, split conversations; the counts add up: read = train + eval + skipped + duplicates."""
+
+    train: tuple[Conversation, ...]
+    eval: tuple[Conversation, ...]
+    files: tuple[ReadResult, ...]
+    duplicates: int
+    warnings: tuple[str, ...] = ()
+
+    @property
+    def rows_read(self) -> int:
+        return sum(f.rows_read for f in self.files)
+
+    @property
+    def skipped(self) -> tuple[Skip, ...]:
+        return tuple(s for f in self.files for s in f.skipped)
+
+
+@dataclass(frozen=True)
+class Example:
+    """One tokenised training row: labels are -100 outside the supervised (assistant) spans."""
+
+    input_ids: tuple[int, ...]
+    labels: tuple[int, ...]
+    source: str
+
+    @property
+    def supervised_tokens(self) -> int:
+        return sum(1 for x in self.labels if x != -100)
+
+
+@dataclass(frozen=True)
+class Generation:
+    """One eval row: what the model was asked, what the data says, what the model wrote."""
+
+    source: str
+    prompt: str
+    reference: str
+    generation: str
+
+
+@dataclass(frozen=True)
+class EvalResult:
+    """Scores of one model (before or after training) on the held-out rows."""
+
+    label: str  # "before" or "after"
+    eval_loss: float | None
+    metrics: dict[str, float]
+    generations: tuple[Generation, ...] = field(repr=False, default=())
+
+
+@dataclass(frozen=True)
+class RunSummary:
+    """What `tunesmith train` prints at the end."""
+
+    run_dir: Path
+    report: Path
+    before: EvalResult
+    after: EvalResult
+    main_metric: str
+    train_seconds: float
+    wall_seconds: float

@@ -1,0 +1,111 @@
+"""End-to-end through the real CLI (a subprocess, as a user runs it) on a tiny real model and 16 rows."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+RUN_FILES = {"config.yaml", "manifest.json", "metrics.jsonl", "report.html", "data/train.jsonl",
+             "data/eval.jsonl", "eval/before.jsonl", "eval/after.jsonl", "adapter/adapter_config.json",
+             "adapter/adapter_model.safetensors", "adapter/tokenizer.json", "adapter/tokenizer_config.json",
+             "adapter/chat_template.jinja", "adapter/README.md"}
+
+
+def tunesmith(*args: str, cwd: Path) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "tunesmith", *args], cwd=cwd, capture_output=True, text=True,
+                          env={**os.environ}, timeout=600)
+
+
+def write_config(tmp_path: Path, model: Path, data: Path, extra: str = "") -> Path:
+    cfg = tmp_path / "run.yaml"
+    cfg.write_text(f"""name: tiny
+model: {model}
+data: {{train: [{data}], min_eval: 4}}
+template: {{max_length: 128}}
+lora: {{r: 4, alpha: 8}}
+train: {{max_steps: 6, batch_size: 4, learning_rate: 5.0e-3, logging_steps: 2, eval_steps: 3, report_to: []}}
+eval: {{max_rows: 4, max_new_tokens: 8, batch_size: 4}}
+{extra}""")
+    return cfg
+
+
+def test_train_end_to_end_writes_the_run_folder(tmp_path: Path, tiny_model_dir: Path, small_jsonl: Path):
+    from peft import PeftModel
+    from safetensors.torch import load_file
+    from transformers import AutoModelForCausalLM
+
+    cfg = write_config(tmp_path, tiny_model_dir, small_jsonl)
+    res = tunesmith("train", str(cfg), cwd=tmp_path)
+    assert res.returncode == 0, res.stderr
+    run = tmp_path / "runs" / "tiny"
+    files = {str(p.relative_to(run)) for p in run.rglob("*") if p.is_file()}
+    assert files == RUN_FILES
+    assert "report: runs/tiny/report.html" in res.stdout and "eval loss" in res.stdout
+
+    # LoRA B matrices start at zero: any non-zero B means training changed the adapter.
+    weights = load_file(run / "adapter" / "adapter_model.safetensors")
+    lora_b = {k: v for k, v in weights.items() if "lora_B" in k}
+    assert lora_b and all(v.abs().sum() > 0 for v in lora_b.values())
+    base = AutoModelForCausalLM.from_pretrained(tiny_model_dir)
+    PeftModel.from_pretrained(base, run / "adapter")  # loads as a real PEFT adapter
+
+    metrics = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+    evals = [m for m in metrics if "eval_loss" in m]
+    trains = [m for m in metrics if "loss" in m]
+    assert [m["step"] for m in evals] == [0, 3, 6] and all(m["eval_loss"] > 0 for m in evals)
+    assert [m["step"] for m in trains] == [2, 4, 6]
+    assert all(m["tokens_per_s"] > 0 and m["learning_rate"] is not None for m in trains)
+
+    manifest = json.loads((run / "manifest.json").read_text())
+    assert manifest["seed"] == 42 and list(manifest["data_files"]) == [str(small_jsonl)]
+    assert len(manifest["data_files"][str(small_jsonl)]) == 64 and manifest["packages"]["trl"]
+    n_train = len((run / "data" / "train.jsonl").read_text().splitlines())
+    n_eval = len((run / "data" / "eval.jsonl").read_text().splitlines())
+    assert (n_train, n_eval) == (12, 4)
+    before = [json.loads(x) for x in (run / "eval" / "before.jsonl").read_text().splitlines()]
+    assert len(before) == 4 and set(before[0]) == {"source", "prompt", "reference", "generation"}
+    report = (run / "report.html").read_text()
+    assert "data:image/png;base64," in report and report.count("class='ex'") == 4
+
+    again = tunesmith("train", str(cfg), cwd=tmp_path)
+    assert again.returncode == 2 and "already exists" in again.stderr and "--overwrite" in again.stderr
+    assert "Traceback" not in again.stderr
+
+
+@pytest.mark.parametrize("extra, expected", [
+    ("lora_rank: 4", 'unknown key "lora_rank"'),
+    ("train: {epoch: 1}", 'did you mean "epochs"'),
+])
+def test_bad_config_exits_2_without_traceback(tmp_path: Path, small_jsonl: Path, extra: str, expected: str):
+    cfg = tmp_path / "bad.yaml"
+    cfg.write_text(f"name: bad\ndata: {{train: [{small_jsonl}]}}\n{extra}\n")
+    res = tunesmith("train", str(cfg), cwd=tmp_path)
+    assert res.returncode == 2 and expected in res.stderr and "Traceback" not in res.stderr
+
+
+def test_missing_data_file_exits_2(tmp_path: Path):
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text("name: c\ndata: {train: [nowhere.jsonl]}\n")
+    res = tunesmith("train", str(cfg), cwd=tmp_path)
+    assert res.returncode == 2 and "nowhere.jsonl not found" in res.stderr and "Traceback" not in res.stderr
+    debug = tunesmith("--debug", "train", str(cfg), cwd=tmp_path)
+    assert debug.returncode != 0 and "Traceback" in debug.stderr
+
+
+def test_unknown_model_exits_2_naming_alternatives(tmp_path: Path, small_jsonl: Path):
+    cfg = write_config(tmp_path, tmp_path / "no-model-here", small_jsonl)
+    res = tunesmith("train", str(cfg), cwd=tmp_path)
+    assert res.returncode == 2 and "--model default" in res.stderr and "Traceback" not in res.stderr
+    assert not (tmp_path / "runs").exists()  # nothing half-written when the model is wrong
+
+
+def test_bad_flag_value_exits_2(tmp_path: Path):
+    res = tunesmith("train", "x.yaml", "--overwrite=maybe", cwd=tmp_path)
+    assert res.returncode == 2 and "Traceback" not in res.stderr
+    res = tunesmith("train", "missing.yaml", cwd=tmp_path)
+    assert res.returncode == 2 and "config file missing.yaml not found" in res.stderr
