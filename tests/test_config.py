@@ -52,3 +52,8 @@ def test_resolved_config_round_trips(tmp_path: Path):
     again = tmp_path / "again.yaml"
     again.write_text(cfg.to_yaml())
     assert config.load(again) == cfg
+
+
+def test_docs_config_md_is_current():
+    docs = Path(__file__).resolve().parents[1] / "docs" / "config.md"
+    assert docs.read_text() == config.reference_markdown(), "regenerate: python -m tunesmith.config > docs/config.md"

@@ -21,6 +21,8 @@ _state = {"debug": False}
 Overwrite = Annotated[bool, typer.Option("--overwrite", help="replace an existing run folder")]
 Sets = Annotated[Optional[list[str]], typer.Option("--set", help="override a config key: --set train.epochs=1")]
 Name = Annotated[Optional[str], typer.Option("--name", help="run name (folder under output_dir)")]
+Model = Annotated[Optional[str], typer.Option(
+    "--model", help="default | a model folder | a .gguf file | a hub id in your HF cache")]
 
 
 @app.callback()
@@ -32,10 +34,10 @@ def _say(msg: str) -> None:
     typer.echo(msg, err=True)
 
 
-def _run(config_path: Path, overwrite: bool, sets: list[str] | None, name: str | None) -> None:
+def _run(config_path: Path, overwrite: bool, sets: list[str] | None, name: str | None, model: str | None) -> None:
     from tunesmith import config, pipeline
 
-    overrides = list(sets or []) + ([f"name={name}"] if name else [])
+    overrides = list(sets or []) + ([f"name={name}"] if name else []) + ([f"model={model}"] if model else [])
     cfg = config.load(config_path, overrides)
     s = pipeline.run(cfg, overwrite=overwrite, say=_say)
     m = s.main_metric
@@ -48,32 +50,24 @@ def _run(config_path: Path, overwrite: bool, sets: list[str] | None, name: str |
 
 @app.command()
 def train(config_path: Annotated[Path, typer.Argument(metavar="CONFIG", help="a YAML run config")],
-          overwrite: Overwrite = False, set_: Sets = None, name: Name = None) -> None:
+          overwrite: Overwrite = False, set_: Sets = None, name: Name = None, model: Model = None) -> None:
     """Run a config end to end: data, base eval, LoRA training, tuned eval, report.html."""
-    _run(config_path, overwrite, set_, name)
+    _run(config_path, overwrite, set_, name, model)
 
 
 @app.command()
-def demo(overwrite: Overwrite = False, set_: Sets = None, name: Name = None) -> None:
+def demo(overwrite: Overwrite = False, set_: Sets = None, name: Name = None, model: Model = None) -> None:
     """The shipped demo: LoRA-tune the embedded SmolLM2 on the bundled counselling data."""
     with resources.as_file(resources.files("tunesmith") / "configs" / "demo.yaml") as path:
-        _run(path, overwrite, set_, name)
+        _run(path, overwrite, set_, name, model)
 
 
 def main() -> None:
+    # Standalone mode lets typer turn usage errors (bad flag values) into exit code 2 itself.
     try:
-        app(standalone_mode=False)
+        app()
     except TunesmithError as err:
         if _state["debug"]:
             raise
         typer.echo(f"error: {err.render()}", err=True)
         sys.exit(EXIT_USER_ERROR)
-    except typer.Abort:
-        sys.exit(130)
-    except Exception as err:  # click's usage errors arrive here in non-standalone mode
-        import click
-
-        if isinstance(err, click.ClickException):
-            err.show()
-            sys.exit(err.exit_code)
-        raise

@@ -16,7 +16,9 @@ EXIT_USER_ERROR = 2
 class TunesmithError(Exception):
     """A problem the user can fix: says where, what was found, what was expected and how to fix it.
 
-    >>> raise TunesmithError("data file not found", where="configs/demo.yaml: data.train[0]", fix="check the path")
+    >>> print(TunesmithError("data file not found", where="demo.yaml: data.train[0]", fix="check the path"))
+    demo.yaml: data.train[0]: data file not found
+    how to fix: check the path
     """
 
     def __init__(self, what: str, *, where: str | None = None, fix: str | None = None,

@@ -85,12 +85,13 @@ def run(cfg: RunConfig, *, overwrite: bool = False, say: Callable[[str], None] =
         raise TunesmithError("no trainable rows left after templating", fix="see the skipped rows above")
 
     say(f"evaluating the base model on {min(len(data.eval), cfg.eval.max_rows)} held-out rows ...")
-    before = evaluation.evaluate("before", model, tokenizer, data.eval, cfg.eval, eval_loss=None)
+    bf16 = models.use_bf16(cfg.train.precision)
+    before = evaluation.evaluate("before", model, tokenizer, data.eval, cfg.eval, None, bf16)
     say(f"training LoRA on {len(train_ex)} rows ({sum(len(e.input_ids) for e in train_ex)} tokens/epoch) ...")
-    result = train.train(model, tokenizer, train_ex, eval_ex, cfg, run_dir)
+    result = train.train(model, tokenizer, train_ex, eval_ex, cfg, run_dir, say)
     before = dataclasses.replace(before, eval_loss=result.eval_loss_before)
     say("evaluating the tuned model ...")
-    after = evaluation.evaluate("after", result.model, tokenizer, data.eval, cfg.eval, result.eval_loss_after)
+    after = evaluation.evaluate("after", result.model, tokenizer, data.eval, cfg.eval, result.eval_loss_after, bf16)
     for res in (before, after):
         rundir.write_jsonl(run_dir.eval_file(res.label), [dataclasses.asdict(g) for g in res.generations])
     path = report.write(run_dir, title=cfg.name, model=cfg.model, data=data, before=before, after=after,

@@ -8,12 +8,13 @@ from __future__ import annotations
 
 import json
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 from tunesmith.config import RunConfig
 from tunesmith.errors import TunesmithError
+from tunesmith.models import use_bf16
 from tunesmith.records import Conversation, Example, Skip
 from tunesmith.rundir import RunDir
 from tunesmith.template import encode
@@ -47,7 +48,7 @@ def _dataset(examples: list[Example]) -> Any:
                               "labels": [list(e.labels) for e in examples]})
 
 
-def _metrics_callback(path: Any) -> Any:
+def _metrics_callback(path: Any, say: Callable[[str], None]) -> Any:
     from transformers import TrainerCallback
 
     class MetricsFile(TrainerCallback):
@@ -81,6 +82,9 @@ def _metrics_callback(path: Any) -> Any:
                 return  # the end-of-training summary; its numbers are already in the rows above
             self.file.write(json.dumps(row) + "\n")
             self.file.flush()
+            say("  " + "  ".join(f"{k} {v:.4g}" if isinstance(v, float) else f"{k} {v}"
+                                 for k, v in row.items() if v is not None)
+                + (f"  (of {state.max_steps} steps)" if "loss" in row else ""))
 
         def on_train_end(self, args, state, control, **kw):  # noqa: ANN001
             self.file.flush()
@@ -88,31 +92,18 @@ def _metrics_callback(path: Any) -> Any:
     return MetricsFile()
 
 
-def cpu_has_bf16() -> bool:
-    """True where the CPU multiplies bf16 natively (AVX512-BF16 or AMX); elsewhere autocast is emulated and slow."""
-    try:
-        flags = Path("/proc/cpuinfo").read_text().split()
-    except OSError:
-        return False
-    return "avx512_bf16" in flags or "amx_bf16" in flags
-
-
 def _precision(choice: str) -> dict[str, bool]:
     import torch
 
     cuda = torch.cuda.is_available()
-    if choice == "auto":
-        # bf16 autocast halves LoRA step time on this project's CPUs (bench/train_throughput.py measures it).
-        bf16 = torch.cuda.is_bf16_supported() if cuda else cpu_has_bf16()
-    else:
-        bf16 = choice == "bf16"
-    return {"bf16": bf16, "fp16": False, "use_cpu": not cuda}
+    return {"bf16": use_bf16(choice), "fp16": False, "use_cpu": not cuda}
 
 
 def train(model: Any, tokenizer: Any, train_ex: list[Example], eval_ex: list[Example],
-          cfg: RunConfig, run: RunDir) -> TrainResult:
+          cfg: RunConfig, run: RunDir, say: Callable[[str], None] = print) -> TrainResult:
     """LoRA-train `model` in place; logs go to metrics.jsonl (and TensorBoard), the adapter to run.adapter."""
     from peft import LoraConfig
+    from transformers import PrinterCallback
     from trl import SFTConfig, SFTTrainer
 
     t, lc = cfg.train, cfg.lora
@@ -127,7 +118,7 @@ def train(model: Any, tokenizer: Any, train_ex: list[Example], eval_ex: list[Exa
         max_length=None, dataset_kwargs={"skip_prepare_dataset": True}, remove_unused_columns=False,
         train_sampling_strategy="group_by_length" if t.group_by_length else "random",
         dataloader_num_workers=0, disable_tqdm=True, **_precision(t.precision))
-    callbacks = [_metrics_callback(run.metrics)]
+    callbacks = [_metrics_callback(run.metrics, say)]
     if "tensorboard" in t.report_to:
         from torch.utils.tensorboard import SummaryWriter
         from transformers.integrations import TensorBoardCallback
@@ -138,6 +129,7 @@ def train(model: Any, tokenizer: Any, train_ex: list[Example], eval_ex: list[Exa
     trainer = SFTTrainer(model=model, args=args, train_dataset=_dataset(train_ex),
                          eval_dataset=_dataset(sorted(eval_ex, key=lambda e: len(e.input_ids))),  # less padding processing_class=tokenizer,
                          peft_config=peft_config, callbacks=callbacks)
+    trainer.remove_callback(PrinterCallback)  # our callback prints one readable line per log instead
     start = time.perf_counter()
     trainer.train()
     seconds = time.perf_counter() - start

@@ -71,7 +71,7 @@ def test_missing_file_is_a_clear_error(tmp_path: Path):
 
 @pytest.mark.skipif(not REALDATA.exists(), reason="../shared/realdata is not beside this checkout")
 @pytest.mark.parametrize("rel, fmt, n", [
-    ("hanghae-plus-AI__AI-1-tolluset/week6__advance__corpus.json", "pairs", 100),
+    ("hanghae-plus-AI__AI-1-tolluset/week6__advance__corpus.json", "turns", 100),
     ("hanghae-plus-AI__AI-1-tolluset/week6__advance__corpus.jsonl", "prompt_completion", 100),
     ("cyoon-kim__hanghae_ai_study/week7__advanced__corpus.json", "alpaca", 140),
     ("dh5473__llm-from-scratch/fine_tuning_llms__sample_conversations.EXTRACTED_FROM_CODE.jsonl", "messages", 2),
@@ -80,3 +80,8 @@ def test_real_user_files(rel: str, fmt: str, n: int):
     res = formats.load(REALDATA / rel)
     assert res.format == fmt and len(res.conversations) + len(res.skipped) == res.rows_read
     assert len(res.conversations) == n
+
+
+def test_bare_string_pairs(tmp_path: Path):
+    res = formats.load(write_json(tmp_path / "p.json", [["hi", "hello"], ["a", "b", "c"]]))
+    assert res.format == "pairs" and len(res.conversations) == 1 and res.skipped[0].location == "p.json[1]"

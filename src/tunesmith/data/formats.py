@@ -70,7 +70,8 @@ FORMATS: dict[str, tuple[Callable[[Any], bool], Callable[[Any], Turns]]] = {
                  _sharegpt),
     "alpaca": (lambda r: isinstance(r, dict) and "instruction" in r and "output" in r, _alpaca),
     "prompt_completion": (lambda r: _pair_keys(r) is not None, _prompt_completion),
-    "pairs": (lambda r: isinstance(r, list) and len(r) == 2, _bare_pair),
+    "turns": (lambda r: _is_turn_list(r, "role", "content"), lambda r: [(t["role"], t["content"]) for t in r]),
+    "pairs": (lambda r: isinstance(r, list) and len(r) == 2 and all(isinstance(x, str) for x in r), _bare_pair),
 }
 
 
