@@ -43,3 +43,19 @@ def test_unreachable_hub_id_names_the_alternatives():
     with pytest.raises(TunesmithError) as err:
         models.load("nobody-owns-this/model-that-does-not-exist")
     assert "--model default" in str(err.value)
+
+
+def test_hub_id_loads_from_the_hf_cache(tiny_model_dir: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+    import shutil
+
+    # The layout huggingface_hub writes: models--org--name/{refs/main, snapshots/<rev>/...}
+    repo = tmp_path / "hub" / "models--someone--tiny-llama"
+    rev = "0" * 40
+    shutil.copytree(tiny_model_dir, repo / "snapshots" / rev)
+    (repo / "refs").mkdir()
+    (repo / "refs" / "main").write_text(rev)
+    from huggingface_hub import constants
+
+    monkeypatch.setattr(constants, "HF_HUB_CACHE", str(tmp_path / "hub"))  # read at import; env is too late
+    model, tok = models.load("someone/tiny-llama")
+    assert model.config.num_hidden_layers == 2 and tok.chat_template

@@ -86,6 +86,18 @@ def resolve(spec: str) -> str:
     return spec  # a hub id; load() reports a clear error if it is not reachable
 
 
+def _hub_reachable(timeout: float = 3.0) -> bool:
+    if os.environ.get("HF_HUB_OFFLINE", "0").lower() not in ("0", "false", ""):
+        return False
+    import socket
+
+    try:
+        with socket.create_connection(("huggingface.co", 443), timeout=timeout):
+            return True
+    except OSError:
+        return False
+
+
 def _alternatives() -> str:
     return ("use --model default (the embedded SmolLM2-135M-Instruct), a local model folder, a .gguf file, "
             "or a hub id that is in your Hugging Face cache")
@@ -118,12 +130,16 @@ def load(spec: str, *, dtype: Any = None) -> tuple[Any, Any]:
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     source = resolve(spec)
+    # A hub id is tried from the HF cache first; the network only when the hub answers at all, because
+    # huggingface_hub retries an unreachable host for ~50 s before giving up.
+    local_only = not Path(source).is_dir() and not _hub_reachable()
     try:
-        tok = AutoTokenizer.from_pretrained(source)
-        model = AutoModelForCausalLM.from_pretrained(source, dtype=dtype, use_safetensors=True)
+        tok = AutoTokenizer.from_pretrained(source, local_files_only=local_only)
+        model = AutoModelForCausalLM.from_pretrained(source, dtype=dtype, use_safetensors=True,
+                                                     local_files_only=local_only)
     except (OSError, ValueError) as err:
-        raise TunesmithError(f"cannot load model {spec!r}: {str(err).splitlines()[0]}",
-                             fix=_alternatives()) from None
+        why = "not in the Hugging Face cache and the hub is unreachable" if local_only else str(err).splitlines()[0]
+        raise TunesmithError(f"cannot load model {spec!r}: {why}", fix=_alternatives()) from None
     if tok.pad_token is None:
         # Padding is masked out of both attention and labels, so reusing eos is safe *here*: our labels
         # come from the template, never from `input_ids != pad`.
