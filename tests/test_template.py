@@ -83,3 +83,9 @@ def test_answer_truncated_away_is_an_error_not_a_silent_row(smol_tokenizer):
 def test_truncation_keeps_the_start_of_the_answer(smol_tokenizer):
     ex = encode(smol_tokenizer, conv(("user", "Hi"), ("assistant", "word " * 100)), 48)
     assert len(ex.input_ids) == len(ex.labels) == 48 and ex.supervised_tokens > 0
+
+
+def test_truncated_rows_are_flagged(smol_tokenizer):
+    short = encode(smol_tokenizer, conv(("user", "Hi"), ("assistant", "Hello.")), 256)
+    long = encode(smol_tokenizer, conv(("user", "Hi"), ("assistant", "word " * 100)), 48)
+    assert not short.truncated and long.truncated

@@ -21,6 +21,7 @@ _state = {"debug": False}
 Overwrite = Annotated[bool, typer.Option("--overwrite", help="replace an existing run folder")]
 Sets = Annotated[Optional[list[str]], typer.Option("--set", help="override a config key: --set train.epochs=1")]
 Name = Annotated[Optional[str], typer.Option("--name", help="run name (folder under output_dir)")]
+Strict = Annotated[bool, typer.Option("--strict", help="fail on any unusable data row instead of skipping it")]
 Model = Annotated[Optional[str], typer.Option(
     "--model", help="default | a model folder | a .gguf file | a hub id in your HF cache")]
 
@@ -34,10 +35,12 @@ def _say(msg: str) -> None:
     typer.echo(msg, err=True)
 
 
-def _run(config_path: Path, overwrite: bool, sets: list[str] | None, name: str | None, model: str | None) -> None:
+def _run(config_path: Path, overwrite: bool, sets: list[str] | None, name: str | None, model: str | None,
+         strict: bool) -> None:
     from tunesmith import config, pipeline
 
-    overrides = list(sets or []) + ([f"name={name}"] if name else []) + ([f"model={model}"] if model else [])
+    overrides = (list(sets or []) + ([f"name={name}"] if name else []) + ([f"model={model}"] if model else [])
+                 + (["data.strict=true"] if strict else []))
     cfg = config.load(config_path, overrides)
     s = pipeline.run(cfg, overwrite=overwrite, say=_say)
     m = s.main_metric
@@ -50,16 +53,54 @@ def _run(config_path: Path, overwrite: bool, sets: list[str] | None, name: str |
 
 @app.command()
 def train(config_path: Annotated[Path, typer.Argument(metavar="CONFIG", help="a YAML run config")],
-          overwrite: Overwrite = False, set_: Sets = None, name: Name = None, model: Model = None) -> None:
+          overwrite: Overwrite = False, set_: Sets = None, name: Name = None, model: Model = None,
+          strict: Strict = False) -> None:
     """Run a config end to end: data, base eval, LoRA training, tuned eval, report.html."""
-    _run(config_path, overwrite, set_, name, model)
+    _run(config_path, overwrite, set_, name, model, strict)
 
 
 @app.command()
 def demo(overwrite: Overwrite = False, set_: Sets = None, name: Name = None, model: Model = None) -> None:
     """The shipped demo: LoRA-tune the embedded SmolLM2 on the bundled counselling data."""
     with resources.as_file(resources.files("tunesmith") / "configs" / "demo.yaml") as path:
-        _run(path, overwrite, set_, name, model)
+        _run(path, overwrite, set_, name, model, strict=False)
+
+
+def _pairs(items: list[str] | None, flag: str) -> dict[str, str]:
+    out = {}
+    for item in items or []:
+        key, sep, value = item.partition("=")
+        if not sep or not key.strip() or not value.strip():
+            raise TunesmithError(f"bad {flag} {item!r}", fix=f"write it as {flag} NAME=VALUE, e.g. "
+                                 + ("--role therapist=assistant" if flag == "--role" else "--column prompt=question"))
+        out[key.strip()] = value.strip()
+    return out
+
+
+@app.command()
+def inspect(paths: Annotated[list[Path], typer.Argument(metavar="PATH...", help="files, folders or globs")],
+            model: Annotated[Optional[str], typer.Option("--model", help="also measure lengths in tokens")] = None,
+            as_json: Annotated[bool, typer.Option("--json", help="print one JSON object")] = False,
+            format: Annotated[str, typer.Option("--format", help="auto, or force a format")] = "auto",
+            role: Annotated[Optional[list[str]], typer.Option("--role", help="NAME=ROLE, e.g. therapist=assistant")] = None,
+            column: Annotated[Optional[list[str]], typer.Option("--column", help="FIELD=YOURS, e.g. prompt=q")] = None,
+            system: Annotated[Optional[str], typer.Option("--system", help="add or replace the system turn")] = None,
+            encoding: Annotated[str, typer.Option("--encoding", help="auto, or a codec name")] = "auto",
+            strict: Annotated[bool, typer.Option("--strict", help="fail on any unusable row")] = False,
+            max_length: Annotated[int, typer.Option("--max-length", help="training max length in tokens")] = 384,
+            ) -> None:
+    """Show how tunesmith reads a data set: format, counts, skipped rows, lengths, samples. No training."""
+    import json
+
+    from tunesmith.config import DataConfig
+    from tunesmith.data.summary import render, summarize, to_json
+
+    cfg = DataConfig(train=list(paths), format=format, roles=_pairs(role, "--role"),
+                     columns=_pairs(column, "--column"), system=system, encoding=encoding, strict=strict)
+    summary = summarize(list(paths), cfg, model=model, max_length=max_length)
+    typer.echo(json.dumps(to_json(summary), ensure_ascii=False, indent=2) if as_json else render(summary))
+    if not summary.usable:
+        sys.exit(EXIT_USER_ERROR)
 
 
 def main() -> None:

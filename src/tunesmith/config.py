@@ -20,8 +20,16 @@ class _Strict(BaseModel):
 
 
 class DataConfig(_Strict):
-    train: list[Path] = Field(min_length=1, description="data files to train on")
+    train: list[Path] = Field(min_length=1, description="data files, folders or globs to train on")
     eval: list[Path] = Field(default_factory=list, description="explicit eval files; empty = split from train")
+    format: str = Field("auto", description="auto = detected over all rows; or messages, sharegpt, alpaca, "
+                        "prompt_completion, numbered_turns, turns, pairs, text, flat_turns")
+    roles: dict[str, str] = Field(default_factory=dict, description="role names in the file -> system, user "
+                                  "or assistant, e.g. {therapist: assistant, client: user}")
+    columns: dict[str, str] = Field(default_factory=dict, description="canonical field -> your field, e.g. "
+                                    "{prompt: question_text, completion: answer_text}")
+    encoding: str = Field("auto", description="auto = BOM, UTF-8, then cp949; or any Python codec name")
+    strict: bool = Field(False, description="fail on any unusable row instead of skipping and counting it")
     eval_fraction: float = Field(0.2, gt=0, lt=1, description="share held out for eval (users split 80/20)")
     min_eval: int = Field(8, ge=1, description="never hold out fewer rows than this")
     system: str | None = Field(None, description="add or replace the system turn of every conversation")

@@ -73,7 +73,7 @@ def run(cfg: RunConfig, *, overwrite: bool = False, say: Callable[[str], None] =
     rundir.write_jsonl(run_dir.eval_data, [c.to_json() for c in data.eval])
     run_dir.manifest.write_text(json.dumps(manifest(cfg), indent=2), encoding="utf-8")
     say(f"data: {len(data.train)} train / {len(data.eval)} eval conversations, "
-        f"{len(data.skipped)} rows skipped, {data.duplicates} duplicates")
+        f"{len(data.skipped)} rows skipped, {len(data.duplicates)} duplicates")
     for w in data.warnings:
         say(f"warning: {w}")
 
@@ -81,17 +81,20 @@ def run(cfg: RunConfig, *, overwrite: bool = False, say: Callable[[str], None] =
     eval_ex, eval_skipped = train.build_examples(tokenizer, data.eval, cfg.template.max_length)
     for s in (*skipped, *eval_skipped):
         say(f"skipped {s.location}: {s.reason}")
+    cut = sum(e.truncated for e in (*train_ex, *eval_ex))
+    if cut:
+        say(f"warning: {cut} rows are longer than template.max_length={cfg.template.max_length} and were cut, "
+            "so the end of their answers is not learned; `tunesmith inspect FILE --model M` shows the lengths")
     if not train_ex or not eval_ex:
         raise TunesmithError("no trainable rows left after templating", fix="see the skipped rows above")
 
     say(f"evaluating the base model on {min(len(data.eval), cfg.eval.max_rows)} held-out rows ...")
-    bf16 = models.use_bf16(cfg.train.precision)
-    before = evaluation.evaluate("before", model, tokenizer, data.eval, cfg.eval, None, bf16)
+    before = evaluation.evaluate("before", model, tokenizer, data.eval, cfg.eval, None)
     say(f"training LoRA on {len(train_ex)} rows ({sum(len(e.input_ids) for e in train_ex)} tokens/epoch) ...")
     result = train.train(model, tokenizer, train_ex, eval_ex, cfg, run_dir, say)
     before = dataclasses.replace(before, eval_loss=result.eval_loss_before)
     say("evaluating the tuned model ...")
-    after = evaluation.evaluate("after", result.model, tokenizer, data.eval, cfg.eval, result.eval_loss_after, bf16)
+    after = evaluation.evaluate("after", result.model, tokenizer, data.eval, cfg.eval, result.eval_loss_after)
     for res in (before, after):
         rundir.write_jsonl(run_dir.eval_file(res.label), [dataclasses.asdict(g) for g in res.generations])
     path = report.write(run_dir, title=cfg.name, model=cfg.model, data=data, before=before, after=after,

@@ -60,7 +60,10 @@ class ReadResult:
     format: str
     conversations: tuple[Conversation, ...]
     skipped: tuple[Skip, ...]
-    rows_read: int
+    rows_read: int  # conversations' worth of rows: rows_read = len(conversations) + len(skipped)
+    records: int = 0  # records as stored in the file (turns, for a flat turn list)
+    evidence: dict[str, int] = field(default_factory=dict)  # how many rows fit each format
+    roles: dict[str, str] = field(default_factory=dict)  # role name in the file -> role used
 
 
 @dataclass(frozen=True)
@@ -70,7 +73,7 @@ class PreparedData:
     train: tuple[Conversation, ...]
     eval: tuple[Conversation, ...]
     files: tuple[ReadResult, ...]
-    duplicates: int
+    duplicates: tuple[Skip, ...]  # each removed copy, with the location of the conversation it repeats
     warnings: tuple[str, ...] = ()
 
     @property
@@ -89,6 +92,7 @@ class Example:
     input_ids: tuple[int, ...]
     labels: tuple[int, ...]
     source: str
+    truncated: bool = False  # cut to template.max_length: the end of the answer is not learned
 
     @property
     def supervised_tokens(self) -> int:

@@ -66,7 +66,7 @@ def _data_section(data: PreparedData) -> str:
                     f"{len(f.conversations)} usable, {len(f.skipped)} skipped</li>" for f in data.files)
     warn = "".join(f"<p class='warn'>{html.escape(w)}</p>" for w in data.warnings)
     return (f"<ul>{files}</ul><p>{len(data.train)} train / {len(data.eval)} eval conversations, "
-            f"{data.duplicates} duplicates removed, {len(skipped)} rows skipped.</p>{warn}"
+            f"{len(data.duplicates)} duplicates removed, {len(skipped)} rows skipped.</p>{warn}"
             + (f"<ul>{items}</ul>" if items else ""))
 
 

@@ -48,6 +48,18 @@ def supervised_spans(tokenizer: Any, conv: Conversation) -> tuple[str, list[tupl
     return full, spans
 
 
+def is_text(conv: Conversation) -> bool:
+    """Plain-text rows (from .txt files) train as completion: no chat template, every token supervised."""
+    return len(conv.messages) == 1 and conv.messages[0].role == "text"
+
+
+def _encode_text(tokenizer: Any, conv: Conversation, max_length: int) -> Example:
+    ids = tokenizer(conv.messages[0].content, add_special_tokens=True)["input_ids"]
+    ids = ids + [tokenizer.eos_token_id]  # the end token teaches the model where a text stops
+    cut = ids[:max_length]
+    return Example(tuple(cut), tuple(cut), conv.source, truncated=len(ids) > max_length)
+
+
 def encode(tokenizer: Any, conv: Conversation, max_length: int) -> Example:
     """Tokenise a whole conversation once; labels are -100 outside assistant spans.
 
@@ -58,6 +70,8 @@ def encode(tokenizer: Any, conv: Conversation, max_length: int) -> Example:
     >>> ex.supervised_tokens > 0      # doctest: +SKIP
     True
     """
+    if is_text(conv):
+        return _encode_text(tokenizer, conv, max_length)
     full, spans = supervised_spans(tokenizer, conv)
     enc = tokenizer(full, add_special_tokens=False, return_offsets_mapping=True)
     ids, offsets = enc["input_ids"], enc["offset_mapping"]
@@ -72,12 +86,19 @@ def encode(tokenizer: Any, conv: Conversation, max_length: int) -> Example:
                 f"the answer starts at token {first}, past template.max_length={max_length}, so truncation "
                 "would cut it away", where=conv.source,
                 fix="raise template.max_length or shorten the prompt")
-        ids, labels = ids[:max_length], labels[:max_length]
+        return Example(tuple(ids[:max_length]), tuple(labels[:max_length]), conv.source, truncated=True)
     return Example(tuple(ids), tuple(labels), conv.source)
 
 
 def prompt_text(tokenizer: Any, conv: Conversation) -> tuple[str, str]:
-    """(prompt with generation prompt, reference answer) for the last assistant turn: what eval and chat use."""
+    """(prompt with generation prompt, reference answer) for the last assistant turn: what eval and chat use.
+
+    A plain-text row is split at its middle word: the model continues the first half, the second is the reference.
+    """
+    if is_text(conv):
+        words = conv.messages[0].content.split(" ")
+        half = max(1, len(words) // 2)
+        return " ".join(words[:half]), " ".join(words[half:])
     last = max(i for i, m in enumerate(conv.messages) if m.role == "assistant")
     prompt = render_text(tokenizer, conv.messages[:last], add_generation_prompt=True)
     return prompt, conv.messages[last].content

@@ -69,19 +69,92 @@ def test_missing_file_is_a_clear_error(tmp_path: Path):
         formats.load(tmp_path / "nope.jsonl")
 
 
-@pytest.mark.skipif(not REALDATA.exists(), reason="../shared/realdata is not beside this checkout")
-@pytest.mark.parametrize("rel, fmt, n", [
-    ("hanghae-plus-AI__AI-1-tolluset/week6__advance__corpus.json", "turns", 100),
-    ("hanghae-plus-AI__AI-1-tolluset/week6__advance__corpus.jsonl", "prompt_completion", 100),
-    ("cyoon-kim__hanghae_ai_study/week7__advanced__corpus.json", "alpaca", 140),
-    ("dh5473__llm-from-scratch/fine_tuning_llms__sample_conversations.EXTRACTED_FROM_CODE.jsonl", "messages", 2),
+needs_realdata = pytest.mark.skipif(not REALDATA.exists(), reason="../shared/realdata is not beside this checkout")
+
+
+@needs_realdata
+@pytest.mark.parametrize("rel, options, fmt, conversations, records", [
+    ("hanghae-plus-AI__AI-1-tolluset/week6__advance__corpus.json", {}, "turns", 100, 100),
+    ("hanghae-plus-AI__AI-1-tolluset/week6__advance__corpus.jsonl", {}, "prompt_completion", 100, 100),
+    ("cyoon-kim__hanghae_ai_study/week7__advanced__corpus.json", {}, "alpaca", 140, 140),
+    ("dh5473__llm-from-scratch/fine_tuning_llms__sample_conversations.EXTRACTED_FROM_CODE.jsonl", {},
+     "messages", 2, 2),
+    ("Choi0619__therapist-chatbot-instruction-tuning/corpus.json", {"roles": {"therapist": "assistant"}},
+     "flat_turns", 100, 200),  # 100 before dedup; one exchange is duplicated (see test_prepare)
+    ("aiqwe__instruction-tuning-with-rag-example/data__seed_words.txt", {}, "text", 270, 270),
+    ("cyoon-kim__hanghae_ai_study/week7__advanced__init_outputs.json",
+     {"columns": {"prompt": "input", "completion": "expected_output"}}, "prompt_completion", 14, 14),
 ])
-def test_real_user_files(rel: str, fmt: str, n: int):
-    res = formats.load(REALDATA / rel)
-    assert res.format == fmt and len(res.conversations) + len(res.skipped) == res.rows_read
-    assert len(res.conversations) == n
+def test_real_user_files(rel: str, options: dict, fmt: str, conversations: int, records: int):
+    res = formats.load(REALDATA / rel, **options)
+    assert (res.format, len(res.conversations), res.records, res.skipped) == (fmt, conversations, records, ())
+    assert res.rows_read == len(res.conversations) + len(res.skipped)
+
+
+@needs_realdata
+@pytest.mark.parametrize("rel, message", [
+    ("Choi0619__therapist-chatbot-instruction-tuning/corpus.json", "unknown role name(s) 'therapist'"),
+    ("aiqwe__instruction-tuning-with-rag-example/data__query.jsonl", "cannot tell the data format"),
+    ("cyoon-kim__hanghae_ai_study/week7__advanced__after_outputs.json", "cannot tell the data format"),
+])
+def test_real_user_files_that_need_a_hint(rel: str, message: str):
+    with pytest.raises(TunesmithError) as err:
+        formats.load(REALDATA / rel)
+    assert message in str(err.value) and "how to fix" in str(err.value)
 
 
 def test_bare_string_pairs(tmp_path: Path):
     res = formats.load(write_json(tmp_path / "p.json", [["hi", "hello"], ["a", "b", "c"]]))
     assert res.format == "pairs" and len(res.conversations) == 1 and res.skipped[0].location == "p.json[1]"
+
+
+def test_sharegpt_roles_are_mapped(tmp_path: Path):
+    rows = [{"conversations": [{"from": "human", "value": "hi"}, {"from": "gpt", "value": "hello"}]}]
+    res = formats.load(write_json(tmp_path / "s.json", rows))
+    assert res.format == "sharegpt" and res.roles == {"gpt": "assistant", "human": "user"}
+    assert [m.role for m in res.conversations[0].messages] == ["user", "assistant"]
+
+
+def test_flat_turns_need_a_role_map_and_then_pair_up(tmp_path: Path):
+    turns = [{"role": "client", "content": "a"}, {"role": "counselor", "content": "b"},
+             {"role": "client", "content": "c"}, {"role": "counselor", "content": "d"}]
+    path = write_json(tmp_path / "flat.json", turns)
+    with pytest.raises(TunesmithError) as err:
+        formats.load(path)
+    msg = str(err.value)
+    assert "'client', 'counselor'" in msg and "client (2x)" in msg and "roles:" in msg
+    res = formats.load(path, roles={"client": "user", "counselor": "assistant"})
+    assert res.format == "flat_turns" and len(res.conversations) == 2 and res.rows_read == 2
+    assert [c.source for c in res.conversations] == ["flat.json[0]", "flat.json[2]"]
+
+
+def test_numbered_turn_columns_like_ai_hub(tmp_path: Path):
+    path = tmp_path / "emotion.csv"
+    path.write_bytes(("연령,사람문장1,시스템응답1,사람문장2,시스템응답2,사람문장3,시스템응답3\n"
+                      "청년,요즘 너무 우울해,많이 힘드시군요,친구도 없어,외로우시군요,,\n"
+                      "노년,잠이 안 와,걱정이 많으시군요,,,,\n").encode("cp949"))
+    res = formats.load(path)
+    assert (res.format, res.encoding) == ("numbered_turns", "cp949")
+    assert [len(c.messages) for c in res.conversations] == [4, 2]
+    assert res.conversations[0].messages[3] == formats.Message("assistant", "외로우시군요")
+
+
+def test_columns_map_and_system_prompt(tmp_path: Path):
+    rows = [{"질문": "안녕", "답변": "반가워요"}]
+    res = formats.load(write_json(tmp_path / "k.json", rows), columns={"prompt": "질문", "completion": "답변"},
+                       system="친절하게 답하세요.")
+    assert [(m.role, m.content) for m in res.conversations[0].messages] == [
+        ("system", "친절하게 답하세요."), ("user", "안녕"), ("assistant", "반가워요")]
+
+
+def test_control_characters_and_missing_assistant_are_skipped(tmp_path: Path):
+    rows = [{"messages": [{"role": "user", "content": "a\x07b"}, {"role": "assistant", "content": "c"}]},
+            {"messages": [{"role": "user", "content": "only a question"}]}]
+    res = formats.load(write_json(tmp_path / "m.json", rows))
+    reasons = [s.reason for s in res.skipped]
+    assert "U+0007" in reasons[0] and "no assistant turn" in reasons[1]
+
+
+def test_forced_unknown_format_says_did_you_mean(tmp_path: Path):
+    with pytest.raises(TunesmithError, match='did you mean "alpaca"'):
+        formats.load(write_json(tmp_path / "a.json", [{"instruction": "a", "output": "b"}]), format="alpacca")

@@ -18,8 +18,9 @@ def test_split_is_seeded_deterministic_and_counts_add_up(tmp_path: Path):
     b = prepare(DataConfig(train=[path], seed=1))
     c = prepare(DataConfig(train=[path], seed=2))
     assert a.train == b.train and a.eval == b.eval and a.eval != c.eval
-    assert (len(a.train), len(a.eval), a.duplicates) == (40, 10, 1)
-    assert a.rows_read == len(a.train) + len(a.eval) + len(a.skipped) + a.duplicates
+    assert (len(a.train), len(a.eval)) == (40, 10)
+    assert [(d.location, d.reason) for d in a.duplicates] == [("d.json[50]", "duplicate of d.json[1]")]
+    assert a.rows_read == len(a.train) + len(a.eval) + len(a.skipped) + len(a.duplicates)
     assert a.warnings  # 10 eval rows is too few to mean much
 
 
@@ -29,3 +30,22 @@ def test_rows_sharing_a_prompt_never_straddle_train_and_eval(tmp_path: Path):
     train_prompts = {c.messages[-2].content for c in data.train}
     assert not train_prompts & {c.messages[-2].content for c in data.eval}
     assert len(data.eval) % 4 == 0 and len(data.train) + len(data.eval) == 40
+
+
+def test_explicit_eval_file_wins_over_a_repeated_train_row(tmp_path: Path):
+    train = write_json(tmp_path / "t.json", _rows(30))
+    held = write_json(tmp_path / "e.json", _rows(3))
+    data = prepare(DataConfig(train=[train], eval=[held]))
+    assert len(data.eval) == 3 and len(data.train) == 27
+    assert [d.reason for d in data.duplicates] == [f"duplicate of e.json[{i}]" for i in range(3)]
+
+
+def test_strict_fails_on_a_skipped_row(tmp_path: Path):
+    import pytest
+
+    from tunesmith.errors import TunesmithError
+
+    path = write_json(tmp_path / "d.json", _rows(30) + [{"prompt": "x", "completion": ""}])
+    assert len(prepare(DataConfig(train=[path])).skipped) == 1
+    with pytest.raises(TunesmithError, match=r"1 unusable rows.*\n.*d.json\[30\]: turn 1 \(assistant\): empty"):
+        prepare(DataConfig(train=[path], strict=True))

@@ -1,43 +1,46 @@
 """Turn raw records into validated Conversations. The format is detected over all rows, not the first.
 
 `FORMATS` is a plain registry: name -> (does this row look like it?, row -> list of (role, content)).
-A row that does not fit the detected format, or fails validation, is skipped with its location and reason.
+Two shapes are file-level, not row-level: a flat list of role/content turns (paired into conversations)
+and CSV columns of numbered turns (사람문장1, 시스템응답1, ...). A row that does not fit the detected format,
+or fails validation, is skipped with its location and reason; unknown role names stop the read with the fix.
 """
 
 from __future__ import annotations
 
+import re
 import unicodedata
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
-from tunesmith.errors import TunesmithError
-from tunesmith.records import Conversation, Message, RawRecord, ReadResult, Skip
 from tunesmith.data import readers
+from tunesmith.errors import TunesmithError, did_you_mean
+from tunesmith.records import Conversation, Message, RawRecord, ReadResult, Skip
 
 Turns = list[tuple[str, Any]]
 
-# Role names other tools write for the same three roles (ShareGPT's human/gpt, Gemma's model).
+# Role names other tools write for the same roles (ShareGPT's human/gpt, Gemma's model).
 ROLE_ALIASES = {"system": "system", "user": "user", "assistant": "assistant",
                 "human": "user", "gpt": "assistant", "model": "assistant"}
 
-# prompt/completion-like column pairs, in the order users most often name them.
+# prompt/completion-like field pairs, in the order users most often name them.
 PAIR_KEYS = (("prompt", "completion"), ("question", "answer"), ("query", "response"),
              ("instruction", "response"), ("input", "output"))
+
+# Numbered-turn CSV columns: prefix words that mark the user's and the assistant's side (AI-Hub: 사람문장N/시스템응답N).
+_NUMBERED = re.compile(r"^(.*?)(\d+)$")
+_USER_PREFIX = ("사람", "사용자", "질문", "user", "human", "q", "client")
+_ASSISTANT_PREFIX = ("시스템", "챗봇", "응답", "답변", "assistant", "bot", "gpt", "a", "system", "counselor")
+
+# C0/C1 control characters other than tab, newline and carriage return: invisible, and they poison tokenizers.
+_CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f]")
 
 
 def _is_turn_list(value: Any, role_key: str, content_key: str) -> bool:
     return isinstance(value, list) and bool(value) and all(
         isinstance(t, dict) and role_key in t and content_key in t for t in value)
-
-
-def _messages(row: dict) -> Turns:
-    return [(t["role"], t["content"]) for t in row["messages"]]
-
-
-def _sharegpt(row: dict) -> Turns:
-    return [(t["from"], t["value"]) for t in row["conversations"]]
 
 
 def _alpaca(row: dict) -> Turns:
@@ -59,20 +62,55 @@ def _prompt_completion(row: dict) -> Turns:
     return [("user", row[a]), ("assistant", row[b])]
 
 
-def _bare_pair(row: list) -> Turns:
-    return [("user", row[0]), ("assistant", row[1])]
+def _numbered_columns(row: Any) -> tuple[str, str, int] | None:
+    """(user prefix, assistant prefix, highest turn number) when a row has numbered turn columns."""
+    if not isinstance(row, dict):
+        return None
+    numbers: dict[str, set[int]] = {}
+    for key in row:
+        m = _NUMBERED.match(str(key).strip())
+        if m and m.group(1):
+            numbers.setdefault(m.group(1), set()).add(int(m.group(2)))
+    prefixes = [p for p, ns in numbers.items() if 1 in ns]
+    if len(prefixes) != 2:
+        return None
+    a, b = prefixes
+    if a.lower().startswith(_ASSISTANT_PREFIX) and not a.lower().startswith(_USER_PREFIX):
+        a, b = b, a  # otherwise the first column in file order is the user's side
+    return a, b, max(numbers[a] | numbers[b])
+
+
+def _numbered(row: dict) -> Turns:
+    user, assistant, last = _numbered_columns(row)  # type: ignore[misc]
+    turns: Turns = []
+    for n in range(1, last + 1):
+        u, a = row.get(f"{user}{n}"), row.get(f"{assistant}{n}")
+        if not (u or "").strip() and not (a or "").strip():
+            break  # empty trailing turns: the conversation ended
+        turns += [("user", u), ("assistant", a)]
+    return turns
 
 
 FORMATS: dict[str, tuple[Callable[[Any], bool], Callable[[Any], Turns]]] = {
     "messages": (lambda r: isinstance(r, dict) and _is_turn_list(r.get("messages"), "role", "content"),
-                 _messages),
+                 lambda r: [(t["role"], t["content"]) for t in r["messages"]]),
     "sharegpt": (lambda r: isinstance(r, dict) and _is_turn_list(r.get("conversations"), "from", "value"),
-                 _sharegpt),
+                 lambda r: [(t["from"], t["value"]) for t in r["conversations"]]),
     "alpaca": (lambda r: isinstance(r, dict) and "instruction" in r and "output" in r, _alpaca),
     "prompt_completion": (lambda r: _pair_keys(r) is not None, _prompt_completion),
+    "numbered_turns": (lambda r: _numbered_columns(r) is not None, _numbered),
     "turns": (lambda r: _is_turn_list(r, "role", "content"), lambda r: [(t["role"], t["content"]) for t in r]),
-    "pairs": (lambda r: isinstance(r, list) and len(r) == 2 and all(isinstance(x, str) for x in r), _bare_pair),
+    "pairs": (lambda r: isinstance(r, list) and len(r) == 2 and all(isinstance(x, str) for x in r),
+              lambda r: [("user", r[0]), ("assistant", r[1])]),
+    "text": (lambda r: isinstance(r, dict) and set(r) == {"text"}, lambda r: [("text", r["text"])]),
 }
+FLAT_TURNS = "flat_turns"  # file-level: every record is one {role, content} turn
+NAMED_ROLES = {"messages", "sharegpt", "turns", FLAT_TURNS}  # formats whose files name their roles
+ALL_FORMATS = (*FORMATS, FLAT_TURNS)
+
+
+def _is_flat_turn(row: Any) -> bool:
+    return isinstance(row, dict) and "role" in row and "content" in row
 
 
 def detect(records: list[RawRecord]) -> tuple[str, Counter]:
@@ -82,10 +120,26 @@ def detect(records: list[RawRecord]) -> tuple[str, Counter]:
         for name, (fits, _) in FORMATS.items():
             if fits(rec.fields):
                 votes[name] += 1
+        if _is_flat_turn(rec.fields):
+            votes[FLAT_TURNS] += 1
     if not votes:
         return "unknown", votes
-    best = max(FORMATS, key=lambda n: (votes[n], -list(FORMATS).index(n)))
+    best = max(ALL_FORMATS, key=lambda n: (votes[n], -ALL_FORMATS.index(n)))
     return best, votes
+
+
+def _pair_flat_turns(records: list[RawRecord]) -> list[tuple[str, Turns]]:
+    """Group a flat list of turns into conversations: a new one starts at a system turn, or at a user turn
+    that follows an assistant turn. Roles here are already mapped."""
+    convs: list[tuple[str, Turns]] = []
+    prev = None
+    for rec in records:
+        role = rec.fields["_role"]
+        if not convs or role == "system" or (role == "user" and prev == "assistant"):
+            convs.append((rec.location, []))
+        convs[-1][1].append((role, rec.fields["content"]))
+        prev = role
+    return convs
 
 
 def _clean(text: str) -> str:
@@ -96,14 +150,17 @@ def validate(turns: Turns, source: str, system: str | None) -> Conversation:
     """Check roles, alternation and content; raise ValueError with the reason a row must be skipped."""
     msgs: list[Message] = []
     for i, (role, content) in enumerate(turns):
-        mapped = ROLE_ALIASES.get(str(role).strip().lower())
-        if mapped is None:
-            raise ValueError(f"turn {i}: unknown role {role!r} (expected system, user or assistant)")
         if not isinstance(content, str):
-            raise ValueError(f"turn {i} ({mapped}): content is {type(content).__name__}, expected text")
+            raise ValueError(f"turn {i} ({role}): content is {type(content).__name__}, expected text")
         if not content.strip():
-            raise ValueError(f"turn {i} ({mapped}): empty content")
-        msgs.append(Message(mapped, _clean(content)))
+            raise ValueError(f"turn {i} ({role}): empty content")
+        bad = _CONTROL.search(content)
+        if bad:
+            raise ValueError(f"turn {i} ({role}): control character U+{ord(bad.group()):04X} at "
+                             f"position {bad.start()}")
+        msgs.append(Message(role, _clean(content)))
+    if msgs and msgs[0].role == "text":
+        return Conversation(tuple(msgs), source)
     if system is not None:
         msgs = [Message("system", system)] + [m for m in msgs if m.role != "system"]
     body = msgs[1:] if msgs and msgs[0].role == "system" else msgs
@@ -116,26 +173,88 @@ def validate(turns: Turns, source: str, system: str | None) -> Conversation:
     return Conversation(tuple(msgs), source)
 
 
-def load(path: Path, *, system: str | None = None) -> ReadResult:
-    """Read one file and convert every row; unusable rows are skipped and counted, never dropped silently."""
-    records, skipped, encoding = readers.read(path)
-    unparsed = len(skipped)
-    fmt, votes = detect(records)
-    if fmt == "unknown":
-        sample = records[0].fields if records else None
+def _role_map(roles_seen: Counter, user_roles: Mapping[str, str], path: Path) -> dict[str, str]:
+    """Map every role name in the file, or stop with the list of names and the config that fixes it."""
+    mapping = {**ROLE_ALIASES, **{k.strip().lower(): v for k, v in user_roles.items()}}
+    unknown = sorted(r for r in roles_seen if r not in mapping)
+    if unknown:
+        seen = ", ".join(f"{r} ({n}x)" for r, n in roles_seen.most_common())
+        known = {mapping[r] for r in roles_seen if r in mapping}
+        guesses = [r for r in ("user", "assistant") if r not in known] or ["assistant"]
+        fix_lines = "".join(f"\n      {r}: {guesses[min(i, len(guesses) - 1)]}" for i, r in enumerate(unknown))
         raise TunesmithError(
-            "cannot tell the data format: no row looks like messages, ShareGPT, alpaca, prompt/completion "
-            "or [user, assistant] pairs", where=str(path),
-            fix=f"first row was {str(sample)[:200]!r}; rename its fields to e.g. prompt/completion")
-    fits, convert = FORMATS[fmt]
-    conversations = []
+            f"unknown role name(s) {', '.join(map(repr, unknown))}; roles found: {seen}", where=str(path),
+            fix=f"map them in the config's data section (or --role NAME=ROLE):\n    roles:{fix_lines}")
+    bad_targets = sorted({v for v in mapping.values() if v not in ("system", "user", "assistant")})
+    if bad_targets:
+        raise TunesmithError(f"roles map to {bad_targets}; a role must map to system, user or assistant",
+                             where=str(path))
+    return mapping
+
+
+def _rename(row: Any, columns: Mapping[str, str]) -> Any:
+    if not columns or not isinstance(row, dict):
+        return row
+    out = {k: v for k, v in row.items() if k not in columns.values()}
+    out.update({canon: row[src] for canon, src in columns.items() if src in row})
+    return out
+
+
+def load(path: Path, *, format: str = "auto", roles: Mapping[str, str] | None = None,
+         columns: Mapping[str, str] | None = None, system: str | None = None,
+         encoding: str = "auto") -> ReadResult:
+    """Read one file and convert every row; unusable rows are skipped and counted, never dropped silently.
+
+    >>> load(Path("corpus.json"), roles={"therapist": "assistant"}).format  # doctest: +SKIP
+    'flat_turns'
+    """
+    raw, skipped, enc = readers.read(path, encoding)
+    unparsed = len(skipped)
+    records = [RawRecord(r.location, _rename(r.fields, columns or {})) for r in raw]
+    fmt, votes = detect(records) if format == "auto" else (format, Counter())
+    if fmt not in ALL_FORMATS:
+        sample = records[0].fields if records else None
+        what = (f"cannot tell the data format: no row looks like any of {', '.join(ALL_FORMATS)}"
+                if fmt == "unknown" else f"unknown format {fmt!r}{did_you_mean(fmt, ALL_FORMATS)}")
+        raise TunesmithError(what, where=str(path),
+            fix=f"first row was {str(sample)[:200]!r}; set data.format, or map fields with data.columns "
+                f"(e.g. columns: {{prompt: my_question, completion: my_answer}})")
+    if fmt == FLAT_TURNS:
+        fits: Callable[[Any], bool] = _is_flat_turn
+        turn_lists: list[tuple[str, Turns]] = []
+    else:
+        fits, convert = FORMATS[fmt]
+    usable, turns_by_row = [], []
     for rec in records:
         if not fits(rec.fields):
             skipped.append(Skip(rec.location, f"does not fit the {fmt} format of the other rows"))
             continue
+        if fmt == FLAT_TURNS:
+            usable.append(rec)
+            continue
         try:
-            conversations.append(validate(convert(rec.fields), rec.location, system))
+            turns_by_row.append((rec.location, convert(rec.fields)))
+        except (KeyError, TypeError, AttributeError) as err:
+            skipped.append(Skip(rec.location, f"malformed {fmt} row ({type(err).__name__}: {err})"))
+    roles_seen = Counter(str(role).strip().lower() for _, turns in turns_by_row for role, _ in turns)
+    roles_seen.update(str(r.fields["role"]).strip().lower() for r in usable)
+    roles_seen.pop("text", None)
+    mapping = _role_map(roles_seen, roles or {}, path)
+    mapping["text"] = "text"
+    if fmt == FLAT_TURNS:
+        turns_by_row = _pair_flat_turns([RawRecord(r.location, {**r.fields, "_role": mapping[
+            str(r.fields["role"]).strip().lower()]}) for r in usable])
+    conversations = []
+    for location, turns in turns_by_row:
+        try:
+            mapped = [(mapping[str(role).strip().lower()], content) for role, content in turns]
+            conversations.append(validate(mapped, location, system))
         except ValueError as err:
-            skipped.append(Skip(rec.location, str(err)))
-    return ReadResult(path, encoding, fmt, tuple(conversations), tuple(skipped),
-                      rows_read=len(records) + unparsed)
+            skipped.append(Skip(location, str(err)))
+    # The unit counted is a conversation: for a flat turn list that is a group of turns, otherwise a record.
+    rows = len(records) + unparsed
+    if fmt == FLAT_TURNS:
+        rows = rows - len(usable) + len(turns_by_row)
+    return ReadResult(path, enc, fmt, tuple(conversations), tuple(skipped), rows_read=rows, records=len(raw),
+                      evidence=dict(votes),
+                      roles=dict(sorted((r, mapping[r]) for r in roles_seen)) if fmt in NAMED_ROLES else {})

@@ -14,7 +14,8 @@ from pathlib import Path
 from tunesmith.config import DataConfig
 from tunesmith.data import formats
 from tunesmith.errors import TunesmithError
-from tunesmith.records import Conversation, PreparedData, ReadResult
+from tunesmith.data import readers
+from tunesmith.records import Conversation, PreparedData, ReadResult, Skip
 
 MEANINGFUL_EVAL = 20  # below this many eval rows a before/after difference is mostly noise
 
@@ -31,15 +32,19 @@ def _prompt_group(conv: Conversation) -> str:
     return hashlib.sha256(" ".join(first_user.split()).encode()).hexdigest()
 
 
-def dedup(convs: list[Conversation]) -> tuple[list[Conversation], int]:
-    seen: set[str] = set()
-    out = []
+def dedup(convs: list[Conversation], seen: dict[str, str] | None = None
+          ) -> tuple[list[Conversation], list[Skip]]:
+    """Keep the first of each (whitespace/Unicode-normalised) conversation; the rest are reported."""
+    seen = {} if seen is None else seen
+    out, dups = [], []
     for c in convs:
         k = _key(c)
-        if k not in seen:
-            seen.add(k)
+        if k in seen:
+            dups.append(Skip(c.source, f"duplicate of {seen[k]}"))
+        else:
+            seen[k] = c.source
             out.append(c)
-    return out, len(convs) - len(out)
+    return out, dups
 
 
 def split(convs: list[Conversation], fraction: float, min_eval: int, seed: int
@@ -61,27 +66,48 @@ def split(convs: list[Conversation], fraction: float, min_eval: int, seed: int
     return train_rows, eval_rows
 
 
+def read_all(specs: list[Path], cfg: DataConfig) -> list[ReadResult]:
+    """Read every file behind `specs` (files, folders, globs) with the config's format options."""
+    return [formats.load(p, format=cfg.format, roles=cfg.roles, columns=cfg.columns, system=cfg.system,
+                         encoding=cfg.encoding) for spec in specs for p in readers.expand(spec)]
+
+
+def check_strict(files: list[ReadResult]) -> None:
+    skipped = [s for f in files for s in f.skipped]
+    if skipped:
+        raise TunesmithError(f"{len(skipped)} unusable rows (data.strict is on)",
+                             problems=[f"{s.location}: {s.reason}" for s in skipped[:20]]
+                             + ([f"... and {len(skipped) - 20} more"] if len(skipped) > 20 else []),
+                             fix="fix these rows, or turn data.strict off to skip and count them")
+
+
 def prepare(cfg: DataConfig) -> PreparedData:
     """Read every configured file, dedup, and split (or use the explicit eval files).
 
     >>> prepare(DataConfig(train=[Path("a.jsonl")]))  # doctest: +SKIP
     """
-    train_files = [formats.load(p, system=cfg.system) for p in cfg.train]
-    eval_files = [formats.load(p, system=cfg.system) for p in cfg.eval]
+    train_files = read_all(cfg.train, cfg)
+    eval_files = read_all(cfg.eval, cfg)
     files: tuple[ReadResult, ...] = (*train_files, *eval_files)
-    pool, dups = dedup([c for f in train_files for c in f.conversations])
-    if not pool:
+    if cfg.strict:
+        check_strict(list(files))
+    seen: dict[str, str] = {}
+    if eval_files:
+        # Explicit eval rows win: a train row that repeats one is a duplicate, so nothing leaks into eval.
+        eval_rows, dups = dedup([c for f in eval_files for c in f.conversations], seen)
+        train_rows, train_dups = dedup([c for f in train_files for c in f.conversations], seen)
+        dups += train_dups
+    else:
+        pool, dups = dedup([c for f in train_files for c in f.conversations], seen)
+        if pool:
+            train_rows, eval_rows = split(pool, cfg.eval_fraction, cfg.min_eval, cfg.seed)
+        else:
+            train_rows, eval_rows = [], []
+    if not train_rows:
         raise TunesmithError("no usable conversations in the training data",
                              problems=[f"{s.location}: {s.reason}" for f in files for s in f.skipped[:10]],
                              fix="run `tunesmith inspect FILE` to see how each row was read")
-    if eval_files:
-        eval_rows, eval_dups = dedup([c for f in eval_files for c in f.conversations])
-        eval_keys = {_key(c) for c in eval_rows}
-        train_rows = [c for c in pool if _key(c) not in eval_keys]
-        dups += eval_dups + len(pool) - len(train_rows)  # a train row also in eval counts as a duplicate
-    else:
-        train_rows, eval_rows = split(pool, cfg.eval_fraction, cfg.min_eval, cfg.seed)
     warnings = []
     if len(eval_rows) < MEANINGFUL_EVAL:
         warnings.append(f"only {len(eval_rows)} eval rows: before/after differences will be mostly noise")
-    return PreparedData(tuple(train_rows), tuple(eval_rows), files, dups, tuple(warnings))
+    return PreparedData(tuple(train_rows), tuple(eval_rows), files, tuple(dups), tuple(warnings))

@@ -18,9 +18,15 @@ _BOMS = ((b"\xef\xbb\xbf", "utf-8-sig"), (b"\xff\xfe", "utf-16"), (b"\xfe\xff", 
 _FALLBACKS = ("utf-8", "cp949")
 
 
-def decode(path: Path) -> tuple[str, str]:
-    """Return (text, encoding name) for a file, trying BOMs, UTF-8, then cp949."""
+def decode(path: Path, encoding: str = "auto") -> tuple[str, str]:
+    """Return (text, encoding name) for a file: the given encoding, or BOMs, UTF-8, then cp949."""
     raw = path.read_bytes()
+    if encoding != "auto":
+        try:
+            return raw.decode(encoding), encoding
+        except (UnicodeDecodeError, LookupError) as err:
+            raise TunesmithError(f"cannot decode as {encoding}: {err}", where=str(path),
+                                 fix="use encoding: auto, or the encoding the file was saved in") from None
     for bom, name in _BOMS:
         if raw.startswith(bom):
             return raw.decode(name), name
@@ -73,36 +79,93 @@ def _jsonl_records(path: Path, text: str, skipped: list[Skip]) -> list[RawRecord
 
 
 def _csv_records(path: Path, text: str, delimiter: str) -> list[RawRecord]:
-    reader = csv.DictReader(io.StringIO(text), delimiter=delimiter)
+    reader = csv.DictReader(io.StringIO(text, newline=""), delimiter=delimiter)
     # DictReader's line_num counts physical lines; a row's first line is what a user looks for.
     rows = []
     start = 2
-    for row in reader:
-        rows.append(RawRecord(f"{path.name}:{start}", {k: v for k, v in row.items() if k is not None}))
-        start = reader.line_num + 1
+    try:
+        for row in reader:
+            rows.append(RawRecord(f"{path.name}:{start}", {k: v for k, v in row.items() if k is not None}))
+            start = reader.line_num + 1
+    except csv.Error as err:
+        raise TunesmithError(f"not valid CSV at line {reader.line_num}: {err}", where=str(path),
+                             fix="check the quoting on that line, or save the sheet again as CSV") from None
     return rows
 
 
-READERS = {".json": "json", ".jsonl": "jsonl", ".ndjson": "jsonl", ".csv": "csv", ".tsv": "tsv"}
+def _parquet_records(path: Path) -> list[RawRecord]:
+    import pyarrow.parquet as pq  # comes with `datasets`
+
+    return [RawRecord(f"{path.name}[{i}]", row) for i, row in enumerate(pq.read_table(path).to_pylist())]
 
 
-def read(path: Path) -> tuple[list[RawRecord], list[Skip], str]:
+def _text_records(path: Path, text: str) -> list[RawRecord]:
+    # One record per non-blank line, as `datasets`' text loader does; for completion (not chat) training.
+    return [RawRecord(f"{path.name}:{n}", {"text": line}) for n, line in enumerate(text.splitlines(), start=1)
+            if line.strip()]
+
+
+def _saved_dataset_records(path: Path) -> list[RawRecord]:
+    from datasets import DatasetDict, load_from_disk
+
+    ds = load_from_disk(str(path))
+    if isinstance(ds, DatasetDict):  # every split is data the user asked for; the split name stays in the location
+        return [RawRecord(f"{path.name}/{split}[{i}]", row) for split in ds for i, row in enumerate(ds[split])]
+    return [RawRecord(f"{path.name}[{i}]", row) for i, row in enumerate(ds)]
+
+
+READERS = {".json": "json", ".jsonl": "jsonl", ".ndjson": "jsonl", ".csv": "csv", ".tsv": "tsv",
+           ".parquet": "parquet", ".txt": "text"}
+
+
+def is_saved_dataset(path: Path) -> bool:
+    return path.is_dir() and ((path / "dataset_dict.json").is_file() or (path / "state.json").is_file())
+
+
+def expand(spec: Path) -> list[Path]:
+    """A file, a folder of data files, a glob, or a saved `datasets` folder -> the paths to read, sorted.
+
+    >>> expand(Path("data/*.jsonl"))  # doctest: +SKIP
+    [PosixPath('data/a.jsonl'), PosixPath('data/b.jsonl')]
+    """
+    text = str(spec)
+    if any(ch in text for ch in "*?["):
+        found = sorted(p for p in Path(spec.anchor or ".").glob(text.lstrip("/")) if p.suffix.lower() in READERS)
+        if not found:
+            raise TunesmithError(f"no data files match {text}", fix=f"supported types: {', '.join(READERS)}")
+        return found
+    if spec.is_dir() and not is_saved_dataset(spec):
+        found = sorted(p for p in spec.rglob("*") if p.is_file() and p.suffix.lower() in READERS)
+        if not found:
+            raise TunesmithError(f"folder {spec} holds no data files",
+                                 fix=f"put {', '.join(READERS)} files in it, or point at a file")
+        return found
+    return [spec]
+
+
+def read(path: Path, encoding: str = "auto") -> tuple[list[RawRecord], list[Skip], str]:
     """Read one file into raw records; rows that cannot even be parsed are returned as skips.
 
     >>> records, skipped, encoding = read(Path("data.jsonl"))  # doctest: +SKIP
     """
+    if is_saved_dataset(path):
+        return _saved_dataset_records(path), [], "arrow"
     if not path.exists():
         raise TunesmithError(f"data file {path} not found", fix="check the path in the config's data section")
     kind = READERS.get(path.suffix.lower())
     if kind is None:
         raise TunesmithError(f"unsupported file type {path.suffix!r}", where=str(path),
-                             fix=f"use one of {', '.join(READERS)}")
-    text, encoding = decode(path)
+                             fix=f"use one of {', '.join(READERS)}, a folder of them, or a saved datasets folder")
+    if kind == "parquet":
+        return _parquet_records(path), [], "parquet"
+    text, encoding = decode(path, encoding)
     skipped: list[Skip] = []
     if kind == "json":
         records = _json_records(path, text)
     elif kind == "jsonl":
         records = _jsonl_records(path, text, skipped)
+    elif kind == "text":
+        records = _text_records(path, text)
     else:
         records = _csv_records(path, text, "," if kind == "csv" else "\t")
     return records, skipped, encoding

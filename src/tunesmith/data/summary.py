@@ -1,0 +1,126 @@
+"""What `tunesmith inspect` shows: one whole-dataset report, before any training, in text or JSON.
+
+It reads through the same readers/formats/dedup as training, so what it reports is what `train` will use.
+"""
+
+from __future__ import annotations
+
+import statistics
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from tunesmith.config import DataConfig
+from tunesmith.data.prepare import check_strict, dedup, read_all
+from tunesmith.records import Conversation, ReadResult, Skip
+
+SAMPLES_SHOWN = 3
+
+
+@dataclass(frozen=True)
+class DataSummary:
+    files: tuple[ReadResult, ...]
+    usable: tuple[Conversation, ...]  # after dedup
+    duplicates: tuple[Skip, ...]
+    char_lengths: tuple[int, ...]
+    token_lengths: tuple[int, ...] = ()  # only with a model
+    max_length: int | None = None
+
+    @property
+    def skipped(self) -> tuple[Skip, ...]:
+        return tuple(s for f in self.files for s in f.skipped)
+
+
+def _stats(values: tuple[int, ...]) -> dict[str, float]:
+    if not values:
+        return {}
+    ordered = sorted(values)
+    p95 = ordered[min(len(ordered) - 1, round(0.95 * (len(ordered) - 1)))]
+    return {"min": ordered[0], "median": statistics.median(ordered), "p95": p95, "max": ordered[-1]}
+
+
+def summarize(specs: list[Path], cfg: DataConfig, *, model: str | None = None,
+              max_length: int = 384) -> DataSummary:
+    """Read, validate and dedup `specs`; with a model, also measure every conversation in tokens.
+
+    >>> summarize([Path("corpus.json")], DataConfig(train=[Path("corpus.json")])).usable  # doctest: +SKIP
+    """
+    files = read_all(specs, cfg)
+    if cfg.strict:
+        check_strict(files)
+    usable, dups = dedup([c for f in files for c in f.conversations])
+    chars = tuple(sum(len(m.content) for m in c.messages) for c in usable)
+    tokens: tuple[int, ...] = ()
+    if model is not None and usable:
+        from tunesmith import models
+        from tunesmith.template import encode
+
+        _, tok = models.load(model)
+        # Measured untruncated: the point is to see how many rows the training max_length would cut.
+        tokens = tuple(len(encode(tok, c, 10**9).input_ids) for c in usable)
+    return DataSummary(tuple(files), tuple(usable), tuple(dups), chars, tokens, max_length if tokens else None)
+
+
+def to_json(s: DataSummary) -> dict[str, Any]:
+    formats = sorted({f.format for f in s.files})
+    encodings = sorted({f.encoding for f in s.files})
+    roles: dict[str, str] = {}
+    for f in s.files:
+        roles.update(f.roles)
+    out: dict[str, Any] = {
+        "format": formats[0] if len(formats) == 1 else formats,
+        "encoding": encodings[0] if len(encodings) == 1 else encodings,
+        "conversations": len(s.usable),
+        "assistant_turns": sum(1 for c in s.usable for m in c.messages if m.role == "assistant"),
+        "rows_read": sum(f.rows_read for f in s.files),
+        "skipped": [{"location": k.location, "reason": k.reason} for k in s.skipped],
+        "duplicates": len(s.duplicates),
+        "duplicate_rows": [{"location": k.location, "reason": k.reason} for k in s.duplicates],
+        "roles": roles,
+        "files": [{"path": str(f.path), "format": f.format, "encoding": f.encoding, "records": f.records,
+                   "rows_read": f.rows_read, "conversations": len(f.conversations), "skipped": len(f.skipped),
+                   "evidence": f.evidence} for f in s.files],
+        "chars": _stats(s.char_lengths),
+    }
+    if s.token_lengths:
+        out["tokens"] = {**_stats(s.token_lengths),
+                         "per_char": round(sum(s.token_lengths) / max(sum(s.char_lengths), 1), 3),
+                         "max_length": s.max_length,
+                         "over_max_length": sum(1 for n in s.token_lengths if n > (s.max_length or 0))}
+    return out
+
+
+def render(s: DataSummary) -> str:
+    """The human view: what was understood, what was not, and three samples."""
+    j = to_json(s)
+    lines = []
+    for f in j["files"]:
+        why = ", ".join(f"{n} rows fit {k}" for k, n in sorted(f["evidence"].items(), key=lambda kv: -kv[1]))
+        lines.append(f"{f['path']}\n  encoding {f['encoding']}; format {f['format']}"
+                     + (f" ({why})" if why else " (set explicitly)")
+                     + f"\n  {f['records']} records -> {f['conversations']} usable, {f['skipped']} skipped")
+    lines.append(f"\n{j['conversations']} usable conversations ({j['assistant_turns']} assistant turns), "
+                 f"{len(j['skipped'])} rows skipped, {j['duplicates']} duplicates removed "
+                 f"(read {j['rows_read']} = {j['conversations']} + {len(j['skipped'])} + {j['duplicates']})")
+    if j["roles"]:
+        lines.append("roles: " + ", ".join(f"{k} -> {v}" for k, v in j["roles"].items()))
+    by_reason: dict[str, list[str]] = {}
+    for k in (*s.skipped, *s.duplicates):
+        reason = k.reason.split(" of ")[0] if k.reason.startswith("duplicate of") else k.reason
+        by_reason.setdefault(reason, []).append(k.location)
+    if by_reason:
+        lines.append("\nnot used:")
+        for reason, locs in sorted(by_reason.items(), key=lambda kv: -len(kv[1])):
+            more = f" (+{len(locs) - 3} more)" if len(locs) > 3 else ""
+            lines.append(f"  {len(locs):4d} x {reason}: {', '.join(locs[:3])}{more}")
+    if j["chars"]:
+        c = j["chars"]
+        lines.append(f"\nlength in characters: min {c['min']}, median {c['median']:g}, p95 {c['p95']}, max {c['max']}")
+    if "tokens" in j:
+        t = j["tokens"]
+        lines.append(f"length in tokens:     min {t['min']}, median {t['median']:g}, p95 {t['p95']}, max {t['max']}"
+                     f"; {t['per_char']} tokens/char; {t['over_max_length']} over max_length {t['max_length']}")
+    for c in s.usable[:SAMPLES_SHOWN]:
+        lines.append(f"\n--- {c.source}")
+        lines.extend(f"  [{m.role}] {m.content[:300]}{'...' if len(m.content) > 300 else ''}" for m in c.messages)
+    return "\n".join(lines)

@@ -1,0 +1,66 @@
+"""`tunesmith inspect` through the CLI and the Python API."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+import tunesmith
+from tests.conftest import REALDATA, SAMPLE, write_json
+
+CHOI = REALDATA / "Choi0619__therapist-chatbot-instruction-tuning" / "corpus.json"
+
+
+def inspect(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "tunesmith", "inspect", *args], capture_output=True, text=True,
+                          timeout=300)
+
+
+def test_inspect_json_on_bundled_data_adds_up():
+    res = inspect(str(SAMPLE / "counsel_en.jsonl"), str(SAMPLE / "counsel_ko.json"), "--json")
+    assert res.returncode == 0, res.stderr
+    j = json.loads(res.stdout)
+    assert j["format"] == ["alpaca", "messages"] and j["encoding"] == "utf-8"
+    assert (j["conversations"], j["assistant_turns"], j["skipped"], j["duplicates"]) == (224, 224, [], 0)
+    assert j["rows_read"] == j["conversations"] + len(j["skipped"]) + j["duplicates"]
+
+
+@pytest.mark.skipif(not REALDATA.exists(), reason="../shared/realdata is not beside this checkout")
+def test_inspect_human_view_of_the_therapist_corpus():
+    res = inspect(str(CHOI), "--role", "therapist=assistant")
+    assert res.returncode == 0, res.stderr
+    out = res.stdout
+    assert "format flat_turns (200 rows fit flat_turns)" in out and "therapist -> assistant" in out
+    assert "99 usable conversations" in out and "1 duplicates removed" in out
+    assert "duplicate: corpus.json[58]" in out and out.count("\n--- corpus.json[") == 3
+    missing_map = inspect(str(CHOI))
+    assert missing_map.returncode == 2 and "therapist: assistant" in missing_map.stderr
+
+
+def test_inspect_with_a_model_measures_tokens(smol_dir: Path):
+    res = inspect(str(SAMPLE / "counsel_ko.json"), "--model", str(smol_dir), "--json", "--max-length", "300")
+    tokens = json.loads(res.stdout)["tokens"]
+    assert tokens["min"] > 100 and tokens["per_char"] > 1  # Korean costs SmolLM2 more than a token a character
+    assert 0 < tokens["over_max_length"] < 64
+
+
+def test_nothing_usable_exits_2_and_strict_fails_on_any_bad_row(tmp_path: Path):
+    bad = write_json(tmp_path / "bad.json", [{"prompt": "a", "completion": ""}])
+    res = inspect(str(bad))
+    assert res.returncode == 2 and "0 usable conversations" in res.stdout and "empty content" in res.stdout
+    mixed = write_json(tmp_path / "mixed.json", [{"prompt": "a", "completion": "b"}, {"prompt": "c", "completion": 1}])
+    assert inspect(str(mixed)).returncode == 0
+    strict = inspect(str(mixed), "--strict")
+    assert strict.returncode == 2 and "mixed.json[1]" in strict.stderr and "Traceback" not in strict.stderr
+
+
+def test_python_api_reads_a_folder(tmp_path: Path):
+    write_json(tmp_path / "a.json", [{"question": "q", "answer": "a"}])
+    write_json(tmp_path / "b.json", [["hi", "hello"]])
+    results = tunesmith.read_conversations(tmp_path)
+    assert [(r.path.name, r.format, len(r.conversations)) for r in results] == [
+        ("a.json", "prompt_completion", 1), ("b.json", "pairs", 1)]
