@@ -86,7 +86,7 @@ def resolve(spec: str) -> str:
     return spec  # a hub id; load() reports a clear error if it is not reachable
 
 
-def _hub_reachable(timeout: float = 3.0) -> bool:
+def hub_reachable(timeout: float = 3.0) -> bool:
     if os.environ.get("HF_HUB_OFFLINE", "0").lower() not in ("0", "false", ""):
         return False
     import socket
@@ -132,7 +132,7 @@ def load(spec: str, *, dtype: Any = None) -> tuple[Any, Any]:
     source = resolve(spec)
     # A hub id is tried from the HF cache first; the network only when the hub answers at all, because
     # huggingface_hub retries an unreachable host for ~50 s before giving up.
-    local_only = not Path(source).is_dir() and not _hub_reachable()
+    local_only = not Path(source).is_dir() and not hub_reachable()
     try:
         tok = AutoTokenizer.from_pretrained(source, local_files_only=local_only)
         model = AutoModelForCausalLM.from_pretrained(source, dtype=dtype, use_safetensors=True,

@@ -19,7 +19,8 @@ def test_split_is_seeded_deterministic_and_counts_add_up(tmp_path: Path):
     c = prepare(DataConfig(train=[path], seed=2))
     assert a.train == b.train and a.eval == b.eval and a.eval != c.eval
     assert (len(a.train), len(a.eval)) == (40, 10)
-    assert [(d.location, d.reason) for d in a.duplicates] == [("d.json[50]", "duplicate of d.json[1]")]
+    assert [(d.location, d.reason) for d in a.duplicates] == [
+        ("d.json[50]", "duplicate of d.json[1] (same after whitespace/Unicode normalisation)")]
     assert a.rows_read == len(a.train) + len(a.eval) + len(a.skipped) + len(a.duplicates)
     assert a.warnings  # 10 eval rows is too few to mean much
 
@@ -49,3 +50,11 @@ def test_strict_fails_on_a_skipped_row(tmp_path: Path):
     assert len(prepare(DataConfig(train=[path])).skipped) == 1
     with pytest.raises(TunesmithError, match=r"1 unusable rows.*\n.*d.json\[30\]: turn 1 \(assistant\): empty"):
         prepare(DataConfig(train=[path], strict=True))
+
+
+def test_exact_and_normalised_duplicates_are_told_apart(tmp_path: Path):
+    rows = _rows(30) + [{"prompt": "question 0", "completion": "answer 0"},
+                        {"prompt": "question\u00a01", "completion": "answer 1"}]
+    data = prepare(DataConfig(train=[write_json(tmp_path / "d.json", rows)]))
+    assert [d.reason for d in data.duplicates] == [
+        "duplicate of d.json[0]", "duplicate of d.json[1] (same after whitespace/Unicode normalisation)"]

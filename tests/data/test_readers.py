@@ -81,3 +81,10 @@ def test_empty_folder_and_bad_glob_are_clear_errors(tmp_path: Path):
         readers.expand(tmp_path)
     with pytest.raises(TunesmithError, match="no data files match"):
         readers.expand(tmp_path / "*.jsonl")
+
+
+def test_unreachable_hub_dataset_id_is_a_clear_error():
+    assert readers.looks_like_hub_id(Path("someone/some-dataset"))
+    assert not readers.looks_like_hub_id(Path("someone/train.jsonl"))
+    with pytest.raises(TunesmithError, match="not a local file or folder, and loading it as a hub dataset failed"):
+        formats.load(Path("someone/some-dataset"))

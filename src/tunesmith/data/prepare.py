@@ -32,17 +32,23 @@ def _prompt_group(conv: Conversation) -> str:
     return hashlib.sha256(" ".join(first_user.split()).encode()).hexdigest()
 
 
-def dedup(convs: list[Conversation], seen: dict[str, str] | None = None
+def dedup(convs: list[Conversation], seen: dict[str, tuple[str, tuple]] | None = None
           ) -> tuple[list[Conversation], list[Skip]]:
-    """Keep the first of each (whitespace/Unicode-normalised) conversation; the rest are reported."""
+    """Keep the first of each (whitespace/Unicode-normalised) conversation; the rest are reported.
+
+    `seen` (normalised key -> first source and its messages) carries over between calls, so eval rows
+    can claim their conversations before the train rows are deduplicated against them.
+    """
     seen = {} if seen is None else seen
     out, dups = [], []
     for c in convs:
         k = _key(c)
         if k in seen:
-            dups.append(Skip(c.source, f"duplicate of {seen[k]}"))
+            first, messages = seen[k]
+            how = "" if messages == c.messages else " (same after whitespace/Unicode normalisation)"
+            dups.append(Skip(c.source, f"duplicate of {first}{how}"))
         else:
-            seen[k] = c.source
+            seen[k] = (c.source, c.messages)
             out.append(c)
     return out, dups
 
@@ -91,7 +97,7 @@ def prepare(cfg: DataConfig) -> PreparedData:
     files: tuple[ReadResult, ...] = (*train_files, *eval_files)
     if cfg.strict:
         check_strict(list(files))
-    seen: dict[str, str] = {}
+    seen: dict[str, tuple[str, tuple]] = {}
     if eval_files:
         # Explicit eval rows win: a train row that repeats one is a duplicate, so nothing leaks into eval.
         eval_rows, dups = dedup([c for f in eval_files for c in f.conversations], seen)

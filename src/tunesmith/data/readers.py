@@ -8,6 +8,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+import re
 from pathlib import Path
 
 from tunesmith.errors import TunesmithError
@@ -143,6 +144,45 @@ def expand(spec: Path) -> list[Path]:
     return [spec]
 
 
+_HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
+
+
+def looks_like_hub_id(path: Path) -> bool:
+    return not path.exists() and bool(_HUB_ID.match(str(path))) and path.suffix.lower() not in READERS
+
+
+def _hub_records(dataset_id: str) -> list[RawRecord]:
+    from tunesmith.models import hub_reachable
+
+    from datasets import load_dataset
+
+    try:
+        # Where the hub cannot be reached only the local datasets cache is tried (no ~50 s of retries).
+        ds = load_dataset(dataset_id) if hub_reachable() else _cached_dataset(dataset_id)
+    except Exception as err:  # datasets raises many types (FileNotFoundError, ConnectionError, DatasetNotFoundError)
+        raise TunesmithError(f"{dataset_id!r} is not a local file or folder, and loading it as a hub dataset "
+                             f"failed: {str(err).splitlines()[0][:300]}",
+                             fix="check the path; for a hub dataset, download it where the hub is reachable and save_to_disk(), then point at "
+                                 "that folder; or export it to .jsonl") from None
+    return [RawRecord(f"{dataset_id}/{split}[{i}]", row) for split in ds for i, row in enumerate(ds[split])]
+
+
+def _cached_dataset(dataset_id: str):  # noqa: ANN202
+    import os
+
+    from datasets import load_dataset
+
+    old = os.environ.get("HF_DATASETS_OFFLINE")
+    os.environ["HF_DATASETS_OFFLINE"] = "1"
+    try:
+        return load_dataset(dataset_id)
+    finally:
+        if old is None:
+            os.environ.pop("HF_DATASETS_OFFLINE", None)
+        else:
+            os.environ["HF_DATASETS_OFFLINE"] = old
+
+
 def read(path: Path, encoding: str = "auto") -> tuple[list[RawRecord], list[Skip], str]:
     """Read one file into raw records; rows that cannot even be parsed are returned as skips.
 
@@ -150,6 +190,8 @@ def read(path: Path, encoding: str = "auto") -> tuple[list[RawRecord], list[Skip
     """
     if is_saved_dataset(path):
         return _saved_dataset_records(path), [], "arrow"
+    if looks_like_hub_id(path):
+        return _hub_records(str(path)), [], "arrow"
     if not path.exists():
         raise TunesmithError(f"data file {path} not found", fix="check the path in the config's data section")
     kind = READERS.get(path.suffix.lower())
