@@ -1,91 +1,185 @@
-"""Golden label masks on the embedded SmolLM2 tokenizer, and one test per masking mistake real users made."""
+"""Exact label masks (literal token lists) on the embedded SmolLM2 tokenizer and small family templates,
+and one test per masking mistake real users made."""
 
 from __future__ import annotations
 
+import copy
+
 import pytest
 
+from tests.fixtures.templates import CHATML_MARKED, GEMMA, LLAMA3, REWRITES_HISTORY
+from tunesmith.config import TemplateConfig
+from tunesmith.data.formats import _alpaca, _prompt_completion, validate
 from tunesmith.errors import TunesmithError
-from tunesmith.records import Conversation, Message
-from tunesmith.template import IGNORE, encode, prompt_text
+from tunesmith.records import Conversation, Example, Message, Skip
+from tunesmith.template import (IGNORE, check, encode, end_of_turn_ids, merge_system, prompt_text, setup_tokenizer,
+                                supports_system)
+
+X = IGNORE
+CFG = TemplateConfig()
+# SmolLM2's template injects this system turn when a conversation has none: 21 tokens, never supervised.
+DEFAULT_SYSTEM = [1, 9690, 198, 2683, 359, 253, 5356, 5646, 11173, 3365, 3511, 308, 34519, 28, 7018, 411, 407,
+                  19712, 8182, 2, 198]
 
 
 def conv(*turns: tuple[str, str]) -> Conversation:
     return Conversation(tuple(Message(r, c) for r, c in turns), "test.jsonl:1")
 
 
-def supervised_text(tok, ex) -> list[str]:
-    """Decode each maximal run of supervised tokens."""
-    runs, cur = [], []
-    for i, lab in zip(ex.input_ids, ex.labels):
-        if lab != IGNORE:
-            cur.append(i)
-        elif cur:
-            runs.append(tok.decode(cur))
-            cur = []
-    if cur:
-        runs.append(tok.decode(cur))
-    return runs
+def with_template(tok, template: str | None, specials: tuple[str, ...] = ()):
+    tok = copy.deepcopy(tok)
+    tok.chat_template = template
+    if specials:
+        tok.add_special_tokens({"additional_special_tokens": list(specials)})
+    setup_tokenizer(tok, CFG)
+    return tok
 
 
-def test_golden_single_turn(smol_tokenizer):
-    ex = encode(smol_tokenizer, conv(("user", "I failed my exam."), ("assistant", "That sounds hard.")), 256)
-    full = smol_tokenizer.decode(list(ex.input_ids))
-    assert full == ("<|im_start|>system\nYou are a helpful AI assistant named SmolLM, trained by Hugging Face"
-                    "<|im_end|>\n<|im_start|>user\nI failed my exam.<|im_end|>\n<|im_start|>assistant\n"
-                    "That sounds hard.<|im_end|>\n")
-    # Exactly the answer, its end-of-turn token and the template's newline are supervised.
-    assert supervised_text(smol_tokenizer, ex) == ["That sounds hard.<|im_end|>\n"]
-    assert all(lab in (IGNORE, tok) for tok, lab in zip(ex.input_ids, ex.labels))
-
-
-def test_golden_multi_turn_with_system(smol_tokenizer):
+def test_multi_turn_with_system_turn(smol_tokenizer):
     c = conv(("system", "Be brief."), ("user", "Hi"), ("assistant", "Hello."), ("user", "Bye"), ("assistant", "Bye!"))
-    ex = encode(smol_tokenizer, c, 256)
-    assert supervised_text(smol_tokenizer, ex) == ["Hello.<|im_end|>\n", "Bye!<|im_end|>\n"]
-    assert "You are a helpful AI assistant" not in smol_tokenizer.decode(list(ex.input_ids))
+    ex = encode(smol_tokenizer, c, CFG)
+    assert list(ex.input_ids) == [1, 9690, 198, 6077, 5453, 30, 2, 198, 1, 4093, 198, 26843, 2, 198, 1, 520, 9531,
+                                  198, 19556, 30, 2, 198, 1, 4093, 198, 3087, 85, 2, 198, 1, 520, 9531, 198,
+                                  3087, 85, 17, 2, 198]
+    assert list(ex.labels) == [X] * 18 + [19556, 30, 2, 198] + [X] * 11 + [3087, 85, 17, 2, 198]
 
 
-def test_whole_prompt_is_not_trained(smol_tokenizer):
-    ex = encode(smol_tokenizer, conv(("user", "question " * 20), ("assistant", "answer")), 256)
-    n_answer = len(smol_tokenizer("answer<|im_end|>\n", add_special_tokens=False)["input_ids"])
-    assert ex.supervised_tokens == n_answer < len(ex.input_ids) // 5
+def test_alpaca_row_supervises_the_output_only(smol_tokenizer):
+    c = validate(_alpaca({"instruction": "Name a colour.", "input": "", "output": "Blue."}), "a.json[0]", None)
+    ex = encode(smol_tokenizer, c, CFG)
+    assert list(ex.input_ids) == DEFAULT_SYSTEM + [1, 4093, 198, 5820, 253, 7302, 30, 2, 198,
+                                                   1, 520, 9531, 198, 23390, 30, 2, 198]
+    assert list(ex.labels) == [X] * 34 + [23390, 30, 2, 198]
+
+
+def test_prompt_completion_row_supervises_the_completion_only(smol_tokenizer):
+    c = validate(_prompt_completion({"prompt": "2+2=", "completion": "4"}), "p.jsonl:1", None)
+    ex = encode(smol_tokenizer, c, CFG)
+    assert list(ex.input_ids) == DEFAULT_SYSTEM + [1, 4093, 198, 34, 27, 34, 45, 2, 198, 1, 520, 9531, 198, 36, 2, 198]
+    assert list(ex.labels) == [X] * 34 + [36, 2, 198]
+
+
+def test_model_without_chat_template_gets_the_plain_fallback(smol_tokenizer):
+    tok = copy.deepcopy(smol_tokenizer)
+    tok.chat_template = None
+    notices = setup_tokenizer(tok, CFG)
+    assert "no chat template" in notices[0] and "### User:" in tok.chat_template
+    ex = encode(tok, conv(("user", "Hi"), ("assistant", "Hello.")), CFG)
+    assert tok.decode(list(ex.input_ids)) == "### User:\nHi\n\n### Assistant:\nHello.<|im_end|>\n\n"
+    assert list(ex.input_ids) == [3757, 11122, 42, 198, 26843, 198, 198, 3757, 20108, 42, 198, 19556, 30, 2, 1116]
+    assert list(ex.labels) == [X] * 11 + [19556, 30, 2, 1116]
+
+
+def test_gemma_style_template_without_system_role(smol_tokenizer):
+    tok = with_template(smol_tokenizer, GEMMA, ("<start_of_turn>", "<end_of_turn>"))
+    assert not supports_system(tok) and supports_system(smol_tokenizer)
+    c = merge_system(conv(("system", "Be brief."), ("user", "Hi"), ("assistant", "Hello.")))
+    assert [m.role for m in c.messages] == ["user", "assistant"] and c.messages[0].content == "Be brief.\n\nHi"
+    ex = encode(tok, c, CFG)
+    assert list(ex.input_ids) == [1, 49152, 4093, 198, 6077, 5453, 30, 198, 198, 26843, 49153, 198,
+                                  49152, 3980, 198, 19556, 30, 49153, 198]
+    assert list(ex.labels) == [X] * 15 + [19556, 30, 49153, 198]
+    assert 49153 in end_of_turn_ids(tok)
+
+
+def test_llama3_style_headers_supervise_eot(smol_tokenizer):
+    tok = with_template(smol_tokenizer, LLAMA3, ("<|start_header_id|>", "<|end_header_id|>", "<|eot_id|>"))
+    ex = encode(tok, conv(("user", "Hi"), ("assistant", "Hello.")), CFG)
+    eot = tok.convert_tokens_to_ids("<|eot_id|>")
+    assert [t for t, lab in zip(ex.input_ids, ex.labels) if lab != X] == [19556, 30, eot]
+
+
+def test_generation_markers_decide_the_mask(smol_tokenizer):
+    tok = with_template(smol_tokenizer, CHATML_MARKED)
+    ex = encode(tok, conv(("user", "Hi"), ("assistant", "Hello.")), CFG)
+    assert list(ex.input_ids) == [1, 4093, 198, 26843, 2, 198, 1, 520, 9531, 198, 19556, 30, 2, 198]
+    assert list(ex.labels) == [X] * 10 + [19556, 30, 2, X]
+
+
+def test_history_rewriting_template_is_refused_naming_the_turn(smol_tokenizer):
+    tok = with_template(smol_tokenizer, REWRITES_HISTORY)
+    c = conv(("user", "a"), ("assistant", "b"), ("user", "c"), ("assistant", "d"))
+    with pytest.raises(TunesmithError, match="turn 1 as a continuation"):
+        encode(tok, c, CFG)
+
+
+def test_supervise_last_and_all(smol_tokenizer):
+    c = conv(("user", "Hi"), ("assistant", "Hello."), ("user", "Bye"), ("assistant", "Bye!"))
+    last = encode(smol_tokenizer, c, TemplateConfig(supervise="last"))
+    everything = encode(smol_tokenizer, c, TemplateConfig(supervise="all"))
+    assert [t for t, lab in zip(last.input_ids, last.labels) if lab != X] == [3087, 85, 17, 2, 198]
+    assert everything.labels == everything.input_ids
 
 
 def test_end_of_turn_token_is_supervised_even_though_pad_is_eos(smol_tokenizer):
     assert smol_tokenizer.pad_token_id == smol_tokenizer.eos_token_id  # the trap this test guards
-    ex = encode(smol_tokenizer, conv(("user", "Hi"), ("assistant", "Hello.")), 256)
+    ex = encode(smol_tokenizer, conv(("user", "Hi"), ("assistant", "Hello.")), CFG)
     eos_positions = [i for i, t in enumerate(ex.input_ids) if t == smol_tokenizer.eos_token_id]
     assert ex.labels[eos_positions[-1]] == smol_tokenizer.eos_token_id
 
 
+def test_pad_tokens_are_never_supervised(smol_tokenizer):
+    from trl.trainer.sft_trainer import DataCollatorForLanguageModeling
+
+    short = encode(smol_tokenizer, conv(("user", "Hi"), ("assistant", "Hello.")), CFG)
+    long = encode(smol_tokenizer, conv(("user", "Hi there, how are you?"), ("assistant", "Fine, thanks.")), CFG)
+    collate = DataCollatorForLanguageModeling(pad_token_id=smol_tokenizer.pad_token_id)
+    batch = collate([{"input_ids": list(e.input_ids), "labels": list(e.labels)} for e in (short, long)])
+    pad = batch["attention_mask"] == 0
+    assert pad.sum() > 0 and (batch["labels"][pad] == X).all()
+    assert batch["labels"][0, : len(short.labels)].tolist() == list(short.labels)  # the eos inside stays supervised
+
+
 def test_prompt_and_answer_are_tokenised_together(smol_tokenizer):
-    c = conv(("user", "Hi"), ("assistant", "Hello."))
-    ex = encode(smol_tokenizer, c, 256)
+    ex = encode(smol_tokenizer, conv(("user", "Hi"), ("assistant", "Hello.")), CFG)
     whole = smol_tokenizer.apply_chat_template([{"role": "user", "content": "Hi"},
                                                 {"role": "assistant", "content": "Hello."}], tokenize=False)
     assert list(ex.input_ids) == smol_tokenizer(whole, add_special_tokens=False)["input_ids"]
 
 
-def test_no_generation_prompt_after_a_finished_conversation(smol_tokenizer):
-    ex = encode(smol_tokenizer, conv(("user", "Hi"), ("assistant", "Hello.")), 256)
-    assert not smol_tokenizer.decode(list(ex.input_ids)).endswith("<|im_start|>assistant\n")
+def test_no_empty_assistant_header_trails_a_finished_conversation(smol_tokenizer):
+    ex = encode(smol_tokenizer, conv(("user", "Hi"), ("assistant", "Hello.")), CFG)
+    assert list(ex.input_ids[-4:]) == [19556, 30, 2, 198]  # ends on the answer, not on '<|im_start|>assistant\n'
     prompt, reference = prompt_text(smol_tokenizer, conv(("user", "Hi"), ("assistant", "Hello.")))
     assert prompt.endswith("<|im_start|>user\nHi<|im_end|>\n<|im_start|>assistant\n") and reference == "Hello."
 
 
-def test_answer_truncated_away_is_an_error_not_a_silent_row(smol_tokenizer):
+def test_over_long_row_is_dropped_by_default_and_counted(smol_tokenizer):
     long_input = "This paragraph is long. " * 100
     with pytest.raises(TunesmithError) as err:
-        encode(smol_tokenizer, conv(("user", long_input), ("assistant", "A question?")), 64)
-    assert "test.jsonl:1" in str(err.value) and "max_length=64" in str(err.value)
+        encode(smol_tokenizer, conv(("user", long_input), ("assistant", "A question?")), TemplateConfig(max_length=64))
+    assert "test.jsonl:1" in str(err.value) and "longer than template.max_length=64: dropped" in str(err.value)
 
 
-def test_truncation_keeps_the_start_of_the_answer(smol_tokenizer):
-    ex = encode(smol_tokenizer, conv(("user", "Hi"), ("assistant", "word " * 100)), 48)
-    assert len(ex.input_ids) == len(ex.labels) == 48 and ex.supervised_tokens > 0
+def test_truncate_cuts_the_input_text_never_the_answer(smol_tokenizer):
+    cfg = TemplateConfig(max_length=64, overflow="truncate")
+    ex = encode(smol_tokenizer, conv(("user", "This paragraph is long. " * 100), ("assistant", "A question?")), cfg)
+    assert ex.truncated and len(ex.input_ids) <= 64
+    assert smol_tokenizer.decode([t for t, lab in zip(ex.input_ids, ex.labels) if lab != X]) == "A question?<|im_end|>\n"
 
 
-def test_truncated_rows_are_flagged(smol_tokenizer):
-    short = encode(smol_tokenizer, conv(("user", "Hi"), ("assistant", "Hello.")), 256)
-    long = encode(smol_tokenizer, conv(("user", "Hi"), ("assistant", "word " * 100)), 48)
-    assert not short.truncated and long.truncated
+def test_truncate_drops_the_oldest_exchange_first(smol_tokenizer):
+    cfg = TemplateConfig(max_length=44, overflow="truncate")
+    c = conv(("user", "old question " * 5), ("assistant", "old answer"), ("user", "new"), ("assistant", "fresh"))
+    ex = encode(smol_tokenizer, c, cfg)
+    text = smol_tokenizer.decode(list(ex.input_ids))
+    assert "old" not in text and text.endswith("new<|im_end|>\n<|im_start|>assistant\nfresh<|im_end|>\n")
+
+
+def test_answer_longer_than_max_length_is_an_error_even_with_truncate(smol_tokenizer):
+    with pytest.raises(TunesmithError, match="the answer alone is longer"):
+        encode(smol_tokenizer, conv(("user", "Hi"), ("assistant", "word " * 100)),
+               TemplateConfig(max_length=48, overflow="truncate"))
+
+
+def test_checks_report_shares_eot_and_parity(smol_tokenizer):
+    convs = (conv(("user", "Hi"), ("assistant", "Hello.")),)
+    good = [encode(smol_tokenizer, convs[0], CFG)]
+    result = check(smol_tokenizer, convs, good, [Skip("z.json[3]", "no supervised tokens in this conversation")])
+    assert result.zero_supervised == ("z.json[3]",) and not result.end_of_turn_missing and not result.parity_failures
+    assert 0 < result.share_min == result.share_median < 0.2
+    ids = list(good[0].input_ids)
+    ids[5] = 9999  # a prompt token that differs from the inference render
+    no_eot = [Example(tuple(ids), tuple(x if x != 2 else X for x in good[0].labels), "test.jsonl:1")]
+    bad = check(smol_tokenizer, convs, no_eot, [])
+    assert bad.end_of_turn_missing == ("test.jsonl:1",) and bad.parity_failures == ("test.jsonl:1",)

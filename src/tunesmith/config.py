@@ -37,7 +37,15 @@ class DataConfig(_Strict):
 
 
 class TemplateConfig(_Strict):
-    max_length: int = Field(384, ge=16, description="tokens per training row; longer rows are truncated")
+    max_length: int = Field(384, ge=16, description="tokens per training row")
+    overflow: Literal["drop", "truncate"] = Field(
+        "drop", description="a longer row is dropped (and counted), or loses its oldest turns / input text; "
+        "the supervised answer is never cut")
+    supervise: Literal["assistant", "last", "all"] = Field(
+        "assistant", description="train on every assistant turn, the last one only, or everything "
+        "(train_on_inputs)")
+    chat_template: str = Field("auto", description="auto = the model's own (plain fallback when it has none); "
+                               "plain, chatml, or a Jinja template string")
 
 
 class LoraConfig(_Strict):

@@ -14,13 +14,14 @@ import time
 from collections.abc import Callable
 from importlib import metadata
 from pathlib import Path
+from typing import Any
 
 from tunesmith import evaluate as evaluation
-from tunesmith import models, report, rundir, train
+from tunesmith import models, report, rundir, template, train
 from tunesmith.config import RunConfig
 from tunesmith.data.prepare import prepare
 from tunesmith.errors import TunesmithError
-from tunesmith.records import RunSummary
+from tunesmith.records import Example, PreparedData, RunSummary
 
 PACKAGES = ("tunesmith", "torch", "transformers", "trl", "peft", "datasets", "accelerate", "sacrebleu", "gguf")
 
@@ -59,6 +60,34 @@ def manifest(cfg: RunConfig) -> dict:
             "packages": versions, "python": platform.python_version(), "platform": platform.platform()}
 
 
+def render(tokenizer: Any, data: PreparedData, cfg: RunConfig, say: Callable[[str], None]
+           ) -> tuple[PreparedData, list[Example], list[Example]]:
+    """Template set-up, encoding and the pre-training checks; returns the data as the model will see it."""
+    for notice in template.setup_tokenizer(tokenizer, cfg.template):
+        say(f"notice: {notice}")
+    if not template.supports_system(tokenizer) and any(c.messages[0].role == "system" for c in data.train):
+        say("notice: the chat template rejects a system turn; its text is merged into the first user turn")
+        data = dataclasses.replace(data, train=tuple(map(template.merge_system, data.train)),
+                                   eval=tuple(map(template.merge_system, data.eval)))
+    train_ex, skipped = template.encode_all(tokenizer, data.train, cfg.template)
+    eval_ex, eval_skipped = template.encode_all(tokenizer, data.eval, cfg.template)
+    checks = template.check(tokenizer, data.train, train_ex, skipped)
+    for line in template.describe(checks):
+        say(f"check: {line}")
+    for s in (*skipped, *eval_skipped):
+        say(f"not trained {s.location}: {s.reason}")
+    truncated = sum(e.truncated for e in (*train_ex, *eval_ex))
+    if truncated:
+        say(f"notice: {truncated} rows lost history or input text to fit template.max_length="
+            f"{cfg.template.max_length} (answers are never cut)")
+    if not train_ex or not eval_ex:
+        raise TunesmithError("no trainable rows left after templating", fix="see the rows listed above")
+    if checks.end_of_turn_missing or checks.parity_failures:
+        raise TunesmithError("the template checks failed (see 'check:' above); training would teach the wrong thing",
+                             fix="set template.chat_template, or report the model to tunesmith")
+    return data, train_ex, eval_ex
+
+
 def run(cfg: RunConfig, *, overwrite: bool = False, say: Callable[[str], None] = print) -> RunSummary:
     """Run the whole job described by `cfg` and return the before/after summary.
 
@@ -66,27 +95,18 @@ def run(cfg: RunConfig, *, overwrite: bool = False, say: Callable[[str], None] =
     """
     wall = time.perf_counter()
     data = prepare(cfg.data)  # before any model loads: bad data fails fast
-    model, tokenizer = models.load(cfg.model)  # before the run folder exists: a wrong model leaves nothing behind
+    say(f"data: {len(data.train)} train / {len(data.eval)} eval conversations, "
+        f"{len(data.skipped)} rows skipped, {len(data.duplicates)} duplicates")
+    for w in data.warnings:
+        say(f"warning: {w}")
+    # Model and template problems surface before the run folder exists, so they leave nothing half-written.
+    model, tokenizer = models.load(cfg.model)
+    data, train_ex, eval_ex = render(tokenizer, data, cfg, say)
     run_dir = rundir.create(cfg.output_dir, cfg.name, overwrite=overwrite)
     run_dir.config.write_text(cfg.to_yaml(), encoding="utf-8")
     rundir.write_jsonl(run_dir.train_data, [c.to_json() for c in data.train])
     rundir.write_jsonl(run_dir.eval_data, [c.to_json() for c in data.eval])
     run_dir.manifest.write_text(json.dumps(manifest(cfg), indent=2), encoding="utf-8")
-    say(f"data: {len(data.train)} train / {len(data.eval)} eval conversations, "
-        f"{len(data.skipped)} rows skipped, {len(data.duplicates)} duplicates")
-    for w in data.warnings:
-        say(f"warning: {w}")
-
-    train_ex, skipped = train.build_examples(tokenizer, data.train, cfg.template.max_length)
-    eval_ex, eval_skipped = train.build_examples(tokenizer, data.eval, cfg.template.max_length)
-    for s in (*skipped, *eval_skipped):
-        say(f"skipped {s.location}: {s.reason}")
-    cut = sum(e.truncated for e in (*train_ex, *eval_ex))
-    if cut:
-        say(f"warning: {cut} rows are longer than template.max_length={cfg.template.max_length} and were cut, "
-            "so the end of their answers is not learned; `tunesmith inspect FILE --model M` shows the lengths")
-    if not train_ex or not eval_ex:
-        raise TunesmithError("no trainable rows left after templating", fix="see the skipped rows above")
 
     say(f"evaluating the base model on {min(len(data.eval), cfg.eval.max_rows)} held-out rows ...")
     before = evaluation.evaluate("before", model, tokenizer, data.eval, cfg.eval, None)

@@ -100,6 +100,23 @@ class Example:
 
 
 @dataclass(frozen=True)
+class TemplateCheck:
+    """What the render path did to a data set, checked before any training step."""
+
+    rows: int
+    share_min: float  # supervised tokens / all tokens, per row
+    share_median: float
+    zero_supervised: tuple[str, ...]  # sources of rows that would have taught nothing (skipped, never trained)
+    end_of_turn_missing: tuple[str, ...]  # rows whose stop token is not supervised: the model would never stop
+    parity_failures: tuple[str, ...]  # rows whose prompt tokens differ from the inference render
+    dropped: tuple[Skip, ...] = ()  # rows not trained for other reasons (too long)
+
+    @property
+    def ok(self) -> bool:
+        return not (self.zero_supervised or self.end_of_turn_missing or self.parity_failures)
+
+
+@dataclass(frozen=True)
 class Generation:
     """One eval row: what the model was asked, what the data says, what the model wrote."""
 

@@ -1,20 +1,52 @@
 """The one render path for train, eval and chat: a conversation -> token ids and loss labels.
 
-Most stock chat templates (SmolLM2's included) have no `{% generation %}` markers, so the supervised
-spans are found by prefix difference: render messages[:i] with the generation prompt, render
-messages[:i+1], and supervise what the second adds. The whole conversation is then tokenised ONCE
-(prompt and answer are never tokenised separately) and a token is supervised when its first character
-lies in a supervised span. That keeps the end-of-turn token supervised even where pad == eos.
+Where the chat template marks assistant text with `{% generation %}`, those marks decide what is
+supervised. Most stock templates (SmolLM2's included) have none, so supervised spans are found by prefix
+difference: render messages[:i] with the generation prompt, render messages[:i+1], supervise what the second
+adds (the answer *and* its end-of-turn token). The whole conversation is tokenised ONCE (prompt and answer are
+never tokenised separately) and a token is supervised when its first character lies in a supervised span, so
+the end-of-turn token stays supervised even where pad == eos.
 """
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Any
 
+from tunesmith.config import TemplateConfig
 from tunesmith.errors import TunesmithError
-from tunesmith.records import Conversation, Example, Message
+from tunesmith.records import Conversation, Example, Message, Skip, TemplateCheck
 
 IGNORE = -100  # the label value PyTorch's cross-entropy skips
+
+# Fallback for base models without a chat template (OPT, GPT-2, ...): plain text markers need no new tokens,
+# and eos ends every assistant turn so the tuned model learns to stop.
+PLAIN_TEMPLATE = (
+    "{% for m in messages %}"
+    "{% if m['role'] == 'system' %}{{ m['content'] }}\n\n"
+    "{% elif m['role'] == 'user' %}### User:\n{{ m['content'] }}\n\n"
+    "{% else %}### Assistant:\n{{ m['content'] }}{{ eos_token }}\n\n{% endif %}"
+    "{% endfor %}{% if add_generation_prompt %}### Assistant:\n{% endif %}")
+# ChatML, for models that already know <|im_start|>/<|im_end|>; elsewhere they are plain text.
+CHATML_TEMPLATE = (
+    "{% for m in messages %}{{ '<|im_start|>' + m['role'] + '\n' + m['content'] + '<|im_end|>' + '\n' }}"
+    "{% endfor %}{% if add_generation_prompt %}{{ '<|im_start|>assistant\n' }}{% endif %}")
+FALLBACKS = {"plain": PLAIN_TEMPLATE, "chatml": CHATML_TEMPLATE}
+
+
+def setup_tokenizer(tokenizer: Any, cfg: TemplateConfig) -> list[str]:
+    """Give the tokenizer the template to train with; it is saved with the adapter, so chat renders alike.
+
+    Returns notices for the user (what was chosen and why).
+    """
+    if cfg.chat_template != "auto":
+        tokenizer.chat_template = FALLBACKS.get(cfg.chat_template, cfg.chat_template)
+        return [f"using the {cfg.chat_template if cfg.chat_template in FALLBACKS else 'configured'} chat template"]
+    if not getattr(tokenizer, "chat_template", None):
+        tokenizer.chat_template = PLAIN_TEMPLATE
+        return ["the model has no chat template (a base model?): using tunesmith's plain template "
+                "('### User:' / '### Assistant:' ... eos); it is saved with the adapter so chat uses the same"]
+    return []
 
 
 def _chat(messages: tuple[Message, ...] | list[Message]) -> list[dict[str, str]]:
@@ -25,9 +57,31 @@ def render_text(tokenizer: Any, messages: tuple[Message, ...] | list[Message], *
                 add_generation_prompt: bool) -> str:
     if not getattr(tokenizer, "chat_template", None):
         raise TunesmithError("the model's tokenizer has no chat template",
-                             fix="use an instruct/chat model, or a model folder whose tokenizer_config has one")
+                             fix="set template.chat_template: plain (or chatml) in the config")
     return tokenizer.apply_chat_template(_chat(messages), tokenize=False,
                                          add_generation_prompt=add_generation_prompt)
+
+
+def supports_system(tokenizer: Any) -> bool:
+    """False for templates that raise on a system turn (Gemma's: 'System role not supported')."""
+    try:
+        render_text(tokenizer, [Message("system", "s"), Message("user", "u")], add_generation_prompt=True)
+    except Exception:  # jinja2's TemplateError from raise_exception(); any failure means: do not send system
+        return False
+    return True
+
+
+def merge_system(conv: Conversation) -> Conversation:
+    """Fold a system turn into the first user turn, for templates that reject the system role."""
+    if not conv.messages or conv.messages[0].role != "system":
+        return conv
+    system, first, *rest = conv.messages
+    merged = Message("user", f"{system.content}\n\n{first.content}")
+    return dataclasses.replace(conv, messages=(merged, *rest))
+
+
+def has_generation_markers(tokenizer: Any) -> bool:
+    return "{% generation %}" in (getattr(tokenizer, "chat_template", None) or "")
 
 
 def supervised_spans(tokenizer: Any, conv: Conversation) -> tuple[str, list[tuple[int, int]]]:
@@ -40,10 +94,12 @@ def supervised_spans(tokenizer: Any, conv: Conversation) -> tuple[str, list[tupl
         before = render_text(tokenizer, conv.messages[:i], add_generation_prompt=True)
         upto = render_text(tokenizer, conv.messages[: i + 1], add_generation_prompt=False)
         if not upto.startswith(before) or not full.startswith(upto):
+            model = getattr(tokenizer, "name_or_path", "the model")
             raise TunesmithError(
-                "the chat template does not render conversations as growing prefixes, so the assistant "
-                "span cannot be found", where=conv.source,
-                fix="use a template without history rewriting, or one with {% generation %} markers")
+                f"{model}'s chat template does not render turn {i} as a continuation of the turns before it, "
+                "so the assistant span cannot be found by prefix difference", where=conv.source,
+                fix="use a template without history rewriting, or one with {% generation %} markers "
+                    "(template.chat_template)")
         spans.append((len(before), len(upto)))
     return full, spans
 
@@ -53,41 +109,81 @@ def is_text(conv: Conversation) -> bool:
     return len(conv.messages) == 1 and conv.messages[0].role == "text"
 
 
-def _encode_text(tokenizer: Any, conv: Conversation, max_length: int) -> Example:
+def _encode_text(tokenizer: Any, conv: Conversation) -> tuple[list[int], list[int]]:
     ids = tokenizer(conv.messages[0].content, add_special_tokens=True)["input_ids"]
     ids = ids + [tokenizer.eos_token_id]  # the end token teaches the model where a text stops
-    cut = ids[:max_length]
-    return Example(tuple(cut), tuple(cut), conv.source, truncated=len(ids) > max_length)
+    return ids, list(ids)
 
 
-def encode(tokenizer: Any, conv: Conversation, max_length: int) -> Example:
-    """Tokenise a whole conversation once; labels are -100 outside assistant spans.
+def _encode_chat(tokenizer: Any, conv: Conversation, supervise: str) -> tuple[list[int], list[int]]:
+    if has_generation_markers(tokenizer):
+        enc = tokenizer.apply_chat_template(_chat(conv.messages), tokenize=True, return_dict=True,
+                                            return_assistant_tokens_mask=True)
+        ids, mask = list(enc["input_ids"]), list(enc["assistant_masks"])
+        runs, start = [], None  # contiguous supervised runs = assistant turns
+        for i, bit in enumerate([*mask, 0]):
+            if bit and start is None:
+                start = i
+            elif not bit and start is not None:
+                runs.append((start, i))
+                start = None
+        offsets = [(i, i + 1) for i in range(len(ids))]
+    else:
+        full, runs = supervised_spans(tokenizer, conv)
+        enc = tokenizer(full, add_special_tokens=False, return_offsets_mapping=True)
+        ids, offsets = list(enc["input_ids"]), enc["offset_mapping"]
+    if supervise == "all":
+        return ids, list(ids)
+    if supervise == "last":
+        runs = runs[-1:]
+    labels = [tok if any(s <= start < e for s, e in runs) else IGNORE for tok, (start, _) in zip(ids, offsets)]
+    return ids, labels
 
-    Raises TunesmithError when truncation to `max_length` leaves no supervised token, since training on such
-    a row teaches nothing (the 'answer truncated away by a long input' mistake).
 
-    >>> ex = encode(tok, conv, 256)  # doctest: +SKIP
-    >>> ex.supervised_tokens > 0      # doctest: +SKIP
+def _shorten(conv: Conversation) -> Conversation | None:
+    """One step of `overflow: truncate`: drop the oldest exchange, else halve the last user turn's text.
+
+    Never touches the supervised answer; None when nothing is left to cut.
+    """
+    msgs = list(conv.messages)
+    head = 1 if msgs[0].role == "system" else 0
+    if len(msgs) - head > 2:  # history before the last exchange: the oldest user/assistant pair goes first
+        return dataclasses.replace(conv, messages=tuple(msgs[:head] + msgs[head + 2:]))
+    user = msgs[-2]
+    cut = user.content[: len(user.content) // 2].rstrip() + " …"
+    if len(cut) >= len(user.content):  # nothing left to cut: only the answer remains too long
+        return None
+    msgs[-2] = Message("user", cut)
+    return dataclasses.replace(conv, messages=tuple(msgs))
+
+
+def encode(tokenizer: Any, conv: Conversation, cfg: TemplateConfig) -> Example:
+    """Tokenise a whole conversation once; labels are -100 outside the supervised spans.
+
+    A row longer than `cfg.max_length` is dropped (`overflow: drop`, raises TunesmithError so the caller counts
+    it) or loses history / input text (`overflow: truncate`); the supervised answer is never cut.
+
+    >>> ex = encode(tok, conv, TemplateConfig())  # doctest: +SKIP
+    >>> ex.supervised_tokens > 0                   # doctest: +SKIP
     True
     """
-    if is_text(conv):
-        return _encode_text(tokenizer, conv, max_length)
-    full, spans = supervised_spans(tokenizer, conv)
-    enc = tokenizer(full, add_special_tokens=False, return_offsets_mapping=True)
-    ids, offsets = enc["input_ids"], enc["offset_mapping"]
-    labels = [tok if any(s <= start < e for s, e in spans) else IGNORE
-              for tok, (start, _) in zip(ids, offsets)]
-    if not any(x != IGNORE for x in labels):
-        raise TunesmithError("no supervised tokens in this conversation", where=conv.source)
-    if len(ids) > max_length:
-        first = next(i for i, x in enumerate(labels) if x != IGNORE)
-        if first >= max_length:
+    current, truncated = conv, False
+    while True:
+        ids, labels = (_encode_text(tokenizer, current) if is_text(current)
+                       else _encode_chat(tokenizer, current, cfg.supervise))
+        if not any(x != IGNORE for x in labels):
+            raise TunesmithError("no supervised tokens in this conversation", where=conv.source)
+        if len(ids) <= cfg.max_length:
+            return Example(tuple(ids), tuple(labels), conv.source, truncated=truncated)
+        if cfg.overflow == "drop" or is_text(current):
             raise TunesmithError(
-                f"the answer starts at token {first}, past template.max_length={max_length}, so truncation "
-                "would cut it away", where=conv.source,
-                fix="raise template.max_length or shorten the prompt")
-        return Example(tuple(ids[:max_length]), tuple(labels[:max_length]), conv.source, truncated=True)
-    return Example(tuple(ids), tuple(labels), conv.source)
+                f"{len(ids)} tokens, longer than template.max_length={cfg.max_length}: dropped",
+                where=conv.source, fix="raise template.max_length, or set template.overflow: truncate")
+        shorter = _shorten(current)
+        if shorter is None:
+            raise TunesmithError(f"the answer alone is longer than template.max_length={cfg.max_length}",
+                                 where=conv.source, fix="raise template.max_length")
+        current, truncated = shorter, True
 
 
 def prompt_text(tokenizer: Any, conv: Conversation) -> tuple[str, str]:
@@ -102,3 +198,67 @@ def prompt_text(tokenizer: Any, conv: Conversation) -> tuple[str, str]:
     last = max(i for i, m in enumerate(conv.messages) if m.role == "assistant")
     prompt = render_text(tokenizer, conv.messages[:last], add_generation_prompt=True)
     return prompt, conv.messages[last].content
+
+
+def encode_all(tokenizer: Any, convs: tuple[Conversation, ...], cfg: TemplateConfig
+               ) -> tuple[list[Example], list[Skip]]:
+    """Encode every conversation; rows that cannot be trained on are skipped with the reason, never dropped."""
+    examples, skipped = [], []
+    for conv in convs:
+        try:
+            examples.append(encode(tokenizer, conv, cfg))
+        except TunesmithError as err:
+            skipped.append(Skip(conv.source, err.what))
+    return examples, skipped
+
+
+# End-of-turn tokens of the common families; whichever the vocabulary has count as "the model's stop token".
+_EOT_TOKENS = ("<|im_end|>", "<|eot_id|>", "<end_of_turn>", "<|end|>", "<|endoftext|>", "</s>")
+
+
+def end_of_turn_ids(tokenizer: Any) -> set[int]:
+    vocab = tokenizer.get_vocab()
+    ids = {vocab[t] for t in _EOT_TOKENS if t in vocab}
+    if tokenizer.eos_token_id is not None:
+        ids.add(tokenizer.eos_token_id)
+    return ids
+
+
+def check(tokenizer: Any, convs: tuple[Conversation, ...], examples: list[Example],
+          skipped: list[Skip]) -> TemplateCheck:
+    """The checks printed before training: supervision share, zero-supervision rows, end-of-turn supervision,
+    and train/inference parity of the prompt tokens."""
+    by_source = {c.source: c for c in convs}
+    eot = end_of_turn_ids(tokenizer)
+    shares = sorted(e.supervised_tokens / len(e.input_ids) for e in examples)
+    no_eot = tuple(e.source for e in examples if not eot & {x for x in e.labels if x != IGNORE})
+    parity_failures = []
+    for e in examples:
+        conv = by_source.get(e.source)
+        if conv is None or e.truncated or is_text(conv):
+            continue
+        prompt, _ = prompt_text(tokenizer, conv)
+        want = tokenizer(prompt, add_special_tokens=False)["input_ids"]
+        if list(e.input_ids[: len(want)]) != want:
+            parity_failures.append(e.source)
+    zero = tuple(s.location for s in skipped if s.reason.startswith("no supervised tokens"))
+    return TemplateCheck(rows=len(examples), share_min=shares[0] if shares else 0.0,
+                         share_median=shares[len(shares) // 2] if shares else 0.0, zero_supervised=zero,
+                         end_of_turn_missing=no_eot, parity_failures=tuple(parity_failures),
+                         dropped=tuple(s for s in skipped if s.location not in zero))
+
+
+def describe(c: TemplateCheck) -> list[str]:
+    """The checks as lines for the terminal."""
+    lines = [f"supervised share per row: min {c.share_min:.0%}, median {c.share_median:.0%} ({c.rows} rows)",
+             f"rows with zero supervised tokens: {len(c.zero_supervised)}"
+             + (f" ({', '.join(c.zero_supervised[:3])})" if c.zero_supervised else ""),
+             "end-of-turn token supervised: " + ("yes, in every row" if not c.end_of_turn_missing else
+                                                 f"NO in {len(c.end_of_turn_missing)} rows "
+                                                 f"({', '.join(c.end_of_turn_missing[:3])}): the model may never stop"),
+             "prompt tokens identical at training and inference: " + (
+                 "yes" if not c.parity_failures else
+                 f"NO in {len(c.parity_failures)} rows ({', '.join(c.parity_failures[:3])})")]
+    if c.dropped:
+        lines.append(f"rows not trained: {len(c.dropped)} (first: {c.dropped[0].location}: {c.dropped[0].reason})")
+    return lines

@@ -13,11 +13,9 @@ from dataclasses import dataclass
 from typing import Any
 
 from tunesmith.config import RunConfig
-from tunesmith.errors import TunesmithError
 from tunesmith.models import use_bf16
-from tunesmith.records import Conversation, Example, Skip
+from tunesmith.records import Example
 from tunesmith.rundir import RunDir
-from tunesmith.template import encode
 
 
 @dataclass(frozen=True)
@@ -27,18 +25,6 @@ class TrainResult:
     eval_loss_after: float | None
     seconds: float
     train_tokens: int
-
-
-def build_examples(tokenizer: Any, convs: tuple[Conversation, ...], max_length: int
-                   ) -> tuple[list[Example], list[Skip]]:
-    """Encode every conversation; rows the template cannot train on are skipped with the reason."""
-    examples, skipped = [], []
-    for conv in convs:
-        try:
-            examples.append(encode(tokenizer, conv, max_length))
-        except TunesmithError as err:
-            skipped.append(Skip(conv.source, err.what))
-    return examples, skipped
 
 
 def _dataset(examples: list[Example]) -> Any:

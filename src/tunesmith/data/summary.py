@@ -53,11 +53,13 @@ def summarize(specs: list[Path], cfg: DataConfig, *, model: str | None = None,
     tokens: tuple[int, ...] = ()
     if model is not None and usable:
         from tunesmith import models
-        from tunesmith.template import encode
+        from tunesmith.config import TemplateConfig
+        from tunesmith.template import encode, setup_tokenizer
 
         _, tok = models.load(model)
-        # Measured untruncated: the point is to see how many rows the training max_length would cut.
-        tokens = tuple(len(encode(tok, c, 10**9).input_ids) for c in usable)
+        measure = TemplateConfig(max_length=10**9)  # untruncated: the point is to see what max_length would drop
+        setup_tokenizer(tok, measure)
+        tokens = tuple(len(encode(tok, c, measure).input_ids) for c in usable)
     return DataSummary(tuple(files), tuple(usable), tuple(dups), chars, tokens, max_length if tokens else None)
 
 
