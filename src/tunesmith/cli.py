@@ -127,6 +127,71 @@ def _preload_tcmalloc() -> None:
     os.execve(sys.executable, [sys.executable, "-m", "tunesmith", *sys.argv[1:]], env)
 
 
+@app.command()
+def preview(paths: Annotated[list[Path], typer.Argument(metavar="DATA...", help="files, folders or globs")],
+            model: Annotated[str, typer.Option("--model", help="whose chat template to render with")] = "default",
+            n: Annotated[int, typer.Option("-n", help="rows to show")] = 3,
+            max_length: Annotated[int, typer.Option("--max-length")] = 384,
+            supervise: Annotated[str, typer.Option("--supervise", help="assistant | last | all")] = "assistant",
+            chat_template: Annotated[str, typer.Option("--chat-template", help="auto | plain | chatml")] = "auto",
+            role: Annotated[Optional[list[str]], typer.Option("--role", help="NAME=ROLE")] = None,
+            column: Annotated[Optional[list[str]], typer.Option("--column", help="FIELD=YOURS")] = None,
+            ) -> None:
+    """Show rows exactly as training sees them: supervised tokens highlighted, token counts, template checks."""
+    from rich.console import Console
+    from rich.text import Text
+
+    from tunesmith import preview as pv
+    from tunesmith.config import DataConfig, TemplateConfig
+    from tunesmith.template import describe
+
+    data_cfg = DataConfig(train=list(paths), roles=_pairs(role, "--role"), columns=_pairs(column, "--column"))
+    tcfg = TemplateConfig(max_length=max_length, supervise=supervise, chat_template=chat_template)
+    result = pv.preview(list(paths), data_cfg, tcfg, model, n)
+    console = Console(highlight=False)
+    color = console.is_terminal
+    for note in result.notices:
+        typer.echo(f"notice: {note}")
+    for ex, parts in result.rows:
+        typer.echo(f"--- {ex.source}: {len(ex.input_ids)} tokens, {ex.supervised_tokens} supervised")
+        if color:
+            console.print(Text.assemble(*((t, "black on green") if sup else (t, "") for t, sup in parts)))
+        else:  # brackets survive a pipe or a file
+            typer.echo("".join(f"[[{t}]]" if sup else t for t, sup in parts))
+    typer.echo("")
+    for line in describe(result.checks):
+        typer.echo(f"check: {line}")
+    if not result.checks.ok:
+        sys.exit(EXIT_USER_ERROR)
+
+
+@app.command()
+def tokens(model: Annotated[str, typer.Option("--model")] = "default",
+           add: Annotated[Optional[list[str]], typer.Option("--add", help="add a special token (repeatable)")] = None,
+           out: Annotated[Optional[Path], typer.Option("--out", help="where --add saves the resized model")] = None,
+           csv_path: Annotated[Optional[Path], typer.Option("--csv", help="write the special tokens as CSV")] = None,
+           ) -> None:
+    """Special tokens with ids, the chat template, vocabulary size, tokens per character (EN/KO)."""
+    from tunesmith import preview as pv
+
+    if add:
+        if out is None:
+            raise TunesmithError("--add needs --out DIR for the resized model", fix="add --out models/with-tokens")
+        path = pv.add_tokens(model, add, out)
+        typer.echo(f"saved model and tokenizer with {len(add)} added token(s) to {path}")
+        model = str(path)
+    rep = pv.tokenizer_report(model)
+    typer.echo(f"model: {rep['model']}\nvocabulary: {rep['vocab_size']} tokens")
+    for name, (i, tok) in rep["special_tokens"].items():
+        typer.echo(f"  {name:<28} {tok!r:<24} id {i}")
+    typer.echo(f"added tokens: {len(rep['added_tokens'])}")
+    typer.echo("tokens per character: " + ", ".join(f"{k} {v}" for k, v in rep["tokens_per_char"].items()))
+    typer.echo("chat template:\n" + (rep["chat_template"] or "(none: tunesmith falls back to its plain template)"))
+    if csv_path:
+        pv.write_csv(rep, csv_path)
+        typer.echo(f"wrote {csv_path}")
+
+
 def main() -> None:
     _preload_tcmalloc()
     # Standalone mode lets typer turn usage errors (bad flag values) into exit code 2 itself.

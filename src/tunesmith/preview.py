@@ -1,0 +1,95 @@
+"""`tunesmith preview` and `tunesmith tokens`: make the render path and the vocabulary visible.
+
+preview shows rows exactly as training sees them, supervised tokens highlighted, with the template checks;
+tokens shows a tokenizer's special tokens, chat template and cost per character, and can add tokens.
+"""
+
+from __future__ import annotations
+
+import csv
+import itertools
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from tunesmith.config import DataConfig, TemplateConfig
+from tunesmith.records import Example, TemplateCheck
+from tunesmith.template import IGNORE, check, encode_all, merge_system, setup_tokenizer, supports_system
+
+# Sample text for tokens-per-character: the bundled task, in both languages users write.
+SAMPLES = {"en": "It sounds like you feel overwhelmed because the exams are close. What worries you most?",
+           "ko": "시험이 다가와서 많이 부담스러우시군요. 지금 가장 걱정되는 것은 무엇인가요?"}
+
+
+@dataclass(frozen=True)
+class Preview:
+    rows: tuple[tuple[Example, tuple[tuple[str, bool], ...]], ...]  # example, (text run, supervised?) runs
+    checks: TemplateCheck
+    notices: tuple[str, ...]
+
+
+def runs(tokenizer: Any, ex: Example) -> tuple[tuple[str, bool], ...]:
+    """Decode maximal runs of supervised / unsupervised tokens (whole runs, so Korean characters stay intact)."""
+    out = []
+    pairs = zip(ex.input_ids, ex.labels)
+    for supervised, group in itertools.groupby(pairs, key=lambda p: p[1] != IGNORE):
+        out.append((tokenizer.decode([t for t, _ in group]), supervised))
+    return tuple(out)
+
+
+def preview(paths: list[Path], data_cfg: DataConfig, template_cfg: TemplateConfig, model: str, n: int) -> Preview:
+    """Render the first `n` usable rows of `paths` with `model`'s template, plus the checks over all rows.
+
+    >>> preview([Path("corpus.json")], DataConfig(train=[Path("corpus.json")]), TemplateConfig(), "default", 3)  # doctest: +SKIP
+    """
+    from tunesmith import models
+    from tunesmith.data.prepare import dedup, read_all
+
+    files = read_all(paths, data_cfg)
+    convs, _ = dedup([c for f in files for c in f.conversations])
+    _, tok = models.load(model)
+    notices = setup_tokenizer(tok, template_cfg)
+    if not supports_system(tok):
+        convs = [merge_system(c) for c in convs]
+        notices.append("the chat template rejects a system turn; its text is merged into the first user turn")
+    examples, skipped = encode_all(tok, tuple(convs), template_cfg)
+    checks = check(tok, tuple(convs), examples, skipped + [s for f in files for s in f.skipped])
+    return Preview(tuple((e, runs(tok, e)) for e in examples[:n]), checks, tuple(notices))
+
+
+def tokenizer_report(model: str) -> dict[str, Any]:
+    """Special tokens with ids, chat template, vocabulary size and tokens per character on sample text."""
+    from tunesmith import models
+
+    _, tok = models.load(model)
+    specials = {name: (tok.convert_tokens_to_ids(t), t) for name, t in tok.special_tokens_map.items()
+                if isinstance(t, str)}
+    added = {t: i for t, i in sorted(tok.get_added_vocab().items(), key=lambda kv: kv[1])}
+    per_char = {lang: round(len(tok(text, add_special_tokens=False)["input_ids"]) / len(text), 3)
+                for lang, text in SAMPLES.items()}
+    return {"model": model, "vocab_size": len(tok), "special_tokens": specials, "added_tokens": added,
+            "chat_template": tok.chat_template, "tokens_per_char": per_char}
+
+
+def write_csv(report: dict[str, Any], path: Path) -> None:
+    with path.open("w", newline="", encoding="utf-8") as f:
+        w = csv.writer(f)
+        w.writerow(["token", "id", "role"])
+        roles = {tok: name for name, (_, tok) in report["special_tokens"].items()}
+        for tok, i in report["added_tokens"].items():
+            w.writerow([tok, i, roles.get(tok, "added")])
+
+
+def add_tokens(model: str, tokens: list[str], out: Path) -> Path:
+    """Add special tokens, resize the embeddings, and save model + tokenizer (safetensors) to `out`."""
+    from tunesmith import models
+
+    m, tok = models.load(model)
+    new = tok.add_tokens(tokens, special_tokens=True)
+    if new:
+        # New rows start at the mean embedding, not random: the model's outputs stay sane before training.
+        m.resize_token_embeddings(len(tok), mean_resizing=True)
+    out.mkdir(parents=True, exist_ok=True)
+    m.save_pretrained(out, safe_serialization=True)
+    tok.save_pretrained(out)
+    return out
