@@ -109,3 +109,14 @@ def test_bad_flag_value_exits_2(tmp_path: Path):
     assert res.returncode == 2 and "Traceback" not in res.stderr
     res = tunesmith("train", "missing.yaml", cwd=tmp_path)
     assert res.returncode == 2 and "config file missing.yaml not found" in res.stderr
+
+
+def test_plan_is_a_dry_run_that_says_what_training_would_do(tmp_path: Path, tiny_model_dir: Path, small_jsonl: Path):
+    cfg = write_config(tmp_path, tiny_model_dir, small_jsonl)
+    res = tunesmith("plan", str(cfg), cwd=tmp_path)
+    assert res.returncode == 0, res.stderr
+    out = res.stdout
+    assert "plan: rows: 12 train, 4 eval (read 16: 0 skipped, 0 duplicates)" in out
+    assert "plan: steps: 6 optimizer steps (3 per epoch, batch 4 x accumulation 1)" in out
+    assert "plan: precision: " in out and "check: end-of-turn token supervised: yes" in out
+    assert not (tmp_path / "runs").exists()  # nothing written

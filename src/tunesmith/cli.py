@@ -61,6 +61,16 @@ def train(config_path: Annotated[Path, typer.Argument(metavar="CONFIG", help="a 
 
 
 @app.command()
+def plan(config_path: Annotated[Path, typer.Argument(metavar="CONFIG", help="a YAML run config")],
+         set_: Sets = None, model: Model = None) -> None:
+    """Dry run: validate data and config, run the template checks, print what training would do."""
+    from tunesmith import config, pipeline
+
+    overrides = list(set_ or []) + ([f"model={model}"] if model else [])
+    pipeline.plan(config.load(config_path, overrides), say=typer.echo)
+
+
+@app.command()
 def demo(overwrite: Overwrite = False, set_: Sets = None, name: Name = None, model: Model = None) -> None:
     """The shipped demo: LoRA-tune the embedded SmolLM2 on the bundled counselling data."""
     with resources.as_file(resources.files("tunesmith") / "configs" / "demo.yaml") as path:
@@ -104,8 +114,6 @@ def inspect(paths: Annotated[list[Path], typer.Argument(metavar="PATH...", help=
         sys.exit(EXIT_USER_ERROR)
 
 
-TCMALLOC = ("/usr/lib/x86_64-linux-gnu/libtcmalloc.so.4", "/usr/lib/aarch64-linux-gnu/libtcmalloc.so.4",
-            "/usr/lib64/libtcmalloc.so.4")
 TRAINING_VERBS = {"train", "demo"}
 
 
@@ -120,7 +128,9 @@ def _preload_tcmalloc() -> None:
         return
     if "tcmalloc" in os.environ.get("LD_PRELOAD", ""):
         return
-    lib = next((p for p in TCMALLOC if os.path.exists(p)), None)
+    from tunesmith.train import tcmalloc_library
+
+    lib = tcmalloc_library()
     if lib is None:
         return
     env = {**os.environ, "LD_PRELOAD": ":".join(filter(None, [lib, os.environ.get("LD_PRELOAD")]))}

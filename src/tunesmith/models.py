@@ -125,6 +125,18 @@ def use_bf16(precision: str) -> bool:
     return torch.cuda.is_bf16_supported() if torch.cuda.is_available() else cpu_has_bf16()
 
 
+def precision_reason(precision: str) -> str:
+    """What `use_bf16` chose and why, for the plan."""
+    import torch
+
+    chosen = "bf16 autocast" if use_bf16(precision) else "fp32"
+    if precision != "auto":
+        return f"{chosen} (set in train.precision)"
+    if torch.cuda.is_available():
+        return f"{chosen} (GPU {'supports' if use_bf16(precision) else 'lacks'} bf16)"
+    return f"{chosen} (CPU {'has' if cpu_has_bf16() else 'lacks'} native bf16: avx512_bf16/amx_bf16)"
+
+
 def load(spec: str, *, dtype: Any = None) -> tuple[Any, Any]:
     """Load (model, tokenizer) for a model spec; safetensors only, no remote code."""
     from transformers import AutoModelForCausalLM, AutoTokenizer

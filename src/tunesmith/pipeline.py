@@ -88,6 +88,46 @@ def render(tokenizer: Any, data: PreparedData, cfg: RunConfig, say: Callable[[st
     return data, train_ex, eval_ex
 
 
+def describe_plan(cfg: RunConfig, data: PreparedData, train_ex: list[Example], eval_ex: list[Example]) -> list[str]:
+    """What training will do, before it does it: printed by `tunesmith plan` and at the start of `train`."""
+    import math
+    import os
+
+    t = cfg.train
+    per_epoch = math.ceil(len(train_ex) / (t.batch_size * t.grad_accum))
+    steps = t.max_steps if t.max_steps > 0 else math.ceil(per_epoch * t.epochs)
+    tokens = sum(len(e.input_ids) for e in train_ex)
+    if "tcmalloc" in os.environ.get("LD_PRELOAD", ""):
+        allocator = "tcmalloc"
+    elif train.tcmalloc_library():
+        allocator = "tcmalloc (train preloads it)"
+    else:
+        allocator = "glibc (apt-get install libgoogle-perftools4 for ~1.5x on CPU)"
+    return [f"model: {cfg.model} -> {models.resolve(cfg.model)}",
+            f"rows: {len(train_ex)} train, {len(eval_ex)} eval (read {data.rows_read}: {len(data.skipped)} skipped, "
+            f"{len(data.duplicates)} duplicates)",
+            f"tokens: {tokens} per epoch, supervised {sum(e.supervised_tokens for e in train_ex)}",
+            f"steps: {steps} optimizer steps ({per_epoch} per epoch, batch {t.batch_size} x accumulation "
+            f"{t.grad_accum}), eval loss every {t.eval_steps} steps and at step 0",
+            f"LoRA: r={cfg.lora.r}, alpha={cfg.lora.alpha}, dropout={cfg.lora.dropout}, "
+            f"targets={cfg.lora.target_modules}, lr={t.learning_rate} ({t.lr_scheduler})",
+            f"precision: {models.precision_reason(t.precision)}; allocator: {allocator}",
+            f"generation eval: {min(len(data.eval), cfg.eval.max_rows)} rows, up to {cfg.eval.max_new_tokens} "
+            f"new tokens, greedy",
+            f"output: {cfg.output_dir / cfg.name}"]
+
+
+def plan(cfg: RunConfig, say: Callable[[str], None] = print) -> list[str]:
+    """A dry run: data, template checks and the training plan, without training or writing anything."""
+    data = prepare(cfg.data)
+    _, tokenizer = models.load(cfg.model)
+    data, train_ex, eval_ex = render(tokenizer, data, cfg, say)
+    lines = describe_plan(cfg, data, train_ex, eval_ex)
+    for line in lines:
+        say(f"plan: {line}")
+    return lines
+
+
 def run(cfg: RunConfig, *, overwrite: bool = False, say: Callable[[str], None] = print) -> RunSummary:
     """Run the whole job described by `cfg` and return the before/after summary.
 
@@ -102,6 +142,8 @@ def run(cfg: RunConfig, *, overwrite: bool = False, say: Callable[[str], None] =
     # Model and template problems surface before the run folder exists, so they leave nothing half-written.
     model, tokenizer = models.load(cfg.model)
     data, train_ex, eval_ex = render(tokenizer, data, cfg, say)
+    for line in describe_plan(cfg, data, train_ex, eval_ex):
+        say(f"plan: {line}")
     run_dir = rundir.create(cfg.output_dir, cfg.name, overwrite=overwrite)
     run_dir.config.write_text(cfg.to_yaml(), encoding="utf-8")
     rundir.write_jsonl(run_dir.train_data, [c.to_json() for c in data.train])

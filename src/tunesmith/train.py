@@ -7,6 +7,7 @@ and `skip_prepare_dataset` stops TRL from re-tokenising, truncating or silently 
 from __future__ import annotations
 
 import json
+import os
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -16,6 +17,15 @@ from tunesmith.config import RunConfig
 from tunesmith.models import use_bf16
 from tunesmith.records import Example
 from tunesmith.rundir import RunDir
+
+
+TCMALLOC = ("/usr/lib/x86_64-linux-gnu/libtcmalloc.so.4", "/usr/lib/aarch64-linux-gnu/libtcmalloc.so.4",
+            "/usr/lib64/libtcmalloc.so.4")
+
+
+def tcmalloc_library() -> str | None:
+    """tcmalloc's path where the system has it; the training verbs preload it (see cli._preload_tcmalloc)."""
+    return next((p for p in TCMALLOC if os.path.exists(p)), None)
 
 
 @dataclass(frozen=True)
