@@ -46,6 +46,7 @@ def test_train_end_to_end_writes_the_run_folder(tmp_path: Path, tiny_model_dir: 
     files = {str(p.relative_to(run)) for p in run.rglob("*") if p.is_file()}
     assert files == RUN_FILES
     assert "report: runs/tiny/report.html" in res.stdout and "eval loss" in res.stdout
+    assert "95% paired bootstrap over 4 rows" in res.stdout and "stopped by itself" in res.stdout
 
     # LoRA B matrices start at zero: any non-zero B means training changed the adapter.
     weights = load_file(run / "adapter" / "adapter_model.safetensors")
@@ -68,7 +69,7 @@ def test_train_end_to_end_writes_the_run_folder(tmp_path: Path, tiny_model_dir: 
     n_eval = len((run / "data" / "eval.jsonl").read_text().splitlines())
     assert (n_train, n_eval) == (12, 4)
     before = [json.loads(x) for x in (run / "eval" / "before.jsonl").read_text().splitlines()]
-    assert len(before) == 4 and set(before[0]) == {"source", "prompt", "reference", "generation"}
+    assert len(before) == 4 and set(before[0]) == {"source", "prompt", "reference", "generation", "stopped"}
     report = (run / "report.html").read_text()
     assert "data:image/png;base64," in report and report.count("class='ex'") == 4
 

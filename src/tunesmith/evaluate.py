@@ -6,11 +6,12 @@ every particle; BLEU is reported beside it because users know it.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
 from tunesmith.config import EvalConfig
 from tunesmith.records import Conversation, EvalResult, Generation
-from tunesmith.template import prompt_text
+from tunesmith.template import end_of_turn_ids, prompt_text
 
 MAIN_METRIC = "chrf"
 
@@ -25,7 +26,8 @@ def generate(model: Any, tokenizer: Any, convs: tuple[Conversation, ...], cfg: E
 
     rows = [(c, *prompt_text(tokenizer, c)) for c in convs[: cfg.max_rows]]
     order = sorted(range(len(rows)), key=lambda i: len(rows[i][1]))  # similar lengths -> less padding
-    out: dict[int, str] = {}
+    out: dict[int, tuple[str, bool]] = {}
+    stop_ids = end_of_turn_ids(tokenizer)
     side, tokenizer.padding_side = tokenizer.padding_side, "left"  # decoder-only models continue on the right
     model.eval()
     try:
@@ -37,11 +39,11 @@ def generate(model: Any, tokenizer: Any, convs: tuple[Conversation, ...], cfg: E
                 ids = model.generate(**batch, max_new_tokens=cfg.max_new_tokens, do_sample=False,
                                      pad_token_id=tokenizer.pad_token_id)
             new = ids[:, batch["input_ids"].shape[1]:]
-            for i, text in zip(idx, tokenizer.batch_decode(new, skip_special_tokens=True)):
-                out[i] = text.strip()
+            for i, row, text in zip(idx, new.tolist(), tokenizer.batch_decode(new, skip_special_tokens=True)):
+                out[i] = (text.strip(), bool(stop_ids & set(row)))
     finally:
         tokenizer.padding_side = side
-    return [Generation(c.source, p, ref, out[i]) for i, (c, p, ref) in enumerate(rows)]
+    return [Generation(c.source, p, ref, *out[i]) for i, (c, p, ref) in enumerate(rows)]
 
 
 def score(generations: list[Generation]) -> dict[str, float]:
@@ -52,7 +54,47 @@ def score(generations: list[Generation]) -> dict[str, float]:
     refs = [[g.reference for g in generations]]
     return {"chrf": round(sacrebleu.corpus_chrf(hyps, refs).score, 2),
             "bleu": round(sacrebleu.corpus_bleu(hyps, refs).score, 2),
-            "mean_words": round(sum(len(h.split()) for h in hyps) / max(len(hyps), 1), 1)}
+            "mean_words": round(sum(len(h.split()) for h in hyps) / max(len(hyps), 1), 1),
+            "stopped_share": round(sum(g.stopped for g in generations) / max(len(generations), 1), 3)}
+
+
+@dataclass(frozen=True)
+class Difference:
+    """tuned - base on the mean sentence-level chrF, with a 95% paired bootstrap interval."""
+
+    mean: float
+    low: float
+    high: float
+    rows: int
+
+    @property
+    def verdict(self) -> str:
+        if self.low > 0:
+            return "better"
+        if self.high < 0:
+            return "worse"
+        return "no clear difference"
+
+
+def paired_bootstrap(before: list[Generation], after: list[Generation], resamples: int = 2000,
+                     seed: int = 0) -> Difference:
+    """Resample rows with replacement; the same rows for both models, so row difficulty cancels out.
+
+    >>> paired_bootstrap(gens_before, gens_after).verdict  # doctest: +SKIP
+    'better'
+    """
+    import random
+
+    import sacrebleu
+
+    diffs = [sacrebleu.sentence_chrf(a.generation, [a.reference]).score
+             - sacrebleu.sentence_chrf(b.generation, [b.reference]).score for b, a in zip(before, after)]
+    if not diffs:
+        return Difference(0.0, 0.0, 0.0, 0)
+    rng = random.Random(seed)
+    means = sorted(sum(rng.choices(diffs, k=len(diffs))) / len(diffs) for _ in range(resamples))
+    return Difference(round(sum(diffs) / len(diffs), 2), round(means[int(0.025 * resamples)], 2),
+                      round(means[int(0.975 * resamples) - 1], 2), len(diffs))
 
 
 def evaluate(label: str, model: Any, tokenizer: Any, convs: tuple[Conversation, ...], cfg: EvalConfig,

@@ -124,6 +124,7 @@ class Generation:
     prompt: str
     reference: str
     generation: str
+    stopped: bool = True  # ended with an end-of-turn token, rather than running into max_new_tokens
 
 
 @dataclass(frozen=True)

@@ -7,6 +7,7 @@ import html
 import io
 from pathlib import Path
 
+from tunesmith.evaluate import paired_bootstrap
 from tunesmith.records import EvalResult, PreparedData
 from tunesmith.rundir import RunDir, read_jsonl
 
@@ -45,7 +46,10 @@ def _metrics_table(before: EvalResult, after: EvalResult, main: str) -> str:
     rows += [(f"{k}{' (main)' if k == main else ''}", before.metrics[k], after.metrics.get(k))
              for k in before.metrics]
     body = "".join(f"<tr><td>{html.escape(n)}</td><td>{_fmt(b)}</td><td>{_fmt(a)}</td></tr>" for n, b, a in rows)
-    return f"<table><tr><th>metric</th><th>before</th><th>after</th></tr>{body}</table>"
+    d = paired_bootstrap(list(before.generations), list(after.generations))
+    return (f"<table><tr><th>metric</th><th>before</th><th>after</th></tr>{body}</table>"
+            f"<p>Sentence-level chrF, tuned − base: <b>{d.mean:+.2f}</b> (95% paired bootstrap interval "
+            f"{d.low:+.2f} to {d.high:+.2f}, {d.rows} rows): <b>{d.verdict}</b>.</p>")
 
 
 def _examples(before: EvalResult, after: EvalResult) -> str:
