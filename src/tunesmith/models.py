@@ -137,8 +137,11 @@ def precision_reason(precision: str) -> str:
     return f"{chosen} (CPU {'has' if cpu_has_bf16() else 'lacks'} native bf16: avx512_bf16/amx_bf16)"
 
 
-def load(spec: str, *, dtype: Any = None) -> tuple[Any, Any]:
-    """Load (model, tokenizer) for a model spec; safetensors only, no remote code."""
+def load(spec: str, *, dtype: Any = None, tokenizer_only: bool = False) -> tuple[Any, Any]:
+    """Load (model, tokenizer) for a model spec; safetensors only, no remote code.
+
+    `tokenizer_only` skips the weights (model is None) for verbs that only render or count tokens.
+    """
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     source = resolve(spec)
@@ -147,8 +150,8 @@ def load(spec: str, *, dtype: Any = None) -> tuple[Any, Any]:
     local_only = not Path(source).is_dir() and not hub_reachable()
     try:
         tok = AutoTokenizer.from_pretrained(source, local_files_only=local_only)
-        model = AutoModelForCausalLM.from_pretrained(source, dtype=dtype, use_safetensors=True,
-                                                     local_files_only=local_only)
+        model = None if tokenizer_only else AutoModelForCausalLM.from_pretrained(
+            source, dtype=dtype, use_safetensors=True, local_files_only=local_only)
     except (OSError, ValueError) as err:
         why = "not in the Hugging Face cache and the hub is unreachable" if local_only else str(err).splitlines()[0]
         raise TunesmithError(f"cannot load model {spec!r}: {why}", fix=_alternatives()) from None

@@ -120,7 +120,7 @@ def describe_plan(cfg: RunConfig, data: PreparedData, train_ex: list[Example], e
 def plan(cfg: RunConfig, say: Callable[[str], None] = print) -> list[str]:
     """A dry run: data, template checks and the training plan, without training or writing anything."""
     data = prepare(cfg.data)
-    _, tokenizer = models.load(cfg.model)
+    _, tokenizer = models.load(cfg.model, tokenizer_only=True)
     data, train_ex, eval_ex = render(tokenizer, data, cfg, say)
     lines = describe_plan(cfg, data, train_ex, eval_ex)
     for line in lines:

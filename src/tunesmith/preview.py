@@ -47,7 +47,7 @@ def preview(paths: list[Path], data_cfg: DataConfig, template_cfg: TemplateConfi
 
     files = read_all(paths, data_cfg)
     convs, _ = dedup([c for f in files for c in f.conversations])
-    _, tok = models.load(model)
+    _, tok = models.load(model, tokenizer_only=True)
     notices = setup_tokenizer(tok, template_cfg)
     if not supports_system(tok):
         convs = [merge_system(c) for c in convs]
@@ -61,7 +61,7 @@ def tokenizer_report(model: str) -> dict[str, Any]:
     """Special tokens with ids, chat template, vocabulary size and tokens per character on sample text."""
     from tunesmith import models
 
-    _, tok = models.load(model)
+    _, tok = models.load(model, tokenizer_only=True)
     specials = {name: (tok.convert_tokens_to_ids(t), t) for name, t in tok.special_tokens_map.items()
                 if isinstance(t, str)}
     added = {t: i for t, i in sorted(tok.get_added_vocab().items(), key=lambda kv: kv[1])}

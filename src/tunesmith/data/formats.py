@@ -221,7 +221,6 @@ def load(path: Path, *, format: str = "auto", roles: Mapping[str, str] | None = 
                 f"(e.g. columns: {{prompt: my_question, completion: my_answer}})")
     if fmt == FLAT_TURNS:
         fits: Callable[[Any], bool] = _is_flat_turn
-        turn_lists: list[tuple[str, Turns]] = []
     else:
         fits, convert = FORMATS[fmt]
     usable, turns_by_row = [], []

@@ -56,7 +56,7 @@ def summarize(specs: list[Path], cfg: DataConfig, *, model: str | None = None,
         from tunesmith.config import TemplateConfig
         from tunesmith.template import encode, setup_tokenizer
 
-        _, tok = models.load(model)
+        _, tok = models.load(model, tokenizer_only=True)
         measure = TemplateConfig(max_length=10**9)  # untruncated: the point is to see what max_length would drop
         setup_tokenizer(tok, measure)
         tokens = tuple(len(encode(tok, c, measure).input_ids) for c in usable)
