@@ -39,7 +39,6 @@ def _say(msg: str) -> None:
 def _run(config_path: Path, overwrite: bool, sets: list[str] | None, name: str | None, model: str | None,
          strict: bool) -> None:
     from tunesmith import config, pipeline
-    from tunesmith.evaluate import paired_bootstrap
 
     overrides = (list(sets or []) + ([f"name={name}"] if name else []) + ([f"model={model}"] if model else [])
                  + (["data.strict=true"] if strict else []))
@@ -50,7 +49,7 @@ def _run(config_path: Path, overwrite: bool, sets: list[str] | None, name: str |
     typer.echo(f"eval loss      {s.before.eval_loss:.4f} -> {s.after.eval_loss:.4f}")
     typer.echo(f"{m:<14} {s.before.metrics[m]:.2f} -> {s.after.metrics[m]:.2f}   "
                f"(bleu {s.before.metrics['bleu']:.2f} -> {s.after.metrics['bleu']:.2f})")
-    d = paired_bootstrap(list(s.before.generations), list(s.after.generations))
+    d = s.difference
     typer.echo(f"sentence chrF  {d.mean:+.2f} [{d.low:+.2f}, {d.high:+.2f}] (95% paired bootstrap over {d.rows} "
                f"rows): {d.verdict}")
     typer.echo(f"stopped by itself {s.before.metrics['stopped_share']:.0%} -> {s.after.metrics['stopped_share']:.0%}")

@@ -6,11 +6,10 @@ every particle; BLEU is reported beside it because users know it.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Any
 
 from tunesmith.config import EvalConfig
-from tunesmith.records import Conversation, EvalResult, Generation
+from tunesmith.records import Conversation, Difference, EvalResult, Generation
 from tunesmith.template import end_of_turn_ids, prompt_text
 
 MAIN_METRIC = "chrf"
@@ -56,24 +55,6 @@ def score(generations: list[Generation]) -> dict[str, float]:
             "bleu": round(sacrebleu.corpus_bleu(hyps, refs).score, 2),
             "mean_words": round(sum(len(h.split()) for h in hyps) / max(len(hyps), 1), 1),
             "stopped_share": round(sum(g.stopped for g in generations) / max(len(generations), 1), 3)}
-
-
-@dataclass(frozen=True)
-class Difference:
-    """tuned - base on the mean sentence-level chrF, with a 95% paired bootstrap interval."""
-
-    mean: float
-    low: float
-    high: float
-    rows: int
-
-    @property
-    def verdict(self) -> str:
-        if self.low > 0:
-            return "better"
-        if self.high < 0:
-            return "worse"
-        return "no clear difference"
 
 
 def paired_bootstrap(before: list[Generation], after: list[Generation], resamples: int = 2000,

@@ -159,8 +159,9 @@ def run(cfg: RunConfig, *, overwrite: bool = False, say: Callable[[str], None] =
     after = evaluation.evaluate("after", result.model, tokenizer, data.eval, cfg.eval, result.eval_loss_after)
     for res in (before, after):
         rundir.write_jsonl(run_dir.eval_file(res.label), [dataclasses.asdict(g) for g in res.generations])
+    difference = evaluation.paired_bootstrap(list(before.generations), list(after.generations))
     path = report.write(run_dir, title=cfg.name, model=cfg.model, data=data, before=before, after=after,
-                        main_metric=evaluation.MAIN_METRIC)
+                        main_metric=evaluation.MAIN_METRIC, difference=difference)
     run_dir.finish()
-    return RunSummary(run_dir.root, path, before, after, evaluation.MAIN_METRIC, result.seconds,
+    return RunSummary(run_dir.root, path, before, after, evaluation.MAIN_METRIC, difference, result.seconds,
                       time.perf_counter() - wall)

@@ -138,6 +138,24 @@ class EvalResult:
 
 
 @dataclass(frozen=True)
+class Difference:
+    """tuned - base on the mean sentence-level chrF, with a 95% paired bootstrap interval."""
+
+    mean: float
+    low: float
+    high: float
+    rows: int
+
+    @property
+    def verdict(self) -> str:
+        if self.low > 0:
+            return "better"
+        if self.high < 0:
+            return "worse"
+        return "no clear difference"
+
+
+@dataclass(frozen=True)
 class RunSummary:
     """What `tunesmith train` prints at the end."""
 
@@ -146,5 +164,6 @@ class RunSummary:
     before: EvalResult
     after: EvalResult
     main_metric: str
+    difference: Difference  # tuned - base, paired bootstrap; computed once for the terminal and the report
     train_seconds: float
     wall_seconds: float

@@ -7,8 +7,7 @@ import html
 import io
 from pathlib import Path
 
-from tunesmith.evaluate import paired_bootstrap
-from tunesmith.records import EvalResult, PreparedData
+from tunesmith.records import Difference, EvalResult, PreparedData
 from tunesmith.rundir import RunDir, read_jsonl
 
 EXAMPLES_SHOWN = 5
@@ -41,12 +40,11 @@ def _fmt(x: float | None) -> str:
     return "n/a" if x is None else f"{x:.4g}"
 
 
-def _metrics_table(before: EvalResult, after: EvalResult, main: str) -> str:
+def _metrics_table(before: EvalResult, after: EvalResult, main: str, d: Difference) -> str:
     rows = [("eval loss (lower is better)", before.eval_loss, after.eval_loss)]
     rows += [(f"{k}{' (main)' if k == main else ''}", before.metrics[k], after.metrics.get(k))
              for k in before.metrics]
     body = "".join(f"<tr><td>{html.escape(n)}</td><td>{_fmt(b)}</td><td>{_fmt(a)}</td></tr>" for n, b, a in rows)
-    d = paired_bootstrap(list(before.generations), list(after.generations))
     return (f"<table><tr><th>metric</th><th>before</th><th>after</th></tr>{body}</table>"
             f"<p>Sentence-level chrF, tuned − base: <b>{d.mean:+.2f}</b> (95% paired bootstrap interval "
             f"{d.low:+.2f} to {d.high:+.2f}, {d.rows} rows): <b>{d.verdict}</b>.</p>")
@@ -81,14 +79,14 @@ table{border-collapse:collapse;margin:.5em 0}td,th{border:1px solid #ccc;padding
 
 
 def write(run: RunDir, *, title: str, model: str, data: PreparedData, before: EvalResult, after: EvalResult,
-          main_metric: str) -> Path:
+          main_metric: str, difference: Difference) -> Path:
     """Render report.html from the run folder's metrics and the two eval results."""
     png = loss_png(read_jsonl(run.metrics)) if run.metrics.exists() else ""
     page = (f"<!doctype html><html><head><meta charset='utf-8'><title>{html.escape(title)}</title>"
             f"<style>{CSS}</style></head><body><h1>tunesmith run: {html.escape(title)}</h1>"
             f"<p>model: <code>{html.escape(model)}</code></p>"
             f"<h2>Before and after, on {len(before.generations)} held-out rows</h2>"
-            f"{_metrics_table(before, after, main_metric)}"
+            f"{_metrics_table(before, after, main_metric, difference)}"
             f"<h2>Loss</h2><img alt='loss curves' src='data:image/png;base64,{png}'>"
             f"<h2>Data</h2>{_data_section(data)}"
             f"<h2>Examples (held-out)</h2>{_examples(before, after)}</body></html>")
