@@ -28,7 +28,7 @@ model: {model}
 data: {{train: [{data}], min_eval: 4}}
 template: {{max_length: 128}}
 lora: {{r: 4, alpha: 8}}
-train: {{max_steps: 6, batch_size: 4, learning_rate: 5.0e-3, logging_steps: 2, eval_steps: 3, report_to: []}}
+train: {{max_steps: 6, batch_size: 4, learning_rate: 5.0e-3, logging_steps: 2, eval_strategy: steps, eval_steps: 3, report_to: []}}
 eval: {{max_rows: 4, max_new_tokens: 8, batch_size: 4}}
 {extra}""")
     return cfg
@@ -74,7 +74,7 @@ def test_train_end_to_end_writes_the_run_folder(tmp_path: Path, tiny_model_dir: 
     assert "data:image/png;base64," in report and report.count("class='ex'") == 4
 
     again = tunesmith("train", str(cfg), cwd=tmp_path)
-    assert again.returncode == 2 and "already exists" in again.stderr and "--overwrite" in again.stderr
+    assert again.returncode == 2 and "holds a finished run" in again.stderr and "--overwrite" in again.stderr
     assert "Traceback" not in again.stderr
 
 
@@ -118,6 +118,6 @@ def test_plan_is_a_dry_run_that_says_what_training_would_do(tmp_path: Path, tiny
     assert res.returncode == 0, res.stderr
     out = res.stdout
     assert "plan: rows: 12 train, 4 eval (read 16: 0 skipped, 0 duplicates)" in out
-    assert "plan: steps: 6 optimizer steps (3 per epoch, batch 4 x accumulation 1)" in out
+    assert "plan: steps: 3 per epoch, 6 in total (2 epochs); effective batch 4 = 4 rows x 1 accumulation x 1 process(es)" in out
     assert "plan: precision: " in out and "check: end-of-turn token supervised: yes" in out
     assert not (tmp_path / "runs").exists()  # nothing written

@@ -36,17 +36,50 @@ def _say(msg: str) -> None:
     typer.echo(msg, err=True)
 
 
-def _run(config_path: Path, overwrite: bool, sets: list[str] | None, name: str | None, model: str | None,
-         strict: bool) -> None:
-    from tunesmith import config, pipeline
+Config = Annotated[Optional[Path], typer.Argument(metavar="[CONFIG]", help="a YAML run config (tunesmith init "
+                                                   "writes one); optional with --data")]
+DataOpt = Annotated[Optional[list[Path]], typer.Option("--data", help="training data file(s); replaces data.train")]
+EvalData = Annotated[Optional[list[Path]], typer.Option("--eval-data", help="explicit eval file(s)")]
+OutputDir = Annotated[Optional[Path], typer.Option("--output-dir", help="where run folders go (default runs/)")]
+Epochs = Annotated[Optional[float], typer.Option("--epochs")]
+BatchSize = Annotated[Optional[int], typer.Option("--batch-size", help="rows per step per process")]
+Lr = Annotated[Optional[float], typer.Option("--lr", help="learning rate")]
+LoraR = Annotated[Optional[int], typer.Option("--lora-r", help="LoRA rank")]
+Load8 = Annotated[bool, typer.Option("--load-8bit", help="load the base model in 8 bits (CUDA + bitsandbytes)")]
+Load4 = Annotated[bool, typer.Option("--load-4bit", help="QLoRA: load the base model in 4 bits (CUDA + bitsandbytes)")]
+ContinueFrom = Annotated[Optional[Path], typer.Option(
+    "--continue-from", help="a finished run folder: start a new run from its weights (e.g. on new data)")]
 
-    overrides = (list(sets or []) + ([f"name={name}"] if name else []) + ([f"model={model}"] if model else [])
-                 + (["data.strict=true"] if strict else []))
-    cfg = config.load(config_path, overrides)
-    s = pipeline.run(cfg, overwrite=overwrite, say=_say)
+
+def _flag_overrides(**flags: object) -> list[str]:
+    """The common flags as `--set` assignments, so flags and config keys go through one validation."""
+    keys = {"name": "name", "model": "model", "output_dir": "output_dir", "epochs": "train.epochs",
+            "batch_size": "train.batch_size", "lr": "train.learning_rate", "lora_r": "lora.r",
+            "continue_from": "continue_from"}
+    out = [f"{keys[k]}={Path(v).resolve() if isinstance(v, Path) else v}" for k, v in flags.items()
+           if k in keys and v is not None]
+    if flags.get("eval_data"):
+        out.append("data.eval=[" + ", ".join(str(Path(p).resolve()) for p in flags["eval_data"]) + "]")
+    if flags.get("load_8bit") and flags.get("load_4bit"):
+        raise TunesmithError("--load-8bit and --load-4bit exclude each other", fix="pick one")
+    out += ["train.load_in=8bit"] * bool(flags.get("load_8bit")) + ["train.load_in=4bit"] * bool(flags.get("load_4bit"))
+    return out + ["data.strict=true"] * bool(flags.get("strict"))
+
+
+def _config(config_path: Path | None, sets: list[str] | None, data: list[Path] | None, **flags: object):
+    from tunesmith import config
+
+    return config.build(config_path, _flag_overrides(**flags) + list(sets or []), list(data or []))
+
+
+def _print_summary(s) -> None:  # noqa: ANN001
     m = s.main_metric
+    t = s.training
     typer.echo(f"\nreport: {s.report}")
-    typer.echo(f"eval loss      {s.before.eval_loss:.4f} -> {s.after.eval_loss:.4f}")
+    typer.echo(f"eval loss      {s.before.eval_loss:.4f} -> {s.after.eval_loss:.4f}   (best at step {t.best_step}, "
+               f"epoch {t.best_epoch:g}{'; stopped early' if t.stopped_early else ''})")
+    if t.overfitting:
+        typer.echo(f"overfitting: {t.overfitting}")
     typer.echo(f"{m:<14} {s.before.metrics[m]:.2f} -> {s.after.metrics[m]:.2f}   "
                f"(bleu {s.before.metrics['bleu']:.2f} -> {s.after.metrics['bleu']:.2f})")
     d = s.difference
@@ -57,28 +90,58 @@ def _run(config_path: Path, overwrite: bool, sets: list[str] | None, name: str |
 
 
 @app.command()
-def train(config_path: Annotated[Path, typer.Argument(metavar="CONFIG", help="a YAML run config")],
-          overwrite: Overwrite = False, set_: Sets = None, name: Name = None, model: Model = None,
+def train(config_path: Config = None, overwrite: Overwrite = False, set_: Sets = None, name: Name = None,
+          model: Model = None, data: DataOpt = None, eval_data: EvalData = None, output_dir: OutputDir = None,
+          epochs: Epochs = None, batch_size: BatchSize = None, lr: Lr = None, lora_r: LoraR = None,
+          load_8bit: Load8 = False, load_4bit: Load4 = False, continue_from: ContinueFrom = None,
           strict: Strict = False) -> None:
-    """Run a config end to end: data, base eval, LoRA training, tuned eval, report.html."""
-    _run(config_path, overwrite, set_, name, model, strict)
+    """Run end to end: data, base eval, training, tuned eval, report. Re-run an unfinished run to resume it."""
+    from tunesmith import pipeline
+
+    cfg = _config(config_path, set_, data, name=name, model=model, eval_data=eval_data, output_dir=output_dir,
+                  epochs=epochs, batch_size=batch_size, lr=lr, lora_r=lora_r, load_8bit=load_8bit,
+                  load_4bit=load_4bit, continue_from=continue_from, strict=strict)
+    summary = pipeline.run(cfg, overwrite=overwrite, say=_say)
+    if summary is not None:  # None on the non-zero ranks of a multi-process run
+        _print_summary(summary)
 
 
 @app.command()
-def plan(config_path: Annotated[Path, typer.Argument(metavar="CONFIG", help="a YAML run config")],
-         set_: Sets = None, model: Model = None) -> None:
-    """Dry run: validate data and config, run the template checks, print what training would do."""
-    from tunesmith import config, pipeline
+def plan(config_path: Config = None, set_: Sets = None, model: Model = None, data: DataOpt = None,
+         eval_data: EvalData = None, epochs: Epochs = None, batch_size: BatchSize = None, lr: Lr = None,
+         lora_r: LoraR = None, load_8bit: Load8 = False, load_4bit: Load4 = False) -> None:
+    """Dry run: validate data and config, run the template checks, print what training would do and cost."""
+    from tunesmith import pipeline
 
-    overrides = list(set_ or []) + ([f"model={model}"] if model else [])
-    pipeline.plan(config.load(config_path, overrides), say=typer.echo)
+    cfg = _config(config_path, set_, data, model=model, eval_data=eval_data, epochs=epochs,
+                  batch_size=batch_size, lr=lr, lora_r=lora_r, load_8bit=load_8bit, load_4bit=load_4bit)
+    pipeline.plan(cfg, say=typer.echo)
+
+
+@app.command()
+def init(data: Annotated[Optional[list[Path]], typer.Option("--data", help="your data file(s)")] = None,
+         model: Annotated[str, typer.Option("--model")] = "default",
+         out: Annotated[Path, typer.Option("--out", help="where to write the config")] = Path("tunesmith.yaml"),
+         overwrite: Overwrite = False) -> None:
+    """Write a commented config with every key at its default."""
+    from tunesmith import config
+
+    if out.exists() and not overwrite:
+        raise TunesmithError(f"{out} already exists", fix="pass --overwrite, or --out another.yaml")
+    rel = [os.path.relpath(Path(p).resolve(), out.resolve().parent) for p in data or []]
+    out.write_text(config.commented_yaml(rel, model), encoding="utf-8")
+    typer.echo(f"wrote {out}; check it with: tunesmith plan {out}")
 
 
 @app.command()
 def demo(overwrite: Overwrite = False, set_: Sets = None, name: Name = None, model: Model = None) -> None:
     """The shipped demo: LoRA-tune the embedded SmolLM2 on the bundled counselling data."""
+    from tunesmith import pipeline
+
     with resources.as_file(resources.files("tunesmith") / "configs" / "demo.yaml") as path:
-        _run(path, overwrite, set_, name, model, strict=False)
+        summary = pipeline.run(_config(path, set_, None, name=name, model=model), overwrite=overwrite, say=_say)
+    if summary is not None:
+        _print_summary(summary)
 
 
 def _pairs(items: list[str] | None, flag: str) -> dict[str, str]:

@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from tunesmith.errors import TunesmithError, did_you_mean
 
@@ -49,27 +49,46 @@ class TemplateConfig(_Strict):
 
 
 class LoraConfig(_Strict):
-    r: int = Field(16, ge=1)
-    alpha: int = Field(32, ge=1)
+    r: int = Field(16, ge=1, description="adapter rank (the seeds use 4-8; 16 is a common default)")
+    alpha: int = Field(32, ge=1, description="scaling numerator: the update is scaled by alpha/r")
     dropout: float = Field(0.05, ge=0, lt=1)
-    target_modules: str | list[str] = "all-linear"
+    target_modules: str | list[str] = Field(
+        "all-linear", description="all-linear = every linear layer but the output head (PEFT finds them per "
+        "architecture); attention = PEFT's per-architecture default (q_proj/v_proj for Llama); or a list")
+    dora: bool = Field(False, description="weight-decomposed LoRA (DoRA): often better at low rank, slower")
+    rslora: bool = Field(False, description="rank-stabilised scaling alpha/sqrt(r), for high ranks")
 
 
 class TrainConfig(_Strict):
+    method: Literal["lora", "full"] = Field("lora", description="lora = train an adapter; full = every weight")
+    load_in: Literal["none", "8bit", "4bit"] = Field(
+        "none", description="load the base model quantised by bitsandbytes (4bit + lora = QLoRA); CUDA only")
     epochs: float = Field(3, gt=0)
     max_steps: int = Field(-1, description="stop after this many optimizer steps; -1 = use epochs")
     learning_rate: float = Field(2e-4, gt=0)
-    lr_scheduler: str = "cosine"
+    lr_scheduler: str = Field("cosine", description="any transformers scheduler name: cosine, linear, constant...")
     warmup_ratio: float = Field(0.05, ge=0, lt=1)
-    batch_size: int = Field(8, ge=1)
-    grad_accum: int = Field(1, ge=1)
+    weight_decay: float = Field(0.0, ge=0)
+    optimizer: str = Field("adamw_torch", description="any transformers optimizer name (adamw_torch, adafactor, "
+                           "sgd; paged_adamw_8bit needs bitsandbytes on CUDA)")
+    max_grad_norm: float = Field(1.0, ge=0, description="gradient clipping; 0 = off")
+    batch_size: int = Field(8, ge=1, description="rows per step per process")
+    grad_accum: int = Field(1, ge=1, description="steps accumulated per optimizer step")
+    gradient_checkpointing: bool = Field(False, description="recompute activations: less memory, ~30% slower")
     logging_steps: int = Field(5, ge=1)
-    eval_steps: int = Field(20, ge=1)
+    eval_strategy: Literal["epoch", "steps"] = Field("epoch", description="when to compute eval loss (and save "
+                                                     "a checkpoint): every epoch, or every eval_steps steps")
+    eval_steps: int = Field(20, ge=1, description="used when eval_strategy is steps")
+    early_stopping_patience: int = Field(
+        2, ge=0, description="stop after this many evaluations without a lower eval loss; 0 = off")
+    load_best: bool = Field(True, description="end with the checkpoint of lowest eval loss, not the last one")
     seed: int = 42
-    precision: Literal["auto", "fp32", "bf16"] = Field(
-        "auto", description="auto = bf16 autocast where the GPU or CPU has native bf16, else fp32")
+    precision: Literal["auto", "fp32", "bf16", "fp16"] = Field(
+        "auto", description="auto = bf16 where the GPU or CPU runs it natively, else fp16 on CUDA, else fp32")
     group_by_length: bool = Field(True, description="batch rows of similar length: less padding, ~same loss")
-    report_to: list[Literal["tensorboard", "wandb"]] = Field(default_factory=lambda: ["tensorboard"])
+    report_to: list[Literal["tensorboard", "wandb"]] = Field(
+        default_factory=lambda: ["tensorboard"], description="trackers besides metrics.jsonl; wandb runs "
+        "offline (files under the run folder) when no API key is configured")
 
 
 class EvalConfig(_Strict):
@@ -79,14 +98,24 @@ class EvalConfig(_Strict):
 
 
 class RunConfig(_Strict):
-    name: str = Field(pattern=r"^[A-Za-z0-9._-]+$")
-    model: str = "default"
+    name: str = Field(pattern=r"^[A-Za-z0-9._-]+$", description="run folder name under output_dir")
+    model: str = Field("default", description="default (embedded SmolLM2-135M-Instruct), a model folder, a "
+                       ".gguf file, or a hub id in your Hugging Face cache")
     output_dir: Path = Path("runs")
+    continue_from: Path | None = Field(None, description="a finished run folder: start from its adapter (or "
+                                       "model) instead of the base model, e.g. on new data")
     data: DataConfig
     template: TemplateConfig = TemplateConfig()
     lora: LoraConfig = LoraConfig()
     train: TrainConfig = TrainConfig()
     eval: EvalConfig = EvalConfig()
+
+    @model_validator(mode="after")
+    def _methods_fit(self) -> RunConfig:
+        if self.train.method == "full" and self.train.load_in != "none":
+            raise ValueError("train.load_in 8bit/4bit cannot be fully fine-tuned (quantised weights are frozen); "
+                             "use method: lora with load_in: 4bit (QLoRA)")
+        return self
 
     def to_yaml(self) -> str:
         return yaml.safe_dump(self.model_dump(mode="json"), sort_keys=False, allow_unicode=True)
@@ -114,6 +143,8 @@ def _explain(err: ValidationError) -> list[str]:
             allowed = _fields_at(loc[:-1])
             problems.append(f'unknown key "{key}"{did_you_mean(str(loc[-1]), allowed)}; '
                             f"allowed here: {', '.join(allowed)}")
+        elif not loc:  # a rule across keys (model_validator)
+            problems.append(e["msg"].removeprefix("Value error, "))
         elif e["type"] == "missing":
             problems.append(f'missing required key "{key}"')
         else:
@@ -137,7 +168,7 @@ def parse(raw: dict[str, Any], *, source: str, base_dir: Path | None = None) -> 
     data = cfg.data.model_copy(update={
         "train": [base_dir / p for p in cfg.data.train],
         "eval": [base_dir / p for p in cfg.data.eval]})
-    return cfg.model_copy(update={"data": data})
+    return cfg.model_copy(update={"data": data, "continue_from": cfg.continue_from and base_dir / cfg.continue_from})
 
 
 def set_override(raw: dict[str, Any], assignment: str) -> None:
@@ -168,6 +199,62 @@ def load(path: Path, overrides: list[str] = ()) -> RunConfig:
     for assignment in overrides:
         set_override(raw, assignment)
     return parse(raw, source=str(path), base_dir=path.resolve().parent)
+
+
+def build(path: Path | None, overrides: list[str], data: list[Path] = ()) -> RunConfig:
+    """A config from a YAML file, or from defaults when there is none (`tunesmith train --data mine.jsonl`).
+
+    `data` (the --data flag, relative to the cwd) replaces data.train; the run is then named after the file.
+    """
+    if path is None and not data:
+        raise TunesmithError("nothing to train on", fix="pass a config (tunesmith init writes one) or --data FILE")
+    overrides = [f"data.train={yaml.safe_dump([str(Path(p).resolve()) for p in data], default_flow_style=True).strip()}"
+                 ] * bool(data) + list(overrides)
+    if path is not None:
+        return load(path, overrides)
+    raw: dict[str, Any] = {"name": _slug(Path(data[0]).stem)}
+    for assignment in overrides:
+        set_override(raw, assignment)
+    return parse(raw, source="command line", base_dir=Path.cwd())
+
+
+def _slug(text: str) -> str:
+    import re
+
+    return re.sub(r"[^A-Za-z0-9._-]+", "-", text).strip("-") or "run"
+
+
+def commented_yaml(data: list[str], model: str) -> str:
+    """The config `tunesmith init` writes: every key at its default, each with its description as a comment.
+
+    >>> parse(yaml.safe_load(commented_yaml(["a.jsonl"], "default")), source="<init>").train.epochs
+    3.0
+    """
+    lines = ["# tunesmith run config, written by `tunesmith init`. Every key is shown at its default;",
+             "# delete what you do not change. Full reference: docs/config.md. Check it: tunesmith plan THIS_FILE", ""]
+    values = {"name": _slug(Path(data[0]).stem) if data else "my-run", "model": model}
+
+    def walk(model_cls: type[BaseModel], indent: str, given: dict[str, Any]) -> None:
+        for name, field in model_cls.model_fields.items():
+            ann = field.annotation
+            if field.description:
+                lines.append(f"{indent}# {field.description}")
+            if isinstance(ann, type) and issubclass(ann, BaseModel):
+                lines.append(f"{indent}{name}:")
+                walk(ann, indent + "  ", given.get(name, {}))
+                continue
+            if name in given:
+                value = given[name]
+            elif field.is_required():
+                value = None
+            else:
+                value = field.default_factory() if field.default_factory else field.default
+            value = str(value) if isinstance(value, Path) else value
+            dumped = yaml.safe_dump(value, default_flow_style=True, allow_unicode=True).strip()
+            lines.append(f"{indent}{name}: {dumped.removesuffix(chr(10) + '...').removesuffix(' ...')}")
+
+    walk(RunConfig, "", {**values, "data": {"train": data or ["data/train.jsonl"]}})
+    return "\n".join(lines) + "\n"
 
 
 def reference_markdown() -> str:

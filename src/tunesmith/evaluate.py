@@ -6,8 +6,12 @@ every particle; BLEU is reported beside it because users know it.
 
 from __future__ import annotations
 
+import dataclasses
+from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
+from tunesmith import rundir
 from tunesmith.config import EvalConfig
 from tunesmith.records import Conversation, Difference, EvalResult, Generation
 from tunesmith.template import end_of_turn_ids, prompt_text
@@ -15,8 +19,13 @@ from tunesmith.template import end_of_turn_ids, prompt_text
 MAIN_METRIC = "chrf"
 
 
-def generate(model: Any, tokenizer: Any, convs: tuple[Conversation, ...], cfg: EvalConfig) -> list[Generation]:
+def generate(model: Any, tokenizer: Any, convs: tuple[Conversation, ...], cfg: EvalConfig,
+             out: Path | None = None, progress: Callable[[int, int], None] | None = None) -> list[Generation]:
     """Greedy generations for the first `cfg.max_rows` conversations, in their original order.
+
+    With `out`, each batch is appended to that JSONL file as soon as it is generated, and rows already in it
+    are not generated again: a crash loses nothing, a re-run continues where it stopped. At the end the file
+    is rewritten in row order. `progress(done, total)` is called after each batch.
 
     Generation stays in fp32: bf16 autocast made batched CPU decoding slower here (~100 s vs ~60 s for the demo's
     45 rows), since decoding is many small matmuls where the casts cost more than they save.
@@ -24,25 +33,51 @@ def generate(model: Any, tokenizer: Any, convs: tuple[Conversation, ...], cfg: E
     import torch
 
     rows = [(c, *prompt_text(tokenizer, c)) for c in convs[: cfg.max_rows]]
-    order = sorted(range(len(rows)), key=lambda i: len(rows[i][1]))  # similar lengths -> less padding
-    out: dict[int, tuple[str, bool]] = {}
+    done = _done(out, {c.source for c, _, _ in rows})
+    todo = sorted((i for i, (c, _, _) in enumerate(rows) if c.source not in done),
+                  key=lambda i: len(rows[i][1]))  # similar lengths -> less padding
     stop_ids = end_of_turn_ids(tokenizer)
     side, tokenizer.padding_side = tokenizer.padding_side, "left"  # decoder-only models continue on the right
     model.eval()
     try:
-        for b in range(0, len(order), cfg.batch_size):
-            idx = order[b: b + cfg.batch_size]
+        for b in range(0, len(todo), cfg.batch_size):
+            idx = todo[b: b + cfg.batch_size]
             batch = tokenizer([rows[i][1] for i in idx], return_tensors="pt", padding=True,
                               add_special_tokens=False).to(model.device)
             with torch.inference_mode():
                 ids = model.generate(**batch, max_new_tokens=cfg.max_new_tokens, do_sample=False,
                                      pad_token_id=tokenizer.pad_token_id)
             new = ids[:, batch["input_ids"].shape[1]:]
-            for i, row, text in zip(idx, new.tolist(), tokenizer.batch_decode(new, skip_special_tokens=True)):
-                out[i] = (text.strip(), bool(stop_ids & set(row)))
+            fresh = [Generation(rows[i][0].source, rows[i][1], rows[i][2], text.strip(), bool(stop_ids & set(r)))
+                     for i, r, text in zip(idx, new.tolist(), tokenizer.batch_decode(new, skip_special_tokens=True))]
+            done.update((g.source, g) for g in fresh)
+            if out is not None:
+                rundir.append_jsonl(out, [dataclasses.asdict(g) for g in fresh])
+            if progress:
+                progress(len(rows) - len(todo) + b + len(idx), len(rows))
     finally:
         tokenizer.padding_side = side
-    return [Generation(c.source, p, ref, *out[i]) for i, (c, p, ref) in enumerate(rows)]
+    gens = [done[c.source] for c, _, _ in rows]
+    if out is not None:
+        rundir.write_jsonl(out, [dataclasses.asdict(g) for g in gens])
+    return gens
+
+
+def _done(out: Path | None, wanted: set[str]) -> dict[str, Generation]:
+    """Generations already in `out` for the rows asked for now; a half-written last line is ignored."""
+    import json
+
+    found: dict[str, Generation] = {}
+    if out is None or not out.is_file():
+        return found
+    for line in out.read_text(encoding="utf-8").splitlines():
+        try:
+            g = Generation(**json.loads(line))
+        except (ValueError, TypeError):
+            continue  # the line a crash cut short; that row is generated again
+        if g.source in wanted:
+            found[g.source] = g
+    return found
 
 
 def score(generations: list[Generation]) -> dict[str, float]:
@@ -79,7 +114,8 @@ def paired_bootstrap(before: list[Generation], after: list[Generation], resample
 
 
 def evaluate(label: str, model: Any, tokenizer: Any, convs: tuple[Conversation, ...], cfg: EvalConfig,
-             eval_loss: float | None) -> EvalResult:
-    """Generate and score; `eval_loss` comes from the trainer's evaluation of the same rows."""
-    gens = generate(model, tokenizer, convs, cfg)
+             eval_loss: float | None, out: Path | None = None,
+             progress: Callable[[int, int], None] | None = None) -> EvalResult:
+    """Generate (incrementally into `out`) and score; `eval_loss` comes from the trainer's evaluation."""
+    gens = generate(model, tokenizer, convs, cfg, out, progress)
     return EvalResult(label, eval_loss, score(gens), tuple(gens))

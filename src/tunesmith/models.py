@@ -112,38 +112,85 @@ def cpu_has_bf16() -> bool:
     return "avx512_bf16" in flags or "amx_bf16" in flags
 
 
-def use_bf16(precision: str) -> bool:
-    """The one precision decision, shared by training and generation.
+def choose_precision(precision: str) -> str:
+    """The one precision decision: 'bf16', 'fp16' or 'fp32' (bf16/fp16 as autocast over fp32 weights).
 
-    auto = bf16 where the hardware has it: it halves LoRA step time on this project's CPUs
-    (bench/train_throughput.py measures the ratio).
+    auto = bf16 where the hardware runs it natively: it halves LoRA step time on this project's CPUs
+    (bench/train_throughput.py measures the ratio); fp16 on CUDA cards without bf16; fp32 otherwise.
     """
     import torch
 
     if precision != "auto":
-        return precision == "bf16"
-    return torch.cuda.is_bf16_supported() if torch.cuda.is_available() else cpu_has_bf16()
+        return precision
+    if torch.cuda.is_available():
+        return "bf16" if torch.cuda.is_bf16_supported() else "fp16"
+    return "bf16" if cpu_has_bf16() else "fp32"
+
+
+def use_bf16(precision: str) -> bool:
+    return choose_precision(precision) == "bf16"
 
 
 def precision_reason(precision: str) -> str:
-    """What `use_bf16` chose and why, for the plan."""
+    """What `choose_precision` chose and why, for the plan."""
     import torch
 
-    chosen = "bf16 autocast" if use_bf16(precision) else "fp32"
+    chosen = choose_precision(precision)
+    name = "fp32" if chosen == "fp32" else f"{chosen} autocast"
     if precision != "auto":
-        return f"{chosen} (set in train.precision)"
+        return f"{name} (set in train.precision)"
     if torch.cuda.is_available():
-        return f"{chosen} (GPU {'supports' if use_bf16(precision) else 'lacks'} bf16)"
-    return f"{chosen} (CPU {'has' if cpu_has_bf16() else 'lacks'} native bf16: avx512_bf16/amx_bf16)"
+        gpu = torch.cuda.get_device_name(0)
+        return f"{name} on {gpu} ({'supports' if chosen == 'bf16' else 'lacks'} bf16)"
+    return f"{name} on CPU ({'has' if cpu_has_bf16() else 'lacks'} native bf16: avx512_bf16/amx_bf16)"
 
 
-def load(spec: str, *, dtype: Any = None, tokenizer_only: bool = False) -> tuple[Any, Any]:
+def quantization_config(load_in: str) -> Any:
+    """bitsandbytes settings for 8-bit / 4-bit (QLoRA: NF4, double quantisation, bf16 compute) loading.
+
+    bitsandbytes kernels need a CUDA GPU; on a CPU the answer is a clear error naming what to use instead.
+    """
+    if load_in == "none":
+        return None
+    import torch
+
+    if not torch.cuda.is_available():
+        raise TunesmithError(
+            f"load_in: {load_in} (QLoRA / 8-bit loading) needs a CUDA GPU with bitsandbytes; this machine has none",
+            fix="drop --load-4bit/--load-8bit (set train.load_in: none): LoRA in bf16 on this CPU trains a "
+                "model up to ~1B parameters in a few GiB; use a smaller model if memory is short")
+    if importlib.util.find_spec("bitsandbytes") is None:
+        raise TunesmithError(f"load_in: {load_in} needs the bitsandbytes package", fix="pip install bitsandbytes")
+    from transformers import BitsAndBytesConfig
+
+    if load_in == "8bit":
+        return BitsAndBytesConfig(load_in_8bit=True)
+    compute = torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+    return BitsAndBytesConfig(load_in_4bit=True, bnb_4bit_quant_type="nf4", bnb_4bit_use_double_quant=True,
+                              bnb_4bit_compute_dtype=compute)
+
+
+def model_config(spec: str) -> Any:
+    """The architecture config alone (no weights), for the plan's parameter and memory estimates."""
+    from transformers import AutoConfig
+
+    source = resolve(spec)
+    try:
+        return AutoConfig.from_pretrained(source, local_files_only=not Path(source).is_dir() and not hub_reachable())
+    except (OSError, ValueError):
+        raise TunesmithError(f"cannot read the config of model {spec!r}", fix=_alternatives()) from None
+
+
+def load(spec: str, *, dtype: Any = None, tokenizer_only: bool = False, load_in: str = "none"
+         ) -> tuple[Any, Any]:
     """Load (model, tokenizer) for a model spec; safetensors only, no remote code.
 
-    `tokenizer_only` skips the weights (model is None) for verbs that only render or count tokens.
+    `tokenizer_only` skips the weights (model is None) for verbs that only render or count tokens;
+    `load_in` 8bit/4bit quantises the weights with bitsandbytes (CUDA only).
     """
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
+    quant = None if tokenizer_only else quantization_config(load_in)
     source = resolve(spec)
     # A hub id is tried from the HF cache first; the network only when the hub answers at all, because
     # huggingface_hub retries an unreachable host for ~50 s before giving up.
@@ -151,7 +198,8 @@ def load(spec: str, *, dtype: Any = None, tokenizer_only: bool = False) -> tuple
     try:
         tok = AutoTokenizer.from_pretrained(source, local_files_only=local_only)
         model = None if tokenizer_only else AutoModelForCausalLM.from_pretrained(
-            source, dtype=dtype, use_safetensors=True, local_files_only=local_only)
+            source, dtype=dtype, use_safetensors=True, local_files_only=local_only,
+            **({"quantization_config": quant, "device_map": {"": 0}} if quant else {}))
     except (OSError, ValueError) as err:
         why = "not in the Hugging Face cache and the hub is unreachable" if local_only else str(err).splitlines()[0]
         raise TunesmithError(f"cannot load model {spec!r}: {why}", fix=_alternatives()) from None

@@ -9,6 +9,7 @@ import dataclasses
 import hashlib
 import json
 import platform
+import shutil
 import subprocess
 import time
 from collections.abc import Callable
@@ -17,7 +18,8 @@ from pathlib import Path
 from typing import Any
 
 from tunesmith import evaluate as evaluation
-from tunesmith import models, report, rundir, template, train
+from tunesmith import models, progress, report, rundir, template, train
+from tunesmith import plan as planning
 from tunesmith.config import RunConfig
 from tunesmith.data.prepare import prepare
 from tunesmith.errors import TunesmithError
@@ -88,48 +90,59 @@ def render(tokenizer: Any, data: PreparedData, cfg: RunConfig, say: Callable[[st
     return data, train_ex, eval_ex
 
 
-def describe_plan(cfg: RunConfig, data: PreparedData, train_ex: list[Example], eval_ex: list[Example]) -> list[str]:
-    """What training will do, before it does it: printed by `tunesmith plan` and at the start of `train`."""
-    import math
-    import os
-
-    t = cfg.train
-    per_epoch = math.ceil(len(train_ex) / (t.batch_size * t.grad_accum))
-    steps = t.max_steps if t.max_steps > 0 else math.ceil(per_epoch * t.epochs)
-    tokens = sum(len(e.input_ids) for e in train_ex)
-    if "tcmalloc" in os.environ.get("LD_PRELOAD", ""):
-        allocator = "tcmalloc"
-    elif train.tcmalloc_library():
-        allocator = "tcmalloc (train preloads it)"
-    else:
-        allocator = "glibc (apt-get install libgoogle-perftools4 for ~1.5x on CPU)"
-    return [f"model: {cfg.model} -> {models.resolve(cfg.model)}",
-            f"rows: {len(train_ex)} train, {len(eval_ex)} eval (read {data.rows_read}: {len(data.skipped)} skipped, "
-            f"{len(data.duplicates)} duplicates)",
-            f"tokens: {tokens} per epoch, supervised {sum(e.supervised_tokens for e in train_ex)}",
-            f"steps: {steps} optimizer steps ({per_epoch} per epoch, batch {t.batch_size} x accumulation "
-            f"{t.grad_accum}), eval loss every {t.eval_steps} steps and at step 0",
-            f"LoRA: r={cfg.lora.r}, alpha={cfg.lora.alpha}, dropout={cfg.lora.dropout}, "
-            f"targets={cfg.lora.target_modules}, lr={t.learning_rate} ({t.lr_scheduler})",
-            f"precision: {models.precision_reason(t.precision)}; allocator: {allocator}",
-            f"generation eval: {min(len(data.eval), cfg.eval.max_rows)} rows, up to {cfg.eval.max_new_tokens} "
-            f"new tokens, greedy",
-            f"output: {cfg.output_dir / cfg.name}"]
-
-
 def plan(cfg: RunConfig, say: Callable[[str], None] = print) -> list[str]:
     """A dry run: data, template checks and the training plan, without training or writing anything."""
     data = prepare(cfg.data)
     _, tokenizer = models.load(cfg.model, tokenizer_only=True)
     data, train_ex, eval_ex = render(tokenizer, data, cfg, say)
-    lines = describe_plan(cfg, data, train_ex, eval_ex)
+    lines = planning.describe(cfg, data, train_ex, eval_ex)
     for line in lines:
         say(f"plan: {line}")
     return lines
 
 
-def run(cfg: RunConfig, *, overwrite: bool = False, say: Callable[[str], None] = print) -> RunSummary:
+def _starting_model(cfg: RunConfig) -> tuple[Any, Any]:
+    """The model training starts from: the base model, or a finished run's weights (`continue_from`)."""
+    if cfg.continue_from is None:
+        return models.load(cfg.model, load_in=cfg.train.load_in)
+    prev = rundir.RunDir(cfg.continue_from)
+    if prev.weights is None:
+        raise TunesmithError(f"{prev.root} has no finished weights (adapter/ or model/)",
+                             fix="point --continue-from at a run folder whose training finished")
+    if prev.weights == prev.full:
+        if cfg.train.method != "full":
+            raise TunesmithError(f"{prev.root} was fully fine-tuned; LoRA on top of it is a new base model",
+                                 fix=f"use --model {prev.full} instead of --continue-from")
+        return models.load(str(prev.full))
+    if cfg.train.method == "full":
+        raise TunesmithError("--continue-from a LoRA run needs method lora", fix="drop --set train.method=full")
+    from peft import PeftModel
+
+    model, tokenizer = models.load(cfg.model, load_in=cfg.train.load_in)
+    return PeftModel.from_pretrained(model, prev.adapter, is_trainable=True), tokenizer
+
+
+def _tuned_model(model: Any, run_dir: rundir.RunDir) -> Any:
+    """A run whose training finished before a crash: its weights, instead of training again."""
+    if run_dir.weights == run_dir.full:
+        return models.load(str(run_dir.full))[0]
+    from peft import PeftModel
+
+    return PeftModel.from_pretrained(model, run_dir.adapter)
+
+
+def _metrics_up_to(path: Path, step: int) -> None:
+    """Drop the metric rows a killed run logged after its last complete checkpoint; the resumed run relogs them."""
+    rows = [r for r in rundir.read_jsonl(path) if r["step"] <= step] if path.is_file() else []
+    rundir.write_jsonl(path, rows)
+
+
+def run(cfg: RunConfig, *, overwrite: bool = False, say: Callable[[str], None] = print) -> RunSummary | None:
     """Run the whole job described by `cfg` and return the before/after summary.
+
+    Re-running an unfinished run folder (same config) continues it: generations already written are kept,
+    training resumes from the newest complete checkpoint. Under torchrun only rank 0 writes and evaluates;
+    the other ranks train and return None.
 
     >>> run(config.load(Path("configs/demo.yaml")))  # doctest: +SKIP
     """
@@ -140,28 +153,56 @@ def run(cfg: RunConfig, *, overwrite: bool = False, say: Callable[[str], None] =
     for w in data.warnings:
         say(f"warning: {w}")
     # Model and template problems surface before the run folder exists, so they leave nothing half-written.
-    model, tokenizer = models.load(cfg.model)
+    model, tokenizer = _starting_model(cfg)
     data, train_ex, eval_ex = render(tokenizer, data, cfg, say)
-    for line in describe_plan(cfg, data, train_ex, eval_ex):
+    for line in planning.describe(cfg, data, train_ex, eval_ex):
         say(f"plan: {line}")
-    run_dir = rundir.create(cfg.output_dir, cfg.name, overwrite=overwrite)
-    run_dir.config.write_text(cfg.to_yaml(), encoding="utf-8")
-    rundir.write_jsonl(run_dir.train_data, [c.to_json() for c in data.train])
-    rundir.write_jsonl(run_dir.eval_data, [c.to_json() for c in data.eval])
-    run_dir.manifest.write_text(json.dumps(manifest(cfg), indent=2), encoding="utf-8")
+    if train.rank() != 0:
+        checkpoint = None if overwrite else rundir.RunDir(cfg.output_dir / cfg.name).last_checkpoint()
+        train.train(model, tokenizer, train_ex, eval_ex, cfg, rundir.RunDir(cfg.output_dir / cfg.name), say,
+                    resume_from=checkpoint)
+        return None
+    run_dir, resumed = rundir.create(cfg.output_dir, cfg.name, overwrite=overwrite, config_yaml=cfg.to_yaml())
+    if resumed:
+        say(f"resuming the unfinished run in {run_dir.root}")
+    else:
+        rundir.write_jsonl(run_dir.train_data, [c.to_json() for c in data.train])
+        rundir.write_jsonl(run_dir.eval_data, [c.to_json() for c in data.eval])
+        run_dir.manifest.write_text(json.dumps(manifest(cfg), indent=2), encoding="utf-8")
 
-    say(f"evaluating the base model on {min(len(data.eval), cfg.eval.max_rows)} held-out rows ...")
-    before = evaluation.evaluate("before", model, tokenizer, data.eval, cfg.eval, None)
-    say(f"training LoRA on {len(train_ex)} rows ({sum(len(e.input_ids) for e in train_ex)} tokens/epoch) ...")
-    result = train.train(model, tokenizer, train_ex, eval_ex, cfg, run_dir, say)
-    before = dataclasses.replace(before, eval_loss=result.eval_loss_before)
-    say("evaluating the tuned model ...")
-    after = evaluation.evaluate("after", result.model, tokenizer, data.eval, cfg.eval, result.eval_loss_after)
-    for res in (before, after):
-        rundir.write_jsonl(run_dir.eval_file(res.label), [dataclasses.asdict(g) for g in res.generations])
+    rows = min(len(data.eval), cfg.eval.max_rows)
+    say(f"generating with the starting model on {rows} held-out rows ...")
+    with progress.bar("generating (before)", rows) as tick:
+        before = evaluation.evaluate("before", model, tokenizer, data.eval, cfg.eval, None,
+                                     run_dir.eval_file("before"), tick)
+    seconds = 0.0
+    if run_dir.weights is not None:
+        say(f"training finished earlier; loading {run_dir.weights}")
+        tuned = _tuned_model(model, run_dir)
+    else:
+        checkpoint = run_dir.last_checkpoint() if resumed else None
+        if checkpoint is not None:
+            say(f"resuming training from {checkpoint.name} (model, optimizer, scheduler, RNG and data order)")
+            _metrics_up_to(run_dir.metrics, int(checkpoint.name.split("-")[1]))
+        else:
+            run_dir.metrics.unlink(missing_ok=True)
+            shutil.rmtree(run_dir.checkpoints, ignore_errors=True)
+        say(f"training ({cfg.train.method}) on {len(train_ex)} rows ({sum(len(e.input_ids) for e in train_ex)} "
+            "tokens/epoch) ...")
+        result = train.train(model, tokenizer, train_ex, eval_ex, cfg, run_dir, say, resume_from=checkpoint,
+                             progress=progress.training_bar())
+        tuned, seconds = result.model, result.seconds
+    training = train.summarize(rundir.read_jsonl(run_dir.metrics), *train.steps(len(train_ex), cfg))
+    before = dataclasses.replace(before, eval_loss=training.start_eval_loss)
+    say("generating with the tuned model ...")
+    with progress.bar("generating (after)", rows) as tick:
+        after = evaluation.evaluate(
+            "after", tuned, tokenizer, data.eval, cfg.eval,
+            training.best_eval_loss if cfg.train.load_best else training.last_eval_loss,
+            run_dir.eval_file("after"), tick)
     difference = evaluation.paired_bootstrap(list(before.generations), list(after.generations))
     path = report.write(run_dir, title=cfg.name, model=cfg.model, data=data, before=before, after=after,
-                        main_metric=evaluation.MAIN_METRIC, difference=difference)
+                        main_metric=evaluation.MAIN_METRIC, difference=difference, training=training)
     run_dir.finish()
-    return RunSummary(run_dir.root, path, before, after, evaluation.MAIN_METRIC, difference, result.seconds,
+    return RunSummary(run_dir.root, path, before, after, evaluation.MAIN_METRIC, difference, training, seconds,
                       time.perf_counter() - wall)

@@ -156,6 +156,21 @@ class Difference:
 
 
 @dataclass(frozen=True)
+class TrainingSummary:
+    """What the eval-loss curve says: where it was lowest, whether training stopped early, overfitting."""
+
+    start_eval_loss: float  # the starting model (step 0)
+    best_eval_loss: float
+    best_step: int
+    best_epoch: float
+    last_eval_loss: float
+    last_step: int
+    stopped_early: bool  # fewer steps than planned: early stopping (patience) ended it
+    overfitting: str | None  # a plain sentence with the numbers, when eval loss rose while train loss fell
+    evals: tuple[tuple[int, float], ...] = ()  # (step, eval loss)
+
+
+@dataclass(frozen=True)
 class RunSummary:
     """What `tunesmith train` prints at the end."""
 
@@ -165,5 +180,6 @@ class RunSummary:
     after: EvalResult
     main_metric: str
     difference: Difference  # tuned - base, paired bootstrap; computed once for the terminal and the report
+    training: TrainingSummary
     train_seconds: float
     wall_seconds: float

@@ -7,14 +7,14 @@ import html
 import io
 from pathlib import Path
 
-from tunesmith.records import Difference, EvalResult, PreparedData
+from tunesmith.records import Difference, EvalResult, PreparedData, TrainingSummary
 from tunesmith.rundir import RunDir, read_jsonl
 
 EXAMPLES_SHOWN = 5
 
 
-def loss_png(metrics_rows: list[dict]) -> str:
-    """Base64 PNG of train and eval loss against step."""
+def loss_png(metrics_rows: list[dict], best_step: int | None = None) -> str:
+    """Base64 PNG of train and eval loss against step, the kept (best) checkpoint marked."""
     import matplotlib
 
     matplotlib.use("Agg")  # no display on the machines this runs on
@@ -25,6 +25,8 @@ def loss_png(metrics_rows: list[dict]) -> str:
         pts = [(r["step"], r[key]) for r in metrics_rows if key in r]
         if pts:
             ax.plot(*zip(*pts), style, label="train loss" if key == "loss" else "eval loss")
+    if best_step is not None:
+        ax.axvline(best_step, color="green", linestyle="--", alpha=0.6, label=f"kept: step {best_step}")
     ax.set_xlabel("optimizer step")
     ax.set_ylabel("loss (supervised tokens)")
     ax.grid(alpha=0.3)
@@ -72,6 +74,15 @@ def _data_section(data: PreparedData) -> str:
             + (f"<ul>{items}</ul>" if items else ""))
 
 
+def _training_section(t: TrainingSummary) -> str:
+    lines = [f"Eval loss {t.start_eval_loss:.4f} at the start, lowest {t.best_eval_loss:.4f} at step {t.best_step} "
+             f"(epoch {t.best_epoch:g}), last {t.last_eval_loss:.4f} at step {t.last_step}."]
+    if t.stopped_early:
+        lines.append("Early stopping ended training before the planned number of steps.")
+    warn = f"<p class='warn'><b>Overfitting:</b> {html.escape(t.overfitting)}.</p>" if t.overfitting else ""
+    return "".join(f"<p>{html.escape(x)}</p>" for x in lines) + warn
+
+
 CSS = """body{font-family:sans-serif;max-width:1100px;margin:2em auto;color:#222}
 table{border-collapse:collapse;margin:.5em 0}td,th{border:1px solid #ccc;padding:4px 8px;vertical-align:top}
 .ex{margin:1.5em 0}.src{color:#777;font-size:.9em}pre{white-space:pre-wrap;background:#f6f6f6;padding:6px}
@@ -79,15 +90,15 @@ table{border-collapse:collapse;margin:.5em 0}td,th{border:1px solid #ccc;padding
 
 
 def write(run: RunDir, *, title: str, model: str, data: PreparedData, before: EvalResult, after: EvalResult,
-          main_metric: str, difference: Difference) -> Path:
+          main_metric: str, difference: Difference, training: TrainingSummary) -> Path:
     """Render report.html from the run folder's metrics and the two eval results."""
-    png = loss_png(read_jsonl(run.metrics)) if run.metrics.exists() else ""
+    png = loss_png(read_jsonl(run.metrics), training.best_step) if run.metrics.exists() else ""
     page = (f"<!doctype html><html><head><meta charset='utf-8'><title>{html.escape(title)}</title>"
             f"<style>{CSS}</style></head><body><h1>tunesmith run: {html.escape(title)}</h1>"
             f"<p>model: <code>{html.escape(model)}</code></p>"
             f"<h2>Before and after, on {len(before.generations)} held-out rows</h2>"
             f"{_metrics_table(before, after, main_metric, difference)}"
-            f"<h2>Loss</h2><img alt='loss curves' src='data:image/png;base64,{png}'>"
+            f"<h2>Loss</h2>{_training_section(training)}<img alt='loss curves' src='data:image/png;base64,{png}'>"
             f"<h2>Data</h2>{_data_section(data)}"
             f"<h2>Examples (held-out)</h2>{_examples(before, after)}</body></html>")
     run.report.write_text(page, encoding="utf-8")

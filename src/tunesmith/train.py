@@ -1,23 +1,29 @@
-"""Train a LoRA adapter with TRL's SFTTrainer on examples tunesmith has already tokenised and masked.
+"""Train with TRL's SFTTrainer on examples tunesmith has already tokenised and masked.
 
 TRL runs the loop; tunesmith owns masking: the dataset handed over already has `input_ids` and `labels`,
 and `skip_prepare_dataset` stops TRL from re-tokenising, truncating or silently filtering rows.
+What this module adds to the Trainer: small-data guard rails on by default (evaluate every epoch, keep the
+best checkpoint, stop early, end on the best weights), checkpoints that are only trusted once complete, and
+one metrics file of record (metrics.jsonl) beside TensorBoard / W&B.
 """
 
 from __future__ import annotations
 
 import json
+import math
 import os
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
+from tunesmith import rundir
 from tunesmith.config import RunConfig
-from tunesmith.models import use_bf16
-from tunesmith.records import Example
+from tunesmith.errors import TunesmithError
+from tunesmith.models import choose_precision
+from tunesmith.records import Example, TrainingSummary
 from tunesmith.rundir import RunDir
-
 
 TCMALLOC = ("/usr/lib/x86_64-linux-gnu/libtcmalloc.so.4", "/usr/lib/aarch64-linux-gnu/libtcmalloc.so.4",
             "/usr/lib64/libtcmalloc.so.4")
@@ -28,11 +34,18 @@ def tcmalloc_library() -> str | None:
     return next((p for p in TCMALLOC if os.path.exists(p)), None)
 
 
+def rank() -> int:
+    """This process's rank under torchrun / accelerate launch (0 when run alone); only rank 0 writes files."""
+    return int(os.environ.get("RANK", "0"))
+
+
+def world_size() -> int:
+    return int(os.environ.get("WORLD_SIZE", "1"))
+
+
 @dataclass(frozen=True)
 class TrainResult:
-    model: Any  # the PEFT-wrapped model, adapter active
-    eval_loss_before: float | None
-    eval_loss_after: float | None
+    model: Any  # the trained model (PEFT-wrapped for LoRA), best weights loaded when train.load_best
     seconds: float
     train_tokens: int
 
@@ -44,99 +57,218 @@ def _dataset(examples: list[Example]) -> Any:
                               "labels": [list(e.labels) for e in examples]})
 
 
-def _metrics_callback(path: Any, say: Callable[[str], None]) -> Any:
+def _peak_memory_mb() -> float:
+    import resource
+
+    import torch
+
+    if torch.cuda.is_available():
+        return torch.cuda.max_memory_allocated() / 2**20
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux reports KiB
+
+
+def _callbacks(run: RunDir, say: Callable[[str], None]) -> list[Any]:
     from transformers import TrainerCallback
 
     class MetricsFile(TrainerCallback):
-        """Writes one JSON line per log event; tokens/s counts real (non-pad) tokens over step time only."""
+        """One JSON line per log event in metrics.jsonl; adds tokens/s and peak memory to every tracker.
+
+        tokens/s counts real (non-pad) tokens over step time only, so evaluation pauses do not dilute it.
+        """
 
         def __init__(self) -> None:
             self.step_time = 0.0
             self.tokens_at_last_log = 0
             self._t0 = 0.0
-            self.file = path.open("a", encoding="utf-8")
 
         def on_step_begin(self, args, state, control, **kw):  # noqa: ANN001
             self._t0 = time.perf_counter()
 
         def on_step_end(self, args, state, control, **kw):  # noqa: ANN001
             self.step_time += time.perf_counter() - self._t0
+            if state.global_step >= state.max_steps:  # the final weights always get an eval loss and a checkpoint
+                control.should_evaluate = control.should_save = True
 
         def on_log(self, args, state, control, logs=None, **kw):  # noqa: ANN001
-            logs = logs or {}
-            row: dict[str, Any] = {"step": state.global_step, "epoch": round(state.epoch or 0.0, 4)}
-            if "eval_loss" in logs:
-                row["eval_loss"] = logs["eval_loss"]
-            elif "loss" in logs:
-                row["loss"] = logs["loss"]
-                row["learning_rate"] = logs.get("learning_rate")
-                tokens = int(logs.get("num_tokens", 0))
-                if self.step_time > 0 and tokens:
-                    row["tokens_per_s"] = round((tokens - self.tokens_at_last_log) / self.step_time, 1)
-                self.tokens_at_last_log, self.step_time = tokens, 0.0
-            else:
+            if logs is None or not ("loss" in logs or "eval_loss" in logs):
                 return  # the end-of-training summary; its numbers are already in the rows above
-            self.file.write(json.dumps(row) + "\n")
-            self.file.flush()
-            say("  " + "  ".join(f"{k} {v:.4g}" if isinstance(v, float) else f"{k} {v}"
-                                 for k, v in row.items() if v is not None)
+            if "loss" in logs:
+                tokens = int(logs.get("num_tokens", 0))
+                if self.step_time > 0 and tokens > self.tokens_at_last_log:
+                    logs["tokens_per_s"] = round((tokens - self.tokens_at_last_log) / self.step_time, 1)
+                self.tokens_at_last_log, self.step_time = tokens, 0.0
+                logs["peak_memory_mb"] = round(_peak_memory_mb())
+            if not state.is_world_process_zero:
+                return
+            row = {"step": state.global_step, "epoch": round(state.epoch or 0.0, 4),
+                   **{k: v for k, v in logs.items() if k in LOGGED}}
+            with run.metrics.open("a", encoding="utf-8") as f:
+                f.write(json.dumps(row) + "\n")
+            say("  " + "  ".join(f"{k} {v:.4g}" if isinstance(v, float) else f"{k} {v}" for k, v in row.items())
                 + (f"  (of {state.max_steps} steps)" if "loss" in row else ""))
 
-        def on_train_end(self, args, state, control, **kw):  # noqa: ANN001
-            self.file.flush()
+        def on_save(self, args, state, control, **kw):  # noqa: ANN001
+            if state.is_world_process_zero:
+                rundir.mark_complete(Path(args.output_dir) / f"checkpoint-{state.global_step}")
 
-    return MetricsFile()
-
-
-def _precision(choice: str) -> dict[str, bool]:
-    import torch
-
-    cuda = torch.cuda.is_available()
-    return {"bf16": use_bf16(choice), "fp16": False, "use_cpu": not cuda}
+    return [MetricsFile()]
 
 
-def train(model: Any, tokenizer: Any, train_ex: list[Example], eval_ex: list[Example],
-          cfg: RunConfig, run: RunDir, say: Callable[[str], None] = print) -> TrainResult:
-    """LoRA-train `model` in place; logs go to metrics.jsonl (and TensorBoard), the adapter to run.adapter."""
-    from peft import LoraConfig
-    from transformers import PrinterCallback
-    from trl import SFTConfig, SFTTrainer
+# What metrics.jsonl keeps of the Trainer's logs (TRL computes token accuracy on supervised tokens only).
+LOGGED = ("loss", "eval_loss", "learning_rate", "grad_norm", "mean_token_accuracy", "eval_mean_token_accuracy",
+          "tokens_per_s", "peak_memory_mb")
 
-    t, lc = cfg.train, cfg.lora
-    args = SFTConfig(
-        output_dir=str(run.checkpoints), num_train_epochs=t.epochs, max_steps=t.max_steps,
-        learning_rate=t.learning_rate, lr_scheduler_type=t.lr_scheduler, warmup_steps=t.warmup_ratio,  # a float < 1 is a ratio in transformers 5
-        per_device_train_batch_size=t.batch_size, per_device_eval_batch_size=t.batch_size,
-        gradient_accumulation_steps=t.grad_accum, logging_steps=t.logging_steps,
-        eval_strategy="steps", eval_steps=t.eval_steps, eval_on_start=True,  # step-0 eval = the base model
-        save_strategy="no", seed=t.seed, data_seed=t.seed, report_to=[r for r in t.report_to if r != "tensorboard"],
-        gradient_checkpointing=False,  # TRL defaults it on; for small models on CPU it only costs time
-        max_length=None, dataset_kwargs={"skip_prepare_dataset": True}, remove_unused_columns=False,
-        train_sampling_strategy="group_by_length" if t.group_by_length else "random",
-        dataloader_num_workers=0, disable_tqdm=True, **_precision(t.precision))
-    callbacks = [_metrics_callback(run.metrics, say)]
-    if "tensorboard" in t.report_to:
+
+def _trackers(cfg: RunConfig, run: RunDir, say: Callable[[str], None]) -> list[Any]:
+    """Tracker callbacks, placed after MetricsFile so they also get tokens/s and peak memory.
+
+    W&B goes offline (files under the run folder) without a key.
+    """
+    callbacks = []
+    if "tensorboard" in cfg.train.report_to and rank() == 0:
         from torch.utils.tensorboard import SummaryWriter
         from transformers.integrations import TensorBoardCallback
 
         callbacks.append(TensorBoardCallback(tb_writer=SummaryWriter(str(run.tensorboard))))
-    peft_config = LoraConfig(r=lc.r, lora_alpha=lc.alpha, lora_dropout=lc.dropout,
-                             target_modules=lc.target_modules, task_type="CAUSAL_LM")
-    trainer = SFTTrainer(model=model, args=args, train_dataset=_dataset(train_ex),
-                         eval_dataset=_dataset(sorted(eval_ex, key=lambda e: len(e.input_ids))),  # less padding processing_class=tokenizer,
-                         peft_config=peft_config, callbacks=callbacks)
+    if "wandb" in cfg.train.report_to:
+        os.environ.setdefault("WANDB_PROJECT", "tunesmith")
+        os.environ.setdefault("WANDB_NAME", cfg.name)
+        os.environ["WANDB_DIR"] = str(run.root)
+        os.environ.setdefault("WANDB_LOG_MODEL", "false")  # never upload weights as a side effect
+        if not _wandb_key_configured():
+            os.environ["WANDB_MODE"] = "offline"
+            say(f"W&B: no API key configured; logging offline to {run.root / 'wandb'} "
+                f"(upload later: wandb sync {run.root / 'wandb'}/offline-run-*)")
+        from transformers.integrations import WandbCallback
+
+        callbacks.append(WandbCallback())
+    return callbacks
+
+
+def _wandb_key_configured() -> bool:
+    """Whether W&B has a key (environment or ~/.netrc); the key itself is never read into tunesmith's output."""
+    if os.environ.get("WANDB_MODE") in ("offline", "disabled") or os.environ.get("WANDB_API_KEY"):
+        return os.environ.get("WANDB_MODE") not in ("offline", "disabled")
+    import netrc
+
+    try:
+        return netrc.netrc().authenticators("api.wandb.ai") is not None
+    except (OSError, netrc.NetrcParseError):
+        return False
+
+
+def peft_config(cfg: RunConfig) -> Any:
+    from peft import LoraConfig
+
+    lc = cfg.lora
+    targets = None if lc.target_modules == "attention" else lc.target_modules  # None = PEFT's per-model default
+    return LoraConfig(r=lc.r, lora_alpha=lc.alpha, lora_dropout=lc.dropout, target_modules=targets,
+                      use_dora=lc.dora, use_rslora=lc.rslora, task_type="CAUSAL_LM")
+
+
+def _args(cfg: RunConfig, run: RunDir, resuming: bool) -> Any:
+    import torch
+    from trl import SFTConfig
+
+    t = cfg.train
+    precision = choose_precision(t.precision)
+    if precision == "fp16" and not torch.cuda.is_available():
+        raise TunesmithError("train.precision: fp16 needs a CUDA GPU", fix="use precision: auto, bf16 or fp32")
+    guard = t.early_stopping_patience > 0 or t.load_best
+    return SFTConfig(
+        output_dir=str(run.checkpoints), num_train_epochs=t.epochs, max_steps=t.max_steps,
+        learning_rate=t.learning_rate, lr_scheduler_type=t.lr_scheduler,
+        warmup_steps=t.warmup_ratio,  # a float < 1 is a ratio in transformers 5
+        weight_decay=t.weight_decay, optim=t.optimizer, max_grad_norm=t.max_grad_norm or None,
+        per_device_train_batch_size=t.batch_size, per_device_eval_batch_size=t.batch_size,
+        gradient_accumulation_steps=t.grad_accum, logging_steps=t.logging_steps,
+        eval_strategy=t.eval_strategy, eval_steps=t.eval_steps,
+        eval_on_start=not resuming,  # step-0 eval = the starting model; a resumed run already logged it
+        # A checkpoint at every evaluation: needed to keep the best one, and what a killed run resumes from.
+        save_strategy=t.eval_strategy, save_steps=t.eval_steps, save_total_limit=2,
+        load_best_model_at_end=t.load_best, metric_for_best_model="eval_loss" if guard else None,
+        greater_is_better=False if guard else None, restore_callback_states_from_checkpoint=True,
+        seed=t.seed, data_seed=t.seed, report_to="none",  # trackers are added as callbacks, see _trackers
+        gradient_checkpointing=t.gradient_checkpointing,  # TRL defaults it on; for small models it only costs time
+        gradient_checkpointing_kwargs={"use_reentrant": False} if t.gradient_checkpointing else None,
+        max_length=None, dataset_kwargs={"skip_prepare_dataset": True}, remove_unused_columns=False,
+        train_sampling_strategy="group_by_length" if t.group_by_length else "random",
+        dataloader_num_workers=0, disable_tqdm=True,
+        bf16=precision == "bf16", fp16=precision == "fp16", use_cpu=not torch.cuda.is_available())
+
+
+def train(model: Any, tokenizer: Any, train_ex: list[Example], eval_ex: list[Example], cfg: RunConfig,
+          run: RunDir, say: Callable[[str], None] = print, *, resume_from: Path | None = None,
+          progress: Any = None) -> TrainResult:
+    """Train `model` (LoRA or full); logs go to metrics.jsonl (and trackers), weights to run.adapter / run.full.
+
+    `model` may already be a trainable PeftModel (`--continue-from`); then no new adapter is added.
+    """
+    from peft import PeftModel
+    from transformers import EarlyStoppingCallback, PrinterCallback
+    from trl import SFTTrainer
+
+    t = cfg.train
+    callbacks = _callbacks(run, say) + _trackers(cfg, run, say) + ([progress] if progress is not None else [])
+    if t.early_stopping_patience:
+        callbacks.append(EarlyStoppingCallback(early_stopping_patience=t.early_stopping_patience))
+    lora = t.method == "lora" and not isinstance(model, PeftModel)
+    trainer = SFTTrainer(model=model, args=_args(cfg, run, resume_from is not None),
+                         train_dataset=_dataset(train_ex),
+                         eval_dataset=_dataset(sorted(eval_ex, key=lambda e: len(e.input_ids))),  # less padding
+                         processing_class=tokenizer, peft_config=peft_config(cfg) if lora else None,
+                         callbacks=callbacks)
     trainer.remove_callback(PrinterCallback)  # our callback prints one readable line per log instead
     start = time.perf_counter()
-    trainer.train()
+    trainer.train(resume_from_checkpoint=str(resume_from) if resume_from else None)
     seconds = time.perf_counter() - start
-    evals = [(h["step"], h["eval_loss"]) for h in trainer.state.log_history if "eval_loss" in h]
-    if not evals or evals[-1][0] != trainer.state.global_step:  # the tuned model must be evaluated at its end
-        trainer.evaluate()
-        evals = [(h["step"], h["eval_loss"]) for h in trainer.state.log_history if "eval_loss" in h]
-    trainer.model.save_pretrained(run.adapter, safe_serialization=True)
-    tokenizer.save_pretrained(run.adapter)
-    for cb in callbacks:
-        if hasattr(cb, "file"):
-            cb.file.close()
-    return TrainResult(trainer.model, evals[0][1], evals[-1][1], seconds,
-                       int(trainer.state.num_input_tokens_seen or 0))
+    if rank() == 0:
+        save_weights(trainer.model, tokenizer, run, full=t.method == "full")
+    return TrainResult(trainer.model, seconds, int(trainer.state.num_input_tokens_seen or 0))
+
+
+def save_weights(model: Any, tokenizer: Any, run: RunDir, *, full: bool) -> None:
+    """The finished weights: an adapter (LoRA) or a whole model (full), written to a temp folder then renamed,
+    so their presence means training finished."""
+    dest = run.full if full else run.adapter
+    with rundir.atomic_dir(dest) as tmp:
+        model.save_pretrained(tmp, safe_serialization=True)
+        tokenizer.save_pretrained(tmp)
+
+
+def summarize(rows: list[dict[str, Any]], steps_per_epoch: int, planned_steps: int) -> TrainingSummary:
+    """Best evaluation, early stop and overfitting, read from metrics.jsonl rows.
+
+    >>> rows = [{"step": 0, "epoch": 0, "eval_loss": 2.0}, {"step": 5, "epoch": 1, "loss": 1.5},
+    ...         {"step": 5, "epoch": 1, "eval_loss": 1.2}, {"step": 10, "epoch": 2, "loss": 0.5},
+    ...         {"step": 10, "epoch": 2, "eval_loss": 1.6}]
+    >>> s = summarize(rows, steps_per_epoch=5, planned_steps=10)
+    >>> s.best_step, s.best_epoch, s.overfitting is not None
+    (5, 1.0, True)
+    """
+    evals = [r for r in rows if "eval_loss" in r]
+    losses = [r for r in rows if "loss" in r]
+    if not evals:
+        raise TunesmithError("metrics.jsonl has no eval loss", fix="re-run training with --overwrite")
+    best = min(evals[1:] or evals, key=lambda r: r["eval_loss"])  # step 0 is the starting model, not a result
+    last = evals[-1]
+    note = None
+    if last["eval_loss"] > best["eval_loss"] and losses:
+        before = [r["loss"] for r in losses if r["step"] <= best["step"]] or [losses[0]["loss"]]
+        after = [r["loss"] for r in losses if r["step"] > best["step"]]
+        if after and after[-1] < before[-1]:
+            note = (f"eval loss rose from {best['eval_loss']:.4f} (step {best['step']}, epoch {best['epoch']:g}) "
+                    f"to {last['eval_loss']:.4f} (step {last['step']}) while train loss fell from "
+                    f"{before[-1]:.4f} to {after[-1]:.4f}: the model started memorising the training rows")
+    return TrainingSummary(
+        start_eval_loss=evals[0]["eval_loss"], best_eval_loss=best["eval_loss"], best_step=best["step"],
+        best_epoch=round(best["step"] / max(steps_per_epoch, 1), 2), last_eval_loss=last["eval_loss"],
+        last_step=last["step"], stopped_early=last["step"] < planned_steps, overfitting=note,
+        evals=tuple((r["step"], r["eval_loss"]) for r in evals))
+
+
+def steps(n_rows: int, cfg: RunConfig) -> tuple[int, int]:
+    """(optimizer steps per epoch, planned total) for `n_rows` training rows on `world_size()` processes."""
+    t = cfg.train
+    per_epoch = math.ceil(n_rows / (t.batch_size * world_size()) / t.grad_accum)
+    return per_epoch, t.max_steps if t.max_steps > 0 else math.ceil(per_epoch * t.epochs)

@@ -1,0 +1,60 @@
+"""Progress bars with an ETA for the slow phases (training steps, generation batches), drawn on stderr by rich.
+
+Only on a terminal: in logs and CI the printed metric lines already show progress, and a bar would be noise.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from typing import Any
+
+
+def _progress() -> Any:
+    from rich.console import Console
+    from rich.progress import (BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn,
+                               TimeRemainingColumn)
+
+    console = Console(stderr=True)
+    if not console.is_terminal:
+        return None
+    return Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+                    TextColumn("ETA"), TimeRemainingColumn(), console=console, transient=True)
+
+
+@contextmanager
+def bar(description: str, total: int) -> Iterator[Callable[[int, int], None]]:
+    """Yield `update(done, total)` for a phase; a no-op off a terminal."""
+    progress = _progress()
+    if progress is None:
+        yield lambda done, total: None
+        return
+    with progress:
+        task = progress.add_task(description, total=total)
+        yield lambda done, total: progress.update(task, completed=done, total=total)
+
+
+def training_bar() -> Any:
+    """A Trainer callback that draws optimizer steps with an ETA."""
+    from transformers import TrainerCallback
+
+    class TrainingBar(TrainerCallback):
+        def __init__(self) -> None:
+            self.progress, self.task = None, None
+
+        def on_train_begin(self, args, state, control, **kw):  # noqa: ANN001
+            if state.is_world_process_zero:
+                self.progress = _progress()
+            if self.progress is not None:
+                self.progress.start()
+                self.task = self.progress.add_task("training", total=state.max_steps, completed=state.global_step)
+
+        def on_step_end(self, args, state, control, **kw):  # noqa: ANN001
+            if self.progress is not None:
+                self.progress.update(self.task, completed=state.global_step)
+
+        def on_train_end(self, args, state, control, **kw):  # noqa: ANN001
+            if self.progress is not None:
+                self.progress.stop()
+
+    return TrainingBar()
