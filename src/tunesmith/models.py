@@ -199,7 +199,8 @@ def load(spec: str, *, dtype: Any = None, tokenizer_only: bool = False, load_in:
         tok = AutoTokenizer.from_pretrained(source, local_files_only=local_only)
         model = None if tokenizer_only else AutoModelForCausalLM.from_pretrained(
             source, dtype=dtype, use_safetensors=True, local_files_only=local_only,
-            **({"quantization_config": quant, "device_map": {"": 0}} if quant else {}))
+            **({"quantization_config": quant, "device_map": {"": int(os.environ.get("LOCAL_RANK", 0))}}
+               if quant else {}))  # bitsandbytes weights live on this process's GPU
     except (OSError, ValueError) as err:
         why = "not in the Hugging Face cache and the hub is unreachable" if local_only else str(err).splitlines()[0]
         raise TunesmithError(f"cannot load model {spec!r}: {why}", fix=_alternatives()) from None

@@ -34,13 +34,17 @@ def tcmalloc_library() -> str | None:
     return next((p for p in TCMALLOC if os.path.exists(p)), None)
 
 
+def _launcher_env(names: tuple[str, ...], default: str) -> int:
+    return int(next((os.environ[n] for n in names if n in os.environ), default))
+
+
 def rank() -> int:
-    """This process's rank under torchrun / accelerate launch (0 when run alone); only rank 0 writes files."""
-    return int(os.environ.get("RANK", "0"))
+    """This process's rank under torchrun / accelerate / mpirun (0 when run alone); only rank 0 writes files."""
+    return _launcher_env(("RANK", "OMPI_COMM_WORLD_RANK", "PMI_RANK", "MV2_COMM_WORLD_RANK"), "0")
 
 
 def world_size() -> int:
-    return int(os.environ.get("WORLD_SIZE", "1"))
+    return _launcher_env(("WORLD_SIZE", "OMPI_COMM_WORLD_SIZE", "PMI_SIZE", "MV2_COMM_WORLD_SIZE"), "1")
 
 
 @dataclass(frozen=True)
@@ -137,6 +141,7 @@ def _trackers(cfg: RunConfig, run: RunDir, say: Callable[[str], None]) -> list[A
         os.environ.setdefault("WANDB_LOG_MODEL", "false")  # never upload weights as a side effect
         if not _wandb_key_configured():
             os.environ["WANDB_MODE"] = "offline"
+            os.environ.setdefault("WANDB_SILENT", "true")  # its per-save "URL not available" warnings; see below
             say(f"W&B: no API key configured; logging offline to {run.root / 'wandb'} "
                 f"(upload later: wandb sync {run.root / 'wandb'}/offline-run-*)")
         from transformers.integrations import WandbCallback
@@ -208,6 +213,9 @@ def train(model: Any, tokenizer: Any, train_ex: list[Example], eval_ex: list[Exa
     from transformers import EarlyStoppingCallback, PrinterCallback
     from trl import SFTTrainer
 
+    from transformers.utils import logging as hf_logging
+
+    hf_logging.disable_progress_bar()  # a "Writing model shards" bar per checkpoint drowns the metric lines
     t = cfg.train
     callbacks = _callbacks(run, say) + _trackers(cfg, run, say) + ([progress] if progress is not None else [])
     if t.early_stopping_patience:
@@ -222,18 +230,29 @@ def train(model: Any, tokenizer: Any, train_ex: list[Example], eval_ex: list[Exa
     start = time.perf_counter()
     trainer.train(resume_from_checkpoint=str(resume_from) if resume_from else None)
     seconds = time.perf_counter() - start
-    if rank() == 0:
-        save_weights(trainer.model, tokenizer, run, full=t.method == "full")
+    save_weights(trainer, tokenizer, run, full=t.method == "full")
     return TrainResult(trainer.model, seconds, int(trainer.state.num_input_tokens_seen or 0))
 
 
-def save_weights(model: Any, tokenizer: Any, run: RunDir, *, full: bool) -> None:
-    """The finished weights: an adapter (LoRA) or a whole model (full), written to a temp folder then renamed,
-    so their presence means training finished."""
+def save_weights(trainer: Any, tokenizer: Any, run: RunDir, *, full: bool) -> None:
+    """The finished weights: an adapter (LoRA) or a whole model (full), written to a partial folder then renamed,
+    so their presence means training finished.
+
+    Every rank calls `trainer.save_model`: under FSDP / ZeRO-3 the weights are sharded and must be gathered
+    by all processes; the Trainer then writes on rank 0 only.
+    """
+    import shutil
+
     dest = run.full if full else run.adapter
-    with rundir.atomic_dir(dest) as tmp:
-        model.save_pretrained(tmp, safe_serialization=True)
-        tokenizer.save_pretrained(tmp)
+    partial = dest.with_name(f".{dest.name}.partial")
+    if rank() == 0:
+        shutil.rmtree(partial, ignore_errors=True)
+    trainer.save_model(str(partial))
+    if rank() == 0:
+        tokenizer.save_pretrained(partial)
+        (partial / "training_args.bin").unlink(missing_ok=True)  # a pickle; the run folder keeps config.yaml
+        shutil.rmtree(dest, ignore_errors=True)
+        partial.rename(dest)
 
 
 def summarize(rows: list[dict[str, Any]], steps_per_epoch: int, planned_steps: int) -> TrainingSummary:
@@ -253,13 +272,15 @@ def summarize(rows: list[dict[str, Any]], steps_per_epoch: int, planned_steps: i
     best = min(evals[1:] or evals, key=lambda r: r["eval_loss"])  # step 0 is the starting model, not a result
     last = evals[-1]
     note = None
-    if last["eval_loss"] > best["eval_loss"] and losses:
-        before = [r["loss"] for r in losses if r["step"] <= best["step"]] or [losses[0]["loss"]]
-        after = [r["loss"] for r in losses if r["step"] > best["step"]]
-        if after and after[-1] < before[-1]:
-            note = (f"eval loss rose from {best['eval_loss']:.4f} (step {best['step']}, epoch {best['epoch']:g}) "
-                    f"to {last['eval_loss']:.4f} (step {last['step']}) while train loss fell from "
-                    f"{before[-1]:.4f} to {after[-1]:.4f}: the model started memorising the training rows")
+    worst = max((r for r in evals if r["step"] > best["step"]), key=lambda r: r["eval_loss"], default=None)
+    at_best = [r["loss"] for r in losses if r["step"] <= best["step"]]
+    later = [r for r in losses if r["step"] > best["step"]]
+    if worst is not None and at_best and later:
+        low = min(later, key=lambda r: r["loss"])
+        if low["loss"] < at_best[-1]:
+            note = (f"eval loss rose from {best['eval_loss']:.4f} (step {best['step']}) to {worst['eval_loss']:.4f} "
+                    f"(step {worst['step']}) while train loss fell from {at_best[-1]:.4f} to {low['loss']:.4f} "
+                    f"(step {low['step']}): the model started memorising its training rows")
     return TrainingSummary(
         start_eval_loss=evals[0]["eval_loss"], best_eval_loss=best["eval_loss"], best_step=best["step"],
         best_epoch=round(best["step"] / max(steps_per_epoch, 1), 2), last_eval_loss=last["eval_loss"],

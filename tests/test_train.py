@@ -1,0 +1,205 @@
+"""Training guard rails, resume, trackers and multi-process runs, on a real 2-layer Llama and real rows."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from tunesmith import config, pipeline, rundir
+from tunesmith.errors import TunesmithError
+
+
+def tiny_config(model: Path, data: Path, out: Path, **train: object) -> config.RunConfig:
+    return config.parse({
+        "name": "tiny", "model": str(model), "output_dir": str(out),
+        "data": {"train": [str(data)], "min_eval": 4}, "template": {"max_length": 128},
+        "lora": {"r": 4, "alpha": 8}, "train": {"batch_size": 4, "logging_steps": 3, "report_to": [], **train},
+        "eval": {"max_rows": 4, "max_new_tokens": 8, "batch_size": 4}}, source="<test>")
+
+
+def metrics(run: Path) -> list[dict]:
+    return rundir.read_jsonl(run / "metrics.jsonl")
+
+
+def test_early_stopping_ends_on_the_best_epoch_of_an_overfitting_run(tmp_path, tiny_model_dir, small_jsonl,
+                                                                     monkeypatch):
+    """Full fine-tuning at a high learning rate overfits 12 rows within a few epochs."""
+    import torch
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+    from transformers import AutoModelForCausalLM
+
+    secret = "tunesmith-test-secret-key-0123456789"
+    monkeypatch.setenv("WANDB_API_KEY", secret)
+    monkeypatch.setenv("WANDB_MODE", "offline")
+    cfg = tiny_config(tiny_model_dir, small_jsonl, tmp_path / "runs", method="full", epochs=40,
+                      learning_rate=1e-2, early_stopping_patience=2, report_to=["tensorboard", "wandb"])
+    summary = pipeline.run(cfg, say=lambda _: None)
+    t, run = summary.training, summary.run_dir
+
+    # Stopped well before 40 epochs (120 steps), two evaluations after the lowest eval loss.
+    evals = dict(t.evals)
+    assert t.stopped_early and t.last_step < 120
+    assert t.best_eval_loss == min(loss for step, loss in evals.items() if step > 0)
+    assert [s for s in evals if s > t.best_step] == [t.best_step + 3, t.best_step + 6]
+    assert all(evals[s] > t.best_eval_loss for s in evals if s > t.best_step)
+    assert t.overfitting and f"{t.best_eval_loss:.4f} (step {t.best_step})" in t.overfitting
+    assert summary.after.eval_loss == t.best_eval_loss
+
+    # The saved model is the best checkpoint, not the last step: its eval loss is the best one.
+    model = AutoModelForCausalLM.from_pretrained(run / "model")
+    from tunesmith.data.prepare import prepare
+    from tunesmith.template import encode_all
+
+    _, tok = __import__("tunesmith.models", fromlist=["load"]).load(str(tiny_model_dir), tokenizer_only=True)
+    examples, _ = encode_all(tok, prepare(cfg.data).eval, cfg.template)
+    with torch.no_grad():
+        losses = [(model(input_ids=torch.tensor([e.input_ids]), labels=torch.tensor([e.labels])).loss.item(),
+                   e.supervised_tokens - 1) for e in examples]
+    mean = sum(loss * n for loss, n in losses) / sum(n for _, n in losses)
+    assert mean == pytest.approx(t.best_eval_loss, rel=2e-3)
+    assert not (run / "checkpoints").exists()
+
+    rows = metrics(run)
+    train_rows = [r for r in rows if "loss" in r]
+    assert {"loss", "learning_rate", "grad_norm", "mean_token_accuracy", "tokens_per_s", "peak_memory_mb"} <= set(
+        train_rows[0])
+    assert {"eval_loss", "eval_mean_token_accuracy"} <= set(next(r for r in rows if "eval_loss" in r))
+
+    events = EventAccumulator(str(run / "tensorboard"))
+    events.Reload()
+    tags = set(events.Tags()["scalars"])
+    assert {"train/loss", "eval/loss", "train/tokens_per_s", "train/peak_memory_mb"} <= tags
+    assert [round(e.value, 4) for e in events.Scalars("eval/loss")] == [round(v, 4) for v in evals.values()]
+
+    offline = list((run / "wandb").glob("offline-run-*/run-*.wandb"))
+    assert len(offline) == 1 and offline[0].stat().st_size > 0
+    for f in run.rglob("*"):  # the key is never written anywhere in the run folder
+        if f.is_file():
+            assert secret.encode() not in f.read_bytes(), f
+
+
+def tunesmith(*args: str, cwd: Path, **kw) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "tunesmith", *args], cwd=cwd, capture_output=True, text=True,
+                          timeout=600, **kw)
+
+
+def write_yaml(path: Path, cfg: config.RunConfig) -> Path:
+    path.write_text(cfg.to_yaml(), encoding="utf-8")
+    return path
+
+
+def test_resume_after_kill_reaches_the_same_losses(tmp_path, tiny_model_dir, small_jsonl):
+    cfg = tiny_config(tiny_model_dir, small_jsonl, tmp_path / "runs", max_steps=24, eval_strategy="steps",
+                      eval_steps=4, logging_steps=2, early_stopping_patience=0, learning_rate=5e-3)
+    whole = write_yaml(tmp_path / "whole.yaml", cfg.model_copy(update={"name": "whole"}))
+    killed = write_yaml(tmp_path / "killed.yaml", cfg.model_copy(update={"name": "killed"}))
+    assert tunesmith("train", str(whole), cwd=tmp_path).returncode == 0
+
+    run = tmp_path / "runs" / "killed"
+    proc = subprocess.Popen([sys.executable, "-m", "tunesmith", "train", str(killed)], cwd=tmp_path,
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.time() + 300
+    while not (run / "checkpoints" / "checkpoint-8" / rundir.COMPLETE).exists():
+        assert proc.poll() is None and time.time() < deadline, "the run ended before checkpoint-8 was written"
+        time.sleep(0.02)
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    assert not (run / "adapter").exists() and not (run / "report.html").exists()
+    # A checkpoint cut short mid-write has no COMPLETE marker and is never resumed from.
+    half = run / "checkpoints" / "checkpoint-99"
+    shutil.copytree(run / "checkpoints" / "checkpoint-8", half)
+    (half / rundir.COMPLETE).unlink()
+    assert rundir.RunDir(run).last_checkpoint().name in {"checkpoint-8", "checkpoint-12"}
+
+    again = tunesmith("train", str(killed), cwd=tmp_path)
+    assert again.returncode == 0, again.stderr
+    assert "resuming the unfinished run" in again.stderr and "resuming training from checkpoint-" in again.stderr
+    a, b = metrics(tmp_path / "runs" / "whole"), metrics(run)
+    assert [(r["step"], sorted(r)) for r in a] == [(r["step"], sorted(r)) for r in b]  # no duplicated or lost rows
+    for x, y in zip(a, b):
+        for key in ("loss", "eval_loss"):
+            if key in x:
+                assert y[key] == pytest.approx(x[key], rel=1e-3, abs=1e-4), (x, y)
+
+
+def test_a_changed_config_does_not_resume_an_unfinished_run(tmp_path, small_jsonl):
+    run, resumed = rundir.create(tmp_path, "r", overwrite=False, config_yaml="train:\n  epochs: 1\n")
+    assert not resumed
+    assert rundir.create(tmp_path, "r", overwrite=False, config_yaml="train:\n  epochs: 1\n")[1]
+    with pytest.raises(TunesmithError) as err:
+        rundir.create(tmp_path, "r", overwrite=False, config_yaml="train:\n  epochs: 2\n")
+    assert "train.epochs: 1 in the folder, 2 now" in str(err.value) and "--overwrite" in str(err.value)
+
+
+def test_continue_from_starts_where_the_finished_run_ended(tmp_path, tiny_model_dir, small_jsonl):
+    cfg = tiny_config(tiny_model_dir, small_jsonl, tmp_path / "runs", max_steps=6, eval_strategy="steps",
+                      eval_steps=3, learning_rate=5e-3)
+    first = pipeline.run(cfg, say=lambda _: None)
+    second = pipeline.run(cfg.model_copy(update={"name": "more", "continue_from": first.run_dir}),
+                          say=lambda _: None)
+    # The second run's starting model is the first run's kept adapter, measured on the same held-out rows.
+    assert second.training.start_eval_loss == pytest.approx(first.training.best_eval_loss, rel=1e-4)
+    assert second.before.eval_loss != pytest.approx(first.training.start_eval_loss, rel=1e-3)
+
+
+def test_quantised_loading_on_a_cpu_says_what_to_use_instead(tmp_path, small_jsonl):
+    res = tunesmith("train", "--data", str(small_jsonl), "--load-4bit", cwd=tmp_path,
+                    env={**os.environ, "CUDA_VISIBLE_DEVICES": ""})
+    assert res.returncode == 2 and "needs a CUDA GPU" in res.stderr and "load_in: none" in res.stderr
+    assert "Traceback" not in res.stderr and not (tmp_path / "runs").exists()
+    with pytest.raises(TunesmithError, match="QLoRA"):
+        config.parse({"name": "x", "data": {"train": ["a"]}, "train": {"method": "full", "load_in": "4bit"}},
+                     source="<test>")
+
+
+def test_init_writes_a_commented_config_that_plan_accepts(tmp_path, tiny_model_dir, small_jsonl):
+    out = tmp_path / "cfg" / "mine.yaml"
+    out.parent.mkdir()
+    res = tunesmith("init", "--data", str(small_jsonl), "--model", str(tiny_model_dir), "--out", str(out),
+                    cwd=tmp_path)
+    assert res.returncode == 0, res.stderr
+    text = out.read_text()
+    assert "  # stop after this many evaluations without a lower eval loss; 0 = off\n  early_stopping_patience: 2\n" in text
+    cfg = config.load(out)
+    assert [p.resolve() for p in cfg.data.train] == [small_jsonl.resolve()] and cfg.name == "small"
+    plan = tunesmith("plan", str(out), "--epochs", "2", "--batch-size", "4", "--lr", "0.001", "--lora-r", "4",
+                     cwd=tmp_path)
+    assert plan.returncode == 0, plan.stderr
+    assert "rows: 8 train, 8 eval" in plan.stdout  # init keeps the default min_eval of 8
+    assert "2 per epoch, 4 in total (2 epochs); effective batch 4" in plan.stdout
+    assert "r=4, alpha=32" in plan.stdout and "lr 0.001 (cosine" in plan.stdout
+    assert "estimated peak memory" in plan.stdout and "each optimizer step" in plan.stdout
+    again = tunesmith("init", "--out", str(out), cwd=tmp_path)
+    assert again.returncode == 2 and "already exists" in again.stderr
+
+
+def test_two_cpu_processes_match_one_process_on_the_same_global_batch(tmp_path, tiny_model_dir, small_jsonl):
+    """DDP over gloo: 2 processes x batch 2 take the same optimizer steps as 1 process x batch 4."""
+    common = dict(max_steps=6, eval_strategy="steps", eval_steps=3, logging_steps=1, learning_rate=5e-3,
+                  group_by_length=False)
+    one = write_yaml(tmp_path / "one.yaml", tiny_config(tiny_model_dir, small_jsonl, tmp_path / "runs", **common)
+                     .model_copy(update={"name": "one"}))
+    two_cfg = tiny_config(tiny_model_dir, small_jsonl, tmp_path / "runs", **{**common, "batch_size": 2})
+    two = write_yaml(tmp_path / "two.yaml", two_cfg.model_copy(update={"name": "two"}))
+    assert tunesmith("train", str(one), cwd=tmp_path).returncode == 0
+    torchrun = Path(sys.executable).with_name("torchrun")
+    res = subprocess.run([str(torchrun), "--nproc_per_node", "2", "--master_port", "29517", "-m", "tunesmith",
+                          "train", str(two)], cwd=tmp_path, capture_output=True, text=True, timeout=600,
+                         env={**os.environ, "OMP_NUM_THREADS": "1"})
+    assert res.returncode == 0, res.stderr[-3000:]
+    assert "effective batch 4 = 2 rows x 1 accumulation x 2 process(es)" in res.stderr
+    a, b = metrics(tmp_path / "runs" / "one"), metrics(tmp_path / "runs" / "two")
+    assert [r["step"] for r in a] == [r["step"] for r in b]
+    for x, y in zip(a, b):
+        for key in ("loss", "eval_loss"):
+            if key in x:
+                assert y[key] == pytest.approx(x[key], rel=2e-2), (x, y)
+    assert (tmp_path / "runs" / "two" / "report.html").is_file()
