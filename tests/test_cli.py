@@ -10,8 +10,9 @@ from pathlib import Path
 
 import pytest
 
-RUN_FILES = {"config.yaml", "manifest.json", "metrics.jsonl", "report.html", "data/train.jsonl",
-             "data/eval.jsonl", "eval/before.jsonl", "eval/after.jsonl", "adapter/adapter_config.json",
+RUN_FILES = {"config.yaml", "manifest.json", "metrics.jsonl", "plan.json", "report.html", "report.md",
+             "report_curves.png", "data/train.jsonl", "data/eval.jsonl", "data/summary.json", "eval/base.jsonl",
+             "eval/tuned.jsonl", "eval/settings.json", "eval/summary.json", "adapter/adapter_config.json",
              "adapter/adapter_model.safetensors", "adapter/tokenizer.json", "adapter/tokenizer_config.json",
              "adapter/chat_template.jinja", "adapter/README.md"}
 
@@ -46,7 +47,7 @@ def test_train_end_to_end_writes_the_run_folder(tmp_path: Path, tiny_model_dir: 
     files = {str(p.relative_to(run)) for p in run.rglob("*") if p.is_file()}
     assert files == RUN_FILES
     assert "report: runs/tiny/report.html" in res.stdout and "eval loss" in res.stdout
-    assert "95% paired bootstrap over 4 rows" in res.stdout and "stopped by itself" in res.stdout
+    assert "tuned − base (95% CI)" in res.stdout and "stopped by itself" in res.stdout
 
     # LoRA B matrices start at zero: any non-zero B means training changed the adapter.
     weights = load_file(run / "adapter" / "adapter_model.safetensors")
@@ -68,10 +69,10 @@ def test_train_end_to_end_writes_the_run_folder(tmp_path: Path, tiny_model_dir: 
     n_train = len((run / "data" / "train.jsonl").read_text().splitlines())
     n_eval = len((run / "data" / "eval.jsonl").read_text().splitlines())
     assert (n_train, n_eval) == (12, 4)
-    before = [json.loads(x) for x in (run / "eval" / "before.jsonl").read_text().splitlines()]
+    before = [json.loads(x) for x in (run / "eval" / "base.jsonl").read_text().splitlines()]
     assert len(before) == 4 and set(before[0]) == {"source", "prompt", "reference", "generation", "stopped"}
     report = (run / "report.html").read_text()
-    assert "data:image/png;base64," in report and report.count("class='ex'") == 4
+    assert "data:image/png;base64," in report and "chrF (main)" in report
 
     again = tunesmith("train", str(cfg), cwd=tmp_path)
     assert again.returncode == 2 and "holds a finished run" in again.stderr and "--overwrite" in again.stderr

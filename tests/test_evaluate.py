@@ -1,39 +1,115 @@
+"""The evaluation stage on a real tiny model: incremental generations, every metric, CIs, `tunesmith eval`."""
+
 from __future__ import annotations
 
-from tunesmith.evaluate import score
-from tunesmith.records import Generation
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tunesmith import config, evaluate, pipeline, rundir
+from tunesmith.errors import TunesmithError
+from tunesmith.records import Conversation
 
 
-def gen(ref: str, hyp: str) -> Generation:
-    return Generation("x:1", "prompt", ref, hyp)
+@pytest.fixture(scope="module")
+def tiny_run(tiny_model_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """One finished LoRA run on 16 rows (6 steps), shared by the tests of this module."""
+    from tests.conftest import SAMPLE
+
+    home = tmp_path_factory.mktemp("run")
+    data = home / "small.jsonl"
+    data.write_text("\n".join((SAMPLE / "counsel_en.jsonl").read_text(encoding="utf-8").splitlines()[:16]) + "\n",
+                    encoding="utf-8")
+    os.environ["HF_HUB_OFFLINE"] = "1"
+    cfg = config.parse({"name": "tiny", "model": str(tiny_model_dir), "output_dir": str(home / "runs"),
+                        "data": {"train": [str(data)], "min_eval": 4}, "template": {"max_length": 128},
+                        "lora": {"r": 4, "alpha": 8},
+                        "train": {"max_steps": 6, "batch_size": 4, "learning_rate": 5e-3, "logging_steps": 2,
+                                  "eval_strategy": "steps", "eval_steps": 3, "report_to": []},
+                        "eval": {"max_rows": 4, "max_new_tokens": 8, "batch_size": 4}}, source="<test>")
+    return pipeline.run(cfg, say=lambda _: None).run_dir
 
 
-def test_identical_outputs_score_full_marks():
-    s = score([gen("It sounds like you feel tired.", "It sounds like you feel tired."),
-               gen("많이 지치셨군요.", "많이 지치셨군요.")])
-    assert s["chrf"] == 100.0 and s["bleu"] == 100.0
+def test_the_run_evaluates_base_and_tuned_with_every_metric_and_interval(tiny_run: Path):
+    ev = evaluate.read_summary(tiny_run / "eval")
+    assert [m.label for m in ev.models] == ["base", "tuned"]
+    for m in ev.models:
+        assert {"chrf", "bleu", "rouge_l", "exact_match", "chars", "words", "stopped", "cosine", "nll",
+                "perplexity"} <= set(m.metrics)
+        assert len(m.rows) == len(m.generations) == 4 and m.eval_loss > 0
+    diffs = ev.differences["tuned"]
+    assert set(diffs) >= {"chrf", "bleu", "rouge_l", "cosine", "nll", "stopped"}
+    assert all(d.low <= d.mean <= d.high and d.rows == 4 for d in diffs.values())
+    assert all(v in ("better", "worse", "higher", "lower", "no clear difference") for v in ev.verdicts["tuned"].values())
+    assert ev.lang == "en" and ev.bleu_tokenize == "13a" and ev.settings["temperature"] == 0.0
+    # Perplexity on the references is the model's own likelihood of them: the tuned model, trained on such
+    # answers, finds them likelier than the random-init base does.
+    assert ev.model("tuned").metrics["perplexity"] < ev.model("base").metrics["perplexity"]
 
 
-def test_chrf_orders_closer_korean_higher_than_unrelated_text():
-    ref = "시험을 망쳐서 많이 속상하시군요. 어떤 점이 가장 아쉬우셨나요?"
-    close = score([gen(ref, "시험 때문에 속상하시군요. 무엇이 가장 아쉬우셨나요?")])["chrf"]
-    far = score([gen(ref, "Here are five tips for studying better.")])["chrf"]
-    assert close > 30 > far
+def test_incremental_generation_continues_without_duplicating_rows(tiny_run: Path, tiny_model_dir: Path, tmp_path):
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    convs = [Conversation.from_json(r) for r in rundir.read_jsonl(tiny_run / "data" / "eval.jsonl")]
+    model = AutoModelForCausalLM.from_pretrained(tiny_model_dir)
+    tok = AutoTokenizer.from_pretrained(tiny_model_dir)
+    cfg = config.EvalConfig(max_rows=4, max_new_tokens=6, batch_size=2)
+    out = tmp_path / "gens.jsonl"
+    whole = evaluate.generate(model, tok, convs, cfg, out)
+    lines = out.read_text().splitlines()
+    out.write_text(lines[0] + "\n" + lines[2] + "\n" + lines[3][: len(lines[3]) // 2])  # a crash mid-line
+
+    asked = []
+    real = model.generate
+    model.generate = lambda **kw: asked.append(kw["input_ids"].shape[0]) or real(**kw)
+    again = evaluate.generate(model, tok, convs, cfg, out)
+    assert sum(asked) == 2  # only rows 2 and 4 were generated again
+    assert again == whole  # greedy: the same text as the uninterrupted pass
+    rows = [json.loads(x) for x in out.read_text().splitlines()]
+    assert [r["source"] for r in rows] == [c.source for c in convs[:4]]
 
 
-def test_paired_bootstrap_separates_a_real_gain_from_noise():
-    from tunesmith.evaluate import paired_bootstrap
-
-    refs = [f"It sounds like you feel tired because of exam {i}. What helps you rest?" for i in range(20)]
-    before = [gen(r, "Here are some tips.") for r in refs]
-    after = [gen(r, r.replace("tired", "worn out")) for r in refs]
-    gain = paired_bootstrap(before, after)
-    assert gain.verdict == "better" and 0 < gain.low <= gain.mean <= gain.high and gain.rows == 20
-    same = paired_bootstrap(before, before)
-    assert same.verdict == "no clear difference" and same.mean == same.low == same.high == 0
-    assert paired_bootstrap(after, before).verdict == "worse"
+def tunesmith(*args: str, cwd: Path) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "tunesmith", *args], cwd=cwd, capture_output=True, text=True,
+                          timeout=600)
 
 
-def test_stopped_share_counts_generations_that_ended_by_themselves():
-    gens = [Generation("x:1", "p", "r", "a", stopped=True), Generation("x:2", "p", "r", "b", stopped=False)]
-    assert score(gens)["stopped_share"] == 0.5
+def test_eval_verb_reuses_generations_and_refuses_mixed_settings(tiny_run: Path, tmp_path: Path):
+    before = (tiny_run / "eval" / "tuned.jsonl").read_text()
+    res = tunesmith("eval", str(tiny_run), cwd=tmp_path)
+    assert res.returncode == 0, res.stderr
+    assert "chrF (main)" in res.stdout and "tuned − base (95% CI)" in res.stdout
+    assert (tiny_run / "eval" / "tuned.jsonl").read_text() == before  # nothing generated twice
+    mixed = tunesmith("eval", str(tiny_run), "--max-new-tokens", "5", cwd=tmp_path)
+    assert mixed.returncode == 2 and "max_new_tokens 8 -> 5" in mixed.stderr and "--fresh" in mixed.stderr
+    assert "Traceback" not in mixed.stderr
+
+
+def test_eval_on_another_file_with_a_third_model(tiny_run: Path, tiny_model_dir: Path, tmp_path: Path):
+    from tests.conftest import SAMPLE
+
+    other = tmp_path / "ko.json"
+    other.write_text(json.dumps(json.loads((SAMPLE / "counsel_ko.json").read_text(encoding="utf-8"))[:3],
+                                ensure_ascii=False), encoding="utf-8")
+    res = tunesmith("eval", str(tiny_run), "--data", str(other), "--models", f"tuned,base,{tiny_model_dir}",
+                    "--embedder", "none", cwd=tmp_path)
+    assert res.returncode == 0, res.stderr
+    out = tiny_run / "eval" / "ko"
+    ev = evaluate.read_summary(out)
+    assert [m.label for m in ev.models] == ["tuned", "base", str(tiny_model_dir)]
+    assert ev.lang == "ko" and ev.bleu_tokenize == "char" and ev.embedder is None
+    assert set(ev.differences) == {"base", str(tiny_model_dir)}
+    # base and the bare model folder are the same weights through the same template: identical generations.
+    assert [g.generation for g in ev.models[1].generations] == [g.generation for g in ev.models[2].generations]
+    assert (out / f"{rundir.safe_name(str(tiny_model_dir))}.jsonl").is_file()
+
+
+def test_eval_of_a_folder_that_is_not_a_run_exits_2(tmp_path: Path):
+    res = tunesmith("eval", str(tmp_path), cwd=tmp_path)
+    assert res.returncode == 2 and "not a run folder" in res.stderr and "Traceback" not in res.stderr
+    with pytest.raises(TunesmithError, match="no evaluation yet"):
+        evaluate.read_summary(tmp_path)

@@ -51,7 +51,7 @@ def test_early_stopping_ends_on_the_best_epoch_of_an_overfitting_run(tmp_path, t
     assert [s for s in evals if s > t.best_step] == [t.best_step + 3, t.best_step + 6]
     assert all(evals[s] > t.best_eval_loss for s in evals if s > t.best_step)
     assert t.overfitting and f"{t.best_eval_loss:.4f} (step {t.best_step})" in t.overfitting
-    assert summary.after.eval_loss == t.best_eval_loss
+    assert summary.evaluation.model("tuned").eval_loss == t.best_eval_loss
 
     # The saved model is the best checkpoint, not the last step: its eval loss is the best one.
     model = AutoModelForCausalLM.from_pretrained(run / "model")
@@ -147,7 +147,7 @@ def test_continue_from_starts_where_the_finished_run_ended(tmp_path, tiny_model_
                           say=lambda _: None)
     # The second run's starting model is the first run's kept adapter, measured on the same held-out rows.
     assert second.training.start_eval_loss == pytest.approx(first.training.best_eval_loss, rel=1e-4)
-    assert second.before.eval_loss != pytest.approx(first.training.start_eval_loss, rel=1e-3)
+    assert second.evaluation.model("base").eval_loss != pytest.approx(first.training.start_eval_loss, rel=1e-3)
 
 
 def test_quantised_loading_on_a_cpu_says_what_to_use_instead(tmp_path, small_jsonl):

@@ -73,20 +73,23 @@ def _config(config_path: Path | None, sets: list[str] | None, data: list[Path] |
 
 
 def _print_summary(s) -> None:  # noqa: ANN001
-    m = s.main_metric
     t = s.training
-    typer.echo(f"\nreport: {s.report}")
-    typer.echo(f"eval loss      {s.before.eval_loss:.4f} -> {s.after.eval_loss:.4f}   (best at step {t.best_step}, "
-               f"epoch {t.best_epoch:g}{'; stopped early' if t.stopped_early else ''})")
+    typer.echo(f"\nreport: {s.report} (and report.md)")
+    typer.echo(f"eval loss {t.start_eval_loss:.4f} -> {t.best_eval_loss:.4f} (kept step {t.best_step}, epoch "
+               f"{t.best_epoch:g}{'; stopped early' if t.stopped_early else ''})")
     if t.overfitting:
         typer.echo(f"overfitting: {t.overfitting}")
-    typer.echo(f"{m:<14} {s.before.metrics[m]:.2f} -> {s.after.metrics[m]:.2f}   "
-               f"(bleu {s.before.metrics['bleu']:.2f} -> {s.after.metrics['bleu']:.2f})")
-    d = s.difference
-    typer.echo(f"sentence chrF  {d.mean:+.2f} [{d.low:+.2f}, {d.high:+.2f}] (95% paired bootstrap over {d.rows} "
-               f"rows): {d.verdict}")
-    typer.echo(f"stopped by itself {s.before.metrics['stopped_share']:.0%} -> {s.after.metrics['stopped_share']:.0%}")
+    _print_eval(s.evaluation)
     typer.echo(f"training {s.train_seconds:.0f} s, whole run {s.wall_seconds:.0f} s")
+
+
+def _print_eval(ev) -> None:  # noqa: ANN001
+    from tunesmith.report import metrics_table
+
+    table = metrics_table(ev)
+    widths = [max(len(r[i]) for r in [table.header, *table.rows]) for i in range(len(table.header))]
+    for row in [table.header, *table.rows]:
+        typer.echo("  ".join(c.ljust(w) for c, w in zip(row, widths)).rstrip())
 
 
 @app.command()
@@ -142,6 +145,84 @@ def demo(overwrite: Overwrite = False, set_: Sets = None, name: Name = None, mod
         summary = pipeline.run(_config(path, set_, None, name=name, model=model), overwrite=overwrite, say=_say)
     if summary is not None:
         _print_summary(summary)
+
+
+Run = Annotated[Path, typer.Argument(metavar="RUN", help="a run folder, e.g. runs/demo")]
+
+
+@app.command("eval")
+def eval_(run: Run,
+          data: Annotated[Optional[Path], typer.Option("--data", help="evaluate on this file instead of the run's "
+                                                       "held-out rows (written to eval/<file name>/)")] = None,
+          limit: Annotated[Optional[int], typer.Option("--limit", help="at most N rows")] = None,
+          models_: Annotated[str, typer.Option("--models", help="comma-separated: base, tuned, another run "
+                                               "folder, or a model spec; each is compared with the first")]
+          = "base,tuned",
+          max_new_tokens: Annotated[Optional[int], typer.Option("--max-new-tokens")] = None,
+          temperature: Annotated[Optional[float], typer.Option("--temperature", help="0 = greedy")] = None,
+          top_p: Annotated[Optional[float], typer.Option("--top-p")] = None,
+          repetition_penalty: Annotated[Optional[float], typer.Option("--repetition-penalty")] = None,
+          embedder: Annotated[Optional[str], typer.Option("--embedder", help="default, none, or a "
+                                                          "sentence-transformers folder/name")] = None,
+          judge_url: Annotated[Optional[str], typer.Option("--judge-url", help="OpenAI-compatible endpoint; the "
+                                                           "key comes from TUNESMITH_JUDGE_KEY or OPENAI_API_KEY")]
+          = None,
+          judge_model: Annotated[Optional[str], typer.Option("--judge-model")] = None,
+          fresh: Annotated[bool, typer.Option("--fresh", help="discard earlier generations")] = False) -> None:
+    """Generate with base and tuned (or any models) on held-out rows; metrics with 95% CIs; rewrite the report."""
+    from tunesmith import pipeline
+
+    options = {"max_rows": limit, "max_new_tokens": max_new_tokens, "temperature": temperature, "top_p": top_p,
+               "repetition_penalty": repetition_penalty, "embedder": embedder}
+    if bool(judge_url) != bool(judge_model):
+        raise TunesmithError("--judge-url and --judge-model go together", fix="pass both, or neither")
+    ev, report = pipeline.evaluate_run(run, data=data, labels=[m.strip() for m in models_.split(",") if m.strip()],
+                                       options={k: v for k, v in options.items() if v is not None},
+                                       judge={"url": judge_url, "model": judge_model} if judge_url else None,
+                                       fresh=fresh, say=_say)
+    _print_eval(ev)
+    if report is not None:
+        typer.echo(f"report: {report}")
+
+
+@app.command()
+def report(run: Run) -> None:
+    """Rebuild report.html and report.md from a run folder."""
+    from tunesmith import report as reporting
+    from tunesmith.rundir import RunDir
+
+    typer.echo(f"wrote {reporting.write(RunDir(run))} and report.md")
+
+
+@app.command()
+def compare(models_: Annotated[str, typer.Option("--models", help="comma-separated model specs, e.g. "
+                                                 "a base model and its instruct version")],
+            prompts: Annotated[Path, typer.Option("--prompts", help=".txt (one per line) or .jsonl with a "
+                                                  "'prompt' field or messages")],
+            csv_path: Annotated[Path, typer.Option("--csv", help="where to write the side-by-side CSV")]
+            = Path("compare.csv"),
+            max_new_tokens: Annotated[int, typer.Option("--max-new-tokens")] = 96,
+            batch_size: Annotated[int, typer.Option("--batch-size")] = 8) -> None:
+    """The same prompts through several models, side by side (each through its own chat template)."""
+    from rich.console import Console
+    from rich.table import Table
+
+    from tunesmith import compare as comparing
+    from tunesmith.config import EvalConfig
+
+    convs, skipped = comparing.read_prompts(prompts)
+    for s in skipped:
+        _say(f"skipped {s.location}: {s.reason}")
+    specs = [m.strip() for m in models_.split(",") if m.strip()]
+    result = comparing.compare(specs, convs, EvalConfig(max_new_tokens=max_new_tokens, batch_size=batch_size),
+                               say=_say)
+    comparing.write_csv(result, csv_path)
+    table = Table("prompt", *(f"{m}\n({t})" for m, t in zip(result.models, result.templates)), show_lines=True)
+    for conv, outs, stops in zip(result.prompts, result.outputs, result.stopped):
+        table.add_row(conv.messages[-2].content, *(o + ("" if s else " [cut at max tokens]")
+                                                   for o, s in zip(outs, stops)))
+    Console(width=max(120, 40 * (len(specs) + 1))).print(table)
+    typer.echo(f"wrote {csv_path} ({len(convs)} prompts, {len(skipped)} skipped)")
 
 
 def _pairs(items: list[str] | None, flag: str) -> dict[str, str]:

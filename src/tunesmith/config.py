@@ -94,7 +94,13 @@ class TrainConfig(_Strict):
 class EvalConfig(_Strict):
     max_rows: int = Field(40, ge=1, description="held-out rows to generate for (generation is the slow part)")
     max_new_tokens: int = Field(96, ge=1)
-    batch_size: int = Field(8, ge=1)
+    batch_size: int = Field(8, ge=1, description="rows generated together (left padding, KV cache)")
+    temperature: float = Field(0.0, ge=0, description="0 = greedy (deterministic); > 0 samples")
+    top_p: float = Field(1.0, gt=0, le=1, description="nucleus sampling, with temperature > 0")
+    repetition_penalty: float = Field(1.0, gt=0, description="> 1 discourages repeating tokens; 1 = off")
+    seed: int = Field(0, description="sampling and bootstrap seed")
+    embedder: str = Field("default", description="sentence-transformers model for cosine similarity: default "
+                          "(all-MiniLM-L6-v2, English), a folder or cached name, or none")
 
 
 class RunConfig(_Strict):

@@ -1,31 +1,36 @@
-"""Score one model on held-out rows: greedy generations through the same render path as training.
+"""Before/after evaluation: each model generates for the same held-out rows through the same render path as
+training, then every metric is computed per row and each model is compared with the base by paired bootstrap.
 
-The main metric is chrF (sacrebleu): character n-grams work for Korean, where word-level BLEU punishes
-every particle; BLEU is reported beside it because users know it.
+Generations are appended to eval/<model>.jsonl as they are made, so a crash loses nothing and a re-run continues.
+The main metric is chrF: character n-grams work for Korean, where word-level BLEU punishes every particle.
 """
 
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Callable
+import gc
+import json
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-from tunesmith import rundir
-from tunesmith.config import EvalConfig
-from tunesmith.records import Conversation, Difference, EvalResult, Generation
+from tunesmith import metrics, models, progress, rundir, template
+from tunesmith.config import EvalConfig, RunConfig, TemplateConfig
+from tunesmith.errors import TunesmithError
+from tunesmith.records import Conversation, EvalReport, Generation, ModelEval
 from tunesmith.template import end_of_turn_ids, prompt_text
 
 MAIN_METRIC = "chrf"
+SETTINGS = ("max_rows", "max_new_tokens", "temperature", "top_p", "repetition_penalty", "seed")
 
 
-def generate(model: Any, tokenizer: Any, convs: tuple[Conversation, ...], cfg: EvalConfig,
+def generate(model: Any, tokenizer: Any, convs: Sequence[Conversation], cfg: EvalConfig,
              out: Path | None = None, progress: Callable[[int, int], None] | None = None) -> list[Generation]:
-    """Greedy generations for the first `cfg.max_rows` conversations, in their original order.
+    """Generations for the first `cfg.max_rows` conversations, in their original order.
 
-    With `out`, each batch is appended to that JSONL file as soon as it is generated, and rows already in it
-    are not generated again: a crash loses nothing, a re-run continues where it stopped. At the end the file
-    is rewritten in row order. `progress(done, total)` is called after each batch.
+    Rows are batched by prompt length with left padding (decoder-only models continue on the right) and the
+    KV cache. With `out`, each batch is appended to that JSONL file as soon as it is generated, and rows
+    already in it are not generated again; at the end the file is rewritten in row order.
 
     Generation stays in fp32: bf16 autocast made batched CPU decoding slower here (~100 s vs ~60 s for the demo's
     45 rows), since decoding is many small matmuls where the casts cost more than they save.
@@ -37,16 +42,20 @@ def generate(model: Any, tokenizer: Any, convs: tuple[Conversation, ...], cfg: E
     todo = sorted((i for i, (c, _, _) in enumerate(rows) if c.source not in done),
                   key=lambda i: len(rows[i][1]))  # similar lengths -> less padding
     stop_ids = end_of_turn_ids(tokenizer)
-    side, tokenizer.padding_side = tokenizer.padding_side, "left"  # decoder-only models continue on the right
+    sampling = ({"do_sample": True, "temperature": cfg.temperature, "top_p": cfg.top_p} if cfg.temperature > 0
+                else {"do_sample": False, "temperature": None, "top_p": None, "top_k": None})
+    side, tokenizer.padding_side = tokenizer.padding_side, "left"
     model.eval()
+    torch.manual_seed(cfg.seed)
     try:
         for b in range(0, len(todo), cfg.batch_size):
             idx = todo[b: b + cfg.batch_size]
             batch = tokenizer([rows[i][1] for i in idx], return_tensors="pt", padding=True,
                               add_special_tokens=False).to(model.device)
             with torch.inference_mode():
-                ids = model.generate(**batch, max_new_tokens=cfg.max_new_tokens, do_sample=False,
-                                     pad_token_id=tokenizer.pad_token_id)
+                ids = model.generate(**batch, max_new_tokens=cfg.max_new_tokens, use_cache=True,
+                                     repetition_penalty=cfg.repetition_penalty,
+                                     pad_token_id=tokenizer.pad_token_id, **sampling)
             new = ids[:, batch["input_ids"].shape[1]:]
             fresh = [Generation(rows[i][0].source, rows[i][1], rows[i][2], text.strip(), bool(stop_ids & set(r)))
                      for i, r, text in zip(idx, new.tolist(), tokenizer.batch_decode(new, skip_special_tokens=True))]
@@ -65,8 +74,6 @@ def generate(model: Any, tokenizer: Any, convs: tuple[Conversation, ...], cfg: E
 
 def _done(out: Path | None, wanted: set[str]) -> dict[str, Generation]:
     """Generations already in `out` for the rows asked for now; a half-written last line is ignored."""
-    import json
-
     found: dict[str, Generation] = {}
     if out is None or not out.is_file():
         return found
@@ -80,42 +87,158 @@ def _done(out: Path | None, wanted: set[str]) -> dict[str, Generation]:
     return found
 
 
-def score(generations: list[Generation]) -> dict[str, float]:
-    """Corpus chrF and BLEU of generations against references (0-100, higher is better)."""
-    import sacrebleu
+def load_model(label: str, run: rundir.RunDir, cfg: RunConfig) -> tuple[Any, Any, str]:
+    """(model, tokenizer, what was loaded) for an eval label.
 
-    hyps = [g.generation for g in generations]
-    refs = [[g.reference for g in generations]]
-    return {"chrf": round(sacrebleu.corpus_chrf(hyps, refs).score, 2),
-            "bleu": round(sacrebleu.corpus_bleu(hyps, refs).score, 2),
-            "mean_words": round(sum(len(h.split()) for h in hyps) / max(len(hyps), 1), 1),
-            "stopped_share": round(sum(g.stopped for g in generations) / max(len(generations), 1), 3)}
-
-
-def paired_bootstrap(before: list[Generation], after: list[Generation], resamples: int = 2000,
-                     seed: int = 0) -> Difference:
-    """Resample rows with replacement; the same rows for both models, so row difficulty cancels out.
-
-    >>> paired_bootstrap(gens_before, gens_after).verdict  # doctest: +SKIP
-    'better'
+    base = the model training started from (cfg.model, or the weights of `continue_from`); tuned = this run's
+    weights; anything else = another run folder's tuned model, or any model spec (folder, .gguf, hub id).
     """
-    import random
+    if label == "base":
+        if cfg.continue_from is not None:
+            return _run_weights(rundir.RunDir(cfg.continue_from), cfg)
+        model, tok = models.load(cfg.model, load_in=cfg.train.load_in)
+        return model, tok, cfg.model
+    if label == "tuned":
+        return _run_weights(run, cfg)
+    other = rundir.RunDir(Path(label))
+    if other.config.is_file():
+        from tunesmith import config as config_mod
 
-    import sacrebleu
-
-    diffs = [sacrebleu.sentence_chrf(a.generation, [a.reference]).score
-             - sacrebleu.sentence_chrf(b.generation, [b.reference]).score for b, a in zip(before, after)]
-    if not diffs:
-        return Difference(0.0, 0.0, 0.0, 0)
-    rng = random.Random(seed)
-    means = sorted(sum(rng.choices(diffs, k=len(diffs))) / len(diffs) for _ in range(resamples))
-    return Difference(round(sum(diffs) / len(diffs), 2), round(means[int(0.025 * resamples)], 2),
-                      round(means[int(0.975 * resamples) - 1], 2), len(diffs))
+        return _run_weights(other, config_mod.load(other.config))
+    model, tok = models.load(label)
+    return model, tok, label
 
 
-def evaluate(label: str, model: Any, tokenizer: Any, convs: tuple[Conversation, ...], cfg: EvalConfig,
-             eval_loss: float | None, out: Path | None = None,
-             progress: Callable[[int, int], None] | None = None) -> EvalResult:
-    """Generate (incrementally into `out`) and score; `eval_loss` comes from the trainer's evaluation."""
-    gens = generate(model, tokenizer, convs, cfg, out, progress)
-    return EvalResult(label, eval_loss, score(gens), tuple(gens))
+def _run_weights(run: rundir.RunDir, cfg: RunConfig) -> tuple[Any, Any, str]:
+    if run.weights is None:
+        raise TunesmithError(f"{run.root} has no trained weights (adapter/ or model/)",
+                             fix=f"finish training first: tunesmith train {run.config}")
+    if run.weights == run.full:
+        model, tok = models.load(str(run.full))
+        return model, tok, str(run.full)
+    from peft import PeftModel
+    from transformers import AutoTokenizer
+
+    base, _ = models.load(cfg.model, load_in=cfg.train.load_in)
+    tok = AutoTokenizer.from_pretrained(run.adapter)  # saved with the adapter: the chat template it trained with
+    tok.pad_token = tok.pad_token or tok.eos_token
+    return PeftModel.from_pretrained(base, run.adapter), tok, f"{cfg.model} + {run.adapter}"
+
+
+def _for_model(tokenizer: Any, convs: Sequence[Conversation], tcfg: TemplateConfig) -> tuple[Conversation, ...]:
+    """The conversations as this model's template can render them (the same choices training made)."""
+    template.setup_tokenizer(tokenizer, tcfg)
+    if not template.supports_system(tokenizer):
+        return tuple(map(template.merge_system, convs))
+    return tuple(convs)
+
+
+def _reference_nll(model: Any, tokenizer: Any, convs: Sequence[Conversation], cfg: RunConfig
+                   ) -> list[tuple[float, int]]:
+    """NLL of each reference answer given its prompt: the last assistant turn supervised, as at training.
+
+    A row too long for template.max_length even after truncation counts (0.0, 0): its nll is left out.
+    """
+    tcfg = cfg.template.model_copy(update={"supervise": "last", "overflow": "truncate"})
+    encoded = {}
+    for i, conv in enumerate(convs):
+        try:
+            encoded[i] = template.encode(tokenizer, conv, tcfg)
+        except TunesmithError:
+            pass
+    nll = dict(zip(encoded, metrics.per_row_nll(model, list(encoded.values()), batch_size=cfg.eval.batch_size)))
+    return [nll.get(i, (0.0, 0)) for i in range(len(convs))]
+
+
+def evaluate(run: rundir.RunDir, cfg: RunConfig, convs: Sequence[Conversation], *,
+             labels: Sequence[str] = ("base", "tuned"), out_dir: Path | None = None,
+             eval_losses: dict[str, float] | None = None, judge: dict[str, str] | None = None,
+             fresh: bool = False, say: Callable[[str], None] = print) -> EvalReport:
+    """Generate with every model (incrementally into out_dir/<label>.jsonl), score, compare with the first.
+
+    >>> evaluate(run, cfg, convs)  # doctest: +SKIP
+    EvalReport(models=(ModelEval(label='base', ...), ModelEval(label='tuned', ...)), ...)
+    """
+    out_dir = out_dir or run.eval_dir
+    ecfg = cfg.eval
+    settings = {k: getattr(ecfg, k) for k in SETTINGS}
+    _check_settings(out_dir, labels, settings, fresh)
+    convs = tuple(convs[: ecfg.max_rows])
+    embedder = None if ecfg.embedder == "none" else metrics.Embedder(
+        None if ecfg.embedder == "default" else ecfg.embedder)
+    results = []
+    for label in labels:
+        model, tokenizer, spec = load_model(label, run, cfg)
+        # base and tuned render exactly as training did; another model through its own template (or the fallback)
+        own = label in ("base", "tuned")
+        mine = _for_model(tokenizer, convs, cfg.template if own else TemplateConfig(max_length=cfg.template.max_length))
+        say(f"generating with {label} ({spec}) on {len(mine)} rows ...")
+        with progress.bar(f"generating ({label})", len(mine)) as tick:
+            gens = generate(model, tokenizer, mine, ecfg, out_dir / f"{rundir.safe_name(label)}.jsonl", tick)
+        nll = _reference_nll(model, tokenizer, mine, cfg)
+        scores = metrics.score_rows(gens, embedder=embedder, nll=nll)
+        results.append(ModelEval(label, spec, scores.corpus, tuple(scores.rows), tuple(gens),
+                                 (eval_losses or {}).get(label)))
+        del model
+        gc.collect()
+    base = results[0]
+    differences = {m.label: metrics.compare(base.rows, m.rows, seed=ecfg.seed) for m in results[1:]}
+    verdicts = {label: {k: metrics.verdict(k, d) for k, d in diffs.items()} for label, diffs in differences.items()}
+    judged = None
+    if judge and len(results) > 1:
+        from tunesmith import judge as judging
+
+        say(f"asking the judge {judge['model']} at {judge['url']} ({2 * len(base.generations)} requests) ...")
+        judged = judging.judge_pairs(list(base.generations), list(results[1].generations), url=judge["url"],
+                                     model=judge["model"], seed=ecfg.seed).summary()
+    lang = scores.lang
+    report = EvalReport(tuple(results), differences, verdicts, lang, scores.bleu_tokenize,
+                        embedder.name if embedder else None, settings, judged)
+    _write_summary(out_dir / "summary.json", report)
+    return report
+
+
+def _check_settings(out_dir: Path, labels: Sequence[str], settings: dict[str, Any], fresh: bool) -> None:
+    """Generations are only continued when they were made with the same settings; --fresh starts over."""
+    path = out_dir / "settings.json"
+    files = [out_dir / f"{rundir.safe_name(label)}.jsonl" for label in labels]
+    if path.is_file() and not fresh:
+        saved = json.loads(path.read_text(encoding="utf-8"))
+        if saved != settings and any(f.is_file() for f in files):
+            diff = ", ".join(f"{k} {saved.get(k)} -> {v}" for k, v in settings.items() if saved.get(k) != v)
+            raise TunesmithError(f"the generations in {out_dir} were made with other settings ({diff})",
+                                 fix="pass --fresh to generate again with the new settings")
+    if fresh:
+        for f in files:
+            f.unlink(missing_ok=True)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(settings, indent=2), encoding="utf-8")
+
+
+def _write_summary(path: Path, report: EvalReport) -> None:
+    data = {"lang": report.lang, "bleu_tokenize": report.bleu_tokenize, "embedder": report.embedder,
+            "settings": report.settings, "judge": report.judge,
+            "models": {m.label: {"spec": m.spec, "eval_loss": m.eval_loss, "metrics": m.metrics,
+                                 "rows": list(m.rows)} for m in report.models},
+            "differences": {label: {k: {**dataclasses.asdict(d), "verdict": report.verdicts[label][k]}
+                                    for k, d in diffs.items()} for label, diffs in report.differences.items()}}
+    path.write_text(json.dumps(data, indent=2, ensure_ascii=False, allow_nan=True), encoding="utf-8")
+
+
+def read_summary(out_dir: Path) -> EvalReport:
+    """The EvalReport saved by `evaluate`, with its generations, for `tunesmith report`."""
+    from tunesmith.records import Difference
+
+    path = out_dir / "summary.json"
+    if not path.is_file():
+        raise TunesmithError(f"{out_dir} has no evaluation yet", fix="run: tunesmith eval RUN")
+    data = json.loads(path.read_text(encoding="utf-8"))
+    results = []
+    for label, m in data["models"].items():
+        gens = tuple(Generation(**g) for g in rundir.read_jsonl(out_dir / f"{rundir.safe_name(label)}.jsonl"))
+        results.append(ModelEval(label, m["spec"], m["metrics"], tuple(m["rows"]), gens, m["eval_loss"]))
+    diffs = {label: {k: Difference(d["mean"], d["low"], d["high"], d["rows"]) for k, d in ds.items()}
+             for label, ds in data["differences"].items()}
+    verdicts = {label: {k: d["verdict"] for k, d in ds.items()} for label, ds in data["differences"].items()}
+    return EvalReport(tuple(results), diffs, verdicts, data["lang"], data["bleu_tokenize"], data["embedder"],
+                      data["settings"], data["judge"])

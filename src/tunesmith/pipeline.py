@@ -17,15 +17,15 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
-from tunesmith import evaluate as evaluation
-from tunesmith import models, progress, report, rundir, template, train
+from tunesmith import evaluate, models, progress, report, rundir, template, train
 from tunesmith import plan as planning
 from tunesmith.config import RunConfig
 from tunesmith.data.prepare import prepare
 from tunesmith.errors import TunesmithError
-from tunesmith.records import Example, PreparedData, RunSummary
+from tunesmith.records import EvalReport, Example, PreparedData, RunSummary, TrainingSummary
 
-PACKAGES = ("tunesmith", "torch", "transformers", "trl", "peft", "datasets", "accelerate", "sacrebleu", "gguf")
+PACKAGES = ("tunesmith", "torch", "transformers", "trl", "peft", "datasets", "accelerate", "sacrebleu", "gguf",
+            "sentence-transformers", "wandb")
 
 
 def _sha256(path: Path) -> str:
@@ -59,7 +59,23 @@ def manifest(cfg: RunConfig) -> dict:
     return {"tunesmith_git_commit": _git_commit(), "seed": cfg.train.seed, "data_seed": cfg.data.seed,
             "model": cfg.model, "model_resolved": models.resolve(cfg.model),
             "data_files": {str(p): _sha256(p) for p in files if p.is_file()},
-            "packages": versions, "python": platform.python_version(), "platform": platform.platform()}
+            "packages": versions, "python": platform.python_version(), "platform": platform.platform(),
+            "hardware": hardware()}
+
+
+def hardware() -> dict[str, Any]:
+    """What the numbers in a report were measured on."""
+    import os
+
+    import torch
+
+    cpu = next((line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
+                if line.startswith("model name")), platform.processor()) if Path("/proc/cpuinfo").exists() else ""
+    info = {"cpu": cpu, "cpu cores": os.cpu_count(), "torch threads": torch.get_num_threads(),
+            "native bf16 on CPU": models.cpu_has_bf16(), "tcmalloc": "tcmalloc" in os.environ.get("LD_PRELOAD", "")}
+    if torch.cuda.is_available():
+        info["gpu"] = torch.cuda.get_device_name(0)
+    return info
 
 
 def render(tokenizer: Any, data: PreparedData, cfg: RunConfig, say: Callable[[str], None]
@@ -122,26 +138,29 @@ def _starting_model(cfg: RunConfig) -> tuple[Any, Any]:
     return PeftModel.from_pretrained(model, prev.adapter, is_trainable=True), tokenizer
 
 
-def _tuned_model(model: Any, run_dir: rundir.RunDir) -> Any:
-    """A run whose training finished before a crash: its weights, instead of training again."""
-    if run_dir.weights == run_dir.full:
-        return models.load(str(run_dir.full))[0]
-    from peft import PeftModel
-
-    return PeftModel.from_pretrained(model, run_dir.adapter)
-
-
 def _metrics_up_to(path: Path, step: int) -> None:
     """Drop the metric rows a killed run logged after its last complete checkpoint; the resumed run relogs them."""
     rows = [r for r in rundir.read_jsonl(path) if r["step"] <= step] if path.is_file() else []
     rundir.write_jsonl(path, rows)
 
 
-def run(cfg: RunConfig, *, overwrite: bool = False, say: Callable[[str], None] = print) -> RunSummary | None:
-    """Run the whole job described by `cfg` and return the before/after summary.
+def data_summary(data: PreparedData) -> dict[str, Any]:
+    """What the report's data section needs, saved at train time (the report is rebuilt from the folder)."""
+    from collections import Counter
 
-    Re-running an unfinished run folder (same config) continues it: generations already written are kept,
-    training resumes from the newest complete checkpoint. Under torchrun only rank 0 writes and evaluates;
+    return {"rows_read": data.rows_read, "train": len(data.train), "eval": len(data.eval),
+            "duplicates": len(data.duplicates), "warnings": list(data.warnings),
+            "files": [{"path": str(f.path), "format": f.format, "encoding": f.encoding, "rows_read": f.rows_read,
+                       "usable": len(f.conversations), "skipped": len(f.skipped)} for f in data.files],
+            "skipped_by_reason": dict(Counter(s.reason for s in data.skipped).most_common()),
+            "skipped": [{"location": s.location, "reason": s.reason} for s in data.skipped]}
+
+
+def run(cfg: RunConfig, *, overwrite: bool = False, say: Callable[[str], None] = print) -> RunSummary | None:
+    """Run the whole job described by `cfg`: data -> train -> eval (base and tuned) -> report.
+
+    Re-running an unfinished run folder (same config) continues it: training resumes from the newest complete
+    checkpoint, generations already written are kept. Under torchrun only rank 0 writes and evaluates;
     the other ranks train and return None.
 
     >>> run(config.load(Path("configs/demo.yaml")))  # doctest: +SKIP
@@ -155,8 +174,10 @@ def run(cfg: RunConfig, *, overwrite: bool = False, say: Callable[[str], None] =
     # Model and template problems surface before the run folder exists, so they leave nothing half-written.
     model, tokenizer = _starting_model(cfg)
     data, train_ex, eval_ex = render(tokenizer, data, cfg, say)
-    for line in planning.describe(cfg, data, train_ex, eval_ex):
+    plan_lines = planning.describe(cfg, data, train_ex, eval_ex)
+    for line in plan_lines:
         say(f"plan: {line}")
+    steps = train.steps(len(train_ex), cfg)
     if train.rank() != 0:
         checkpoint = None if overwrite else rundir.RunDir(cfg.output_dir / cfg.name).last_checkpoint()
         train.train(model, tokenizer, train_ex, eval_ex, cfg, rundir.RunDir(cfg.output_dir / cfg.name), say,
@@ -168,17 +189,16 @@ def run(cfg: RunConfig, *, overwrite: bool = False, say: Callable[[str], None] =
     else:
         rundir.write_jsonl(run_dir.train_data, [c.to_json() for c in data.train])
         rundir.write_jsonl(run_dir.eval_data, [c.to_json() for c in data.eval])
+        run_dir.data_summary.write_text(json.dumps(data_summary(data), indent=2, ensure_ascii=False),
+                                        encoding="utf-8")
         run_dir.manifest.write_text(json.dumps(manifest(cfg), indent=2), encoding="utf-8")
+        run_dir.plan.write_text(json.dumps({"lines": plan_lines, "steps_per_epoch": steps[0],
+                                            "total_steps": steps[1]}, indent=2, ensure_ascii=False),
+                                encoding="utf-8")
 
-    rows = min(len(data.eval), cfg.eval.max_rows)
-    say(f"generating with the starting model on {rows} held-out rows ...")
-    with progress.bar("generating (before)", rows) as tick:
-        before = evaluation.evaluate("before", model, tokenizer, data.eval, cfg.eval, None,
-                                     run_dir.eval_file("before"), tick)
     seconds = 0.0
     if run_dir.weights is not None:
-        say(f"training finished earlier; loading {run_dir.weights}")
-        tuned = _tuned_model(model, run_dir)
+        say(f"training finished earlier: {run_dir.weights}")
     else:
         checkpoint = run_dir.last_checkpoint() if resumed else None
         if checkpoint is not None:
@@ -189,20 +209,54 @@ def run(cfg: RunConfig, *, overwrite: bool = False, say: Callable[[str], None] =
             shutil.rmtree(run_dir.checkpoints, ignore_errors=True)
         say(f"training ({cfg.train.method}) on {len(train_ex)} rows ({sum(len(e.input_ids) for e in train_ex)} "
             "tokens/epoch) ...")
-        result = train.train(model, tokenizer, train_ex, eval_ex, cfg, run_dir, say, resume_from=checkpoint,
-                             progress=progress.training_bar())
-        tuned, seconds = result.model, result.seconds
-    training = train.summarize(rundir.read_jsonl(run_dir.metrics), *train.steps(len(train_ex), cfg))
-    before = dataclasses.replace(before, eval_loss=training.start_eval_loss)
-    say("generating with the tuned model ...")
-    with progress.bar("generating (after)", rows) as tick:
-        after = evaluation.evaluate(
-            "after", tuned, tokenizer, data.eval, cfg.eval,
-            training.best_eval_loss if cfg.train.load_best else training.last_eval_loss,
-            run_dir.eval_file("after"), tick)
-    difference = evaluation.paired_bootstrap(list(before.generations), list(after.generations))
-    path = report.write(run_dir, title=cfg.name, model=cfg.model, data=data, before=before, after=after,
-                        main_metric=evaluation.MAIN_METRIC, difference=difference, training=training)
+        seconds = train.train(model, tokenizer, train_ex, eval_ex, cfg, run_dir, say, resume_from=checkpoint,
+                              progress=progress.training_bar()).seconds
+    del model  # evaluation loads every model from disk: what is evaluated is what was saved
+    training = train.summarize(rundir.read_jsonl(run_dir.metrics), *steps)
+    evaluation = evaluate.evaluate(run_dir, cfg, data.eval, eval_losses=eval_losses(cfg, training), say=say)
+    path = report.write(run_dir)
     run_dir.finish()
-    return RunSummary(run_dir.root, path, before, after, evaluation.MAIN_METRIC, difference, training, seconds,
-                      time.perf_counter() - wall)
+    return RunSummary(run_dir.root, path, evaluation, training, seconds, time.perf_counter() - wall)
+
+
+def eval_losses(cfg: RunConfig, training: TrainingSummary) -> dict[str, float]:
+    """The trainer's eval loss of the starting model (step 0) and of the kept weights."""
+    kept = training.best_eval_loss if cfg.train.load_best else training.last_eval_loss
+    return {"base": training.start_eval_loss, "tuned": kept}
+
+
+def evaluate_run(path: Path, *, data: Path | None = None, labels: list[str], options: dict[str, Any],
+                 judge: dict[str, str] | None = None, fresh: bool = False,
+                 say: Callable[[str], None] = print) -> tuple[EvalReport, Path | None]:
+    """`tunesmith eval`: evaluate a run folder's models on its held-out rows (or on `data`); on the held-out
+    rows with base and tuned, the report is rewritten too. Returns (evaluation, report path or None)."""
+    from tunesmith import config as config_mod
+    from tunesmith.records import Conversation
+
+    run_dir = rundir.RunDir(path)
+    if not run_dir.config.is_file():
+        raise TunesmithError(f"{path} is not a run folder (no config.yaml)", fix="pass a folder under runs/")
+    cfg = config_mod.load(run_dir.config)
+    cfg = cfg.model_copy(update={"eval": cfg.eval.model_copy(update=options)})
+    if data is None:
+        convs = [Conversation.from_json(r) for r in rundir.read_jsonl(run_dir.eval_data)]
+        out_dir = run_dir.eval_dir
+    else:
+        from tunesmith.data.prepare import read_all
+
+        files = read_all([data], cfg.data)  # the run's format, roles and columns settings apply
+        convs = [c for f in files for c in f.conversations]  # every usable row of the file is an eval row here
+        for f in files:
+            for s in f.skipped:
+                say(f"not evaluated {s.location}: {s.reason}")
+        out_dir = run_dir.eval_dir / rundir.safe_name(data.stem)
+    losses = {}
+    if run_dir.plan.is_file() and run_dir.metrics.is_file() and data is None:
+        plan = json.loads(run_dir.plan.read_text(encoding="utf-8"))
+        losses = eval_losses(cfg, train.summarize(rundir.read_jsonl(run_dir.metrics), plan["steps_per_epoch"],
+                                                  plan["total_steps"]))
+    ev = evaluate.evaluate(run_dir, cfg, convs, labels=labels, out_dir=out_dir, eval_losses=losses, judge=judge,
+                           fresh=fresh, say=say)
+    if data is None and labels[:2] == ["base", "tuned"]:
+        return ev, report.write(run_dir)
+    return ev, None

@@ -1,7 +1,7 @@
 """The nouns a record becomes on its way from file to report; one small frozen dataclass per stage.
 
 path --readers--> RawRecord --formats--> Conversation --prepare--> PreparedData
-     --template--> Example --train--> TrainResult --evaluate--> EvalResult --report--> report.html
+     --template--> Example --train--> TrainingSummary --evaluate--> EvalReport --report--> report.html
 """
 
 from __future__ import annotations
@@ -128,18 +128,20 @@ class Generation:
 
 
 @dataclass(frozen=True)
-class EvalResult:
-    """Scores of one model (before or after training) on the held-out rows."""
+class ModelEval:
+    """One model's generations on the eval rows and its scores (keys: tunesmith.metrics.METRICS)."""
 
-    label: str  # "before" or "after"
-    eval_loss: float | None
-    metrics: dict[str, float]
+    label: str  # "base" (the model training started from), "tuned", or a name given to `eval --models`
+    spec: str  # what was loaded, for the report
+    metrics: dict[str, float]  # corpus values
+    rows: tuple[dict[str, float], ...] = field(repr=False, default=())  # per-row values, in eval-row order
     generations: tuple[Generation, ...] = field(repr=False, default=())
+    eval_loss: float | None = None  # the trainer's eval loss for this model, where training measured it
 
 
 @dataclass(frozen=True)
 class Difference:
-    """tuned - base on the mean sentence-level chrF, with a 95% paired bootstrap interval."""
+    """tuned - base on the mean of a per-row metric, with a 95% paired bootstrap interval."""
 
     mean: float
     low: float
@@ -171,15 +173,29 @@ class TrainingSummary:
 
 
 @dataclass(frozen=True)
+class EvalReport:
+    """Several models on the same rows; each later model compared with the first (the base)."""
+
+    models: tuple[ModelEval, ...]
+    differences: dict[str, dict[str, Difference]]  # label -> metric -> (label - first model), paired bootstrap
+    verdicts: dict[str, dict[str, str]]  # label -> metric -> better / worse / higher / lower / no clear difference
+    lang: str  # language of the references: decides character- or word-level BLEU and ROUGE-L
+    bleu_tokenize: str
+    embedder: str | None
+    settings: dict[str, Any] = field(default_factory=dict)  # generation settings the rows were made with
+    judge: dict[str, Any] | None = None  # the LLM judge's summary, when one was asked
+
+    def model(self, label: str) -> ModelEval:
+        return next(m for m in self.models if m.label == label)
+
+
+@dataclass(frozen=True)
 class RunSummary:
     """What `tunesmith train` prints at the end."""
 
     run_dir: Path
     report: Path
-    before: EvalResult
-    after: EvalResult
-    main_metric: str
-    difference: Difference  # tuned - base, paired bootstrap; computed once for the terminal and the report
+    evaluation: EvalReport
     training: TrainingSummary
     train_seconds: float
     wall_seconds: float

@@ -1,105 +1,314 @@
-"""Write the self-contained report.html: loss curves (embedded PNG), before/after table, side-by-side examples."""
+"""The report, rebuilt from the run folder alone: report.html (self-contained, plots embedded) and report.md.
+
+Both are rendered from one list of sections, so the twins cannot disagree. Sections: summary and metrics with
+95% confidence intervals, training curves (best checkpoint and overfitting marked), rows that improved most and
+that got worse, the data, the plan, the environment.
+"""
 
 from __future__ import annotations
 
 import base64
 import html
 import io
+import json
+import math
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
-from tunesmith.records import Difference, EvalResult, PreparedData, TrainingSummary
+from tunesmith import evaluate, metrics, train
+from tunesmith.errors import TunesmithError
+from tunesmith.records import Conversation, EvalReport, TrainingSummary
 from tunesmith.rundir import RunDir, read_jsonl
 
-EXAMPLES_SHOWN = 5
+ROWS_SHOWN = 5
+# Order and names in the metrics table; 'eval_loss' and 'perplexity' are corpus-only.
+TABLE = (("eval_loss", "eval loss (trainer, lower is better)"), ("perplexity", "perplexity of the references"),
+         ("chrf", "chrF (main)"), ("bleu", "BLEU"), ("rouge_l", "ROUGE-L"), ("cosine", "embedding cosine"),
+         ("exact_match", "exact match"), ("chars", "mean length (characters)"), ("words", "mean length (words)"),
+         ("stopped", "stopped by itself"))
 
 
-def loss_png(metrics_rows: list[dict], best_step: int | None = None) -> str:
-    """Base64 PNG of train and eval loss against step, the kept (best) checkpoint marked."""
+@dataclass
+class Table:
+    header: list[str]
+    rows: list[list[str]]
+
+
+@dataclass
+class Image:
+    file: str  # written beside report.md; embedded in report.html
+    alt: str
+    png: bytes = field(repr=False, default=b"")
+
+
+@dataclass
+class Pre:
+    text: str
+
+
+@dataclass
+class Note:
+    text: str
+    warn: bool = False
+
+
+Block = str | Table | Image | Pre | Note
+
+
+def _plot(rows: list[dict[str, Any]], training: TrainingSummary) -> bytes:
+    """Three panels against optimizer step: train/eval loss (kept checkpoint marked), learning rate, accuracy."""
     import matplotlib
 
     matplotlib.use("Agg")  # no display on the machines this runs on
     import matplotlib.pyplot as plt
 
-    fig, ax = plt.subplots(figsize=(7, 3.5), dpi=100)
-    for key, style in (("loss", "-"), ("eval_loss", "o-")):
-        pts = [(r["step"], r[key]) for r in metrics_rows if key in r]
+    fig, axes = plt.subplots(1, 3, figsize=(13, 3.6), dpi=100)
+    series = (("loss", "train loss", 0), ("eval_loss", "eval loss", 0), ("learning_rate", "learning rate", 1),
+              ("mean_token_accuracy", "train", 2), ("eval_mean_token_accuracy", "eval", 2))
+    for key, label, panel in series:
+        pts = [(r["step"], r[key]) for r in rows if r.get(key) is not None]
         if pts:
-            ax.plot(*zip(*pts), style, label="train loss" if key == "loss" else "eval loss")
-    if best_step is not None:
-        ax.axvline(best_step, color="green", linestyle="--", alpha=0.6, label=f"kept: step {best_step}")
-    ax.set_xlabel("optimizer step")
-    ax.set_ylabel("loss (supervised tokens)")
-    ax.grid(alpha=0.3)
-    ax.legend()
+            axes[panel].plot(*zip(*pts), "o-" if key.startswith("eval") else "-", label=label, markersize=4)
+    axes[0].axvline(training.best_step, color="green", linestyle="--", alpha=0.7,
+                    label=f"kept: step {training.best_step}")
+    for ax, title in zip(axes, ("loss on supervised tokens", "learning rate", "token accuracy (supervised)")):
+        ax.set_title(title, fontsize=10)
+        ax.set_xlabel("optimizer step")
+        ax.grid(alpha=0.3)
+        if ax.get_legend_handles_labels()[0]:
+            ax.legend(fontsize=8)
     buf = io.BytesIO()
     fig.tight_layout()
     fig.savefig(buf, format="png")
     plt.close(fig)
-    return base64.b64encode(buf.getvalue()).decode()
+    return buf.getvalue()
 
 
-def _fmt(x: float | None) -> str:
-    return "n/a" if x is None else f"{x:.4g}"
+def _fmt(key: str, value: float | None) -> str:
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return "n/a"
+    if key in ("exact_match", "stopped"):
+        return f"{value:.0%}"
+    return f"{value:.4g}" if key in ("eval_loss", "perplexity", "cosine", "nll") else f"{value:.2f}"
 
 
-def _metrics_table(before: EvalResult, after: EvalResult, main: str, d: Difference) -> str:
-    rows = [("eval loss (lower is better)", before.eval_loss, after.eval_loss)]
-    rows += [(f"{k}{' (main)' if k == main else ''}", before.metrics[k], after.metrics.get(k))
-             for k in before.metrics]
-    body = "".join(f"<tr><td>{html.escape(n)}</td><td>{_fmt(b)}</td><td>{_fmt(a)}</td></tr>" for n, b, a in rows)
-    return (f"<table><tr><th>metric</th><th>before</th><th>after</th></tr>{body}</table>"
-            f"<p>Sentence-level chrF, tuned − base: <b>{d.mean:+.2f}</b> (95% paired bootstrap interval "
-            f"{d.low:+.2f} to {d.high:+.2f}, {d.rows} rows): <b>{d.verdict}</b>.</p>")
+def _interval(key: str, d: Any) -> str:
+    if key in ("exact_match", "stopped"):
+        return f"{d.mean * 100:+.1f} pts [{d.low * 100:+.1f}, {d.high * 100:+.1f}]"
+    digits = 3 if key in ("cosine", "nll") else 2
+    return f"{d.mean:+.{digits}f} [{d.low:+.{digits}f}, {d.high:+.{digits}f}]"
 
 
-def _examples(before: EvalResult, after: EvalResult) -> str:
-    cells = []
-    for b, a in list(zip(before.generations, after.generations))[:EXAMPLES_SHOWN]:
-        e = html.escape
-        cells.append(f"<div class='ex'><div class='src'>{e(b.source)}</div><pre class='prompt'>{e(b.prompt)}</pre>"
-                     f"<table><tr><th>reference</th><th>before</th><th>after</th></tr>"
-                     f"<tr><td>{e(b.reference)}</td><td>{e(b.generation)}</td><td>{e(a.generation)}</td></tr>"
-                     f"</table></div>")
-    return "".join(cells)
+def metrics_table(ev: EvalReport) -> Table:
+    """One column per model, then for each later model: the difference from the first with its CI, and a verdict."""
+    others = ev.models[1:]
+    header = ["metric", *(m.label for m in ev.models)]
+    for m in others:
+        header += [f"{m.label} − {ev.models[0].label} (95% CI)", "verdict"]
+    rows = []
+    for key, name in TABLE:
+        values = [m.eval_loss if key == "eval_loss" else m.metrics.get(key) for m in ev.models]
+        if all(v is None for v in values):
+            continue
+        row = [name, *(_fmt(key, v) for v in values)]
+        for m in others:
+            diff_key = "nll" if key == "perplexity" else key  # perplexity's CI is on per-row nll
+            d = ev.differences.get(m.label, {}).get(diff_key)
+            row += [_interval(diff_key, d) + (" (nll)" if key == "perplexity" else ""),
+                    ev.verdicts[m.label][diff_key]] if d else ["", ""]
+        rows.append(row)
+    return Table(header, rows)
 
 
-def _data_section(data: PreparedData) -> str:
-    skipped = data.skipped
-    items = "".join(f"<li>{html.escape(s.location)}: {html.escape(s.reason)}</li>" for s in skipped[:20])
-    files = "".join(f"<li>{html.escape(f.path.name)}: {f.format}, {f.encoding}, {f.rows_read} rows read, "
-                    f"{len(f.conversations)} usable, {len(f.skipped)} skipped</li>" for f in data.files)
-    warn = "".join(f"<p class='warn'>{html.escape(w)}</p>" for w in data.warnings)
-    return (f"<ul>{files}</ul><p>{len(data.train)} train / {len(data.eval)} eval conversations, "
-            f"{len(data.duplicates)} duplicates removed, {len(skipped)} rows skipped.</p>{warn}"
-            + (f"<ul>{items}</ul>" if items else ""))
+def _last_user(conv: Conversation | None, fallback: str) -> str:
+    if conv is None:
+        return fallback
+    users = [m.content for m in conv.messages if m.role == "user"]
+    return users[-1] if users else conv.messages[0].content
 
 
-def _training_section(t: TrainingSummary) -> str:
-    lines = [f"Eval loss {t.start_eval_loss:.4f} at the start, lowest {t.best_eval_loss:.4f} at step {t.best_step} "
-             f"(epoch {t.best_epoch:g}), last {t.last_eval_loss:.4f} at step {t.last_step}."]
-    if t.stopped_early:
-        lines.append("Early stopping ended training before the planned number of steps.")
-    warn = f"<p class='warn'><b>Overfitting:</b> {html.escape(t.overfitting)}.</p>" if t.overfitting else ""
-    return "".join(f"<p>{html.escape(x)}</p>" for x in lines) + warn
+def changed_rows(ev: EvalReport, convs: dict[str, Conversation]) -> tuple[list[Block], list[Block]]:
+    """The rows whose sentence chrF rose most, and those where it fell most, tuned against base."""
+    if len(ev.models) < 2:
+        return [], []
+    base, tuned = ev.models[0], ev.models[1]
+    deltas = sorted(((t["chrf"] - b["chrf"], i) for i, (b, t) in enumerate(zip(base.rows, tuned.rows))),
+                    reverse=True)
+
+    def blocks(picked: list[tuple[float, int]]) -> list[Block]:
+        out: list[Block] = []
+        for delta, i in picked:
+            g_base, g_tuned = base.generations[i], tuned.generations[i]
+            out += [Note(f"{g_base.source}: chrF {base.rows[i]['chrf']:.1f} → {tuned.rows[i]['chrf']:.1f} "
+                         f"({delta:+.1f})"),
+                    Pre(_last_user(convs.get(g_base.source), g_base.prompt)),
+                    Table(["reference", base.label, tuned.label],
+                          [[g_base.reference, g_base.generation, g_tuned.generation]])]
+        return out
+
+    better = [d for d in deltas if d[0] > 0][:ROWS_SHOWN]
+    worse = [d for d in reversed(deltas) if d[0] < 0][:ROWS_SHOWN]
+    return blocks(better), blocks(worse)
 
 
-CSS = """body{font-family:sans-serif;max-width:1100px;margin:2em auto;color:#222}
+def _summary_sentence(ev: EvalReport) -> str:
+    if len(ev.models) < 2:
+        return f"{ev.models[0].label}: chrF {ev.models[0].metrics.get('chrf', float('nan')):.2f}"
+    b, t = ev.models[0], ev.models[1]
+    d = ev.differences[t.label]["chrf"]
+    return (f"On {d.rows} held-out rows, {t.label} vs {b.label}: chrF {b.metrics['chrf']:.2f} → "
+            f"{t.metrics['chrf']:.2f}; per-row chrF difference {d.mean:+.2f} (95% paired bootstrap "
+            f"{d.low:+.2f} to {d.high:+.2f}): {ev.verdicts[t.label]['chrf']}.")
+
+
+def sections(run: RunDir) -> list[tuple[str, list[Block]]]:
+    """Everything the report says, read from the run folder."""
+    cfg_text = run.config.read_text(encoding="utf-8") if run.config.is_file() else ""
+    plan = json.loads(run.plan.read_text(encoding="utf-8")) if run.plan.is_file() else {}
+    rows = read_jsonl(run.metrics) if run.metrics.is_file() else []
+    ev = evaluate.read_summary(run.eval_dir)
+    convs = {c.source: c for c in map(Conversation.from_json, read_jsonl(run.eval_data))} \
+        if run.eval_data.is_file() else {}
+    out: list[tuple[str, list[Block]]] = []
+
+    notes: list[Block] = [Note(_summary_sentence(ev)), metrics_table(ev),
+                          Note(f"Intervals: 95% paired bootstrap over rows (2000 resamples, seed "
+                               f"{ev.settings.get('seed', 0)}); a verdict is 'better' or 'worse' only when the "
+                               "interval excludes zero. BLEU and ROUGE-L on "
+                               f"{'characters' if ev.lang in metrics.CHAR_LEVEL else 'words'} "
+                               f"(references look {ev.lang}; BLEU tokenizer {ev.bleu_tokenize}). Generation: "
+                               + ", ".join(f"{k} {v}" for k, v in ev.settings.items()) + ".")]
+    if ev.embedder and ev.lang in metrics.CHAR_LEVEL:
+        notes.append(Note(f"Cosine uses {Path(ev.embedder).name if '/' in ev.embedder else ev.embedder}, an "
+                          "English sentence model: on Korean text it mostly measures shared characters. Set "
+                          "eval.embedder to a multilingual model for a meaningful Korean cosine.", warn=True))
+    if ev.judge:
+        j = ev.judge
+        notes.append(Note(f"LLM judge {j['judge']}: tuned preferred in {j['tuned_wins']} of {j['rows']} rows, "
+                          f"base in {j['base_wins']}, ties {j['ties']} (each pair asked in both orders; a row "
+                          f"wins only when both orders agree; {j['unparsed_replies']} unreadable replies). Net "
+                          f"win share {j['net_win_share']:+.2f} [{j['low']:+.2f}, {j['high']:+.2f}]: "
+                          f"{j['verdict']}."))
+    out.append(("Did tuning help?", notes))
+
+    if rows and plan:
+        training = train.summarize(rows, plan["steps_per_epoch"], plan["total_steps"])
+        blocks: list[Block] = [Note(
+            f"Eval loss {training.start_eval_loss:.4f} at the start, lowest {training.best_eval_loss:.4f} at step "
+            f"{training.best_step} (epoch {training.best_epoch:g}), last {training.last_eval_loss:.4f} at step "
+            f"{training.last_step}." + (" Early stopping ended training before the planned "
+                                        f"{plan['total_steps']} steps." if training.stopped_early else ""))]
+        if training.overfitting:
+            blocks.append(Note(f"Overfitting: {training.overfitting}. The kept weights are those of step "
+                               f"{training.best_step}.", warn=True))
+        blocks.append(Image("report_curves.png", "training curves: loss, learning rate, token accuracy",
+                            _plot(rows, training)))
+        out.append(("Training", blocks))
+
+    better, worse = changed_rows(ev, convs)
+    out.append((f"Rows that improved most (up to {ROWS_SHOWN}, by sentence chrF)", better or ["none"]))
+    out.append((f"Rows that got worse (up to {ROWS_SHOWN})", worse or ["none"]))
+    out.append(("Data", _data_blocks(run)))
+    if plan:
+        out.append(("Plan", [Pre("\n".join(plan["lines"]))]))
+    out.append(("Environment", _environment(run)))
+    if cfg_text:
+        out.append(("Config", [Pre(cfg_text)]))
+    return out
+
+
+def _data_blocks(run: RunDir) -> list[Block]:
+    if not run.data_summary.is_file():
+        return ["no data summary in this run folder"]
+    d = json.loads(run.data_summary.read_text(encoding="utf-8"))
+    blocks: list[Block] = [
+        Note(f"{d['rows_read']} rows read: {d['train']} train, {d['eval']} eval, {d['duplicates']} duplicates "
+             f"removed, {len(d['skipped'])} skipped."),
+        Table(["file", "format", "encoding", "rows read", "usable", "skipped"],
+              [[Path(f["path"]).name, f["format"], f["encoding"], str(f["rows_read"]), str(f["usable"]),
+                str(f["skipped"])] for f in d["files"]])]
+    if d["skipped_by_reason"]:
+        blocks.append(Table(["skipped because", "rows"], [[r, str(n)] for r, n in d["skipped_by_reason"].items()]))
+    blocks += [Note(w, warn=True) for w in d["warnings"]]
+    return blocks
+
+
+def _environment(run: RunDir) -> list[Block]:
+    if not run.manifest.is_file():
+        return ["no manifest in this run folder"]
+    m = json.loads(run.manifest.read_text(encoding="utf-8"))
+    facts = [["python", m.get("python", "")], ["platform", m.get("platform", "")],
+             ["tunesmith commit", str(m.get("tunesmith_git_commit"))], ["seed", str(m.get("seed"))]]
+    facts += [[k, str(v)] for k, v in m.get("hardware", {}).items()]
+    facts += [[k, str(v)] for k, v in m.get("packages", {}).items()]
+    facts += [[f"sha256 {Path(p).name}", h[:16]] for p, h in m.get("data_files", {}).items()]
+    return [Table(["", ""], facts)]
+
+
+CSS = """body{font-family:sans-serif;max-width:1200px;margin:2em auto;color:#222;padding:0 1em}
 table{border-collapse:collapse;margin:.5em 0}td,th{border:1px solid #ccc;padding:4px 8px;vertical-align:top}
-.ex{margin:1.5em 0}.src{color:#777;font-size:.9em}pre{white-space:pre-wrap;background:#f6f6f6;padding:6px}
-.warn{color:#a40}.ex td{width:33%}"""
+pre{white-space:pre-wrap;background:#f6f6f6;padding:6px}.warn{color:#a40}img{max-width:100%}"""
 
 
-def write(run: RunDir, *, title: str, model: str, data: PreparedData, before: EvalResult, after: EvalResult,
-          main_metric: str, difference: Difference, training: TrainingSummary) -> Path:
-    """Render report.html from the run folder's metrics and the two eval results."""
-    png = loss_png(read_jsonl(run.metrics), training.best_step) if run.metrics.exists() else ""
-    page = (f"<!doctype html><html><head><meta charset='utf-8'><title>{html.escape(title)}</title>"
-            f"<style>{CSS}</style></head><body><h1>tunesmith run: {html.escape(title)}</h1>"
-            f"<p>model: <code>{html.escape(model)}</code></p>"
-            f"<h2>Before and after, on {len(before.generations)} held-out rows</h2>"
-            f"{_metrics_table(before, after, main_metric, difference)}"
-            f"<h2>Loss</h2>{_training_section(training)}<img alt='loss curves' src='data:image/png;base64,{png}'>"
-            f"<h2>Data</h2>{_data_section(data)}"
-            f"<h2>Examples (held-out)</h2>{_examples(before, after)}</body></html>")
-    run.report.write_text(page, encoding="utf-8")
+def to_html(title: str, secs: list[tuple[str, list[Block]]]) -> str:
+    e = html.escape
+    parts = [f"<!doctype html><html><head><meta charset='utf-8'><title>{e(title)}</title><style>{CSS}</style>"
+             f"</head><body><h1>tunesmith run: {e(title)}</h1>"]
+    for heading, blocks in secs:
+        parts.append(f"<h2>{e(heading)}</h2>")
+        for b in blocks:
+            if isinstance(b, Table):
+                head = "".join(f"<th>{e(h)}</th>" for h in b.header)
+                body = "".join("<tr>" + "".join(f"<td>{e(c)}</td>" for c in r) + "</tr>" for r in b.rows)
+                parts.append(f"<table><tr>{head}</tr>{body}</table>")
+            elif isinstance(b, Image):
+                parts.append(f"<img alt='{e(b.alt)}' src='data:image/png;base64,"
+                             f"{base64.b64encode(b.png).decode()}'>")
+            elif isinstance(b, Pre):
+                parts.append(f"<pre>{e(b.text)}</pre>")
+            elif isinstance(b, Note):
+                parts.append(f"<p class='warn'>{e(b.text)}</p>" if b.warn else f"<p>{e(b.text)}</p>")
+            else:
+                parts.append(f"<p>{e(b)}</p>")
+    return "".join(parts) + "</body></html>"
+
+
+def _md_cell(text: str) -> str:
+    return text.replace("|", "\\|").replace("\n", "<br>")
+
+
+def to_markdown(title: str, secs: list[tuple[str, list[Block]]]) -> str:
+    lines = [f"# tunesmith run: {title}", ""]
+    for heading, blocks in secs:
+        lines += [f"## {heading}", ""]
+        for b in blocks:
+            if isinstance(b, Table):
+                lines += ["| " + " | ".join(map(_md_cell, b.header)) + " |",
+                          "|" + "---|" * len(b.header)]
+                lines += ["| " + " | ".join(map(_md_cell, r)) + " |" for r in b.rows]
+            elif isinstance(b, Image):
+                lines.append(f"![{b.alt}]({b.file})")
+            elif isinstance(b, Pre):
+                lines += ["```", b.text, "```"]
+            elif isinstance(b, Note):
+                lines.append(f"**{b.text}**" if b.warn else b.text)
+            else:
+                lines.append(b)
+            lines.append("")
+    return "\n".join(lines)
+
+
+def write(run: RunDir) -> Path:
+    """Write report.html and report.md (+ its PNG) from the run folder; returns the HTML path."""
+    if not run.root.is_dir():
+        raise TunesmithError(f"run folder {run.root} not found", fix="pass a folder under runs/")
+    secs = sections(run)
+    title = run.root.name
+    run.report.write_text(to_html(title, secs), encoding="utf-8")
+    run.report_md.write_text(to_markdown(title, secs), encoding="utf-8")
+    for _, blocks in secs:
+        for b in blocks:
+            if isinstance(b, Image):
+                (run.root / b.file).write_bytes(b.png)
     return run.report

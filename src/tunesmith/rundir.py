@@ -12,9 +12,13 @@ runs/<name>/
                        a re-run resumes from the newest complete one; removed when the run finishes
   tensorboard/         event files (report_to: tensorboard)
   wandb/               W&B run files (report_to: wandb; offline runs are synced later with `wandb sync`)
-  eval/before.jsonl    one line per eval row: prompt, reference, generation
-  eval/after.jsonl
-  report.html
+  plan.json            what training was planned to do (tunesmith plan), with steps per epoch
+  data/summary.json    data counts, skipped rows with reasons, duplicates
+  eval/base.jsonl      one line per eval row: prompt, reference, generation, stopped (written as generated)
+  eval/tuned.jsonl
+  eval/settings.json   generation settings the rows were made with
+  eval/summary.json    metrics per model, tuned - base differences with 95% paired bootstrap intervals
+  report.html          the report; report.md is its Markdown twin
 """
 
 from __future__ import annotations
@@ -79,8 +83,22 @@ class RunDir:
     def tensorboard(self) -> Path:
         return self.root / "tensorboard"
 
-    def eval_file(self, label: str) -> Path:
-        return self.root / "eval" / f"{label}.jsonl"
+    @property
+    def eval_dir(self) -> Path:
+        """eval/<model>.jsonl generations, settings.json, summary.json (metrics, differences with CIs)."""
+        return self.root / "eval"
+
+    @property
+    def plan(self) -> Path:
+        return self.root / "plan.json"
+
+    @property
+    def data_summary(self) -> Path:
+        return self.root / "data" / "summary.json"
+
+    @property
+    def report_md(self) -> Path:
+        return self.root / "report.md"
 
     @property
     def report(self) -> Path:
@@ -202,3 +220,12 @@ def append_jsonl(path: Path, rows: list[dict[str, Any]]) -> None:
 def read_jsonl(path: Path) -> list[dict[str, Any]]:
     with path.open(encoding="utf-8") as f:
         return [json.loads(line) for line in f if line.strip()]
+
+
+def safe_name(text: str) -> str:
+    """A file or folder name from any label (a path, a hub id).
+
+    >>> safe_name("runs/other run/"), safe_name("HuggingFaceTB/SmolLM2-135M")
+    ('runs_other_run', 'HuggingFaceTB_SmolLM2-135M')
+    """
+    return re.sub(r"[^A-Za-z0-9._-]+", "_", text.strip("/")).strip("_") or "model"

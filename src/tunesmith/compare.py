@@ -1,0 +1,100 @@
+"""`tunesmith compare`: the same prompts through several models, side by side (the seeds' base-vs-instruct lesson).
+
+Each model renders through its own chat template, or tunesmith's plain fallback when it has none (a base model),
+and generates with the same settings; the result is a table and a CSV with one column per model.
+"""
+
+from __future__ import annotations
+
+import csv
+import gc
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+from tunesmith import evaluate, models, template
+from tunesmith.config import EvalConfig, TemplateConfig
+from tunesmith.data import readers
+from tunesmith.errors import TunesmithError
+from tunesmith.records import Conversation, Message, Skip
+
+PROMPT_KEYS = ("prompt", "instruction", "question", "input", "text", "query")
+
+
+@dataclass(frozen=True)
+class Comparison:
+    models: tuple[str, ...]
+    templates: tuple[str, ...]  # per model: "own chat template" or the fallback used
+    prompts: tuple[Conversation, ...]
+    outputs: tuple[tuple[str, ...], ...]  # per prompt, one generation per model
+    stopped: tuple[tuple[bool, ...], ...]
+    skipped: tuple[Skip, ...] = ()
+
+
+def _prompt(fields: object) -> list[Message] | None:
+    """A record's prompt as messages: a plain string, a prompt-like field (+ Alpaca input), or chat messages."""
+    if isinstance(fields, str):
+        return [Message("user", fields.strip())] if fields.strip() else None
+    if not isinstance(fields, dict):
+        return None
+    if isinstance(fields.get("messages"), list):
+        msgs = [Message(m.get("role", "user"), str(m.get("content", ""))) for m in fields["messages"]
+                if isinstance(m, dict)]
+        while msgs and msgs[-1].role == "assistant":  # the answer, if the file has one, is not part of the prompt
+            msgs.pop()
+        return msgs or None
+    key = next((k for k in PROMPT_KEYS if isinstance(fields.get(k), str) and fields[k].strip()), None)
+    if key is None:
+        return None
+    text = fields[key].strip()
+    if key == "instruction" and isinstance(fields.get("input"), str) and fields["input"].strip():
+        text += "\n\n" + fields["input"].strip()
+    return [Message("user", text)]
+
+
+def read_prompts(path: Path) -> tuple[list[Conversation], list[Skip]]:
+    """Prompts from a .txt (one per line), .json/.jsonl/.csv (a prompt-like field or `messages`)."""
+    records, skipped, _ = readers.read(path)
+    convs, skipped = [], list(skipped)
+    for rec in records:
+        msgs = _prompt(rec.fields)
+        if msgs is None:
+            skipped.append(Skip(rec.location, f"no prompt: expected a string, one of {', '.join(PROMPT_KEYS)}, "
+                                              "or messages"))
+            continue
+        # An empty assistant turn marks where generation starts; prompt_text renders everything before it.
+        convs.append(Conversation((*msgs, Message("assistant", "")), rec.location))
+    if not convs:
+        raise TunesmithError(f"no prompts found in {path}", where=str(path),
+                             problems=[f"{s.location}: {s.reason}" for s in skipped[:5]],
+                             fix="one prompt per line in a .txt, or JSONL rows with a 'prompt' field")
+    return convs, skipped
+
+
+def compare(specs: list[str], prompts: list[Conversation], cfg: EvalConfig,
+            say: Callable[[str], None] = print) -> Comparison:
+    """Generate for every prompt with every model, one model in memory at a time."""
+    outputs, stopped, templates = [], [], []
+    for spec in specs:
+        model, tok = models.load(spec)
+        notices = template.setup_tokenizer(tok, TemplateConfig())
+        templates.append("plain fallback (no chat template)" if notices else "own chat template")
+        convs = prompts if template.supports_system(tok) else list(map(template.merge_system, prompts))
+        say(f"generating with {spec} ({templates[-1]}) for {len(convs)} prompts ...")
+        gens = evaluate.generate(model, tok, convs, cfg.model_copy(update={"max_rows": len(convs)}))
+        outputs.append([g.generation for g in gens])
+        stopped.append([g.stopped for g in gens])
+        del model
+        gc.collect()
+    return Comparison(tuple(specs), tuple(templates), tuple(prompts), tuple(zip(*outputs)), tuple(zip(*stopped)))
+
+
+def write_csv(result: Comparison, path: Path) -> None:
+    """One row per prompt: the prompt, then each model's output and whether it stopped by itself."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with path.open("w", encoding="utf-8-sig", newline="") as f:  # with BOM: Excel opens Korean correctly
+        w = csv.writer(f)
+        w.writerow(["source", "prompt", *(h for m in result.models for h in (m, f"{m} stopped"))])
+        for conv, outs, stops in zip(result.prompts, result.outputs, result.stopped):
+            prompt = "\n".join(m.content for m in conv.messages if m.role == "user")
+            w.writerow([conv.source, prompt, *(x for pair in zip(outs, stops) for x in pair)])

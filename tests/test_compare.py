@@ -1,0 +1,69 @@
+"""`tunesmith compare`: real models, a model with and one without a chat template, side by side and as CSV."""
+
+from __future__ import annotations
+
+import csv
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tunesmith import compare
+from tunesmith.errors import TunesmithError
+
+
+@pytest.fixture
+def base_model_dir(tiny_model_dir: Path, tmp_path: Path) -> Path:
+    """The tiny model without a chat template: what a base (non-instruct) checkpoint looks like."""
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    out = tmp_path / "tiny-base"
+    AutoModelForCausalLM.from_pretrained(tiny_model_dir).save_pretrained(out)
+    tok = AutoTokenizer.from_pretrained(tiny_model_dir)
+    tok.chat_template = None
+    tok.save_pretrained(out)
+    (out / "chat_template.jinja").unlink(missing_ok=True)
+    return out
+
+
+def test_prompts_from_text_and_jsonl(tmp_path: Path):
+    txt = tmp_path / "p.txt"
+    txt.write_text("How do I rest?\n\n요즘 잠을 못 자요.\n", encoding="utf-8")
+    convs, skipped = compare.read_prompts(txt)
+    assert [c.messages[0].content for c in convs] == ["How do I rest?", "요즘 잠을 못 자요."] and not skipped
+    jl = tmp_path / "p.jsonl"
+    jl.write_text("\n".join(json.dumps(r, ensure_ascii=False) for r in [
+        {"instruction": "Summarise", "input": "a long text"},
+        {"messages": [{"role": "system", "content": "Be kind."}, {"role": "user", "content": "hi"},
+                      {"role": "assistant", "content": "an answer that is not part of the prompt"}]},
+        {"answer": "no prompt here"}]), encoding="utf-8")
+    convs, skipped = compare.read_prompts(jl)
+    assert convs[0].messages[0].content == "Summarise\n\na long text"
+    assert [m.role for m in convs[1].messages] == ["system", "user", "assistant"]
+    assert convs[1].messages[-1].content == ""  # the file's answer was dropped: generation starts there
+    assert len(skipped) == 1 and skipped[0].location.endswith(":3")
+    empty = tmp_path / "e.jsonl"
+    empty.write_text('{"answer": "x"}\n')
+    with pytest.raises(TunesmithError, match="no prompts found"):
+        compare.read_prompts(empty)
+
+
+def test_compare_runs_each_model_through_its_own_template(tiny_model_dir: Path, base_model_dir: Path,
+                                                           tmp_path: Path):
+    prompts = tmp_path / "p.txt"
+    prompts.write_text("How do I rest?\n요즘 잠을 못 자요.\n", encoding="utf-8")
+    out = tmp_path / "side.csv"
+    res = subprocess.run([sys.executable, "-m", "tunesmith", "compare", "--models",
+                          f"{base_model_dir},{tiny_model_dir}", "--prompts", str(prompts), "--csv", str(out),
+                          "--max-new-tokens", "6"], cwd=tmp_path, capture_output=True, text=True, timeout=300)
+    assert res.returncode == 0, res.stderr
+    assert "plain fallback (no chat template)" in res.stderr and "own chat template" in res.stderr
+    with out.open(encoding="utf-8-sig") as f:
+        rows = list(csv.reader(f))
+    assert rows[0] == ["source", "prompt", str(base_model_dir), f"{base_model_dir} stopped", str(tiny_model_dir),
+                       f"{tiny_model_dir} stopped"]
+    assert [r[1] for r in rows[1:]] == ["How do I rest?", "요즘 잠을 못 자요."]
+    assert all(r[3] in ("True", "False") and r[5] in ("True", "False") for r in rows[1:])
+    assert "wrote" in res.stdout and "2 prompts, 0 skipped" in res.stdout

@@ -1,0 +1,63 @@
+"""The report from a real run folder: every section in HTML and Markdown, and a look at it in headless Chromium."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tests.test_evaluate import tiny_run  # noqa: F401  (the shared finished run)
+
+SECTIONS = ("Did tuning help?", "Training", "Rows that improved most", "Rows that got worse", "Data", "Plan",
+            "Environment", "Config")
+
+
+def test_tunesmith_report_rebuilds_both_twins_with_every_section(tiny_run: Path, tmp_path: Path):  # noqa: F811
+    (tiny_run / "report.html").unlink()
+    (tiny_run / "report.md").unlink()
+    res = subprocess.run([sys.executable, "-m", "tunesmith", "report", str(tiny_run)], cwd=tmp_path,
+                         capture_output=True, text=True, timeout=300)
+    assert res.returncode == 0, res.stderr
+    page = (tiny_run / "report.html").read_text(encoding="utf-8")
+    md = (tiny_run / "report.md").read_text(encoding="utf-8")
+    for title in SECTIONS:
+        assert f"<h2>{title}" in page and f"## {title}" in md, title
+    for text in ("chrF (main)", "tuned − base (95% CI)", "perplexity of the references", "embedding cosine",
+                 "stopped by itself", "kept weights" if "Overfitting" in page else "lowest", "torch"):
+        assert text in page and text in md, text
+    assert page.count("data:image/png;base64,") == 1 and "http" not in page.split("<body>")[1].split("tunesmith")[0]
+    assert "![training curves" in md and (tiny_run / "report_curves.png").stat().st_size > 10_000
+    assert "src='http" not in page and "<script" not in page  # opens with no network
+
+
+def _chromium() -> str | None:
+    return shutil.which("chromium") or shutil.which("chromium-browser") or shutil.which("google-chrome")
+
+
+@pytest.mark.skipif(_chromium() is None and not os.environ.get("TUNESMITH_REQUIRE_CHROMIUM"),
+                    reason="no chromium here (.ci/run installs it and sets TUNESMITH_REQUIRE_CHROMIUM=1)")
+def test_the_report_renders_in_headless_chromium_with_its_loss_chart(tiny_run: Path, tmp_path: Path):  # noqa: F811
+    from PIL import Image
+
+    browser = _chromium()
+    assert browser, "TUNESMITH_REQUIRE_CHROMIUM is set but chromium is not installed"
+    shot = tmp_path / "report.png"
+    res = subprocess.run([browser, "--headless", "--no-sandbox", "--disable-gpu", "--hide-scrollbars",
+                          f"--screenshot={shot}", "--window-size=1280,1600", (tiny_run / "report.html").as_uri()],
+                         capture_output=True, text=True, timeout=120)
+    assert res.returncode == 0 and shot.is_file(), res.stderr[-2000:]
+    image = Image.open(shot).convert("RGB")
+    assert image.size == (1280, 1600)
+    # matplotlib's first two line colours (train loss blue #1f77b4, eval loss orange #ff7f0e) only occur in
+    # the chart: if the page shows them, the embedded loss chart was decoded and drawn.
+    pixels = list(image.getdata())
+
+    def near(rgb: tuple[int, int, int]) -> int:
+        return sum(1 for p in pixels if all(abs(a - b) < 30 for a, b in zip(p, rgb)))
+
+    assert near((31, 119, 180)) > 200 and near((255, 127, 14)) > 100
+    shutil.copy(shot, tiny_run / "report_screenshot.png")
