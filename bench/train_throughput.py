@@ -15,7 +15,7 @@ import sys
 import tempfile
 from pathlib import Path
 
-from tunesmith import models, train
+from tunesmith import models, pipeline, train
 from tunesmith.config import load
 from tunesmith.data.prepare import prepare
 from tunesmith.rundir import create, read_jsonl
@@ -27,14 +27,13 @@ VARIANTS = {"baseline fp32/random": ["train.precision=fp32", "train.group_by_len
 
 
 def measure(overrides: list[str], steps: int, out: Path) -> float:
-    cfg = load(DEMO, [f"train.max_steps={steps}", f"train.logging_steps={steps}", "train.eval_steps=100000",
+    cfg = load(DEMO, [f"train.max_steps={steps}", f"train.logging_steps={steps}", "train.eval_strategy=steps",
+                      "train.eval_steps=100000", "train.early_stopping_patience=0", "train.load_best=false",
                       "train.report_to=[]", *overrides])
-    data = prepare(cfg.data)
     model, tok = models.load(cfg.model)
-    train_ex, _ = train.build_examples(tok, data.train, cfg.template.max_length)
-    eval_ex, _ = train.build_examples(tok, data.eval[:2], cfg.template.max_length)
-    run = create(out, "bench", overwrite=True)
-    train.train(model, tok, train_ex, eval_ex, cfg, run)
+    _, train_ex, eval_ex = pipeline.render(tok, prepare(cfg.data), cfg, say=lambda _: None)
+    run, _ = create(out, "bench", overwrite=True, config_yaml=cfg.to_yaml())
+    train.train(model, tok, train_ex, eval_ex[:2], cfg, run, say=lambda _: None)
     rows = [r for r in read_jsonl(run.metrics) if "tokens_per_s" in r]
     return rows[-1]["tokens_per_s"]
 

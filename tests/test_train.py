@@ -203,3 +203,25 @@ def test_two_cpu_processes_match_one_process_on_the_same_global_batch(tmp_path, 
             if key in x:
                 assert y[key] == pytest.approx(x[key], rel=2e-2), (x, y)
     assert (tmp_path / "runs" / "two" / "report.html").is_file()
+
+
+def test_lora_variants_and_full_tuning_count_their_trainable_parameters(tiny_model_dir, small_jsonl, tmp_path):
+    """Counted on the meta device by the plan; the same PEFT configs the trainer gets."""
+    from tunesmith import plan, train
+
+    def counts(**kw):
+        cfg = tiny_config(tiny_model_dir, small_jsonl, tmp_path)
+        cfg = cfg.model_copy(update={k: getattr(cfg, k).model_copy(update=v) for k, v in kw.items()})
+        return plan.parameter_counts(cfg)[:2]
+
+    lora, total = counts()
+    # r=4 on every linear layer of 2 blocks (q,k,v,o,gate,up,down); hidden 64, kv 32, mlp 128.
+    per_block = 4 * ((64 + 64) + (64 + 32) * 2 + (64 + 64) + (64 + 128) * 2 + (128 + 64))
+    assert lora == 2 * per_block and total > 100 * lora
+    dora, _ = counts(lora={"dora": True})
+    assert dora == lora + 2 * (64 + 32 + 32 + 64 + 128 + 128 + 64)  # DoRA adds one magnitude per output feature
+    attention, _ = counts(lora={"target_modules": "attention"})
+    assert attention == 2 * 4 * ((64 + 64) + (64 + 32))  # PEFT's Llama default: q_proj and v_proj
+    assert counts(train={"method": "full"}) == (total, total)
+    assert train.peft_config(tiny_config(tiny_model_dir, small_jsonl, tmp_path).model_copy(
+        update={"lora": config.LoraConfig(rslora=True)})).use_rslora

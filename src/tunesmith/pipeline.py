@@ -166,6 +166,8 @@ def run(cfg: RunConfig, *, overwrite: bool = False, say: Callable[[str], None] =
     >>> run(config.load(Path("configs/demo.yaml")))  # doctest: +SKIP
     """
     wall = time.perf_counter()
+    if train.rank() != 0:
+        say = _quiet  # one process speaks for all; the others' lines would repeat it
     data = prepare(cfg.data)  # before any model loads: bad data fails fast
     say(f"data: {len(data.train)} train / {len(data.eval)} eval conversations, "
         f"{len(data.skipped)} rows skipped, {len(data.duplicates)} duplicates")
@@ -217,6 +219,10 @@ def run(cfg: RunConfig, *, overwrite: bool = False, say: Callable[[str], None] =
     path = report.write(run_dir)
     run_dir.finish()
     return RunSummary(run_dir.root, path, evaluation, training, seconds, time.perf_counter() - wall)
+
+
+def _quiet(_: str) -> None:
+    pass
 
 
 def eval_losses(cfg: RunConfig, training: TrainingSummary) -> dict[str, float]:

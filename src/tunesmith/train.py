@@ -13,6 +13,7 @@ import json
 import math
 import os
 import time
+import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -90,7 +91,10 @@ def _callbacks(run: RunDir, say: Callable[[str], None]) -> list[Any]:
 
         def on_step_end(self, args, state, control, **kw):  # noqa: ANN001
             self.step_time += time.perf_counter() - self._t0
-            if state.global_step >= state.max_steps:  # the final weights always get an eval loss and a checkpoint
+            # The final weights always get an eval loss and a checkpoint; with eval_strategy epoch the Trainer
+            # evaluates at the end anyway (forcing it too would evaluate twice).
+            if (state.global_step >= state.max_steps and args.eval_strategy == "steps"
+                    and state.global_step % args.eval_steps):
                 control.should_evaluate = control.should_save = True
 
         def on_log(self, args, state, control, logs=None, **kw):  # noqa: ANN001
@@ -216,6 +220,8 @@ def train(model: Any, tokenizer: Any, train_ex: list[Example], eval_ex: list[Exa
     from transformers.utils import logging as hf_logging
 
     hf_logging.disable_progress_bar()  # a "Writing model shards" bar per checkpoint drowns the metric lines
+    # TRL 1.16 still sets transformers' renamed `gradient_checkpointing`; the warning is not the user's to fix.
+    warnings.filterwarnings("ignore", message=r".*gradient_checkpointing.*deprecated", category=FutureWarning)
     t = cfg.train
     callbacks = _callbacks(run, say) + _trackers(cfg, run, say) + ([progress] if progress is not None else [])
     if t.early_stopping_patience:
