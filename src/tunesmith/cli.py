@@ -351,6 +351,10 @@ def tokens(model: Annotated[str, typer.Option("--model")] = "default",
 
 
 def main() -> None:
+    import warnings
+
+    # TRL 1.16 and PEFT 0.21 still use transformers' renamed gradient-checkpointing names; not the user's to fix.
+    warnings.filterwarnings("ignore", message=r".*gradient_checkpointing.*deprecated", category=FutureWarning)
     _preload_tcmalloc()
     # Standalone mode lets typer turn usage errors (bad flag values) into exit code 2 itself.
     try:

@@ -242,8 +242,8 @@ def evaluate_run(path: Path, *, data: Path | None = None, labels: list[str], opt
     run_dir = rundir.RunDir(path)
     if not run_dir.config.is_file():
         raise TunesmithError(f"{path} is not a run folder (no config.yaml)", fix="pass a folder under runs/")
-    cfg = config_mod.load(run_dir.config)
-    cfg = cfg.model_copy(update={"eval": cfg.eval.model_copy(update=options)})
+    # Through `--set`-style overrides, so a bad --limit or --temperature gets the config's own clear error.
+    cfg = config_mod.load(run_dir.config, [f"eval.{k}={v}" for k, v in options.items()])
     if data is None:
         convs = [Conversation.from_json(r) for r in rundir.read_jsonl(run_dir.eval_data)]
         out_dir = run_dir.eval_dir

@@ -13,7 +13,6 @@ import json
 import math
 import os
 import time
-import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -220,8 +219,6 @@ def train(model: Any, tokenizer: Any, train_ex: list[Example], eval_ex: list[Exa
     from transformers.utils import logging as hf_logging
 
     hf_logging.disable_progress_bar()  # a "Writing model shards" bar per checkpoint drowns the metric lines
-    # TRL 1.16 still sets transformers' renamed `gradient_checkpointing`; the warning is not the user's to fix.
-    warnings.filterwarnings("ignore", message=r".*gradient_checkpointing.*deprecated", category=FutureWarning)
     t = cfg.train
     callbacks = _callbacks(run, say) + _trackers(cfg, run, say) + ([progress] if progress is not None else [])
     if t.early_stopping_patience:
