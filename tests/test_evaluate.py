@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.test_judge import serve  # noqa: F401  (a local OpenAI-compatible server)
 from tunesmith import config, evaluate, pipeline, rundir
 from tunesmith.errors import TunesmithError
 from tunesmith.records import Conversation
@@ -113,3 +114,20 @@ def test_eval_of_a_folder_that_is_not_a_run_exits_2(tmp_path: Path):
     assert res.returncode == 2 and "not a run folder" in res.stderr and "Traceback" not in res.stderr
     with pytest.raises(TunesmithError, match="no evaluation yet"):
         evaluate.read_summary(tmp_path)
+
+
+def test_eval_with_a_judge_puts_its_verdict_in_the_summary_and_report(tiny_run: Path, tmp_path: Path,
+                                                                    serve):  # noqa: F811
+    from tests.test_judge import chat
+
+    url, seen = serve(lambda body, headers: (200, chat("Verdict: A")))  # always the first answer shown
+    res = subprocess.run([sys.executable, "-m", "tunesmith", "eval", str(tiny_run), "--judge-url", url,
+                          "--judge-model", "rule-judge"], cwd=tmp_path, capture_output=True, text=True,
+                         timeout=600, env={**os.environ, "TUNESMITH_JUDGE_KEY": "sk-e2e-secret"})
+    assert res.returncode == 0, res.stderr
+    assert len(seen) == 8 and all(h.get("Authorization") == "Bearer sk-e2e-secret" for _, h, _ in seen)
+    judge = json.loads((tiny_run / "eval" / "summary.json").read_text())["judge"]
+    # A judge that always says "A" prefers base in one order and tuned in the other: every row is a tie.
+    assert judge["rows"] == 4 and judge["ties"] == 4 and judge["verdict"] == "no clear difference"
+    page = (tiny_run / "report.html").read_text()
+    assert "LLM judge rule-judge" in page and "sk-e2e-secret" not in page + res.stdout + res.stderr
