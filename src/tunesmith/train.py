@@ -214,7 +214,6 @@ def train(model: Any, tokenizer: Any, train_ex: list[Example], eval_ex: list[Exa
     """
     from peft import PeftModel
     from transformers import EarlyStoppingCallback, PrinterCallback
-    from trl import SFTTrainer
 
     from transformers.utils import logging as hf_logging
 
@@ -224,7 +223,7 @@ def train(model: Any, tokenizer: Any, train_ex: list[Example], eval_ex: list[Exa
     if t.early_stopping_patience:
         callbacks.append(EarlyStoppingCallback(early_stopping_patience=t.early_stopping_patience))
     lora = t.method == "lora" and not isinstance(model, PeftModel)
-    trainer = SFTTrainer(model=model, args=_args(cfg, run, resume_from is not None),
+    trainer = _trainer_class()(model=model, args=_args(cfg, run, resume_from is not None),
                          train_dataset=_dataset(train_ex),
                          eval_dataset=_dataset(sorted(eval_ex, key=lambda e: len(e.input_ids))),  # less padding
                          processing_class=tokenizer, peft_config=peft_config(cfg) if lora else None,
@@ -235,6 +234,39 @@ def train(model: Any, tokenizer: Any, train_ex: list[Example], eval_ex: list[Exa
     seconds = time.perf_counter() - start
     save_weights(trainer, tokenizer, run, full=t.method == "full")
     return TrainResult(trainer.model, seconds, int(trainer.state.num_input_tokens_seen or 0))
+
+
+def _trainer_class() -> type:
+    """SFTTrainer whose length-grouped batches depend only on (data seed, epoch).
+
+    transformers' LengthGroupedSampler draws each epoch's order from the global RNG at the start of the
+    epoch; a run resumed mid-epoch restores the RNG of its checkpoint, not of that moment, so it saw other
+    batches and its losses drifted (~1e-3). Seeding per epoch makes a resumed run take the same batches.
+    """
+    import torch
+    from transformers.trainer_pt_utils import LengthGroupedSampler, get_length_grouped_indices
+    from trl import SFTTrainer
+
+    class EpochSeededLengthSampler(LengthGroupedSampler):
+        def __init__(self, batch_size: int, lengths: list[int], seed: int) -> None:
+            super().__init__(batch_size, lengths=lengths)
+            self.seed, self.epoch = seed, 0
+
+        def set_epoch(self, epoch: int) -> None:  # the Trainer calls it at every epoch start
+            self.epoch = epoch
+
+        def __iter__(self):  # noqa: ANN204
+            generator = torch.Generator().manual_seed(self.seed + self.epoch)
+            return iter(get_length_grouped_indices(self.lengths, self.batch_size, generator=generator))
+
+    class Trainer(SFTTrainer):
+        def _get_train_sampler(self, train_dataset: Any = None) -> Any:
+            sampler = super()._get_train_sampler(train_dataset)
+            if isinstance(sampler, LengthGroupedSampler):
+                return EpochSeededLengthSampler(sampler.batch_size, sampler.lengths, self.args.data_seed)
+            return sampler
+
+    return Trainer
 
 
 def save_weights(trainer: Any, tokenizer: Any, run: RunDir, *, full: bool) -> None:
