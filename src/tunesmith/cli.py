@@ -98,7 +98,7 @@ def train(config_path: Config = None, overwrite: Overwrite = False, set_: Sets =
           epochs: Epochs = None, batch_size: BatchSize = None, lr: Lr = None, lora_r: LoraR = None,
           load_8bit: Load8 = False, load_4bit: Load4 = False, continue_from: ContinueFrom = None,
           strict: Strict = False) -> None:
-    """Run end to end: data, base eval, training, tuned eval, report. Re-run an unfinished run to resume it."""
+    """Run end to end: data, plan, training, base vs tuned eval, report. Re-run an unfinished run to resume it."""
     from tunesmith import pipeline
 
     cfg = _config(config_path, set_, data, name=name, model=model, eval_data=eval_data, output_dir=output_dir,

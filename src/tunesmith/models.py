@@ -127,10 +127,6 @@ def choose_precision(precision: str) -> str:
     return "bf16" if cpu_has_bf16() else "fp32"
 
 
-def use_bf16(precision: str) -> bool:
-    return choose_precision(precision) == "bf16"
-
-
 def precision_reason(precision: str) -> str:
     """What `choose_precision` chose and why, for the plan."""
     import torch

@@ -47,7 +47,7 @@ def estimate_memory_gib(cfg: RunConfig, trainable: int, total: int, arch: Any, l
     logits, with allocator headroom.
 
     Calibrated on the demo (SmolLM2-135M, batch 8 x 326 tokens, bf16 autocast, tcmalloc): measured peak RSS
-    8.4 GiB during training, estimated 7.5 GiB. Logits dominate small models with large vocabularies: TRL keeps
+    8.2 GiB during training, estimated 7.5 GiB. Logits dominate small models with large vocabularies: TRL keeps
     about six fp32 copies (upcast, log-softmax, entropy, token accuracy, gradients).
     """
     t = cfg.train

@@ -27,9 +27,6 @@ import json
 import os
 import re
 import shutil
-import tempfile
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -133,20 +130,6 @@ def mark_complete(checkpoint: Path) -> None:
     tmp = checkpoint / f".{COMPLETE}.tmp"
     tmp.write_text("written completely\n", encoding="utf-8")
     os.replace(tmp, checkpoint / COMPLETE)
-
-
-@contextmanager
-def atomic_dir(dest: Path) -> Iterator[Path]:
-    """Yield a temp folder beside `dest`; on success it replaces `dest` by rename, on failure it is removed."""
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(dir=dest.parent, prefix=f".{dest.name}-"))
-    try:
-        yield tmp
-        if dest.exists():
-            shutil.rmtree(dest)
-        tmp.rename(dest)
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
 
 
 def create(output_dir: Path, name: str, *, overwrite: bool, config_yaml: str) -> tuple[RunDir, bool]:
