@@ -120,7 +120,8 @@ def describe(cfg: RunConfig, data: PreparedData, train_ex: list[Example], eval_e
         f"rows: {len(train_ex)} train, {len(eval_ex)} eval (read {data.rows_read}: {len(data.skipped)} skipped, "
         f"{len(data.duplicates)} duplicates)",
         f"tokens: {tokens} per epoch, {supervised} of them supervised (the loss is computed on those only)",
-        f"steps: {per_epoch} per epoch, {total_steps} in total ({epochs:g} epochs); effective batch {effective} = "
+        f"steps: {per_epoch} per epoch, {total_steps} in total ({epochs:g} epoch{'' if epochs == 1 else 's'}); "
+        f"effective batch {effective} = "
         f"{t.batch_size} rows x {t.grad_accum} accumulation x {train.world_size()} process(es)",
         f"method: {method}; {adapter + '; ' if adapter else ''}trainable {trainable:,} of {total:,} parameters "
         f"({100 * trainable / total:.2f}%)",
