@@ -22,12 +22,11 @@ import random
 import re
 import unicodedata
 from collections.abc import Sequence
-from dataclasses import dataclass
 from functools import lru_cache
 from typing import Any
 
 from tunesmith.errors import TunesmithError
-from tunesmith.records import Difference, Example, Generation
+from tunesmith.records import Difference, Example, Generation, Scores
 
 # key -> (what it measures, +1 higher is better / -1 lower is better / 0 neither)
 METRICS: dict[str, tuple[str, int]] = {
@@ -43,16 +42,6 @@ METRICS: dict[str, tuple[str, int]] = {
 }
 CHAR_LEVEL = ("ko", "cjk")
 BLEU_TOKENIZE = {"ko": "char", "cjk": "char", "en": "13a", "other": "intl"}
-
-
-@dataclass(frozen=True)
-class Scores:
-    """Corpus values and per-row values of the same metric keys (see METRICS); corpus adds 'perplexity'."""
-
-    corpus: dict[str, float]
-    rows: list[dict[str, float]]
-    lang: str
-    bleu_tokenize: str  # the sacrebleu tokenizer BLEU used, for the report
 
 
 def _is_cjk(ch: str) -> bool:

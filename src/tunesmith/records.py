@@ -140,6 +140,16 @@ class ModelEval:
 
 
 @dataclass(frozen=True)
+class Scores:
+    """Corpus values and per-row values of the same metric keys (see METRICS); corpus adds 'perplexity'."""
+
+    corpus: dict[str, float]
+    rows: list[dict[str, float]]
+    lang: str
+    bleu_tokenize: str  # the sacrebleu tokenizer BLEU used, for the report
+
+
+@dataclass(frozen=True)
 class Difference:
     """tuned - base on the mean of a per-row metric, with a 95% paired bootstrap interval."""
 
@@ -158,6 +168,13 @@ class Difference:
 
 
 @dataclass(frozen=True)
+class TrainResult:
+    model: Any  # the trained model (PEFT-wrapped for LoRA), best weights loaded when train.load_best
+    seconds: float
+    train_tokens: int
+
+
+@dataclass(frozen=True)
 class TrainingSummary:
     """What the eval-loss curve says: where it was lowest, whether training stopped early, overfitting."""
 
@@ -170,6 +187,65 @@ class TrainingSummary:
     stopped_early: bool  # fewer steps than planned: early stopping (patience) ended it
     overfitting: str | None  # a plain sentence with the numbers, when eval loss rose while train loss fell
     evals: tuple[tuple[int, float], ...] = ()  # (step, eval loss)
+
+
+@dataclass(frozen=True)
+class Preference:
+    """One row judged in both orders. `picks` are per order (base shown first, tuned shown first)."""
+
+    source: str
+    picks: tuple[str, str]  # each 'base' | 'tuned' | 'tie' | 'unparsed'
+    replies: tuple[str, str] = field(repr=False)  # the judge's words, for anyone who wants to check it
+
+    @property
+    def winner(self) -> str:
+        return self.picks[0] if self.picks[0] == self.picks[1] and self.picks[0] in ("base", "tuned") else "tie"
+
+    @property
+    def score(self) -> int:
+        return {"tuned": 1, "base": -1, "tie": 0}[self.winner]
+
+
+@dataclass(frozen=True)
+class JudgeResult:
+    """Per-row preferences and tuned-win share minus base-win share, with a paired bootstrap interval."""
+
+    model: str
+    rows: tuple[Preference, ...]
+    difference: Difference  # mean of +1 (tuned) / 0 / -1 (base) per row
+
+    @property
+    def tuned_wins(self) -> int:
+        return sum(r.winner == "tuned" for r in self.rows)
+
+    @property
+    def base_wins(self) -> int:
+        return sum(r.winner == "base" for r in self.rows)
+
+    @property
+    def ties(self) -> int:
+        return sum(r.winner == "tie" for r in self.rows)
+
+    @property
+    def unparsed(self) -> int:
+        """Replies (two per row) with no readable verdict."""
+        return sum(p == "unparsed" for r in self.rows for p in r.picks)
+
+    def summary(self) -> dict[str, Any]:
+        d = self.difference
+        return {"judge": self.model, "rows": len(self.rows), "tuned_wins": self.tuned_wins,
+                "base_wins": self.base_wins, "ties": self.ties, "unparsed_replies": self.unparsed,
+                "net_win_share": d.mean, "low": d.low, "high": d.high, "verdict": d.verdict}
+
+
+@dataclass(frozen=True)
+class Comparison:
+    models: tuple[str, ...]
+    templates: tuple[str, ...]  # per model: "own chat template" or the fallback used
+    prompts: tuple[Conversation, ...]
+    outputs: tuple[tuple[str, ...], ...]  # per prompt, one generation per model
+    stopped: tuple[tuple[bool, ...], ...]
+    skipped: tuple[Skip, ...] = ()
 
 
 @dataclass(frozen=True)

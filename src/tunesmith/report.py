@@ -246,7 +246,8 @@ def _environment(run: RunDir) -> list[Block]:
     return [Table(["", ""], facts)]
 
 
-CSS = """body{font-family:"Helvetica Neue",Arial,"Noto Sans CJK KR","Nanum Gothic","Malgun Gothic","Apple SD Gothic Neo",sans-serif;max-width:1200px;margin:2em auto;color:#222;padding:0 1em}
+CSS = """body{font-family:"Helvetica Neue",Arial,"Noto Sans CJK KR","Nanum Gothic","Malgun Gothic",
+"Apple SD Gothic Neo",sans-serif;max-width:1200px;margin:2em auto;color:#222;padding:0 1em}
 table{border-collapse:collapse;margin:.5em 0}td,th{border:1px solid #ccc;padding:4px 8px;vertical-align:top}
 pre{white-space:pre-wrap;background:#f6f6f6;padding:6px}.warn{color:#a40}img{max-width:100%}"""
 

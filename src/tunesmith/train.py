@@ -14,7 +14,6 @@ import math
 import os
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -22,7 +21,7 @@ from tunesmith import rundir
 from tunesmith.config import RunConfig
 from tunesmith.errors import TunesmithError
 from tunesmith.models import choose_precision
-from tunesmith.records import Example, TrainingSummary
+from tunesmith.records import Example, TrainingSummary, TrainResult
 from tunesmith.rundir import RunDir
 
 TCMALLOC = ("/usr/lib/x86_64-linux-gnu/libtcmalloc.so.4", "/usr/lib/aarch64-linux-gnu/libtcmalloc.so.4",
@@ -45,13 +44,6 @@ def rank() -> int:
 
 def world_size() -> int:
     return _launcher_env(("WORLD_SIZE", "OMPI_COMM_WORLD_SIZE", "PMI_SIZE", "MV2_COMM_WORLD_SIZE"), "1")
-
-
-@dataclass(frozen=True)
-class TrainResult:
-    model: Any  # the trained model (PEFT-wrapped for LoRA), best weights loaded when train.load_best
-    seconds: float
-    train_tokens: int
 
 
 def _dataset(examples: list[Example]) -> Any:
