@@ -54,10 +54,12 @@ def test_the_report_renders_in_headless_chromium_with_its_loss_chart(tiny_run: P
     assert image.size == (1280, 1600)
     # matplotlib's first two line colours (train loss blue #1f77b4, eval loss orange #ff7f0e) only occur in
     # the chart: if the page shows them, the embedded loss chart was decoded and drawn.
-    pixels = list(image.getdata())
+    import numpy as np
+
+    pixels = np.asarray(image, dtype=int).reshape(-1, 3)
 
     def near(rgb: tuple[int, int, int]) -> int:
-        return sum(1 for p in pixels if all(abs(a - b) < 30 for a, b in zip(p, rgb)))
+        return int((np.abs(pixels - np.array(rgb)) < 30).all(axis=1).sum())
 
     assert near((31, 119, 180)) > 200 and near((255, 127, 14)) > 100
     shutil.copy(shot, tiny_run / "report_screenshot.png")
