@@ -225,3 +225,28 @@ def test_lora_variants_and_full_tuning_count_their_trainable_parameters(tiny_mod
     assert counts(train={"method": "full"}) == (total, total)
     assert train.peft_config(tiny_config(tiny_model_dir, small_jsonl, tmp_path).model_copy(
         update={"lora": config.LoraConfig(rslora=True)})).use_rslora
+
+
+def _cuda() -> bool:
+    import torch
+
+    return torch.cuda.is_available()
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not _cuda(), reason="needs a CUDA GPU (bitsandbytes 4-bit, GPU bf16)")
+@pytest.mark.parametrize("load_in", ["4bit", "8bit"])
+def test_quantised_lora_trains_on_a_gpu(tmp_path, tiny_model_dir, small_jsonl, load_in):
+    """QLoRA / 8-bit LoRA: the base weights load quantised, the adapter trains and is saved."""
+    import importlib.util
+
+    if importlib.util.find_spec("bitsandbytes") is None:
+        pytest.skip("pip install bitsandbytes")
+    from safetensors.torch import load_file
+
+    cfg = tiny_config(tiny_model_dir, small_jsonl, tmp_path / "runs", max_steps=4, eval_strategy="steps",
+                      eval_steps=2, load_in=load_in, learning_rate=5e-3)
+    summary = pipeline.run(cfg, say=lambda _: None)
+    weights = load_file(summary.run_dir / "adapter" / "adapter_model.safetensors")
+    assert any(v.abs().sum() > 0 for k, v in weights.items() if "lora_B" in k)
+    assert "QLoRA" in (summary.run_dir / "plan.json").read_text() or load_in == "8bit"
