@@ -131,3 +131,19 @@ def test_eval_with_a_judge_puts_its_verdict_in_the_summary_and_report(tiny_run: 
     assert judge["rows"] == 4 and judge["ties"] == 4 and judge["verdict"] == "no clear difference"
     page = (tiny_run / "report.html").read_text()
     assert "LLM judge rule-judge" in page and "sk-e2e-secret" not in page + res.stdout + res.stderr
+
+
+def test_a_run_killed_during_evaluation_finishes_without_training_again(tiny_run: Path):
+    """Weights saved, report missing, tuned generations half written: a re-run only completes what is missing."""
+    adapter = (tiny_run / "adapter" / "adapter_model.safetensors").stat().st_mtime_ns
+    tuned = tiny_run / "eval" / "tuned.jsonl"
+    whole = tuned.read_text().splitlines()
+    tuned.write_text(whole[0] + "\n")
+    (tiny_run / "report.html").unlink()
+    said: list[str] = []
+    summary = pipeline.run(config.load(tiny_run / "config.yaml"), say=said.append)
+    assert any("resuming the unfinished run" in s for s in said)
+    assert any(s.startswith("training finished earlier") for s in said)
+    assert not any(s.startswith("training (lora)") for s in said)
+    assert (tiny_run / "adapter" / "adapter_model.safetensors").stat().st_mtime_ns == adapter
+    assert tuned.read_text().splitlines() == whole and summary.report.is_file()
