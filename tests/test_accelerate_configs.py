@@ -180,6 +180,7 @@ PROBE = textwrap.dedent("""
     dist.all_reduce(total)
     print(f"rank={os.environ['RANK']} world={dist.get_world_size()} backend={dist.get_backend()} "
           f"type={state.distributed_type.value} sum={total.item():g}", flush=True)
+    dist.destroy_process_group()  # else gloo's threads can abort the process at exit (SIGABRT, flaky)
 """)
 
 

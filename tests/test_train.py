@@ -201,7 +201,7 @@ def test_two_cpu_processes_match_one_process_on_the_same_global_batch(tmp_path, 
     for x, y in zip(a, b):
         for key in ("loss", "eval_loss"):
             if key in x:
-                assert y[key] == pytest.approx(x[key], rel=2e-2), (x, y)
+                assert y[key] == pytest.approx(x[key], rel=1e-3), (x, y)  # measured: within 5e-5
     assert (tmp_path / "runs" / "two" / "report.html").is_file()
 
 

@@ -225,7 +225,21 @@ def train(model: Any, tokenizer: Any, train_ex: list[Example], eval_ex: list[Exa
     trainer.train(resume_from_checkpoint=str(resume_from) if resume_from else None)
     seconds = time.perf_counter() - start
     save_weights(trainer, tokenizer, run, full=t.method == "full")
+    _leave_process_group()
     return TrainResult(trainer.model, seconds, int(trainer.state.num_input_tokens_seen or 0))
+
+
+def _leave_process_group() -> None:
+    """After the last collective (saving): wait for every rank, then tear the group down.
+
+    Without it a rank can exit while gloo's threads still run and die with SIGABRT ("terminate called without
+    an active exception"), which torchrun reports as a failed run. Rank 0 then evaluates on its own.
+    """
+    import torch.distributed as dist
+
+    if dist.is_available() and dist.is_initialized():
+        dist.barrier()
+        dist.destroy_process_group()
 
 
 def _trainer_class() -> type:
