@@ -87,8 +87,11 @@ def render(tokenizer: Any, data: PreparedData, cfg: RunConfig, say: Callable[[st
         say("notice: the chat template rejects a system turn; its text is merged into the first user turn")
         data = dataclasses.replace(data, train=tuple(map(template.merge_system, data.train)),
                                    eval=tuple(map(template.merge_system, data.eval)))
-    train_ex, skipped = template.encode_all(tokenizer, data.train, cfg.template)
-    eval_ex, eval_skipped = template.encode_all(tokenizer, data.eval, cfg.template)
+    rows = len(data.train) + len(data.eval)
+    with progress.bar("preparing: templating and masking", rows) as tick:
+        train_ex, skipped = template.encode_all(tokenizer, data.train, cfg.template, lambda done, _: tick(done, rows))
+        eval_ex, eval_skipped = template.encode_all(tokenizer, data.eval, cfg.template,
+                                                    lambda done, _: tick(len(data.train) + done, rows))
     checks = template.check(tokenizer, data.train, train_ex, skipped)
     for line in template.describe(checks):
         say(f"check: {line}")

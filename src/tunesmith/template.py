@@ -11,6 +11,7 @@ the end-of-turn token stays supervised even where pad == eos.
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Callable
 from typing import Any
 
 from tunesmith.config import TemplateConfig
@@ -200,15 +201,21 @@ def prompt_text(tokenizer: Any, conv: Conversation) -> tuple[str, str]:
     return prompt, conv.messages[last].content
 
 
-def encode_all(tokenizer: Any, convs: tuple[Conversation, ...], cfg: TemplateConfig
-               ) -> tuple[list[Example], list[Skip]]:
-    """Encode every conversation; rows that cannot be trained on are skipped with the reason, never dropped."""
+def encode_all(tokenizer: Any, convs: tuple[Conversation, ...], cfg: TemplateConfig,
+               progress: Callable[[int, int], None] | None = None) -> tuple[list[Example], list[Skip]]:
+    """Encode every conversation; rows that cannot be trained on are skipped with the reason, never dropped.
+
+    `progress(done, total)` is called as rows are encoded (each row renders the template once per turn, which
+    takes minutes for data sets of many thousand rows).
+    """
     examples, skipped = [], []
-    for conv in convs:
+    for i, conv in enumerate(convs, start=1):
         try:
             examples.append(encode(tokenizer, conv, cfg))
         except TunesmithError as err:
             skipped.append(Skip(conv.source, err.what))
+        if progress is not None and (i % 50 == 0 or i == len(convs)):
+            progress(i, len(convs))
     return examples, skipped
 
 
