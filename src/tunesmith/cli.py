@@ -59,7 +59,9 @@ def _flag_overrides(**flags: object) -> list[str]:
     out = [f"{keys[k]}={Path(v).resolve() if isinstance(v, Path) else v}" for k, v in flags.items()
            if k in keys and v is not None]
     if flags.get("eval_data"):
-        out.append("data.eval=[" + ", ".join(str(Path(p).resolve()) for p in flags["eval_data"]) + "]")
+        from tunesmith.config import paths_override
+
+        out.append(paths_override("data.eval", flags["eval_data"]))
     if flags.get("load_8bit") and flags.get("load_4bit"):
         raise TunesmithError("--load-8bit and --load-4bit exclude each other", fix="pick one")
     out += ["train.load_in=8bit"] * bool(flags.get("load_8bit")) + ["train.load_in=4bit"] * bool(flags.get("load_4bit"))

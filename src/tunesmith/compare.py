@@ -66,9 +66,9 @@ def compare(specs: list[str], prompts: list[Conversation], cfg: EvalConfig,
     outputs, stopped, templates = [], [], []
     for spec in specs:
         model, tok = models.load(spec)
-        notices = template.setup_tokenizer(tok, TemplateConfig())
-        templates.append("plain fallback (no chat template)" if notices else "own chat template")
-        convs = prompts if template.supports_system(tok) else list(map(template.merge_system, prompts))
+        own = bool(getattr(tok, "chat_template", None))
+        templates.append("own chat template" if own else "plain fallback (no chat template)")
+        convs, _ = template.fit(tok, prompts, TemplateConfig())
         say(f"generating with {spec} ({templates[-1]}) for {len(convs)} prompts ...")
         gens = evaluate.generate(model, tok, convs, cfg.model_copy(update={"max_rows": len(convs)}))
         outputs.append([g.generation for g in gens])

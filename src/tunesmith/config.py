@@ -214,14 +214,22 @@ def build(path: Path | None, overrides: list[str], data: list[Path] = ()) -> Run
     """
     if path is None and not data:
         raise TunesmithError("nothing to train on", fix="pass a config (tunesmith init writes one) or --data FILE")
-    overrides = [f"data.train={yaml.safe_dump([str(Path(p).resolve()) for p in data], default_flow_style=True).strip()}"
-                 ] * bool(data) + list(overrides)
+    overrides = [paths_override("data.train", data)] * bool(data) + list(overrides)
     if path is not None:
         return load(path, overrides)
     raw: dict[str, Any] = {"name": _slug(Path(data[0]).stem)}
     for assignment in overrides:
         set_override(raw, assignment)
     return parse(raw, source="command line", base_dir=Path.cwd())
+
+
+def paths_override(key: str, paths: list[Path]) -> str:
+    """A `--set` assignment of absolute paths (quoted by YAML, so commas or colons in a name survive).
+
+    >>> paths_override("data.eval", [Path("/d/a b.jsonl")])
+    'data.eval=[/d/a b.jsonl]'
+    """
+    return f"{key}={yaml.safe_dump([str(Path(p).resolve()) for p in paths], default_flow_style=True).strip()}"
 
 
 def _slug(text: str) -> str:

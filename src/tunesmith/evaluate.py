@@ -120,17 +120,9 @@ def _run_weights(run: rundir.RunDir, cfg: RunConfig) -> tuple[Any, Any, str]:
     from transformers import AutoTokenizer
 
     base, _ = models.load(cfg.model, load_in=cfg.train.load_in)
-    tok = AutoTokenizer.from_pretrained(run.adapter)  # saved with the adapter: the chat template it trained with
-    tok.pad_token = tok.pad_token or tok.eos_token
+    # Saved with the adapter: the chat template it trained with.
+    tok = models.with_pad_token(AutoTokenizer.from_pretrained(run.adapter))
     return PeftModel.from_pretrained(base, run.adapter), tok, f"{cfg.model} + {run.adapter}"
-
-
-def _for_model(tokenizer: Any, convs: Sequence[Conversation], tcfg: TemplateConfig) -> tuple[Conversation, ...]:
-    """The conversations as this model's template can render them (the same choices training made)."""
-    template.setup_tokenizer(tokenizer, tcfg)
-    if not template.supports_system(tokenizer):
-        return tuple(map(template.merge_system, convs))
-    return tuple(convs)
 
 
 def _reference_nll(model: Any, tokenizer: Any, convs: Sequence[Conversation], cfg: RunConfig
@@ -171,7 +163,8 @@ def evaluate(run: rundir.RunDir, cfg: RunConfig, convs: Sequence[Conversation], 
         model, tokenizer, spec = load_model(label, run, cfg)
         # base and tuned render exactly as training did; another model through its own template (or the fallback)
         own = label in ("base", "tuned")
-        mine = _for_model(tokenizer, convs, cfg.template if own else TemplateConfig(max_length=cfg.template.max_length))
+        mine, _ = template.fit(tokenizer, convs,
+                               cfg.template if own else TemplateConfig(max_length=cfg.template.max_length))
         say(f"generating with {label} ({spec}) on {len(mine)} rows ...")
         with progress.bar(f"generating ({label})", len(mine)) as tick:
             gens = generate(model, tokenizer, mine, ecfg, out_dir / f"{rundir.safe_name(label)}.jsonl", tick)

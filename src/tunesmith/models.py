@@ -200,8 +200,15 @@ def load(spec: str, *, dtype: Any = None, tokenizer_only: bool = False, load_in:
     except (OSError, ValueError) as err:
         why = "not in the Hugging Face cache and the hub is unreachable" if local_only else str(err).splitlines()[0]
         raise TunesmithError(f"cannot load model {spec!r}: {why}", fix=_alternatives()) from None
+    return model, with_pad_token(tok)
+
+
+def with_pad_token(tok: Any) -> Any:
+    """The tokenizer, padding with eos where it has no pad token.
+
+    Padding is masked out of both attention and labels, so reusing eos is safe *here*: our labels come from the
+    template, never from `input_ids != pad`.
+    """
     if tok.pad_token is None:
-        # Padding is masked out of both attention and labels, so reusing eos is safe *here*: our labels
-        # come from the template, never from `input_ids != pad`.
         tok.pad_token = tok.eos_token
-    return model, tok
+    return tok

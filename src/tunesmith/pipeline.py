@@ -81,12 +81,10 @@ def hardware() -> dict[str, Any]:
 def render(tokenizer: Any, data: PreparedData, cfg: RunConfig, say: Callable[[str], None]
            ) -> tuple[PreparedData, list[Example], list[Example]]:
     """Template set-up, encoding and the pre-training checks; returns the data as the model will see it."""
-    for notice in template.setup_tokenizer(tokenizer, cfg.template):
+    convs, notices = template.fit(tokenizer, data.train + data.eval, cfg.template)
+    for notice in notices:
         say(f"notice: {notice}")
-    if not template.supports_system(tokenizer) and any(c.messages[0].role == "system" for c in data.train):
-        say("notice: the chat template rejects a system turn; its text is merged into the first user turn")
-        data = dataclasses.replace(data, train=tuple(map(template.merge_system, data.train)),
-                                   eval=tuple(map(template.merge_system, data.eval)))
+    data = dataclasses.replace(data, train=convs[: len(data.train)], eval=convs[len(data.train):])
     rows = len(data.train) + len(data.eval)
     with progress.bar("preparing: templating and masking", rows) as tick:
         train_ex, skipped = template.encode_all(tokenizer, data.train, cfg.template, lambda done, _: tick(done, rows))
@@ -259,11 +257,8 @@ def evaluate_run(path: Path, *, data: Path | None = None, labels: list[str], opt
             for s in f.skipped:
                 say(f"not evaluated {s.location}: {s.reason}")
         out_dir = run_dir.eval_dir / rundir.safe_name(data.stem)
-    losses = {}
-    if run_dir.plan.is_file() and run_dir.metrics.is_file() and data is None:
-        plan = json.loads(run_dir.plan.read_text(encoding="utf-8"))
-        losses = eval_losses(cfg, train.summarize(rundir.read_jsonl(run_dir.metrics), plan["steps_per_epoch"],
-                                                  plan["total_steps"]))
+    training = train.read_summary(run_dir) if data is None else None
+    losses = eval_losses(cfg, training) if training else {}
     ev = evaluate.evaluate(run_dir, cfg, convs, labels=labels, out_dir=out_dir, eval_losses=losses, judge=judge,
                            fresh=fresh, say=say)
     if data is None and labels[:2] == ["base", "tuned"]:

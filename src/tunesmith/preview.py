@@ -14,7 +14,7 @@ from typing import Any
 
 from tunesmith.config import DataConfig, TemplateConfig
 from tunesmith.records import Example, TemplateCheck
-from tunesmith.template import IGNORE, check, encode_all, merge_system, setup_tokenizer, supports_system
+from tunesmith.template import IGNORE, check, encode_all, fit
 
 # Sample text for tokens-per-character: the bundled task, in both languages users write.
 SAMPLES = {"en": "It sounds like you feel overwhelmed because the exams are close. What worries you most?",
@@ -48,12 +48,9 @@ def preview(paths: list[Path], data_cfg: DataConfig, template_cfg: TemplateConfi
     files = read_all(paths, data_cfg)
     convs, _ = dedup([c for f in files for c in f.conversations])
     _, tok = models.load(model, tokenizer_only=True)
-    notices = setup_tokenizer(tok, template_cfg)
-    if not supports_system(tok):
-        convs = [merge_system(c) for c in convs]
-        notices.append("the chat template rejects a system turn; its text is merged into the first user turn")
-    examples, skipped = encode_all(tok, tuple(convs), template_cfg)
-    checks = check(tok, tuple(convs), examples, skipped + [s for f in files for s in f.skipped])
+    convs, notices = fit(tok, convs, template_cfg)
+    examples, skipped = encode_all(tok, convs, template_cfg)
+    checks = check(tok, convs, examples, skipped + [s for f in files for s in f.skipped])
     return Preview(tuple((e, runs(tok, e)) for e in examples[:n]), checks, tuple(notices))
 
 

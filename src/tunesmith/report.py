@@ -166,7 +166,6 @@ def sections(run: RunDir) -> list[tuple[str, list[Block]]]:
     """Everything the report says, read from the run folder."""
     cfg_text = run.config.read_text(encoding="utf-8") if run.config.is_file() else ""
     plan = json.loads(run.plan.read_text(encoding="utf-8")) if run.plan.is_file() else {}
-    rows = read_jsonl(run.metrics) if run.metrics.is_file() else []
     ev = evaluate.read_summary(run.eval_dir)
     convs = {c.source: c for c in map(Conversation.from_json, read_jsonl(run.eval_data))} \
         if run.eval_data.is_file() else {}
@@ -192,8 +191,8 @@ def sections(run: RunDir) -> list[tuple[str, list[Block]]]:
                           f"{j['verdict']}."))
     out.append(("Did tuning help?", notes))
 
-    if rows and plan:
-        training = train.summarize(rows, plan["steps_per_epoch"], plan["total_steps"])
+    training = train.read_summary(run)
+    if training:
         blocks: list[Block] = [Note(
             f"Eval loss {training.start_eval_loss:.4f} at the start, lowest {training.best_eval_loss:.4f} at step "
             f"{training.best_step} (epoch {training.best_epoch:g}), last {training.last_eval_loss:.4f} at step "
@@ -203,7 +202,7 @@ def sections(run: RunDir) -> list[tuple[str, list[Block]]]:
             blocks.append(Note(f"Overfitting: {training.overfitting}. The kept weights are those of step "
                                f"{training.best_step}.", warn=True))
         blocks.append(Image("report_curves.png", "training curves: loss, learning rate, token accuracy",
-                            _plot(rows, training)))
+                            _plot(read_jsonl(run.metrics), training)))
         out.append(("Training", blocks))
 
     better, worse = changed_rows(ev, convs)

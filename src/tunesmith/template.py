@@ -11,7 +11,7 @@ the end-of-turn token stays supervised even where pad == eos.
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from tunesmith.config import TemplateConfig
@@ -79,6 +79,17 @@ def merge_system(conv: Conversation) -> Conversation:
     system, first, *rest = conv.messages
     merged = Message("user", f"{system.content}\n\n{first.content}")
     return dataclasses.replace(conv, messages=(merged, *rest))
+
+
+def fit(tokenizer: Any, convs: Sequence[Conversation], cfg: TemplateConfig
+        ) -> tuple[tuple[Conversation, ...], list[str]]:
+    """Give the tokenizer its template (`setup_tokenizer`) and make `convs` renderable by it; the same choices
+    for training, preview, eval and compare. Returns the conversations and notices for the user."""
+    notices = setup_tokenizer(tokenizer, cfg)
+    if not supports_system(tokenizer) and any(c.messages and c.messages[0].role == "system" for c in convs):
+        notices.append("the chat template rejects a system turn; its text is merged into the first user turn")
+        convs = [merge_system(c) for c in convs]
+    return tuple(convs), notices
 
 
 def has_generation_markers(tokenizer: Any) -> bool:

@@ -147,8 +147,10 @@ def _trackers(cfg: RunConfig, run: RunDir, say: Callable[[str], None]) -> list[A
 
 def _wandb_key_configured() -> bool:
     """Whether W&B has a key (environment or ~/.netrc); the key itself is never read into tunesmith's output."""
-    if os.environ.get("WANDB_MODE") in ("offline", "disabled") or os.environ.get("WANDB_API_KEY"):
-        return os.environ.get("WANDB_MODE") not in ("offline", "disabled")
+    if os.environ.get("WANDB_MODE") in ("offline", "disabled"):
+        return False
+    if os.environ.get("WANDB_API_KEY"):
+        return True
     import netrc
 
     try:
@@ -327,6 +329,17 @@ def summarize(rows: list[dict[str, Any]], steps_per_epoch: int, planned_steps: i
         best_epoch=round(best["step"] / max(steps_per_epoch, 1), 2), last_eval_loss=last["eval_loss"],
         last_step=last["step"], stopped_early=last["step"] < planned_steps, overfitting=note,
         evals=tuple((r["step"], r["eval_loss"]) for r in evals))
+
+
+def read_summary(run: RunDir) -> TrainingSummary | None:
+    """The TrainingSummary of a run folder (metrics.jsonl with plan.json's step counts); None before training."""
+    if not (run.plan.is_file() and run.metrics.is_file()):
+        return None
+    rows = rundir.read_jsonl(run.metrics)
+    if not rows:
+        return None
+    plan = json.loads(run.plan.read_text(encoding="utf-8"))
+    return summarize(rows, plan["steps_per_epoch"], plan["total_steps"])
 
 
 def steps(n_rows: int, cfg: RunConfig) -> tuple[int, int]:
