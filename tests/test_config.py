@@ -57,3 +57,84 @@ def test_resolved_config_round_trips(tmp_path: Path):
 def test_docs_config_md_is_current():
     docs = Path(__file__).resolve().parents[1] / "docs" / "config.md"
     assert docs.read_text() == config.reference_markdown(), "regenerate: python -m tunesmith.config > docs/config.md"
+
+
+def test_a_repeated_key_is_an_error_naming_the_key_and_both_lines(tmp_path: Path):
+    p = tmp_path / "c.yaml"
+    p.write_text("name: x\ndata: {train: [a.jsonl]}\ntrain:\n  epochs: 1\n  seed: 3\n  epochs: 5\nname: y\n")
+    with pytest.raises(TunesmithError) as err:
+        config.load(p)
+    msg = str(err.value)
+    assert msg.startswith(f"{p}: a key appears twice in the same section")
+    assert '"epochs" on line 6 (first on line 4)' in msg and '"name" on line 7 (first on line 1)' in msg
+    assert "how to fix: keep one of each" in msg
+
+
+def test_yaml_merge_keys_may_repeat(tmp_path: Path):
+    p = tmp_path / "c.yaml"
+    p.write_text("name: x\ndata: {train: [a.jsonl]}\nbase: &b {epochs: 2}\n")
+    assert config.yaml_load("a: &b {x: 1}\nc: {<<: *b, y: 2}\n", where="t") == {"a": {"x": 1}, "c": {"x": 1, "y": 2}}
+
+
+@pytest.mark.parametrize("raw", [b"name: \xc7\xd1\xb1\xdb\n", b"name: x\ndata: {train: [caf\xe9.jsonl]}\n"],
+                         ids=["cp949", "latin-1"])
+def test_a_config_that_is_not_utf8_is_a_clear_error(tmp_path: Path, raw: bytes):
+    p = tmp_path / "c.yaml"
+    p.write_bytes(raw)
+    line = raw.count(b"\n", 0, raw.index(b"\xc7" if b"\xc7" in raw else b"\xe9")) + 1
+    with pytest.raises(TunesmithError) as err:
+        config.load(p)
+    assert str(err.value).startswith(f"{p}:{line}: not UTF-8 text: byte 0x")
+    assert "save the config as UTF-8" in str(err.value)
+
+
+def test_a_utf8_bom_is_fine(tmp_path: Path):
+    p = tmp_path / "c.yaml"
+    p.write_bytes("\ufeffname: x\ndata: {train: [a.jsonl]}\n".encode())
+    assert config.load(p).name == "x"
+
+
+@pytest.mark.parametrize("value", [".inf", "-.inf", ".nan"])
+@pytest.mark.parametrize("key", ["train.epochs", "train.learning_rate", "eval.temperature", "lora.dropout"])
+def test_infinite_and_nan_floats_are_rejected(tmp_path: Path, key: str, value: str):
+    p = tmp_path / "c.yaml"
+    p.write_text("name: x\ndata: {train: [a.jsonl]}\n")
+    with pytest.raises(TunesmithError, match=rf'"{key}": Input should be a finite number'):
+        config.load(p, [f"{key}={value}"])
+
+
+def test_a_set_value_that_is_not_yaml_names_the_assignment_and_how_to_quote(tmp_path: Path):
+    p = tmp_path / "c.yaml"
+    p.write_text("name: x\ndata: {train: [a.jsonl]}\n")
+    with pytest.raises(TunesmithError) as err:
+        config.load(p, ["data.system=[oops"])
+    assert str(err.value).startswith("--set data.system=[oops: the value '[oops' of data.system is not valid YAML")
+    assert "how to fix: quote it to mean text: --set 'data.system=\"[oops\"'" in str(err.value)
+    assert config.load(p, ['data.system="[oops"']).data.system == "[oops"
+
+
+def test_override_quotes_flag_values_so_they_arrive_as_typed(tmp_path: Path):
+    p = tmp_path / "c.yaml"
+    p.write_text("name: x\ndata: {train: [a.jsonl]}\n")
+    cfg = config.load(p, [config.override("eval.embedder", "[x"), config.override("model", "a: b"),
+                          config.override("train.epochs", 2.5)])
+    assert (cfg.eval.embedder, cfg.model, cfg.train.epochs) == ("[x", "a: b", 2.5)
+
+
+@pytest.mark.parametrize(("key", "value", "want"), [("train.lr_scheduler", "cosin", 'did you mean "cosine"'),
+                                                    ("train.optimizer", "adam_torch", 'did you mean "adamw_torch"'),
+                                                    ("train.optimizer", "nope", "transformers knows: adamw_torch")])
+def test_unknown_scheduler_and_optimizer_fail_at_validation(tmp_path: Path, key: str, value: str, want: str):
+    p = tmp_path / "c.yaml"
+    p.write_text("name: x\ndata: {train: [a.jsonl]}\n")
+    with pytest.raises(TunesmithError) as err:
+        config.load(p, [f"{key}={value}"])
+    assert f'"{key}": unknown' in str(err.value) and want in str(err.value) and "Value error" not in str(err.value)
+
+
+def test_scheduler_and_optimizer_names_match_the_installed_transformers():
+    from transformers.trainer_utils import SchedulerType
+    from transformers.training_args import OptimizerNames
+
+    assert set(config.SCHEDULERS) == {s.value for s in SchedulerType}
+    assert set(config.OPTIMIZERS) == {o.value for o in OptimizerNames}

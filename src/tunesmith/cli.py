@@ -56,11 +56,12 @@ def _flag_overrides(**flags: object) -> list[str]:
     keys = {"name": "name", "model": "model", "output_dir": "output_dir", "epochs": "train.epochs",
             "batch_size": "train.batch_size", "lr": "train.learning_rate", "lora_r": "lora.r",
             "continue_from": "continue_from"}
-    out = [f"{keys[k]}={Path(v).resolve() if isinstance(v, Path) else v}" for k, v in flags.items()
+    from tunesmith.config import override, paths_override
+
+    # Quoted as YAML: `--name 'a: b'` or `--model '[x'` must arrive as the text typed, not as a mapping or list.
+    out = [override(keys[k], Path(v).resolve() if isinstance(v, Path) else v) for k, v in flags.items()
            if k in keys and v is not None]
     if flags.get("eval_data"):
-        from tunesmith.config import paths_override
-
         out.append(paths_override("data.eval", flags["eval_data"]))
     if flags.get("load_8bit") and flags.get("load_4bit"):
         raise TunesmithError("--load-8bit and --load-4bit exclude each other", fix="pick one")

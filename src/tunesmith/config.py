@@ -10,13 +10,29 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from tunesmith.errors import TunesmithError, did_you_mean
 
+# The names transformers accepts (SchedulerType and OptimizerNames in transformers 5.x), kept here so that
+# loading a config needs no torch import; tests/test_config.py checks them against the installed transformers.
+SCHEDULERS = ("linear", "cosine", "cosine_with_restarts", "polynomial", "constant", "constant_with_warmup",
+              "inverse_sqrt", "reduce_lr_on_plateau", "cosine_with_min_lr", "cosine_warmup_with_min_lr",
+              "warmup_stable_decay", "greedy")
+OPTIMIZERS = (
+    "adamw_torch", "adamw_torch_fused", "adamw_torch_xla", "adamw_torch_npu_fused", "adafactor",
+    "adamw_anyprecision", "adamw_torch_4bit", "adamw_torch_8bit", "ademamix", "sgd", "adagrad", "adamw_bnb_8bit",
+    "adamw_8bit", "ademamix_8bit", "lion_8bit", "lion_32bit", "paged_adamw_32bit", "paged_adamw_8bit",
+    "paged_ademamix_32bit", "paged_ademamix_8bit", "paged_lion_32bit", "paged_lion_8bit", "rmsprop", "rmsprop_bnb",
+    "rmsprop_bnb_8bit", "rmsprop_bnb_32bit", "galore_adamw", "galore_adamw_8bit", "galore_adafactor",
+    "galore_adamw_layerwise", "galore_adamw_8bit_layerwise", "galore_adafactor_layerwise", "lomo", "adalomo",
+    "grokadamw", "schedule_free_radam", "schedule_free_adamw", "schedule_free_sgd", "apollo_adamw",
+    "apollo_adamw_layerwise", "stable_adamw")
+
 
 class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    # allow_inf_nan=False: `epochs: .inf` or `learning_rate: .nan` would pass every gt/ge bound check otherwise.
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
 
 class DataConfig(_Strict):
@@ -90,6 +106,24 @@ class TrainConfig(_Strict):
         default_factory=lambda: ["tensorboard"], description="trackers besides metrics.jsonl; wandb runs "
         "offline (files under the run folder) when no API key is configured")
 
+    @field_validator("lr_scheduler")
+    @classmethod
+    def _known_scheduler(cls, name: str) -> str:
+        return _one_of(name, SCHEDULERS, "scheduler")
+
+    @field_validator("optimizer")
+    @classmethod
+    def _known_optimizer(cls, name: str) -> str:
+        return _one_of(name, OPTIMIZERS, "optimizer")
+
+
+def _one_of(name: str, allowed: tuple[str, ...], what: str) -> str:
+    """Check a name transformers would only reject once training starts, after the run folder exists."""
+    if name not in allowed:
+        raise ValueError(f'unknown {what} "{name}"{did_you_mean(name, allowed)}; transformers knows: '
+                         + ", ".join(allowed))
+    return name
+
 
 class EvalConfig(_Strict):
     max_rows: int = Field(40, ge=1, description="held-out rows to generate for (generation is the slow part)")
@@ -154,7 +188,8 @@ def _explain(err: ValidationError) -> list[str]:
         elif e["type"] == "missing":
             problems.append(f'missing required key "{key}"')
         else:
-            problems.append(f'"{key}": {e["msg"]} (got {e.get("input")!r})')
+            msg = e["msg"].removeprefix("Value error, ")
+            problems.append(f'"{key}": {msg} (got {e.get("input")!r})')
     return problems
 
 
@@ -178,7 +213,11 @@ def parse(raw: dict[str, Any], *, source: str, base_dir: Path | None = None) -> 
 
 
 def set_override(raw: dict[str, Any], assignment: str) -> None:
-    """Apply one `--set key.sub=value` override (value parsed as YAML) to a raw config mapping."""
+    """Apply one `--set key.sub=value` override (value parsed as YAML) to a raw config mapping.
+
+    A value that is not valid YAML (`--set 'data.system=[oops'`) is an error naming the assignment, not text:
+    reading it as text would hide a mistyped list or mapping, and quoting says what was meant.
+    """
     key, sep, value = assignment.partition("=")
     if not sep or not key:
         raise TunesmithError(f"bad --set {assignment!r}", fix="write it as --set train.epochs=1")
@@ -188,7 +227,75 @@ def set_override(raw: dict[str, Any], assignment: str) -> None:
         node = node.setdefault(part, {})
         if not isinstance(node, dict):
             raise TunesmithError(f"bad --set {assignment!r}: {part} is not a section")
-    node[parts[-1]] = yaml.safe_load(value)
+    try:
+        node[parts[-1]] = yaml_load(value, where=f"--set {assignment}")
+    except yaml.YAMLError as err:
+        problem = getattr(err, "problem", None) or str(err).splitlines()[0]
+        raise TunesmithError(f"the value {value!r} of {key} is not valid YAML ({problem})",
+                             where=f"--set {assignment}",
+                             fix=f"quote it to mean text: --set '{key}=\"{value}\"'; or write a list as "
+                                 f"[a, b] and a mapping as {{a: b}}") from None
+
+
+def override(key: str, value: object) -> str:
+    """A `--set` assignment for a value the program already holds (a flag): YAML-quoted, so a name such as
+    `[x` or `a: b` arrives as the text it is.
+
+    >>> override("eval.embedder", "[x")
+    "eval.embedder='[x'"
+    """
+    value = str(value) if isinstance(value, Path) else value
+    dumped = yaml.safe_dump(value, default_flow_style=True, allow_unicode=True, width=float("inf")).strip()
+    return f"{key}={dumped.removesuffix(chr(10) + '...').removesuffix(' ...')}"
+
+
+class _UniqueKeyLoader(yaml.SafeLoader):
+    """SafeLoader that records a key repeated in one mapping (PyYAML keeps the last one without a word)."""
+
+    def __init__(self, stream: str) -> None:
+        super().__init__(stream)
+        self.duplicates: list[tuple[str, int, int]] = []  # (key, line of the repeat, line of the first)
+
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
+        seen: dict[Any, int] = {}
+        for key_node, _ in node.value:
+            if key_node.tag == "tag:yaml.org,2002:merge":  # `<<: *defaults` may repeat by design
+                continue
+            key = self.construct_object(key_node, deep=True)
+            line = key_node.start_mark.line + 1
+            if isinstance(key, (str, int, float, bool)) and key in seen:
+                self.duplicates.append((str(key), line, seen[key]))
+            elif isinstance(key, (str, int, float, bool)):
+                seen[key] = line
+        return super().construct_mapping(node, deep=deep)
+
+
+def yaml_load(text: str, *, where: str) -> Any:
+    """`yaml.safe_load`, except that a key repeated in one mapping is an error naming the key and its lines."""
+    loader = _UniqueKeyLoader(text)
+    try:
+        data = loader.get_single_data()
+    finally:
+        loader.dispose()
+    if loader.duplicates:
+        raise TunesmithError(
+            "a key appears twice in the same section (YAML would silently keep the last one)", where=where,
+            problems=[f'"{key}" on line {line} (first on line {first})' for key, line, first in loader.duplicates],
+            fix="keep one of each; delete or merge the repeated lines")
+    return data
+
+
+def _read_text(path: Path) -> str:
+    """A config file's text; it must be UTF-8 (a BOM is allowed), as YAML 1.1 and every editor default expect."""
+    raw = path.read_bytes()
+    try:
+        return raw.decode("utf-8-sig")
+    except UnicodeDecodeError as err:
+        line = raw[: err.start].count(b"\n") + 1
+        raise TunesmithError(f"not UTF-8 text: byte 0x{raw[err.start]:02x} on line {line} cannot be decoded",
+                             where=f"{path}:{line}",
+                             fix="save the config as UTF-8 (e.g. `iconv -f cp949 -t utf-8 OLD > NEW`, "
+                                 "or your editor's 'save with encoding')") from None
 
 
 def load(path: Path, overrides: list[str] = ()) -> RunConfig:
@@ -197,9 +304,12 @@ def load(path: Path, overrides: list[str] = ()) -> RunConfig:
         raise TunesmithError(f"config file {path} not found",
                              fix="pass a YAML config, e.g. `tunesmith train configs/demo.yaml`")
     try:
-        raw = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+        raw = yaml_load(_read_text(path), where=str(path)) or {}
     except yaml.YAMLError as err:
         raise TunesmithError(f"not valid YAML: {err}", where=str(path)) from None
+    except OSError as err:
+        raise TunesmithError(f"cannot read the config: {err.strerror}", where=str(path),
+                             fix="check the file's permissions") from None
     if not isinstance(raw, dict):
         raise TunesmithError("a config must be a mapping of keys to values", where=str(path))
     for assignment in overrides:
