@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import REALDATA, SAMPLE, write_json
-from tunesmith.data import formats
+from tunesmith.data import formats, readers
 from tunesmith.errors import TunesmithError
 
 
@@ -56,7 +56,8 @@ def test_cp949_csv_is_decoded(tmp_path: Path):
     path = tmp_path / "ko.csv"
     path.write_bytes("question,answer\n요즘 잠이 안 와요,많이 지치셨군요\n".encode("cp949"))
     res = formats.load(path)
-    assert res.encoding == "cp949" and res.conversations[0].messages[1].content == "많이 지치셨군요"
+    assert res.encoding == "cp949 (guessed, 100% of non-ASCII characters are common Korean)"
+    assert res.conversations[0].messages[1].content == "많이 지치셨군요"
 
 
 def test_unknown_shape_is_a_clear_error(tmp_path: Path):
@@ -134,7 +135,7 @@ def test_numbered_turn_columns_like_ai_hub(tmp_path: Path):
                       "청년,요즘 너무 우울해,많이 힘드시군요,친구도 없어,외로우시군요,,\n"
                       "노년,잠이 안 와,걱정이 많으시군요,,,,\n").encode("cp949"))
     res = formats.load(path)
-    assert (res.format, res.encoding) == ("numbered_turns", "cp949")
+    assert (res.format, readers.codec(res.encoding)) == ("numbered_turns", "cp949")
     assert [len(c.messages) for c in res.conversations] == [4, 2]
     assert res.conversations[0].messages[3] == formats.Message("assistant", "외로우시군요")
 
@@ -158,3 +159,34 @@ def test_control_characters_and_missing_assistant_are_skipped(tmp_path: Path):
 def test_forced_unknown_format_says_did_you_mean(tmp_path: Path):
     with pytest.raises(TunesmithError, match='did you mean "alpaca"'):
         formats.load(write_json(tmp_path / "a.json", [{"instruction": "a", "output": "b"}]), format="alpacca")
+
+
+@pytest.mark.parametrize("text", ["", "\n\n  \r\n", "[]"])
+def test_a_file_with_no_rows_says_so(tmp_path: Path, text: str):
+    path = tmp_path / ("d.json" if text == "[]" else "d.jsonl")
+    path.write_text(text, "utf-8")
+    for fmt in ("auto", "alpaca"):
+        with pytest.raises(TunesmithError) as err:
+            formats.load(path, format=fmt)
+        assert str(err.value).startswith(f"{path}: the file has no rows\nhow to fix: check this is the file you meant")
+        assert "None" not in str(err.value)
+
+
+def test_a_csv_header_without_rows_has_no_rows(tmp_path: Path):
+    (tmp_path / "d.csv").write_text("prompt,completion\n", "utf-8")
+    with pytest.raises(TunesmithError, match="d.csv: the file has no rows"):
+        formats.load(tmp_path / "d.csv")
+
+
+def test_a_file_whose_every_row_is_unreadable_lists_the_reasons(tmp_path: Path):
+    path = tmp_path / "d.jsonl"
+    path.write_text("{\nnope\n", "utf-8")
+    with pytest.raises(TunesmithError) as err:
+        formats.load(path)
+    assert str(err.value) == (
+        f"{path}: none of its 2 rows could be read, so its format cannot be told\n"
+        "  - d.jsonl:1: not valid JSON (Expecting property name enclosed in double quotes at column 2)\n"
+        "  - d.jsonl:2: not valid JSON (Expecting value at column 1)\n"
+        "how to fix: fix these rows, or check this is the file you meant")
+    res = formats.load(path, format="alpaca")  # a forced format needs no rows to detect it: counted, not raised
+    assert (res.rows_read, len(res.skipped), res.conversations) == (2, 2, ())

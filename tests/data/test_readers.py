@@ -9,6 +9,7 @@ import pytest
 
 from tunesmith.data import formats, readers
 from tunesmith.errors import TunesmithError
+from tunesmith.records import Skip
 
 ROWS = [{"prompt": "잠이 안 와요", "completion": "많이 지치셨군요. 요즘 어떤 생각이 드세요?"},
         {"prompt": "시험을 망쳤어요", "completion": "속상하시군요. 무엇이 가장 아쉬우세요?"}]
@@ -20,7 +21,7 @@ def test_encodings_are_detected_and_reported(tmp_path: Path, encoding: str, expe
     path = tmp_path / "d.jsonl"
     path.write_bytes("\n".join(json.dumps(r, ensure_ascii=False) for r in ROWS).encode(encoding))
     res = formats.load(path)
-    assert res.encoding == expected and len(res.conversations) == 2
+    assert readers.codec(res.encoding) == expected and len(res.conversations) == 2
     assert res.conversations[0].messages[0].content == "잠이 안 와요"
 
 
@@ -88,3 +89,140 @@ def test_unreachable_hub_dataset_id_is_a_clear_error():
     assert not readers.looks_like_hub_id(Path("someone/train.jsonl"))
     with pytest.raises(TunesmithError, match="not a local file or folder, and loading it as a hub dataset failed"):
         formats.load(Path("someone/some-dataset"))
+
+
+# --- issue 10: readers never change text silently; bad files stop with where/how, never a traceback ---
+
+def test_ragged_csv_rows_are_skipped_and_counted_with_their_line(tmp_path: Path):
+    path = tmp_path / "d.csv"
+    path.write_text("prompt,completion,note\nq1,a1,n1\nq2,answer, with a comma,n2\nq3,a3\nq4,a4,\n", "utf-8")
+    res = formats.load(path)
+    assert [c.source for c in res.conversations] == ["d.csv:2", "d.csv:5"]
+    assert res.skipped == (
+        Skip("d.csv:3", "row has 4 fields, the header has 3; quote the field that contains a comma"),
+        Skip("d.csv:4", "row has 2 fields, the header has 3; add the missing fields (an empty field still needs "
+                        "its comma)"))
+    assert res.rows_read == len(res.conversations) + len(res.skipped) == 4
+    assert all("comma" not in m.content for c in res.conversations for m in c.messages)
+
+
+def test_ragged_tsv_row_names_the_tab_and_quoted_rows_keep_their_first_line(tmp_path: Path):
+    path = tmp_path / "d.tsv"
+    path.write_text('prompt\tcompletion\n"two\nlines"\ta1\nq2\ta2\textra\n', "utf-8")
+    res = formats.load(path)
+    assert [c.source for c in res.conversations] == ["d.tsv:2"]
+    assert res.skipped == (Skip("d.tsv:4", "row has 3 fields, the header has 2; quote the field that contains a tab"),)
+
+
+def test_a_column_named_twice_stops_the_read(tmp_path: Path):
+    path = tmp_path / "d.csv"
+    path.write_text("prompt,prompt,completion\nfirst,second,answer\n", "utf-8")
+    with pytest.raises(TunesmithError, match=r"d.csv:1: the header names a column more than once \('prompt' is "
+                                             r"columns 1, 2\); only the last would be read"):
+        formats.load(path)
+
+
+def test_jsonl_splits_on_newline_only(tmp_path: Path):
+    rows = [{"prompt": "first\u2028line", "completion": "a\u2029b"}, {"prompt": "nel\x85here", "completion": "x"},
+            {"prompt": "vt\x0b ff\x0c fs\x1c", "completion": "y"}, {"prompt": "last", "completion": "z"}]
+    path = tmp_path / "d.jsonl"
+    path.write_text("\r\n".join(json.dumps(r, ensure_ascii=False) for r in rows) + "\r\n", "utf-8")
+    assert "\u2028" in path.read_text("utf-8") and len(path.read_text("utf-8").splitlines()) > len(rows)
+    res = formats.load(path)
+    assert [c.source for c in res.conversations] == ["d.jsonl:1", "d.jsonl:4"]
+    assert res.conversations[0].messages[0].content == "first\u2028line"
+    # The raw control characters are still reported, on the line where they are, not split into broken rows.
+    assert [s.location for s in res.skipped] == ["d.jsonl:2", "d.jsonl:3"]
+    assert "U+0085" in res.skipped[0].reason and "U+000B" in res.skipped[1].reason
+    assert res.rows_read == 4
+
+
+def test_text_lines_end_at_newline_only(tmp_path: Path):
+    path = tmp_path / "d.txt"
+    path.write_text("one\u2028still one\r\nform\x0cfeed\nthree\n", "utf-8")
+    res = formats.load(path)
+    assert [(c.source, c.messages[0].content) for c in res.conversations] == [
+        ("d.txt:1", "one\u2028still one"), ("d.txt:3", "three")]
+    assert [s.location for s in res.skipped] == ["d.txt:2"] and "U+000C" in res.skipped[0].reason
+
+
+def test_real_cp949_korean_is_guessed_with_its_confidence(tmp_path: Path):
+    path = tmp_path / "ko.csv"
+    text = "question,answer\n요즘 잠이 안 와요…,많이 지치셨군요. ㅠㅠ\n시험을 망쳤어요,속상하시군요\n"
+    path.write_bytes(text.encode("cp949"))
+    with pytest.raises(UnicodeDecodeError):
+        path.read_bytes().decode("utf-8")
+    res = formats.load(path)
+    assert res.encoding == "cp949 (guessed, 100% of non-ASCII characters are common Korean)"
+    assert readers.codec(res.encoding) == "cp949"
+    assert res.conversations[0].messages[1].content == "많이 지치셨군요. ㅠㅠ"
+
+
+def test_latin1_text_that_decodes_as_cp949_is_not_taken_for_korean(tmp_path: Path):
+    # German capitals with umlaut before a letter, and French "éé", are valid cp949 byte pairs.
+    raw = "prompt,completion\nDie Äpfel,Ärger im Garten\nÂge des Äbte,Une chaise créée\n".encode("latin-1")
+    mojibake = raw.decode("cp949")  # no error: the guard below is what stops it, not a decode failure
+    assert "Äpfel" not in mojibake and "훡fel" in mojibake
+    path = tmp_path / "fr_de.csv"
+    path.write_bytes(raw)
+    with pytest.raises(TunesmithError) as err:
+        formats.load(path)
+    msg = str(err.value)
+    assert msg.startswith(f"{path}: not UTF-8, and read as cp949 (Korean) only 0% of its 5 non-ASCII characters "
+                          "are common Korean: line 2 would read ")
+    assert "how to fix: pass --encoding latin-1 (or data.encoding in the config)" in msg
+    res = formats.load(path, encoding="latin-1")
+    assert res.conversations[1].messages[1].content == "Une chaise créée" and res.encoding == "latin-1"
+
+
+def test_a_bom_followed_by_invalid_bytes_is_a_clear_error(tmp_path: Path):
+    path = tmp_path / "d.jsonl"
+    path.write_bytes(b"\xef\xbb\xbf" + b"\xff\xfe\xfa")
+    with pytest.raises(TunesmithError, match=r"d.jsonl: starts with a utf-8-sig byte-order mark, but byte 3 "
+                                             r"\(0xff, line 1\) is not utf-8: invalid start byte"):
+        formats.load(path)
+    path.write_bytes(b"\xff\xfe" + b"a\x00b")  # UTF-16 cut off in the middle of a character
+    with pytest.raises(TunesmithError, match="starts with a utf-16 byte-order mark, but byte 4 .* truncated data"):
+        formats.load(path)
+
+
+def test_json_nested_too_deeply_is_an_error_and_a_jsonl_line_a_skip(tmp_path: Path):
+    (tmp_path / "deep.json").write_text("[" * 100000, "utf-8")
+    with pytest.raises(TunesmithError, match=r"deep.json: nested too deeply"):
+        formats.load(tmp_path / "deep.json")
+    (tmp_path / "deep.jsonl").write_text(json.dumps(ROWS[0]) + "\n" + "[" * 100000 + "\n" + json.dumps(ROWS[1]),
+                                         "utf-8")
+    res = formats.load(tmp_path / "deep.jsonl")
+    assert [c.source for c in res.conversations] == ["deep.jsonl:1", "deep.jsonl:3"]
+    assert res.skipped == (Skip("deep.jsonl:2", readers._TOO_DEEP),) and "nested too deeply" in readers._TOO_DEEP
+    assert res.rows_read == 3
+
+
+def test_corrupt_parquet_and_fake_saved_dataset_are_clear_errors(tmp_path: Path):
+    (tmp_path / "d.parquet").write_bytes(bytes(range(256)) * 4)
+    with pytest.raises(TunesmithError, match=r"(?s)d.parquet: not a readable Parquet file: .*how to fix: export it"):
+        formats.load(tmp_path / "d.parquet")
+    for marker, text in (("state.json", "garbage"), ("dataset_dict.json", "{}"),
+                         ("dataset_dict.json", '{"splits": ["train"]}')):
+        fake = tmp_path / f"fake_{marker}_{len(text)}"
+        fake.mkdir()
+        (fake / marker).write_text(text, "utf-8")
+        with pytest.raises(TunesmithError, match=f"(?s)has a {marker}, so it was read as a folder saved by `datasets`, "
+                                                 "but loading it failed: .*how to fix: save it again"):
+            formats.load(fake)
+
+
+def test_a_folder_is_walked_into_saved_datasets_not_their_state_json(tmp_path: Path):
+    from datasets import Dataset
+
+    (tmp_path / "in").mkdir()
+    (tmp_path / "in" / "a.jsonl").write_text(json.dumps(ROWS[0], ensure_ascii=False), "utf-8")
+    Dataset.from_list(ROWS).save_to_disk(str(tmp_path / "in" / "saved"))
+    assert readers.expand(tmp_path / "in") == [tmp_path / "in" / "a.jsonl", tmp_path / "in" / "saved"]
+
+
+def test_a_folder_matched_as_a_data_file_is_a_clear_error(tmp_path: Path):
+    (tmp_path / "x.jsonl").mkdir()  # a glob matches folders by name, so read() can be handed one
+    (found,) = readers.expand(tmp_path / "*.jsonl")
+    with pytest.raises(TunesmithError, match="x.jsonl: cannot read it: Is a directory"):
+        formats.load(found)

@@ -200,6 +200,19 @@ def _rename(row: Any, columns: Mapping[str, str]) -> Any:
     return out
 
 
+def _check_has_rows(path: Path, raw: list[RawRecord], skipped: list[Skip], format: str) -> None:
+    """Stop on a file with nothing in it, or (when the format must be detected) nothing readable in it."""
+    if not raw and not skipped:
+        raise TunesmithError("the file has no rows", where=str(path),
+                             fix="check this is the file you meant (an empty file, or a header with no rows "
+                                 "below it, holds nothing to train on), or leave it out of the data")
+    if not raw and format == "auto":
+        raise TunesmithError(f"none of its {len(skipped)} rows could be read, so its format cannot be told",
+                             where=str(path), problems=[f"{s.location}: {s.reason}" for s in skipped[:10]]
+                             + ([f"... and {len(skipped) - 10} more"] if len(skipped) > 10 else []),
+                             fix="fix these rows, or check this is the file you meant")
+
+
 def load(path: Path, *, format: str = "auto", roles: Mapping[str, str] | None = None,
          columns: Mapping[str, str] | None = None, system: str | None = None,
          encoding: str = "auto") -> ReadResult:
@@ -209,15 +222,16 @@ def load(path: Path, *, format: str = "auto", roles: Mapping[str, str] | None = 
     'flat_turns'
     """
     raw, skipped, enc = readers.read(path, encoding)
+    _check_has_rows(path, raw, skipped, format)
     unparsed = len(skipped)
     records = [RawRecord(r.location, _rename(r.fields, columns or {})) for r in raw]
     fmt, votes = detect(records) if format == "auto" else (format, Counter())
     if fmt not in ALL_FORMATS:
-        sample = records[0].fields if records else None
         what = (f"cannot tell the data format: no row looks like any of {', '.join(ALL_FORMATS)}"
                 if fmt == "unknown" else f"unknown format {fmt!r}{did_you_mean(fmt, ALL_FORMATS)}")
+        first = f"first row was {str(records[0].fields)[:200]!r}; " if records else ""
         raise TunesmithError(what, where=str(path),
-            fix=f"first row was {str(sample)[:200]!r}; set data.format, or map fields with data.columns "
+            fix=f"{first}set data.format, or map fields with data.columns "
                 f"(e.g. columns: {{prompt: my_question, completion: my_answer}})")
     if fmt == FLAT_TURNS:
         fits: Callable[[Any], bool] = _is_flat_turn

@@ -1,13 +1,16 @@
 """Read a data file into RawRecords, each tagged with where it came from (file:line or file[index]).
 
-Encodings are detected, not assumed: Korean users' files are often cp949 or carry a BOM.
+Encodings are detected, not assumed: Korean users' files are often cp949 or carry a BOM. A reader never changes
+text silently: a row it cannot take as it stands (ragged CSV, invalid JSON) is returned as a Skip with its line.
 """
 
 from __future__ import annotations
 
 import csv
+import functools
 import io
 import json
+import os
 import re
 from pathlib import Path
 
@@ -15,12 +18,80 @@ from tunesmith.errors import TunesmithError
 from tunesmith.records import RawRecord, Skip
 
 # Tried in order; cp949 is a superset of EUC-KR, the usual encoding of Korean CSV exports.
-_BOMS = ((b"\xef\xbb\xbf", "utf-8-sig"), (b"\xff\xfe", "utf-16"), (b"\xfe\xff", "utf-16"))
-_FALLBACKS = ("utf-8", "cp949")
+# (BOM, name reported, codec for the bytes after it).
+_BOMS = ((b"\xef\xbb\xbf", "utf-8-sig", "utf-8"), (b"\xff\xfe", "utf-16", "utf-16-le"),
+         (b"\xfe\xff", "utf-16", "utf-16-be"))
+_ENCODING_FIX = "pass --encoding latin-1 (or data.encoding in the config); cp1252 for Windows files, cp949 for Korean"
+
+# Below this share of common Korean characters a cp949 guess is refused. Real Korean data measured at 98.9-100%
+# (the five ../shared/realdata corpora and sample_data/counsel_ko.json, hanja-rich wiki text the lowest);
+# Latin-1 text that happens to decode as cp949 comes out as hanja and rare syllables, near 0%.
+MIN_CP949_CONFIDENCE = 0.9
+
+
+@functools.cache
+def _common_korean() -> frozenset[str]:
+    """The 2,350 KS X 1001 Hangul syllables (EUC-KR rows 0xB0-0xC8), compatibility jamo (ㅋㅋ, ㅠㅠ) and the
+    punctuation Korean text uses. cp949 adds 8,822 rare syllables and hanja: in decoded text those mark mojibake."""
+    chars = {bytes([a, b]).decode("euc-kr") for a in range(0xB0, 0xC9) for b in range(0xA1, 0xFF)}
+    chars.update(chr(c) for c in range(0x3131, 0x318F))  # Hangul compatibility jamo
+    chars.update(chr(c) for c in range(0x3000, 0x3040))  # CJK symbols and punctuation: 、。「」《》
+    chars.update(chr(c) for c in range(0xFF01, 0xFF5F))  # full-width ASCII forms
+    chars.update("·‥…‘’“”–—•※→←↑↓①②③④⑤")
+    return frozenset(chars)
+
+
+def cp949_confidence(text: str) -> tuple[float, int]:
+    """(share of the non-ASCII characters that are common Korean, how many non-ASCII characters there are).
+
+    >>> cp949_confidence("상담 hello")
+    (1.0, 2)
+    >>> round(cp949_confidence("Äpfel Ärger créée".encode("latin-1").decode("cp949"))[0], 2)
+    0.0
+    """
+    common = _common_korean()
+    non_ascii = [ch for ch in text if ch > "\x7f"]
+    if not non_ascii:
+        return 1.0, 0
+    return sum(ch in common for ch in non_ascii) / len(non_ascii), len(non_ascii)
+
+
+def _guess_cp949(path: Path, text: str) -> str:
+    """The encoding label for a cp949 guess, with its confidence; stops when the text does not look Korean."""
+    share, n = cp949_confidence(text)
+    pct = f"{int(share * 100)}%"  # floored: 89.6% must not print as the 90% it fell short of
+    if share < MIN_CP949_CONFIDENCE:
+        common = _common_korean()
+        odd = next(i for i, ch in enumerate(text) if ch > "\x7f" and ch not in common)
+        line = text.count("\n", 0, odd) + 1
+        raise TunesmithError(
+            f"not UTF-8, and read as cp949 (Korean) only {pct} of its {n} non-ASCII characters are common "
+            f"Korean: line {line} would read {text[max(0, odd - 10):odd + 10]!r}, which looks mis-decoded",
+            where=str(path), fix=_ENCODING_FIX)
+    return f"cp949 (guessed, {pct} of non-ASCII characters are common Korean)"
+
+
+def codec(label: str) -> str:
+    """The codec name in an encoding label: 'cp949 (guessed, ...)' -> 'cp949'.
+
+    >>> codec("cp949 (guessed, 100% of non-ASCII characters are common Korean)")
+    'cp949'
+    """
+    return label.split(" ", 1)[0]
+
+
+def _bad_byte(raw: bytes, start: int, line: bool = True) -> str:
+    newlines = raw.count(b"\n", 0, start)
+    at = f", line {newlines + 1}" if line else ""  # counting b"\n" gives lines only in ASCII-compatible encodings
+    return f"byte {start} (0x{raw[start:start + 1].hex()}{at})"
 
 
 def decode(path: Path, encoding: str = "auto") -> tuple[str, str]:
-    """Return (text, encoding name) for a file: the given encoding, or BOMs, UTF-8, then cp949."""
+    """Return (text, encoding label) for a file: the given encoding, or a BOM's, UTF-8, then a checked cp949 guess.
+
+    A guess's label carries its confidence, e.g. 'cp949 (guessed, 99% of non-ASCII characters are common Korean)';
+    `codec(label)` is the codec name.
+    """
     raw = path.read_bytes()
     if encoding != "auto":
         try:
@@ -28,16 +99,38 @@ def decode(path: Path, encoding: str = "auto") -> tuple[str, str]:
         except (UnicodeDecodeError, LookupError) as err:
             raise TunesmithError(f"cannot decode as {encoding}: {err}", where=str(path),
                                  fix="use encoding: auto, or the encoding the file was saved in") from None
-    for bom, name in _BOMS:
+    for bom, name, body in _BOMS:
         if raw.startswith(bom):
-            return raw.decode(name), name
-    for name in _FALLBACKS:
-        try:
-            return raw.decode(name), name
-        except UnicodeDecodeError:
-            continue
-    raise TunesmithError("cannot decode the file as UTF-8, UTF-16 or cp949", where=str(path),
-                         fix="re-save the file as UTF-8")
+            try:
+                return raw[len(bom):].decode(body), name
+            except UnicodeDecodeError as err:
+                bad = _bad_byte(raw, len(bom) + err.start, line=body == "utf-8")
+                raise TunesmithError(f"starts with a {name} byte-order mark, but {bad} is not {body}: {err.reason}",
+                                     where=str(path), fix="re-save the file as UTF-8, or " + _ENCODING_FIX) from None
+    try:
+        return raw.decode("utf-8"), "utf-8"
+    except UnicodeDecodeError as err:
+        not_utf8 = _bad_byte(raw, err.start)
+    try:
+        text = raw.decode("cp949")
+    except UnicodeDecodeError:
+        raise TunesmithError(f"cannot decode the file as UTF-8 ({not_utf8} is not UTF-8) or as cp949",
+                             where=str(path), fix="re-save the file as UTF-8, or " + _ENCODING_FIX) from None
+    return text, _guess_cp949(path, text)
+
+
+def _lines(text: str) -> list[str]:
+    r"""Physical lines, split on "\n" only (a "\r\n" ending loses its "\r").
+
+    Not str.splitlines: it also breaks at U+2028, U+2029, U+0085, \x0b, \x0c and \x1c-\x1e, which a JSON string
+    may hold raw, so one valid row would become two bad ones and every later line number would differ from what
+    an editor, `grep -n` and `sed -n` show. Control characters then stay in the text, where validation reports them.
+    """
+    return [line[:-1] if line.endswith("\r") else line for line in text.split("\n")]
+
+
+# json.loads recurses once per nesting level; a row like "[" * 100000 exceeds Python's ~1000-frame stack.
+_TOO_DEEP = "nested too deeply (JSON deeper than Python's recursion limit, about 1000 levels)"
 
 
 def _json_records(path: Path, text: str) -> list[RawRecord]:
@@ -46,6 +139,9 @@ def _json_records(path: Path, text: str) -> list[RawRecord]:
     except json.JSONDecodeError as err:
         raise TunesmithError(f"not valid JSON at line {err.lineno}, column {err.colno}: {err.msg}",
                              where=str(path), fix="fix the JSON, or save one object per line as .jsonl") from None
+    except RecursionError:
+        raise TunesmithError(_TOO_DEEP, where=str(path), fix="rows are objects or arrays a few levels deep: "
+                                                               "check this is the data file you meant") from None
     if isinstance(obj, dict):
         lists = {k: v for k, v in obj.items() if isinstance(v, list)}
         if len(lists) == 1:  # an object wrapping the list: {"data": [...]}
@@ -64,7 +160,7 @@ def _json_records(path: Path, text: str) -> list[RawRecord]:
 
 def _jsonl_records(path: Path, text: str, skipped: list[Skip]) -> list[RawRecord]:
     out = []
-    for n, line in enumerate(text.splitlines(), start=1):
+    for n, line in enumerate(_lines(text), start=1):
         if not line.strip():
             continue
         where = f"{path.name}:{n}"
@@ -75,19 +171,52 @@ def _jsonl_records(path: Path, text: str, skipped: list[Skip]) -> list[RawRecord
         except json.JSONDecodeError as err:
             skipped.append(Skip(where, f"not valid JSON ({err.msg} at column {err.colno})"))
             continue
+        except RecursionError:
+            skipped.append(Skip(where, _TOO_DEEP))
+            continue
         out.append(RawRecord(where, row))
     return out
 
 
-def _csv_records(path: Path, text: str, delimiter: str) -> list[RawRecord]:
+def _check_header(path: Path, header: list[str]) -> None:
+    # DictReader keeps only the last of two same-named columns: the other column's text would vanish.
+    twice = sorted({name for name in header if header.count(name) > 1})
+    if twice:
+        cols = "; ".join(f"{name!r} is columns {', '.join(str(i + 1) for i, h in enumerate(header) if h == name)}"
+                         for name in twice)
+        raise TunesmithError(f"the header names a column more than once ({cols}); only the last would be read",
+                             where=f"{path}:1", fix="give each column a unique name")
+
+
+def _ragged(row: dict, width: int, delimiter: str) -> str | None:
+    """Why a row cannot be read as it stands, when its field count differs from the header's."""
+    extra, missing = row.get(None) or [], sum(1 for k, v in row.items() if k is not None and v is None)
+    sep = "comma" if delimiter == "," else "tab"
+    if extra:  # DictReader files surplus fields under the key None
+        return (f"row has {width + len(extra)} fields, the header has {width}; "
+                f"quote the field that contains a {sep}")
+    if missing:  # and fills missing ones with None (an empty field reads as "")
+        return (f"row has {width - missing} fields, the header has {width}; "
+                f"add the missing fields (an empty field still needs its {sep})")
+    return None
+
+
+def _csv_records(path: Path, text: str, delimiter: str, skipped: list[Skip]) -> list[RawRecord]:
     reader = csv.DictReader(io.StringIO(text, newline=""), delimiter=delimiter)
-    # DictReader's line_num counts physical lines; a row's first line is what a user looks for.
     rows = []
-    start = 2
     try:
+        header = list(reader.fieldnames or [])
+        _check_header(path, header)
+        # DictReader's line_num counts physical lines; a row's first line is what a user looks for.
+        start = reader.line_num + 1
         for row in reader:
-            rows.append(RawRecord(f"{path.name}:{start}", {k: v for k, v in row.items() if k is not None}))
+            where = f"{path.name}:{start}"
             start = reader.line_num + 1
+            problem = _ragged(row, len(header), delimiter)
+            if problem:
+                skipped.append(Skip(where, problem))
+            else:
+                rows.append(RawRecord(where, row))
     except csv.Error as err:
         raise TunesmithError(f"not valid CSV at line {reader.line_num}: {err}", where=str(path),
                              fix="check the quoting on that line, or save the sheet again as CSV") from None
@@ -95,21 +224,39 @@ def _csv_records(path: Path, text: str, delimiter: str) -> list[RawRecord]:
 
 
 def _parquet_records(path: Path) -> list[RawRecord]:
-    import pyarrow.parquet as pq  # comes with `datasets`
+    import pyarrow as pa  # comes with `datasets`
+    import pyarrow.parquet as pq
 
-    return [RawRecord(f"{path.name}[{i}]", row) for i, row in enumerate(pq.read_table(path).to_pylist())]
+    try:
+        table = pq.read_table(path)
+    except (pa.ArrowException, ValueError) as err:
+        raise TunesmithError(f"not a readable Parquet file: {str(err).splitlines()[0][:300]}", where=str(path),
+                             fix="export it again (a copy may have been cut short), or save the data as .jsonl"
+                             ) from None
+    return [RawRecord(f"{path.name}[{i}]", row) for i, row in enumerate(table.to_pylist())]
 
 
 def _text_records(path: Path, text: str) -> list[RawRecord]:
     # One record per non-blank line, as `datasets`' text loader does; for completion (not chat) training.
-    return [RawRecord(f"{path.name}:{n}", {"text": line}) for n, line in enumerate(text.splitlines(), start=1)
+    # Lines end at "\n" only (see _lines), so a record's number is the line an editor shows; `datasets`
+    # splits with str.splitlines, which would also cut at U+2028 or a form feed inside a line.
+    return [RawRecord(f"{path.name}:{n}", {"text": line}) for n, line in enumerate(_lines(text), start=1)
             if line.strip()]
 
 
 def _saved_dataset_records(path: Path) -> list[RawRecord]:
     from datasets import DatasetDict, load_from_disk
 
-    ds = load_from_disk(str(path))
+    try:
+        ds = load_from_disk(str(path))
+    except PermissionError:
+        raise
+    except Exception as err:  # datasets raises many types here (FileNotFoundError, KeyError, JSONDecodeError)
+        marker = "dataset_dict.json" if (path / "dataset_dict.json").is_file() else "state.json"
+        raise TunesmithError(f"has a {marker}, so it was read as a folder saved by `datasets`, but loading it "
+                             f"failed: {type(err).__name__}: {str(err).splitlines()[0][:300] if str(err) else ''}",
+                             where=str(path), fix="save it again with save_to_disk(); if it is a folder of data "
+                                                  f"files, point at them instead (e.g. {path}/*.jsonl)") from None
     if isinstance(ds, DatasetDict):  # every split is data the user asked for; the split name stays in the location
         return [RawRecord(f"{path.name}/{split}[{i}]", row) for split in ds for i, row in enumerate(ds[split])]
     return [RawRecord(f"{path.name}[{i}]", row) for i, row in enumerate(ds)]
@@ -135,13 +282,35 @@ def expand(spec: Path) -> list[Path]:
         if not found:
             raise TunesmithError(f"no data files match {text}", fix=f"supported types: {', '.join(READERS)}")
         return found
-    if spec.is_dir() and not is_saved_dataset(spec):
-        found = sorted(p for p in spec.rglob("*") if p.is_file() and p.suffix.lower() in READERS)
+    try:
+        is_folder = spec.is_dir() and not is_saved_dataset(spec)
+    except PermissionError:  # a folder on the way to it cannot be searched
+        raise TunesmithError("cannot reach it: permission denied", where=str(spec),
+                             fix="check the permissions of the folders on its path (ls -ld)") from None
+    if is_folder:
+        found = _walk(spec)
         if not found:
             raise TunesmithError(f"folder {spec} holds no data files",
                                  fix=f"put {', '.join(READERS)} files in it, or point at a file")
         return found
     return [spec]
+
+
+def _walk(folder: Path) -> list[Path]:
+    """Data files and saved `datasets` folders under `folder`. Not Path.rglob: it skips an unreadable subfolder
+    without a word, and would read a saved dataset's own state.json as data."""
+    def fail(err: OSError) -> None:
+        raise TunesmithError(f"cannot list folder {err.filename}: {err.strerror}", where=str(folder),
+                             fix=f"check its permissions (ls -ld {err.filename}), or point at the files you mean")
+
+    found = []
+    for root, dirs, files in os.walk(folder, onerror=fail, followlinks=True):  # rglob follows links too
+        here = Path(root)
+        saved = {d for d in dirs if is_saved_dataset(here / d)}
+        found += [here / d for d in saved]
+        dirs[:] = [d for d in dirs if d not in saved]
+        found += [here / f for f in files if Path(f).suffix.lower() in READERS and (here / f).is_file()]
+    return sorted(found)
 
 
 _HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
@@ -188,6 +357,17 @@ def read(path: Path, encoding: str = "auto") -> tuple[list[RawRecord], list[Skip
 
     >>> records, skipped, encoding = read(Path("data.jsonl"))  # doctest: +SKIP
     """
+    try:
+        return _read(path, encoding)
+    except PermissionError:
+        raise TunesmithError("cannot read it: permission denied", where=str(path),
+                             fix=f"check its permissions (ls -l {path}), or leave it out of the data") from None
+    except OSError as err:  # a folder named like a data file, a vanished network file, a disk error
+        raise TunesmithError(f"cannot read it: {err.strerror or err}", where=str(path),
+                             fix="point at a readable data file") from None
+
+
+def _read(path: Path, encoding: str) -> tuple[list[RawRecord], list[Skip], str]:
     if is_saved_dataset(path):
         return _saved_dataset_records(path), [], "arrow"
     if looks_like_hub_id(path):
@@ -209,5 +389,5 @@ def read(path: Path, encoding: str = "auto") -> tuple[list[RawRecord], list[Skip
     elif kind == "text":
         records = _text_records(path, text)
     else:
-        records = _csv_records(path, text, "," if kind == "csv" else "\t")
+        records = _csv_records(path, text, "," if kind == "csv" else "\t", skipped)
     return records, skipped, encoding
