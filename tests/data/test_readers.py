@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -226,3 +229,69 @@ def test_a_folder_matched_as_a_data_file_is_a_clear_error(tmp_path: Path):
     (found,) = readers.expand(tmp_path / "*.jsonl")
     with pytest.raises(TunesmithError, match="x.jsonl: cannot read it: Is a directory"):
         formats.load(found)
+
+
+def _drop_root_override() -> None:  # runs in the child before exec
+    import ctypes
+
+    libc = ctypes.CDLL(None, use_errno=True)
+    for cap in (1, 2):  # CAP_DAC_OVERRIDE, CAP_DAC_READ_SEARCH: without them root obeys mode bits like anyone
+        if libc.prctl(24, cap, 0, 0, 0) != 0:  # PR_CAPBSET_DROP; the exec'd python then lacks the capability
+            raise OSError(ctypes.get_errno(), "prctl(PR_CAPBSET_DROP)")
+
+
+def _run_unprivileged(*args: str) -> subprocess.CompletedProcess:
+    """Run python with file permissions enforced: root's capabilities to ignore them dropped (tests run as root)."""
+    drop = _drop_root_override if os.geteuid() == 0 else None
+    return subprocess.run([sys.executable, *args], capture_output=True, text=True, timeout=120, preexec_fn=drop)
+
+
+@pytest.fixture
+def unreadable(tmp_path: Path) -> Path:
+    """A folder with a readable file, an unreadable one (mode 000) and nothing else; skips where 000 cannot bite."""
+    folder = tmp_path / "in"
+    folder.mkdir()
+    (folder / "a.jsonl").write_text(json.dumps(ROWS[0], ensure_ascii=False), "utf-8")
+    secret = folder / "b.jsonl"
+    secret.write_text(json.dumps(ROWS[1], ensure_ascii=False), "utf-8")
+    secret.chmod(0)
+    try:
+        probe = _run_unprivileged("-c", f"open({str(secret)!r}).read()")
+    except (subprocess.SubprocessError, OSError) as err:  # no prctl (not Linux, or a sandbox that forbids it)
+        pytest.skip(f"cannot drop root's file-permission override here: {err}")
+    if probe.returncode == 0:
+        pytest.skip("a mode-000 file is still readable here")
+    assert "PermissionError" in probe.stderr
+    yield folder
+    secret.chmod(0o644)
+
+
+@pytest.mark.parametrize("spec", ["in/b.jsonl", "in", "in/*.jsonl"])
+def test_an_unreadable_file_names_itself_and_its_permissions(unreadable: Path, spec: str):
+    code = ("from pathlib import Path; from tunesmith.config import DataConfig; from tunesmith.data import prepare\n"
+            f"p = Path({str(unreadable.parent / spec)!r}); prepare.read_all([p], DataConfig(train=[p]))")
+    res = _run_unprivileged("-c", code)
+    assert res.returncode == 1 and "Traceback" in res.stderr  # the library raises; the CLI turns it into exit 2
+    assert (f"tunesmith.errors.TunesmithError: {unreadable / 'b.jsonl'}: cannot read it: permission denied\n"
+            f"how to fix: check its permissions (ls -l {unreadable / 'b.jsonl'}), or leave it out of the data"
+            ) in res.stderr
+
+
+def test_inspect_of_a_folder_with_an_unreadable_file_exits_2(unreadable: Path):
+    res = _run_unprivileged("-m", "tunesmith", "inspect", str(unreadable))
+    assert res.returncode == 2 and "Traceback" not in res.stderr
+    assert f"error: {unreadable / 'b.jsonl'}: cannot read it: permission denied" in res.stderr
+
+
+def test_an_unreadable_subfolder_is_an_error_not_skipped(unreadable: Path):
+    (unreadable / "b.jsonl").chmod(0o644)
+    sub = unreadable / "private"
+    sub.mkdir()
+    (sub / "c.jsonl").write_text(json.dumps(ROWS[0]), "utf-8")
+    sub.chmod(0)
+    try:
+        res = _run_unprivileged("-m", "tunesmith", "inspect", str(unreadable))
+    finally:
+        sub.chmod(0o755)
+    assert res.returncode == 2 and "Traceback" not in res.stderr
+    assert f"error: {unreadable}: cannot list folder {sub}: Permission denied" in res.stderr

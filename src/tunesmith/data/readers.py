@@ -299,14 +299,21 @@ def expand(spec: Path) -> list[Path]:
 def _walk(folder: Path) -> list[Path]:
     """Data files and saved `datasets` folders under `folder`. Not Path.rglob: it skips an unreadable subfolder
     without a word, and would read a saved dataset's own state.json as data."""
-    def fail(err: OSError) -> None:
-        raise TunesmithError(f"cannot list folder {err.filename}: {err.strerror}", where=str(folder),
-                             fix=f"check its permissions (ls -ld {err.filename}), or point at the files you mean")
+    def fail(err: OSError, name: str | None = None) -> None:
+        name = name or err.filename
+        raise TunesmithError(f"cannot list folder {name}: {err.strerror}", where=str(folder),
+                             fix=f"check its permissions (ls -ld {name}), or point at the files you mean")
 
     found = []
     for root, dirs, files in os.walk(folder, onerror=fail, followlinks=True):  # rglob follows links too
         here = Path(root)
-        saved = {d for d in dirs if is_saved_dataset(here / d)}
+        saved = set()
+        for d in dirs:
+            try:
+                if is_saved_dataset(here / d):
+                    saved.add(d)
+            except PermissionError as err:  # looking for its state.json needs the right to search it
+                fail(err, str(here / d))
         found += [here / d for d in saved]
         dirs[:] = [d for d in dirs if d not in saved]
         found += [here / f for f in files if Path(f).suffix.lower() in READERS and (here / f).is_file()]
