@@ -3,23 +3,37 @@
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 import tempfile
 from pathlib import Path
 
+import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from tunesmith.config import DataConfig
 from tunesmith.data import formats
+from tunesmith.data.summary import summarize
 from tunesmith.errors import TunesmithError
 
+KEYS = ["role", "content", "messages", "prompt", "completion", "instruction", "output", "input", "from", "value",
+        "conversations", "text", "사람문장1", "시스템응답1", "x"]
 json_values = st.recursive(
     st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(max_size=20),
-    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(
-        st.sampled_from(["role", "content", "messages", "prompt", "completion", "instruction", "output", "input",
-                         "from", "value", "conversations", "text", "사람문장1", "시스템응답1", "x"]), inner, max_size=4),
+    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.sampled_from(KEYS), inner, max_size=4),
     max_leaves=12)
 
 SUFFIXES = (".json", ".jsonl", ".csv", ".tsv", ".txt")
+FAST = settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+
+# Bytes that steer the readers into their edge cases: BOMs, Latin-1 that may pass for cp949, deep nesting,
+# the line breaks str.splitlines knows and "\n" does not, CSV quoting and delimiters.
+BOMS = st.sampled_from([b"", b"\xef\xbb\xbf", b"\xff\xfe", b"\xfe\xff"])
+FIELD = st.text(alphabet=st.sampled_from(list('ab가나"\',\t\r\n \u2028\x85\x0cÄé')), max_size=8)
+csv_text = st.tuples(st.lists(st.sampled_from(KEYS), min_size=1, max_size=4),
+                     st.lists(st.lists(FIELD, max_size=5), max_size=6), st.sampled_from([",", "\t"]),
+                     st.sampled_from(["\n", "\r\n"]))
 
 
 def _read(data: bytes, suffix: str) -> None:
@@ -34,7 +48,20 @@ def _read(data: bytes, suffix: str) -> None:
         assert res.rows_read == len(res.conversations) + len(res.skipped)
 
 
-@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+def _inspect(data: bytes, suffix: str) -> None:
+    """What `tunesmith inspect FILE` runs: a summary whose counts add up, or a TunesmithError; nothing else."""
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / f"d{suffix}"
+        path.write_bytes(data)
+        try:
+            s = summarize([path], DataConfig(train=[path]))
+        except TunesmithError as err:
+            assert err.what and str(path) in err.render()  # says which file
+            return
+        assert sum(f.rows_read for f in s.files) == len(s.usable) + len(s.skipped) + len(s.duplicates)
+
+
+@FAST
 @given(st.binary(max_size=300), st.sampled_from(SUFFIXES))
 def test_random_bytes_never_crash(data: bytes, suffix: str):
     _read(data, suffix)
@@ -45,3 +72,51 @@ def test_random_bytes_never_crash(data: bytes, suffix: str):
 def test_random_json_rows_never_crash(rows: list, suffix: str):
     text = json.dumps(rows) if suffix == ".json" else "\n".join(json.dumps(r) for r in rows)
     _read(text.encode(), suffix)
+
+
+@FAST
+@given(BOMS, st.binary(max_size=200), st.sampled_from(SUFFIXES))
+def test_inspect_of_random_bytes_is_a_summary_or_a_clear_error(bom: bytes, data: bytes, suffix: str):
+    _inspect(bom + data, suffix)
+
+
+@FAST
+@given(st.lists(json_values, max_size=6), st.sampled_from((".json", ".jsonl")), st.integers(0, 3000),
+       st.sampled_from(["utf-8", "utf-16", "cp949", "latin-1"]), st.sampled_from([False, True]))
+def test_inspect_of_random_json_is_a_summary_or_a_clear_error(rows: list, suffix: str, depth: int, encoding: str,
+                                                               raw_separators: bool):
+    lines = [json.dumps(r, ensure_ascii=not raw_separators) for r in rows] + ["[" * depth + "]" * depth]
+    text = json.dumps(rows) if suffix == ".json" else "\n".join(lines)
+    _inspect(text.encode(encoding, errors="replace"), suffix)
+
+
+@FAST
+@given(csv_text, st.sampled_from(["utf-8", "cp949", "latin-1"]))
+def test_inspect_of_random_csv_is_a_summary_or_a_clear_error(table: tuple, encoding: str):
+    header, rows, sep, newline = table
+    text = newline.join(sep.join(row) for row in [header, *rows])
+    _inspect(text.encode(encoding, errors="replace"), ".csv" if sep == "," else ".tsv")
+
+
+NASTY = {  # one file each for the cases that once ended in a traceback (issue 10)
+    "deep.json": b"[" * 100000,
+    "deep.jsonl": b'{"prompt": "a", "completion": "b"}\n' + b"[" * 100000 + b"\n",
+    "bom.jsonl": b"\xef\xbb\xbf\xff\xfe\xfa",
+    "latin1.csv": "prompt,completion\nDie Äpfel,Ärger im Garten\n".encode("latin-1"),
+    "ragged.csv": b"prompt,completion\nq,a,extra\nq2\n",
+    "empty.jsonl": b"\n\n",
+    "corrupt.parquet": bytes(range(256)) * 2,
+    "u2028.jsonl": '{"prompt": "a\u2028b", "completion": "c\x85d"}\n'.encode(),
+    "nul.txt": b"\x00\x01\x02",
+}
+
+
+@pytest.mark.parametrize("name", sorted(NASTY))
+def test_cli_inspect_of_a_nasty_file_exits_0_or_2_without_a_traceback(tmp_path: Path, name: str):
+    path = tmp_path / name
+    path.write_bytes(NASTY[name])
+    res = subprocess.run([sys.executable, "-m", "tunesmith", "inspect", str(path)], capture_output=True, text=True,
+                         timeout=120)
+    assert res.returncode in (0, 2), res.stderr
+    assert "Traceback" not in res.stderr and "Traceback" not in res.stdout
+    assert name in res.stderr + res.stdout  # whatever it says, it says which file

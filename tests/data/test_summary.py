@@ -64,3 +64,12 @@ def test_python_api_reads_a_folder(tmp_path: Path):
     results = tunesmith.read_conversations(tmp_path)
     assert [(r.path.name, r.format, len(r.conversations)) for r in results] == [
         ("a.json", "prompt_completion", 1), ("b.json", "pairs", 1)]
+
+
+def test_inspect_counts_ragged_csv_rows_and_shows_the_encoding_guess(tmp_path: Path):
+    (tmp_path / "ko.csv").write_bytes("question,answer\n요즘 잠이 안 와요,많이 지치셨군요\n잠,a,b\n".encode("cp949"))
+    res = inspect(str(tmp_path / "ko.csv"))
+    assert res.returncode == 0, res.stderr
+    assert "encoding cp949 (guessed, 100% of non-ASCII characters are common Korean)" in res.stdout
+    assert "2 records -> 1 usable, 1 skipped" in res.stdout and "(read 2 = 1 + 1 + 0)" in res.stdout
+    assert "row has 3 fields, the header has 2; quote the field that contains a comma: ko.csv:3" in res.stdout

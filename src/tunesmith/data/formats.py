@@ -268,6 +268,7 @@ def load(path: Path, *, format: str = "auto", roles: Mapping[str, str] | None = 
     rows = len(records) + unparsed
     if fmt == FLAT_TURNS:
         rows = rows - len(usable) + len(turns_by_row)
-    return ReadResult(path, enc, fmt, tuple(conversations), tuple(skipped), rows_read=rows, records=len(raw),
-                      evidence=dict(votes),
+    # Lines the reader could not parse are records of the file too: "4 records -> 2 usable, 2 skipped" adds up.
+    return ReadResult(path, enc, fmt, tuple(conversations), tuple(skipped), rows_read=rows,
+                      records=len(raw) + unparsed, evidence=dict(votes),
                       roles=dict(sorted((r, mapping[r]) for r in roles_seen)) if fmt in NAMED_ROLES else {})
