@@ -17,8 +17,8 @@ from pathlib import Path
 from tunesmith.errors import TunesmithError
 from tunesmith.records import RawRecord, Skip
 
-# Tried in order; cp949 is a superset of EUC-KR, the usual encoding of Korean CSV exports.
-# (BOM, name reported, codec for the bytes after it).
+# With encoding auto: a BOM's encoding, else UTF-8, else cp949 (a superset of EUC-KR, the usual encoding of Korean
+# CSV exports), checked for Korean text. Each BOM as (bytes, name reported, codec for the bytes after it).
 _BOMS = ((b"\xef\xbb\xbf", "utf-8-sig", "utf-8"), (b"\xff\xfe", "utf-16", "utf-16-le"),
          (b"\xfe\xff", "utf-16", "utf-16-be"))
 _ENCODING_FIX = "pass --encoding latin-1 (or data.encoding in the config); cp1252 for Windows files, cp949 for Korean"
