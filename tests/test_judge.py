@@ -204,3 +204,42 @@ def test_base_and_tuned_must_be_the_same_rows():
     base, tuned = pairs()
     with pytest.raises(ValueError):
         judge_pairs(base, tuned[::-1], url="http://127.0.0.1:9/v1", model="j")
+
+
+def test_redact_url_hides_userinfo_and_key_like_query_values():
+    from tunesmith.judge import redact_url
+
+    assert redact_url("https://bob:hunter2@judge.example:8443/v1?api-key=abc&model=x&sig=s1") == \
+        "https://***@judge.example:8443/v1?api-key=***&model=x&sig=***"
+    assert redact_url("http://localhost:8000/v1") == "http://localhost:8000/v1"
+
+
+def test_a_url_with_user_and_password_sends_basic_auth_and_never_prints_them(serve, monkeypatch):
+    import base64
+
+    monkeypatch.delenv("TUNESMITH_JUDGE_KEY")
+    monkeypatch.delenv("OPENAI_API_KEY")
+    url, seen = serve(prefers_reference_word)
+    with_creds = url.replace("http://", "http://bob:hunter2@")
+    assert judge_pairs(*pairs(ROWS[:1]), url=with_creds, model="j").tuned_wins == 1
+    assert {h["Authorization"] for _, h, _ in seen} == {"Basic " + base64.b64encode(b"bob:hunter2").decode()}
+
+    url, _ = serve(lambda body, headers: (401, f"bad credentials {headers['Authorization']}"))
+    with pytest.raises(TunesmithError) as err:
+        judge_pairs(*pairs(ROWS[:1]), url=url.replace("http://", "http://bob:hunter2@"), model="j")
+    text = str(err.value)
+    assert f"the judge at {url}/chat/completions answered HTTP 401" in text and "user:password in the judge url" in text
+    assert "hunter2" not in text and base64.b64encode(b"bob:hunter2").decode() not in text
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    with pytest.raises(TunesmithError, match=rf"cannot reach the judge at http://127.0.0.1:{port}/v1/chat"):
+        judge_pairs(*pairs(ROWS[:1]), url=f"http://bob:hunter2@127.0.0.1:{port}/v1", model="j")
+
+
+def test_user_password_in_the_url_and_an_api_key_are_refused_together(serve):
+    url, seen = serve(prefers_reference_word)
+    with pytest.raises(TunesmithError, match=r"judge url http://\*\*\*@127.0.0.1:\d+/v1 holds user:password@"):
+        judge_pairs(*pairs(ROWS[:1]), url=url.replace("http://", "http://bob:hunter2@"), model="j")
+    assert not seen

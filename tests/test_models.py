@@ -59,3 +59,56 @@ def test_hub_id_loads_from_the_hf_cache(tiny_model_dir: Path, tmp_path: Path, mo
     monkeypatch.setattr(constants, "HF_HUB_CACHE", str(tmp_path / "hub"))  # read at import; env is too late
     model, tok = models.load("someone/tiny-llama")
     assert model.config.num_hidden_layers == 2 and tok.chat_template
+
+
+@pytest.mark.parametrize(("content", "want"), [
+    (b"\x89PNG\r\n\x1a\n" + bytes(200), "not a GGUF file: it starts with b'\\x89PNG', not b'GGUF'"),
+    (b"GGUF\x03\x00\x00\x00garbage", "cannot read this GGUF file: unpack_from requires a buffer")])
+def test_a_fake_or_truncated_gguf_is_a_clear_error(tmp_path: Path, content: bytes, want: str):
+    fake = tmp_path / "x.gguf"
+    fake.write_bytes(content)
+    with pytest.raises(TunesmithError) as err:
+        models.resolve(str(fake))
+    assert str(err.value).startswith(f"{fake}: {want}") and "how to fix: re-download" in str(err.value)
+
+
+def test_a_model_folder_without_tokenizer_files_lists_what_it_has(tiny_model_dir: Path, tmp_path: Path):
+    import shutil
+
+    bare = tmp_path / "bare"
+    bare.mkdir()
+    for name in ("config.json", "model.safetensors"):
+        shutil.copy(tiny_model_dir / name, bare / name)
+    with pytest.raises(TunesmithError) as err:
+        models.load(str(bare), tokenizer_only=True)
+    text = str(err.value)
+    assert text.startswith(f"{bare}: cannot load the tokenizer of model '{bare}': the folder has no tokenizer "
+                           "files (looked for tokenizer.json, tokenizer.model, vocab.json, merges.txt, ")
+    assert "  - the folder holds: config.json, model.safetensors" in text
+    assert "how to fix: save the tokenizer next to the weights" in text and "from one of: \n" not in text
+
+
+def test_the_alternatives_name_the_models_this_machine_has(tiny_model_dir: Path, smol_dir: Path):
+    with pytest.raises(TunesmithError) as err:
+        models.load("nobody-owns-this/model-that-does-not-exist")
+    assert "models on this machine: " in str(err.value) and str(smol_dir) in str(err.value)
+
+
+def test_lora_targets_are_checked_against_the_model(tiny_model_dir: Path):
+    from transformers import AutoModelForCausalLM
+
+    from tunesmith.config import LoraConfig
+
+    model = AutoModelForCausalLM.from_pretrained(tiny_model_dir)
+    models.check_target_modules(model, LoraConfig(target_modules=["q_proj", "v_proj"]))
+    models.check_target_modules(model, LoraConfig(target_modules="all-linear"))
+    models.check_target_modules(model, LoraConfig(target_modules=r".*\.(q|v)_proj"))
+    with pytest.raises(TunesmithError) as err:
+        models.check_target_modules(model, LoraConfig(target_modules=["q_proj", "v_prj", "c_attn"]))
+    text = str(err.value)
+    assert text.startswith("lora.target_modules: target modules not in the model\n"
+                           '  - "v_prj" matches no module of the model (did you mean "v_proj"?)\n'
+                           '  - "c_attn" matches no module of the model')
+    assert "use names this model has: down_proj, embed_tokens, gate_proj, k_proj, lm_head, o_proj" in text
+    with pytest.raises(TunesmithError, match="the pattern 'q_proj' matches no module"):
+        models.check_target_modules(model, LoraConfig(target_modules="q_proj"))

@@ -183,3 +183,17 @@ def test_checks_report_shares_eot_and_parity(smol_tokenizer):
     no_eot = [Example(tuple(ids), tuple(x if x != 2 else X for x in good[0].labels), "test.jsonl:1")]
     bad = check(smol_tokenizer, convs, no_eot, [])
     assert bad.end_of_turn_missing == ("test.jsonl:1",) and bad.parity_failures == ("test.jsonl:1",)
+
+
+@pytest.mark.parametrize(("template", "want"), [
+    ("{% for m in messages %}{{ m.content }", "TemplateSyntaxError (line 1): unexpected '}'"),
+    ("{{ messages[5].content }}", "UndefinedError: list object has no element 5")])
+def test_a_broken_configured_chat_template_is_an_error_naming_the_key(smol_tokenizer, template: str, want: str):
+    from tunesmith.template import fit
+
+    tok = copy.deepcopy(smol_tokenizer)
+    with pytest.raises(TunesmithError) as err:
+        fit(tok, [conv(("user", "hi"), ("assistant", "hello"))], TemplateConfig(chat_template=template))
+    assert str(err.value).startswith("template.chat_template: the chat template cannot render a user/assistant "
+                                     f"exchange: {want}")
+    assert "set it to auto, plain or chatml" in str(err.value)

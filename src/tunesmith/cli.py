@@ -132,11 +132,21 @@ def init(data: Annotated[Optional[list[Path]], typer.Option("--data", help="your
     """Write a commented config with every key at its default."""
     from tunesmith import config
 
+    if out.is_dir():
+        raise TunesmithError("--out is a folder; it names the config file to write", where=f"--out {out}",
+                             fix=f"pass a file name, e.g. --out {out / 'tunesmith.yaml'}")
     if out.exists() and not overwrite:
         raise TunesmithError(f"{out} already exists", fix="pass --overwrite, or --out another.yaml")
-    rel = [os.path.relpath(Path(p).resolve(), out.resolve().parent) for p in data or []]
-    out.write_text(config.commented_yaml(rel, model), encoding="utf-8")
-    typer.echo(f"wrote {out}; check it with: tunesmith plan {out}")
+    created = not out.parent.exists()
+    try:
+        out.parent.mkdir(parents=True, exist_ok=True)  # `--out configs/new/run.yaml` in a fresh checkout
+        rel = [os.path.relpath(Path(p).resolve(), out.resolve().parent) for p in data or []]
+        out.write_text(config.commented_yaml(rel, model), encoding="utf-8")
+    except OSError as err:
+        raise TunesmithError(f"cannot write the config: {err.strerror}", where=f"--out {out}",
+                             fix="pass --out in a folder you can write to") from None
+    typer.echo(f"wrote {out}{f' (created the folder {out.parent})' if created else ''}; "
+               f"check it with: tunesmith plan {out}")
 
 
 @app.command()
@@ -211,14 +221,17 @@ def compare(models_: Annotated[str, typer.Option("--models", help="comma-separat
     from rich.table import Table
 
     from tunesmith import compare as comparing
-    from tunesmith.config import EvalConfig
+    from tunesmith.config import EvalConfig, section
 
+    eval_cfg = section(EvalConfig, {"max_new_tokens": max_new_tokens, "batch_size": batch_size},
+                       where="tunesmith compare", flags={"max_new_tokens": "--max-new-tokens",
+                                                         "batch_size": "--batch-size"})
+    csv_path = comparing.csv_target(csv_path)  # now, not after minutes of generation
     convs, skipped = comparing.read_prompts(prompts)
     for s in skipped:
         _say(f"skipped {s.location}: {s.reason}")
     specs = [m.strip() for m in models_.split(",") if m.strip()]
-    result = comparing.compare(specs, convs, EvalConfig(max_new_tokens=max_new_tokens, batch_size=batch_size),
-                               say=_say)
+    result = comparing.compare(specs, convs, eval_cfg, say=_say)
     comparing.write_csv(result, csv_path)
     table = Table("prompt", *(f"{m}\n({t})" for m, t in zip(result.models, result.templates)), show_lines=True)
     for conv, outs, stops in zip(result.prompts, result.outputs, result.stopped):
@@ -254,11 +267,16 @@ def inspect(paths: Annotated[list[Path], typer.Argument(metavar="PATH...", help=
     """Show how tunesmith reads a data set: format, counts, skipped rows, lengths, samples. No training."""
     import json
 
-    from tunesmith.config import DataConfig
+    from tunesmith.config import DataConfig, section
     from tunesmith.data.summary import render, summarize, to_json
 
-    cfg = DataConfig(train=list(paths), format=format, roles=_pairs(role, "--role"),
-                     columns=_pairs(column, "--column"), system=system, encoding=encoding, strict=strict)
+    cfg = section(DataConfig, {"train": list(paths), "format": format, "roles": _pairs(role, "--role"),
+                               "columns": _pairs(column, "--column"), "system": system, "encoding": encoding,
+                               "strict": strict}, where="tunesmith inspect", flags={"format": "--format",
+                                                                                    "encoding": "--encoding"})
+    if max_length < 1:
+        raise TunesmithError(f"--max-length must be at least 1 (got {max_length})", where="tunesmith inspect",
+                             fix="pass the training max length in tokens, e.g. --max-length 384")
     summary = summarize(list(paths), cfg, model=model, max_length=max_length)
     typer.echo(json.dumps(to_json(summary), ensure_ascii=False, indent=2) if as_json else render(summary))
     if not summary.usable:
@@ -303,11 +321,16 @@ def preview(paths: Annotated[list[Path], typer.Argument(metavar="DATA...", help=
     from rich.text import Text
 
     from tunesmith import preview as pv
-    from tunesmith.config import DataConfig, TemplateConfig
+    from tunesmith.config import DataConfig, TemplateConfig, section
     from tunesmith.template import describe
 
-    data_cfg = DataConfig(train=list(paths), roles=_pairs(role, "--role"), columns=_pairs(column, "--column"))
-    tcfg = TemplateConfig(max_length=max_length, supervise=supervise, chat_template=chat_template)
+    if n < 0:
+        raise TunesmithError(f"-n must be 0 or more (got {n})", where="tunesmith preview", fix="e.g. -n 3")
+    data_cfg = section(DataConfig, {"train": list(paths), "roles": _pairs(role, "--role"),
+                                    "columns": _pairs(column, "--column")}, where="tunesmith preview", flags={})
+    tcfg = section(TemplateConfig, {"max_length": max_length, "supervise": supervise, "chat_template": chat_template},
+                   where="tunesmith preview", flags={"max_length": "--max-length", "supervise": "--supervise",
+                                                     "chat_template": "--chat-template"})
     result = pv.preview(list(paths), data_cfg, tcfg, model, n)
     console = Console(highlight=False)
     color = console.is_terminal
@@ -331,14 +354,18 @@ def tokens(model: Annotated[str, typer.Option("--model")] = "default",
            add: Annotated[Optional[list[str]], typer.Option("--add", help="add a special token (repeatable)")] = None,
            out: Annotated[Optional[Path], typer.Option("--out", help="where --add saves the resized model")] = None,
            csv_path: Annotated[Optional[Path], typer.Option("--csv", help="write the special tokens as CSV")] = None,
+           overwrite: Annotated[bool, typer.Option("--overwrite", help="let --add write into a non-empty --out "
+                                                   "folder (files of the same names are replaced)")] = False,
            ) -> None:
     """Special tokens with ids, the chat template, vocabulary size, tokens per character (EN/KO)."""
     from tunesmith import preview as pv
+    from tunesmith.compare import csv_target
 
+    csv_path = csv_target(csv_path, "tokens.csv") if csv_path else None
     if add:
         if out is None:
             raise TunesmithError("--add needs --out DIR for the resized model", fix="add --out models/with-tokens")
-        path = pv.add_tokens(model, add, out)
+        path = pv.add_tokens(model, add, out, overwrite=overwrite)
         typer.echo(f"saved model and tokenizer with {len(add)} added token(s) to {path}")
         model = str(path)
     rep = pv.tokenizer_report(model)
@@ -367,3 +394,11 @@ def main() -> None:
             raise
         typer.echo(f"error: {err.render()}", err=True)
         sys.exit(EXIT_USER_ERROR)
+    except SystemExit as done:
+        # typer turns Ctrl-C (KeyboardInterrupt) into a silent exit 130 (typer/core.py `_main`); no verb exits
+        # 130 itself, so this is the place to say what an interrupted run leaves behind.
+        if done.code == 130:
+            training = TRAINING_VERBS & set(sys.argv[1:])
+            typer.echo("\ninterrupted" + ("; re-run the same command to resume from the last complete checkpoint"
+                                          if training else ""), err=True)
+        raise

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import csv
 import gc
+import os
 from collections.abc import Callable
 from pathlib import Path
 
@@ -76,6 +77,27 @@ def compare(specs: list[str], prompts: list[Conversation], cfg: EvalConfig,
         del model
         gc.collect()
     return Comparison(tuple(specs), tuple(templates), tuple(prompts), tuple(zip(*outputs)), tuple(zip(*stopped)))
+
+
+def csv_target(path: Path, default_name: str = "compare.csv") -> Path:
+    """Where a CSV will be written, checked before the slow part so that no generations are lost to a bad path.
+
+    A folder means `folder/compare.csv`; missing parent folders are created.
+
+    >>> csv_target(Path("out/"))  # doctest: +SKIP
+    PosixPath('out/compare.csv')
+    """
+    if path.is_dir():
+        path = path / default_name
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as err:
+        raise TunesmithError(f"cannot create the folder for the CSV: {err.strerror}", where=f"--csv {path}",
+                             fix="pass a --csv path in a folder you can write to") from None
+    if path.is_dir() or not os.access(path.parent, os.W_OK) or (path.exists() and not os.access(path, os.W_OK)):
+        raise TunesmithError("cannot write the CSV there", where=f"--csv {path}",
+                             fix="pass a --csv path in a folder you can write to")
+    return path
 
 
 def write_csv(result: Comparison, path: Path) -> None:

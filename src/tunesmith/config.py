@@ -7,7 +7,7 @@ Relative data paths are resolved against the config file's folder, so a config r
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, TypeVar
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
@@ -50,6 +50,24 @@ class DataConfig(_Strict):
     min_eval: int = Field(8, ge=1, description="never hold out fewer rows than this")
     system: str | None = Field(None, description="add or replace the system turn of every conversation")
     seed: int = 42
+
+    @field_validator("format")
+    @classmethod
+    def _known_format(cls, name: str) -> str:
+        from tunesmith.data.formats import ALL_FORMATS  # light (no torch); the one registry of format names
+
+        return name if name == "auto" else _one_of(name, ALL_FORMATS, "format")
+
+    @field_validator("encoding")
+    @classmethod
+    def _known_encoding(cls, name: str) -> str:
+        import codecs
+
+        try:
+            return name if name == "auto" else codecs.lookup(name).name
+        except LookupError:
+            raise ValueError(f'unknown encoding "{name}": use auto, or a Python codec name such as utf-8, '
+                             "cp949, euc-kr, latin-1") from None
 
 
 class TemplateConfig(_Strict):
@@ -118,10 +136,10 @@ class TrainConfig(_Strict):
 
 
 def _one_of(name: str, allowed: tuple[str, ...], what: str) -> str:
-    """Check a name transformers would only reject once training starts, after the run folder exists."""
+    """Check a name against its registry now, not when the stage that uses it runs (after the run folder exists)."""
     if name not in allowed:
-        raise ValueError(f'unknown {what} "{name}"{did_you_mean(name, allowed)}; transformers knows: '
-                         + ", ".join(allowed))
+        known = "transformers knows" if what in ("scheduler", "optimizer") else "known"
+        raise ValueError(f'unknown {what} "{name}"{did_you_mean(name, allowed)}; {known}: ' + ", ".join(allowed))
     return name
 
 
@@ -174,11 +192,13 @@ def _fields_at(loc: tuple[Any, ...]) -> list[str]:
     return list(model.model_fields)
 
 
-def _explain(err: ValidationError) -> list[str]:
+def _explain(err: ValidationError, names: dict[str, str] | None = None) -> list[str]:
+    """One line per problem, each naming the key (or, through `names`, the flag) as the user typed it."""
     problems = []
     for e in err.errors():
         loc = tuple(e["loc"])
         key = ".".join(str(p) for p in loc)
+        key = (names or {}).get(key, key)
         if e["type"] == "extra_forbidden":
             allowed = _fields_at(loc[:-1])
             problems.append(f'unknown key "{key}"{did_you_mean(str(loc[-1]), allowed)}; '
@@ -210,6 +230,26 @@ def parse(raw: dict[str, Any], *, source: str, base_dir: Path | None = None) -> 
         "train": [base_dir / p for p in cfg.data.train],
         "eval": [base_dir / p for p in cfg.data.eval]})
     return cfg.model_copy(update={"data": data, "continue_from": cfg.continue_from and base_dir / cfg.continue_from})
+
+
+Section = TypeVar("Section", bound=BaseModel)
+
+
+def section(cls: type[Section], values: dict[str, Any], *, where: str, flags: dict[str, str]) -> Section:
+    """One config section built from a verb's flags, validated with the config's own rules and messages.
+
+    `flags` maps each field to the flag that set it, so the error names what the user typed:
+    >>> section(TemplateConfig, {"supervise": "bogus"}, where="tunesmith preview", flags={"supervise": "--supervise"})
+    Traceback (most recent call last):
+    tunesmith.errors.TunesmithError: tunesmith preview: invalid option
+      - "--supervise": Input should be 'assistant', 'last' or 'all' (got 'bogus')
+    how to fix: change the option; `tunesmith preview --help` lists them
+    """
+    try:
+        return cls.model_validate(values)
+    except ValidationError as err:
+        raise TunesmithError("invalid option", where=where, problems=_explain(err, flags),
+                             fix=f"change the option; `{where} --help` lists them") from None
 
 
 def set_override(raw: dict[str, Any], assignment: str) -> None:

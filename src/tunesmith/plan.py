@@ -38,6 +38,7 @@ def parameter_counts(cfg: RunConfig) -> tuple[int, int, Any]:
             return total, total, arch
         from peft import get_peft_model
 
+        models.check_target_modules(model, cfg.lora)  # PEFT would fail with a traceback, or skip a typo
         peft = get_peft_model(model, train.peft_config(cfg))
         return sum(p.numel() for p in peft.parameters() if p.requires_grad), total, arch
 
@@ -86,8 +87,9 @@ def _duration(seconds: float) -> str:
 
 
 def describe(cfg: RunConfig, data: PreparedData, train_ex: list[Example], eval_ex: list[Example]) -> list[str]:
-    """The plan as lines of text."""
+    """The plan as lines of text; raises the errors training would (a QLoRA on a CPU, a misnamed LoRA target)."""
     t = cfg.train
+    models.quantization_config(t.load_in)  # `plan --load-4bit` refuses where `train --load-4bit` would
     per_epoch, total_steps = train.steps(len(train_ex), cfg)
     epochs = total_steps / per_epoch
     tokens = sum(len(e.input_ids) for e in train_ex)

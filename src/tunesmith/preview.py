@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from tunesmith.config import DataConfig, TemplateConfig
+from tunesmith.errors import TunesmithError
 from tunesmith.records import Example, TemplateCheck
 from tunesmith.template import IGNORE, check, encode_all, fit
 
@@ -77,10 +78,23 @@ def write_csv(report: dict[str, Any], path: Path) -> None:
             w.writerow([tok, i, roles.get(tok, "added")])
 
 
-def add_tokens(model: str, tokens: list[str], out: Path) -> Path:
-    """Add special tokens, resize the embeddings, and save model + tokenizer (safetensors) to `out`."""
+def add_tokens(model: str, tokens: list[str], out: Path, *, overwrite: bool = False) -> Path:
+    """Add special tokens, resize the embeddings, and save model + tokenizer (safetensors) to `out`.
+
+    `out` must be missing or empty: saving into a folder that holds other files would replace some of them
+    (config.json, model.safetensors, ...) and leave the rest beside the new model. `overwrite` writes into it
+    anyway, replacing files of the same names and deleting nothing.
+    """
     from tunesmith import models
 
+    if out.exists() and not out.is_dir():
+        raise TunesmithError("--out is a file, not a folder", where=f"--out {out}",
+                             fix="pass a new folder, e.g. --out models/with-tokens")
+    if out.is_dir() and any(out.iterdir()) and not overwrite:
+        held = sorted(p.name for p in out.iterdir())
+        raise TunesmithError("the folder is not empty; saving would replace files in it", where=f"--out {out}",
+                             problems=[f"it holds: {', '.join(held[:10])}{' ...' if len(held) > 10 else ''}"],
+                             fix="pass a new or empty folder, or --overwrite to write into it anyway")
     m, tok = models.load(model)
     new = tok.add_tokens(tokens, special_tokens=True)
     if new:

@@ -50,6 +50,23 @@ def setup_tokenizer(tokenizer: Any, cfg: TemplateConfig) -> list[str]:
     return []
 
 
+def check_renders(tokenizer: Any, cfg: TemplateConfig) -> None:
+    """A template that cannot render one user/assistant exchange is an error now, before any run folder exists,
+    not a Jinja traceback from the first row."""
+    import jinja2
+
+    try:
+        render_text(tokenizer, [Message("user", "u"), Message("assistant", "a")], add_generation_prompt=False)
+    except jinja2.TemplateError as err:
+        where = "template.chat_template" if cfg.chat_template not in ("auto", *FALLBACKS) else \
+            f"the chat template of {getattr(tokenizer, 'name_or_path', 'the model')}"
+        line = f" (line {err.lineno})" if getattr(err, "lineno", None) else ""
+        raise TunesmithError(f"the chat template cannot render a user/assistant exchange: "
+                             f"{type(err).__name__}{line}: {err.message}", where=where,
+                             fix="fix the Jinja in template.chat_template (https://huggingface.co/docs/transformers/"
+                                 "chat_templating), or set it to auto, plain or chatml") from None
+
+
 def _chat(messages: tuple[Message, ...] | list[Message]) -> list[dict[str, str]]:
     return [{"role": m.role, "content": m.content} for m in messages]
 
@@ -86,6 +103,7 @@ def fit(tokenizer: Any, convs: Sequence[Conversation], cfg: TemplateConfig
     """Give the tokenizer its template (`setup_tokenizer`) and make `convs` renderable by it; the same choices
     for training, preview, eval and compare. Returns the conversations and notices for the user."""
     notices = setup_tokenizer(tokenizer, cfg)
+    check_renders(tokenizer, cfg)
     if not supports_system(tokenizer) and any(c.messages and c.messages[0].role == "system" for c in convs):
         notices.append("the chat template rejects a system turn; its text is merged into the first user turn")
         convs = [merge_system(c) for c in convs]
