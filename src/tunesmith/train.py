@@ -121,7 +121,7 @@ LOGGED = ("loss", "eval_loss", "learning_rate", "grad_norm", "mean_token_accurac
 def _trackers(cfg: RunConfig, run: RunDir, say: Callable[[str], None]) -> list[Any]:
     """Tracker callbacks, placed after MetricsFile so they also get tokens/s and peak memory.
 
-    W&B goes offline (files under the run folder) without a key.
+    W&B goes offline (files under the run folder) without a key or a reachable server; a bad key stops here.
     """
     callbacks = []
     if "tensorboard" in cfg.train.report_to and rank() == 0:
@@ -134,10 +134,11 @@ def _trackers(cfg: RunConfig, run: RunDir, say: Callable[[str], None]) -> list[A
         os.environ.setdefault("WANDB_NAME", cfg.name)
         os.environ["WANDB_DIR"] = str(run.root)
         os.environ.setdefault("WANDB_LOG_MODEL", "false")  # never upload weights as a side effect
-        if not _wandb_key_configured():
+        offline = wandb_offline_reason()
+        if offline:
             os.environ["WANDB_MODE"] = "offline"
             os.environ.setdefault("WANDB_SILENT", "true")  # its per-save "URL not available" warnings; see below
-            say(f"W&B: no API key configured; logging offline to {run.root / 'wandb'} "
+            say(f"W&B: {offline}; logging offline to {run.root / 'wandb'} "
                 f"(upload later: wandb sync {run.root / 'wandb'}/offline-run-*)")
         from transformers.integrations import WandbCallback
 
@@ -145,18 +146,51 @@ def _trackers(cfg: RunConfig, run: RunDir, say: Callable[[str], None]) -> list[A
     return callbacks
 
 
-def _wandb_key_configured() -> bool:
-    """Whether W&B has a key (environment or ~/.netrc); the key itself is never read into tunesmith's output."""
+def wandb_offline_reason(timeout: float = 5.0) -> str | None:
+    """Why W&B must log offline (no key, server unreachable), or None to log online; a bad key is an error.
+
+    wandb.init retries a rejected key for ~100 s and then raises, after the run folder exists; so the key is
+    checked first: its format locally (wandb's own check_api_key), then, where the server answers a TCP connect
+    within `timeout` seconds, with the server (wandb's AuthApiKey.verify). An unreachable server cannot tell a
+    good key from a bad one: the run logs offline rather than fail for want of a network. The key is never printed.
+    """
     if os.environ.get("WANDB_MODE") in ("offline", "disabled"):
-        return False
-    if os.environ.get("WANDB_API_KEY"):
-        return True
-    import netrc
+        return "WANDB_MODE is offline"
+    from urllib.parse import urlparse
+
+    base = os.environ.get("WANDB_BASE_URL", "https://api.wandb.ai")
+    url = urlparse(base)
+    key, where = os.environ.get("WANDB_API_KEY"), "WANDB_API_KEY"
+    if not key:
+        import netrc
+
+        try:
+            auth = netrc.netrc().authenticators(url.hostname or "api.wandb.ai")
+        except (OSError, netrc.NetrcParseError):
+            auth = None
+        key, where = (auth[2] if auth else None), f"~/.netrc (machine {url.hostname})"
+    if not key:
+        return "no API key configured"
+    from wandb.errors import AuthenticationError
+    from wandb.sdk.lib.wbauth import AuthApiKey
+    from wandb.sdk.lib.wbauth.validation import check_api_key
+
+    fix = "copy the key again from https://wandb.ai/authorize (wandb login --relogin), or unset it to log offline"
+    if problem := check_api_key(key):
+        raise TunesmithError(f"the W&B API key is malformed: {problem}", where=where, fix=fix)
+    import socket
 
     try:
-        return netrc.netrc().authenticators("api.wandb.ai") is not None
-    except (OSError, netrc.NetrcParseError):
-        return False
+        port = url.port or (443 if url.scheme == "https" else 80)
+        socket.create_connection((url.hostname or "", port), timeout=timeout).close()
+    except (OSError, ValueError):
+        return f"cannot reach {base} to check the API key"
+    try:
+        AuthApiKey(host=base, api_key=key).verify()
+    except AuthenticationError as err:
+        raise TunesmithError(f"W&B did not accept the API key: {str(err).replace(key, '***')}", where=where,
+                             fix=fix) from None
+    return None
 
 
 def peft_config(cfg: RunConfig) -> Any:
