@@ -77,13 +77,16 @@ def _done(out: Path | None, wanted: set[str]) -> dict[str, Generation]:
     found: dict[str, Generation] = {}
     if out is None or not out.is_file():
         return found
-    for line in out.read_text(encoding="utf-8").splitlines():
+    # Split on "\n" only: a generation may contain U+2028 or U+0085, which str.splitlines would break apart.
+    for line in out.read_bytes().split(b"\n"):
         try:
             g = Generation(**json.loads(line))
         except (ValueError, TypeError):
             continue  # the line a crash cut short; that row is generated again
         if g.source in wanted:
             found[g.source] = g
+    # Rewritten before anything is appended: a torn last line would otherwise swallow the next row appended.
+    rundir.write_jsonl(out, [dataclasses.asdict(g) for g in found.values()])
     return found
 
 
@@ -154,7 +157,7 @@ def evaluate(run: rundir.RunDir, cfg: RunConfig, convs: Sequence[Conversation], 
     out_dir = out_dir or run.eval_dir
     ecfg = cfg.eval
     settings = {k: getattr(ecfg, k) for k in SETTINGS}
-    _check_settings(out_dir, labels, settings, fresh)
+    _check_settings(run, out_dir, labels, settings, fresh)
     convs = tuple(convs[: ecfg.max_rows])
     embedder = None if ecfg.embedder == "none" else metrics.Embedder(
         None if ecfg.embedder == "default" else ecfg.embedder)
@@ -177,35 +180,43 @@ def evaluate(run: rundir.RunDir, cfg: RunConfig, convs: Sequence[Conversation], 
     base = results[0]
     differences = {m.label: metrics.compare(base.rows, m.rows, seed=ecfg.seed) for m in results[1:]}
     verdicts = {label: {k: metrics.verdict(k, d) for k, d in diffs.items()} for label, diffs in differences.items()}
-    judged = None
+    report = EvalReport(tuple(results), differences, verdicts, scores.lang, scores.bleu_tokenize,
+                        embedder.name if embedder else None, settings)
+    # Saved before the judge is asked: if the judge fails, the folder still holds these models' own numbers.
+    _write_summary(out_dir / "summary.json", report)
     if judge and len(results) > 1:
         from tunesmith import judge as judging
 
-        say(f"asking the judge {judge['model']} at {judge['url']} ({2 * len(base.generations)} requests) ...")
+        say(f"asking the judge {judge['model']} at {judging.redact_url(judge['url'])} "
+            f"({2 * len(base.generations)} requests) ...")
         judged = judging.judge_pairs(list(base.generations), list(results[1].generations), url=judge["url"],
                                      model=judge["model"], seed=ecfg.seed).summary()
-    lang = scores.lang
-    report = EvalReport(tuple(results), differences, verdicts, lang, scores.bleu_tokenize,
-                        embedder.name if embedder else None, settings, judged)
-    _write_summary(out_dir / "summary.json", report)
+        report = dataclasses.replace(report, judge=judged)
+        _write_summary(out_dir / "summary.json", report)
     return report
 
 
-def _check_settings(out_dir: Path, labels: Sequence[str], settings: dict[str, Any], fresh: bool) -> None:
-    """Generations are only continued when they were made with the same settings; --fresh starts over."""
+def _check_settings(run: rundir.RunDir, out_dir: Path, labels: Sequence[str], settings: dict[str, Any],
+                    fresh: bool) -> None:
+    """Generations are only continued when they were made with the same settings; --fresh starts over.
+
+    Either way the old summary goes first: from here on it no longer describes the generations on disk, and a
+    run killed mid-eval must not leave a summary (or a report) built from other rows or settings.
+    """
     path = out_dir / "settings.json"
     files = [out_dir / f"{rundir.safe_name(label)}.jsonl" for label in labels]
     if path.is_file() and not fresh:
-        saved = json.loads(path.read_text(encoding="utf-8"))
+        saved = rundir.read_json(path)
         if saved != settings and any(f.is_file() for f in files):
             diff = ", ".join(f"{k} {saved.get(k)} -> {v}" for k, v in settings.items() if saved.get(k) != v)
             raise TunesmithError(f"the generations in {out_dir} were made with other settings ({diff})",
                                  fix="pass --fresh to generate again with the new settings")
-    if fresh:
-        for f in files:
-            f.unlink(missing_ok=True)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(settings, indent=2), encoding="utf-8")
+    stale = [p for p in out_dir.glob("*") if p.is_file()] if fresh else [out_dir / "summary.json"]
+    if out_dir == run.eval_dir:  # the report is built from this summary
+        stale += [run.report, run.report_md]
+    for p in stale:
+        run.remove(p)
+    rundir.write_json(path, settings)
 
 
 def _write_summary(path: Path, report: EvalReport) -> None:
@@ -215,7 +226,7 @@ def _write_summary(path: Path, report: EvalReport) -> None:
                                  "rows": list(m.rows)} for m in report.models},
             "differences": {label: {k: {**dataclasses.asdict(d), "verdict": report.verdicts[label][k]}
                                     for k, d in diffs.items()} for label, diffs in report.differences.items()}}
-    path.write_text(json.dumps(data, indent=2, ensure_ascii=False, allow_nan=True), encoding="utf-8")
+    rundir.write_json(path, data)
 
 
 def read_summary(out_dir: Path) -> EvalReport:
@@ -225,10 +236,14 @@ def read_summary(out_dir: Path) -> EvalReport:
     path = out_dir / "summary.json"
     if not path.is_file():
         raise TunesmithError(f"{out_dir} has no evaluation yet", fix="run: tunesmith eval RUN")
-    data = json.loads(path.read_text(encoding="utf-8"))
+    data = rundir.read_json(path)
     results = []
     for label, m in data["models"].items():
-        gens = tuple(Generation(**g) for g in rundir.read_jsonl(out_dir / f"{rundir.safe_name(label)}.jsonl"))
+        gen_file = out_dir / f"{rundir.safe_name(label)}.jsonl"
+        if not gen_file.is_file():
+            raise TunesmithError(f"{path} names {label!r}, but {gen_file.name} is missing",
+                                 fix=f"generate again: tunesmith eval {out_dir.parent} --fresh")
+        gens = tuple(Generation(**g) for g in rundir.read_jsonl(gen_file))
         results.append(ModelEval(label, m["spec"], m["metrics"], tuple(m["rows"]), gens, m["eval_loss"]))
     diffs = {label: {k: Difference(d["mean"], d["low"], d["high"], d["rows"]) for k, d in ds.items()}
              for label, ds in data["differences"].items()}

@@ -7,9 +7,7 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
-import json
 import platform
-import shutil
 import subprocess
 import time
 from collections.abc import Callable
@@ -22,18 +20,28 @@ from tunesmith import plan as planning
 from tunesmith.config import RunConfig
 from tunesmith.data.prepare import prepare
 from tunesmith.errors import TunesmithError
-from tunesmith.records import EvalReport, Example, PreparedData, RunSummary, TrainingSummary
+from tunesmith.records import Conversation, EvalReport, Example, PreparedData, RunSummary, TrainingSummary
 
 PACKAGES = ("tunesmith", "torch", "transformers", "trl", "peft", "datasets", "accelerate", "sacrebleu", "gguf",
             "sentence-transformers", "wandb")
 
 
 def _sha256(path: Path) -> str:
+    """sha256 of a file, or of a folder's files (names and contents, sorted: a saved `datasets` folder)."""
     h = hashlib.sha256()
-    with path.open("rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
+    files = sorted(p for p in path.rglob("*") if p.is_file()) if path.is_dir() else [path]
+    for file in files:
+        if path.is_dir():
+            h.update(str(file.relative_to(path)).encode() + b"\0")
+        with file.open("rb") as f:
+            for chunk in iter(lambda: f.read(1 << 20), b""):
+                h.update(chunk)
     return h.hexdigest()
+
+
+def data_fingerprints(data: PreparedData) -> dict[str, str]:
+    """path -> sha256 of every data file actually read (globs and folders expanded; hub datasets have none)."""
+    return {str(f.path): _sha256(f.path) for f in data.files if f.path.exists()}
 
 
 def _git_commit() -> str | None:
@@ -48,17 +56,16 @@ def _git_commit() -> str | None:
     return out.stdout.strip() + ("-dirty" if dirty else "")
 
 
-def manifest(cfg: RunConfig) -> dict:
+def manifest(cfg: RunConfig, data: PreparedData) -> dict:
     versions = {}
     for name in PACKAGES:
         try:
             versions[name] = metadata.version(name)
         except metadata.PackageNotFoundError:
             versions[name] = None
-    files = [*cfg.data.train, *cfg.data.eval]
     return {"tunesmith_git_commit": _git_commit(), "seed": cfg.train.seed, "data_seed": cfg.data.seed,
             "model": cfg.model, "model_resolved": models.resolve(cfg.model),
-            "data_files": {str(p): _sha256(p) for p in files if p.is_file()},
+            "data_files": data_fingerprints(data),
             "packages": versions, "python": platform.python_version(), "platform": platform.platform(),
             "hardware": hardware()}
 
@@ -94,7 +101,12 @@ def render(tokenizer: Any, data: PreparedData, cfg: RunConfig, say: Callable[[st
     for line in template.describe(checks):
         say(f"check: {line}")
     for s in (*skipped, *eval_skipped):
-        say(f"not trained {s.location}: {s.reason}")
+        say(f"not {'trained' if s in skipped else 'evaluated'} {s.location}: {s.reason}")
+    # Rows the template could not use leave train/eval here, once, so plan, summary and report count alike.
+    gone = {s.location for s in (*skipped, *eval_skipped)}
+    data = dataclasses.replace(data, train=tuple(c for c in data.train if c.source not in gone),
+                               eval=tuple(c for c in data.eval if c.source not in gone),
+                               dropped=(*data.dropped, *skipped, *eval_skipped))
     truncated = sum(e.truncated for e in (*train_ex, *eval_ex))
     if truncated:
         say(f"notice: {truncated} rows lost history or input text to fit template.max_length="
@@ -139,14 +151,61 @@ def _starting_model(cfg: RunConfig) -> tuple[Any, Any]:
     return PeftModel.from_pretrained(model, prev.adapter, is_trainable=True), tokenizer
 
 
-def _metrics_up_to(path: Path, step: int) -> None:
+def _metrics_up_to(path: Path, step: int, say: Callable[[str], None]) -> None:
     """Drop the metric rows a killed run logged after its last complete checkpoint; the resumed run relogs them."""
-    rows = [r for r in rundir.read_jsonl(path) if r["step"] <= step] if path.is_file() else []
+    rows = [r for r in rundir.read_jsonl(path, say) if r["step"] <= step] if path.is_file() else []
     rundir.write_jsonl(path, rows)
 
 
+def _check_continue_from(cfg: RunConfig) -> None:
+    """--continue-from must not name the run being written: --overwrite would delete the weights it starts from."""
+    if cfg.continue_from is None:
+        return
+    source, target = cfg.continue_from.resolve(), (cfg.output_dir / cfg.name).resolve()
+    if source == target or target in source.parents:
+        raise TunesmithError(f"--continue-from {cfg.continue_from} is the run being written ({target})",
+                             fix="give the new run its own --name; it starts from that run's weights and "
+                                 "leaves them in place")
+
+
+def _check_same_data(run_dir: rundir.RunDir, data: PreparedData) -> None:
+    """A resumed run must train on the data it started with; otherwise its folder would describe other rows."""
+    if run_dir.manifest.is_file():
+        saved = rundir.read_json(run_dir.manifest).get("data_files", {})
+        now = data_fingerprints(data)
+        problems = [f"{p}: {'changed since' if p in now else 'no longer read, but was read by'} the unfinished run"
+                    for p in saved if now.get(p) != saved[p]]
+        problems += [f"{p}: new, not read by the unfinished run" for p in now if p not in saved]
+    else:  # the manifest was lost: compare the rows themselves
+        problems = [f"{path.name} in the run folder differs from the rows read now"
+                    for path, rows in ((run_dir.train_data, data.train), (run_dir.eval_data, data.eval))
+                    if path.is_file() and rundir.read_jsonl(path) != [c.to_json() for c in rows]]
+    if problems:
+        raise TunesmithError(f"the data changed since the unfinished run in {run_dir.root} started, so it cannot "
+                             "be resumed", problems=problems,
+                             fix="pass --overwrite to start it again on the new data, or --name for a new run "
+                                 "(or restore the old files to resume)")
+
+
+def _write_inputs(run_dir: rundir.RunDir, cfg: RunConfig, data: PreparedData, plan_lines: list[str],
+                  steps: tuple[int, int]) -> None:
+    """The run's inputs: written at the start, and any lost from an unfinished run written again on resume."""
+    files = {run_dir.train_data: lambda: rundir.write_jsonl(run_dir.train_data, [c.to_json() for c in data.train]),
+             run_dir.eval_data: lambda: rundir.write_jsonl(run_dir.eval_data, [c.to_json() for c in data.eval]),
+             run_dir.data_summary: lambda: rundir.write_json(run_dir.data_summary, data_summary(data)),
+             run_dir.manifest: lambda: rundir.write_json(run_dir.manifest, manifest(cfg, data)),
+             run_dir.plan: lambda: rundir.write_json(run_dir.plan, {"lines": plan_lines, "steps_per_epoch": steps[0],
+                                                                    "total_steps": steps[1]})}
+    for path, write in files.items():
+        if not path.is_file():
+            write()
+
+
 def data_summary(data: PreparedData) -> dict[str, Any]:
-    """What the report's data section needs, saved at train time (the report is rebuilt from the folder)."""
+    """What the report's data section needs, saved at train time (the report is rebuilt from the folder).
+
+    rows_read = train + eval + skipped (unreadable rows) + duplicates + not_trained (dropped by the template).
+    """
     from collections import Counter
 
     return {"rows_read": data.rows_read, "train": len(data.train), "eval": len(data.eval),
@@ -154,7 +213,17 @@ def data_summary(data: PreparedData) -> dict[str, Any]:
             "files": [{"path": str(f.path), "format": f.format, "encoding": f.encoding, "rows_read": f.rows_read,
                        "usable": len(f.conversations), "skipped": len(f.skipped)} for f in data.files],
             "skipped_by_reason": dict(Counter(s.reason for s in data.skipped).most_common()),
-            "skipped": [{"location": s.location, "reason": s.reason} for s in data.skipped]}
+            "skipped": [{"location": s.location, "reason": s.reason} for s in data.skipped],
+            "not_trained_by_reason": dict(Counter(_reason_kind(s.reason) for s in data.dropped).most_common()),
+            "not_trained": [{"location": s.location, "reason": s.reason} for s in data.dropped]}
+
+
+def _reason_kind(reason: str) -> str:
+    # "3036 tokens, longer than template.max_length=384: dropped" -> "longer than template.max_length=384":
+    # one table row per kind of reason, not one per row.
+    import re
+
+    return re.sub(r"^\d+ tokens, ", "", reason).split(":")[0]
 
 
 def run(cfg: RunConfig, *, overwrite: bool = False, say: Callable[[str], None] = print) -> RunSummary | None:
@@ -169,6 +238,8 @@ def run(cfg: RunConfig, *, overwrite: bool = False, say: Callable[[str], None] =
     wall = time.perf_counter()
     if train.rank() != 0:
         say = _quiet  # one process speaks for all; the others' lines would repeat it
+    _check_continue_from(cfg)
+    rundir.check_name(cfg.name)
     data = prepare(cfg.data)  # before any model loads: bad data fails fast
     say(f"data: {len(data.train)} train / {len(data.eval)} eval conversations, "
         f"{len(data.skipped)} rows skipped, {len(data.duplicates)} duplicates")
@@ -181,45 +252,42 @@ def run(cfg: RunConfig, *, overwrite: bool = False, say: Callable[[str], None] =
     for line in plan_lines:
         say(f"plan: {line}")
     steps = train.steps(len(train_ex), cfg)
+    if "wandb" in cfg.train.report_to:
+        train.wandb_offline_reason()  # a bad W&B key exits 2 before the run folder exists
     if train.rank() != 0:
         checkpoint = None if overwrite else rundir.RunDir(cfg.output_dir / cfg.name).last_checkpoint()
         train.train(model, tokenizer, train_ex, eval_ex, cfg, rundir.RunDir(cfg.output_dir / cfg.name), say,
                     resume_from=checkpoint)
         return None
-    run_dir, resumed = rundir.create(cfg.output_dir, cfg.name, overwrite=overwrite, config_yaml=cfg.to_yaml())
-    if resumed:
-        say(f"resuming the unfinished run in {run_dir.root}")
-    else:
-        rundir.write_jsonl(run_dir.train_data, [c.to_json() for c in data.train])
-        rundir.write_jsonl(run_dir.eval_data, [c.to_json() for c in data.eval])
-        run_dir.data_summary.write_text(json.dumps(data_summary(data), indent=2, ensure_ascii=False),
-                                        encoding="utf-8")
-        run_dir.manifest.write_text(json.dumps(manifest(cfg), indent=2), encoding="utf-8")
-        run_dir.plan.write_text(json.dumps({"lines": plan_lines, "steps_per_epoch": steps[0],
-                                            "total_steps": steps[1]}, indent=2, ensure_ascii=False),
-                                encoding="utf-8")
+    run_dir, resumed = rundir.create(cfg.output_dir, cfg.name, overwrite=overwrite, config_yaml=cfg.to_yaml(),
+                                     say=say)
+    with run_dir.held():  # the lock goes with the run, also when a library caller goes on to other work
+        if resumed:
+            say(f"resuming the unfinished run in {run_dir.root}")
+            _check_same_data(run_dir, data)
+        _write_inputs(run_dir, cfg, data, plan_lines, steps)
 
-    seconds = 0.0
-    if run_dir.weights is not None:
-        say(f"training finished earlier: {run_dir.weights}")
-    else:
-        checkpoint = run_dir.last_checkpoint() if resumed else None
-        if checkpoint is not None:
-            say(f"resuming training from {checkpoint.name} (model, optimizer, scheduler, RNG and data order)")
-            _metrics_up_to(run_dir.metrics, int(checkpoint.name.split("-")[1]))
+        seconds = 0.0
+        if run_dir.weights is not None:
+            say(f"training finished earlier: {run_dir.weights}")
         else:
-            run_dir.metrics.unlink(missing_ok=True)
-            shutil.rmtree(run_dir.checkpoints, ignore_errors=True)
-        say(f"training ({cfg.train.method}) on {len(train_ex)} rows ({sum(len(e.input_ids) for e in train_ex)} "
-            "tokens/epoch) ...")
-        seconds = train.train(model, tokenizer, train_ex, eval_ex, cfg, run_dir, say, resume_from=checkpoint,
-                              progress=progress.training_bar()).seconds
-    del model  # evaluation loads every model from disk: what is evaluated is what was saved
-    training = train.summarize(rundir.read_jsonl(run_dir.metrics), *steps)
-    evaluation = evaluate.evaluate(run_dir, cfg, data.eval, eval_losses=eval_losses(cfg, training), say=say)
-    path = report.write(run_dir)
-    run_dir.finish()
-    return RunSummary(run_dir.root, path, evaluation, training, seconds, time.perf_counter() - wall)
+            checkpoint = run_dir.last_checkpoint() if resumed else None
+            if checkpoint is not None:
+                say(f"resuming training from {checkpoint.name} (model, optimizer, scheduler, RNG and data order)")
+                _metrics_up_to(run_dir.metrics, int(checkpoint.name.split("-")[1]), say)
+            else:
+                run_dir.remove(run_dir.metrics)
+                run_dir.remove(run_dir.checkpoints)
+            say(f"training ({cfg.train.method}) on {len(train_ex)} rows ({sum(len(e.input_ids) for e in train_ex)} "
+                "tokens/epoch) ...")
+            seconds = train.train(model, tokenizer, train_ex, eval_ex, cfg, run_dir, say, resume_from=checkpoint,
+                                  progress=progress.training_bar()).seconds
+        del model  # evaluation loads every model from disk: what is evaluated is what was saved
+        training = train.summarize(rundir.read_jsonl(run_dir.metrics, say), *steps)
+        evaluation = evaluate.evaluate(run_dir, cfg, data.eval, eval_losses=eval_losses(cfg, training), say=say)
+        path = report.write(run_dir)
+        run_dir.finish()
+        return RunSummary(run_dir.root, path, evaluation, training, seconds, time.perf_counter() - wall)
 
 
 def _quiet(_: str) -> None:
@@ -236,31 +304,32 @@ def evaluate_run(path: Path, *, data: Path | None = None, labels: list[str], opt
                  judge: dict[str, str] | None = None, fresh: bool = False,
                  say: Callable[[str], None] = print) -> tuple[EvalReport, Path | None]:
     """`tunesmith eval`: evaluate a run folder's models on its held-out rows (or on `data`); on the held-out
-    rows with base and tuned, the report is rewritten too. Returns (evaluation, report path or None)."""
+    rows the report is rewritten too. Returns (evaluation, report path or None)."""
     from tunesmith import config as config_mod
-    from tunesmith.records import Conversation
 
-    run_dir = rundir.RunDir(path)
-    if not run_dir.config.is_file():
-        raise TunesmithError(f"{path} is not a run folder (no config.yaml)", fix="pass a folder under runs/")
-    # Through `--set`-style overrides, so a bad --limit or --temperature gets the config's own clear error.
-    cfg = config_mod.load(run_dir.config, [f"eval.{k}={v}" for k, v in options.items()])
+    run_dir = rundir.open_run(path, say)
+    with run_dir.held():
+        # Through `--set`-style overrides, so a bad --limit or --temperature gets the config's own clear error.
+        cfg = config_mod.load(run_dir.config, [config_mod.override(f"eval.{k}", v) for k, v in options.items()])
+        convs, out_dir = _eval_rows(run_dir, cfg, data, say)
+        training = train.read_summary(run_dir, say) if data is None else None
+        losses = eval_losses(cfg, training) if training else {}
+        ev = evaluate.evaluate(run_dir, cfg, convs, labels=labels, out_dir=out_dir, eval_losses=losses,
+                               judge=judge, fresh=fresh, say=say)
+        # On the held-out rows the report describes eval/summary.json, which was just replaced.
+        return ev, report.write(run_dir) if data is None else None
+
+
+def _eval_rows(run_dir: rundir.RunDir, cfg: RunConfig, data: Path | None, say: Callable[[str], None]
+               ) -> tuple[list[Conversation], Path]:
+    """The rows `tunesmith eval` generates for, and the folder its files go to."""
     if data is None:
-        convs = [Conversation.from_json(r) for r in rundir.read_jsonl(run_dir.eval_data)]
-        out_dir = run_dir.eval_dir
-    else:
-        from tunesmith.data.prepare import read_all
+        return [Conversation.from_json(r) for r in rundir.read_jsonl(run_dir.eval_data)], run_dir.eval_dir
+    from tunesmith.data.prepare import read_all
 
-        files = read_all([data], cfg.data)  # the run's format, roles and columns settings apply
-        convs = [c for f in files for c in f.conversations]  # every usable row of the file is an eval row here
-        for f in files:
-            for s in f.skipped:
-                say(f"not evaluated {s.location}: {s.reason}")
-        out_dir = run_dir.eval_dir / rundir.safe_name(data.stem)
-    training = train.read_summary(run_dir) if data is None else None
-    losses = eval_losses(cfg, training) if training else {}
-    ev = evaluate.evaluate(run_dir, cfg, convs, labels=labels, out_dir=out_dir, eval_losses=losses, judge=judge,
-                           fresh=fresh, say=say)
-    if data is None and labels[:2] == ["base", "tuned"]:
-        return ev, report.write(run_dir)
-    return ev, None
+    files = read_all([data], cfg.data)  # the run's format, roles and columns settings apply
+    for f in files:
+        for s in f.skipped:
+            say(f"not evaluated {s.location}: {s.reason}")
+    # every usable row of the file is an eval row here
+    return [c for f in files for c in f.conversations], run_dir.eval_dir / rundir.safe_name(data.stem)

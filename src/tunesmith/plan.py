@@ -120,7 +120,7 @@ def describe(cfg: RunConfig, data: PreparedData, train_ex: list[Example], eval_e
         f"model: {cfg.model} -> {models.resolve(cfg.model)} ({arch.model_type}, {total / 1e6:.1f}M parameters)"
         + (f"; continuing from {cfg.continue_from}" if cfg.continue_from else ""),
         f"rows: {len(train_ex)} train, {len(eval_ex)} eval (read {data.rows_read}: {len(data.skipped)} skipped, "
-        f"{len(data.duplicates)} duplicates)",
+        f"{len(data.duplicates)} duplicates, {len(data.dropped)} not trained after templating)",
         f"tokens: {tokens} per epoch, {supervised} of them supervised (the loss is computed on those only)",
         f"steps: {per_epoch} per epoch, {total_steps} in total ({epochs:g} epoch{'' if epochs == 1 else 's'}); "
         f"effective batch {effective} = "

@@ -68,13 +68,19 @@ class ReadResult:
 
 @dataclass(frozen=True)
 class PreparedData:
-    """Deduplicated, split conversations; the counts add up: read = train + eval + skipped + duplicates."""
+    """Deduplicated, split conversations; the counts add up: read = train + eval + skipped + duplicates + dropped.
+
+    `dropped` is filled by the render step (template.encode_all): rows that were read and split but cannot be
+    trained or evaluated as rendered (too long for max_length, nothing supervised). They leave train/eval, so
+    every count printed from one PreparedData (plan, data/summary.json, report) is the same.
+    """
 
     train: tuple[Conversation, ...]
     eval: tuple[Conversation, ...]
     files: tuple[ReadResult, ...]
     duplicates: tuple[Skip, ...]  # each removed copy, with the location of the conversation it repeats
     warnings: tuple[str, ...] = ()
+    dropped: tuple[Skip, ...] = ()  # not trained or evaluated after templating, with the reason
 
     @property
     def rows_read(self) -> int:

@@ -10,7 +10,6 @@ from __future__ import annotations
 import base64
 import html
 import io
-import json
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -19,7 +18,7 @@ from typing import Any
 from tunesmith import evaluate, metrics, train
 from tunesmith.errors import TunesmithError
 from tunesmith.records import Conversation, EvalReport, TrainingSummary
-from tunesmith.rundir import RunDir, read_jsonl
+from tunesmith.rundir import RunDir, read_json, read_jsonl, write_bytes, write_text
 
 ROWS_SHOWN = 5
 # Order and names in the metrics table; 'eval_loss' and 'perplexity' are corpus-only.
@@ -165,7 +164,7 @@ def _summary_sentence(ev: EvalReport) -> str:
 def sections(run: RunDir) -> list[tuple[str, list[Block]]]:
     """Everything the report says, read from the run folder."""
     cfg_text = run.config.read_text(encoding="utf-8") if run.config.is_file() else ""
-    plan = json.loads(run.plan.read_text(encoding="utf-8")) if run.plan.is_file() else {}
+    plan = read_json(run.plan) if run.plan.is_file() else {}
     ev = evaluate.read_summary(run.eval_dir)
     convs = {c.source: c for c in map(Conversation.from_json, read_jsonl(run.eval_data))} \
         if run.eval_data.is_file() else {}
@@ -220,15 +219,20 @@ def sections(run: RunDir) -> list[tuple[str, list[Block]]]:
 def _data_blocks(run: RunDir) -> list[Block]:
     if not run.data_summary.is_file():
         return ["no data summary in this run folder"]
-    d = json.loads(run.data_summary.read_text(encoding="utf-8"))
+    d = read_json(run.data_summary)
+    dropped = d.get("not_trained", [])  # absent from run folders written before it was counted
     blocks: list[Block] = [
         Note(f"{d['rows_read']} rows read: {d['train']} train, {d['eval']} eval, {d['duplicates']} duplicates "
-             f"removed, {len(d['skipped'])} skipped."),
+             f"removed, {len(d['skipped'])} skipped while reading, {len(dropped)} not trained (too long or "
+             "nothing to learn after templating)."),
         Table(["file", "format", "encoding", "rows read", "usable", "skipped"],
               [[Path(f["path"]).name, f["format"], f["encoding"], str(f["rows_read"]), str(f["usable"]),
                 str(f["skipped"])] for f in d["files"]])]
     if d["skipped_by_reason"]:
         blocks.append(Table(["skipped because", "rows"], [[r, str(n)] for r, n in d["skipped_by_reason"].items()]))
+    if dropped:
+        blocks.append(Table(["not trained because", "rows"],
+                            [[r, str(n)] for r, n in d["not_trained_by_reason"].items()]))
     blocks += [Note(w, warn=True) for w in d["warnings"]]
     return blocks
 
@@ -236,7 +240,7 @@ def _data_blocks(run: RunDir) -> list[Block]:
 def _environment(run: RunDir) -> list[Block]:
     if not run.manifest.is_file():
         return ["no manifest in this run folder"]
-    m = json.loads(run.manifest.read_text(encoding="utf-8"))
+    m = read_json(run.manifest)
     facts = [["python", m.get("python", "")], ["platform", m.get("platform", "")],
              ["tunesmith commit", str(m.get("tunesmith_git_commit"))], ["seed", str(m.get("seed"))]]
     facts += [[k, str(v)] for k, v in m.get("hardware", {}).items()]
@@ -305,10 +309,10 @@ def write(run: RunDir) -> Path:
         raise TunesmithError(f"run folder {run.root} not found", fix="pass a folder under runs/")
     secs = sections(run)
     title = run.root.name
-    run.report.write_text(to_html(title, secs), encoding="utf-8")
-    run.report_md.write_text(to_markdown(title, secs), encoding="utf-8")
-    for _, blocks in secs:
+    for _, blocks in secs:  # the picture first: report.md never points at a missing PNG
         for b in blocks:
             if isinstance(b, Image):
-                (run.root / b.file).write_bytes(b.png)
+                write_bytes(run.root / b.file, b.png)
+    write_text(run.report_md, to_markdown(title, secs))
+    write_text(run.report, to_html(title, secs))  # last: its presence marks the run finished
     return run.report

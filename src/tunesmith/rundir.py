@@ -19,14 +19,24 @@ runs/<name>/
   eval/settings.json   generation settings the rows were made with
   eval/summary.json    metrics per model, tuned - base differences with 95% paired bootstrap intervals
   report.html          the report; report.md is its Markdown twin
+  .tunesmith-run       marker: tunesmith made this folder; it deletes only inside folders that have it
+  .lock                flock'ed by the process writing the run (pid and host inside); released at exit
+
+Every whole file is written by write + fsync + rename; appended files (metrics.jsonl, eval/<model>.jsonl) are
+fsync'ed per append and read back tolerating a torn last line.
 """
 
 from __future__ import annotations
 
+import atexit
+import contextlib
 import json
 import os
 import re
 import shutil
+import socket
+import time
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -112,10 +122,86 @@ class RunDir:
         return max(found, key=lambda p: int(p.name.split("-")[1]), default=None)
 
     def finish(self) -> None:
-        shutil.rmtree(self.checkpoints, ignore_errors=True)
+        self.remove(self.checkpoints)
+
+    def remove(self, path: Path) -> None:
+        """Delete a file or folder inside this run folder; anything else is refused (a bug, not a user error)."""
+        if not (self.root / MARKER).is_file() or self.root.resolve() not in path.resolve().parents:
+            raise RuntimeError(f"refusing to delete {path}: not inside a tunesmith run folder ({self.root})")
+        if not (path.exists() or path.is_symlink()):
+            return
+        if path.is_dir() and not path.is_symlink():
+            shutil.rmtree(path)
+        else:
+            path.unlink(missing_ok=True)
+
+    def clear(self) -> None:
+        """Empty the run folder for a fresh start (--overwrite), keeping its lock; marks it as tunesmith's."""
+        if not (self.root / MARKER).is_file():
+            if any(p.name != LOCK for p in self.root.iterdir()):
+                raise RuntimeError(f"refusing to empty {self.root}: it has no {MARKER} marker")
+            write_text(self.root / MARKER, MARKER_TEXT)
+        for p in self.root.iterdir():
+            if p.name not in (LOCK, MARKER):
+                self.remove(p)
+
+    def lock(self, say: Callable[[str], None] | None = None) -> None:
+        """Hold an OS lock on this run folder until the process exits; refuse if another process holds it.
+
+        flock is released by the kernel when its holder dies, so a lock left by a killed run never blocks;
+        the file keeps the last owner's pid and host, which the refusal message names.
+        """
+        import fcntl
+
+        key = self.root.resolve()
+        if key in _HELD:
+            return
+        fd = os.open(self.root / LOCK, os.O_RDWR | os.O_CREAT, 0o644)
+        owner = os.pread(fd, 4096, 0).decode("utf-8", "replace").strip()
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            os.close(fd)
+            raise TunesmithError(f"run folder {self.root} is in use by another tunesmith process "
+                                 f"({owner or 'owner unknown'})",
+                                 fix="wait for it to finish (or stop it), or pick another --name to run both "
+                                     "at once") from None
+        if owner and say is not None:
+            say(f"notice: took over the lock of {self.root}: its last holder ({owner}) is no longer running")
+        me = f"pid {os.getpid()} on {socket.gethostname()}, since {time.strftime('%Y-%m-%d %H:%M:%S')}"
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, me.encode() + b"\n", 0)
+        if not _HELD:
+            atexit.register(_release_all)  # a clean exit empties the file; a crash leaves its owner to report
+        _HELD[key] = fd
+
+    @contextlib.contextmanager
+    def held(self) -> Iterator[RunDir]:
+        """Release this process's lock on the folder when the block ends (it was taken by create/open_run)."""
+        try:
+            yield self
+        finally:
+            self.unlock()
+
+    def unlock(self) -> None:
+        """Release the lock early (tests, or a process that goes on to other work); the file is emptied."""
+        fd = _HELD.pop(self.root.resolve(), None)
+        if fd is not None:
+            os.ftruncate(fd, 0)
+            os.close(fd)
+
+
+def _release_all() -> None:
+    for root in list(_HELD):
+        RunDir(root).unlock()
 
 
 COMPLETE = "COMPLETE"
+MARKER = ".tunesmith-run"  # written into every run folder tunesmith makes; nothing without it is ever deleted
+LOCK = ".lock"  # flock'ed by the process writing the run; holds its pid and host
+MARKER_TEXT = "a tunesmith run folder: tunesmith deletes files only inside folders that hold this marker\n"
+NAME = re.compile(r"[A-Za-z0-9._-]+")
+_HELD: dict[Path, int] = {}  # run folder -> the open, locked file descriptor (kept for the process's life)
 
 
 def mark_complete(checkpoint: Path) -> None:
@@ -132,18 +218,34 @@ def mark_complete(checkpoint: Path) -> None:
     os.replace(tmp, checkpoint / COMPLETE)
 
 
-def create(output_dir: Path, name: str, *, overwrite: bool, config_yaml: str) -> tuple[RunDir, bool]:
+def create(output_dir: Path, name: str, *, overwrite: bool, config_yaml: str,
+           say: Callable[[str], None] | None = None) -> tuple[RunDir, bool]:
     """Make the run folder, or reopen an unfinished one with the same config; returns (run, resumed).
 
-    A finished run is only replaced with `overwrite`; an unfinished run with a different config too, since
-    resuming it would mix two runs.
+    The folder is locked for the life of the process (a second `train --name X` is refused while the first
+    runs). A finished run is only replaced with `overwrite`; an unfinished run with a different config too,
+    since resuming it would mix two runs. Only a folder tunesmith made (its marker file inside) is ever emptied.
 
     >>> create(Path("runs"), "demo", overwrite=False, config_yaml="...")  # doctest: +SKIP
     (RunDir(root=PosixPath('runs/demo')), False)
     """
-    root = output_dir / name
+    root = output_dir / check_name(name)
+    if output_dir.exists() and not output_dir.is_dir():
+        raise TunesmithError(f"output_dir {output_dir} is a file, not a folder",
+                             fix="pass --output-dir a folder (it is created if missing)")
+    if root.is_symlink() or (root.exists() and not root.is_dir()):
+        raise TunesmithError(f"{root} exists and is not a folder", where="--name",
+                             fix="pick another --name; tunesmith never replaces files it did not write")
     run = RunDir(root)
-    if root.exists() and any(root.iterdir()) and not overwrite:
+    used = root.is_dir() and any(p.name != LOCK for p in root.iterdir())
+    if used and not _ours(root):
+        raise TunesmithError(f"{root} exists but was not made by this tunesmith (no {MARKER} marker inside), so "
+                             "tunesmith will neither write into it nor delete it",
+                             fix="pick another --name or --output-dir; if it is an old run folder, move or delete "
+                                 "it yourself")
+    root.mkdir(parents=True, exist_ok=True)
+    run.lock(say)
+    if used and not overwrite:
         if run.finished:
             raise TunesmithError(
                 f"run folder {root} holds a finished run",
@@ -156,12 +258,50 @@ def create(output_dir: Path, name: str, *, overwrite: bool, config_yaml: str) ->
                 problems=_config_differences(saved, config_yaml),
                 fix="pass --overwrite to start it again, or --name for a new run")
         return run, True
-    if root.exists():
-        shutil.rmtree(root)
+    run.clear()
     for sub in ("data", "eval"):
         (root / sub).mkdir(parents=True, exist_ok=True)
-    run.config.write_text(config_yaml, encoding="utf-8")
+    write_text(run.config, config_yaml)
     return run, False
+
+
+def open_run(path: Path, say: Callable[[str], None] | None = None) -> RunDir:
+    """An existing run folder, locked for this process (eval and report write into it).
+
+    >>> open_run(Path("runs/demo"))  # doctest: +SKIP
+    RunDir(root=PosixPath('runs/demo'))
+    """
+    run = RunDir(path)
+    if not run.config.is_file():
+        raise TunesmithError(f"{path} is not a run folder (no config.yaml)",
+                             fix="pass a folder under runs/, e.g. runs/demo")
+    if not _ours(path):
+        raise TunesmithError(f"{path} has a config.yaml but no {MARKER} marker: tunesmith did not make it, so it "
+                             "will not write into it", fix="copy the files you need into a new run")
+    run.lock(say)
+    return run
+
+
+def _ours(root: Path) -> bool:
+    """Made by tunesmith: the marker, or a run folder of a version before the marker (then it gets one)."""
+    if (root / MARKER).is_file():
+        return True
+    legacy = all((root / f).is_file() for f in ("config.yaml", "manifest.json", "data/summary.json"))
+    if legacy:
+        write_text(root / MARKER, MARKER_TEXT)
+    return legacy
+
+
+def check_name(name: str) -> str:
+    """A run name is one plain folder name: `--name ..` must never reach a folder outside the output dir.
+
+    >>> check_name("demo-2")
+    'demo-2'
+    """
+    if name in ("", ".", "..") or not NAME.fullmatch(name):
+        raise TunesmithError(f"run name {name!r} is not a plain folder name", where="--name",
+                             fix="use letters, digits, '.', '_' or '-' (not '.' or '..'), e.g. --name demo-2")
+    return name
 
 
 def _config_differences(saved: str | None, new: str) -> list[str]:
@@ -180,14 +320,31 @@ def _config_differences(saved: str | None, new: str) -> list[str]:
             if old.get(k) != cur.get(k)]
 
 
-def write_jsonl(path: Path, rows: list[dict[str, Any]]) -> None:
-    """Write a whole file by rename, so a reader never sees it half-written."""
+def _atomic(path: Path, data: bytes) -> None:
+    """Write a whole file by write + fsync + rename: a reader (or a crash) never sees it half-written."""
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.tmp")
-    with tmp.open("w", encoding="utf-8") as f:
-        for row in rows:
-            f.write(json.dumps(row, ensure_ascii=False) + "\n")
+    with tmp.open("wb") as f:
+        f.write(data)
+        f.flush()
+        os.fsync(f.fileno())
     os.replace(tmp, path)
+
+
+def write_text(path: Path, text: str) -> None:
+    _atomic(path, text.encode("utf-8"))
+
+
+def write_bytes(path: Path, data: bytes) -> None:
+    _atomic(path, data)
+
+
+def write_json(path: Path, obj: Any) -> None:
+    write_text(path, json.dumps(obj, indent=2, ensure_ascii=False, allow_nan=True))
+
+
+def write_jsonl(path: Path, rows: list[dict[str, Any]]) -> None:
+    write_text(path, "".join(json.dumps(row, ensure_ascii=False) + "\n" for row in rows))
 
 
 def append_jsonl(path: Path, rows: list[dict[str, Any]]) -> None:
@@ -200,9 +357,33 @@ def append_jsonl(path: Path, rows: list[dict[str, Any]]) -> None:
         os.fsync(f.fileno())
 
 
-def read_jsonl(path: Path) -> list[dict[str, Any]]:
-    with path.open(encoding="utf-8") as f:
-        return [json.loads(line) for line in f if line.strip()]
+def read_json(path: Path) -> Any:
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except (ValueError, UnicodeDecodeError) as err:
+        raise TunesmithError(f"{path.name} is damaged: {err}", where=str(path),
+                             fix="re-run the command that writes it (or the run with --overwrite)") from None
+
+
+def read_jsonl(path: Path, say: Callable[[str], None] | None = None) -> list[dict[str, Any]]:
+    """Rows of an appended JSONL file. A torn last line (the writer was killed mid-line) is left out and
+    reported through `say`; a damaged line elsewhere is an error, since rows after it cannot be trusted.
+    """
+    lines = path.read_bytes().split(b"\n")
+    rows = []
+    for n, line in enumerate(lines, start=1):
+        if not line.strip():
+            continue
+        try:
+            rows.append(json.loads(line))
+        except (ValueError, UnicodeDecodeError):
+            if any(rest.strip() for rest in lines[n:]):
+                raise TunesmithError(f"line {n} is not valid JSON", where=str(path),
+                                     fix="re-run the command that writes it (or the run with --overwrite)") from None
+            if say is not None:
+                say(f"notice: {path}: left out a half-written last line (line {n}; the writer was stopped "
+                    "while writing it)")
+    return rows
 
 
 def safe_name(text: str) -> str:

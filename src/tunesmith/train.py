@@ -9,7 +9,6 @@ one metrics file of record (metrics.jsonl) beside TensorBoard / W&B.
 
 from __future__ import annotations
 
-import json
 import math
 import os
 import time
@@ -101,8 +100,7 @@ def _callbacks(run: RunDir, say: Callable[[str], None]) -> list[Any]:
                 return
             row = {"step": state.global_step, "epoch": round(state.epoch or 0.0, 4),
                    **{k: v for k, v in logs.items() if k in LOGGED}}
-            with run.metrics.open("a", encoding="utf-8") as f:
-                f.write(json.dumps(row) + "\n")
+            rundir.append_jsonl(run.metrics, [row])  # fsync'ed: a kill leaves at most a torn last line
             say("  " + "  ".join(f"{k} {v:.4g}" if isinstance(v, float) else f"{k} {v}" for k, v in row.items())
                 + (f"  (of {state.max_steps} steps)" if "loss" in row else ""))
 
@@ -318,17 +316,15 @@ def save_weights(trainer: Any, tokenizer: Any, run: RunDir, *, full: bool) -> No
     Every rank calls `trainer.save_model`: under FSDP / ZeRO-3 the weights are sharded and must be gathered
     by all processes; the Trainer then writes on rank 0 only.
     """
-    import shutil
-
     dest = run.full if full else run.adapter
     partial = dest.with_name(f".{dest.name}.partial")
     if rank() == 0:
-        shutil.rmtree(partial, ignore_errors=True)
+        run.remove(partial)
     trainer.save_model(str(partial))
     if rank() == 0:
         tokenizer.save_pretrained(partial)
         (partial / "training_args.bin").unlink(missing_ok=True)  # a pickle; the run folder keeps config.yaml
-        shutil.rmtree(dest, ignore_errors=True)
+        run.remove(dest)
         partial.rename(dest)
 
 
@@ -365,14 +361,14 @@ def summarize(rows: list[dict[str, Any]], steps_per_epoch: int, planned_steps: i
         evals=tuple((r["step"], r["eval_loss"]) for r in evals))
 
 
-def read_summary(run: RunDir) -> TrainingSummary | None:
+def read_summary(run: RunDir, say: Callable[[str], None] | None = None) -> TrainingSummary | None:
     """The TrainingSummary of a run folder (metrics.jsonl with plan.json's step counts); None before training."""
     if not (run.plan.is_file() and run.metrics.is_file()):
         return None
-    rows = rundir.read_jsonl(run.metrics)
+    rows = rundir.read_jsonl(run.metrics, say)
     if not rows:
         return None
-    plan = json.loads(run.plan.read_text(encoding="utf-8"))
+    plan = rundir.read_json(run.plan)
     return summarize(rows, plan["steps_per_epoch"], plan["total_steps"])
 
 
