@@ -239,7 +239,7 @@ def run(cfg: RunConfig, *, overwrite: bool = False, say: Callable[[str], None] =
     if train.rank() != 0:
         say = _quiet  # one process speaks for all; the others' lines would repeat it
     _check_continue_from(cfg)
-    rundir.check_name(cfg.name)
+    rundir.check_target(cfg.output_dir, cfg.name)  # a bad --name or --output-dir fails before any model loads
     data = prepare(cfg.data)  # before any model loads: bad data fails fast
     say(f"data: {len(data.train)} train / {len(data.eval)} eval conversations, "
         f"{len(data.skipped)} rows skipped, {len(data.duplicates)} duplicates")

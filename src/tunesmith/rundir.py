@@ -229,20 +229,9 @@ def create(output_dir: Path, name: str, *, overwrite: bool, config_yaml: str,
     >>> create(Path("runs"), "demo", overwrite=False, config_yaml="...")  # doctest: +SKIP
     (RunDir(root=PosixPath('runs/demo')), False)
     """
-    root = output_dir / check_name(name)
-    if output_dir.exists() and not output_dir.is_dir():
-        raise TunesmithError(f"output_dir {output_dir} is a file, not a folder",
-                             fix="pass --output-dir a folder (it is created if missing)")
-    if root.is_symlink() or (root.exists() and not root.is_dir()):
-        raise TunesmithError(f"{root} exists and is not a folder", where="--name",
-                             fix="pick another --name; tunesmith never replaces files it did not write")
+    root = check_target(output_dir, name)
     run = RunDir(root)
     used = root.is_dir() and any(p.name != LOCK for p in root.iterdir())
-    if used and not _ours(root):
-        raise TunesmithError(f"{root} exists but was not made by this tunesmith (no {MARKER} marker inside), so "
-                             "tunesmith will neither write into it nor delete it",
-                             fix="pick another --name or --output-dir; if it is an old run folder, move or delete "
-                                 "it yourself")
     root.mkdir(parents=True, exist_ok=True)
     run.lock(say)
     if used and not overwrite:
@@ -263,6 +252,25 @@ def create(output_dir: Path, name: str, *, overwrite: bool, config_yaml: str,
         (root / sub).mkdir(parents=True, exist_ok=True)
     write_text(run.config, config_yaml)
     return run, False
+
+
+def check_target(output_dir: Path, name: str) -> Path:
+    """The run folder `output_dir/name`, if tunesmith may make or write it (checked again by `create`; the
+    pipeline calls it first, so a bad --name fails before any model loads).
+    """
+    root = output_dir / check_name(name)
+    if output_dir.exists() and not output_dir.is_dir():
+        raise TunesmithError(f"output_dir {output_dir} is a file, not a folder",
+                             fix="pass --output-dir a folder (it is created if missing)")
+    if root.is_symlink() or (root.exists() and not root.is_dir()):
+        raise TunesmithError(f"{root} exists and is not a folder", where="--name",
+                             fix="pick another --name; tunesmith never replaces files it did not write")
+    if root.is_dir() and any(p.name != LOCK for p in root.iterdir()) and not _ours(root):
+        raise TunesmithError(f"{root} exists but was not made by this tunesmith (no {MARKER} marker inside), so "
+                             "tunesmith will neither write into it nor delete it",
+                             fix="pick another --name or --output-dir; if it is an old run folder, move or delete "
+                                 "it yourself")
+    return root
 
 
 def open_run(path: Path, say: Callable[[str], None] | None = None) -> RunDir:
