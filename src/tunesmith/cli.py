@@ -202,9 +202,8 @@ def eval_(run: Run,
 def report(run: Run) -> None:
     """Rebuild report.html and report.md from a run folder."""
     from tunesmith import report as reporting
-    from tunesmith.rundir import RunDir
 
-    typer.echo(f"wrote {reporting.write(RunDir(run))} and report.md")
+    typer.echo(f"wrote {reporting.rebuild(run, say=_say)} and report.md")
 
 
 @app.command()

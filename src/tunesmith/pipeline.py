@@ -285,7 +285,7 @@ def run(cfg: RunConfig, *, overwrite: bool = False, say: Callable[[str], None] =
         del model  # evaluation loads every model from disk: what is evaluated is what was saved
         training = train.summarize(rundir.read_jsonl(run_dir.metrics, say), *steps)
         evaluation = evaluate.evaluate(run_dir, cfg, data.eval, eval_losses=eval_losses(cfg, training), say=say)
-        path = report.write(run_dir)
+        path = report.write(run_dir, say)
         run_dir.finish()
         return RunSummary(run_dir.root, path, evaluation, training, seconds, time.perf_counter() - wall)
 
@@ -317,7 +317,7 @@ def evaluate_run(path: Path, *, data: Path | None = None, labels: list[str], opt
         ev = evaluate.evaluate(run_dir, cfg, convs, labels=labels, out_dir=out_dir, eval_losses=losses,
                                judge=judge, fresh=fresh, say=say)
         # On the held-out rows the report describes eval/summary.json, which was just replaced.
-        return ev, report.write(run_dir) if data is None else None
+        return ev, report.write(run_dir, say) if data is None else None
 
 
 def _eval_rows(run_dir: rundir.RunDir, cfg: RunConfig, data: Path | None, say: Callable[[str], None]

@@ -12,13 +12,14 @@ import html
 import io
 import math
 from dataclasses import dataclass, field
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 from tunesmith import evaluate, metrics, train
 from tunesmith.errors import TunesmithError
 from tunesmith.records import Conversation, EvalReport, TrainingSummary
-from tunesmith.rundir import RunDir, read_json, read_jsonl, write_bytes, write_text
+from tunesmith.rundir import RunDir, open_run, read_json, read_jsonl, write_bytes, write_text
 
 ROWS_SHOWN = 5
 # Order and names in the metrics table; 'eval_loss' and 'perplexity' are corpus-only.
@@ -161,7 +162,7 @@ def _summary_sentence(ev: EvalReport) -> str:
             f"{d.low:+.2f} to {d.high:+.2f}): {ev.verdicts[t.label]['chrf']}.")
 
 
-def sections(run: RunDir) -> list[tuple[str, list[Block]]]:
+def sections(run: RunDir, say: Callable[[str], None] | None = None) -> list[tuple[str, list[Block]]]:
     """Everything the report says, read from the run folder."""
     cfg_text = run.config.read_text(encoding="utf-8") if run.config.is_file() else ""
     plan = read_json(run.plan) if run.plan.is_file() else {}
@@ -190,7 +191,7 @@ def sections(run: RunDir) -> list[tuple[str, list[Block]]]:
                           f"{j['verdict']}."))
     out.append(("Did tuning help?", notes))
 
-    training = train.read_summary(run)
+    training = train.read_summary(run, say)  # says so when metrics.jsonl ends in a torn line
     if training:
         blocks: list[Block] = [Note(
             f"Eval loss {training.start_eval_loss:.4f} at the start, lowest {training.best_eval_loss:.4f} at step "
@@ -303,11 +304,24 @@ def to_markdown(title: str, secs: list[tuple[str, list[Block]]]) -> str:
     return "\n".join(lines)
 
 
-def write(run: RunDir) -> Path:
+def rebuild(path: Path, say: Callable[[str], None] = print) -> Path:
+    """`tunesmith report`: rebuild the report of an existing run folder, holding its lock while writing.
+
+    >>> rebuild(Path("runs/demo"))  # doctest: +SKIP
+    PosixPath('runs/demo/report.html')
+    """
+    if not path.is_dir():
+        raise TunesmithError(f"run folder {path} not found", fix="pass a folder under runs/, e.g. runs/demo")
+    run = open_run(path, say)
+    with run.held():
+        return write(run, say)
+
+
+def write(run: RunDir, say: Callable[[str], None] | None = None) -> Path:
     """Write report.html and report.md (+ its PNG) from the run folder; returns the HTML path."""
     if not run.root.is_dir():
         raise TunesmithError(f"run folder {run.root} not found", fix="pass a folder under runs/")
-    secs = sections(run)
+    secs = sections(run, say)
     title = run.root.name
     for _, blocks in secs:  # the picture first: report.md never points at a missing PNG
         for b in blocks:

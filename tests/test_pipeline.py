@@ -1,0 +1,152 @@
+"""The whole job's joins (issue 10): resume only on the same data, --continue-from never its own run, one
+accounting of rows from read to trained, and eval/report never left describing other rows or settings."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import SAMPLE
+from tests.test_bad_input import fails
+from tests.test_cli import tunesmith
+from tunesmith import config, evaluate, pipeline, report, rundir
+from tunesmith.errors import TunesmithError
+
+
+def tiny_config(tiny_model_dir: Path, data: Path, out: Path, **extra: object) -> config.RunConfig:
+    raw = {"name": "tiny", "model": str(tiny_model_dir), "output_dir": str(out),
+           "data": {"train": [str(data)], "min_eval": 4}, "template": {"max_length": 128},
+           "lora": {"r": 4, "alpha": 8},
+           "train": {"max_steps": 4, "batch_size": 4, "learning_rate": 5e-3, "logging_steps": 2,
+                     "eval_strategy": "steps", "eval_steps": 2, "report_to": []},
+           "eval": {"max_rows": 4, "max_new_tokens": 8, "batch_size": 4}, **extra}
+    return config.parse(raw, source="<test>")
+
+
+def sample_rows(n: int) -> list[str]:
+    return (SAMPLE / "counsel_en.jsonl").read_text(encoding="utf-8").splitlines()[:n]
+
+
+@pytest.fixture(scope="module")
+def finished(tiny_model_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A finished tiny run; tests work on copies of it."""
+    home = tmp_path_factory.mktemp("finished")
+    data = home / "small.jsonl"
+    data.write_text("\n".join(sample_rows(16)) + "\n", encoding="utf-8")
+    return pipeline.run(tiny_config(tiny_model_dir, data, home / "runs"), say=lambda _: None).run_dir
+
+
+@pytest.fixture
+def run_copy(finished: Path, tmp_path: Path) -> Path:
+    dest = tmp_path / "runs" / "tiny"
+    shutil.copytree(finished, dest)
+    (dest / ".lock").write_text("")  # the copy is not held by anyone
+    return dest
+
+
+def test_resume_refuses_changed_data_and_rewrites_lost_inputs(tiny_model_dir: Path, tmp_path: Path):
+    data = tmp_path / "mine.jsonl"
+    data.write_text("\n".join(sample_rows(16)) + "\n", encoding="utf-8")
+    cfg = tiny_config(tiny_model_dir, data, tmp_path / "runs")
+    run = rundir.RunDir(pipeline.run(cfg, say=lambda _: None).run_dir)
+    manifest = json.loads(run.manifest.read_text())
+    assert manifest["data_files"] == {str(data): pipeline._sha256(data)}
+
+    # Killed during evaluation, with the manifest and plan lost: the re-run resumes and writes them again.
+    for lost in (run.report, run.manifest, run.plan):
+        lost.unlink()
+    said: list[str] = []
+    pipeline.run(cfg, say=said.append)
+    assert "training finished earlier: " + str(run.adapter) in said
+    assert json.loads(run.manifest.read_text())["data_files"] == manifest["data_files"]
+    assert json.loads(run.plan.read_text())["total_steps"] == 4 and run.report.is_file()
+
+    # Killed again, and the data file replaced meanwhile: resuming would describe the old rows. Refused.
+    run.report.unlink()
+    data.write_text("\n".join(sample_rows(17)[1:]) + "\n", encoding="utf-8")
+    train_rows = run.train_data.read_bytes()
+    with pytest.raises(TunesmithError) as err:
+        pipeline.run(cfg, say=lambda _: None)
+    assert err.value.problems == [f"{data}: changed since the unfinished run"]
+    assert "pass --overwrite to start it again on the new data" in err.value.render()
+    assert run.train_data.read_bytes() == train_rows  # the folder still describes what it trained on
+
+
+def test_continue_from_its_own_run_is_refused_before_anything_is_deleted(run_copy: Path, tiny_model_dir: Path,
+                                                                        tmp_path: Path):
+    before = {p: p.read_bytes() for p in run_copy.rglob("*") if p.is_file()}
+    res = tunesmith("train", "--data", str(tmp_path / "x.jsonl"), "--model", str(tiny_model_dir), "--name", "tiny",
+                    "--continue-from", str(run_copy), "--overwrite", cwd=tmp_path)
+    fails(res, f"--continue-from {run_copy} is the run being written ({run_copy})",
+          "how to fix: give the new run its own --name")
+    assert {p: p.read_bytes() for p in run_copy.rglob("*") if p.is_file()} == before
+
+
+def test_rows_add_up_from_read_to_trained_with_every_kind_of_skip(tiny_model_dir: Path, tmp_path: Path):
+    rows = sample_rows(14)
+    long_row = json.loads(rows[0])
+    long_row["messages"][-1]["content"] = "I hear you. " * 200  # far over max_length 128: dropped, not cut
+    data = tmp_path / "mixed.jsonl"
+    data.write_text("\n".join([*rows, "{not json", json.dumps({"messages": [{"role": "user", "content": "hi"}]}),
+                               rows[3], json.dumps(long_row)]) + "\n", encoding="utf-8")
+    cfg = tiny_config(tiny_model_dir, data, tmp_path / "runs")
+
+    said: list[str] = []
+    plan_lines = pipeline.plan(cfg, say=said.append)
+    prepared = pipeline.prepare(cfg.data)
+    _, tokenizer = pipeline.models.load(cfg.model, tokenizer_only=True)
+    rendered, train_ex, eval_ex = pipeline.render(tokenizer, prepared, cfg, lambda _: None)
+    summary = pipeline.data_summary(rendered)
+
+    assert summary["rows_read"] == 18 == (summary["train"] + summary["eval"] + len(summary["skipped"])
+                                          + summary["duplicates"] + len(summary["not_trained"]))
+    assert (len(summary["skipped"]), summary["duplicates"], len(summary["not_trained"])) == (2, 1, 1)
+    assert (summary["train"], summary["eval"]) == (len(train_ex), len(eval_ex))
+    assert summary["not_trained_by_reason"] == {"longer than template.max_length=128": 1}
+    assert (f"rows: {summary['train']} train, {summary['eval']} eval (read 18: 2 skipped, 1 duplicates, 1 not "
+            "trained after templating)") in plan_lines
+    assert any(line.startswith(f"not {'trained' if summary['train'] < 13 else 'evaluated'} mixed.jsonl:18: ")
+               for line in said)
+
+    run = rundir.RunDir(tmp_path / "folder")
+    rundir.write_json(run.data_summary, summary)
+    note = report._data_blocks(run)[0].text
+    assert note == (f"18 rows read: {summary['train']} train, {summary['eval']} eval, 1 duplicates removed, 2 "
+                    "skipped while reading, 1 not trained (too long or nothing to learn after templating).")
+
+
+def test_a_torn_metrics_line_is_reported_and_the_report_still_builds(run_copy: Path, tmp_path: Path):
+    with (run_copy / "metrics.jsonl").open("a") as f:
+        f.write('{"step": 5, "loss": 1.2')
+    res = tunesmith("report", str(run_copy), cwd=tmp_path)
+    assert res.returncode == 0, res.stderr
+    assert "left out a half-written last line" in res.stderr
+
+
+def test_a_fresh_eval_killed_early_leaves_no_stale_summary_or_report(run_copy: Path, tmp_path: Path):
+    run = rundir.open_run(run_copy)
+    settings = {k: getattr(config.EvalConfig(), k) for k in evaluate.SETTINGS}
+    # What `eval --fresh` does before its first generation; a kill right after it leaves this state.
+    with run.held():
+        evaluate._check_settings(run, run.eval_dir, ["base", "tuned"], settings, fresh=True)
+    assert sorted(p.name for p in run.eval_dir.iterdir()) == ["settings.json"]
+    assert not run.report.exists() and not run.report_md.exists()
+    fails(tunesmith("report", str(run_copy), cwd=tmp_path), "has no evaluation yet", "tunesmith eval")
+
+
+def test_a_judge_that_fails_after_generating_leaves_the_new_numbers_without_a_judge(run_copy: Path,
+                                                                                   tmp_path: Path):
+    res = tunesmith("eval", str(run_copy), "--fresh", "--max-new-tokens", "4", "--judge-url",
+                    "http://user:secret@127.0.0.1:9/v1", "--judge-model", "j", cwd=tmp_path)
+    err = fails(res, "cannot reach the judge at http://127.0.0.1:9/v1/chat/completions",
+               "asking the judge j at http://***@127.0.0.1:9/v1")
+    assert "secret" not in err + res.stdout
+    summary = json.loads((run_copy / "eval" / "summary.json").read_text())
+    assert summary["settings"]["max_new_tokens"] == 4 and summary["judge"] is None
+    res = tunesmith("report", str(run_copy), cwd=tmp_path)
+    assert res.returncode == 0, res.stderr
+    md = (run_copy / "report.md").read_text()
+    assert "max_new_tokens 4" in md and "LLM judge" not in md
