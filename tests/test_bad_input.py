@@ -204,25 +204,37 @@ def wandb_server():
     server.server_close()
 
 
-def test_wandb_key_is_checked_fast_and_never_shown(wandb_server: str, monkeypatch: pytest.MonkeyPatch):
-    from tunesmith.train import wandb_offline_reason
+CHECK_KEY = """
+from tunesmith.errors import TunesmithError
+from tunesmith.train import wandb_offline_reason
+try:
+    print(wandb_offline_reason())
+except TunesmithError as err:
+    print(err)
+"""
 
-    monkeypatch.delenv("WANDB_MODE", raising=False)
+
+def wandb_check(**env: str) -> str:
+    """wandb_offline_reason() in a child process: wandb keeps its login state per process, and a host or key
+    checked here must not leak into later in-process tests (the W&B offline run in test_train.py)."""
+    base = {k: v for k, v in os.environ.items() if not k.startswith("WANDB_")}
+    res = subprocess.run([sys.executable, "-c", CHECK_KEY], capture_output=True, text=True, timeout=60,
+                         env={**base, **env})
+    assert res.returncode == 0, res.stderr
+    return res.stdout.strip()
+
+
+def test_wandb_key_is_checked_fast_and_never_shown(wandb_server: str, tmp_path: Path):
     key = "k" * 40
-    monkeypatch.setenv("WANDB_API_KEY", key)
-    monkeypatch.setenv("WANDB_BASE_URL", wandb_server)
     start = time.perf_counter()
-    with pytest.raises(TunesmithError) as err:
-        wandb_offline_reason()
+    out = wandb_check(WANDB_API_KEY=key, WANDB_BASE_URL=wandb_server)
     assert time.perf_counter() - start < 30
-    assert str(err.value).startswith("WANDB_API_KEY: W&B did not accept the API key: Failed to authenticate")
-    assert key not in str(err.value)
-
-    monkeypatch.setenv("WANDB_BASE_URL", "http://127.0.0.1:9")  # nothing listens: the key cannot be checked
-    assert wandb_offline_reason() == "cannot reach http://127.0.0.1:9 to check the API key"
-    monkeypatch.delenv("WANDB_API_KEY")
-    monkeypatch.setenv("HOME", "/nonexistent")  # no ~/.netrc either
-    assert wandb_offline_reason() == "no API key configured"
+    assert out.startswith("WANDB_API_KEY: W&B did not accept the API key: Failed to authenticate")
+    assert key not in out
+    # nothing listens on port 9: the key cannot be checked, so the run logs offline
+    assert wandb_check(WANDB_API_KEY=key, WANDB_BASE_URL="http://127.0.0.1:9") == \
+        "cannot reach http://127.0.0.1:9 to check the API key"
+    assert wandb_check(HOME=str(tmp_path)) == "no API key configured"  # no key, no ~/.netrc
 
 
 def test_a_malformed_wandb_key_exits_2_without_retries(tmp_path: Path, tiny_model_dir: Path, small_jsonl: Path,
