@@ -118,6 +118,13 @@ def test_rows_add_up_from_read_to_trained_with_every_kind_of_skip(tiny_model_dir
                     "skipped while reading, 1 not trained (too long or nothing to learn after templating).")
 
 
+def test_a_bad_eval_option_leaves_the_summary_and_report_in_place(run_copy: Path, tmp_path: Path):
+    before = {p: p.read_bytes() for p in (run_copy / "report.html", run_copy / "eval" / "summary.json")}
+    fails(tunesmith("eval", str(run_copy), "--embedder", "[x", cwd=tmp_path), "sentence-transformers")
+    fails(tunesmith("eval", str(run_copy), "--models", "no/such-model,base", cwd=tmp_path), "no/such-model")
+    assert {p: p.read_bytes() for p in before} == before
+
+
 def test_a_torn_metrics_line_is_reported_and_the_report_still_builds(run_copy: Path, tmp_path: Path):
     with (run_copy / "metrics.jsonl").open("a") as f:
         f.write('{"step": 5, "loss": 1.2')
@@ -131,7 +138,7 @@ def test_a_fresh_eval_killed_early_leaves_no_stale_summary_or_report(run_copy: P
     settings = {k: getattr(config.EvalConfig(), k) for k in evaluate.SETTINGS}
     # What `eval --fresh` does before its first generation; a kill right after it leaves this state.
     with run.held():
-        evaluate._check_settings(run, run.eval_dir, ["base", "tuned"], settings, fresh=True)
+        evaluate._clear_stale(run, run.eval_dir, settings, fresh=True)
     assert sorted(p.name for p in run.eval_dir.iterdir()) == ["settings.json"]
     assert not run.report.exists() and not run.report_md.exists()
     fails(tunesmith("report", str(run_copy), cwd=tmp_path), "has no evaluation yet", "tunesmith eval")

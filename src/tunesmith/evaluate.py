@@ -157,13 +157,15 @@ def evaluate(run: rundir.RunDir, cfg: RunConfig, convs: Sequence[Conversation], 
     out_dir = out_dir or run.eval_dir
     ecfg = cfg.eval
     settings = {k: getattr(ecfg, k) for k in SETTINGS}
-    _check_settings(run, out_dir, labels, settings, fresh)
+    _check_settings(out_dir, labels, settings, fresh)
     convs = tuple(convs[: ecfg.max_rows])
     embedder = None if ecfg.embedder == "none" else metrics.Embedder(
         None if ecfg.embedder == "default" else ecfg.embedder)
     results = []
     for label in labels:
         model, tokenizer, spec = load_model(label, run, cfg)
+        if not results:  # every option and the first model are fine: from here on the old summary is stale
+            _clear_stale(run, out_dir, settings, fresh)
         # base and tuned render exactly as training did; another model through its own template (or the fallback)
         own = label in ("base", "tuned")
         mine, _ = template.fit(tokenizer, convs,
@@ -196,13 +198,8 @@ def evaluate(run: rundir.RunDir, cfg: RunConfig, convs: Sequence[Conversation], 
     return report
 
 
-def _check_settings(run: rundir.RunDir, out_dir: Path, labels: Sequence[str], settings: dict[str, Any],
-                    fresh: bool) -> None:
-    """Generations are only continued when they were made with the same settings; --fresh starts over.
-
-    Either way the old summary goes first: from here on it no longer describes the generations on disk, and a
-    run killed mid-eval must not leave a summary (or a report) built from other rows or settings.
-    """
+def _check_settings(out_dir: Path, labels: Sequence[str], settings: dict[str, Any], fresh: bool) -> None:
+    """Generations are only continued when they were made with the same settings; --fresh starts over."""
     path = out_dir / "settings.json"
     files = [out_dir / f"{rundir.safe_name(label)}.jsonl" for label in labels]
     if path.is_file() and not fresh:
@@ -211,12 +208,19 @@ def _check_settings(run: rundir.RunDir, out_dir: Path, labels: Sequence[str], se
             diff = ", ".join(f"{k} {saved.get(k)} -> {v}" for k, v in settings.items() if saved.get(k) != v)
             raise TunesmithError(f"the generations in {out_dir} were made with other settings ({diff})",
                                  fix="pass --fresh to generate again with the new settings")
+
+
+def _clear_stale(run: rundir.RunDir, out_dir: Path, settings: dict[str, Any], fresh: bool) -> None:
+    """Just before generating: the old summary (and the report built from it) no longer describes the
+    generations on disk, so they go first; a run killed mid-eval leaves no numbers from other rows or settings.
+    --fresh also removes every earlier generation file.
+    """
     stale = [p for p in out_dir.glob("*") if p.is_file()] if fresh else [out_dir / "summary.json"]
     if out_dir == run.eval_dir:  # the report is built from this summary
         stale += [run.report, run.report_md]
     for p in stale:
         run.remove(p)
-    rundir.write_json(path, settings)
+    rundir.write_json(out_dir / "settings.json", settings)
 
 
 def _write_summary(path: Path, report: EvalReport) -> None:
