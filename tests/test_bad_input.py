@@ -15,19 +15,9 @@ from pathlib import Path
 
 import pytest
 
-from tests.test_cli import tunesmith, write_config
-from tunesmith.errors import TunesmithError
+from tests.conftest import fails, tunesmith, write_config  # noqa: F401  (fails: also imported from here)
 
 SAMPLE = Path(__file__).resolve().parents[1] / "src" / "tunesmith" / "sample_data" / "counsel_en.jsonl"
-
-
-def fails(res: subprocess.CompletedProcess, *messages: str) -> str:
-    """Exit 2, no traceback, and each message in stderr; returns stderr for more checks."""
-    assert res.returncode == 2, res.stderr
-    assert "Traceback" not in res.stderr and "\nerror: " in "\n" + res.stderr, res.stderr
-    for message in messages:
-        assert message in res.stderr, res.stderr
-    return res.stderr
 
 
 def config_file(tmp_path: Path, text: str) -> Path:

@@ -3,36 +3,17 @@
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
+
+from tests.conftest import tunesmith, write_config  # noqa: F401  (also imported from here by older test modules)
 
 RUN_FILES = {".tunesmith-run", ".lock", "config.yaml", "manifest.json", "metrics.jsonl", "plan.json", "report.html", "report.md",
              "report_curves.png", "data/train.jsonl", "data/eval.jsonl", "data/summary.json", "eval/base.jsonl",
              "eval/tuned.jsonl", "eval/settings.json", "eval/summary.json", "adapter/adapter_config.json",
              "adapter/adapter_model.safetensors", "adapter/tokenizer.json", "adapter/tokenizer_config.json",
              "adapter/chat_template.jinja", "adapter/README.md"}
-
-
-def tunesmith(*args: str, cwd: Path) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "tunesmith", *args], cwd=cwd, capture_output=True, text=True,
-                          env={**os.environ}, timeout=600)
-
-
-def write_config(tmp_path: Path, model: Path, data: Path, extra: str = "") -> Path:
-    cfg = tmp_path / "run.yaml"
-    cfg.write_text(f"""name: tiny
-model: {model}
-data: {{train: [{data}], min_eval: 4}}
-template: {{max_length: 128}}
-lora: {{r: 4, alpha: 8}}
-train: {{max_steps: 6, batch_size: 4, learning_rate: 5.0e-3, logging_steps: 2, eval_strategy: steps, eval_steps: 3, report_to: []}}
-eval: {{max_rows: 4, max_new_tokens: 8, batch_size: 4}}
-{extra}""")
-    return cfg
 
 
 def test_train_end_to_end_writes_the_run_folder(tmp_path: Path, tiny_model_dir: Path, small_jsonl: Path):

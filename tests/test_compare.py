@@ -4,12 +4,11 @@ from __future__ import annotations
 
 import csv
 import json
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
+from tests.conftest import tunesmith
 from tunesmith import compare
 from tunesmith.errors import TunesmithError
 
@@ -55,9 +54,8 @@ def test_compare_runs_each_model_through_its_own_template(tiny_model_dir: Path, 
     prompts = tmp_path / "p.txt"
     prompts.write_text("How do I rest?\n요즘 잠을 못 자요.\n", encoding="utf-8")
     out = tmp_path / "side.csv"
-    res = subprocess.run([sys.executable, "-m", "tunesmith", "compare", "--models",
-                          f"{base_model_dir},{tiny_model_dir}", "--prompts", str(prompts), "--csv", str(out),
-                          "--max-new-tokens", "6"], cwd=tmp_path, capture_output=True, text=True, timeout=300)
+    res = tunesmith("compare", "--models", f"{base_model_dir},{tiny_model_dir}", "--prompts", str(prompts),
+                    "--csv", str(out), "--max-new-tokens", "6", cwd=tmp_path)
     assert res.returncode == 0, res.stderr
     assert "plain fallback (no chat template)" in res.stderr and "own chat template" in res.stderr
     with out.open(encoding="utf-8-sig") as f:

@@ -5,56 +5,16 @@ from __future__ import annotations
 import json
 import re
 import socket
-import threading
 import time
-from collections.abc import Callable, Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
+from tests.conftest import serve  # noqa: F401  (lives in conftest; tests/test_evaluate.py imports it from here)
 from tunesmith.errors import TunesmithError
 from tunesmith.judge import judge_pairs, parse_verdict
 from tunesmith.records import Generation
 
 SECRET = "sk-test-SECRET-4242"
-Reply = Callable[[dict, dict], tuple[int, object]]  # (request body, headers) -> (status, json or text)
-
-
-@pytest.fixture
-def serve() -> Iterator[Callable[[Reply], tuple[str, list]]]:
-    """Start a judge server on 127.0.0.1 with a reply rule; returns its /v1 url and the requests it saw."""
-    servers = []
-
-    def start(reply: Reply) -> tuple[str, list]:
-        seen: list[tuple[str, dict, dict]] = []
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_POST(self) -> None:
-                body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
-                seen.append((self.path, dict(self.headers), body))
-                status, payload = reply(body, dict(self.headers))
-                data = (json.dumps(payload) if not isinstance(payload, str) else payload).encode()
-                try:
-                    self.send_response(status)
-                    self.send_header("Content-Length", str(len(data)))
-                    self.end_headers()
-                    self.wfile.write(data)
-                except BrokenPipeError:  # the client timed out first, as the timeout test wants
-                    pass
-
-            def log_message(self, *args: object) -> None:  # keep the test output clean
-                pass
-
-        server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        server.daemon_threads = True
-        threading.Thread(target=server.serve_forever, args=(0.05,), daemon=True).start()
-        servers.append(server)
-        return f"http://127.0.0.1:{server.server_address[1]}/v1", seen
-
-    yield start
-    for server in servers:
-        server.shutdown()
-        server.server_close()
 
 
 @pytest.fixture(autouse=True)

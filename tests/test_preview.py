@@ -2,17 +2,11 @@
 
 from __future__ import annotations
 
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
-from tests.conftest import REALDATA, SAMPLE
-
-
-def tunesmith(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "tunesmith", *args], capture_output=True, text=True, timeout=300)
+from tests.conftest import REALDATA, SAMPLE, tunesmith
 
 
 def test_preview_brackets_exactly_the_answers_when_not_a_tty(smol_dir: Path):

@@ -12,16 +12,16 @@ from pathlib import Path
 
 import pytest
 
+from tests import conftest
+from tests.conftest import tunesmith
 from tunesmith import config, pipeline, rundir
 from tunesmith.errors import TunesmithError
 
 
 def tiny_config(model: Path, data: Path, out: Path, **train: object) -> config.RunConfig:
-    return config.parse({
-        "name": "tiny", "model": str(model), "output_dir": str(out),
-        "data": {"train": [str(data)], "min_eval": 4}, "template": {"max_length": 128},
-        "lora": {"r": 4, "alpha": 8}, "train": {"batch_size": 4, "logging_steps": 3, "report_to": [], **train},
-        "eval": {"max_rows": 4, "max_new_tokens": 8, "batch_size": 4}}, source="<test>")
+    """The tiny run with this file's train section: epochs (not steps) unless given, a log line every 3 steps."""
+    return conftest.tiny_config(model, data, out, train={"batch_size": 4, "logging_steps": 3, "report_to": [],
+                                                         **train})
 
 
 def metrics(run: Path) -> list[dict]:
@@ -38,6 +38,7 @@ def test_early_stopping_ends_on_the_best_epoch_of_an_overfitting_run(tmp_path, t
     secret = "tunesmith-test-secret-key-0123456789"
     monkeypatch.setenv("WANDB_API_KEY", secret)
     monkeypatch.setenv("WANDB_MODE", "offline")
+    wandb_env = {k: v for k, v in os.environ.items() if k.startswith("WANDB_")}
     cfg = tiny_config(tiny_model_dir, small_jsonl, tmp_path / "runs", method="full", epochs=40,
                       learning_rate=1e-2, early_stopping_patience=2, report_to=["tensorboard", "wandb"])
     summary = pipeline.run(cfg, say=lambda _: None)
@@ -80,14 +81,26 @@ def test_early_stopping_ends_on_the_best_epoch_of_an_overfitting_run(tmp_path, t
 
     offline = list((run / "wandb").glob("offline-run-*/run-*.wandb"))
     assert len(offline) == 1 and offline[0].stat().st_size > 0
+    assert {k: v for k, v in os.environ.items() if k.startswith("WANDB_")} == wandb_env  # no WANDB_DIR etc. left
     for f in run.rglob("*"):  # the key is never written anywhere in the run folder
         if f.is_file():
             assert secret.encode() not in f.read_bytes(), f
 
 
-def tunesmith(*args: str, cwd: Path, **kw) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "tunesmith", *args], cwd=cwd, capture_output=True, text=True,
-                          timeout=600, **kw)
+def test_wandb_settings_are_set_only_while_its_callback_runs(monkeypatch):
+    """transformers' WandbCallback reads WANDB_* from the environment; the run's values must not outlive it."""
+    from transformers.integrations import WandbCallback
+
+    from tunesmith import train
+
+    seen = []
+    monkeypatch.setattr(WandbCallback, "on_train_begin", lambda self, *a, **kw: seen.append(os.environ["WANDB_DIR"]))
+    monkeypatch.setenv("WANDB_PROJECT", "mine")
+    monkeypatch.delenv("WANDB_DIR", raising=False)
+    callback = train._wandb_callback({"WANDB_PROJECT": "mine", "WANDB_DIR": "/runs/x"})
+    callback.on_train_begin(None, None, None, model=None)
+    assert seen == ["/runs/x"]
+    assert "WANDB_DIR" not in os.environ and os.environ["WANDB_PROJECT"] == "mine"
 
 
 def write_yaml(path: Path, cfg: config.RunConfig) -> Path:

@@ -13,11 +13,12 @@ from typing import Annotated, Optional
 
 import typer
 
+from tunesmith import runtime
 from tunesmith.errors import EXIT_USER_ERROR, TunesmithError
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
                   help="Instruction-tune a small LLM on your own data and see honestly whether it helped.")
-_state = {"debug": False}
+_state = {"debug": False, "training": False}
 
 Overwrite = Annotated[bool, typer.Option("--overwrite", help="replace an existing run folder")]
 Sets = Annotated[Optional[list[str]], typer.Option("--set", help="override a config key: --set train.epochs=1")]
@@ -49,6 +50,13 @@ Load8 = Annotated[bool, typer.Option("--load-8bit", help="load the base model in
 Load4 = Annotated[bool, typer.Option("--load-4bit", help="QLoRA: load the base model in 4 bits (CUDA + bitsandbytes)")]
 ContinueFrom = Annotated[Optional[Path], typer.Option(
     "--continue-from", help="a finished run folder: start a new run from its weights (e.g. on new data)")]
+
+
+def _training() -> None:
+    """The training verbs start here: with tcmalloc preloaded (a re-exec, see runtime.preload_tcmalloc), and an
+    interrupt then says how to resume."""
+    runtime.preload_tcmalloc()
+    _state["training"] = True
 
 
 def _flag_overrides(**flags: object) -> list[str]:
@@ -102,6 +110,7 @@ def train(config_path: Config = None, overwrite: Overwrite = False, set_: Sets =
           load_8bit: Load8 = False, load_4bit: Load4 = False, continue_from: ContinueFrom = None,
           strict: Strict = False) -> None:
     """Run end to end: data, plan, training, base vs tuned eval, report. Re-run an unfinished run to resume it."""
+    _training()
     from tunesmith import pipeline
 
     cfg = _config(config_path, set_, data, name=name, model=model, eval_data=eval_data, output_dir=output_dir,
@@ -152,6 +161,7 @@ def init(data: Annotated[Optional[list[Path]], typer.Option("--data", help="your
 @app.command()
 def demo(overwrite: Overwrite = False, set_: Sets = None, name: Name = None, model: Model = None) -> None:
     """The shipped demo: LoRA-tune the embedded SmolLM2 on the bundled counselling data."""
+    _training()
     from tunesmith import pipeline
 
     with resources.as_file(resources.files("tunesmith") / "configs" / "demo.yaml") as path:
@@ -184,13 +194,17 @@ def eval_(run: Run,
           fresh: Annotated[bool, typer.Option("--fresh", help="discard earlier generations")] = False) -> None:
     """Generate with base and tuned (or any models) on held-out rows; metrics with 95% CIs; rewrite the report."""
     from tunesmith import pipeline
+    from tunesmith.config import EvalConfig, section
 
-    options = {"max_rows": limit, "max_new_tokens": max_new_tokens, "temperature": temperature, "top_p": top_p,
-               "repetition_penalty": repetition_penalty, "embedder": embedder}
+    flags = {"max_rows": "--limit", "max_new_tokens": "--max-new-tokens", "temperature": "--temperature",
+             "top_p": "--top-p", "repetition_penalty": "--repetition-penalty", "embedder": "--embedder"}
+    given = {"max_rows": limit, "max_new_tokens": max_new_tokens, "temperature": temperature, "top_p": top_p,
+             "repetition_penalty": repetition_penalty, "embedder": embedder}
+    options = {k: v for k, v in given.items() if v is not None}
+    section(EvalConfig, options, where="tunesmith eval", flags=flags)  # before the run folder is opened or locked
     if bool(judge_url) != bool(judge_model):
         raise TunesmithError("--judge-url and --judge-model go together", fix="pass both, or neither")
-    ev, report = pipeline.evaluate_run(run, data=data, labels=[m.strip() for m in models_.split(",") if m.strip()],
-                                       options={k: v for k, v in options.items() if v is not None},
+    ev, report = pipeline.evaluate_run(run, data=data, labels=_model_list(models_, "base,tuned"), options=options,
                                        judge={"url": judge_url, "model": judge_model} if judge_url else None,
                                        fresh=fresh, say=_say)
     _print_eval(ev)
@@ -229,15 +243,24 @@ def compare(models_: Annotated[str, typer.Option("--models", help="comma-separat
     convs, skipped = comparing.read_prompts(prompts)
     for s in skipped:
         _say(f"skipped {s.location}: {s.reason}")
-    specs = [m.strip() for m in models_.split(",") if m.strip()]
-    result = comparing.compare(specs, convs, eval_cfg, say=_say)
+    specs = _model_list(models_, "default,<another model>")
+    result = comparing.compare(specs, convs, eval_cfg, skipped=skipped, say=_say)
     comparing.write_csv(result, csv_path)
     table = Table("prompt", *(f"{m}\n({t})" for m, t in zip(result.models, result.templates)), show_lines=True)
     for conv, outs, stops in zip(result.prompts, result.outputs, result.stopped):
         table.add_row(conv.messages[-2].content, *(o + ("" if s else " [cut at max tokens]")
                                                    for o, s in zip(outs, stops)))
     Console(width=max(120, 40 * (len(specs) + 1))).print(table)
-    typer.echo(f"wrote {csv_path} ({len(convs)} prompts, {len(skipped)} skipped)")
+    typer.echo(f"wrote {csv_path} ({len(result.prompts)} prompts, {len(result.skipped)} skipped)")
+
+
+def _model_list(text: str, example: str) -> list[str]:
+    """`--models a,b`: the names in order; an empty list is an error here, not an empty table later."""
+    names = [m.strip() for m in text.split(",") if m.strip()]
+    if not names:
+        raise TunesmithError("it names no model", where=f"--models {text!r}",
+                             fix=f"pass comma-separated model names, e.g. --models {example}")
+    return names
 
 
 def _pairs(items: list[str] | None, flag: str) -> dict[str, str]:
@@ -266,43 +289,19 @@ def inspect(paths: Annotated[list[Path], typer.Argument(metavar="PATH...", help=
     """Show how tunesmith reads a data set: format, counts, skipped rows, lengths, samples. No training."""
     import json
 
-    from tunesmith.config import DataConfig, section
+    from tunesmith.config import DataConfig, TemplateConfig, section
     from tunesmith.data.summary import render, summarize, to_json
 
     cfg = section(DataConfig, {"train": list(paths), "format": format, "roles": _pairs(role, "--role"),
                                "columns": _pairs(column, "--column"), "system": system, "encoding": encoding,
                                "strict": strict}, where="tunesmith inspect", flags={"format": "--format",
                                                                                     "encoding": "--encoding"})
-    if max_length < 1:
-        raise TunesmithError(f"--max-length must be at least 1 (got {max_length})", where="tunesmith inspect",
-                             fix="pass the training max length in tokens, e.g. --max-length 384")
+    section(TemplateConfig, {"max_length": max_length}, where="tunesmith inspect",
+            flags={"max_length": "--max-length"})
     summary = summarize(list(paths), cfg, model=model, max_length=max_length)
     typer.echo(json.dumps(to_json(summary), ensure_ascii=False, indent=2) if as_json else render(summary))
     if not summary.usable:
         sys.exit(EXIT_USER_ERROR)
-
-
-TRAINING_VERBS = {"train", "demo"}
-
-
-def _preload_tcmalloc() -> None:
-    """Re-run a training verb with tcmalloc preloaded where the system has it (Debian: libgoogle-perftools4).
-
-    PyTorch's CPU training allocates and frees large tensors every step; glibc malloc makes that the
-    bottleneck here: bench/train_throughput.py measured 106 -> 163 tokens/s (1.55x) on the demo's LoRA.
-    Set TUNESMITH_NO_TCMALLOC=1 to opt out.
-    """
-    if not TRAINING_VERBS & set(sys.argv[1:]) or os.environ.get("TUNESMITH_NO_TCMALLOC"):
-        return
-    if "tcmalloc" in os.environ.get("LD_PRELOAD", ""):
-        return
-    from tunesmith.train import tcmalloc_library
-
-    lib = tcmalloc_library()
-    if lib is None:
-        return
-    env = {**os.environ, "LD_PRELOAD": ":".join(filter(None, [lib, os.environ.get("LD_PRELOAD")]))}
-    os.execve(sys.executable, [sys.executable, "-m", "tunesmith", *sys.argv[1:]], env)
 
 
 @app.command()
@@ -384,7 +383,6 @@ def main() -> None:
 
     # TRL 1.16 and PEFT 0.21 still use transformers' renamed gradient-checkpointing names; not the user's to fix.
     warnings.filterwarnings("ignore", message=r".*gradient_checkpointing.*deprecated", category=FutureWarning)
-    _preload_tcmalloc()
     # Standalone mode lets typer turn usage errors (bad flag values) into exit code 2 itself.
     try:
         app()
@@ -397,7 +395,6 @@ def main() -> None:
         # typer turns Ctrl-C (KeyboardInterrupt) into a silent exit 130 (typer/core.py `_main`); no verb exits
         # 130 itself, so this is the place to say what an interrupted run leaves behind.
         if done.code == 130:
-            training = TRAINING_VERBS & set(sys.argv[1:])
             typer.echo("\ninterrupted" + ("; re-run the same command to resume from the last complete checkpoint"
-                                          if training else ""), err=True)
+                                          if _state["training"] else ""), err=True)
         raise

@@ -9,7 +9,7 @@ from __future__ import annotations
 import csv
 import gc
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from tunesmith import evaluate, models, template
@@ -61,9 +61,10 @@ def read_prompts(path: Path) -> tuple[list[Conversation], list[Skip]]:
     return convs, skipped
 
 
-def compare(specs: list[str], prompts: list[Conversation], cfg: EvalConfig,
+def compare(specs: list[str], prompts: list[Conversation], cfg: EvalConfig, *, skipped: Sequence[Skip] = (),
             say: Callable[[str], None] = print) -> Comparison:
-    """Generate for every prompt with every model, one model in memory at a time."""
+    """Generate for every prompt with every model, one model in memory at a time; `skipped` are the rows
+    `read_prompts` could not use, carried into the result so that its counts add up."""
     outputs, stopped, templates = [], [], []
     for spec in specs:
         model, tok = models.load(spec)
@@ -76,7 +77,8 @@ def compare(specs: list[str], prompts: list[Conversation], cfg: EvalConfig,
         stopped.append([g.stopped for g in gens])
         del model
         gc.collect()
-    return Comparison(tuple(specs), tuple(templates), tuple(prompts), tuple(zip(*outputs)), tuple(zip(*stopped)))
+    return Comparison(tuple(specs), tuple(templates), tuple(prompts), tuple(zip(*outputs)), tuple(zip(*stopped)),
+                      tuple(skipped))
 
 
 def csv_target(path: Path, default_name: str = "compare.csv") -> Path:

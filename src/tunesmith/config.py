@@ -6,6 +6,7 @@ Relative data paths are resolved against the config file's folder, so a config r
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Any, Literal, TypeVar
 
@@ -13,6 +14,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from tunesmith.errors import TunesmithError, did_you_mean
+from tunesmith.rundir import safe_name
 
 # The names transformers accepts (SchedulerType and OptimizerNames in transformers 5.x), kept here so that
 # loading a config needs no torch import; tests/test_config.py checks them against the installed transformers.
@@ -209,7 +211,10 @@ def _explain(err: ValidationError, names: dict[str, str] | None = None) -> list[
             problems.append(f'missing required key "{key}"')
         else:
             msg = e["msg"].removeprefix("Value error, ")
-            problems.append(f'"{key}": {msg} (got {e.get("input")!r})')
+            hint = ""
+            if e["type"] == "literal_error":  # `supervise: asistant`: the choices are quoted in ctx["expected"]
+                hint = did_you_mean(str(e.get("input")), re.findall(r"'([^']*)'", e["ctx"]["expected"]))
+            problems.append(f'"{key}": {msg} (got {e.get("input")!r}){hint}')
     return problems
 
 
@@ -367,7 +372,7 @@ def build(path: Path | None, overrides: list[str], data: list[Path] = ()) -> Run
     overrides = [paths_override("data.train", data)] * bool(data) + list(overrides)
     if path is not None:
         return load(path, overrides)
-    raw: dict[str, Any] = {"name": _slug(Path(data[0]).stem)}
+    raw: dict[str, Any] = {"name": safe_name(Path(data[0]).stem)}
     for assignment in overrides:
         set_override(raw, assignment)
     return parse(raw, source="command line", base_dir=Path.cwd())
@@ -382,12 +387,6 @@ def paths_override(key: str, paths: list[Path]) -> str:
     return f"{key}={yaml.safe_dump([str(Path(p).resolve()) for p in paths], default_flow_style=True).strip()}"
 
 
-def _slug(text: str) -> str:
-    import re
-
-    return re.sub(r"[^A-Za-z0-9._-]+", "-", text).strip("-") or "run"
-
-
 def commented_yaml(data: list[str], model: str) -> str:
     """The config `tunesmith init` writes: every key at its default, each with its description as a comment.
 
@@ -396,7 +395,7 @@ def commented_yaml(data: list[str], model: str) -> str:
     """
     lines = ["# tunesmith run config, written by `tunesmith init`. Every key is shown at its default;",
              "# delete what you do not change. Full reference: docs/config.md. Check it: tunesmith plan THIS_FILE", ""]
-    values = {"name": _slug(Path(data[0]).stem) if data else "my-run", "model": model}
+    values = {"name": safe_name(Path(data[0]).stem) if data else "my-run", "model": model}
 
     def walk(model_cls: type[BaseModel], indent: str, given: dict[str, Any]) -> None:
         for name, field in model_cls.model_fields.items():

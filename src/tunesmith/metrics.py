@@ -27,6 +27,7 @@ from typing import Any
 
 from tunesmith.errors import TunesmithError
 from tunesmith.records import Difference, Example, Generation, Scores
+from tunesmith.template import IGNORE
 
 # key -> (what it measures, +1 higher is better / -1 lower is better / 0 neither)
 METRICS: dict[str, tuple[str, int]] = {
@@ -215,7 +216,7 @@ def per_row_nll(model: Any, examples: Sequence[Example], batch_size: int = 8) ->
             idx = order[b: b + batch_size]
             width = max(len(examples[i].input_ids) for i in idx)
             ids = torch.zeros(len(idx), width, dtype=torch.long)
-            labels = torch.full((len(idx), width), -100, dtype=torch.long)
+            labels = torch.full((len(idx), width), IGNORE, dtype=torch.long)
             mask = torch.zeros(len(idx), width, dtype=torch.long)
             for r, i in enumerate(idx):
                 n = len(examples[i].input_ids)
@@ -225,7 +226,7 @@ def per_row_nll(model: Any, examples: Sequence[Example], batch_size: int = 8) ->
             with torch.inference_mode():
                 logits = model(input_ids=ids.to(model.device), attention_mask=mask.to(model.device)).logits
                 targets = labels[:, 1:].to(logits.device)
-                keep = targets != -100
+                keep = targets != IGNORE
                 loss = F.cross_entropy(logits[:, :-1][keep].float(), targets[keep], reduction="none")
                 sums = torch.zeros(len(idx), dtype=torch.float64, device=loss.device)
                 sums.index_add_(0, keep.nonzero()[:, 0], loss.double())  # back to the row each token came from

@@ -164,44 +164,6 @@ def _tokenizer_error(spec: str, source: str, err: Exception) -> TunesmithError:
             "model it was trained from), or " + _alternatives())
 
 
-def cpu_has_bf16() -> bool:
-    """True where the CPU multiplies bf16 natively (AVX512-BF16 or AMX); elsewhere autocast is emulated and slow."""
-    try:
-        flags = Path("/proc/cpuinfo").read_text().split()
-    except OSError:
-        return False
-    return "avx512_bf16" in flags or "amx_bf16" in flags
-
-
-def choose_precision(precision: str) -> str:
-    """The one precision decision: 'bf16', 'fp16' or 'fp32' (bf16/fp16 as autocast over fp32 weights).
-
-    auto = bf16 where the hardware runs it natively: it halves LoRA step time on this project's CPUs
-    (bench/train_throughput.py measures the ratio); fp16 on CUDA cards without bf16; fp32 otherwise.
-    """
-    import torch
-
-    if precision != "auto":
-        return precision
-    if torch.cuda.is_available():
-        return "bf16" if torch.cuda.is_bf16_supported() else "fp16"
-    return "bf16" if cpu_has_bf16() else "fp32"
-
-
-def precision_reason(precision: str) -> str:
-    """What `choose_precision` chose and why, for the plan."""
-    import torch
-
-    chosen = choose_precision(precision)
-    name = "fp32" if chosen == "fp32" else f"{chosen} autocast"
-    if precision != "auto":
-        return f"{name} (set in train.precision)"
-    if torch.cuda.is_available():
-        gpu = torch.cuda.get_device_name(0)
-        return f"{name} on {gpu} ({'supports' if chosen == 'bf16' else 'lacks'} bf16)"
-    return f"{name} on CPU ({'has' if cpu_has_bf16() else 'lacks'} native bf16: avx512_bf16/amx_bf16)"
-
-
 def quantization_config(load_in: str) -> Any:
     """bitsandbytes settings for 8-bit / 4-bit (QLoRA: NF4, double quantisation, bf16 compute) loading.
 

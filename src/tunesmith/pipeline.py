@@ -15,7 +15,7 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
-from tunesmith import evaluate, models, progress, report, rundir, template, train
+from tunesmith import evaluate, models, progress, report, rundir, runtime, template, train
 from tunesmith import plan as planning
 from tunesmith.config import RunConfig
 from tunesmith.data.prepare import prepare
@@ -67,22 +67,7 @@ def manifest(cfg: RunConfig, data: PreparedData) -> dict:
             "model": cfg.model, "model_resolved": models.resolve(cfg.model),
             "data_files": data_fingerprints(data),
             "packages": versions, "python": platform.python_version(), "platform": platform.platform(),
-            "hardware": hardware()}
-
-
-def hardware() -> dict[str, Any]:
-    """What the numbers in a report were measured on."""
-    import os
-
-    import torch
-
-    cpu = next((line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
-                if line.startswith("model name")), platform.processor()) if Path("/proc/cpuinfo").exists() else ""
-    info = {"cpu": cpu, "cpu cores": os.cpu_count(), "torch threads": torch.get_num_threads(),
-            "native bf16 on CPU": models.cpu_has_bf16(), "tcmalloc": "tcmalloc" in os.environ.get("LD_PRELOAD", "")}
-    if torch.cuda.is_available():
-        info["gpu"] = torch.cuda.get_device_name(0)
-    return info
+            "hardware": runtime.hardware()}
 
 
 def render(tokenizer: Any, data: PreparedData, cfg: RunConfig, say: Callable[[str], None]

@@ -11,7 +11,7 @@ import os
 import warnings
 from typing import Any
 
-from tunesmith import models, train
+from tunesmith import models, runtime, train
 from tunesmith.config import RunConfig
 from tunesmith.records import Example, PreparedData
 
@@ -53,7 +53,7 @@ def estimate_memory_gib(cfg: RunConfig, trainable: int, total: int, arch: Any, l
     """
     t = cfg.train
     weight_bytes = {"none": 4, "8bit": 1, "4bit": 0.55}[t.load_in]
-    scale = 1.0 if models.choose_precision(t.precision) == "fp32" else 0.65  # half-precision matmul inputs
+    scale = 1.0 if runtime.choose_precision(t.precision) == "fp32" else 0.65  # half-precision matmul inputs
     hidden = getattr(arch, "hidden_size", 768)
     layers = getattr(arch, "num_hidden_layers", 12)
     tokens = t.batch_size * longest
@@ -73,7 +73,7 @@ def estimate_seconds(cfg: RunConfig, trainable: int, total: int, train_tokens: i
     if torch.cuda.is_available():
         return None
     cores = max(os.cpu_count() or 2, 1)
-    fast = models.choose_precision(cfg.train.precision) == "bf16" and train.tcmalloc_library() is not None
+    fast = runtime.choose_precision(cfg.train.precision) == "bf16" and runtime.tcmalloc_library() is not None
     flops = CPU_FLOPS_PER_CORE["fast" if fast else "slow"] * cores
     per_token = (6 if cfg.train.method == "full" else 4) * total
     train_s = train_tokens * per_token / flops
@@ -96,14 +96,14 @@ def describe(cfg: RunConfig, data: PreparedData, train_ex: list[Example], eval_e
     supervised = sum(e.supervised_tokens for e in train_ex)
     trainable, total, arch = parameter_counts(cfg)
     longest = max(len(e.input_ids) for e in train_ex)
-    effective = t.batch_size * t.grad_accum * train.world_size()
+    effective = t.batch_size * t.grad_accum * runtime.world_size()
     evals = 1 + (math.ceil(epochs) if t.eval_strategy == "epoch" else math.ceil(total_steps / t.eval_steps))
     eval_rows = min(len(data.eval), cfg.eval.max_rows)
     seconds = estimate_seconds(cfg, trainable, total, int(tokens * epochs),
                                sum(len(e.input_ids) for e in eval_ex), evals, eval_rows)
-    if "tcmalloc" in os.environ.get("LD_PRELOAD", ""):
+    if runtime.tcmalloc_preloaded():
         allocator = "tcmalloc"
-    elif train.tcmalloc_library():
+    elif runtime.tcmalloc_library():
         allocator = "tcmalloc (train preloads it)"
     else:
         allocator = "glibc (apt-get install libgoogle-perftools4 for ~1.5x on CPU)"
@@ -124,13 +124,13 @@ def describe(cfg: RunConfig, data: PreparedData, train_ex: list[Example], eval_e
         f"tokens: {tokens} per epoch, {supervised} of them supervised (the loss is computed on those only)",
         f"steps: {per_epoch} per epoch, {total_steps} in total ({epochs:g} epoch{'' if epochs == 1 else 's'}); "
         f"effective batch {effective} = "
-        f"{t.batch_size} rows x {t.grad_accum} accumulation x {train.world_size()} process(es)",
+        f"{t.batch_size} rows x {t.grad_accum} accumulation x {runtime.world_size()} process(es)",
         f"method: {method}; {adapter + '; ' if adapter else ''}trainable {trainable:,} of {total:,} parameters "
         f"({100 * trainable / total:.2f}%)",
         f"optimizer: {t.optimizer}, lr {t.learning_rate} ({t.lr_scheduler}, warmup {t.warmup_ratio:.0%}), weight "
         f"decay {t.weight_decay}, grad clip {t.max_grad_norm or 'off'}, seed {t.seed}",
         f"guard rails: {guard}",
-        f"precision: {models.precision_reason(t.precision)}; device: {device}; allocator: {allocator}",
+        f"precision: {runtime.precision_reason(t.precision)}; device: {device}; allocator: {allocator}",
         f"estimated peak memory: ~{estimate_memory_gib(cfg, trainable, total, arch, longest):.1f} GiB (longest "
         f"row {longest} tokens x batch {t.batch_size}; rough)",
         "estimated time: " + (f"~{_duration(seconds)} for training, eval-loss passes and 2 x {eval_rows} "

@@ -19,30 +19,9 @@ from typing import Any
 from tunesmith import rundir
 from tunesmith.config import RunConfig
 from tunesmith.errors import TunesmithError
-from tunesmith.models import choose_precision
 from tunesmith.records import Example, TrainingSummary, TrainResult
 from tunesmith.rundir import RunDir
-
-TCMALLOC = ("/usr/lib/x86_64-linux-gnu/libtcmalloc.so.4", "/usr/lib/aarch64-linux-gnu/libtcmalloc.so.4",
-            "/usr/lib64/libtcmalloc.so.4")
-
-
-def tcmalloc_library() -> str | None:
-    """tcmalloc's path where the system has it; the training verbs preload it (see cli._preload_tcmalloc)."""
-    return next((p for p in TCMALLOC if os.path.exists(p)), None)
-
-
-def _launcher_env(names: tuple[str, ...], default: str) -> int:
-    return int(next((os.environ[n] for n in names if n in os.environ), default))
-
-
-def rank() -> int:
-    """This process's rank under torchrun / accelerate / mpirun (0 when run alone); only rank 0 writes files."""
-    return _launcher_env(("RANK", "OMPI_COMM_WORLD_RANK", "PMI_RANK", "MV2_COMM_WORLD_RANK"), "0")
-
-
-def world_size() -> int:
-    return _launcher_env(("WORLD_SIZE", "OMPI_COMM_WORLD_SIZE", "PMI_SIZE", "MV2_COMM_WORLD_SIZE"), "1")
+from tunesmith.runtime import choose_precision, rank, scoped_env, world_size
 
 
 def _dataset(examples: list[Example]) -> Any:
@@ -128,20 +107,40 @@ def _trackers(cfg: RunConfig, run: RunDir, say: Callable[[str], None]) -> list[A
 
         callbacks.append(TensorBoardCallback(tb_writer=SummaryWriter(str(run.tensorboard))))
     if "wandb" in cfg.train.report_to:
-        os.environ.setdefault("WANDB_PROJECT", "tunesmith")
-        os.environ.setdefault("WANDB_NAME", cfg.name)
-        os.environ["WANDB_DIR"] = str(run.root)
-        os.environ.setdefault("WANDB_LOG_MODEL", "false")  # never upload weights as a side effect
         offline = wandb_offline_reason()
+        env = {"WANDB_PROJECT": os.environ.get("WANDB_PROJECT", "tunesmith"),
+               "WANDB_NAME": os.environ.get("WANDB_NAME", cfg.name), "WANDB_DIR": str(run.root),
+               "WANDB_LOG_MODEL": os.environ.get("WANDB_LOG_MODEL", "false")}  # never upload weights as a side effect
         if offline:
-            os.environ["WANDB_MODE"] = "offline"
-            os.environ.setdefault("WANDB_SILENT", "true")  # its per-save "URL not available" warnings; see below
+            # WANDB_SILENT: its per-save "URL not available" warnings; the line below says where the files are.
+            env |= {"WANDB_MODE": "offline", "WANDB_SILENT": os.environ.get("WANDB_SILENT", "true")}
             say(f"W&B: {offline}; logging offline to {run.root / 'wandb'} "
                 f"(upload later: wandb sync {run.root / 'wandb'}/offline-run-*)")
-        from transformers.integrations import WandbCallback
-
-        callbacks.append(WandbCallback())
+        callbacks.append(_wandb_callback(env))
     return callbacks
+
+
+def _wandb_callback(env: dict[str, str]) -> Any:
+    """transformers' WandbCallback with `env` set only while it runs, so no WANDB_* is left in a library caller's
+    process (its own wandb.init later would log into this run's folder under this run's name).
+
+    It reads the environment when built (WANDB_LOG_MODEL) and at on_train_begin (WANDB_PROJECT, then
+    wandb.init: name, dir, mode, silent); every one of its events runs inside the same scope to be safe.
+    """
+    from transformers import TrainerCallback
+    from transformers.integrations import WandbCallback
+
+    with scoped_env(env):
+        inner = WandbCallback()
+
+    def scoped(event: str) -> Callable[..., Any]:
+        def handler(self: Any, *args: Any, **kwargs: Any) -> Any:
+            with scoped_env(env):
+                return getattr(inner, event)(*args, **kwargs)
+        return handler
+
+    events = {name: scoped(name) for name in vars(TrainerCallback) if name.startswith("on_")}
+    return type("ScopedWandbCallback", (TrainerCallback,), events)()
 
 
 def wandb_offline_reason(timeout: float = 5.0) -> str | None:

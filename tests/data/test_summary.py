@@ -4,20 +4,18 @@ from __future__ import annotations
 
 import json
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
 import tunesmith
-from tests.conftest import REALDATA, SAMPLE, write_json
+from tests.conftest import REALDATA, SAMPLE, tunesmith, write_json
 
 CHOI = REALDATA / "Choi0619__therapist-chatbot-instruction-tuning" / "corpus.json"
 
 
 def inspect(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "tunesmith", "inspect", *args], capture_output=True, text=True,
-                          timeout=300)
+    return tunesmith("inspect", *args)
 
 
 def test_inspect_json_on_bundled_data_adds_up():
