@@ -9,13 +9,14 @@ from pathlib import Path
 import pytest
 
 import tunesmith
-from tests.conftest import REALDATA, SAMPLE, tunesmith, write_json
+from tests import conftest
+from tests.conftest import REALDATA, SAMPLE, write_json
 
 CHOI = REALDATA / "Choi0619__therapist-chatbot-instruction-tuning" / "corpus.json"
 
 
 def inspect(*args: str) -> subprocess.CompletedProcess:
-    return tunesmith("inspect", *args)
+    return conftest.tunesmith("inspect", *args)  # the CLI; `tunesmith` here is the package
 
 
 def test_inspect_json_on_bundled_data_adds_up():
