@@ -36,7 +36,7 @@ def tiny_run(tiny_model_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> 
 
 
 def test_the_run_evaluates_base_and_tuned_with_every_metric_and_interval(tiny_run: Path):
-    ev = evaluate.read_summary(tiny_run / "eval")
+    ev = rundir.RunDir(tiny_run).evaluation().read_summary()
     assert [m.label for m in ev.models] == ["base", "tuned"]
     for m in ev.models:
         assert {"chrf", "bleu", "rouge_l", "exact_match", "chars", "words", "stopped", "cosine", "nll",
@@ -46,7 +46,7 @@ def test_the_run_evaluates_base_and_tuned_with_every_metric_and_interval(tiny_ru
     assert set(diffs) >= {"chrf", "bleu", "rouge_l", "cosine", "nll", "stopped"}
     assert all(d.low <= d.mean <= d.high and d.rows == 4 for d in diffs.values())
     assert all(v in ("better", "worse", "higher", "lower", "no clear difference") for v in ev.verdicts["tuned"].values())
-    assert ev.lang == "en" and ev.bleu_tokenize == "13a" and ev.settings["temperature"] == 0.0
+    assert ev.lang == "en" and ev.bleu_tokenize == "13a" and ev.settings.temperature == 0.0
     # Perplexity on the references is the model's own likelihood of them: the tuned model, trained on such
     # answers, finds them likelier than the random-init base does.
     assert ev.model("tuned").metrics["perplexity"] < ev.model("base").metrics["perplexity"]
@@ -55,19 +55,20 @@ def test_the_run_evaluates_base_and_tuned_with_every_metric_and_interval(tiny_ru
 def test_incremental_generation_continues_without_duplicating_rows(tiny_run: Path, tiny_model_dir: Path, tmp_path):
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    convs = [Conversation.from_json(r) for r in rundir.read_jsonl(tiny_run / "data" / "eval.jsonl")]
+    convs = rundir.RunDir(tiny_run).read_conversations("eval")
     model = AutoModelForCausalLM.from_pretrained(tiny_model_dir)
     tok = AutoTokenizer.from_pretrained(tiny_model_dir)
     cfg = config.EvalConfig(max_rows=4, max_new_tokens=6, batch_size=2)
-    out = tmp_path / "gens.jsonl"
-    whole = evaluate.generate(model, tok, convs, cfg, out)
+    store = (rundir.EvalDir(tmp_path), "m")
+    out = store[0].generations("m")
+    whole = evaluate.generate(model, tok, convs, cfg, store)
     lines = out.read_text().splitlines()
     out.write_text(lines[0] + "\n" + lines[2] + "\n" + lines[3][: len(lines[3]) // 2])  # a crash mid-line
 
     asked = []
     real = model.generate
     model.generate = lambda **kw: asked.append(kw["input_ids"].shape[0]) or real(**kw)
-    again = evaluate.generate(model, tok, convs, cfg, out)
+    again = evaluate.generate(model, tok, convs, cfg, store)
     assert sum(asked) == 2  # only rows 2 and 4 were generated again
     assert again == whole  # greedy: the same text as the uninterrupted pass
     rows = [json.loads(x) for x in out.read_text().splitlines()]
@@ -99,21 +100,21 @@ def test_eval_on_another_file_with_a_third_model(tiny_run: Path, tiny_model_dir:
     res = tunesmith("eval", str(tiny_run), "--data", str(other), "--models", f"tuned,base,{tiny_model_dir}",
                     "--embedder", "none", cwd=tmp_path)
     assert res.returncode == 0, res.stderr
-    out = tiny_run / "eval" / "ko"
-    ev = evaluate.read_summary(out)
+    out = rundir.RunDir(tiny_run).evaluation("ko")
+    ev = out.read_summary()
     assert [m.label for m in ev.models] == ["tuned", "base", str(tiny_model_dir)]
     assert ev.lang == "ko" and ev.bleu_tokenize == "char" and ev.embedder is None
     assert set(ev.differences) == {"base", str(tiny_model_dir)}
     # base and the bare model folder are the same weights through the same template: identical generations.
     assert [g.generation for g in ev.models[1].generations] == [g.generation for g in ev.models[2].generations]
-    assert (out / f"{rundir.safe_name(str(tiny_model_dir))}.jsonl").is_file()
+    assert out.generations(str(tiny_model_dir)).is_file()
 
 
 def test_eval_of_a_folder_that_is_not_a_run_exits_2(tmp_path: Path):
     res = tunesmith("eval", str(tmp_path), cwd=tmp_path)
     assert res.returncode == 2 and "not a run folder" in res.stderr and "Traceback" not in res.stderr
     with pytest.raises(TunesmithError, match="no evaluation yet"):
-        evaluate.read_summary(tmp_path)
+        rundir.EvalDir(tmp_path).read_summary()
 
 
 def test_eval_with_a_judge_puts_its_verdict_in_the_summary_and_report(tiny_run: Path, tmp_path: Path,

@@ -66,7 +66,7 @@ def test_each_row_is_asked_in_both_orders_and_scored_tuned_win_minus_base_win(se
     assert result.rows[0].picks == ("tuned", "tuned") and result.rows[2].picks == ("tie", "tie")
     assert (result.tuned_wins, result.base_wins, result.ties, result.unparsed) == (2, 1, 1, 0)
     assert result.difference.mean == pytest.approx((2 - 1) / 4) and result.difference.rows == 4
-    assert result.summary()["net_win_share"] == pytest.approx(0.25)
+    assert result.summary().net_win_share == pytest.approx(0.25)
 
 
 def test_a_judge_that_always_says_a_is_neutralised_into_ties_by_swapping(serve):
@@ -85,7 +85,7 @@ def test_unparseable_replies_are_counted_and_make_the_row_a_tie(serve):
 
     url, _ = serve(shy_when_base_first)
     result = judge_pairs(*pairs(), url=url, model="shy")
-    assert result.unparsed == 4 and result.summary()["unparsed_replies"] == 4
+    assert result.unparsed == 4 and result.summary().unparsed_replies == 4
     assert result.rows[0].picks == ("unparsed", "tuned") and result.rows[0].winner == "tie"
     assert result.rows[0].replies[0] == "Both answers have merit." and result.rows[3].replies[0] == ""
     assert result.ties == 4

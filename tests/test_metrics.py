@@ -8,7 +8,7 @@ import pytest
 
 from tunesmith.errors import TunesmithError
 from tunesmith.metrics import (Embedder, compare, exact_match, language_of, lcs_length, paired_bootstrap,
-                               per_row_nll, perplexity, rouge_l, score_rows, verdict)
+                               per_row_nll, perplexity, rouge_l, score_rows)
 from tunesmith.records import Difference, Example, Generation
 
 KO_REF, KO_HYP = "저는 학교에 갑니다", "나는 학교에 간다"
@@ -179,8 +179,8 @@ def test_compare_runs_every_shared_metric_and_reads_direction():
     tuned = [{"chrf": 30.0 + i, "nll": 2.0 + i / 100, "chars": 50.0 + i % 3, "cosine": 0.5} for i in range(20)]
     diffs = compare(base, tuned)
     assert set(diffs) == {"chrf", "nll", "chars", "cosine"}
-    assert diffs["chrf"].mean == pytest.approx(20.0) and verdict("chrf", diffs["chrf"]) == "better"
-    assert diffs["nll"].mean < 0 and verdict("nll", diffs["nll"]) == "better"  # lower nll is better
-    assert verdict("chars", diffs["chars"]) == "higher"  # a length is neither better nor worse
-    assert diffs["cosine"].rows == 19 and verdict("cosine", diffs["cosine"]) == "no clear difference"
-    assert verdict("nll", Difference(0.4, 0.1, 0.7, 20)) == "worse"
+    assert diffs["chrf"].mean == pytest.approx(20.0) and diffs["chrf"].verdict == "better"
+    assert diffs["nll"].mean < 0 and diffs["nll"].verdict == "better"  # lower nll is better
+    assert diffs["chars"].verdict == "higher"  # a length is neither better nor worse
+    assert diffs["cosine"].rows == 19 and diffs["cosine"].verdict == "no clear difference"
+    assert Difference(0.4, 0.1, 0.7, 20, direction=-1).verdict == "worse"

@@ -14,6 +14,7 @@ from tests.test_bad_input import fails
 from tests.test_cli import tunesmith
 from tunesmith import config, evaluate, pipeline, report, rundir
 from tunesmith.errors import TunesmithError
+from tunesmith.records import DataReport, EvalSettings
 
 
 def tiny_config(tiny_model_dir: Path, data: Path, out: Path, **extra: object) -> config.RunConfig:
@@ -99,22 +100,23 @@ def test_rows_add_up_from_read_to_trained_with_every_kind_of_skip(tiny_model_dir
     prepared = pipeline.prepare(cfg.data)
     _, tokenizer = pipeline.models.load(cfg.model, tokenizer_only=True)
     rendered, train_ex, eval_ex = pipeline.render(tokenizer, prepared, cfg, lambda _: None)
-    summary = pipeline.data_summary(rendered)
+    summary = DataReport.of(rendered)
 
-    assert summary["rows_read"] == 18 == (summary["train"] + summary["eval"] + len(summary["skipped"])
-                                          + summary["duplicates"] + len(summary["not_trained"]))
-    assert (len(summary["skipped"]), summary["duplicates"], len(summary["not_trained"])) == (2, 1, 1)
-    assert (summary["train"], summary["eval"]) == (len(train_ex), len(eval_ex))
-    assert summary["not_trained_by_reason"] == {"longer than template.max_length=128": 1}
-    assert (f"rows: {summary['train']} train, {summary['eval']} eval (read 18: 2 skipped, 1 duplicates, 1 not "
+    assert summary.rows_read == 18 == (summary.train + summary.eval + len(summary.skipped) + summary.duplicates
+                                       + len(summary.not_trained))
+    assert (len(summary.skipped), summary.duplicates, len(summary.not_trained)) == (2, 1, 1)
+    assert (summary.train, summary.eval) == (len(train_ex), len(eval_ex))
+    assert summary.not_trained_by_reason == {"longer than template.max_length=128": 1}
+    assert (f"rows: {summary.train} train, {summary.eval} eval (read 18: 2 skipped, 1 duplicates, 1 not "
             "trained after templating)") in plan_lines
-    assert any(line.startswith(f"not {'trained' if summary['train'] < 13 else 'evaluated'} mixed.jsonl:18: ")
+    assert any(line.startswith(f"not {'trained' if summary.train < 13 else 'evaluated'} mixed.jsonl:18: ")
                for line in said)
 
     run = rundir.RunDir(tmp_path / "folder")
-    rundir.write_json(run.data_summary, summary)
+    run.write_data_report(summary)
+    assert run.read_data_report() == summary
     note = report._data_blocks(run)[0].text
-    assert note == (f"18 rows read: {summary['train']} train, {summary['eval']} eval, 1 duplicates removed, 2 "
+    assert note == (f"18 rows read: {summary.train} train, {summary.eval} eval, 1 duplicates removed, 2 "
                     "skipped while reading, 1 not trained (too long or nothing to learn after templating).")
 
 
@@ -135,10 +137,10 @@ def test_a_torn_metrics_line_is_reported_and_the_report_still_builds(run_copy: P
 
 def test_a_fresh_eval_killed_early_leaves_no_stale_summary_or_report(run_copy: Path, tmp_path: Path):
     run = rundir.open_run(run_copy)
-    settings = {k: getattr(config.EvalConfig(), k) for k in evaluate.SETTINGS}
+    settings = EvalSettings.of(config.EvalConfig())
     # What `eval --fresh` does before its first generation; a kill right after it leaves this state.
     with run.held():
-        evaluate._clear_stale(run, run.eval_dir, settings, fresh=True)
+        evaluate._clear_stale(run, run.evaluation(), settings, fresh=True)
     assert sorted(p.name for p in run.eval_dir.iterdir()) == ["settings.json"]
     assert not run.report.exists() and not run.report_md.exists()
     fails(tunesmith("report", str(run_copy), cwd=tmp_path), "has no evaluation yet", "tunesmith eval")

@@ -85,7 +85,7 @@ def _config(config_path: Path | None, sets: list[str] | None, data: list[Path] |
 
 def _print_summary(s) -> None:  # noqa: ANN001
     t = s.training
-    typer.echo(f"\nreport: {s.report} (and report.md)")
+    typer.echo(f"\nreport: {s.report} (and its Markdown twin)")
     typer.echo(f"eval loss {t.start_eval_loss:.4f} -> {t.best_eval_loss:.4f} (kept step {t.best_step}, epoch "
                f"{t.best_epoch:g}{'; stopped early' if t.stopped_early else ''})")
     if t.overfitting:
@@ -217,7 +217,7 @@ def report(run: Run) -> None:
     """Rebuild report.html and report.md from a run folder."""
     from tunesmith import report as reporting
 
-    typer.echo(f"wrote {reporting.rebuild(run, say=_say)} and report.md")
+    typer.echo(f"wrote {reporting.rebuild(run, say=_say)} and its Markdown twin")
 
 
 @app.command()

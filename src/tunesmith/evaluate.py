@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import dataclasses
 import gc
-import json
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
@@ -17,20 +16,21 @@ from typing import Any
 from tunesmith import metrics, models, progress, rundir, template
 from tunesmith.config import EvalConfig, RunConfig, TemplateConfig
 from tunesmith.errors import TunesmithError
-from tunesmith.records import Conversation, EvalReport, Generation, ModelEval
+from tunesmith.records import Conversation, EvalReport, EvalSettings, Generation, ModelEval
 from tunesmith.template import end_of_turn_ids, prompt_text
 
-MAIN_METRIC = "chrf"
-SETTINGS = ("max_rows", "max_new_tokens", "temperature", "top_p", "repetition_penalty", "seed")
+MAIN_METRIC = "chrf"  # the report's headline metric
 
 
 def generate(model: Any, tokenizer: Any, convs: Sequence[Conversation], cfg: EvalConfig,
-             out: Path | None = None, progress: Callable[[int, int], None] | None = None) -> list[Generation]:
+             out: tuple[rundir.EvalDir, str] | None = None, progress: Callable[[int, int], None] | None = None
+             ) -> list[Generation]:
     """Generations for the first `cfg.max_rows` conversations, in their original order.
 
     Rows are batched by prompt length with left padding (decoder-only models continue on the right) and the
-    KV cache. With `out`, each batch is appended to that JSONL file as soon as it is generated, and rows
-    already in it are not generated again; at the end the file is rewritten in row order.
+    KV cache. With `out` (an eval folder and a model label), each batch is appended to that model's JSONL file
+    as soon as it is generated, and rows already in it are not generated again; at the end the file is
+    rewritten in row order.
 
     Generation stays in fp32: bf16 autocast made batched CPU decoding slower here (~100 s vs ~60 s for the demo's
     45 rows), since decoding is many small matmuls where the casts cost more than they save.
@@ -61,32 +61,24 @@ def generate(model: Any, tokenizer: Any, convs: Sequence[Conversation], cfg: Eva
                      for i, r, text in zip(idx, new.tolist(), tokenizer.batch_decode(new, skip_special_tokens=True))]
             done.update((g.source, g) for g in fresh)
             if out is not None:
-                rundir.append_jsonl(out, [dataclasses.asdict(g) for g in fresh])
+                out[0].append_generations(out[1], fresh)
             if progress:
                 progress(len(rows) - len(todo) + b + len(idx), len(rows))
     finally:
         tokenizer.padding_side = side
     gens = [done[c.source] for c, _, _ in rows]
     if out is not None:
-        rundir.write_jsonl(out, [dataclasses.asdict(g) for g in gens])
+        out[0].write_generations(out[1], gens)
     return gens
 
 
-def _done(out: Path | None, wanted: set[str]) -> dict[str, Generation]:
-    """Generations already in `out` for the rows asked for now; a half-written last line is ignored."""
-    found: dict[str, Generation] = {}
-    if out is None or not out.is_file():
-        return found
-    # Split on "\n" only: a generation may contain U+2028 or U+0085, which str.splitlines would break apart.
-    for line in out.read_bytes().split(b"\n"):
-        try:
-            g = Generation(**json.loads(line))
-        except (ValueError, TypeError):
-            continue  # the line a crash cut short; that row is generated again
-        if g.source in wanted:
-            found[g.source] = g
+def _done(out: tuple[rundir.EvalDir, str] | None, wanted: set[str]) -> dict[str, Generation]:
+    """Generations already on disk for the rows asked for now; a half-written last line is ignored."""
+    if out is None or not out[0].generations(out[1]).is_file():
+        return {}
+    found = {g.source: g for g in out[0].read_generations(out[1], torn_ok=True) if g.source in wanted}
     # Rewritten before anything is appended: a torn last line would otherwise swallow the next row appended.
-    rundir.write_jsonl(out, [dataclasses.asdict(g) for g in found.values()])
+    out[0].write_generations(out[1], found.values())
     return found
 
 
@@ -98,34 +90,16 @@ def load_model(label: str, run: rundir.RunDir, cfg: RunConfig) -> tuple[Any, Any
     """
     if label == "base":
         if cfg.continue_from is not None:
-            return _run_weights(rundir.RunDir(cfg.continue_from), cfg)
+            return models.load_run_weights(rundir.RunDir(cfg.continue_from))
         model, tok = models.load(cfg.model, load_in=cfg.train.load_in)
         return model, tok, cfg.model
     if label == "tuned":
-        return _run_weights(run, cfg)
+        return models.load_run_weights(run)
     other = rundir.RunDir(Path(label))
     if other.config.is_file():
-        from tunesmith import config as config_mod
-
-        return _run_weights(other, config_mod.load(other.config))
+        return models.load_run_weights(other)
     model, tok = models.load(label)
     return model, tok, label
-
-
-def _run_weights(run: rundir.RunDir, cfg: RunConfig) -> tuple[Any, Any, str]:
-    if run.weights is None:
-        raise TunesmithError(f"{run.root} has no trained weights (adapter/ or model/)",
-                             fix=f"finish training first: tunesmith train {run.config}")
-    if run.weights == run.full:
-        model, tok = models.load(str(run.full))
-        return model, tok, str(run.full)
-    from peft import PeftModel
-    from transformers import AutoTokenizer
-
-    base, _ = models.load(cfg.model, load_in=cfg.train.load_in)
-    # Saved with the adapter: the chat template it trained with.
-    tok = models.with_pad_token(AutoTokenizer.from_pretrained(run.adapter))
-    return PeftModel.from_pretrained(base, run.adapter), tok, f"{cfg.model} + {run.adapter}"
 
 
 def _reference_nll(model: Any, tokenizer: Any, convs: Sequence[Conversation], cfg: RunConfig
@@ -146,17 +120,17 @@ def _reference_nll(model: Any, tokenizer: Any, convs: Sequence[Conversation], cf
 
 
 def evaluate(run: rundir.RunDir, cfg: RunConfig, convs: Sequence[Conversation], *,
-             labels: Sequence[str] = ("base", "tuned"), out_dir: Path | None = None,
+             labels: Sequence[str] = ("base", "tuned"), out_dir: rundir.EvalDir | None = None,
              eval_losses: dict[str, float] | None = None, judge: dict[str, str] | None = None,
              fresh: bool = False, say: Callable[[str], None] = print) -> EvalReport:
-    """Generate with every model (incrementally into out_dir/<label>.jsonl), score, compare with the first.
+    """Generate with every model (incrementally into out_dir's <label>.jsonl), score, compare with the first.
 
     >>> evaluate(run, cfg, convs)  # doctest: +SKIP
     EvalReport(models=(ModelEval(label='base', ...), ModelEval(label='tuned', ...)), ...)
     """
-    out_dir = out_dir or run.eval_dir
+    out_dir = out_dir or run.evaluation()
     ecfg = cfg.eval
-    settings = {k: getattr(ecfg, k) for k in SETTINGS}
+    settings = EvalSettings.of(ecfg)
     _check_settings(out_dir, labels, settings, fresh)
     convs = tuple(convs[: ecfg.max_rows])
     embedder = None if ecfg.embedder == "none" else metrics.Embedder(
@@ -172,7 +146,7 @@ def evaluate(run: rundir.RunDir, cfg: RunConfig, convs: Sequence[Conversation], 
                                cfg.template if own else TemplateConfig(max_length=cfg.template.max_length))
         say(f"generating with {label} ({spec}) on {len(mine)} rows ...")
         with progress.bar(f"generating ({label})", len(mine)) as tick:
-            gens = generate(model, tokenizer, mine, ecfg, out_dir / f"{rundir.safe_name(label)}.jsonl", tick)
+            gens = generate(model, tokenizer, mine, ecfg, (out_dir, label), tick)
         nll = _reference_nll(model, tokenizer, mine, cfg)
         scores = metrics.score_rows(gens, embedder=embedder, nll=nll)
         results.append(ModelEval(label, spec, scores.corpus, tuple(scores.rows), tuple(gens),
@@ -181,11 +155,10 @@ def evaluate(run: rundir.RunDir, cfg: RunConfig, convs: Sequence[Conversation], 
         gc.collect()
     base = results[0]
     differences = {m.label: metrics.compare(base.rows, m.rows, seed=ecfg.seed) for m in results[1:]}
-    verdicts = {label: {k: metrics.verdict(k, d) for k, d in diffs.items()} for label, diffs in differences.items()}
-    report = EvalReport(tuple(results), differences, verdicts, scores.lang, scores.bleu_tokenize,
+    report = EvalReport(tuple(results), differences, scores.lang, scores.bleu_tokenize,
                         embedder.name if embedder else None, settings)
     # Saved before the judge is asked: if the judge fails, the folder still holds these models' own numbers.
-    _write_summary(out_dir / "summary.json", report)
+    out_dir.write_summary(report)
     if judge and len(results) > 1:
         from tunesmith import judge as judging
 
@@ -194,63 +167,28 @@ def evaluate(run: rundir.RunDir, cfg: RunConfig, convs: Sequence[Conversation], 
         judged = judging.judge_pairs(list(base.generations), list(results[1].generations), url=judge["url"],
                                      model=judge["model"], seed=ecfg.seed).summary()
         report = dataclasses.replace(report, judge=judged)
-        _write_summary(out_dir / "summary.json", report)
+        out_dir.write_summary(report)
     return report
 
 
-def _check_settings(out_dir: Path, labels: Sequence[str], settings: dict[str, Any], fresh: bool) -> None:
+def _check_settings(out_dir: rundir.EvalDir, labels: Sequence[str], settings: EvalSettings, fresh: bool) -> None:
     """Generations are only continued when they were made with the same settings; --fresh starts over."""
-    path = out_dir / "settings.json"
-    files = [out_dir / f"{rundir.safe_name(label)}.jsonl" for label in labels]
-    if path.is_file() and not fresh:
-        saved = rundir.read_json(path)
-        if saved != settings and any(f.is_file() for f in files):
-            diff = ", ".join(f"{k} {saved.get(k)} -> {v}" for k, v in settings.items() if saved.get(k) != v)
-            raise TunesmithError(f"the generations in {out_dir} were made with other settings ({diff})",
-                                 fix="pass --fresh to generate again with the new settings")
+    saved = out_dir.read_settings()
+    if saved is not None and not fresh and saved != settings \
+            and any(out_dir.generations(label).is_file() for label in labels):
+        raise TunesmithError(f"the generations in {out_dir.root} were made with other settings "
+                             f"({', '.join(saved.changes(settings))})",
+                             fix="pass --fresh to generate again with the new settings")
 
 
-def _clear_stale(run: rundir.RunDir, out_dir: Path, settings: dict[str, Any], fresh: bool) -> None:
+def _clear_stale(run: rundir.RunDir, out_dir: rundir.EvalDir, settings: EvalSettings, fresh: bool) -> None:
     """Just before generating: the old summary (and the report built from it) no longer describes the
     generations on disk, so they go first; a run killed mid-eval leaves no numbers from other rows or settings.
     --fresh also removes every earlier generation file.
     """
-    stale = [p for p in out_dir.glob("*") if p.is_file()] if fresh else [out_dir / "summary.json"]
-    if out_dir == run.eval_dir:  # the report is built from this summary
+    stale = out_dir.files() if fresh else [out_dir.summary]
+    if out_dir == run.evaluation():  # the report is built from this summary
         stale += [run.report, run.report_md]
     for p in stale:
         run.remove(p)
-    rundir.write_json(out_dir / "settings.json", settings)
-
-
-def _write_summary(path: Path, report: EvalReport) -> None:
-    data = {"lang": report.lang, "bleu_tokenize": report.bleu_tokenize, "embedder": report.embedder,
-            "settings": report.settings, "judge": report.judge,
-            "models": {m.label: {"spec": m.spec, "eval_loss": m.eval_loss, "metrics": m.metrics,
-                                 "rows": list(m.rows)} for m in report.models},
-            "differences": {label: {k: {**dataclasses.asdict(d), "verdict": report.verdicts[label][k]}
-                                    for k, d in diffs.items()} for label, diffs in report.differences.items()}}
-    rundir.write_json(path, data)
-
-
-def read_summary(out_dir: Path) -> EvalReport:
-    """The EvalReport saved by `evaluate`, with its generations, for `tunesmith report`."""
-    from tunesmith.records import Difference
-
-    path = out_dir / "summary.json"
-    if not path.is_file():
-        raise TunesmithError(f"{out_dir} has no evaluation yet", fix="run: tunesmith eval RUN")
-    data = rundir.read_json(path)
-    results = []
-    for label, m in data["models"].items():
-        gen_file = out_dir / f"{rundir.safe_name(label)}.jsonl"
-        if not gen_file.is_file():
-            raise TunesmithError(f"{path} names {label!r}, but {gen_file.name} is missing",
-                                 fix=f"generate again: tunesmith eval {out_dir.parent} --fresh")
-        gens = tuple(Generation(**g) for g in rundir.read_jsonl(gen_file))
-        results.append(ModelEval(label, m["spec"], m["metrics"], tuple(m["rows"]), gens, m["eval_loss"]))
-    diffs = {label: {k: Difference(d["mean"], d["low"], d["high"], d["rows"]) for k, d in ds.items()}
-             for label, ds in data["differences"].items()}
-    verdicts = {label: {k: d["verdict"] for k, d in ds.items()} for label, ds in data["differences"].items()}
-    return EvalReport(tuple(results), diffs, verdicts, data["lang"], data["bleu_tokenize"], data["embedder"],
-                      data["settings"], data["judge"])
+    out_dir.write_settings(settings)

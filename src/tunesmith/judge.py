@@ -106,7 +106,7 @@ def judge_pairs(base: Sequence[Generation], tuned: Sequence[Generation], *, url:
     …/chat/completions address.
 
     >>> judge_pairs(before.generations, after.generations, url="http://localhost:8000/v1",
-    ...             model="qwen2.5-7b-instruct").summary()["net_win_share"]  # doctest: +SKIP
+    ...             model="qwen2.5-7b-instruct").summary().net_win_share  # doctest: +SKIP
     0.35
     """
     if [(g.source, g.prompt) for g in base] != [(g.source, g.prompt) for g in tuned]:

@@ -2,8 +2,8 @@
 
 Public API:
     score_rows(generations, *, embedder=None, nll=None, lang="auto") -> Scores(corpus, rows, lang, bleu_tokenize)
-    compare(base_rows, tuned_rows, *, resamples=2000, seed=0) -> dict[metric, Difference]
-    verdict(metric, difference) -> 'better' | 'worse' | 'higher' | 'lower' | 'no clear difference'
+    compare(base_rows, tuned_rows, *, resamples=2000, seed=0) -> dict[metric, Difference]; each Difference knows
+        its metric's direction, so .verdict is 'better' | 'worse' | 'higher' | 'lower' | 'no clear difference'
     paired_bootstrap(base_values, tuned_values, resamples=2000, seed=0) -> Difference (tuned - base)
     language_of(texts) -> 'ko' | 'cjk' | 'en' | 'other'
     rouge_l(hypothesis, reference, lang) -> F1 in 0-100;  exact_match(hypothesis, reference) -> bool
@@ -17,6 +17,7 @@ scores count a right word with another particle as a miss.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import random
 import re
@@ -314,8 +315,12 @@ def compare(base_rows: Sequence[dict[str, float]], tuned_rows: Sequence[dict[str
     of that metric, and `Difference.rows` says how many were used).
 
     >>> d = compare([{"chrf": 10.0}, {"chrf": 20.0}], [{"chrf": 30.0}, {"chrf": 40.0}])
-    >>> d["chrf"].mean, verdict("chrf", d["chrf"])
+    >>> d["chrf"].mean, d["chrf"].verdict
     (20.0, 'better')
+    >>> compare([{"nll": 2.0}, {"nll": 3.0}], [{"nll": 1.0}, {"nll": 1.5}])["nll"].verdict  # lower is better
+    'better'
+    >>> compare([{"chars": 20.0}, {"chars": 30.0}], [{"chars": 40.0}, {"chars": 45.0}])["chars"].verdict
+    'higher'
     """
     if len(base_rows) != len(tuned_rows):
         raise ValueError(f"paired rows differ in number: {len(base_rows)} base, {len(tuned_rows)} tuned")
@@ -323,20 +328,7 @@ def compare(base_rows: Sequence[dict[str, float]], tuned_rows: Sequence[dict[str
     out = {}
     for k in keys:
         pairs = [(b[k], t[k]) for b, t in zip(base_rows, tuned_rows) if not (math.isnan(b[k]) or math.isnan(t[k]))]
-        out[k] = paired_bootstrap([b for b, _ in pairs], [t for _, t in pairs], resamples, seed)
+        d = paired_bootstrap([b for b, _ in pairs], [t for _, t in pairs], resamples, seed)
+        out[k] = dataclasses.replace(d, direction=METRICS.get(k, ("", 1))[1])  # so d.verdict reads it right
     return out
 
-
-def verdict(metric: str, difference: Difference) -> str:
-    """Difference.verdict read in the metric's direction: a lower nll is 'better'; a length is only 'higher'/'lower'.
-
-    >>> verdict("nll", Difference(-0.3, -0.5, -0.1, 40)), verdict("chars", Difference(12, 3, 20, 40))
-    ('better', 'higher')
-    """
-    direction = METRICS.get(metric, ("", 1))[1]
-    raw = difference.verdict
-    if raw == "no clear difference":
-        return raw
-    if direction == 0:
-        return "higher" if raw == "better" else "lower"
-    return raw if direction > 0 else {"better": "worse", "worse": "better"}[raw]

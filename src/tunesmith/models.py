@@ -278,3 +278,28 @@ def with_pad_token(tok: Any) -> Any:
     if tok.pad_token is None:
         tok.pad_token = tok.eos_token
     return tok
+
+
+def load_run_weights(run: Any, *, trainable: bool = False, load_in: str | None = None) -> tuple[Any, Any, str]:
+    """(model, tokenizer, what was loaded) of a finished run folder (a rundir.RunDir): its whole model, or its
+    base model with its adapter. The one way a run's weights are loaded: eval's base/tuned, --continue-from.
+
+    >>> load_run_weights(RunDir(Path("runs/demo")))  # doctest: +SKIP
+    (PeftModelForCausalLM(...), PreTrainedTokenizerFast(...), 'default + runs/demo/adapter')
+    """
+    from tunesmith import config as config_mod
+
+    if run.weights is None:
+        raise TunesmithError(f"{run.root} has no trained weights (adapter/ or model/)",
+                             fix=f"finish training first: tunesmith train {run.config}")
+    if run.weights == run.full:
+        model, tok = load(str(run.full))
+        return model, tok, str(run.full)
+    from peft import PeftModel
+    from transformers import AutoTokenizer
+
+    cfg = config_mod.load(run.config)
+    base, _ = load(cfg.model, load_in=load_in or cfg.train.load_in)
+    tok = with_pad_token(AutoTokenizer.from_pretrained(run.adapter))  # saved with it: the template it trained with
+    return (PeftModel.from_pretrained(base, run.adapter, is_trainable=trainable), tok,
+            f"{cfg.model} + {run.adapter}")

@@ -20,7 +20,8 @@ from tunesmith import plan as planning
 from tunesmith.config import RunConfig
 from tunesmith.data.prepare import prepare
 from tunesmith.errors import TunesmithError
-from tunesmith.records import Conversation, EvalReport, Example, PreparedData, RunSummary, TrainingSummary
+from tunesmith.records import (Conversation, DataReport, EvalReport, Example, Manifest, Plan, PreparedData,
+                               RunSummary, TrainingSummary)
 
 PACKAGES = ("tunesmith", "torch", "transformers", "trl", "peft", "datasets", "accelerate", "sacrebleu", "gguf",
             "sentence-transformers", "wandb")
@@ -56,18 +57,16 @@ def _git_commit() -> str | None:
     return out.stdout.strip() + ("-dirty" if dirty else "")
 
 
-def manifest(cfg: RunConfig, data: PreparedData) -> dict:
+def manifest(cfg: RunConfig, data: PreparedData) -> Manifest:
     versions = {}
     for name in PACKAGES:
         try:
             versions[name] = metadata.version(name)
         except metadata.PackageNotFoundError:
             versions[name] = None
-    return {"tunesmith_git_commit": _git_commit(), "seed": cfg.train.seed, "data_seed": cfg.data.seed,
-            "model": cfg.model, "model_resolved": models.resolve(cfg.model),
-            "data_files": data_fingerprints(data),
-            "packages": versions, "python": platform.python_version(), "platform": platform.platform(),
-            "hardware": runtime.hardware()}
+    return Manifest(_git_commit(), cfg.train.seed, cfg.data.seed, cfg.model, models.resolve(cfg.model),
+                    data_fingerprints(data), versions, platform.python_version(), platform.platform(),
+                    runtime.hardware())
 
 
 def render(tokenizer: Any, data: PreparedData, cfg: RunConfig, say: Callable[[str], None]
@@ -123,23 +122,13 @@ def _starting_model(cfg: RunConfig) -> tuple[Any, Any]:
     if prev.weights is None:
         raise TunesmithError(f"{prev.root} has no finished weights (adapter/ or model/)",
                              fix="point --continue-from at a run folder whose training finished")
-    if prev.weights == prev.full:
-        if cfg.train.method != "full":
-            raise TunesmithError(f"{prev.root} was fully fine-tuned; LoRA on top of it is a new base model",
-                                 fix=f"use --model {prev.full} instead of --continue-from")
-        return models.load(str(prev.full))
-    if cfg.train.method == "full":
+    if prev.weights == prev.full and cfg.train.method != "full":
+        raise TunesmithError(f"{prev.root} was fully fine-tuned; LoRA on top of it is a new base model",
+                             fix=f"use --model {prev.full} instead of --continue-from")
+    if prev.weights == prev.adapter and cfg.train.method == "full":
         raise TunesmithError("--continue-from a LoRA run needs method lora", fix="drop --set train.method=full")
-    from peft import PeftModel
-
-    model, tokenizer = models.load(cfg.model, load_in=cfg.train.load_in)
-    return PeftModel.from_pretrained(model, prev.adapter, is_trainable=True), tokenizer
-
-
-def _metrics_up_to(path: Path, step: int, say: Callable[[str], None]) -> None:
-    """Drop the metric rows a killed run logged after its last complete checkpoint; the resumed run relogs them."""
-    rows = [r for r in rundir.read_jsonl(path, say) if r["step"] <= step] if path.is_file() else []
-    rundir.write_jsonl(path, rows)
+    model, tokenizer, _ = models.load_run_weights(prev, trainable=True, load_in=cfg.train.load_in)
+    return model, tokenizer
 
 
 def _check_continue_from(cfg: RunConfig) -> None:
@@ -155,16 +144,17 @@ def _check_continue_from(cfg: RunConfig) -> None:
 
 def _check_same_data(run_dir: rundir.RunDir, data: PreparedData) -> None:
     """A resumed run must train on the data it started with; otherwise its folder would describe other rows."""
-    if run_dir.manifest.is_file():
-        saved = rundir.read_json(run_dir.manifest).get("data_files", {})
+    saved_manifest = run_dir.read_manifest()
+    if saved_manifest is not None:
+        saved = saved_manifest.data_files
         now = data_fingerprints(data)
         problems = [f"{p}: {'changed since' if p in now else 'no longer read, but was read by'} the unfinished run"
                     for p in saved if now.get(p) != saved[p]]
         problems += [f"{p}: new, not read by the unfinished run" for p in now if p not in saved]
     else:  # the manifest was lost: compare the rows themselves
-        problems = [f"{path.name} in the run folder differs from the rows read now"
-                    for path, rows in ((run_dir.train_data, data.train), (run_dir.eval_data, data.eval))
-                    if path.is_file() and rundir.read_jsonl(path) != [c.to_json() for c in rows]]
+        problems = [f"data/{which}.jsonl in the run folder differs from the rows read now"
+                    for which, rows in (("train", data.train), ("eval", data.eval))
+                    if run_dir.read_conversations(which) != list(rows)]
     if problems:
         raise TunesmithError(f"the data changed since the unfinished run in {run_dir.root} started, so it cannot "
                              "be resumed", problems=problems,
@@ -175,40 +165,14 @@ def _check_same_data(run_dir: rundir.RunDir, data: PreparedData) -> None:
 def _write_inputs(run_dir: rundir.RunDir, cfg: RunConfig, data: PreparedData, plan_lines: list[str],
                   steps: tuple[int, int]) -> None:
     """The run's inputs: written at the start, and any lost from an unfinished run written again on resume."""
-    files = {run_dir.train_data: lambda: rundir.write_jsonl(run_dir.train_data, [c.to_json() for c in data.train]),
-             run_dir.eval_data: lambda: rundir.write_jsonl(run_dir.eval_data, [c.to_json() for c in data.eval]),
-             run_dir.data_summary: lambda: rundir.write_json(run_dir.data_summary, data_summary(data)),
-             run_dir.manifest: lambda: rundir.write_json(run_dir.manifest, manifest(cfg, data)),
-             run_dir.plan: lambda: rundir.write_json(run_dir.plan, {"lines": plan_lines, "steps_per_epoch": steps[0],
-                                                                    "total_steps": steps[1]})}
-    for path, write in files.items():
+    writers = {run_dir.train_data: lambda: run_dir.write_conversations("train", data.train),
+               run_dir.eval_data: lambda: run_dir.write_conversations("eval", data.eval),
+               run_dir.data_summary: lambda: run_dir.write_data_report(DataReport.of(data)),
+               run_dir.manifest: lambda: run_dir.write_manifest(manifest(cfg, data)),
+               run_dir.plan: lambda: run_dir.write_plan(Plan(tuple(plan_lines), *steps))}
+    for path, write in writers.items():
         if not path.is_file():
             write()
-
-
-def data_summary(data: PreparedData) -> dict[str, Any]:
-    """What the report's data section needs, saved at train time (the report is rebuilt from the folder).
-
-    rows_read = train + eval + skipped (unreadable rows) + duplicates + not_trained (dropped by the template).
-    """
-    from collections import Counter
-
-    return {"rows_read": data.rows_read, "train": len(data.train), "eval": len(data.eval),
-            "duplicates": len(data.duplicates), "warnings": list(data.warnings),
-            "files": [{"path": str(f.path), "format": f.format, "encoding": f.encoding, "rows_read": f.rows_read,
-                       "usable": len(f.conversations), "skipped": len(f.skipped)} for f in data.files],
-            "skipped_by_reason": dict(Counter(s.reason for s in data.skipped).most_common()),
-            "skipped": [{"location": s.location, "reason": s.reason} for s in data.skipped],
-            "not_trained_by_reason": dict(Counter(_reason_kind(s.reason) for s in data.dropped).most_common()),
-            "not_trained": [{"location": s.location, "reason": s.reason} for s in data.dropped]}
-
-
-def _reason_kind(reason: str) -> str:
-    # "3036 tokens, longer than template.max_length=384: dropped" -> "longer than template.max_length=384":
-    # one table row per kind of reason, not one per row.
-    import re
-
-    return re.sub(r"^\d+ tokens, ", "", reason).split(":")[0]
 
 
 def run(cfg: RunConfig, *, overwrite: bool = False, say: Callable[[str], None] = print) -> RunSummary | None:
@@ -259,7 +223,7 @@ def run(cfg: RunConfig, *, overwrite: bool = False, say: Callable[[str], None] =
             checkpoint = run_dir.last_checkpoint() if resumed else None
             if checkpoint is not None:
                 say(f"resuming training from {checkpoint.name} (model, optimizer, scheduler, RNG and data order)")
-                _metrics_up_to(run_dir.metrics, int(checkpoint.name.split("-")[1]), say)
+                run_dir.keep_metrics_up_to(rundir.checkpoint_step(checkpoint), say)
             else:
                 run_dir.remove(run_dir.metrics)
                 run_dir.remove(run_dir.checkpoints)
@@ -268,7 +232,7 @@ def run(cfg: RunConfig, *, overwrite: bool = False, say: Callable[[str], None] =
             seconds = train.train(model, tokenizer, train_ex, eval_ex, cfg, run_dir, say, resume_from=checkpoint,
                                   progress=progress.training_bar()).seconds
         del model  # evaluation loads every model from disk: what is evaluated is what was saved
-        training = train.summarize(rundir.read_jsonl(run_dir.metrics, say), *steps)
+        training = train.summarize(run_dir.read_metrics(say), *steps)
         evaluation = evaluate.evaluate(run_dir, cfg, data.eval, eval_losses=eval_losses(cfg, training), say=say)
         path = report.write(run_dir, say)
         run_dir.finish()
@@ -306,10 +270,10 @@ def evaluate_run(path: Path, *, data: Path | None = None, labels: list[str], opt
 
 
 def _eval_rows(run_dir: rundir.RunDir, cfg: RunConfig, data: Path | None, say: Callable[[str], None]
-               ) -> tuple[list[Conversation], Path]:
+               ) -> tuple[list[Conversation], rundir.EvalDir]:
     """The rows `tunesmith eval` generates for, and the folder its files go to."""
     if data is None:
-        return [Conversation.from_json(r) for r in rundir.read_jsonl(run_dir.eval_data)], run_dir.eval_dir
+        return run_dir.read_conversations("eval"), run_dir.evaluation()
     from tunesmith.data.prepare import read_all
 
     files = read_all([data], cfg.data)  # the run's format, roles and columns settings apply
@@ -317,4 +281,4 @@ def _eval_rows(run_dir: rundir.RunDir, cfg: RunConfig, data: Path | None, say: C
         for s in f.skipped:
             say(f"not evaluated {s.location}: {s.reason}")
     # every usable row of the file is an eval row here
-    return [c for f in files for c in f.conversations], run_dir.eval_dir / rundir.safe_name(data.stem)
+    return [c for f in files for c in f.conversations], run_dir.evaluation(data.stem)

@@ -6,11 +6,25 @@ path --readers--> RawRecord --formats--> Conversation --prepare--> PreparedData
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from collections import Counter
+from dataclasses import MISSING, asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
-ROLES = ("system", "user", "assistant")
+from tunesmith.errors import TunesmithError
+
+IGNORE = -100  # the label of a token the loss skips (transformers' and PyTorch's ignore_index)
+
+
+def _load(cls: type, obj: Any, file: str) -> dict[str, Any]:  # file: where it was read, for the message
+    """The keys of `obj` that `cls` knows; a missing required key means another (older) tunesmith wrote it."""
+    need = [f.name for f in fields(cls) if f.default is MISSING and f.default_factory is MISSING]
+    missing = [k for k in need if not isinstance(obj, dict) or k not in obj]
+    if missing:
+        raise TunesmithError(f"no {', '.join(missing)}: it was written by an older tunesmith (or damaged)",
+                             where=file, fix="re-run the command that writes it; for a whole run, train it again "
+                                             "with --overwrite")
+    return {f.name: obj[f.name] for f in fields(cls) if f.name in obj}
 
 
 @dataclass(frozen=True)
@@ -23,7 +37,7 @@ class RawRecord:
 
 @dataclass(frozen=True)
 class Message:
-    role: str  # one of ROLES
+    role: str  # system, user or assistant
     content: str
 
 
@@ -102,7 +116,7 @@ class Example:
 
     @property
     def supervised_tokens(self) -> int:
-        return sum(1 for x in self.labels if x != -100)
+        return sum(1 for x in self.labels if x != IGNORE)
 
 
 @dataclass(frozen=True)
@@ -131,6 +145,13 @@ class Generation:
     reference: str
     generation: str
     stopped: bool = True  # ended with an end-of-turn token, rather than running into max_new_tokens
+
+    def to_json(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_json(cls, obj: dict[str, Any], where: str = "a generation") -> Generation:
+        return cls(**_load(cls, obj, where))
 
 
 @dataclass(frozen=True)
@@ -163,14 +184,18 @@ class Difference:
     low: float
     high: float
     rows: int
+    direction: int = 1  # +1: higher is better (chrF); -1: lower is better (nll); 0: neither (length)
 
     @property
     def verdict(self) -> str:
-        if self.low > 0:
-            return "better"
-        if self.high < 0:
-            return "worse"
-        return "no clear difference"
+        """better / worse in the metric's direction (higher / lower where it has none), when the interval
+        excludes zero."""
+        if self.low <= 0 <= self.high:
+            return "no clear difference"
+        up = self.low > 0
+        if self.direction == 0:
+            return "higher" if up else "lower"
+        return "better" if up == (self.direction > 0) else "worse"
 
 
 @dataclass(frozen=True)
@@ -237,11 +262,33 @@ class JudgeResult:
         """Replies (two per row) with no readable verdict."""
         return sum(p == "unparsed" for r in self.rows for p in r.picks)
 
-    def summary(self) -> dict[str, Any]:
+    def summary(self) -> JudgeSummary:
         d = self.difference
-        return {"judge": self.model, "rows": len(self.rows), "tuned_wins": self.tuned_wins,
-                "base_wins": self.base_wins, "ties": self.ties, "unparsed_replies": self.unparsed,
-                "net_win_share": d.mean, "low": d.low, "high": d.high, "verdict": d.verdict}
+        return JudgeSummary(self.model, len(self.rows), self.tuned_wins, self.base_wins, self.ties, self.unparsed,
+                            d.mean, d.low, d.high, d.verdict)
+
+
+@dataclass(frozen=True)
+class JudgeSummary:
+    """The judge's part of eval/summary.json: counts and the net win share with its interval."""
+
+    judge: str
+    rows: int
+    tuned_wins: int
+    base_wins: int
+    ties: int
+    unparsed_replies: int
+    net_win_share: float
+    low: float
+    high: float
+    verdict: str
+
+    def to_json(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_json(cls, obj: dict[str, Any], where: str = "the judge's summary") -> JudgeSummary:
+        return cls(**_load(cls, obj, where))
 
 
 @dataclass(frozen=True)
@@ -255,20 +302,83 @@ class Comparison:
 
 
 @dataclass(frozen=True)
+class EvalSettings:
+    """eval/settings.json: how the generations on disk were made; they are only continued with the same ones."""
+
+    max_rows: int
+    max_new_tokens: int
+    temperature: float
+    top_p: float
+    repetition_penalty: float
+    seed: int
+
+    @classmethod
+    def of(cls, ecfg: Any) -> EvalSettings:
+        """From an EvalConfig."""
+        return cls(**{f.name: getattr(ecfg, f.name) for f in fields(cls)})
+
+    def changes(self, new: EvalSettings) -> list[str]:
+        return [f"{f.name} {getattr(self, f.name)} -> {getattr(new, f.name)}" for f in fields(self)
+                if getattr(self, f.name) != getattr(new, f.name)]
+
+    def to_json(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_json(cls, obj: dict[str, Any], where: str = "eval settings") -> EvalSettings:
+        return cls(**_load(cls, obj, where))
+
+
+@dataclass(frozen=True)
 class EvalReport:
-    """Several models on the same rows; each later model compared with the first (the base)."""
+    """Several models on the same rows; each later model compared with the first (the base).
+
+    Saved as eval/summary.json without the generations, which live in eval/<model>.jsonl (see rundir.EvalDir).
+    """
 
     models: tuple[ModelEval, ...]
     differences: dict[str, dict[str, Difference]]  # label -> metric -> (label - first model), paired bootstrap
-    verdicts: dict[str, dict[str, str]]  # label -> metric -> better / worse / higher / lower / no clear difference
     lang: str  # language of the references: decides character- or word-level BLEU and ROUGE-L
     bleu_tokenize: str
     embedder: str | None
-    settings: dict[str, Any] = field(default_factory=dict)  # generation settings the rows were made with
-    judge: dict[str, Any] | None = None  # the LLM judge's summary, when one was asked
+    settings: EvalSettings
+    judge: JudgeSummary | None = None  # the LLM judge's summary, when one was asked
 
     def model(self, label: str) -> ModelEval:
         return next(m for m in self.models if m.label == label)
+
+    @property
+    def verdicts(self) -> dict[str, dict[str, str]]:
+        """label -> metric -> better / worse / higher / lower / no clear difference."""
+        return {label: {k: d.verdict for k, d in diffs.items()} for label, diffs in self.differences.items()}
+
+    def to_json(self) -> dict[str, Any]:
+        return {"lang": self.lang, "bleu_tokenize": self.bleu_tokenize, "embedder": self.embedder,
+                "settings": self.settings.to_json(), "judge": self.judge and self.judge.to_json(),
+                "models": {m.label: {"spec": m.spec, "eval_loss": m.eval_loss, "metrics": m.metrics,
+                                     "rows": list(m.rows)} for m in self.models},
+                "differences": {label: {k: {**asdict(d), "verdict": d.verdict} for k, d in diffs.items()}
+                                for label, diffs in self.differences.items()}}
+
+    @classmethod
+    def from_json(cls, obj: dict[str, Any], generations: Any, where: str = "an eval summary") -> EvalReport:
+        """`generations(label)` gives a model's Generation rows (read from its own file)."""
+        data = _load(cls, obj, where)
+        models = tuple(ModelEval(label, m["spec"], m["metrics"], tuple(m["rows"]), tuple(generations(label)),
+                                 m["eval_loss"]) for label, m in data["models"].items())
+        # Older summaries have no direction per difference: take it from the stored verdict.
+        diffs = {label: {k: Difference(d["mean"], d["low"], d["high"], d["rows"],
+                                       d.get("direction", _direction_of(d["verdict"], d["low"] > 0)))
+                         for k, d in ds.items()} for label, ds in data["differences"].items()}
+        return cls(models, diffs, data["lang"], data["bleu_tokenize"], data["embedder"],
+                   EvalSettings.from_json(data["settings"], where),
+                   JudgeSummary.from_json(data["judge"], where) if data.get("judge") else None)
+
+
+def _direction_of(verdict: str, up: bool) -> int:
+    if verdict in ("higher", "lower"):
+        return 0
+    return -1 if (verdict == "better") != up and verdict != "no clear difference" else 1
 
 
 @dataclass(frozen=True)
@@ -281,3 +391,132 @@ class RunSummary:
     training: TrainingSummary
     train_seconds: float
     wall_seconds: float
+
+
+# --- the run folder's other files; rundir.RunDir reads and writes each one through these ---------------------
+
+@dataclass(frozen=True)
+class Plan:
+    """plan.json: the plan as printed, and the step counts the training summary is measured against."""
+
+    lines: tuple[str, ...]
+    steps_per_epoch: int
+    total_steps: int
+
+    def to_json(self) -> dict[str, Any]:
+        return {"lines": list(self.lines), "steps_per_epoch": self.steps_per_epoch, "total_steps": self.total_steps}
+
+    @classmethod
+    def from_json(cls, obj: dict[str, Any], where: str = "a plan") -> Plan:
+        data = _load(cls, obj, where)
+        return cls(tuple(data["lines"]), data["steps_per_epoch"], data["total_steps"])
+
+
+@dataclass(frozen=True)
+class FileReport:
+    """One data file's line in data/summary.json."""
+
+    path: str
+    format: str
+    encoding: str
+    rows_read: int
+    usable: int
+    skipped: int
+
+
+@dataclass(frozen=True)
+class DataReport:
+    """data/summary.json: rows_read = train + eval + skipped (unreadable) + duplicates + not_trained (template)."""
+
+    rows_read: int
+    train: int
+    eval: int
+    duplicates: int
+    files: tuple[FileReport, ...]
+    skipped: tuple[Skip, ...]
+    not_trained: tuple[Skip, ...] = ()  # absent from run folders written before it was counted
+    warnings: tuple[str, ...] = ()
+
+    @classmethod
+    def of(cls, data: PreparedData) -> DataReport:
+        files = tuple(FileReport(str(f.path), f.format, f.encoding, f.rows_read, len(f.conversations), len(f.skipped))
+                      for f in data.files)
+        return cls(data.rows_read, len(data.train), len(data.eval), len(data.duplicates), files, data.skipped,
+                   data.dropped, data.warnings)
+
+    @property
+    def skipped_by_reason(self) -> dict[str, int]:
+        return dict(Counter(s.reason for s in self.skipped).most_common())
+
+    @property
+    def not_trained_by_reason(self) -> dict[str, int]:
+        # "3036 tokens, longer than template.max_length=384: dropped" counts as "longer than ...=384":
+        # one table row per kind of reason, not one per row.
+        import re
+
+        return dict(Counter(re.sub(r"^\d+ tokens, ", "", s.reason).split(":")[0]
+                            for s in self.not_trained).most_common())
+
+    def to_json(self) -> dict[str, Any]:
+        out = asdict(self)  # the by-reason counts are derived; saved for people who read the JSON
+        return {**out, "skipped_by_reason": self.skipped_by_reason,
+                "not_trained_by_reason": self.not_trained_by_reason}
+
+    @classmethod
+    def from_json(cls, obj: dict[str, Any], where: str = "a data report") -> DataReport:
+        data = _load(cls, obj, where)
+        skips = {k: tuple(Skip(**s) for s in data.get(k, ())) for k in ("skipped", "not_trained")}
+        return cls(data["rows_read"], data["train"], data["eval"], data["duplicates"],
+                   tuple(FileReport(**_load(FileReport, f, where)) for f in data["files"]),
+                   skips["skipped"], skips["not_trained"], tuple(data.get("warnings", ())))
+
+
+@dataclass(frozen=True)
+class Manifest:
+    """manifest.json: what a run's numbers were made with, and the sha256 of every data file read."""
+
+    tunesmith_git_commit: str | None
+    seed: int
+    data_seed: int
+    model: str
+    model_resolved: str
+    data_files: dict[str, str]  # path -> sha256 (a resumed run must read the same bytes)
+    packages: dict[str, str | None]
+    python: str
+    platform: str
+    hardware: dict[str, Any]
+
+    def to_json(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_json(cls, obj: dict[str, Any], where: str = "a manifest") -> Manifest:
+        return cls(**_load(cls, obj, where))
+
+
+@dataclass(frozen=True)
+class LogRow:
+    """One line of metrics.jsonl: a training log (loss ...) or an evaluation (eval_loss ...) at a step."""
+
+    step: int
+    epoch: float = 0.0
+    loss: float | None = None
+    eval_loss: float | None = None
+    learning_rate: float | None = None
+    grad_norm: float | None = None
+    mean_token_accuracy: float | None = None
+    eval_mean_token_accuracy: float | None = None
+    tokens_per_s: float | None = None
+    peak_memory_mb: float | None = None
+
+    @classmethod
+    def of(cls, step: int, epoch: float, logs: dict[str, Any]) -> LogRow:
+        """From the Trainer's log dict; keys tunesmith does not keep are left out."""
+        return cls(step, epoch, **{f.name: logs[f.name] for f in fields(cls)[2:] if f.name in logs})
+
+    def to_json(self) -> dict[str, Any]:
+        return {k: v for k, v in asdict(self).items() if v is not None}
+
+    @classmethod
+    def from_json(cls, obj: dict[str, Any], where: str = "a metrics row") -> LogRow:
+        return cls(**_load(cls, obj, where))

@@ -18,10 +18,11 @@ from typing import Any
 
 from tunesmith import evaluate, metrics, train
 from tunesmith.errors import TunesmithError
-from tunesmith.records import Conversation, EvalReport, TrainingSummary
-from tunesmith.rundir import RunDir, open_run, read_json, read_jsonl, write_bytes, write_text
+from tunesmith.records import Conversation, EvalReport, LogRow, TrainingSummary
+from tunesmith.rundir import RunDir, open_run, write_bytes, write_text
 
 ROWS_SHOWN = 5
+MAIN, MAIN_NAME = evaluate.MAIN_METRIC, "chrF"  # the headline metric (see evaluate.MAIN_METRIC for why)
 # Order and names in the metrics table; 'eval_loss' and 'perplexity' are corpus-only.
 TABLE = (("eval_loss", "eval loss (trainer, lower is better)"), ("perplexity", "perplexity of the references"),
          ("chrf", "chrF (main)"), ("bleu", "BLEU"), ("rouge_l", "ROUGE-L"), ("cosine", "embedding cosine"),
@@ -56,7 +57,7 @@ class Note:
 Block = str | Table | Image | Pre | Note
 
 
-def _plot(rows: list[dict[str, Any]], training: TrainingSummary) -> bytes:
+def _plot(rows: list[LogRow], training: TrainingSummary) -> bytes:
     """Three panels against optimizer step: train/eval loss (kept checkpoint marked), learning rate, accuracy."""
     import matplotlib
 
@@ -67,7 +68,7 @@ def _plot(rows: list[dict[str, Any]], training: TrainingSummary) -> bytes:
     series = (("loss", "train loss", 0), ("eval_loss", "eval loss", 0), ("learning_rate", "learning rate", 1),
               ("mean_token_accuracy", "train", 2), ("eval_mean_token_accuracy", "eval", 2))
     for key, label, panel in series:
-        pts = [(r["step"], r[key]) for r in rows if r.get(key) is not None]
+        pts = [(r.step, getattr(r, key)) for r in rows if getattr(r, key) is not None]
         if pts:
             axes[panel].plot(*zip(*pts), "o-" if key.startswith("eval") else "-", label=label, markersize=4)
     axes[0].axvline(training.best_step, color="green", linestyle="--", alpha=0.7,
@@ -116,7 +117,7 @@ def metrics_table(ev: EvalReport) -> Table:
             diff_key = "nll" if key == "perplexity" else key  # perplexity's CI is on per-row nll
             d = ev.differences.get(m.label, {}).get(diff_key)
             row += [_interval(diff_key, d) + (" (nll)" if key == "perplexity" else ""),
-                    ev.verdicts[m.label][diff_key]] if d else ["", ""]
+                    d.verdict] if d else ["", ""]
         rows.append(row)
     return Table(header, rows)
 
@@ -133,14 +134,14 @@ def changed_rows(ev: EvalReport, convs: dict[str, Conversation]) -> tuple[list[B
     if len(ev.models) < 2:
         return [], []
     base, tuned = ev.models[0], ev.models[1]
-    deltas = sorted(((t["chrf"] - b["chrf"], i) for i, (b, t) in enumerate(zip(base.rows, tuned.rows))),
+    deltas = sorted(((t[MAIN] - b[MAIN], i) for i, (b, t) in enumerate(zip(base.rows, tuned.rows))),
                     reverse=True)
 
     def blocks(picked: list[tuple[float, int]]) -> list[Block]:
         out: list[Block] = []
         for delta, i in picked:
             g_base, g_tuned = base.generations[i], tuned.generations[i]
-            out += [Note(f"{g_base.source}: chrF {base.rows[i]['chrf']:.1f} → {tuned.rows[i]['chrf']:.1f} "
+            out += [Note(f"{g_base.source}: {MAIN_NAME} {base.rows[i][MAIN]:.1f} → {tuned.rows[i][MAIN]:.1f} "
                          f"({delta:+.1f})"),
                     Pre(_last_user(convs.get(g_base.source), g_base.prompt)),
                     Table(["reference", base.label, tuned.label],
@@ -154,41 +155,39 @@ def changed_rows(ev: EvalReport, convs: dict[str, Conversation]) -> tuple[list[B
 
 def _summary_sentence(ev: EvalReport) -> str:
     if len(ev.models) < 2:
-        return f"{ev.models[0].label}: chrF {ev.models[0].metrics.get('chrf', float('nan')):.2f}"
+        return f"{ev.models[0].label}: {MAIN_NAME} {ev.models[0].metrics.get(MAIN, float('nan')):.2f}"
     b, t = ev.models[0], ev.models[1]
-    d = ev.differences[t.label]["chrf"]
-    return (f"On {d.rows} held-out rows, {t.label} vs {b.label}: chrF {b.metrics['chrf']:.2f} → "
-            f"{t.metrics['chrf']:.2f}; per-row chrF difference {d.mean:+.2f} (95% paired bootstrap "
-            f"{d.low:+.2f} to {d.high:+.2f}): {ev.verdicts[t.label]['chrf']}.")
+    d = ev.differences[t.label][MAIN]
+    return (f"On {d.rows} held-out rows, {t.label} vs {b.label}: {MAIN_NAME} {b.metrics[MAIN]:.2f} → "
+            f"{t.metrics[MAIN]:.2f}; per-row {MAIN_NAME} difference {d.mean:+.2f} (95% paired bootstrap "
+            f"{d.low:+.2f} to {d.high:+.2f}): {d.verdict}.")
 
 
 def sections(run: RunDir, say: Callable[[str], None] | None = None) -> list[tuple[str, list[Block]]]:
     """Everything the report says, read from the run folder."""
     cfg_text = run.config.read_text(encoding="utf-8") if run.config.is_file() else ""
-    plan = read_json(run.plan) if run.plan.is_file() else {}
-    ev = evaluate.read_summary(run.eval_dir)
-    convs = {c.source: c for c in map(Conversation.from_json, read_jsonl(run.eval_data))} \
-        if run.eval_data.is_file() else {}
+    plan = run.read_plan()
+    ev = run.evaluation().read_summary()
+    convs = {c.source: c for c in run.read_conversations("eval")} if run.eval_data.is_file() else {}
     out: list[tuple[str, list[Block]]] = []
 
     notes: list[Block] = [Note(_summary_sentence(ev)), metrics_table(ev),
                           Note(f"Intervals: 95% paired bootstrap over rows (2000 resamples, seed "
-                               f"{ev.settings.get('seed', 0)}); a verdict is 'better' or 'worse' only when the "
+                               f"{ev.settings.seed}); a verdict is 'better' or 'worse' only when the "
                                "interval excludes zero. BLEU and ROUGE-L on "
                                f"{'characters' if ev.lang in metrics.CHAR_LEVEL else 'words'} "
                                f"(references look {ev.lang}; BLEU tokenizer {ev.bleu_tokenize}). Generation: "
-                               + ", ".join(f"{k} {v}" for k, v in ev.settings.items()) + ".")]
+                               + ", ".join(f"{k} {v}" for k, v in ev.settings.to_json().items()) + ".")]
     if ev.embedder and ev.lang in metrics.CHAR_LEVEL:
         notes.append(Note(f"Cosine uses {Path(ev.embedder).name if '/' in ev.embedder else ev.embedder}, an "
                           "English sentence model: on Korean text it mostly measures shared characters. Set "
                           "eval.embedder to a multilingual model for a meaningful Korean cosine.", warn=True))
     if ev.judge:
         j = ev.judge
-        notes.append(Note(f"LLM judge {j['judge']}: tuned preferred in {j['tuned_wins']} of {j['rows']} rows, "
-                          f"base in {j['base_wins']}, ties {j['ties']} (each pair asked in both orders; a row "
-                          f"wins only when both orders agree; {j['unparsed_replies']} unreadable replies). Net "
-                          f"win share {j['net_win_share']:+.2f} [{j['low']:+.2f}, {j['high']:+.2f}]: "
-                          f"{j['verdict']}."))
+        notes.append(Note(f"LLM judge {j.judge}: tuned preferred in {j.tuned_wins} of {j.rows} rows, "
+                          f"base in {j.base_wins}, ties {j.ties} (each pair asked in both orders; a row "
+                          f"wins only when both orders agree; {j.unparsed_replies} unreadable replies). Net "
+                          f"win share {j.net_win_share:+.2f} [{j.low:+.2f}, {j.high:+.2f}]: {j.verdict}."))
     out.append(("Did tuning help?", notes))
 
     training = train.read_summary(run, say)  # says so when metrics.jsonl ends in a torn line
@@ -197,12 +196,12 @@ def sections(run: RunDir, say: Callable[[str], None] | None = None) -> list[tupl
             f"Eval loss {training.start_eval_loss:.4f} at the start, lowest {training.best_eval_loss:.4f} at step "
             f"{training.best_step} (epoch {training.best_epoch:g}), last {training.last_eval_loss:.4f} at step "
             f"{training.last_step}." + (" Early stopping ended training before the planned "
-                                        f"{plan['total_steps']} steps." if training.stopped_early else ""))]
+                                        f"{plan.total_steps} steps." if plan and training.stopped_early else ""))]
         if training.overfitting:
             blocks.append(Note(f"Overfitting: {training.overfitting}. The kept weights are those of step "
                                f"{training.best_step}.", warn=True))
-        blocks.append(Image("report_curves.png", "training curves: loss, learning rate, token accuracy",
-                            _plot(read_jsonl(run.metrics), training)))
+        blocks.append(Image(run.report_curves.name, "training curves: loss, learning rate, token accuracy",
+                            _plot(run.read_metrics(), training)))
         out.append(("Training", blocks))
 
     better, worse = changed_rows(ev, convs)
@@ -210,7 +209,7 @@ def sections(run: RunDir, say: Callable[[str], None] | None = None) -> list[tupl
     out.append((f"Rows that got worse (up to {ROWS_SHOWN})", worse or ["none"]))
     out.append(("Data", _data_blocks(run)))
     if plan:
-        out.append(("Plan", [Pre("\n".join(plan["lines"]))]))
+        out.append(("Plan", [Pre("\n".join(plan.lines))]))
     out.append(("Environment", _environment(run)))
     if cfg_text:
         out.append(("Config", [Pre(cfg_text)]))
@@ -218,35 +217,34 @@ def sections(run: RunDir, say: Callable[[str], None] | None = None) -> list[tupl
 
 
 def _data_blocks(run: RunDir) -> list[Block]:
-    if not run.data_summary.is_file():
+    d = run.read_data_report()
+    if d is None:
         return ["no data summary in this run folder"]
-    d = read_json(run.data_summary)
-    dropped = d.get("not_trained", [])  # absent from run folders written before it was counted
     blocks: list[Block] = [
-        Note(f"{d['rows_read']} rows read: {d['train']} train, {d['eval']} eval, {d['duplicates']} duplicates "
-             f"removed, {len(d['skipped'])} skipped while reading, {len(dropped)} not trained (too long or "
+        Note(f"{d.rows_read} rows read: {d.train} train, {d.eval} eval, {d.duplicates} duplicates "
+             f"removed, {len(d.skipped)} skipped while reading, {len(d.not_trained)} not trained (too long or "
              "nothing to learn after templating)."),
         Table(["file", "format", "encoding", "rows read", "usable", "skipped"],
-              [[Path(f["path"]).name, f["format"], f["encoding"], str(f["rows_read"]), str(f["usable"]),
-                str(f["skipped"])] for f in d["files"]])]
-    if d["skipped_by_reason"]:
-        blocks.append(Table(["skipped because", "rows"], [[r, str(n)] for r, n in d["skipped_by_reason"].items()]))
-    if dropped:
+              [[Path(f.path).name, f.format, f.encoding, str(f.rows_read), str(f.usable), str(f.skipped)]
+               for f in d.files])]
+    if d.skipped:
+        blocks.append(Table(["skipped because", "rows"], [[r, str(n)] for r, n in d.skipped_by_reason.items()]))
+    if d.not_trained:
         blocks.append(Table(["not trained because", "rows"],
-                            [[r, str(n)] for r, n in d["not_trained_by_reason"].items()]))
-    blocks += [Note(w, warn=True) for w in d["warnings"]]
+                            [[r, str(n)] for r, n in d.not_trained_by_reason.items()]))
+    blocks += [Note(w, warn=True) for w in d.warnings]
     return blocks
 
 
 def _environment(run: RunDir) -> list[Block]:
-    if not run.manifest.is_file():
+    m = run.read_manifest()
+    if m is None:
         return ["no manifest in this run folder"]
-    m = read_json(run.manifest)
-    facts = [["python", m.get("python", "")], ["platform", m.get("platform", "")],
-             ["tunesmith commit", str(m.get("tunesmith_git_commit"))], ["seed", str(m.get("seed"))]]
-    facts += [[k, str(v)] for k, v in m.get("hardware", {}).items()]
-    facts += [[k, str(v)] for k, v in m.get("packages", {}).items()]
-    facts += [[f"sha256 {Path(p).name}", h[:16]] for p, h in m.get("data_files", {}).items()]
+    facts = [["python", m.python], ["platform", m.platform], ["tunesmith commit", str(m.tunesmith_git_commit)],
+             ["seed", str(m.seed)]]
+    facts += [[k, str(v)] for k, v in m.hardware.items()]
+    facts += [[k, str(v)] for k, v in m.packages.items()]
+    facts += [[f"sha256 {Path(p).name}", h[:16]] for p, h in m.data_files.items()]
     return [Table(["", ""], facts)]
 
 

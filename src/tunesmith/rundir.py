@@ -36,12 +36,14 @@ import re
 import shutil
 import socket
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from tunesmith.errors import TunesmithError
+from tunesmith.records import (Conversation, DataReport, EvalReport, EvalSettings, Generation, LogRow, Manifest,
+                               Plan)
 
 
 @dataclass(frozen=True)
@@ -95,6 +97,14 @@ class RunDir:
         """eval/<model>.jsonl generations, settings.json, summary.json (metrics, differences with CIs)."""
         return self.root / "eval"
 
+    def evaluation(self, data_name: str | None = None) -> EvalDir:
+        """eval/ for the held-out rows; eval/<data file name>/ for `tunesmith eval --data FILE`."""
+        return EvalDir(self.eval_dir if data_name is None else self.eval_dir / safe_name(data_name))
+
+    @property
+    def report_curves(self) -> Path:
+        return self.root / "report_curves.png"
+
     @property
     def plan(self) -> Path:
         return self.root / "plan.json"
@@ -115,11 +125,53 @@ class RunDir:
     def finished(self) -> bool:
         return self.report.is_file()
 
+    def checkpoint(self, step: int) -> Path:
+        return self.checkpoints / f"checkpoint-{step}"  # the Trainer's own naming
+
     def last_checkpoint(self) -> Path | None:
         """The newest checkpoint with its COMPLETE marker; incomplete ones (a crash mid-write) are ignored."""
         found = [p for p in self.checkpoints.glob("checkpoint-*") if (p / COMPLETE).is_file()
                  and re.fullmatch(r"checkpoint-\d+", p.name)]
-        return max(found, key=lambda p: int(p.name.split("-")[1]), default=None)
+        return max(found, key=checkpoint_step, default=None)
+
+    # Typed reads and writes: every JSON file of the run folder goes through its record (tunesmith.records).
+    def read_plan(self) -> Plan | None:
+        return Plan.from_json(read_json(self.plan), str(self.plan)) if self.plan.is_file() else None
+
+    def write_plan(self, plan: Plan) -> None:
+        write_json(self.plan, plan.to_json())
+
+    def read_manifest(self) -> Manifest | None:
+        return Manifest.from_json(read_json(self.manifest), str(self.manifest)) if self.manifest.is_file() else None
+
+    def write_manifest(self, manifest: Manifest) -> None:
+        write_json(self.manifest, manifest.to_json())
+
+    def read_data_report(self) -> DataReport | None:
+        return DataReport.from_json(read_json(self.data_summary), str(self.data_summary)) if self.data_summary.is_file() else None
+
+    def write_data_report(self, report: DataReport) -> None:
+        write_json(self.data_summary, report.to_json())
+
+    def read_conversations(self, which: str) -> list[Conversation]:
+        """The normalised rows saved at the start: which = 'train' or 'eval'."""
+        return [Conversation.from_json(r) for r in read_jsonl(self._rows(which))]
+
+    def write_conversations(self, which: str, convs: Iterable[Conversation]) -> None:
+        write_jsonl(self._rows(which), [c.to_json() for c in convs])
+
+    def _rows(self, which: str) -> Path:
+        return {"train": self.train_data, "eval": self.eval_data}[which]
+
+    def read_metrics(self, say: Callable[[str], None] | None = None) -> list[LogRow]:
+        return [LogRow.from_json(r, str(self.metrics)) for r in read_jsonl(self.metrics, say)] if self.metrics.is_file() else []
+
+    def append_metrics(self, row: LogRow) -> None:
+        append_jsonl(self.metrics, [row.to_json()])  # fsync'ed: a kill leaves at most a torn last line
+
+    def keep_metrics_up_to(self, step: int, say: Callable[[str], None] | None = None) -> None:
+        """Drop the rows a killed run logged after its last complete checkpoint; the resumed run relogs them."""
+        write_jsonl(self.metrics, [r.to_json() for r in self.read_metrics(say) if r.step <= step])
 
     def finish(self) -> None:
         self.remove(self.checkpoints)
@@ -194,6 +246,68 @@ class RunDir:
 def _release_all() -> None:
     for root in list(_HELD):
         RunDir(root).unlock()
+
+
+@dataclass(frozen=True)
+class EvalDir:
+    """One evaluation's files: <model>.jsonl generations (appended as made), settings.json, summary.json."""
+
+    root: Path
+
+    @property
+    def settings(self) -> Path:
+        return self.root / "settings.json"
+
+    @property
+    def summary(self) -> Path:
+        return self.root / "summary.json"
+
+    def generations(self, label: str) -> Path:
+        return self.root / f"{safe_name(label)}.jsonl"
+
+    def files(self) -> list[Path]:
+        return [p for p in self.root.glob("*") if p.is_file()]
+
+    def read_settings(self) -> EvalSettings | None:
+        return EvalSettings.from_json(read_json(self.settings), str(self.settings)) if self.settings.is_file() else None
+
+    def write_settings(self, settings: EvalSettings) -> None:
+        write_json(self.settings, settings.to_json())
+
+    def read_generations(self, label: str, torn_ok: bool = False) -> list[Generation]:
+        """A model's generations; with `torn_ok`, unreadable lines (a crash mid-append) are left out."""
+        path = self.generations(label)
+        if not path.is_file():
+            raise TunesmithError(f"{self.summary} names {label!r}, but {path.name} is missing",
+                                 fix=f"generate again: tunesmith eval {self.root.parent} --fresh")
+        if not torn_ok:
+            return [Generation.from_json(r, str(path)) for r in read_jsonl(path)]
+        found = []
+        for line in path.read_bytes().split(b"\n"):  # "\n" only: a generation may hold U+2028 or U+0085
+            try:
+                found.append(Generation.from_json(json.loads(line), str(path)))
+            except (ValueError, TunesmithError):
+                continue  # the line a crash cut short; that row is generated again
+        return found
+
+    def write_generations(self, label: str, gens: Iterable[Generation]) -> None:
+        write_jsonl(self.generations(label), [g.to_json() for g in gens])
+
+    def append_generations(self, label: str, gens: Iterable[Generation]) -> None:
+        append_jsonl(self.generations(label), [g.to_json() for g in gens])
+
+    def read_summary(self) -> EvalReport:
+        if not self.summary.is_file():
+            raise TunesmithError(f"{self.root} has no evaluation yet", fix="run: tunesmith eval RUN")
+        return EvalReport.from_json(read_json(self.summary), self.read_generations, str(self.summary))
+
+    def write_summary(self, report: EvalReport) -> None:
+        write_json(self.summary, report.to_json())
+
+
+def checkpoint_step(path: Path) -> int:
+    """checkpoint-40 -> 40."""
+    return int(path.name.removeprefix("checkpoint-"))
 
 
 COMPLETE = "COMPLETE"

@@ -19,7 +19,7 @@ from typing import Any
 from tunesmith import rundir
 from tunesmith.config import RunConfig
 from tunesmith.errors import TunesmithError
-from tunesmith.records import Example, TrainingSummary, TrainResult
+from tunesmith.records import Example, LogRow, TrainingSummary, TrainResult
 from tunesmith.rundir import RunDir
 from tunesmith.runtime import choose_precision, rank, scoped_env, world_size
 
@@ -77,22 +77,17 @@ def _callbacks(run: RunDir, say: Callable[[str], None]) -> list[Any]:
                 logs["peak_memory_mb"] = round(_peak_memory_mb())
             if not state.is_world_process_zero:
                 return
-            row = {"step": state.global_step, "epoch": round(state.epoch or 0.0, 4),
-                   **{k: v for k, v in logs.items() if k in LOGGED}}
-            rundir.append_jsonl(run.metrics, [row])  # fsync'ed: a kill leaves at most a torn last line
-            say("  " + "  ".join(f"{k} {v:.4g}" if isinstance(v, float) else f"{k} {v}" for k, v in row.items())
-                + (f"  (of {state.max_steps} steps)" if "loss" in row else ""))
+            row = LogRow.of(state.global_step, round(state.epoch or 0.0, 4), logs)
+            run.append_metrics(row)
+            say("  " + "  ".join(f"{k} {v:.4g}" if isinstance(v, float) else f"{k} {v}"
+                                 for k, v in row.to_json().items())
+                + (f"  (of {state.max_steps} steps)" if row.loss is not None else ""))
 
         def on_save(self, args, state, control, **kw):  # noqa: ANN001
             if state.is_world_process_zero:
-                rundir.mark_complete(Path(args.output_dir) / f"checkpoint-{state.global_step}")
+                rundir.mark_complete(run.checkpoint(state.global_step))
 
     return [MetricsFile()]
-
-
-# What metrics.jsonl keeps of the Trainer's logs (TRL computes token accuracy on supervised tokens only).
-LOGGED = ("loss", "eval_loss", "learning_rate", "grad_norm", "mean_token_accuracy", "eval_mean_token_accuracy",
-          "tokens_per_s", "peak_memory_mb")
 
 
 def _trackers(cfg: RunConfig, run: RunDir, say: Callable[[str], None]) -> list[Any]:
@@ -327,48 +322,44 @@ def save_weights(trainer: Any, tokenizer: Any, run: RunDir, *, full: bool) -> No
         partial.rename(dest)
 
 
-def summarize(rows: list[dict[str, Any]], steps_per_epoch: int, planned_steps: int) -> TrainingSummary:
+def summarize(rows: list[LogRow], steps_per_epoch: int, planned_steps: int) -> TrainingSummary:
     """Best evaluation, early stop and overfitting, read from metrics.jsonl rows.
 
-    >>> rows = [{"step": 0, "epoch": 0, "eval_loss": 2.0}, {"step": 5, "epoch": 1, "loss": 1.5},
-    ...         {"step": 5, "epoch": 1, "eval_loss": 1.2}, {"step": 10, "epoch": 2, "loss": 0.5},
-    ...         {"step": 10, "epoch": 2, "eval_loss": 1.6}]
+    >>> rows = [LogRow(0, 0, eval_loss=2.0), LogRow(5, 1, loss=1.5), LogRow(5, 1, eval_loss=1.2),
+    ...         LogRow(10, 2, loss=0.5), LogRow(10, 2, eval_loss=1.6)]
     >>> s = summarize(rows, steps_per_epoch=5, planned_steps=10)
     >>> s.best_step, s.best_epoch, s.overfitting is not None
     (5, 1.0, True)
     """
-    evals = [r for r in rows if "eval_loss" in r]
-    losses = [r for r in rows if "loss" in r]
+    evals = [r for r in rows if r.eval_loss is not None]
+    losses = [r for r in rows if r.loss is not None]
     if not evals:
         raise TunesmithError("metrics.jsonl has no eval loss", fix="re-run training with --overwrite")
-    best = min(evals[1:] or evals, key=lambda r: r["eval_loss"])  # step 0 is the starting model, not a result
+    best = min(evals[1:] or evals, key=lambda r: r.eval_loss)  # step 0 is the starting model, not a result
     last = evals[-1]
     note = None
-    worst = max((r for r in evals if r["step"] > best["step"]), key=lambda r: r["eval_loss"], default=None)
-    at_best = [r["loss"] for r in losses if r["step"] <= best["step"]]
-    later = [r for r in losses if r["step"] > best["step"]]
+    worst = max((r for r in evals if r.step > best.step), key=lambda r: r.eval_loss, default=None)
+    at_best = [r.loss for r in losses if r.step <= best.step]
+    later = [r for r in losses if r.step > best.step]
     if worst is not None and at_best and later:
-        low = min(later, key=lambda r: r["loss"])
-        if low["loss"] < at_best[-1]:
-            note = (f"eval loss rose from {best['eval_loss']:.4f} (step {best['step']}) to {worst['eval_loss']:.4f} "
-                    f"(step {worst['step']}) while train loss fell from {at_best[-1]:.4f} to {low['loss']:.4f} "
-                    f"(step {low['step']}): the model started memorising its training rows")
+        low = min(later, key=lambda r: r.loss)
+        if low.loss < at_best[-1]:
+            note = (f"eval loss rose from {best.eval_loss:.4f} (step {best.step}) to {worst.eval_loss:.4f} "
+                    f"(step {worst.step}) while train loss fell from {at_best[-1]:.4f} to {low.loss:.4f} "
+                    f"(step {low.step}): the model started memorising its training rows")
     return TrainingSummary(
-        start_eval_loss=evals[0]["eval_loss"], best_eval_loss=best["eval_loss"], best_step=best["step"],
-        best_epoch=round(best["step"] / max(steps_per_epoch, 1), 2), last_eval_loss=last["eval_loss"],
-        last_step=last["step"], stopped_early=last["step"] < planned_steps, overfitting=note,
-        evals=tuple((r["step"], r["eval_loss"]) for r in evals))
+        start_eval_loss=evals[0].eval_loss, best_eval_loss=best.eval_loss, best_step=best.step,
+        best_epoch=round(best.step / max(steps_per_epoch, 1), 2), last_eval_loss=last.eval_loss,
+        last_step=last.step, stopped_early=last.step < planned_steps, overfitting=note,
+        evals=tuple((r.step, r.eval_loss) for r in evals))
 
 
 def read_summary(run: RunDir, say: Callable[[str], None] | None = None) -> TrainingSummary | None:
     """The TrainingSummary of a run folder (metrics.jsonl with plan.json's step counts); None before training."""
-    if not (run.plan.is_file() and run.metrics.is_file()):
+    plan, rows = run.read_plan(), run.read_metrics(say)
+    if plan is None or not rows:
         return None
-    rows = rundir.read_jsonl(run.metrics, say)
-    if not rows:
-        return None
-    plan = rundir.read_json(run.plan)
-    return summarize(rows, plan["steps_per_epoch"], plan["total_steps"])
+    return summarize(rows, plan.steps_per_epoch, plan.total_steps)
 
 
 def steps(n_rows: int, cfg: RunConfig) -> tuple[int, int]:
