@@ -18,7 +18,7 @@ from pathlib import Path
 from tunesmith import models, pipeline, train
 from tunesmith.config import load
 from tunesmith.data.prepare import prepare
-from tunesmith.rundir import create, read_jsonl
+from tunesmith.rundir import create
 
 DEMO = Path(__file__).resolve().parents[1] / "configs" / "demo.yaml"
 VARIANTS = {"baseline fp32/random": ["train.precision=fp32", "train.group_by_length=false"],
@@ -34,8 +34,8 @@ def measure(overrides: list[str], steps: int, out: Path) -> float:
     _, train_ex, eval_ex = pipeline.render(tok, prepare(cfg.data), cfg, say=lambda _: None)
     run, _ = create(out, "bench", overwrite=True, config_yaml=cfg.to_yaml())
     train.train(model, tok, train_ex, eval_ex[:2], cfg, run, say=lambda _: None)
-    rows = [r for r in read_jsonl(run.metrics) if "tokens_per_s" in r]
-    return rows[-1]["tokens_per_s"]
+    run.unlock()
+    return [r.tokens_per_s for r in run.read_metrics() if r.tokens_per_s is not None][-1]
 
 
 def main() -> None:

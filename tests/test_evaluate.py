@@ -10,29 +10,9 @@ from pathlib import Path
 
 import pytest
 
-from tests.test_judge import serve  # noqa: F401  (a local OpenAI-compatible server)
+from tests.conftest import tunesmith
 from tunesmith import config, evaluate, pipeline, rundir
 from tunesmith.errors import TunesmithError
-from tunesmith.records import Conversation
-
-
-@pytest.fixture(scope="module")
-def tiny_run(tiny_model_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """One finished LoRA run on 16 rows (6 steps), shared by the tests of this module."""
-    from tests.conftest import SAMPLE
-
-    home = tmp_path_factory.mktemp("run")
-    data = home / "small.jsonl"
-    data.write_text("\n".join((SAMPLE / "counsel_en.jsonl").read_text(encoding="utf-8").splitlines()[:16]) + "\n",
-                    encoding="utf-8")
-    os.environ["HF_HUB_OFFLINE"] = "1"
-    cfg = config.parse({"name": "tiny", "model": str(tiny_model_dir), "output_dir": str(home / "runs"),
-                        "data": {"train": [str(data)], "min_eval": 4}, "template": {"max_length": 128},
-                        "lora": {"r": 4, "alpha": 8},
-                        "train": {"max_steps": 6, "batch_size": 4, "learning_rate": 5e-3, "logging_steps": 2,
-                                  "eval_strategy": "steps", "eval_steps": 3, "report_to": []},
-                        "eval": {"max_rows": 4, "max_new_tokens": 8, "batch_size": 4}}, source="<test>")
-    return pipeline.run(cfg, say=lambda _: None).run_dir
 
 
 def test_the_run_evaluates_base_and_tuned_with_every_metric_and_interval(tiny_run: Path):
@@ -73,11 +53,6 @@ def test_incremental_generation_continues_without_duplicating_rows(tiny_run: Pat
     assert again == whole  # greedy: the same text as the uninterrupted pass
     rows = [json.loads(x) for x in out.read_text().splitlines()]
     assert [r["source"] for r in rows] == [c.source for c in convs[:4]]
-
-
-def tunesmith(*args: str, cwd: Path) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "tunesmith", *args], cwd=cwd, capture_output=True, text=True,
-                          timeout=600)
 
 
 def test_eval_verb_reuses_generations_and_refuses_mixed_settings(tiny_run: Path, tmp_path: Path):

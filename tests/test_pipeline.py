@@ -9,22 +9,15 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import SAMPLE
-from tests.test_bad_input import fails
-from tests.test_cli import tunesmith
+from tests.conftest import SAMPLE, TINY_TRAIN, fails, tiny_config, tunesmith
 from tunesmith import config, evaluate, pipeline, report, rundir
 from tunesmith.errors import TunesmithError
 from tunesmith.records import DataReport, EvalSettings
 
 
-def tiny_config(tiny_model_dir: Path, data: Path, out: Path, **extra: object) -> config.RunConfig:
-    raw = {"name": "tiny", "model": str(tiny_model_dir), "output_dir": str(out),
-           "data": {"train": [str(data)], "min_eval": 4}, "template": {"max_length": 128},
-           "lora": {"r": 4, "alpha": 8},
-           "train": {"max_steps": 4, "batch_size": 4, "learning_rate": 5e-3, "logging_steps": 2,
-                     "eval_strategy": "steps", "eval_steps": 2, "report_to": []},
-           "eval": {"max_rows": 4, "max_new_tokens": 8, "batch_size": 4}, **extra}
-    return config.parse(raw, source="<test>")
+def short_config(tiny_model_dir: Path, data: Path, out: Path) -> config.RunConfig:
+    """The tiny run with 4 steps, an eval every 2."""
+    return tiny_config(tiny_model_dir, data, out, train={**TINY_TRAIN, "max_steps": 4, "eval_steps": 2})
 
 
 def sample_rows(n: int) -> list[str]:
@@ -37,7 +30,7 @@ def finished(tiny_model_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> 
     home = tmp_path_factory.mktemp("finished")
     data = home / "small.jsonl"
     data.write_text("\n".join(sample_rows(16)) + "\n", encoding="utf-8")
-    return pipeline.run(tiny_config(tiny_model_dir, data, home / "runs"), say=lambda _: None).run_dir
+    return pipeline.run(short_config(tiny_model_dir, data, home / "runs"), say=lambda _: None).run_dir
 
 
 @pytest.fixture
@@ -51,7 +44,7 @@ def run_copy(finished: Path, tmp_path: Path) -> Path:
 def test_resume_refuses_changed_data_and_rewrites_lost_inputs(tiny_model_dir: Path, tmp_path: Path):
     data = tmp_path / "mine.jsonl"
     data.write_text("\n".join(sample_rows(16)) + "\n", encoding="utf-8")
-    cfg = tiny_config(tiny_model_dir, data, tmp_path / "runs")
+    cfg = short_config(tiny_model_dir, data, tmp_path / "runs")
     run = rundir.RunDir(pipeline.run(cfg, say=lambda _: None).run_dir)
     manifest = json.loads(run.manifest.read_text())
     assert manifest["data_files"] == {str(data): pipeline._sha256(data)}
@@ -93,7 +86,7 @@ def test_rows_add_up_from_read_to_trained_with_every_kind_of_skip(tiny_model_dir
     data = tmp_path / "mixed.jsonl"
     data.write_text("\n".join([*rows, "{not json", json.dumps({"messages": [{"role": "user", "content": "hi"}]}),
                                rows[3], json.dumps(long_row)]) + "\n", encoding="utf-8")
-    cfg = tiny_config(tiny_model_dir, data, tmp_path / "runs")
+    cfg = short_config(tiny_model_dir, data, tmp_path / "runs")
 
     said: list[str] = []
     plan_lines = pipeline.plan(cfg, say=said.append)

@@ -10,8 +10,6 @@ from pathlib import Path
 
 import pytest
 
-from tests.test_evaluate import tiny_run  # noqa: F401  (the shared finished run)
-
 SECTIONS = ("Did tuning help?", "Training", "Rows that improved most", "Rows that got worse", "Data", "Plan",
             "Environment", "Config")
 

@@ -13,8 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.test_bad_input import fails
-from tests.test_cli import tunesmith
+from tests.conftest import fails, tunesmith
 from tunesmith import rundir
 from tunesmith.errors import TunesmithError
 

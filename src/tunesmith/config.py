@@ -372,7 +372,7 @@ def build(path: Path | None, overrides: list[str], data: list[Path] = ()) -> Run
     overrides = [paths_override("data.train", data)] * bool(data) + list(overrides)
     if path is not None:
         return load(path, overrides)
-    raw: dict[str, Any] = {"name": safe_name(Path(data[0]).stem)}
+    raw: dict[str, Any] = {"name": safe_name(Path(data[0]).stem, fallback="run")}
     for assignment in overrides:
         set_override(raw, assignment)
     return parse(raw, source="command line", base_dir=Path.cwd())
@@ -395,7 +395,7 @@ def commented_yaml(data: list[str], model: str) -> str:
     """
     lines = ["# tunesmith run config, written by `tunesmith init`. Every key is shown at its default;",
              "# delete what you do not change. Full reference: docs/config.md. Check it: tunesmith plan THIS_FILE", ""]
-    values = {"name": safe_name(Path(data[0]).stem) if data else "my-run", "model": model}
+    values = {"name": safe_name(Path(data[0]).stem, fallback="run") if data else "my-run", "model": model}
 
     def walk(model_cls: type[BaseModel], indent: str, given: dict[str, Any]) -> None:
         for name, field in model_cls.model_fields.items():

@@ -185,7 +185,7 @@ def run(cfg: RunConfig, *, overwrite: bool = False, say: Callable[[str], None] =
     >>> run(config.load(Path("configs/demo.yaml")))  # doctest: +SKIP
     """
     wall = time.perf_counter()
-    if train.rank() != 0:
+    if runtime.rank() != 0:
         say = _quiet  # one process speaks for all; the others' lines would repeat it
     _check_continue_from(cfg)
     rundir.check_target(cfg.output_dir, cfg.name)  # a bad --name or --output-dir fails before any model loads
@@ -203,7 +203,7 @@ def run(cfg: RunConfig, *, overwrite: bool = False, say: Callable[[str], None] =
     steps = train.steps(len(train_ex), cfg)
     if "wandb" in cfg.train.report_to:
         train.wandb_offline_reason()  # a bad W&B key exits 2 before the run folder exists
-    if train.rank() != 0:
+    if runtime.rank() != 0:
         checkpoint = None if overwrite else rundir.RunDir(cfg.output_dir / cfg.name).last_checkpoint()
         train.train(model, tokenizer, train_ex, eval_ex, cfg, rundir.RunDir(cfg.output_dir / cfg.name), say,
                     resume_from=checkpoint)

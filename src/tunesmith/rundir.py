@@ -508,10 +508,10 @@ def read_jsonl(path: Path, say: Callable[[str], None] | None = None) -> list[dic
     return rows
 
 
-def safe_name(text: str) -> str:
-    """A file or folder name from any label (a path, a hub id).
+def safe_name(text: str, fallback: str = "model") -> str:
+    """A file or folder name from any label (a path, a hub id); `fallback` when nothing of it is left.
 
-    >>> safe_name("runs/other run/"), safe_name("HuggingFaceTB/SmolLM2-135M")
-    ('runs_other_run', 'HuggingFaceTB_SmolLM2-135M')
+    >>> safe_name("runs/other run/"), safe_name("HuggingFaceTB/SmolLM2-135M"), safe_name("상담", "run")
+    ('runs_other_run', 'HuggingFaceTB_SmolLM2-135M', 'run')
     """
-    return re.sub(r"[^A-Za-z0-9._-]+", "_", text.strip("/")).strip("_") or "model"
+    return re.sub(r"[^A-Za-z0-9._-]+", "_", text.strip("/")).strip("_") or fallback

@@ -16,9 +16,8 @@ from typing import Any
 
 from tunesmith.config import TemplateConfig
 from tunesmith.errors import TunesmithError
-from tunesmith.records import Conversation, Example, Message, Skip, TemplateCheck
+from tunesmith.records import IGNORE, Conversation, Example, Message, Skip, TemplateCheck
 
-IGNORE = -100  # the label value PyTorch's cross-entropy skips
 
 # Fallback for base models without a chat template (OPT, GPT-2, ...): plain text markers need no new tokens,
 # and eos ends every assistant turn so the tuned model learns to stop.
