@@ -80,3 +80,42 @@ def test_only_the_training_verbs_re_exec_with_tcmalloc(tmp_path):
     assert cli_reexec("demo", "--name", "x").stdout.startswith("re-exec ['demo', '--name', 'x'] ")
     opted_out = cli_reexec("train", "--data", "mine.jsonl", TUNESMITH_NO_TCMALLOC="1")
     assert opted_out.returncode == 2 and "re-exec" not in opted_out.stdout and "mine.jsonl" in opted_out.stderr
+
+
+def fake_machine(tmp_path, files: dict[str, str], available_kib: int = 16 * 2**20):
+    """A cgroup folder holding `files` and a /proc/meminfo with MemAvailable of `available_kib`."""
+    cgroup = tmp_path / "cgroup"
+    for name, text in files.items():
+        (cgroup / name).parent.mkdir(parents=True, exist_ok=True)
+        (cgroup / name).write_text(text + "\n")
+    meminfo = tmp_path / "meminfo"
+    meminfo.write_text(f"MemTotal:       24684084 kB\nMemAvailable:   {available_kib} kB\nBuffers: 1 kB\n")
+    return cgroup, meminfo
+
+
+def test_available_memory_is_the_cgroup_room_or_mem_available(tmp_path):
+    import torch
+
+    if torch.cuda.is_available():
+        free, source = runtime.available_memory_bytes()
+        assert free == torch.cuda.mem_get_info()[0] and source.startswith("free memory of ")
+        return
+    own = runtime._own_rss()
+    assert own > 0
+    gib = 2**30
+    # cgroup v2: a 4 GiB limit with 1 GiB in use leaves 3 GiB (and what this process holds), below MemAvailable.
+    cgroup, meminfo = fake_machine(tmp_path, {"memory.max": str(4 * gib), "memory.current": str(gib)})
+    room, source = runtime.available_memory_bytes(cgroup, meminfo)
+    assert abs(room - (3 * gib + own)) < 64 * 2**20 and source == f"cgroup limit 4.0 GiB in {cgroup}/memory.max"
+    # v2 "max" and v1's page-rounded 2**63 mean no limit: MemAvailable decides.
+    for files in ({"memory.max": "max"}, {"memory/memory.limit_in_bytes": "9223372036854771712",
+                                          "memory/memory.usage_in_bytes": str(gib)}):
+        cgroup, meminfo = fake_machine(tmp_path / str(len(files)), files, available_kib=2 * 2**20)
+        room, source = runtime.available_memory_bytes(cgroup, meminfo)
+        assert abs(room - (2 * gib + own)) < 64 * 2**20 and source == "MemAvailable in /proc/meminfo"
+    # v1 limit above what the machine has free: MemAvailable is the smaller, so it wins.
+    cgroup, meminfo = fake_machine(tmp_path / "v1", {"memory/memory.limit_in_bytes": str(64 * gib),
+                                                     "memory/memory.usage_in_bytes": str(gib)}, 2 * 2**20)
+    assert runtime.available_memory_bytes(cgroup, meminfo)[1] == "MemAvailable in /proc/meminfo"
+    # This machine: something positive, no more than its total memory plus this process.
+    assert 0 < runtime.available_memory_bytes()[0] <= os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") + own

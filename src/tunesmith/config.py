@@ -111,6 +111,9 @@ class TrainConfig(_Strict):
     batch_size: int = Field(8, ge=1, description="rows per step per process")
     grad_accum: int = Field(1, ge=1, description="steps accumulated per optimizer step")
     gradient_checkpointing: bool = Field(False, description="recompute activations: less memory, ~30% slower")
+    memory_gib: float | None = Field(
+        None, gt=0, description="memory budget the plan fits batch_size, grad_accum and gradient_checkpointing "
+        "into (those not set by you); null = what is free (cgroup limit or MemAvailable; free GPU memory on CUDA)")
     logging_steps: int = Field(5, ge=1)
     eval_strategy: Literal["epoch", "steps"] = Field("epoch", description="when to compute eval loss (and save "
                                                      "a checkpoint): every epoch, or every eval_steps steps")

@@ -6,6 +6,7 @@ throughput measured on this project's machines, labelled as such.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import os
 import warnings
@@ -13,6 +14,7 @@ from typing import Any
 
 from tunesmith import models, runtime, train
 from tunesmith.config import RunConfig
+from tunesmith.errors import TunesmithError
 from tunesmith.records import Example, PreparedData
 
 # Effective training throughput measured with `make demo` (SmolLM2-135M LoRA on 2 Sapphire Rapids cores):
@@ -20,6 +22,12 @@ from tunesmith.records import Example, PreparedData
 CPU_FLOPS_PER_CORE = {"fast": 4 * 135e6 * 210 / 2, "slow": 4 * 135e6 * 140 / 2}
 # Batched greedy generation measured ~100 new tokens/s (batch 8) for the same 135M model on 2 cores.
 CPU_GEN_PARAM_TOKENS_PER_CORE = 135e6 * 100 / 2
+# Memory per token of a training step, per hidden unit per layer (kept for backward), and the fixed runtime:
+# calibrated with bench/memory_estimate.py (SmolLM2-135M LoRA, bf16 autocast, tcmalloc; docs/memory.md).
+PER_TOKEN_BYTES = {"half": 46, "fp32": 70}
+CHECKPOINTED_BYTES = 4
+RUNTIME_GIB = 0.8
+ALLOCATOR = 1.25  # allocator headroom over the tensors' own size
 
 
 def parameter_counts(cfg: RunConfig) -> tuple[int, int, Any]:
@@ -43,26 +51,127 @@ def parameter_counts(cfg: RunConfig) -> tuple[int, int, Any]:
         return sum(p.numel() for p in peft.parameters() if p.requires_grad), total, arch
 
 
-def estimate_memory_gib(cfg: RunConfig, trainable: int, total: int, arch: Any, longest: int) -> float:
-    """Peak training memory (process RSS): weights, gradients + AdamW state of trainable weights, activations,
-    logits, with allocator headroom.
+def memory_terms(cfg: RunConfig, trainable: int, total: int, arch: Any) -> tuple[float, float]:
+    """(GiB that do not depend on the batch, GiB per token in a step) of peak training memory (process RSS):
+    weights, gradients + AdamW state of trainable weights and the runtime; activations kept for backward.
 
-    Calibrated on the demo (SmolLM2-135M, batch 8 x 326 tokens, bf16 autocast, tcmalloc): measured peak RSS
-    8.2 GiB during training, estimated 7.5 GiB. Logits dominate small models with large vocabularies: TRL keeps
-    about six fp32 copies (upcast, log-softmax, entropy, token accuracy, gradients).
+    Logits cost no memory per token: TRL 1.16's fused LM head projects only the supervised positions, in tiles
+    (trl.trainer.utils.add_fused_lm_head), so prompt positions add activations only. PER_TOKEN_BYTES and
+    RUNTIME_GIB say what the constants were calibrated on (bench/memory_estimate.py, docs/memory.md).
     """
     t = cfg.train
     weight_bytes = {"none": 4, "8bit": 1, "4bit": 0.55}[t.load_in]
-    scale = 1.0 if runtime.choose_precision(t.precision) == "fp32" else 0.65  # half-precision matmul inputs
+    half = runtime.choose_precision(t.precision) != "fp32"
     hidden = getattr(arch, "hidden_size", 768)
     layers = getattr(arch, "num_hidden_layers", 12)
-    tokens = t.batch_size * longest
-    # ~70 bytes per hidden unit per layer kept for backward (attention, MLP intermediates, norms) in fp32;
-    # gradient checkpointing keeps only each layer's input.
-    per_layer = (4 if t.gradient_checkpointing else 70 * scale) * hidden
-    logits = tokens * getattr(arch, "vocab_size", 32000) * 4 * 6
-    tensors = total * weight_bytes + trainable * (4 + 8) + tokens * layers * per_layer + logits
-    return (tensors * 1.25 + 0.8 * 2**30) / 2**30  # allocator headroom + the Python/torch runtime
+    # Bytes kept per hidden unit per layer for backward (attention, MLP intermediates, norms); gradient
+    # checkpointing keeps only each layer's input (fp32, 4 bytes) and recomputes the rest one layer at a time.
+    per_layer = CHECKPOINTED_BYTES if t.gradient_checkpointing else PER_TOKEN_BYTES["half" if half else "fp32"]
+    per_token = layers * hidden * per_layer + (hidden * PER_TOKEN_BYTES["half" if half else "fp32"]
+                                               if t.gradient_checkpointing else 0)  # the one layer recomputed
+    fixed = total * weight_bytes + trainable * (4 + 8)
+    return (fixed * ALLOCATOR + RUNTIME_GIB * 2**30) / 2**30, per_token * ALLOCATOR / 2**30
+
+
+def estimate_memory_gib(cfg: RunConfig, trainable: int, total: int, arch: Any, longest: int) -> float:
+    """Peak training memory (process RSS) for batches of `cfg.train.batch_size` rows padded to `longest` tokens.
+
+    >>> estimate_memory_gib(cfg, *parameter_counts(cfg), longest=1024)  # doctest: +SKIP
+    5.1
+    """
+    fixed, per_token = memory_terms(cfg, trainable, total, arch)
+    return fixed + per_token * cfg.train.batch_size * longest
+
+
+def memory_budget(cfg: RunConfig) -> tuple[float, str]:
+    """(GiB the run may use, where that number came from): train.memory_gib, else what the machine has free."""
+    if cfg.train.memory_gib is not None:
+        return cfg.train.memory_gib, "train.memory_gib"
+    available, source = runtime.available_memory_bytes()
+    return available / 2**30, source
+
+
+def max_tokens_per_row(cfg: RunConfig, budget_gib: float | None = None) -> int:
+    """The longest row that trains within the memory budget at one row per step (with gradient checkpointing
+    unless the user turned it off); template.max_length auto is capped by it. 0 when the model alone is too big.
+    """
+    budget = memory_budget(cfg)[0] if budget_gib is None else budget_gib
+    t = cfg.train
+    gc = t.gradient_checkpointing if "gradient_checkpointing" in t.model_fields_set else True
+    trainable, total, arch = parameter_counts(cfg)
+    fixed, per_token = memory_terms(_with(cfg, gradient_checkpointing=gc), trainable, total, arch)
+    return max(int((budget - fixed) / per_token), 0)
+
+
+def _with(cfg: RunConfig, **train: Any) -> RunConfig:
+    return cfg.model_copy(update={"train": cfg.train.model_copy(update=train)})
+
+
+def fit_memory(cfg: RunConfig, train_ex: list[Example], eval_ex: list[Example]) -> tuple[RunConfig, list[str]]:
+    """Fit the run into the memory budget before any weights load; returns (config to train with, plan lines).
+
+    When the estimate exceeds the budget (train.memory_gib, else the machine's free memory), the knobs the user
+    did not set change, in this order: rows per step from a token budget (budget tokens / longest row),
+    grad_accum raised to keep the effective batch, then gradient checkpointing. Knobs set by the user are kept,
+    with a warning when they cannot fit. When nothing fits (one row per step, checkpointed), a TunesmithError
+    names the numbers and the options. Eval batches need less (no backward) and are not fitted.
+
+    >>> cfg, lines = fit_memory(cfg, train_ex, eval_ex)  # doctest: +SKIP
+    """
+    t = cfg.train
+    budget, source = memory_budget(cfg)
+    trainable, total, arch = parameter_counts(cfg)
+    longest = max(len(e.input_ids) for e in train_ex)
+    asked = estimate_memory_gib(cfg, trainable, total, arch, longest)
+    if asked <= budget:
+        return cfg, []
+    mine = t.model_fields_set
+    need = (f"batch {t.batch_size} x {longest} tokens{' (checkpointed)' if t.gradient_checkpointing else ''} "
+            f"needs ~{asked:.1f} GiB, {budget:.1f} GiB available ({source})")
+    floor_fixed, floor_per_token = memory_terms(_with(cfg, gradient_checkpointing=True), trainable, total, arch)
+    if floor_fixed + floor_per_token * longest > budget:
+        raise _nothing_fits(cfg, train_ex, need, budget, floor_fixed, floor_per_token)
+    checkpointing = [t.gradient_checkpointing] if "gradient_checkpointing" in mine else [False, True]
+    for gc in checkpointing:
+        fixed, per_token = memory_terms(_with(cfg, gradient_checkpointing=gc), trainable, total, arch)
+        rows = min(int((budget - fixed) / per_token) // longest, t.batch_size)
+        if "batch_size" in mine and rows < t.batch_size or rows < 1:
+            continue
+        accum = t.grad_accum if "grad_accum" in mine else max(1, round(t.batch_size * t.grad_accum / rows))
+        fitted = _with(cfg, batch_size=rows, grad_accum=accum, gradient_checkpointing=gc)
+        effective, before = rows * accum, t.batch_size * t.grad_accum
+        kept = f"effective batch {effective} kept" if effective == before else \
+            f"effective batch {effective}, {before} asked: grad_accum is yours" if "grad_accum" in mine else \
+            f"effective batch {effective}, the nearest to {before}"
+        return fitted, [f"memory: {need}: {rows} row{'s' * (rows > 1)} per step x {accum} accumulation ({kept})"
+                        + (", gradient checkpointing on (~1/3 more compute)" if gc and not t.gradient_checkpointing
+                           else "")
+                        + f" -> ~{estimate_memory_gib(fitted, trainable, total, arch, longest):.1f} GiB (rows per "
+                          f"step from a budget of {int((budget - fixed) / per_token)} tokens)"]
+    yours = ", ".join(f"train.{k}={getattr(t, k)}" for k in ("batch_size", "gradient_checkpointing") if k in mine)
+    return cfg, [f"warning: memory: {need}, and {yours} set by you keep it there; training will likely run out "
+                 "of memory. Leave them unset for tunesmith to fit them, or set train.memory_gib if more will be "
+                 "free when training runs"]
+
+
+def _nothing_fits(cfg: RunConfig, train_ex: list[Example], need: str, budget: float, fixed: float,
+                  per_token: float) -> TunesmithError:
+    """The error when one checkpointed row per step is still over budget: the numbers and the options."""
+    fits = int((budget - fixed) / per_token) // 16 * 16  # tokens of one checkpointed row that fit
+    longest = max(len(e.input_ids) for e in train_ex)
+    longer = sum(len(e.input_ids) > fits for e in train_ex)
+    options = []
+    if fits >= 64:
+        options.append(f"--set template.max_length={fits}: rows up to {fits} tokens fit ({longer} of "
+                       f"{len(train_ex)} training rows are longer: dropped, or cut with template.overflow=truncate)")
+    options.append(f"a smaller model (--model): the weights, optimizer state and runtime alone take ~{fixed:.1f} GiB"
+                   + ("; or train.method=lora instead of full" if cfg.train.method == "full" else ""))
+    options.append("free memory (close other programs), or --set train.memory_gib=N if more will be free when "
+                   "training runs")
+    return TunesmithError(
+        f"training does not fit in memory: {need}", where="plan",
+        problems=[f"even 1 row per step with gradient checkpointing needs ~{fixed + per_token * longest:.1f} GiB",
+                  *options], fix=options[0].split(":")[0])
 
 
 def estimate_seconds(cfg: RunConfig, trainable: int, total: int, train_tokens: int, eval_tokens: int,
@@ -75,11 +184,67 @@ def estimate_seconds(cfg: RunConfig, trainable: int, total: int, train_tokens: i
     cores = max(os.cpu_count() or 2, 1)
     fast = runtime.choose_precision(cfg.train.precision) == "bf16" and runtime.tcmalloc_library() is not None
     flops = CPU_FLOPS_PER_CORE["fast" if fast else "slow"] * cores
-    per_token = (6 if cfg.train.method == "full" else 4) * total
+    # Per token: forward 2 FLOPs per parameter, backward 2 (LoRA: activation gradients only) or 4 (full);
+    # gradient checkpointing runs the forward once more.
+    per_token = (6 if cfg.train.method == "full" else 4) * total + (2 * total if cfg.train.gradient_checkpointing
+                                                                    else 0)
     train_s = train_tokens * per_token / flops
     eval_s = evals * eval_tokens * 2 * total / flops
     gen_s = 2 * eval_rows * cfg.eval.max_new_tokens * total / (CPU_GEN_PARAM_TOKENS_PER_CORE * cores)
     return train_s + eval_s + gen_s
+
+
+def run_seconds(cfg: RunConfig, train_ex: list[Example], eval_ex: list[Example], trainable: int, total: int
+                ) -> float | None:
+    """estimate_seconds for these examples under this config (steps, epochs and eval passes counted as trained)."""
+    t = cfg.train
+    per_epoch, total_steps = train.steps(len(train_ex), cfg)
+    epochs = total_steps / per_epoch
+    evals = 1 + (math.ceil(epochs) if t.eval_strategy == "epoch" else math.ceil(total_steps / t.eval_steps))
+    return estimate_seconds(cfg, trainable, total, int(sum(len(e.input_ids) for e in train_ex) * epochs),
+                            sum(len(e.input_ids) for e in eval_ex), evals, min(len(eval_ex), cfg.eval.max_rows))
+
+
+# Past half an hour (issue 12) the plan says which knobs cut the time and by how much.
+LONG_RUN_S = 30 * 60
+ROW_LIMIT = 200
+
+
+def time_knobs(cfg: RunConfig, train_ex: list[Example], eval_ex: list[Example], trainable: int, total: int
+               ) -> list[str]:
+    """Plan lines for a long run: each knob that cuts the time, with the time estimated again under it."""
+    now = run_seconds(cfg, train_ex, eval_ex, trainable, total)
+    if now is None or now <= LONG_RUN_S:
+        return []
+    knobs: list[tuple[str, RunConfig, list[Example]]] = []
+    if len(train_ex) > ROW_LIMIT:  # data.max_rows applies after the split: the first rows of the shuffled train
+        knobs.append((f"--set data.max_rows={ROW_LIMIT} (train on {ROW_LIMIT} of {len(train_ex)} rows)", cfg,
+                      train_ex[:ROW_LIMIT]))
+    t = cfg.train
+    if t.max_steps > 0 and t.max_steps > 1:
+        knobs.append((f"--set train.max_steps={t.max_steps // 2}", _with(cfg, max_steps=t.max_steps // 2), train_ex))
+    elif t.max_steps <= 0 and t.epochs > 1:
+        knobs.append(("--set train.epochs=1", _with(cfg, epochs=1), train_ex))
+    lengths = sorted(len(e.input_ids) for e in train_ex)
+    shorter = math.ceil(lengths[len(lengths) // 2] / 64) * 64  # the median row, rounded up to 64
+    if shorter < lengths[-1]:
+        longer = sum(n > shorter for n in lengths)
+        if cfg.template.overflow == "drop":
+            kept, what = [e for e in train_ex if len(e.input_ids) <= shorter], "dropped"
+        else:  # truncate: each longer row is cut to the limit (its prompt; the answer is kept)
+            kept, what = [_cut(e, shorter) for e in train_ex], "cut to fit"
+        knobs.append((f"--set template.max_length={shorter} ({longer} of {len(lengths)} rows are longer: {what})",
+                      cfg, kept))
+    lines = [f"time: ~{_duration(now)} is long; each of these cuts it (estimated again with it):"]
+    for knob, knob_cfg, rows in knobs:
+        after = run_seconds(knob_cfg, rows, eval_ex, trainable, total) or now
+        lines.append(f"time: {knob} -> ~{_duration(after)} ({1 - after / now:.0%} less)")
+    return lines
+
+
+def _cut(example: Example, length: int) -> Example:
+    """An example of at most `length` tokens, for time estimates only (only its length is read)."""
+    return dataclasses.replace(example, input_ids=example.input_ids[:length], labels=example.labels[:length])
 
 
 def _duration(seconds: float) -> str:
@@ -97,10 +262,9 @@ def describe(cfg: RunConfig, data: PreparedData, train_ex: list[Example], eval_e
     trainable, total, arch = parameter_counts(cfg)
     longest = max(len(e.input_ids) for e in train_ex)
     effective = t.batch_size * t.grad_accum * runtime.world_size()
-    evals = 1 + (math.ceil(epochs) if t.eval_strategy == "epoch" else math.ceil(total_steps / t.eval_steps))
     eval_rows = min(len(data.eval), cfg.eval.max_rows)
-    seconds = estimate_seconds(cfg, trainable, total, int(tokens * epochs),
-                               sum(len(e.input_ids) for e in eval_ex), evals, eval_rows)
+    seconds = run_seconds(cfg, train_ex, eval_ex, trainable, total)
+    budget, source = memory_budget(cfg)
     if runtime.tcmalloc_preloaded():
         allocator = "tcmalloc"
     elif runtime.tcmalloc_library():
@@ -131,8 +295,9 @@ def describe(cfg: RunConfig, data: PreparedData, train_ex: list[Example], eval_e
         f"decay {t.weight_decay}, grad clip {t.max_grad_norm or 'off'}, seed {t.seed}",
         f"guard rails: {guard}",
         f"precision: {runtime.precision_reason(t.precision)}; device: {device}; allocator: {allocator}",
-        f"estimated peak memory: ~{estimate_memory_gib(cfg, trainable, total, arch, longest):.1f} GiB (longest "
-        f"row {longest} tokens x batch {t.batch_size}; rough)",
+        f"estimated peak memory: ~{estimate_memory_gib(cfg, trainable, total, arch, longest):.1f} GiB of "
+        f"{budget:.1f} GiB available ({source}); longest row {longest} tokens x batch {t.batch_size}"
+        f"{', checkpointed' if t.gradient_checkpointing else ''} (within ~30% on docs/memory.md's shapes)",
         "estimated time: " + (f"~{_duration(seconds)} for training, eval-loss passes and 2 x {eval_rows} "
                               "generations (calibrated on this project's 2-core CPU; rough)" if seconds is not None
                               else "not estimated on GPU (the estimate is calibrated for CPUs)"),
@@ -145,7 +310,7 @@ def describe(cfg: RunConfig, data: PreparedData, train_ex: list[Example], eval_e
         + f"; (5) clip the gradient norm, {t.optimizer} updates the weights, the {t.lr_scheduler} scheduler sets "
           "the next learning rate",
     ]
-    return lines
+    return lines + time_knobs(cfg, train_ex, eval_ex, trainable, total)
 
 
 def _cuda() -> bool:

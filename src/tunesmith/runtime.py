@@ -120,6 +120,72 @@ def hardware() -> dict[str, Any]:
     return info
 
 
+CGROUP = Path("/sys/fs/cgroup")
+MEMINFO = Path("/proc/meminfo")
+# cgroup v1 writes "no limit" as a page-rounded 2**63 - 1; anything this large is no limit.
+NO_LIMIT = 2**60
+
+
+def _read_int(path: Path) -> int | None:
+    try:
+        text = path.read_text().strip()
+    except OSError:
+        return None
+    return int(text) if text.isdigit() else None  # cgroup v2 writes "max" for no limit
+
+
+def _cgroup_room(cgroup: Path) -> tuple[int, str] | None:
+    """(bytes left under this container's memory limit, which file set it), or None where no limit is set."""
+    for limit_file, usage_file in (("memory.max", "memory.current"),  # cgroup v2
+                                   ("memory/memory.limit_in_bytes", "memory/memory.usage_in_bytes")):  # v1
+        limit = _read_int(cgroup / limit_file)
+        if limit is not None and limit < NO_LIMIT:
+            used = _read_int(cgroup / usage_file) or 0
+            return max(limit - used, 0), f"cgroup limit {limit / 2**30:.1f} GiB in {cgroup / limit_file}"
+    return None
+
+
+def _mem_available(meminfo: Path) -> int | None:
+    try:
+        lines = meminfo.read_text().splitlines()
+    except OSError:
+        return None
+    kib = next((line.split()[1] for line in lines if line.startswith("MemAvailable:")), None)
+    return int(kib) * 1024 if kib is not None else None
+
+
+def _own_rss() -> int:
+    """This process's resident memory now: it counts towards the budget, so it is part of what it may use."""
+    kib = next((line.split()[1] for line in Path("/proc/self/status").read_text().splitlines()
+                if line.startswith("VmRSS:")), "0") if Path("/proc/self/status").exists() else "0"
+    return int(kib) * 1024
+
+
+def available_memory_bytes(cgroup: Path = CGROUP, meminfo: Path = MEMINFO) -> tuple[int, str]:
+    """Memory this process may grow to, and where the number came from (for the plan's lines).
+
+    On CUDA the free memory of GPU 0 (training's tensors live there). Otherwise what the kernel would give
+    before swapping or the OOM killer: MemAvailable, or less where a cgroup limit (a container) leaves less,
+    plus what this process already holds. Page cache counts as used under a cgroup (conservative).
+
+    >>> available_memory_bytes()[0] > 0
+    True
+    """
+    import torch
+
+    if torch.cuda.is_available():
+        free, _ = torch.cuda.mem_get_info()
+        return free, f"free memory of {torch.cuda.get_device_name(0)}"
+    own = _own_rss()
+    available = _mem_available(meminfo)
+    room = _cgroup_room(cgroup)
+    if room is not None and (available is None or room[0] < available):
+        return room[0] + own, room[1]
+    if available is None:  # not Linux: total memory, as a last resort
+        return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES"), "total memory (no /proc/meminfo)"
+    return available + own, "MemAvailable in /proc/meminfo"
+
+
 @contextlib.contextmanager
 def scoped_env(values: Mapping[str, str]) -> Iterator[None]:
     """Set environment variables for the length of a `with` block, then put back what was there before.

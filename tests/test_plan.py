@@ -1,0 +1,140 @@
+"""The plan fits the run to the machine (plan.fit_memory) and says which knobs cut a long run (plan.time_knobs).
+
+The model is the tiny Llama built from config; budgets are set with train.memory_gib, computed from the plan's
+own memory terms so that each test lands between two settings whatever the constants are calibrated to.
+Examples are records of a given length: fit_memory reads only their lengths, as it runs before any weights load.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import tiny_config
+from tunesmith import plan
+from tunesmith.errors import TunesmithError
+from tunesmith.records import IGNORE, Example
+
+LONGEST = 1000
+
+
+def rows(n: int, length: int = LONGEST) -> list[Example]:
+    """n rows of `length` tokens whose last 8 tokens are supervised (a long prompt, a short answer)."""
+    return [Example(tuple(range(length)), (IGNORE,) * (length - 8) + (1,) * 8, f"gen.jsonl:{i + 1}")
+            for i in range(n)]
+
+
+def config(model: Path, data: Path, out: Path, **train):
+    """The tiny run with only `train` set by the user (defaults: batch 8, no accumulation, no checkpointing)."""
+    return tiny_config(model, data, out, train={"max_steps": 6, "report_to": [], **train})
+
+
+def terms(cfg, checkpointing: bool) -> tuple[float, float]:
+    trainable, total, arch = plan.parameter_counts(cfg)
+    return plan.memory_terms(plan._with(cfg, gradient_checkpointing=checkpointing), trainable, total, arch)
+
+
+def budget(cfg, tokens: float, checkpointing: bool = False) -> float:
+    """The GiB that hold `tokens` tokens per step (and a little over, but less than the next row)."""
+    fixed, per_token = terms(cfg, checkpointing)
+    return fixed + per_token * tokens
+
+
+def test_a_small_budget_picks_fewer_rows_and_keeps_the_effective_batch(tiny_model_dir, small_jsonl, tmp_path):
+    base = config(tiny_model_dir, small_jsonl, tmp_path)
+    cfg = config(tiny_model_dir, small_jsonl, tmp_path, memory_gib=budget(base, 2.5 * LONGEST))
+    fitted, lines = plan.fit_memory(cfg, rows(20), rows(4))
+    t = fitted.train
+    assert (t.batch_size, t.grad_accum, t.gradient_checkpointing) == (2, 4, False)
+    assert len(lines) == 1 and lines[0].startswith(f"memory: batch 8 x {LONGEST} tokens needs ~")
+    assert "GiB available (train.memory_gib): 2 rows per step x 4 accumulation (effective batch 8 kept)" in lines[0]
+    # Three rows fit: accumulation 3 makes 9, the nearest to 8.
+    cfg = config(tiny_model_dir, small_jsonl, tmp_path, memory_gib=budget(base, 3.5 * LONGEST))
+    t = plan.fit_memory(cfg, rows(20), rows(4))[0].train
+    assert (t.batch_size, t.grad_accum) == (3, 3)
+
+
+def test_checkpointing_comes_after_the_batch_is_down_to_one_row(tiny_model_dir, small_jsonl, tmp_path):
+    base = config(tiny_model_dir, small_jsonl, tmp_path)
+    squeezed = budget(base, 1.5 * LONGEST, checkpointing=True)
+    assert squeezed < budget(base, LONGEST)  # one row does not fit without checkpointing
+    cfg = config(tiny_model_dir, small_jsonl, tmp_path, memory_gib=squeezed)
+    fitted, lines = plan.fit_memory(cfg, rows(20), rows(4))
+    t = fitted.train
+    assert (t.batch_size, t.grad_accum, t.gradient_checkpointing) == (1, 8, True)
+    assert "gradient checkpointing on" in lines[0]
+
+
+def test_what_fits_is_left_alone(tiny_model_dir, small_jsonl, tmp_path):
+    cfg = config(tiny_model_dir, small_jsonl, tmp_path, memory_gib=1000)
+    assert plan.fit_memory(cfg, rows(20), rows(4)) == (cfg, [])
+
+
+def test_settings_the_user_made_are_kept(tiny_model_dir, small_jsonl, tmp_path):
+    """An explicit batch size is never changed: checkpointing (if not set too) is turned on where that makes it
+    fit; otherwise the plan warns and trains as told, since the estimate is rough (docs/memory.md)."""
+    base = config(tiny_model_dir, small_jsonl, tmp_path)
+    between = budget(base, 8.5 * LONGEST, checkpointing=True)
+    cfg = config(tiny_model_dir, small_jsonl, tmp_path, batch_size=8, memory_gib=between)
+    t = plan.fit_memory(cfg, rows(20), rows(4))[0].train
+    assert (t.batch_size, t.grad_accum, t.gradient_checkpointing) == (8, 1, True)
+
+    cfg = config(tiny_model_dir, small_jsonl, tmp_path, batch_size=8, gradient_checkpointing=False,
+                 memory_gib=between)
+    fitted, lines = plan.fit_memory(cfg, rows(20), rows(4))
+    assert fitted == cfg
+    assert lines[0].startswith("warning: memory: batch 8 x 1000 tokens needs ~")
+    assert "train.batch_size=8, train.gradient_checkpointing=False set by you" in lines[0]
+
+    cfg = config(tiny_model_dir, small_jsonl, tmp_path, grad_accum=1, memory_gib=budget(base, 2.5 * LONGEST))
+    fitted, lines = plan.fit_memory(cfg, rows(20), rows(4))
+    assert (fitted.train.batch_size, fitted.train.grad_accum) == (2, 1)
+    assert "effective batch 2, 8 asked: grad_accum is yours" in lines[0]
+
+
+def test_a_budget_nothing_fits_names_the_numbers_and_a_max_length_that_fits(tiny_model_dir, small_jsonl,
+                                                                            tmp_path):
+    base = config(tiny_model_dir, small_jsonl, tmp_path)
+    cfg = config(tiny_model_dir, small_jsonl, tmp_path, memory_gib=budget(base, 0.6 * LONGEST, checkpointing=True))
+    with pytest.raises(TunesmithError) as err:
+        plan.fit_memory(cfg, rows(20), rows(4))
+    text = str(err.value)
+    assert "training does not fit in memory: batch 8 x 1000 tokens needs ~" in text
+    assert "even 1 row per step with gradient checkpointing needs ~" in text and "a smaller model" in text
+    length = int(re.search(r"how to fix: --set template\.max_length=(\d+)$", text).group(1))
+    assert 0.5 * LONGEST < length < 0.6 * LONGEST
+    assert "20 of 20 training rows are longer" in text
+    # The suggested length works: rows of that length fit (checkpointed, one per step).
+    t = plan.fit_memory(cfg, rows(20, length), rows(4, length))[0].train
+    assert (t.batch_size, t.gradient_checkpointing) == (1, True)
+
+
+def test_max_tokens_per_row_is_the_one_checkpointed_row_that_fits(tiny_model_dir, small_jsonl, tmp_path):
+    base = config(tiny_model_dir, small_jsonl, tmp_path)
+    fits = plan.max_tokens_per_row(base, budget(base, 777.5, checkpointing=True))
+    assert fits == 777
+    assert plan.max_tokens_per_row(base, 0.01) == 0  # the model alone is over budget
+
+
+def test_a_long_run_says_which_knobs_cut_it(tiny_model_dir, small_jsonl, tmp_path):
+    train_ex = rows(200, LONGEST) + rows(400, 200)  # median 200 tokens: max_length 256 leaves out the long third
+    cfg = config(tiny_model_dir, small_jsonl, tmp_path, max_steps=-1, epochs=1)
+    trainable, total, _ = plan.parameter_counts(cfg)
+    one_epoch = plan.run_seconds(cfg, train_ex, rows(4), trainable, total)
+    if one_epoch is None:
+        pytest.skip("no time estimate on a GPU")
+    # Epochs enough for an hour, whatever this machine's throughput constants say.
+    cfg = config(tiny_model_dir, small_jsonl, tmp_path, max_steps=-1, epochs=math.ceil(2 * plan.LONG_RUN_S / one_epoch))
+    lines = plan.time_knobs(cfg, train_ex, rows(4), trainable, total)
+    assert lines[0].startswith("time: ~") and "is long; each of these cuts it" in lines[0]
+    assert lines[1].startswith("time: --set data.max_rows=200 (train on 200 of 600 rows) -> ~")
+    assert lines[2].startswith("time: --set train.epochs=1 -> ~")
+    assert lines[3].startswith("time: --set template.max_length=256 (200 of 600 rows are longer: dropped) -> ~")
+    cuts = [int(re.search(r"\((\d+)% less\)$", line).group(1)) for line in lines[1:]]
+    assert all(0 < cut < 100 for cut in cuts) and len(lines) == 4
+    short = config(tiny_model_dir, small_jsonl, tmp_path, max_steps=-1, epochs=1)
+    if one_epoch <= plan.LONG_RUN_S:
+        assert plan.time_knobs(short, train_ex, rows(4), trainable, total) == []
