@@ -22,11 +22,16 @@ from tunesmith.records import Example, PreparedData
 CPU_FLOPS_PER_CORE = {"fast": 4 * 135e6 * 210 / 2, "slow": 4 * 135e6 * 140 / 2}
 # Batched greedy generation measured ~100 new tokens/s (batch 8) for the same 135M model on 2 cores.
 CPU_GEN_PARAM_TOKENS_PER_CORE = 135e6 * 100 / 2
-# Memory per token of a training step, per hidden unit per layer (kept for backward), and the fixed runtime:
-# calibrated with bench/memory_estimate.py (SmolLM2-135M LoRA, bf16 autocast, tcmalloc; docs/memory.md).
-PER_TOKEN_BYTES = {"half": 46, "fp32": 70}
-CHECKPOINTED_BYTES = 4
-RUNTIME_GIB = 0.8
+# Peak training memory = fixed (weights, AdamW state, RUNTIME_GIB) + per token in a step (PER_TOKEN_BYTES per hidden
+# unit per layer), both x ALLOCATOR. Calibrated with bench/memory_estimate.py (docs/memory.md) on SmolLM2-135M LoRA,
+# bf16 autocast, tcmalloc, TRL 1.16: a least-squares line through peak RSS 3.19 GiB at 8 x 95 tokens, 8.70 GiB at
+# 6 x 496 and 11.22 GiB at 4 x 1023 (slope 2.42 MiB per token, intercept 1.39 GiB; each shape within 2%). Linear in
+# tokens, not in length squared: SDPA keeps no attention matrix. Gradient checkpointing measured 5.39 GiB at 4 x 1023
+# (45 bytes per hidden unit per layer kept, plus one layer recomputed at a time), not the 4 bytes of each layer's
+# input alone. fp32 is not measured: the bf16 figure / 0.65, the half-precision saving the estimate assumed before.
+PER_TOKEN_BYTES = {"half": 120, "fp32": 185}
+CHECKPOINTED_BYTES = 45
+RUNTIME_GIB = 0.69
 ALLOCATOR = 1.25  # allocator headroom over the tensors' own size
 
 
@@ -57,15 +62,16 @@ def memory_terms(cfg: RunConfig, trainable: int, total: int, arch: Any) -> tuple
 
     Logits cost no memory per token: TRL 1.16's fused LM head projects only the supervised positions, in tiles
     (trl.trainer.utils.add_fused_lm_head), so prompt positions add activations only. PER_TOKEN_BYTES and
-    RUNTIME_GIB say what the constants were calibrated on (bench/memory_estimate.py, docs/memory.md).
+    RUNTIME_GIB say what the constants were calibrated on (bench/memory_estimate.py, docs/memory.md); the demo's
+    estimate of 6 fp32 logits copies per token was 2x too high for long-prompt rows once TRL stopped making them.
     """
     t = cfg.train
     weight_bytes = {"none": 4, "8bit": 1, "4bit": 0.55}[t.load_in]
     half = runtime.choose_precision(t.precision) != "fp32"
     hidden = getattr(arch, "hidden_size", 768)
     layers = getattr(arch, "num_hidden_layers", 12)
-    # Bytes kept per hidden unit per layer for backward (attention, MLP intermediates, norms); gradient
-    # checkpointing keeps only each layer's input (fp32, 4 bytes) and recomputes the rest one layer at a time.
+    # Bytes kept per hidden unit per layer for backward (attention, MLP intermediates, LoRA dropout copies);
+    # gradient checkpointing keeps less and recomputes one layer at a time in backward.
     per_layer = CHECKPOINTED_BYTES if t.gradient_checkpointing else PER_TOKEN_BYTES["half" if half else "fp32"]
     per_token = layers * hidden * per_layer + (hidden * PER_TOKEN_BYTES["half" if half else "fp32"]
                                                if t.gradient_checkpointing else 0)  # the one layer recomputed
@@ -144,8 +150,8 @@ def fit_memory(cfg: RunConfig, train_ex: list[Example], eval_ex: list[Example]) 
             f"effective batch {effective}, {before} asked: grad_accum is yours" if "grad_accum" in mine else \
             f"effective batch {effective}, the nearest to {before}"
         return fitted, [f"memory: {need}: {rows} row{'s' * (rows > 1)} per step x {accum} accumulation ({kept})"
-                        + (", gradient checkpointing on (~1/3 more compute)" if gc and not t.gradient_checkpointing
-                           else "")
+                        + (f", gradient checkpointing on (~{2 / (6 if t.method == 'full' else 4):.0%} more compute)"
+                           if gc and not t.gradient_checkpointing else "")
                         + f" -> ~{estimate_memory_gib(fitted, trainable, total, arch, longest):.1f} GiB (rows per "
                           f"step from a budget of {int((budget - fixed) / per_token)} tokens)"]
     yours = ", ".join(f"train.{k}={getattr(t, k)}" for k in ("batch_size", "gradient_checkpointing") if k in mine)
