@@ -99,18 +99,22 @@ def test_rows_add_up_from_read_to_trained_with_every_kind_of_skip(tiny_model_dir
                                        + len(summary.not_trained))
     assert (len(summary.skipped), summary.duplicates, len(summary.not_trained)) == (2, 1, 1)
     assert (summary.train, summary.eval) == (len(train_ex), len(eval_ex))
-    assert summary.not_trained_by_reason == {"longer than template.max_length=128": 1}
+    assert summary.not_trained_by_reason == {"longer than template.max_length": 1}
     assert (f"rows: {summary.train} train, {summary.eval} eval (read 18: 2 skipped, 1 duplicates, 1 not "
             "trained after templating)") in plan_lines
-    assert any(line.startswith(f"not {'trained' if summary.train < 13 else 'evaluated'} mixed.jsonl:18: ")
+    assert "not trained or evaluated: 1 row (all of them: data/summary.json in the run folder)" in said
+    assert any(line.startswith("  1 row longer than template.max_length 128; ") and line.endswith(": mixed.jsonl:18")
                for line in said)
+    # the tiny model's context is 512 tokens: no max_length keeps this row
+    assert "    fix: longer than the model's context (512 tokens): shorten them, or --set template.overflow=truncate" \
+        in said
 
     run = rundir.RunDir(tmp_path / "folder")
     run.write_data_report(summary)
     assert run.read_data_report() == summary
     note = report._data_blocks(run)[0].text
     assert note == (f"18 rows read: {summary.train} train, {summary.eval} eval, 1 duplicates removed, 2 "
-                    "skipped while reading, 1 not trained (too long or nothing to learn after templating).")
+                    "skipped while reading, 1 not trained (why: below).")
 
 
 def test_a_bad_eval_option_leaves_the_summary_and_report_in_place(run_copy: Path, tmp_path: Path):
@@ -152,3 +156,37 @@ def test_a_judge_that_fails_after_generating_leaves_the_new_numbers_without_a_ju
     assert res.returncode == 0, res.stderr
     md = (run_copy / "report.md").read_text()
     assert "max_new_tokens 4" in md and "LLM judge" not in md
+
+
+@pytest.fixture(scope="module")
+def tiny_long_context(smol_tokenizer, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The tiny 2-layer Llama with a 2,048-token context, for rows longer than the shared tiny model's 512."""
+    import torch
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    torch.manual_seed(0)
+    cfg = LlamaConfig(vocab_size=len(smol_tokenizer), hidden_size=64, intermediate_size=128, num_hidden_layers=2,
+                      num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=2048,
+                      tie_word_embeddings=True, bos_token_id=smol_tokenizer.bos_token_id,
+                      eos_token_id=smol_tokenizer.eos_token_id, pad_token_id=smol_tokenizer.pad_token_id)
+    out = tmp_path_factory.mktemp("tiny_2048")
+    LlamaForCausalLM(cfg).save_pretrained(out, safe_serialization=True)
+    smol_tokenizer.save_pretrained(out)
+    return out
+
+
+def test_a_long_prompt_korean_file_trains_with_the_defaults(tiny_long_context: Path, tmp_path: Path):
+    import random
+
+    from tests.fixtures.shapes import korean_rows
+
+    data = tmp_path / "questions.json"
+    data.write_text(json.dumps(korean_rows(60, random.Random(0), (60, 250)), ensure_ascii=False), encoding="utf-8")
+    res = tunesmith("train", "--data", str(data), "--model", str(tiny_long_context), cwd=tmp_path)
+    assert res.returncode == 0, res.stderr[-3000:]
+    out = res.stdout + res.stderr
+    chosen = next(line for line in out.splitlines() if line.startswith("template: max_length auto -> "))
+    assert "model context 2048" in chosen and int(chosen.split("-> ")[1].split()[0]) % 64 == 0
+    report = rundir.RunDir(tmp_path / "runs" / "questions").read_data_report()
+    assert report.rows_read == 60 and report.train + report.eval >= 0.95 * 60 and not report.not_trained
+    assert len(out.splitlines()) < 150  # a bounded summary, not a line per row

@@ -12,8 +12,8 @@ from tunesmith.config import TemplateConfig
 from tunesmith.data.formats import _alpaca, _prompt_completion, validate
 from tunesmith.errors import TunesmithError
 from tunesmith.records import Conversation, Example, Message, Skip
-from tunesmith.template import (IGNORE, check, encode, end_of_turn_ids, merge_system, prompt_text, setup_tokenizer,
-                                supports_system)
+from tunesmith.template import (IGNORE, check, encode, end_of_turn_ids, merge_system, prompt_text, render_dataset,
+                                setup_tokenizer, skip_lines, supports_system)
 
 X = IGNORE
 CFG = TemplateConfig()
@@ -197,3 +197,46 @@ def test_a_broken_configured_chat_template_is_an_error_naming_the_key(smol_token
     assert str(err.value).startswith("template.chat_template: the chat template cannot render a user/assistant "
                                      f"exchange: {want}")
     assert "set it to auto, plain or chatml" in str(err.value)
+
+
+def rows(*lengths: int) -> list[Conversation]:
+    """Conversations whose user turn repeats a word `n` times (one SmolLM2 token per repeat)."""
+    return [Conversation((Message("user", "go " * n), Message("assistant", "Done.")), f"f.jsonl:{i}")
+            for i, n in enumerate(lengths, start=1)]
+
+
+def test_render_dataset_auto_keeps_every_row_up_to_the_context(smol_tokenizer):
+    r = render_dataset(smol_tokenizer, rows(10, 200, 90), TemplateConfig(), context=8192)
+    assert len(r.examples) == 3 and not r.skipped
+    longest = max(len(e.input_ids) for e in r.examples)
+    assert r.max_length == -(-longest // 64) * 64 and r.max_length - 64 < longest <= r.max_length
+    capped = render_dataset(smol_tokenizer, rows(10, 200, 90), TemplateConfig(), context=128)
+    assert [s.kind for s in capped.skipped] == ["too_long"] and capped.max_length == 128  # only the 200-token row
+    assert capped.skipped[0].location == "f.jsonl:2" and capped.skipped[0].tokens == longest
+
+
+def test_render_dataset_merges_a_rejected_system_turn_for_every_caller(smol_tokenizer):
+    tok = with_template(smol_tokenizer, GEMMA, ("<start_of_turn>", "<end_of_turn>"))
+    c = Conversation((Message("system", "Be brief."), Message("user", "Hi"), Message("assistant", "Hello")), "s:1")
+    r = render_dataset(tok, [c], TemplateConfig())
+    assert r.notices == ("the chat template rejects a system turn; its text is merged into the first user turn",)
+    assert r.convs[0].messages[0] == Message("user", "Be brief.\n\nHi") and len(r.examples) == 1
+
+
+def test_skips_are_summarised_by_kind_with_lengths_places_and_the_setting_to_type(smol_tokenizer):
+    skipped = [Skip(f"f.jsonl:{i}", f"{n} tokens, longer than template.max_length=384: dropped", "too_long", n)
+               for i, n in enumerate(range(400, 1400), start=1)]
+    skipped.append(Skip("f.jsonl:2000", "no supervised tokens in this conversation", "no_supervision", 30))
+    lines = skip_lines(skipped, 384, context=8192)
+    assert lines == [
+        "1000 rows longer than template.max_length 384; 400-1399 tokens, median 900: f.jsonl:1, f.jsonl:2, "
+        "f.jsonl:3 (+997 more)",
+        "  fix: --set template.max_length=1408 keeps them (or --set template.overflow=truncate: older turns and "
+        "input text are cut, never the answer)",
+        "1 row nothing to learn (no assistant text after templating); 30-30 tokens, median 30: f.jsonl:2000",
+        "  fix: check the assistant turns are not empty (tunesmith inspect FILE), or --set template.supervise=all"]
+
+
+def test_an_explicit_max_length_is_used_as_given(smol_tokenizer):
+    r = render_dataset(smol_tokenizer, rows(10, 200), TemplateConfig(max_length=64), context=8192)
+    assert r.max_length == 64 and [s.location for s in r.skipped] == ["f.jsonl:2"]

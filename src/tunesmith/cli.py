@@ -284,7 +284,8 @@ def inspect(paths: Annotated[list[Path], typer.Argument(metavar="PATH...", help=
             system: Annotated[Optional[str], typer.Option("--system", help="add or replace the system turn")] = None,
             encoding: Annotated[str, typer.Option("--encoding", help="auto, or a codec name")] = "auto",
             strict: Annotated[bool, typer.Option("--strict", help="fail on any unusable row")] = False,
-            max_length: Annotated[int, typer.Option("--max-length", help="training max length in tokens")] = 384,
+            max_length: Annotated[str, typer.Option("--max-length", help="training max length in tokens, or "
+                                                    "auto (the longest row, up to the model's context)")] = "auto",
             ) -> None:
     """Show how tunesmith reads a data set: format, counts, skipped rows, lengths, samples. No training."""
     import json
@@ -296,9 +297,9 @@ def inspect(paths: Annotated[list[Path], typer.Argument(metavar="PATH...", help=
                                "columns": _pairs(column, "--column"), "system": system, "encoding": encoding,
                                "strict": strict}, where="tunesmith inspect", flags={"format": "--format",
                                                                                     "encoding": "--encoding"})
-    section(TemplateConfig, {"max_length": max_length}, where="tunesmith inspect",
-            flags={"max_length": "--max-length"})
-    summary = summarize(list(paths), cfg, model=model, max_length=max_length)
+    tcfg = section(TemplateConfig, {"max_length": max_length}, where="tunesmith inspect",
+                   flags={"max_length": "--max-length"})
+    summary = summarize(list(paths), cfg, model=model, max_length=tcfg.max_length)
     typer.echo(json.dumps(to_json(summary), ensure_ascii=False, indent=2) if as_json else render(summary))
     if not summary.usable:
         sys.exit(EXIT_USER_ERROR)
@@ -308,7 +309,7 @@ def inspect(paths: Annotated[list[Path], typer.Argument(metavar="PATH...", help=
 def preview(paths: Annotated[list[Path], typer.Argument(metavar="DATA...", help="files, folders or globs")],
             model: Annotated[str, typer.Option("--model", help="whose chat template to render with")] = "default",
             n: Annotated[int, typer.Option("-n", help="rows to show")] = 3,
-            max_length: Annotated[int, typer.Option("--max-length")] = 384,
+            max_length: Annotated[str, typer.Option("--max-length", help="tokens, or auto")] = "auto",
             supervise: Annotated[str, typer.Option("--supervise", help="assistant | last | all")] = "assistant",
             chat_template: Annotated[str, typer.Option("--chat-template", help="auto | plain | chatml")] = "auto",
             role: Annotated[Optional[list[str]], typer.Option("--role", help="NAME=ROLE")] = None,
@@ -320,7 +321,7 @@ def preview(paths: Annotated[list[Path], typer.Argument(metavar="DATA...", help=
 
     from tunesmith import preview as pv
     from tunesmith.config import DataConfig, TemplateConfig, section
-    from tunesmith.template import describe
+    from tunesmith.template import describe, skip_lines
 
     if n < 0:
         raise TunesmithError(f"-n must be 0 or more (got {n})", where="tunesmith preview", fix="e.g. -n 3")
@@ -343,6 +344,10 @@ def preview(paths: Annotated[list[Path], typer.Argument(metavar="DATA...", help=
     typer.echo("")
     for line in describe(result.checks):
         typer.echo(f"check: {line}")
+    if result.skipped:
+        typer.echo(f"not used: {len(result.skipped)} rows")
+        for line in skip_lines(result.skipped, result.max_length, result.context):
+            typer.echo(f"  {line}")
     if not result.checks.ok:
         sys.exit(EXIT_USER_ERROR)
 

@@ -70,7 +70,7 @@ def compare(specs: list[str], prompts: list[Conversation], cfg: EvalConfig, *, s
         model, tok = models.load(spec)
         own = bool(getattr(tok, "chat_template", None))
         templates.append("own chat template" if own else "plain fallback (no chat template)")
-        convs, _ = template.fit(tok, prompts, TemplateConfig())
+        convs = template.render_dataset(tok, prompts, TemplateConfig()).convs
         say(f"generating with {spec} ({templates[-1]}) for {len(convs)} prompts ...")
         gens = evaluate.generate(model, tok, convs, cfg.model_copy(update={"max_rows": len(convs)}))
         outputs.append([g.generation for g in gens])

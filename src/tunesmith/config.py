@@ -50,6 +50,8 @@ class DataConfig(_Strict):
     strict: bool = Field(False, description="fail on any unusable row instead of skipping and counting it")
     eval_fraction: float = Field(0.2, gt=0, lt=1, description="share held out for eval (users split 80/20)")
     min_eval: int = Field(8, ge=1, description="never hold out fewer rows than this")
+    max_rows: int | None = Field(None, ge=1, description="train on at most this many rows (a seeded sample of "
+                                 "the train split; the rest are counted as left out); none = all")
     system: str | None = Field(None, description="add or replace the system turn of every conversation")
     seed: int = 42
 
@@ -73,7 +75,9 @@ class DataConfig(_Strict):
 
 
 class TemplateConfig(_Strict):
-    max_length: int = Field(384, ge=16, description="tokens per training row")
+    max_length: int | Literal["auto"] = Field(
+        "auto", description="tokens per training row; auto = the longest row rounded up to 64, up to the "
+        "model's context (so no row is dropped for length)")
     overflow: Literal["drop", "truncate"] = Field(
         "drop", description="a longer row is dropped (and counted), or loses its oldest turns / input text; "
         "the supervised answer is never cut")
@@ -82,6 +86,16 @@ class TemplateConfig(_Strict):
         "(train_on_inputs)")
     chat_template: str = Field("auto", description="auto = the model's own (plain fallback when it has none); "
                                "plain, chatml, or a Jinja template string")
+
+    @field_validator("max_length", mode="before")
+    @classmethod
+    def _length(cls, value: Any) -> Any:
+        # One message for both shapes (pydantic would report the int and the literal branch separately).
+        if isinstance(value, str) and value.strip().isdigit():  # from a flag: --max-length 512
+            value = int(value)
+        if value == "auto" or (isinstance(value, int) and not isinstance(value, bool) and value >= 16):
+            return value
+        raise ValueError("expected auto or a whole number of tokens >= 16")
 
 
 class LoraConfig(_Strict):

@@ -16,7 +16,7 @@ from typing import Any
 from tunesmith import metrics, models, progress, rundir, template
 from tunesmith.config import EvalConfig, RunConfig, TemplateConfig
 from tunesmith.errors import TunesmithError
-from tunesmith.records import Conversation, EvalReport, EvalSettings, Generation, ModelEval
+from tunesmith.records import Conversation, EvalReport, EvalSettings, Generation, ModelEval, Rendered
 from tunesmith.template import end_of_turn_ids, prompt_text
 
 MAIN_METRIC = "chrf"  # the report's headline metric
@@ -102,21 +102,14 @@ def load_model(label: str, run: rundir.RunDir, cfg: RunConfig) -> tuple[Any, Any
     return model, tok, label
 
 
-def _reference_nll(model: Any, tokenizer: Any, convs: Sequence[Conversation], cfg: RunConfig
-                   ) -> list[tuple[float, int]]:
-    """NLL of each reference answer given its prompt: the last assistant turn supervised, as at training.
+def _reference_nll(model: Any, rendered: Rendered, batch_size: int) -> list[tuple[float, int]]:
+    """NLL of each reference answer given its prompt (`rendered` with the last assistant turn supervised).
 
     A row too long for template.max_length even after truncation counts (0.0, 0): its nll is left out.
     """
-    tcfg = cfg.template.model_copy(update={"supervise": "last", "overflow": "truncate"})
-    encoded = {}
-    for i, conv in enumerate(convs):
-        try:
-            encoded[i] = template.encode(tokenizer, conv, tcfg)
-        except TunesmithError:
-            pass
-    nll = dict(zip(encoded, metrics.per_row_nll(model, list(encoded.values()), batch_size=cfg.eval.batch_size)))
-    return [nll.get(i, (0.0, 0)) for i in range(len(convs))]
+    nll = dict(zip((e.source for e in rendered.examples),
+                   metrics.per_row_nll(model, list(rendered.examples), batch_size=batch_size)))
+    return [nll.get(c.source, (0.0, 0)) for c in rendered.convs]
 
 
 def evaluate(run: rundir.RunDir, cfg: RunConfig, convs: Sequence[Conversation], *,
@@ -140,14 +133,16 @@ def evaluate(run: rundir.RunDir, cfg: RunConfig, convs: Sequence[Conversation], 
         model, tokenizer, spec = load_model(label, run, cfg)
         if not results:  # every option and the first model are fine: from here on the old summary is stale
             _clear_stale(run, out_dir, settings, fresh)
-        # base and tuned render exactly as training did; another model through its own template (or the fallback)
-        own = label in ("base", "tuned")
-        mine, _ = template.fit(tokenizer, convs,
-                               cfg.template if own else TemplateConfig(max_length=cfg.template.max_length))
+        # base and tuned render exactly as training did; another model through its own template (or the fallback);
+        # the reference answer (last assistant turn) is what the nll is measured on.
+        own = cfg.template if label in ("base", "tuned") else TemplateConfig(max_length=cfg.template.max_length)
+        rendered = template.render_dataset(tokenizer, convs, own.model_copy(
+            update={"supervise": "last", "overflow": "truncate"}))
+        mine = rendered.convs
         say(f"generating with {label} ({spec}) on {len(mine)} rows ...")
         with progress.bar(f"generating ({label})", len(mine)) as tick:
             gens = generate(model, tokenizer, mine, ecfg, (out_dir, label), tick)
-        nll = _reference_nll(model, tokenizer, mine, cfg)
+        nll = _reference_nll(model, rendered, ecfg.batch_size)
         scores = metrics.score_rows(gens, embedder=embedder, nll=nll)
         results.append(ModelEval(label, spec, scores.corpus, tuple(scores.rows), tuple(gens),
                                  (eval_losses or {}).get(label)))

@@ -303,3 +303,17 @@ def load_run_weights(run: Any, *, trainable: bool = False, load_in: str | None =
     tok = with_pad_token(AutoTokenizer.from_pretrained(run.adapter))  # saved with it: the template it trained with
     return (PeftModel.from_pretrained(base, run.adapter, is_trainable=trainable), tok,
             f"{cfg.model} + {run.adapter}")
+
+
+def context_length(spec: str) -> int | None:
+    """The longest sequence the model was built for (from its config alone), or None where it does not say
+    (or where only a tokenizer is at hand: `inspect --model` and `preview` work on tokenizer folders too)."""
+    try:
+        arch = model_config(spec)
+    except TunesmithError:
+        return None
+    for name in ("max_position_embeddings", "n_positions", "max_sequence_length", "seq_length"):
+        value = getattr(arch, name, None)
+        if isinstance(value, int) and value > 0:
+            return value
+    return None

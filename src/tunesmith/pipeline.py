@@ -71,33 +71,43 @@ def manifest(cfg: RunConfig, data: PreparedData) -> Manifest:
 
 def render(tokenizer: Any, data: PreparedData, cfg: RunConfig, say: Callable[[str], None]
            ) -> tuple[PreparedData, list[Example], list[Example]]:
-    """Template set-up, encoding and the pre-training checks; returns the data as the model will see it."""
-    convs, notices = template.fit(tokenizer, data.train + data.eval, cfg.template)
-    for notice in notices:
-        say(f"notice: {notice}")
-    data = dataclasses.replace(data, train=convs[: len(data.train)], eval=convs[len(data.train):])
+    """The template stage and the pre-training checks; returns the data as the model will see it."""
     rows = len(data.train) + len(data.eval)
+    context = models.context_length(cfg.model)
     with progress.bar("preparing: templating and masking", rows) as tick:
-        train_ex, skipped = template.encode_all(tokenizer, data.train, cfg.template, lambda done, _: tick(done, rows))
-        eval_ex, eval_skipped = template.encode_all(tokenizer, data.eval, cfg.template,
-                                                    lambda done, _: tick(len(data.train) + done, rows))
-    checks = template.check(tokenizer, data.train, train_ex, skipped)
-    for line in template.describe(checks):
+        r = template.render_dataset(tokenizer, data.train + data.eval, cfg.template, context=context,
+                                    progress=tick)
+    for notice in r.notices:
+        say(f"notice: {notice}")
+    if cfg.template.max_length == "auto":
+        longest = max((len(e.input_ids) for e in r.examples), default=0)
+        say(f"template: max_length auto -> {r.max_length} (longest row {longest} tokens, rounded up to "
+            f"{template.AUTO_STEP}; model context {context or 'unknown'})")
+    for line in template.describe(r.checks):
         say(f"check: {line}")
-    for s in (*skipped, *eval_skipped):
-        say(f"not {'trained' if s in skipped else 'evaluated'} {s.location}: {s.reason}")
+    if r.skipped:
+        say(f"not trained or evaluated: {template.rows_text(len(r.skipped))} (all of them: data/summary.json in "
+            "the run folder)")
+        for line in template.skip_lines(r.skipped, r.max_length, context):
+            say(f"  {line}")
     # Rows the template could not use leave train/eval here, once, so plan, summary and report count alike.
-    gone = {s.location for s in (*skipped, *eval_skipped)}
-    data = dataclasses.replace(data, train=tuple(c for c in data.train if c.source not in gone),
-                               eval=tuple(c for c in data.eval if c.source not in gone),
-                               dropped=(*data.dropped, *skipped, *eval_skipped))
-    truncated = sum(e.truncated for e in (*train_ex, *eval_ex))
+    gone = {s.location for s in r.skipped}
+    fitted = {c.source: c for c in r.convs}
+    data = dataclasses.replace(data, train=tuple(fitted[c.source] for c in data.train if c.source not in gone),
+                               eval=tuple(fitted[c.source] for c in data.eval if c.source not in gone),
+                               dropped=(*data.dropped, *r.skipped))
+    in_eval = {c.source for c in data.eval}
+    train_ex = [e for e in r.examples if e.source not in in_eval]
+    eval_ex = [e for e in r.examples if e.source in in_eval]
+    truncated = sum(e.truncated for e in r.examples)
     if truncated:
         say(f"notice: {truncated} rows lost history or input text to fit template.max_length="
-            f"{cfg.template.max_length} (answers are never cut)")
+            f"{r.max_length} (answers are never cut)")
     if not train_ex or not eval_ex:
-        raise TunesmithError("no trainable rows left after templating", fix="see the rows listed above")
-    if checks.end_of_turn_missing or checks.parity_failures:
+        fixes = template.skip_lines(r.skipped, r.max_length, context)
+        raise TunesmithError(f"no {'trainable' if not train_ex else 'eval'} rows left after templating",
+                             fix=fixes[1].removeprefix("  fix: ") if len(fixes) > 1 else "see the lines above")
+    if r.checks.end_of_turn_missing or r.checks.parity_failures:
         raise TunesmithError("the template checks failed (see 'check:' above); training would teach the wrong thing",
                              fix="set template.chat_template, or report the model to tunesmith")
     return data, train_ex, eval_ex

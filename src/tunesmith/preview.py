@@ -14,8 +14,8 @@ from typing import Any
 
 from tunesmith.config import DataConfig, TemplateConfig
 from tunesmith.errors import TunesmithError
-from tunesmith.records import Example, TemplateCheck
-from tunesmith.template import IGNORE, check, encode_all, fit
+from tunesmith.records import Example, Skip, TemplateCheck
+from tunesmith.template import IGNORE, render_dataset
 
 # Sample text for tokens-per-character: the bundled task, in both languages users write.
 SAMPLES = {"en": "It sounds like you feel overwhelmed because the exams are close. What worries you most?",
@@ -27,6 +27,9 @@ class Preview:
     rows: tuple[tuple[Example, tuple[tuple[str, bool], ...]], ...]  # example, (text run, supervised?) runs
     checks: TemplateCheck
     notices: tuple[str, ...]
+    skipped: tuple[Skip, ...] = ()  # rows the reader or the template could not use
+    max_length: int = 0  # the max_length used (`auto` resolved)
+    context: int | None = None  # the model's context length, where its config says
 
 
 def runs(tokenizer: Any, ex: Example) -> tuple[tuple[str, bool], ...]:
@@ -49,10 +52,10 @@ def preview(paths: list[Path], data_cfg: DataConfig, template_cfg: TemplateConfi
     files = read_all(paths, data_cfg)
     convs, _ = dedup([c for f in files for c in f.conversations])
     _, tok = models.load(model, tokenizer_only=True)
-    convs, notices = fit(tok, convs, template_cfg)
-    examples, skipped = encode_all(tok, convs, template_cfg)
-    checks = check(tok, convs, examples, skipped + [s for f in files for s in f.skipped])
-    return Preview(tuple((e, runs(tok, e)) for e in examples[:n]), checks, tuple(notices))
+    context = models.context_length(model)
+    r = render_dataset(tok, convs, template_cfg, context=context)
+    return Preview(tuple((e, runs(tok, e)) for e in r.examples[:n]), r.checks, r.notices,
+                   tuple(s for f in files for s in f.skipped) + r.skipped, r.max_length, context)
 
 
 def tokenizer_report(model: str) -> dict[str, Any]:

@@ -15,6 +15,13 @@ from tunesmith.errors import TunesmithError
 
 IGNORE = -100  # the label of a token the loss skips (transformers' and PyTorch's ignore_index)
 
+# Skip.kind -> what the skipped rows have in common (template.SKIP_FIXES says how to keep each kind).
+SKIP_KINDS = {"unreadable": "could not be read as a conversation",
+              "too_long": "longer than template.max_length",
+              "answer_too_long": "the answer alone is longer than template.max_length",
+              "no_supervision": "nothing to learn (no assistant text after templating)",
+              "row_limit": "left out by data.max_rows"}
+
 
 def _load(cls: type, obj: Any, file: str) -> dict[str, Any]:  # file: where it was read, for the message
     """The keys of `obj` that `cls` knows; a missing required key means another (older) tunesmith wrote it."""
@@ -63,6 +70,8 @@ class Skip:
 
     location: str
     reason: str
+    kind: str = "unreadable"  # what went wrong, for grouping and the fix: one of SKIP_KINDS
+    tokens: int | None = None  # the row's length in tokens, where the template measured it
 
 
 @dataclass(frozen=True)
@@ -84,8 +93,8 @@ class ReadResult:
 class PreparedData:
     """Deduplicated, split conversations; the counts add up: read = train + eval + skipped + duplicates + dropped.
 
-    `dropped` is filled by the render step (template.encode_all): rows that were read and split but cannot be
-    trained or evaluated as rendered (too long for max_length, nothing supervised). They leave train/eval, so
+    `dropped` holds rows that were read and split but are not trained or evaluated: over data.max_rows (prepare),
+    or unusable as rendered (too long for max_length, nothing supervised: pipeline.render). They leave train/eval, so
     every count printed from one PreparedData (plan, data/summary.json, report) is the same.
     """
 
@@ -94,7 +103,7 @@ class PreparedData:
     files: tuple[ReadResult, ...]
     duplicates: tuple[Skip, ...]  # each removed copy, with the location of the conversation it repeats
     warnings: tuple[str, ...] = ()
-    dropped: tuple[Skip, ...] = ()  # not trained or evaluated after templating, with the reason
+    dropped: tuple[Skip, ...] = ()  # not trained or evaluated (row limit, template), with the kind and reason
 
     @property
     def rows_read(self) -> int:
@@ -134,6 +143,18 @@ class TemplateCheck:
     @property
     def ok(self) -> bool:
         return not (self.zero_supervised or self.end_of_turn_missing or self.parity_failures)
+
+
+@dataclass(frozen=True)
+class Rendered:
+    """The template stage's result for a set of conversations (template.render_dataset)."""
+
+    convs: tuple[Conversation, ...]  # as the template renders them (a rejected system turn merged)
+    examples: tuple[Example, ...]  # one per usable row, in order
+    skipped: tuple[Skip, ...]  # rows it cannot train on, with their kind and length
+    checks: TemplateCheck
+    notices: tuple[str, ...]
+    max_length: int  # the max_length used: the configured one, or the one `auto` chose
 
 
 @dataclass(frozen=True)
@@ -450,11 +471,12 @@ class DataReport:
 
     @property
     def not_trained_by_reason(self) -> dict[str, int]:
-        # "3036 tokens, longer than template.max_length=384: dropped" counts as "longer than ...=384":
-        # one table row per kind of reason, not one per row.
+        # One table row per kind ("3036 tokens, longer than template.max_length=384: dropped" is a too_long);
+        # older run folders stored no kind: their reason is grouped without its token count.
         import re
 
-        return dict(Counter(re.sub(r"^\d+ tokens, ", "", s.reason).split(":")[0]
+        return dict(Counter(SKIP_KINDS[s.kind] if s.kind != "unreadable"
+                            else re.sub(r"^\d+ tokens, ", "", s.reason).split(":")[0]
                             for s in self.not_trained).most_common())
 
     def to_json(self) -> dict[str, Any]:

@@ -222,8 +222,8 @@ def _data_blocks(run: RunDir) -> list[Block]:
         return ["no data summary in this run folder"]
     blocks: list[Block] = [
         Note(f"{d.rows_read} rows read: {d.train} train, {d.eval} eval, {d.duplicates} duplicates "
-             f"removed, {len(d.skipped)} skipped while reading, {len(d.not_trained)} not trained (too long or "
-             "nothing to learn after templating)."),
+             f"removed, {len(d.skipped)} skipped while reading, {len(d.not_trained)} not trained"
+             + (" (why: below)." if d.not_trained else ".")),
         Table(["file", "format", "encoding", "rows read", "usable", "skipped"],
               [[Path(f.path).name, f.format, f.encoding, str(f.rows_read), str(f.usable), str(f.skipped)]
                for f in d.files])]

@@ -16,7 +16,7 @@ from typing import Any
 
 from tunesmith.config import TemplateConfig
 from tunesmith.errors import TunesmithError
-from tunesmith.records import IGNORE, Conversation, Example, Message, Skip, TemplateCheck
+from tunesmith.records import IGNORE, SKIP_KINDS, Conversation, Example, Message, Rendered, Skip, TemplateCheck
 
 
 # Fallback for base models without a chat template (OPT, GPT-2, ...): plain text markers need no new tokens,
@@ -196,23 +196,42 @@ def encode(tokenizer: Any, conv: Conversation, cfg: TemplateConfig) -> Example:
     >>> ex.supervised_tokens > 0                   # doctest: +SKIP
     True
     """
+    limit = cfg.max_length if isinstance(cfg.max_length, int) else UNLIMITED
     current, truncated = conv, False
     while True:
         ids, labels = (_encode_text(tokenizer, current) if is_text(current)
                        else _encode_chat(tokenizer, current, cfg.supervise))
         if not any(x != IGNORE for x in labels):
-            raise TunesmithError("no supervised tokens in this conversation", where=conv.source)
-        if len(ids) <= cfg.max_length:
+            raise Unusable("no_supervision", "no supervised tokens in this conversation", conv.source, len(ids))
+        if len(ids) <= limit:
             return Example(tuple(ids), tuple(labels), conv.source, truncated=truncated)
         if cfg.overflow == "drop" or is_text(current):
-            raise TunesmithError(
-                f"{len(ids)} tokens, longer than template.max_length={cfg.max_length}: dropped",
-                where=conv.source, fix="raise template.max_length, or set template.overflow: truncate")
+            raise Unusable("too_long", f"{len(ids)} tokens, longer than template.max_length={limit}: dropped",
+                           conv.source, len(ids))
         shorter = _shorten(current)
         if shorter is None:
-            raise TunesmithError(f"the answer alone is longer than template.max_length={cfg.max_length}",
-                                 where=conv.source, fix="raise template.max_length")
+            raise Unusable("answer_too_long", f"the answer alone is longer than template.max_length={limit}",
+                           conv.source, len(ids))
         current, truncated = shorter, True
+
+
+class Unusable(TunesmithError):
+    """A row the template cannot train on: the caller skips and counts it (a `Skip` of this kind)."""
+
+    def __init__(self, kind: str, what: str, where: str, tokens: int) -> None:
+        super().__init__(what, where=where, fix=SKIP_FIXES[kind].format(need="N"))
+        self.kind, self.tokens = kind, tokens
+
+
+# Skip kind -> how to keep those rows; `skip_lines` fills in the `--set` value from the rows' lengths.
+SKIP_FIXES = {
+    "too_long": "--set template.max_length={need} keeps them (or --set template.overflow=truncate: older turns "
+                "and input text are cut, never the answer)",
+    "answer_too_long": "--set template.max_length={need} keeps them",
+    "no_supervision": "check the assistant turns are not empty (tunesmith inspect FILE), or --set "
+                      "template.supervise=all",
+    "row_limit": "drop data.max_rows (--set data.max_rows=null) to train on every row",
+}
 
 
 def prompt_text(tokenizer: Any, conv: Conversation) -> tuple[str, str]:
@@ -229,9 +248,9 @@ def prompt_text(tokenizer: Any, conv: Conversation) -> tuple[str, str]:
     return prompt, conv.messages[last].content
 
 
-def encode_all(tokenizer: Any, convs: tuple[Conversation, ...], cfg: TemplateConfig,
+def encode_all(tokenizer: Any, convs: Sequence[Conversation], cfg: TemplateConfig,
                progress: Callable[[int, int], None] | None = None) -> tuple[list[Example], list[Skip]]:
-    """Encode every conversation; rows that cannot be trained on are skipped with the reason, never dropped.
+    """Encode every conversation; rows that cannot be trained on are skipped with their kind, never dropped.
 
     `progress(done, total)` is called as rows are encoded (each row renders the template once per turn, which
     takes minutes for data sets of many thousand rows).
@@ -240,11 +259,75 @@ def encode_all(tokenizer: Any, convs: tuple[Conversation, ...], cfg: TemplateCon
     for i, conv in enumerate(convs, start=1):
         try:
             examples.append(encode(tokenizer, conv, cfg))
-        except TunesmithError as err:
-            skipped.append(Skip(conv.source, err.what))
+        except Unusable as err:
+            skipped.append(Skip(conv.source, err.what, err.kind, err.tokens))
         if progress is not None and (i % 50 == 0 or i == len(convs)):
             progress(i, len(convs))
     return examples, skipped
+
+
+def rows_text(n: int) -> str:
+    return f"{n} row" if n == 1 else f"{n} rows"
+
+
+UNLIMITED = 10**9
+AUTO_STEP = 64  # `max_length: auto` rounds the longest row up to a multiple of this
+
+
+def render_dataset(tokenizer: Any, convs: Sequence[Conversation], cfg: TemplateConfig, *, context: int | None = None,
+                   progress: Callable[[int, int], None] | None = None) -> Rendered:
+    """The template stage, whole, for every caller (train, plan, preview, inspect, eval, compare): the template
+    set up, conversations made renderable, every row encoded and masked, skipped rows typed, the checks run.
+
+    `max_length: auto` keeps every row that fits the model's `context` (the longest row rounded up to 64 tokens
+    becomes the max_length); a number is used as given.
+
+    >>> r = render_dataset(tok, convs, TemplateConfig())  # doctest: +SKIP
+    >>> len(r.examples) + len(r.skipped) == len(convs)     # doctest: +SKIP
+    True
+    """
+    fitted, notices = fit(tokenizer, convs, cfg)
+    auto = cfg.max_length == "auto"
+    limit = min(context or UNLIMITED, UNLIMITED) if auto else cfg.max_length
+    examples, skipped = encode_all(tokenizer, fitted, cfg.model_copy(update={"max_length": limit}), progress)
+    checks = check(tokenizer, fitted, examples, skipped)
+    return Rendered(tuple(fitted), tuple(examples), tuple(skipped), checks, tuple(notices),
+                    max_length_used(cfg, examples, context))
+
+
+def max_length_used(cfg: TemplateConfig, examples: Sequence[Example], context: int | None) -> int:
+    """The configured max_length, or what `auto` chose: the longest row rounded up to 64, within the context."""
+    if cfg.max_length != "auto":
+        return cfg.max_length
+    longest = max((len(e.input_ids) for e in examples), default=AUTO_STEP)
+    return min(-(-longest // AUTO_STEP) * AUTO_STEP, context or UNLIMITED)
+
+
+def skip_lines(skipped: Sequence[Skip], max_length: int, context: int | None = None, shown: int = 3) -> list[str]:
+    """Skipped rows summarised: per kind a count, their lengths, the first few file:lines and the fix to type.
+
+    A few lines whatever the file's size (a 1,000-row file printed 1,007 lines before); the full list is in
+    the run folder's data/summary.json and in `--json`.
+    """
+    lines = []
+    by_kind: dict[str, list[Skip]] = {}
+    for s in skipped:
+        by_kind.setdefault(s.kind, []).append(s)
+    for kind, rows in sorted(by_kind.items(), key=lambda kv: -len(kv[1])):
+        label = SKIP_KINDS[kind] if kind != "unreadable" else rows[0].reason
+        fix = SKIP_FIXES.get(kind, "see `tunesmith inspect FILE`")
+        sizes = sorted(s.tokens for s in rows if s.tokens is not None)
+        spread = (f"; {sizes[0]}-{sizes[-1]} tokens, median {sizes[len(sizes) // 2]}" if sizes else "")
+        where = ", ".join(s.location for s in rows[:shown]) + (f" (+{len(rows) - shown} more)" if len(rows) > shown
+                                                               else "")
+        need = -(-sizes[-1] // AUTO_STEP) * AUTO_STEP if sizes else max_length
+        if context and need > context:
+            fix = (f"longer than the model's context ({context} tokens): shorten them, or --set "
+                   "template.overflow=truncate")
+        limit = f" {max_length}" if "max_length" in label else ""
+        lines.append(f"{rows_text(len(rows))} {label}{limit}{spread}: {where}")
+        lines.append(f"  fix: {fix.format(need=need)}")
+    return lines
 
 
 # End-of-turn tokens of the common families; whichever the vocabulary has count as "the model's stop token".

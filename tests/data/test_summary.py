@@ -47,6 +47,29 @@ def test_inspect_with_a_model_measures_tokens(smol_dir: Path):
     assert 0 < tokens["over_max_length"] < 64
 
 
+def test_inspect_with_a_system_rejecting_template_merges_like_preview(smol_dir: Path, smol_tokenizer,
+                                                                      tmp_path: Path):
+    import shutil
+
+    from tests.fixtures.templates import GEMMA
+
+    tok_dir = tmp_path / "gemma-like"  # SmolLM2's tokenizer and config, a Gemma-style template (no system role)
+    smol_tokenizer.save_pretrained(tok_dir)
+    shutil.copy(smol_dir / "config.json", tok_dir / "config.json")
+    cfg = json.loads((tok_dir / "tokenizer_config.json").read_text())
+    (tok_dir / "tokenizer_config.json").write_text(json.dumps({**cfg, "chat_template": GEMMA}))
+    (tok_dir / "chat_template.jinja").unlink(missing_ok=True)
+    data = write_json(tmp_path / "s.json", [{"messages": [{"role": "system", "content": "Be brief."},
+                                                          {"role": "user", "content": "Hi"},
+                                                          {"role": "assistant", "content": "Hello"}]}])
+    merge = "notice: the chat template rejects a system turn; its text is merged into the first user turn"
+    res = inspect(str(data), "--model", str(tok_dir))
+    assert res.returncode == 0 and "Traceback" not in res.stderr, res.stderr
+    assert merge in res.stdout
+    shown = conftest.tunesmith("preview", str(data), "--model", str(tok_dir))
+    assert merge in shown.stdout
+
+
 def test_nothing_usable_exits_2_and_strict_fails_on_any_bad_row(tmp_path: Path):
     bad = write_json(tmp_path / "bad.json", [{"prompt": "a", "completion": ""}])
     res = inspect(str(bad))

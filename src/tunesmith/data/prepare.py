@@ -116,4 +116,13 @@ def prepare(cfg: DataConfig) -> PreparedData:
     warnings = []
     if len(eval_rows) < MEANINGFUL_EVAL:
         warnings.append(f"only {len(eval_rows)} eval rows: before/after differences will be mostly noise")
-    return PreparedData(tuple(train_rows), tuple(eval_rows), files, tuple(dups), tuple(warnings))
+    train_rows, left_out = limit_rows(train_rows, cfg)
+    return PreparedData(tuple(train_rows), tuple(eval_rows), files, tuple(dups), tuple(warnings), left_out)
+
+
+def limit_rows(rows: list[Conversation], cfg: DataConfig) -> tuple[list[Conversation], tuple[Skip, ...]]:
+    """`data.max_rows`: the first rows of the (seeded, shuffled by prompt group) train split; the rest counted."""
+    if cfg.max_rows is None or len(rows) <= cfg.max_rows:
+        return rows, ()
+    why = f"left out by data.max_rows={cfg.max_rows}"
+    return rows[: cfg.max_rows], tuple(Skip(c.source, why, "row_limit") for c in rows[cfg.max_rows:])

@@ -15,6 +15,7 @@ from tunesmith.data.prepare import check_strict, dedup, read_all
 from tunesmith.records import Conversation, ReadResult, Skip
 
 SAMPLES_SHOWN = 3
+REASONS_SHOWN = 8  # output stays a screen long whatever the file holds
 
 
 @dataclass(frozen=True)
@@ -24,7 +25,8 @@ class DataSummary:
     duplicates: tuple[Skip, ...]
     char_lengths: tuple[int, ...]
     token_lengths: tuple[int, ...] = ()  # only with a model
-    max_length: int | None = None
+    max_length: int | None = None  # the configured one, or what `auto` would choose
+    notices: tuple[str, ...] = ()  # what the template stage did to make the rows renderable
 
     @property
     def skipped(self) -> tuple[Skip, ...]:
@@ -40,7 +42,7 @@ def _stats(values: tuple[int, ...]) -> dict[str, float]:
 
 
 def summarize(specs: list[Path], cfg: DataConfig, *, model: str | None = None,
-              max_length: int = 384) -> DataSummary:
+              max_length: int | str = "auto") -> DataSummary:
     """Read, validate and dedup `specs`; with a model, also measure every conversation in tokens.
 
     >>> summarize([Path("corpus.json")], DataConfig(train=[Path("corpus.json")])).usable  # doctest: +SKIP
@@ -51,16 +53,20 @@ def summarize(specs: list[Path], cfg: DataConfig, *, model: str | None = None,
     usable, dups = dedup([c for f in files for c in f.conversations])
     chars = tuple(sum(len(m.content) for m in c.messages) for c in usable)
     tokens: tuple[int, ...] = ()
+    notices: tuple[str, ...] = ()
+    limit = None
     if model is not None and usable:
         from tunesmith import models
         from tunesmith.config import TemplateConfig
-        from tunesmith.template import encode, setup_tokenizer
+        from tunesmith.template import UNLIMITED, max_length_used, render_dataset
 
         _, tok = models.load(model, tokenizer_only=True)
-        measure = TemplateConfig(max_length=10**9)  # untruncated: the point is to see what max_length would drop
-        setup_tokenizer(tok, measure)
-        tokens = tuple(len(encode(tok, c, measure).input_ids) for c in usable)
-    return DataSummary(tuple(files), tuple(usable), tuple(dups), chars, tokens, max_length if tokens else None)
+        # Untruncated, through the same template stage as training: the point is to see what max_length drops.
+        r = render_dataset(tok, usable, TemplateConfig(max_length=UNLIMITED))
+        length = {e.source: len(e.input_ids) for e in r.examples} | {s.location: s.tokens or 0 for s in r.skipped}
+        tokens, notices = tuple(length[c.source] for c in usable), r.notices
+        limit = max_length_used(TemplateConfig(max_length=max_length), r.examples, models.context_length(model))
+    return DataSummary(tuple(files), tuple(usable), tuple(dups), chars, tokens, limit, notices)
 
 
 def to_json(s: DataSummary) -> dict[str, Any]:
@@ -89,6 +95,7 @@ def to_json(s: DataSummary) -> dict[str, Any]:
                          "per_char": round(sum(s.token_lengths) / max(sum(s.char_lengths), 1), 3),
                          "max_length": s.max_length,
                          "over_max_length": sum(1 for n in s.token_lengths if n > (s.max_length or 0))}
+        out["notices"] = list(s.notices)
     return out
 
 
@@ -112,12 +119,17 @@ def render(s: DataSummary) -> str:
         by_reason.setdefault(reason, []).append(k.location)
     if by_reason:
         lines.append("\nnot used:")
-        for reason, locs in sorted(by_reason.items(), key=lambda kv: -len(kv[1])):
+        groups = sorted(by_reason.items(), key=lambda kv: -len(kv[1]))
+        for reason, locs in groups[:REASONS_SHOWN]:
             more = f" (+{len(locs) - 3} more)" if len(locs) > 3 else ""
             lines.append(f"  {len(locs):4d} x {reason}: {', '.join(locs[:3])}{more}")
+        if len(groups) > REASONS_SHOWN:  # the whole list: --json
+            rest = sum(len(locs) for _, locs in groups[REASONS_SHOWN:])
+            lines.append(f"  {rest:4d} x {len(groups) - REASONS_SHOWN} other reasons (all of them: --json)")
     if j["chars"]:
         c = j["chars"]
         lines.append(f"\nlength in characters: min {c['min']}, median {c['median']:g}, p95 {c['p95']}, max {c['max']}")
+    lines.extend(f"notice: {n}" for n in s.notices)
     if "tokens" in j:
         t = j["tokens"]
         lines.append(f"length in tokens:     min {t['min']}, median {t['median']:g}, p95 {t['p95']}, max {t['max']}"
