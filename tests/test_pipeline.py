@@ -186,7 +186,21 @@ def test_a_long_prompt_korean_file_trains_with_the_defaults(tiny_long_context: P
     assert res.returncode == 0, res.stderr[-3000:]
     out = res.stdout + res.stderr
     chosen = next(line for line in out.splitlines() if line.startswith("template: max_length auto -> "))
-    assert "model context 2048" in chosen and int(chosen.split("-> ")[1].split()[0]) % 64 == 0
+    assert "at most the model's context: 2048" in chosen and int(chosen.split("-> ")[1].split()[0]) % 64 == 0
     report = rundir.RunDir(tmp_path / "runs" / "questions").read_data_report()
     assert report.rows_read == 60 and report.train + report.eval >= 0.95 * 60 and not report.not_trained
     assert len(out.splitlines()) < 150  # a bounded summary, not a line per row
+
+
+def test_plan_and_train_fit_a_small_memory_budget_before_any_weights_load(smol_dir: Path, small_jsonl: Path,
+                                                                        tmp_path: Path):
+    cfg = config.parse({"name": "fit", "model": str(smol_dir), "data": {"train": [str(small_jsonl)], "min_eval": 4},
+                        "train": {"memory_gib": 2.0}}, source="<test>")
+    lines = pipeline.plan(cfg, say=lambda _: None)
+    fitted = next(line for line in lines if line.startswith("memory: batch 8 x "))
+    assert "2.0 GiB available (train.memory_gib): 2 rows per step x 4 accumulation (effective batch 8 kept)" in fitted
+    assert any("effective batch 8 = 2 rows x 4 accumulation" in line for line in lines)
+    res = tunesmith("train", "--data", str(small_jsonl), "--model", str(smol_dir), "--set", "data.min_eval=4",
+                    "--set", "train.memory_gib=0.5", cwd=tmp_path)
+    fails(res, "training does not fit in memory", "0.5 GiB available (train.memory_gib)")
+    assert "Loading weights" not in res.stderr and not (tmp_path / "runs").exists()

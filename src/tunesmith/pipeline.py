@@ -73,7 +73,7 @@ def render(tokenizer: Any, data: PreparedData, cfg: RunConfig, say: Callable[[st
            ) -> tuple[PreparedData, list[Example], list[Example]]:
     """The template stage and the pre-training checks; returns the data as the model will see it."""
     rows = len(data.train) + len(data.eval)
-    context = models.context_length(cfg.model)
+    context, context_is = _length_cap(cfg)
     with progress.bar("preparing: templating and masking", rows) as tick:
         r = template.render_dataset(tokenizer, data.train + data.eval, cfg.template, context=context,
                                     progress=tick)
@@ -82,13 +82,13 @@ def render(tokenizer: Any, data: PreparedData, cfg: RunConfig, say: Callable[[st
     if cfg.template.max_length == "auto":
         longest = max((len(e.input_ids) for e in r.examples), default=0)
         say(f"template: max_length auto -> {r.max_length} (longest row {longest} tokens, rounded up to "
-            f"{template.AUTO_STEP}; model context {context or 'unknown'})")
+            f"{template.AUTO_STEP}; at most {context_is}: {context or 'unknown'})")
     for line in template.describe(r.checks):
         say(f"check: {line}")
     if r.skipped:
         say(f"not trained or evaluated: {template.rows_text(len(r.skipped))} (all of them: data/summary.json in "
             "the run folder)")
-        for line in template.skip_lines(r.skipped, r.max_length, context):
+        for line in template.skip_lines(r.skipped, r.max_length, context, context_is=context_is):
             say(f"  {line}")
     # Rows the template could not use leave train/eval here, once, so plan, summary and report count alike.
     gone = {s.location for s in r.skipped}
@@ -104,7 +104,7 @@ def render(tokenizer: Any, data: PreparedData, cfg: RunConfig, say: Callable[[st
         say(f"notice: {truncated} rows lost history or input text to fit template.max_length="
             f"{r.max_length} (answers are never cut)")
     if not train_ex or not eval_ex:
-        fixes = template.skip_lines(r.skipped, r.max_length, context)
+        fixes = template.skip_lines(r.skipped, r.max_length, context, context_is=context_is)
         raise TunesmithError(f"no {'trainable' if not train_ex else 'eval'} rows left after templating",
                              fix=fixes[1].removeprefix("  fix: ") if len(fixes) > 1 else "see the lines above")
     if r.checks.end_of_turn_missing or r.checks.parity_failures:
@@ -113,15 +113,66 @@ def render(tokenizer: Any, data: PreparedData, cfg: RunConfig, say: Callable[[st
     return data, train_ex, eval_ex
 
 
+def _length_cap(cfg: RunConfig) -> tuple[int | None, str]:
+    """The longest row the run can keep, and why: the model's context, or (max_length auto) the memory budget
+    at one row per step, where that is less."""
+    context = models.context_length(cfg.model)
+    if cfg.template.max_length != "auto":
+        return context, "the model's context"
+    fits = planning.max_tokens_per_row(cfg)
+    if context is None or fits < context:
+        return fits, "what fits in memory at one row per step"
+    return context, "the model's context"
+
+
 def plan(cfg: RunConfig, say: Callable[[str], None] = print) -> list[str]:
     """A dry run: data, template checks and the training plan, without training or writing anything."""
-    data = prepare(cfg.data)
-    _, tokenizer = models.load(cfg.model, tokenizer_only=True)
+    return _planned(cfg, say)[-1]
+
+
+def _planned(cfg: RunConfig, say: Callable[[str], None], saved: Plan | None = None
+             ) -> tuple[RunConfig, PreparedData, Any, list[Example], list[Example], list[str]]:
+    """Data, template stage, memory fit and plan, on the tokenizer alone: everything that can stop a run stops
+    before any weights load. Returns (config to train with, data, tokenizer, train and eval examples, plan lines).
+
+    `saved` is the plan of the unfinished run being resumed: its batch settings are kept (free memory changes
+    between runs; a resumed run must take the same steps).
+    """
+    data = prepare(cfg.data)  # bad data fails fast
+    say(f"data: {len(data.train)} train / {len(data.eval)} eval conversations, "
+        f"{len(data.skipped)} rows skipped, {len(data.duplicates)} duplicates")
+    for w in data.warnings:
+        say(f"warning: {w}")
+    tokenizer = _starting_tokenizer(cfg)
     data, train_ex, eval_ex = render(tokenizer, data, cfg, say)
-    lines = planning.describe(cfg, data, train_ex, eval_ex)
+    if saved is not None and saved.batch_size is not None:
+        cfg = saved.apply(cfg)
+        fit_lines = [f"memory: resuming with the unfinished run's settings ({saved.batch_size} rows per step x "
+                     f"{saved.grad_accum} accumulation{', gradient checkpointing' * bool(saved.gradient_checkpointing)})"]
+    else:
+        cfg, fit_lines = planning.fit_memory(cfg, train_ex, eval_ex)
+    lines = fit_lines + planning.describe(cfg, data, train_ex, eval_ex)
     for line in lines:
         say(f"plan: {line}")
-    return lines
+    return cfg, data, tokenizer, train_ex, eval_ex, lines
+
+
+def _starting_tokenizer(cfg: RunConfig) -> Any:
+    """The tokenizer of the model training starts from (a --continue-from run saved its own with its weights)."""
+    prev = rundir.RunDir(cfg.continue_from) if cfg.continue_from is not None else None
+    if prev is None or prev.weights is None:  # a missing continue_from is reported by _starting_model
+        return models.load(cfg.model, tokenizer_only=True)[1]
+    from transformers import AutoTokenizer
+
+    return models.with_pad_token(AutoTokenizer.from_pretrained(prev.weights))
+
+
+def _unfinished_plan(cfg: RunConfig, overwrite: bool) -> Plan | None:
+    """The saved plan of the unfinished run a re-run will resume (same config; create checks that), if any."""
+    run = rundir.RunDir(cfg.output_dir / cfg.name)
+    if overwrite or run.finished or not run.config.is_file() or run.config.read_text(encoding="utf-8") != cfg.to_yaml():
+        return None
+    return run.read_plan()
 
 
 def _starting_model(cfg: RunConfig) -> tuple[Any, Any]:
@@ -179,7 +230,7 @@ def _write_inputs(run_dir: rundir.RunDir, cfg: RunConfig, data: PreparedData, pl
                run_dir.eval_data: lambda: run_dir.write_conversations("eval", data.eval),
                run_dir.data_summary: lambda: run_dir.write_data_report(DataReport.of(data)),
                run_dir.manifest: lambda: run_dir.write_manifest(manifest(cfg, data)),
-               run_dir.plan: lambda: run_dir.write_plan(Plan(tuple(plan_lines), *steps))}
+               run_dir.plan: lambda: run_dir.write_plan(Plan.of(plan_lines, steps, cfg))}
     for path, write in writers.items():
         if not path.is_file():
             write()
@@ -199,17 +250,10 @@ def run(cfg: RunConfig, *, overwrite: bool = False, say: Callable[[str], None] =
         say = _quiet  # one process speaks for all; the others' lines would repeat it
     _check_continue_from(cfg)
     rundir.check_target(cfg.output_dir, cfg.name)  # a bad --name or --output-dir fails before any model loads
-    data = prepare(cfg.data)  # before any model loads: bad data fails fast
-    say(f"data: {len(data.train)} train / {len(data.eval)} eval conversations, "
-        f"{len(data.skipped)} rows skipped, {len(data.duplicates)} duplicates")
-    for w in data.warnings:
-        say(f"warning: {w}")
-    # Model and template problems surface before the run folder exists, so they leave nothing half-written.
-    model, tokenizer = _starting_model(cfg)
-    data, train_ex, eval_ex = render(tokenizer, data, cfg, say)
-    plan_lines = planning.describe(cfg, data, train_ex, eval_ex)
-    for line in plan_lines:
-        say(f"plan: {line}")
+    # Data, template, memory and model problems surface before the run folder exists: nothing half-written.
+    asked = cfg  # what the user asked for: the run folder keeps it, and a re-run is compared with it
+    cfg, data, tokenizer, train_ex, eval_ex, plan_lines = _planned(cfg, say, _unfinished_plan(cfg, overwrite))
+    model, _ = _starting_model(cfg)  # the tokenizer set up by the template stage is the one that trains
     steps = train.steps(len(train_ex), cfg)
     if "wandb" in cfg.train.report_to:
         train.wandb_offline_reason()  # a bad W&B key exits 2 before the run folder exists
@@ -218,7 +262,7 @@ def run(cfg: RunConfig, *, overwrite: bool = False, say: Callable[[str], None] =
         train.train(model, tokenizer, train_ex, eval_ex, cfg, rundir.RunDir(cfg.output_dir / cfg.name), say,
                     resume_from=checkpoint)
         return None
-    run_dir, resumed = rundir.create(cfg.output_dir, cfg.name, overwrite=overwrite, config_yaml=cfg.to_yaml(),
+    run_dir, resumed = rundir.create(cfg.output_dir, cfg.name, overwrite=overwrite, config_yaml=asked.to_yaml(),
                                      say=say)
     with run_dir.held():  # the lock goes with the run, also when a library caller goes on to other work
         if resumed:

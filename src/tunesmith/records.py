@@ -423,14 +423,30 @@ class Plan:
     lines: tuple[str, ...]
     steps_per_epoch: int
     total_steps: int
+    # The batch settings training ran with (the plan may fit them to the machine's memory); a resumed run keeps
+    # them. None in run folders written before the fit.
+    batch_size: int | None = None
+    grad_accum: int | None = None
+    gradient_checkpointing: bool | None = None
+
+    @classmethod
+    def of(cls, lines: list[str], steps: tuple[int, int], cfg: Any) -> Plan:
+        t = cfg.train
+        return cls(tuple(lines), *steps, t.batch_size, t.grad_accum, t.gradient_checkpointing)
+
+    def apply(self, cfg: Any) -> Any:
+        """`cfg` (a RunConfig) with this plan's batch settings."""
+        knobs = {"batch_size": self.batch_size, "grad_accum": self.grad_accum,
+                 "gradient_checkpointing": self.gradient_checkpointing}
+        return cfg.model_copy(update={"train": cfg.train.model_copy(update=knobs)})
 
     def to_json(self) -> dict[str, Any]:
-        return {"lines": list(self.lines), "steps_per_epoch": self.steps_per_epoch, "total_steps": self.total_steps}
+        return {**asdict(self), "lines": list(self.lines)}
 
     @classmethod
     def from_json(cls, obj: dict[str, Any], where: str = "a plan") -> Plan:
         data = _load(cls, obj, where)
-        return cls(tuple(data["lines"]), data["steps_per_epoch"], data["total_steps"])
+        return cls(**{**data, "lines": tuple(data["lines"])})
 
 
 @dataclass(frozen=True)

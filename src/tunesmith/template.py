@@ -303,7 +303,8 @@ def max_length_used(cfg: TemplateConfig, examples: Sequence[Example], context: i
     return min(-(-longest // AUTO_STEP) * AUTO_STEP, context or UNLIMITED)
 
 
-def skip_lines(skipped: Sequence[Skip], max_length: int, context: int | None = None, shown: int = 3) -> list[str]:
+def skip_lines(skipped: Sequence[Skip], max_length: int, context: int | None = None, shown: int = 3,
+               context_is: str = "the model's context") -> list[str]:
     """Skipped rows summarised: per kind a count, their lengths, the first few file:lines and the fix to type.
 
     A few lines whatever the file's size (a 1,000-row file printed 1,007 lines before); the full list is in
@@ -322,7 +323,7 @@ def skip_lines(skipped: Sequence[Skip], max_length: int, context: int | None = N
                                                                else "")
         need = -(-sizes[-1] // AUTO_STEP) * AUTO_STEP if sizes else max_length
         if context and need > context:
-            fix = (f"longer than the model's context ({context} tokens): shorten them, or --set "
+            fix = (f"longer than {context_is} ({context} tokens): shorten them, or --set "
                    "template.overflow=truncate")
         limit = f" {max_length}" if "max_length" in label else ""
         lines.append(f"{rows_text(len(rows))} {label}{limit}{spread}: {where}")
