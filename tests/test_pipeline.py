@@ -204,3 +204,21 @@ def test_plan_and_train_fit_a_small_memory_budget_before_any_weights_load(smol_d
                     "--set", "train.memory_gib=0.5", cwd=tmp_path)
     fails(res, "training does not fit in memory", "0.5 GiB available (train.memory_gib)")
     assert "Loading weights" not in res.stderr and not (tmp_path / "runs").exists()
+
+
+def test_the_default_model_plans_a_long_prompt_korean_file_with_the_defaults(smol_dir: Path, tmp_path: Path):
+    import random
+
+    from tests.fixtures.shapes import korean_rows
+
+    data = tmp_path / "paragraphs.json"
+    data.write_text(json.dumps(korean_rows(120, random.Random(1)), ensure_ascii=False), encoding="utf-8")
+    # A fixed budget (a 24 GiB machine's) so the outcome does not depend on what else this machine runs now.
+    res = tunesmith("plan", "--data", str(data), "--model", str(smol_dir), "--set", "train.memory_gib=20", cwd=tmp_path)
+    assert res.returncode == 0, res.stderr[-3000:]
+    out = (res.stdout + res.stderr).splitlines()
+    chosen = next(line for line in out if line.startswith("template: max_length auto -> "))
+    assert int(chosen.split("-> ")[1].split()[0]) > 1024  # 400-3,000 Korean characters: well over the old 384
+    rows = next(line for line in out if line.startswith("plan: rows: "))
+    assert rows.startswith("plan: rows: 96 train, 24 eval (read 120: 0 skipped, 0 duplicates, 0 not trained")
+    assert any(line.startswith("plan: estimated peak memory: ") for line in out) and len(out) < 60
