@@ -19,12 +19,13 @@ GE = "Input should be greater than or equal to"
 CASES: list[tuple[list[str], str]] = [
     (["inspect", DATA, "--format", "sharegtp"], '"--format": unknown format "sharegtp" (did you mean "sharegpt"?)'),
     (["inspect", DATA, "--encoding", "utf-88"], '"--encoding": unknown encoding "utf-88"'),
-    (["inspect", DATA, "--max-length", "0"], f'"--max-length": {GE} 16 (got 0)'),
+    (["inspect", DATA, "--max-length", "0"], '"--max-length": expected auto or a whole number of tokens >= 16 (got \'0\')'),
     (["inspect", DATA, "--role", "therapist"], "bad --role 'therapist'"),
     (["inspect", DATA, "--column", "=q"], "bad --column '=q'"),
     (["preview", DATA, "--supervise", "asistant"], '"--supervise": Input should be \'assistant\', \'last\' or '
                                                     '\'all\' (got \'asistant\') (did you mean "assistant"?)'),
-    (["preview", DATA, "--max-length", "8"], f'"--max-length": {GE} 16 (got 8)'),
+    (["preview", DATA, "--max-length", "aut"], '"--max-length": expected auto or a whole number of tokens >= 16 '
+                                              "(got 'aut')"),
     (["preview", DATA, "-n", "-1"], "-n must be 0 or more (got -1)"),
     (["plan", "--data", DATA, "--epochs", "0"], '"train.epochs": Input should be greater than 0 (got 0.0)'),
     (["plan", "--data", DATA, "--batch-size", "0"], f'"train.batch_size": {GE} 1 (got 0)'),
