@@ -99,7 +99,7 @@ def test_plan_is_a_dry_run_that_says_what_training_would_do(tmp_path: Path, tiny
     res = tunesmith("plan", str(cfg), cwd=tmp_path)
     assert res.returncode == 0, res.stderr
     out = res.stdout
-    assert "plan: rows: 12 train, 4 eval (read 16: 0 skipped, 0 duplicates, 0 not trained after templating)" in out
+    assert "plan: rows: 12 train, 4 eval (read 16: 0 skipped, 0 duplicates, 0 not trained)" in out
     assert "plan: steps: 3 per epoch, 6 in total (2 epochs); effective batch 4 = 4 rows x 1 accumulation x 1 process(es)" in out
     assert "plan: precision: " in out and "check: end-of-turn token supervised: yes" in out
     assert not (tmp_path / "runs").exists()  # nothing written

@@ -101,7 +101,7 @@ def test_rows_add_up_from_read_to_trained_with_every_kind_of_skip(tiny_model_dir
     assert (summary.train, summary.eval) == (len(train_ex), len(eval_ex))
     assert summary.not_trained_by_reason == {"longer than template.max_length": 1}
     assert (f"rows: {summary.train} train, {summary.eval} eval (read 18: 2 skipped, 1 duplicates, 1 not "
-            "trained after templating)") in plan_lines
+            "trained: 1 longer than template.max_length)") in plan_lines
     assert "not trained or evaluated: 1 row (all of them: data/summary.json in the run folder)" in said
     assert any(line.startswith("  1 row longer than template.max_length 128; ") and line.endswith(": mixed.jsonl:18")
                for line in said)

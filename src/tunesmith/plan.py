@@ -10,12 +10,13 @@ import dataclasses
 import math
 import os
 import warnings
+from collections import Counter
 from typing import Any
 
 from tunesmith import models, runtime, train
 from tunesmith.config import RunConfig
 from tunesmith.errors import TunesmithError
-from tunesmith.records import Example, PreparedData
+from tunesmith.records import SKIP_KINDS, Example, PreparedData
 
 # Effective training throughput measured with `make demo` (SmolLM2-135M LoRA on 2 Sapphire Rapids cores):
 # ~210 real tokens/s with bf16 autocast + tcmalloc, ~140 without tcmalloc, at ~4 FLOPs per parameter per token.
@@ -257,6 +258,12 @@ def _duration(seconds: float) -> str:
     return f"{seconds / 60:.0f} min" if seconds >= 90 else f"{seconds:.0f} s"
 
 
+def _why_not(data: PreparedData) -> str:
+    """': 64 left out by data.max_rows, 1 longer than template.max_length' for the rows line."""
+    kinds = Counter(s.kind for s in data.dropped)
+    return (": " + ", ".join(f"{n} {SKIP_KINDS.get(k, k)}" for k, n in kinds.most_common())) if kinds else ""
+
+
 def describe(cfg: RunConfig, data: PreparedData, train_ex: list[Example], eval_ex: list[Example]) -> list[str]:
     """The plan as lines of text; raises the errors training would (a QLoRA on a CPU, a misnamed LoRA target)."""
     t = cfg.train
@@ -290,7 +297,7 @@ def describe(cfg: RunConfig, data: PreparedData, train_ex: list[Example], eval_e
         f"model: {cfg.model} -> {models.resolve(cfg.model)} ({arch.model_type}, {total / 1e6:.1f}M parameters)"
         + (f"; continuing from {cfg.continue_from}" if cfg.continue_from else ""),
         f"rows: {len(train_ex)} train, {len(eval_ex)} eval (read {data.rows_read}: {len(data.skipped)} skipped, "
-        f"{len(data.duplicates)} duplicates, {len(data.dropped)} not trained after templating)",
+        f"{len(data.duplicates)} duplicates, {len(data.dropped)} not trained{_why_not(data)})",
         f"tokens: {tokens} per epoch, {supervised} of them supervised (the loss is computed on those only)",
         f"steps: {per_epoch} per epoch, {total_steps} in total ({epochs:g} epoch{'' if epochs == 1 else 's'}); "
         f"effective batch {effective} = "
