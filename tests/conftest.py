@@ -107,22 +107,26 @@ def smol_tokenizer(smol_dir: Path):
     return AutoTokenizer.from_pretrained(smol_dir)
 
 
-@pytest.fixture(scope="session")
-def tiny_model_dir(smol_dir: Path, smol_tokenizer, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """A 2-layer Llama (hidden 64) with the embedded tokenizer and chat template: trains in seconds."""
+def tiny_llama(tokenizer, out: Path, context: int = 512) -> Path:  # noqa: ANN001
+    """Save a 2-layer Llama (hidden 64) with `tokenizer` and its chat template in `out`: trains in seconds."""
     import torch
     from transformers import LlamaConfig, LlamaForCausalLM
 
     torch.manual_seed(0)
-    cfg = LlamaConfig(vocab_size=len(smol_tokenizer), hidden_size=64, intermediate_size=128,
+    cfg = LlamaConfig(vocab_size=len(tokenizer), hidden_size=64, intermediate_size=128,
                       num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=2,
-                      max_position_embeddings=512, tie_word_embeddings=True,
-                      bos_token_id=smol_tokenizer.bos_token_id, eos_token_id=smol_tokenizer.eos_token_id,
-                      pad_token_id=smol_tokenizer.pad_token_id)
-    out = tmp_path_factory.mktemp("tiny_llama")
+                      max_position_embeddings=context, tie_word_embeddings=True,
+                      bos_token_id=tokenizer.bos_token_id, eos_token_id=tokenizer.eos_token_id,
+                      pad_token_id=tokenizer.pad_token_id)
     LlamaForCausalLM(cfg).save_pretrained(out, safe_serialization=True)
-    smol_tokenizer.save_pretrained(out)
+    tokenizer.save_pretrained(out)
     return out
+
+
+@pytest.fixture(scope="session")
+def tiny_model_dir(smol_dir: Path, smol_tokenizer, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The tiny Llama with the embedded tokenizer and a 512-token context."""
+    return tiny_llama(smol_tokenizer, tmp_path_factory.mktemp("tiny_llama"))
 
 
 @pytest.fixture

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import SAMPLE, TINY_TRAIN, fails, tiny_config, tunesmith
+from tests.conftest import SAMPLE, TINY_TRAIN, fails, tiny_config, tiny_llama, tunesmith
 from tunesmith import config, evaluate, pipeline, report, rundir
 from tunesmith.errors import TunesmithError
 from tunesmith.records import DataReport, EvalSettings
@@ -160,19 +160,8 @@ def test_a_judge_that_fails_after_generating_leaves_the_new_numbers_without_a_ju
 
 @pytest.fixture(scope="module")
 def tiny_long_context(smol_tokenizer, tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """The tiny 2-layer Llama with a 2,048-token context, for rows longer than the shared tiny model's 512."""
-    import torch
-    from transformers import LlamaConfig, LlamaForCausalLM
-
-    torch.manual_seed(0)
-    cfg = LlamaConfig(vocab_size=len(smol_tokenizer), hidden_size=64, intermediate_size=128, num_hidden_layers=2,
-                      num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=2048,
-                      tie_word_embeddings=True, bos_token_id=smol_tokenizer.bos_token_id,
-                      eos_token_id=smol_tokenizer.eos_token_id, pad_token_id=smol_tokenizer.pad_token_id)
-    out = tmp_path_factory.mktemp("tiny_2048")
-    LlamaForCausalLM(cfg).save_pretrained(out, safe_serialization=True)
-    smol_tokenizer.save_pretrained(out)
-    return out
+    """The tiny Llama with a 2,048-token context, for rows longer than the shared tiny model's 512."""
+    return tiny_llama(smol_tokenizer, tmp_path_factory.mktemp("tiny_2048"), context=2048)
 
 
 def test_a_long_prompt_korean_file_trains_with_the_defaults(tiny_long_context: Path, tmp_path: Path):
