@@ -37,7 +37,21 @@ ALLOCATOR = 1.25  # allocator headroom over the tensors' own size
 
 
 def parameter_counts(cfg: RunConfig) -> tuple[int, int, Any]:
-    """(trainable, total, architecture config), counted on an empty (meta-device) model: no weights load."""
+    """(trainable, total, architecture config), counted on an empty (meta-device) model: no weights load.
+
+    Remembered per (model, method, LoRA settings): the length cap, the memory fit and the plan each need it, and
+    building the empty model with its adapter takes 1-2 s.
+    """
+    key = (cfg.model, cfg.train.method, cfg.lora.model_dump_json())
+    if key not in _COUNTS:
+        _COUNTS[key] = _count_parameters(cfg)
+    return _COUNTS[key]
+
+
+_COUNTS: dict[tuple[str, str, str], tuple[int, int, Any]] = {}
+
+
+def _count_parameters(cfg: RunConfig) -> tuple[int, int, Any]:
     import torch
     from transformers import AutoModelForCausalLM
 
