@@ -122,13 +122,13 @@ def test_max_tokens_per_row_is_the_one_checkpointed_row_that_fits(tiny_model_dir
 def test_a_long_run_says_which_knobs_cut_it(tiny_model_dir, small_jsonl, tmp_path):
     train_ex = rows(200, LONGEST) + rows(400, 200)  # median 200 tokens: max_length 256 leaves out the long third
     cfg = config(tiny_model_dir, small_jsonl, tmp_path, max_steps=-1, epochs=1)
-    trainable, total, _ = plan.parameter_counts(cfg)
-    one_epoch = plan.run_seconds(cfg, train_ex, rows(4), trainable, total)
+    _, total, arch = plan.parameter_counts(cfg)
+    one_epoch = plan.run_seconds(cfg, train_ex, rows(4), total, arch)
     if one_epoch is None:
         pytest.skip("no time estimate on a GPU")
     # Epochs enough for an hour, whatever this machine's throughput constants say.
     cfg = config(tiny_model_dir, small_jsonl, tmp_path, max_steps=-1, epochs=math.ceil(2 * plan.LONG_RUN_S / one_epoch))
-    lines = plan.time_knobs(cfg, train_ex, rows(4), trainable, total)
+    lines = plan.time_knobs(cfg, train_ex, rows(4), total, arch)
     assert lines[0].startswith("time: ~") and "is long; each of these cuts it" in lines[0]
     assert lines[1].startswith("time: --set data.max_rows=200 (train on 200 of 600 rows) -> ~")
     assert lines[2].startswith("time: --set train.epochs=1 -> ~")
@@ -137,4 +137,24 @@ def test_a_long_run_says_which_knobs_cut_it(tiny_model_dir, small_jsonl, tmp_pat
     assert all(0 < cut < 100 for cut in cuts) and len(lines) == 4
     short = config(tiny_model_dir, small_jsonl, tmp_path, max_steps=-1, epochs=1)
     if one_epoch <= plan.LONG_RUN_S:
-        assert plan.time_knobs(short, train_ex, rows(4), trainable, total) == []
+        assert plan.time_knobs(short, train_ex, rows(4), total, arch) == []
+
+
+def test_time_grows_with_the_square_of_a_rows_length(tiny_model_dir, small_jsonl, tmp_path):
+    # Attention costs n^2 per row: one long row takes longer than short rows of the same tokens, by an excess
+    # that grows with the square of the length (2,000 vs 4 x 500: 3M; 4,000 vs 8 x 500: 14M token pairs).
+    cfg = config(tiny_model_dir, small_jsonl, tmp_path, max_steps=-1, epochs=1)
+    _, total, arch = plan.parameter_counts(cfg)
+    if plan.run_seconds(cfg, rows(1, 10), rows(1, 10), total, arch) is None:
+        pytest.skip("no time estimate on a GPU")
+
+    def excess(length: int, short: int = 500) -> float:
+        pieces = length // short
+        return (plan.run_seconds(cfg, rows(1, length), rows(1, 10), total, arch)
+                - plan.run_seconds(cfg, rows(pieces, short), rows(1, 10), total, arch))
+
+    assert excess(2000) > 0
+    assert excess(4000) / excess(2000) == pytest.approx(14 / 3, rel=0.01)
+    checkpointed = config(tiny_model_dir, small_jsonl, tmp_path, max_steps=-1, epochs=1, gradient_checkpointing=True)
+    assert (plan.run_seconds(checkpointed, rows(1, 2000), rows(1, 10), total, arch)
+            > plan.run_seconds(cfg, rows(1, 2000), rows(1, 10), total, arch))  # the forward runs twice
