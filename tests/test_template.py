@@ -13,7 +13,7 @@ from tunesmith.data.formats import _alpaca, _prompt_completion, validate
 from tunesmith.errors import TunesmithError
 from tunesmith.records import Conversation, Example, Message, Skip
 from tunesmith.template import (IGNORE, check, encode, end_of_turn_ids, merge_system, prompt_text, render_dataset,
-                                setup_tokenizer, skip_lines, supports_system)
+                                setup_tokenizer, supports_system)
 
 X = IGNORE
 CFG = TemplateConfig()
@@ -221,20 +221,6 @@ def test_render_dataset_merges_a_rejected_system_turn_for_every_caller(smol_toke
     r = render_dataset(tok, [c], TemplateConfig())
     assert r.notices == ("the chat template rejects a system turn; its text is merged into the first user turn",)
     assert r.convs[0].messages[0] == Message("user", "Be brief.\n\nHi") and len(r.examples) == 1
-
-
-def test_skips_are_summarised_by_kind_with_lengths_places_and_the_setting_to_type(smol_tokenizer):
-    skipped = [Skip(f"f.jsonl:{i}", f"{n} tokens, longer than template.max_length=384: dropped", "too_long", n)
-               for i, n in enumerate(range(400, 1400), start=1)]
-    skipped.append(Skip("f.jsonl:2000", "no supervised tokens in this conversation", "no_supervision", 30))
-    lines = skip_lines(skipped, 384, context=8192)
-    assert lines == [
-        "1000 rows longer than template.max_length 384; 400-1399 tokens, median 900: f.jsonl:1, f.jsonl:2, "
-        "f.jsonl:3 (+997 more)",
-        "  fix: --set template.max_length=1408 keeps them (or --set template.overflow=truncate: older turns and "
-        "input text are cut, never the answer)",
-        "1 row nothing to learn (no assistant text after templating); 30-30 tokens, median 30: f.jsonl:2000",
-        "  fix: check the assistant turns are not empty (tunesmith inspect FILE), or --set template.supervise=all"]
 
 
 def test_an_explicit_max_length_is_used_as_given(smol_tokenizer):

@@ -235,14 +235,17 @@ def compare(models_: Annotated[str, typer.Option("--models", help="comma-separat
 
     from tunesmith import compare as comparing
     from tunesmith.config import EvalConfig, section
+    from tunesmith.skips import rows_text, skip_lines
 
     eval_cfg = section(EvalConfig, {"max_new_tokens": max_new_tokens, "batch_size": batch_size},
                        where="tunesmith compare", flags={"max_new_tokens": "--max-new-tokens",
                                                          "batch_size": "--batch-size"})
     csv_path = comparing.csv_target(csv_path)  # now, not after minutes of generation
     convs, skipped = comparing.read_prompts(prompts)
-    for s in skipped:
-        _say(f"skipped {s.location}: {s.reason}")
+    if skipped:
+        _say(f"not compared: {rows_text(len(skipped))}")
+        for line in skip_lines(skipped):
+            _say(f"  {line}")
     specs = _model_list(models_, "default,<another model>")
     result = comparing.compare(specs, convs, eval_cfg, skipped=skipped, say=_say)
     comparing.write_csv(result, csv_path)
@@ -321,7 +324,8 @@ def preview(paths: Annotated[list[Path], typer.Argument(metavar="DATA...", help=
 
     from tunesmith import preview as pv
     from tunesmith.config import DataConfig, TemplateConfig, section
-    from tunesmith.template import describe, skip_lines
+    from tunesmith.skips import skip_lines
+    from tunesmith.template import describe
 
     if n < 0:
         raise TunesmithError(f"-n must be 0 or more (got {n})", where="tunesmith preview", fix="e.g. -n 3")

@@ -50,7 +50,7 @@ def read_prompts(path: Path) -> tuple[list[Conversation], list[Skip]]:
         msgs = _prompt(rec.fields)
         if msgs is None:
             skipped.append(Skip(rec.location, f"no prompt: expected a string, one of {', '.join(PROMPT_KEYS)}, "
-                                              "or messages"))
+                                              "or messages", "no_prompt"))
             continue
         # An empty assistant turn marks where generation starts; prompt_text renders everything before it.
         convs.append(Conversation((*msgs, Message("assistant", "")), rec.location))

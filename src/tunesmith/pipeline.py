@@ -15,7 +15,7 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
-from tunesmith import evaluate, models, progress, report, rundir, runtime, template, train
+from tunesmith import evaluate, models, progress, report, rundir, runtime, skips, template, train
 from tunesmith import plan as planning
 from tunesmith.config import RunConfig
 from tunesmith.data.prepare import prepare
@@ -82,13 +82,13 @@ def render(tokenizer: Any, data: PreparedData, cfg: RunConfig, say: Callable[[st
     if cfg.template.max_length == "auto":
         longest = max((len(e.input_ids) for e in r.examples), default=0)
         say(f"template: max_length auto -> {r.max_length} (longest row {longest} tokens, rounded up to "
-            f"{template.AUTO_STEP}; at most {context_is}: {context or 'unknown'})")
+            f"{skips.AUTO_STEP}; at most {context_is}: {context or 'unknown'})")
     for line in template.describe(r.checks):
         say(f"check: {line}")
     if r.skipped:
-        say(f"not trained or evaluated: {template.rows_text(len(r.skipped))} (all of them: data/summary.json in "
+        say(f"not trained or evaluated: {skips.rows_text(len(r.skipped))} (all of them: data/summary.json in "
             "the run folder)")
-        for line in template.skip_lines(r.skipped, r.max_length, context, context_is=context_is):
+        for line in skips.skip_lines(r.skipped, r.max_length, context, context_is=context_is):
             say(f"  {line}")
     # Rows the template could not use leave train/eval here, once, so plan, summary and report count alike.
     gone = {s.location for s in r.skipped}
@@ -104,9 +104,10 @@ def render(tokenizer: Any, data: PreparedData, cfg: RunConfig, say: Callable[[st
         say(f"notice: {truncated} rows lost history or input text to fit template.max_length="
             f"{r.max_length} (answers are never cut)")
     if not train_ex or not eval_ex:
-        fixes = template.skip_lines(r.skipped, r.max_length, context, context_is=context_is)
+        fixes = skips.skip_lines(r.skipped, r.max_length, context, context_is=context_is)
         raise TunesmithError(f"no {'trainable' if not train_ex else 'eval'} rows left after templating",
-                             fix=fixes[1].removeprefix("  fix: ") if len(fixes) > 1 else "see the lines above")
+                             fix=next((f.removeprefix("  fix: ") for f in fixes if f.startswith("  fix: ")),
+                                      "see the lines above"))
     if r.checks.end_of_turn_missing or r.checks.parity_failures:
         raise TunesmithError("the template checks failed (see 'check:' above); training would teach the wrong thing",
                              fix="set template.chat_template, or report the model to tunesmith")
@@ -141,6 +142,8 @@ def _planned(cfg: RunConfig, say: Callable[[str], None], saved: Plan | None = No
     data = prepare(cfg.data)  # bad data fails fast
     say(f"data: {len(data.train)} train / {len(data.eval)} eval conversations, "
         f"{len(data.skipped)} rows skipped, {len(data.duplicates)} duplicates")
+    for line in skips.skip_lines((*data.skipped, *data.duplicates)):
+        say(f"  {line}")
     for w in data.warnings:
         say(f"warning: {w}")
     tokenizer = _starting_tokenizer(cfg)
@@ -331,8 +334,10 @@ def _eval_rows(run_dir: rundir.RunDir, cfg: RunConfig, data: Path | None, say: C
     from tunesmith.data.prepare import read_all
 
     files = read_all([data], cfg.data)  # the run's format, roles and columns settings apply
-    for f in files:
-        for s in f.skipped:
-            say(f"not evaluated {s.location}: {s.reason}")
+    skipped = [s for f in files for s in f.skipped]
+    if skipped:
+        say(f"not evaluated: {skips.rows_text(len(skipped))}")
+        for line in skips.skip_lines(skipped):
+            say(f"  {line}")
     # every usable row of the file is an eval row here
     return [c for f in files for c in f.conversations], run_dir.evaluation(data.stem)

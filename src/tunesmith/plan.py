@@ -17,7 +17,8 @@ from typing import Any
 from tunesmith import models, runtime, train
 from tunesmith.config import RunConfig
 from tunesmith.errors import TunesmithError
-from tunesmith.records import SKIP_KINDS, Example, PreparedData
+from tunesmith.records import Example, PreparedData
+from tunesmith.skips import SKIP_KINDS
 
 # Effective training throughput measured with `make demo` (SmolLM2-135M LoRA on 2 Sapphire Rapids cores):
 # ~210 real tokens/s with bf16 autocast + tcmalloc, ~140 without tcmalloc, at ~4 FLOPs per parameter per token.

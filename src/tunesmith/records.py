@@ -12,15 +12,9 @@ from pathlib import Path
 from typing import Any
 
 from tunesmith.errors import TunesmithError
+from tunesmith.skips import SKIP_KINDS
 
 IGNORE = -100  # the label of a token the loss skips (transformers' and PyTorch's ignore_index)
-
-# Skip.kind -> what the skipped rows have in common (template.SKIP_FIXES says how to keep each kind).
-SKIP_KINDS = {"unreadable": "could not be read as a conversation",
-              "too_long": "longer than template.max_length",
-              "answer_too_long": "the answer alone is longer than template.max_length",
-              "no_supervision": "nothing to learn (no assistant text after templating)",
-              "row_limit": "left out by data.max_rows"}
 
 
 def _load(cls: type, obj: Any, file: str) -> dict[str, Any]:  # file: where it was read, for the message
@@ -70,7 +64,7 @@ class Skip:
 
     location: str
     reason: str
-    kind: str = "unreadable"  # what went wrong, for grouping and the fix: one of SKIP_KINDS
+    kind: str = "unreadable"  # what went wrong, for grouping and the fix: one of skips.SKIP_KINDS
     tokens: int | None = None  # the row's length in tokens, where the template measured it
 
 
@@ -483,7 +477,9 @@ class DataReport:
 
     @property
     def skipped_by_reason(self) -> dict[str, int]:
-        return dict(Counter(s.reason for s in self.skipped).most_common())
+        # One table row per kind; run folders written before reading skips had kinds group by their reason.
+        return dict(Counter(SKIP_KINDS[s.kind] if s.kind != "unreadable" else s.reason
+                            for s in self.skipped).most_common())
 
     @property
     def not_trained_by_reason(self) -> dict[str, int]:

@@ -16,7 +16,8 @@ from typing import Any
 
 from tunesmith.config import TemplateConfig
 from tunesmith.errors import TunesmithError
-from tunesmith.records import IGNORE, SKIP_KINDS, Conversation, Example, Message, Rendered, Skip, TemplateCheck
+from tunesmith.records import IGNORE, Conversation, Example, Message, Rendered, Skip, TemplateCheck
+from tunesmith.skips import AUTO_STEP, SKIP_FIXES
 
 
 # Fallback for base models without a chat template (OPT, GPT-2, ...): plain text markers need no new tokens,
@@ -223,17 +224,6 @@ class Unusable(TunesmithError):
         self.kind, self.tokens = kind, tokens
 
 
-# Skip kind -> how to keep those rows; `skip_lines` fills in the `--set` value from the rows' lengths.
-SKIP_FIXES = {
-    "too_long": "--set template.max_length={need} keeps them (or --set template.overflow=truncate: older turns "
-                "and input text are cut, never the answer)",
-    "answer_too_long": "--set template.max_length={need} keeps them",
-    "no_supervision": "check the assistant turns are not empty (tunesmith inspect FILE), or --set "
-                      "template.supervise=all",
-    "row_limit": "drop data.max_rows (--set data.max_rows=null) to train on every row",
-}
-
-
 def prompt_text(tokenizer: Any, conv: Conversation) -> tuple[str, str]:
     """(prompt with generation prompt, reference answer) for the last assistant turn: what eval and chat use.
 
@@ -266,12 +256,7 @@ def encode_all(tokenizer: Any, convs: Sequence[Conversation], cfg: TemplateConfi
     return examples, skipped
 
 
-def rows_text(n: int) -> str:
-    return f"{n} row" if n == 1 else f"{n} rows"
-
-
 UNLIMITED = 10**9
-AUTO_STEP = 64  # `max_length: auto` rounds the longest row up to a multiple of this
 
 
 def render_dataset(tokenizer: Any, convs: Sequence[Conversation], cfg: TemplateConfig, *, context: int | None = None,
@@ -301,34 +286,6 @@ def max_length_used(cfg: TemplateConfig, examples: Sequence[Example], context: i
         return cfg.max_length
     longest = max((len(e.input_ids) for e in examples), default=AUTO_STEP)
     return min(-(-longest // AUTO_STEP) * AUTO_STEP, context or UNLIMITED)
-
-
-def skip_lines(skipped: Sequence[Skip], max_length: int, context: int | None = None, shown: int = 3,
-               context_is: str = "the model's context") -> list[str]:
-    """Skipped rows summarised: per kind a count, their lengths, the first few file:lines and the fix to type.
-
-    A few lines whatever the file's size (a 1,000-row file printed 1,007 lines before); the full list is in
-    the run folder's data/summary.json and in `--json`.
-    """
-    lines = []
-    by_kind: dict[str, list[Skip]] = {}
-    for s in skipped:
-        by_kind.setdefault(s.kind, []).append(s)
-    for kind, rows in sorted(by_kind.items(), key=lambda kv: -len(kv[1])):
-        label = SKIP_KINDS[kind] if kind != "unreadable" else rows[0].reason
-        fix = SKIP_FIXES.get(kind, "see `tunesmith inspect FILE`")
-        sizes = sorted(s.tokens for s in rows if s.tokens is not None)
-        spread = (f"; {sizes[0]}-{sizes[-1]} tokens, median {sizes[len(sizes) // 2]}" if sizes else "")
-        where = ", ".join(s.location for s in rows[:shown]) + (f" (+{len(rows) - shown} more)" if len(rows) > shown
-                                                               else "")
-        need = -(-sizes[-1] // AUTO_STEP) * AUTO_STEP if sizes else max_length
-        if context and need > context:
-            fix = (f"longer than {context_is} ({context} tokens): shorten them, or --set "
-                   "template.overflow=truncate")
-        limit = f" {max_length}" if "max_length" in label else ""
-        lines.append(f"{rows_text(len(rows))} {label}{limit}{spread}: {where}")
-        lines.append(f"  fix: {fix.format(need=need)}")
-    return lines
 
 
 # End-of-turn tokens of the common families; whichever the vocabulary has count as "the model's stop token".

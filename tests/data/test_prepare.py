@@ -48,7 +48,8 @@ def test_strict_fails_on_a_skipped_row(tmp_path: Path):
 
     path = write_json(tmp_path / "d.json", _rows(30) + [{"prompt": "x", "completion": ""}])
     assert len(prepare(DataConfig(train=[path])).skipped) == 1
-    with pytest.raises(TunesmithError, match=r"1 unusable rows.*\n.*d.json\[30\]: turn 1 \(assistant\): empty"):
+    with pytest.raises(TunesmithError, match=r"1 unusable rows.*\n  - 1 row a turn with no text: d.json\[30\]\n"
+                                              r"    e.g. d.json\[30\]: turn 1 \(assistant\): empty"):
         prepare(DataConfig(train=[path], strict=True))
 
 

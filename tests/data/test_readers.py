@@ -102,9 +102,9 @@ def test_ragged_csv_rows_are_skipped_and_counted_with_their_line(tmp_path: Path)
     res = formats.load(path)
     assert [c.source for c in res.conversations] == ["d.csv:2", "d.csv:5"]
     assert res.skipped == (
-        Skip("d.csv:3", "row has 4 fields, the header has 3; quote the field that contains a comma"),
+        Skip("d.csv:3", "row has 4 fields, the header has 3; quote the field that contains a comma", "ragged"),
         Skip("d.csv:4", "row has 2 fields, the header has 3; add the missing fields (an empty field still needs "
-                        "its comma)"))
+                        "its comma)", "ragged"))
     assert res.rows_read == len(res.conversations) + len(res.skipped) == 4
     assert all("comma" not in m.content for c in res.conversations for m in c.messages)
 
@@ -114,7 +114,8 @@ def test_ragged_tsv_row_names_the_tab_and_quoted_rows_keep_their_first_line(tmp_
     path.write_text('prompt\tcompletion\n"two\nlines"\ta1\nq2\ta2\textra\n', "utf-8")
     res = formats.load(path)
     assert [c.source for c in res.conversations] == ["d.tsv:2"]
-    assert res.skipped == (Skip("d.tsv:4", "row has 3 fields, the header has 2; quote the field that contains a tab"),)
+    assert res.skipped == (Skip("d.tsv:4", "row has 3 fields, the header has 2; quote the field that contains a tab",
+                                        "ragged"),)
 
 
 def test_a_column_named_twice_stops_the_read(tmp_path: Path):
@@ -197,7 +198,7 @@ def test_json_nested_too_deeply_is_an_error_and_a_jsonl_line_a_skip(tmp_path: Pa
                                          "utf-8")
     res = formats.load(tmp_path / "deep.jsonl")
     assert [c.source for c in res.conversations] == ["deep.jsonl:1", "deep.jsonl:3"]
-    assert res.skipped == (Skip("deep.jsonl:2", readers._TOO_DEEP),) and "nested too deeply" in readers._TOO_DEEP
+    assert res.skipped == (Skip("deep.jsonl:2", readers._TOO_DEEP, "bad_json"),) and "nested too deeply" in readers._TOO_DEEP
     assert res.rows_read == 3
 
 

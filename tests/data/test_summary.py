@@ -35,7 +35,7 @@ def test_inspect_human_view_of_the_therapist_corpus():
     out = res.stdout
     assert "format flat_turns (200 rows fit flat_turns)" in out and "therapist -> assistant" in out
     assert "99 usable conversations" in out and "1 duplicates removed" in out
-    assert "duplicate: corpus.json[58]" in out and out.count("\n--- corpus.json[") == 3
+    assert "1 row duplicate of an earlier row: corpus.json[58]" in out and out.count("\n--- corpus.json[") == 3
     missing_map = inspect(str(CHOI))
     assert missing_map.returncode == 2 and "therapist: assistant" in missing_map.stderr
 
@@ -94,4 +94,5 @@ def test_inspect_counts_ragged_csv_rows_and_shows_the_encoding_guess(tmp_path: P
     assert res.returncode == 0, res.stderr
     assert "encoding cp949 (guessed, 100% of non-ASCII characters are common Korean)" in res.stdout
     assert "2 records -> 1 usable, 1 skipped" in res.stdout and "(read 2 = 1 + 1 + 0)" in res.stdout
-    assert "row has 3 fields, the header has 2; quote the field that contains a comma: ko.csv:3" in res.stdout
+    assert "1 row a different number of fields than the header: ko.csv:3" in res.stdout
+    assert "e.g. ko.csv:3: row has 3 fields, the header has 2; quote the field that contains a comma" in res.stdout

@@ -146,17 +146,25 @@ def _clean(text: str) -> str:
     return unicodedata.normalize("NFC", text).strip()
 
 
+class BadRow(ValueError):
+    """Why a row must be skipped: `kind` is one of skips.SKIP_KINDS, the message the row's own detail."""
+
+    def __init__(self, kind: str, what: str) -> None:
+        super().__init__(what)
+        self.kind = kind
+
+
 def validate(turns: Turns, source: str, system: str | None) -> Conversation:
-    """Check roles, alternation and content; raise ValueError with the reason a row must be skipped."""
+    """Check roles, alternation and content; raise BadRow with the reason a row must be skipped."""
     msgs: list[Message] = []
     for i, (role, content) in enumerate(turns):
         if not isinstance(content, str):
-            raise ValueError(f"turn {i} ({role}): content is {type(content).__name__}, expected text")
+            raise BadRow("not_text", f"turn {i} ({role}): content is {type(content).__name__}, expected text")
         if not content.strip():
-            raise ValueError(f"turn {i} ({role}): empty content")
+            raise BadRow("empty_turn", f"turn {i} ({role}): empty content")
         bad = _CONTROL.search(content)
         if bad:
-            raise ValueError(f"turn {i} ({role}): control character U+{ord(bad.group()):04X} at "
+            raise BadRow("control_char", f"turn {i} ({role}): control character U+{ord(bad.group()):04X} at "
                              f"position {bad.start()}")
         msgs.append(Message(role, _clean(content)))
     if msgs and msgs[0].role == "text":
@@ -167,9 +175,9 @@ def validate(turns: Turns, source: str, system: str | None) -> Conversation:
     for i, m in enumerate(body):
         expected = "user" if i % 2 == 0 else "assistant"
         if m.role != expected:
-            raise ValueError(f"turn {i}: {m.role} where {expected} was expected (turns must alternate, user first)")
+            raise BadRow("turn_order", f"turn {i}: {m.role} where {expected} was expected (turns must alternate, user first)")
     if not body or body[-1].role != "assistant":
-        raise ValueError("no assistant turn to learn from at the end of the conversation")
+        raise BadRow("no_answer", "no assistant turn to learn from at the end of the conversation")
     return Conversation(tuple(msgs), source)
 
 
@@ -240,7 +248,7 @@ def load(path: Path, *, format: str = "auto", roles: Mapping[str, str] | None = 
     usable, turns_by_row = [], []
     for rec in records:
         if not fits(rec.fields):
-            skipped.append(Skip(rec.location, f"does not fit the {fmt} format of the other rows"))
+            skipped.append(Skip(rec.location, f"does not fit the {fmt} format of the other rows", "wrong_format"))
             continue
         if fmt == FLAT_TURNS:
             usable.append(rec)
@@ -248,7 +256,7 @@ def load(path: Path, *, format: str = "auto", roles: Mapping[str, str] | None = 
         try:
             turns_by_row.append((rec.location, convert(rec.fields)))
         except (KeyError, TypeError, AttributeError) as err:
-            skipped.append(Skip(rec.location, f"malformed {fmt} row ({type(err).__name__}: {err})"))
+            skipped.append(Skip(rec.location, f"malformed {fmt} row ({type(err).__name__}: {err})", "malformed"))
     roles_seen = Counter(str(role).strip().lower() for _, turns in turns_by_row for role, _ in turns)
     roles_seen.update(str(r.fields["role"]).strip().lower() for r in usable)
     roles_seen.pop("text", None)
@@ -262,8 +270,8 @@ def load(path: Path, *, format: str = "auto", roles: Mapping[str, str] | None = 
         try:
             mapped = [(mapping[str(role).strip().lower()], content) for role, content in turns]
             conversations.append(validate(mapped, location, system))
-        except ValueError as err:
-            skipped.append(Skip(location, str(err)))
+        except BadRow as err:
+            skipped.append(Skip(location, str(err), err.kind))
     # The unit counted is a conversation: for a flat turn list that is a group of turns, otherwise a record.
     rows = len(records) + unparsed
     if fmt == FLAT_TURNS:

@@ -16,6 +16,7 @@ from tunesmith.data import formats
 from tunesmith.errors import TunesmithError
 from tunesmith.data import readers
 from tunesmith.records import Conversation, PreparedData, ReadResult, Skip
+from tunesmith.skips import skip_problems
 
 MEANINGFUL_EVAL = 20  # below this many eval rows a before/after difference is mostly noise
 
@@ -46,7 +47,7 @@ def dedup(convs: list[Conversation], seen: dict[str, tuple[str, tuple]] | None =
         if k in seen:
             first, messages = seen[k]
             how = "" if messages == c.messages else " (same after whitespace/Unicode normalisation)"
-            dups.append(Skip(c.source, f"duplicate of {first}{how}"))
+            dups.append(Skip(c.source, f"duplicate of {first}{how}", "duplicate"))
         else:
             seen[k] = (c.source, c.messages)
             out.append(c)
@@ -81,9 +82,7 @@ def read_all(specs: list[Path], cfg: DataConfig) -> list[ReadResult]:
 def check_strict(files: list[ReadResult]) -> None:
     skipped = [s for f in files for s in f.skipped]
     if skipped:
-        raise TunesmithError(f"{len(skipped)} unusable rows (data.strict is on)",
-                             problems=[f"{s.location}: {s.reason}" for s in skipped[:20]]
-                             + ([f"... and {len(skipped) - 20} more"] if len(skipped) > 20 else []),
+        raise TunesmithError(f"{len(skipped)} unusable rows (data.strict is on)", problems=skip_problems(skipped),
                              fix="fix these rows, or turn data.strict off to skip and count them")
 
 
@@ -106,12 +105,16 @@ def prepare(cfg: DataConfig) -> PreparedData:
     else:
         pool, dups = dedup([c for f in train_files for c in f.conversations], seen)
         if pool:
-            train_rows, eval_rows = split(pool, cfg.eval_fraction, cfg.min_eval, cfg.seed)
+            try:
+                train_rows, eval_rows = split(pool, cfg.eval_fraction, cfg.min_eval, cfg.seed)
+            except TunesmithError as err:  # too few rows: the rows that were not read are the likely cause
+                raise TunesmithError(err.what, where=err.where, fix=err.fix,
+                                     problems=skip_problems([s for f in files for s in f.skipped])) from None
         else:
             train_rows, eval_rows = [], []
     if not train_rows:
         raise TunesmithError("no usable conversations in the training data",
-                             problems=[f"{s.location}: {s.reason}" for f in files for s in f.skipped[:10]],
+                             problems=skip_problems([s for f in files for s in f.skipped]),
                              fix="run `tunesmith inspect FILE` to see how each row was read")
     warnings = []
     if len(eval_rows) < MEANINGFUL_EVAL:

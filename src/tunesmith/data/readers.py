@@ -169,10 +169,10 @@ def _jsonl_records(path: Path, text: str, skipped: list[Skip]) -> list[RawRecord
             if isinstance(row, str):  # a line that is itself a JSON-encoded object
                 row = json.loads(row)
         except json.JSONDecodeError as err:
-            skipped.append(Skip(where, f"not valid JSON ({err.msg} at column {err.colno})"))
+            skipped.append(Skip(where, f"not valid JSON ({err.msg} at column {err.colno})", "bad_json"))
             continue
         except RecursionError:
-            skipped.append(Skip(where, _TOO_DEEP))
+            skipped.append(Skip(where, _TOO_DEEP, "bad_json"))
             continue
         out.append(RawRecord(where, row))
     return out
@@ -214,7 +214,7 @@ def _csv_records(path: Path, text: str, delimiter: str, skipped: list[Skip]) -> 
             start = reader.line_num + 1
             problem = _ragged(row, len(header), delimiter)
             if problem:
-                skipped.append(Skip(where, problem))
+                skipped.append(Skip(where, problem, "ragged"))
             else:
                 rows.append(RawRecord(where, row))
     except csv.Error as err:

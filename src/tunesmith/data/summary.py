@@ -13,9 +13,9 @@ from typing import Any
 from tunesmith.config import DataConfig
 from tunesmith.data.prepare import check_strict, dedup, read_all
 from tunesmith.records import Conversation, ReadResult, Skip
+from tunesmith.skips import skip_lines
 
 SAMPLES_SHOWN = 3
-REASONS_SHOWN = 8  # output stays a screen long whatever the file holds
 
 
 @dataclass(frozen=True)
@@ -81,7 +81,7 @@ def to_json(s: DataSummary) -> dict[str, Any]:
         "conversations": len(s.usable),
         "assistant_turns": sum(1 for c in s.usable for m in c.messages if m.role == "assistant"),
         "rows_read": sum(f.rows_read for f in s.files),
-        "skipped": [{"location": k.location, "reason": k.reason} for k in s.skipped],
+        "skipped": [{"location": k.location, "reason": k.reason, "kind": k.kind} for k in s.skipped],
         "duplicates": len(s.duplicates),
         "duplicate_rows": [{"location": k.location, "reason": k.reason} for k in s.duplicates],
         "roles": roles,
@@ -113,19 +113,9 @@ def render(s: DataSummary) -> str:
                  f"(read {j['rows_read']} = {j['conversations']} + {len(j['skipped'])} + {j['duplicates']})")
     if j["roles"]:
         lines.append("roles: " + ", ".join(f"{k} -> {v}" for k, v in j["roles"].items()))
-    by_reason: dict[str, list[str]] = {}
-    for k in (*s.skipped, *s.duplicates):
-        reason = k.reason.split(" of ")[0] if k.reason.startswith("duplicate of") else k.reason
-        by_reason.setdefault(reason, []).append(k.location)
-    if by_reason:
+    if s.skipped or s.duplicates:  # a few lines per kind of problem, whatever the file's size
         lines.append("\nnot used:")
-        groups = sorted(by_reason.items(), key=lambda kv: -len(kv[1]))
-        for reason, locs in groups[:REASONS_SHOWN]:
-            more = f" (+{len(locs) - 3} more)" if len(locs) > 3 else ""
-            lines.append(f"  {len(locs):4d} x {reason}: {', '.join(locs[:3])}{more}")
-        if len(groups) > REASONS_SHOWN:  # the whole list: --json
-            rest = sum(len(locs) for _, locs in groups[REASONS_SHOWN:])
-            lines.append(f"  {rest:4d} x {len(groups) - REASONS_SHOWN} other reasons (all of them: --json)")
+        lines.extend(f"  {line}" for line in skip_lines((*s.skipped, *s.duplicates), s.max_length))
     if j["chars"]:
         c = j["chars"]
         lines.append(f"\nlength in characters: min {c['min']}, median {c['median']:g}, p95 {c['p95']}, max {c['max']}")
