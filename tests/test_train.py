@@ -14,7 +14,7 @@ import pytest
 
 from tests import conftest
 from tests.conftest import tunesmith
-from tunesmith import config, pipeline, rundir
+from tunesmith import config, pipeline, rundir, train
 from tunesmith.errors import TunesmithError
 
 
@@ -265,3 +265,30 @@ def test_quantised_lora_trains_on_a_gpu(tmp_path, tiny_model_dir, small_jsonl, l
     weights = load_file(summary.run_dir / "adapter" / "adapter_model.safetensors")
     assert any(v.abs().sum() > 0 for k, v in weights.items() if "lora_B" in k)
     assert "QLoRA" in (summary.run_dir / "plan.json").read_text() or load_in == "8bit"
+
+
+def test_frozen_weights_in_bf16_give_the_same_loss_under_autocast(tiny_model_dir):
+    # Autocast casts fp32 weights to bf16 for every matmul: casting the frozen ones once gives the same numbers.
+    import torch
+    from peft import get_peft_model
+    from transformers import AutoModelForCausalLM
+
+    torch.manual_seed(0)
+    model = get_peft_model(AutoModelForCausalLM.from_pretrained(tiny_model_dir, dtype=torch.float32),
+                           train.peft_config(config.parse({"name": "t", "model": "x", "data": {"train": ["x.jsonl"]}},
+                                                                       source="t")))
+    ids = torch.randint(0, 1000, (2, 24))
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        before = model(input_ids=ids, labels=ids).loss
+    linear = sum(m.weight.numel() for m in model.modules()
+                 if isinstance(m, torch.nn.Linear) and not m.weight.requires_grad)
+    embeddings = model.get_input_embeddings().weight
+    changed = train.frozen_to_bf16(model)
+    assert changed == linear - (embeddings.numel() if model.get_output_embeddings().weight is embeddings else 0)
+    assert embeddings.dtype == torch.float32  # and the LoRA weights, which train
+    assert all(p.dtype == torch.float32 for p in model.parameters() if p.requires_grad)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        after = model(input_ids=ids, labels=ids).loss
+    assert after.item() == before.item()
+    after.backward()  # and gradients reach the adapters
+    assert all(p.grad is not None for p in model.parameters() if p.requires_grad)

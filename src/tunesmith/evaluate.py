@@ -28,7 +28,7 @@ def generate(model: Any, tokenizer: Any, convs: Sequence[Conversation], cfg: Eva
     """Generations for the first `cfg.max_rows` conversations, in their original order.
 
     Rows are batched by prompt length with left padding (decoder-only models continue on the right) and the
-    KV cache. With `out` (an eval folder and a model label), each batch is appended to that model's JSONL file
+    KV cache, at most `cfg.batch_size` rows and metrics.BATCH_TOKENS prompt tokens a batch. With `out` (an eval folder and a model label), each batch is appended to that model's JSONL file
     as soon as it is generated, and rows already in it are not generated again; at the end the file is
     rewritten in row order.
 
@@ -39,8 +39,9 @@ def generate(model: Any, tokenizer: Any, convs: Sequence[Conversation], cfg: Eva
 
     rows = [(c, *prompt_text(tokenizer, c)) for c in convs[: cfg.max_rows]]
     done = _done(out, {c.source for c, _, _ in rows})
-    todo = sorted((i for i, (c, _, _) in enumerate(rows) if c.source not in done),
-                  key=lambda i: len(rows[i][1]))  # similar lengths -> less padding
+    tokens = {i: len(tokenizer(prompt, add_special_tokens=False)["input_ids"])
+              for i, (c, prompt, _) in enumerate(rows) if c.source not in done}
+    todo = sorted(tokens, key=tokens.__getitem__)  # similar lengths -> less padding
     stop_ids = end_of_turn_ids(tokenizer)
     sampling = ({"do_sample": True, "temperature": cfg.temperature, "top_p": cfg.top_p} if cfg.temperature > 0
                 else {"do_sample": False, "temperature": None, "top_p": None, "top_k": None})
@@ -48,8 +49,9 @@ def generate(model: Any, tokenizer: Any, convs: Sequence[Conversation], cfg: Eva
     model.eval()
     torch.manual_seed(cfg.seed)
     try:
-        for b in range(0, len(todo), cfg.batch_size):
-            idx = todo[b: b + cfg.batch_size]
+        finished = len(rows) - len(todo)
+        for batch in metrics.token_batches([tokens[i] for i in todo], cfg.batch_size):
+            idx = [todo[j] for j in batch]
             batch = tokenizer([rows[i][1] for i in idx], return_tensors="pt", padding=True,
                               add_special_tokens=False).to(model.device)
             with torch.inference_mode():
@@ -62,8 +64,9 @@ def generate(model: Any, tokenizer: Any, convs: Sequence[Conversation], cfg: Eva
             done.update((g.source, g) for g in fresh)
             if out is not None:
                 out[0].append_generations(out[1], fresh)
+            finished += len(idx)
             if progress:
-                progress(len(rows) - len(todo) + b + len(idx), len(rows))
+                progress(finished, len(rows))
     finally:
         tokenizer.padding_side = side
     gens = [done[c.source] for c, _, _ in rows]

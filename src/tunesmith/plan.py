@@ -25,6 +25,9 @@ from tunesmith.skips import SKIP_KINDS
 CPU_FLOPS_PER_CORE = {"fast": 4 * 135e6 * 210 / 2, "slow": 4 * 135e6 * 140 / 2}
 # Batched greedy generation measured ~100 new tokens/s (batch 8) for the same 135M model on 2 cores.
 CPU_GEN_PARAM_TOKENS_PER_CORE = 135e6 * 100 / 2
+# Generation prompts are prefilled in fp32 (eval generation stays fp32), one long prompt at a time: 4 Korean
+# paragraphs of ~3,100 tokens took 29.6 s with 16 new tokens each, 4.7 TFLOP counted as below.
+CPU_PREFILL_FLOPS_PER_CORE = 4.68e12 / 29.6 / 2
 # Peak training memory = fixed (weights, AdamW state, RUNTIME_GIB) + per token in a step (PER_TOKEN_BYTES per hidden
 # unit per layer), both x ALLOCATOR. Calibrated with bench/memory_estimate.py (docs/memory.md) on SmolLM2-135M LoRA,
 # bf16 autocast, tcmalloc, TRL 1.16: a least-squares line through peak RSS 3.19 GiB at 8 x 95 tokens, 8.70 GiB at
@@ -221,8 +224,9 @@ def estimate_seconds(cfg: RunConfig, total: int, arch: Any, train: Sequence[int]
     params = (2 if cfg.train.method == "lora" else 3) + again
     train_s = sum(params * 2 * total * n + (3 + again) * attn * n * n for n in train) / flops
     eval_s = evals * sum(2 * total * n + attn * n * n for n in eval_lengths) / flops
-    prefill_s = 2 * sum(2 * total * n + attn * n * n for n in prompts) / flops
-    gen_s = 2 * len(prompts) * cfg.eval.max_new_tokens * total / (CPU_GEN_PARAM_TOKENS_PER_CORE * cores)
+    prefill_s = 2 * sum(2 * total * n + attn * n * n for n in prompts) / (CPU_PREFILL_FLOPS_PER_CORE * cores)
+    new = cfg.eval.max_new_tokens  # each new token also attends to its prompt (the KV cache)
+    gen_s = 2 * sum(new * total + new * attn * n / 2 for n in prompts) / (CPU_GEN_PARAM_TOKENS_PER_CORE * cores)
     return train_s + eval_s + prefill_s + gen_s
 
 

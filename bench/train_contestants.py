@@ -1,0 +1,260 @@
+"""Train throughput: plain TRL with its defaults, plain TRL tuned by hand, and tunesmith, on the same rows.
+
+Run: .venv/bin/python bench/train_contestants.py [--shapes demo,long_prompt] [--steps 12] [--json FILE]
+
+Contestants (issue 13), each in a child process of its own (its own peak RSS, its own LD_PRELOAD):
+  (a) trl-defaults: SFTTrainer on prompt/completion conversations, every SFTConfig default kept (TRL 1.16:
+      bf16 autocast, gradient checkpointing on, random batches), glibc malloc;
+  (b) trl-tuned: the same script with bf16=True, gradient_checkpointing=False and tcmalloc preloaded;
+  (c) tunesmith: tunesmith's own path (template stage, masking, its defaults for this config) as `train` runs it.
+Same model (SmolLM2-135M-Instruct, `model: default`), LoRA r=16 alpha=32 all-linear, rows per step, steps and
+seed. Timing starts after the first step (warm-up: allocator, first-touch, oneDNN kernel choice).
+
+Reported per contestant: real (non-padding) tokens/s over the timed steps, wall time of `trainer.train()`, peak
+RSS of the child, the mean loss of the last three steps, and the model FLOP/s achieved (4 x parameters per real
+token: forward 2 + backward 2 for LoRA) as a share of a 2048x2048 bf16 and fp32 matmul measured in the same run.
+Shapes: the demo's rows (configs/demo.yaml, max_length 384) and generated long Korean paragraphs with a one-line
+question as the answer (about 6% of tokens supervised), cut to rows of at most 1,024 tokens, 4 rows per step.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import random
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))  # the generated shapes live with the test fixtures
+from tests.fixtures.shapes import korean_rows  # noqa: E402
+
+CONTESTANTS = ("trl-defaults", "trl-tuned", "tunesmith")
+SHAPES = {"demo": {"batch": 8, "max_length": 384}, "long_prompt": {"batch": 4, "max_length": 1024}}
+LORA = {"r": 16, "alpha": 32, "dropout": 0.05}
+
+
+def matmul_peak(dtype: str, n: int = 2048, repeats: int = 20) -> float:
+    """FLOP/s of an n x n matmul in `dtype` on this machine now (best of `repeats`)."""
+    import torch
+
+    a = torch.randn(n, n, dtype=getattr(torch, dtype))
+    b = torch.randn(n, n, dtype=getattr(torch, dtype))
+    for _ in range(3):
+        a @ b
+    best = float("inf")
+    for _ in range(repeats):
+        t = time.perf_counter()
+        a @ b
+        best = min(best, time.perf_counter() - t)
+    return 2 * n**3 / best
+
+
+def rows_for(shape: str, folder: Path) -> Path:
+    """The shape's rows as a JSONL file of OpenAI messages (the one input every contestant reads)."""
+    from tunesmith import models
+    from tunesmith.config import DataConfig, TemplateConfig
+    from tunesmith.data.prepare import prepare
+    from tunesmith.template import render_dataset
+
+    if shape == "demo":
+        from tunesmith.config import load
+
+        cfg = load(ROOT / "configs" / "demo.yaml")
+        data = prepare(cfg.data)
+        convs = list(data.train)
+    else:
+        made = korean_rows(160, random.Random(0), chars=(700, 1500))
+        raw = folder / "raw.jsonl"
+        raw.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in made), encoding="utf-8")
+        data = prepare(DataConfig(train=[raw]))
+        convs = list(data.train)
+    _, tok = models.load("default", tokenizer_only=True)
+    # Only rows every contestant keeps whole: TRL would cut a longer row's answer off at max_length.
+    fits = render_dataset(tok, convs, TemplateConfig(max_length=SHAPES[shape]["max_length"]))
+    path = folder / f"{shape}.jsonl"
+    path.write_text("".join(json.dumps({"messages": [{"role": m.role, "content": m.content}
+                                                     for m in c.messages]}, ensure_ascii=False) + "\n"
+                            for c in fits.convs), encoding="utf-8")
+    return path
+
+
+class Meter:
+    """Real tokens (attention_mask sums) and wall time of each training step, from a forward pre-hook and a
+    TrainerCallback; the first step is the warm-up and is not timed."""
+
+    def __init__(self, model) -> None:  # noqa: ANN001
+        self.tokens, self.step_tokens, self.times, self.losses = [], 0, [], []
+        self._t0 = 0.0
+        model.get_decoder().register_forward_pre_hook(self._count, with_kwargs=True)
+
+    def _count(self, module, args, kwargs):  # noqa: ANN001, ANN202
+        mask = kwargs.get("attention_mask")
+        ids = kwargs.get("input_ids") if kwargs.get("input_ids") is not None else (args[0] if args else None)
+        if module.training:
+            self.step_tokens += int(mask.sum()) if mask is not None and mask.dim() == 2 else int(ids.numel())
+
+    def callback(self):  # noqa: ANN201
+        from transformers import TrainerCallback
+
+        meter = self
+
+        class Timing(TrainerCallback):
+            def on_step_begin(self, args, state, control, **kw):  # noqa: ANN001
+                meter.step_tokens, meter._t0 = 0, time.perf_counter()
+
+            def on_step_end(self, args, state, control, **kw):  # noqa: ANN001
+                meter.times.append(time.perf_counter() - meter._t0)
+                meter.tokens.append(meter.step_tokens)
+
+            def on_log(self, args, state, control, logs=None, **kw):  # noqa: ANN001
+                if logs and "loss" in logs:
+                    meter.losses.append(float(logs["loss"]))
+
+        return Timing()
+
+
+def trl_run(contestant: str, data: Path, shape: str, steps: int, out: Path) -> tuple[Meter, float, dict]:
+    """A plain TRL script, as a user would write it from TRL's docs."""
+    from datasets import load_dataset
+    from peft import LoraConfig
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+    from trl import SFTConfig, SFTTrainer
+
+    from tunesmith import models
+
+    source = models.resolve("default")
+    tok = AutoTokenizer.from_pretrained(source)
+    model = AutoModelForCausalLM.from_pretrained(source)
+    ds = load_dataset("json", data_files=str(data), split="train")
+    # prompt/completion conversations: TRL applies the chat template and trains on the completion only
+    ds = ds.map(lambda r: {"prompt": r["messages"][:-1], "completion": r["messages"][-1:]},
+                remove_columns=["messages"])
+    tuned = {"bf16": True, "gradient_checkpointing": False} if contestant == "trl-tuned" else {}
+    args = SFTConfig(output_dir=str(out), max_steps=steps, per_device_train_batch_size=SHAPES[shape]["batch"],
+                     learning_rate=3e-4, logging_steps=1, save_strategy="no", report_to="none", seed=42,
+                     max_length=SHAPES[shape]["max_length"], use_cpu=True, disable_tqdm=True, **tuned)
+    meter = Meter(model)
+    trainer = SFTTrainer(model=model, args=args, train_dataset=ds, processing_class=tok,
+                         peft_config=LoraConfig(r=LORA["r"], lora_alpha=LORA["alpha"], lora_dropout=LORA["dropout"],
+                                                target_modules="all-linear", task_type="CAUSAL_LM"),
+                         callbacks=[meter.callback()])
+    start = time.perf_counter()
+    trainer.train()
+    return meter, time.perf_counter() - start, {"bf16": args.bf16,
+                                                "gradient_checkpointing": args.gradient_checkpointing}
+
+
+def tunesmith_run(data: Path, shape: str, steps: int, out: Path) -> tuple[Meter, float, dict]:
+    from tunesmith import models, pipeline, train
+    from tunesmith.config import parse
+    from tunesmith.data.prepare import prepare
+    from tunesmith.rundir import create
+
+    cfg = parse({"name": "bench", "model": "default", "output_dir": str(out),
+                 "data": {"train": [str(data)], "eval_fraction": 0.05, "min_eval": 2},
+                 "template": {"max_length": SHAPES[shape]["max_length"]},
+                 "lora": {**LORA, "target_modules": "all-linear"},
+                 "train": {"max_steps": steps, "batch_size": SHAPES[shape]["batch"], "learning_rate": 3e-4,
+                           "logging_steps": 1, "eval_strategy": "steps", "eval_steps": 100000,
+                           "early_stopping_patience": 0, "load_best": False, "report_to": [], "seed": 42}},
+                source=f"<bench {shape}>")
+    tok = models.load(cfg.model, tokenizer_only=True)[1]
+    _, train_ex, eval_ex = pipeline.render(tok, prepare(cfg.data), cfg, say=lambda _: None)
+    model = pipeline._starting_model(cfg)[0]  # the weights `tunesmith train` starts from
+    meter = Meter(model)
+    run, _ = create(out, "bench", overwrite=True, config_yaml=cfg.to_yaml())
+    start = time.perf_counter()
+    train.train(model, tok, train_ex, eval_ex[:2], cfg, run, say=lambda _: None, progress=meter.callback())
+    seconds = time.perf_counter() - start
+    run.unlock()
+    return meter, seconds, {"precision": cfg.train.precision, "group_by_length": cfg.train.group_by_length}
+
+
+def child(contestant: str, data: Path, shape: str, steps: int, out: Path) -> dict:
+    import torch
+
+    from tunesmith import plan
+    from tunesmith.config import parse
+
+    torch.manual_seed(0)
+    if contestant == "tunesmith":
+        meter, seconds, settings = tunesmith_run(data, shape, steps, out)
+    else:
+        meter, seconds, settings = trl_run(contestant, data, shape, steps, out)
+    tokens, timed = sum(meter.tokens[1:]), sum(meter.times[1:])
+    cfg = parse({"model": "default", "data": {"train": [str(data)]}}, source="<bench>")
+    total = plan.parameter_counts(cfg)[1]
+    return {"contestant": contestant, "shape": shape, "settings": settings, "steps": len(meter.times),
+            "tokens_per_s": round(tokens / timed, 1), "model_flops": 4 * total * tokens / timed,
+            "train_wall_s": round(seconds, 1), "peak_rss_gib": round(resource.getrusage(
+                resource.RUSAGE_SELF).ru_maxrss / 2**20, 2),
+            "loss_last3": round(sum(meter.losses[-3:]) / max(len(meter.losses[-3:]), 1), 4),
+            "malloc": "tcmalloc" if "tcmalloc" in os.environ.get("LD_PRELOAD", "") else "glibc"}
+
+
+def run_child(contestant: str, data: Path, shape: str, steps: int, out: Path) -> dict:
+    from tunesmith import runtime
+
+    env = {k: v for k, v in os.environ.items() if k != "LD_PRELOAD"}
+    if contestant != "trl-defaults" and runtime.tcmalloc_library():
+        env["LD_PRELOAD"] = str(runtime.tcmalloc_library())
+    res = subprocess.run([sys.executable, __file__, "--child", contestant, "--data", str(data), "--shapes", shape,
+                          "--steps", str(steps), "--out", str(out)], env=env, capture_output=True, text=True)
+    if res.returncode:
+        raise SystemExit(f"{contestant} on {shape} failed:\n{res.stderr[-3000:]}")
+    return json.loads(res.stdout.strip().splitlines()[-1])
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--shapes", default="demo,long_prompt")
+    ap.add_argument("--contestants", default=",".join(CONTESTANTS))
+    ap.add_argument("--steps", type=int, default=12)
+    ap.add_argument("--json", type=Path)
+    ap.add_argument("--child")
+    ap.add_argument("--data", type=Path)
+    ap.add_argument("--out", type=Path)
+    args = ap.parse_args()
+    if args.child:
+        print(json.dumps(child(args.child, args.data, args.shapes, args.steps, args.out)))
+        return
+    import torch
+
+    peaks = {"bf16": matmul_peak("bfloat16"), "fp32": matmul_peak("float32")}
+    results = []
+    with tempfile.TemporaryDirectory() as tmp:
+        for shape in args.shapes.split(","):
+            data = rows_for(shape, Path(tmp))
+            steps = args.steps if shape == "demo" else max(args.steps // 2, 3)
+            for contestant in args.contestants.split(","):
+                r = run_child(contestant, data, shape, steps, Path(tmp) / contestant)
+                r["share_of_bf16_peak"] = round(r["model_flops"] / peaks["bf16"], 3)
+                r["share_of_fp32_peak"] = round(r["model_flops"] / peaks["fp32"], 3)
+                results.append(r)
+                print(f"{shape:12s} {contestant:13s} {r['tokens_per_s']:7.1f} tok/s  {r['train_wall_s']:6.1f} s  "
+                      f"{r['peak_rss_gib']:5.2f} GiB  loss {r['loss_last3']:.4f}  "
+                      f"{r['share_of_bf16_peak']:.1%} of bf16 peak", file=sys.stderr)
+    for shape in args.shapes.split(","):
+        mine = {r["contestant"]: r for r in results if r["shape"] == shape}
+        if "tunesmith" in mine:
+            for other in ("trl-defaults", "trl-tuned"):
+                if other in mine:
+                    mine["tunesmith"][f"x_{other}"] = round(mine["tunesmith"]["tokens_per_s"]
+                                                             / mine[other]["tokens_per_s"], 2)
+    summary = {"machine": {"cpus": os.cpu_count(), "torch": torch.__version__, "threads": torch.get_num_threads(),
+                           "bf16_matmul_tflops": round(peaks["bf16"] / 1e12, 2),
+                           "fp32_matmul_tflops": round(peaks["fp32"] / 1e12, 2)}, "results": results}
+    text = json.dumps(summary, indent=1)
+    if args.json:
+        args.json.write_text(text + "\n", encoding="utf-8")
+    print(text)
+
+
+if __name__ == "__main__":
+    main()
