@@ -292,3 +292,35 @@ def test_frozen_weights_in_bf16_give_the_same_loss_under_autocast(tiny_model_dir
     assert after.item() == before.item()
     after.backward()  # and gradients reach the adapters
     assert all(p.grad is not None for p in model.parameters() if p.requires_grad)
+
+
+def test_cheap_dropout_drops_p_of_the_values_and_keeps_the_mean():
+    import torch
+
+    torch.manual_seed(0)
+    drop = train.cheap_dropout_class()(0.05)
+    x = torch.ones(1000, 1001, requires_grad=True)  # an odd size: the last random word is only partly used
+    y = drop(x)
+    dropped = (y == 0).float().mean().item()
+    assert dropped == pytest.approx(0.05, abs=0.002)
+    assert y.mean().item() == pytest.approx(1.0, abs=0.005)  # inverted dropout: kept values scaled by 1/(1-p)
+    values = torch.unique(y).tolist()
+    assert values[0] == 0.0 and values[1:] == [pytest.approx(32768 / (32768 - 1638))]
+    y.sum().backward()
+    assert torch.equal(x.grad == 0, y == 0)  # the gradient flows through the kept values only
+    assert drop.eval()(x) is x
+    columns = (y == 0).float().mean(0)  # no lane of the 4-per-word packing is biased
+    assert columns.std().item() < 0.01 and columns.min().item() > 0.02
+
+
+def test_lora_dropout_layers_are_replaced(tiny_model_dir):
+    import torch
+    from peft import get_peft_model
+    from transformers import AutoModelForCausalLM
+
+    model = get_peft_model(AutoModelForCausalLM.from_pretrained(tiny_model_dir),
+                           train.peft_config(config.parse({"name": "t", "model": "x", "data": {"train": ["x.jsonl"]}},
+                                                          source="t")))
+    adapted = sum(1 for m in model.modules() if isinstance(getattr(m, "lora_dropout", None), torch.nn.ModuleDict))
+    assert train.cheap_dropout(model) == adapted > 0
+    assert not any(isinstance(m, torch.nn.Dropout) for m in model.modules() if m is not model)

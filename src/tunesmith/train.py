@@ -9,6 +9,7 @@ one metrics file of record (metrics.jsonl) beside TensorBoard / W&B.
 
 from __future__ import annotations
 
+import functools
 import math
 import os
 import time
@@ -251,6 +252,8 @@ def train(model: Any, tokenizer: Any, train_ex: list[Example], eval_ex: list[Exa
     trainer.remove_callback(PrinterCallback)  # our callback prints one readable line per log instead
     if t.method == "lora" and t.load_in == "none" and choose_precision(t.precision) == "bf16":
         frozen_to_bf16(trainer.model)
+    if not next(trainer.model.parameters()).is_cuda:
+        cheap_dropout(trainer.model)
     start = time.perf_counter()
     trainer.train(resume_from_checkpoint=str(resume_from) if resume_from else None)
     seconds = time.perf_counter() - start
@@ -282,6 +285,51 @@ def frozen_to_bf16(model: Any) -> int:
                 module.bias.data = module.bias.data.to(torch.bfloat16)
             changed += w.numel()
     return changed
+
+
+def cheap_dropout(model: Any) -> int:
+    """Replace the LoRA adapters' dropout layers with cheap_dropout_class(); returns how many were replaced.
+
+    torch.profiler on the demo (3 steps, 210 adapted layers): `aten::bernoulli_` of nn.Dropout took 19% of the
+    CPU time, as much as half of all matmuls: one Mersenne-twister draw per element (~5 ns). Same p, same
+    scaling, a mask drawn 4 elements per 64-bit random word.
+    """
+    import torch
+
+    cheap, count = cheap_dropout_class(), 0
+    for module in model.modules():
+        drops = getattr(module, "lora_dropout", None)
+        if isinstance(drops, torch.nn.ModuleDict):
+            for name, layer in drops.items():
+                if isinstance(layer, torch.nn.Dropout) and layer.p > 0:
+                    drops[name] = cheap(layer.p)
+                    count += 1
+    return count
+
+
+@functools.cache  # one class: built on first use, since importing this module must not import torch
+def cheap_dropout_class() -> type:
+    import torch
+
+    class CheapDropout(torch.nn.Module):
+        """Inverted dropout with p quantised to 1/32768: each 64-bit random word gives four 15-bit draws."""
+
+        def __init__(self, p: float) -> None:
+            super().__init__()
+            self.p, self.threshold = p, round(p * 32768)
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            if not self.training or self.threshold == 0:
+                return x
+            n = x.numel()
+            words = torch.empty((n + 3) // 4, dtype=torch.int64, device=x.device).random_()
+            keep = (words.view(torch.int16)[:n].view(x.shape) & 0x7FFF) >= self.threshold
+            return x * keep * (32768 / (32768 - self.threshold))
+
+        def extra_repr(self) -> str:
+            return f"p={self.p}"
+
+    return CheapDropout
 
 
 def _leave_process_group() -> None:
