@@ -324,3 +324,36 @@ def test_lora_dropout_layers_are_replaced(tiny_model_dir):
     adapted = sum(1 for m in model.modules() if isinstance(getattr(m, "lora_dropout", None), torch.nn.ModuleDict))
     assert train.cheap_dropout(model) == adapted > 0
     assert not any(isinstance(m, torch.nn.Dropout) for m in model.modules() if m is not model)
+
+
+def test_the_fused_lm_head_scores_only_supervised_positions_on_the_cpu(tiny_model_dir):
+    # Same loss as scoring every position, from a projection of the supervised positions alone.
+    import torch
+    import trl.trainer.utils as trl_utils
+    from transformers import AutoModelForCausalLM
+    from trl.trainer.utils import add_fused_lm_head
+
+    model = AutoModelForCausalLM.from_pretrained(tiny_model_dir)
+    add_fused_lm_head(model, outputs=("log_probs", "entropy", "is_top1"))
+    ids = torch.randint(0, 1000, (2, 40))
+    labels = torch.full_like(ids, -100)
+    labels[:, 30:] = ids[:, 30:]  # 10 answer tokens per row
+    seen = []
+    kernel = trl_utils._ChunkedLogProbFunction
+
+    class Spy(kernel):
+        @staticmethod
+        def apply(hidden, *args):  # noqa: ANN001, ANN205
+            seen.append(hidden.shape[0])
+            return kernel.apply(hidden, *args)
+
+    original = trl_utils._use_triton
+    try:
+        trl_utils._ChunkedLogProbFunction = Spy
+        every = model(input_ids=ids, labels=labels, fused_lm_head=True).loss
+        assert train.supervised_logits_only()
+        supervised = model(input_ids=ids, labels=labels, fused_lm_head=True).loss
+    finally:
+        trl_utils._ChunkedLogProbFunction, trl_utils._use_triton = kernel, original
+    assert seen == [2 * 39, 2 * 10]  # every position that has a next token; the 10 that predict an answer token
+    assert supervised.item() == pytest.approx(every.item(), rel=1e-5)

@@ -244,6 +244,7 @@ def train(model: Any, tokenizer: Any, train_ex: list[Example], eval_ex: list[Exa
     if t.early_stopping_patience:
         callbacks.append(EarlyStoppingCallback(early_stopping_patience=t.early_stopping_patience))
     lora = t.method == "lora" and not isinstance(model, PeftModel)
+    supervised_logits_only()
     trainer = _trainer_class()(model=model, args=_args(cfg, run, resume_from is not None),
                          train_dataset=_dataset(train_ex),
                          eval_dataset=_dataset(sorted(eval_ex, key=lambda e: len(e.input_ids))),  # less padding
@@ -285,6 +286,34 @@ def frozen_to_bf16(model: Any) -> int:
                 module.bias.data = module.bias.data.to(torch.bfloat16)
             changed += w.numel()
     return changed
+
+
+def supervised_logits_only() -> bool:
+    """Make TRL's fused LM head project only the supervised positions on the CPU too; True once it does.
+
+    TRL 1.16 (trl.trainer.utils.add_fused_lm_head) passes `hidden_states[labels != -100]` to its chunked
+    log-prob kernel only where Triton runs (CUDA, XPU); elsewhere it scores every position, because a varying
+    number of positions recompiles graphs on devices like Neuron. On the CPU nothing is compiled, and scoring
+    every position cost the vocabulary projection (49k x 576 for SmolLM2) forward and an fp32 backward for each
+    prompt token: the one `aten::addmm_` of the demo's profile took 7% of a step, and long prompts with short
+    answers are 94% prompt. The kernel itself keeps its own device test (torch code on the CPU).
+    """
+    try:
+        import trl.trainer.utils as trl_utils
+    except ImportError:
+        return False
+    original = getattr(trl_utils, "_use_triton", None)
+    if original is None:  # another TRL: nothing to change, the loss is right either way
+        return False
+    if getattr(original, "tunesmith", False):
+        return True
+
+    def compact(device: Any) -> bool:
+        return device.type == "cpu" or original(device)
+
+    compact.tunesmith = True  # type: ignore[attr-defined]
+    trl_utils._use_triton = compact
+    return True
 
 
 def cheap_dropout(model: Any) -> int:
