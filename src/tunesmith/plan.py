@@ -80,8 +80,8 @@ def memory_terms(cfg: RunConfig, trainable: int, total: int, arch: Any) -> tuple
     """(GiB that do not depend on the batch, GiB per token in a step) of peak training memory (process RSS):
     weights, gradients + AdamW state of trainable weights and the runtime; activations kept for backward.
 
-    Logits cost no memory per token: TRL 1.16's fused LM head projects only the supervised positions, in tiles
-    (trl.trainer.utils.add_fused_lm_head), so prompt positions add activations only. PER_TOKEN_BYTES and
+    Logits cost no memory per token: TRL 1.16's fused LM head projects in tiles, and only the supervised
+    positions (on the CPU since train.supervised_logits_only), so prompt positions add activations only. PER_TOKEN_BYTES and
     RUNTIME_GIB say what the constants were calibrated on (bench/memory_estimate.py, docs/memory.md); the demo's
     estimate of 6 fp32 logits copies per token was 2x too high for long-prompt rows once TRL stopped making them.
     """
