@@ -20,24 +20,30 @@ from tunesmith.errors import TunesmithError
 from tunesmith.records import Example, PreparedData
 from tunesmith.skips import SKIP_KINDS
 
-# Effective training throughput measured with `make demo` (SmolLM2-135M LoRA on 2 Sapphire Rapids cores):
-# ~210 real tokens/s with bf16 autocast + tcmalloc, ~140 without tcmalloc, at ~4 FLOPs per parameter per token.
-CPU_FLOPS_PER_CORE = {"fast": 4 * 135e6 * 210 / 2, "slow": 4 * 135e6 * 140 / 2}
-# Batched greedy generation measured ~100 new tokens/s (batch 8) for the same 135M model on 2 cores.
-CPU_GEN_PARAM_TOKENS_PER_CORE = 135e6 * 100 / 2
+# Effective training FLOP/s on 2 cores, FLOPs counted as in estimate_seconds: 159 GFLOP/s training 16 Korean
+# paragraphs of ~3,300 tokens (51.5 TFLOP an epoch in 325 s; the eval forward of 20 rows ran at 200) with bf16
+# autocast, tcmalloc, frozen weights in bf16 and logits for answer tokens only (a 2-vCPU VM without AMX); the
+# demo measured 210 tokens/s before those changes (113 GFLOP/s). Without tcmalloc: 2/3 of it (demo: 140 vs 210).
+CPU_FLOPS_PER_CORE = {"fast": 159e9 / 2, "slow": 159e9 / 2 * 140 / 210}
+# Decoding reads every fp32 weight once per new token of a batch, plus each row's KV cache: bound by memory
+# bandwidth. Batched greedy generation measured ~100 new tokens/s at batch 8 for the 135M model on 2 cores
+# (8 rows x 540 MB of weights / 80 ms a step = 6.75 GB/s); one 3,300-token Korean prompt at a time then made
+# 20 x 96 tokens in 412 s with the prefill, 364 s by this model.
+CPU_DECODE_BYTES_PER_S = 4 * 135e6 / 0.08
 # Generation prompts are prefilled in fp32 (eval generation stays fp32), one long prompt at a time: 4 Korean
 # paragraphs of ~3,100 tokens took 29.6 s with 16 new tokens each, 4.7 TFLOP counted as below.
 CPU_PREFILL_FLOPS_PER_CORE = 4.68e12 / 29.6 / 2
 # Peak training memory = fixed (weights, AdamW state, RUNTIME_GIB) + per token in a step (PER_TOKEN_BYTES per hidden
 # unit per layer), both x ALLOCATOR. Calibrated with bench/memory_estimate.py (docs/memory.md) on SmolLM2-135M LoRA,
-# bf16 autocast, tcmalloc, TRL 1.16: a least-squares line through peak RSS 3.19 GiB at 8 x 95 tokens, 8.70 GiB at
-# 6 x 496 and 11.22 GiB at 4 x 1023 (slope 2.42 MiB per token, intercept 1.39 GiB; each shape within 2%). Linear in
-# tokens, not in length squared: SDPA keeps no attention matrix. Gradient checkpointing measured 5.39 GiB at 4 x 1023
-# (45 bytes per hidden unit per layer kept, plus one layer recomputed at a time), not the 4 bytes of each layer's
-# input alone. fp32 is not measured: the bf16 figure / 0.65, the half-precision saving the estimate assumed before.
-PER_TOKEN_BYTES = {"half": 120, "fp32": 185}
-CHECKPOINTED_BYTES = 45
-RUNTIME_GIB = 0.69
+# bf16 autocast, tcmalloc, TRL 1.16, frozen weights in bf16 and logits for answer tokens only: a least-squares line
+# through peak RSS 2.4 GiB at 8 x 95 tokens, 5.9 GiB at 4 x 1023 and 5.7 GiB at 6 x 496 (slope 1.14 MiB per token,
+# intercept 1.76 GiB; each shape within 11%); held out, 1 x 6260 (16 Korean paragraphs) estimated 8.7 GiB, measured
+# 8.2. Before the last two changes the slope was 2.42 MiB per token. Linear in tokens, not in length squared: SDPA
+# keeps no attention matrix. Gradient checkpointing measured 5.39 GiB at 4 x 1023 before those changes (45 bytes per
+# hidden unit per layer kept); not re-measured: scaled by the same 55/120. fp32 is not measured: bf16 / 0.65.
+PER_TOKEN_BYTES = {"half": 55, "fp32": 85}
+CHECKPOINTED_BYTES = 21
+RUNTIME_GIB = 1.32
 ALLOCATOR = 1.25  # allocator headroom over the tensors' own size
 
 
@@ -95,7 +101,12 @@ def memory_terms(cfg: RunConfig, trainable: int, total: int, arch: Any) -> tuple
     per_layer = CHECKPOINTED_BYTES if t.gradient_checkpointing else PER_TOKEN_BYTES["half" if half else "fp32"]
     per_token = layers * hidden * per_layer + (hidden * PER_TOKEN_BYTES["half" if half else "fp32"]
                                                if t.gradient_checkpointing else 0)  # the one layer recomputed
-    fixed = total * weight_bytes + trainable * (4 + 8)
+    if t.method == "lora" and t.load_in == "none" and half and runtime.choose_precision(t.precision) == "bf16":
+        # train.frozen_to_bf16: the frozen linear weights are kept in bf16; embeddings (vocabulary x hidden) in fp32
+        embeddings = getattr(arch, "vocab_size", 0) * hidden
+        fixed = embeddings * 4 + (total - embeddings) * 2 + trainable * (4 + 8)
+    else:
+        fixed = total * weight_bytes + trainable * (4 + 8)
     return (fixed * ALLOCATOR + RUNTIME_GIB * 2**30) / 2**30, per_token * ALLOCATOR / 2**30
 
 
@@ -225,9 +236,22 @@ def estimate_seconds(cfg: RunConfig, total: int, arch: Any, train: Sequence[int]
     train_s = sum(params * 2 * total * n + (3 + again) * attn * n * n for n in train) / flops
     eval_s = evals * sum(2 * total * n + attn * n * n for n in eval_lengths) / flops
     prefill_s = 2 * sum(2 * total * n + attn * n * n for n in prompts) / (CPU_PREFILL_FLOPS_PER_CORE * cores)
-    new = cfg.eval.max_new_tokens  # each new token also attends to its prompt (the KV cache)
-    gen_s = 2 * sum(new * total + new * attn * n / 2 for n in prompts) / (CPU_GEN_PARAM_TOKENS_PER_CORE * cores)
+    gen_s = 2 * decode_seconds(cfg, total, arch, prompts)
     return train_s + eval_s + prefill_s + gen_s
+
+
+def decode_seconds(cfg: RunConfig, total: int, arch: Any, prompts: Sequence[int]) -> float:
+    """Decoding time of one model: eval's batches (metrics.token_batches), max_new_tokens steps each, each step
+    reading the fp32 weights and the batch's KV caches."""
+    from tunesmith.metrics import token_batches
+
+    heads = getattr(arch, "num_attention_heads", 12)
+    kv = getattr(arch, "num_key_value_heads", None) or heads
+    kv_bytes = 2 * getattr(arch, "num_hidden_layers", 12) * kv * getattr(arch, "hidden_size", 768) // heads * 4
+    ordered = sorted(prompts)
+    steps_bytes = sum(4 * total + sum(kv_bytes * ordered[i] for i in batch)
+                      for batch in token_batches(ordered, cfg.eval.batch_size))
+    return cfg.eval.max_new_tokens * steps_bytes / CPU_DECODE_BYTES_PER_S
 
 
 def run_seconds(cfg: RunConfig, train_ex: list[Example], eval_ex: list[Example], total: int, arch: Any
