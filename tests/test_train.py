@@ -331,6 +331,7 @@ def test_the_fused_lm_head_scores_only_supervised_positions_on_the_cpu(tiny_mode
     import torch
     import trl.trainer.utils as trl_utils
     from transformers import AutoModelForCausalLM
+    from trl.kernels import chunked_logprob
     from trl.trainer.utils import add_fused_lm_head
 
     model = AutoModelForCausalLM.from_pretrained(tiny_model_dir)
@@ -347,9 +348,10 @@ def test_the_fused_lm_head_scores_only_supervised_positions_on_the_cpu(tiny_mode
             seen.append(hidden.shape[0])
             return kernel.apply(hidden, *args)
 
-    original = trl_utils._use_triton
+    original = trl_utils._use_triton  # patched already where an earlier test trained
     try:
         trl_utils._ChunkedLogProbFunction = Spy
+        trl_utils._use_triton = chunked_logprob._use_triton  # TRL's own device test
         every = model(input_ids=ids, labels=labels, fused_lm_head=True).loss
         assert train.supervised_logits_only()
         supervised = model(input_ids=ids, labels=labels, fused_lm_head=True).loss
