@@ -1,6 +1,9 @@
 """Train throughput: plain TRL with its defaults, plain TRL tuned by hand, and tunesmith, on the same rows.
 
 Run: .venv/bin/python bench/train_contestants.py [--shapes demo,long_prompt] [--steps 12] [--json FILE]
+     [--model default|FOLDER] [--rows DIR] [--contestants trl-defaults,trl-tuned,tunesmith,tunesmith-padded]
+On a CUDA machine every contestant trains on the GPU (bench/gpu_check.sh: a random-weight SmolLM2-135M, since
+the embedded GGUF does not travel there); `--rows DIR` reuses (or writes) the shapes' JSONL files.
 
 Contestants (issue 13), each in a child process of its own (its own peak RSS, its own LD_PRELOAD):
   (a) trl-defaults: SFTTrainer on prompt/completion conversations, every SFTConfig default kept (TRL 1.16:
@@ -35,28 +38,46 @@ sys.path.insert(0, str(ROOT))  # the generated shapes live with the test fixture
 from tests.fixtures.shapes import korean_rows  # noqa: E402
 
 CONTESTANTS = ("trl-defaults", "trl-tuned", "tunesmith")
+# tunesmith with train.padding_free forced: "padded" rows (the CPU's auto) and "packed" rows (CUDA's auto)
+VARIANTS = {"tunesmith-padded": "off", "tunesmith-packed": "on"}
+MODEL = "default"  # --model: the weights every contestant starts from
+
+
+def cuda() -> bool:
+    import torch
+
+    return torch.cuda.is_available()
 SHAPES = {"demo": {"batch": 8, "max_length": 384}, "long_prompt": {"batch": 4, "max_length": 1024}}
 LORA = {"r": 16, "alpha": 32, "dropout": 0.05}
 
 
 def matmul_peak(dtype: str, n: int = 2048, repeats: int = 20) -> float:
-    """FLOP/s of an n x n matmul in `dtype` on this machine now (best of `repeats`)."""
+    """FLOP/s of an n x n matmul in `dtype` on this machine now (best of `repeats`; 8192 on a GPU)."""
     import torch
 
-    a = torch.randn(n, n, dtype=getattr(torch, dtype))
-    b = torch.randn(n, n, dtype=getattr(torch, dtype))
+    device = "cuda" if cuda() else "cpu"
+    n = 8192 if device == "cuda" else n
+    a = torch.randn(n, n, dtype=getattr(torch, dtype), device=device)
+    b = torch.randn(n, n, dtype=getattr(torch, dtype), device=device)
     for _ in range(3):
         a @ b
     best = float("inf")
     for _ in range(repeats):
+        if device == "cuda":
+            torch.cuda.synchronize()
         t = time.perf_counter()
         a @ b
+        if device == "cuda":
+            torch.cuda.synchronize()
         best = min(best, time.perf_counter() - t)
     return 2 * n**3 / best
 
 
 def rows_for(shape: str, folder: Path) -> Path:
-    """The shape's rows as a JSONL file of OpenAI messages (the one input every contestant reads)."""
+    """The shape's rows as a JSONL file of OpenAI messages (the one input every contestant reads); an existing
+    `folder/SHAPE.jsonl` is used as it is."""
+    if (folder / f"{shape}.jsonl").exists():
+        return folder / f"{shape}.jsonl"
     from tunesmith import models
     from tunesmith.config import DataConfig, TemplateConfig
     from tunesmith.data.prepare import prepare
@@ -74,7 +95,7 @@ def rows_for(shape: str, folder: Path) -> Path:
         raw.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in made), encoding="utf-8")
         data = prepare(DataConfig(train=[raw]))
         convs = list(data.train)
-    _, tok = models.load("default", tokenizer_only=True)
+    _, tok = models.load(MODEL, tokenizer_only=True)
     # Only rows every contestant keeps whole: TRL would cut a longer row's answer off at max_length.
     fits = render_dataset(tok, convs, TemplateConfig(max_length=SHAPES[shape]["max_length"], overflow="drop"))
     path = folder / f"{shape}.jsonl"
@@ -110,6 +131,10 @@ class Meter:
                 meter.step_tokens, meter._t0 = 0, time.perf_counter()
 
             def on_step_end(self, args, state, control, **kw):  # noqa: ANN001
+                if cuda():
+                    import torch
+
+                    torch.cuda.synchronize()
                 meter.times.append(time.perf_counter() - meter._t0)
                 meter.tokens.append(meter.step_tokens)
 
@@ -129,7 +154,7 @@ def trl_run(contestant: str, data: Path, shape: str, steps: int, out: Path) -> t
 
     from tunesmith import models
 
-    source = models.resolve("default")
+    source = models.resolve(MODEL)
     tok = AutoTokenizer.from_pretrained(source)
     model = AutoModelForCausalLM.from_pretrained(source)
     ds = load_dataset("json", data_files=str(data), split="train")
@@ -139,7 +164,7 @@ def trl_run(contestant: str, data: Path, shape: str, steps: int, out: Path) -> t
     tuned = {"bf16": True, "gradient_checkpointing": False} if contestant == "trl-tuned" else {}
     args = SFTConfig(output_dir=str(out), max_steps=steps, per_device_train_batch_size=SHAPES[shape]["batch"],
                      learning_rate=3e-4, logging_steps=1, save_strategy="no", report_to="none", seed=42,
-                     max_length=SHAPES[shape]["max_length"], use_cpu=True, disable_tqdm=True, **tuned)
+                     max_length=SHAPES[shape]["max_length"], use_cpu=not cuda(), disable_tqdm=True, **tuned)
     meter = Meter(model)
     trainer = SFTTrainer(model=model, args=args, train_dataset=ds, processing_class=tok,
                          peft_config=LoraConfig(r=LORA["r"], lora_alpha=LORA["alpha"], lora_dropout=LORA["dropout"],
@@ -151,13 +176,14 @@ def trl_run(contestant: str, data: Path, shape: str, steps: int, out: Path) -> t
                                                 "gradient_checkpointing": args.gradient_checkpointing}, trainer.model
 
 
-def tunesmith_run(data: Path, shape: str, steps: int, out: Path) -> tuple[Meter, float, dict]:
+def tunesmith_run(data: Path, shape: str, steps: int, out: Path, padding_free: str = "auto"
+                  ) -> tuple[Meter, float, dict]:
     from tunesmith import models, pipeline, train
     from tunesmith.config import parse
     from tunesmith.data.prepare import prepare
     from tunesmith.rundir import create
 
-    cfg = parse({"name": "bench", "model": "default", "output_dir": str(out),
+    cfg = parse({"name": "bench", "model": MODEL, "output_dir": str(out),
                  "data": {"train": [str(data)], "eval_fraction": 0.05, "min_eval": 2},
                  "template": {"max_length": SHAPES[shape]["max_length"]},
                  "lora": {**LORA, "target_modules": "all-linear"},
@@ -166,7 +192,8 @@ def tunesmith_run(data: Path, shape: str, steps: int, out: Path) -> tuple[Meter,
                  "train": {"max_steps": steps, "batch_size": SHAPES[shape]["batch"], "learning_rate": 3e-4,
                            "lr_scheduler": "linear", "warmup_ratio": 0.0,
                            "logging_steps": 1, "eval_strategy": "steps", "eval_steps": 100000,
-                           "early_stopping_patience": 0, "load_best": False, "report_to": [], "seed": 42}},
+                           "early_stopping_patience": 0, "load_best": False, "report_to": [], "seed": 42,
+                           "padding_free": padding_free}},
                 source=f"<bench {shape}>")
     tok = models.load(cfg.model, tokenizer_only=True)[1]
     _, train_ex, eval_ex = pipeline.render(tok, prepare(cfg.data), cfg, say=lambda _: None)
@@ -177,7 +204,10 @@ def tunesmith_run(data: Path, shape: str, steps: int, out: Path) -> tuple[Meter,
     result = train.train(model, tok, train_ex, eval_ex[:2], cfg, run, say=lambda _: None, progress=meter.callback())
     seconds = time.perf_counter() - start
     run.unlock()
-    return meter, seconds, {"precision": cfg.train.precision, "group_by_length": cfg.train.group_by_length}, result.model
+    from tunesmith.runtime import choose_padding_free
+
+    return meter, seconds, {"precision": cfg.train.precision, "group_by_length": cfg.train.group_by_length,
+                            "padding_free": choose_padding_free(padding_free)}, result.model
 
 
 HELDOUT = 16  # the file's last rows: the same rows, masking and batches score every contestant's final model
@@ -195,9 +225,9 @@ def heldout_loss(model, data: Path) -> float:  # noqa: ANN001
     from tunesmith.template import render_dataset
 
     convs = [c for f in read_all([data], DataConfig(train=[data])) for c in f.conversations][-HELDOUT:]
-    tok = models.load("default", tokenizer_only=True)[1]
+    tok = models.load(MODEL, tokenizer_only=True)[1]
     examples = list(render_dataset(tok, convs, TemplateConfig(max_length=4096)).examples)
-    with torch.autocast("cpu", dtype=torch.bfloat16):
+    with torch.autocast("cuda" if cuda() else "cpu", dtype=torch.bfloat16):
         rows = metrics.per_row_nll(model, examples, batch_size=4)
     return sum(s for s, _ in rows) / sum(n for _, n in rows)
 
@@ -209,13 +239,13 @@ def child(contestant: str, data: Path, shape: str, steps: int, out: Path) -> dic
     from tunesmith.config import parse
 
     torch.manual_seed(0)
-    if contestant == "tunesmith":
-        meter, seconds, settings, model = tunesmith_run(data, shape, steps, out)
+    if contestant == "tunesmith" or contestant in VARIANTS:
+        meter, seconds, settings, model = tunesmith_run(data, shape, steps, out, VARIANTS.get(contestant, "auto"))
     else:
         meter, seconds, settings, model = trl_run(contestant, data, shape, steps, out)
     tokens, timed = sum(meter.tokens[1:]), sum(meter.times[1:])
     heldout = heldout_loss(model, data)
-    cfg = parse({"name": "bench", "model": "default", "data": {"train": [str(data)]}}, source="<bench>")
+    cfg = parse({"name": "bench", "model": MODEL, "data": {"train": [str(data)]}}, source="<bench>")
     total = plan.parameter_counts(cfg)[1]
     return {"contestant": contestant, "shape": shape, "settings": settings, "steps": len(meter.times),
             "tokens_per_s": round(tokens / timed, 1), "model_flops": 4 * total * tokens / timed,
@@ -223,7 +253,8 @@ def child(contestant: str, data: Path, shape: str, steps: int, out: Path) -> dic
                 resource.RUSAGE_SELF).ru_maxrss / 2**20, 2),
             "loss_last3": round(sum(meter.losses[-3:]) / max(len(meter.losses[-3:]), 1), 4),
             "heldout_loss": round(heldout, 4),
-            "malloc": "tcmalloc" if "tcmalloc" in os.environ.get("LD_PRELOAD", "") else "glibc"}
+            "malloc": "tcmalloc" if "tcmalloc" in os.environ.get("LD_PRELOAD", "") else "glibc",
+            "peak_gpu_gib": round(torch.cuda.max_memory_allocated() / 2**30, 2) if cuda() else None}
 
 
 def run_child(contestant: str, data: Path, shape: str, steps: int, out: Path) -> dict:
@@ -233,7 +264,8 @@ def run_child(contestant: str, data: Path, shape: str, steps: int, out: Path) ->
     if contestant != "trl-defaults" and runtime.tcmalloc_library():
         env["LD_PRELOAD"] = str(runtime.tcmalloc_library())
     res = subprocess.run([sys.executable, __file__, "--child", contestant, "--data", str(data), "--shapes", shape,
-                          "--steps", str(steps), "--out", str(out)], env=env, capture_output=True, text=True)
+                          "--steps", str(steps), "--out", str(out), "--model", MODEL], env=env, capture_output=True,
+                         text=True)
     if res.returncode:
         raise SystemExit(f"{contestant} on {shape} failed:\n{res.stderr[-3000:]}")
     return json.loads(res.stdout.strip().splitlines()[-1])
@@ -248,7 +280,11 @@ def main() -> None:
     ap.add_argument("--child")
     ap.add_argument("--data", type=Path)
     ap.add_argument("--out", type=Path)
+    ap.add_argument("--model", default="default", help="default (embedded SmolLM2) or a model folder")
+    ap.add_argument("--rows", type=Path, help="folder of the shapes' JSONL files (reused, or written there)")
     args = ap.parse_args()
+    global MODEL
+    MODEL = args.model
     if args.child:
         print(json.dumps(child(args.child, args.data, args.shapes, args.steps, args.out)))
         return
@@ -258,7 +294,8 @@ def main() -> None:
     results = []
     with tempfile.TemporaryDirectory() as tmp:
         for shape in args.shapes.split(","):
-            data = rows_for(shape, Path(tmp))
+            (args.rows or Path(tmp)).mkdir(parents=True, exist_ok=True)
+            data = rows_for(shape, args.rows or Path(tmp))
             steps = args.steps if shape == "demo" else max(args.steps // 2, 3)
             for contestant in args.contestants.split(","):
                 r = run_child(contestant, data, shape, steps, Path(tmp) / contestant)
@@ -276,6 +313,7 @@ def main() -> None:
                     mine["tunesmith"][f"x_{other}"] = round(mine["tunesmith"]["tokens_per_s"]
                                                              / mine[other]["tokens_per_s"], 2)
     summary = {"machine": {"cpus": os.cpu_count(), "torch": torch.__version__, "threads": torch.get_num_threads(),
+                           "gpu": torch.cuda.get_device_name(0) if cuda() else None, "model": MODEL,
                            "bf16_matmul_tflops": round(peaks["bf16"] / 1e12, 2),
                            "fp32_matmul_tflops": round(peaks["fp32"] / 1e12, 2)}, "results": results}
     text = json.dumps(summary, indent=1)

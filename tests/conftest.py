@@ -101,10 +101,15 @@ def smol_dir(tunesmith_home: Path) -> Path:
 
 
 @pytest.fixture(scope="session")
-def smol_tokenizer(smol_dir: Path):
+def smol_tokenizer(request: pytest.FixtureRequest):
+    """SmolLM2's tokenizer; TUNESMITH_TEST_TOKENIZER names a folder holding it where the embedded GGUF is not
+    installed (the GPU machine: bench/gpu_check.sh carries the tokenizer files alone)."""
+    import os
+
     from transformers import AutoTokenizer
 
-    return AutoTokenizer.from_pretrained(smol_dir)
+    folder = os.environ.get("TUNESMITH_TEST_TOKENIZER") or request.getfixturevalue("smol_dir")
+    return AutoTokenizer.from_pretrained(folder)
 
 
 def tiny_llama(tokenizer, out: Path, context: int = 512) -> Path:  # noqa: ANN001
@@ -124,7 +129,7 @@ def tiny_llama(tokenizer, out: Path, context: int = 512) -> Path:  # noqa: ANN00
 
 
 @pytest.fixture(scope="session")
-def tiny_model_dir(smol_dir: Path, smol_tokenizer, tmp_path_factory: pytest.TempPathFactory) -> Path:
+def tiny_model_dir(smol_tokenizer, tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The tiny Llama with the embedded tokenizer and a 512-token context."""
     return tiny_llama(smol_tokenizer, tmp_path_factory.mktemp("tiny_llama"))
 

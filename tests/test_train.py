@@ -248,6 +248,11 @@ def _cuda() -> bool:
     return torch.cuda.is_available()
 
 
+def _without_embedder(cfg: config.RunConfig) -> config.RunConfig:
+    """The GPU machine has no sentence-embedding model (it does not travel there); the GPU tests check training."""
+    return cfg.model_copy(update={"eval": cfg.eval.model_copy(update={"embedder": "none"})})
+
+
 @pytest.mark.gpu
 @pytest.mark.skipif(not _cuda(), reason="needs a CUDA GPU (bitsandbytes 4-bit, GPU bf16)")
 @pytest.mark.parametrize("load_in", ["4bit", "8bit"])
@@ -261,10 +266,30 @@ def test_quantised_lora_trains_on_a_gpu(tmp_path, tiny_model_dir, small_jsonl, l
 
     cfg = tiny_config(tiny_model_dir, small_jsonl, tmp_path / "runs", max_steps=4, eval_strategy="steps",
                       eval_steps=2, load_in=load_in, learning_rate=5e-3)
+    cfg = _without_embedder(cfg)
     summary = pipeline.run(cfg, say=lambda _: None)
     weights = load_file(summary.run_dir / "adapter" / "adapter_model.safetensors")
     assert any(v.abs().sum() > 0 for k, v in weights.items() if "lora_B" in k)
     assert "QLoRA" in (summary.run_dir / "plan.json").read_text() or load_in == "8bit"
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not _cuda(), reason="needs a CUDA GPU")
+def test_a_run_trains_packed_rows_in_bf16_and_evaluates_on_the_gpu(tmp_path, tiny_model_dir, small_jsonl):
+    """The whole run on a GPU: bf16, padding-free batches (auto there), both models generate on the GPU."""
+    from tunesmith import models
+
+    cfg = _without_embedder(tiny_config(tiny_model_dir, small_jsonl, tmp_path / "runs", max_steps=4,
+                                        eval_strategy="steps", eval_steps=2, learning_rate=5e-3))
+    summary = pipeline.run(cfg, say=lambda _: None)
+    plan = (summary.run_dir / "plan.json").read_text()
+    assert "CUDA GPU" in plan and "bf16" in plan
+    assert [m.label for m in summary.evaluation.models] == ["base", "tuned"]
+    evaluation = rundir.RunDir(summary.run_dir).evaluation()
+    assert all(len(evaluation.read_generations(label)) == 4 for label in ("base", "tuned"))
+    assert models.load(str(tiny_model_dir))[0].device.type == "cuda"
+    rows = metrics(summary.run_dir)
+    assert rows[-1]["eval_loss"] < rows[0]["eval_loss"]
 
 
 def test_frozen_weights_in_bf16_give_the_same_loss_under_autocast(tiny_model_dir):
@@ -359,3 +384,47 @@ def test_the_fused_lm_head_scores_only_supervised_positions_on_the_cpu(tiny_mode
         trl_utils._ChunkedLogProbFunction, trl_utils._use_triton = kernel, original
     assert seen == [2 * 39, 2 * 10]  # every position that has a next token; the 10 that predict an answer token
     assert supervised.item() == pytest.approx(every.item(), rel=1e-5)
+
+
+def _train_and_watch(model_dir: Path, data: Path, out: Path, **train_kw: object) -> tuple[list, list[dict]]:
+    """3 LoRA steps (dropout off, so the two batch layouts see the same numbers); returns the decoder's training
+    inputs as (input_ids shape, position_ids given) per forward, and metrics.jsonl."""
+    from tunesmith import models
+    from tunesmith.data.prepare import prepare
+
+    cfg = tiny_config(model_dir, data, out, max_steps=3, logging_steps=1, eval_strategy="steps", eval_steps=3,
+                      learning_rate=5e-3, **train_kw)
+    cfg = cfg.model_copy(update={"lora": cfg.lora.model_copy(update={"dropout": 0.0})})
+    tok = models.load(cfg.model, tokenizer_only=True)[1]
+    _, train_ex, eval_ex = pipeline.render(tok, prepare(cfg.data), cfg, say=lambda _: None)
+    model = pipeline._starting_model(cfg)[0]
+    seen: list = []
+
+    def watch(module, args, kwargs):  # noqa: ANN001, ANN202
+        if module.training:
+            seen.append((tuple(kwargs["input_ids"].shape), kwargs.get("position_ids") is not None))
+
+    model.get_decoder().register_forward_pre_hook(watch, with_kwargs=True)
+    run, _ = rundir.create(out, "tiny", overwrite=True, config_yaml=cfg.to_yaml())
+    train.train(model, tok, train_ex, eval_ex, cfg, run, say=lambda _: None)
+    run.unlock()
+    return seen, metrics(run.root)
+
+
+@pytest.mark.parametrize("precision", ["fp32", pytest.param("bf16", marks=[
+    pytest.mark.gpu, pytest.mark.skipif(not _cuda(), reason="bf16 padding-free is checked on a CUDA GPU")])])
+def test_padding_free_batches_train_like_padded_ones(tmp_path, tiny_model_dir, small_jsonl, precision):
+    # One packed row with position ids per step instead of 4 padded rows: same rows, same losses.
+    packed, packed_rows = _train_and_watch(tiny_model_dir, small_jsonl, tmp_path / "on", padding_free="on",
+                                           precision=precision)
+    padded, padded_rows = _train_and_watch(tiny_model_dir, small_jsonl, tmp_path / "off", padding_free="off",
+                                           precision=precision)
+    assert [s for s, _ in padded] and all(s[0] == 4 and not pos for s, pos in padded)
+    assert all(s[0] == 1 and pos for s, pos in packed)
+    assert sum(p[1] for p, _ in packed) < sum(q[0] * q[1] for q, _ in padded)  # the padding is gone
+    tolerance = 1e-4 if precision == "fp32" else 2e-2
+    for a, b in zip(packed_rows, padded_rows, strict=True):
+        assert a["step"] == b["step"]
+        for key in ("loss", "eval_loss"):
+            if key in b:
+                assert a[key] == pytest.approx(b[key], rel=tolerance), (key, a, b)

@@ -227,6 +227,11 @@ def load(spec: str, *, dtype: Any = None, tokenizer_only: bool = False, load_in:
                if quant else {}))  # bitsandbytes weights live on this process's GPU
     except (OSError, ValueError) as err:
         raise _load_error(spec, local_only, err) from None
+    if model is not None and quant is None:
+        import torch
+
+        if torch.cuda.is_available():  # eval, compare and chat generate on the GPU that training uses
+            model.to(f"cuda:{int(os.environ.get('LOCAL_RANK', 0))}")
     return model, with_pad_token(tok)
 
 

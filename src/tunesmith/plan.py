@@ -101,7 +101,7 @@ def memory_terms(cfg: RunConfig, trainable: int, total: int, arch: Any) -> tuple
     per_layer = CHECKPOINTED_BYTES if t.gradient_checkpointing else PER_TOKEN_BYTES["half" if half else "fp32"]
     per_token = layers * hidden * per_layer + (hidden * PER_TOKEN_BYTES["half" if half else "fp32"]
                                                if t.gradient_checkpointing else 0)  # the one layer recomputed
-    if t.method == "lora" and t.load_in == "none" and half and runtime.choose_precision(t.precision) == "bf16":
+    if train.frozen_in_bf16(cfg):
         # train.frozen_to_bf16: the frozen linear weights are kept in bf16; embeddings (vocabulary x hidden) in fp32
         embeddings = getattr(arch, "vocab_size", 0) * hidden
         fixed = embeddings * 4 + (total - embeddings) * 2 + trainable * (4 + 8)

@@ -56,6 +56,17 @@ def choose_precision(precision: str) -> str:
     return "bf16" if cpu_has_bf16() else "fp32"
 
 
+def choose_padding_free(setting: str) -> bool:
+    """train.padding_free resolved: auto = on with a CUDA GPU, off on a CPU.
+
+    On the CPU the block-diagonal mask that packed rows need sends SDPA to its slower masked kernel and the
+    padding saved is small once rows are grouped by length (docs/benchmarks.md has the measurement).
+    """
+    import torch
+
+    return setting == "on" or (setting == "auto" and torch.cuda.is_available())
+
+
 def precision_reason(precision: str) -> str:
     """What `choose_precision` chose and why, for the plan."""
     import torch

@@ -22,7 +22,7 @@ from tunesmith.config import RunConfig
 from tunesmith.errors import TunesmithError
 from tunesmith.records import Example, LogRow, TrainingSummary, TrainResult
 from tunesmith.rundir import RunDir
-from tunesmith.runtime import choose_precision, rank, scoped_env, world_size
+from tunesmith.runtime import choose_padding_free, choose_precision, rank, scoped_env, world_size
 
 
 def _dataset(examples: list[Example]) -> Any:
@@ -222,6 +222,7 @@ def _args(cfg: RunConfig, run: RunDir, resuming: bool) -> Any:
         gradient_checkpointing_kwargs={"use_reentrant": False} if t.gradient_checkpointing else None,
         max_length=None, dataset_kwargs={"skip_prepare_dataset": True}, remove_unused_columns=False,
         train_sampling_strategy="group_by_length" if t.group_by_length else "random",
+        padding_free=choose_padding_free(t.padding_free),  # TRL's collator: one row, position ids, labels kept
         dataloader_num_workers=0, disable_tqdm=True,
         bf16=precision == "bf16", fp16=precision == "fp16", use_cpu=not torch.cuda.is_available())
 
@@ -251,7 +252,7 @@ def train(model: Any, tokenizer: Any, train_ex: list[Example], eval_ex: list[Exa
                          processing_class=tokenizer, peft_config=peft_config(cfg) if lora else None,
                          callbacks=callbacks)
     trainer.remove_callback(PrinterCallback)  # our callback prints one readable line per log instead
-    if t.method == "lora" and t.load_in == "none" and choose_precision(t.precision) == "bf16":
+    if frozen_in_bf16(cfg):
         frozen_to_bf16(trainer.model)
     if not next(trainer.model.parameters()).is_cuda:
         cheap_dropout(trainer.model)
@@ -261,6 +262,13 @@ def train(model: Any, tokenizer: Any, train_ex: list[Example], eval_ex: list[Exa
     save_weights(trainer, tokenizer, run, full=t.method == "full")
     _leave_process_group()
     return TrainResult(trainer.model, seconds, int(trainer.state.num_input_tokens_seen or 0))
+
+
+def frozen_in_bf16(cfg: RunConfig) -> bool:
+    """Whether training stores the frozen linear weights in bf16 (frozen_to_bf16): LoRA on an unquantised base
+    under bf16 autocast. The plan's memory estimate asks the same question."""
+    t = cfg.train
+    return t.method == "lora" and t.load_in == "none" and choose_precision(t.precision) == "bf16"
 
 
 def frozen_to_bf16(model: Any) -> int:
