@@ -387,6 +387,92 @@ def tokens(model: Annotated[str, typer.Option("--model")] = "default",
         typer.echo(f"wrote {csv_path}")
 
 
+Target = Annotated[str, typer.Argument(metavar="RUN|MODEL", help="a run folder (its tuned model), an export "
+                                       "folder, or a model spec: default, a folder, a .gguf file, a hub id")]
+MaxNew = Annotated[Optional[int], typer.Option("--max-new-tokens", help="default: the run's eval setting (96)")]
+Temperature = Annotated[Optional[float], typer.Option("--temperature", help="0 = greedy (the default)")]
+
+
+@app.command()
+def chat(target: Target,
+         system: Annotated[Optional[str], typer.Option("--system", help="system prompt (default: the one every "
+                                                       "training row of the run had, if any)")] = None,
+         prompt: Annotated[Optional[str], typer.Option("--prompt", help="answer this once and exit")] = None,
+         max_new_tokens: MaxNew = None, temperature: Temperature = None) -> None:
+    """Chat with a tuned model (or any model) in the terminal, answers streamed; /reset, /system TEXT, /exit."""
+    from tunesmith import chat as chatting
+    from tunesmith.config import EvalConfig, section
+
+    given = {"max_new_tokens": max_new_tokens, "temperature": temperature}
+    options = {k: v for k, v in given.items() if v is not None}
+    section(EvalConfig, options, where="tunesmith chat",  # the config's own checks, before the model loads
+            flags={"max_new_tokens": "--max-new-tokens", "temperature": "--temperature"})
+    session = chatting.open_session(target, system=system, options=options, say=_say)
+
+    def write(text: str) -> None:
+        sys.stdout.write(text)
+        sys.stdout.flush()
+
+    if prompt is not None:
+        reply = chatting.respond(session, prompt, write)
+        write("\n" if reply.stopped else " [cut at max_new_tokens]\n")
+        return
+    _say(f"chatting with {session.what}; {chatting.HELP}")
+    tty = sys.stdin.isatty()
+
+    def read() -> str | None:
+        try:
+            return input("you> " if tty else "")
+        except EOFError:
+            return None
+
+    chatting.repl(session, read, write)
+
+
+@app.command()
+def export(run: Run,
+           out: Annotated[Path, typer.Option("--out", help="the folder to write")],
+           format_: Annotated[str, typer.Option("--format", help="merged (safetensors folder) | gguf | ollama "
+                                                "(GGUF + Modelfile)")] = "merged",
+           quant: Annotated[str, typer.Option("--quant", help="GGUF: f32 f16 bf16 q8_0 q5_1 q5_0 q4_1 q4_0")] = "f16",
+           overwrite: Annotated[bool, typer.Option("--overwrite", help="replace an earlier export in --out")] = False,
+           push_to_hub: Annotated[Optional[str], typer.Option("--push-to-hub", help="then upload to this hub "
+                                                              "repo (needs HF_TOKEN and network)")] = None) -> None:
+    """Export the tuned model (merged weights, GGUF, Ollama), load it back and compare with the tuned model."""
+    from tunesmith import export as exporting
+
+    if push_to_hub:
+        exporting.check_hub(push_to_hub)  # before minutes of merging and checking
+    result = exporting.export(run, out, fmt=format_, quant=quant, overwrite=overwrite, say=_say)
+    typer.echo(f"exported {result.source} to {result.path} ({', '.join(result.files)})")
+    typer.echo(f"reload check passed: {result.check.describe()}")
+    if push_to_hub:
+        typer.echo(f"uploaded: {exporting.push(out, push_to_hub)}")
+
+
+@app.command()
+def serve(targets: Annotated[Optional[list[str]], typer.Argument(
+              metavar="[RUN|MODEL]...", help="what to serve: run folders, model specs, NAME=SPEC; base = the "
+              "first run's base model")] = None,
+          model: Annotated[Optional[list[str]], typer.Option("--model", help="another model to serve "
+                                                             "(repeatable), as the arguments")] = None,
+          host: Annotated[str, typer.Option("--host", help="127.0.0.1 = this machine only")] = "127.0.0.1",
+          port: Annotated[int, typer.Option("--port")] = 8000,
+          api_key: Annotated[Optional[str], typer.Option("--api-key", envvar="TUNESMITH_API_KEY", show_default=False,
+                                                         help="require 'Authorization: Bearer KEY' (or set "
+                                                              "TUNESMITH_API_KEY)")] = None) -> None:
+    """An OpenAI-compatible API (/v1/models, /v1/chat/completions, streaming) over tuned and base models."""
+    from tunesmith import serve as serving
+
+    every = [*(targets or []), *(model or [])]
+    if not every:
+        raise TunesmithError("nothing to serve", fix="name a run folder or model: tunesmith serve runs/demo "
+                             "--model base")
+    if host not in ("127.0.0.1", "localhost", "::1") and not api_key:
+        _say(f"warning: serving on {host} without --api-key: anyone who reaches this port can use the models")
+    serving.serve(every, host=host, port=port, api_key=api_key, say=_say)
+
+
 def main() -> None:
     import warnings
 

@@ -10,7 +10,6 @@ from __future__ import annotations
 import dataclasses
 import gc
 from collections.abc import Callable, Sequence
-from pathlib import Path
 from typing import Any
 
 from tunesmith import metrics, models, progress, rundir, template
@@ -43,8 +42,6 @@ def generate(model: Any, tokenizer: Any, convs: Sequence[Conversation], cfg: Eva
               for i, (c, prompt, _) in enumerate(rows) if c.source not in done}
     todo = sorted(tokens, key=tokens.__getitem__)  # similar lengths -> less padding
     stop_ids = end_of_turn_ids(tokenizer)
-    sampling = ({"do_sample": True, "temperature": cfg.temperature, "top_p": cfg.top_p} if cfg.temperature > 0
-                else {"do_sample": False, "temperature": None, "top_p": None, "top_k": None})
     side, tokenizer.padding_side = tokenizer.padding_side, "left"
     model.eval()
     torch.manual_seed(cfg.seed)
@@ -55,9 +52,7 @@ def generate(model: Any, tokenizer: Any, convs: Sequence[Conversation], cfg: Eva
             batch = tokenizer([rows[i][1] for i in idx], return_tensors="pt", padding=True,
                               add_special_tokens=False).to(model.device)
             with torch.inference_mode():
-                ids = model.generate(**batch, max_new_tokens=cfg.max_new_tokens, use_cache=True,
-                                     repetition_penalty=cfg.repetition_penalty,
-                                     pad_token_id=tokenizer.pad_token_id, **sampling)
+                ids = model.generate(**batch, **generation_kwargs(tokenizer, cfg))
             new = ids[:, batch["input_ids"].shape[1]:]
             fresh = [Generation(rows[i][0].source, rows[i][1], rows[i][2], text.strip(), bool(stop_ids & set(r)))
                      for i, r, text in zip(idx, new.tolist(), tokenizer.batch_decode(new, skip_special_tokens=True))]
@@ -73,6 +68,16 @@ def generate(model: Any, tokenizer: Any, convs: Sequence[Conversation], cfg: Eva
     if out is not None:
         out[0].write_generations(out[1], gens)
     return gens
+
+
+def generation_kwargs(tokenizer: Any, cfg: EvalConfig) -> dict[str, Any]:
+    """model.generate's settings from the eval section: the one place eval, chat and serve take them from, so a
+    chat answer equals eval's generation for the same row. Generation stops at any end-of-turn token the
+    vocabulary has (template.end_of_turn_ids), not only the model's configured eos."""
+    sampling = ({"do_sample": True, "temperature": cfg.temperature, "top_p": cfg.top_p} if cfg.temperature > 0
+                else {"do_sample": False, "temperature": None, "top_p": None, "top_k": None})
+    return {"max_new_tokens": cfg.max_new_tokens, "use_cache": True, "repetition_penalty": cfg.repetition_penalty,
+            "pad_token_id": tokenizer.pad_token_id, "eos_token_id": sorted(end_of_turn_ids(tokenizer)), **sampling}
 
 
 def _done(out: tuple[rundir.EvalDir, str] | None, wanted: set[str]) -> dict[str, Generation]:
@@ -98,11 +103,7 @@ def load_model(label: str, run: rundir.RunDir, cfg: RunConfig) -> tuple[Any, Any
         return model, tok, cfg.model
     if label == "tuned":
         return models.load_run_weights(run)
-    other = rundir.RunDir(Path(label))
-    if other.config.is_file():
-        return models.load_run_weights(other)
-    model, tok = models.load(label)
-    return model, tok, label
+    return models.load_target(label)
 
 
 def _reference_nll(model: Any, rendered: Rendered, batch_size: int) -> list[tuple[float, int]]:

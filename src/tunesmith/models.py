@@ -310,6 +310,18 @@ def load_run_weights(run: Any, *, trainable: bool = False, load_in: str | None =
             f"{cfg.model} + {run.adapter}")
 
 
+def load_target(target: str) -> tuple[Any, Any, str]:
+    """(model, tokenizer, what was loaded) for what a user names: a run folder (its tuned weights: base +
+    adapter, or the full model), an export folder, or any model spec `load` takes."""
+    from tunesmith import rundir
+
+    run = rundir.RunDir(Path(target))
+    if run.config.is_file():
+        return load_run_weights(run)
+    model, tok = load(target)
+    return model, tok, target
+
+
 def context_length(spec: str) -> int | None:
     """The longest sequence the model was built for (from its config alone), or None where it does not say
     (or where only a tokenizer is at hand: `inspect --model` and `preview` work on tokenizer folders too)."""

@@ -170,6 +170,60 @@ class Generation:
 
 
 @dataclass(frozen=True)
+class Reply:
+    """One answer of chat or serve: the text, whether it ended by itself (end-of-turn token or a stop string)
+    rather than at the token limit, and the token counts OpenAI's `usage` reports."""
+
+    text: str
+    stopped: bool
+    prompt_tokens: int
+    new_tokens: int
+
+
+@dataclass(frozen=True)
+class ExportCheck:
+    """An export loaded back and compared with the tuned model in memory on the run's held-out prompts."""
+
+    kind: str  # merged, or the GGUF quantisation (f16, q8_0, ...)
+    prompts: int
+    max_logit_diff: float
+    tolerance: float
+    identical_generations: int  # prompts whose greedy continuation is the same token for token
+    agreeing_tokens: int  # tokens before the first difference, summed over prompts
+    generated_tokens: int
+    same_tokenizer: bool  # the export's own tokenizer encodes the prompts to the same ids
+    same_template: bool  # and carries the chat template used in training
+    passed: bool
+
+    def describe(self) -> str:
+        return (f"{self.kind}: max |logit diff| {self.max_logit_diff:.3g} (tolerance {self.tolerance:g}), "
+                f"{self.identical_generations}/{self.prompts} greedy generations identical, token agreement "
+                f"{self.agreeing_tokens}/{self.generated_tokens}, tokenizer "
+                f"{'same' if self.same_tokenizer else 'DIFFERENT'}, chat template "
+                f"{'same' if self.same_template else 'DIFFERENT'}")
+
+
+@dataclass(frozen=True)
+class ExportResult:
+    """tunesmith_export.json: what was exported from which run, the files, and the reload check."""
+
+    format: str  # merged, gguf or ollama
+    quant: str  # the GGUF quantisation; "" for merged
+    path: str
+    source: str  # what was loaded: base + adapter, or the full model
+    files: tuple[str, ...]
+    check: ExportCheck
+
+    def to_json(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_json(cls, obj: dict[str, Any], where: str = "an export manifest") -> ExportResult:
+        fields_ = _load(cls, obj, where)
+        return cls(**{**fields_, "files": tuple(fields_["files"]), "check": ExportCheck(**fields_["check"])})
+
+
+@dataclass(frozen=True)
 class ModelEval:
     """One model's generations on the eval rows and its scores (keys: tunesmith.metrics.METRICS)."""
 

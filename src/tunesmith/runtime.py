@@ -59,8 +59,10 @@ def choose_precision(precision: str) -> str:
 def choose_padding_free(setting: str) -> bool:
     """train.padding_free resolved: auto = on with a CUDA GPU, off on a CPU.
 
-    On the CPU the block-diagonal mask that packed rows need sends SDPA to its slower masked kernel and the
-    padding saved is small once rows are grouped by length (docs/benchmarks.md has the measurement).
+    Measured (bench/train_contestants.py, docs/benchmarks.md): on the CPU packed rows were no faster on the demo
+    rows (210.6 vs 212.4 tokens/s: grouped by length, little padding is left to save) and 2x slower on long
+    rows (133.7 vs 265.8: the block-diagonal mask costs SDPA its unmasked flash path); on an H100 they were
+    1.32x faster on the demo rows (2,962 vs 2,252 tokens/s) and 1.16x on long rows (9,657 vs 8,321).
     """
     import torch
 

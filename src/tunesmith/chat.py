@@ -1,0 +1,177 @@
+"""`tunesmith chat`: talk to a run's tuned model (or any model), answers streamed as they are generated.
+
+Every prompt goes through the path training and eval use: template.fit (the run's template settings, a system
+turn merged where the template rejects one) and template.prompt_text; generation takes eval's settings through
+evaluate.generation_kwargs. So `chat --prompt` answers a row exactly as eval generated it, and the tuned model
+sees its training format, system prompt included. `serve` streams through `stream` below too.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections import Counter
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from tunesmith import evaluate, models, rundir, template
+from tunesmith.config import EvalConfig, TemplateConfig
+from tunesmith.records import Conversation, Message, Reply
+
+HELP = "commands: /reset (forget the conversation), /system TEXT (new system prompt; /system alone clears it), /exit"
+
+
+@dataclass
+class Session:
+    """A model, its tokenizer and template settings, and the conversation so far (mutable: it grows)."""
+
+    model: Any
+    tokenizer: Any
+    what: str  # what was loaded, for the banner
+    settings: EvalConfig
+    template: TemplateConfig
+    system: str | None = None
+    history: list[Message] = field(default_factory=list)
+
+    def prompt(self, user: str) -> str:
+        """The exact text the model continues: earlier turns, this user turn, the generation prompt."""
+        return prompt_for(self, [*self.history, Message("user", user)])
+
+
+def prompt_for(session: Session, messages: Sequence[Message]) -> str:
+    """The text the model continues after `messages` (ending on a user turn), rendered as training rendered its
+    rows; the session's system prompt goes first where the messages bring none."""
+    turns = list(messages)
+    if session.system and not (turns and turns[0].role == "system"):
+        turns.insert(0, Message("system", session.system))
+    conv = Conversation((*turns, Message("assistant", "")), "chat")
+    convs, _ = template.fit(session.tokenizer, [conv], session.template)
+    return template.prompt_text(session.tokenizer, convs[0])[0]
+
+
+def open_session(target: str, *, system: str | None = None, options: dict[str, Any] | None = None,
+                 say: Callable[[str], None] = print, base: bool = False) -> Session:
+    """A Session on a run folder (its tuned weights, template and eval settings; by default the system prompt
+    every training row had) or on any model spec. `options` override eval settings (max_new_tokens, ...);
+    `base` takes the run's starting model instead, with the same settings (base vs tuned on equal terms)."""
+    run = rundir.RunDir(Path(target))
+    if run.config.is_file():
+        from tunesmith import config
+
+        cfg = config.load(run.config)
+        model, tok, what = evaluate.load_model("base" if base else "tuned", run, cfg)
+        settings, tmpl = cfg.eval, cfg.template
+        if system is None:
+            system = training_system_prompt(run.read_conversations("train"))
+            if system:
+                say(f"system prompt (every training row had it): {system}")
+    else:
+        model, tok, what = models.load_target(target)
+        settings, tmpl = EvalConfig(), TemplateConfig()
+    settings = settings.model_copy(update=options or {})
+    return Session(model, tok, what, settings, tmpl, system or None)
+
+
+def training_system_prompt(convs: Sequence[Conversation]) -> str | None:
+    """The system prompt shared by every training row, or None where rows differ or have none.
+
+    >>> m = lambda *t: Conversation(tuple(Message(r, c) for r, c in t), "x")
+    >>> training_system_prompt([m(("system", "Be kind."), ("user", "hi"), ("assistant", "hello"))] * 2)
+    'Be kind.'
+    >>> training_system_prompt([m(("user", "hi"), ("assistant", "hello"))]) is None
+    True
+    """
+    firsts = Counter(c.messages[0].content if c.messages and c.messages[0].role == "system" else None
+                     for c in convs)
+    return next(iter(firsts)) if len(firsts) == 1 else None
+
+
+def stream(model: Any, tokenizer: Any, prompt: str, settings: EvalConfig, *, stop: Sequence[str] = (),
+           seed: int | None = None) -> Iterator[str]:
+    """Yield the answer's text piece by piece while `model.generate` runs in a thread; the last item is a Reply.
+
+    `stop` strings end the answer (OpenAI's `stop`; the text is cut before them); end-of-turn tokens always do.
+    """
+    import torch
+    from transformers import TextIteratorStreamer
+
+    ids = tokenizer(prompt, return_tensors="pt", add_special_tokens=False).to(model.device)
+    streamer = TextIteratorStreamer(tokenizer, skip_prompt=True, skip_special_tokens=True)
+    kwargs = evaluate.generation_kwargs(tokenizer, settings)
+    if stop:
+        kwargs |= {"stop_strings": list(stop), "tokenizer": tokenizer}
+    result: dict[str, Any] = {}
+
+    def run() -> None:
+        try:
+            torch.manual_seed(settings.seed if seed is None else seed)
+            with torch.inference_mode():
+                result["ids"] = model.generate(**ids, streamer=streamer, **kwargs)
+        except BaseException as err:  # re-raised in the caller's thread, after the streamer is closed
+            result["error"] = err
+            streamer.end()
+
+    model.eval()
+    worker = threading.Thread(target=run, daemon=True)
+    worker.start()
+    text, cut = "", None
+    for piece in streamer:
+        text += piece
+        cut = _first_stop(text, stop)
+        if cut is not None:
+            piece = piece[: len(piece) - (len(text) - cut)]
+            text = text[:cut]
+        if piece:
+            yield piece
+        if cut is not None:
+            break
+    worker.join()
+    if "error" in result:
+        raise result["error"]
+    new = result["ids"][0, ids["input_ids"].shape[1]:].tolist()
+    ended = bool(template.end_of_turn_ids(tokenizer) & set(new)) or cut is not None
+    yield Reply(text.strip(), ended, ids["input_ids"].shape[1], len(new))
+
+
+def _first_stop(text: str, stop: Sequence[str]) -> int | None:
+    found = [text.find(s) for s in stop if s and s in text]
+    return min(found) if found else None
+
+
+def respond(session: Session, user: str, write: Callable[[str], None] = lambda _: None) -> Reply:
+    """Answer one user turn, streaming pieces to `write`; the turn and the answer join the history."""
+    reply = None
+    for item in stream(session.model, session.tokenizer, session.prompt(user), session.settings):
+        if isinstance(item, Reply):
+            reply = item
+        else:
+            write(item)
+    assert reply is not None
+    session.history += [Message("user", user), Message("assistant", reply.text)]
+    return reply
+
+
+def repl(session: Session, read: Callable[[], str | None], write: Callable[[str], None]) -> int:
+    """The interactive loop: read a line, answer it (streamed), until /exit or end of input; returns turns."""
+    turns = 0
+    while (line := read()) is not None:
+        line = line.strip()
+        if not line:
+            continue
+        if line in ("/exit", "/quit"):
+            break
+        if line == "/reset":
+            session.history.clear()
+            write("(conversation cleared)\n")
+        elif line == "/system" or line.startswith("/system "):
+            session.system = line[len("/system"):].strip() or None
+            session.history.clear()
+            write(f"(system prompt {'set' if session.system else 'cleared'}; conversation cleared)\n")
+        elif line.startswith("/"):
+            write(f"unknown command {line.split()[0]}; {HELP}\n")
+        else:
+            reply = respond(session, line, write)
+            write("\n" if reply.stopped else " [cut at max_new_tokens]\n")
+            turns += 1
+    return turns

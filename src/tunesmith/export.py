@@ -1,0 +1,214 @@
+"""`tunesmith export`: a run's tuned model as a merged folder, a GGUF file, or a GGUF with an Ollama Modelfile.
+
+Every export is loaded back and compared with the tuned model in memory before the command succeeds (`check`):
+the largest |logit difference| on a few of the run's held-out prompts must be within the format's tolerance,
+and greedy generations must agree (identical for merged and F16; the agreement is reported for the others).
+The figures go to the export's manifest (tunesmith_export.json) beside the files.
+
+GGUF is written with the `gguf` package for Llama-architecture models (SmolLM2, Llama 2/3 without rope scaling,
+TinyLlama...): tensors named by gguf's own TensorNameMap, q/k rows permuted into llama.cpp's rotary layout,
+the tokenizer (tokens, types, merges, special ids), the chat template used in training, end-of-turn ids.
+"""
+
+from __future__ import annotations
+
+import shutil
+import tempfile
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+from tunesmith import evaluate, models, ollama, rundir, template
+from tunesmith.config import EvalConfig
+from tunesmith.errors import TunesmithError
+from tunesmith.records import ExportCheck, ExportResult
+
+FORMATS = ("merged", "gguf", "ollama")
+# gguf 0.19 quantises these in numpy (the K-quants it only reads); transformers' GGUF loader reads them all back.
+QUANTS = ("f32", "f16", "bf16", "q8_0", "q5_1", "q5_0", "q4_1", "q4_0")
+# Largest |logit difference| allowed against the tuned model in memory (logits of SmolLM2 span ~±30). Measured on
+# the demo run (docs/export.md): merged 2e-5, f32 2e-5, f16 0.03, bf16 0.3, q8_0 0.5; the 4/5-bit ones report.
+TOLERANCE = {"merged": 1e-3, "f32": 1e-3, "f16": 0.1, "bf16": 1.0, "q8_0": 1.5, "q5_1": 4.0, "q5_0": 4.0,
+             "q4_1": 8.0, "q4_0": 8.0}
+EXACT = ("merged", "f32", "f16")  # greedy generations must be identical; the others report agreement
+CHECK_PROMPTS = 3
+CHECK_TOKENS = 24
+MANIFEST = "tunesmith_export.json"
+
+
+def export(run_path: Path, out: Path, *, fmt: str = "merged", quant: str = "f16", overwrite: bool = False,
+           say: Callable[[str], None] = print) -> ExportResult:
+    """Export the tuned model of `run_path` into `out`; raises TunesmithError when the reload check fails."""
+    if fmt not in FORMATS:
+        raise TunesmithError(f"unknown export format {fmt!r}", fix="use one of: " + ", ".join(FORMATS))
+    if quant not in QUANTS:
+        raise TunesmithError(f"unknown GGUF quantisation {quant!r}", fix="use one of: " + ", ".join(QUANTS))
+    run = rundir.RunDir(run_path)
+    if not run.config.is_file():
+        raise TunesmithError(f"{run_path} is not a run folder (no config.yaml)", fix="pass a folder under runs/")
+    _check_target(out, overwrite)
+    from tunesmith import config
+
+    cfg = config.load(run.config)
+    model, tok, what = models.load_run_weights(run)
+    prompts = check_prompts(tok, run)
+    reference = _outputs(model, tok, prompts)
+    if hasattr(model, "merge_and_unload"):
+        model = model.merge_and_unload()  # the adapter folded into the base weights
+    _set_generation_config(model, tok)
+    system = _training_system(run)
+    tmp = Path(tempfile.mkdtemp(dir=out.parent if out.parent.exists() else None, prefix=f".{out.name}-"))
+    try:
+        files = _write(fmt, quant, model, tok, tmp, cfg.model, system, say)
+        loaded, loaded_tok = _load_back(fmt, tmp)
+        result = ExportResult(fmt, "" if fmt == "merged" else quant, str(out), what, tuple(files),
+                              _compare(reference, loaded, loaded_tok, tok, prompts, fmt if fmt == "merged" else quant))
+        rundir.write_json(tmp / MANIFEST, result.to_json())
+        if out.exists():
+            shutil.rmtree(out)
+        tmp.rename(out)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    if not result.check.passed:
+        raise TunesmithError(f"the export does not reproduce the tuned model: {result.check.describe()}",
+                             where=str(out), fix="report this with the manifest; a less lossy --quant "
+                             "(f16 or q8_0) or --format merged may pass")
+    return result
+
+
+def _check_target(out: Path, overwrite: bool) -> None:
+    if out.exists() and any(out.iterdir()):
+        if not overwrite:
+            raise TunesmithError(f"{out} exists and is not empty", fix="pass --overwrite, or another --out folder")
+        if not (out / MANIFEST).is_file():
+            raise TunesmithError(f"{out} is not an earlier tunesmith export (no {MANIFEST}); it is left alone",
+                                 fix="choose an empty or new --out folder")
+    out.parent.mkdir(parents=True, exist_ok=True)
+
+
+def _write(fmt: str, quant: str, model: Any, tok: Any, folder: Path, base: str, system: str | None,
+           say: Callable[[str], None]) -> list[str]:
+    folder.mkdir(parents=True, exist_ok=True)
+    if fmt == "merged":
+        model.save_pretrained(folder, safe_serialization=True)
+        tok.save_pretrained(folder)
+        return sorted(p.name for p in folder.iterdir())
+    from tunesmith import gguf_export
+
+    name = f"model-{quant}.gguf"
+    for notice in gguf_export.write(model, tok, folder / name, quant, source_gguf=_source_gguf(base)):
+        say(notice)
+    if fmt == "ollama":
+        (folder / "Modelfile").write_text(ollama.modelfile(tok, name, system), encoding="utf-8")
+    return sorted(p.name for p in folder.iterdir())
+
+
+def _source_gguf(base: str) -> Path | None:
+    """The GGUF the base model was read from (the default model, or a .gguf --model): its tokenizer settings
+    (the pre-tokenizer name llama.cpp needs) are carried over."""
+    if base.lower() in models.DEFAULT_ALIASES:
+        return models._default_gguf()
+    return Path(base) if base.endswith(".gguf") else None
+
+
+def _load_back(fmt: str, folder: Path) -> tuple[Any, Any]:
+    """The export as a fresh process would load it: plain transformers, no tunesmith code in between."""
+    from transformers import AutoModelForCausalLM, AutoTokenizer, GgufConfig
+
+    if fmt == "merged":
+        return AutoModelForCausalLM.from_pretrained(folder), AutoTokenizer.from_pretrained(folder)
+    gguf = next(folder.glob("*.gguf")).name
+    return (AutoModelForCausalLM.from_pretrained(folder, gguf_file=gguf,
+                                                 quantization_config=GgufConfig(dequantize=True)),
+            AutoTokenizer.from_pretrained(folder, gguf_file=gguf))
+
+
+def _set_generation_config(model: Any, tok: Any) -> None:
+    """Every end-of-turn id stops generation in a plain `model.generate` of the export (a model that never stops
+    is the commonest export complaint)."""
+    model.generation_config.eos_token_id = sorted(template.end_of_turn_ids(tok))
+    model.generation_config.pad_token_id = tok.pad_token_id
+
+
+def _training_system(run: rundir.RunDir) -> str | None:
+    from tunesmith.chat import training_system_prompt
+
+    return training_system_prompt(run.read_conversations("train"))
+
+
+def check_prompts(tok: Any, run: rundir.RunDir, n: int = CHECK_PROMPTS) -> list[str]:
+    """The first `n` held-out prompts of the run, rendered as eval and chat render them."""
+    convs = [c for c in run.read_conversations("eval") if not template.is_text(c)][:n]
+    fitted, _ = template.fit(tok, convs, _template_cfg(run))
+    return [template.prompt_text(tok, c)[0] for c in fitted]
+
+
+def _template_cfg(run: rundir.RunDir) -> Any:
+    from tunesmith import config
+
+    return config.load(run.config).template
+
+
+def _outputs(model: Any, tok: Any, prompts: Sequence[str]) -> list[tuple[Any, list[int]]]:
+    """(last-position-free logits over the prompt, greedy continuation ids) per prompt."""
+    import torch
+
+    settings = EvalConfig(max_new_tokens=CHECK_TOKENS)
+    out = []
+    model.eval()
+    for prompt in prompts:
+        ids = tok(prompt, return_tensors="pt", add_special_tokens=False)["input_ids"].to(model.device)
+        with torch.inference_mode():
+            logits = model(input_ids=ids).logits[0].float().cpu()
+            gen = model.generate(input_ids=ids, attention_mask=torch.ones_like(ids),
+                                 **evaluate.generation_kwargs(tok, settings))
+        out.append((logits, gen[0, ids.shape[1]:].tolist()))
+    return out
+
+
+def _compare(reference: list[tuple[Any, list[int]]], loaded: Any, loaded_tok: Any, tok: Any,
+             prompts: Sequence[str], kind: str) -> ExportCheck:
+    """The loaded export against the tuned model in memory, on the same token ids."""
+    mine = _outputs(loaded, tok, prompts)  # the reference tokenizer: logits compare position by position
+    diff = max(float((a - b).abs().max()) for (a, _), (b, _) in zip(reference, mine))
+    same = agree = total = 0
+    for (_, a), (_, b) in zip(reference, mine):
+        same += a == b
+        agree += next((i for i, (x, y) in enumerate(zip(a, b)) if x != y), min(len(a), len(b)))
+        total += max(len(a), len(b))
+    tokenizer_same = all(loaded_tok(p, add_special_tokens=False)["input_ids"]
+                         == tok(p, add_special_tokens=False)["input_ids"] for p in prompts)
+    template_same = (getattr(loaded_tok, "chat_template", None) or "") == (tok.chat_template or "")
+    passed = (diff <= TOLERANCE[kind] and tokenizer_same and template_same
+              and (same == len(prompts) or kind not in EXACT))
+    return ExportCheck(kind, len(prompts), round(diff, 6), TOLERANCE[kind], same, agree, total, tokenizer_same,
+                       template_same, passed)
+
+
+def _hub_token() -> str | None:
+    from huggingface_hub import get_token
+
+    return get_token()
+
+
+def check_hub(repo: str) -> None:
+    """--push-to-hub needs a token and a reachable hub; said before any work, never printing the token."""
+    if "/" not in repo:
+        raise TunesmithError(f"--push-to-hub {repo!r} is not a repo id", fix="use OWNER/NAME, e.g. me/my-tuned")
+    if not _hub_token():
+        raise TunesmithError("--push-to-hub needs a Hugging Face token", fix="set HF_TOKEN or run `hf auth login`")
+    if not models.hub_reachable():
+        raise TunesmithError("--push-to-hub: the Hugging Face hub is unreachable from here",
+                             fix="export without it, then upload the folder where there is network: "
+                                 "hf upload OWNER/NAME FOLDER")
+
+
+def push(folder: Path, repo: str) -> str:
+    """Upload the export folder (manifest included) to a model repo; returns its URL."""
+    from huggingface_hub import HfApi
+
+    api = HfApi(token=_hub_token())
+    api.create_repo(repo, exist_ok=True, repo_type="model")
+    api.upload_folder(folder_path=str(folder), repo_id=repo, repo_type="model",
+                      commit_message="tunesmith export")
+    return f"https://huggingface.co/{repo}"

@@ -1,0 +1,87 @@
+"""tunesmith chat on a real tiny run: the answer equals eval's, the prompt is the training render, commands work."""
+
+from __future__ import annotations
+
+import json
+
+from tests.conftest import fails, tunesmith
+from tunesmith import chat, config, rundir, template
+from tunesmith.records import Conversation, Message, Reply
+
+
+def _single_turn(run) -> Conversation:  # noqa: ANN001
+    convs = rundir.RunDir(run).read_conversations("eval")
+    return next(c for c in convs if [m.role for m in c.messages if m.role != "system"] == ["user", "assistant"])
+
+
+def test_chat_prompt_answers_a_row_as_eval_generated_it(tiny_run, tmp_path):
+    conv = _single_turn(tiny_run)
+    row = tmp_path / "one.jsonl"
+    row.write_text(json.dumps({"messages": [{"role": m.role, "content": m.content} for m in conv.messages]}) + "\n")
+    # Sampled at temperature 1 (the tiny model's greedy answer is blank lines): the same seed, the same draws.
+    res = tunesmith("eval", str(tiny_run), "--data", str(row), "--models", "tuned", "--embedder", "none",
+                    "--temperature", "1.0")
+    assert res.returncode == 0, res.stderr
+    gen = rundir.RunDir(tiny_run).evaluation(row.stem).read_generations("tuned")[0]
+    system = [m.content for m in conv.messages if m.role == "system"]
+    args = ["--system", system[0]] if system else []
+    res = tunesmith("chat", str(tiny_run), "--prompt", conv.messages[-2].content, "--temperature", "1.0", *args)
+    assert res.returncode == 0, res.stderr
+    answer = res.stdout.removesuffix("\n").removesuffix(" [cut at max_new_tokens]")
+    assert len(gen.generation.split()) > 3 and answer.strip() == gen.generation
+    assert res.stdout.endswith("\n") and ("[cut at" in res.stdout) == (not gen.stopped)
+
+
+def test_the_session_prompt_is_the_training_render_of_the_conversation_so_far(smol_dir):
+    session = chat.open_session(str(smol_dir), system="Be brief.", options={"max_new_tokens": 24},
+                                say=lambda _: None)
+    pieces: list[str] = []
+    first = chat.respond(session, "How do I sleep better?", pieces.append)
+    assert isinstance(first, Reply) and "".join(pieces).strip() == first.text
+    assert first.prompt_tokens > 0 and 0 < first.new_tokens <= session.settings.max_new_tokens
+    conv = Conversation((Message("system", "Be brief."), Message("user", "How do I sleep better?"),
+                         Message("assistant", first.text), Message("user", "And then?"), Message("assistant", "")),
+                        "x")
+    assert session.prompt("And then?") == template.prompt_text(session.tokenizer, conv)[0]
+    session.history.clear()
+    assert first.text not in session.prompt("And then?")
+
+
+def test_stop_strings_cut_the_answer_before_them(smol_dir):
+    session = chat.open_session(str(smol_dir), options={"max_new_tokens": 24}, say=lambda _: None)
+    prompt = session.prompt("Tell me about your week.")
+    full = list(chat.stream(session.model, session.tokenizer, prompt, session.settings))[-1]
+    words = full.text.split()
+    assert len(words) >= 3, full.text
+    stop = words[len(words) // 2]
+    items = list(chat.stream(session.model, session.tokenizer, prompt, session.settings, stop=[stop]))
+    cut = items[-1]
+    assert cut.text == full.text[: full.text.index(stop)].strip() and cut.stopped
+    assert "".join(i for i in items[:-1]).strip() == cut.text
+
+
+def test_the_interactive_loop_keeps_commands_apart_from_the_conversation(smol_dir):
+    res = tunesmith("chat", str(smol_dir), "--max-new-tokens", "8",
+                    input="/system Answer in one word.\nWhat colour is the sky?\n/reset\n/bogus\n\nhi again\n"
+                          "/exit\nnever read\n")
+    assert res.returncode == 0, res.stderr
+    out = res.stdout
+    marks = ["(system prompt set; conversation cleared)\n", "(conversation cleared)\n", "unknown command /bogus"]
+    at = [out.index(m) for m in marks]
+    assert at == sorted(at) and at[0] == 0 and "never read" not in out
+    first_answer = out[len(marks[0]):at[1]]
+    assert first_answer.strip() and first_answer.endswith("\n")  # one answer between the two commands
+    assert out[out.index("/exit") + len("/exit"):].strip()  # the answer to "hi again" after the help line
+    assert "chatting with" in res.stderr and "/reset" in res.stderr
+
+
+def test_chat_options_and_targets_are_checked_before_loading(tmp_path):
+    fails(tunesmith("chat", "default", "--temperature", "-1", "--prompt", "x"), "--temperature")
+    fails(tunesmith("chat", str(tmp_path / "nowhere"), "--prompt", "x"), "nowhere")
+
+
+def test_a_plain_model_spec_chats_with_default_settings(tiny_model_dir):
+    session = chat.open_session(str(tiny_model_dir), options={"max_new_tokens": 4}, say=lambda _: None)
+    assert session.settings == config.EvalConfig(max_new_tokens=4) and session.system is None
+    reply = chat.respond(session, "hi")
+    assert reply.new_tokens > 0 and session.history[-1] == Message("assistant", reply.text)

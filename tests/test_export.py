@@ -1,0 +1,123 @@
+"""tunesmith export on a real tiny run: merged, GGUF (F16, Q8_0) and Ollama, each loaded back and compared."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import fails, tunesmith
+from tests.fixtures import templates
+from tunesmith import export, ollama
+from tunesmith.errors import TunesmithError
+from tunesmith.records import ExportResult
+
+GOLDEN = Path(__file__).parent / "fixtures" / "Modelfile.smollm2"
+
+
+@pytest.fixture(scope="module")
+def exports(tiny_run: Path, tmp_path_factory: pytest.TempPathFactory) -> dict[str, ExportResult]:
+    out = tmp_path_factory.mktemp("exports")
+    done = {"merged": export.export(tiny_run, out / "merged", fmt="merged", say=lambda _: None)}
+    for quant in ("f16", "q8_0"):
+        done[quant] = export.export(tiny_run, out / quant, fmt="gguf", quant=quant, say=lambda _: None)
+    return done
+
+
+def test_every_export_passes_its_reload_check_and_writes_it_down(exports):
+    for kind, result in exports.items():
+        check = result.check
+        assert check.passed and check.prompts == export.CHECK_PROMPTS, check
+        assert check.max_logit_diff <= export.TOLERANCE[kind] and check.same_tokenizer and check.same_template
+        manifest = json.loads((Path(result.path) / export.MANIFEST).read_text())
+        assert ExportResult.from_json(manifest) == result
+    assert exports["merged"].check.max_logit_diff < 1e-3
+    assert exports["f16"].check.identical_generations == export.CHECK_PROMPTS  # exact formats: same greedy text
+    assert exports["q8_0"].check.max_logit_diff > exports["f16"].check.max_logit_diff  # 8 bits lose more
+
+
+def test_the_merged_export_loads_and_stops_with_plain_transformers(exports, tiny_run):
+    # A fresh interpreter with transformers alone: the chat template and end-of-turn stop travel with the folder.
+    code = (
+        "import sys, json; from transformers import AutoModelForCausalLM, AutoTokenizer\n"
+        "m = AutoModelForCausalLM.from_pretrained(sys.argv[1]); t = AutoTokenizer.from_pretrained(sys.argv[1])\n"
+        "ids = t.apply_chat_template([{'role': 'user', 'content': 'hi'}], add_generation_prompt=True,"
+        " return_tensors='pt', return_dict=True)\n"
+        "print(json.dumps({'eos': m.generation_config.eos_token_id, 'im_end': t.convert_tokens_to_ids('<|im_end|>'),"
+        " 'template': t.chat_template, 'n': int(m.generate(**ids, max_new_tokens=4).shape[1])}))")
+    res = subprocess.run([sys.executable, "-c", code, exports["merged"].path], capture_output=True, text=True,
+                         timeout=300)
+    assert res.returncode == 0, res.stderr
+    got = json.loads(res.stdout.splitlines()[-1])
+    assert got["im_end"] in got["eos"] and got["n"] > 0
+    assert got["template"] == (tiny_run / "adapter" / "chat_template.jinja").read_text()
+
+
+def test_the_gguf_vocabulary_is_the_one_llama_cpp_was_given_for_smollm2(exports, smol_dir):
+    import gguf
+
+    from tunesmith import models
+
+    mine = gguf.GGUFReader(next(Path(exports["f16"].path).glob("*.gguf")))
+    original = gguf.GGUFReader(models._default_gguf())
+    for key in ("tokenizer.ggml.tokens", "tokenizer.ggml.merges", "tokenizer.ggml.token_type",
+                "tokenizer.ggml.bos_token_id", "tokenizer.ggml.eos_token_id"):
+        assert mine.fields[key].contents() == original.fields[key].contents(), key
+    # the tiny run's base is a folder, not the GGUF: llama.cpp's pre-tokenizer name is unknown, so "default"
+    assert mine.fields["tokenizer.ggml.pre"].contents() == "default"
+    names = {t.name for t in mine.tensors}
+    assert "blk.1.attn_q.weight" in names and "output.weight" not in names  # tied head: llama.cpp reuses embd
+    types = {t.name: t.tensor_type.name for t in mine.tensors}
+    assert types["blk.0.attn_norm.weight"] == "F32" and types["blk.0.ffn_up.weight"] == "F16"
+
+
+def test_the_ollama_modelfile_matches_the_golden_file(tiny_run, tmp_path):
+    result = export.export(tiny_run, tmp_path / "ollama", fmt="ollama", quant="q8_0", say=lambda _: None)
+    assert "Modelfile" in result.files and result.check.passed
+    text = (Path(result.path) / "Modelfile").read_text()
+    assert text == GOLDEN.read_text(), text
+
+
+@pytest.mark.parametrize(("jinja", "family"), [(templates.LLAMA3, "llama3"), (templates.GEMMA, "gemma"),
+                                               (templates.CHATML_MARKED, "chatml")])
+def test_ollama_families_are_recognised_by_what_the_template_renders(smol_tokenizer, jinja, family):
+    import copy
+
+    tok = copy.deepcopy(smol_tokenizer)
+    tok.chat_template = jinja
+    assert ollama.family_of(tok) == (family, None)
+    if family == "gemma":  # no system role: no SYSTEM line, a comment instead
+        assert "SYSTEM" not in ollama.modelfile(tok, "m.gguf", "Be kind.")
+    else:
+        assert 'SYSTEM """Be kind."""' in ollama.modelfile(tok, "m.gguf", "Be kind.")
+
+
+def test_an_unknown_template_family_is_refused_with_a_way_out(smol_tokenizer):
+    import copy
+
+    from tunesmith.template import PLAIN_TEMPLATE
+
+    tok = copy.deepcopy(smol_tokenizer)
+    tok.chat_template = PLAIN_TEMPLATE
+    with pytest.raises(TunesmithError, match="no Ollama TEMPLATE") as err:
+        ollama.modelfile(tok, "m.gguf", None)
+    assert "--format gguf" in err.value.fix
+
+
+def test_export_refuses_bad_options_and_foreign_folders(tiny_run, tmp_path):
+    fails(tunesmith("export", str(tiny_run), "--out", str(tmp_path / "x"), "--format", "onnx"), "onnx", "merged")
+    fails(tunesmith("export", str(tiny_run), "--out", str(tmp_path / "x"), "--format", "gguf", "--quant", "q3_k"),
+          "q3_k", "q8_0")
+    mine = tmp_path / "mine"
+    mine.mkdir()
+    (mine / "notes.txt").write_text("keep me")
+    fails(tunesmith("export", str(tiny_run), "--out", str(mine), "--overwrite"), "not an earlier tunesmith export")
+    assert (mine / "notes.txt").read_text() == "keep me"
+    fails(tunesmith("export", str(tiny_run), "--out", str(tmp_path / "y"), "--push-to-hub", "me/x",
+                    env={**{k: v for k, v in os.environ.items() if "TOKEN" not in k}, "HF_HOME": str(tmp_path)}),
+          "Hugging Face token")
+    assert not (tmp_path / "y").exists()
