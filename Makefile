@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: install demo test clean tcmalloc
+.PHONY: install demo test clean tcmalloc llama-cpp
 
 install: $(STAMP)
 
@@ -30,6 +30,11 @@ demo: install tcmalloc
 
 test: install
 	$(BIN)/python -m pytest
+
+# Opt-in: llama.cpp's Python binding, compiled from source (minutes on 2 cores). With it, tests/test_export.py
+# also runs an exported GGUF through llama.cpp and compares it with transformers.
+llama-cpp: install
+	CMAKE_ARGS="-DGGML_NATIVE=ON" $(BIN)/python -m pip install --quiet llama-cpp-python==0.3.36
 
 clean:
 	rm -rf runs .pytest_cache

@@ -121,3 +121,56 @@ def test_export_refuses_bad_options_and_foreign_folders(tiny_run, tmp_path):
                     env={**{k: v for k, v in os.environ.items() if "TOKEN" not in k}, "HF_HOME": str(tmp_path)}),
           "Hugging Face token")
     assert not (tmp_path / "y").exists()
+
+
+@pytest.fixture(scope="module")
+def smol_exports(smol_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict[str, ExportResult]]:
+    """A 2-step run on the embedded SmolLM2-135M and its GGUF exports (F16, Q8_0)."""
+    from tests.conftest import SAMPLE, tiny_config
+    from tunesmith import pipeline
+
+    home = tmp_path_factory.mktemp("smol")
+    data = home / "rows.jsonl"
+    data.write_text("\n".join((SAMPLE / "counsel_en.jsonl").read_text(encoding="utf-8").splitlines()[:24]) + "\n")
+    cfg = tiny_config(Path("default"), data, home / "runs", train={
+        "max_steps": 2, "batch_size": 4, "learning_rate": 2e-4, "eval_strategy": "steps", "eval_steps": 2,
+        "report_to": []})
+    cfg = cfg.model_copy(update={"eval": cfg.eval.model_copy(update={"max_rows": 2, "embedder": "none"})})
+    run = pipeline.run(cfg, say=lambda _: None).run_dir
+    return run, {q: export.export(run, home / q, fmt="gguf", quant=q, say=lambda _: None) for q in ("f16", "q8_0")}
+
+
+@pytest.mark.slow
+def test_the_default_model_round_trips_through_gguf(smol_exports):
+    import gguf
+
+    from tunesmith import models
+
+    _, done = smol_exports
+    f16, q8 = done["f16"].check, done["q8_0"].check
+    assert f16.passed and f16.identical_generations == f16.prompts and f16.max_logit_diff < 0.1, f16
+    assert q8.passed and q8.agreeing_tokens > 0, q8
+    mine = gguf.GGUFReader(next(Path(done["f16"].path).glob("*.gguf")))
+    assert mine.fields["tokenizer.ggml.pre"].contents() == gguf.GGUFReader(
+        models._default_gguf()).fields["tokenizer.ggml.pre"].contents() == "smollm"
+
+
+@pytest.mark.slow
+def test_llama_cpp_runs_the_exported_gguf_like_transformers(smol_exports):
+    """llama.cpp is the GGUF's real consumer (opt-in: `make llama-cpp` compiles it): the same prompt tokens, its
+    chat template from the file, greedy text equal to transformers' on the merged model, and it stops by itself."""
+    llama_cpp = pytest.importorskip("llama_cpp", reason="make llama-cpp (compiles llama.cpp) to run this check")
+    from tunesmith import chat
+
+    run, done = smol_exports
+    session = chat.open_session(str(run), options={"max_new_tokens": 48}, say=lambda _: None)
+    prompt = session.prompt("I keep putting off my thesis and feel awful about it.")
+    llm = llama_cpp.Llama(model_path=str(next(Path(done["f16"].path).glob("*.gguf"))), n_ctx=1024, n_threads=2,
+                          seed=0, verbose=False)
+    ids = session.tokenizer(prompt, add_special_tokens=False)["input_ids"]
+    assert llm.tokenize(prompt.encode(), add_bos=False, special=True) == ids
+    theirs = llm.create_chat_completion(messages=[{"role": "user", "content": "I keep putting off my thesis and "
+                                                   "feel awful about it."}], max_tokens=48, temperature=0.0)
+    mine = chat.respond(session, "I keep putting off my thesis and feel awful about it.")
+    assert theirs["choices"][0]["message"]["content"].strip() == mine.text
+    assert theirs["choices"][0]["finish_reason"] == "stop" and mine.stopped
