@@ -243,8 +243,11 @@ def test_a_malformed_wandb_key_exits_2_without_retries(tmp_path: Path, tiny_mode
 
 def test_ctrl_c_during_training_says_how_to_resume(tmp_path: Path, tiny_model_dir: Path, small_jsonl: Path):
     cfg = write_config(tmp_path, tiny_model_dir, small_jsonl)
+    # SIGINT restored for the child: a test run started in the background (`pytest &`) ignores SIGINT, and an
+    # ignored signal stays ignored across exec, so the child would never see the interrupt.
     proc = subprocess.Popen([sys.executable, "-m", "tunesmith", "train", str(cfg), "--set", "train.max_steps=100000",
-                             "--set", "train.eval_steps=100000"], cwd=tmp_path, stderr=subprocess.PIPE, text=True)
+                             "--set", "train.eval_steps=100000"], cwd=tmp_path, stderr=subprocess.PIPE, text=True,
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     lines = []
     for line in proc.stderr:  # interrupt once the training loop runs
         lines.append(line)
