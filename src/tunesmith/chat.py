@@ -55,6 +55,9 @@ def open_session(target: str, *, system: str | None = None, options: dict[str, A
     """A Session on a run folder (its tuned weights, template and eval settings; by default the system prompt
     every training row had) or on any model spec. `options` override eval settings (max_new_tokens, ...);
     `base` takes the run's starting model instead, with the same settings (base vs tuned on equal terms)."""
+    from transformers.utils import logging as hf_logging
+
+    hf_logging.disable_progress_bar()  # a "Loading weights" bar is noise in a chat or a server log
     run = rundir.RunDir(Path(target))
     if run.config.is_file():
         from tunesmith import config

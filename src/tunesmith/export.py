@@ -26,9 +26,11 @@ from tunesmith.records import ExportCheck, ExportResult
 FORMATS = ("merged", "gguf", "ollama")
 # gguf 0.19 quantises these in numpy (the K-quants it only reads); transformers' GGUF loader reads them all back.
 QUANTS = ("f32", "f16", "bf16", "q8_0", "q5_1", "q5_0", "q4_1", "q4_0")
-# Largest |logit difference| allowed against the tuned model in memory (logits of SmolLM2 span ~±30). Measured on
-# the demo run (docs/export.md): merged 2e-5, f32 2e-5, f16 0.03, bf16 0.3, q8_0 0.5; the 4/5-bit ones report.
-TOLERANCE = {"merged": 1e-3, "f32": 1e-3, "f16": 0.1, "bf16": 1.0, "q8_0": 1.5, "q5_1": 4.0, "q5_0": 4.0,
+# Largest |logit difference| allowed against the tuned model in memory, over every position and vocabulary entry
+# of the check prompts (SmolLM2's logits span about -30..+30). Measured on the demo run (docs/export.md): merged
+# 9.2e-5, f16 0.044, bf16 0.72, q8_0 1.38 (its tied output head is 8-bit too), q4_0 26.7 (fails: 4 bits are too
+# few for a 135M model whose source GGUF was already 4-bit). q5_* and q4_* share one stated bound, not measured.
+TOLERANCE = {"merged": 1e-3, "f32": 1e-3, "f16": 0.1, "bf16": 1.5, "q8_0": 2.0, "q5_1": 8.0, "q5_0": 8.0,
              "q4_1": 8.0, "q4_0": 8.0}
 EXACT = ("merged", "f32", "f16")  # greedy generations must be identical; the others report agreement
 CHECK_PROMPTS = 3

@@ -140,11 +140,11 @@ def _tokenizer(writer: Any, tok: Any, arch: Any, source_gguf: Path | None) -> li
     writer.add_token_types(types)
     with tempfile.TemporaryDirectory() as folder:
         tok.save_pretrained(folder)  # SpecialVocab reads merges and special ids from tokenizer files
-        gguf.SpecialVocab(folder, load_merges=True, n_vocab=len(tokens)).add_to_gguf(writer, quiet=True)
-    writer.add_eos_token_id(sorted(template.end_of_turn_ids(tok))[0] if tok.eos_token_id is None
-                            else tok.eos_token_id)
-    if tok.chat_template:
-        writer.add_chat_template(tok.chat_template)
+        special = gguf.SpecialVocab(folder, load_merges=True, n_vocab=len(tokens))
+    if tok.eos_token_id is None:  # then the first end-of-turn token ends generation in llama.cpp
+        special.special_token_ids["eos"] = sorted(template.end_of_turn_ids(tok))[0]
+    special.chat_template = tok.chat_template or None  # the template the run trained with (saved with it)
+    special.add_to_gguf(writer, quiet=True)
     return notices
 
 

@@ -372,8 +372,11 @@ def describe(cfg: RunConfig, data: PreparedData, train_ex: list[Example], eval_e
                               else "not estimated on GPU (the estimate is calibrated for CPUs)"),
         f"generation eval: {eval_rows} rows, up to {cfg.eval.max_new_tokens} new tokens, greedy",
         f"output: {cfg.output_dir / cfg.name}",
-        "each optimizer step: (1) take a batch of rows padded to the longest; (2) forward pass over every "
-        "position, logits only where the loss is computed (TRL's fused LM head); (3) loss = cross-entropy on supervised tokens only (prompt tokens carry label -100); "
+        "each optimizer step: (1) take a batch of rows "
+        + ("joined into one sequence (padding-free; attention stays within each row)"
+           if runtime.choose_padding_free(t.padding_free) else "padded to the longest")
+        + "; (2) forward pass over every position, logits only where the loss is computed (TRL's fused LM head); "
+        "(3) loss = cross-entropy on supervised tokens only (prompt tokens carry label -100); "
         f"(4) backward: gradients for the {trainable:,} trainable parameters"
         + (f", summed over {t.grad_accum} batches" if t.grad_accum > 1 else "")
         + f"; (5) clip the gradient norm, {t.optimizer} updates the weights, the {t.lr_scheduler} scheduler sets "
