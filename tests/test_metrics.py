@@ -6,6 +6,7 @@ import unicodedata
 
 import pytest
 
+from tunesmith import metrics
 from tunesmith.errors import TunesmithError
 from tunesmith.metrics import (Embedder, compare, exact_match, language_of, lcs_length, paired_bootstrap,
                                per_row_nll, perplexity, rouge_l, score_rows)
@@ -184,3 +185,31 @@ def test_compare_runs_every_shared_metric_and_reads_direction():
     assert diffs["chars"].verdict == "higher"  # a length is neither better nor worse
     assert diffs["cosine"].rows == 19 and diffs["cosine"].verdict == "no clear difference"
     assert Difference(0.4, 0.1, 0.7, 20, direction=-1).verdict == "worse"
+
+
+def test_the_corpus_bootstrap_draws_and_scores_as_sacrebleu_s_paired_bootstrap():
+    """Same rows drawn (numpy's generator with the same seed) and the same corpus statistic per resample as
+    sacrebleu's paired bootstrap: its per-system mean and CI for the tuned model come out equal."""
+    import random
+
+    from sacrebleu.metrics import BLEU, CHRF
+    from sacrebleu.significance import _paired_bs_test
+
+    rng = random.Random(3)
+    words = "the a cat dog sat ran on under mat rug happily quickly".split()
+    refs = [" ".join(rng.choices(words, k=8)) for _ in range(40)]
+    base = [" ".join(rng.choices(words, k=6)) for _ in refs]
+    tuned = [r if rng.random() < 0.5 else " ".join(rng.choices(words, k=7)) for r in refs]
+    for name, metric in (("chrf", CHRF()), ("bleu", BLEU())):
+        bl_stats = metric._extract_corpus_statistics(base, [refs])
+        bl_result = metric._aggregate_and_compute(bl_stats)
+        _, result = _paired_bs_test({name: (bl_stats, bl_result)}, "tuned", tuned, [refs], {name: metric},
+                                    n_samples=1000, seed=7)
+        idxs = metrics.resample_indices(len(refs), 1000, 7)
+        mine = metrics.resampled_scores(metric, tuned, refs, idxs)
+        assert mine.mean() == pytest.approx(result[name].mean, abs=1e-3)
+        d = metrics.corpus_difference(name, [Generation("x", "p", r, h) for r, h in zip(refs, base)],
+                                      [Generation("x", "p", r, h) for r, h in zip(refs, tuned)], "13a",
+                                      resamples=1000, seed=7)
+        assert d.mean == pytest.approx(result[name].score - bl_result.score) and d.verdict == "better"
+        assert 0 < d.low < d.mean < d.high

@@ -61,3 +61,34 @@ def test_the_report_renders_in_headless_chromium_with_its_loss_chart(tiny_run: P
 
     assert near((31, 119, 180)) > 200 and near((255, 127, 14)) > 100
     shutil.copy(shot, tiny_run / "report_screenshot.png")
+
+
+def test_every_difference_shown_is_the_difference_of_the_numbers_shown(tiny_run: Path):
+    """The terminal table, report.md and report.html: tuned − base of each metric's displayed values (the corpus
+    statistic for chrF and BLEU, the token-weighted nll for perplexity) is the difference column's number."""
+    import math
+
+    from tunesmith import rundir
+    from tunesmith.report import TABLE, metrics_table
+
+    ev = rundir.RunDir(tiny_run).evaluation().read_summary()
+    base, tuned = ev.models
+    table = metrics_table(ev)
+    checked = 0
+    for key, name in TABLE:
+        d = ev.differences["tuned"].get("nll" if key == "perplexity" else key)
+        if d is None or key not in base.metrics:
+            continue
+        shown = (math.log(tuned.metrics[key]) - math.log(base.metrics[key]) if key == "perplexity"
+                 else tuned.metrics[key] - base.metrics[key])
+        assert d.mean == pytest.approx(shown, abs=1e-9), key
+        assert d.low <= d.mean <= d.high or d.rows == 0, key
+        row = next(r for r in table.rows if r[0] == name)
+        assert row[3].split(" [")[0] in (f"{d.mean:+.2f}", f"{d.mean:+.3f}", f"{d.mean * 100:+.1f} pts"), row
+        checked += 1
+    assert checked >= 8  # perplexity, chrF, BLEU, ROUGE-L, exact match, characters, words, stopped
+    md = (tiny_run / "report.md").read_text(encoding="utf-8")
+    html = (tiny_run / "report.html").read_text(encoding="utf-8")
+    for row in table.rows:
+        if row[3]:
+            assert row[3] in md and row[3].replace("−", "&minus;") in html or row[3] in html, row

@@ -132,7 +132,7 @@ def evaluate(run: rundir.RunDir, cfg: RunConfig, convs: Sequence[Conversation], 
     convs = tuple(convs[: ecfg.max_rows])
     embedder = None if ecfg.embedder == "none" else metrics.Embedder(
         None if ecfg.embedder == "default" else ecfg.embedder)
-    results = []
+    results, nlls = [], []
     for label in labels:
         model, tokenizer, spec = load_model(label, run, cfg)
         if not results:  # every option and the first model are fine: from here on the old summary is stale
@@ -147,13 +147,15 @@ def evaluate(run: rundir.RunDir, cfg: RunConfig, convs: Sequence[Conversation], 
         with progress.bar(f"generating ({label})", len(mine)) as tick:
             gens = generate(model, tokenizer, mine, ecfg, (out_dir, label), tick)
         nll = _reference_nll(model, rendered, ecfg.batch_size)
+        nlls.append(nll)
         scores = metrics.score_rows(gens, embedder=embedder, nll=nll)
         results.append(ModelEval(label, spec, scores.corpus, tuple(scores.rows), tuple(gens),
                                  (eval_losses or {}).get(label)))
         del model
         gc.collect()
     base = results[0]
-    differences = {m.label: metrics.compare(base.rows, m.rows, seed=ecfg.seed) for m in results[1:]}
+    differences = {m.label: _differences(base, m, nlls[0], nll, scores.bleu_tokenize, ecfg.seed)
+                   for m, nll in zip(results[1:], nlls[1:])}
     report = EvalReport(tuple(results), differences, scores.lang, scores.bleu_tokenize,
                         embedder.name if embedder else None, settings)
     # Saved before the judge is asked: if the judge fails, the folder still holds these models' own numbers.
@@ -168,6 +170,19 @@ def evaluate(run: rundir.RunDir, cfg: RunConfig, convs: Sequence[Conversation], 
         report = dataclasses.replace(report, judge=judged)
         out_dir.write_summary(report)
     return report
+
+
+def _differences(base: ModelEval, other: ModelEval, base_nll: Sequence[tuple[float, int]],
+                 other_nll: Sequence[tuple[float, int]], tokenize: str, seed: int) -> dict[str, Any]:
+    """other - base for every metric, each the difference of the two numbers the report shows: per-row metrics
+    on the mean of rows; chrF and BLEU on the corpus statistic and nll token-weighted (the log of the perplexity
+    shown), their intervals from resampling rows and recomputing that statistic."""
+    out = metrics.compare(base.rows, other.rows, seed=seed)
+    for name in metrics.CORPUS_METRICS:
+        out[name] = metrics.corpus_difference(name, base.generations, other.generations, tokenize, seed=seed)
+    if "nll" in out:
+        out["nll"] = metrics.nll_difference(base_nll, other_nll, seed=seed)
+    return out
 
 
 def _check_settings(out_dir: rundir.EvalDir, labels: Sequence[str], settings: EvalSettings, fresh: bool) -> None:

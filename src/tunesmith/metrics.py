@@ -340,6 +340,80 @@ def paired_bootstrap(base_values: Sequence[float], tuned_values: Sequence[float]
     return Difference(sum(diffs) / n, means[int(0.025 * resamples)], means[int(0.975 * resamples) - 1], n)
 
 
+CORPUS_METRICS = ("chrf", "bleu")  # shown as corpus statistics: their intervals resample the corpus statistic
+
+
+def _corpus_metric(name: str, tokenize: str) -> Any:
+    """The sacrebleu metric whose corpus score `score_rows` reports as `name`."""
+    from sacrebleu.metrics import BLEU, CHRF
+
+    return CHRF() if name == "chrf" else BLEU(tokenize=tokenize)
+
+
+def resample_indices(n: int, resamples: int, seed: int) -> Any:
+    """Row indices of every bootstrap resample at once, drawn as sacrebleu's paired bootstrap draws them."""
+    import numpy as np
+
+    return np.random.default_rng(seed).choice(n, size=(resamples, n), replace=True)
+
+
+def resampled_scores(metric: Any, hyps: Sequence[str], refs: Sequence[str], idxs: Any) -> Any:
+    """The corpus score of every resample, from sacrebleu's per-row sufficient statistics (its own method)."""
+    import numpy as np
+
+    stats = np.array(metric._extract_corpus_statistics(list(hyps), [list(refs)]), dtype="float32")
+    return np.array([metric._compute_score_from_stats(row.sum(0)).score for row in stats[idxs]])
+
+
+def _interval(observed: float, resampled: Any, rows: int, direction: int) -> Difference:
+    ordered = sorted(float(x) for x in resampled)
+    k = len(ordered)
+    return Difference(observed, ordered[int(0.025 * k)], ordered[int(0.975 * k) - 1], rows, direction)
+
+
+def corpus_difference(name: str, base: Sequence[Generation], tuned: Sequence[Generation], tokenize: str, *,
+                      resamples: int = 1000, seed: int = 0) -> Difference:
+    """tuned - base of a corpus statistic (chrF, BLEU) as shown, with a 95% interval from a paired bootstrap
+    that resamples rows and recomputes the corpus statistic for both models (sacrebleu's paired bootstrap).
+
+    >>> g = lambda h: Generation("x", "p", "the cat sat on the mat", h)
+    >>> d = corpus_difference("chrf", [g("a dog")] * 4, [g("the cat sat on the mat")] * 4, "13a")
+    >>> round(d.mean, 1), d.verdict
+    (96.5, 'better')
+    """
+    refs = [g.reference for g in base]
+    if [g.reference for g in tuned] != refs:
+        raise ValueError("paired rows must share their references")
+    metric = _corpus_metric(name, tokenize)
+    b_hyps, t_hyps = [g.generation for g in base], [g.generation for g in tuned]
+    observed = metric.corpus_score(t_hyps, [refs]).score - metric.corpus_score(b_hyps, [refs]).score
+    if not refs:
+        return Difference(0.0, 0.0, 0.0, 0, METRICS[name][1])
+    idxs = resample_indices(len(refs), resamples, seed)
+    diffs = resampled_scores(metric, t_hyps, refs, idxs) - resampled_scores(metric, b_hyps, refs, idxs)
+    return _interval(observed, diffs, len(refs), METRICS[name][1])
+
+
+def nll_difference(base: Sequence[tuple[float, int]], tuned: Sequence[tuple[float, int]], *,
+                   resamples: int = 1000, seed: int = 0) -> Difference:
+    """tuned - base of the token-weighted nll (log of the perplexity shown), rows resampled in pairs; rows
+    without reference tokens are left out.
+
+    >>> nll_difference([(4.0, 2), (9.0, 3)], [(2.0, 2), (3.0, 3)]).mean
+    -1.6
+    """
+    import numpy as np
+
+    pairs = [(b, t) for b, t in zip(base, tuned, strict=True) if b[1] and t[1]]
+    if not pairs:
+        return Difference(0.0, 0.0, 0.0, 0, METRICS["nll"][1])
+    arr = np.array([(b[0], b[1], t[0], t[1]) for b, t in pairs], dtype=float)
+    observed = arr[:, 2].sum() / arr[:, 3].sum() - arr[:, 0].sum() / arr[:, 1].sum()
+    sums = arr[resample_indices(len(arr), resamples, seed)].sum(axis=1)
+    return _interval(float(observed), sums[:, 2] / sums[:, 3] - sums[:, 0] / sums[:, 1], len(arr),
+                     METRICS["nll"][1])
+
+
 def compare(base_rows: Sequence[dict[str, float]], tuned_rows: Sequence[dict[str, float]], *,
             resamples: int = 2000, seed: int = 0) -> dict[str, Difference]:
     """paired_bootstrap for every metric both row lists have (rows with a nan value in a metric are left out

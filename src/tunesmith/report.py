@@ -114,7 +114,7 @@ def metrics_table(ev: EvalReport) -> Table:
             continue
         row = [name, *(_fmt(key, v) for v in values)]
         for m in others:
-            diff_key = "nll" if key == "perplexity" else key  # perplexity's CI is on per-row nll
+            diff_key = "nll" if key == "perplexity" else key  # log(perplexity) = token-weighted nll
             d = ev.differences.get(m.label, {}).get(diff_key)
             row += [_interval(diff_key, d) + (" (nll)" if key == "perplexity" else ""),
                     d.verdict] if d else ["", ""]
