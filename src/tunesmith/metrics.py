@@ -355,10 +355,46 @@ def perplexity(nll_rows: Sequence[tuple[float, int]]) -> float:
     return math.exp(sum(s for s, _ in nll_rows) / tokens) if tokens else math.nan
 
 
-def score_rows(generations: Sequence[Generation], *, embedder: Embedder | None = None,
+PER_ROW = "per-row"  # Scores.bleu_tokenize prefix where rows of different languages get different tokenizers
+
+
+def row_tokenizers(refs: Sequence[str], lang: str = "auto") -> tuple[list[str], list[str], str]:
+    """(per-row language, per-row sacrebleu tokenizer, the BLEU tokenizer as the report names it): each row by
+    its own reference's language, so in a mixed set Korean rows score on characters and English rows on words;
+    an explicit `lang` applies to every row.
+
+    >>> row_tokenizers(["학교에 갑니다", "I go to school"])[2]
+    'per-row: ko char, en 13a'
+    >>> row_tokenizers(["I go", "You go"])[2]
+    '13a'
+    """
+    if lang != "auto" and lang not in BLEU_TOKENIZE:
+        raise ValueError(f"lang must be 'auto' or one of {sorted(BLEU_TOKENIZE)}, not {lang!r}")
+    langs = [language_of([r]) if lang == "auto" else lang for r in refs]
+    toks = [BLEU_TOKENIZE[x] for x in langs]
+    if len(set(toks)) <= 1:
+        return langs, toks, toks[0] if toks else BLEU_TOKENIZE[language_of(refs) if lang == "auto" else lang]
+    seen = dict.fromkeys(zip(langs, toks))
+    return langs, toks, f"{PER_ROW}: " + ", ".join(f"{x} {t}" for x, t in seen)
+
+
+def bleu_corpus_inputs(hyps: Sequence[str], refs: Sequence[str], tokenize: str) -> tuple[list[str], list[str], str]:
+    """Hypotheses, references and the tokenizer for sacrebleu's corpus BLEU: a mixed set is tokenised row by row
+    with each row's own tokenizer first, then scored with tokenize='none'."""
+    if not tokenize.startswith(PER_ROW):
+        return list(hyps), list(refs), tokenize
+    from sacrebleu.metrics import BLEU
+
+    _, toks, _ = row_tokenizers(refs)
+    cut = {t: BLEU(tokenize=t).tokenizer for t in set(toks)}
+    return [cut[t](h) for t, h in zip(toks, hyps)], [cut[t](r) for t, r in zip(toks, refs)], "none"
+
+
+def score_rows(generations: Sequence[Generation], *, embedder: Any = None,
                nll: Sequence[tuple[float, int]] | None = None, lang: str = "auto") -> Scores:
     """Every metric per row and for the corpus. The language comes from the references, which a broken model
-    cannot change. 'cosine' needs an `embedder`; 'nll'/'perplexity' need `nll` from `per_row_nll` on the rows.
+    cannot change, row by row (row_tokenizers). 'cosine' needs an `embedder`; 'nll'/'perplexity' need `nll`
+    from `per_row_nll` on the rows.
 
     >>> s = score_rows([Generation("x:1", "p", "학교에 갑니다", "학교에 갑니다")])
     >>> s.lang, s.bleu_tokenize, round(s.corpus["bleu"], 2), s.rows[0]["exact_match"]
@@ -367,15 +403,13 @@ def score_rows(generations: Sequence[Generation], *, embedder: Embedder | None =
     from sacrebleu.metrics import BLEU, CHRF
 
     hyps, refs = [g.generation for g in generations], [g.reference for g in generations]
-    lang = language_of(refs) if lang == "auto" else lang
-    if lang not in BLEU_TOKENIZE:
-        raise ValueError(f"lang must be 'auto' or one of {sorted(BLEU_TOKENIZE)}, not {lang!r}")
-    tokenize = BLEU_TOKENIZE[lang]
-    bleu, chrf = BLEU(tokenize=tokenize, effective_order=True), CHRF()  # effective order: short rows aren't 0
-    rows = [{"chrf": chrf.sentence_score(h, [r]).score, "bleu": bleu.sentence_score(h, [r]).score,
-             "rouge_l": rouge_l(h, r, lang), "exact_match": float(exact_match(h, r)), "chars": float(len(h)),
+    langs, toks, tokenize = row_tokenizers(refs, lang)
+    bleus = {t: BLEU(tokenize=t, effective_order=True) for t in set(toks)}  # effective order: short rows aren't 0
+    chrf = CHRF()
+    rows = [{"chrf": chrf.sentence_score(h, [r]).score, "bleu": bleus[t].sentence_score(h, [r]).score,
+             "rouge_l": rouge_l(h, r, x), "exact_match": float(exact_match(h, r)), "chars": float(len(h)),
              "words": float(len(h.split())), "stopped": float(g.stopped)}
-            for g, h, r in zip(generations, hyps, refs)]
+            for g, h, r, x, t in zip(generations, hyps, refs, langs, toks)]
     if embedder is not None:
         for row, c in zip(rows, embedder.cosine(hyps, refs), strict=True):
             row["cosine"] = c
@@ -385,11 +419,12 @@ def score_rows(generations: Sequence[Generation], *, embedder: Embedder | None =
     corpus = {k: _mean([row[k] for row in rows]) for k in (rows[0] if rows else ())}
     if rows:
         corpus["chrf"] = chrf.corpus_score(hyps, [refs]).score
-        corpus["bleu"] = BLEU(tokenize=tokenize).corpus_score(hyps, [refs]).score
+        h, r, t = bleu_corpus_inputs(hyps, refs, tokenize)
+        corpus["bleu"] = BLEU(tokenize=t).corpus_score(h, [r]).score
     if nll is not None:
         corpus["perplexity"] = perplexity(nll)
         corpus["nll"] = math.log(corpus["perplexity"])  # token-weighted, unlike the rows' mean
-    return Scores(corpus, rows, lang, tokenize)
+    return Scores(corpus, rows, language_of(refs) if lang == "auto" else lang, tokenize)
 
 
 def _mean(values: Sequence[float]) -> float:
@@ -448,7 +483,7 @@ def _interval(observed: float, resampled: Any, rows: int, direction: int) -> Dif
 
 
 def corpus_difference(name: str, base: Sequence[Generation], tuned: Sequence[Generation], tokenize: str, *,
-                      resamples: int = 1000, seed: int = 0) -> Difference:
+                      resamples: int = 2000, seed: int = 0) -> Difference:
     """tuned - base of a corpus statistic (chrF, BLEU) as shown, with a 95% interval from a paired bootstrap
     that resamples rows and recomputes the corpus statistic for both models (sacrebleu's paired bootstrap).
 
@@ -460,8 +495,12 @@ def corpus_difference(name: str, base: Sequence[Generation], tuned: Sequence[Gen
     refs = [g.reference for g in base]
     if [g.reference for g in tuned] != refs:
         raise ValueError("paired rows must share their references")
-    metric = _corpus_metric(name, tokenize)
     b_hyps, t_hyps = [g.generation for g in base], [g.generation for g in tuned]
+    if name == "bleu":  # a mixed set: every row cut by its own tokenizer first, as score_rows does
+        b_hyps, refs_cut, cut = bleu_corpus_inputs(b_hyps, refs, tokenize)
+        t_hyps, _, _ = bleu_corpus_inputs(t_hyps, refs, tokenize)
+        refs, tokenize = refs_cut, cut
+    metric = _corpus_metric(name, tokenize)
     observed = metric.corpus_score(t_hyps, [refs]).score - metric.corpus_score(b_hyps, [refs]).score
     if not refs:
         return Difference(0.0, 0.0, 0.0, 0, METRICS[name][1])
@@ -471,7 +510,7 @@ def corpus_difference(name: str, base: Sequence[Generation], tuned: Sequence[Gen
 
 
 def nll_difference(base: Sequence[tuple[float, int]], tuned: Sequence[tuple[float, int]], *,
-                   resamples: int = 1000, seed: int = 0) -> Difference:
+                   resamples: int = 2000, seed: int = 0) -> Difference:
     """tuned - base of the token-weighted nll (log of the perplexity shown), rows resampled in pairs; rows
     without reference tokens are left out.
 

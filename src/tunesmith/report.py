@@ -101,6 +101,13 @@ def _interval(key: str, d: Any) -> str:
     return f"{d.mean:+.{digits}f} [{d.low:+.{digits}f}, {d.high:+.{digits}f}]"
 
 
+def _units_text(ev: EvalReport) -> str:
+    if ev.bleu_tokenize.startswith(metrics.PER_ROW):
+        return f"each row's own units by its reference's language (BLEU tokenizer {ev.bleu_tokenize})"
+    units = "characters" if ev.lang in metrics.CHAR_LEVEL else "words"
+    return f"{units} (references look {ev.lang}; BLEU tokenizer {ev.bleu_tokenize})"
+
+
 def metrics_table(ev: EvalReport) -> Table:
     """One column per model, then for each later model: the difference from the first with its CI, and a verdict."""
     others = ev.models[1:]
@@ -172,11 +179,11 @@ def sections(run: RunDir, say: Callable[[str], None] | None = None) -> list[tupl
     out: list[tuple[str, list[Block]]] = []
 
     notes: list[Block] = [Note(_summary_sentence(ev)), metrics_table(ev),
-                          Note(f"Intervals: 95% paired bootstrap over rows (2000 resamples, seed "
-                               f"{ev.settings.seed}); a verdict is 'better' or 'worse' only when the "
-                               "interval excludes zero. BLEU and ROUGE-L on "
-                               f"{'characters' if ev.lang in metrics.CHAR_LEVEL else 'words'} "
-                               f"(references look {ev.lang}; BLEU tokenizer {ev.bleu_tokenize}). Generation: "
+                          Note("Intervals: 95% paired bootstrap over rows (2000 resamples, seed "
+                               f"{ev.settings.seed}): of the "
+                               "corpus statistic for chrF and BLEU, of the token-weighted nll for perplexity, of "
+                               "the row mean for the others; a verdict is 'better' or 'worse' only when the "
+                               f"interval excludes zero. BLEU and ROUGE-L on {_units_text(ev)}. Generation: "
                                + ", ".join(f"{k} {v}" for k, v in ev.settings.to_json().items()) + ".")]
     multilingual = ev.embedder is not None and ("e5" in ev.embedder.lower() or "multilingual" in ev.embedder.lower())
     if ev.embedder and ev.lang in metrics.CHAR_LEVEL and not multilingual:
