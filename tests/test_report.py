@@ -92,3 +92,33 @@ def test_every_difference_shown_is_the_difference_of_the_numbers_shown(tiny_run:
     for row in table.rows:
         if row[3]:
             assert row[3] in md and row[3].replace("−", "&minus;") in html or row[3] in html, row
+
+
+def test_a_mixed_language_eval_gets_a_table_per_language_whose_differences_add_up():
+    import random
+
+    from tunesmith import metrics
+    from tunesmith.config import EvalConfig
+    from tunesmith.records import EvalReport, EvalSettings, Generation, ModelEval
+    from tunesmith.report import language_table
+
+    rng = random.Random(0)
+    ko_words, en_words = "학교 친구 오늘 가다 먹다 좋다 마음 시간".split(), "school friend today go eat good mind time".split()
+    refs = [" ".join(rng.choices(ko_words, k=6)) for _ in range(12)] + \
+        [" ".join(rng.choices(en_words, k=6)) for _ in range(20)]
+    base = tuple(Generation(f"x:{i}", "p", r, " ".join(rng.sample(r.split(), 3))) for i, r in enumerate(refs))
+    tuned = tuple(Generation(g.source, "p", g.reference, g.reference if i % 2 else g.generation)
+                  for i, g in enumerate(base))
+    scored = [metrics.score_rows(gens) for gens in (base, tuned)]
+    ev = EvalReport(tuple(ModelEval(label, label, s.corpus, tuple(s.rows), gens)
+                          for label, s, gens in zip(("base", "tuned"), scored, (base, tuned))),
+                    {}, scored[0].lang, scored[0].bleu_tokenize, None, EvalSettings.of(EvalConfig()))
+    assert ev.bleu_tokenize == "per-row: ko char, en 13a"
+    table = language_table(ev)
+    assert [r[:2] for r in table.rows] == [["en", "20"], ["ko", "12"]]
+    for row in table.rows:
+        for at in (2, 5):  # chrF, BLEU: base, tuned, difference
+            shown = float(row[at + 1]) - float(row[at])
+            assert float(row[at + 2].split(" [")[0]) == pytest.approx(shown, abs=0.011), row
+    single = EvalReport(ev.models, {}, "en", "13a", None, ev.settings)
+    assert language_table(single) is None  # one language: the main table says it all

@@ -509,6 +509,24 @@ def corpus_difference(name: str, base: Sequence[Generation], tuned: Sequence[Gen
     return _interval(observed, diffs, len(refs), METRICS[name][1])
 
 
+def rows_by_language(generations: Sequence[Generation]) -> dict[str, list[int]]:
+    """Row indices per reference language, the most frequent language first.
+
+    >>> rows_by_language([Generation("a", "p", "학교에 갑니다", ""), Generation("b", "p", "I go", "")])
+    {'en': [1], 'ko': [0]}
+    """
+    groups: dict[str, list[int]] = {}
+    for i, g in enumerate(generations):
+        groups.setdefault(language_of([g.reference]), []).append(i)
+    return dict(sorted(groups.items(), key=lambda kv: (-len(kv[1]), kv[0])))
+
+
+def corpus_value(name: str, generations: Sequence[Generation], tokenize: str) -> float:
+    """The corpus chrF or BLEU of `generations`, as score_rows computes it for one tokenizer."""
+    return _corpus_metric(name, tokenize).corpus_score([g.generation for g in generations],
+                                                       [[g.reference for g in generations]]).score
+
+
 def nll_difference(base: Sequence[tuple[float, int]], tuned: Sequence[tuple[float, int]], *,
                    resamples: int = 2000, seed: int = 0) -> Difference:
     """tuned - base of the token-weighted nll (log of the perplexity shown), rows resampled in pairs; rows

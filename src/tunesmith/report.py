@@ -101,6 +101,26 @@ def _interval(key: str, d: Any) -> str:
     return f"{d.mean:+.{digits}f} [{d.low:+.{digits}f}, {d.high:+.{digits}f}]"
 
 
+def language_table(ev: EvalReport) -> Table | None:
+    """chrF and BLEU per reference language when the eval set mixes languages (None otherwise)."""
+    if len(ev.models) < 2 or not ev.bleu_tokenize.startswith(metrics.PER_ROW):
+        return None
+    base, other = ev.models[0], ev.models[1]
+    header = ["language", "rows"]
+    for name in ("chrF", "BLEU"):
+        header += [f"{name} {base.label}", f"{name} {other.label}", f"{name} {other.label} − {base.label} (95% CI)"]
+    rows = []
+    for lang, idx in metrics.rows_by_language(base.generations).items():
+        row = [lang, str(len(idx))]
+        b, o = [base.generations[i] for i in idx], [other.generations[i] for i in idx]
+        for key in ("chrf", "bleu"):
+            d = metrics.corpus_difference(key, b, o, metrics.BLEU_TOKENIZE[lang], seed=ev.settings.seed)
+            shown = metrics.corpus_value(key, b, metrics.BLEU_TOKENIZE[lang])
+            row += [f"{shown:.2f}", f"{shown + d.mean:.2f}", _interval(key, d)]
+        rows.append(row)
+    return Table(header, rows)
+
+
 def _units_text(ev: EvalReport) -> str:
     if ev.bleu_tokenize.startswith(metrics.PER_ROW):
         return f"each row's own units by its reference's language (BLEU tokenizer {ev.bleu_tokenize})"
@@ -166,7 +186,7 @@ def _summary_sentence(ev: EvalReport) -> str:
     b, t = ev.models[0], ev.models[1]
     d = ev.differences[t.label][MAIN]
     return (f"On {d.rows} held-out rows, {t.label} vs {b.label}: {MAIN_NAME} {b.metrics[MAIN]:.2f} → "
-            f"{t.metrics[MAIN]:.2f}; per-row {MAIN_NAME} difference {d.mean:+.2f} (95% paired bootstrap "
+            f"{t.metrics[MAIN]:.2f}, a difference of {d.mean:+.2f} (95% paired bootstrap "
             f"{d.low:+.2f} to {d.high:+.2f}): {d.verdict}.")
 
 
@@ -185,6 +205,10 @@ def sections(run: RunDir, say: Callable[[str], None] | None = None) -> list[tupl
                                "the row mean for the others; a verdict is 'better' or 'worse' only when the "
                                f"interval excludes zero. BLEU and ROUGE-L on {_units_text(ev)}. Generation: "
                                + ", ".join(f"{k} {v}" for k, v in ev.settings.to_json().items()) + ".")]
+    by_language = language_table(ev)
+    if by_language is not None:
+        notes += [Note("By reference language (each row tokenised by its own language; the difference is tuned − "
+                       "base of the corpus statistic with its paired bootstrap interval):"), by_language]
     multilingual = ev.embedder is not None and ("e5" in ev.embedder.lower() or "multilingual" in ev.embedder.lower())
     if ev.embedder and ev.lang in metrics.CHAR_LEVEL and not multilingual:
         notes.append(Note(f"Cosine uses {Path(ev.embedder).name if '/' in ev.embedder else ev.embedder}, an "
