@@ -146,3 +146,12 @@ def test_base_and_tuned_answer_differently_through_the_same_template(server, tin
     session = chat.open_session(str(tiny_run), say=lambda _: None, base=True, options={"max_new_tokens": 8})
     assert base.choices[0].message.content == chat.respond(session, messages[0]["content"]).text
     assert chat.prompt_for(session, [Message("user", "x")]).count("x") == 1
+
+
+def test_two_models_of_one_name_are_refused_before_any_loads(tmp_path):
+    from tunesmith import serve as serving
+    from tunesmith.errors import TunesmithError
+
+    # neither folder exists: loading would fail differently, so this error comes first
+    with pytest.raises(TunesmithError, match="both named 'a'"):
+        serving.open_sessions([f"a={tmp_path / 'x'}", f"a={tmp_path / 'y'}"], say=lambda _: None)

@@ -176,10 +176,10 @@ def _differences(base: ModelEval, other: ModelEval, base_nll: Sequence[tuple[flo
     """other - base for every metric, each the difference of the two numbers the report shows: per-row metrics
     on the mean of rows; chrF and BLEU on the corpus statistic and nll token-weighted (the log of the perplexity
     shown), their intervals from resampling rows and recomputing that statistic."""
-    out = metrics.compare(base.rows, other.rows, seed=seed)
+    out = metrics.compare(base.rows, other.rows, seed=seed, skip=(*metrics.CORPUS_METRICS, "nll"))
     for name in metrics.CORPUS_METRICS:
         out[name] = metrics.corpus_difference(name, base.generations, other.generations, tokenize, seed=seed)
-    if "nll" in out:
+    if base.rows and "nll" in base.rows[0]:
         out["nll"] = metrics.nll_difference(base_nll, other_nll, seed=seed)
     return out
 

@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from tunesmith import evaluate, models, ollama, rundir, template
-from tunesmith.config import EvalConfig
+from tunesmith.config import EvalConfig, TemplateConfig
 from tunesmith.errors import TunesmithError
 from tunesmith.records import ExportCheck, ExportResult
 
@@ -53,7 +53,7 @@ def export(run_path: Path, out: Path, *, fmt: str = "merged", quant: str = "f16"
 
     cfg = config.load(run.config)
     model, tok, what = models.load_run_weights(run)
-    prompts = check_prompts(tok, run)
+    prompts = check_prompts(tok, run, cfg.template)
     reference = _outputs(model, tok, prompts)
     if hasattr(model, "merge_and_unload"):
         model = model.merge_and_unload()  # the adapter folded into the base weights
@@ -63,8 +63,9 @@ def export(run_path: Path, out: Path, *, fmt: str = "merged", quant: str = "f16"
     try:
         files = _write(fmt, quant, model, tok, tmp, cfg.model, system, say)
         loaded, loaded_tok = _load_back(fmt, tmp)
+        kind = "merged" if fmt == "merged" else quant  # what the check's tolerance is for
         result = ExportResult(fmt, "" if fmt == "merged" else quant, str(out), what, tuple(files),
-                              _compare(reference, loaded, loaded_tok, tok, prompts, fmt if fmt == "merged" else quant))
+                              _compare(reference, loaded, loaded_tok, tok, prompts, kind))
         rundir.write_json(tmp / MANIFEST, result.to_json())
         if out.exists():
             shutil.rmtree(out)
@@ -138,17 +139,12 @@ def _training_system(run: rundir.RunDir) -> str | None:
     return training_system_prompt(run.read_conversations("train"))
 
 
-def check_prompts(tok: Any, run: rundir.RunDir, n: int = CHECK_PROMPTS) -> list[str]:
-    """The first `n` held-out prompts of the run, rendered as eval and chat render them."""
+def check_prompts(tok: Any, run: rundir.RunDir, settings: TemplateConfig, n: int = CHECK_PROMPTS) -> list[str]:
+    """The first `n` held-out prompts of the run, rendered as eval and chat render them (the run's template
+    `settings`)."""
     convs = [c for c in run.read_conversations("eval") if not template.is_text(c)][:n]
-    fitted, _ = template.fit(tok, convs, _template_cfg(run))
+    fitted, _ = template.fit(tok, convs, settings)
     return [template.prompt_text(tok, c)[0] for c in fitted]
-
-
-def _template_cfg(run: rundir.RunDir) -> Any:
-    from tunesmith import config
-
-    return config.load(run.config).template
 
 
 def _outputs(model: Any, tok: Any, prompts: Sequence[str]) -> list[tuple[Any, list[int]]]:

@@ -548,9 +548,10 @@ def nll_difference(base: Sequence[tuple[float, int]], tuned: Sequence[tuple[floa
 
 
 def compare(base_rows: Sequence[dict[str, float]], tuned_rows: Sequence[dict[str, float]], *,
-            resamples: int = 2000, seed: int = 0) -> dict[str, Difference]:
+            resamples: int = 2000, seed: int = 0, skip: Sequence[str] = ()) -> dict[str, Difference]:
     """paired_bootstrap for every metric both row lists have (rows with a nan value in a metric are left out
-    of that metric, and `Difference.rows` says how many were used).
+    of that metric, and `Difference.rows` says how many were used). `skip`: metrics whose difference is taken
+    another way (corpus statistics).
 
     >>> d = compare([{"chrf": 10.0}, {"chrf": 20.0}], [{"chrf": 30.0}, {"chrf": 40.0}])
     >>> d["chrf"].mean, d["chrf"].verdict
@@ -562,7 +563,8 @@ def compare(base_rows: Sequence[dict[str, float]], tuned_rows: Sequence[dict[str
     """
     if len(base_rows) != len(tuned_rows):
         raise ValueError(f"paired rows differ in number: {len(base_rows)} base, {len(tuned_rows)} tuned")
-    keys = [k for k in (base_rows[0] if base_rows else {}) if all(k in r for r in (*base_rows, *tuned_rows))]
+    keys = [k for k in (base_rows[0] if base_rows else {})
+            if k not in skip and all(k in r for r in (*base_rows, *tuned_rows))]
     out = {}
     for k in keys:
         pairs = [(b[k], t[k]) for b, t in zip(base_rows, tuned_rows) if not (math.isnan(b[k]) or math.isnan(t[k]))]

@@ -182,26 +182,26 @@ async def _events(session: chat.Session, req: ChatRequest, prompt: str, settings
 
 def open_sessions(targets: Sequence[str], say: Any = print) -> dict[str, chat.Session]:
     """One Session per target, named by `NAME=SPEC`, else the run or model folder's name (or the spec);
-    `base` is the base model of the first run folder among the targets (compare base and tuned in an app)."""
+    `base` is the base model of the first run folder among the targets (compare base and tuned in an app).
+    Names are checked before any model loads."""
     from pathlib import Path
 
     from tunesmith import rundir
+    from tunesmith.errors import TunesmithError
 
-    runs = [t.split("=", 1)[-1] for t in targets if rundir.RunDir(Path(t.split("=", 1)[-1])).config.is_file()]
-    sessions: dict[str, chat.Session] = {}
+    named: dict[str, str] = {}
     for target in targets:
-        name, _, spec = target.rpartition("=") if "=" in target else ("", "", target)
-        if spec == "base" and runs:
-            session = chat.open_session(runs[0], say=say, base=True)
-        else:
-            session = chat.open_session(spec, say=say)
+        name, _, spec = target.partition("=") if "=" in target else ("", "", target)
         name = name or (Path(spec).name if Path(spec).exists() else spec)
-        if name in sessions:
-            from tunesmith.errors import TunesmithError
-
+        if name in named:
             raise TunesmithError(f"two served models are both named {name!r}", fix="name them: --model NAME=SPEC")
-        sessions[name] = session
-        say(f"serving {session.what} as model {name!r}")
+        named[name] = spec
+    runs = [spec for spec in named.values() if rundir.RunDir(Path(spec)).config.is_file()]
+    sessions: dict[str, chat.Session] = {}
+    for name, spec in named.items():
+        base = spec == "base" and bool(runs)
+        sessions[name] = chat.open_session(runs[0] if base else spec, say=say, base=base)
+        say(f"serving {sessions[name].what} as model {name!r}")
     return sessions
 
 
