@@ -211,3 +211,25 @@ def test_the_default_model_plans_a_long_prompt_korean_file_with_the_defaults(smo
     rows = next(line for line in out if line.startswith("plan: rows: "))
     assert rows.startswith("plan: rows: 96 train, 24 eval (read 120: 0 skipped, 0 duplicates, 0 not trained")
     assert any(line.startswith("plan: estimated peak memory: ") for line in out) and len(out) < 60
+
+
+def test_two_runs_on_one_machine_give_identical_eval_files(finished: Path, tiny_model_dir: Path, tmp_path: Path):
+    """README, "Reproducibility": the same config on the same machine (same torch, same thread count) trains the
+    same adapter bit for bit and writes byte-identical generations and eval summary; only the run folder's own
+    path differs (the tuned model's spec names its adapter folder)."""
+    data = finished.parent.parent / "small.jsonl"
+    again = pipeline.run(short_config(tiny_model_dir, data, tmp_path / "runs"), say=lambda _: None).run_dir
+    assert again != finished
+    assert (again / "adapter" / "adapter_model.safetensors").read_bytes() == \
+        (finished / "adapter" / "adapter_model.safetensors").read_bytes()
+    for name in ("base.jsonl", "tuned.jsonl"):
+        assert (again / "eval" / name).read_bytes() == (finished / "eval" / name).read_bytes(), name
+    summary = (again / "eval" / "summary.json").read_text(encoding="utf-8")
+    assert summary.replace(str(again), str(finished)) == (finished / "eval" / "summary.json").read_text(encoding="utf-8")
+    assert '"retention"' in summary and '"perplexity"' in summary  # the numbers compared include these
+
+    def losses(run: Path) -> list[dict]:  # timing fields (tokens/s, wall time) vary; the numbers do not
+        return [{k: v for k, v in json.loads(line).items() if k not in ("tokens_per_s", "peak_memory_mb")}
+                for line in (run / "metrics.jsonl").read_text(encoding="utf-8").splitlines()]
+
+    assert losses(again) == losses(finished)

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-SECTIONS = ("Did tuning help?", "Training", "Rows that improved most", "Rows that got worse", "Data", "Plan",
+SECTIONS = ("Did tuning help?", "Did tuning break anything? (retention outside the task)", "Training", "Rows that improved most", "Rows that got worse", "Data", "Plan",
             "Environment", "Config")
 
 
@@ -92,6 +92,24 @@ def test_every_difference_shown_is_the_difference_of_the_numbers_shown(tiny_run:
     for row in table.rows:
         if row[3]:
             assert row[3] in md and row[3].replace("−", "&minus;") in html or row[3] in html, row
+    _retention_columns_agree(ev, md, html)
+
+
+def _retention_columns_agree(ev, md: str, html: str) -> None:  # noqa: ANN001
+    """The retention table: a perplexity change is tuned/base of the perplexities shown, chrF's the difference."""
+    import math
+
+    from tunesmith import retention
+    from tunesmith.report import retention_table
+
+    table = retention_table(ev)
+    assert table is not None and len(table.rows) == len(retention.MEASURES)
+    for row, (key, (name, kind)) in zip(table.rows, retention.MEASURES.items()):
+        d = ev.retention.differences["tuned"][key]
+        base, tuned = (retention.value(ev.retention, label, key) for label in ("base", "tuned"))
+        shown = math.log(tuned / base) if kind == "nll" else tuned - base
+        assert row[0] == name and d.mean == pytest.approx(shown, abs=1e-9), row
+        assert row[3] == retention.change_text(key, d) and f"| {row[3]} |" in md and row[3] in html, row
 
 
 def test_a_mixed_language_eval_gets_a_table_per_language_whose_differences_add_up():

@@ -101,6 +101,11 @@ def _print_eval(ev) -> None:  # noqa: ANN001
     widths = [max(len(r[i]) for r in [table.header, *table.rows]) for i in range(len(table.header))]
     for row in [table.header, *table.rows]:
         typer.echo("  ".join(c.ljust(w) for c, w in zip(row, widths)).rstrip())
+    if ev.retention is not None:
+        from tunesmith import retention
+
+        for m in ev.retention.models[1:]:
+            typer.echo(retention.verdict(ev.retention, m.label))
 
 
 @app.command()
@@ -187,6 +192,9 @@ def eval_(run: Run,
           repetition_penalty: Annotated[Optional[float], typer.Option("--repetition-penalty")] = None,
           embedder: Annotated[Optional[str], typer.Option("--embedder", help="default, none, or a "
                                                           "sentence-transformers folder/name")] = None,
+          batch_size: Annotated[Optional[int], typer.Option("--batch-size", help="rows generated together")] = None,
+          retention: Annotated[Optional[str], typer.Option("--retention", help="auto, on or off: the check on "
+                                                           "general text outside the task")] = None,
           judge_url: Annotated[Optional[str], typer.Option("--judge-url", help="OpenAI-compatible endpoint; the "
                                                            "key comes from TUNESMITH_JUDGE_KEY or OPENAI_API_KEY")]
           = None,
@@ -197,9 +205,11 @@ def eval_(run: Run,
     from tunesmith.config import EvalConfig, section
 
     flags = {"max_rows": "--limit", "max_new_tokens": "--max-new-tokens", "temperature": "--temperature",
-             "top_p": "--top-p", "repetition_penalty": "--repetition-penalty", "embedder": "--embedder"}
+             "top_p": "--top-p", "repetition_penalty": "--repetition-penalty", "embedder": "--embedder",
+             "batch_size": "--batch-size", "retention": "--retention"}
     given = {"max_rows": limit, "max_new_tokens": max_new_tokens, "temperature": temperature, "top_p": top_p,
-             "repetition_penalty": repetition_penalty, "embedder": embedder}
+             "repetition_penalty": repetition_penalty, "embedder": embedder, "batch_size": batch_size,
+             "retention": retention}
     options = {k: v for k, v in given.items() if v is not None}
     section(EvalConfig, options, where="tunesmith eval", flags=flags)  # before the run folder is opened or locked
     if bool(judge_url) != bool(judge_model):

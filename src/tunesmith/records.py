@@ -399,6 +399,49 @@ class EvalSettings:
 
 
 @dataclass(frozen=True)
+class RetentionModel:
+    """One model on the general-domain retention set (tunesmith/retention_data), outside the task it was tuned
+    for: the likelihood of plain passages, of reference answers to general prompts, and its own answers."""
+
+    label: str
+    text_nll: tuple[tuple[float, int], ...]  # per passage: (sum of nll, tokens scored)
+    answer_nll: tuple[tuple[float, int], ...]  # per general prompt: the reference answer's (sum of nll, tokens)
+    answers: tuple[str, ...]  # greedy answers to the general prompts, in prompt order
+
+
+@dataclass(frozen=True)
+class Retention:
+    """Base against every later model on the retention set. Differences are tuned - base: of the token-weighted
+    nll (so a perplexity ratio) for text and answers, of the corpus chrF for the answers."""
+
+    passages: tuple[tuple[str, str], ...]  # (id, language)
+    prompts: tuple[tuple[str, str], ...]  # (id, language)
+    models: tuple[RetentionModel, ...]
+    differences: dict[str, dict[str, Difference]]  # label -> measure (retention.MEASURES) -> difference
+
+    def model(self, label: str) -> RetentionModel:
+        return next(m for m in self.models if m.label == label)
+
+    def to_json(self) -> dict[str, Any]:
+        return {"passages": [list(p) for p in self.passages], "prompts": [list(p) for p in self.prompts],
+                "models": [{"label": m.label, "text_nll": [list(x) for x in m.text_nll],
+                            "answer_nll": [list(x) for x in m.answer_nll], "answers": list(m.answers)}
+                           for m in self.models],
+                "differences": {label: {k: asdict(d) for k, d in ds.items()}
+                                for label, ds in self.differences.items()}}
+
+    @classmethod
+    def from_json(cls, obj: dict[str, Any], where: str = "an eval summary") -> Retention:
+        data = _load(cls, obj, where)
+        models = tuple(RetentionModel(m["label"], tuple((float(s), int(n)) for s, n in m["text_nll"]),
+                                      tuple((float(s), int(n)) for s, n in m["answer_nll"]), tuple(m["answers"]))
+                       for m in data["models"])
+        diffs = {label: {k: Difference(**d) for k, d in ds.items()} for label, ds in data["differences"].items()}
+        return cls(tuple((i, lang) for i, lang in data["passages"]),
+                   tuple((i, lang) for i, lang in data["prompts"]), models, diffs)
+
+
+@dataclass(frozen=True)
 class EvalReport:
     """Several models on the same rows; each later model compared with the first (the base).
 
@@ -412,6 +455,7 @@ class EvalReport:
     embedder: str | None
     settings: EvalSettings
     judge: JudgeSummary | None = None  # the LLM judge's summary, when one was asked
+    retention: Retention | None = None  # the general-domain check (eval.retention), when it ran
 
     def model(self, label: str) -> ModelEval:
         return next(m for m in self.models if m.label == label)
@@ -424,6 +468,7 @@ class EvalReport:
     def to_json(self) -> dict[str, Any]:
         return {"lang": self.lang, "bleu_tokenize": self.bleu_tokenize, "embedder": self.embedder,
                 "settings": self.settings.to_json(), "judge": self.judge and self.judge.to_json(),
+                "retention": self.retention and self.retention.to_json(),
                 "models": {m.label: {"spec": m.spec, "eval_loss": m.eval_loss, "metrics": m.metrics,
                                      "rows": list(m.rows)} for m in self.models},
                 "differences": {label: {k: {**asdict(d), "verdict": d.verdict} for k, d in diffs.items()}
@@ -441,7 +486,8 @@ class EvalReport:
                          for k, d in ds.items()} for label, ds in data["differences"].items()}
         return cls(models, diffs, data["lang"], data["bleu_tokenize"], data["embedder"],
                    EvalSettings.from_json(data["settings"], where),
-                   JudgeSummary.from_json(data["judge"], where) if data.get("judge") else None)
+                   JudgeSummary.from_json(data["judge"], where) if data.get("judge") else None,
+                   Retention.from_json(data["retention"], where) if data.get("retention") else None)
 
 
 def _direction_of(verdict: str, up: bool) -> int:

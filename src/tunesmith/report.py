@@ -16,7 +16,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from tunesmith import evaluate, metrics, train
+from tunesmith import evaluate, metrics, retention, train
 from tunesmith.errors import TunesmithError
 from tunesmith.records import Conversation, EvalReport, LogRow, TrainingSummary
 from tunesmith.rundir import RunDir, open_run, write_bytes, write_text
@@ -149,6 +149,46 @@ def metrics_table(ev: EvalReport) -> Table:
     return Table(header, rows)
 
 
+def retention_table(ev: EvalReport) -> Table | None:
+    """The general-domain check: each measure's value per model and each later model's change from the first.
+    Perplexity changes are ratios of the shown perplexities (the difference of token-weighted nll)."""
+    ret = ev.retention
+    if ret is None:
+        return None
+    labels = [m.label for m in ret.models]
+    header = ["outside the task", *labels]
+    for label in labels[1:]:
+        header += [f"{label} vs {labels[0]} (95% CI)", "verdict"]
+    rows = []
+    for key, (name, _) in retention.MEASURES.items():
+        if not all(key in ret.differences[label] for label in labels[1:]):
+            continue
+        row = [name, *(f"{retention.value(ret, label, key):.4g}" for label in labels)]
+        for label in labels[1:]:
+            d = ret.differences[label][key]
+            row += [retention.change_text(key, d), d.verdict]
+        rows.append(row)
+    return Table(header, rows)
+
+
+def _retention_blocks(ev: EvalReport) -> list[Block]:
+    table = retention_table(ev)
+    if table is None or ev.retention is None:
+        return [Note("Not measured (eval.retention: off, or auto on a model over 2B parameters without a GPU).")]
+    ret = ev.retention
+    sentences = [Note(retention.verdict(ret, m.label), warn=bool(retention.forgetting(ret, m.label)))
+                 for m in ret.models[1:]]
+    langs = sorted({lang for _, lang in ret.passages})
+    return [*sentences, table,
+            Note(f"{len(ret.passages)} short general-domain passages ({', '.join(langs)}) and {len(ret.prompts)} "
+                 "general prompts with reference answers, shipped with tunesmith (retention_data/); answers greedy, "
+                 f"at most {retention.ANSWER_TOKENS} tokens, through each model's evaluation template. Perplexity "
+                 "changes are tuned/base ratios with a 95% paired bootstrap interval over passages or prompts; "
+                 "chrF is corpus-level, its interval from resampling prompts."),
+            Table(["prompt", *(m.label for m in ret.models)],
+                  [[pid, *(m.answers[i] for m in ret.models)] for i, (pid, _) in enumerate(ret.prompts)])]
+
+
 def _last_user(conv: Conversation | None, fallback: str) -> str:
     if conv is None:
         return fallback
@@ -223,6 +263,7 @@ def sections(run: RunDir, say: Callable[[str], None] | None = None) -> list[tupl
                           f"wins only when both orders agree; {j.unparsed_replies} unreadable replies). Net "
                           f"win share {j.net_win_share:+.2f} [{j.low:+.2f}, {j.high:+.2f}]: {j.verdict}."))
     out.append(("Did tuning help?", notes))
+    out.append(("Did tuning break anything? (retention outside the task)", _retention_blocks(ev)))
 
     training = train.read_summary(run, say)  # says so when metrics.jsonl ends in a torn line
     if training:

@@ -223,7 +223,7 @@ def _args(cfg: RunConfig, run: RunDir, resuming: bool) -> Any:
         max_length=None, dataset_kwargs={"skip_prepare_dataset": True}, remove_unused_columns=False,
         train_sampling_strategy="group_by_length" if t.group_by_length else "random",
         padding_free=choose_padding_free(t.padding_free),  # TRL's collator: one row, position ids, labels kept
-        dataloader_num_workers=0, disable_tqdm=True,
+        dataloader_num_workers=0, disable_tqdm=True, torch_compile=t.compile,
         bf16=precision == "bf16", fp16=precision == "fp16", use_cpu=not torch.cuda.is_available())
 
 
