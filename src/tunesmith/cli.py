@@ -483,6 +483,48 @@ def serve(targets: Annotated[Optional[list[str]], typer.Argument(
     serving.serve(every, host=host, port=port, api_key=api_key, say=_say)
 
 
+@app.command()
+def synth(seeds: Annotated[Path, typer.Option("--seeds", help="seed words, one per line")],
+          out: Annotated[Path, typer.Option("--out", help="JSONL to write (a re-run resumes it)")],
+          docs: Annotated[Optional[Path], typer.Option("--docs", help="folder of .txt/.md/.jsonl passages to "
+                                                      "ground answers in")] = None,
+          generator: Annotated[str, typer.Option("--generator", help="model spec, run folder, or an "
+                                                 "OpenAI-compatible url (…/v1)")] = "default",
+          api_model: Annotated[Optional[str], typer.Option("--api-model", help="model name at the url")] = None,
+          per_seed: Annotated[int, typer.Option("--per-seed", help="questions per seed word")] = 5,
+          lang: Annotated[Optional[str], typer.Option("--lang", help="ko or en: prompts, and rows in other "
+                                                      "languages removed")] = None,
+          fmt: Annotated[str, typer.Option("--format", help="messages or alpaca")] = "messages",
+          top_k: Annotated[int, typer.Option("--top-k", help="passages per question")] = 3,
+          retriever: Annotated[str, typer.Option("--retriever", help="e5, bm25, hybrid, or a "
+                                                 "sentence-transformers folder")] = "e5",
+          prompts_file: Annotated[Optional[Path], typer.Option("--prompts", help="JSON overriding the shipped "
+                                                               "prompt templates")] = None,
+          limit_seeds: Annotated[Optional[int], typer.Option("--limit-seeds", help="the first N seed words")] = None,
+          set_: Sets = None,
+          dry_run: Annotated[bool, typer.Option("--dry-run", help="print the first seed word's prompts and "
+                                                "stop")] = False) -> None:
+    """Build a training file from seed words: questions, retrieved passages, grounded answers, filters."""
+    from tunesmith import synth as synthesis
+    from tunesmith.config import SynthConfig, section, set_override
+
+    given = {"seeds": seeds, "out": out, "docs": docs, "generator": generator, "api_model": api_model,
+             "per_seed": per_seed, "lang": lang, "format": fmt, "top_k": top_k, "retriever": retriever,
+             "prompts": prompts_file, "limit_seeds": limit_seeds}
+    for assignment in set_ or []:  # the options without a flag of their own: --set min_support=0.2
+        set_override(given, assignment)
+    flags = {k: "--" + k.replace("_", "-") for k in given} | {"prompts": "--prompts", "format": "--format"}
+    cfg = section(SynthConfig, {k: v for k, v in given.items() if v is not None}, where="tunesmith synth",
+                  flags=flags)
+    if dry_run:
+        synthesis.dry_run(cfg, say=typer.echo)  # the prompts are this command's output: stdout
+        return
+    summary = synthesis.synthesize(cfg, say=_say)
+    for line in summary.lines():
+        typer.echo(line)
+    typer.echo(f"wrote {summary.out} (check it: tunesmith inspect {summary.out})")
+
+
 def main() -> None:
     import warnings
 

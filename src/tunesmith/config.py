@@ -184,6 +184,44 @@ class EvalConfig(_Strict):
         "shipped English and Korean passages and answers to general prompts, base vs tuned; auto = on where it "
         "is cheap (a GPU, or a model of at most 2B parameters)")
 
+    @field_validator("retention", mode="before")
+    @classmethod
+    def _yaml_on_off(cls, value: Any) -> Any:
+        # YAML 1.1 reads a bare on / off as true / false: `retention: off` must still mean off.
+        return {True: "on", False: "off"}.get(value, value) if isinstance(value, bool) else value
+
+
+class SynthConfig(_Strict):
+    """`tunesmith synth`: seed words -> questions -> retrieved passages -> grounded answers -> a training file."""
+
+    seeds: Path = Field(description="a text file, one seed word or phrase per line")
+    out: Path = Field(description="the JSONL file to write (appended as produced; a re-run resumes it)")
+    docs: Path | None = Field(None, description="a folder of .txt/.md/.jsonl passages to ground answers in")
+    generator: str = Field("default", description="a model spec or run folder (local), or an OpenAI-compatible "
+                           "API base url, e.g. http://127.0.0.1:8000/v1 (key from TUNESMITH_SYNTH_KEY or "
+                           "OPENAI_API_KEY)")
+    api_model: str | None = Field(None, description="the model name to ask the url for (default: the server's "
+                                  "first model)")
+    per_seed: int = Field(5, ge=1, le=50, description="questions asked for per seed word")
+    lang: Literal["ko", "en"] | None = Field(None, description="the language of prompts and rows; rows in "
+                                               "another language are removed (default: from the seed words)")
+    format: Literal["messages", "alpaca"] = "messages"
+    top_k: int = Field(3, ge=1, le=20, description="passages retrieved per question")
+    retriever: str = Field("e5", description="e5 (multilingual-e5-small, bundled), bm25, hybrid (e5 + bm25), "
+                           "or a sentence-transformers model folder")
+    chunk_chars: int = Field(600, ge=100, description="passages are paragraphs joined up to this many characters")
+    prompts: Path | None = Field(None, description="a JSON file overriding the shipped prompt templates")
+    temperature: float = Field(0.8, ge=0, description="sampling temperature of the generator (questions vary)")
+    max_new_tokens: int = Field(256, ge=16)
+    min_chars: int = Field(8, ge=1, description="shorter questions or answers are removed")
+    duplicate_similarity: float = Field(0.99, gt=0, le=1, description="a question this similar to an earlier "
+                                        "one (embedding cosine with the retriever's model) is a near-duplicate; "
+                                        "character 3-gram overlap >= 0.8 always is")
+    min_support: float = Field(0.3, ge=0, le=1, description="with docs: share of the answer's character "
+                               "3-grams found in its passages below which it is unsupported")
+    limit_seeds: int | None = Field(None, ge=1, description="use the first N seed words")
+    seed: int = 0
+
 
 class RunConfig(_Strict):
     name: str = Field(pattern=r"^[A-Za-z0-9._-]+$", description="run folder name under output_dir")
