@@ -8,6 +8,7 @@ Examples are records of a given length: fit_memory reads only their lengths, as 
 from __future__ import annotations
 
 import math
+import os
 import re
 from pathlib import Path
 
@@ -158,3 +159,16 @@ def test_time_grows_with_the_square_of_a_rows_length(tiny_model_dir, small_jsonl
     checkpointed = config(tiny_model_dir, small_jsonl, tmp_path, max_steps=-1, epochs=1, gradient_checkpointing=True)
     assert (plan.run_seconds(checkpointed, rows(1, 2000), rows(1, 10), total, arch)
             > plan.run_seconds(cfg, rows(1, 2000), rows(1, 10), total, arch))  # the forward runs twice
+
+
+def test_the_time_estimate_counts_the_retention_check_unless_it_is_off(tiny_model_dir, small_jsonl, tmp_path):
+    cfg = config(tiny_model_dir, small_jsonl, tmp_path)
+    _, total, arch = plan.parameter_counts(cfg)
+    on = plan.run_seconds(cfg, rows(4, 100), rows(2, 100), total, arch)
+    if on is None:
+        pytest.skip("no time estimate on a GPU")
+    off = plan.run_seconds(cfg.model_copy(update={"eval": cfg.eval.model_copy(update={"retention": "off"})}),
+                           rows(4, 100), rows(2, 100), total, arch)
+    assert on - off == pytest.approx(2 * plan.retention_seconds(cfg, total, os.cpu_count() or 2)) and on > off
+    # SmolLM2's size (134.5M): 2 x 4,550 tokens forward plus 64 decoding steps, ~14 s by the constants.
+    assert 5 < plan.retention_seconds(cfg, 134_515_008, 2) < 30

@@ -203,8 +203,9 @@ class SynthConfig(_Strict):
     api_model: str | None = Field(None, description="the model name to ask the url for (default: the server's "
                                   "first model)")
     per_seed: int = Field(5, ge=1, le=50, description="questions asked for per seed word")
-    lang: Literal["ko", "en"] | None = Field(None, description="the language of prompts and rows; rows in "
-                                               "another language are removed (default: from the seed words)")
+    lang: Literal["ko", "en"] | None = Field(None, description="the prompts' language, and rows in another "
+                                               "language are removed; unset: prompts in the seed words' language, "
+                                               "no language filter")
     format: Literal["messages", "alpaca"] = "messages"
     top_k: int = Field(3, ge=1, le=20, description="passages retrieved per question")
     retriever: str = Field("e5", description="e5 (multilingual-e5-small, bundled), bm25, hybrid (e5 + bm25), "
@@ -504,6 +505,9 @@ def reference_markdown() -> str:
         lines.append("")
 
     walk(RunConfig, "")
+    lines += ["## `tunesmith synth` options", "", "Flags of their own (`--seeds`, `--per-seed`, ...) or `--set key=value`.",
+              ""]
+    walk(SynthConfig, "")
     return "\n".join(lines)
 
 

@@ -237,7 +237,25 @@ def estimate_seconds(cfg: RunConfig, total: int, arch: Any, train: Sequence[int]
     eval_s = evals * sum(2 * total * n + attn * n * n for n in eval_lengths) / flops
     prefill_s = 2 * sum(2 * total * n + attn * n * n for n in prompts) / (CPU_PREFILL_FLOPS_PER_CORE * cores)
     gen_s = 2 * decode_seconds(cfg, total, arch, prompts)
-    return train_s + eval_s + prefill_s + gen_s
+    # Then each model scores the references (an fp32 forward over the eval rows: the demo's 6,557 tokens took
+    # 11-13 s a model) and runs the retention check (~17 s a model on the demo: see retention_seconds).
+    nll_s = 2 * sum(2 * total * n + attn * n * n for n in eval_lengths) / (CPU_PREFILL_FLOPS_PER_CORE * cores)
+    return train_s + eval_s + prefill_s + gen_s + nll_s + 2 * retention_seconds(cfg, total, cores)
+
+
+# The retention set (retention.py) in SmolLM2's tokens: 16 passages (4,106) and 12 prompts with their reference
+# answers (~450), then 12 greedy answers of up to retention.ANSWER_TOKENS in one batch.
+RETENTION_TOKENS = 4_550
+
+
+def retention_seconds(cfg: RunConfig, total: int, cores: int) -> float:
+    """One model's retention check on a CPU: an fp32 forward over the set, then the answers' decoding."""
+    from tunesmith.retention import ANSWER_TOKENS, AUTO_MAX_PARAMETERS
+
+    if cfg.eval.retention == "off" or (cfg.eval.retention == "auto" and total > AUTO_MAX_PARAMETERS):
+        return 0.0
+    return 2 * total * RETENTION_TOKENS / (CPU_PREFILL_FLOPS_PER_CORE * cores) + \
+        ANSWER_TOKENS * 4 * total / CPU_DECODE_BYTES_PER_S
 
 
 def decode_seconds(cfg: RunConfig, total: int, arch: Any, prompts: Sequence[int]) -> float:
@@ -367,8 +385,9 @@ def describe(cfg: RunConfig, data: PreparedData, train_ex: list[Example], eval_e
         f"estimated peak memory: ~{estimate_memory_gib(cfg, trainable, total, arch, longest):.1f} GiB of "
         f"{budget:.1f} GiB available ({source}); longest row {longest} tokens x batch {t.batch_size}"
         f"{', checkpointed' if t.gradient_checkpointing else ''} (within ~30% on docs/memory.md's shapes)",
-        "estimated time: " + (f"~{_duration(seconds)} for training, eval-loss passes and 2 x {eval_rows} "
-                              "generations (calibrated on this project's 2-core CPU; rough)" if seconds is not None
+        "estimated time: " + (f"~{_duration(seconds)} for training, eval-loss passes, 2 x {eval_rows} "
+                              "generations and their scoring (calibrated on this project's 2-core CPU; rough)"
+                              if seconds is not None
                               else "not estimated on GPU (the estimate is calibrated for CPUs)"),
         f"generation eval: {eval_rows} rows, up to {cfg.eval.max_new_tokens} new tokens, greedy",
         f"output: {cfg.output_dir / cfg.name}",
