@@ -128,6 +128,9 @@ def test_a_mixed_language_eval_gets_a_table_per_language_whose_differences_add_u
     tuned = tuple(Generation(g.source, "p", g.reference, g.reference if i % 2 else g.generation)
                   for i, g in enumerate(base))
     scored = [metrics.score_rows(gens) for gens in (base, tuned)]
+    for k, s in enumerate(scored):  # a cosine per row, as an embedder would give (tuned closer on odd rows)
+        for i, row in enumerate(s.rows):
+            row["cosine"] = 0.5 + 0.01 * (i % 7) + (0.2 if k and i % 2 else 0.0)
     ev = EvalReport(tuple(ModelEval(label, label, s.corpus, tuple(s.rows), gens)
                           for label, s, gens in zip(("base", "tuned"), scored, (base, tuned))),
                     {}, scored[0].lang, scored[0].bleu_tokenize, None, EvalSettings.of(EvalConfig()))
@@ -135,8 +138,9 @@ def test_a_mixed_language_eval_gets_a_table_per_language_whose_differences_add_u
     table = language_table(ev)
     assert [r[:2] for r in table.rows] == [["en", "20"], ["ko", "12"]]
     for row in table.rows:
-        for at in (2, 5):  # chrF, BLEU: base, tuned, difference
+        for at in (2, 5, 8):  # chrF, BLEU, cosine: base, tuned, difference
             shown = float(row[at + 1]) - float(row[at])
-            assert float(row[at + 2].split(" [")[0]) == pytest.approx(shown, abs=0.011), row
+            assert float(row[at + 2].split(" [")[0]) == pytest.approx(shown, abs=0.0011 if at == 8 else 0.011), row
+    assert table.header[8:11] == ["cosine base", "cosine tuned", "cosine tuned − base (95% CI)"]
     single = EvalReport(ev.models, {}, "en", "13a", None, ev.settings)
     assert language_table(single) is None  # one language: the main table says it all

@@ -102,12 +102,13 @@ def _interval(key: str, d: Any) -> str:
 
 
 def language_table(ev: EvalReport) -> Table | None:
-    """chrF and BLEU per reference language when the eval set mixes languages (None otherwise)."""
+    """chrF, BLEU and embedding cosine per reference language when the eval set mixes languages (else None)."""
     if len(ev.models) < 2 or not ev.bleu_tokenize.startswith(metrics.PER_ROW):
         return None
     base, other = ev.models[0], ev.models[1]
+    cosine = bool(base.rows) and "cosine" in base.rows[0]
     header = ["language", "rows"]
-    for name in ("chrF", "BLEU"):
+    for name in ("chrF", "BLEU", *(["cosine"] if cosine else [])):
         header += [f"{name} {base.label}", f"{name} {other.label}", f"{name} {other.label} − {base.label} (95% CI)"]
     rows = []
     for lang, idx in metrics.rows_by_language(base.generations).items():
@@ -117,6 +118,13 @@ def language_table(ev: EvalReport) -> Table | None:
             d = metrics.corpus_difference(key, b, o, metrics.BLEU_TOKENIZE[lang], seed=ev.settings.seed)
             shown = metrics.corpus_value(key, b, metrics.BLEU_TOKENIZE[lang])
             row += [f"{shown:.2f}", f"{shown + d.mean:.2f}", _interval(key, d)]
+        if cosine:  # the row mean (rows both models have a cosine for), each language by its own embedder
+            both = [i for i in idx if not (math.isnan(base.rows[i]["cosine"]) or math.isnan(other.rows[i]["cosine"]))]
+            d = metrics.compare([base.rows[i] for i in both], [other.rows[i] for i in both], seed=ev.settings.seed,
+                                skip=[k for k in base.rows[0] if k != "cosine"]).get("cosine")
+            shown = sum(base.rows[i]["cosine"] for i in both) / len(both) if both else math.nan
+            row += [_fmt("cosine", shown), _fmt("cosine", shown + d.mean), _interval("cosine", d)] if d and both \
+                else ["n/a", "n/a", ""]
         rows.append(row)
     return Table(header, rows)
 
@@ -248,7 +256,8 @@ def sections(run: RunDir, say: Callable[[str], None] | None = None) -> list[tupl
     by_language = language_table(ev)
     if by_language is not None:
         notes += [Note("By reference language (each row tokenised by its own language; the difference is tuned − "
-                       "base of the corpus statistic with its paired bootstrap interval):"), by_language]
+                       "base of the corpus statistic for chrF and BLEU, of the row mean for cosine, with its paired "
+                       "bootstrap interval):"), by_language]
     multilingual = ev.embedder is not None and ("e5" in ev.embedder.lower() or "multilingual" in ev.embedder.lower())
     if ev.embedder and ev.lang in metrics.CHAR_LEVEL and not multilingual:
         notes.append(Note(f"Cosine uses {Path(ev.embedder).name if '/' in ev.embedder else ev.embedder}, an "

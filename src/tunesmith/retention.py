@@ -153,7 +153,7 @@ def verdict(ret: Retention, label: str) -> str:
     worse = forgetting(ret, label)
     if worse:
         return (f"Forgetting: tuning made {label} worse outside the task — " + "; ".join(worse) + ".")
-    d = ret.differences[label]["text"]
-    return (f"No forgetting found outside the task: perplexity of general text {value(ret, ret.models[0].label, 'text'):.4g}"
+    d, base = ret.differences[label]["text"], value(ret, ret.models[0].label, "text")
+    return (f"No forgetting found outside the task: perplexity of general text {base:.4g}"
             f" → {value(ret, label, 'text'):.4g} ({change_text('text', d)}; forgetting is a rise of "
             f"{PERPLEXITY_RISE:.0%} or more with the interval above zero, or a lower chrF of general answers).")

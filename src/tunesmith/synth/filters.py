@@ -1,21 +1,21 @@
 """What synth removes, each removal counted by its reason (nothing is dropped silently).
 
-Questions: too short; a heading ("Here are five questions:"); near-duplicates of an earlier question (character 3-gram overlap >= 0.8, or embedding
-cosine >= duplicate_similarity with the retriever's E5 model); wrong language (--lang).
+Questions: too short; a heading ("Here are five questions:"); near-duplicates of an earlier question (character
+3-gram overlap >= 0.8, or embedding cosine >= duplicate_similarity with the retriever's E5 model); wrong language
+(--lang). Answers: too short; cut off at max_new_tokens; repeats the question; echoes the prompt (contains its
+headings, e.g. "Reference passages:"); wrong language; unsupported by the retrieved passages.
 
 Why 0.99: the 4-bit E5 puts related questions very close. On the 900 pairs of distinct questions that share a
 seed word in data__query.jsonl (shared realdata, 20 seeds) its cosine has median 0.928, 99th percentile 0.980,
 maximum 0.994 ("주택임대차보호법이란 무엇인가요?" / "…의 주요 내용은 무엇인가요?"); paraphrase pairs scored
 0.935-0.993. So 0.99 removes about 1 in 900 distinct pairs and catches repeats and the closest paraphrases,
-not every paraphrase; 3-gram overlap of those 900 pairs peaked at 0.54, so 0.8 only catches near-verbatim repeats. Answers: too short; cut off
-at max_new_tokens; repeats the question; echoes the prompt (contains its headings, e.g. "Reference passages:");
-wrong language; unsupported by the retrieved passages.
+not every paraphrase; 3-gram overlap of those 900 pairs peaked at 0.54, so 0.8 only catches near-verbatim repeats.
 
 The support check is cheap and coarse: the share of the answer's character 3-grams (spaces removed) that occur
 in its passages. It catches answers made up from nothing in the passages, answers to another question, and
 answers in another language than the passages. It misses an answer that reuses the passages' words to state
 something they do not say (a wrong number, a negation), and can remove a faithful answer that paraphrases
-heavily; raise or lower --min-support (0 turns it off).
+heavily; set it with `--set min_support=0.2` (0 turns it off).
 """
 
 from __future__ import annotations
