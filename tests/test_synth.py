@@ -257,3 +257,21 @@ def test_the_whole_pipeline_against_tunesmith_serve_makes_a_file_that_trains(smo
                     "--set", "eval.max_rows=1", "--set", "eval.max_new_tokens=4", "--set", "eval.retention=off")
     assert res.returncode == 0, res.stderr[-2000:]
     assert (tmp_path / "runs" / "synth" / "report.html").is_file()
+
+
+def test_a_local_generator_goes_through_the_chat_render_path(tiny_model_dir: Path, inputs, tmp_path: Path):
+    """--generator MODEL: the model is loaded in this process; every decision is counted (a random tiny model
+    writes nonsense, so the filters remove most of it: what matters is that nothing goes uncounted)."""
+    from tunesmith import synth
+    from tunesmith.config import SynthConfig
+
+    seeds, docs = inputs
+    out = tmp_path / "local.jsonl"
+    cfg = SynthConfig(seeds=seeds, docs=docs, out=out, generator=str(tiny_model_dir), per_seed=2, limit_seeds=2,
+                      max_new_tokens=16, min_support=0.0, min_chars=1)
+    summary = synth.synthesize(cfg, say=lambda _: None)
+    assert summary.seeds_used == 2 and summary.questions >= 1
+    assert summary.written + sum(summary.removed.values()) == summary.questions
+    lines = out.read_text(encoding="utf-8").splitlines() if out.is_file() else []
+    assert len(lines) == summary.written
+    assert all(json.loads(x)["provenance"]["generator"] == str(tiny_model_dir) for x in lines)

@@ -38,7 +38,7 @@ class LocalGenerator:
         prompt = chat.prompt_for(self.session, messages)
         reply = [x for x in chat.stream(self.session.model, self.session.tokenizer, prompt, settings, seed=seed)
                  if isinstance(x, Reply)][0]
-        return reply.text, reply.ended
+        return reply.text, reply.stopped
 
 
 class EndpointGenerator:
