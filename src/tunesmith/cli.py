@@ -525,6 +525,19 @@ def synth(seeds: Annotated[Path, typer.Option("--seeds", help="seed words, one p
     typer.echo(f"wrote {summary.out} (check it: tunesmith inspect {summary.out})")
 
 
+@app.command()
+def ui(host: Annotated[str, typer.Option("--host", help="127.0.0.1 (this machine only) unless you mean it")]
+       = "127.0.0.1",
+       port: Annotated[int, typer.Option("--port")] = 7860,
+       runs: Annotated[Path, typer.Option("--runs", help="the folder of run folders and uploads")] = Path("runs"),
+       allow_remote: Annotated[bool, typer.Option("--allow-remote", help="let --host be other than loopback "
+                                                  "(an access token is then required)")] = False) -> None:
+    """A local web app: data, runs and reports in the browser (English / 한국어)."""
+    from tunesmith.ui import serve as ui_serve
+
+    ui_serve.run(runs, host=host, port=port, allow_remote=allow_remote, say=_say)
+
+
 def main() -> None:
     import warnings
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import difflib
 from collections.abc import Iterable
+from typing import Any
 
 EXIT_USER_ERROR = 2
 
@@ -22,11 +23,12 @@ class TunesmithError(Exception):
     """
 
     def __init__(self, what: str, *, where: str | None = None, fix: str | None = None,
-                 problems: Iterable[str] = ()) -> None:
+                 problems: Iterable[str] = (), suggest: dict[str, Any] | None = None) -> None:
         self.what = what
         self.where = where
         self.fix = fix
         self.problems = list(problems)
+        self.suggest = suggest  # the fix as settings, where it is one (data roles): the UI applies it in a click
         super().__init__(self.render())
 
     def render(self) -> str:

@@ -125,6 +125,21 @@ class RunDir:
     def finished(self) -> bool:
         return self.report.is_file()
 
+    def state(self) -> str:
+        """running (another process holds the lock), finished (it has its report), or unfinished (stopped or
+        crashed: the same train command resumes it)."""
+        import fcntl
+
+        if self.root.resolve() not in _HELD and (self.root / LOCK).is_file():
+            fd = os.open(self.root / LOCK, os.O_RDONLY)
+            try:
+                fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)  # only fails while a writer holds LOCK_EX
+            except OSError:
+                return "running"
+            finally:
+                os.close(fd)  # closing drops the probe's own lock
+        return "finished" if self.finished else "unfinished"
+
     def checkpoint(self, step: int) -> Path:
         return self.checkpoints / f"checkpoint-{step}"  # the Trainer's own naming
 

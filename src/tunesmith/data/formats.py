@@ -189,10 +189,12 @@ def _role_map(roles_seen: Counter, user_roles: Mapping[str, str], path: Path) ->
         seen = ", ".join(f"{r} ({n}x)" for r, n in roles_seen.most_common())
         known = {mapping[r] for r in roles_seen if r in mapping}
         guesses = [r for r in ("user", "assistant") if r not in known] or ["assistant"]
-        fix_lines = "".join(f"\n      {r}: {guesses[min(i, len(guesses) - 1)]}" for i, r in enumerate(unknown))
+        guess = {r: guesses[min(i, len(guesses) - 1)] for i, r in enumerate(unknown)}
+        fix_lines = "".join(f"\n      {r}: {role}" for r, role in guess.items())
         raise TunesmithError(
             f"unknown role name(s) {', '.join(map(repr, unknown))}; roles found: {seen}", where=str(path),
-            fix=f"map them in the config's data section (or --role NAME=ROLE):\n    roles:{fix_lines}")
+            fix=f"map them in the config's data section (or --role NAME=ROLE):\n    roles:{fix_lines}",
+            suggest={"roles": guess})
     bad_targets = sorted({v for v in mapping.values() if v not in ("system", "user", "assistant")})
     if bad_targets:
         raise TunesmithError(f"roles map to {bad_targets}; a role must map to system, user or assistant",

@@ -1,0 +1,42 @@
+"""Start the UI: loopback by default; any other address needs --allow-remote and then always a token."""
+
+from __future__ import annotations
+
+import ipaddress
+import secrets
+from collections.abc import Callable
+from pathlib import Path
+
+from tunesmith.errors import TunesmithError
+
+
+def is_loopback(host: str) -> bool:
+    """Whether only this machine can reach `host`.
+
+    >>> is_loopback("127.0.0.1"), is_loopback("localhost"), is_loopback("0.0.0.0")
+    (True, True, False)
+    """
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def run(root: Path, *, host: str = "127.0.0.1", port: int = 7860, allow_remote: bool = False,
+        say: Callable[[str], None] = print) -> None:
+    import uvicorn
+
+    from tunesmith.ui.app import app
+
+    token = None
+    if not is_loopback(host):
+        if not allow_remote:
+            raise TunesmithError(f"--host {host} would let other machines reach the UI", where="ui",
+                                 fix="keep the default 127.0.0.1, or add --allow-remote (an access token is then "
+                                 "printed and required)")
+        token = secrets.token_urlsafe(24)
+    root.mkdir(parents=True, exist_ok=True)
+    say(f"tunesmith ui on http://{host}:{port}/" + (f"?token={token}" if token else "") + f" (runs: {root})")
+    uvicorn.run(app(root, token=token), host=host, port=port, log_level="warning")

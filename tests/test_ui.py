@@ -1,0 +1,181 @@
+"""tunesmith ui: the pieces that are not UI (paths, uploads, run states, role suggestions), then the app in a real
+headless Chromium (Playwright driving the system browser) against a UI this test starts on a free port."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import SAMPLE
+
+
+def test_paths_outside_the_runs_folder_are_refused(tmp_path: Path):
+    from tunesmith.errors import TunesmithError
+    from tunesmith.ui.files import inside
+
+    root = tmp_path / "runs"
+    (root / "a").mkdir(parents=True)
+    (tmp_path / "secret.txt").write_text("no", encoding="utf-8")
+    (root / "link").symlink_to(tmp_path / "secret.txt")
+    assert inside(root, "a") == (root / "a").resolve()
+    for bad in ("../secret.txt", "a/../../secret.txt", str(tmp_path / "secret.txt"), "/etc/passwd", "link"):
+        with pytest.raises(TunesmithError, match="outside"):
+            inside(root, bad)
+
+
+def test_uploads_are_kept_under_their_sha256_and_offered_for_picking(tmp_path: Path):
+    import hashlib
+
+    from tunesmith.ui.files import data_files, save_upload
+
+    root = tmp_path / "runs"
+    src = tmp_path / "mine.jsonl"
+    src.write_text((SAMPLE / "counsel_en.jsonl").read_text(encoding="utf-8"), encoding="utf-8")
+    kept = save_upload(root, src)
+    digest = hashlib.sha256(src.read_bytes()).hexdigest()
+    assert kept == root / "uploads" / digest[:16] / "mine.jsonl" and kept.read_bytes() == src.read_bytes()
+    assert (kept.parent / "sha256").read_text(encoding="utf-8") == f"{digest}  mine.jsonl\n"
+    assert save_upload(root, src) == kept  # the same bytes land in the same place
+    run = root / "demo"  # a run folder's own JSON files are not offered as data
+    (run / "eval").mkdir(parents=True)
+    (run / ".tunesmith-run").write_text("a tunesmith run folder\n", encoding="utf-8")
+    (run / "eval" / "summary.json").write_text("{}", encoding="utf-8")
+    (root / "other.csv").write_text("prompt,completion\nhi,hello\n", encoding="utf-8")
+    assert data_files(root) == ["other.csv", f"uploads/{digest[:16]}/mine.jsonl"]
+
+
+def test_a_file_that_needs_a_role_map_gets_the_clis_suggestion_as_one_click(tmp_path: Path):
+    from tunesmith.ui.app import inspect_file
+
+    root = tmp_path / "runs"
+    root.mkdir()
+    # The shape of the shared therapist corpus: one flat list of turns, the answers under "therapist".
+    turns = [t for i in range(4) for t in ({"role": "user", "content": f"I cannot sleep {i}"},
+                                            {"role": "therapist", "content": "That sounds exhausting. What keeps "
+                                                                             "you up at night?"})]
+    (root / "therapy.json").write_text(json.dumps(turns), encoding="utf-8")
+    text, suggested, _ = inspect_file(root, "therapy.json", "")
+    assert "unknown role name(s) 'therapist'" in text and "roles:" in text
+    assert suggested == "therapist=assistant"
+    text, suggested, _ = inspect_file(root, "therapy.json", suggested)
+    assert suggested == "" and "4 usable conversations" in text and "therapist -> assistant" in text
+
+
+def test_run_states_and_the_inline_report(tiny_run: Path, tmp_path: Path):
+    from tunesmith.ui.files import report_frame, runs_table
+
+    root = tmp_path / "runs"
+    shutil.copytree(tiny_run, root / "done")
+    (root / "done" / ".lock").write_text("")
+    unfinished = root / "half"
+    shutil.copytree(tiny_run, unfinished)
+    (unfinished / "report.html").unlink()
+    (unfinished / ".lock").write_text("")
+    rows = {r[0]: r for r in runs_table(root)}
+    assert rows["done"][1] == "finished" and "→" in rows["done"][2] and rows["done"][3] in ("ok", "forgetting")
+    assert rows["half"][1] == "unfinished"
+    holder = subprocess.Popen([sys.executable, "-c", "import fcntl, sys, time; f = open(sys.argv[1], 'w'); "
+                               "fcntl.flock(f, fcntl.LOCK_EX); print('held', flush=True); time.sleep(60)",
+                               str(unfinished / ".lock")], stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline().strip() == "held"
+        assert {r[0]: r[1] for r in runs_table(root)}["half"] == "running"
+    finally:
+        holder.kill()
+        holder.wait()
+    frame = report_frame(root, "done")
+    assert frame.startswith("<div class='ts-report'") and "<h2>Did tuning help?</h2>" in frame
+    assert "data:image/png;base64," in frame and "<body>" not in frame
+    assert "no report yet (unfinished)" in report_frame(root, "half")
+
+
+def test_a_non_loopback_host_needs_allow_remote(tmp_path: Path):
+    from tests.conftest import fails, tunesmith
+
+    res = tunesmith("ui", "--host", "0.0.0.0", "--runs", str(tmp_path / "runs"))
+    fails(res, "would let other machines reach the UI", "--allow-remote")
+
+
+def _chromium() -> str | None:
+    return shutil.which("chromium") or shutil.which("chromium-browser") or shutil.which("google-chrome")
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture
+def ui_server(tiny_run: Path, tmp_path: Path):  # noqa: ANN201
+    """`tunesmith ui` as a user starts it, on a free port, over a runs folder holding one finished run."""
+    root = tmp_path / "runs"
+    shutil.copytree(tiny_run, root / "tiny")
+    (root / "tiny" / ".lock").write_text("")
+    port = _free_port()
+    proc = subprocess.Popen([sys.executable, "-m", "tunesmith", "ui", "--port", str(port), "--runs", str(root)],
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, env={**os.environ})
+    deadline = time.time() + 120
+    while time.time() < deadline:
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=1).close()
+            break
+        except OSError:
+            if proc.poll() is not None:
+                pytest.fail(proc.stdout.read())
+            time.sleep(0.2)
+    yield f"http://127.0.0.1:{port}/", root
+    proc.terminate()
+    proc.wait(timeout=30)
+
+
+@pytest.mark.skipif(_chromium() is None and not os.environ.get("TUNESMITH_REQUIRE_CHROMIUM"),
+                    reason="no chromium here (.ci/run installs it and sets TUNESMITH_REQUIRE_CHROMIUM=1)")
+def test_in_chromium_upload_inspect_preview_and_open_a_report(ui_server, tiny_model_dir: Path, tmp_path: Path):
+    from playwright.sync_api import expect, sync_playwright
+
+    url, root = ui_server
+    data = tmp_path / "mine.jsonl"
+    data.write_text("\n".join((SAMPLE / "counsel_en.jsonl").read_text(encoding="utf-8").splitlines()[:12]) + "\n",
+                    encoding="utf-8")
+    shots = Path(__file__).resolve().parents[1] / "docs" / "ui"
+    with sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path=_chromium(), args=["--no-sandbox"])
+        page = browser.new_page(viewport={"width": 1280, "height": 1400}, locale="en-US")
+        page.goto(url)
+        page.locator("#model textarea, #model input").first.fill(str(tiny_model_dir))
+        page.locator("#upload input[type=file]").set_input_files(str(data))
+        summary = page.locator("#summary textarea")
+        expect(summary).to_have_value(__import__("re").compile("12 usable conversations"), timeout=60_000)
+        expect(page.locator("#preview mark").first).to_be_visible(timeout=60_000)  # supervised tokens
+        assert "0 rows skipped" in summary.input_value()
+        page.screenshot(path=str(tmp_path / "data.png"), full_page=True)
+        page.get_by_role("tab", name="Runs").click()
+        expect(page.locator("#runs")).to_contain_text("tiny", timeout=30_000)
+        expect(page.locator("#runs")).to_contain_text("finished")
+        page.locator("#which input").click()
+        page.get_by_role("option", name="tiny").click()
+        expect(page.locator("#report h2").first).to_have_text("Did tuning help?", timeout=30_000)
+        expect(page.locator("#report img").first).to_be_visible()  # the loss chart, a data: image
+        page.screenshot(path=str(tmp_path / "runs.png"), full_page=True)
+        # Korean: the same page in a Korean browser.
+        ko = browser.new_page(viewport={"width": 1280, "height": 900}, locale="ko-KR")
+        ko.goto(url)
+        expect(ko.get_by_role("tab", name="데이터")).to_be_visible(timeout=30_000)
+        expect(ko.get_by_role("tab", name="실행 기록")).to_be_visible()
+        ko.screenshot(path=str(tmp_path / "data_ko.png"))
+        browser.close()
+    if os.environ.get("TUNESMITH_UI_SHOTS"):  # refresh the screenshots under docs/ui (a developer's run)
+        shots.mkdir(exist_ok=True)
+        for name in ("data.png", "runs.png", "data_ko.png"):
+            shutil.copy(tmp_path / name, shots / name)
+    uploads = list((root / "uploads").glob("*/mine.jsonl"))
+    assert len(uploads) == 1 and uploads[0].read_bytes() == data.read_bytes()
