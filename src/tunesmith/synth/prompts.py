@@ -10,7 +10,8 @@ from pathlib import Path
 from tunesmith.errors import TunesmithError
 from tunesmith.records import Message, Passage
 
-KEYS = {"question_system": (), "question_user": ("seed", "n"), "answer_system": (),
+KEYS = {"question_system": (), "question_user": ("seed", "n"), "question_user_docs": ("seed", "n", "passages"),
+        "answer_system": (),
         "answer_user": ("question", "passages"), "answer_user_no_docs": ("question",)}
 
 
@@ -35,18 +36,25 @@ def load(lang: str, override: Path | None = None) -> dict[str, str]:
     return {**shipped, **mine}
 
 
-def questions(p: dict[str, str], seed: str, n: int) -> list[Message]:
-    return [Message("system", p["question_system"]),
-            Message("user", p["question_user"].replace("{seed}", seed).replace("{n}", str(n)))]
+def _shown(passages: tuple[Passage, ...]) -> str:
+    return "\n\n".join(f"[{i}] {x.text}" for i, x in enumerate(passages, 1))
+
+
+def questions(p: dict[str, str], seed: str, n: int, passages: tuple[Passage, ...] = ()) -> list[Message]:
+    """The request for `n` questions; with --docs it shows the seed word's own top passages, so the questions
+    stay on the documents' topic and can be answered from them (a small generator drifts off a bare seed word:
+    SmolLM2 asked about renewable energy for 전세 사기)."""
+    template = p["question_user_docs"] if passages else p["question_user"]
+    text = template.replace("{passages}", _shown(passages)).replace("{seed}", seed).replace("{n}", str(n))
+    return [Message("system", p["question_system"]), Message("user", text)]
 
 
 def answer(p: dict[str, str], question: str, passages: tuple[Passage, ...]) -> list[Message]:
     if not passages:
         return [Message("system", p["answer_system"]),
                 Message("user", p["answer_user_no_docs"].replace("{question}", question))]
-    shown = "\n\n".join(f"[{i}] {x.text}" for i, x in enumerate(passages, 1))
     return [Message("system", p["answer_system"]),
-            Message("user", p["answer_user"].replace("{passages}", shown).replace("{question}", question))]
+            Message("user", p["answer_user"].replace("{passages}", _shown(passages)).replace("{question}", question))]
 
 
 def labels(p: dict[str, str]) -> tuple[str, ...]:

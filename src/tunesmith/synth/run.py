@@ -121,13 +121,15 @@ def synthesize(cfg: SynthConfig, say: Callable[[str], None] = print) -> SynthSum
 
 
 def _questions(word: str, at: int, cfg: SynthConfig, generator: Any, templates: dict[str, str],
-               journal: Journal) -> list[str]:
+               retriever: Retriever | None, journal: Journal) -> list[str]:
     """The seed word's questions: from the progress file, or asked (a second time when too few came back)."""
     if word in journal.questions:
         return journal.questions[word]
     got: list[str] = []
+    passages = retriever.search(word, cfg.top_k) if retriever is not None else ()
     for attempt in range(2):
-        reply, _ = generator.chat(prompts.questions(templates, word, cfg.per_seed), temperature=cfg.temperature,
+        reply, _ = generator.chat(prompts.questions(templates, word, cfg.per_seed, passages),
+                                  temperature=cfg.temperature,
                                   max_tokens=cfg.max_new_tokens, seed=cfg.seed * 100_003 + at * 7 + attempt)
         got += filters.parse_questions(reply)  # a reply cut at max_new_tokens: its last line may be cut short
         if len(got) >= cfg.per_seed:
@@ -140,7 +142,7 @@ def _one_seed(word: str, at: int, cfg: SynthConfig, generator: Any, templates: d
               retriever: Retriever | None, qfilter: filters.QuestionFilter, journal: Journal,
               removed: Counter[str]) -> int:
     """Questions, answers and rows for one seed word; returns how many questions it got."""
-    questions = _questions(word, at, cfg, generator, templates, journal)
+    questions = _questions(word, at, cfg, generator, templates, retriever, journal)
     for index, question in enumerate(questions):
         key = (word, index)
         why = journal.decided.get((*key, "question"), "unseen")
@@ -183,7 +185,7 @@ def dry_run(cfg: SynthConfig, say: Callable[[str], None] = print) -> None:
     if cfg.docs is not None:
         passages = Retriever(chunk_documents(cfg.docs, cfg.chunk_chars), cfg.retriever).search(word, cfg.top_k)
     say(f"seed words: {len(seeds.words)} ({seeds.read} lines read); prompts: {lang}; the first: {word!r}")
-    for title, messages in (("questions request", prompts.questions(templates, word, cfg.per_seed)),
+    for title, messages in (("questions request", prompts.questions(templates, word, cfg.per_seed, passages)),
                             ("answer request (the seed word standing in for a question)",
                              prompts.answer(templates, word, passages))):
         say(f"--- {title}")
