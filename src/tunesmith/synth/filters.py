@@ -91,7 +91,7 @@ class QuestionFilter:
         """Why `question` goes (None: it stays, and is remembered)."""
         if len(question) < self.min_chars:
             return "question too short"
-        if question.rstrip().endswith(":"):  # "Here are 5 questions:" — the generator's preamble
+        if question.rstrip().endswith(":") or question.startswith("#"):  # "Here are 5 questions:", "# Jeonse"
             return "not a question (a heading)"
         if wrong_language(question, self.lang):
             return "question in the wrong language"
