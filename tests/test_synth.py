@@ -28,11 +28,13 @@ DOCS = {
 }
 
 QUESTIONS = {
-    "lease": ["What is a lease agreement?", "What is a lease agreement?", "Hi", "임대차 계약이란 무엇인가요?"],
+    "lease": ["What is a lease agreement?", "What is a lease agreement?", "Hi", "임대차 계약이란 무엇인가요?",
+              "Here are some questions:"],
     "deposit": ["How is a security deposit returned?", "What can a landlord deduct from a deposit?",
-                "When must a deposit be returned?", "What is the capital of France?"],
+                "When must a deposit be returned?", "What is the capital of France?",
+                "A deposit protects the landlord against damage."],
     "mortgage": ["What is a mortgage?", "How do mortgage rates work?", "What is a fixed-rate mortgage?",
-                 "What does a mortgage lender check?"],
+                 "What does a mortgage lender check?", "# Mortgages"],
 }
 # question -> (answer, finish_reason)
 ANSWERS = {
@@ -50,6 +52,7 @@ ANSWERS = {
                                            "before lending.", "stop"),
 }
 PLANTED_REMOVALS = {"near-duplicate question": 1, "question too short": 1, "question in the wrong language": 1,
+                    "not a question (a heading)": 2, "not a question (no question mark)": 1,
                     "answer empty or too short": 1, "answer repeats the question": 1,
                     "answer in the wrong language": 1, "answer not supported by its passages": 1,
                     "answer echoes the prompt": 1, "answer cut off at max_new_tokens": 1}
@@ -84,7 +87,7 @@ def inputs(tmp_path: Path) -> tuple[Path, Path]:
 def _cfg(seeds: Path, docs: Path, out: Path, url: str, **extra):  # noqa: ANN003, ANN202
     from tunesmith.config import SynthConfig
 
-    return SynthConfig(seeds=seeds, docs=docs, out=out, generator=url, api_model="scripted", per_seed=4,
+    return SynthConfig(seeds=seeds, docs=docs, out=out, generator=url, api_model="scripted", per_seed=5,
                        lang="en", top_k=2, **extra)
 
 
@@ -138,7 +141,7 @@ def test_filters_remove_the_planted_rows_with_the_right_counts(serve, inputs, tm
     out = tmp_path / "out.jsonl"
     summary = synth.synthesize(_cfg(seeds, docs, out, url), say=lambda _: None)
     assert summary.seeds_read == 6 and summary.seeds_removed == {"empty": 1, "duplicate": 1, "comment": 1}
-    assert summary.seeds_used == 3 and summary.questions == 12
+    assert summary.seeds_used == 3 and summary.questions == 15
     assert summary.removed == PLANTED_REMOVALS
     assert summary.written == 3 == summary.questions - sum(summary.removed.values())
     rows = [json.loads(line) for line in out.read_text(encoding="utf-8").splitlines()]
@@ -163,7 +166,7 @@ def test_a_killed_run_resumes_without_duplicates_or_gaps(serve, inputs, tmp_path
     slow, _ = serve(scripted(delay=0.4))
     out = tmp_path / "killed.jsonl"
     args = [sys.executable, "-m", "tunesmith", "synth", "--seeds", str(seeds), "--docs", str(docs), "--out", str(out),
-            "--generator", slow, "--api-model", "scripted", "--per-seed", "4", "--lang", "en", "--top-k", "2"]
+            "--generator", slow, "--api-model", "scripted", "--per-seed", "5", "--lang", "en", "--top-k", "2"]
     proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     deadline = time.time() + 120
     while time.time() < deadline and not (out.is_file() and out.read_text(encoding="utf-8").count("\n") >= 1):
@@ -173,7 +176,7 @@ def test_a_killed_run_resumes_without_duplicates_or_gaps(serve, inputs, tmp_path
     partial = out.read_text(encoding="utf-8").count("\n")
     assert 1 <= partial < 3  # killed in the middle
     fast, seen = serve(scripted())
-    res = tunesmith(*args[3:-10], "--generator", fast, "--api-model", "scripted", "--per-seed", "4", "--lang", "en",
+    res = tunesmith(*args[3:-10], "--generator", fast, "--api-model", "scripted", "--per-seed", "5", "--lang", "en",
                     "--top-k", "2")
     assert res.returncode == 0, res.stderr
     # The resumed run asked only for what was missing: the first seed word's questions were in the progress file.
@@ -184,7 +187,7 @@ def test_a_killed_run_resumes_without_duplicates_or_gaps(serve, inputs, tmp_path
     whole = synth.synthesize(_cfg(seeds, docs, again, fast), say=lambda _: None)
     resumed_rows = [json.loads(x)["messages"] for x in out.read_text(encoding="utf-8").splitlines()]
     assert resumed_rows == [json.loads(x)["messages"] for x in again.read_text(encoding="utf-8").splitlines()]
-    assert f"3 rows written ({partial} from an earlier run), 9 removed" in res.stdout
+    assert f"3 rows written ({partial} from an earlier run), 12 removed" in res.stdout
     assert whole.written == 3
     # Other settings on the same file are refused, naming what changed.
     res = tunesmith(*args[3:-10], "--generator", fast, "--api-model", "scripted", "--per-seed", "3", "--lang", "en",

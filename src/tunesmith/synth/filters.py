@@ -1,9 +1,11 @@
 """What synth removes, each removal counted by its reason (nothing is dropped silently).
 
-Questions: too short; a heading ("Here are five questions:"); near-duplicates of an earlier question (character
-3-gram overlap >= 0.8, or embedding cosine >= duplicate_similarity with the retriever's E5 model); wrong language
-(--lang). Answers: too short; cut off at max_new_tokens; repeats the question; echoes the prompt (contains its
-headings, e.g. "Reference passages:"); wrong language; unsupported by the retrieved passages.
+Questions: too short; a heading ("Here are five questions:", "# Jeonse"); no question mark (a statement copied
+from the passages; 1,738 of the 1,740 generated questions in data__query.jsonl have one); near-duplicates of an
+earlier question (character 3-gram overlap >= 0.8, or embedding cosine >= duplicate_similarity with the
+retriever's E5 model); wrong language (--lang). Answers: too short; cut off at max_new_tokens; repeats the
+question; echoes the prompt (contains its headings, e.g. "Reference passages:"); wrong language; unsupported by
+the retrieved passages.
 
 Why 0.99: the 4-bit E5 puts related questions very close. On the 900 pairs of distinct questions that share a
 seed word in data__query.jsonl (shared realdata, 20 seeds) its cosine has median 0.928, 99th percentile 0.980,
@@ -93,6 +95,8 @@ class QuestionFilter:
             return "question too short"
         if question.rstrip().endswith(":") or question.startswith("#"):  # "Here are 5 questions:", "# Jeonse"
             return "not a question (a heading)"
+        if "?" not in question and "？" not in question:  # 1,738 of data__query.jsonl's 1,740 questions have one
+            return "not a question (no question mark)"
         if wrong_language(question, self.lang):
             return "question in the wrong language"
         vector = self.embed([question])[0] if self.embed else None
