@@ -30,14 +30,14 @@ from tunesmith.metrics import language_of
 from tunesmith.records import Passage
 
 NEAR_VERBATIM = 0.8  # character 3-gram Jaccard: a repeat with a word or two changed
-_NUMBERING = re.compile(r"^\s*(?:(?:[-*•]|\d+[.)]|(?:Q|Question|질문)\s*\d*[:.)])\s*)+", re.I)
+_NUMBERING = re.compile(r"^\s*(?:(?:[-*•]|\d+[.)]|[A-Za-z][.)](?=\s)|(?:Q|Question|질문)\s*\d*[:.)])\s*)+", re.I)
 
 
 def parse_questions(reply: str) -> list[str]:
     """One question per line; list markers, numbering and "Question:" labels stripped, blank lines out.
 
-    >>> parse_questions("1. 전세란 무엇인가요?\\n\\n2) What is DSR?\\n- Q3: 확정일자는?\\nQuestion: What is LTV?")
-    ['전세란 무엇인가요?', 'What is DSR?', '확정일자는?', 'What is LTV?']
+    >>> parse_questions("1. 전세란 무엇인가요?\\n\\n2) What is DSR?\\n- Q3: 확정일자는?\\nQuestion: What is LTV?\\nA) Why?")
+    ['전세란 무엇인가요?', 'What is DSR?', '확정일자는?', 'What is LTV?', 'Why?']
     """
     out = []
     for line in reply.splitlines():
