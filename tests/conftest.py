@@ -49,7 +49,8 @@ def tiny_raw(model: Path, data: Path, *, train: dict[str, Any] | None = None, **
     return {"name": "tiny", "model": str(model), "data": {"train": [str(data)], "min_eval": 4},
             "template": {"max_length": 128}, "lora": {"r": 4, "alpha": 8},
             "train": TINY_TRAIN if train is None else train,
-            "eval": {"max_rows": 4, "max_new_tokens": 8, "batch_size": 4}, **extra}
+            # The retention check is off in the tiny runs (4 s a run); tiny_run and the tests about it turn it on.
+            "eval": {"max_rows": 4, "max_new_tokens": 8, "batch_size": 4, "retention": "off"}, **extra}
 
 
 def tiny_config(model: Path, data: Path, out: Path, *, train: dict[str, Any] | None = None, **extra: Any):
@@ -160,7 +161,9 @@ def tiny_run(tiny_model_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> 
     data.write_text("\n".join((SAMPLE / "counsel_en.jsonl").read_text(encoding="utf-8").splitlines()[:16]) + "\n",
                     encoding="utf-8")
     os.environ["HF_HUB_OFFLINE"] = "1"
-    return pipeline.run(tiny_config(tiny_model_dir, data, home / "runs"), say=lambda _: None).run_dir
+    cfg = tiny_config(tiny_model_dir, data, home / "runs")
+    cfg = cfg.model_copy(update={"eval": cfg.eval.model_copy(update={"retention": "on"})})
+    return pipeline.run(cfg, say=lambda _: None).run_dir
 
 
 Reply = Callable[[dict, dict], tuple[int, object]]  # (request body, headers) -> (status, json or text)

@@ -16,8 +16,9 @@ from tunesmith.records import DataReport, EvalSettings
 
 
 def short_config(tiny_model_dir: Path, data: Path, out: Path) -> config.RunConfig:
-    """The tiny run with 4 steps, an eval every 2."""
-    return tiny_config(tiny_model_dir, data, out, train={**TINY_TRAIN, "max_steps": 4, "eval_steps": 2})
+    """The tiny run with 4 steps, an eval every 2, the retention check on (the reproducibility test compares it)."""
+    cfg = tiny_config(tiny_model_dir, data, out, train={**TINY_TRAIN, "max_steps": 4, "eval_steps": 2})
+    return cfg.model_copy(update={"eval": cfg.eval.model_copy(update={"retention": "on"})})
 
 
 def sample_rows(n: int) -> list[str]:

@@ -53,7 +53,7 @@ def _smol_run(smol_dir: Path, data: Path, out: Path, name: str, lr: float, steps
         "max_steps": steps, "batch_size": 4, "learning_rate": lr, "lr_scheduler": "constant", "warmup_ratio": 0.0,
         "eval_strategy": "steps", "eval_steps": steps, "logging_steps": steps, "report_to": []})
     cfg = cfg.model_copy(update={"lora": cfg.lora.model_copy(update={"r": 16, "alpha": 32}),
-                                 "eval": cfg.eval.model_copy(update={"embedder": "none"})})
+                                 "eval": cfg.eval.model_copy(update={"embedder": "none", "retention": "on"})})
     return pipeline.run(cfg, say=lambda _: None)
 
 

@@ -243,7 +243,7 @@ def test_the_whole_pipeline_against_tunesmith_serve_makes_a_file_that_trains(smo
                 time.sleep(0.2)
         out = tmp_path / "synth.jsonl"
         res = tunesmith("synth", "--seeds", str(seeds), "--docs", str(docs), "--out", str(out), "--generator", url,
-                        "--per-seed", "3", "--limit-seeds", "2", "--lang", "en", "--set", "max_new_tokens=160",
+                        "--per-seed", "3", "--limit-seeds", "2", "--lang", "en", "--set", "max_new_tokens=128",
                         "--set", "min_support=0.2")
         assert res.returncode == 0, res.stderr
         assert "seed words: 6 read, 2 used" in res.stdout and "questions: 6 generated" in res.stdout
