@@ -125,7 +125,8 @@ def test_export_refuses_bad_options_and_foreign_folders(tiny_run, tmp_path):
 
 @pytest.fixture(scope="module")
 def smol_exports(smol_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict[str, ExportResult]]:
-    """A 2-step run on the embedded SmolLM2-135M and its GGUF exports (F16, Q8_0)."""
+    """A 2-step run on the embedded SmolLM2-135M and its F16 GGUF export (Q8_0's path runs on the tiny model
+    above: quantising 135M weights in Python cost the suite a minute; docs/export.md has SmolLM2's Q8_0 figures)."""
     from tests.conftest import SAMPLE, tiny_config
     from tunesmith import pipeline
 
@@ -137,7 +138,7 @@ def smol_exports(smol_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> tu
         "report_to": []})
     cfg = cfg.model_copy(update={"eval": cfg.eval.model_copy(update={"max_rows": 2, "embedder": "none"})})
     run = pipeline.run(cfg, say=lambda _: None).run_dir
-    return run, {q: export.export(run, home / q, fmt="gguf", quant=q, say=lambda _: None) for q in ("f16", "q8_0")}
+    return run, {q: export.export(run, home / q, fmt="gguf", quant=q, say=lambda _: None) for q in ("f16",)}
 
 
 @pytest.mark.slow
@@ -147,9 +148,8 @@ def test_the_default_model_round_trips_through_gguf(smol_exports):
     from tunesmith import models
 
     _, done = smol_exports
-    f16, q8 = done["f16"].check, done["q8_0"].check
+    f16 = done["f16"].check
     assert f16.passed and f16.identical_generations == f16.prompts and f16.max_logit_diff < 0.1, f16
-    assert q8.passed and q8.agreeing_tokens > 0, q8
     mine = gguf.GGUFReader(next(Path(done["f16"].path).glob("*.gguf")))
     assert mine.fields["tokenizer.ggml.pre"].contents() == gguf.GGUFReader(
         models._default_gguf()).fields["tokenizer.ggml.pre"].contents() == "smollm"

@@ -163,6 +163,7 @@ def test_time_grows_with_the_square_of_a_rows_length(tiny_model_dir, small_jsonl
 
 def test_the_time_estimate_counts_the_retention_check_unless_it_is_off(tiny_model_dir, small_jsonl, tmp_path):
     cfg = config(tiny_model_dir, small_jsonl, tmp_path)
+    cfg = cfg.model_copy(update={"eval": cfg.eval.model_copy(update={"retention": "on"})})
     _, total, arch = plan.parameter_counts(cfg)
     on = plan.run_seconds(cfg, rows(4, 100), rows(2, 100), total, arch)
     if on is None:
