@@ -17,20 +17,24 @@ from tunesmith.config import DataConfig, TemplateConfig
 from tunesmith.errors import TunesmithError
 from tunesmith.ui import files
 
+# key -> (English, Korean): one row per label, so a missing translation shows as a short tuple.
 TEXT = {
-    "en": {"data": "Data", "runs": "Runs", "upload": "Upload a data file (JSON, JSONL, CSV, Parquet, TXT)",
-           "pick": "or pick a file under the runs folder", "roles": "Role mapping (NAME=ROLE, comma-separated)",
-           "inspect": "Inspect", "apply": "Apply the suggested role mapping", "model": "Model for the preview",
-           "summary": "What tunesmith read", "preview": "Rows as training sees them (supervised tokens highlighted)",
-           "refresh": "Refresh", "report": "Report", "run": "Run folder",
-           "columns": "run|state|chrF base → tuned|retention"},
-    "ko": {"data": "데이터", "runs": "실행 기록", "upload": "데이터 파일 올리기 (JSON, JSONL, CSV, Parquet, TXT)",
-           "pick": "또는 runs 폴더 안의 파일 고르기", "roles": "역할 매핑 (이름=역할, 쉼표로 구분)",
-           "inspect": "검사", "apply": "제안된 역할 매핑 적용", "model": "미리보기 모델",
-           "summary": "tunesmith가 읽은 내용", "preview": "학습에 들어가는 모습 (학습 대상 토큰 강조)",
-           "refresh": "새로 고침", "report": "보고서", "run": "실행 폴더",
-           "columns": "실행|상태|chrF 기본 → 튜닝|기억 유지"},
+    "data": ("Data", "데이터"),
+    "runs": ("Runs", "실행 기록"),
+    "upload": ("Upload a data file (JSON, JSONL, CSV, Parquet, TXT)", "데이터 파일 올리기 (JSON, JSONL, CSV, Parquet, TXT)"),
+    "pick": ("or pick a file under the runs folder", "또는 runs 폴더 안의 파일 고르기"),
+    "roles": ("Role mapping (NAME=ROLE, comma-separated)", "역할 매핑 (이름=역할, 쉼표로 구분)"),
+    "inspect": ("Inspect", "검사"),
+    "apply": ("Apply the suggested role mapping", "제안된 역할 매핑 적용"),
+    "model": ("Model for the preview", "미리보기 모델"),
+    "summary": ("What tunesmith read", "tunesmith가 읽은 내용"),
+    "preview": ("Rows as training sees them (supervised tokens highlighted)", "학습에 들어가는 모습 (학습 대상 토큰 강조)"),
+    "refresh": ("Refresh", "새로 고침"),
+    "report": ("Report", "보고서"),
+    "run": ("Run folder", "실행 폴더"),
+    "columns": ("run|state|chrF base → tuned|retention", "실행|상태|chrF 기본 → 튜닝|기억 유지"),
 }
+LANGS = ("en", "ko")
 
 
 def parse_roles(text: str) -> dict[str, str]:
@@ -88,7 +92,7 @@ def build(root: Path, lang: str = "en") -> Any:
     os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")  # nothing leaves the machine
     import gradio as gr
 
-    t = gr.I18n(**{code: words for code, words in TEXT.items()})
+    t = gr.I18n(**{code: {key: words[i] for key, words in TEXT.items()} for i, code in enumerate(LANGS)})
     with gr.Blocks(title="tunesmith") as blocks:
         gr.Markdown("# tunesmith")
         with gr.Tab(t("data"), elem_id="tab-data"):
@@ -124,8 +128,8 @@ def build(root: Path, lang: str = "en") -> Any:
             apply.click(lambda s: s, suggestion, roles).then(inspect, [picked, roles, model],
                                                               [summary, suggestion, apply, shown])
         with gr.Tab(t("runs"), elem_id="tab-runs"):
-            table = gr.Dataframe(value=files.runs_table(root), headers=TEXT[lang]["columns"].split("|"),
-                                 interactive=False, elem_id="runs")
+            header = TEXT["columns"][LANGS.index(lang)].split("|")
+            table = gr.Dataframe(value=files.runs_table(root), headers=header, interactive=False, elem_id="runs")
             with gr.Row():
                 refresh = gr.Button(t("refresh"), elem_id="refresh")
                 which = gr.Dropdown(choices=[r[0] for r in files.runs_table(root)], label=t("run"), elem_id="which")
