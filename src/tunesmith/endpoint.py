@@ -103,8 +103,7 @@ class Endpoint:
                  timeout: float = 60.0, seed: int | None = None) -> tuple[str, str | None]:
         """(text, finish_reason: 'stop', 'length' or None where the server does not say)."""
         key = self.api_key()
-        auth = f"Bearer {key}" if key else self.basic
-        headers = {"Content-Type": "application/json", **({"Authorization": auth} if auth else {})}
+        headers = {"Content-Type": "application/json", **self._auth(key)}
         payload: dict[str, Any] = {"model": self.model, "messages": messages, "temperature": temperature}
         if max_tokens is not None:
             payload["max_tokens"] = max_tokens
@@ -132,6 +131,21 @@ class Endpoint:
                 raise TunesmithError(f"cannot reach the {self.who} at {self.shown}: {reason}", where=self.who,
                                      fix="start the server, or check the url (the API base, e.g. "
                                      "http://localhost:8000/v1) and that this machine can reach it") from None
+
+    def _auth(self, key: str | None) -> dict[str, str]:
+        auth = f"Bearer {key}" if key else self.basic
+        return {"Authorization": auth} if auth else {}
+
+    def first_model(self) -> str:
+        """The first model the server lists at …/models (tunesmith serve, vLLM and llama.cpp list theirs)."""
+        base = self.url.removesuffix("/chat/completions")
+        request = urllib.request.Request(base + "/models", headers=self._auth(self.api_key()))
+        try:
+            with urllib.request.urlopen(request, timeout=30) as response:
+                return json.loads(response.read())["data"][0]["id"]
+        except Exception as err:  # noqa: BLE001 (any failure means the same thing to the user)
+            raise TunesmithError(f"cannot list the models of the {self.who} at {self.shown}: {err}", where=self.who,
+                                 fix="start the server, or name the model") from None
 
     def _http_error(self, err: urllib.error.HTTPError, key: str | None) -> TunesmithError:
         """`key` is the credential sent, blanked out of what the server said."""

@@ -17,6 +17,7 @@ little; a rise under 5% is reported with its interval but not called forgetting.
 
 from __future__ import annotations
 
+import functools
 import json
 import math
 from collections.abc import Sequence
@@ -46,6 +47,7 @@ class GeneralSet:
     prompts: tuple[tuple[str, str, str, str], ...]  # (id, language, prompt, reference answer)
 
 
+@functools.cache  # read once: the report asks for it per measure and model
 def general_set() -> GeneralSet:
     """The shipped passages and prompts (src/tunesmith/retention_data/*.jsonl)."""
     root = resources.files("tunesmith") / "retention_data"

@@ -104,9 +104,13 @@ class QuestionFilter:
             if overlap(question, earlier) >= NEAR_VERBATIM or \
                     (vector is not None and float(vector @ self.vectors[i]) >= self.threshold):
                 return "near-duplicate question"
-        self.kept.append(question)
-        self.vectors.append(vector)
+        self.remember(question, vector)
         return None
+
+    def remember(self, question: str, vector: Any = None) -> None:
+        """Count `question` against later near-duplicates (kept here, or in an earlier run being resumed)."""
+        self.kept.append(question)
+        self.vectors.append(vector if vector is not None or not self.embed else self.embed([question])[0])
 
 
 def answer_reason(question: str, answer: str, passages: Sequence[Passage], *, min_chars: int, lang: str | None,

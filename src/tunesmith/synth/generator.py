@@ -3,6 +3,7 @@ chat.stream, the way `tunesmith chat` answers), or any OpenAI-compatible endpoin
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable
 from typing import Any, Protocol
 
@@ -47,7 +48,9 @@ class EndpointGenerator:
     def __init__(self, url: str, model: str | None) -> None:
         from tunesmith.endpoint import Endpoint, redact_url
 
-        self.endpoint = Endpoint.open(url, model or _first_model(url), KEY_VARIABLES, who="generator")
+        endpoint = Endpoint.open(url, model or "", KEY_VARIABLES, who="generator")
+        # --api-model unset: the server's first model (one key and auth path for both requests)
+        self.endpoint = endpoint if model else dataclasses.replace(endpoint, model=endpoint.first_model())
         self.model = self.endpoint.model
         self.name = f"{self.model} at {redact_url(url)}"
 
@@ -55,26 +58,6 @@ class EndpointGenerator:
         text, finish = self.endpoint.complete([{"role": m.role, "content": m.content} for m in messages],
                                               temperature=temperature, max_tokens=max_tokens, seed=seed, timeout=300)
         return text, finish != "length"
-
-
-def _first_model(url: str) -> str:
-    """The first model a server lists (tunesmith serve, vLLM and llama.cpp list theirs at /v1/models)."""
-    import json
-    import os
-    import urllib.request
-
-    from tunesmith.endpoint import _split_credentials, redact_url
-
-    base, basic = _split_credentials(url.rstrip("/").removesuffix("/chat/completions"))
-    key = next((os.environ[v] for v in KEY_VARIABLES if os.environ.get(v)), None)
-    auth = f"Bearer {key}" if key else basic
-    request = urllib.request.Request(base + "/models", headers={"Authorization": auth} if auth else {})
-    try:
-        with urllib.request.urlopen(request, timeout=30) as response:
-            return json.loads(response.read())["data"][0]["id"]
-    except Exception as err:  # noqa: BLE001 (any failure means the same thing to the user)
-        raise TunesmithError(f"cannot list the models of the generator at {redact_url(url)}: {err}",
-                             where="synth", fix="start the server, or name the model: --api-model NAME") from None
 
 
 def open_generator(spec: str, api_model: str | None, say: Callable[[str], None]) -> Any:

@@ -150,8 +150,7 @@ def _one_seed(word: str, at: int, cfg: SynthConfig, generator: Any, templates: d
             why = qfilter.reason(question)
             journal.note("question", word, index=index, question=question, removed=why)
         elif why is None:
-            qfilter.kept.append(question)  # resumed: it still counts against later near-duplicates
-            qfilter.vectors.append(qfilter.embed([question])[0] if qfilter.embed else None)
+            qfilter.remember(question)  # resumed: it still counts against later near-duplicates
         if why is not None:
             removed[why] += 1
             continue

@@ -129,13 +129,18 @@ def build(root: Path, lang: str = "en") -> Any:
                                                               [summary, suggestion, apply, shown])
         with gr.Tab(t("runs"), elem_id="tab-runs"):
             header = TEXT["columns"][LANGS.index(lang)].split("|")
-            table = gr.Dataframe(value=files.runs_table(root), headers=header, interactive=False, elem_id="runs")
+            rows = files.runs_table(root)
+            table = gr.Dataframe(value=rows, headers=header, interactive=False, elem_id="runs")
             with gr.Row():
                 refresh = gr.Button(t("refresh"), elem_id="refresh")
-                which = gr.Dropdown(choices=[r[0] for r in files.runs_table(root)], label=t("run"), elem_id="which")
+                which = gr.Dropdown(choices=[r[0] for r in rows], label=t("run"), elem_id="which")
+
+            def refreshed() -> tuple[Any, Any]:
+                rows = files.runs_table(root)  # read the run folders once for the table and the menu
+                return rows, gr.update(choices=[r[0] for r in rows])
+
             report = gr.HTML(elem_id="report")
-            refresh.click(lambda: (files.runs_table(root), gr.update(choices=[r[0] for r in files.runs_table(root)])),
-                          None, [table, which])
+            refresh.click(refreshed, None, [table, which])
             which.change(lambda name: files.report_frame(root, name or ""), which, report)
             # The menu opens on the newest run (Gradio preselects the first choice, and choosing it again is no
             # change): its report is shown when the page loads.
