@@ -68,6 +68,7 @@ def test_resume_refuses_changed_data_and_rewrites_lost_inputs(tiny_model_dir: Pa
     assert err.value.problems == [f"{data}: changed since the unfinished run"]
     assert "pass --overwrite to start it again on the new data" in err.value.render()
     assert run.train_data.read_bytes() == train_rows  # the folder still describes what it trained on
+    assert run.state() == "failed" and "changed since the unfinished run" in run.failure.read_text()  # the UI's
 
 
 def test_continue_from_its_own_run_is_refused_before_anything_is_deleted(run_copy: Path, tiny_model_dir: Path,
@@ -230,7 +231,7 @@ def test_two_runs_on_one_machine_give_identical_eval_files(finished: Path, tiny_
     assert '"retention"' in summary and '"perplexity"' in summary  # the numbers compared include these
 
     def losses(run: Path) -> list[dict]:  # timing fields (tokens/s, wall time) vary; the numbers do not
-        return [{k: v for k, v in json.loads(line).items() if k not in ("tokens_per_s", "peak_memory_mb")}
+        return [{k: v for k, v in json.loads(line).items() if k not in ("tokens_per_s", "peak_memory_mb", "logged_at")}
                 for line in (run / "metrics.jsonl").read_text(encoding="utf-8").splitlines()]
 
     assert losses(again) == losses(finished)

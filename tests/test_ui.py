@@ -53,7 +53,7 @@ def test_uploads_are_kept_under_their_sha256_and_offered_for_picking(tmp_path: P
 
 
 def test_a_file_that_needs_a_role_map_gets_the_clis_suggestion_as_one_click(tmp_path: Path):
-    from tunesmith.ui.app import inspect_file
+    from tunesmith.ui.data import inspect_file
 
     root = tmp_path / "runs"
     root.mkdir()
@@ -79,9 +79,13 @@ def test_run_states_and_the_inline_report(tiny_run: Path, tmp_path: Path):
     shutil.copytree(tiny_run, unfinished)
     (unfinished / "report.html").unlink()
     (unfinished / ".lock").write_text("")
+    failed = root / "broke"
+    shutil.copytree(unfinished, failed)
+    (failed / "failed.txt").write_text("error: out of memory while training\n", encoding="utf-8")
     rows = {r[0]: r for r in runs_table(root)}
     assert rows["done"][1] == "finished" and "→" in rows["done"][2] and rows["done"][3] in ("ok", "forgetting")
-    assert rows["half"][1] == "unfinished"
+    assert rows["half"][1] == "stopped" and rows["broke"][1] == "failed"
+    assert "out of memory while training" in report_frame(root, "broke")
     holder = subprocess.Popen([sys.executable, "-c", "import fcntl, sys, time; f = open(sys.argv[1], 'w'); "
                                "fcntl.flock(f, fcntl.LOCK_EX); print('held', flush=True); time.sleep(60)",
                                str(unfinished / ".lock")], stdout=subprocess.PIPE, text=True)
@@ -94,7 +98,7 @@ def test_run_states_and_the_inline_report(tiny_run: Path, tmp_path: Path):
     frame = report_frame(root, "done")
     assert frame.startswith("<div class='ts-report'") and "<h2>Did tuning help?</h2>" in frame
     assert "data:image/png;base64," in frame and "<body>" not in frame
-    assert "no report yet (unfinished)" in report_frame(root, "half")
+    assert "no report yet (stopped)" in report_frame(root, "half")
 
 
 def test_a_non_loopback_host_needs_allow_remote(tmp_path: Path):
@@ -179,3 +183,50 @@ def test_in_chromium_upload_inspect_preview_and_open_a_report(ui_server, tiny_mo
             shutil.copy(tmp_path / name, shots / name)
     uploads = list((root / "uploads").glob("*/mine.jsonl"))
     assert len(uploads) == 1 and uploads[0].read_bytes() == data.read_bytes()
+
+
+def _wait(what, seconds: float = 180, every: float = 0.2):  # noqa: ANN001, ANN202
+    deadline = time.time() + seconds
+    while time.time() < deadline:
+        got = what()
+        if got:
+            return got
+        time.sleep(every)
+    raise AssertionError(f"waited {seconds} s for {what}")
+
+
+def test_a_training_job_stops_with_a_checkpoint_and_resume_finishes_it(tiny_model_dir: Path, small_jsonl: Path,
+                                                                       tmp_path: Path):
+    """The Train tab's job: `tunesmith train` in a child; Stop saves a checkpoint and ends it as "stopped" (no
+    weights, no report); Resume continues from that checkpoint to a finished run whose metrics have each step once."""
+    from tests.conftest import tiny_config
+    from tunesmith import rundir
+    from tunesmith.ui import jobs
+
+    root = tmp_path / "runs"
+    long_train = {"max_steps": 60, "batch_size": 4, "learning_rate": 5e-3, "logging_steps": 1,
+                  "eval_strategy": "steps", "eval_steps": 30, "report_to": []}
+    cfg = tiny_config(tiny_model_dir, small_jsonl, root.resolve(), train=long_train)
+    job = jobs.start(root, cfg)
+    with pytest.raises(Exception, match="still training"):
+        jobs.start(root, cfg)  # one at a time
+    _wait(lambda: jobs.progress(root, "tiny").step >= 3)
+    assert jobs.progress(root, "tiny").state == "running"
+    assert "stopping after the current step" in jobs.stop(root)
+    _wait(lambda: not job.alive())
+    p = jobs.progress(root, "tiny")
+    run = rundir.RunDir(root / "tiny")
+    kept = run.last_checkpoint()
+    assert p.state == "stopped" and kept is not None and run.weights is None and not run.report.is_file()
+    assert "stopped on request at step" in Path(job.log).read_text(encoding="utf-8")
+    stopped_at = rundir.checkpoint_step(kept)
+    assert 3 <= stopped_at < 60 and p.step >= stopped_at
+    resumed = jobs.resume(root, "tiny")
+    _wait(lambda: not resumed.alive(), seconds=300)
+    log = Path(resumed.log).read_text(encoding="utf-8")
+    assert f"resuming training from checkpoint-{stopped_at}" in log
+    p = jobs.progress(root, "tiny")
+    assert p.state == "finished" and run.report.is_file(), log[-3000:]
+    steps = [s for s, series, _ in p.losses if series == "train"]
+    assert steps == list(range(1, 61))  # each step's loss once: the stopped run's rows after its checkpoint dropped
+    assert [s for s, series, _ in p.losses if series == "eval"] == [0, 30, 60]

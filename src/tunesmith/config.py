@@ -53,7 +53,7 @@ class DataConfig(_Strict):
     max_rows: int | None = Field(None, ge=1, description="train on at most this many rows (a seeded sample of "
                                  "the train split; the rest are counted as left out); none = all")
     system: str | None = Field(None, description="add or replace the system turn of every conversation")
-    seed: int = 42
+    seed: int = Field(42, description="seed of the train/eval split and of --max-rows sampling")
 
     @field_validator("format")
     @classmethod
@@ -101,7 +101,7 @@ class TemplateConfig(_Strict):
 class LoraConfig(_Strict):
     r: int = Field(16, ge=1, description="adapter rank (the seeds use 4-8; 16 is a common default)")
     alpha: int = Field(32, ge=1, description="scaling numerator: the update is scaled by alpha/r")
-    dropout: float = Field(0.05, ge=0, lt=1)
+    dropout: float = Field(0.05, ge=0, lt=1, description="dropout on the adapter's input while training")
     target_modules: str | list[str] = Field(
         "all-linear", description="all-linear = every linear layer but the output head (PEFT finds them per "
         "architecture); attention = PEFT's per-architecture default (q_proj/v_proj for Llama); or a list")
@@ -113,12 +113,13 @@ class TrainConfig(_Strict):
     method: Literal["lora", "full"] = Field("lora", description="lora = train an adapter; full = every weight")
     load_in: Literal["none", "8bit", "4bit"] = Field(
         "none", description="load the base model quantised by bitsandbytes (4bit + lora = QLoRA); CUDA only")
-    epochs: float = Field(3, gt=0)
+    epochs: float = Field(3, gt=0, description="passes over the training rows (fractions allowed)")
     max_steps: int = Field(-1, description="stop after this many optimizer steps; -1 = use epochs")
-    learning_rate: float = Field(2e-4, gt=0)
+    learning_rate: float = Field(2e-4, gt=0, description="peak learning rate (LoRA usually 1e-4 to 5e-4; full "
+                                 "fine-tuning ~10x lower)")
     lr_scheduler: str = Field("cosine", description="any transformers scheduler name: cosine, linear, constant...")
-    warmup_ratio: float = Field(0.05, ge=0, lt=1)
-    weight_decay: float = Field(0.0, ge=0)
+    warmup_ratio: float = Field(0.05, ge=0, lt=1, description="share of the steps spent ramping the learning rate up")
+    weight_decay: float = Field(0.0, ge=0, description="AdamW weight decay")
     optimizer: str = Field("adamw_torch", description="any transformers optimizer name (adamw_torch, adafactor, "
                            "sgd; paged_adamw_8bit needs bitsandbytes on CUDA)")
     max_grad_norm: float = Field(1.0, ge=0, description="gradient clipping; 0 = off")
@@ -130,14 +131,14 @@ class TrainConfig(_Strict):
     memory_gib: float | None = Field(
         None, gt=0, description="memory budget the plan fits batch_size, grad_accum and gradient_checkpointing "
         "into (those not set by you); null = what is free (cgroup limit or MemAvailable; free GPU memory on CUDA)")
-    logging_steps: int = Field(5, ge=1)
+    logging_steps: int = Field(5, ge=1, description="a train-loss line (metrics.jsonl, trackers) every N steps")
     eval_strategy: Literal["epoch", "steps"] = Field("epoch", description="when to compute eval loss (and save "
                                                      "a checkpoint): every epoch, or every eval_steps steps")
     eval_steps: int = Field(20, ge=1, description="used when eval_strategy is steps")
     early_stopping_patience: int = Field(
         2, ge=0, description="stop after this many evaluations without a lower eval loss; 0 = off")
     load_best: bool = Field(True, description="end with the checkpoint of lowest eval loss, not the last one")
-    seed: int = 42
+    seed: int = Field(42, description="seed of weights init, dropout and batch order")
     precision: Literal["auto", "fp32", "bf16", "fp16"] = Field(
         "auto", description="auto = bf16 where the GPU or CPU runs it natively, else fp16 on CUDA, else fp32")
     group_by_length: bool = Field(True, description="batch rows of similar length: less padding, ~same loss")
@@ -170,7 +171,7 @@ def _one_of(name: str, allowed: tuple[str, ...], what: str) -> str:
 
 class EvalConfig(_Strict):
     max_rows: int = Field(40, ge=1, description="held-out rows to generate for (generation is the slow part)")
-    max_new_tokens: int = Field(96, ge=1)
+    max_new_tokens: int = Field(96, ge=1, description="longest answer generated per eval row")
     batch_size: int = Field(8, ge=1, description="rows generated together (left padding, KV cache)")
     temperature: float = Field(0.0, ge=0, description="0 = greedy (deterministic); > 0 samples")
     top_p: float = Field(1.0, gt=0, le=1, description="nucleus sampling, with temperature > 0")
@@ -228,7 +229,7 @@ class RunConfig(_Strict):
     name: str = Field(pattern=r"^[A-Za-z0-9._-]+$", description="run folder name under output_dir")
     model: str = Field("default", description="default (embedded SmolLM2-135M-Instruct), a model folder, a "
                        ".gguf file, or a hub id in your Hugging Face cache")
-    output_dir: Path = Path("runs")
+    output_dir: Path = Field(Path("runs"), description="where run folders go")
     continue_from: Path | None = Field(None, description="a finished run folder: start from its adapter (or "
                                        "model) instead of the base model, e.g. on new data")
     data: DataConfig

@@ -268,32 +268,52 @@ def run(cfg: RunConfig, *, overwrite: bool = False, say: Callable[[str], None] =
     run_dir, resumed = rundir.create(cfg.output_dir, cfg.name, overwrite=overwrite, config_yaml=asked.to_yaml(),
                                      say=say)
     with run_dir.held():  # the lock goes with the run, also when a library caller goes on to other work
-        if resumed:
-            say(f"resuming the unfinished run in {run_dir.root}")
-            _check_same_data(run_dir, data)
-        _write_inputs(run_dir, cfg, data, plan_lines, steps)
+        run_dir.clear_outcome()
+        try:
+            return _train_and_report(run_dir, resumed, cfg, data, (model, tokenizer, train_ex, eval_ex), plan_lines,
+                                     steps, say, wall)
+        except Exception as err:  # the UI's Runs tab shows it as failed, with this text; Ctrl-C is not a failure
+            run_dir.record_failure(err.render() if isinstance(err, TunesmithError) else f"{type(err).__name__}: {err}")
+            raise
 
-        seconds = 0.0
-        if run_dir.weights is not None:
-            say(f"training finished earlier: {run_dir.weights}")
+
+def _train_and_report(run_dir: rundir.RunDir, resumed: bool, cfg: RunConfig, data: Any, work: tuple[Any, ...],
+                      plan_lines: list[str], steps: tuple[int, int], say: Callable[[str], None],
+                      wall: float) -> RunSummary | None:
+    """Inside the locked run folder: train (or resume), evaluate base and tuned, write the report.
+    None when a stop was requested: the checkpoint it saved is where the same command resumes."""
+    model, tokenizer, train_ex, eval_ex = work
+    if resumed:
+        say(f"resuming the unfinished run in {run_dir.root}")
+        _check_same_data(run_dir, data)
+    _write_inputs(run_dir, cfg, data, plan_lines, steps)
+    seconds = 0.0
+    if run_dir.weights is not None:
+        say(f"training finished earlier: {run_dir.weights}")
+    else:
+        checkpoint = run_dir.last_checkpoint() if resumed else None
+        if checkpoint is not None:
+            say(f"resuming training from {checkpoint.name} (model, optimizer, scheduler, RNG and data order)")
+            run_dir.keep_metrics_up_to(rundir.checkpoint_step(checkpoint), say)
         else:
-            checkpoint = run_dir.last_checkpoint() if resumed else None
-            if checkpoint is not None:
-                say(f"resuming training from {checkpoint.name} (model, optimizer, scheduler, RNG and data order)")
-                run_dir.keep_metrics_up_to(rundir.checkpoint_step(checkpoint), say)
-            else:
-                run_dir.remove(run_dir.metrics)
-                run_dir.remove(run_dir.checkpoints)
-            say(f"training ({cfg.train.method}) on {len(train_ex)} rows ({sum(len(e.input_ids) for e in train_ex)} "
-                "tokens/epoch) ...")
-            seconds = train.train(model, tokenizer, train_ex, eval_ex, cfg, run_dir, say, resume_from=checkpoint,
-                                  progress=progress.training_bar()).seconds
-        del model  # evaluation loads every model from disk: what is evaluated is what was saved
-        training = train.summarize(run_dir.read_metrics(say), *steps)
-        evaluation = evaluate.evaluate(run_dir, cfg, data.eval, eval_losses=eval_losses(cfg, training), say=say)
-        path = report.write(run_dir, say)
-        run_dir.finish()
-        return RunSummary(run_dir.root, path, evaluation, training, seconds, time.perf_counter() - wall)
+            run_dir.remove(run_dir.metrics)
+            run_dir.remove(run_dir.checkpoints)
+        say(f"training ({cfg.train.method}) on {len(train_ex)} rows ({sum(len(e.input_ids) for e in train_ex)} "
+            "tokens/epoch) ...")
+        result = train.train(model, tokenizer, train_ex, eval_ex, cfg, run_dir, say, resume_from=checkpoint,
+                             progress=progress.training_bar())
+        if result.stopped:
+            kept = run_dir.last_checkpoint()
+            say(f"stopped on request at step {rundir.checkpoint_step(kept) if kept else '?'} of {steps[1]}; "
+                f"{kept.name if kept else 'no checkpoint'} kept: run the same command to resume")
+            return None
+        seconds = result.seconds
+    del model  # evaluation loads every model from disk: what is evaluated is what was saved
+    training = train.summarize(run_dir.read_metrics(say), *steps)
+    evaluation = evaluate.evaluate(run_dir, cfg, data.eval, eval_losses=eval_losses(cfg, training), say=say)
+    path = report.write(run_dir, say)
+    run_dir.finish()
+    return RunSummary(run_dir.root, path, evaluation, training, seconds, time.perf_counter() - wall)
 
 
 def _quiet(_: str) -> None:

@@ -272,6 +272,7 @@ class TrainResult:
     model: Any  # the trained model (PEFT-wrapped for LoRA), best weights loaded when train.load_best
     seconds: float
     train_tokens: int
+    stopped: bool = False  # a stop was requested (run.stop_request): a checkpoint was saved, training did not end
 
 
 @dataclass(frozen=True)
@@ -699,6 +700,7 @@ class LogRow:
     eval_mean_token_accuracy: float | None = None
     tokens_per_s: float | None = None
     peak_memory_mb: float | None = None
+    logged_at: float | None = None  # Unix time of the line: the UI's ETA (steps per second of wall time)
 
     @classmethod
     def of(cls, step: int, epoch: float, logs: dict[str, Any]) -> LogRow:

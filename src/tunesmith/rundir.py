@@ -21,6 +21,9 @@ runs/<name>/
   report.html          the report; report.md is its Markdown twin
   .tunesmith-run       marker: tunesmith made this folder; it deletes only inside folders that have it
   .lock                flock'ed by the process writing the run (pid and host inside); released at exit
+  stop-requested       asks the training process to save a checkpoint and stop (`tunesmith ui`'s Stop button);
+                       while it is there the run is "stopped"; a resume removes it
+  failed.txt           the error that ended the run (a resume removes it)
 
 Every whole file is written by write + fsync + rename; appended files (metrics.jsonl, eval/<model>.jsonl) are
 fsync'ed per append and read back tolerating a torn last line.
@@ -125,9 +128,29 @@ class RunDir:
     def finished(self) -> bool:
         return self.report.is_file()
 
+    @property
+    def stop_request(self) -> Path:
+        return self.root / "stop-requested"
+
+    @property
+    def failure(self) -> Path:
+        return self.root / "failed.txt"
+
+    def request_stop(self) -> None:
+        """Ask the process training this run to save a checkpoint and stop (checked after every step)."""
+        write_text(self.stop_request, f"requested at {time.strftime('%Y-%m-%d %H:%M:%S')}\n")
+
+    def record_failure(self, text: str) -> None:
+        write_text(self.failure, text.rstrip() + "\n")
+
+    def clear_outcome(self) -> None:
+        """A (re)started run is neither stopped nor failed any more."""
+        for path in (self.stop_request, self.failure):
+            path.unlink(missing_ok=True)
+
     def state(self) -> str:
-        """running (another process holds the lock), finished (it has its report), or unfinished (stopped or
-        crashed: the same train command resumes it)."""
+        """running (another process holds the lock), finished (it has its report), failed (an error ended it:
+        failed.txt), or stopped (by request, or killed): the same train command resumes a stopped or failed run."""
         import fcntl
 
         if self.root.resolve() not in _HELD and (self.root / LOCK).is_file():
@@ -138,7 +161,9 @@ class RunDir:
                 return "running"
             finally:
                 os.close(fd)  # closing drops the probe's own lock
-        return "finished" if self.finished else "unfinished"
+        if self.finished:
+            return "finished"
+        return "failed" if self.failure.is_file() else "stopped"
 
     def checkpoint(self, step: int) -> Path:
         return self.checkpoints / f"checkpoint-{step}"  # the Trainer's own naming

@@ -14,6 +14,7 @@ import math
 import os
 import time
 from collections.abc import Callable
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -42,6 +43,20 @@ def _peak_memory_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux reports KiB
 
 
+def _stop_requested(run: RunDir) -> bool:
+    """Whether a stop was asked for (one stat a step); under torchrun every rank must agree on the same step, or
+    DDP's next all-reduce waits forever, so the ranks take the maximum of what they saw."""
+    asked = run.stop_request.is_file()
+    if world_size() == 1:
+        return asked
+    import torch
+    import torch.distributed as dist
+
+    flag = torch.tensor([float(asked)], device="cuda" if dist.get_backend() == "nccl" else "cpu")
+    dist.all_reduce(flag, op=dist.ReduceOp.MAX)
+    return bool(flag.item())
+
+
 def _callbacks(run: RunDir, say: Callable[[str], None]) -> list[Any]:
     from transformers import TrainerCallback
 
@@ -55,6 +70,7 @@ def _callbacks(run: RunDir, say: Callable[[str], None]) -> list[Any]:
             self.step_time = 0.0
             self.tokens_at_last_log = 0
             self._t0 = 0.0
+            self.stopped = False
 
         def on_step_begin(self, args, state, control, **kw):  # noqa: ANN001
             self._t0 = time.perf_counter()
@@ -66,6 +82,8 @@ def _callbacks(run: RunDir, say: Callable[[str], None]) -> list[Any]:
             if (state.global_step >= state.max_steps and args.eval_strategy == "steps"
                     and state.global_step % args.eval_steps):
                 control.should_evaluate = control.should_save = True
+            if _stop_requested(run) and state.global_step < state.max_steps:
+                self.stopped = control.should_save = control.should_training_stop = True
 
         def on_log(self, args, state, control, logs=None, **kw):  # noqa: ANN001
             if logs is None or not ("loss" in logs or "eval_loss" in logs):
@@ -78,10 +96,11 @@ def _callbacks(run: RunDir, say: Callable[[str], None]) -> list[Any]:
                 logs["peak_memory_mb"] = round(_peak_memory_mb())
             if not state.is_world_process_zero:
                 return
-            row = LogRow.of(state.global_step, round(state.epoch or 0.0, 4), logs)
+            row = replace(LogRow.of(state.global_step, round(state.epoch or 0.0, 4), logs),
+                          logged_at=round(time.time(), 1))
             run.append_metrics(row)
             say("  " + "  ".join(f"{k} {v:.4g}" if isinstance(v, float) else f"{k} {v}"
-                                 for k, v in row.to_json().items())
+                                 for k, v in row.to_json().items() if k != "logged_at")
                 + (f"  (of {state.max_steps} steps)" if row.loss is not None else ""))
 
         def on_save(self, args, state, control, **kw):  # noqa: ANN001
@@ -259,9 +278,13 @@ def train(model: Any, tokenizer: Any, train_ex: list[Example], eval_ex: list[Exa
     start = time.perf_counter()
     trainer.train(resume_from_checkpoint=str(resume_from) if resume_from else None)
     seconds = time.perf_counter() - start
+    tokens = int(trainer.state.num_input_tokens_seen or 0)
+    if callbacks[0].stopped:  # the checkpoint just saved is what a resume starts from; no weights yet
+        _leave_process_group()
+        return TrainResult(trainer.model, seconds, tokens, stopped=True)
     save_weights(trainer, tokenizer, run, full=t.method == "full")
     _leave_process_group()
-    return TrainResult(trainer.model, seconds, int(trainer.state.num_input_tokens_seen or 0))
+    return TrainResult(trainer.model, seconds, tokens)
 
 
 def frozen_in_bf16(cfg: RunConfig) -> bool:

@@ -16,6 +16,8 @@ from tunesmith import rundir
 from tunesmith.errors import TunesmithError
 
 UPLOADS = "uploads"
+EXPORTS = "exports"  # `tunesmith export` folders the Export tab writes
+NOT_DATA = (".ui", EXPORTS)  # the UI's own configs and logs, and exported models: never offered as data
 
 
 def inside(root: Path, name: str | Path) -> Path:
@@ -45,17 +47,22 @@ def data_files(root: Path) -> list[str]:
     suffixes = {".json", ".jsonl", ".csv", ".tsv", ".parquet", ".txt"}
     runs = {p.parent for p in root.glob("*/" + rundir.MARKER)}  # a run folder's files are its own, not data
     found = [p for p in root.rglob("*") if p.is_file() and p.suffix.lower() in suffixes
-             and not runs & set(p.parents) and p.name != "sha256"]
+             and not runs & set(p.parents) and p.name != "sha256" and p.relative_to(root).parts[0] not in NOT_DATA]
     return sorted(str(p.relative_to(root)) for p in found)
+
+
+def run_names(root: Path, state: str | None = None) -> list[str]:
+    """Run folders under `root`, newest first; only those in `state` when given."""
+    folders = sorted((p for p in root.iterdir() if (p / rundir.MARKER).is_file()),
+                     key=lambda p: p.stat().st_mtime, reverse=True) if root.is_dir() else []
+    return [p.name for p in folders if state is None or rundir.RunDir(p).state() == state]
 
 
 def runs_table(root: Path) -> list[list[str]]:
     """[name, state, chrF base -> tuned, retention] for every run folder under `root`, newest first."""
     rows = []
-    folders = sorted((p for p in root.iterdir() if (p / rundir.MARKER).is_file()),
-                     key=lambda p: p.stat().st_mtime, reverse=True) if root.is_dir() else []
-    for folder in folders:
-        run = rundir.RunDir(folder)
+    for name in run_names(root):
+        run = rundir.RunDir(root / name)
         chrf, kept = "", ""
         if run.evaluation().summary.is_file():
             try:
@@ -69,7 +76,7 @@ def runs_table(root: Path) -> list[list[str]]:
                     kept = "forgetting" if retention.forgetting(ev.retention, ev.retention.models[1].label) else "ok"
             except TunesmithError:
                 chrf = "unreadable summary"
-        rows.append([folder.name, run.state(), chrf, kept])
+        rows.append([name, run.state(), chrf, kept])
     return rows
 
 
@@ -80,7 +87,48 @@ def report_frame(root: Path, name: str) -> str:
         return ""
     run = rundir.RunDir(inside(root, name))
     if not run.report.is_file():
-        return f"<p>{html.escape(name)}: no report yet ({html.escape(run.state())})</p>"
+        why = run.failure.read_text(encoding="utf-8") if run.failure.is_file() else ""
+        return (f"<p>{html.escape(name)}: no report yet ({html.escape(run.state())})</p>"
+                + (f"<pre>{html.escape(why)}</pre>" if why else ""))
     page = run.report.read_text(encoding="utf-8")
     body = page.split("<body>", 1)[-1].rsplit("</body>", 1)[0]
     return f"<div class='ts-report' title='report {html.escape(name)}'>{body}</div>"
+
+
+def side_by_side(root: Path, first: str, second: str) -> list[list[str]]:
+    """Two runs' settings and results as rows [what, first, second]: the report's own metric table, base → tuned
+    with the difference's interval, so the two columns read like their reports."""
+    from tunesmith import config, train
+    from tunesmith.report import metrics_table
+
+    cols = []
+    for name in (first, second):
+        run = rundir.RunDir(inside(root, name))
+        col: dict[str, str] = {"state": run.state()}
+        if run.config.is_file():
+            cfg = config.load(run.config)
+            col |= {"model": cfg.model, "data": ", ".join(Path(p).name for p in cfg.data.train),
+                    "method": f"{cfg.train.method} r={cfg.lora.r}" if cfg.train.method == "lora" else "full",
+                    "epochs · learning rate": f"{cfg.train.epochs:g} · {cfg.train.learning_rate:g}"}
+        summary = train.read_summary(run)
+        if summary is not None:
+            col["eval loss start → kept"] = (f"{summary.start_eval_loss:.4f} → {summary.best_eval_loss:.4f} "
+                                             f"(step {summary.best_step})")
+        if run.evaluation().summary.is_file():
+            table = metrics_table(run.evaluation().read_summary())
+            for row in table.rows:  # metric, base, tuned, difference (CI), verdict
+                col[row[0]] = f"{row[1]} → {row[2]}   {row[3]} {row[4]}".rstrip() if len(row) > 4 else row[1]
+        cols.append(col)
+    keys = list(dict.fromkeys([*cols[0], *cols[1]]))
+    return [[key, cols[0].get(key, ""), cols[1].get(key, "")] for key in keys]
+
+
+def safe_run_name(root: Path, picked: str | None) -> str:
+    """A run name from the data file's name that no run folder under `root` has yet: mine, mine-2, ...
+
+    >>> safe_run_name(Path("/nonexistent"), "uploads/ab/상담 data.jsonl")
+    'data'
+    """
+    stem = rundir.safe_name(Path(picked).stem, fallback="run") if picked else "my-run"
+    taken = set(run_names(root)) | {p.name for p in root.iterdir()} if root.is_dir() else set()
+    return next(n for n in (stem, *(f"{stem}-{i}" for i in range(2, 10_000))) if n not in taken)

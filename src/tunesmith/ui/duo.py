@@ -1,0 +1,69 @@
+"""The Chat tab: a run's base and tuned models answering the same prompt side by side, both streaming.
+
+Both sessions are `chat.open_session` (the run's template, eval settings and training system prompt; base=True
+loads the starting model with the same settings), and every prompt is `chat.prompt_for` + `chat.stream`: the
+render path eval and `tunesmith chat` use. The two generations run at once (each `stream` generates in a thread
+of its own) and their pieces are handed on as they come.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from tunesmith import chat
+from tunesmith.records import Message, Reply
+
+
+@dataclass(frozen=True)
+class Pair:
+    run: str
+    system: str | None
+    base: chat.Session
+    tuned: chat.Session
+
+
+_loaded: dict[tuple[Any, ...], Pair] = {}  # the last run's two models stay loaded between prompts
+
+
+def pair(run: Path, system: str | None = None, options: dict[str, Any] | None = None) -> Pair:
+    """The run's two sessions; another run, system prompt or settings drops the previous pair."""
+    key = (str(run.resolve()), system or None, tuple(sorted((options or {}).items())))
+    if key not in _loaded:
+        _loaded.clear()
+        quiet = lambda _: None  # noqa: E731
+        base = chat.open_session(str(run), system=system or None, options=options, say=quiet, base=True)
+        tuned = chat.open_session(str(run), system=system or None, options=options, say=quiet)
+        _loaded[key] = Pair(run.name, tuned.system, base, tuned)
+    return _loaded[key]
+
+
+def turns(history: Sequence[dict[str, Any]]) -> list[Message]:
+    """A Chatbot's messages (role, content) as tunesmith Messages."""
+    return [Message(m["role"], str(m["content"])) for m in history if m.get("role") in ("user", "assistant")]
+
+
+def answer_both(p: Pair, base_history: Sequence[dict[str, Any]], tuned_history: Sequence[dict[str, Any]],
+                user: str) -> Iterator[tuple[str, str, Reply | None, Reply | None]]:
+    """Yield (base text so far, tuned text so far, base Reply, tuned Reply) as either model writes; the Replies
+    are None until that model has finished."""
+    streams = {0: chat.stream(p.base.model, p.base.tokenizer,
+                              chat.prompt_for(p.base, [*turns(base_history), Message("user", user)]), p.base.settings),
+               1: chat.stream(p.tuned.model, p.tuned.tokenizer,
+                              chat.prompt_for(p.tuned, [*turns(tuned_history), Message("user", user)]),
+                              p.tuned.settings)}
+    text: list[str] = ["", ""]
+    done: list[Reply | None] = [None, None]
+    while streams:
+        for side, gen in list(streams.items()):
+            item = next(gen, None)
+            if item is None:
+                del streams[side]
+                continue
+            if isinstance(item, Reply):
+                done[side] = item
+            else:
+                text[side] += item
+            yield text[0], text[1], done[0], done[1]
