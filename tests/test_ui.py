@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import socket
 import subprocess
@@ -67,6 +68,51 @@ def test_a_file_that_needs_a_role_map_gets_the_clis_suggestion_as_one_click(tmp_
     assert suggested == "therapist=assistant"
     text, suggested, _ = inspect_file(root, "therapy.json", suggested)
     assert suggested == "" and "4 usable conversations" in text and "therapist -> assistant" in text
+
+
+def test_the_train_form_is_the_config_schema_and_its_command_means_the_same_config(tmp_path: Path):
+    """Every config key is in the form with its description (but the ones the UI sets itself); the values typed
+    become the config the UI trains with, and "Copy as command", parsed by the CLI itself, builds the same one."""
+    import shlex
+
+    import typer
+
+    from tunesmith import cli, config
+    from tunesmith.ui import form
+
+    fields = form.fields()
+    keys = [f.key for f in fields]
+    every = [line.split("`")[1] for line in config.reference_markdown().split("## `tunesmith synth`")[0].splitlines()
+             if line.startswith("- `")]
+    assert sorted(keys) == sorted(k for k in every if k not in form.NOT_IN_FORM)
+    assert all(f.description for f in fields), [f.key for f in fields if not f.description]
+    assert keys[: len(form.BASIC)] == [k for k in keys if k in form.BASIC]  # the basic ones come first
+    assert form.overrides(fields, [f.shown() for f in fields]) == []  # an untouched form changes nothing
+
+    typed = {"train.epochs": 1, "train.learning_rate": 5e-4, "lora.target_modules": "[q_proj, v_proj]",
+             "template.max_length": "256", "data.max_rows": "40", "data.system": "Be kind: always.",
+             "train.report_to": "[]", "eval.retention": "off", "lora.dora": True}
+    values = [typed.get(f.key, f.shown()) for f in fields]
+    sets = form.overrides(fields, values) + form.roles_overrides({"therapist": "assistant"})
+    assert len(sets) == len(typed) + 1
+    root, data = tmp_path / "runs", tmp_path / "my data.jsonl"
+    cfg = form.build(root, data, "mine", sets)
+    assert (cfg.train.epochs, cfg.lora.target_modules, cfg.template.max_length, cfg.data.max_rows) == (
+        1, ["q_proj", "v_proj"], 256, 40)
+    assert cfg.data.system == "Be kind: always." and cfg.train.report_to == [] and cfg.data.roles == {
+        "therapist": "assistant"} and cfg.output_dir == root.resolve() and cfg.data.train == [data]
+
+    argv = shlex.split(form.command(root, data, "mine", sets))
+    assert argv[:2] == ["tunesmith", "train"]
+    group = typer.main.get_command(cli.app)
+    train = group.get_command(group.make_context("tunesmith", argv[1:], resilient_parsing=True), "train")
+    p = train.make_context("train", argv[2:]).params
+    flags = {k: p[k] for k in ("name", "output_dir")}
+    assert cli._config(p["config_path"], p["set_"], p["data"], **flags) == cfg
+
+    bad = [("oops: [" if f.key == "lora.target_modules" else v) for f, v in zip(fields, values)]
+    with pytest.raises(Exception, match="lora.target_modules"):
+        form.overrides(fields, bad)
 
 
 def test_run_states_and_the_inline_report(tiny_run: Path, tmp_path: Path):
@@ -143,46 +189,144 @@ def ui_server(tiny_run: Path, tmp_path: Path):  # noqa: ANN201
 
 @pytest.mark.skipif(_chromium() is None and not os.environ.get("TUNESMITH_REQUIRE_CHROMIUM"),
                     reason="no chromium here (.ci/run installs it and sets TUNESMITH_REQUIRE_CHROMIUM=1)")
-def test_in_chromium_upload_inspect_preview_and_open_a_report(ui_server, tiny_model_dir: Path, tmp_path: Path):
+def test_in_chromium_from_a_data_file_to_a_trained_reported_chatted_exported_run(ui_server, tiny_model_dir: Path,
+                                                                                 tmp_path: Path):
+    """A person's whole path in the browser: upload a file and see its counts; plan and start a short training
+    and see the loss chart gain points until the run finishes; open its report and compare it with another run;
+    chat with base and tuned side by side; export it with the reload check. A screenshot of each tab."""
     from playwright.sync_api import expect, sync_playwright
 
     url, root = ui_server
     data = tmp_path / "mine.jsonl"
     data.write_text("\n".join((SAMPLE / "counsel_en.jsonl").read_text(encoding="utf-8").splitlines()[:12]) + "\n",
                     encoding="utf-8")
-    shots = Path(__file__).resolve().parents[1] / "docs" / "ui"
     with sync_playwright() as pw:
         browser = pw.chromium.launch(executable_path=_chromium(), args=["--no-sandbox"])
         page = browser.new_page(viewport={"width": 1280, "height": 1400}, locale="en-US")
         page.goto(url)
-        page.locator("#model textarea, #model input").first.fill(str(tiny_model_dir))
-        page.locator("#upload input[type=file]").set_input_files(str(data))
-        summary = page.locator("#summary textarea")
-        expect(summary).to_have_value(__import__("re").compile("12 usable conversations"), timeout=60_000)
-        expect(page.locator("#preview mark").first).to_be_visible(timeout=60_000)  # supervised tokens
-        assert "0 rows skipped" in summary.input_value()
-        page.screenshot(path=str(tmp_path / "data.png"), full_page=True)
-        page.get_by_role("tab", name="Runs").click()
-        expect(page.locator("#runs")).to_contain_text("tiny", timeout=30_000)
-        expect(page.locator("#runs")).to_contain_text("finished")
-        page.locator("#which input").click()
-        page.get_by_role("option", name="tiny").click()
-        expect(page.locator("#report h2").first).to_have_text("Did tuning help?", timeout=30_000)
-        expect(page.locator("#report img").first).to_be_visible()  # the loss chart, a data: image
-        page.screenshot(path=str(tmp_path / "runs.png"), full_page=True)
-        # Korean: the same page in a Korean browser.
-        ko = browser.new_page(viewport={"width": 1280, "height": 900}, locale="ko-KR")
+        _data_tab(page, tiny_model_dir, data, tmp_path)
+        _train_tab(page, tiny_model_dir, tmp_path)
+        _runs_tab(page, tmp_path)
+        _chat_tab(page, tmp_path)
+        _export_tab(page, tmp_path)
+        ko = browser.new_page(viewport={"width": 1280, "height": 900}, locale="ko-KR")  # a Korean browser
         ko.goto(url)
-        expect(ko.get_by_role("tab", name="데이터")).to_be_visible(timeout=30_000)
-        expect(ko.get_by_role("tab", name="실행 기록")).to_be_visible()
+        for tab in ("데이터", "학습", "실행 기록", "대화", "내보내기"):
+            expect(ko.get_by_role("tab", name=tab)).to_be_visible(timeout=30_000)
         ko.screenshot(path=str(tmp_path / "data_ko.png"))
         browser.close()
     if os.environ.get("TUNESMITH_UI_SHOTS"):  # refresh the screenshots under docs/ui (a developer's run)
-        shots.mkdir(exist_ok=True)
-        for name in ("data.png", "runs.png", "data_ko.png"):
-            shutil.copy(tmp_path / name, shots / name)
+        shots = Path(os.environ["TUNESMITH_UI_SHOTS"])
+        shots.mkdir(parents=True, exist_ok=True)
+        for name in ("data", "train", "runs", "chat", "export", "data_ko"):
+            shutil.copy(tmp_path / f"{name}.png", shots / f"{name}.png")
     uploads = list((root / "uploads").glob("*/mine.jsonl"))
     assert len(uploads) == 1 and uploads[0].read_bytes() == data.read_bytes()
+    assert (root / "mine" / "report.html").is_file() and (root / "exports" / "mine-merged" / "model.safetensors").is_file()
+
+
+def _fill(page, key: str, value: object) -> None:  # noqa: ANN001
+    box = page.locator(f"#cfg-{key} textarea, #cfg-{key} input").first
+    box.fill(str(value))
+    box.press("Tab")
+
+
+def _data_tab(page, model: Path, data: Path, shots: Path) -> None:  # noqa: ANN001
+    from playwright.sync_api import expect
+
+    page.locator("#model textarea, #model input").first.fill(str(model))
+    page.locator("#upload input[type=file]").set_input_files(str(data))
+    summary = page.locator("#summary textarea")
+    expect(summary).to_have_value(re.compile("12 usable conversations"), timeout=60_000)
+    expect(page.locator("#preview mark").first).to_be_visible(timeout=60_000)  # supervised tokens
+    assert "0 rows skipped" in summary.input_value()
+    page.screenshot(path=str(shots / "data.png"), full_page=True)
+
+
+def _train_tab(page, model: Path, shots: Path) -> None:  # noqa: ANN001
+    from playwright.sync_api import expect
+
+    page.get_by_role("tab", name="Train").click()
+    expect(page.locator("#train-data textarea, #train-data input").first).to_have_value(re.compile("mine.jsonl$"))
+    expect(page.locator("#run-name textarea, #run-name input").first).to_have_value("mine")
+    for key, value in {"model": model, "template-max_length": 128, "lora-r": 4, "train-max_steps": 8,
+                       "train-batch_size": 4, "train-learning_rate": 0.005}.items():
+        _fill(page, key, value)
+    page.locator("#advanced").get_by_text("Advanced settings").click()
+    for key, value in {"data-min_eval": 4, "eval-max_rows": 4, "eval-max_new_tokens": 8, "train-logging_steps": 1,
+                       "train-report_to": "[]"}.items():
+        _fill(page, key, value)
+    expect(page.locator("#start")).to_be_disabled()  # nothing starts before the plan was shown
+    page.locator("#plan-button").click()
+    plan = page.locator("#plan textarea")
+    expect(plan).to_have_value(re.compile("plan: steps: 2 per epoch, 8 in total"), timeout=120_000)
+    assert "trainable 8,192 of" in plan.input_value() and "estimated peak memory" in plan.input_value()
+    expect(page.locator("#command")).to_contain_text("tunesmith train --data")
+    expect(page.locator("#yaml")).to_contain_text("max_steps: 8")
+    page.locator("#start").click()
+    points, status = page.locator("#chart [aria-roledescription='point']"), page.locator("#status")
+    seen = set()
+    deadline = time.time() + 240
+    while time.time() < deadline and "finished" not in status.inner_text():
+        seen.add(points.count())
+        assert "failed" not in status.inner_text(), page.locator("#log textarea").input_value()
+        time.sleep(0.5)
+    expect(status).to_contain_text("finished", timeout=5_000)
+    expect(status).to_contain_text("step 8 of 8")
+    final = points.count()
+    assert final >= 8 + 2 and len({n for n in seen if 0 < n < final}) >= 1, (seen, final)  # it grew while training
+    assert "eval loss" in page.locator("#log textarea").input_value()
+    lines = page.locator("#chart [aria-roledescription='line mark']")
+    expect(lines).to_have_count(2)  # train and eval, each drawn in a colour of its own
+    assert len({line.get_attribute("stroke") for line in lines.all()} - {None}) == 2
+    page.screenshot(path=str(shots / "train.png"), full_page=True)
+
+
+def _runs_tab(page, shots: Path) -> None:  # noqa: ANN001
+    from playwright.sync_api import expect
+
+    page.get_by_role("tab", name="Runs").click()
+    expect(page.locator("#runs")).to_contain_text("mine", timeout=30_000)
+    page.locator("#which input").click()
+    page.get_by_role("option", name="mine", exact=True).click()
+    expect(page.locator("#report h2").first).to_have_text("Did tuning help?", timeout=30_000)
+    expect(page.locator("#report img").first).to_be_visible()  # the loss chart, a data: image
+    page.locator("#other input").click()
+    page.get_by_role("option", name="tiny", exact=True).click()
+    expect(page.locator("#side")).to_contain_text("chrF", timeout=30_000)
+    expect(page.locator("#side")).to_contain_text("r=4")
+    page.screenshot(path=str(shots / "runs.png"), full_page=True)
+
+
+def _chat_tab(page, shots: Path) -> None:  # noqa: ANN001
+    from playwright.sync_api import expect
+
+    page.get_by_role("tab", name="Chat").click()
+    page.locator("#chat-run input").click()
+    page.get_by_role("option", name="mine", exact=True).click()
+    temperature = page.locator("#chat-temperature input[type=number]")  # the tiny model's greedy answer is blank
+    temperature.fill("1")
+    temperature.press("Tab")
+    page.locator("#chat-message textarea").fill("I cannot sleep before exams. What should I do?")
+    page.locator("#chat-send").click()
+    for side in ("#chat-base", "#chat-tuned"):
+        expect(page.locator(f"{side} [data-testid=user]")).to_contain_text("I cannot sleep", timeout=60_000)
+        expect(page.locator(f"{side} [data-testid=bot]")).to_contain_text(re.compile(r"\w{3}"), timeout=60_000)
+    page.screenshot(path=str(shots / "chat.png"), full_page=True)
+
+
+def _export_tab(page, shots: Path) -> None:  # noqa: ANN001
+    from playwright.sync_api import expect
+
+    page.get_by_role("tab", name="Export").click()
+    page.locator("#export-run input").click()
+    page.get_by_role("option", name="mine", exact=True).click()
+    page.locator("#export-go").click()
+    result = page.locator("#export-result")
+    expect(result).to_contain_text("passed", timeout=120_000)
+    expect(result).to_contain_text("greedy generations identical")
+    expect(result).to_contain_text("model.safetensors")
+    page.screenshot(path=str(shots / "export.png"), full_page=True)
 
 
 def _wait(what, seconds: float = 180, every: float = 0.2):  # noqa: ANN001, ANN202

@@ -105,7 +105,8 @@ def train_tab(root: Path, t: Any, picked: Any, roles: Any) -> None:
             stop = gr.Button(t("stop"), elem_id="stop")
             resume = gr.Button(t("resume"), elem_id="resume")
         status = gr.Markdown(elem_id="status")
-        chart = gr.LinePlot(x="step", y="loss", color="series", label=t("losses"), elem_id="chart", height=260)
+        chart = gr.LinePlot(_points(()), x="step", y="loss", color="series", label=t("losses"), elem_id="chart",
+                            height=260)
         log = gr.Textbox(label=t("log"), lines=8, max_lines=8, elem_id="log", autoscroll=True)
         planned = gr.Textbox(label=t("plan_out"), lines=12, max_lines=40, elem_id="plan")
         with gr.Row():
@@ -155,19 +156,26 @@ def train_tab(root: Path, t: Any, picked: Any, roles: Any) -> None:
 
 def _progress(root: Path) -> tuple[str, Any, str]:
     """The current job's status line, loss points and log tail (read from its run folder and log)."""
-    import pandas as pd
-
     job = jobs.current(root)
     if job is None:
-        return "", pd.DataFrame({"step": [], "series": [], "loss": []}), ""
+        return "", _points(()), ""
     p = jobs.progress(root, job.name)
     line = f"**{job.name}**: {p.state}"
     if p.total:
         line += f" · step {p.step} of {p.total}"
     if p.eta_seconds is not None:
         line += f" · about {int(p.eta_seconds) // 60} min {int(p.eta_seconds) % 60:02d} s left"
-    points = pd.DataFrame(list(p.losses), columns=["step", "series", "loss"])
-    return line, points, p.log_tail
+    return line, _points(p.losses), p.log_tail
+
+
+def _points(losses: Any) -> Any:
+    """The chart's frame. Both series are named in every frame, with a point left empty (not drawn): Gradio's
+    front end takes the colour domain from the first frame it draws, and an empty first frame left the lines
+    without a colour (seen in Chromium)."""
+    import pandas as pd
+
+    anchors = [(0, "train", float("nan")), (0, "eval", float("nan"))]
+    return pd.DataFrame([*anchors, *losses], columns=["step", "series", "loss"])
 
 
 def runs_tab(root: Path, t: Any, lang: str) -> Any:
