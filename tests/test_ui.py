@@ -213,6 +213,8 @@ def test_in_chromium_from_a_data_file_to_a_trained_reported_chatted_exported_run
         ko.goto(url)
         for tab in ("데이터", "학습", "실행 기록", "대화", "내보내기"):
             expect(ko.get_by_role("tab", name=tab)).to_be_visible(timeout=30_000)
+        ko.get_by_role("tab", name="실행 기록").click()
+        expect(ko.locator("#runs")).to_contain_text("상태", timeout=30_000)  # the table's header too
         ko.screenshot(path=str(tmp_path / "data_ko.png"))
         browser.close()
     if os.environ.get("TUNESMITH_UI_SHOTS"):  # refresh the screenshots under docs/ui (a developer's run)
@@ -374,3 +376,26 @@ def test_a_training_job_stops_with_a_checkpoint_and_resume_finishes_it(tiny_mode
     steps = [s for s, series, _ in p.losses if series == "train"]
     assert steps == list(range(1, 61))  # each step's loss once: the stopped run's rows after its checkpoint dropped
     assert [s for s, series, _ in p.losses if series == "eval"] == [0, 30, 60]
+
+
+def test_a_job_that_fails_before_its_run_folder_exists_shows_failed_with_the_cli_error(tiny_model_dir: Path,
+                                                                                        tmp_path: Path):
+    from tests.conftest import tiny_config
+    from tunesmith.ui import jobs
+
+    root = tmp_path / "runs"
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text('{"messages": [{"role": "user", "content": "hi"}]}\n{"oops": \n', encoding="utf-8")
+    job = jobs.start(root, tiny_config(tiny_model_dir, bad, root.resolve()))
+    _wait(lambda: not job.alive(), seconds=120)
+    p = jobs.progress(root, "tiny")
+    assert p.state == "failed" and p.step == 0 and p.losses == ()
+    assert "error:" in p.log_tail and "bad.jsonl" in p.log_tail and "Traceback" not in p.log_tail
+    assert "nothing is training" == jobs.stop(root)
+
+
+def test_every_label_has_both_languages():
+    from tunesmith.ui.words import LANGS, TEXT
+
+    assert all(len(pair) == len(LANGS) and all(w.strip() for w in pair) for pair in TEXT.values())
+    assert all(any("\uac00" <= ch <= "\ud7a3" for ch in pair[1]) for pair in TEXT.values())  # the Korean has Hangul

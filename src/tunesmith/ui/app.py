@@ -17,9 +17,9 @@ from tunesmith.ui.data import inspect_file, parse_roles, preview_html  # noqa: F
 from tunesmith.ui.words import i18n
 
 
-def build(root: Path, lang: str = "en") -> Any:
-    """The Blocks: one tab per step. `lang` picks the language of the tables' column names (Gradio translates
-    the labels by itself, from the browser or the settings menu)."""
+def build(root: Path) -> Any:
+    """The Blocks: one tab per step. Gradio translates the labels by itself (from the browser or the settings
+    menu); the Runs table's column names follow the browser's language when the page loads."""
     os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")  # nothing leaves the machine
     import gradio as gr
 
@@ -28,7 +28,7 @@ def build(root: Path, lang: str = "en") -> Any:
         gr.Markdown("# tunesmith")
         picked, roles = tabs.data_tab(root, t)
         tabs.train_tab(root, t, picked, roles)
-        which, report = tabs.runs_tab(root, t, lang)
+        which, report, table = tabs.runs_tab(root, t)
         tabs.chat_tab(root, t)
         tabs.export_tab(root, t)
         # The Runs menu opens on the newest run (Gradio preselects the first choice, and choosing it again is no
@@ -36,6 +36,7 @@ def build(root: Path, lang: str = "en") -> Any:
         from tunesmith.ui import files
 
         blocks.load(lambda name: files.report_frame(root, name or ""), which, report)
+        blocks.load(tabs.table_headers(), None, table)
     blocks.i18n_instance = t
     return blocks
 

@@ -114,7 +114,8 @@ def _spawn(root: Path, name: str, config_path: Path, log_path: Path, extra: list
         log.write(f"$ tunesmith train {config_path} {' '.join(extra)}\n".rstrip() + "\n")
         log.flush()
         child = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                                 start_new_session=True, env={**os.environ, "PYTHONUNBUFFERED": "1"})
+                                 start_new_session=True,  # its own session: it outlives the UI, Stop signals the group
+                                 env={**os.environ, "PYTHONUNBUFFERED": "1", "HF_HUB_DISABLE_PROGRESS_BARS": "1"})
     job = Job(name, child.pid, str(config_path), str(log_path), time.time())
     rundir.write_text(_job_file(root), json.dumps(asdict(job)))
     return job

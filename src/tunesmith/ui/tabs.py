@@ -5,12 +5,13 @@ render path (ui/duo.py), Export = export with its reload check. Handlers turn a 
 from __future__ import annotations
 
 import shlex
+from functools import partial
 from pathlib import Path
 from typing import Any
 
 from tunesmith.errors import TunesmithError
 from tunesmith.ui import data, duo, files, form, jobs
-from tunesmith.ui.words import words
+from tunesmith.ui.words import browser_language, words
 
 
 def data_tab(root: Path, t: Any) -> tuple[Any, Any]:
@@ -114,44 +115,56 @@ def train_tab(root: Path, t: Any, picked: Any, roles: Any) -> None:
             yaml_text = gr.Code(label=t("yaml"), language="yaml", elem_id="yaml")
         timer = gr.Timer(2.0)
 
-        def config(picked_name: str | None, roles_text: str, run_name: str, values: tuple[Any, ...]) -> Any:
-            if not picked_name:
-                raise TunesmithError("no data file yet", where="the Train tab",
-                                     fix="upload or pick a file in the Data tab first")
-            path = files.inside(root, picked_name)
-            sets = form.overrides(fields, list(values)) + form.roles_overrides(data.parse_roles(roles_text))
-            return form.build(root, path, run_name.strip(), sets), form.command(root, path, run_name.strip(), sets)
-
-        def on_plan(picked_name: str | None, roles_text: str, run_name: str, *values: Any) -> tuple[Any, ...]:
-            try:
-                cfg, line = config(picked_name, roles_text, run_name, values)
-            except TunesmithError as err:
-                return "error: " + err.render(), "", "", gr.update(interactive=False)
-            text, ok = form.plan_text(cfg)
-            return text, line, cfg.to_yaml(), gr.update(interactive=ok)
-
-        def on_start(picked_name: str | None, roles_text: str, run_name: str, replace: bool, *values: Any) -> str:
-            try:
-                cfg, _ = config(picked_name, roles_text, run_name, values)
-                job = jobs.start(root, cfg, overwrite=replace)
-            except TunesmithError as err:
-                return "error: " + err.render()
-            return f"**{job.name}**: started"
-
-        def on_resume() -> str:
-            job = jobs.current(root)
-            try:
-                return f"**{jobs.resume(root, job.name).name}**: resumed" if job else "nothing to resume"
-            except TunesmithError as err:
-                return "error: " + err.render()
-
         picked.change(lambda p: p or "", picked, shown)
         picked.change(lambda p: files.safe_run_name(root, p), picked, name)
-        plan.click(on_plan, [picked, roles, name, *comps], [planned, command, yaml_text, start])
-        start.click(on_start, [picked, roles, name, overwrite, *comps], status)
+        plan.click(partial(_on_plan, root, fields), [picked, roles, name, *comps],
+                   [planned, command, yaml_text, start])
+        for changed in (picked, roles, name, *comps):  # Start runs what the plan shows: a change asks for a new plan
+            changed.change(lambda: gr.update(interactive=False), None, start)
+        start.click(partial(_on_start, root, fields), [picked, roles, name, overwrite, *comps], status)
         stop.click(lambda: jobs.stop(root), None, status)
-        resume.click(on_resume, None, status)
+        resume.click(partial(_on_resume, root), None, status)
         timer.tick(lambda: _progress(root), None, [status, chart, log])
+
+
+def _train_config(root: Path, fields: list[form.Field], picked_name: str | None, roles_text: str, run_name: str,
+                  values: tuple[Any, ...]) -> tuple[Any, str]:
+    """(the RunConfig, the equivalent command line) of what the Train form says."""
+    if not picked_name:
+        raise TunesmithError("no data file yet", where="the Train tab", fix="upload or pick a file in the Data tab first")
+    path = files.inside(root, picked_name)
+    sets = form.overrides(fields, list(values)) + form.roles_overrides(data.parse_roles(roles_text))
+    return form.build(root, path, run_name.strip(), sets), form.command(root, path, run_name.strip(), sets)
+
+
+def _on_plan(root: Path, fields: list[form.Field], picked_name: str | None, roles_text: str, run_name: str,
+             *values: Any) -> tuple[Any, ...]:
+    import gradio as gr
+
+    try:
+        cfg, line = _train_config(root, fields, picked_name, roles_text, run_name, values)
+    except TunesmithError as err:
+        return "error: " + err.render(), "", "", gr.update(interactive=False)
+    text, ok = form.plan_text(cfg)
+    return text, line, cfg.to_yaml(), gr.update(interactive=ok)
+
+
+def _on_start(root: Path, fields: list[form.Field], picked_name: str | None, roles_text: str, run_name: str,
+              replace: bool, *values: Any) -> str:
+    try:
+        cfg, _ = _train_config(root, fields, picked_name, roles_text, run_name, values)
+        job = jobs.start(root, cfg, overwrite=replace)
+    except TunesmithError as err:
+        return "error: " + err.render()
+    return f"**{job.name}**: started"
+
+
+def _on_resume(root: Path) -> str:
+    job = jobs.current(root)
+    try:
+        return f"**{jobs.resume(root, job.name).name}**: resumed" if job else "nothing to resume"
+    except TunesmithError as err:
+        return "error: " + err.render()
 
 
 def _progress(root: Path) -> tuple[str, Any, str]:
@@ -178,18 +191,18 @@ def _points(losses: Any) -> Any:
     return pd.DataFrame([*anchors, *losses], columns=["step", "series", "loss"])
 
 
-def runs_tab(root: Path, t: Any, lang: str) -> Any:
+def runs_tab(root: Path, t: Any) -> Any:
     import gradio as gr
 
     with gr.Tab(t("runs"), elem_id="tab-runs") as tab:
         rows = files.runs_table(root)
-        table = gr.Dataframe(value=rows, headers=words("columns", lang).split("|"), interactive=False,
+        table = gr.Dataframe(value=rows, headers=words("columns", "en").split("|"), interactive=False,
                              elem_id="runs")
         with gr.Row():
             refresh = gr.Button(t("refresh"), elem_id="refresh")
             which = gr.Dropdown(choices=[r[0] for r in rows], label=t("run"), elem_id="which")
             other = gr.Dropdown(choices=[r[0] for r in rows], value=None, label=t("compare_with"), elem_id="other")
-        side = gr.Dataframe(headers=words("side_columns", lang).split("|"), interactive=False, visible=False,
+        side = gr.Dataframe(headers=words("side_columns", "en").split("|"), interactive=False, visible=False,
                             elem_id="side")
         report = gr.HTML(elem_id="report")
 
@@ -209,7 +222,20 @@ def runs_tab(root: Path, t: Any, lang: str) -> Any:
         which.change(lambda name: files.report_frame(root, name or ""), which, report)
         which.change(compared, [which, other], side)
         other.change(compared, [which, other], side)
-    return which, report
+    return which, report, table
+
+
+def table_headers() -> Any:
+    """A page-load handler: the Runs table's column names in the browser's language (Gradio translates labels,
+    not a table's header). Gradio hands the request to a parameter annotated gr.Request."""
+    import gradio as gr
+
+    def headers(request):  # noqa: ANN001, ANN202
+        lang = browser_language(request.headers.get("accept-language") if request is not None else None)
+        return gr.update(headers=words("columns", lang).split("|"))
+
+    headers.__annotations__ = {"request": gr.Request}  # set here: gradio is imported lazily, in functions
+    return headers
 
 
 def chat_tab(root: Path, t: Any) -> None:

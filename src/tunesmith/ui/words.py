@@ -65,6 +65,19 @@ def i18n() -> Any:
     return gr.I18n(**{code: {key: words[i] for key, words in TEXT.items()} for i, code in enumerate(LANGS)})
 
 
+def browser_language(accept_language: str | None) -> str:
+    """The first of LANGS the browser asks for (its Accept-Language header), else English.
+
+    >>> browser_language("ko-KR,ko;q=0.9,en-US;q=0.8"), browser_language("fr-FR,en;q=0.5"), browser_language(None)
+    ('ko', 'en', 'en')
+    """
+    for part in (accept_language or "").split(","):
+        code = part.split(";")[0].strip().lower().split("-")[0]
+        if code in LANGS:
+            return code
+    return "en"
+
+
 def words(key: str, lang: str) -> str:
     """One label in one language, for the places Gradio does not translate (a table's column names).
 
