@@ -233,10 +233,27 @@ def _fill(page, key: str, value: object) -> None:  # noqa: ANN001
     box.press("Tab")
 
 
+def _pick(page, menu: str, option: str) -> None:  # noqa: ANN001
+    page.locator(f"#{menu} input").click()
+    page.locator(f"#{menu}").get_by_role("option", name=option, exact=True).click()
+
+
 def _data_tab(page, model: Path, data: Path, shots: Path) -> None:  # noqa: ANN001
     from playwright.sync_api import expect
 
     page.locator("#model textarea, #model input").first.fill(str(model))
+    # A file whose answers are under "therapist": the CLI's role-map suggestion, applied in one click.
+    therapy = shots / "therapy.json"
+    therapy.write_text(json.dumps([t for i in range(3) for t in ({"role": "user", "content": f"I cannot sleep {i}"},
+                                                                 {"role": "therapist", "content": "What keeps you "
+                                                                                                  "up at night?"})]),
+                       encoding="utf-8")
+    page.locator("#upload input[type=file]").set_input_files(str(therapy))
+    expect(page.locator("#summary textarea")).to_have_value(re.compile("unknown role name"), timeout=60_000)
+    page.locator("#apply").click()
+    expect(page.locator("#roles textarea, #roles input").first).to_have_value("therapist=assistant")
+    expect(page.locator("#summary textarea")).to_have_value(re.compile("3 usable conversations"), timeout=60_000)
+    page.locator("#roles textarea, #roles input").first.fill("")
     page.locator("#upload input[type=file]").set_input_files(str(data))
     summary = page.locator("#summary textarea")
     expect(summary).to_have_value(re.compile("12 usable conversations"), timeout=60_000)
@@ -251,13 +268,17 @@ def _train_tab(page, model: Path, shots: Path) -> None:  # noqa: ANN001
     page.get_by_role("tab", name="Train").click()
     expect(page.locator("#train-data textarea, #train-data input").first).to_have_value(re.compile("mine.jsonl$"))
     expect(page.locator("#run-name textarea, #run-name input").first).to_have_value("mine")
-    for key, value in {"model": model, "template-max_length": 128, "lora-r": 4, "train-max_steps": 8,
-                       "train-batch_size": 4, "train-learning_rate": 0.005}.items():
-        _fill(page, key, value)
+    typed = {"model": model, "template-max_length": 128, "lora-r": 4, "train-max_steps": 8, "train-batch_size": 4,
+             "train-learning_rate": 0.005, "data-min_eval": 4, "eval-max_rows": 4, "eval-max_new_tokens": 8,
+             "train-logging_steps": 1, "train-report_to": "[]"}
     page.locator("#advanced").get_by_text("Advanced settings").click()
-    for key, value in {"data-min_eval": 4, "eval-max_rows": 4, "eval-max_new_tokens": 8, "train-logging_steps": 1,
-                       "train-report_to": "[]"}.items():
+    # The folded fields mount when first opened; a value typed while they mount can be reset (seen once).
+    expect(page.locator("#cfg-train-report_to textarea, #cfg-train-report_to input").first).to_be_visible()
+    time.sleep(1)
+    for key, value in typed.items():
         _fill(page, key, value)
+    for key, value in typed.items():
+        expect(page.locator(f"#cfg-{key} textarea, #cfg-{key} input").first).to_have_value(str(value))
     expect(page.locator("#start")).to_be_disabled()  # nothing starts before the plan was shown
     page.locator("#plan-button").click()
     plan = page.locator("#plan textarea")
@@ -266,6 +287,9 @@ def _train_tab(page, model: Path, shots: Path) -> None:  # noqa: ANN001
     expect(page.locator("#command")).to_contain_text("tunesmith train --data")
     expect(page.locator("#yaml")).to_contain_text("max_steps: 8")
     page.locator("#start").click()
+    expect(page.locator("#status")).to_contain_text("mine", timeout=30_000)
+    page.reload()  # the job lives on the server: a reloaded page finds it
+    page.get_by_role("tab", name="Train").click()
     points, status = page.locator("#chart [aria-roledescription='point']"), page.locator("#status")
     seen = set()
     deadline = time.time() + 240
@@ -289,12 +313,10 @@ def _runs_tab(page, shots: Path) -> None:  # noqa: ANN001
 
     page.get_by_role("tab", name="Runs").click()
     expect(page.locator("#runs")).to_contain_text("mine", timeout=30_000)
-    page.locator("#which input").click()
-    page.get_by_role("option", name="mine", exact=True).click()
+    _pick(page, "which", "mine")
     expect(page.locator("#report h2").first).to_have_text("Did tuning help?", timeout=30_000)
     expect(page.locator("#report img").first).to_be_visible()  # the loss chart, a data: image
-    page.locator("#other input").click()
-    page.get_by_role("option", name="tiny", exact=True).click()
+    _pick(page, "other", "tiny")
     expect(page.locator("#side")).to_contain_text("chrF", timeout=30_000)
     expect(page.locator("#side")).to_contain_text("r=4")
     page.screenshot(path=str(shots / "runs.png"), full_page=True)
@@ -304,8 +326,7 @@ def _chat_tab(page, shots: Path) -> None:  # noqa: ANN001
     from playwright.sync_api import expect
 
     page.get_by_role("tab", name="Chat").click()
-    page.locator("#chat-run input").click()
-    page.get_by_role("option", name="mine", exact=True).click()
+    _pick(page, "chat-run", "mine")
     temperature = page.locator("#chat-temperature input[type=number]")  # the tiny model's greedy answer is blank
     temperature.fill("1")
     temperature.press("Tab")
@@ -321,8 +342,7 @@ def _export_tab(page, shots: Path) -> None:  # noqa: ANN001
     from playwright.sync_api import expect
 
     page.get_by_role("tab", name="Export").click()
-    page.locator("#export-run input").click()
-    page.get_by_role("option", name="mine", exact=True).click()
+    _pick(page, "export-run", "mine")
     page.locator("#export-go").click()
     result = page.locator("#export-result")
     expect(result).to_contain_text("passed", timeout=120_000)

@@ -112,8 +112,7 @@ def side_by_side(root: Path, first: str, second: str) -> list[list[str]]:
                     "epochs · learning rate": f"{cfg.train.epochs:g} · {cfg.train.learning_rate:g}"}
         summary = train.read_summary(run)
         if summary is not None:
-            col["eval loss start → kept"] = (f"{summary.start_eval_loss:.4f} → {summary.best_eval_loss:.4f} "
-                                             f"(step {summary.best_step})")
+            col["steps (kept)"] = f"{summary.last_step} ({summary.best_step})"
         if run.evaluation().summary.is_file():
             table = metrics_table(run.evaluation().read_summary())
             for row in table.rows:  # metric, base, tuned, difference (CI), verdict

@@ -36,9 +36,9 @@ def data_tab(root: Path, t: Any) -> tuple[Any, Any]:
 
         def uploaded(path: str | None) -> Any:
             if not path:
-                return gr.update()
-            kept = files.save_upload(root, Path(path))
-            return gr.update(choices=files.data_files(root), value=str(kept.relative_to(root)))
+                return gr.update(), gr.update()
+            kept = files.save_upload(root, Path(path))  # kept and picked: the upload box is free for the next file
+            return gr.update(choices=files.data_files(root), value=str(kept.relative_to(root))), None
 
         def inspect(name: str | None, roles_text: str, model_spec: str) -> tuple[Any, ...]:
             if not name:
@@ -48,7 +48,7 @@ def data_tab(root: Path, t: Any) -> tuple[Any, Any]:
             return text, suggested, gr.update(visible=bool(suggested)), page
 
         # An upload of a file already offered leaves the menu's value unchanged (no change event): inspect anyway.
-        upload.upload(uploaded, upload, picked).then(inspect, [picked, roles, model],
+        upload.upload(uploaded, upload, [picked, upload]).then(inspect, [picked, roles, model],
                                                      [summary, suggestion, apply, shown])
         go.click(inspect, [picked, roles, model], [summary, suggestion, apply, shown])
         picked.input(inspect, [picked, roles, model], [summary, suggestion, apply, shown])  # a pick by hand
@@ -290,7 +290,7 @@ def export_tab(root: Path, t: Any) -> None:
                               elem_id="export-run")
             fmt = gr.Radio(list(export.FORMATS), value="merged", label=t("format"), elem_id="export-format")
             quant = gr.Dropdown(list(export.QUANTS), value="f16", label=t("quant"), elem_id="export-quant")
-        replace = gr.Checkbox(True, label=t("overwrite"), elem_id="export-overwrite")
+        replace = gr.Checkbox(True, label=t("export_overwrite"), elem_id="export-overwrite")
         go = gr.Button(t("export_go"), variant="primary", elem_id="export-go")
         result = gr.Markdown(elem_id="export-result")
 

@@ -30,6 +30,7 @@ TEXT = {
     "run_name": ("Run name (the folder under the runs folder)", "실행 이름 (runs 폴더 안의 폴더)"),
     "advanced": ("Advanced settings", "고급 설정"),
     "overwrite": ("Replace a finished run of the same name", "같은 이름의 끝난 실행을 덮어쓰기"),
+    "export_overwrite": ("Replace an earlier export of this run in this format", "이 실행의 같은 형식 내보내기를 덮어쓰기"),
     "plan": ("Plan (nothing starts)", "계획 보기 (아직 시작하지 않음)"),
     "plan_out": ("The plan: steps, trainable parameters, memory and time, template checks, warnings",
                  "계획: 스텝, 학습 파라미터, 메모리와 시간, 템플릿 검사, 경고"),
