@@ -225,6 +225,8 @@ def test_in_chromium_from_a_data_file_to_a_trained_reported_chatted_exported_run
     uploads = list((root / "uploads").glob("*/mine.jsonl"))
     assert len(uploads) == 1 and uploads[0].read_bytes() == data.read_bytes()
     assert (root / "mine" / "report.html").is_file() and (root / "exports" / "mine-merged" / "model.safetensors").is_file()
+    log = (root / ".ui" / "mine.log").read_text(encoding="utf-8")  # Stop, then Resume from its checkpoint
+    assert "stopped on request at step" in log and "resuming training from checkpoint-" in log
 
 
 def _fill(page, key: str, value: object) -> None:  # noqa: ANN001
@@ -263,49 +265,61 @@ def _data_tab(page, model: Path, data: Path, shots: Path) -> None:  # noqa: ANN0
 
 
 def _train_tab(page, model: Path, shots: Path) -> None:  # noqa: ANN001
+    """Plan, start, reload the page, Stop (a checkpoint), Resume to the end: the chart gains points each time."""
     from playwright.sync_api import expect
 
     page.get_by_role("tab", name="Train").click()
     expect(page.locator("#train-data textarea, #train-data input").first).to_have_value(re.compile("mine.jsonl$"))
     expect(page.locator("#run-name textarea, #run-name input").first).to_have_value("mine")
-    typed = {"model": model, "template-max_length": 128, "lora-r": 4, "train-max_steps": 8, "train-batch_size": 4,
-             "train-learning_rate": 0.005, "data-min_eval": 4, "eval-max_rows": 4, "eval-max_new_tokens": 8,
-             "train-logging_steps": 1, "train-report_to": "[]"}
-    page.locator("#advanced").get_by_text("Advanced settings").click()
-    # The folded fields mount when first opened; a value typed while they mount can be reset (seen once).
-    expect(page.locator("#cfg-train-report_to textarea, #cfg-train-report_to input").first).to_be_visible()
-    time.sleep(1)
-    for key, value in typed.items():
-        _fill(page, key, value)
-    for key, value in typed.items():
-        expect(page.locator(f"#cfg-{key} textarea, #cfg-{key} input").first).to_have_value(str(value))
+    _fill_train_form(page, model)
     expect(page.locator("#start")).to_be_disabled()  # nothing starts before the plan was shown
     page.locator("#plan-button").click()
     plan = page.locator("#plan textarea")
-    expect(plan).to_have_value(re.compile("plan: steps: 2 per epoch, 8 in total"), timeout=120_000)
+    expect(plan).to_have_value(re.compile("plan: steps: 2 per epoch, 300 in total"), timeout=120_000)
     assert "trainable 8,192 of" in plan.input_value() and "estimated peak memory" in plan.input_value()
     expect(page.locator("#command")).to_contain_text("tunesmith train --data")
-    expect(page.locator("#yaml")).to_contain_text("max_steps: 8")
+    expect(page.locator("#yaml")).to_contain_text("max_steps: 300")
     page.locator("#start").click()
-    expect(page.locator("#status")).to_contain_text("mine", timeout=30_000)
+    points, status = page.locator("#chart [aria-roledescription='point']"), page.locator("#status")
+    expect(status).to_contain_text("mine", timeout=30_000)
     page.reload()  # the job lives on the server: a reloaded page finds it
     page.get_by_role("tab", name="Train").click()
-    points, status = page.locator("#chart [aria-roledescription='point']"), page.locator("#status")
-    seen = set()
-    deadline = time.time() + 240
-    while time.time() < deadline and "finished" not in status.inner_text():
-        seen.add(points.count())
-        assert "failed" not in status.inner_text(), page.locator("#log textarea").input_value()
-        time.sleep(0.5)
-    expect(status).to_contain_text("finished", timeout=5_000)
-    expect(status).to_contain_text("step 8 of 8")
+    _wait(lambda: points.count() > 2, seconds=120)
+    page.locator("#stop").click()
+    expect(status).to_contain_text("stopped", timeout=60_000)
+    time.sleep(3)  # a tick after the stop
+    at_stop = points.count()
+    page.locator("#resume").click()
+    expect(status).to_contain_text("running", timeout=120_000)
+    expect(status).to_contain_text("left", timeout=60_000)  # the ETA
+    expect(status).to_contain_text("finished", timeout=300_000)
+    expect(status).to_contain_text("step 300 of 300")
+    time.sleep(3)
     final = points.count()
-    assert final >= 8 + 2 and len({n for n in seen if 0 < n < final}) >= 1, (seen, final)  # it grew while training
-    assert "eval loss" in page.locator("#log textarea").input_value()
+    assert 2 < at_stop < final and final >= 300, (at_stop, final)  # the chart gained points before and after
+    assert "eval loss" in page.locator("#log textarea").input_value()  # the output's last lines: the summary
     lines = page.locator("#chart [aria-roledescription='line mark']")
     expect(lines).to_have_count(2)  # train and eval, each drawn in a colour of its own
     assert len({line.get_attribute("stroke") for line in lines.all()} - {None}) == 2
     page.screenshot(path=str(shots / "train.png"), full_page=True)
+
+
+def _fill_train_form(page, model: Path) -> None:  # noqa: ANN001
+    """300 steps of the tiny model (a few ms each), eval loss every 150: long enough to stop in the middle."""
+    from playwright.sync_api import expect
+
+    typed = {"model": model, "template-max_length": 128, "lora-r": 4, "train-max_steps": 300, "train-batch_size": 4,
+             "train-learning_rate": 0.005, "data-min_eval": 4, "eval-max_rows": 4, "eval-max_new_tokens": 8,
+             "train-logging_steps": 1, "train-eval_steps": 150, "train-report_to": "[]"}
+    page.locator("#advanced").get_by_text("Advanced settings").click()
+    # The folded fields mount when first opened; a value typed while they mount can be reset (seen once).
+    expect(page.locator("#cfg-train-report_to textarea, #cfg-train-report_to input").first).to_be_visible()
+    time.sleep(1)
+    _pick(page, "cfg-train-eval_strategy", "steps")
+    for key, value in typed.items():
+        _fill(page, key, value)
+    for key, value in typed.items():
+        expect(page.locator(f"#cfg-{key} textarea, #cfg-{key} input").first).to_have_value(str(value))
 
 
 def _runs_tab(page, shots: Path) -> None:  # noqa: ANN001
