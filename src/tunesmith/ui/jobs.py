@@ -16,7 +16,7 @@ import signal
 import subprocess
 import sys
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 from tunesmith import rundir
@@ -34,6 +34,7 @@ class Job:
     config: str  # the YAML file the child trains from
     log: str
     started: float
+    stop_asked: bool = False  # Stop was pressed before the run folder was locked: its end is a stop, not a failure
 
     def alive(self) -> bool:
         """Whether the child still runs (a zombie of ours is reaped: it has ended)."""
@@ -128,12 +129,13 @@ def stop(root: Path) -> str:
     if job is None or not job.alive():
         return "nothing is training"
     run = rundir.RunDir(root / job.name)
-    state = _state(run, True, True)
+    state = _state(run, True, job)
     if state == "running":
         run.request_stop()
         return f"{job.name}: stopping after the current step (a checkpoint is saved)"
     # Still loading (the run would clear a stop request when it locks its folder) or evaluating (answers are
     # written as generated): an interrupt loses nothing. Its own session: the child and any helpers it started.
+    rundir.write_text(_job_file(root), json.dumps(asdict(replace(job, stop_asked=True))))
     os.killpg(job.pid, signal.SIGINT)
     return f"{job.name}: interrupted while {state}; Resume continues it"
 
@@ -147,7 +149,7 @@ def progress(root: Path, name: str, now: float | None = None) -> Progress:
     plan = run.read_plan() if run.plan.is_file() else None
     total = plan.total_steps if plan is not None else None
     step = max((r.step for r in rows), default=0)
-    state = _state(run, ours is not None and ours.alive(), ours is not None)
+    state = _state(run, ours is not None and ours.alive(), ours)
     losses = tuple((r.step, "train", r.loss) for r in rows if r.loss is not None) + tuple(
         (r.step, "eval", r.eval_loss) for r in rows if r.eval_loss is not None)
     tail = _tail(Path(ours.log)) if ours is not None else ""
@@ -156,7 +158,7 @@ def progress(root: Path, name: str, now: float | None = None) -> Progress:
                     tuple(sorted(losses)), tail)
 
 
-def _state(run: rundir.RunDir, alive: bool, ours: bool) -> str:
+def _state(run: rundir.RunDir, alive: bool, ours: Job | None) -> str:
     """starting | running | evaluating | finished | stopped | failed, from the run folder and whether the UI's
     child still runs (before it locks the run folder it is loading data and the model)."""
     made = (run.root / rundir.MARKER).is_file()
@@ -165,8 +167,8 @@ def _state(run: rundir.RunDir, alive: bool, ours: bool) -> str:
         if folder == "running":
             return "evaluating" if run.weights is not None else "running"
         return "finished" if folder == "finished" else "starting"
-    if folder is None:
-        return "failed" if ours else "starting"  # it ended before making its run folder: the log says why
+    if folder is None:  # it ended before making its run folder: stopped by request, or the log says why
+        return ("stopped" if ours.stop_asked else "failed") if ours is not None else "starting"
     return folder
 
 
