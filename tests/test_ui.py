@@ -392,6 +392,9 @@ def test_one_job_at_a_time_and_a_stop_while_loading_interrupts_it(tiny_model_dir
     with pytest.raises(Exception, match="still training"):
         jobs.start(root, cfg)
     assert jobs.progress(root, "tiny").state == "starting"
+    # A signal that lands between the UI's fork and the child's exec is lost (the parent's handler runs in the
+    # copy): a person cannot click that fast; the test waits for the exec.
+    _wait(lambda: b"-m\x00tunesmith\x00train\x00" in Path(f"/proc/{job.pid}/cmdline").read_bytes())
     assert jobs.stop(root) == "tiny: interrupted while starting; Resume continues it"
     _wait(lambda: not job.alive(), seconds=60)
     assert jobs.progress(root, "tiny").state == "stopped" and not (root / "tiny" / "adapter").exists()

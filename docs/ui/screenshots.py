@@ -20,7 +20,10 @@ import sys
 import time
 from pathlib import Path
 
-SAMPLE = Path(__file__).resolve().parents[2] / "src" / "tunesmith" / "sample_data"
+REPO = Path(__file__).resolve().parents[2]
+SAMPLE = REPO / "src" / "tunesmith" / "sample_data"
+sys.path.insert(0, str(REPO))
+from tests.test_ui import _fill, _pick  # noqa: E402  (the browser test's own ways to type into the form)
 
 
 def _serve(runs: Path, port: int) -> subprocess.Popen:
@@ -32,17 +35,6 @@ def _serve(runs: Path, port: int) -> subprocess.Popen:
         except OSError:
             time.sleep(0.2)
     raise SystemExit("the UI did not start")
-
-
-def _fill(page, key: str, value: object) -> None:  # noqa: ANN001
-    box = page.locator(f"#cfg-{key} textarea, #cfg-{key} input").first
-    box.fill(str(value))
-    box.press("Tab")
-
-
-def _pick(page, menu: str, option: str) -> None:  # noqa: ANN001
-    page.locator(f"#{menu} input").click()
-    page.locator(f"#{menu}").get_by_role("option", name=option, exact=True).click()
 
 
 def _settled(page, *selectors: str, quiet: float = 4.0) -> None:  # noqa: ANN001
