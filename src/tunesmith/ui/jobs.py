@@ -19,7 +19,7 @@ import time
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
-from tunesmith import rundir
+from tunesmith import rundir, runtime
 from tunesmith.config import RunConfig
 from tunesmith.errors import TunesmithError
 from tunesmith.records import LogRow
@@ -114,9 +114,12 @@ def _spawn(root: Path, name: str, config_path: Path, log_path: Path, extra: list
     with open(log_path, "a", encoding="utf-8") as log:
         log.write(f"$ tunesmith train {config_path} {' '.join(extra)}\n".rstrip() + "\n")
         log.flush()
+        # tcmalloc preloaded here, as `tunesmith train` would by re-executing itself: a Stop that lands while a
+        # process re-executes is lost (its handler ran in the image being replaced).
+        env = {**(runtime.tcmalloc_env() or os.environ), "PYTHONUNBUFFERED": "1", "HF_HUB_DISABLE_PROGRESS_BARS": "1"}
         child = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
                                  start_new_session=True,  # its own session: it outlives the UI, Stop signals the group
-                                 env={**os.environ, "PYTHONUNBUFFERED": "1", "HF_HUB_DISABLE_PROGRESS_BARS": "1"})
+                                 env=env)
     job = Job(name, child.pid, str(config_path), str(log_path), time.time())
     rundir.write_text(_job_file(root), json.dumps(asdict(job)))
     return job
