@@ -129,5 +129,5 @@ def safe_run_name(root: Path, picked: str | None) -> str:
     'data'
     """
     stem = rundir.safe_name(Path(picked).stem, fallback="run") if picked else "my-run"
-    taken = set(run_names(root)) | {p.name for p in root.iterdir()} if root.is_dir() else set()
+    taken = {p.name for p in root.iterdir()} if root.is_dir() else set()  # run folders and anything else
     return next(n for n in (stem, *(f"{stem}-{i}" for i in range(2, 10_000))) if n not in taken)

@@ -85,10 +85,7 @@ def current(root: Path) -> Job | None:
 
 def start(root: Path, cfg: RunConfig, *, overwrite: bool = False) -> Job:
     """Write the config and start `tunesmith train` on it; refused while another job runs."""
-    running = current(root)
-    if running is not None and running.alive():
-        raise TunesmithError(f"{running.name} is still training", where="ui",
-                             fix="wait for it, or stop it first (one training at a time: they share the CPU)")
+    _refuse_while_training(root)
     ui = folder(root)
     ui.mkdir(parents=True, exist_ok=True)
     config_path, log_path = ui / f"{cfg.name}.yaml", ui / f"{cfg.name}.log"
@@ -103,10 +100,15 @@ def resume(root: Path, name: str) -> Job:
         raise TunesmithError(f"{name} was not started from this UI, so its command is not known here", where="ui",
                              fix=f"resume it with the command that started it (or `tunesmith train {root / name}"
                                  "/config.yaml` when its output_dir is this folder)")
+    _refuse_while_training(root)
+    return _spawn(root, name, config_path, folder(root) / f"{name}.log", [])
+
+
+def _refuse_while_training(root: Path) -> None:
     running = current(root)
     if running is not None and running.alive():
-        raise TunesmithError(f"{running.name} is still training", where="ui", fix="wait for it, or stop it first")
-    return _spawn(root, name, config_path, folder(root) / f"{name}.log", [])
+        raise TunesmithError(f"{running.name} is still training", where="ui",
+                             fix="wait for it, or stop it first (one training at a time: they share the CPU)")
 
 
 def _spawn(root: Path, name: str, config_path: Path, log_path: Path, extra: list[str]) -> Job:
