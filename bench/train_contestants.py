@@ -253,6 +253,7 @@ def child(contestant: str, data: Path, shape: str, steps: int, out: Path) -> dic
                 resource.RUSAGE_SELF).ru_maxrss / 2**20, 2),
             "loss_last3": round(sum(meter.losses[-3:]) / max(len(meter.losses[-3:]), 1), 4),
             "heldout_loss": round(heldout, 4),
+            "step_seconds": [round(t, 2) for t in meter.times], "step_tokens": meter.tokens,
             "malloc": "tcmalloc" if "tcmalloc" in os.environ.get("LD_PRELOAD", "") else "glibc",
             "peak_gpu_gib": round(torch.cuda.max_memory_allocated() / 2**30, 2) if cuda() else None}
 

@@ -64,6 +64,11 @@ def test_eval_verb_reuses_generations_and_refuses_mixed_settings(tiny_run: Path,
     mixed = tunesmith("eval", str(tiny_run), "--max-new-tokens", "5", cwd=tmp_path)
     assert mixed.returncode == 2 and "max_new_tokens 8 -> 5" in mixed.stderr and "--fresh" in mixed.stderr
     assert "Traceback" not in mixed.stderr
+    # The dtype the models ran in is a setting too (eval.precision resolved on this machine: bf16 or fp32).
+    made = rundir.RunDir(tiny_run).evaluation().read_settings().precision
+    other = "fp32" if made == "bf16" else "bf16"
+    mixed = tunesmith("eval", str(tiny_run), "--precision", other, cwd=tmp_path)
+    assert mixed.returncode == 2 and f"precision {made} -> {other}" in mixed.stderr
 
 
 def test_eval_on_another_file_with_a_third_model(tiny_run: Path, tiny_model_dir: Path, tmp_path: Path):

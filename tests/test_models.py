@@ -112,3 +112,19 @@ def test_lora_targets_are_checked_against_the_model(tiny_model_dir: Path):
     assert "use names this model has: down_proj, embed_tokens, gate_proj, k_proj, lm_head, o_proj" in text
     with pytest.raises(TunesmithError, match="the pattern 'q_proj' matches no module"):
         models.check_target_modules(model, LoraConfig(target_modules="q_proj"))
+
+
+def test_models_for_inference_run_in_the_eval_precision(tiny_model_dir: Path):
+    import torch
+
+    from tunesmith.runtime import choose_precision
+
+    model, tok = models.load(str(tiny_model_dir))
+    assert models.for_inference(model, "fp32") == "fp32" and model.dtype == torch.float32
+    ids = tok("hello there", return_tensors="pt")
+    want = model.generate(**ids, max_new_tokens=4, do_sample=False)
+    assert models.for_inference(model, "bf16") == "bf16"
+    assert {p.dtype for p in model.parameters()} == {torch.bfloat16}
+    got = model.generate(**ids, max_new_tokens=4, do_sample=False)
+    assert got.shape == want.shape  # it still generates; the tokens may differ from fp32's (greedy near-ties)
+    assert models.for_inference(model, "auto") == choose_precision("auto")

@@ -136,7 +136,7 @@ def test_a_torn_metrics_line_is_reported_and_the_report_still_builds(run_copy: P
 
 def test_a_fresh_eval_killed_early_leaves_no_stale_summary_or_report(run_copy: Path, tmp_path: Path):
     run = rundir.open_run(run_copy)
-    settings = EvalSettings.of(config.EvalConfig())
+    settings = EvalSettings.of(config.EvalConfig(), "fp32")
     # What `eval --fresh` does before its first generation; a kill right after it leaves this state.
     with run.held():
         evaluate._clear_stale(run, run.evaluation(), settings, fresh=True)

@@ -133,7 +133,7 @@ def test_a_mixed_language_eval_gets_a_table_per_language_whose_differences_add_u
             row["cosine"] = 0.5 + 0.01 * (i % 7) + (0.2 if k and i % 2 else 0.0)
     ev = EvalReport(tuple(ModelEval(label, label, s.corpus, tuple(s.rows), gens)
                           for label, s, gens in zip(("base", "tuned"), scored, (base, tuned))),
-                    {}, scored[0].lang, scored[0].bleu_tokenize, None, EvalSettings.of(EvalConfig()))
+                    {}, scored[0].lang, scored[0].bleu_tokenize, None, EvalSettings.of(EvalConfig(), "fp32"))
     assert ev.bleu_tokenize == "per-row: ko char, en 13a"
     table = language_table(ev)
     assert [r[:2] for r in table.rows] == [["en", "20"], ["ko", "12"]]

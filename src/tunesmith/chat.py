@@ -73,6 +73,7 @@ def open_session(target: str, *, system: str | None = None, options: dict[str, A
         model, tok, what = models.load_target(target)
         settings, tmpl = EvalConfig(), TemplateConfig()
     settings = settings.model_copy(update=options or {})
+    models.for_inference(model, settings.precision)  # a run's model already is, unless `options` changed it
     return Session(model, tok, what, settings, tmpl, system or None)
 
 

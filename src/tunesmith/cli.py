@@ -195,6 +195,9 @@ def eval_(run: Run,
           batch_size: Annotated[Optional[int], typer.Option("--batch-size", help="rows generated together")] = None,
           retention: Annotated[Optional[str], typer.Option("--retention", help="auto, on or off: the check on "
                                                            "general text outside the task")] = None,
+          precision: Annotated[Optional[str], typer.Option("--precision", help="auto, fp32, bf16 or fp16: the "
+                                                           "weights' dtype (auto = bf16 where it runs natively)")]
+          = None,
           judge_url: Annotated[Optional[str], typer.Option("--judge-url", help="OpenAI-compatible endpoint; the "
                                                            "key comes from TUNESMITH_JUDGE_KEY or OPENAI_API_KEY")]
           = None,
@@ -206,10 +209,10 @@ def eval_(run: Run,
 
     flags = {"max_rows": "--limit", "max_new_tokens": "--max-new-tokens", "temperature": "--temperature",
              "top_p": "--top-p", "repetition_penalty": "--repetition-penalty", "embedder": "--embedder",
-             "batch_size": "--batch-size", "retention": "--retention"}
+             "batch_size": "--batch-size", "retention": "--retention", "precision": "--precision"}
     given = {"max_rows": limit, "max_new_tokens": max_new_tokens, "temperature": temperature, "top_p": top_p,
              "repetition_penalty": repetition_penalty, "embedder": embedder, "batch_size": batch_size,
-             "retention": retention}
+             "retention": retention, "precision": precision}
     options = {k: v for k, v in given.items() if v is not None}
     section(EvalConfig, options, where="tunesmith eval", flags=flags)  # before the run folder is opened or locked
     if bool(judge_url) != bool(judge_model):

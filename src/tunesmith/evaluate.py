@@ -12,7 +12,7 @@ import gc
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from tunesmith import metrics, models, progress, retention, rundir, template
+from tunesmith import metrics, models, progress, retention, rundir, runtime, template
 from tunesmith.config import EvalConfig, RunConfig, TemplateConfig
 from tunesmith.errors import TunesmithError
 from tunesmith.records import (Conversation, EvalReport, EvalSettings, Generation, ModelEval, Rendered, Retention,
@@ -32,8 +32,7 @@ def generate(model: Any, tokenizer: Any, convs: Sequence[Conversation], cfg: Eva
     as soon as it is generated, and rows already in it are not generated again; at the end the file is
     rewritten in row order.
 
-    Generation stays in fp32: bf16 autocast made batched CPU decoding slower here (~100 s vs ~60 s for the demo's
-    45 rows), since decoding is many small matmuls where the casts cost more than they save.
+    The model's dtype is load_model's (eval.precision, models.for_inference).
     """
     import torch
 
@@ -96,15 +95,19 @@ def load_model(label: str, run: rundir.RunDir, cfg: RunConfig) -> tuple[Any, Any
 
     base = the model training started from (cfg.model, or the weights of `continue_from`); tuned = this run's
     weights; anything else = another run folder's tuned model, or any model spec (folder, .gguf, hub id).
+    Each in eval.precision's dtype (models.for_inference), so base and tuned are generated and scored alike.
     """
-    if label == "base":
-        if cfg.continue_from is not None:
-            return models.load_run_weights(rundir.RunDir(cfg.continue_from), merged=True)
+    if label == "base" and cfg.continue_from is None:
         model, tok = models.load(cfg.model, load_in=cfg.train.load_in)
-        return model, tok, cfg.model
-    if label == "tuned":
-        return models.load_run_weights(run, merged=True)
-    return models.load_target(label)
+        loaded = (model, tok, cfg.model)
+    elif label == "base":
+        loaded = models.load_run_weights(rundir.RunDir(cfg.continue_from), merged=True)
+    elif label == "tuned":
+        loaded = models.load_run_weights(run, merged=True)
+    else:
+        loaded = models.load_target(label)
+    models.for_inference(loaded[0], cfg.eval.precision)
+    return loaded
 
 
 def reference_nll(model: Any, rendered: Rendered, batch_size: int) -> list[tuple[float, int]]:
@@ -128,7 +131,7 @@ def evaluate(run: rundir.RunDir, cfg: RunConfig, convs: Sequence[Conversation], 
     """
     out_dir = out_dir or run.evaluation()
     ecfg = cfg.eval
-    settings = EvalSettings.of(ecfg)
+    settings = EvalSettings.of(ecfg, runtime.choose_precision(ecfg.precision))
     _check_settings(out_dir, labels, settings, fresh)
     convs = tuple(convs[: ecfg.max_rows])
     embedder = metrics.embedder_for(ecfg.embedder)

@@ -30,9 +30,13 @@ CPU_FLOPS_PER_CORE = {"fast": 159e9 / 2, "slow": 159e9 / 2 * 140 / 210}
 # (8 rows x 540 MB of weights / 80 ms a step = 6.75 GB/s); one 3,300-token Korean prompt at a time then made
 # 20 x 96 tokens in 412 s with the prefill, 364 s by this model.
 CPU_DECODE_BYTES_PER_S = 4 * 135e6 / 0.08
-# Generation prompts are prefilled in fp32 (eval generation stays fp32), one long prompt at a time: 4 Korean
-# paragraphs of ~3,100 tokens took 29.6 s with 16 new tokens each, 4.7 TFLOP counted as below.
+# Generation prompts prefilled in fp32, one long prompt at a time: 4 Korean paragraphs of ~3,100 tokens took
+# 29.6 s with 16 new tokens each, 4.7 TFLOP counted as below.
 CPU_PREFILL_FLOPS_PER_CORE = 4.68e12 / 29.6 / 2
+# eval.precision bf16 (auto where the CPU has native bf16) halves the bytes each decoding step reads: the demo's
+# 45 generations took 23.3 s vs 46.4 s in fp32 (Zen 4, 2 cores); its prefill and scoring ride the bf16 matmul
+# (0.41 vs 0.20 TFLOP/s for a 2048^3 matmul here): both are counted 2x faster.
+HALF_EVAL_SPEEDUP = 2.0
 # Peak training memory = fixed (weights, AdamW state, RUNTIME_GIB) + per token in a step (PER_TOKEN_BYTES per hidden
 # unit per layer), both x ALLOCATOR. Calibrated with bench/memory_estimate.py (docs/memory.md) on SmolLM2-135M LoRA,
 # bf16 autocast, tcmalloc, TRL 1.16, frozen weights in bf16 and logits for answer tokens only: a least-squares line
@@ -238,9 +242,11 @@ def estimate_seconds(cfg: RunConfig, total: int, arch: Any, train: Sequence[int]
     prefill_s = 2 * sum(2 * total * n + attn * n * n for n in prompts) / (CPU_PREFILL_FLOPS_PER_CORE * cores)
     gen_s = 2 * decode_seconds(cfg, total, arch, prompts)
     # Then each model scores the references (an fp32 forward over the eval rows: the demo's 6,557 tokens took
-    # 11-13 s a model) and runs the retention check (~17 s a model on the demo: see retention_seconds).
+    # 11-13 s a model) and runs the retention check (~17 s a model on the demo in fp32: see retention_seconds).
     nll_s = 2 * sum(2 * total * n + attn * n * n for n in eval_lengths) / (CPU_PREFILL_FLOPS_PER_CORE * cores)
-    return train_s + eval_s + prefill_s + gen_s + nll_s + 2 * retention_seconds(cfg, total, cores)
+    evaluation = prefill_s + gen_s + nll_s + 2 * retention_seconds(cfg, total, cores)
+    half = runtime.choose_precision(cfg.eval.precision) != "fp32"
+    return train_s + eval_s + evaluation / (HALF_EVAL_SPEEDUP if half else 1.0)
 
 
 # The retention set (retention.py) in SmolLM2's tokens: 16 passages (4,106) and 12 prompts with their reference

@@ -381,11 +381,13 @@ class EvalSettings:
     top_p: float
     repetition_penalty: float
     seed: int
+    precision: str = "fp32"  # resolved (bf16, fp16, fp32); files written before it existed were made in fp32
 
     @classmethod
-    def of(cls, ecfg: Any) -> EvalSettings:
-        """From an EvalConfig."""
-        return cls(**{f.name: getattr(ecfg, f.name) for f in fields(cls)})
+    def of(cls, ecfg: Any, precision: str) -> EvalSettings:
+        """From an EvalConfig and the precision its `precision` setting resolved to on this machine."""
+        return cls(**{f.name: getattr(ecfg, f.name) for f in fields(cls) if f.name != "precision"},
+                   precision=precision)
 
     def changes(self, new: EvalSettings) -> list[str]:
         return [f"{f.name} {getattr(self, f.name)} -> {getattr(new, f.name)}" for f in fields(self)
