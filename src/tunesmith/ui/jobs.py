@@ -121,10 +121,18 @@ def _spawn(root: Path, name: str, config_path: Path, log_path: Path, extra: list
         env = {**(runtime.tcmalloc_env() or os.environ), "PYTHONUNBUFFERED": "1", "HF_HUB_DISABLE_PROGRESS_BARS": "1"}
         child = subprocess.Popen(argv, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
                                  start_new_session=True,  # its own session: it outlives the UI, Stop signals the group
-                                 env=env)
+                                 env=env, preexec_fn=_default_sigint)
     job = Job(name, child.pid, str(config_path), str(log_path), time.time())
     rundir.write_text(_job_file(root), json.dumps(asdict(job)))
     return job
+
+
+def _default_sigint() -> None:
+    """In the forked child before exec: SIGINT back to its default action. A UI started in the background by a
+    non-interactive shell (`tunesmith ui &`, a CI script) inherits SIGINT ignored, and so did its children:
+    Stop before training began then did nothing (seen in 2 of 3 backgrounded test runs, never in the
+    foreground). Python installs its KeyboardInterrupt handler only over the default action."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
 
 
 def stop(root: Path) -> str:
