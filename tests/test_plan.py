@@ -171,5 +171,6 @@ def test_the_time_estimate_counts_the_retention_check_unless_it_is_off(tiny_mode
     off = plan.run_seconds(cfg.model_copy(update={"eval": cfg.eval.model_copy(update={"retention": "off"})}),
                            rows(4, 100), rows(2, 100), total, arch)
     assert on - off == pytest.approx(2 * plan.retention_seconds(cfg, total, os.cpu_count() or 2)) and on > off
-    # SmolLM2's size (134.5M): 2 x 4,550 tokens forward plus 64 decoding steps, ~14 s by the constants.
+    # SmolLM2's size (134.5M): 2 x 4,550 tokens forward plus 64 decoding steps, ~14 s in fp32 by the constants,
+    # ~7 s in bf16.
     assert 5 < plan.retention_seconds(cfg, 134_515_008, 2) < 30

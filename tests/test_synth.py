@@ -243,10 +243,10 @@ def test_the_whole_pipeline_against_tunesmith_serve_makes_a_file_that_trains(smo
                 time.sleep(0.2)
         out = tmp_path / "synth.jsonl"
         res = tunesmith("synth", "--seeds", str(seeds), "--docs", str(docs), "--out", str(out), "--generator", url,
-                        "--per-seed", "3", "--limit-seeds", "2", "--lang", "en", "--set", "max_new_tokens=128",
+                        "--per-seed", "5", "--limit-seeds", "2", "--lang", "en", "--set", "max_new_tokens=128",
                         "--set", "min_support=0.2")
         assert res.returncode == 0, res.stderr
-        assert "seed words: 6 read, 2 used" in res.stdout and "questions: 6 generated" in res.stdout
+        assert "seed words: 6 read, 2 used" in res.stdout and "questions: 10 generated" in res.stdout
         rows = [json.loads(x) for x in out.read_text(encoding="utf-8").splitlines()]
         assert rows, res.stdout  # SmolLM2 answers English questions from English passages
         assert all(f" at http://127.0.0.1:{port}/v1" in r["provenance"]["generator"] for r in rows)

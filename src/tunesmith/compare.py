@@ -68,6 +68,7 @@ def compare(specs: list[str], prompts: list[Conversation], cfg: EvalConfig, *, s
     outputs, stopped, templates = [], [], []
     for spec in specs:
         model, tok = models.load(spec)
+        models.for_inference(model, cfg.precision)  # as eval generates: every model in the same dtype
         own = bool(getattr(tok, "chat_template", None))
         templates.append("own chat template" if own else "plain fallback (no chat template)")
         convs = template.render_dataset(tok, prompts, TemplateConfig()).convs

@@ -178,9 +178,9 @@ class EvalConfig(_Strict):
     repetition_penalty: float = Field(1.0, gt=0, description="> 1 discourages repeating tokens; 1 = off")
     seed: int = Field(0, description="sampling and bootstrap seed")
     precision: Literal["auto", "fp32", "bf16", "fp16"] = Field(
-        "auto", description="the weights' dtype for generation and scoring (eval, chat, serve): auto = bf16 where "
-        "the GPU or CPU runs it natively (2x faster generation on a 2-core CPU; greedy answers can differ from "
-        "fp32 ones, base and tuned alike), fp16 on CUDA without bf16, else fp32")
+        "auto", description="the weights' dtype for generation and scoring (eval, compare, chat, serve): auto = "
+        "bf16 where the GPU or CPU runs it natively (2x faster generation on a 2-core CPU; greedy answers can "
+        "differ from fp32 ones, base and tuned alike), fp16 on CUDA without bf16, else fp32")
     embedder: str = Field("default", description="model for embedding cosine: default (all-MiniLM-L6-v2 for "
                           "English references, multilingual-e5-small for the others, row by row), multilingual "
                           "(e5 for every row), a sentence-transformers folder or cached name, or none")

@@ -244,9 +244,13 @@ def estimate_seconds(cfg: RunConfig, total: int, arch: Any, train: Sequence[int]
     # Then each model scores the references (an fp32 forward over the eval rows: the demo's 6,557 tokens took
     # 11-13 s a model) and runs the retention check (~17 s a model on the demo in fp32: see retention_seconds).
     nll_s = 2 * sum(2 * total * n + attn * n * n for n in eval_lengths) / (CPU_PREFILL_FLOPS_PER_CORE * cores)
-    evaluation = prefill_s + gen_s + nll_s + 2 * retention_seconds(cfg, total, cores)
-    half = runtime.choose_precision(cfg.eval.precision) != "fp32"
-    return train_s + eval_s + evaluation / (HALF_EVAL_SPEEDUP if half else 1.0)
+    evaluation = (prefill_s + gen_s + nll_s) / eval_speedup(cfg) + 2 * retention_seconds(cfg, total, cores)
+    return train_s + eval_s + evaluation
+
+
+def eval_speedup(cfg: RunConfig) -> float:
+    """How much faster than the fp32 rates above evaluation runs in the dtype eval.precision resolves to."""
+    return HALF_EVAL_SPEEDUP if runtime.choose_precision(cfg.eval.precision) != "fp32" else 1.0
 
 
 # The retention set (retention.py) in SmolLM2's tokens: 16 passages (4,106) and 12 prompts with their reference
@@ -255,13 +259,14 @@ RETENTION_TOKENS = 4_550
 
 
 def retention_seconds(cfg: RunConfig, total: int, cores: int) -> float:
-    """One model's retention check on a CPU: an fp32 forward over the set, then the answers' decoding."""
+    """One model's retention check on a CPU: a forward over the set, then the answers' decoding (fp32 rates,
+    divided by eval_speedup)."""
     from tunesmith.retention import ANSWER_TOKENS, AUTO_MAX_PARAMETERS
 
     if cfg.eval.retention == "off" or (cfg.eval.retention == "auto" and total > AUTO_MAX_PARAMETERS):
         return 0.0
-    return 2 * total * RETENTION_TOKENS / (CPU_PREFILL_FLOPS_PER_CORE * cores) + \
-        ANSWER_TOKENS * 4 * total / CPU_DECODE_BYTES_PER_S
+    return (2 * total * RETENTION_TOKENS / (CPU_PREFILL_FLOPS_PER_CORE * cores)
+            + ANSWER_TOKENS * 4 * total / CPU_DECODE_BYTES_PER_S) / eval_speedup(cfg)
 
 
 def decode_seconds(cfg: RunConfig, total: int, arch: Any, prompts: Sequence[int]) -> float:
