@@ -45,14 +45,13 @@ def main() -> None:
     data, _, _ = pipeline.render(tok, prepare(cfg.data), cfg, say=lambda _: None)
     convs = data.eval[: args.rows]
     if args.against == "one-row":
-        precision = models.for_inference(model, args.precision)  # as eval loads its models
-        passes = [("one row at a time", 1, precision), (f"batched ({args.batch})", args.batch, precision)]
+        passes = [("one row at a time", 1, args.precision), (f"batched ({args.batch})", args.batch, args.precision)]
     else:
         passes = [(f"batched ({args.batch}), fp32", args.batch, "fp32"),
                   (f"batched ({args.batch}), {args.precision}", args.batch, args.precision)]
     results = {}
     for name, batch, precision in passes:
-        resolved = models.for_inference(model, precision)
+        resolved = models.for_inference(model, precision)  # as eval loads its models
         ecfg = cfg.eval.model_copy(update={"batch_size": batch, "max_rows": len(convs)})
         results[name] = (*measure(model, tok, convs, ecfg), resolved)
         print(f"{name:26s} {results[name][0]:7.1f} new tokens/s, {results[name][1]:6.1f} s", file=sys.stderr)

@@ -236,7 +236,7 @@ def load(spec: str, *, dtype: Any = None, tokenizer_only: bool = False, load_in:
 
 
 def for_inference(model: Any, precision: str) -> str:
-    """Cast a loaded model's weights for generation and scoring (eval, chat, serve); returns the dtype it runs in.
+    """Cast a loaded model's weights for generation and scoring (eval, compare, chat, serve); returns its dtype.
 
     `precision` is an eval.precision setting (auto resolves as training's does: runtime.choose_precision).
     Whole-model casts, not autocast: decoding is many small matmuls, where autocast's per-call casts cost more
