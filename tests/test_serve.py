@@ -155,3 +155,278 @@ def test_two_models_of_one_name_are_refused_before_any_loads(tmp_path):
     # neither folder exists: loading would fail differently, so this error comes first
     with pytest.raises(TunesmithError, match="both named 'a'"):
         serving.open_sessions([f"a={tmp_path / 'x'}", f"a={tmp_path / 'y'}"], say=lambda _: None)
+
+
+# --- Hostile use (issue 26): a live server on loopback in this process, over real tiny models -------------------
+
+@pytest.fixture(scope="module")
+def live(smol_dir, smol_tokenizer, tiny_model_dir, tmp_path_factory) -> Iterator[dict]:
+    """uvicorn on a free loopback port in a thread, serving `long` (a tiny Llama with a 4,096-token context:
+    thousands of tokens take seconds), `short` (512 tokens) and `smol` (SmolLM2: real text), each model's forward
+    calls counted (one per generated token)."""
+    import uvicorn
+
+    from tests.conftest import tiny_llama
+    from tunesmith import serve as serving
+
+    quiet = lambda _: None  # noqa: E731
+    long_dir = tiny_llama(smol_tokenizer, tmp_path_factory.mktemp("long"), context=4096)
+    sessions = {name: chat.open_session(str(path), say=quiet)
+                for name, path in (("long", long_dir), ("short", tiny_model_dir), ("smol", smol_dir))}
+    counts = dict.fromkeys(sessions, 0)
+    for name, session in sessions.items():
+        session.model.register_forward_hook(lambda *_, n=name: counts.__setitem__(n, counts[n] + 1))
+    server = uvicorn.Server(uvicorn.Config(serving.create_app(sessions), host="127.0.0.1", port=_free_port(),
+                                           log_level="warning"))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    while not server.started:
+        time.sleep(0.05)
+    yield {"url": f"http://127.0.0.1:{server.config.port}/v1", "counts": counts}
+    server.should_exit = True
+    thread.join(timeout=30)
+
+
+def _ask(url: str, model: str, content: str = "Tell me a story.", **extra) -> dict:
+    import httpx
+
+    res = httpx.post(f"{url}/chat/completions", timeout=120,
+                     json={"model": model, "messages": [{"role": "user", "content": content}], **extra})
+    assert res.status_code == 200, res.text
+    return res.json()
+
+
+def _settled(counts: dict, name: str) -> int:
+    """The forward count once it stops growing (checked every 0.5 s for up to 5 s)."""
+    last = -1
+    for _ in range(10):
+        if counts[name] == last:
+            return last
+        last = counts[name]
+        time.sleep(0.5)
+    pytest.fail(f"generation on {name} still running 5 s after its client left: {counts[name]} tokens")
+
+
+@pytest.mark.parametrize("stream", [True, False])
+def test_a_client_that_goes_away_cancels_its_generation(live, stream):
+    import json
+
+    import httpx
+
+    url, counts = live["url"], live["counts"]
+    seeded = {"max_tokens": 12, "temperature": 1.0, "seed": 7}
+    alone = _ask(url, "smol", "Name a colour.", **seeded)["choices"][0]["message"]["content"]
+    before = counts["long"]
+    body = {"model": "long", "messages": [{"role": "user", "content": "Go on forever."}], "max_tokens": 4000,
+            "temperature": 1.0, "seed": 1, "stream": stream}  # uncancelled: 4,000 tokens, ~13 s here
+    if stream:
+        with httpx.Client(timeout=60) as client, client.stream("POST", f"{url}/chat/completions", json=body) as res:
+            for line in res.iter_lines():  # leave after the first piece of text
+                if line.startswith("data: {") and json.loads(line[6:])["choices"][0]["delta"].get("content"):
+                    break
+    else:
+        with pytest.raises(httpx.ReadTimeout):  # the client gives up after 1 s
+            httpx.post(f"{url}/chat/completions", json=body, timeout=1.0)
+    generated = _settled(counts, "long") - before
+    assert 0 < generated < 1000, generated  # stopped within a second or two of the client leaving
+    # nothing runs beside the next request: a seeded answer is what it is alone
+    assert _ask(url, "smol", "Name a colour.", **seeded)["choices"][0]["message"]["content"] == alone
+
+
+def _post(url: str, content: bytes | str | None = None, json_body: object = None,
+          content_type: str = "application/json"):  # noqa: ANN202
+    import httpx
+
+    return httpx.post(f"{url}/chat/completions", content=content, json=json_body, timeout=60,
+                      headers={"Content-Type": content_type} if content_type else {})
+
+
+HI = [{"role": "user", "content": "hi"}]
+BAD = {  # the issue's reproductions: each a 4xx with OpenAI's error body, streaming or not
+    "500 stop strings": ({"stop": ["x"] * 500}, 400, "at most 4"),
+    "a 200,000-character stop string": ({"stop": "x" * 200_000}, 400, "at most 256"),
+    "seed 2**64": ({"seed": 2**64}, 400, "seed"),
+    "temperature above 2": ({"temperature": 5}, 400, "temperature"),
+    "messages over a million characters": ({"messages": [{"role": "user", "content": "x" * 600_000}] * 2}, 400,
+                                           "1,000,000"),
+    "more characters than the context holds": ({"messages": [{"role": "user", "content": "x" * 900_000}]}, 400,
+                                               "maximum context length"),
+    "n = 2": ({"n": 2}, 400, "n"),
+    "a tool message": ({"messages": [{"role": "tool", "content": "x"}]}, 400, "role"),
+}
+
+
+@pytest.mark.parametrize("stream", [False, True])
+@pytest.mark.parametrize("case", list(BAD))
+def test_each_bad_request_is_a_4xx_json_error(live, case, stream):
+    extra, status, says = BAD[case]
+    res = _post(live["url"], json_body={"model": "long", "messages": HI, "max_tokens": 4, "stream": stream, **extra})
+    assert res.status_code == status and says in res.json()["error"]["message"], res.text
+
+
+@pytest.mark.parametrize(("raw", "content_type", "status", "code"), [
+    ('{"model": "long", "messages": [{"role": "user", "content": "\\ud800"}]}', "application/json", 400,
+     "invalid_request"),  # a lone surrogate: valid JSON, not text a tokenizer takes
+    ('{"model": "long", "stream": true, "messages": [{"role": "user", "content": "a\\udfffb"}]}',
+     "application/json", 400, "invalid_request"),
+    ("[" * 100_000, "application/json", 400, "invalid_json"),  # was a RecursionError: HTTP 500
+    ("{not json", "application/json", 400, "invalid_json"),
+    ('{"model": "long", "messages": [{"role": "user", "content": "hi"}]}', "text/plain", 415,
+     "unsupported_media_type"),
+    ('{"model": "long", "messages": [{"role": "user", "content": "hi"}]}', None, 415, "unsupported_media_type"),
+])
+def test_bodies_that_are_not_json_text_are_4xx(live, raw, content_type, status, code):
+    res = _post(live["url"], content=raw, content_type=content_type)
+    assert res.status_code == status and res.json()["error"]["code"] == code, res.text
+
+
+def test_a_huge_body_is_refused_before_it_is_read_and_holds_nobody_up(live):
+    import httpx
+
+    url = live["url"]
+    done: dict[str, float] = {}
+
+    def huge() -> None:
+        start = time.monotonic()
+        res = _post(url, content=b'{"model": "long", "messages": [{"role": "user", "content": "'
+                    + b"x" * 10_000_000 + b'"}]}')
+        done["huge"] = time.monotonic() - start
+        assert res.status_code == 413 and res.json()["error"]["code"] == "request_too_large"
+
+    def long_message() -> None:  # under the body limit, over what 4,096 tokens hold: refused before tokenizing
+        start = time.monotonic()
+        res = _post(url, json_body={"model": "long", "messages": [{"role": "user", "content": "word " * 180_000}]})
+        done["long"] = time.monotonic() - start
+        assert res.status_code == 400 and "context length" in res.json()["error"]["message"]
+
+    threads = [threading.Thread(target=f) for f in (huge, long_message)]
+    for t in threads:
+        t.start()
+    start = time.monotonic()
+    assert httpx.get(f"{url}/models", timeout=30).status_code == 200
+    models_s = time.monotonic() - start
+    for t in threads:
+        t.join()
+    # before: 9.5 s to refuse a 10 MB message, and /v1/models waited 9.85 s behind it
+    assert set(done) == {"huge", "long"} and max(done.values()) < 3 and models_s < 3, (done, models_s)
+
+
+def test_a_tiny_temperature_decodes_greedily(live):
+    greedy = _ask(live["url"], "smol", "Name a colour.", max_tokens=12, temperature=0)
+    tiny = _ask(live["url"], "smol", "Name a colour.", max_tokens=12, temperature=1e-300)  # was nan: HTTP 500
+    assert tiny["choices"][0]["message"]["content"] == greedy["choices"][0]["message"]["content"]
+    assert greedy["choices"][0]["message"]["content"].strip()
+
+
+def test_stop_strings_end_the_answer_where_they_appear(live):
+    full = _ask(live["url"], "smol", "Count from 1 to 20, separated by commas.", max_tokens=40)
+    text = full["choices"][0]["message"]["content"]
+    assert "5" in text, text
+    cut = _ask(live["url"], "smol", "Count from 1 to 20, separated by commas.", max_tokens=40, stop=["5"])
+    assert cut["choices"][0]["message"]["content"] == text[:text.index("5")].strip()
+    assert cut["choices"][0]["finish_reason"] == "stop"
+    assert cut["usage"]["completion_tokens"] < full["usage"]["completion_tokens"]  # generation stopped there too
+
+
+def test_a_failure_inside_a_stream_ends_it_with_an_error_event_and_done(tiny_model_dir):
+    import json
+
+    from fastapi.testclient import TestClient
+
+    from tunesmith import serve as serving
+
+    session = chat.open_session(str(tiny_model_dir), say=lambda _: None)
+    calls = []
+
+    def fail_on_the_third(*_: object) -> None:  # as a GPU running out of memory mid-answer would
+        calls.append(1)
+        if len(calls) == 3:
+            raise RuntimeError("out of memory")
+
+    session.model.register_forward_hook(fail_on_the_third)
+    client = TestClient(serving.create_app({"m": session}))
+    body = {"model": "m", "messages": HI, "max_tokens": 20, "temperature": 1.0, "seed": 3}
+    with client.stream("POST", "/v1/chat/completions", json={**body, "stream": True}) as res:
+        events = [line[6:] for line in res.iter_lines() if line.startswith("data: ")]
+    assert res.status_code == 200 and events[-1] == "[DONE]"
+    error = json.loads(events[-2])["error"]
+    assert error["code"] == "generation_failed" and "out of memory" in error["message"]
+    calls.clear()
+    res = client.post("/v1/chat/completions", json=body)  # not streaming: OpenAI's error body, not a traceback
+    assert res.status_code == 500 and "out of memory" in res.json()["error"]["message"]
+    calls.extend([1] * 10)  # the failing call is past: the same app answers again
+    assert client.post("/v1/chat/completions", json=body).status_code == 200
+
+
+def test_eight_mixed_requests_at_once_answer_what_they_answer_alone(live):
+    import json
+
+    import httpx
+
+    url = live["url"]
+    asks = [(model, stream, seed) for model in ("smol", "short") for stream in (False, True) for seed in (1, 2)]
+
+    def ask(model: str, stream: bool, seed: int) -> str:
+        body = {"model": model, "max_tokens": 10, "temperature": 1.0, "seed": seed, "stream": stream,
+                "messages": [{"role": "user", "content": f"Say something about the number {seed}."}]}
+        if not stream:
+            res = httpx.post(f"{url}/chat/completions", json=body, timeout=120)
+            return res.json()["choices"][0]["message"]["content"]
+        with httpx.stream("POST", f"{url}/chat/completions", json=body, timeout=120) as res:
+            events = [json.loads(x[6:]) for x in res.iter_lines() if x.startswith("data: {")]
+        return "".join(e["choices"][0]["delta"].get("content") or "" for e in events).strip()
+
+    alone = [ask(*a) for a in asks]
+    together: dict[int, str] = {}
+    threads = [threading.Thread(target=lambda i=i, a=a: together.__setitem__(i, ask(*a))) for i, a in enumerate(asks)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert [together[i] for i in range(len(asks))] == alone
+    assert len(set(alone[:2])) == 2  # the seeds give different answers: the comparison can fail
+
+
+def test_fuzz_the_openapi_document_no_5xx_and_the_server_stays_up(live):
+    """Schemathesis draws requests from the server's own OpenAPI document (its bounds included); a third keep
+    the random model name, the others name a served model so that generation runs too."""
+    import collections
+
+    import httpx
+    import schemathesis
+    from hypothesis import HealthCheck, given, settings
+    from hypothesis import strategies as st
+
+    root = live["url"].removesuffix("/v1")
+    schema = schemathesis.openapi.from_url(f"{root}/openapi.json")
+    operations = [result.ok() for result in schema.get_all_operations()]
+    assert {(o.method, o.path) for o in operations} == {("get", "/v1/models"), ("post", "/v1/chat/completions")}
+
+    def served(pair: tuple) -> object:
+        case, name = pair
+        if name and isinstance(case.body, dict):
+            case.body["model"] = name
+        return case
+
+    seen: collections.Counter = collections.Counter()
+    cases = st.tuples(st.one_of(*[o.as_strategy() for o in operations]),
+                      st.sampled_from(["short", "short", None])).map(served)
+
+    @settings(max_examples=100, deadline=None, database=None, suppress_health_check=list(HealthCheck))
+    @given(case=cases)
+    def no_server_errors(case) -> None:  # noqa: ANN001
+        res = case.call(base_url=root)
+        seen[res.status_code] += 1
+        assert res.status_code < 500, (case.body, res.text)
+
+    no_server_errors()
+    print(f"fuzz: {sum(seen.values())} requests, by status {dict(sorted(seen.items()))}")
+    assert seen[200] > 10 and seen[400] > 10  # both generation and refusal were reached
+    assert httpx.get(f"{live['url']}/models", timeout=30).status_code == 200
+
+
+def test_serve_refuses_a_public_address_without_a_key_before_loading(tmp_path):
+    from tests.conftest import fails, tunesmith
+
+    res = tunesmith("serve", str(tmp_path / "no-such-model"), "--host", "0.0.0.0", timeout=120)
+    fails(res, "--host 0.0.0.0 without --api-key", "--allow-remote")

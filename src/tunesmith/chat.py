@@ -11,6 +11,7 @@ from __future__ import annotations
 import threading
 from collections import Counter
 from collections.abc import Callable, Iterator, Sequence
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -92,26 +93,31 @@ def training_system_prompt(convs: Sequence[Conversation]) -> str | None:
 
 
 def stream(model: Any, tokenizer: Any, prompt: str, settings: EvalConfig, *, stop: Sequence[str] = (),
-           seed: int | None = None) -> Iterator[str]:
+           seed: int | None = None, cancel: threading.Event | None = None,
+           hold: AbstractContextManager[Any] | None = None) -> Iterator[str]:
     """Yield the answer's text piece by piece while `model.generate` runs in a thread; the last item is a Reply.
 
     `stop` strings end the answer (OpenAI's `stop`; the text is cut before them); end-of-turn tokens always do.
+    Setting `cancel` (or closing this generator) ends the generation at its next token: a server sets it when
+    the client goes away. `hold` is held by the generating thread from seeding to the last token (serve: one
+    generation at a time, an abandoned one included, so a seeded request never shares torch's RNG).
     """
     import torch
     from transformers import TextIteratorStreamer
 
     ids = tokenizer(prompt, return_tensors="pt", add_special_tokens=False).to(model.device)
     streamer = TextIteratorStreamer(tokenizer, skip_prompt=True, skip_special_tokens=True)
-    kwargs = evaluate.generation_kwargs(tokenizer, settings)
-    if stop:
-        kwargs |= {"stop_strings": list(stop), "tokenizer": tokenizer}
+    cancel = cancel or threading.Event()
+    until = Until(tokenizer, ids["input_ids"].shape[1], stop, cancel)
+    kwargs = evaluate.generation_kwargs(tokenizer, settings) | {"stopping_criteria": [until]}
     result: dict[str, Any] = {}
 
     def run() -> None:
         try:
-            torch.manual_seed(settings.seed if seed is None else seed)
-            with torch.inference_mode():
-                result["ids"] = model.generate(**ids, streamer=streamer, **kwargs)
+            with hold or nullcontext():
+                torch.manual_seed(settings.seed if seed is None else seed)
+                with torch.inference_mode():
+                    result["ids"] = model.generate(**ids, streamer=streamer, **kwargs)
         except BaseException as err:  # re-raised in the caller's thread, after the streamer is closed
             result["error"] = err
             streamer.end()
@@ -119,23 +125,52 @@ def stream(model: Any, tokenizer: Any, prompt: str, settings: EvalConfig, *, sto
     model.eval()
     worker = threading.Thread(target=run, daemon=True)
     worker.start()
-    text, cut = "", None
-    for piece in streamer:
-        text += piece
-        cut = _first_stop(text, stop)
-        if cut is not None:
-            piece = piece[: len(piece) - (len(text) - cut)]
-            text = text[:cut]
-        if piece:
-            yield piece
-        if cut is not None:
-            break
-    worker.join()
+    try:
+        text, cut = "", None
+        for piece in streamer:
+            text += piece
+            cut = _first_stop(text, stop)
+            if cut is not None:
+                piece = piece[: len(piece) - (len(text) - cut)]
+                text = text[:cut]
+            if piece:
+                yield piece
+            if cut is not None:
+                cancel.set()  # Until stops at the same token; this covers a decode that differs in spacing
+                break
+        worker.join()
+    finally:
+        cancel.set()  # a consumer that stops reading (closes this generator) ends the generation too
     if "error" in result:
         raise result["error"]
     new = result["ids"][0, ids["input_ids"].shape[1]:].tolist()
     ended = bool(template.end_of_turn_ids(tokenizer) & set(new)) or cut is not None
     yield Reply(text.strip(), ended, ids["input_ids"].shape[1], len(new))
+
+
+class Until:
+    """A StoppingCriteria: True once `cancel` is set or a stop string appears in the new text.
+
+    Not transformers' `stop_strings`: its tables grow with the number and length of the strings times the
+    vocabulary (500 stop strings held a server for 25 s; one 200,000-character string asked for 36.6 GiB).
+    This decodes only the tail of the new tokens that could hold a stop string (4 tokens per character covers
+    byte-level pieces), so its cost per token is bounded by the longest stop string, a few microseconds here.
+    """
+
+    def __init__(self, tokenizer: Any, prompt_len: int, stop: Sequence[str], cancel: threading.Event) -> None:
+        self.tokenizer, self.prompt_len, self.cancel = tokenizer, prompt_len, cancel
+        self.stop = [s for s in stop if s]
+        self.tail = 4 * max((len(s) for s in self.stop), default=0) + 4
+
+    def __call__(self, input_ids: Any, scores: Any, **_: Any) -> Any:
+        import torch
+
+        done = self.cancel.is_set()
+        if not done and self.stop:
+            new = input_ids[0, self.prompt_len:][-self.tail:].tolist()
+            text = self.tokenizer.decode(new, skip_special_tokens=True)
+            done = any(s in text for s in self.stop)
+        return torch.full((input_ids.shape[0],), done, dtype=torch.bool, device=input_ids.device)
 
 
 def _first_stop(text: str, stop: Sequence[str]) -> int | None:

@@ -473,7 +473,9 @@ def serve(targets: Annotated[Optional[list[str]], typer.Argument(
           port: Annotated[int, typer.Option("--port")] = 8000,
           api_key: Annotated[Optional[str], typer.Option("--api-key", envvar="TUNESMITH_API_KEY", show_default=False,
                                                          help="require 'Authorization: Bearer KEY' (or set "
-                                                              "TUNESMITH_API_KEY)")] = None) -> None:
+                                                              "TUNESMITH_API_KEY)")] = None,
+          allow_remote: Annotated[bool, typer.Option("--allow-remote", help="serve another --host than loopback "
+                                                     "without --api-key")] = False) -> None:
     """An OpenAI-compatible API (/v1/models, /v1/chat/completions, streaming) over tuned and base models."""
     from tunesmith import serve as serving
 
@@ -481,9 +483,7 @@ def serve(targets: Annotated[Optional[list[str]], typer.Argument(
     if not every:
         raise TunesmithError("nothing to serve", fix="name a run folder or model: tunesmith serve runs/demo "
                              "--model base")
-    if host not in ("127.0.0.1", "localhost", "::1") and not api_key:
-        _say(f"warning: serving on {host} without --api-key: anyone who reaches this port can use the models")
-    serving.serve(every, host=host, port=port, api_key=api_key, say=_say)
+    serving.serve(every, host=host, port=port, api_key=api_key, allow_remote=allow_remote, say=_say)
 
 
 @app.command()

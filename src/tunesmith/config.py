@@ -173,7 +173,7 @@ class EvalConfig(_Strict):
     max_rows: int = Field(40, ge=1, description="held-out rows to generate for (generation is the slow part)")
     max_new_tokens: int = Field(96, ge=1, description="longest answer generated per eval row")
     batch_size: int = Field(8, ge=1, description="rows generated together (left padding, KV cache)")
-    temperature: float = Field(0.0, ge=0, description="0 = greedy (deterministic); > 0 samples")
+    temperature: float = Field(0.0, ge=0, description="0 (or under 0.001) = greedy (deterministic); more samples")
     top_p: float = Field(1.0, gt=0, le=1, description="nucleus sampling, with temperature > 0")
     repetition_penalty: float = Field(1.0, gt=0, description="> 1 discourages repeating tokens; 1 = off")
     seed: int = Field(0, description="sampling and bootstrap seed")

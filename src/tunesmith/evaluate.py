@@ -70,12 +70,19 @@ def generate(model: Any, tokenizer: Any, convs: Sequence[Conversation], cfg: Eva
     return gens
 
 
+# A temperature below this generates greedily. Logits divided by 1e-300 are inf and sampling fails on nan
+# probabilities; and at 1e-3 a logit gap of bf16's resolution near 30 (0.125) already weighs e^-125 against the
+# runner-up: sampling there is greedy decoding with extra steps.
+GREEDY_BELOW = 1e-3
+
+
 def generation_kwargs(tokenizer: Any, cfg: EvalConfig) -> dict[str, Any]:
     """model.generate's settings from the eval section: the one place eval, chat and serve take them from, so a
     chat answer equals eval's generation for the same row. Generation stops at any end-of-turn token the
-    vocabulary has (template.end_of_turn_ids), not only the model's configured eos."""
-    sampling = ({"do_sample": True, "temperature": cfg.temperature, "top_p": cfg.top_p} if cfg.temperature > 0
-                else {"do_sample": False, "temperature": None, "top_p": None, "top_k": None})
+    vocabulary has (template.end_of_turn_ids), not only the model's configured eos. A temperature under
+    GREEDY_BELOW (0 included) decodes greedily."""
+    sampling = ({"do_sample": True, "temperature": cfg.temperature, "top_p": cfg.top_p}
+                if cfg.temperature >= GREEDY_BELOW else {"do_sample": False, "temperature": None, "top_p": None, "top_k": None})
     return {"max_new_tokens": cfg.max_new_tokens, "use_cache": True, "repetition_penalty": cfg.repetition_penalty,
             "pad_token_id": tokenizer.pad_token_id, "eos_token_id": sorted(end_of_turn_ids(tokenizer)), **sampling}
 

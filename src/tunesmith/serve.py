@@ -3,16 +3,23 @@
 GET /v1/models and POST /v1/chat/completions (with and without `stream: true`, as server-sent events). Each model
 is a chat.Session: the same render path and generation settings as chat and eval; a request's temperature,
 top_p, max_tokens, stop and seed override the model's eval settings for that request only. One generation runs
-at a time (an asyncio lock: a small CPU model gains nothing from interleaving, and requests never share a
-batch, so outputs cannot mix); the others wait their turn. Errors have OpenAI's body shape. Loopback by default;
-an API key, when set, is compared in constant time and never logged.
+at a time (a small CPU model gains nothing from interleaving, and requests never share a batch, so outputs cannot
+mix); the others wait their turn. Errors have OpenAI's body shape, and every bad request is a 4xx.
+
+Hostile use (tests/test_serve_hostile.py): every field is bounded in the request model (FastAPI answers 400
+before any work); a body over MAX_BODY_BYTES is 413 and a non-JSON content type 415; tokenizing runs off the event
+loop, after a character count that needs no tokenizer; a client that goes away cancels its generation at the
+next token (streaming or not); a failure inside a stream ends it with an error event and [DONE]. Loopback by
+default; any other address needs an API key or --allow-remote; the key is compared in constant time, never logged.
 """
 
 from __future__ import annotations
 
 import asyncio
 import hmac
+import ipaddress
 import json
+import threading
 import time
 import uuid
 from collections.abc import AsyncIterator, Sequence
@@ -21,31 +28,88 @@ from typing import Any, Literal
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, StreamingResponse
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from starlette.exceptions import HTTPException
 
 from tunesmith import chat
 from tunesmith.config import EvalConfig
+from tunesmith.errors import TunesmithError
 from tunesmith.records import Message, Reply
+
+# Bounds of a request, declared in the model so that a request past them is refused before any work.
+MAX_BODY_BYTES = 8 * 2**20  # a 10 MB body took 9.5 s to refuse after tokenizing; now 413 before parsing
+MAX_MESSAGES = 1024
+MAX_CHARS = 1_000_000  # all messages together; tokenizing 1M characters takes ~1 s (off the event loop)
+MAX_STOPS, MAX_STOP_CHARS = 4, 256  # OpenAI's own limit is 4 stop strings
+CHARS_PER_TOKEN_MAX = 16  # more characters than context x 16 cannot fit: refused without tokenizing
+SEED_RANGE = (-(2**63), 2**64 - 1)  # what torch.manual_seed takes (2**64 was an OverflowError, HTTP 500)
+
+
+def _utf8(text: str) -> str:
+    """Text that can be encoded (a lone surrogate like '\\ud800', valid in JSON, is not: the tokenizer failed)."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError as err:
+        raise ValueError(f"text is not valid Unicode at character {err.start} (a lone surrogate)") from None
+    return text
+
+
+class TextPart(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+    type: Literal["text"]
+    text: str
 
 
 class ChatMessage(BaseModel):
     model_config = ConfigDict(extra="ignore")  # OpenAI clients send name, tool fields...
     role: Literal["system", "user", "assistant", "developer"]
-    content: str
+    content: str | list[TextPart] = Field(description=f"text, or text parts; at most {MAX_CHARS:,} characters")
+
+    @field_validator("content")
+    @classmethod
+    def _text(cls, value: str | list[TextPart]) -> str:
+        """OpenAI's content parts ([{"type": "text", "text": ...}]) are joined into one text."""
+        text = value if isinstance(value, str) else "".join(p.text for p in value)
+        if len(text) > MAX_CHARS:
+            raise ValueError(f"{len(text):,} characters; at most {MAX_CHARS:,} are accepted")
+        return _utf8(text)
 
 
 class ChatRequest(BaseModel):
     model_config = ConfigDict(extra="ignore")  # unknown OpenAI options (logprobs, ...) are ignored, not refused
-    model: str
-    messages: list[ChatMessage] = Field(min_length=1)
+    model: str = Field(max_length=512)
+    messages: list[ChatMessage] = Field(min_length=1, max_length=MAX_MESSAGES)
     stream: bool = False
-    temperature: float | None = Field(None, ge=0, le=2)
+    temperature: float | None = Field(None, ge=0, le=2, description="under 0.001 decodes greedily, as 0 does")
     top_p: float | None = Field(None, gt=0, le=1)
-    max_tokens: int | None = Field(None, ge=1)
-    max_completion_tokens: int | None = Field(None, ge=1)
-    stop: str | list[str] | None = None
-    seed: int | None = None
+    max_tokens: int | None = Field(None, ge=1, le=2**20)
+    max_completion_tokens: int | None = Field(None, ge=1, le=2**20)
+    stop: str | list[str] | None = Field(None, description=f"at most {MAX_STOPS} strings of at most "
+                                         f"{MAX_STOP_CHARS} characters")
+    seed: int | None = Field(None, ge=SEED_RANGE[0], le=SEED_RANGE[1])
     n: int = Field(1, ge=1, le=1)
+
+    @field_validator("stop")
+    @classmethod
+    def _stop_text(cls, value: str | list[str] | None) -> str | list[str] | None:
+        texts = [value] if isinstance(value, str) else value or []
+        if len(texts) > MAX_STOPS:
+            raise ValueError(f"{len(texts)} stop strings; at most {MAX_STOPS} are accepted")
+        for text in texts:
+            if len(text) > MAX_STOP_CHARS:
+                raise ValueError(f"a stop string of {len(text):,} characters; at most {MAX_STOP_CHARS} are accepted")
+            _utf8(text)
+        return value
+
+    @model_validator(mode="after")
+    def _total(self) -> ChatRequest:
+        total = sum(len(m.content) for m in self.messages)
+        if total > MAX_CHARS:
+            raise ValueError(f"the messages hold {total:,} characters; at most {MAX_CHARS:,} are accepted")
+        return self
+
+    def stops(self) -> list[str]:
+        return [self.stop] if isinstance(self.stop, str) else list(self.stop or [])
 
 
 class ApiError(Exception):
@@ -54,52 +118,71 @@ class ApiError(Exception):
         super().__init__(message)
         self.status, self.body = status, {"error": {"message": message, "type": kind, "param": param, "code": code}}
 
+    def response(self) -> JSONResponse:
+        return JSONResponse(self.body, status_code=self.status)
+
 
 def create_app(sessions: dict[str, chat.Session], api_key: str | None = None) -> FastAPI:
     """The API over `sessions` (model id -> Session); `api_key` None = no key needed (loopback use)."""
     app = FastAPI(title="tunesmith", docs_url=None, redoc_url=None)
-    lock = asyncio.Lock()
+    queue = asyncio.Lock()  # requests wait here in turn, not in the thread pool
+    generating = threading.Lock()  # held by the generating thread: an abandoned generation ends before the next
     created = int(time.time())
-
-    @app.exception_handler(ApiError)
-    async def _api_error(_: Request, err: ApiError) -> JSONResponse:
-        return JSONResponse(err.body, status_code=err.status)
-
-    @app.exception_handler(RequestValidationError)
-    async def _invalid(_: Request, err: RequestValidationError) -> JSONResponse:
-        return JSONResponse(_validation_error(err.errors()).body, status_code=400)
-
-    @app.middleware("http")
-    async def _auth(request: Request, call_next: Any) -> Any:
-        if api_key and not _key_ok(request.headers.get("authorization", ""), api_key):
-            err = ApiError(401, "Incorrect API key provided", code="invalid_api_key")
-            return JSONResponse(err.body, status_code=401)
-        return await call_next(request)
+    _handlers(app, api_key)
 
     @app.get("/v1/models")
     async def _models() -> dict[str, Any]:
         return {"object": "list", "data": [{"id": name, "object": "model", "created": created,
                                             "owned_by": "tunesmith"} for name in sessions]}
 
-    @app.post("/v1/chat/completions")
-    async def _completions(request: Request) -> Any:
-        body = await _json(request)
-        try:
-            req = ChatRequest.model_validate(body)
-        except ValidationError as err:
-            raise _validation_error(err.errors()) from None
+    @app.post("/v1/chat/completions", max_body_size=MAX_BODY_BYTES)  # chunked bodies
+    async def _completions(req: ChatRequest, request: Request) -> Any:
         session = sessions.get(req.model)
         if session is None:
             raise ApiError(404, f"The model '{req.model}' does not exist; served: {', '.join(sessions)}",
                            param="model", code="model_not_found")
-        prompt, settings = _prepare(session, req)
+        prompt, settings = await asyncio.to_thread(_prepare, session, req)  # tokenizing: off the event loop
+        run = _Generation(session, prompt, settings, req, generating)
         if req.stream:
-            return StreamingResponse(_events(session, req, prompt, settings, lock), media_type="text/event-stream")
-        async with lock:
-            reply = await asyncio.to_thread(_generate, session, prompt, settings, req)
-        return _completion(req.model, reply)
+            return StreamingResponse(_events(run, req.model, queue), media_type="text/event-stream")
+        async with queue:
+            reply = await _until_done(run, request)
+        return _completion(req.model, reply) if reply is not None else None
 
     return app
+
+
+def _handlers(app: FastAPI, api_key: str | None) -> None:
+    """OpenAI-shaped errors for everything (validation, 404/405/413 from the framework), the key, JSON only."""
+
+    @app.exception_handler(ApiError)
+    async def _api_error(_: Request, err: ApiError) -> JSONResponse:
+        return err.response()
+
+    @app.exception_handler(RequestValidationError)
+    async def _invalid(_: Request, err: RequestValidationError) -> JSONResponse:
+        return _validation_error(err.errors()).response()
+
+    @app.exception_handler(HTTPException)
+    async def _http(_: Request, err: HTTPException) -> JSONResponse:
+        code = {400: "invalid_json", 413: "request_too_large", 404: "not_found",
+                405: "method_not_allowed"}.get(err.status_code)
+        detail = {400: "The request body could not be parsed as JSON (nested too deeply?)",
+                  413: f"The request body is over {MAX_BODY_BYTES:,} bytes"}.get(err.status_code, str(err.detail))
+        return ApiError(err.status_code, detail, code=code).response()
+
+    @app.middleware("http")
+    async def _guard(request: Request, call_next: Any) -> Any:
+        if api_key and not _key_ok(request.headers.get("authorization", ""), api_key):
+            return ApiError(401, "Incorrect API key provided", code="invalid_api_key").response()
+        if int(request.headers.get("content-length") or 0) > MAX_BODY_BYTES:  # said, not read: refused first
+            return ApiError(413, f"The request body is over {MAX_BODY_BYTES:,} bytes",
+                            code="request_too_large").response()
+        kind = request.headers.get("content-type", "").split(";")[0].strip().lower()
+        if request.method == "POST" and kind != "application/json":
+            return ApiError(415, f"Content-Type must be application/json, not {kind or 'missing'}",
+                            code="unsupported_media_type").response()
+        return await call_next(request)
 
 
 def _key_ok(header: str, key: str) -> bool:
@@ -107,31 +190,33 @@ def _key_ok(header: str, key: str) -> bool:
     return hmac.compare_digest(given.encode(), key.encode())
 
 
-async def _json(request: Any) -> Any:
-    try:
-        return json.loads(await request.body())
-    except (json.JSONDecodeError, UnicodeDecodeError) as err:
-        raise ApiError(400, f"The request body is not valid JSON: {err}", code="invalid_json") from None
-
-
 def _validation_error(errors: Sequence[Any]) -> ApiError:
     first = errors[0] if errors else {}
+    if first.get("type") == "json_invalid":
+        return ApiError(400, f"The request body is not valid JSON: {first.get('ctx', {}).get('error', '')}",
+                        code="invalid_json")
     where = ".".join(str(p) for p in first.get("loc", ()) if p != "body")
-    return ApiError(400, f"Invalid request: {where or 'body'}: {first.get('msg', 'invalid')}", param=where or None,
+    what = str(first.get("msg", "invalid")).removeprefix("Value error, ")
+    return ApiError(400, f"Invalid request: {where or 'body'}: {what}", param=where or None,
                     code="invalid_request")
 
 
 def _prepare(session: chat.Session, req: ChatRequest) -> tuple[str, EvalConfig]:
     """The prompt (the session's render path) and this request's generation settings; too long is a 400."""
-    messages = [Message("system" if m.role == "developer" else m.role, m.content) for m in req.messages]
+    messages = [Message("system" if m.role == "developer" else m.role, str(m.content)) for m in req.messages]
     if messages[-1].role != "user":
         raise ApiError(400, "The last message must be from the user", param="messages", code="invalid_messages")
-    prompt = chat.prompt_for(session, messages)
     update = {"temperature": req.temperature, "top_p": req.top_p,
               "max_new_tokens": req.max_completion_tokens or req.max_tokens}
     settings = session.settings.model_copy(update={k: v for k, v in update.items() if v is not None})
-    used = len(session.tokenizer(prompt, add_special_tokens=False)["input_ids"])
     context = getattr(session.model.config, "max_position_embeddings", None)
+    chars = sum(len(m.content) for m in messages)
+    if context and chars > context * CHARS_PER_TOKEN_MAX:
+        raise ApiError(400, f"This model's maximum context length is {context} tokens; the messages hold {chars:,} "
+                       f"characters, more than any tokenization of them fits", param="messages",
+                       code="context_length_exceeded")
+    prompt = chat.prompt_for(session, messages)
+    used = len(session.tokenizer(prompt, add_special_tokens=False)["input_ids"])
     if context and used + settings.max_new_tokens > context:
         raise ApiError(400, f"This model's maximum context length is {context} tokens; the messages use {used} "
                        f"and max_tokens asks for {settings.max_new_tokens} more", param="messages",
@@ -139,12 +224,72 @@ def _prepare(session: chat.Session, req: ChatRequest) -> tuple[str, EvalConfig]:
     return prompt, settings
 
 
-def _stops(req: ChatRequest) -> list[str]:
-    return [req.stop] if isinstance(req.stop, str) else list(req.stop or [])
+class _Generation:
+    """One request's generation: chat.stream with a cancel event, holding the server's generating lock."""
+
+    def __init__(self, session: chat.Session, prompt: str, settings: EvalConfig, req: ChatRequest,
+                 generating: threading.Lock) -> None:
+        self.cancel = threading.Event()
+        self.pieces = chat.stream(session.model, session.tokenizer, prompt, settings, stop=req.stops(),
+                                  seed=req.seed, cancel=self.cancel, hold=generating)
+
+    def reply(self) -> Reply:
+        return list(self.pieces)[-1]
 
 
-def _generate(session: chat.Session, prompt: str, settings: EvalConfig, req: ChatRequest) -> Reply:
-    return list(chat.stream(session.model, session.tokenizer, prompt, settings, stop=_stops(req), seed=req.seed))[-1]
+async def _until_done(run: _Generation, request: Request) -> Reply | None:
+    """The whole answer; None when the client went away first (its generation is cancelled at the next token).
+    A failure of the generation is a 500 with OpenAI's error body."""
+    answer = asyncio.ensure_future(asyncio.to_thread(run.reply))
+    gone = asyncio.ensure_future(_disconnected(request))
+    try:
+        await asyncio.wait({answer, gone}, return_when=asyncio.FIRST_COMPLETED)
+        if not answer.done():
+            run.cancel.set()
+            await asyncio.wait({answer})
+            return None
+        return answer.result()
+    except Exception as err:  # noqa: BLE001 - said to the client; the server stays up
+        raise ApiError(500, f"generation failed: {type(err).__name__}: {err}", code="generation_failed",
+                       kind="server_error") from err
+    finally:
+        gone.cancel()
+        run.cancel.set()  # also when this handler is cancelled (the server stopping)
+
+
+async def _disconnected(request: Request) -> None:
+    """Returns when the client has gone away: the ASGI server's http.disconnect (what StreamingResponse waits
+    for too; polling request.is_disconnected() never saw it behind the key middleware)."""
+    while (await request.receive())["type"] != "http.disconnect":
+        pass
+
+
+async def _events(run: _Generation, model: str, queue: asyncio.Lock) -> AsyncIterator[str]:
+    """Server-sent events: a role chunk, one chunk per piece of text, a finish chunk with usage, [DONE]. A failure
+    ends the stream with an error event (OpenAI's error body) and [DONE]; a client that goes away (Starlette
+    cancels this generator) cancels the generation."""
+    head = {"id": f"chatcmpl-{uuid.uuid4().hex}", "object": "chat.completion.chunk", "created": int(time.time()),
+            "model": model}
+
+    def chunk(delta: dict[str, str], finish: str | None = None, **extra: Any) -> str:
+        return "data: " + json.dumps({**head, "choices": [{"index": 0, "delta": delta, "finish_reason": finish}],
+                                      **extra}, ensure_ascii=False) + "\n\n"
+
+    try:
+        async with queue:
+            yield chunk({"role": "assistant", "content": ""})
+            while (item := await asyncio.to_thread(next, run.pieces, None)) is not None:
+                if isinstance(item, Reply):
+                    yield chunk({}, "stop" if item.stopped else "length", usage=_usage(item))
+                else:
+                    yield chunk({"content": item})
+    except Exception as err:  # noqa: BLE001 - the client hears of any failure; the server stays up
+        body = ApiError(500, f"generation failed: {type(err).__name__}: {err}", code="generation_failed",
+                        kind="server_error").body
+        yield "data: " + json.dumps(body, ensure_ascii=False) + "\n\n"
+    finally:
+        run.cancel.set()
+    yield "data: [DONE]\n\n"
 
 
 def _completion(model: str, reply: Reply) -> dict[str, Any]:
@@ -159,25 +304,18 @@ def _usage(reply: Reply) -> dict[str, int]:
             "total_tokens": reply.prompt_tokens + reply.new_tokens}
 
 
-async def _events(session: chat.Session, req: ChatRequest, prompt: str, settings: EvalConfig, lock: Any
-                  ) -> AsyncIterator[str]:
-    """Server-sent events: a role chunk, one chunk per piece of text, a finish chunk with usage, [DONE]."""
-    head = {"id": f"chatcmpl-{uuid.uuid4().hex}", "object": "chat.completion.chunk", "created": int(time.time()),
-            "model": req.model}
+def is_loopback(host: str) -> bool:
+    """Whether only this machine can reach `host`.
 
-    def chunk(delta: dict[str, str], finish: str | None = None, **extra: Any) -> str:
-        return "data: " + json.dumps({**head, "choices": [{"index": 0, "delta": delta, "finish_reason": finish}],
-                                      **extra}, ensure_ascii=False) + "\n\n"
-
-    async with lock:
-        yield chunk({"role": "assistant", "content": ""})
-        pieces = chat.stream(session.model, session.tokenizer, prompt, settings, stop=_stops(req), seed=req.seed)
-        while (item := await asyncio.to_thread(next, pieces, None)) is not None:
-            if isinstance(item, Reply):
-                yield chunk({}, "stop" if item.stopped else "length", usage=_usage(item))
-            else:
-                yield chunk({"content": item})
-    yield "data: [DONE]\n\n"
+    >>> is_loopback("127.0.0.1"), is_loopback("localhost"), is_loopback("::1"), is_loopback("0.0.0.0")
+    (True, True, True, False)
+    """
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
 
 
 def open_sessions(targets: Sequence[str], say: Any = print) -> dict[str, chat.Session]:
@@ -187,7 +325,6 @@ def open_sessions(targets: Sequence[str], say: Any = print) -> dict[str, chat.Se
     from pathlib import Path
 
     from tunesmith import rundir
-    from tunesmith.errors import TunesmithError
 
     named: dict[str, str] = {}
     for target in targets:
@@ -206,9 +343,15 @@ def open_sessions(targets: Sequence[str], say: Any = print) -> dict[str, chat.Se
 
 
 def serve(targets: Sequence[str], *, host: str = "127.0.0.1", port: int = 8000, api_key: str | None = None,
-          say: Any = print) -> None:
+          allow_remote: bool = False, say: Any = print) -> None:
+    """Serve `targets` on host:port; another address than loopback needs `api_key` or `allow_remote` (checked
+    before any model loads)."""
     import uvicorn
 
+    if not is_loopback(host) and not api_key and not allow_remote:
+        raise TunesmithError(f"--host {host} without --api-key would let anyone who reaches this port use the "
+                             "models", where="serve", fix="add --api-key KEY (or set TUNESMITH_API_KEY); "
+                             "--allow-remote serves without a key on purpose")
     app = create_app(open_sessions(targets, say), api_key)
     say(f"OpenAI-compatible API on http://{host}:{port}/v1" + (" (API key required)" if api_key else ""))
     uvicorn.run(app, host=host, port=port, log_level="warning")

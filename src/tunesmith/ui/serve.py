@@ -2,26 +2,12 @@
 
 from __future__ import annotations
 
-import ipaddress
 import secrets
 from collections.abc import Callable
 from pathlib import Path
 
 from tunesmith.errors import TunesmithError
-
-
-def is_loopback(host: str) -> bool:
-    """Whether only this machine can reach `host`.
-
-    >>> is_loopback("127.0.0.1"), is_loopback("localhost"), is_loopback("0.0.0.0")
-    (True, True, False)
-    """
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
+from tunesmith.serve import is_loopback
 
 
 def run(root: Path, *, host: str = "127.0.0.1", port: int = 7860, allow_remote: bool = False,
