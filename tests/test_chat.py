@@ -3,9 +3,14 @@
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
+
+import pytest
 
 from tests.conftest import fails, tunesmith
 from tunesmith import chat, config, rundir, template
+from tunesmith.errors import TunesmithError
 from tunesmith.records import Conversation, Message, Reply
 
 
@@ -85,3 +90,29 @@ def test_a_plain_model_spec_chats_with_default_settings(tiny_model_dir):
     assert session.settings == config.EvalConfig(max_new_tokens=4) and session.system is None
     reply = chat.respond(session, "hi")
     assert reply.new_tokens > 0 and session.history[-1] == Message("assistant", reply.text)
+
+
+def test_text_that_is_not_utf8_is_an_error_not_a_traceback(tiny_model_dir):
+    res = subprocess.run([sys.executable, "-m", "tunesmith", "chat", str(tiny_model_dir), "--prompt", b"abc\xff"],
+                         capture_output=True, text=True, timeout=300)
+    fails(res, "--prompt: the text is not UTF-8: byte 0xff at character 4", "iconv")
+    res = subprocess.run([sys.executable, "-m", "tunesmith", "chat", str(tiny_model_dir), "--max-new-tokens", "4"],
+                         input=b"abc\xff\nhi\n/exit\n", capture_output=True, timeout=300)
+    out = res.stdout.decode()
+    assert res.returncode == 0 and b"Traceback" not in res.stderr, res.stderr
+    assert "error: chat: the text is not UTF-8: byte 0xff at character 4" in out
+    assert out.index("not UTF-8") < len(out) - 1  # the loop went on: "hi" was answered after it
+
+
+def test_input_past_the_context_is_refused_by_how_much_and_old_turns_make_room(tiny_model_dir):
+    session = chat.open_session(str(tiny_model_dir), options={"max_new_tokens": 16}, say=lambda _: None)
+    with pytest.raises(TunesmithError, match=r"over the model's 512-token context \(about [\d,]+ of its 4,000 "
+                                             r"characters too many\)"):
+        chat.respond(session, "word " * 800)
+    assert session.history == []
+    session.history = [Message("user", "old question " * 75), Message("assistant", "old answer " * 75)] * 3
+    notes: list[str] = []
+    reply = chat.respond(session, "a new question " * 10, note=notes.append)
+    assert notes == ["(the 4 earliest turns no longer fit the model's context and were left out)"]
+    assert len(session.history) == 4 and session.history[-1] == Message("assistant", reply.text)
+    assert reply.prompt_tokens + 16 <= 512

@@ -123,6 +123,60 @@ def test_export_refuses_bad_options_and_foreign_folders(tiny_run, tmp_path):
     assert not (tmp_path / "y").exists()
 
 
+def test_out_is_checked_before_anything_loads(tiny_run, tmp_path, monkeypatch):
+    from tunesmith import models
+
+    monkeypatch.setattr(models, "load_run_weights", lambda *_: pytest.fail("loaded before --out was checked"))
+    afile = tmp_path / "afile.txt"
+    afile.write_text("x", encoding="utf-8")
+    (tmp_path / "real").mkdir()
+    (tmp_path / "link").symlink_to(tmp_path / "real")
+    for out, says in ((afile, "is a file"), (tmp_path / "link", "symbolic link"),
+                      (Path("/proc/self/x"), "special filesystem"), (afile / "below", "not a folder")):
+        with pytest.raises(TunesmithError, match=says):
+            export.export(tiny_run, out, overwrite=True, say=lambda _: None)
+    assert afile.read_text(encoding="utf-8") == "x" and (tmp_path / "link").is_symlink()
+
+
+def test_overwrite_replaces_only_an_earlier_exports_own_files(tiny_run, tmp_path):
+    out = tmp_path / "merged"
+    export.export(tiny_run, out, fmt="merged", say=lambda _: None)
+    (out / "my_notes.txt").write_text("mine", encoding="utf-8")
+    with pytest.raises(TunesmithError, match="my_notes.txt"):
+        export.export(tiny_run, out, fmt="merged", overwrite=True, say=lambda _: None)
+    assert (out / "my_notes.txt").read_text(encoding="utf-8") == "mine" and (out / export.MANIFEST).is_file()
+    (out / "my_notes.txt").unlink()
+    assert export.export(tiny_run, out, fmt="merged", overwrite=True, say=lambda _: None).check.passed
+
+
+def test_a_killed_exports_hidden_work_folder_is_removed_by_the_next(tiny_run, tmp_path):
+    """SIGKILL while the export is being loaded back (its files written, not yet renamed to --out): the next
+    export removes the hidden folder; one of a live process, and one that is not ours, are left alone."""
+    import signal
+    import time
+
+    out = tmp_path / "out"
+    child = subprocess.Popen([sys.executable, "-c", "import sys; from pathlib import Path; "
+                              "from tunesmith import export; "
+                              "export.export(Path(sys.argv[1]), Path(sys.argv[2]), say=lambda _: None)",
+                              str(tiny_run), str(out)])
+    deadline = time.time() + 300
+    while not list(tmp_path.glob(".out-*/model.safetensors")) and time.time() < deadline:
+        time.sleep(0.05)
+    child.send_signal(signal.SIGKILL)
+    child.wait()
+    (stale,) = tmp_path.glob(".out-*")
+    assert (stale / export.TMP_MARKER).is_file() and not out.exists()
+    live = tmp_path / ".out-live"
+    live.mkdir()
+    (live / export.TMP_MARKER).write_text(f"{os.getpid()}\n", encoding="utf-8")
+    foreign = tmp_path / ".out-mine"
+    foreign.mkdir()
+    export.export(tiny_run, out, say=lambda _: None)
+    assert not stale.exists() and live.is_dir() and foreign.is_dir() and (out / export.MANIFEST).is_file()
+    assert not (out / export.TMP_MARKER).exists()
+
+
 @pytest.fixture(scope="module")
 def smol_exports(smol_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict[str, ExportResult]]:
     """A 2-step run on the embedded SmolLM2-135M and its F16 GGUF export (Q8_0's path runs on the tiny model

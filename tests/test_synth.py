@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import tunesmith
+from tests.conftest import fails, tunesmith
 
 DOCS = {
     "lease.txt": "A lease agreement is a contract in which a landlord lets a tenant use a home for a fixed term in "
@@ -208,6 +208,30 @@ def test_bad_synth_input_exits_2_with_where_and_how(tmp_path: Path):
     res = tunesmith("synth", "--seeds", str(seeds), "--out", str(tmp_path / "o.jsonl"), "--prompts", str(prompts),
                     "--dry-run")
     assert res.returncode == 2 and "{question}" in res.stderr and "{passages}" in res.stderr
+
+
+def test_docs_errors_name_the_file_and_line_and_long_paragraphs_are_cut_to_fit(tmp_path: Path):
+    from tunesmith.synth.retrieve import chunk_documents
+
+    docs = tmp_path / "docs"
+    docs.mkdir()
+    (docs / "rows.jsonl").write_text('{"text": "fine"}\n\n{"text": broken\n', encoding="utf-8")
+    seeds = tmp_path / "seeds.txt"
+    seeds.write_text("lease\n", encoding="utf-8")
+    res = tunesmith("synth", "--seeds", str(seeds), "--docs", str(docs), "--out", str(tmp_path / "o.jsonl"),
+                    "--retriever", "bm25", "--dry-run")
+    fails(res, f"{docs / 'rows.jsonl'}:3: line 3 is not JSON", "one JSON object")
+    (docs / "rows.jsonl").unlink()
+    sentence = "전세 계약을 할 때에는 등기부등본을 먼저 확인해야 합니다. "
+    paragraph = sentence * (58_500 // len(sentence) + 1)  # no blank line: was one passage past the context
+    (docs / "law.txt").write_text(paragraph + "\n\nA short second paragraph.\n", encoding="utf-8")
+    (docs / "long.jsonl").write_text(json.dumps({"text": paragraph}, ensure_ascii=False) + "\n", encoding="utf-8")
+    chunks = chunk_documents(docs, 600)
+    assert max(len(t) for _, t in chunks.passages) <= 600 and len(chunks.passages) > 2 * len(paragraph) // 600
+    for name in ("law.txt", "long.jsonl"):  # every character kept, in order, cut at sentence ends
+        texts = [t for source, t in chunks.passages if source.startswith(name)]
+        assert " ".join(" ".join(texts).split()).startswith(" ".join(paragraph.split()))
+        assert all(t.endswith("니다.") for t in texts[:-2])
 
 
 def test_dry_run_prints_the_first_seed_words_prompts_with_its_passages(inputs):

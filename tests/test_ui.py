@@ -43,7 +43,7 @@ def test_uploads_are_kept_under_their_sha256_and_offered_for_picking(tmp_path: P
     kept = save_upload(root, src)
     digest = hashlib.sha256(src.read_bytes()).hexdigest()
     assert kept == root / "uploads" / digest[:16] / "mine.jsonl" and kept.read_bytes() == src.read_bytes()
-    assert (kept.parent / "sha256").read_text(encoding="utf-8") == f"{digest}  mine.jsonl\n"
+    assert (root / "uploads" / f"{digest[:16]}.sha256").read_text(encoding="utf-8") == f"{digest}  mine.jsonl\n"
     assert save_upload(root, src) == kept  # the same bytes land in the same place
     run = root / "demo"  # a run folder's own JSON files are not offered as data
     (run / "eval").mkdir(parents=True)
@@ -145,6 +145,126 @@ def test_run_states_and_the_inline_report(tiny_run: Path, tmp_path: Path):
     assert frame.startswith("<div class='ts-report'") and "<h2>Did tuning help?</h2>" in frame
     assert "data:image/png;base64," in frame and "<body>" not in frame
     assert "no report yet (stopped)" in report_frame(root, "half")
+
+
+# --- Hostile use (issue 26): the board's own HTTP API, as a script would call it ---------------------------------
+
+@pytest.fixture
+def board(tiny_run: Path, tmp_path: Path):  # noqa: ANN201
+    """The UI app in this process on a free loopback port (uploads capped at 1 MB), over a runs folder holding
+    one finished run; yields (base url, runs folder, call(api_name, *data) -> (how it ended, data)): 'complete',
+    'error' (the handler refused), or 'refused 400' (the request itself, before Gradio saw it)."""
+    import threading
+
+    import httpx
+    import uvicorn
+
+    from tunesmith.ui.app import app
+
+    root = tmp_path / "runs"
+    shutil.copytree(tiny_run, root / "tiny")
+    (root / "tiny" / ".lock").write_text("")
+    server = uvicorn.Server(uvicorn.Config(app(root, max_upload_mb=1), host="127.0.0.1", port=_free_port(),
+                                           log_level="warning"))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    while not server.started:
+        time.sleep(0.05)
+    base = f"http://127.0.0.1:{server.config.port}"
+
+    def call(name: str, *data: object) -> tuple[str, object]:
+        res = httpx.post(f"{base}/gradio_api/call/{name}", json={"data": list(data)}, timeout=60)
+        if res.status_code != 200:
+            return f"refused {res.status_code}", res.json()
+        text = httpx.get(f"{base}/gradio_api/call/{name}/{res.json()['event_id']}", timeout=300).text
+        kind = re.findall(r"^event: (\w+)", text, re.M)[-1]
+        body = re.findall(r"^data: (.*)$", text, re.M)[-1]
+        return kind, json.loads(body) if body.strip() not in ("", "null") else None
+
+    yield base, root, call
+    server.should_exit = True
+    thread.join(timeout=30)
+
+
+def _file(path: str | Path) -> dict:
+    return {"path": str(path), "meta": {"_type": "gradio.FileData"}}
+
+
+def test_the_board_takes_only_files_it_received_and_serves_only_the_runs_folder(board, tmp_path: Path):
+    import httpx
+
+    base, root, call = board
+    secret = tmp_path / "secret.txt"
+    secret.write_text("root:x:0:0:secret\n", encoding="utf-8")
+    for named in ("/etc/passwd", str(secret), str(root / "tiny" / "config.yaml"), "http://127.0.0.1:9/x"):
+        kind, data = call("upload", _file(named))  # the client names a path (or a URL for Gradio to fetch)
+        assert kind == "refused 400" and "was not uploaded to this UI" in data["error"], (named, data)
+    kind, data = call("chat", "tiny", "", 0, 8, "hi", [{"role": "user", "content": _file("/etc/passwd")}], [])
+    assert kind == "refused 400"
+    assert not (root / "uploads").exists() and not [p for p in root.rglob("*") if p.name == "passwd"]
+    for path in ("/etc/passwd", str(secret)):  # and nothing outside the runs folder is served
+        res = httpx.get(f"{base}/gradio_api/file={path}", timeout=30)
+        assert res.status_code >= 400 and "root:x" not in res.text
+    # a real upload (Gradio's upload route, then the event naming what it returned) is kept and picked
+    sent = httpx.post(f"{base}/gradio_api/upload", timeout=60,
+                      files={"files": ("sha256", (SAMPLE / "counsel_en.jsonl").read_bytes())}).json()
+    received = Path(sent[0])
+    assert root.resolve() in received.parents  # Gradio wrote it under the runs folder (.ui/received-*)
+    kind, data = call("upload", _file(received))
+    assert kind == "complete" and data[0]["value"].endswith("/sha256"), data
+    kept = root / data[0]["value"]
+    assert kept.read_bytes() == (SAMPLE / "counsel_en.jsonl").read_bytes()  # an upload named sha256 stays itself
+    assert not received.exists()  # moved out of Gradio's folder, not left twice
+    big = httpx.post(f"{base}/gradio_api/upload", timeout=60, files={"files": ("big.jsonl", b"x" * 1_500_000)})
+    assert big.status_code == 413  # over --max-upload-mb (1 here)
+
+
+def test_the_board_export_never_replaces_without_that_clicks_consent(board):
+    base, root, call = board
+    kind, data = call("export", "tiny", "merged", "f16", False)
+    assert kind == "complete" and "**passed**" in data[0] and data[1] is False, data
+    out = root / "exports" / "tiny-merged"
+    (out / "my_notes.txt").write_text("mine", encoding="utf-8")
+    kind, data = call("export", "tiny", "merged", "f16", False)  # the box is unticked: refused
+    assert "exists and is not empty" in data[0] and data[1] is False
+    kind, data = call("export", "tiny", "merged", "f16", True)  # ticked: still refused, the notes are not ours
+    assert "my_notes.txt" in data[0] and "nothing is replaced" in data[0] and data[1] is False
+    assert (out / "my_notes.txt").read_text(encoding="utf-8") == "mine" and (out / "model.safetensors").is_file()
+
+
+def test_the_model_box_cannot_tell_which_folders_exist_outside_the_runs_folder(tiny_model_dir: Path,
+                                                                              tmp_path: Path):
+    from tunesmith.ui.data import preview_html
+
+    root = tmp_path / "runs"
+    root.mkdir()
+    (root / "rows.jsonl").write_text((SAMPLE / "counsel_en.jsonl").read_text(encoding="utf-8"), encoding="utf-8")
+    (tmp_path / "real-folder").mkdir()
+    pages = {spec: preview_html(root, "rows.jsonl", "", spec).replace(spec, "SPEC")
+             for spec in (str(tmp_path / "real-folder"), str(tmp_path / "no-such-folder"), "/etc", "/nowhere",
+                          "../real-folder", "../no-such", "owner/not-cached")}
+    assert len(set(pages.values())) == 1 and "is not the default model" in next(iter(pages.values())), pages
+    shutil.copytree(tiny_model_dir, root / "models" / "tiny")  # a model folder under the runs folder loads
+    assert "tokens supervised" in preview_html(root, "rows.jsonl", "", "models/tiny")
+
+
+def test_the_train_tab_refuses_run_name_dot_and_keeps_a_refusal_on_its_status_line(tmp_path: Path):
+    from tunesmith.ui import form, jobs, tabs
+
+    root = tmp_path / "runs"
+    root.mkdir()
+    (root / "rows.jsonl").write_text((SAMPLE / "counsel_en.jsonl").read_text(encoding="utf-8"), encoding="utf-8")
+    fields = form.fields()
+    defaults = [f.shown() for f in fields]
+    for name in (".", ".."):
+        planned, *_, start = tabs._on_plan(root, fields, "rows.jsonl", "", name, *defaults)
+        assert planned.startswith("error:") and "folder name" in planned and start["interactive"] is False
+    status, refused, overwrite = tabs._on_start(root, fields, "rows.jsonl", "", ".", True, *defaults)
+    assert status.startswith("error:") and refused == status and overwrite is False  # the box unticks
+    (root / ".ui").mkdir(exist_ok=True)
+    jobs._job_file(root).write_text(json.dumps({"name": "earlier", "pid": 0, "config": "", "log": "", "started": 0}),
+                                    encoding="utf-8")  # an earlier job that finished
+    assert tabs._progress(root, refused)[0] == refused  # not the earlier job's "finished"
 
 
 def test_a_non_loopback_host_needs_allow_remote(tmp_path: Path):

@@ -18,6 +18,7 @@ from typing import Any
 
 from tunesmith import evaluate, models, rundir, template
 from tunesmith.config import EvalConfig, TemplateConfig
+from tunesmith.errors import TunesmithError
 from tunesmith.records import Conversation, Message, Reply
 
 HELP = "commands: /reset (forget the conversation), /system TEXT (new system prompt; /system alone clears it), /exit"
@@ -178,10 +179,56 @@ def _first_stop(text: str, stop: Sequence[str]) -> int | None:
     return min(found) if found else None
 
 
-def respond(session: Session, user: str, write: Callable[[str], None] = lambda _: None) -> Reply:
-    """Answer one user turn, streaming pieces to `write`; the turn and the answer join the history."""
+def checked_text(text: str, where: str) -> str:
+    """`text` when it can be encoded as UTF-8; else a TunesmithError naming `where` and the first bad byte (bytes
+    that are not UTF-8 reach Python as lone surrogates: the tokenizer failed on them with a TypeError).
+
+    >>> checked_text("abc\\udcff", "--prompt")  # doctest: +ELLIPSIS
+    Traceback (most recent call last):
+    tunesmith.errors.TunesmithError: --prompt: the text is not UTF-8: byte 0xff at character 4...
+    """
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError as err:
+        code = ord(text[err.start])
+        what = f"byte 0x{code - 0xDC00:02x}" if 0xDC80 <= code <= 0xDCFF else f"U+{code:04X} (a lone surrogate)"
+        raise TunesmithError(f"the text is not UTF-8: {what} at character {err.start + 1}", where=where,
+                             fix="save or type it as UTF-8 (iconv -f cp949 -t utf-8 converts a Korean file)") from None
+    return text
+
+
+def fitted_prompt(session: Session, user: str) -> tuple[str, int]:
+    """(the prompt for `user` after the history, the number of earliest turns left out so that the prompt and
+    max_new_tokens fit the model's context). A message that does not fit on its own is a TunesmithError saying
+    by how much: a 41k-character input ran past an 8,192-token context for 92 s and answered 'IfeelI'."""
+    context = getattr(session.model.config, "max_position_embeddings", None)
+    room = session.settings.max_new_tokens
+    history, dropped = list(session.history), 0
+    while True:
+        prompt = prompt_for(session, [*history, Message("user", user)])
+        used = len(session.tokenizer(prompt, add_special_tokens=False)["input_ids"])
+        if not context or used + room <= context:
+            return prompt, dropped
+        if not history:
+            over = used + room - context
+            raise TunesmithError(
+                f"the message is {used:,} tokens in the prompt, and {room:,} more are kept for the answer: "
+                f"{over:,} over the model's {context:,}-token context (about {over * len(user) // used:,} "
+                f"of its {len(user):,} characters too many)", where="chat",
+                fix="shorten the message, or lower --max-new-tokens")
+        history, dropped = history[2:], dropped + 2  # one user turn and its answer
+
+
+def respond(session: Session, user: str, write: Callable[[str], None] = lambda _: None,
+            note: Callable[[str], None] = lambda _: None) -> Reply:
+    """Answer one user turn, streaming pieces to `write`; the turn and the answer join the history. Earliest
+    turns that no longer fit the context are left out of the history, said through `note`."""
+    prompt, dropped = fitted_prompt(session, checked_text(user, "chat"))
+    if dropped:
+        session.history = session.history[dropped:]
+        note(f"(the {dropped} earliest turns no longer fit the model's context and were left out)")
     reply = None
-    for item in stream(session.model, session.tokenizer, session.prompt(user), session.settings):
+    for item in stream(session.model, session.tokenizer, prompt, session.settings):
         if isinstance(item, Reply):
             reply = item
         else:
@@ -210,7 +257,11 @@ def repl(session: Session, read: Callable[[], str | None], write: Callable[[str]
         elif line.startswith("/"):
             write(f"unknown command {line.split()[0]}; {HELP}\n")
         else:
-            reply = respond(session, line, write)
+            try:
+                reply = respond(session, line, write, note=lambda text: write(text + "\n"))
+            except TunesmithError as err:  # a line that is not UTF-8, or too long: said, and the loop goes on
+                write(f"error: {err.render()}\n")
+                continue
             write("\n" if reply.stopped else " [cut at max_new_tokens]\n")
             turns += 1
     return turns

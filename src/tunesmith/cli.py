@@ -420,6 +420,9 @@ def chat(target: Target,
     options = {k: v for k, v in given.items() if v is not None}
     section(EvalConfig, options, where="tunesmith chat",  # the config's own checks, before the model loads
             flags={"max_new_tokens": "--max-new-tokens", "temperature": "--temperature"})
+    for flag, text in (("--prompt", prompt), ("--system", system)):
+        if text is not None:
+            chatting.checked_text(text, flag)  # bytes that are not UTF-8, before the model loads
     session = chatting.open_session(target, system=system, options=options, say=_say)
 
     def write(text: str) -> None:
@@ -427,11 +430,13 @@ def chat(target: Target,
         sys.stdout.flush()
 
     if prompt is not None:
-        reply = chatting.respond(session, prompt, write)
+        reply = chatting.respond(session, prompt, write, note=_say)
         write("\n" if reply.stopped else " [cut at max_new_tokens]\n")
         return
     _say(f"chatting with {session.what}; {chatting.HELP}")
     tty = sys.stdin.isatty()
+    if hasattr(sys.stdin, "reconfigure"):  # a line that is not UTF-8 is said and skipped, not a traceback
+        sys.stdin.reconfigure(errors="surrogateescape")
 
     def read() -> str | None:
         try:
@@ -534,11 +539,13 @@ def ui(host: Annotated[str, typer.Option("--host", help="127.0.0.1 (this machine
        port: Annotated[int, typer.Option("--port")] = 7860,
        runs: Annotated[Path, typer.Option("--runs", help="the folder of run folders and uploads")] = Path("runs"),
        allow_remote: Annotated[bool, typer.Option("--allow-remote", help="let --host be other than loopback "
-                                                  "(an access token is then required)")] = False) -> None:
+                                                  "(an access token is then required)")] = False,
+       max_upload_mb: Annotated[int, typer.Option("--max-upload-mb", min=1, help="the largest file the upload box "
+                                                  "takes")] = 100) -> None:
     """A local web app: data, runs and reports in the browser (English / 한국어)."""
     from tunesmith.ui import serve as ui_serve
 
-    ui_serve.run(runs, host=host, port=port, allow_remote=allow_remote, say=_say)
+    ui_serve.run(runs, host=host, port=port, allow_remote=allow_remote, max_upload_mb=max_upload_mb, say=_say)
 
 
 def main() -> None:

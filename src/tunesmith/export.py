@@ -12,6 +12,7 @@ the tokenizer (tokens, types, merges, special ids), the chat template used in tr
 
 from __future__ import annotations
 
+import os
 import shutil
 import tempfile
 from collections.abc import Callable, Sequence
@@ -36,6 +37,8 @@ EXACT = ("merged", "f32", "f16")  # greedy generations must be identical; the ot
 CHECK_PROMPTS = 3
 CHECK_TOKENS = 24
 MANIFEST = "tunesmith_export.json"
+TMP_MARKER = ".tunesmith-export-in-progress"  # inside the hidden work folder until it is renamed to --out
+SPECIAL = ("/proc", "/sys", "/dev")  # kernel filesystems: writing a model there fails after minutes of work
 
 
 def export(run_path: Path, out: Path, *, fmt: str = "merged", quant: str = "f16", overwrite: bool = False,
@@ -48,7 +51,8 @@ def export(run_path: Path, out: Path, *, fmt: str = "merged", quant: str = "f16"
     run = rundir.RunDir(run_path)
     if not run.config.is_file():
         raise TunesmithError(f"{run_path} is not a run folder (no config.yaml)", fix="pass a folder under runs/")
-    _check_target(out, overwrite)
+    _check_target(out, overwrite)  # before minutes of loading and merging
+    _clean_stale(out)
     from tunesmith import config
 
     cfg = config.load(run.config)
@@ -59,7 +63,9 @@ def export(run_path: Path, out: Path, *, fmt: str = "merged", quant: str = "f16"
         model = model.merge_and_unload()  # the adapter folded into the base weights
     _set_generation_config(model, tok)
     system = _training_system(run)
-    tmp = Path(tempfile.mkdtemp(dir=out.parent if out.parent.exists() else None, prefix=f".{out.name}-"))
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(dir=out.parent, prefix=f".{out.name}-"))
+    (tmp / TMP_MARKER).write_text(f"{os.getpid()}\n", encoding="utf-8")
     try:
         files = _write(fmt, quant, model, tok, tmp, cfg.model, system, say)
         loaded, loaded_tok = _load_back(fmt, tmp)
@@ -67,6 +73,7 @@ def export(run_path: Path, out: Path, *, fmt: str = "merged", quant: str = "f16"
         result = ExportResult(fmt, "" if fmt == "merged" else quant, str(out), what, tuple(files),
                               _compare(reference, loaded, loaded_tok, tok, prompts, kind))
         rundir.write_json(tmp / MANIFEST, result.to_json())
+        (tmp / TMP_MARKER).unlink()
         if out.exists():
             shutil.rmtree(out)
         tmp.rename(out)
@@ -80,13 +87,53 @@ def export(run_path: Path, out: Path, *, fmt: str = "merged", quant: str = "f16"
 
 
 def _check_target(out: Path, overwrite: bool) -> None:
-    if out.exists() and any(out.iterdir()):
-        if not overwrite:
-            raise TunesmithError(f"{out} exists and is not empty", fix="pass --overwrite, or another --out folder")
-        if not (out / MANIFEST).is_file():
-            raise TunesmithError(f"{out} is not an earlier tunesmith export (no {MANIFEST}); it is left alone",
-                                 fix="choose an empty or new --out folder")
-    out.parent.mkdir(parents=True, exist_ok=True)
+    """--out is a new path or a folder on an ordinary filesystem, not a file or a link; an earlier export is
+    replaced only with `overwrite`, and only when it holds nothing but that export's own files."""
+    resolved = out.resolve()
+    if out.is_symlink():
+        raise TunesmithError(f"--out {out} is a symbolic link (to {resolved})", fix="name the folder itself")
+    if out.exists() and not out.is_dir():
+        raise TunesmithError(f"--out {out} is a file, not a folder", fix="name a new or empty folder")
+    if any(resolved == Path(s) or Path(s) in resolved.parents for s in SPECIAL):
+        raise TunesmithError(f"--out {out} is on a special filesystem ({resolved})", fix="name a folder on disk")
+    above = next(p for p in (resolved, *resolved.parents) if p.exists())
+    if not above.is_dir() or not os.access(above, os.W_OK):
+        raise TunesmithError(f"--out {out}: {above} is {'not a folder' if not above.is_dir() else 'not writable'}",
+                             fix="name a new folder in a writable folder")
+    if not (out.is_dir() and any(out.iterdir())):
+        return
+    if not overwrite:
+        raise TunesmithError(f"{out} exists and is not empty", fix="pass --overwrite, or another --out folder")
+    if not (out / MANIFEST).is_file():
+        raise TunesmithError(f"{out} is not an earlier tunesmith export (no {MANIFEST}); it is left alone",
+                             fix="choose an empty or new --out folder")
+    earlier = ExportResult.from_json(rundir.read_json(out / MANIFEST), where=str(out / MANIFEST))
+    others = sorted(p.name for p in out.iterdir() if p.name not in {*earlier.files, MANIFEST})
+    if others:
+        raise TunesmithError(f"{out} holds files that are not part of the earlier export: {', '.join(others)}; "
+                             "--overwrite would delete them, so nothing is replaced",
+                             fix="move them elsewhere, or choose another --out folder")
+
+
+def _clean_stale(out: Path) -> None:
+    """Remove the hidden work folders (.<out>-*) an export killed before its rename left beside `out`: only ours
+    (TMP_MARKER inside) and only when the process that made them is gone."""
+    if not out.parent.is_dir():
+        return
+    for folder in out.parent.glob(f".{out.name}-*"):
+        marker = folder / TMP_MARKER
+        if folder.is_dir() and not folder.is_symlink() and marker.is_file() and not _alive(marker):
+            shutil.rmtree(folder, ignore_errors=True)
+
+
+def _alive(marker: Path) -> bool:
+    try:
+        os.kill(int(marker.read_text(encoding="utf-8").strip()), 0)
+    except (ValueError, ProcessLookupError):
+        return False
+    except PermissionError:  # another user's live process
+        return True
+    return True
 
 
 def _write(fmt: str, quant: str, model: Any, tok: Any, folder: Path, base: str, system: str | None,

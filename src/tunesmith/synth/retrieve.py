@@ -34,7 +34,9 @@ class Chunks:
 
 def chunk_documents(folder: Path, chunk_chars: int) -> Chunks:
     """Paragraphs (blank-line separated) of every .txt/.md file joined up to `chunk_chars`; one passage per
-    .jsonl row ('text', 'content' or 'passage' field). Other files are counted, not read."""
+    .jsonl row ('text', 'content' or 'passage' field). A paragraph or row longer than `chunk_chars` is cut at
+    sentence ends (else spaces) into pieces that fit: a 58,500-character paragraph was one passage, and the
+    generator's context overflowed at the first seed. Other files are counted, not read."""
     if not folder.is_dir():
         raise TunesmithError(f"--docs {folder} is not a folder", where="synth",
                              fix="pass a folder of .txt, .md or .jsonl files")
@@ -45,10 +47,11 @@ def chunk_documents(folder: Path, chunk_chars: int) -> Chunks:
         if path.suffix.lower() in TEXT_SUFFIXES:
             out += [(f"{name}#{i}", t) for i, t in enumerate(_join(decode(path)[0], chunk_chars))]
         elif path.suffix.lower() == ".jsonl":
-            rows = [json.loads(line) for line in decode(path)[0].splitlines() if line.strip()]
+            rows = _jsonl_rows(path)
             texts = [next((r[k] for k in ("text", "content", "passage") if isinstance(r.get(k), str)), "")
                      for r in rows if isinstance(r, dict)]
-            out += [(f"{name}#{i}", t.strip()) for i, t in enumerate(texts) if t.strip()]
+            pieces = [p for t in texts if t.strip() for p in split_long(" ".join(t.split()), chunk_chars)]
+            out += [(f"{name}#{i}", t) for i, t in enumerate(pieces)]
             skipped["jsonl rows without text"] += len(rows) - sum(1 for t in texts if t.strip())
         else:
             skipped[f"not .txt/.md/.jsonl ({path.suffix or 'no suffix'})"] += 1
@@ -58,8 +61,52 @@ def chunk_documents(folder: Path, chunk_chars: int) -> Chunks:
     return Chunks(tuple(out), {k: v for k, v in skipped.items() if v})
 
 
+def _jsonl_rows(path: Path) -> list[Any]:
+    """The JSON value of each non-blank line; TunesmithError naming the file and line of one that is not JSON."""
+    rows = []
+    for number, line in enumerate(decode(path)[0].splitlines(), 1):
+        if not line.strip():
+            continue
+        try:
+            rows.append(json.loads(line))
+        except (json.JSONDecodeError, RecursionError) as err:
+            why = err.msg if isinstance(err, json.JSONDecodeError) else "nested too deeply"
+            raise TunesmithError(f"line {number} is not JSON ({why})", where=f"{path}:{number}",
+                                 fix="make every line of a --docs .jsonl one JSON object with a 'text' field, or "
+                                 "save the passages as .txt (paragraphs separated by blank lines)") from None
+    return rows
+
+
+_SENTENCE_END = re.compile(r"(?<=[.!?。！？])\s+")
+
+
+def split_long(text: str, limit: int) -> list[str]:
+    """`text` in pieces of at most `limit` characters, cut after sentence ends where they fall, else at spaces,
+    else (one word longer than `limit`) anywhere.
+
+    >>> split_long("One. Two two. Three three three.", 14)
+    ['One. Two two.', 'Three three', 'three.']
+    """
+    if len(text) <= limit:
+        return [text]
+    pieces, current = [], ""
+    for part in _SENTENCE_END.split(text):
+        for unit in [part] if len(part) <= limit else _words(part, limit):
+            if current and len(current) + 1 + len(unit) > limit:
+                pieces.append(current)
+                current = unit
+            else:
+                current = f"{current} {unit}" if current else unit
+    return pieces + [current] if current else pieces
+
+
+def _words(text: str, limit: int) -> list[str]:
+    return [w[i:i + limit] for w in text.split() for i in range(0, len(w), limit)]
+
+
 def _join(text: str, limit: int) -> list[str]:
-    paragraphs = [" ".join(p.split()) for p in re.split(r"\n\s*\n", text) if p.strip()]
+    paragraphs = [piece for p in re.split(r"\n\s*\n", text) if p.strip()
+                  for piece in split_long(" ".join(p.split()), limit)]
     chunks, current = [], ""
     for p in paragraphs:
         if current and len(current) + 1 + len(p) > limit:

@@ -17,16 +17,42 @@ from tunesmith.ui.data import inspect_file, parse_roles, preview_html  # noqa: F
 from tunesmith.ui.words import i18n
 
 
-def build(root: Path) -> Any:
+def _only_received_files(api: Any, received: Path) -> None:
+    """Refuse (400) any request whose JSON names a file that is not one Gradio received in this process: Gradio
+    preprocesses a FileData path the client names by copying it into its cache (or fetching a URL), before any
+    handler of ours runs, and serves its cache. A mounted app never counts as launched, so Gradio's own check
+    of upload paths is skipped (gradio 6.31 processing_utils._check_allowed)."""
+    import json
+
+    from fastapi import Request
+    from fastapi.responses import JSONResponse
+
+    from tunesmith.ui import files
+
+    @api.middleware("http")
+    async def _received_only(request: Request, call_next: Any) -> Any:
+        if request.method == "POST" and "json" in request.headers.get("content-type", ""):
+            try:
+                bad = files.foreign_paths(json.loads(await request.body()), received)
+            except (ValueError, RecursionError):
+                bad = []  # not JSON: Gradio answers that itself
+            if bad:
+                return JSONResponse({"error": f"tunesmith ui: {bad[0]} was not uploaded to this UI; upload the "
+                                     "file with the upload box"}, status_code=400)
+        return await call_next(request)
+
+
+def build(root: Path, received: Path) -> Any:
     """The Blocks: one tab per step. Gradio translates the labels by itself (from the browser or the settings
-    menu); the Runs table's column names follow the browser's language when the page loads."""
+    menu); the Runs table's column names follow the browser's language when the page loads. Uploads are taken
+    only from `received` (where Gradio writes them)."""
     os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")  # nothing leaves the machine
     import gradio as gr
 
     t = i18n()
     with gr.Blocks(title="tunesmith") as blocks:
         gr.Markdown("# tunesmith")
-        picked, roles = tabs.data_tab(root, t)
+        picked, roles = tabs.data_tab(root, t, received)
         tabs.train_tab(root, t, picked, roles)
         which, report, table = tabs.runs_tab(root, t)
         tabs.chat_tab(root, t)
@@ -41,8 +67,17 @@ def build(root: Path) -> Any:
     return blocks
 
 
-def app(root: Path, *, token: str | None = None) -> Any:
-    """FastAPI with the UI at /; with `token`, every request must carry it (?token= once, then a cookie)."""
+UPLOAD_MB = 100  # a 300 MB upload took the process from 252 to 541 MB; the real users' files are under 1 MB
+
+
+def app(root: Path, *, token: str | None = None, max_upload_mb: int = UPLOAD_MB) -> Any:
+    """FastAPI with the UI at /; with `token`, every request must carry it (?token= once, then a cookie).
+    Gradio writes uploads into a new folder under ROOT/.ui (so everything served is under the runs folder),
+    at most `max_upload_mb` each."""
+    from tunesmith.ui import files
+
+    received = files.received_folder(root)
+    os.environ["GRADIO_TEMP_DIR"] = str(received)  # read by Gradio's upload route and cache as they are made
     import gradio as gr
     from fastapi import FastAPI, Request
     from fastapi.responses import PlainTextResponse
@@ -63,6 +98,8 @@ def app(root: Path, *, token: str | None = None) -> Any:
                 response.set_cookie("tunesmith_ui", token, httponly=True, samesite="strict")
             return response
 
-    blocks = build(root)
+    _only_received_files(api, received)
+    blocks = build(root, received)
     return gr.mount_gradio_app(api, blocks, path="/", i18n=blocks.i18n_instance, allowed_paths=[str(root.resolve())],
+                               max_file_size=f"{max_upload_mb}mb",
                                footer_links=["settings"])  # settings holds the language menu

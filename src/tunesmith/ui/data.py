@@ -45,7 +45,8 @@ def preview_html(root: Path, name: str, roles_text: str, model: str, n: int = 3)
 
     path = files.inside(root, name)
     try:
-        p = pv.preview([path], DataConfig(train=[path], roles=parse_roles(roles_text)), TemplateConfig(), model, n)
+        spec = files.model_spec(root, model)  # never a folder outside the runs folder
+        p = pv.preview([path], DataConfig(train=[path], roles=parse_roles(roles_text)), TemplateConfig(), spec, n)
     except TunesmithError as err:
         return f"<pre>{html.escape(err.render())}</pre>"
     parts = []

@@ -1,23 +1,32 @@
 """What the UI may read and where it keeps uploads: everything lives under the runs folder the UI was started on.
 
-Uploads are copied to RUNS/uploads/<first 16 hex of sha256>/<file name> (the same bytes always land in the same
-place; the sha256 is written beside them), and every path the browser names is resolved and must stay inside the
-runs folder: `../`, absolute paths and symlinks out of it are refused (tests/test_ui.py).
+Gradio writes what a browser uploads into RUNS/.ui/received-*/ (this process's own folder: `received`); the
+Data tab takes a file only from there, never a path the client names (a client could name /etc/passwd in the
+upload event's FileData), and moves it to RUNS/uploads/<first 16 hex of sha256>/<file name> (the same bytes
+always land in the same place; the sha256 goes in RUNS/uploads/<16 hex>.sha256, beside the folder, so no upload
+name can collide with it). Every path the browser names is resolved and must stay inside the runs folder: `../`,
+absolute paths and symlinks out of it are refused (tests/test_ui.py). Models the UI loads are the default model,
+folders under the runs folder, or hub ids in the Hugging Face cache (`model_spec`), so the model box cannot tell
+which folders exist elsewhere.
 """
 
 from __future__ import annotations
 
 import hashlib
 import html
+import re
 import shutil
+import tempfile
 from pathlib import Path
 
-from tunesmith import rundir
+from tunesmith import models, rundir
 from tunesmith.errors import TunesmithError
 
 UPLOADS = "uploads"
 EXPORTS = "exports"  # `tunesmith export` folders the Export tab writes
-NOT_DATA = (".ui", EXPORTS)  # the UI's own configs and logs, and exported models: never offered as data
+UI = ".ui"  # the UI's own configs, logs and Gradio's received uploads
+NOT_DATA = (UI, EXPORTS)  # never offered as data
+_HUB_ID = re.compile(r"[A-Za-z0-9][\w.-]*/[\w.-]+")
 
 
 def inside(root: Path, name: str | Path) -> Path:
@@ -30,16 +39,85 @@ def inside(root: Path, name: str | Path) -> Path:
     return path
 
 
+def received_folder(root: Path) -> Path:
+    """A new folder under ROOT/.ui for Gradio to write this process's uploads into (GRADIO_TEMP_DIR)."""
+    (root / UI).mkdir(parents=True, exist_ok=True)
+    return Path(tempfile.mkdtemp(prefix="received-", dir=root / UI)).resolve()
+
+
+def received(folder: Path, name: str) -> Path:
+    """The file Gradio received into `folder` that the client's upload event names; TunesmithError for any other
+    path (the client names it: /etc/passwd, a run's file, a symlink out)."""
+    path = Path(name)
+    real = path.resolve()
+    if path.is_symlink() or not real.is_file() or folder not in real.parents:
+        raise TunesmithError(f"{name} was not uploaded to this UI", where="ui",
+                             fix="upload the file with the upload box")
+    return real
+
+
+def foreign_paths(obj: object, folder: Path, limit: int = 10_000) -> list[str]:
+    """The file paths a request body names (any object with a string "path", as Gradio's FileData) that are not
+    files Gradio received into `folder`: a client naming /etc/passwd or a URL made Gradio copy or fetch it into
+    its cache before any handler ran. Walks at most `limit` nodes; a body deeper or larger than that is itself
+    refused (returned as one entry).
+
+    >>> foreign_paths({"data": [{"path": "/etc/passwd", "meta": {"_type": "gradio.FileData"}}, 3]}, Path("/x"))
+    ['/etc/passwd']
+    """
+    found, todo, seen = [], [obj], 0
+    while todo:
+        node = todo.pop()
+        seen += 1
+        if seen > limit:
+            return [f"(a request body of over {limit:,} values)"]
+        if isinstance(node, dict):
+            path = node.get("path")
+            if isinstance(path, str):
+                try:
+                    received(folder, path)
+                except (TunesmithError, OSError, ValueError):
+                    found.append(path)
+            todo += list(node.values())
+        elif isinstance(node, list):
+            todo += node
+    return found
+
+
 def save_upload(root: Path, src: Path) -> Path:
-    """Keep an uploaded file under ROOT/uploads/<sha256[:16]>/ (its name kept, its sha256 beside it)."""
+    """Keep an uploaded file under ROOT/uploads/<sha256[:16]>/ (its name kept; its sha256 in <sha256[:16]>.sha256)."""
     digest = hashlib.sha256(src.read_bytes()).hexdigest()
     folder = root / UPLOADS / digest[:16]
     folder.mkdir(parents=True, exist_ok=True)
     dest = folder / Path(src.name).name
     if not dest.is_file():
         shutil.copyfile(src, dest)
-    (folder / "sha256").write_text(f"{digest}  {dest.name}\n", encoding="utf-8")
+    (root / UPLOADS / f"{digest[:16]}.sha256").write_text(f"{digest}  {dest.name}\n", encoding="utf-8")
     return dest
+
+
+def model_spec(root: Path, spec: str) -> str:
+    """What the UI may load for a model box: the default model, a folder under the runs folder (relative to it or
+    absolute), or a hub id already in the Hugging Face cache. Anything else gets one message whether or not
+    such a folder exists (the box must not tell which folders exist outside the runs folder)."""
+    spec = spec.strip() or "default"
+    if spec.lower() in models.DEFAULT_ALIASES:
+        return spec
+    under = (root.resolve() / spec).resolve()
+    if root.resolve() in under.parents and under.exists() and not spec.startswith("~"):
+        return str(under)
+    if _HUB_ID.fullmatch(spec) and ".." not in spec and _in_hub_cache(spec):
+        return spec
+    raise TunesmithError(f"model {spec!r} is not the default model, a folder under {root}, or a hub id in the "
+                         "Hugging Face cache", where="ui",
+                         fix=f"copy the model folder under {root}/ and name it relative to it, or use "
+                         "`tunesmith train --model PATH` on the command line")
+
+
+def _in_hub_cache(repo: str) -> bool:
+    from huggingface_hub import try_to_load_from_cache
+
+    return isinstance(try_to_load_from_cache(repo, "config.json"), str)
 
 
 def data_files(root: Path) -> list[str]:
@@ -47,7 +125,7 @@ def data_files(root: Path) -> list[str]:
     suffixes = {".json", ".jsonl", ".csv", ".tsv", ".parquet", ".txt"}
     runs = {p.parent for p in root.glob("*/" + rundir.MARKER)}  # a run folder's files are its own, not data
     found = [p for p in root.rglob("*") if p.is_file() and p.suffix.lower() in suffixes
-             and not runs & set(p.parents) and p.name != "sha256" and p.relative_to(root).parts[0] not in NOT_DATA]
+             and not runs & set(p.parents) and p.relative_to(root).parts[0] not in NOT_DATA]
     return sorted(str(p.relative_to(root)) for p in found)
 
 

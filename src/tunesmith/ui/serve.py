@@ -11,7 +11,7 @@ from tunesmith.serve import is_loopback
 
 
 def run(root: Path, *, host: str = "127.0.0.1", port: int = 7860, allow_remote: bool = False,
-        say: Callable[[str], None] = print) -> None:
+        max_upload_mb: int = 100, say: Callable[[str], None] = print) -> None:
     import uvicorn
 
     from tunesmith.ui.app import app
@@ -25,4 +25,4 @@ def run(root: Path, *, host: str = "127.0.0.1", port: int = 7860, allow_remote: 
         token = secrets.token_urlsafe(24)
     root.mkdir(parents=True, exist_ok=True)
     say(f"tunesmith ui on http://{host}:{port}/" + (f"?token={token}" if token else "") + f" (runs: {root})")
-    uvicorn.run(app(root, token=token), host=host, port=port, log_level="warning")
+    uvicorn.run(app(root, token=token, max_upload_mb=max_upload_mb), host=host, port=port, log_level="warning")

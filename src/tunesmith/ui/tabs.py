@@ -14,9 +14,9 @@ from tunesmith.ui import data, duo, files, form, jobs
 from tunesmith.ui.words import browser_language, words
 
 
-def data_tab(root: Path, t: Any) -> tuple[Any, Any]:
+def data_tab(root: Path, t: Any, received: Path) -> tuple[Any, Any]:
     """Upload or pick a file, see what inspect reads and how training renders it. Returns (picked, roles) for
-    the Train tab."""
+    the Train tab. An upload is taken only from `received`, the folder Gradio wrote this process's uploads to."""
     import gradio as gr
 
     with gr.Tab(t("data"), elem_id="tab-data"):
@@ -34,10 +34,17 @@ def data_tab(root: Path, t: Any) -> tuple[Any, Any]:
         summary = gr.Textbox(label=t("summary"), lines=14, max_lines=40, elem_id="summary")
         shown = gr.HTML(elem_id="preview")
 
-        def uploaded(path: str | None) -> Any:
+        def uploaded(sent: dict[str, Any] | None) -> Any:
+            """Gradio's FileData as the client sent it (preprocess=False: Gradio copies nothing first)."""
+            path = (sent or {}).get("path") if isinstance(sent, dict) else None
             if not path:
                 return gr.update(), gr.update()
-            kept = files.save_upload(root, Path(path))  # kept and picked: the upload box is free for the next file
+            try:
+                src = files.received(received, path)  # the client names the path: only Gradio's own upload
+            except TunesmithError as err:
+                raise gr.Error(err.render()) from None
+            kept = files.save_upload(root, src)  # kept and picked: the upload box is free for the next file
+            src.unlink()
             return gr.update(choices=files.data_files(root), value=str(kept.relative_to(root))), None
 
         def inspect(name: str | None, roles_text: str, model_spec: str) -> tuple[Any, ...]:
@@ -48,9 +55,9 @@ def data_tab(root: Path, t: Any) -> tuple[Any, Any]:
             return text, suggested, gr.update(visible=bool(suggested)), page
 
         # An upload of a file already offered leaves the menu's value unchanged (no change event): inspect anyway.
-        upload.upload(uploaded, upload, [picked, upload]).then(inspect, [picked, roles, model],
-                                                     [summary, suggestion, apply, shown])
-        go.click(inspect, [picked, roles, model], [summary, suggestion, apply, shown])
+        upload.upload(uploaded, upload, [picked, upload], api_name="upload", preprocess=False).success(
+            inspect, [picked, roles, model], [summary, suggestion, apply, shown])
+        go.click(inspect, [picked, roles, model], [summary, suggestion, apply, shown], api_name="inspect")
         picked.input(inspect, [picked, roles, model], [summary, suggestion, apply, shown])  # a pick by hand
         apply.click(lambda s: s, suggestion, roles).then(inspect, [picked, roles, model],
                                                           [summary, suggestion, apply, shown])
@@ -106,6 +113,7 @@ def train_tab(root: Path, t: Any, picked: Any, roles: Any) -> None:
             stop = gr.Button(t("stop"), elem_id="stop")
             resume = gr.Button(t("resume"), elem_id="resume")
         status = gr.Markdown(elem_id="status")
+        refused = gr.State("")  # a refused Start's message: the status line keeps it until the next Start
         chart = gr.LinePlot(_points(()), x="step", y="loss", color="series", label=t("losses"), elem_id="chart",
                             height=260)
         log = gr.Textbox(label=t("log"), lines=8, max_lines=8, elem_id="log", autoscroll=True)
@@ -118,13 +126,15 @@ def train_tab(root: Path, t: Any, picked: Any, roles: Any) -> None:
         picked.change(lambda p: p or "", picked, shown)
         picked.change(lambda p: files.safe_run_name(root, p), picked, name)
         plan.click(partial(_on_plan, root, fields), [picked, roles, name, *comps],
-                   [planned, command, yaml_text, start])
+                   [planned, command, yaml_text, start], api_name="plan")
         for changed in (picked, roles, name, *comps):  # Start runs what the plan shows: a change asks for a new plan
             changed.change(lambda: gr.update(interactive=False), None, start)
-        start.click(partial(_on_start, root, fields), [picked, roles, name, overwrite, *comps], status)
+        # Overwrite is asked for each click: the box unticks itself after every Start.
+        start.click(partial(_on_start, root, fields), [picked, roles, name, overwrite, *comps],
+                    [status, refused, overwrite], api_name="start")
         stop.click(lambda: jobs.stop(root), None, status)
-        resume.click(partial(_on_resume, root), None, status)
-        timer.tick(lambda: _progress(root), None, [status, chart, log])
+        resume.click(partial(_on_resume, root), None, status).then(lambda: "", None, refused)
+        timer.tick(partial(_progress, root), refused, [status, chart, log])
 
 
 def _train_config(root: Path, fields: list[form.Field], picked_name: str | None, roles_text: str, run_name: str,
@@ -134,7 +144,12 @@ def _train_config(root: Path, fields: list[form.Field], picked_name: str | None,
         raise TunesmithError("no data file yet", where="the Train tab", fix="upload or pick a file in the Data tab first")
     path = files.inside(root, picked_name)
     sets = form.overrides(fields, list(values)) + form.roles_overrides(data.parse_roles(roles_text))
-    return form.build(root, path, run_name.strip(), sets), form.command(root, path, run_name.strip(), sets)
+    cfg = form.build(root, path, run_name.strip(), sets)
+    model = files.model_spec(root, cfg.model)  # a folder under the runs folder, the default, or a cached hub id
+    if model != cfg.model:
+        sets.append(f"model={model}")
+        cfg = form.build(root, path, run_name.strip(), sets)
+    return cfg, form.command(root, path, run_name.strip(), sets)
 
 
 def _on_plan(root: Path, fields: list[form.Field], picked_name: str | None, roles_text: str, run_name: str,
@@ -150,13 +165,14 @@ def _on_plan(root: Path, fields: list[form.Field], picked_name: str | None, role
 
 
 def _on_start(root: Path, fields: list[form.Field], picked_name: str | None, roles_text: str, run_name: str,
-              replace: bool, *values: Any) -> str:
+              replace: bool, *values: Any) -> tuple[str, str, bool]:
+    """(status line, the refusal kept for the status line or '', the overwrite box: always unticked again)."""
     try:
         cfg, _ = _train_config(root, fields, picked_name, roles_text, run_name, values)
         job = jobs.start(root, cfg, overwrite=replace)
     except TunesmithError as err:
-        return "error: " + err.render()
-    return f"**{job.name}**: started"
+        return "error: " + err.render(), "error: " + err.render(), False
+    return f"**{job.name}**: started", "", False
 
 
 def _on_resume(root: Path) -> str:
@@ -167,13 +183,14 @@ def _on_resume(root: Path) -> str:
         return "error: " + err.render()
 
 
-def _progress(root: Path) -> tuple[str, Any, str]:
-    """The current job's status line, loss points and log tail (read from its run folder and log)."""
+def _progress(root: Path, refused: str = "") -> tuple[str, Any, str]:
+    """The current job's status line, loss points and log tail (read from its run folder and log); a refused
+    Start's message stays on the status line instead of the previous job's state."""
     job = jobs.current(root)
     if job is None:
-        return "", _points(()), ""
+        return refused, _points(()), ""
     p = jobs.progress(root, job.name)
-    line = f"**{job.name}**: {p.state}"
+    line = refused or f"**{job.name}**: {p.state}"
     if p.total:
         line += f" · step {p.step} of {p.total}"
     if p.eta_seconds is not None:
@@ -268,8 +285,9 @@ def chat_tab(root: Path, t: Any) -> None:
                 yield ([*hb, asked, {"role": "assistant", "content": b + _cut(rb)}],
                        [*ht, asked, {"role": "assistant", "content": tt + _cut(rt)}], "")
 
-        for event in (send.click, message.submit):
-            event(talk, [run, system, temperature, longest, message, base, tuned], [base, tuned, message])
+        for event, name in ((send.click, "chat"), (message.submit, "chat_submit")):
+            event(talk, [run, system, temperature, longest, message, base, tuned], [base, tuned, message],
+                  api_name=name)
         for event in (clear.click, run.change):
             event(lambda: ([], []), None, [base, tuned])
         tab.select(lambda name: gr.update(choices=files.run_names(root, "finished"), value=name), run, run)
@@ -290,11 +308,15 @@ def export_tab(root: Path, t: Any) -> None:
                               elem_id="export-run")
             fmt = gr.Radio(list(export.FORMATS), value="merged", label=t("format"), elem_id="export-format")
             quant = gr.Dropdown(list(export.QUANTS), value="f16", label=t("quant"), elem_id="export-quant")
-        replace = gr.Checkbox(True, label=t("export_overwrite"), elem_id="export-overwrite")
+        replace = gr.Checkbox(False, label=t("export_overwrite"), elem_id="export-overwrite")
         go = gr.Button(t("export_go"), variant="primary", elem_id="export-go")
         result = gr.Markdown(elem_id="export-result")
 
-        def exported(name: str | None, fmt_name: str, quant_name: str, overwrite: bool) -> str:
+        def exported(name: str | None, fmt_name: str, quant_name: str, overwrite: bool) -> tuple[str, bool]:
+            """(the result, the overwrite box: unticked again, so each replacing export is asked for)."""
+            return _export(name, fmt_name, quant_name, overwrite), False
+
+        def _export(name: str | None, fmt_name: str, quant_name: str, overwrite: bool) -> str:
             if not name:
                 return "pick a finished run"
             suffix = "" if fmt_name == "merged" else f"-{quant_name}"
@@ -310,5 +332,5 @@ def export_tab(root: Path, t: Any) -> None:
             return (f"`{line}`\n\n**{'passed' if res.check.passed else 'failed'}**: {res.check.describe()}\n\n"
                     f"{out}:\n{listed}")
 
-        go.click(exported, [run, fmt, quant, replace], result)
+        go.click(exported, [run, fmt, quant, replace], [result, replace], api_name="export")
         tab.select(lambda name: gr.update(choices=files.run_names(root, "finished"), value=name), run, run)
