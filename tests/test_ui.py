@@ -317,6 +317,8 @@ def test_in_chromium_from_a_data_file_to_a_trained_reported_chatted_exported_run
     from playwright.sync_api import expect, sync_playwright
 
     url, root = ui_server
+    shutil.copytree(tiny_model_dir, root / "models" / "tiny")  # the UI loads models from under its runs folder
+    model = Path("models/tiny")
     data = tmp_path / "mine.jsonl"
     data.write_text("\n".join((SAMPLE / "counsel_en.jsonl").read_text(encoding="utf-8").splitlines()[:12]) + "\n",
                     encoding="utf-8")
@@ -324,8 +326,8 @@ def test_in_chromium_from_a_data_file_to_a_trained_reported_chatted_exported_run
         browser = pw.chromium.launch(executable_path=_chromium(), args=["--no-sandbox"])
         page = browser.new_page(viewport={"width": 1280, "height": 1400}, locale="en-US")
         page.goto(url)
-        _data_tab(page, tiny_model_dir, data, tmp_path)
-        _train_tab(page, tiny_model_dir, tmp_path)
+        _data_tab(page, model, data, tmp_path)
+        _train_tab(page, model, tmp_path)
         _runs_tab(page, tmp_path)
         _chat_tab(page, tmp_path)
         _export_tab(page, tmp_path)

@@ -25,7 +25,8 @@ from tunesmith.errors import TunesmithError
 UPLOADS = "uploads"
 EXPORTS = "exports"  # `tunesmith export` folders the Export tab writes
 UI = ".ui"  # the UI's own configs, logs and Gradio's received uploads
-NOT_DATA = (UI, EXPORTS)  # never offered as data
+MODELS = "models"  # model folders the UI may load (the model box: models/NAME)
+NOT_DATA = (UI, EXPORTS, MODELS)  # never offered as data
 _HUB_ID = re.compile(r"[A-Za-z0-9][\w.-]*/[\w.-]+")
 
 
@@ -110,7 +111,7 @@ def model_spec(root: Path, spec: str) -> str:
         return spec
     raise TunesmithError(f"model {spec!r} is not the default model, a folder under {root}, or a hub id in the "
                          "Hugging Face cache", where="ui",
-                         fix=f"copy the model folder under {root}/ and name it relative to it, or use "
+                         fix=f"copy the model folder to {root / MODELS}/NAME and write {MODELS}/NAME, or use "
                          "`tunesmith train --model PATH` on the command line")
 
 
