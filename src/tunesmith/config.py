@@ -242,14 +242,6 @@ class RunConfig(_Strict):
     train: TrainConfig = TrainConfig()
     eval: EvalConfig = EvalConfig()
 
-    @field_validator("name")
-    @classmethod
-    def _one_folder(cls, name: str) -> str:
-        if name in (".", ".."):
-            raise ValueError(f"{name!r} is not a folder name of its own; use letters, digits, '.', '_' or '-', "
-                             "e.g. demo-2")
-        return name
-
     @model_validator(mode="after")
     def _methods_fit(self) -> RunConfig:
         if self.train.method == "full" and self.train.load_in != "none":

@@ -9,6 +9,7 @@ from functools import partial
 from pathlib import Path
 from typing import Any
 
+from tunesmith import rundir
 from tunesmith.errors import TunesmithError
 from tunesmith.ui import data, duo, files, form, jobs
 from tunesmith.ui.words import browser_language, words
@@ -143,6 +144,7 @@ def _train_config(root: Path, fields: list[form.Field], picked_name: str | None,
     if not picked_name:
         raise TunesmithError("no data file yet", where="the Train tab", fix="upload or pick a file in the Data tab first")
     path = files.inside(root, picked_name)
+    rundir.check_name(run_name.strip())  # the plan refuses '.' as Start would, not only Start
     sets = form.overrides(fields, list(values)) + form.roles_overrides(data.parse_roles(roles_text))
     cfg = form.build(root, path, run_name.strip(), sets)
     model = files.model_spec(root, cfg.model)  # a folder under the runs folder, the default, or a cached hub id
