@@ -89,32 +89,30 @@ def split_long(text: str, limit: int) -> list[str]:
     """
     if len(text) <= limit:
         return [text]
-    pieces, current = [], ""
-    for part in _SENTENCE_END.split(text):
-        for unit in [part] if len(part) <= limit else _words(part, limit):
-            if current and len(current) + 1 + len(unit) > limit:
-                pieces.append(current)
-                current = unit
-            else:
-                current = f"{current} {unit}" if current else unit
-    return pieces + [current] if current else pieces
+    units = [u for part in _SENTENCE_END.split(text) for u in ([part] if len(part) <= limit else _words(part, limit))]
+    return _pack(units, limit, " ")
 
 
 def _words(text: str, limit: int) -> list[str]:
     return [w[i:i + limit] for w in text.split() for i in range(0, len(w), limit)]
 
 
+def _pack(units: list[str], limit: int, sep: str) -> list[str]:
+    """`units` (each at most `limit` long) joined by `sep` into as few pieces of at most `limit` as keep order."""
+    pieces, current = [], ""
+    for unit in units:
+        if current and len(current) + len(sep) + len(unit) > limit:
+            pieces.append(current)
+            current = unit
+        else:
+            current = f"{current}{sep}{unit}" if current else unit
+    return pieces + [current] if current else pieces
+
+
 def _join(text: str, limit: int) -> list[str]:
     paragraphs = [piece for p in re.split(r"\n\s*\n", text) if p.strip()
                   for piece in split_long(" ".join(p.split()), limit)]
-    chunks, current = [], ""
-    for p in paragraphs:
-        if current and len(current) + 1 + len(p) > limit:
-            chunks.append(current)
-            current = p
-        else:
-            current = f"{current}\n{p}" if current else p
-    return chunks + [current] if current else chunks
+    return _pack(paragraphs, limit, "\n")
 
 
 def bm25_tokens(text: str) -> list[str]:
