@@ -128,3 +128,32 @@ def test_a_run_killed_during_evaluation_finishes_without_training_again(tiny_run
     assert not any(s.startswith("training (lora)") for s in said)
     assert (tiny_run / "adapter" / "adapter_model.safetensors").stat().st_mtime_ns == adapter
     assert tuned.read_text().splitlines() == whole and summary.report.is_file()
+
+
+def test_the_base_models_evaluation_is_reused_by_a_run_with_the_same_model_rows_and_settings(tiny_run: Path,
+                                                                                           tmp_path: Path):
+    import shutil
+
+    import yaml
+
+    copy = tmp_path / "runs" / "again"
+    shutil.copytree(tiny_run, copy)
+    shutil.rmtree(copy / "eval")
+    (copy / ".lock").write_text("")
+    res = tunesmith("eval", str(copy), cwd=tmp_path)
+    assert res.returncode == 0, res.stderr
+    said = res.stdout + res.stderr
+    assert "base" in said and "reused from the evaluation cache" in said and "generating with base" not in said
+    assert "generating with tuned" in said  # a tuned model is never taken from the cache
+    first, second = (rundir.RunDir(r).evaluation().read_summary() for r in (tiny_run, copy))
+    assert first.models[0].generations == second.models[0].generations  # the base answers, row for row
+    assert first.models[0].metrics == second.models[0].metrics and first.retention == second.retention
+    assert (copy / "eval" / "base.jsonl").read_text() == (tiny_run / "eval" / "base.jsonl").read_text()
+    changed = tunesmith("eval", str(copy), "--fresh", "--max-new-tokens", "5", cwd=tmp_path)  # other settings
+    assert changed.returncode == 0 and "generating with base" in changed.stdout + changed.stderr
+    cfg = yaml.safe_load((copy / "config.yaml").read_text(encoding="utf-8"))
+    cfg["eval"]["cache"] = False
+    (copy / "config.yaml").write_text(yaml.safe_dump(cfg), encoding="utf-8")
+    shutil.rmtree(copy / "eval")
+    off = tunesmith("eval", str(copy), cwd=tmp_path)
+    assert off.returncode == 0 and "generating with base" in off.stdout + off.stderr

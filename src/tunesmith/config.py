@@ -177,6 +177,8 @@ class EvalConfig(_Strict):
     top_p: float = Field(1.0, gt=0, le=1, description="nucleus sampling, with temperature > 0")
     repetition_penalty: float = Field(1.0, gt=0, description="> 1 discourages repeating tokens; 1 = off")
     seed: int = Field(0, description="sampling and bootstrap seed")
+    cache: bool = Field(True, description="reuse the base model's evaluation from an earlier run with the same "
+                        "model, rows and settings ($TUNESMITH_HOME/cache/eval)")
     precision: Literal["auto", "fp32", "bf16", "fp16"] = Field(
         "auto", description="the weights' dtype for generation and scoring (eval, compare, chat, serve): auto = "
         "bf16 where the GPU or CPU runs it natively (2x faster generation on a 2-core CPU; greedy answers can "

@@ -12,7 +12,7 @@ import gc
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from tunesmith import metrics, models, progress, retention, rundir, runtime, template
+from tunesmith import evalcache, metrics, models, progress, retention, rundir, runtime, template
 from tunesmith.config import EvalConfig, RunConfig, TemplateConfig
 from tunesmith.errors import TunesmithError
 from tunesmith.records import (Conversation, EvalReport, EvalSettings, Generation, ModelEval, Rendered, Retention,
@@ -144,28 +144,14 @@ def evaluate(run: rundir.RunDir, cfg: RunConfig, convs: Sequence[Conversation], 
     embedder = metrics.embedder_for(ecfg.embedder)
     results, nlls, kept = [], [], []  # kept: each model's retention numbers, while the check is on
     for label in labels:
-        model, tokenizer, spec = load_model(label, run, cfg)
-        if not results:  # every option and the first model are fine: from here on the old summary is stale
-            _clear_stale(run, out_dir, settings, fresh)
-        # base and tuned render exactly as training did; another model through its own template (or the fallback);
-        # the reference answer (last assistant turn) is what the nll is measured on.
-        own = cfg.template if label in ("base", "tuned") else TemplateConfig(max_length=cfg.template.max_length)
-        rendered = template.render_dataset(tokenizer, convs, own.model_copy(
-            update={"supervise": "last", "overflow": "truncate"}))
-        mine = rendered.convs
-        say(f"generating with {label} ({spec}) on {len(mine)} rows ...")
-        with progress.bar(f"generating ({label})", len(mine)) as tick:
-            gens = generate(model, tokenizer, mine, ecfg, (out_dir, label), tick)
-        nll = reference_nll(model, rendered, ecfg.batch_size)
-        nlls.append(nll)
-        if len(kept) == len(results) and retention.wanted(ecfg.retention, model):
-            say(f"retention check with {label}: general text and prompts outside the task ...")
-            kept.append(retention.measure(label, model, tokenizer, own, ecfg))
-        scores = metrics.score_rows(gens, embedder=embedder, nll=nll)
-        results.append(ModelEval(label, spec, scores.corpus, tuple(scores.rows), tuple(gens),
+        done = _model_eval(label, run, cfg, convs, out_dir, (settings, fresh, not results),
+                           retain=len(kept) == len(results), say=say)
+        nlls.append(done.nll)
+        if done.retention is not None:
+            kept.append(done.retention)
+        scores = metrics.score_rows(done.gens, embedder=embedder, nll=done.nll)
+        results.append(ModelEval(label, done.spec, scores.corpus, tuple(scores.rows), tuple(done.gens),
                                  (eval_losses or {}).get(label)))
-        del model
-        gc.collect()
     base = results[0]
     differences = {m.label: _differences(base, m, nlls[0], nll, scores.bleu_tokenize, ecfg.seed)
                    for m, nll in zip(results[1:], nlls[1:])}
@@ -184,6 +170,76 @@ def evaluate(run: rundir.RunDir, cfg: RunConfig, convs: Sequence[Conversation], 
         report = dataclasses.replace(report, judge=judged)
         out_dir.write_summary(report)
     return report
+
+
+@dataclasses.dataclass(frozen=True)
+class _Done:
+    """One model's generations, reference NLLs and retention numbers (None: not measured)."""
+
+    spec: str
+    gens: list[Generation]
+    nll: list[tuple[float, int]]
+    retention: RetentionModel | None
+
+
+def _model_eval(label: str, run: rundir.RunDir, cfg: RunConfig, convs: Sequence[Conversation],
+                out_dir: rundir.EvalDir, state: tuple[EvalSettings, bool, bool], *, retain: bool,
+                say: Callable[[str], None]) -> _Done:
+    """One model on the rows: generated (incrementally into out_dir), or for the base model taken from the
+    evaluation cache when an earlier run had exactly this model, these rows and these settings. `state` is
+    (settings, fresh, first model); `retain`: measure retention if it is wanted for this model."""
+    settings, fresh, first = state
+    ecfg = cfg.eval
+    # base and tuned render exactly as training did; another model through its own template (or the fallback);
+    # the reference answer (last assistant turn) is what the nll is measured on.
+    own = cfg.template if label in ("base", "tuned") else TemplateConfig(max_length=cfg.template.max_length)
+    own = own.model_copy(update={"supervise": "last", "overflow": "truncate"})
+    name = _cache_name(label, cfg, convs, own, settings, retain)
+    hit = evalcache.read(name[0]) if name and ecfg.cache and not fresh else None
+    if hit is not None:  # the key holds the settings and `retain`: what was measured then is what is asked now
+        if first:
+            _clear_stale(run, out_dir, settings, fresh)
+        gens = hit.generations([(c.source, *prompt_text(name[2], c)) for c in name[1].convs])
+        out_dir.write_generations(label, gens)
+        say(f"{label} ({hit.spec}): generations, reference nll and retention reused from the evaluation cache "
+            f"(the same model, rows and settings as an earlier run: {evalcache.folder() / name[0]}.json)")
+        return _Done(hit.spec, gens, list(hit.nll), hit.retention)
+    model, tokenizer, spec = load_model(label, run, cfg)
+    if first:  # every option and the first model are fine: from here on the old summary is stale
+        _clear_stale(run, out_dir, settings, fresh)
+    rendered = template.render_dataset(tokenizer, convs, own)
+    say(f"generating with {label} ({spec}) on {len(rendered.convs)} rows ...")
+    with progress.bar(f"generating ({label})", len(rendered.convs)) as tick:
+        gens = generate(model, tokenizer, rendered.convs, ecfg, (out_dir, label), tick)
+    nll = reference_nll(model, rendered, ecfg.batch_size)
+    kept = None
+    if retain and retention.wanted(ecfg.retention, model):
+        say(f"retention check with {label}: general text and prompts outside the task ...")
+        kept = retention.measure(label, model, tokenizer, own, ecfg)
+    del model
+    gc.collect()
+    if name:
+        evalcache.write(name[0], evalcache.CachedEval(spec, tuple((g.generation, g.stopped) for g in gens),
+                                                      tuple(nll), kept))
+    return _Done(spec, gens, nll, kept)
+
+
+def _cache_name(label: str, cfg: RunConfig, convs: Sequence[Conversation], own: TemplateConfig,
+                settings: EvalSettings, retain: bool) -> tuple[str, Rendered, Any] | None:
+    """(the evaluation cache's key, the rendering, the tokenizer) for the base model of a run that starts from a
+    model folder; None for anything else (a tuned model differs with every run)."""
+    if label != "base" or cfg.continue_from is not None:
+        return None
+    files = evalcache.fingerprint(cfg.model)
+    if files is None:
+        return None
+    _, tok = models.load(cfg.model, tokenizer_only=True)
+    rendered = template.render_dataset(tok, convs, own)
+    wanted = {**settings.to_json(), "batch_size": cfg.eval.batch_size, "retention": cfg.eval.retention,
+              "retain": retain}
+    name = evalcache.key(files, {"load_in": cfg.train.load_in}, wanted,
+                         [prompt_text(tok, c)[0] for c in rendered.convs], rendered.examples)
+    return name, rendered, tok
 
 
 def _differences(base: ModelEval, other: ModelEval, base_nll: Sequence[tuple[float, int]],
