@@ -16,7 +16,7 @@ import sys
 import time
 from pathlib import Path
 
-from tunesmith import evaluate, models, pipeline
+from tunesmith import generation, models, pipeline
 from tunesmith.config import load
 from tunesmith.data.prepare import prepare
 
@@ -25,7 +25,7 @@ DEMO = Path(__file__).resolve().parents[1] / "configs" / "demo.yaml"
 
 def measure(model, tok, convs, cfg) -> tuple[float, float, list]:  # noqa: ANN001
     start = time.perf_counter()
-    gens = evaluate.generate(model, tok, convs, cfg)
+    gens = generation.generate(model, tok, convs, cfg)
     seconds = time.perf_counter() - start
     new_tokens = sum(len(tok(g.generation, add_special_tokens=False)["input_ids"]) + g.stopped for g in gens)
     return new_tokens / seconds, seconds, gens

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import tunesmith
-from tunesmith import config, evaluate, pipeline, rundir
+from tunesmith import config, evaluate, generation, pipeline, rundir
 from tunesmith.errors import TunesmithError
 
 
@@ -41,14 +41,14 @@ def test_incremental_generation_continues_without_duplicating_rows(tiny_run: Pat
     cfg = config.EvalConfig(max_rows=4, max_new_tokens=6, batch_size=2)
     store = (rundir.EvalDir(tmp_path), "m")
     out = store[0].generations("m")
-    whole = evaluate.generate(model, tok, convs, cfg, store)
+    whole = generation.generate(model, tok, convs, cfg, store)
     lines = out.read_text().splitlines()
     out.write_text(lines[0] + "\n" + lines[2] + "\n" + lines[3][: len(lines[3]) // 2])  # a crash mid-line
 
     asked = []
     real = model.generate
     model.generate = lambda **kw: asked.append(kw["input_ids"].shape[0]) or real(**kw)
-    again = evaluate.generate(model, tok, convs, cfg, store)
+    again = generation.generate(model, tok, convs, cfg, store)
     assert sum(asked) == 2  # only rows 2 and 4 were generated again
     assert again == whole  # greedy: the same text as the uninterrupted pass
     rows = [json.loads(x) for x in out.read_text().splitlines()]

@@ -2,7 +2,7 @@
 
 Every prompt goes through the path training and eval use: template.fit (the run's template settings, a system
 turn merged where the template rejects one) and template.prompt_text; generation takes eval's settings through
-evaluate.generation_kwargs. So `chat --prompt` answers a row exactly as eval generated it, and the tuned model
+generation.generation_kwargs. So `chat --prompt` answers a row exactly as eval generated it, and the tuned model
 sees its training format, system prompt included. `serve` streams through `stream` below too.
 """
 
@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from tunesmith import evaluate, models, rundir, template
+from tunesmith import generation, models, rundir, template
 from tunesmith.config import EvalConfig, TemplateConfig
 from tunesmith.errors import TunesmithError
 from tunesmith.records import Conversation, Message, Reply
@@ -65,7 +65,7 @@ def open_session(target: str, *, system: str | None = None, options: dict[str, A
         from tunesmith import config
 
         cfg = config.load(run.config)
-        model, tok, what = evaluate.load_model("base" if base else "tuned", run, cfg)
+        model, tok, what = generation.load_model("base" if base else "tuned", run, cfg)
         settings, tmpl = cfg.eval, cfg.template
         if system is None:
             system = training_system_prompt(run.read_conversations("train"))
@@ -110,7 +110,7 @@ def stream(model: Any, tokenizer: Any, prompt: str, settings: EvalConfig, *, sto
     streamer = TextIteratorStreamer(tokenizer, skip_prompt=True, skip_special_tokens=True)
     cancel = cancel or threading.Event()
     until = Until(tokenizer, ids["input_ids"].shape[1], stop, cancel)
-    kwargs = evaluate.generation_kwargs(tokenizer, settings) | {"stopping_criteria": [until]}
+    kwargs = generation.generation_kwargs(tokenizer, settings) | {"stopping_criteria": [until]}
     result: dict[str, Any] = {}
 
     def run() -> None:

@@ -12,7 +12,7 @@ import os
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
-from tunesmith import evaluate, models, template
+from tunesmith import generation, models, template
 from tunesmith.config import EvalConfig, TemplateConfig
 from tunesmith.data import readers
 from tunesmith.errors import TunesmithError
@@ -73,7 +73,7 @@ def compare(specs: list[str], prompts: list[Conversation], cfg: EvalConfig, *, s
         templates.append("own chat template" if own else "plain fallback (no chat template)")
         convs = template.render_dataset(tok, prompts, TemplateConfig()).convs
         say(f"generating with {spec} ({templates[-1]}) for {len(convs)} prompts ...")
-        gens = evaluate.generate(model, tok, convs, cfg.model_copy(update={"max_rows": len(convs)}))
+        gens = generation.generate(model, tok, convs, cfg.model_copy(update={"max_rows": len(convs)}))
         outputs.append([g.generation for g in gens])
         stopped.append([g.stopped for g in gens])
         del model

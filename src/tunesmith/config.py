@@ -14,6 +14,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from tunesmith.errors import TunesmithError, did_you_mean
+from tunesmith.format_names import ALL_FORMATS
 from tunesmith.rundir import safe_name
 
 # The names transformers accepts (SchedulerType and OptimizerNames in transformers 5.x), kept here so that
@@ -58,7 +59,6 @@ class DataConfig(_Strict):
     @field_validator("format")
     @classmethod
     def _known_format(cls, name: str) -> str:
-        from tunesmith.data.formats import ALL_FORMATS  # light (no torch); the one registry of format names
 
         return name if name == "auto" else _one_of(name, ALL_FORMATS, "format")
 

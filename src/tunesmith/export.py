@@ -19,7 +19,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-from tunesmith import evaluate, models, ollama, rundir, template
+from tunesmith import generation, hub, models, ollama, rundir, template
 from tunesmith.config import EvalConfig, TemplateConfig
 from tunesmith.errors import TunesmithError
 from tunesmith.records import ExportCheck, ExportResult
@@ -206,7 +206,7 @@ def _outputs(model: Any, tok: Any, prompts: Sequence[str]) -> list[tuple[Any, li
         with torch.inference_mode():
             logits = model(input_ids=ids).logits[0].float().cpu()
             gen = model.generate(input_ids=ids, attention_mask=torch.ones_like(ids),
-                                 **evaluate.generation_kwargs(tok, settings))
+                                 **generation.generation_kwargs(tok, settings))
         out.append((logits, gen[0, ids.shape[1]:].tolist()))
     return out
 
@@ -242,7 +242,7 @@ def check_hub(repo: str) -> None:
         raise TunesmithError(f"--push-to-hub {repo!r} is not a repo id", fix="use OWNER/NAME, e.g. me/my-tuned")
     if not _hub_token():
         raise TunesmithError("--push-to-hub needs a Hugging Face token", fix="set HF_TOKEN or run `hf auth login`")
-    if not models.hub_reachable():
+    if not hub.reachable():
         raise TunesmithError("--push-to-hub: the Hugging Face hub is unreachable from here",
                              fix="export without it, then upload the folder where there is network: "
                                  "hf upload OWNER/NAME FOLDER")

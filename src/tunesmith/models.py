@@ -15,6 +15,7 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
+from tunesmith import hub
 from tunesmith.errors import TunesmithError, did_you_mean
 
 DEFAULT_ALIASES = ("default", "smollm2-135m-instruct")
@@ -93,18 +94,6 @@ def resolve(spec: str) -> str:
         raise TunesmithError(f"model path {spec} is not a model folder or a .gguf file",
                              fix=_alternatives())
     return spec  # a hub id; load() reports a clear error if it is not reachable
-
-
-def hub_reachable(timeout: float = 3.0) -> bool:
-    if os.environ.get("HF_HUB_OFFLINE", "0").lower() not in ("0", "false", ""):
-        return False
-    import socket
-
-    try:
-        with socket.create_connection(("huggingface.co", 443), timeout=timeout):
-            return True
-    except OSError:
-        return False
 
 
 def _check_gguf_magic(path: Path) -> None:
@@ -195,7 +184,7 @@ def model_config(spec: str) -> Any:
 
     source = resolve(spec)
     try:
-        return AutoConfig.from_pretrained(source, local_files_only=not Path(source).is_dir() and not hub_reachable())
+        return AutoConfig.from_pretrained(source, local_files_only=not Path(source).is_dir() and not hub.reachable())
     except (OSError, ValueError):
         raise TunesmithError(f"cannot read the config of model {spec!r}", fix=_alternatives()) from None
 
@@ -213,7 +202,7 @@ def load(spec: str, *, dtype: Any = None, tokenizer_only: bool = False, load_in:
     source = resolve(spec)
     # A hub id is tried from the HF cache first; the network only when the hub answers at all, because
     # huggingface_hub retries an unreachable host for ~50 s before giving up.
-    local_only = not Path(source).is_dir() and not hub_reachable()
+    local_only = not Path(source).is_dir() and not hub.reachable()
     try:
         tok = AutoTokenizer.from_pretrained(source, local_files_only=local_only)
     except (OSError, ValueError) as err:

@@ -18,7 +18,7 @@ from tunesmith import models, runtime, train
 from tunesmith.config import RunConfig
 from tunesmith.errors import TunesmithError
 from tunesmith.records import Example, PreparedData
-from tunesmith.skips import SKIP_KINDS
+from tunesmith.records import SKIP_KINDS
 
 # Effective training FLOP/s on 2 cores, FLOPs counted as in estimate_seconds: 159 GFLOP/s training 16 Korean
 # paragraphs of ~3,300 tokens (51.5 TFLOP an epoch in 325 s; the eval forward of 20 rows ran at 200) with bf16

@@ -12,7 +12,6 @@ from pathlib import Path
 from typing import Any
 
 from tunesmith.errors import TunesmithError
-from tunesmith.skips import SKIP_KINDS
 
 IGNORE = -100  # the label of a token the loss skips (transformers' and PyTorch's ignore_index)
 
@@ -58,13 +57,37 @@ class Conversation:
         return cls(tuple(Message(m["role"], m["content"]) for m in obj["messages"]), obj.get("source", ""))
 
 
+# The skip kinds: kind -> what the rows of that kind have in common (a table row of the report, a line of the plan)
+SKIP_KINDS = {
+    # reading (data/readers.py, data/formats.py)
+    "bad_json": "not valid JSON",
+    "ragged": "a different number of fields than the header",
+    "wrong_format": "not in the format of the other rows",
+    "malformed": "a field of the wrong type for the format",
+    "not_text": "a turn whose content is not text",
+    "empty_turn": "a turn with no text",
+    "control_char": "a control character in the text",
+    "turn_order": "turns that do not alternate user, assistant",
+    "no_answer": "no assistant turn at the end",
+    "no_prompt": "no prompt",
+    "unreadable": "could not be read as a conversation",  # run folders written before the kinds above
+    # preparing (data/prepare.py)
+    "duplicate": "duplicate of an earlier row",
+    "row_limit": "left out by data.max_rows",
+    # templating (template.py)
+    "too_long": "longer than template.max_length",
+    "answer_too_long": "the answer alone is longer than template.max_length",
+    "no_supervision": "nothing to learn (no assistant text after templating)",
+}
+
+
 @dataclass(frozen=True)
 class Skip:
     """A row that was not used, and why. Skips are always counted and reported, never silent."""
 
     location: str
     reason: str
-    kind: str = "unreadable"  # what went wrong, for grouping and the fix: one of skips.SKIP_KINDS
+    kind: str = "unreadable"  # what went wrong, for grouping and the fix: one of SKIP_KINDS
     tokens: int | None = None  # the row's length in tokens, where the template measured it
 
 

@@ -25,7 +25,7 @@ from dataclasses import dataclass
 from importlib import resources
 from typing import Any
 
-from tunesmith import metrics, template
+from tunesmith import generation, metrics, template
 from tunesmith.config import EvalConfig, TemplateConfig
 from tunesmith.records import Conversation, Difference, Example, Generation, Message, Retention, RetentionModel
 
@@ -68,7 +68,6 @@ def wanted(setting: str, model: Any) -> bool:
 
 def measure(label: str, model: Any, tokenizer: Any, tcfg: TemplateConfig, ecfg: EvalConfig) -> RetentionModel:
     """One model's numbers on the general set; `tcfg` is the template the model is evaluated with."""
-    from tunesmith.evaluate import generate, reference_nll
 
     gs = general_set()
     # Plain text: every token after the first is scored; the tokenizer adds BOS where the model expects one.
@@ -79,9 +78,9 @@ def measure(label: str, model: Any, tokenizer: Any, tcfg: TemplateConfig, ecfg: 
              for pid, _, prompt, answer in gs.prompts]
     rendered = template.render_dataset(tokenizer, convs, tcfg.model_copy(
         update={"supervise": "last", "overflow": "truncate"}))
-    answer_nll = reference_nll(model, rendered, ecfg.batch_size)
+    answer_nll = generation.reference_nll(model, rendered, ecfg.batch_size)
     greedy = ecfg.model_copy(update={"max_rows": len(convs), "max_new_tokens": ANSWER_TOKENS, "temperature": 0.0})
-    answers = {g.source: g.generation for g in generate(model, tokenizer, rendered.convs, greedy)}
+    answers = {g.source: g.generation for g in generation.generate(model, tokenizer, rendered.convs, greedy)}
     # A prompt the template could not render (none in practice: overflow truncates) has no answer: "".
     return RetentionModel(label, tuple(text_nll), tuple(answer_nll), tuple(answers.get(p[0], "") for p in gs.prompts))
 

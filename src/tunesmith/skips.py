@@ -8,35 +8,11 @@ from the reason's text; the reason keeps the row's own detail ("Expecting ',' at
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import TYPE_CHECKING
 
-if TYPE_CHECKING:
-    from tunesmith.records import Skip
+from tunesmith.records import SKIP_KINDS, Skip
 
 AUTO_STEP = 64  # template.max_length auto rounds the longest row up to a multiple of this
 
-# kind -> what the rows of that kind have in common (a table row of the report, a line of the plan)
-SKIP_KINDS = {
-    # reading (data/readers.py, data/formats.py)
-    "bad_json": "not valid JSON",
-    "ragged": "a different number of fields than the header",
-    "wrong_format": "not in the format of the other rows",
-    "malformed": "a field of the wrong type for the format",
-    "not_text": "a turn whose content is not text",
-    "empty_turn": "a turn with no text",
-    "control_char": "a control character in the text",
-    "turn_order": "turns that do not alternate user, assistant",
-    "no_answer": "no assistant turn at the end",
-    "no_prompt": "no prompt",
-    "unreadable": "could not be read as a conversation",  # run folders written before the kinds above
-    # preparing (data/prepare.py)
-    "duplicate": "duplicate of an earlier row",
-    "row_limit": "left out by data.max_rows",
-    # templating (template.py)
-    "too_long": "longer than template.max_length",
-    "answer_too_long": "the answer alone is longer than template.max_length",
-    "no_supervision": "nothing to learn (no assistant text after templating)",
-}
 
 # kind -> how to keep those rows; {need} is filled in from the rows' lengths (a max_length that keeps them all)
 SKIP_FIXES = {

@@ -190,3 +190,10 @@ def test_a_file_whose_every_row_is_unreadable_lists_the_reasons(tmp_path: Path):
         "how to fix: fix these rows, or check this is the file you meant")
     res = formats.load(path, format="alpaca")  # a forced format needs no rows to detect it: counted, not raised
     assert (res.rows_read, len(res.skipped), res.conversations) == (2, 2, ())
+
+
+def test_every_format_name_has_a_detector_and_converter_in_detection_order():
+    from tunesmith import format_names
+    from tunesmith.data import formats
+
+    assert tuple(formats.FORMATS) == format_names.ROW_FORMATS  # config validates data.format against the names

@@ -17,6 +17,7 @@ from typing import Any
 
 from tunesmith.data import readers
 from tunesmith.errors import TunesmithError, did_you_mean
+from tunesmith.format_names import ALL_FORMATS, FLAT_TURNS
 from tunesmith.records import Conversation, Message, RawRecord, ReadResult, Skip
 
 Turns = list[tuple[str, Any]]
@@ -104,9 +105,7 @@ FORMATS: dict[str, tuple[Callable[[Any], bool], Callable[[Any], Turns]]] = {
               lambda r: [("user", r[0]), ("assistant", r[1])]),
     "text": (lambda r: isinstance(r, dict) and set(r) == {"text"}, lambda r: [("text", r["text"])]),
 }
-FLAT_TURNS = "flat_turns"  # file-level: every record is one {role, content} turn
 NAMED_ROLES = {"messages", "sharegpt", "turns", FLAT_TURNS}  # formats whose files name their roles
-ALL_FORMATS = (*FORMATS, FLAT_TURNS)
 
 
 def _is_flat_turn(row: Any) -> bool:

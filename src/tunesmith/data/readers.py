@@ -14,6 +14,7 @@ import os
 import re
 from pathlib import Path
 
+from tunesmith import hub
 from tunesmith.errors import TunesmithError
 from tunesmith.records import RawRecord, Skip
 
@@ -328,13 +329,12 @@ def looks_like_hub_id(path: Path) -> bool:
 
 
 def _hub_records(dataset_id: str) -> list[RawRecord]:
-    from tunesmith.models import hub_reachable
 
     from datasets import load_dataset
 
     try:
         # Where the hub cannot be reached only the local datasets cache is tried (no ~50 s of retries).
-        ds = load_dataset(dataset_id) if hub_reachable() else _cached_dataset(dataset_id)
+        ds = load_dataset(dataset_id) if hub.reachable() else _cached_dataset(dataset_id)
     except Exception as err:  # datasets raises many types (FileNotFoundError, ConnectionError, DatasetNotFoundError)
         raise TunesmithError(f"{dataset_id!r} is not a local file or folder, and loading it as a hub dataset "
                              f"failed: {str(err).splitlines()[0][:300]}",

@@ -1,0 +1,8 @@
+"""The names of the data formats tunesmith reads: the one list that config validates `data.format` against and
+that data/formats.py registers a detector and a converter for, in detection order (tests/data/test_formats.py
+checks the two agree). Its own module so that config, below the data stage, needs nothing of it.
+"""
+
+ROW_FORMATS = ("messages", "sharegpt", "alpaca", "prompt_completion", "numbered_turns", "turns", "pairs", "text")
+FLAT_TURNS = "flat_turns"  # file-level: every record is one {role, content} turn
+ALL_FORMATS = (*ROW_FORMATS, FLAT_TURNS)
