@@ -103,3 +103,23 @@ def test_plan_is_a_dry_run_that_says_what_training_would_do(tmp_path: Path, tiny
     assert "plan: steps: 3 per epoch, 6 in total (2 epochs); effective batch 4 = 4 rows x 1 accumulation x 1 process(es)" in out
     assert "plan: precision: " in out and "check: end-of-turn token supervised: yes" in out
     assert not (tmp_path / "runs").exists()  # nothing written
+
+
+def test_every_verb_shows_examples_that_parse_with_its_own_flags():
+    """Each verb's --help ends its description with an Examples: block (simonw/llm's habit); every example line
+    parses with the verb's own flags (a renamed flag breaks this test, not a reader's first try)."""
+    import shlex
+
+    import typer
+
+    from tunesmith import cli
+
+    group = typer.main.get_command(cli.app)
+    for name, command in group.commands.items():
+        text = command.help or ""
+        assert "\nExamples:\n" in text, name
+        lines = [ln.strip() for ln in text.split("\nExamples:\n", 1)[1].splitlines() if ln.strip()]
+        assert lines and all(ln.startswith(f"tunesmith {name}") for ln in lines), (name, lines)
+        for line in lines:
+            argv = shlex.split(line, comments=True)[2:]
+            command.make_context(name, argv)  # raises click's UsageError on an unknown flag or extra argument

@@ -114,7 +114,15 @@ def train(config_path: Config = None, overwrite: Overwrite = False, set_: Sets =
           epochs: Epochs = None, batch_size: BatchSize = None, lr: Lr = None, lora_r: LoraR = None,
           load_8bit: Load8 = False, load_4bit: Load4 = False, continue_from: ContinueFrom = None,
           strict: Strict = False) -> None:
-    """Run end to end: data, plan, training, base vs tuned eval, report. Re-run an unfinished run to resume it."""
+    """Run end to end: data, plan, training, base vs tuned eval, report. Re-run an unfinished run to resume it.
+
+    \b
+    Examples:
+      tunesmith train --data my.jsonl
+      tunesmith train my.yaml --epochs 5 --lr 1e-4 --lora-r 8
+      tunesmith train my.yaml --set lora.dora=true --name dora-run
+      tunesmith train my.yaml    # again: resumes
+    """
     _training()
     from tunesmith import pipeline
 
@@ -130,7 +138,13 @@ def train(config_path: Config = None, overwrite: Overwrite = False, set_: Sets =
 def plan(config_path: Config = None, set_: Sets = None, model: Model = None, data: DataOpt = None,
          eval_data: EvalData = None, epochs: Epochs = None, batch_size: BatchSize = None, lr: Lr = None,
          lora_r: LoraR = None, load_8bit: Load8 = False, load_4bit: Load4 = False) -> None:
-    """Dry run: validate data and config, run the template checks, print what training would do and cost."""
+    """Dry run: validate data and config, run the template checks, print what training would do and cost.
+
+    \b
+    Examples:
+      tunesmith plan my.yaml
+      tunesmith plan --data my.jsonl --model default --set template.max_length=512
+    """
     from tunesmith import pipeline
 
     cfg = _config(config_path, set_, data, model=model, eval_data=eval_data, epochs=epochs,
@@ -143,7 +157,12 @@ def init(data: Annotated[Optional[list[Path]], typer.Option("--data", help="your
          model: Annotated[str, typer.Option("--model")] = "default",
          out: Annotated[Path, typer.Option("--out", help="where to write the config")] = Path("tunesmith.yaml"),
          overwrite: Overwrite = False) -> None:
-    """Write a commented config with every key at its default."""
+    """Write a commented config with every key at its default.
+
+    \b
+    Examples:
+      tunesmith init --data my.jsonl --out my.yaml
+    """
     from tunesmith import config
 
     if out.is_dir():
@@ -165,7 +184,13 @@ def init(data: Annotated[Optional[list[Path]], typer.Option("--data", help="your
 
 @app.command()
 def demo(overwrite: Overwrite = False, set_: Sets = None, name: Name = None, model: Model = None) -> None:
-    """The shipped demo: LoRA-tune the embedded SmolLM2 on the bundled counselling data."""
+    """The shipped demo: LoRA-tune the embedded SmolLM2 on the bundled counselling data.
+
+    \b
+    Examples:
+      tunesmith demo
+      tunesmith demo --overwrite --set train.epochs=1
+    """
     _training()
     from tunesmith import pipeline
 
@@ -203,7 +228,14 @@ def eval_(run: Run,
           = None,
           judge_model: Annotated[Optional[str], typer.Option("--judge-model")] = None,
           fresh: Annotated[bool, typer.Option("--fresh", help="discard earlier generations")] = False) -> None:
-    """Generate with base and tuned (or any models) on held-out rows; metrics with 95% CIs; rewrite the report."""
+    """Generate with base and tuned (or any models) on held-out rows; metrics with 95% CIs; rewrite the report.
+
+    \b
+    Examples:
+      tunesmith eval runs/demo
+      tunesmith eval runs/demo --data other.jsonl --limit 50 --models base,tuned,runs/other
+      tunesmith eval runs/demo --fresh --temperature 0.7 --top-p 0.9
+    """
     from tunesmith import pipeline
     from tunesmith.config import EvalConfig, section
 
@@ -227,7 +259,12 @@ def eval_(run: Run,
 
 @app.command()
 def report(run: Run) -> None:
-    """Rebuild report.html and report.md from a run folder."""
+    """Rebuild report.html and report.md from a run folder.
+
+    \b
+    Examples:
+      tunesmith report runs/demo
+    """
     from tunesmith import report as reporting
 
     typer.echo(f"wrote {reporting.rebuild(run, say=_say)} and its Markdown twin")
@@ -242,7 +279,12 @@ def compare(models_: Annotated[str, typer.Option("--models", help="comma-separat
             = Path("compare.csv"),
             max_new_tokens: Annotated[int, typer.Option("--max-new-tokens")] = 96,
             batch_size: Annotated[int, typer.Option("--batch-size")] = 8) -> None:
-    """The same prompts through several models, side by side (each through its own chat template)."""
+    """The same prompts through several models, side by side (each through its own chat template).
+
+    \b
+    Examples:
+      tunesmith compare --models default,runs/demo --prompts prompts.txt --csv side.csv
+    """
     from rich.console import Console
     from rich.table import Table
 
@@ -303,7 +345,13 @@ def inspect(paths: Annotated[list[Path], typer.Argument(metavar="PATH...", help=
             max_length: Annotated[str, typer.Option("--max-length", help="training max length in tokens, or "
                                                     "auto (the longest row, up to the model's context)")] = "auto",
             ) -> None:
-    """Show how tunesmith reads a data set: format, counts, skipped rows, lengths, samples. No training."""
+    """Show how tunesmith reads a data set: format, counts, skipped rows, lengths, samples. No training.
+
+    \b
+    Examples:
+      tunesmith inspect my.json
+      tunesmith inspect corpus.json --role therapist=assistant --model default
+    """
     import json
 
     from tunesmith.config import DataConfig, TemplateConfig, section
@@ -331,7 +379,12 @@ def preview(paths: Annotated[list[Path], typer.Argument(metavar="DATA...", help=
             role: Annotated[Optional[list[str]], typer.Option("--role", help="NAME=ROLE")] = None,
             column: Annotated[Optional[list[str]], typer.Option("--column", help="FIELD=YOURS")] = None,
             ) -> None:
-    """Show rows exactly as training sees them: supervised tokens highlighted, token counts, template checks."""
+    """Show rows exactly as training sees them: supervised tokens highlighted, token counts, template checks.
+
+    \b
+    Examples:
+      tunesmith preview my.json -n 3
+    """
     from rich.console import Console
     from rich.text import Text
 
@@ -377,7 +430,13 @@ def tokens(model: Annotated[str, typer.Option("--model")] = "default",
            overwrite: Annotated[bool, typer.Option("--overwrite", help="let --add write into a non-empty --out "
                                                    "folder (files of the same names are replaced)")] = False,
            ) -> None:
-    """Special tokens with ids, the chat template, vocabulary size, tokens per character (EN/KO)."""
+    """Special tokens with ids, the chat template, vocabulary size, tokens per character (EN/KO).
+
+    \b
+    Examples:
+      tunesmith tokens --model default
+      tunesmith tokens --model default --csv tokens.csv
+    """
     from tunesmith import preview as pv
     from tunesmith.compare import csv_target
 
@@ -412,7 +471,14 @@ def chat(target: Target,
                                                        "training row of the run had, if any)")] = None,
          prompt: Annotated[Optional[str], typer.Option("--prompt", help="answer this once and exit")] = None,
          max_new_tokens: MaxNew = None, temperature: Temperature = None) -> None:
-    """Chat with a tuned model (or any model) in the terminal, answers streamed; /reset, /system TEXT, /exit."""
+    """Chat with a tuned model (or any model) in the terminal, answers streamed; /reset, /system TEXT, /exit.
+
+    \b
+    Examples:
+      tunesmith chat runs/demo
+      tunesmith chat runs/demo --prompt "I cannot sleep before exams."
+      tunesmith chat default --system "Answer in one word." --max-new-tokens 32
+    """
     from tunesmith import chat as chatting
     from tunesmith.config import EvalConfig, section
 
@@ -456,7 +522,14 @@ def export(run: Run,
            overwrite: Annotated[bool, typer.Option("--overwrite", help="replace an earlier export in --out")] = False,
            push_to_hub: Annotated[Optional[str], typer.Option("--push-to-hub", help="then upload to this hub "
                                                               "repo (needs HF_TOKEN and network)")] = None) -> None:
-    """Export the tuned model (merged weights, GGUF, Ollama), load it back and compare with the tuned model."""
+    """Export the tuned model (merged weights, GGUF, Ollama), load it back and compare with the tuned model.
+
+    \b
+    Examples:
+      tunesmith export runs/demo --out exports/demo
+      tunesmith export runs/demo --out exports/demo-gguf --format gguf --quant q8_0
+      tunesmith export runs/demo --out exports/demo-ollama --format ollama
+    """
     from tunesmith import export as exporting
 
     if push_to_hub:
@@ -481,7 +554,13 @@ def serve(targets: Annotated[Optional[list[str]], typer.Argument(
                                                               "TUNESMITH_API_KEY)")] = None,
           allow_remote: Annotated[bool, typer.Option("--allow-remote", help="serve another --host than loopback "
                                                      "without --api-key")] = False) -> None:
-    """An OpenAI-compatible API (/v1/models, /v1/chat/completions, streaming) over tuned and base models."""
+    """An OpenAI-compatible API (/v1/models, /v1/chat/completions, streaming) over tuned and base models.
+
+    \b
+    Examples:
+      tunesmith serve runs/demo --model base
+      tunesmith serve runs/demo --host 0.0.0.0 --api-key "$KEY"
+    """
     from tunesmith import serve as serving
 
     every = [*(targets or []), *(model or [])]
@@ -512,7 +591,14 @@ def synth(seeds: Annotated[Path, typer.Option("--seeds", help="seed words, one p
           set_: Sets = None,
           dry_run: Annotated[bool, typer.Option("--dry-run", help="print the first seed word's prompts and "
                                                 "stop")] = False) -> None:
-    """Build a training file from seed words: questions, retrieved passages, grounded answers, filters."""
+    """Build a training file from seed words: questions, retrieved passages, grounded answers, filters.
+
+    \b
+    Examples:
+      tunesmith synth --seeds seed_words.txt --docs my_docs/ --out synth.jsonl --per-seed 5 --lang ko
+      tunesmith synth --seeds seed_words.txt --docs my_docs/ --out synth.jsonl --dry-run
+      tunesmith synth --seeds words.txt --out synth.jsonl --generator http://127.0.0.1:8000/v1 --api-model m
+    """
     from tunesmith import synth as synthesis
     from tunesmith.config import SynthConfig, section, set_override
 
@@ -542,7 +628,13 @@ def ui(host: Annotated[str, typer.Option("--host", help="127.0.0.1 (this machine
                                                   "(an access token is then required)")] = False,
        max_upload_mb: Annotated[int, typer.Option("--max-upload-mb", min=1, help="the largest file the upload box "
                                                   "takes")] = 100) -> None:
-    """A local web app: data, runs and reports in the browser (English / 한국어)."""
+    """A local web app: data, runs and reports in the browser (English / 한국어).
+
+    \b
+    Examples:
+      tunesmith ui
+      tunesmith ui --runs my-runs --port 7861
+    """
     from tunesmith.ui import serve as ui_serve
 
     ui_serve.run(runs, host=host, port=port, allow_remote=allow_remote, max_upload_mb=max_upload_mb, say=_say)
