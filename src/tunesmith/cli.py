@@ -290,17 +290,15 @@ def compare(models_: Annotated[str, typer.Option("--models", help="comma-separat
 
     from tunesmith import compare as comparing
     from tunesmith.config import EvalConfig, section
-    from tunesmith.skips import rows_text, skip_lines
+    from tunesmith.skips import block, rows_text
 
     eval_cfg = section(EvalConfig, {"max_new_tokens": max_new_tokens, "batch_size": batch_size},
                        where="tunesmith compare", flags={"max_new_tokens": "--max-new-tokens",
                                                          "batch_size": "--batch-size"})
     csv_path = comparing.csv_target(csv_path)  # now, not after minutes of generation
     convs, skipped = comparing.read_prompts(prompts)
-    if skipped:
-        _say(f"not compared: {rows_text(len(skipped))}")
-        for line in skip_lines(skipped):
-            _say(f"  {line}")
+    for line in block(f"not compared: {rows_text(len(skipped))}", skipped):
+        _say(line)
     specs = _model_list(models_, "default,<another model>")
     result = comparing.compare(specs, convs, eval_cfg, skipped=skipped, say=_say)
     comparing.write_csv(result, csv_path)
@@ -390,7 +388,7 @@ def preview(paths: Annotated[list[Path], typer.Argument(metavar="DATA...", help=
 
     from tunesmith import preview as pv
     from tunesmith.config import DataConfig, TemplateConfig, section
-    from tunesmith.skips import skip_lines
+    from tunesmith.skips import block, rows_text
     from tunesmith.template import describe
 
     if n < 0:
@@ -414,10 +412,9 @@ def preview(paths: Annotated[list[Path], typer.Argument(metavar="DATA...", help=
     typer.echo("")
     for line in describe(result.checks):
         typer.echo(f"check: {line}")
-    if result.skipped:
-        typer.echo(f"not used: {len(result.skipped)} rows")
-        for line in skip_lines(result.skipped, result.max_length, result.context):
-            typer.echo(f"  {line}")
+    for line in block(f"not used: {rows_text(len(result.skipped))}", result.skipped, result.max_length,
+                      result.context):
+        typer.echo(line)
     if not result.checks.ok:
         sys.exit(EXIT_USER_ERROR)
 

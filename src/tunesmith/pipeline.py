@@ -85,11 +85,9 @@ def render(tokenizer: Any, data: PreparedData, cfg: RunConfig, say: Callable[[st
             f"{skips.AUTO_STEP}; at most {context_is}: {context or 'unknown'})")
     for line in template.describe(r.checks):
         say(f"check: {line}")
-    if r.skipped:
-        say(f"not trained or evaluated: {skips.rows_text(len(r.skipped))} (all of them: data/summary.json in "
-            "the run folder)")
-        for line in skips.skip_lines(r.skipped, r.max_length, context, context_is=context_is):
-            say(f"  {line}")
+    for line in skips.block(f"not trained or evaluated: {skips.rows_text(len(r.skipped))} (all of them: "
+                            "data/summary.json in the run folder)", r.skipped, r.max_length, context, context_is):
+        say(line)
     # Rows the template could not use leave train/eval here, once, so plan, summary and report count alike.
     gone = {s.location for s in r.skipped}
     fitted = {c.source: c for c in r.convs}
@@ -355,9 +353,7 @@ def _eval_rows(run_dir: rundir.RunDir, cfg: RunConfig, data: Path | None, say: C
 
     files = read_all([data], cfg.data)  # the run's format, roles and columns settings apply
     skipped = [s for f in files for s in f.skipped]
-    if skipped:
-        say(f"not evaluated: {skips.rows_text(len(skipped))}")
-        for line in skips.skip_lines(skipped):
-            say(f"  {line}")
+    for line in skips.block(f"not evaluated: {skips.rows_text(len(skipped))}", skipped):
+        say(line)
     # every usable row of the file is an eval row here
     return [c for f in files for c in f.conversations], run_dir.evaluation(data.stem)

@@ -49,6 +49,19 @@ def rows_text(n: int) -> str:
     return f"{n} row" if n == 1 else f"{n} rows"
 
 
+def block(headline: str, skipped: Sequence[Skip], max_length: int | None = None, context: int | None = None,
+          context_is: str = "the model's context") -> list[str]:
+    """What every verb prints about skipped rows: `headline`, then skip_lines indented under it; nothing when no
+    row was skipped.
+
+    >>> block("not compared: 0 rows", [])
+    []
+    """
+    if not skipped:
+        return []
+    return [headline, *(f"  {line}" for line in skip_lines(skipped, max_length, context, context_is=context_is))]
+
+
 def skip_lines(skipped: Sequence[Skip], max_length: int | None = None, context: int | None = None, shown: int = 3,
                context_is: str = "the model's context") -> list[str]:
     """Skipped rows summarised: per kind a count, their lengths, the first few file:lines, one example reason
