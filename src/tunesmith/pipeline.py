@@ -126,13 +126,24 @@ def _length_cap(cfg: RunConfig) -> tuple[int | None, str]:
 
 def plan(cfg: RunConfig, say: Callable[[str], None] = print) -> list[str]:
     """A dry run: data, template checks and the training plan, without training or writing anything."""
-    return _planned(cfg, say)[-1]
+    return _planned(cfg, say).lines
 
 
-def _planned(cfg: RunConfig, say: Callable[[str], None], saved: Plan | None = None
-             ) -> tuple[RunConfig, PreparedData, Any, list[Example], list[Example], list[str]]:
+@dataclasses.dataclass(frozen=True)
+class Planned:
+    """What the plan hands to training, all decided before any weights load."""
+
+    cfg: RunConfig  # the config to train with: the memory fit (or a resumed run's plan) may set batch settings
+    data: PreparedData  # rows the template could not use already moved to `dropped`
+    tokenizer: Any  # the starting model's, as the template stage set it up: the one that trains
+    train: list[Example]
+    eval: list[Example]
+    lines: list[str]  # the plan as printed (plan.json keeps it)
+
+
+def _planned(cfg: RunConfig, say: Callable[[str], None], saved: Plan | None = None) -> Planned:
     """Data, template stage, memory fit and plan, on the tokenizer alone: everything that can stop a run stops
-    before any weights load. Returns (config to train with, data, tokenizer, train and eval examples, plan lines).
+    before any weights load.
 
     `saved` is the plan of the unfinished run being resumed: its batch settings are kept (free memory changes
     between runs; a resumed run must take the same steps).
@@ -155,7 +166,7 @@ def _planned(cfg: RunConfig, say: Callable[[str], None], saved: Plan | None = No
     lines = fit_lines + planning.describe(cfg, data, train_ex, eval_ex)
     for line in lines:
         say(f"plan: {line}")
-    return cfg, data, tokenizer, train_ex, eval_ex, lines
+    return Planned(cfg, data, tokenizer, train_ex, eval_ex, lines)
 
 
 def _starting_tokenizer(cfg: RunConfig) -> Any:
@@ -253,38 +264,37 @@ def run(cfg: RunConfig, *, overwrite: bool = False, say: Callable[[str], None] =
     rundir.check_target(cfg.output_dir, cfg.name)  # a bad --name or --output-dir fails before any model loads
     # Data, template, memory and model problems surface before the run folder exists: nothing half-written.
     asked = cfg  # what the user asked for: the run folder keeps it, and a re-run is compared with it
-    cfg, data, tokenizer, train_ex, eval_ex, plan_lines = _planned(cfg, say, _unfinished_plan(cfg, overwrite))
+    planned = _planned(cfg, say, _unfinished_plan(cfg, overwrite))
+    cfg = planned.cfg
     model, _ = _starting_model(cfg)  # the tokenizer set up by the template stage is the one that trains
-    steps = train.steps(len(train_ex), cfg)
+    steps = train.steps(len(planned.train), cfg)
     if "wandb" in cfg.train.report_to:
         train.wandb_offline_reason()  # a bad W&B key exits 2 before the run folder exists
     if runtime.rank() != 0:
         checkpoint = None if overwrite else rundir.RunDir(cfg.output_dir / cfg.name).last_checkpoint()
-        train.train(model, tokenizer, train_ex, eval_ex, cfg, rundir.RunDir(cfg.output_dir / cfg.name), say,
-                    resume_from=checkpoint)
+        train.train(model, planned.tokenizer, planned.train, planned.eval, cfg,
+                    rundir.RunDir(cfg.output_dir / cfg.name), say, resume_from=checkpoint)
         return None
     run_dir, resumed = rundir.create(cfg.output_dir, cfg.name, overwrite=overwrite, config_yaml=asked.to_yaml(),
                                      say=say)
     with run_dir.held():  # the lock goes with the run, also when a library caller goes on to other work
         run_dir.clear_outcome()
         try:
-            return _train_and_report(run_dir, resumed, cfg, data, (model, tokenizer, train_ex, eval_ex), plan_lines,
-                                     steps, say, wall)
+            return _train_and_report(run_dir, resumed, planned, model, steps, say, wall)
         except Exception as err:  # the UI's Runs tab shows it as failed, with this text; Ctrl-C is not a failure
             run_dir.record_failure(err.render() if isinstance(err, TunesmithError) else f"{type(err).__name__}: {err}")
             raise
 
 
-def _train_and_report(run_dir: rundir.RunDir, resumed: bool, cfg: RunConfig, data: Any, work: tuple[Any, ...],
-                      plan_lines: list[str], steps: tuple[int, int], say: Callable[[str], None],
-                      wall: float) -> RunSummary | None:
+def _train_and_report(run_dir: rundir.RunDir, resumed: bool, planned: Planned, model: Any, steps: tuple[int, int],
+                      say: Callable[[str], None], wall: float) -> RunSummary | None:
     """Inside the locked run folder: train (or resume), evaluate base and tuned, write the report.
     None when a stop was requested: the checkpoint it saved is where the same command resumes."""
-    model, tokenizer, train_ex, eval_ex = work
+    cfg, data, train_ex = planned.cfg, planned.data, planned.train
     if resumed:
         say(f"resuming the unfinished run in {run_dir.root}")
         _check_same_data(run_dir, data)
-    _write_inputs(run_dir, cfg, data, plan_lines, steps)
+    _write_inputs(run_dir, cfg, data, planned.lines, steps)
     seconds = 0.0
     if run_dir.weights is not None:
         say(f"training finished earlier: {run_dir.weights}")
@@ -298,8 +308,8 @@ def _train_and_report(run_dir: rundir.RunDir, resumed: bool, cfg: RunConfig, dat
             run_dir.remove(run_dir.checkpoints)
         say(f"training ({cfg.train.method}) on {len(train_ex)} rows ({sum(len(e.input_ids) for e in train_ex)} "
             "tokens/epoch) ...")
-        result = train.train(model, tokenizer, train_ex, eval_ex, cfg, run_dir, say, resume_from=checkpoint,
-                             progress=progress.training_bar())
+        result = train.train(model, planned.tokenizer, train_ex, planned.eval, cfg, run_dir, say,
+                             resume_from=checkpoint, progress=progress.training_bar())
         if result.stopped:
             kept = run_dir.last_checkpoint()
             say(f"stopped on request at step {rundir.checkpoint_step(kept) if kept else '?'} of {steps[1]}; "
