@@ -11,7 +11,8 @@ import pytest
 from tests.conftest import fails, tunesmith
 from tunesmith import chat, config, rundir, template
 from tunesmith.errors import TunesmithError
-from tunesmith.records import Conversation, Message, Reply
+from tunesmith.chat import Reply
+from tunesmith.records import Conversation, Message
 
 
 def _single_turn(run) -> Conversation:  # noqa: ANN001

@@ -13,8 +13,8 @@ import pytest
 from tests.conftest import fails, tunesmith
 from tests.fixtures import templates
 from tunesmith import export, ollama
+from tunesmith.export import ExportResult
 from tunesmith.errors import TunesmithError
-from tunesmith.records import ExportResult
 
 GOLDEN = Path(__file__).parent / "fixtures" / "Modelfile.smollm2"
 

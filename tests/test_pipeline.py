@@ -12,7 +12,8 @@ import pytest
 from tests.conftest import SAMPLE, TINY_TRAIN, fails, tiny_config, tiny_llama, tunesmith
 from tunesmith import config, evaluate, pipeline, report, rundir
 from tunesmith.errors import TunesmithError
-from tunesmith.records import DataReport, EvalSettings
+from tunesmith.records import EvalSettings
+from tunesmith.runfiles import DataReport
 
 
 def short_config(tiny_model_dir: Path, data: Path, out: Path) -> config.RunConfig:

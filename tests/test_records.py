@@ -10,8 +10,8 @@ import pytest
 
 from tunesmith import report, rundir
 from tunesmith.errors import TunesmithError
-from tunesmith.records import (DataReport, Difference, EvalReport, EvalSettings, FileReport, Generation,
-                               JudgeSummary, LogRow, Manifest, ModelEval, Plan, Skip)
+from tunesmith.records import Difference, EvalReport, EvalSettings, Generation, JudgeSummary, ModelEval, Skip
+from tunesmith.runfiles import DataReport, FileReport, LogRow, Manifest, Plan
 
 OLD_RUN = Path(__file__).parent / "fixtures" / "run_written_by_5ca8684"  # tunesmith before typed records
 

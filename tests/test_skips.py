@@ -8,7 +8,8 @@ from pathlib import Path
 from tests.conftest import tunesmith
 from tunesmith.config import DataConfig
 from tunesmith.data.prepare import dedup, read_all
-from tunesmith.records import DataReport, Skip
+from tunesmith.records import Skip
+from tunesmith.runfiles import DataReport
 from tunesmith.skips import SKIP_FIXES, SKIP_KINDS, skip_lines
 
 

@@ -19,9 +19,20 @@ from typing import Any
 from tunesmith import generation, models, rundir, template
 from tunesmith.config import EvalConfig, TemplateConfig
 from tunesmith.errors import TunesmithError
-from tunesmith.records import Conversation, Message, Reply
+from tunesmith.records import Conversation, Message
 
 HELP = "commands: /reset (forget the conversation), /system TEXT (new system prompt; /system alone clears it), /exit"
+
+
+@dataclass(frozen=True)
+class Reply:
+    """One answer of chat or serve: the text, whether it ended by itself (end-of-turn token or a stop string)
+    rather than at the token limit, and the token counts OpenAI's `usage` reports."""
+
+    text: str
+    stopped: bool
+    prompt_tokens: int
+    new_tokens: int
 
 
 @dataclass

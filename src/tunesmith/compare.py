@@ -10,15 +10,26 @@ import csv
 import gc
 import os
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 from tunesmith import generation, models, template
 from tunesmith.config import EvalConfig, TemplateConfig
 from tunesmith.data import readers
 from tunesmith.errors import TunesmithError
-from tunesmith.records import Comparison, Conversation, Message, Skip
+from tunesmith.records import Conversation, Message, Skip
 
 PROMPT_KEYS = ("prompt", "instruction", "question", "input", "text", "query")
+
+
+@dataclass(frozen=True)
+class Comparison:
+    models: tuple[str, ...]
+    templates: tuple[str, ...]  # per model: "own chat template" or the fallback used
+    prompts: tuple[Conversation, ...]
+    outputs: tuple[tuple[str, ...], ...]  # per prompt, one generation per model
+    stopped: tuple[tuple[bool, ...], ...]
+    skipped: tuple[Skip, ...] = ()
 
 
 def _prompt(fields: object) -> list[Message] | None:

@@ -16,13 +16,14 @@ import os
 import shutil
 import tempfile
 from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
 from tunesmith import generation, hub, models, ollama, rundir, template
 from tunesmith.config import EvalConfig, TemplateConfig
 from tunesmith.errors import TunesmithError
-from tunesmith.records import ExportCheck, ExportResult
+from tunesmith.records import load_fields
 
 FORMATS = ("merged", "gguf", "ollama")
 # gguf 0.19 quantises these in numpy (the K-quants it only reads); transformers' GGUF loader reads them all back.
@@ -39,6 +40,49 @@ CHECK_TOKENS = 24
 MANIFEST = "tunesmith_export.json"
 TMP_MARKER = ".tunesmith-export-in-progress"  # inside the hidden work folder until it is renamed to --out
 SPECIAL = ("/proc", "/sys", "/dev")  # kernel filesystems: writing a model there fails after minutes of work
+
+
+@dataclass(frozen=True)
+class ExportCheck:
+    """An export loaded back and compared with the tuned model in memory on the run's held-out prompts."""
+
+    kind: str  # merged, or the GGUF quantisation (f16, q8_0, ...)
+    prompts: int
+    max_logit_diff: float
+    tolerance: float
+    identical_generations: int  # prompts whose greedy continuation is the same token for token
+    agreeing_tokens: int  # tokens before the first difference, summed over prompts
+    generated_tokens: int
+    same_tokenizer: bool  # the export's own tokenizer encodes the prompts to the same ids
+    same_template: bool  # and carries the chat template used in training
+    passed: bool
+
+    def describe(self) -> str:
+        return (f"{self.kind}: max |logit diff| {self.max_logit_diff:.3g} (tolerance {self.tolerance:g}), "
+                f"{self.identical_generations}/{self.prompts} greedy generations identical, token agreement "
+                f"{self.agreeing_tokens}/{self.generated_tokens}, tokenizer "
+                f"{'same' if self.same_tokenizer else 'DIFFERENT'}, chat template "
+                f"{'same' if self.same_template else 'DIFFERENT'}")
+
+
+@dataclass(frozen=True)
+class ExportResult:
+    """tunesmith_export.json: what was exported from which run, the files, and the reload check."""
+
+    format: str  # merged, gguf or ollama
+    quant: str  # the GGUF quantisation; "" for merged
+    path: str
+    source: str  # what was loaded: base + adapter, or the full model
+    files: tuple[str, ...]
+    check: ExportCheck
+
+    def to_json(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_json(cls, obj: dict[str, Any], where: str = "an export manifest") -> ExportResult:
+        fields_ = load_fields(cls, obj, where)
+        return cls(**{**fields_, "files": tuple(fields_["files"]), "check": ExportCheck(**fields_["check"])})
 
 
 def export(run_path: Path, out: Path, *, fmt: str = "merged", quant: str = "f16", overwrite: bool = False,

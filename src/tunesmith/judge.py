@@ -20,10 +20,11 @@ from __future__ import annotations
 import re
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
 
 from tunesmith.endpoint import Endpoint, redact_url  # noqa: F401  (redact_url: eval prints the judge's url)
 from tunesmith.metrics import paired_bootstrap
-from tunesmith.records import Generation, JudgeResult, Preference
+from tunesmith.records import Difference, Generation, JudgeSummary
 
 KEY_VARIABLES = ("TUNESMITH_JUDGE_KEY", "OPENAI_API_KEY")
 ORDERS = (("base", "tuned"), ("tuned", "base"))  # who is answer A, who is answer B
@@ -36,6 +37,54 @@ SYSTEM = ("You compare two answers to the same request. Decide which answer bett
 # 'Verdict: A', 'verdict is **B**', 'Final verdict: [[A]]', 'verdict: a tie'; A/B must be capitals ('a' is a word)
 _VERDICT = re.compile(r"(?i:verdict\W*(?:is\W+)?(?:a\s+)?)(A|B|(?i:tie))\b|\[\[(A|B|(?i:tie))\]\]")
 _BARE = re.compile(r"\W*(A|B|(?i:tie))\W*")
+
+
+@dataclass(frozen=True)
+class Preference:
+    """One row judged in both orders. `picks` are per order (base shown first, tuned shown first)."""
+
+    source: str
+    picks: tuple[str, str]  # each 'base' | 'tuned' | 'tie' | 'unparsed'
+    replies: tuple[str, str] = field(repr=False)  # the judge's words, for anyone who wants to check it
+
+    @property
+    def winner(self) -> str:
+        return self.picks[0] if self.picks[0] == self.picks[1] and self.picks[0] in ("base", "tuned") else "tie"
+
+    @property
+    def score(self) -> int:
+        return {"tuned": 1, "base": -1, "tie": 0}[self.winner]
+
+
+@dataclass(frozen=True)
+class JudgeResult:
+    """Per-row preferences and tuned-win share minus base-win share, with a paired bootstrap interval."""
+
+    model: str
+    rows: tuple[Preference, ...]
+    difference: Difference  # mean of +1 (tuned) / 0 / -1 (base) per row
+
+    @property
+    def tuned_wins(self) -> int:
+        return sum(r.winner == "tuned" for r in self.rows)
+
+    @property
+    def base_wins(self) -> int:
+        return sum(r.winner == "base" for r in self.rows)
+
+    @property
+    def ties(self) -> int:
+        return sum(r.winner == "tie" for r in self.rows)
+
+    @property
+    def unparsed(self) -> int:
+        """Replies (two per row) with no readable verdict."""
+        return sum(p == "unparsed" for r in self.rows for p in r.picks)
+
+    def summary(self) -> JudgeSummary:
+        d = self.difference
+        return JudgeSummary(self.model, len(self.rows), self.tuned_wins, self.base_wins, self.ties, self.unparsed,
+                            d.mean, d.low, d.high, d.verdict)
 
 
 def parse_verdict(reply: str) -> str | None:

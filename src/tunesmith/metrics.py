@@ -23,11 +23,12 @@ import random
 import re
 import unicodedata
 from collections.abc import Sequence
+from dataclasses import dataclass
 from functools import lru_cache
 from typing import Any
 
 from tunesmith.errors import TunesmithError
-from tunesmith.records import Difference, Example, Generation, Scores
+from tunesmith.records import Difference, Example, Generation
 from tunesmith.template import IGNORE
 
 # key -> (what it measures, +1 higher is better / -1 lower is better / 0 neither)
@@ -44,6 +45,16 @@ METRICS: dict[str, tuple[str, int]] = {
 }
 CHAR_LEVEL = ("ko", "cjk")
 BLEU_TOKENIZE = {"ko": "char", "cjk": "char", "en": "13a", "other": "intl"}
+
+
+@dataclass(frozen=True)
+class Scores:
+    """Corpus values and per-row values of the same metric keys (see METRICS); corpus adds 'perplexity'."""
+
+    corpus: dict[str, float]
+    rows: list[dict[str, float]]
+    lang: str
+    bleu_tokenize: str  # the sacrebleu tokenizer BLEU used, for the report
 
 
 def _is_cjk(ch: str) -> bool:

@@ -11,6 +11,7 @@ import platform
 import subprocess
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from importlib import metadata
 from pathlib import Path
 from typing import Any
@@ -20,11 +21,24 @@ from tunesmith import plan as planning
 from tunesmith.config import RunConfig
 from tunesmith.data.prepare import prepare
 from tunesmith.errors import TunesmithError
-from tunesmith.records import (Conversation, DataReport, EvalReport, Example, Manifest, Plan, PreparedData,
-                               RunSummary, TrainingSummary)
+from tunesmith.records import Conversation, EvalReport, Example, PreparedData
+from tunesmith.runfiles import DataReport, Manifest, Plan
+from tunesmith.train import TrainingSummary
 
 PACKAGES = ("tunesmith", "torch", "transformers", "trl", "peft", "datasets", "accelerate", "sacrebleu", "gguf",
             "sentence-transformers", "wandb")
+
+
+@dataclass(frozen=True)
+class RunSummary:
+    """What `tunesmith train` prints at the end."""
+
+    run_dir: Path
+    report: Path
+    evaluation: EvalReport
+    training: TrainingSummary
+    train_seconds: float
+    wall_seconds: float
 
 
 def _sha256(path: Path) -> str:

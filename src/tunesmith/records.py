@@ -2,11 +2,15 @@
 
 path --readers--> RawRecord --formats--> Conversation --prepare--> PreparedData
      --template--> Example --train--> TrainingSummary --evaluate--> EvalReport --report--> report.html
+
+Only the main path's nouns live here (and SKIP_KINDS, the glossary of Skip). A type with one owner lives with it:
+the run folder's files in runfiles.py (Plan, DataReport, Manifest, LogRow), TrainingSummary in train.py, Reply
+in chat.py, ExportResult in export.py, Comparison in compare.py, Scores in metrics.py, the judge's rows in
+judge.py, Passage and SynthRow in synth/, RunSummary in pipeline.py.
 """
 
 from __future__ import annotations
 
-from collections import Counter
 from dataclasses import MISSING, asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
@@ -16,7 +20,7 @@ from tunesmith.errors import TunesmithError
 IGNORE = -100  # the label of a token the loss skips (transformers' and PyTorch's ignore_index)
 
 
-def _load(cls: type, obj: Any, file: str) -> dict[str, Any]:  # file: where it was read, for the message
+def load_fields(cls: type, obj: Any, file: str) -> dict[str, Any]:  # file: where it was read, for the message
     """The keys of `obj` that `cls` knows; a missing required key means another (older) tunesmith wrote it."""
     need = [f.name for f in fields(cls) if f.default is MISSING and f.default_factory is MISSING]
     missing = [k for k in need if not isinstance(obj, dict) or k not in obj]
@@ -189,61 +193,7 @@ class Generation:
 
     @classmethod
     def from_json(cls, obj: dict[str, Any], where: str = "a generation") -> Generation:
-        return cls(**_load(cls, obj, where))
-
-
-@dataclass(frozen=True)
-class Reply:
-    """One answer of chat or serve: the text, whether it ended by itself (end-of-turn token or a stop string)
-    rather than at the token limit, and the token counts OpenAI's `usage` reports."""
-
-    text: str
-    stopped: bool
-    prompt_tokens: int
-    new_tokens: int
-
-
-@dataclass(frozen=True)
-class ExportCheck:
-    """An export loaded back and compared with the tuned model in memory on the run's held-out prompts."""
-
-    kind: str  # merged, or the GGUF quantisation (f16, q8_0, ...)
-    prompts: int
-    max_logit_diff: float
-    tolerance: float
-    identical_generations: int  # prompts whose greedy continuation is the same token for token
-    agreeing_tokens: int  # tokens before the first difference, summed over prompts
-    generated_tokens: int
-    same_tokenizer: bool  # the export's own tokenizer encodes the prompts to the same ids
-    same_template: bool  # and carries the chat template used in training
-    passed: bool
-
-    def describe(self) -> str:
-        return (f"{self.kind}: max |logit diff| {self.max_logit_diff:.3g} (tolerance {self.tolerance:g}), "
-                f"{self.identical_generations}/{self.prompts} greedy generations identical, token agreement "
-                f"{self.agreeing_tokens}/{self.generated_tokens}, tokenizer "
-                f"{'same' if self.same_tokenizer else 'DIFFERENT'}, chat template "
-                f"{'same' if self.same_template else 'DIFFERENT'}")
-
-
-@dataclass(frozen=True)
-class ExportResult:
-    """tunesmith_export.json: what was exported from which run, the files, and the reload check."""
-
-    format: str  # merged, gguf or ollama
-    quant: str  # the GGUF quantisation; "" for merged
-    path: str
-    source: str  # what was loaded: base + adapter, or the full model
-    files: tuple[str, ...]
-    check: ExportCheck
-
-    def to_json(self) -> dict[str, Any]:
-        return asdict(self)
-
-    @classmethod
-    def from_json(cls, obj: dict[str, Any], where: str = "an export manifest") -> ExportResult:
-        fields_ = _load(cls, obj, where)
-        return cls(**{**fields_, "files": tuple(fields_["files"]), "check": ExportCheck(**fields_["check"])})
+        return cls(**load_fields(cls, obj, where))
 
 
 @dataclass(frozen=True)
@@ -256,16 +206,6 @@ class ModelEval:
     rows: tuple[dict[str, float], ...] = field(repr=False, default=())  # per-row values, in eval-row order
     generations: tuple[Generation, ...] = field(repr=False, default=())
     eval_loss: float | None = None  # the trainer's eval loss for this model, where training measured it
-
-
-@dataclass(frozen=True)
-class Scores:
-    """Corpus values and per-row values of the same metric keys (see METRICS); corpus adds 'perplexity'."""
-
-    corpus: dict[str, float]
-    rows: list[dict[str, float]]
-    lang: str
-    bleu_tokenize: str  # the sacrebleu tokenizer BLEU used, for the report
 
 
 @dataclass(frozen=True)
@@ -291,77 +231,6 @@ class Difference:
 
 
 @dataclass(frozen=True)
-class TrainResult:
-    model: Any  # the trained model (PEFT-wrapped for LoRA), best weights loaded when train.load_best
-    seconds: float
-    train_tokens: int
-    stopped: bool = False  # a stop was requested (run.stop_request): a checkpoint was saved, training did not end
-
-
-@dataclass(frozen=True)
-class TrainingSummary:
-    """What the eval-loss curve says: where it was lowest, whether training stopped early, overfitting."""
-
-    start_eval_loss: float  # the starting model (step 0)
-    best_eval_loss: float
-    best_step: int
-    best_epoch: float
-    last_eval_loss: float
-    last_step: int
-    stopped_early: bool  # fewer steps than planned: early stopping (patience) ended it
-    overfitting: str | None  # a plain sentence with the numbers, when eval loss rose while train loss fell
-    evals: tuple[tuple[int, float], ...] = ()  # (step, eval loss)
-
-
-@dataclass(frozen=True)
-class Preference:
-    """One row judged in both orders. `picks` are per order (base shown first, tuned shown first)."""
-
-    source: str
-    picks: tuple[str, str]  # each 'base' | 'tuned' | 'tie' | 'unparsed'
-    replies: tuple[str, str] = field(repr=False)  # the judge's words, for anyone who wants to check it
-
-    @property
-    def winner(self) -> str:
-        return self.picks[0] if self.picks[0] == self.picks[1] and self.picks[0] in ("base", "tuned") else "tie"
-
-    @property
-    def score(self) -> int:
-        return {"tuned": 1, "base": -1, "tie": 0}[self.winner]
-
-
-@dataclass(frozen=True)
-class JudgeResult:
-    """Per-row preferences and tuned-win share minus base-win share, with a paired bootstrap interval."""
-
-    model: str
-    rows: tuple[Preference, ...]
-    difference: Difference  # mean of +1 (tuned) / 0 / -1 (base) per row
-
-    @property
-    def tuned_wins(self) -> int:
-        return sum(r.winner == "tuned" for r in self.rows)
-
-    @property
-    def base_wins(self) -> int:
-        return sum(r.winner == "base" for r in self.rows)
-
-    @property
-    def ties(self) -> int:
-        return sum(r.winner == "tie" for r in self.rows)
-
-    @property
-    def unparsed(self) -> int:
-        """Replies (two per row) with no readable verdict."""
-        return sum(p == "unparsed" for r in self.rows for p in r.picks)
-
-    def summary(self) -> JudgeSummary:
-        d = self.difference
-        return JudgeSummary(self.model, len(self.rows), self.tuned_wins, self.base_wins, self.ties, self.unparsed,
-                            d.mean, d.low, d.high, d.verdict)
-
-
-@dataclass(frozen=True)
 class JudgeSummary:
     """The judge's part of eval/summary.json: counts and the net win share with its interval."""
 
@@ -381,17 +250,7 @@ class JudgeSummary:
 
     @classmethod
     def from_json(cls, obj: dict[str, Any], where: str = "the judge's summary") -> JudgeSummary:
-        return cls(**_load(cls, obj, where))
-
-
-@dataclass(frozen=True)
-class Comparison:
-    models: tuple[str, ...]
-    templates: tuple[str, ...]  # per model: "own chat template" or the fallback used
-    prompts: tuple[Conversation, ...]
-    outputs: tuple[tuple[str, ...], ...]  # per prompt, one generation per model
-    stopped: tuple[tuple[bool, ...], ...]
-    skipped: tuple[Skip, ...] = ()
+        return cls(**load_fields(cls, obj, where))
 
 
 @dataclass(frozen=True)
@@ -421,7 +280,7 @@ class EvalSettings:
 
     @classmethod
     def from_json(cls, obj: dict[str, Any], where: str = "eval settings") -> EvalSettings:
-        return cls(**_load(cls, obj, where))
+        return cls(**load_fields(cls, obj, where))
 
 
 @dataclass(frozen=True)
@@ -458,7 +317,7 @@ class Retention:
 
     @classmethod
     def from_json(cls, obj: dict[str, Any], where: str = "an eval summary") -> Retention:
-        data = _load(cls, obj, where)
+        data = load_fields(cls, obj, where)
         models = tuple(RetentionModel(m["label"], tuple((float(s), int(n)) for s, n in m["text_nll"]),
                                       tuple((float(s), int(n)) for s, n in m["answer_nll"]), tuple(m["answers"]))
                        for m in data["models"])
@@ -503,7 +362,7 @@ class EvalReport:
     @classmethod
     def from_json(cls, obj: dict[str, Any], generations: Any, where: str = "an eval summary") -> EvalReport:
         """`generations(label)` gives a model's Generation rows (read from its own file)."""
-        data = _load(cls, obj, where)
+        data = load_fields(cls, obj, where)
         models = tuple(ModelEval(label, m["spec"], m["metrics"], tuple(m["rows"]), tuple(generations(label)),
                                  m["eval_loss"]) for label, m in data["models"].items())
         # Older summaries have no direction per difference: take it from the stored verdict.
@@ -522,219 +381,4 @@ def _direction_of(verdict: str, up: bool) -> int:
     return -1 if (verdict == "better") != up and verdict != "no clear difference" else 1
 
 
-@dataclass(frozen=True)
-class Passage:
-    """A retrieved chunk of a --docs file, with its scores (dense: cosine; bm25: Okapi; score: what ranked it)."""
 
-    source: str  # 'file.txt#3': the file and the chunk's index in it
-    text: str
-    score: float
-    dense: float | None = None
-    bm25: float | None = None
-
-    def to_json(self) -> dict[str, Any]:
-        return {k: (round(v, 4) if isinstance(v, float) else v) for k, v in asdict(self).items() if v is not None}
-
-
-@dataclass(frozen=True)
-class SynthRow:
-    """One synthesized training row with its provenance (tunesmith synth)."""
-
-    seed: str
-    index: int  # which of the seed word's questions
-    question: str
-    answer: str
-    passages: tuple[Passage, ...]
-    generator: str
-
-    def to_json(self, fmt: str, settings: dict[str, Any]) -> dict[str, Any]:
-        provenance = {"seed": self.seed, "question_index": self.index, "generator": self.generator,
-                      "passages": [p.to_json() for p in self.passages], "settings": settings}
-        if fmt == "alpaca":
-            return {"instruction": self.question, "input": "", "output": self.answer, "provenance": provenance}
-        return {"messages": [{"role": "user", "content": self.question},
-                             {"role": "assistant", "content": self.answer}], "provenance": provenance}
-
-
-@dataclass(frozen=True)
-class SynthSummary:
-    """What `tunesmith synth` did, counted so the numbers add up: asked = written + removed by reason."""
-
-    out: Path
-    seeds_read: int
-    seeds_removed: dict[str, int]  # reason -> seed lines removed (empty, duplicate)
-    seeds_used: int
-    questions: int  # questions generated (parsed from the generator's replies)
-    removed: dict[str, int]  # reason -> questions or answers removed
-    written: int  # rows in the output file
-    resumed: int  # of those, rows already there when this run started
-
-    def lines(self) -> list[str]:
-        gone = sum(self.removed.values())
-        out = [f"seed words: {self.seeds_read} read, {self.seeds_used} used"
-               + "".join(f", {n} {why}" for why, n in self.seeds_removed.items() if n),
-               f"questions: {self.questions} generated -> {self.written} rows written ({self.resumed} from an "
-               f"earlier run), {gone} removed"]
-        out += [f"  removed, {why}: {n}" for why, n in sorted(self.removed.items(), key=lambda kv: -kv[1])]
-        return out
-
-
-@dataclass(frozen=True)
-class RunSummary:
-    """What `tunesmith train` prints at the end."""
-
-    run_dir: Path
-    report: Path
-    evaluation: EvalReport
-    training: TrainingSummary
-    train_seconds: float
-    wall_seconds: float
-
-
-# --- the run folder's other files; rundir.RunDir reads and writes each one through these ---------------------
-
-@dataclass(frozen=True)
-class Plan:
-    """plan.json: the plan as printed, and the step counts the training summary is measured against."""
-
-    lines: tuple[str, ...]
-    steps_per_epoch: int
-    total_steps: int
-    # The batch settings training ran with (the plan may fit them to the machine's memory); a resumed run keeps
-    # them. None in run folders written before the fit.
-    batch_size: int | None = None
-    grad_accum: int | None = None
-    gradient_checkpointing: bool | None = None
-
-    @classmethod
-    def of(cls, lines: list[str], steps: tuple[int, int], cfg: Any) -> Plan:
-        t = cfg.train
-        return cls(tuple(lines), *steps, t.batch_size, t.grad_accum, t.gradient_checkpointing)
-
-    def apply(self, cfg: Any) -> Any:
-        """`cfg` (a RunConfig) with this plan's batch settings."""
-        knobs = {"batch_size": self.batch_size, "grad_accum": self.grad_accum,
-                 "gradient_checkpointing": self.gradient_checkpointing}
-        return cfg.model_copy(update={"train": cfg.train.model_copy(update=knobs)})
-
-    def to_json(self) -> dict[str, Any]:
-        return {**asdict(self), "lines": list(self.lines)}
-
-    @classmethod
-    def from_json(cls, obj: dict[str, Any], where: str = "a plan") -> Plan:
-        data = _load(cls, obj, where)
-        return cls(**{**data, "lines": tuple(data["lines"])})
-
-
-@dataclass(frozen=True)
-class FileReport:
-    """One data file's line in data/summary.json."""
-
-    path: str
-    format: str
-    encoding: str
-    rows_read: int
-    usable: int
-    skipped: int
-
-
-@dataclass(frozen=True)
-class DataReport:
-    """data/summary.json: rows_read = train + eval + skipped (unreadable) + duplicates + not_trained (template)."""
-
-    rows_read: int
-    train: int
-    eval: int
-    duplicates: int
-    files: tuple[FileReport, ...]
-    skipped: tuple[Skip, ...]
-    not_trained: tuple[Skip, ...] = ()  # absent from run folders written before it was counted
-    warnings: tuple[str, ...] = ()
-
-    @classmethod
-    def of(cls, data: PreparedData) -> DataReport:
-        files = tuple(FileReport(str(f.path), f.format, f.encoding, f.rows_read, len(f.conversations), len(f.skipped))
-                      for f in data.files)
-        return cls(data.rows_read, len(data.train), len(data.eval), len(data.duplicates), files, data.skipped,
-                   data.dropped, data.warnings)
-
-    @property
-    def skipped_by_reason(self) -> dict[str, int]:
-        # One table row per kind; run folders written before reading skips had kinds group by their reason.
-        return dict(Counter(SKIP_KINDS[s.kind] if s.kind != "unreadable" else s.reason
-                            for s in self.skipped).most_common())
-
-    @property
-    def not_trained_by_reason(self) -> dict[str, int]:
-        # One table row per kind ("3036 tokens, longer than template.max_length=384: dropped" is a too_long);
-        # older run folders stored no kind: their reason is grouped without its token count.
-        import re
-
-        return dict(Counter(SKIP_KINDS[s.kind] if s.kind != "unreadable"
-                            else re.sub(r"^\d+ tokens, ", "", s.reason).split(":")[0]
-                            for s in self.not_trained).most_common())
-
-    def to_json(self) -> dict[str, Any]:
-        out = asdict(self)  # the by-reason counts are derived; saved for people who read the JSON
-        return {**out, "skipped_by_reason": self.skipped_by_reason,
-                "not_trained_by_reason": self.not_trained_by_reason}
-
-    @classmethod
-    def from_json(cls, obj: dict[str, Any], where: str = "a data report") -> DataReport:
-        data = _load(cls, obj, where)
-        skips = {k: tuple(Skip(**s) for s in data.get(k, ())) for k in ("skipped", "not_trained")}
-        return cls(data["rows_read"], data["train"], data["eval"], data["duplicates"],
-                   tuple(FileReport(**_load(FileReport, f, where)) for f in data["files"]),
-                   skips["skipped"], skips["not_trained"], tuple(data.get("warnings", ())))
-
-
-@dataclass(frozen=True)
-class Manifest:
-    """manifest.json: what a run's numbers were made with, and the sha256 of every data file read."""
-
-    tunesmith_git_commit: str | None
-    seed: int
-    data_seed: int
-    model: str
-    model_resolved: str
-    data_files: dict[str, str]  # path -> sha256 (a resumed run must read the same bytes)
-    packages: dict[str, str | None]
-    python: str
-    platform: str
-    hardware: dict[str, Any]
-
-    def to_json(self) -> dict[str, Any]:
-        return asdict(self)
-
-    @classmethod
-    def from_json(cls, obj: dict[str, Any], where: str = "a manifest") -> Manifest:
-        return cls(**_load(cls, obj, where))
-
-
-@dataclass(frozen=True)
-class LogRow:
-    """One line of metrics.jsonl: a training log (loss ...) or an evaluation (eval_loss ...) at a step."""
-
-    step: int
-    epoch: float = 0.0
-    loss: float | None = None
-    eval_loss: float | None = None
-    learning_rate: float | None = None
-    grad_norm: float | None = None
-    mean_token_accuracy: float | None = None
-    eval_mean_token_accuracy: float | None = None
-    tokens_per_s: float | None = None
-    peak_memory_mb: float | None = None
-    logged_at: float | None = None  # Unix time of the line: the UI's ETA (steps per second of wall time)
-
-    @classmethod
-    def of(cls, step: int, epoch: float, logs: dict[str, Any]) -> LogRow:
-        """From the Trainer's log dict; keys tunesmith does not keep are left out."""
-        return cls(step, epoch, **{f.name: logs[f.name] for f in fields(cls)[2:] if f.name in logs})
-
-    def to_json(self) -> dict[str, Any]:
-        return {k: v for k, v in asdict(self).items() if v is not None}
-
-    @classmethod
-    def from_json(cls, obj: dict[str, Any], where: str = "a metrics row") -> LogRow:
-        return cls(**_load(cls, obj, where))

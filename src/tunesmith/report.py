@@ -11,15 +11,17 @@ import base64
 import html
 import io
 import math
-from dataclasses import dataclass, field
 from collections.abc import Callable
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from tunesmith import evaluate, metrics, retention, train
 from tunesmith.errors import TunesmithError
-from tunesmith.records import Conversation, EvalReport, LogRow, TrainingSummary
+from tunesmith.records import Conversation, EvalReport
 from tunesmith.rundir import RunDir, open_run, write_bytes, write_text
+from tunesmith.runfiles import LogRow
+from tunesmith.train import TrainingSummary
 
 ROWS_SHOWN = 5
 MAIN, MAIN_NAME = evaluate.MAIN_METRIC, "chrF"  # the headline metric (see evaluate.MAIN_METRIC for why)

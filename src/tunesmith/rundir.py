@@ -45,8 +45,8 @@ from pathlib import Path
 from typing import Any
 
 from tunesmith.errors import TunesmithError
-from tunesmith.records import (Conversation, DataReport, EvalReport, EvalSettings, Generation, LogRow, Manifest,
-                               Plan)
+from tunesmith.records import Conversation, EvalReport, EvalSettings, Generation
+from tunesmith.runfiles import DataReport, LogRow, Manifest, Plan
 
 
 @dataclass(frozen=True)

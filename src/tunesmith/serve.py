@@ -34,7 +34,8 @@ from starlette.exceptions import HTTPException
 from tunesmith import chat
 from tunesmith.config import EvalConfig
 from tunesmith.errors import TunesmithError
-from tunesmith.records import Message, Reply
+from tunesmith.chat import Reply
+from tunesmith.records import Message
 
 # Bounds of a request, declared in the model so that a request past them is refused before any work.
 MAX_BODY_BYTES = 8 * 2**20  # a 10 MB body took 9.5 s to refuse after tokenizing; now 413 before parsing

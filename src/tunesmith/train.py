@@ -14,16 +14,40 @@ import math
 import os
 import time
 from collections.abc import Callable
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
 from tunesmith import rundir
 from tunesmith.config import RunConfig
 from tunesmith.errors import TunesmithError
-from tunesmith.records import Example, LogRow, TrainingSummary, TrainResult
+from tunesmith.records import Example
+from tunesmith.runfiles import LogRow
 from tunesmith.rundir import RunDir
 from tunesmith.runtime import choose_padding_free, choose_precision, rank, scoped_env, world_size
+
+
+@dataclass(frozen=True)
+class TrainResult:
+    model: Any  # the trained model (PEFT-wrapped for LoRA), best weights loaded when train.load_best
+    seconds: float
+    train_tokens: int
+    stopped: bool = False  # a stop was requested (run.stop_request): a checkpoint was saved, training did not end
+
+
+@dataclass(frozen=True)
+class TrainingSummary:
+    """What the eval-loss curve says: where it was lowest, whether training stopped early, overfitting."""
+
+    start_eval_loss: float  # the starting model (step 0)
+    best_eval_loss: float
+    best_step: int
+    best_epoch: float
+    last_eval_loss: float
+    last_step: int
+    stopped_early: bool  # fewer steps than planned: early stopping (patience) ended it
+    overfitting: str | None  # a plain sentence with the numbers, when eval loss rose while train loss fell
+    evals: tuple[tuple[int, float], ...] = ()  # (step, eval loss)
 
 
 def _dataset(examples: list[Example]) -> Any:

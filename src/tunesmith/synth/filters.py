@@ -27,7 +27,7 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from tunesmith.metrics import language_of
-from tunesmith.records import Passage
+from tunesmith.synth.retrieve import Passage
 
 NEAR_VERBATIM = 0.8  # character 3-gram Jaccard: a repeat with a word or two changed
 _NUMBERING = re.compile(r"^\s*(?:(?:[-*•]|\d+[.)]|[A-Za-z][.)](?=\s)|(?:Q|Question|질문)\s*\d*[:.)])\s*)+", re.I)

@@ -8,7 +8,7 @@ from collections.abc import Callable
 from typing import Any, Protocol
 
 from tunesmith.errors import TunesmithError
-from tunesmith.records import Message, Reply
+from tunesmith.records import Message
 
 KEY_VARIABLES = ("TUNESMITH_SYNTH_KEY", "OPENAI_API_KEY")
 
@@ -38,7 +38,7 @@ class LocalGenerator:
                                                             "max_new_tokens": max_tokens})
         prompt = chat.prompt_for(self.session, messages)
         reply = [x for x in chat.stream(self.session.model, self.session.tokenizer, prompt, settings, seed=seed)
-                 if isinstance(x, Reply)][0]
+                 if isinstance(x, chat.Reply)][0]
         return reply.text, reply.stopped
 
 

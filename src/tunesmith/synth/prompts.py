@@ -8,7 +8,8 @@ from importlib import resources
 from pathlib import Path
 
 from tunesmith.errors import TunesmithError
-from tunesmith.records import Message, Passage
+from tunesmith.records import Message
+from tunesmith.synth.retrieve import Passage
 
 KEYS = {"question_system": (), "question_user": ("seed", "n"), "question_user_docs": ("seed", "n", "passages"),
         "answer_system": (),

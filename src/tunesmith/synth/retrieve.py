@@ -13,17 +13,30 @@ from __future__ import annotations
 import json
 import re
 from collections import Counter
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
 from tunesmith.data.readers import decode
 from tunesmith.errors import TunesmithError
-from tunesmith.records import Passage
 
 TEXT_SUFFIXES = (".txt", ".md")
 RRF_K = 60  # reciprocal rank fusion's constant (Cormack et al. 2009)
 _WORD = re.compile(r"\w+")
+
+
+@dataclass(frozen=True)
+class Passage:
+    """A retrieved chunk of a --docs file, with its scores (dense: cosine; bm25: Okapi; score: what ranked it)."""
+
+    source: str  # 'file.txt#3': the file and the chunk's index in it
+    text: str
+    score: float
+    dense: float | None = None
+    bm25: float | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        return {k: (round(v, 4) if isinstance(v, float) else v) for k, v in asdict(self).items() if v is not None}
 
 
 @dataclass(frozen=True)

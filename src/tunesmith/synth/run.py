@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 from collections import Counter
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -17,11 +18,53 @@ from tunesmith import progress
 from tunesmith.config import SynthConfig
 from tunesmith.errors import TunesmithError
 from tunesmith.metrics import language_of
-from tunesmith.records import SynthRow, SynthSummary
 from tunesmith.synth import filters, prompts
 from tunesmith.synth.generator import open_generator
-from tunesmith.synth.retrieve import Retriever, chunk_documents
+from tunesmith.synth.retrieve import Passage, Retriever, chunk_documents
 from tunesmith.synth.seeds import Seeds, read_seeds
+
+
+@dataclass(frozen=True)
+class SynthRow:
+    """One synthesized training row with its provenance (tunesmith synth)."""
+
+    seed: str
+    index: int  # which of the seed word's questions
+    question: str
+    answer: str
+    passages: tuple[Passage, ...]
+    generator: str
+
+    def to_json(self, fmt: str, settings: dict[str, Any]) -> dict[str, Any]:
+        provenance = {"seed": self.seed, "question_index": self.index, "generator": self.generator,
+                      "passages": [p.to_json() for p in self.passages], "settings": settings}
+        if fmt == "alpaca":
+            return {"instruction": self.question, "input": "", "output": self.answer, "provenance": provenance}
+        return {"messages": [{"role": "user", "content": self.question},
+                             {"role": "assistant", "content": self.answer}], "provenance": provenance}
+
+
+@dataclass(frozen=True)
+class SynthSummary:
+    """What `tunesmith synth` did, counted so the numbers add up: asked = written + removed by reason."""
+
+    out: Path
+    seeds_read: int
+    seeds_removed: dict[str, int]  # reason -> seed lines removed (empty, duplicate)
+    seeds_used: int
+    questions: int  # questions generated (parsed from the generator's replies)
+    removed: dict[str, int]  # reason -> questions or answers removed
+    written: int  # rows in the output file
+    resumed: int  # of those, rows already there when this run started
+
+    def lines(self) -> list[str]:
+        gone = sum(self.removed.values())
+        out = [f"seed words: {self.seeds_read} read, {self.seeds_used} used"
+               + "".join(f", {n} {why}" for why, n in self.seeds_removed.items() if n),
+               f"questions: {self.questions} generated -> {self.written} rows written ({self.resumed} from an "
+               f"earlier run), {gone} removed"]
+        out += [f"  removed, {why}: {n}" for why, n in sorted(self.removed.items(), key=lambda kv: -kv[1])]
+        return out
 
 
 def progress_file(out: Path) -> Path:

@@ -14,7 +14,8 @@ from pathlib import Path
 from typing import Any
 
 from tunesmith import chat
-from tunesmith.records import Message, Reply
+from tunesmith.chat import Reply
+from tunesmith.records import Message
 
 
 @dataclass(frozen=True)

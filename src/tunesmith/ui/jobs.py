@@ -22,7 +22,7 @@ from pathlib import Path
 from tunesmith import rundir, runtime
 from tunesmith.config import RunConfig
 from tunesmith.errors import TunesmithError
-from tunesmith.records import LogRow
+from tunesmith.runfiles import LogRow
 
 UI_DIR = ".ui"
 

@@ -1,0 +1,158 @@
+"""The run folder's own file formats, one frozen record each: plan.json (Plan), data/summary.json (DataReport,
+FileReport), manifest.json (Manifest) and metrics.jsonl (LogRow). rundir.RunDir reads and writes each one through
+these; each `from_json` also reads what older tunesmith versions wrote (a missing newer field takes its default).
+"""
+
+from __future__ import annotations
+
+import re
+from collections import Counter
+from dataclasses import asdict, dataclass, fields
+from typing import Any
+
+from tunesmith.records import SKIP_KINDS, PreparedData, Skip, load_fields
+
+
+@dataclass(frozen=True)
+class Plan:
+    """plan.json: the plan as printed, and the step counts the training summary is measured against."""
+
+    lines: tuple[str, ...]
+    steps_per_epoch: int
+    total_steps: int
+    # The batch settings training ran with (the plan may fit them to the machine's memory); a resumed run keeps
+    # them. None in run folders written before the fit.
+    batch_size: int | None = None
+    grad_accum: int | None = None
+    gradient_checkpointing: bool | None = None
+
+    @classmethod
+    def of(cls, lines: list[str], steps: tuple[int, int], cfg: Any) -> Plan:
+        t = cfg.train
+        return cls(tuple(lines), *steps, t.batch_size, t.grad_accum, t.gradient_checkpointing)
+
+    def apply(self, cfg: Any) -> Any:
+        """`cfg` (a RunConfig) with this plan's batch settings."""
+        knobs = {"batch_size": self.batch_size, "grad_accum": self.grad_accum,
+                 "gradient_checkpointing": self.gradient_checkpointing}
+        return cfg.model_copy(update={"train": cfg.train.model_copy(update=knobs)})
+
+    def to_json(self) -> dict[str, Any]:
+        return {**asdict(self), "lines": list(self.lines)}
+
+    @classmethod
+    def from_json(cls, obj: dict[str, Any], where: str = "a plan") -> Plan:
+        data = load_fields(cls, obj, where)
+        return cls(**{**data, "lines": tuple(data["lines"])})
+
+
+@dataclass(frozen=True)
+class FileReport:
+    """One data file's line in data/summary.json."""
+
+    path: str
+    format: str
+    encoding: str
+    rows_read: int
+    usable: int
+    skipped: int
+
+
+@dataclass(frozen=True)
+class DataReport:
+    """data/summary.json: rows_read = train + eval + skipped (unreadable) + duplicates + not_trained (template)."""
+
+    rows_read: int
+    train: int
+    eval: int
+    duplicates: int
+    files: tuple[FileReport, ...]
+    skipped: tuple[Skip, ...]
+    not_trained: tuple[Skip, ...] = ()  # absent from run folders written before it was counted
+    warnings: tuple[str, ...] = ()
+
+    @classmethod
+    def of(cls, data: PreparedData) -> DataReport:
+        files = tuple(FileReport(str(f.path), f.format, f.encoding, f.rows_read, len(f.conversations), len(f.skipped))
+                      for f in data.files)
+        return cls(data.rows_read, len(data.train), len(data.eval), len(data.duplicates), files, data.skipped,
+                   data.dropped, data.warnings)
+
+    @property
+    def skipped_by_reason(self) -> dict[str, int]:
+        # One table row per kind; run folders written before reading skips had kinds group by their reason.
+        return dict(Counter(SKIP_KINDS[s.kind] if s.kind != "unreadable" else s.reason
+                            for s in self.skipped).most_common())
+
+    @property
+    def not_trained_by_reason(self) -> dict[str, int]:
+        # One table row per kind ("3036 tokens, longer than template.max_length=384: dropped" is a too_long);
+        # older run folders stored no kind: their reason is grouped without its token count.
+        return dict(Counter(SKIP_KINDS[s.kind] if s.kind != "unreadable"
+                            else re.sub(r"^\d+ tokens, ", "", s.reason).split(":")[0]
+                            for s in self.not_trained).most_common())
+
+    def to_json(self) -> dict[str, Any]:
+        out = asdict(self)  # the by-reason counts are derived; saved for people who read the JSON
+        return {**out, "skipped_by_reason": self.skipped_by_reason,
+                "not_trained_by_reason": self.not_trained_by_reason}
+
+    @classmethod
+    def from_json(cls, obj: dict[str, Any], where: str = "a data report") -> DataReport:
+        data = load_fields(cls, obj, where)
+        skips = {k: tuple(Skip(**s) for s in data.get(k, ())) for k in ("skipped", "not_trained")}
+        return cls(data["rows_read"], data["train"], data["eval"], data["duplicates"],
+                   tuple(FileReport(**load_fields(FileReport, f, where)) for f in data["files"]),
+                   skips["skipped"], skips["not_trained"], tuple(data.get("warnings", ())))
+
+
+@dataclass(frozen=True)
+class Manifest:
+    """manifest.json: what a run's numbers were made with, and the sha256 of every data file read."""
+
+    tunesmith_git_commit: str | None
+    seed: int
+    data_seed: int
+    model: str
+    model_resolved: str
+    data_files: dict[str, str]  # path -> sha256 (a resumed run must read the same bytes)
+    packages: dict[str, str | None]
+    python: str
+    platform: str
+    hardware: dict[str, Any]
+
+    def to_json(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_json(cls, obj: dict[str, Any], where: str = "a manifest") -> Manifest:
+        return cls(**load_fields(cls, obj, where))
+
+
+@dataclass(frozen=True)
+class LogRow:
+    """One line of metrics.jsonl: a training log (loss ...) or an evaluation (eval_loss ...) at a step."""
+
+    step: int
+    epoch: float = 0.0
+    loss: float | None = None
+    eval_loss: float | None = None
+    learning_rate: float | None = None
+    grad_norm: float | None = None
+    mean_token_accuracy: float | None = None
+    eval_mean_token_accuracy: float | None = None
+    tokens_per_s: float | None = None
+    peak_memory_mb: float | None = None
+    logged_at: float | None = None  # Unix time of the line: the UI's ETA (steps per second of wall time)
+
+    @classmethod
+    def of(cls, step: int, epoch: float, logs: dict[str, Any]) -> LogRow:
+        """From the Trainer's log dict; keys tunesmith does not keep are left out."""
+        return cls(step, epoch, **{f.name: logs[f.name] for f in fields(cls)[2:] if f.name in logs})
+
+    def to_json(self) -> dict[str, Any]:
+        return {k: v for k, v in asdict(self).items() if v is not None}
+
+    @classmethod
+    def from_json(cls, obj: dict[str, Any], where: str = "a metrics row") -> LogRow:
+        return cls(**load_fields(cls, obj, where))
