@@ -77,6 +77,16 @@ def _flag_overrides(**flags: object) -> list[str]:
     return out + ["data.strict=true"] * bool(flags.get("strict"))
 
 
+def _flags(*same: str, **renamed: str) -> dict[str, str]:
+    """Config field -> the flag that sets it, read from this verb's own options (so an error names what the user
+    typed, and a renamed option cannot drift from its map): `same` fields share the option's name, `renamed`
+    maps a field to the option's parameter (max_rows="limit")."""
+    from typer.main import get_current_context  # typer 0.29 runs its own copy of click
+
+    opts = {p.name: p.opts[0] for p in get_current_context().command.params if p.opts}
+    return {field: opts[param] for field, param in {**{f: f for f in same}, **renamed}.items()}
+
+
 def _config(config_path: Path | None, sets: list[str] | None, data: list[Path] | None, **flags: object):
     from tunesmith import config
 
@@ -239,9 +249,8 @@ def eval_(run: Run,
     from tunesmith import pipeline
     from tunesmith.config import EvalConfig, section
 
-    flags = {"max_rows": "--limit", "max_new_tokens": "--max-new-tokens", "temperature": "--temperature",
-             "top_p": "--top-p", "repetition_penalty": "--repetition-penalty", "embedder": "--embedder",
-             "batch_size": "--batch-size", "retention": "--retention", "precision": "--precision"}
+    flags = _flags("max_new_tokens", "temperature", "top_p", "repetition_penalty", "embedder", "batch_size",
+                   "retention", "precision", max_rows="limit")
     given = {"max_rows": limit, "max_new_tokens": max_new_tokens, "temperature": temperature, "top_p": top_p,
              "repetition_penalty": repetition_penalty, "embedder": embedder, "batch_size": batch_size,
              "retention": retention, "precision": precision}
@@ -293,8 +302,7 @@ def compare(models_: Annotated[str, typer.Option("--models", help="comma-separat
     from tunesmith.skips import block, rows_text
 
     eval_cfg = section(EvalConfig, {"max_new_tokens": max_new_tokens, "batch_size": batch_size},
-                       where="tunesmith compare", flags={"max_new_tokens": "--max-new-tokens",
-                                                         "batch_size": "--batch-size"})
+                       where="tunesmith compare", flags=_flags("max_new_tokens", "batch_size"))
     csv_path = comparing.csv_target(csv_path)  # now, not after minutes of generation
     convs, skipped = comparing.read_prompts(prompts)
     for line in block(f"not compared: {rows_text(len(skipped))}", skipped):
@@ -357,10 +365,8 @@ def inspect(paths: Annotated[list[Path], typer.Argument(metavar="PATH...", help=
 
     cfg = section(DataConfig, {"train": list(paths), "format": format, "roles": _pairs(role, "--role"),
                                "columns": _pairs(column, "--column"), "system": system, "encoding": encoding,
-                               "strict": strict}, where="tunesmith inspect", flags={"format": "--format",
-                                                                                    "encoding": "--encoding"})
-    tcfg = section(TemplateConfig, {"max_length": max_length}, where="tunesmith inspect",
-                   flags={"max_length": "--max-length"})
+                               "strict": strict}, where="tunesmith inspect", flags=_flags("format", "encoding"))
+    tcfg = section(TemplateConfig, {"max_length": max_length}, where="tunesmith inspect", flags=_flags("max_length"))
     summary = summarize(list(paths), cfg, model=model, max_length=tcfg.max_length)
     typer.echo(json.dumps(to_json(summary), ensure_ascii=False, indent=2) if as_json else render(summary))
     if not summary.usable:
@@ -396,8 +402,7 @@ def preview(paths: Annotated[list[Path], typer.Argument(metavar="DATA...", help=
     data_cfg = section(DataConfig, {"train": list(paths), "roles": _pairs(role, "--role"),
                                     "columns": _pairs(column, "--column")}, where="tunesmith preview", flags={})
     tcfg = section(TemplateConfig, {"max_length": max_length, "supervise": supervise, "chat_template": chat_template},
-                   where="tunesmith preview", flags={"max_length": "--max-length", "supervise": "--supervise",
-                                                     "chat_template": "--chat-template"})
+                   where="tunesmith preview", flags=_flags("max_length", "supervise", "chat_template"))
     result = pv.preview(list(paths), data_cfg, tcfg, model, n)
     console = Console(highlight=False)
     color = console.is_terminal
@@ -482,7 +487,7 @@ def chat(target: Target,
     given = {"max_new_tokens": max_new_tokens, "temperature": temperature}
     options = {k: v for k, v in given.items() if v is not None}
     section(EvalConfig, options, where="tunesmith chat",  # the config's own checks, before the model loads
-            flags={"max_new_tokens": "--max-new-tokens", "temperature": "--temperature"})
+            flags=_flags("max_new_tokens", "temperature"))
     for flag, text in (("--prompt", prompt), ("--system", system)):
         if text is not None:
             chatting.checked_text(text, flag)  # bytes that are not UTF-8, before the model loads
@@ -602,9 +607,9 @@ def synth(seeds: Annotated[Path, typer.Option("--seeds", help="seed words, one p
     given = {"seeds": seeds, "out": out, "docs": docs, "generator": generator, "api_model": api_model,
              "per_seed": per_seed, "lang": lang, "format": fmt, "top_k": top_k, "retriever": retriever,
              "prompts": prompts_file, "limit_seeds": limit_seeds}
+    flags = _flags(*(k for k in given if k not in ("prompts", "format")), prompts="prompts_file", format="fmt")
     for assignment in set_ or []:  # the options without a flag of their own: --set min_support=0.2
         set_override(given, assignment)
-    flags = {k: "--" + k.replace("_", "-") for k in given} | {"prompts": "--prompts", "format": "--format"}
     cfg = section(SynthConfig, {k: v for k, v in given.items() if v is not None}, where="tunesmith synth",
                   flags=flags)
     if dry_run:
