@@ -91,20 +91,21 @@ def _model_eval(label: str, run: rundir.RunDir, cfg: RunConfig, convs: Sequence[
     # the reference answer (last assistant turn) is what the nll is measured on.
     own = cfg.template if label in ("base", "tuned") else TemplateConfig(max_length=cfg.template.max_length)
     own = own.model_copy(update={"supervise": "last", "overflow": "truncate"})
-    name = _cache_name(label, cfg, convs, own, settings, retain)
-    hit = evalcache.read(name[0]) if name and ecfg.cache and not fresh else None
+    key, rendered, tok = _cache_name(label, cfg, convs, own, settings, retain) or (None, None, None)
+    hit = evalcache.read(key) if key and ecfg.cache and not fresh else None
     if hit is not None:  # the key holds the settings and `retain`: what was measured then is what is asked now
         if first:
             _clear_stale(run, out_dir, settings, fresh)
-        gens = hit.generations([(c.source, *prompt_text(name[2], c)) for c in name[1].convs])
+        gens = hit.generations([(c.source, *prompt_text(tok, c)) for c in rendered.convs])
         out_dir.write_generations(label, gens)
         say(f"{label} ({hit.spec}): generations, reference nll and retention reused from the evaluation cache "
-            f"(the same model, rows and settings as an earlier run: {evalcache.folder() / name[0]}.json)")
+            f"(the same model, rows and settings as an earlier run: {evalcache.folder() / key}.json)")
         return _Done(hit.spec, gens, list(hit.nll), hit.retention)
     model, tokenizer, spec = load_model(label, run, cfg)
     if first:  # every option and the first model are fine: from here on the old summary is stale
         _clear_stale(run, out_dir, settings, fresh)
-    rendered = template.render_dataset(tokenizer, convs, own)
+    if rendered is None:  # the cache key's rendering is this model's too (its tokenizer files): not done twice
+        rendered = template.render_dataset(tokenizer, convs, own)
     say(f"generating with {label} ({spec}) on {len(rendered.convs)} rows ...")
     with progress.bar(f"generating ({label})", len(rendered.convs)) as tick:
         gens = generate(model, tokenizer, rendered.convs, ecfg, (out_dir, label), tick)
@@ -115,8 +116,8 @@ def _model_eval(label: str, run: rundir.RunDir, cfg: RunConfig, convs: Sequence[
         kept = retention.measure(label, model, tokenizer, own, ecfg)
     del model
     gc.collect()
-    if name:
-        evalcache.write(name[0], evalcache.CachedEval(spec, tuple((g.generation, g.stopped) for g in gens),
+    if key:
+        evalcache.write(key, evalcache.CachedEval(spec, tuple((g.generation, g.stopped) for g in gens),
                                                       tuple(nll), kept))
     return _Done(spec, gens, nll, kept)
 

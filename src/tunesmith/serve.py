@@ -6,7 +6,7 @@ top_p, max_tokens, stop and seed override the model's eval settings for that req
 at a time (a small CPU model gains nothing from interleaving, and requests never share a batch, so outputs cannot
 mix); the others wait their turn. Errors have OpenAI's body shape, and every bad request is a 4xx.
 
-Hostile use (tests/test_serve_hostile.py): every field is bounded in the request model (FastAPI answers 400
+Hostile use (tests/test_serve.py): every field is bounded in the request model (FastAPI answers 400
 before any work); a body over MAX_BODY_BYTES is 413 and a non-JSON content type 415; tokenizing runs off the event
 loop, after a character count that needs no tokenizer; a client that goes away cancels its generation at the
 next token (streaming or not); a failure inside a stream ends it with an error event and [DONE]. Loopback by
@@ -32,9 +32,9 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 from starlette.exceptions import HTTPException
 
 from tunesmith import chat
+from tunesmith.chat import Reply
 from tunesmith.config import EvalConfig
 from tunesmith.errors import TunesmithError
-from tunesmith.chat import Reply
 from tunesmith.records import Message
 
 # Bounds of a request, declared in the model so that a request past them is refused before any work.
@@ -47,12 +47,12 @@ SEED_RANGE = (-(2**63), 2**64 - 1)  # what torch.manual_seed takes (2**64 was an
 
 
 def _utf8(text: str) -> str:
-    """Text that can be encoded (a lone surrogate like '\\ud800', valid in JSON, is not: the tokenizer failed)."""
+    """chat.checked_text as a pydantic check: a lone surrogate like '\\ud800' is valid JSON, but the tokenizer
+    failed on it (HTTP 500)."""
     try:
-        text.encode("utf-8")
-    except UnicodeEncodeError as err:
-        raise ValueError(f"text is not valid Unicode at character {err.start} (a lone surrogate)") from None
-    return text
+        return chat.checked_text(text, "request")
+    except TunesmithError as err:
+        raise ValueError(err.what) from None
 
 
 class TextPart(BaseModel):
@@ -251,11 +251,16 @@ async def _until_done(run: _Generation, request: Request) -> Reply | None:
             return None
         return answer.result()
     except Exception as err:  # noqa: BLE001 - said to the client; the server stays up
-        raise ApiError(500, f"generation failed: {type(err).__name__}: {err}", code="generation_failed",
-                       kind="server_error") from err
+        raise _failed(err) from err
     finally:
         gone.cancel()
         run.cancel.set()  # also when this handler is cancelled (the server stopping)
+
+
+def _failed(err: Exception) -> ApiError:
+    """A generation that raised (out of memory, ...), in OpenAI's error body: a 500, or a stream's error event."""
+    return ApiError(500, f"generation failed: {type(err).__name__}: {err}", code="generation_failed",
+                    kind="server_error")
 
 
 async def _disconnected(request: Request) -> None:
@@ -285,9 +290,7 @@ async def _events(run: _Generation, model: str, queue: asyncio.Lock) -> AsyncIte
                 else:
                     yield chunk({"content": item})
     except Exception as err:  # noqa: BLE001 - the client hears of any failure; the server stays up
-        body = ApiError(500, f"generation failed: {type(err).__name__}: {err}", code="generation_failed",
-                        kind="server_error").body
-        yield "data: " + json.dumps(body, ensure_ascii=False) + "\n\n"
+        yield "data: " + json.dumps(_failed(err).body, ensure_ascii=False) + "\n\n"
     finally:
         run.cancel.set()
     yield "data: [DONE]\n\n"
