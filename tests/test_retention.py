@@ -41,9 +41,9 @@ def test_an_unchanged_model_measures_the_same_and_is_not_called_forgetting(tiny_
     assert retention.forgetting(ret, "tuned") == []
     assert retention.verdict(ret, "tuned").startswith("No forgetting found")
     # Through summary.json and back, unchanged.
-    from tunesmith.records import Retention
+    from tunesmith.runfiles import read_retention, retention_json
 
-    assert Retention.from_json(json.loads(json.dumps(ret.to_json()))) == ret
+    assert read_retention(json.loads(json.dumps(retention_json(ret)))) == ret
 
 
 def _smol_run(smol_dir: Path, data: Path, out: Path, name: str, lr: float, steps: int):

@@ -4,9 +4,9 @@ path --readers--> RawRecord --formats--> Conversation --prepare--> PreparedData
      --template--> Example --train--> TrainingSummary --evaluate--> EvalReport --report--> report.html
 
 Only the main path's nouns live here (and SKIP_KINDS, the glossary of Skip). A type with one owner lives with it:
-the run folder's files in runfiles.py (Plan, DataReport, Manifest, LogRow), TrainingSummary in train.py, Reply
-in chat.py, ExportResult in export.py, Comparison in compare.py, Scores in metrics.py, the judge's rows in
-judge.py, Passage and SynthRow in synth/, RunSummary in pipeline.py.
+the run folder's files in runfiles.py (Plan, DataReport, Manifest, LogRow, and eval/summary.json's JSON),
+TrainingSummary in train.py, Reply in chat.py, ExportResult in export.py, Comparison in compare.py, Scores in
+metrics.py, the judge's rows in judge.py, Passage and SynthRow in synth/, RunSummary in pipeline.py.
 """
 
 from __future__ import annotations
@@ -307,24 +307,6 @@ class Retention:
     def model(self, label: str) -> RetentionModel:
         return next(m for m in self.models if m.label == label)
 
-    def to_json(self) -> dict[str, Any]:
-        return {"passages": [list(p) for p in self.passages], "prompts": [list(p) for p in self.prompts],
-                "models": [{"label": m.label, "text_nll": [list(x) for x in m.text_nll],
-                            "answer_nll": [list(x) for x in m.answer_nll], "answers": list(m.answers)}
-                           for m in self.models],
-                "differences": {label: {k: asdict(d) for k, d in ds.items()}
-                                for label, ds in self.differences.items()}}
-
-    @classmethod
-    def from_json(cls, obj: dict[str, Any], where: str = "an eval summary") -> Retention:
-        data = load_fields(cls, obj, where)
-        models = tuple(RetentionModel(m["label"], tuple((float(s), int(n)) for s, n in m["text_nll"]),
-                                      tuple((float(s), int(n)) for s, n in m["answer_nll"]), tuple(m["answers"]))
-                       for m in data["models"])
-        diffs = {label: {k: Difference(**d) for k, d in ds.items()} for label, ds in data["differences"].items()}
-        return cls(tuple((i, lang) for i, lang in data["passages"]),
-                   tuple((i, lang) for i, lang in data["prompts"]), models, diffs)
-
 
 @dataclass(frozen=True)
 class EvalReport:
@@ -349,36 +331,3 @@ class EvalReport:
     def verdicts(self) -> dict[str, dict[str, str]]:
         """label -> metric -> better / worse / higher / lower / no clear difference."""
         return {label: {k: d.verdict for k, d in diffs.items()} for label, diffs in self.differences.items()}
-
-    def to_json(self) -> dict[str, Any]:
-        return {"lang": self.lang, "bleu_tokenize": self.bleu_tokenize, "embedder": self.embedder,
-                "settings": self.settings.to_json(), "judge": self.judge and self.judge.to_json(),
-                "retention": self.retention and self.retention.to_json(),
-                "models": {m.label: {"spec": m.spec, "eval_loss": m.eval_loss, "metrics": m.metrics,
-                                     "rows": list(m.rows)} for m in self.models},
-                "differences": {label: {k: {**asdict(d), "verdict": d.verdict} for k, d in diffs.items()}
-                                for label, diffs in self.differences.items()}}
-
-    @classmethod
-    def from_json(cls, obj: dict[str, Any], generations: Any, where: str = "an eval summary") -> EvalReport:
-        """`generations(label)` gives a model's Generation rows (read from its own file)."""
-        data = load_fields(cls, obj, where)
-        models = tuple(ModelEval(label, m["spec"], m["metrics"], tuple(m["rows"]), tuple(generations(label)),
-                                 m["eval_loss"]) for label, m in data["models"].items())
-        # Older summaries have no direction per difference: take it from the stored verdict.
-        diffs = {label: {k: Difference(d["mean"], d["low"], d["high"], d["rows"],
-                                       d.get("direction", _direction_of(d["verdict"], d["low"] > 0)))
-                         for k, d in ds.items()} for label, ds in data["differences"].items()}
-        return cls(models, diffs, data["lang"], data["bleu_tokenize"], data["embedder"],
-                   EvalSettings.from_json(data["settings"], where),
-                   JudgeSummary.from_json(data["judge"], where) if data.get("judge") else None,
-                   Retention.from_json(data["retention"], where) if data.get("retention") else None)
-
-
-def _direction_of(verdict: str, up: bool) -> int:
-    if verdict in ("higher", "lower"):
-        return 0
-    return -1 if (verdict == "better") != up and verdict != "no clear difference" else 1
-
-
-

@@ -46,7 +46,7 @@ from typing import Any
 
 from tunesmith.errors import TunesmithError
 from tunesmith.records import Conversation, EvalReport, EvalSettings, Generation
-from tunesmith.runfiles import DataReport, LogRow, Manifest, Plan
+from tunesmith.runfiles import DataReport, LogRow, Manifest, Plan, eval_summary_json, read_eval_summary
 
 
 @dataclass(frozen=True)
@@ -339,10 +339,10 @@ class EvalDir:
     def read_summary(self) -> EvalReport:
         if not self.summary.is_file():
             raise TunesmithError(f"{self.root} has no evaluation yet", fix="run: tunesmith eval RUN")
-        return EvalReport.from_json(read_json(self.summary), self.read_generations, str(self.summary))
+        return read_eval_summary(read_json(self.summary), self.read_generations, str(self.summary))
 
     def write_summary(self, report: EvalReport) -> None:
-        write_json(self.summary, report.to_json())
+        write_json(self.summary, eval_summary_json(report))
 
 
 def checkpoint_step(path: Path) -> int:

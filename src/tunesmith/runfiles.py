@@ -1,5 +1,6 @@
 """The run folder's own file formats, one frozen record each: plan.json (Plan), data/summary.json (DataReport,
-FileReport), manifest.json (Manifest) and metrics.jsonl (LogRow). rundir.RunDir reads and writes each one through
+FileReport), manifest.json (Manifest), metrics.jsonl (LogRow) and eval/summary.json (records.EvalReport, whose
+reader keeps the older summaries' verdicts). rundir.RunDir reads and writes each one through
 these; each `from_json` also reads what older tunesmith versions wrote (a missing newer field takes its default).
 """
 
@@ -8,9 +9,11 @@ from __future__ import annotations
 import re
 from collections import Counter
 from dataclasses import asdict, dataclass, fields
+from collections.abc import Callable
 from typing import Any
 
-from tunesmith.records import SKIP_KINDS, PreparedData, Skip, load_fields
+from tunesmith.records import (SKIP_KINDS, Difference, EvalReport, EvalSettings, JudgeSummary, ModelEval, PreparedData,
+                               Retention, RetentionModel, Skip, load_fields)
 
 
 @dataclass(frozen=True)
@@ -156,3 +159,55 @@ class LogRow:
     @classmethod
     def from_json(cls, obj: dict[str, Any], where: str = "a metrics row") -> LogRow:
         return cls(**load_fields(cls, obj, where))
+
+
+# eval/summary.json: an EvalReport without its generations (those are eval/<model>.jsonl, see rundir.EvalDir).
+
+def retention_json(ret: Retention) -> dict[str, Any]:
+    return {"passages": [list(p) for p in ret.passages], "prompts": [list(p) for p in ret.prompts],
+            "models": [{"label": m.label, "text_nll": [list(x) for x in m.text_nll],
+                        "answer_nll": [list(x) for x in m.answer_nll], "answers": list(m.answers)}
+                       for m in ret.models],
+            "differences": {label: {k: asdict(d) for k, d in ds.items()} for label, ds in ret.differences.items()}}
+
+
+def read_retention(obj: dict[str, Any], where: str = "an eval summary") -> Retention:
+    data = load_fields(Retention, obj, where)
+    models = tuple(RetentionModel(m["label"], tuple((float(s), int(n)) for s, n in m["text_nll"]),
+                                  tuple((float(s), int(n)) for s, n in m["answer_nll"]), tuple(m["answers"]))
+                   for m in data["models"])
+    diffs = {label: {k: Difference(**d) for k, d in ds.items()} for label, ds in data["differences"].items()}
+    return Retention(tuple((i, lang) for i, lang in data["passages"]),
+                     tuple((i, lang) for i, lang in data["prompts"]), models, diffs)
+
+
+def eval_summary_json(report: EvalReport) -> dict[str, Any]:
+    return {"lang": report.lang, "bleu_tokenize": report.bleu_tokenize, "embedder": report.embedder,
+            "settings": report.settings.to_json(), "judge": report.judge and report.judge.to_json(),
+            "retention": report.retention and retention_json(report.retention),
+            "models": {m.label: {"spec": m.spec, "eval_loss": m.eval_loss, "metrics": m.metrics,
+                                 "rows": list(m.rows)} for m in report.models},
+            "differences": {label: {k: {**asdict(d), "verdict": d.verdict} for k, d in diffs.items()}
+                            for label, diffs in report.differences.items()}}
+
+
+def read_eval_summary(obj: dict[str, Any], generations: Callable[[str], Any],
+                      where: str = "an eval summary") -> EvalReport:
+    """`generations(label)` gives a model's Generation rows (read from its own file)."""
+    data = load_fields(EvalReport, obj, where)
+    models = tuple(ModelEval(label, m["spec"], m["metrics"], tuple(m["rows"]), tuple(generations(label)),
+                             m["eval_loss"]) for label, m in data["models"].items())
+    # Older summaries have no direction per difference: take it from the stored verdict.
+    diffs = {label: {k: Difference(d["mean"], d["low"], d["high"], d["rows"],
+                                   d.get("direction", _direction_of(d["verdict"], d["low"] > 0)))
+                     for k, d in ds.items()} for label, ds in data["differences"].items()}
+    return EvalReport(models, diffs, data["lang"], data["bleu_tokenize"], data["embedder"],
+                      EvalSettings.from_json(data["settings"], where),
+                      JudgeSummary.from_json(data["judge"], where) if data.get("judge") else None,
+                      read_retention(data["retention"], where) if data.get("retention") else None)
+
+
+def _direction_of(verdict: str, up: bool) -> int:
+    if verdict in ("higher", "lower"):
+        return 0
+    return -1 if (verdict == "better") != up and verdict != "no clear difference" else 1
