@@ -219,7 +219,7 @@ def heldout_loss(model, data: Path) -> float:  # noqa: ANN001
     contestants got to, not generalisation."""
     import torch
 
-    from tunesmith import metrics, models
+    from tunesmith import generation, models
     from tunesmith.config import DataConfig, TemplateConfig
     from tunesmith.data.prepare import read_all
     from tunesmith.template import render_dataset
@@ -228,7 +228,7 @@ def heldout_loss(model, data: Path) -> float:  # noqa: ANN001
     tok = models.load(MODEL, tokenizer_only=True)[1]
     examples = list(render_dataset(tok, convs, TemplateConfig(max_length=4096)).examples)
     with torch.autocast("cuda" if cuda() else "cpu", dtype=torch.bfloat16):
-        rows = metrics.per_row_nll(model, examples, batch_size=4)
+        rows = generation.per_row_nll(model, examples, batch_size=4)
     return sum(s for s, _ in rows) / sum(n for _, n in rows)
 
 

@@ -167,7 +167,7 @@ def test_base_and_tuned_must_be_the_same_rows():
 
 
 def test_redact_url_hides_userinfo_and_key_like_query_values():
-    from tunesmith.judge import redact_url
+    from tunesmith.endpoint import redact_url
 
     assert redact_url("https://bob:hunter2@judge.example:8443/v1?api-key=abc&model=x&sig=s1") == \
         "https://***@judge.example:8443/v1?api-key=***&model=x&sig=***"

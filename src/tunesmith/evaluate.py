@@ -13,7 +13,7 @@ import gc
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from tunesmith import evalcache, metrics, models, progress, retention, rundir, runtime, template
+from tunesmith import embedders, evalcache, metrics, models, progress, retention, rundir, runtime, template
 from tunesmith.config import RunConfig, TemplateConfig
 from tunesmith.errors import TunesmithError
 from tunesmith.generation import generate, load_model, reference_nll
@@ -38,7 +38,7 @@ def evaluate(run: rundir.RunDir, cfg: RunConfig, convs: Sequence[Conversation], 
     settings = EvalSettings.of(ecfg, runtime.choose_precision(ecfg.precision))
     _check_settings(out_dir, labels, settings, fresh)
     convs = tuple(convs[: ecfg.max_rows])
-    embedder = metrics.embedder_for(ecfg.embedder)
+    embedder = embedders.embedder_for(ecfg.embedder)
     results, nlls, kept = [], [], []  # kept: each model's retention numbers, while the check is on
     for label in labels:
         done = _model_eval(label, run, cfg, convs, out_dir, (settings, fresh, not results),

@@ -1,7 +1,8 @@
 """Generation and scoring with a loaded model, the one path eval, retention, chat, compare, export and serve take:
 a model loaded for inference (load_model), batched greedy or sampled generation over rendered rows (generate),
 the settings every `model.generate` call gets (generation_kwargs), and the NLL of reference answers
-(reference_nll). evaluate.py orchestrates these into before/after comparisons.
+(reference_nll, per_row_nll), in batches of at most BATCH_TOKENS tokens (token_batches). evaluate.py
+orchestrates these into before/after comparisons.
 """
 
 from __future__ import annotations
@@ -9,10 +10,10 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from tunesmith import metrics, models, rundir
+from tunesmith import models, rundir
 from tunesmith.config import EvalConfig, RunConfig
-from tunesmith.records import Conversation, Generation, Rendered
-from tunesmith.template import end_of_turn_ids, prompt_text
+from tunesmith.records import Conversation, Example, Generation, Rendered
+from tunesmith.template import IGNORE, end_of_turn_ids, prompt_text
 
 
 def generate(model: Any, tokenizer: Any, convs: Sequence[Conversation], cfg: EvalConfig,
@@ -21,7 +22,7 @@ def generate(model: Any, tokenizer: Any, convs: Sequence[Conversation], cfg: Eva
     """Generations for the first `cfg.max_rows` conversations, in their original order.
 
     Rows are batched by prompt length with left padding (decoder-only models continue on the right) and the
-    KV cache, at most `cfg.batch_size` rows and metrics.BATCH_TOKENS prompt tokens a batch. With `out` (an eval folder and a model label), each batch is appended to that model's JSONL file
+    KV cache, at most `cfg.batch_size` rows and BATCH_TOKENS prompt tokens a batch. With `out` (an eval folder and a model label), each batch is appended to that model's JSONL file
     as soon as it is generated, and rows already in it are not generated again; at the end the file is
     rewritten in row order.
 
@@ -40,7 +41,7 @@ def generate(model: Any, tokenizer: Any, convs: Sequence[Conversation], cfg: Eva
     torch.manual_seed(cfg.seed)
     try:
         finished = len(rows) - len(todo)
-        for batch in metrics.token_batches([tokens[i] for i in todo], cfg.batch_size):
+        for batch in token_batches([tokens[i] for i in todo], cfg.batch_size):
             idx = [todo[j] for j in batch]
             batch = tokenizer([rows[i][1] for i in idx], return_tensors="pt", padding=True,
                               add_special_tokens=False).to(model.device)
@@ -116,5 +117,93 @@ def reference_nll(model: Any, rendered: Rendered, batch_size: int) -> list[tuple
     A row too long for template.max_length even after truncation counts (0.0, 0): its nll is left out.
     """
     nll = dict(zip((e.source for e in rendered.examples),
-                   metrics.per_row_nll(model, list(rendered.examples), batch_size=batch_size)))
+                   per_row_nll(model, list(rendered.examples), batch_size=batch_size)))
     return [nll.get(c.source, (0.0, 0)) for c in rendered.convs]
+
+
+# Tokens per forward batch (rows x the longest row) in eval: padded long rows made attention-score tensors of
+# rows x heads x length^2 floats. The eval generation of 20 Korean paragraphs (3,300 tokens on average, up to
+# 6,400) at 8 rows per batch peaked at 22 GiB RSS and took 665 s per model; one 3,000-token row at a time
+# generated faster than four at once (29.6 s vs 38.9 s for 4 rows) at 1.2 instead of 1.9 GiB. The demo's
+# batches (16 x ~250 tokens) stay whole.
+BATCH_TOKENS = 4096
+
+
+def token_batches(lengths: Sequence[int], max_rows: int, max_tokens: int = BATCH_TOKENS,
+                  max_padding: float = 1.0) -> list[list[int]]:
+    """Indices of `lengths` (in that order, best sorted by length) in batches of at most `max_rows` rows and
+    `max_tokens` padded tokens; a row longer than `max_tokens` is a batch of its own. With `max_padding` < 1 a
+    batch also closes before padding would exceed that share of its padded tokens (forward passes pay for every
+    padded position; generation mostly pays per decoding step, so it keeps the default).
+
+    >>> token_batches([100, 200, 1000, 3000, 5000], max_rows=8, max_tokens=4096)
+    [[0, 1, 2], [3], [4]]
+    >>> token_batches([90, 91, 370, 400], max_rows=8, max_padding=0.25)
+    [[0, 1], [2, 3]]
+    """
+    batches: list[list[int]] = []
+    for i, n in enumerate(lengths):
+        if batches:
+            rows = [*batches[-1], i]
+            padded = len(rows) * max(lengths[j] for j in rows)
+            if len(rows) <= max_rows and padded <= max_tokens and \
+                    padded - sum(lengths[j] for j in rows) <= max_padding * padded:
+                batches[-1].append(i)
+                continue
+        batches.append([i])
+    return batches
+
+
+# per_row_nll's batches close before padding passes this share: the retention passages (8 English of ~90 tokens,
+# 8 Korean of ~370) took 12.0 s in batches of up to 16 rows and 8.1 s in batches of 4 (SmolLM2, fp32, 2 cores).
+NLL_MAX_PADDING = 0.25
+
+
+def per_row_nll(model: Any, examples: Sequence[Example], batch_size: int = 8) -> list[tuple[float, int]]:
+    """(sum of negative log-likelihood, token count) over each Example's supervised tokens, in input order.
+
+    Token t is predicted from tokens < t, so logits at t-1 score labels at t. Rows are batched by length with
+    right padding, at most `batch_size` rows and BATCH_TOKENS tokens a batch. Logits are made only at positions where a row of the batch is supervised (the model's
+    `logits_to_keep`), and only those are cast to fp32.
+
+    >>> per_row_nll(model, examples)  # doctest: +SKIP
+    [(31.2, 12), (18.9, 7)]
+    """
+    import torch
+    import torch.nn.functional as F
+
+    order = sorted(range(len(examples)), key=lambda i: len(examples[i].input_ids))
+    out: dict[int, tuple[float, int]] = {}
+    was_training = model.training
+    model.eval()  # dropout would make the likelihood random
+    try:
+        for batch in token_batches([len(examples[i].input_ids) for i in order], batch_size,
+                                   max_padding=NLL_MAX_PADDING):
+            idx = [order[j] for j in batch]
+            width = max(len(examples[i].input_ids) for i in idx)
+            ids = torch.zeros(len(idx), width, dtype=torch.long)
+            labels = torch.full((len(idx), width), IGNORE, dtype=torch.long)
+            mask = torch.zeros(len(idx), width, dtype=torch.long)
+            for r, i in enumerate(idx):
+                n = len(examples[i].input_ids)
+                ids[r, :n] = torch.tensor(examples[i].input_ids)
+                labels[r, :n] = torch.tensor(examples[i].labels)
+                mask[r, :n] = 1
+            targets = labels[:, 1:]
+            keep = targets != IGNORE
+            # Logits only where some row of the batch has a label (transformers' logits_to_keep): a 1,000-token
+            # prompt with a 20-token answer projected 1,000 x 49k logits per row before.
+            where = keep.any(0).nonzero()[:, 0]
+            with torch.inference_mode():
+                logits = model(input_ids=ids.to(model.device), attention_mask=mask.to(model.device),
+                               logits_to_keep=where.to(model.device)).logits
+                keep = keep[:, where].to(logits.device)
+                loss = F.cross_entropy(logits[keep].float(), targets[:, where].to(logits.device)[keep],
+                                       reduction="none")
+                sums = torch.zeros(len(idx), dtype=torch.float64, device=loss.device)
+                sums.index_add_(0, keep.nonzero()[:, 0], loss.double())  # back to the row each token came from
+            for r, i in enumerate(idx):
+                out[i] = (sums[r].item(), int(keep[r].sum()))
+    finally:
+        model.train(was_training)
+    return [out[i] for i in range(len(examples))]

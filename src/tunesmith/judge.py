@@ -22,7 +22,7 @@ from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
-from tunesmith.endpoint import Endpoint, redact_url  # noqa: F401  (redact_url: eval prints the judge's url)
+from tunesmith.endpoint import Endpoint
 from tunesmith.metrics import paired_bootstrap
 from tunesmith.records import Difference, Generation, JudgeSummary
 

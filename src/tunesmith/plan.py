@@ -270,9 +270,9 @@ def retention_seconds(cfg: RunConfig, total: int, cores: int) -> float:
 
 
 def decode_seconds(cfg: RunConfig, total: int, arch: Any, prompts: Sequence[int]) -> float:
-    """Decoding time of one model: eval's batches (metrics.token_batches), max_new_tokens steps each, each step
+    """Decoding time of one model: eval's batches (generation.token_batches), max_new_tokens steps each, each step
     reading the fp32 weights and the batch's KV caches."""
-    from tunesmith.metrics import token_batches
+    from tunesmith.generation import token_batches
 
     heads = getattr(arch, "num_attention_heads", 12)
     kv = getattr(arch, "num_key_value_heads", None) or heads

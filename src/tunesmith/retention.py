@@ -73,7 +73,7 @@ def measure(label: str, model: Any, tokenizer: Any, tcfg: TemplateConfig, ecfg: 
     # Plain text: every token after the first is scored; the tokenizer adds BOS where the model expects one.
     passages = [Example(tuple(ids), tuple(ids), pid) for pid, _, text in gs.passages
                 for ids in [tokenizer(text)["input_ids"]]]
-    text_nll = metrics.per_row_nll(model, passages, batch_size=TEXT_BATCH)
+    text_nll = generation.per_row_nll(model, passages, batch_size=TEXT_BATCH)
     convs = [Conversation((Message("user", prompt), Message("assistant", answer)), pid)
              for pid, _, prompt, answer in gs.prompts]
     rendered = template.render_dataset(tokenizer, convs, tcfg.model_copy(

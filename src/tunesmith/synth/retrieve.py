@@ -188,7 +188,7 @@ def _encoder(kind: str) -> Any:
     import numpy as np
 
     if kind in ("e5", "hybrid"):
-        from tunesmith.metrics import MultilingualE5
+        from tunesmith.embedders import MultilingualE5
 
         model = MultilingualE5().model
 
@@ -197,7 +197,7 @@ def _encoder(kind: str) -> Any:
             return v / np.linalg.norm(v, axis=1, keepdims=True)
 
         return e5
-    from tunesmith.metrics import Embedder
+    from tunesmith.embedders import Embedder
 
     st = Embedder(kind).model
     return lambda texts, is_query: st.encode(texts, normalize_embeddings=True)

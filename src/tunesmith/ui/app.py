@@ -13,7 +13,6 @@ from pathlib import Path
 from typing import Any
 
 from tunesmith.ui import tabs
-from tunesmith.ui.data import inspect_file, parse_roles, preview_html  # noqa: F401  (the Data tab's work)
 from tunesmith.ui.words import i18n
 
 
