@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from tunesmith import report, rundir
+from tunesmith import diskio, report, rundir
 from tunesmith.errors import TunesmithError
 from tunesmith.records import Difference, EvalReport, EvalSettings, Generation, JudgeSummary, ModelEval, Skip
 from tunesmith.runfiles import DataReport, FileReport, LogRow, Manifest, Plan
@@ -73,7 +73,7 @@ def test_a_run_folder_from_before_the_records_still_reports(tmp_path: Path):
 
 def test_a_file_missing_what_the_record_needs_says_an_older_tunesmith_wrote_it(tmp_path: Path):
     run = rundir.RunDir(tmp_path)
-    rundir.write_json(run.plan, {"lines": ["x"]})
+    diskio.write_json(run.plan, {"lines": ["x"]})
     with pytest.raises(TunesmithError) as err:
         run.read_plan()
     assert err.value.render().startswith(f"{run.plan}: no steps_per_epoch, total_steps: it was written by an "

@@ -3,8 +3,6 @@ whole or tolerated when torn."""
 
 from __future__ import annotations
 
-import json
-import os
 import signal
 import subprocess
 import sys
@@ -121,29 +119,3 @@ def test_a_second_process_is_refused_while_the_first_holds_the_run(tmp_path: Pat
     assert resumed and len(said) == 1 and f"its last holder (pid {holder.pid} on " in said[0]
     run.unlock()
     assert (run.root / ".lock").read_text() == ""  # released cleanly: the next holder has nothing to report
-
-
-def test_a_torn_last_line_is_left_out_and_reported_a_damaged_middle_line_is_an_error(tmp_path: Path):
-    path = tmp_path / "metrics.jsonl"
-    path.write_text('{"step": 1}\n{"step": 2}\n{"step": 3, "lo')
-    said: list[str] = []
-    assert rundir.read_jsonl(path, said.append) == [{"step": 1}, {"step": 2}]
-    assert said == [f"notice: {path}: left out a half-written last line (line 3; the writer was stopped while "
-                    "writing it)"]
-    path.write_text('{"step": 1}\n{"step": 2, "lo\n{"step": 3}\n')
-    with pytest.raises(TunesmithError, match="line 2 is not valid JSON"):
-        rundir.read_jsonl(path)
-
-
-def test_jsonl_rows_keep_unicode_line_separators(tmp_path: Path):
-    rows = [{"text": "a\u2028b\x85c"}, {"text": "d"}]
-    rundir.write_jsonl(tmp_path / "x.jsonl", rows)
-    assert rundir.read_jsonl(tmp_path / "x.jsonl") == rows
-
-
-def test_whole_files_are_replaced_atomically(tmp_path: Path):
-    path = tmp_path / "plan.json"
-    rundir.write_json(path, {"a": 1})
-    rundir.write_json(path, {"a": 2})
-    assert json.loads(path.read_text()) == {"a": 2}
-    assert os.listdir(tmp_path) == ["plan.json"]  # no temporary file left behind

@@ -14,7 +14,7 @@ import pytest
 
 from tests import conftest
 from tests.conftest import tunesmith
-from tunesmith import config, pipeline, rundir, train
+from tunesmith import config, diskio, pipeline, rundir, train
 from tunesmith.errors import TunesmithError
 
 
@@ -25,7 +25,7 @@ def tiny_config(model: Path, data: Path, out: Path, **train: object) -> config.R
 
 
 def metrics(run: Path) -> list[dict]:
-    return rundir.read_jsonl(run / "metrics.jsonl")
+    return diskio.read_jsonl(run / "metrics.jsonl")
 
 
 def test_early_stopping_ends_on_the_best_epoch_of_an_overfitting_run(tmp_path, tiny_model_dir, small_jsonl,

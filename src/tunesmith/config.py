@@ -15,7 +15,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from tunesmith.errors import TunesmithError, did_you_mean
 from tunesmith.format_names import ALL_FORMATS
-from tunesmith.rundir import safe_name
+from tunesmith.diskio import safe_name
 
 # The names transformers accepts (SchedulerType and OptimizerNames in transformers 5.x), kept here so that
 # loading a config needs no torch import; tests/test_config.py checks them against the installed transformers.

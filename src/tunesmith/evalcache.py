@@ -20,7 +20,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from tunesmith import models, rundir
+from tunesmith import diskio, models
 from tunesmith.records import Example, Generation, RetentionModel
 
 
@@ -77,7 +77,7 @@ def read(name: str) -> CachedEval | None:
     if not path.is_file():
         return None
     try:
-        obj = rundir.read_json(path)
+        obj = diskio.read_json(path)
         kept = obj["retention"]
         return CachedEval(obj["spec"], tuple((t, bool(s)) for t, s in obj["answers"]),
                           tuple((float(a), int(b)) for a, b in obj["nll"]),
@@ -91,5 +91,5 @@ def read(name: str) -> CachedEval | None:
 def write(name: str, entry: CachedEval) -> Path:
     path = folder() / f"{name}.json"
     path.parent.mkdir(parents=True, exist_ok=True)
-    rundir.write_json(path, asdict(entry))
+    diskio.write_json(path, asdict(entry))
     return path

@@ -20,7 +20,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from tunesmith import generation, hub, models, ollama, rundir, template
+from tunesmith import diskio, generation, hub, models, ollama, rundir, template
 from tunesmith.config import EvalConfig, TemplateConfig
 from tunesmith.errors import TunesmithError
 from tunesmith.records import load_fields
@@ -116,7 +116,7 @@ def export(run_path: Path, out: Path, *, fmt: str = "merged", quant: str = "f16"
         kind = "merged" if fmt == "merged" else quant  # what the check's tolerance is for
         result = ExportResult(fmt, "" if fmt == "merged" else quant, str(out), what, tuple(files),
                               _compare(reference, loaded, loaded_tok, tok, prompts, kind))
-        rundir.write_json(tmp / MANIFEST, result.to_json())
+        diskio.write_json(tmp / MANIFEST, result.to_json())
         (tmp / TMP_MARKER).unlink()
         if out.exists():
             shutil.rmtree(out)
@@ -151,7 +151,7 @@ def _check_target(out: Path, overwrite: bool) -> None:
     if not (out / MANIFEST).is_file():
         raise TunesmithError(f"{out} is not an earlier tunesmith export (no {MANIFEST}); it is left alone",
                              fix="choose an empty or new --out folder")
-    earlier = ExportResult.from_json(rundir.read_json(out / MANIFEST), where=str(out / MANIFEST))
+    earlier = ExportResult.from_json(diskio.read_json(out / MANIFEST), where=str(out / MANIFEST))
     others = sorted(p.name for p in out.iterdir() if p.name not in {*earlier.files, MANIFEST})
     if others:
         raise TunesmithError(f"{out} holds files that are not part of the earlier export: {', '.join(others)}; "

@@ -19,7 +19,8 @@ from typing import Any
 from tunesmith import evaluate, metrics, retention, train
 from tunesmith.errors import TunesmithError
 from tunesmith.records import Conversation, EvalReport
-from tunesmith.rundir import RunDir, open_run, write_bytes, write_text
+from tunesmith.diskio import write_bytes, write_text
+from tunesmith.rundir import RunDir, open_run
 from tunesmith.runfiles import LogRow
 from tunesmith.train import TrainingSummary
 

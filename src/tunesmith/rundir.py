@@ -26,25 +26,26 @@ runs/<name>/
   failed.txt           the error that ended the run (a resume removes it)
 
 Every whole file is written by write + fsync + rename; appended files (metrics.jsonl, eval/<model>.jsonl) are
-fsync'ed per append and read back tolerating a torn last line.
+fsync'ed per append and read back tolerating a torn last line (diskio); the lock is runlock's.
 """
 
 from __future__ import annotations
 
-import atexit
 import contextlib
 import json
 import os
 import re
 import shutil
-import socket
 import time
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from tunesmith import runlock
+from tunesmith.diskio import append_jsonl, read_json, read_jsonl, safe_name, write_json, write_jsonl, write_text
 from tunesmith.errors import TunesmithError
+from tunesmith.runlock import LOCK
 from tunesmith.records import Conversation, EvalReport, EvalSettings, Generation
 from tunesmith.runfiles import DataReport, LogRow, Manifest, Plan, eval_summary_json, read_eval_summary
 
@@ -151,16 +152,8 @@ class RunDir:
     def state(self) -> str:
         """running (another process holds the lock), finished (it has its report), failed (an error ended it:
         failed.txt), or stopped (by request, or killed): the same train command resumes a stopped or failed run."""
-        import fcntl
-
-        if self.root.resolve() not in _HELD and (self.root / LOCK).is_file():
-            fd = os.open(self.root / LOCK, os.O_RDONLY)
-            try:
-                fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)  # only fails while a writer holds LOCK_EX
-            except OSError:
-                return "running"
-            finally:
-                os.close(fd)  # closing drops the probe's own lock
+        if runlock.held_elsewhere(self.root):
+            return "running"
         if self.finished:
             return "finished"
         return "failed" if self.failure.is_file() else "stopped"
@@ -238,34 +231,8 @@ class RunDir:
                 self.remove(p)
 
     def lock(self, say: Callable[[str], None] | None = None) -> None:
-        """Hold an OS lock on this run folder until the process exits; refuse if another process holds it.
-
-        flock is released by the kernel when its holder dies, so a lock left by a killed run never blocks;
-        the file keeps the last owner's pid and host, which the refusal message names.
-        """
-        import fcntl
-
-        key = self.root.resolve()
-        if key in _HELD:
-            return
-        fd = os.open(self.root / LOCK, os.O_RDWR | os.O_CREAT, 0o644)
-        owner = os.pread(fd, 4096, 0).decode("utf-8", "replace").strip()
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except OSError:
-            os.close(fd)
-            raise TunesmithError(f"run folder {self.root} is in use by another tunesmith process "
-                                 f"({owner or 'owner unknown'})",
-                                 fix="wait for it to finish (or stop it), or pick another --name to run both "
-                                     "at once") from None
-        if owner and say is not None:
-            say(f"notice: took over the lock of {self.root}: its last holder ({owner}) is no longer running")
-        me = f"pid {os.getpid()} on {socket.gethostname()}, since {time.strftime('%Y-%m-%d %H:%M:%S')}"
-        os.ftruncate(fd, 0)
-        os.pwrite(fd, me.encode() + b"\n", 0)
-        if not _HELD:
-            atexit.register(_release_all)  # a clean exit empties the file; a crash leaves its owner to report
-        _HELD[key] = fd
+        """Hold an OS lock on this run folder until the process exits; refuse if another process holds it."""
+        runlock.acquire(self.root, say)
 
     @contextlib.contextmanager
     def held(self) -> Iterator[RunDir]:
@@ -277,15 +244,7 @@ class RunDir:
 
     def unlock(self) -> None:
         """Release the lock early (tests, or a process that goes on to other work); the file is emptied."""
-        fd = _HELD.pop(self.root.resolve(), None)
-        if fd is not None:
-            os.ftruncate(fd, 0)
-            os.close(fd)
-
-
-def _release_all() -> None:
-    for root in list(_HELD):
-        RunDir(root).unlock()
+        runlock.release(self.root)
 
 
 @dataclass(frozen=True)
@@ -352,10 +311,8 @@ def checkpoint_step(path: Path) -> int:
 
 COMPLETE = "COMPLETE"
 MARKER = ".tunesmith-run"  # written into every run folder tunesmith makes; nothing without it is ever deleted
-LOCK = ".lock"  # flock'ed by the process writing the run; holds its pid and host
 MARKER_TEXT = "a tunesmith run folder: tunesmith deletes files only inside folders that hold this marker\n"
 NAME = re.compile(r"[A-Za-z0-9._-]+")
-_HELD: dict[Path, int] = {}  # run folder -> the open, locked file descriptor (kept for the process's life)
 
 
 def mark_complete(checkpoint: Path) -> None:
@@ -480,78 +437,3 @@ def _config_differences(saved: str | None, new: str) -> list[str]:
     old, cur = flat(yaml.safe_load(saved)), flat(yaml.safe_load(new))
     return [f"{k}: {old.get(k)!r} in the folder, {cur.get(k)!r} now" for k in sorted(old.keys() | cur.keys())
             if old.get(k) != cur.get(k)]
-
-
-def _atomic(path: Path, data: bytes) -> None:
-    """Write a whole file by write + fsync + rename: a reader (or a crash) never sees it half-written."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    with tmp.open("wb") as f:
-        f.write(data)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
-
-
-def write_text(path: Path, text: str) -> None:
-    _atomic(path, text.encode("utf-8"))
-
-
-def write_bytes(path: Path, data: bytes) -> None:
-    _atomic(path, data)
-
-
-def write_json(path: Path, obj: Any) -> None:
-    write_text(path, json.dumps(obj, indent=2, ensure_ascii=False, allow_nan=True))
-
-
-def write_jsonl(path: Path, rows: list[dict[str, Any]]) -> None:
-    write_text(path, "".join(json.dumps(row, ensure_ascii=False) + "\n" for row in rows))
-
-
-def append_jsonl(path: Path, rows: list[dict[str, Any]]) -> None:
-    """Append rows and flush them to disk: what was appended survives a crash of the process."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with path.open("a", encoding="utf-8") as f:
-        for row in rows:
-            f.write(json.dumps(row, ensure_ascii=False) + "\n")
-        f.flush()
-        os.fsync(f.fileno())
-
-
-def read_json(path: Path) -> Any:
-    try:
-        return json.loads(path.read_text(encoding="utf-8"))
-    except (ValueError, UnicodeDecodeError) as err:
-        raise TunesmithError(f"{path.name} is damaged: {err}", where=str(path),
-                             fix="re-run the command that writes it (or the run with --overwrite)") from None
-
-
-def read_jsonl(path: Path, say: Callable[[str], None] | None = None) -> list[dict[str, Any]]:
-    """Rows of an appended JSONL file. A torn last line (the writer was killed mid-line) is left out and
-    reported through `say`; a damaged line elsewhere is an error, since rows after it cannot be trusted.
-    """
-    lines = path.read_bytes().split(b"\n")
-    rows = []
-    for n, line in enumerate(lines, start=1):
-        if not line.strip():
-            continue
-        try:
-            rows.append(json.loads(line))
-        except (ValueError, UnicodeDecodeError):
-            if any(rest.strip() for rest in lines[n:]):
-                raise TunesmithError(f"line {n} is not valid JSON", where=str(path),
-                                     fix="re-run the command that writes it (or the run with --overwrite)") from None
-            if say is not None:
-                say(f"notice: {path}: left out a half-written last line (line {n}; the writer was stopped "
-                    "while writing it)")
-    return rows
-
-
-def safe_name(text: str, fallback: str = "model") -> str:
-    """A file or folder name from any label (a path, a hub id); `fallback` when nothing of it is left.
-
-    >>> safe_name("runs/other run/"), safe_name("HuggingFaceTB/SmolLM2-135M"), safe_name("상담", "run")
-    ('runs_other_run', 'HuggingFaceTB_SmolLM2-135M', 'run')
-    """
-    return re.sub(r"[^A-Za-z0-9._-]+", "_", text.strip("/")).strip("_") or fallback

@@ -7,7 +7,6 @@ skips what is done: no question is generated twice, no row written twice, and th
 
 from __future__ import annotations
 
-import json
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -15,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from tunesmith import progress
+from tunesmith.diskio import append_jsonl, cut_torn_tail, read_jsonl
 from tunesmith.config import SynthConfig
 from tunesmith.errors import TunesmithError
 from tunesmith.metrics import language_of
@@ -106,10 +106,7 @@ class Journal:
 
     @staticmethod
     def _append(path: Path, obj: dict[str, Any]) -> None:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        with path.open("a", encoding="utf-8") as f:
-            f.write(json.dumps(obj, ensure_ascii=False) + "\n")
-            f.flush()
+        append_jsonl(path, [obj])  # fsync'ed: a kill leaves at most a torn last line, cut on resume
 
     def note(self, kind: str, seed: str, **fields: Any) -> None:
         self._append(self.path, {"kind": kind, "seed": seed, **fields})
@@ -128,12 +125,8 @@ def _read_jsonl(path: Path) -> list[dict[str, Any]]:
     """The complete lines of a file being appended to; a torn last line (a kill mid-write) is cut off."""
     if not path.is_file():
         return []
-    raw = path.read_text(encoding="utf-8")
-    lines = raw.splitlines(keepends=True)
-    if lines and not lines[-1].endswith("\n"):
-        path.write_text("".join(lines[:-1]), encoding="utf-8")
-        lines = lines[:-1]
-    return [json.loads(line) for line in lines if line.strip()]
+    cut_torn_tail(path)
+    return read_jsonl(path)
 
 
 def synthesize(cfg: SynthConfig, say: Callable[[str], None] = print) -> SynthSummary | None:

@@ -19,7 +19,7 @@ import shutil
 import tempfile
 from pathlib import Path
 
-from tunesmith import models, rundir
+from tunesmith import diskio, models, rundir
 from tunesmith.errors import TunesmithError
 
 UPLOADS = "uploads"
@@ -207,6 +207,6 @@ def safe_run_name(root: Path, picked: str | None) -> str:
     >>> safe_run_name(Path("/nonexistent"), "uploads/ab/상담 data.jsonl")
     'data'
     """
-    stem = rundir.safe_name(Path(picked).stem, fallback="run") if picked else "my-run"
+    stem = diskio.safe_name(Path(picked).stem, fallback="run") if picked else "my-run"
     taken = {p.name for p in root.iterdir()} if root.is_dir() else set()  # run folders and anything else
     return next(n for n in (stem, *(f"{stem}-{i}" for i in range(2, 10_000))) if n not in taken)

@@ -19,7 +19,7 @@ import time
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
-from tunesmith import rundir, runtime
+from tunesmith import diskio, rundir, runtime
 from tunesmith.config import RunConfig
 from tunesmith.errors import TunesmithError
 from tunesmith.runfiles import LogRow
@@ -89,7 +89,7 @@ def start(root: Path, cfg: RunConfig, *, overwrite: bool = False) -> Job:
     ui = folder(root)
     ui.mkdir(parents=True, exist_ok=True)
     config_path, log_path = ui / f"{cfg.name}.yaml", ui / f"{cfg.name}.log"
-    rundir.write_text(config_path, cfg.to_yaml())
+    diskio.write_text(config_path, cfg.to_yaml())
     return _spawn(root, cfg.name, config_path, log_path, ["--overwrite"] * overwrite)
 
 
@@ -123,7 +123,7 @@ def _spawn(root: Path, name: str, config_path: Path, log_path: Path, extra: list
                                  start_new_session=True,  # its own session: it outlives the UI, Stop signals the group
                                  env=env, preexec_fn=_default_sigint)
     job = Job(name, child.pid, str(config_path), str(log_path), time.time())
-    rundir.write_text(_job_file(root), json.dumps(asdict(job)))
+    diskio.write_text(_job_file(root), json.dumps(asdict(job)))
     return job
 
 
@@ -148,7 +148,7 @@ def stop(root: Path) -> str:
         return f"{job.name}: stopping after the current step (a checkpoint is saved)"
     # Still loading (the run would clear a stop request when it locks its folder) or evaluating (answers are
     # written as generated): an interrupt loses nothing. Its own session: the child and any helpers it started.
-    rundir.write_text(_job_file(root), json.dumps(asdict(replace(job, stop_asked=True))))
+    diskio.write_text(_job_file(root), json.dumps(asdict(replace(job, stop_asked=True))))
     os.killpg(job.pid, signal.SIGINT)
     return f"{job.name}: interrupted while {state}; Resume continues it"
 
