@@ -14,11 +14,10 @@ from collections import Counter
 from collections.abc import Sequence
 from typing import Any
 
-from tunesmith import models, runtime, train
+from tunesmith import fastpath, models, runtime, train
 from tunesmith.config import RunConfig
 from tunesmith.errors import TunesmithError
-from tunesmith.records import Example, PreparedData
-from tunesmith.records import SKIP_KINDS
+from tunesmith.records import SKIP_KINDS, Example, PreparedData
 
 # Effective training FLOP/s on 2 cores, FLOPs counted as in estimate_seconds: 159 GFLOP/s training 16 Korean
 # paragraphs of ~3,300 tokens (51.5 TFLOP an epoch in 325 s; the eval forward of 20 rows ran at 200) with bf16
@@ -91,7 +90,7 @@ def memory_terms(cfg: RunConfig, trainable: int, total: int, arch: Any) -> tuple
     weights, gradients + AdamW state of trainable weights and the runtime; activations kept for backward.
 
     Logits cost no memory per token: TRL 1.16's fused LM head projects in tiles, and only the supervised
-    positions (on the CPU since train.supervised_logits_only), so prompt positions add activations only. PER_TOKEN_BYTES and
+    positions (on the CPU since fastpath.supervised_logits_only), so prompt positions add activations only. PER_TOKEN_BYTES and
     RUNTIME_GIB say what the constants were calibrated on (bench/memory_estimate.py, docs/memory.md); the demo's
     estimate of 6 fp32 logits copies per token was 2x too high for long-prompt rows once TRL stopped making them.
     """
@@ -105,8 +104,8 @@ def memory_terms(cfg: RunConfig, trainable: int, total: int, arch: Any) -> tuple
     per_layer = CHECKPOINTED_BYTES if t.gradient_checkpointing else PER_TOKEN_BYTES["half" if half else "fp32"]
     per_token = layers * hidden * per_layer + (hidden * PER_TOKEN_BYTES["half" if half else "fp32"]
                                                if t.gradient_checkpointing else 0)  # the one layer recomputed
-    if train.frozen_in_bf16(cfg):
-        # train.frozen_to_bf16: the frozen linear weights are kept in bf16; embeddings (vocabulary x hidden) in fp32
+    if fastpath.frozen_in_bf16(cfg):
+        # fastpath.frozen_to_bf16: the frozen linear weights are kept in bf16; embeddings (vocabulary x hidden) in fp32
         embeddings = getattr(arch, "vocab_size", 0) * hidden
         fixed = embeddings * 4 + (total - embeddings) * 2 + trainable * (4 + 8)
     else:

@@ -1,0 +1,101 @@
+"""The training step's shortcuts give the same numbers as the long way."""
+
+from __future__ import annotations
+
+import pytest
+
+from tunesmith import config, fastpath, train
+
+
+def test_frozen_weights_in_bf16_give_the_same_loss_under_autocast(tiny_model_dir):
+    # Autocast casts fp32 weights to bf16 for every matmul: casting the frozen ones once gives the same numbers.
+    import torch
+    from peft import get_peft_model
+    from transformers import AutoModelForCausalLM
+
+    torch.manual_seed(0)
+    model = get_peft_model(AutoModelForCausalLM.from_pretrained(tiny_model_dir, dtype=torch.float32),
+                           train.peft_config(config.parse({"name": "t", "model": "x", "data": {"train": ["x.jsonl"]}},
+                                                                       source="t")))
+    ids = torch.randint(0, 1000, (2, 24))
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        before = model(input_ids=ids, labels=ids).loss
+    linear = sum(m.weight.numel() for m in model.modules()
+                 if isinstance(m, torch.nn.Linear) and not m.weight.requires_grad)
+    embeddings = model.get_input_embeddings().weight
+    changed = fastpath.frozen_to_bf16(model)
+    assert changed == linear - (embeddings.numel() if model.get_output_embeddings().weight is embeddings else 0)
+    assert embeddings.dtype == torch.float32  # and the LoRA weights, which train
+    assert all(p.dtype == torch.float32 for p in model.parameters() if p.requires_grad)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        after = model(input_ids=ids, labels=ids).loss
+    assert after.item() == before.item()
+    after.backward()  # and gradients reach the adapters
+    assert all(p.grad is not None for p in model.parameters() if p.requires_grad)
+
+
+def test_cheap_dropout_drops_p_of_the_values_and_keeps_the_mean():
+    import torch
+
+    torch.manual_seed(0)
+    drop = fastpath.cheap_dropout_class()(0.05)
+    x = torch.ones(1000, 1001, requires_grad=True)  # an odd size: the last random word is only partly used
+    y = drop(x)
+    dropped = (y == 0).float().mean().item()
+    assert dropped == pytest.approx(0.05, abs=0.002)
+    assert y.mean().item() == pytest.approx(1.0, abs=0.005)  # inverted dropout: kept values scaled by 1/(1-p)
+    values = torch.unique(y).tolist()
+    assert values[0] == 0.0 and values[1:] == [pytest.approx(32768 / (32768 - 1638))]
+    y.sum().backward()
+    assert torch.equal(x.grad == 0, y == 0)  # the gradient flows through the kept values only
+    assert drop.eval()(x) is x
+    columns = (y == 0).float().mean(0)  # no lane of the 4-per-word packing is biased
+    assert columns.std().item() < 0.01 and columns.min().item() > 0.02
+
+
+def test_lora_dropout_layers_are_replaced(tiny_model_dir):
+    import torch
+    from peft import get_peft_model
+    from transformers import AutoModelForCausalLM
+
+    model = get_peft_model(AutoModelForCausalLM.from_pretrained(tiny_model_dir),
+                           train.peft_config(config.parse({"name": "t", "model": "x", "data": {"train": ["x.jsonl"]}},
+                                                          source="t")))
+    adapted = sum(1 for m in model.modules() if isinstance(getattr(m, "lora_dropout", None), torch.nn.ModuleDict))
+    assert fastpath.cheap_dropout(model) == adapted > 0
+    assert not any(isinstance(m, torch.nn.Dropout) for m in model.modules() if m is not model)
+
+
+def test_the_fused_lm_head_scores_only_supervised_positions_on_the_cpu(tiny_model_dir):
+    # Same loss as scoring every position, from a projection of the supervised positions alone.
+    import torch
+    import trl.trainer.utils as trl_utils
+    from transformers import AutoModelForCausalLM
+    from trl.kernels import chunked_logprob
+    from trl.trainer.utils import add_fused_lm_head
+
+    model = AutoModelForCausalLM.from_pretrained(tiny_model_dir)
+    add_fused_lm_head(model, outputs=("log_probs", "entropy", "is_top1"))
+    ids = torch.randint(0, 1000, (2, 40))
+    labels = torch.full_like(ids, -100)
+    labels[:, 30:] = ids[:, 30:]  # 10 answer tokens per row
+    seen = []
+    kernel = trl_utils._ChunkedLogProbFunction
+
+    class Spy(kernel):
+        @staticmethod
+        def apply(hidden, *args):  # noqa: ANN001, ANN205
+            seen.append(hidden.shape[0])
+            return kernel.apply(hidden, *args)
+
+    original = trl_utils._use_triton  # patched already where an earlier test trained
+    try:
+        trl_utils._ChunkedLogProbFunction = Spy
+        trl_utils._use_triton = chunked_logprob._use_triton  # TRL's own device test
+        every = model(input_ids=ids, labels=labels, fused_lm_head=True).loss
+        assert fastpath.supervised_logits_only()
+        supervised = model(input_ids=ids, labels=labels, fused_lm_head=True).loss
+    finally:
+        trl_utils._ChunkedLogProbFunction, trl_utils._use_triton = kernel, original
+    assert seen == [2 * 39, 2 * 10]  # every position that has a next token; the 10 that predict an answer token
+    assert supervised.item() == pytest.approx(every.item(), rel=1e-5)
