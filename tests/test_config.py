@@ -4,7 +4,7 @@ from pathlib import Path
 
 import pytest
 
-from tunesmith import config
+from tunesmith import config, config_docs, yamltext
 from tunesmith.errors import TunesmithError
 
 CONFIGS = sorted((Path(__file__).resolve().parents[1] / "configs").glob("*.yaml"))
@@ -56,7 +56,7 @@ def test_resolved_config_round_trips(tmp_path: Path):
 
 def test_docs_config_md_is_current():
     docs = Path(__file__).resolve().parents[1] / "docs" / "config.md"
-    assert docs.read_text() == config.reference_markdown(), "regenerate: python -m tunesmith.config > docs/config.md"
+    assert docs.read_text() == config_docs.reference_markdown(), "regenerate: python -m tunesmith.config_docs > docs/config.md"
 
 
 def test_a_repeated_key_is_an_error_naming_the_key_and_both_lines(tmp_path: Path):
@@ -73,7 +73,7 @@ def test_a_repeated_key_is_an_error_naming_the_key_and_both_lines(tmp_path: Path
 def test_yaml_merge_keys_may_repeat(tmp_path: Path):
     p = tmp_path / "c.yaml"
     p.write_text("name: x\ndata: {train: [a.jsonl]}\nbase: &b {epochs: 2}\n")
-    assert config.yaml_load("a: &b {x: 1}\nc: {<<: *b, y: 2}\n", where="t") == {"a": {"x": 1}, "c": {"x": 1, "y": 2}}
+    assert yamltext.yaml_load("a: &b {x: 1}\nc: {<<: *b, y: 2}\n", where="t") == {"a": {"x": 1}, "c": {"x": 1, "y": 2}}
 
 
 @pytest.mark.parametrize("raw", [b"name: \xc7\xd1\xb1\xdb\n", b"name: x\ndata: {train: [caf\xe9.jsonl]}\n"],

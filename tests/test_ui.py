@@ -77,12 +77,12 @@ def test_the_train_form_is_the_config_schema_and_its_command_means_the_same_conf
 
     import typer
 
-    from tunesmith import cli, config
+    from tunesmith import cli, config_docs
     from tunesmith.ui import form
 
     fields = form.fields()
     keys = [f.key for f in fields]
-    every = [line.split("`")[1] for line in config.reference_markdown().split("## `tunesmith synth`")[0].splitlines()
+    every = [line.split("`")[1] for line in config_docs.reference_markdown().split("## `tunesmith synth`")[0].splitlines()
              if line.startswith("- `")]
     assert sorted(keys) == sorted(k for k in every if k not in form.NOT_IN_FORM)
     assert all(f.description for f in fields), [f.key for f in fields if not f.description]

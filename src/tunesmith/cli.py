@@ -173,7 +173,7 @@ def init(data: Annotated[Optional[list[Path]], typer.Option("--data", help="your
     Examples:
       tunesmith init --data my.jsonl --out my.yaml
     """
-    from tunesmith import config
+    from tunesmith import config_docs
 
     if out.is_dir():
         raise TunesmithError("--out is a folder; it names the config file to write", where=f"--out {out}",
@@ -184,7 +184,7 @@ def init(data: Annotated[Optional[list[Path]], typer.Option("--data", help="your
     try:
         out.parent.mkdir(parents=True, exist_ok=True)  # `--out configs/new/run.yaml` in a fresh checkout
         rel = [os.path.relpath(Path(p).resolve(), out.resolve().parent) for p in data or []]
-        out.write_text(config.commented_yaml(rel, model), encoding="utf-8")
+        out.write_text(config_docs.commented_yaml(rel, model), encoding="utf-8")
     except OSError as err:
         raise TunesmithError(f"cannot write the config: {err.strerror}", where=f"--out {out}",
                              fix="pass --out in a folder you can write to") from None

@@ -14,6 +14,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from tunesmith.errors import TunesmithError, did_you_mean
+from tunesmith.yamltext import read_text, yaml_load
 from tunesmith.format_names import ALL_FORMATS
 from tunesmith.diskio import safe_name
 
@@ -368,62 +369,13 @@ def override(key: str, value: object) -> str:
     return f"{key}={dumped.removesuffix(chr(10) + '...').removesuffix(' ...')}"
 
 
-class _UniqueKeyLoader(yaml.SafeLoader):
-    """SafeLoader that records a key repeated in one mapping (PyYAML keeps the last one without a word)."""
-
-    def __init__(self, stream: str) -> None:
-        super().__init__(stream)
-        self.duplicates: list[tuple[str, int, int]] = []  # (key, line of the repeat, line of the first)
-
-    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
-        seen: dict[Any, int] = {}
-        for key_node, _ in node.value:
-            if key_node.tag == "tag:yaml.org,2002:merge":  # `<<: *defaults` may repeat by design
-                continue
-            key = self.construct_object(key_node, deep=True)
-            line = key_node.start_mark.line + 1
-            if isinstance(key, (str, int, float, bool)) and key in seen:
-                self.duplicates.append((str(key), line, seen[key]))
-            elif isinstance(key, (str, int, float, bool)):
-                seen[key] = line
-        return super().construct_mapping(node, deep=deep)
-
-
-def yaml_load(text: str, *, where: str) -> Any:
-    """`yaml.safe_load`, except that a key repeated in one mapping is an error naming the key and its lines."""
-    loader = _UniqueKeyLoader(text)
-    try:
-        data = loader.get_single_data()
-    finally:
-        loader.dispose()
-    if loader.duplicates:
-        raise TunesmithError(
-            "a key appears twice in the same section (YAML would silently keep the last one)", where=where,
-            problems=[f'"{key}" on line {line} (first on line {first})' for key, line, first in loader.duplicates],
-            fix="keep one of each; delete or merge the repeated lines")
-    return data
-
-
-def _read_text(path: Path) -> str:
-    """A config file's text; it must be UTF-8 (a BOM is allowed), as YAML 1.1 and every editor default expect."""
-    raw = path.read_bytes()
-    try:
-        return raw.decode("utf-8-sig")
-    except UnicodeDecodeError as err:
-        line = raw[: err.start].count(b"\n") + 1
-        raise TunesmithError(f"not UTF-8 text: byte 0x{raw[err.start]:02x} on line {line} cannot be decoded",
-                             where=f"{path}:{line}",
-                             fix="save the config as UTF-8 (e.g. `iconv -f cp949 -t utf-8 OLD > NEW`, "
-                                 "or your editor's 'save with encoding')") from None
-
-
 def load(path: Path, overrides: list[str] = ()) -> RunConfig:
     """Read and validate a YAML config file, applying `--set` overrides first."""
     if not path.is_file():
         raise TunesmithError(f"config file {path} not found",
                              fix="pass a YAML config, e.g. `tunesmith train configs/demo.yaml`")
     try:
-        raw = yaml_load(_read_text(path), where=str(path)) or {}
+        raw = yaml_load(read_text(path), where=str(path)) or {}
     except yaml.YAMLError as err:
         raise TunesmithError(f"not valid YAML: {err}", where=str(path)) from None
     except OSError as err:
@@ -459,64 +411,3 @@ def paths_override(key: str, paths: list[Path]) -> str:
     'data.eval=[/d/a b.jsonl]'
     """
     return f"{key}={yaml.safe_dump([str(Path(p).resolve()) for p in paths], default_flow_style=True).strip()}"
-
-
-def commented_yaml(data: list[str], model: str) -> str:
-    """The config `tunesmith init` writes: every key at its default, each with its description as a comment.
-
-    >>> parse(yaml.safe_load(commented_yaml(["a.jsonl"], "default")), source="<init>").train.epochs
-    3.0
-    """
-    lines = ["# tunesmith run config, written by `tunesmith init`. Every key is shown at its default;",
-             "# delete what you do not change. Full reference: docs/config.md. Check it: tunesmith plan THIS_FILE", ""]
-    values = {"name": safe_name(Path(data[0]).stem, fallback="run") if data else "my-run", "model": model}
-
-    def walk(model_cls: type[BaseModel], indent: str, given: dict[str, Any]) -> None:
-        for name, field in model_cls.model_fields.items():
-            ann = field.annotation
-            if field.description:
-                lines.append(f"{indent}# {field.description}")
-            if isinstance(ann, type) and issubclass(ann, BaseModel):
-                lines.append(f"{indent}{name}:")
-                walk(ann, indent + "  ", given.get(name, {}))
-                continue
-            if name in given:
-                value = given[name]
-            elif field.is_required():
-                value = None
-            else:
-                value = field.default_factory() if field.default_factory else field.default
-            value = str(value) if isinstance(value, Path) else value
-            dumped = yaml.safe_dump(value, default_flow_style=True, allow_unicode=True).strip()
-            lines.append(f"{indent}{name}: {dumped.removesuffix(chr(10) + '...').removesuffix(' ...')}")
-
-    walk(RunConfig, "", {**values, "data": {"train": data or ["data/train.jsonl"]}})
-    return "\n".join(lines) + "\n"
-
-
-def reference_markdown() -> str:
-    """The key reference in docs/config.md, generated from the models so it cannot drift (a test checks it)."""
-    lines = ["# Config keys", "", "Generated by `python -m tunesmith.config`; unknown keys are an error.", "", "## top level", ""]
-
-    def walk(model: type[BaseModel], prefix: str) -> None:
-        for name, field in model.model_fields.items():
-            ann = field.annotation
-            if isinstance(ann, type) and issubclass(ann, BaseModel):
-                lines.extend(["", f"## `{prefix}{name}`", ""])
-                walk(ann, f"{prefix}{name}.")
-                continue
-            value = field.default_factory() if field.default_factory else field.default
-            default = "required" if field.is_required() else repr(str(value) if isinstance(value, Path) else value)
-            type_name = getattr(ann, "__name__", str(ann)).replace("typing.", "")
-            lines.append(f"- `{prefix}{name}` ({type_name}, default {default}): {field.description or ''}".rstrip(": "))
-        lines.append("")
-
-    walk(RunConfig, "")
-    lines += ["## `tunesmith synth` options", "", "Flags of their own (`--seeds`, `--per-seed`, ...) or `--set key=value`.",
-              ""]
-    walk(SynthConfig, "")
-    return "\n".join(lines)
-
-
-if __name__ == "__main__":
-    print(reference_markdown(), end="")
