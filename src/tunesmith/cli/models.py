@@ -1,0 +1,140 @@
+"""The verbs that use a tuned model: chat, export, serve, and the board (ui)."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+
+from tunesmith.cli.shell import MaxNew, Run, Target, Temperature, _flags, _say, app
+from tunesmith.errors import TunesmithError
+
+@app.command()
+def chat(target: Target,
+         system: Annotated[Optional[str], typer.Option("--system", help="system prompt (default: the one every "
+                                                       "training row of the run had, if any)")] = None,
+         prompt: Annotated[Optional[str], typer.Option("--prompt", help="answer this once and exit")] = None,
+         max_new_tokens: MaxNew = None, temperature: Temperature = None) -> None:
+    """Chat with a tuned model (or any model) in the terminal, answers streamed; /reset, /system TEXT, /exit.
+
+    \b
+    Examples:
+      tunesmith chat runs/demo
+      tunesmith chat runs/demo --prompt "I cannot sleep before exams."
+      tunesmith chat default --system "Answer in one word." --max-new-tokens 32
+    """
+    from tunesmith import chat as chatting
+    from tunesmith.config import EvalConfig, section
+
+    given = {"max_new_tokens": max_new_tokens, "temperature": temperature}
+    options = {k: v for k, v in given.items() if v is not None}
+    section(EvalConfig, options, where="tunesmith chat",  # the config's own checks, before the model loads
+            flags=_flags("max_new_tokens", "temperature"))
+    for flag, text in (("--prompt", prompt), ("--system", system)):
+        if text is not None:
+            chatting.checked_text(text, flag)  # bytes that are not UTF-8, before the model loads
+    session = chatting.open_session(target, system=system, options=options, say=_say)
+
+    def write(text: str) -> None:
+        sys.stdout.write(text)
+        sys.stdout.flush()
+
+    if prompt is not None:
+        reply = chatting.respond(session, prompt, write, note=_say)
+        write("\n" if reply.stopped else " [cut at max_new_tokens]\n")
+        return
+    _say(f"chatting with {session.what}; {chatting.HELP}")
+    tty = sys.stdin.isatty()
+    if hasattr(sys.stdin, "reconfigure"):  # a line that is not UTF-8 is said and skipped, not a traceback
+        sys.stdin.reconfigure(errors="surrogateescape")
+
+    def read() -> str | None:
+        try:
+            return input("you> " if tty else "")
+        except EOFError:
+            return None
+
+    chatting.repl(session, read, write)
+
+
+
+@app.command()
+def export(run: Run,
+           out: Annotated[Path, typer.Option("--out", help="the folder to write")],
+           format_: Annotated[str, typer.Option("--format", help="merged (safetensors folder) | gguf | ollama "
+                                                "(GGUF + Modelfile)")] = "merged",
+           quant: Annotated[str, typer.Option("--quant", help="GGUF: f32 f16 bf16 q8_0 q5_1 q5_0 q4_1 q4_0")] = "f16",
+           overwrite: Annotated[bool, typer.Option("--overwrite", help="replace an earlier export in --out")] = False,
+           push_to_hub: Annotated[Optional[str], typer.Option("--push-to-hub", help="then upload to this hub "
+                                                              "repo (needs HF_TOKEN and network)")] = None) -> None:
+    """Export the tuned model (merged weights, GGUF, Ollama), load it back and compare with the tuned model.
+
+    \b
+    Examples:
+      tunesmith export runs/demo --out exports/demo
+      tunesmith export runs/demo --out exports/demo-gguf --format gguf --quant q8_0
+      tunesmith export runs/demo --out exports/demo-ollama --format ollama
+    """
+    from tunesmith import export as exporting
+
+    if push_to_hub:
+        exporting.check_hub(push_to_hub)  # before minutes of merging and checking
+    result = exporting.export(run, out, fmt=format_, quant=quant, overwrite=overwrite, say=_say)
+    typer.echo(f"exported {result.source} to {result.path} ({', '.join(result.files)})")
+    typer.echo(f"reload check passed: {result.check.describe()}")
+    if push_to_hub:
+        typer.echo(f"uploaded: {exporting.push(out, push_to_hub)}")
+
+
+
+@app.command()
+def serve(targets: Annotated[Optional[list[str]], typer.Argument(
+              metavar="[RUN|MODEL]...", help="what to serve: run folders, model specs, NAME=SPEC; base = the "
+              "first run's base model")] = None,
+          model: Annotated[Optional[list[str]], typer.Option("--model", help="another model to serve "
+                                                             "(repeatable), as the arguments")] = None,
+          host: Annotated[str, typer.Option("--host", help="127.0.0.1 = this machine only")] = "127.0.0.1",
+          port: Annotated[int, typer.Option("--port")] = 8000,
+          api_key: Annotated[Optional[str], typer.Option("--api-key", envvar="TUNESMITH_API_KEY", show_default=False,
+                                                         help="require 'Authorization: Bearer KEY' (or set "
+                                                              "TUNESMITH_API_KEY)")] = None,
+          allow_remote: Annotated[bool, typer.Option("--allow-remote", help="serve another --host than loopback "
+                                                     "without --api-key")] = False) -> None:
+    """An OpenAI-compatible API (/v1/models, /v1/chat/completions, streaming) over tuned and base models.
+
+    \b
+    Examples:
+      tunesmith serve runs/demo --model base
+      tunesmith serve runs/demo --host 0.0.0.0 --api-key "$KEY"
+    """
+    from tunesmith import serve as serving
+
+    every = [*(targets or []), *(model or [])]
+    if not every:
+        raise TunesmithError("nothing to serve", fix="name a run folder or model: tunesmith serve runs/demo "
+                             "--model base")
+    serving.serve(every, host=host, port=port, api_key=api_key, allow_remote=allow_remote, say=_say)
+
+
+
+@app.command()
+def ui(host: Annotated[str, typer.Option("--host", help="127.0.0.1 (this machine only) unless you mean it")]
+       = "127.0.0.1",
+       port: Annotated[int, typer.Option("--port")] = 7860,
+       runs: Annotated[Path, typer.Option("--runs", help="the folder of run folders and uploads")] = Path("runs"),
+       allow_remote: Annotated[bool, typer.Option("--allow-remote", help="let --host be other than loopback "
+                                                  "(an access token is then required)")] = False,
+       max_upload_mb: Annotated[int, typer.Option("--max-upload-mb", min=1, help="the largest file the upload box "
+                                                  "takes")] = 100) -> None:
+    """A local web app: data, runs and reports in the browser (English / 한국어).
+
+    \b
+    Examples:
+      tunesmith ui
+      tunesmith ui --runs my-runs --port 7861
+    """
+    from tunesmith.ui import serve as ui_serve
+
+    ui_serve.run(runs, host=host, port=port, allow_remote=allow_remote, max_upload_mb=max_upload_mb, say=_say)
