@@ -59,8 +59,9 @@ def evaluate(run: rundir.RunDir, cfg: RunConfig, convs: Sequence[Conversation], 
     out_dir.write_summary(report)
     if judge and len(results) > 1:
         from tunesmith import judge as judging
+        from tunesmith.endpoint import redact_url
 
-        say(f"asking the judge {judge['model']} at {judging.redact_url(judge['url'])} "
+        say(f"asking the judge {judge['model']} at {redact_url(judge['url'])} "
             f"({2 * len(base.generations)} requests) ...")
         judged = judging.judge_pairs(list(base.generations), list(results[1].generations), url=judge["url"],
                                      model=judge["model"], seed=ecfg.seed).summary()
