@@ -108,6 +108,7 @@ class ReadResult:
     records: int = 0  # records as stored in the file (turns, for a flat turn list)
     evidence: dict[str, int] = field(default_factory=dict)  # how many rows fit each format
     roles: dict[str, str] = field(default_factory=dict)  # role name in the file -> role used
+    unused: dict[str, tuple[int, tuple[str, ...]]] = field(default_factory=dict)  # field -> (rows, a few values)
 
 
 @dataclass(frozen=True)

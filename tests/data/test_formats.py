@@ -197,3 +197,66 @@ def test_every_format_name_has_a_detector_and_converter_in_detection_order():
     from tunesmith.data import formats
 
     assert tuple(formats.FORMATS) == format_names.ROW_FORMATS  # config validates data.format against the names
+
+
+def _csv(path: Path, header: list[str], rows: list[list[str]], encoding: str = "utf-8") -> Path:
+    import csv
+    import io
+
+    buf = io.StringIO()
+    csv.writer(buf).writerows([header, *rows])
+    path.write_bytes(buf.getvalue().encode(encoding))
+    return path
+
+
+@pytest.mark.parametrize("header, fmt", [
+    (["Q", "A", "label"], "prompt_completion"),  # the Korean chatbot CSV's own header
+    (["question", "answer"], "prompt_completion"), (["Question", "Answer"], "prompt_completion"),
+    (["질문", "답변"], "prompt_completion"), (["질문", "대답"], "prompt_completion"),
+    (["입력", "출력"], "prompt_completion"), (["instruction", "response"], "alpaca"),
+    (["Instruction", "Output"], "alpaca"),
+])
+def test_question_answer_headers_in_any_case_or_language_are_read(tmp_path: Path, header: list[str], fmt: str):
+    rows = [[f"요즘 잠을 못 자요 {i}", f"많이 지치셨군요 {i}", "1"][: len(header)] for i in range(12)]
+    res = formats.load(_csv(tmp_path / "qa.csv", header, rows, "cp949"))
+    assert (res.format, len(res.conversations), res.skipped) == (fmt, 12, ())
+    assert [(m.role, m.content) for m in res.conversations[3].messages] == [
+        ("user", "요즘 잠을 못 자요 3"), ("assistant", "많이 지치셨군요 3")]
+    assert res.unused == ({"label": (12, ("1",))} if "label" in header else {})
+
+
+def test_dolly_context_joins_the_user_turn_and_other_fields_are_reported_unused(tmp_path: Path):
+    rows = [{"instruction": "What does the contract say about rent?", "context": "Clause 4: rent is paid monthly.",
+             "response": "It is paid monthly.", "category": "closed_qa"},
+            {"instruction": "Name a fruit.", "context": "", "response": "An apple.", "category": "open_qa"}]
+    res = formats.load(write_json(tmp_path / "dolly.json", rows))
+    assert res.format == "alpaca" and len(res.conversations) == 2
+    assert res.conversations[0].messages[0].content == ("What does the contract say about rent?\n\n"
+                                                        "Clause 4: rent is paid monthly.")
+    assert res.conversations[1].messages[0].content == "Name a fruit."  # an empty context adds nothing
+    assert res.unused == {"category": (2, ("closed_qa", "open_qa"))}
+
+
+def test_a_field_that_could_be_either_asks_instead_of_guessing(tmp_path: Path):
+    path = write_json(tmp_path / "amb.json", [{"question": f"q{i}", "answer": "a", "response": "b"} for i in range(3)])
+    with pytest.raises(TunesmithError) as err:
+        formats.load(path)
+    assert "'answer' and 'response' could each be the answer" in str(err.value)
+    assert err.value.where == "amb.json[0]" and err.value.suggest == {"columns": {"prompt": "question",
+                                                                                  "completion": "answer"}}
+    res = formats.load(path, columns={"completion": "response"})  # named: the other field is reported unused
+    assert [m.content for m in res.conversations[0].messages] == ["q0", "b"]
+    assert res.unused == {"answer": (3, ("a",))}
+
+
+def test_a_forced_format_says_the_rows_do_not_fit_it_not_other_rows(tmp_path: Path):
+    res = formats.load(write_json(tmp_path / "x.json", [{"foo": "a"}, {"prompt": "p", "completion": "c"}]),
+                       format="prompt_completion")
+    assert [s.reason for s in res.skipped] == ["does not fit the prompt_completion format of --format / data.format"]
+
+
+def test_an_unknown_shape_names_its_fields_and_a_columns_guess(tmp_path: Path):
+    with pytest.raises(TunesmithError) as err:
+        formats.load(write_json(tmp_path / "o.json", [{"input": "x", "expected_output": "y", "model_output": "z"}]))
+    assert "'input', 'expected_output', 'model_output'" in str(err.value)
+    assert err.value.suggest == {"columns": {"prompt": "input", "completion": "expected_output"}}

@@ -96,3 +96,31 @@ def test_inspect_counts_ragged_csv_rows_and_shows_the_encoding_guess(tmp_path: P
     assert "2 records -> 1 usable, 1 skipped" in res.stdout and "(read 2 = 1 + 1 + 0)" in res.stdout
     assert "1 row a different number of fields than the header: ko.csv:3" in res.stdout
     assert "e.g. ko.csv:3: row has 3 fields, the header has 2; quote the field that contains a comma" in res.stdout
+
+
+def test_inspect_reports_contradicting_answers_and_unused_fields(tmp_path: Path):
+    rows = [{"instruction": "김유정역은 어디에 있습니까?", "response": "강촌", "label": "travel"},
+            {"instruction": "김유정역은  어디에 있습니까?", "response": "을지로", "label": "travel"},  # spaces differ
+            *({"instruction": f"질문 {i}", "response": f"답 {i}", "label": "misc"} for i in range(6))]
+    path = write_json(tmp_path / "kr.json", rows)
+    out = json.loads(inspect(str(path), "--json").stdout)
+    assert out["contradictions"] == [{"prompt": "김유정역은 어디에 있습니까?", "sources": ["kr.json[0]", "kr.json[1]"],
+                                      "answers": ["강촌", "을지로"]}]
+    assert out["files"][0]["unused_fields"] == {"label": {"rows": 8, "values": ["travel", "misc"]}}
+    assert out["conversations"] == 8  # reported, not removed: which answer is right is the user's call
+    text = inspect(str(path)).stdout
+    assert "1 prompt is answered differently in different rows (2 rows" in text and "'강촌' / '을지로'" in text
+    assert "field 'label' is read but not used (8 rows; e.g. 'travel', 'misc')" in text
+
+
+def test_a_fix_names_the_flags_of_the_verb_that_printed_it(tmp_path: Path):
+    path = write_json(tmp_path / "amb.json", [{"question": f"q{i}", "answer": "a", "response": "b"} for i in range(9)])
+    res = inspect(str(path))
+    assert res.returncode == 2 and "could each be the answer" in res.stderr
+    assert "on this command line: tunesmith inspect ... --column prompt=question --column completion=answer" in res.stderr
+    plan = conftest.tunesmith("plan", "--data", str(path))
+    assert plan.returncode == 2
+    assert "on this command line: tunesmith plan ... --set 'data.columns={prompt: question, completion: answer}'" \
+        in plan.stderr
+    fixed = inspect(str(path), "--column", "prompt=question", "--column", "completion=response")
+    assert fixed.returncode == 0 and "9 usable conversations" in fixed.stdout

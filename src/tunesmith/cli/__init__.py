@@ -14,7 +14,7 @@ import typer
 from tunesmith.cli import runs  # noqa: F401, I001
 from tunesmith.cli import data  # noqa: F401
 from tunesmith.cli import models  # noqa: F401
-from tunesmith.cli.shell import _config, _state, app  # noqa: F401  (_config: the board's form test rebuilds a config)
+from tunesmith.cli.shell import _config, _state, app, typed_fix  # noqa: F401  (_config: the board's form test rebuilds a config)
 from tunesmith.errors import EXIT_USER_ERROR, TunesmithError
 
 
@@ -29,7 +29,8 @@ def main() -> None:
     except TunesmithError as err:
         if _state["debug"]:
             raise
-        typer.echo(f"error: {err.render()}", err=True)
+        typed = typed_fix(_state["verb"], err.suggest)
+        typer.echo(f"error: {err.render()}" + (f"\n  on this command line: {typed}" if typed else ""), err=True)
         sys.exit(EXIT_USER_ERROR)
     except SystemExit as done:
         # typer turns Ctrl-C (KeyboardInterrupt) into a silent exit 130 (typer/core.py `_main`); no verb exits

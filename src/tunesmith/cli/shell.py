@@ -6,7 +6,7 @@ models.py; __init__.main runs them.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated, Any, Optional
 
 import typer
 
@@ -15,7 +15,7 @@ from tunesmith.errors import TunesmithError
 
 app = typer.Typer(add_completion=False, no_args_is_help=True, pretty_exceptions_enable=False,
                   help="Instruction-tune a small LLM on your own data and see honestly whether it helped.")
-_state = {"debug": False, "training": False}
+_state: dict[str, Any] = {"debug": False, "training": False, "verb": None}
 
 Overwrite = Annotated[bool, typer.Option("--overwrite", help="replace an existing run folder")]
 Sets = Annotated[Optional[list[str]], typer.Option("--set", help="override a config key: --set train.epochs=1")]
@@ -26,8 +26,37 @@ Model = Annotated[Optional[str], typer.Option(
 
 
 @app.callback()
-def _root(debug: Annotated[bool, typer.Option("--debug", help="show tracebacks")] = False) -> None:
-    _state["debug"] = debug
+def _root(ctx: typer.Context,
+          debug: Annotated[bool, typer.Option("--debug", help="show tracebacks")] = False) -> None:
+    _state["debug"], _state["verb"] = debug, ctx.invoked_subcommand
+
+
+# The data settings an error's `suggest` names, as each verb takes them (the library knows only config keys).
+DATA_FLAGS = {"roles": "--role", "columns": "--column", "format": "--format", "encoding": "--encoding",
+              "system": "--system"}
+SET_VERBS = ("train", "plan")  # verbs whose --set reaches data.*
+
+
+def typed_fix(verb: str | None, suggest: dict[str, Any] | None) -> str | None:
+    """An error's suggested settings as flags of the verb that printed it, e.g. `--column prompt=Q`."""
+    import shlex
+
+    import yaml
+
+    if not suggest:
+        return None
+    parts = []
+    for key, value in suggest.items():
+        if verb in ("inspect", "preview") and key in DATA_FLAGS:
+            pairs = value.items() if isinstance(value, dict) else [(None, value)]
+            parts += [f"{DATA_FLAGS[key]} {shlex.quote(str(v) if k is None else f'{k}={v}')}" for k, v in pairs]
+        elif verb in SET_VERBS:
+            flow = yaml.safe_dump(value, default_flow_style=True, allow_unicode=True, width=10**6,
+                                  sort_keys=False).strip()
+            parts.append(f"--set {shlex.quote(f'data.{key}={flow.removesuffix(chr(10) + chr(46) * 3)}')}")
+        else:
+            return None
+    return f"tunesmith {verb} ... {' '.join(parts)}"
 
 
 def _say(msg: str) -> None:

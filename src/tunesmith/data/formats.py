@@ -26,9 +26,61 @@ Turns = list[tuple[str, Any]]
 ROLE_ALIASES = {"system": "system", "user": "user", "assistant": "assistant",
                 "human": "user", "gpt": "assistant", "model": "assistant"}
 
-# prompt/completion-like field pairs, in the order users most often name them.
-PAIR_KEYS = (("prompt", "completion"), ("question", "answer"), ("query", "response"),
-             ("instruction", "response"), ("input", "output"))
+# The field names people give a prompt, its context and its answer, compared case-insensitively and without
+# spaces, '_' or '-': Alpaca (instruction/input/output), Dolly (instruction/context/response), the Korean chatbot
+# CSV (Q,A,label), Korean headers. `input` is the context beside an `instruction`, the prompt without one.
+# Two fields that could each fill one slot (`answer` and `response`) make the row ambiguous: load() asks.
+PROMPT_FIELDS = ("prompt", "question", "query", "q", "질문", "입력", "input")
+CONTEXT_FIELDS = ("input", "context", "맥락", "문맥", "지문")
+ANSWER_FIELDS = ("completion", "answer", "response", "output", "a", "답변", "대답", "응답", "출력")
+
+
+def _norm(key: Any) -> str:
+    return re.sub(r"[\s_\-]+", "", str(key)).lower()
+
+
+def single_turn_fields(row: Any) -> tuple[tuple[str, str | None, str] | None, list[str]]:
+    """((prompt, context or None, answer) field names of a one-question row, or None; what is ambiguous)."""
+    if not isinstance(row, dict):
+        return None, []
+    by: dict[str, list[str]] = {}
+    for key in row:
+        by.setdefault(_norm(key), []).append(key)
+    named = lambda names: [k for n in names for k in by.get(n, [])]  # noqa: E731
+    # `prompt` and `completion` (TRL's names, and what --column maps a field to) are never ambiguous.
+    if "instruction" in by and "prompt" not in by:
+        prompts, contexts = by["instruction"], named(CONTEXT_FIELDS)
+    else:
+        prompts, contexts = by.get("prompt") or named(PROMPT_FIELDS), named(c for c in CONTEXT_FIELDS if c != "input")
+    answers = by.get("completion") or named(ANSWER_FIELDS)
+    if not prompts or not answers:
+        return None, []
+    ambiguous = [f"{' and '.join(repr(k) for k in keys)} could each be the {what}" for what, keys in
+                 (("prompt", prompts), ("context", contexts), ("answer", answers)) if len(keys) > 1]
+    return (None if ambiguous else (prompts[0], contexts[0] if contexts else None, answers[0])), ambiguous
+
+
+def _one_turn(row: dict) -> Turns:
+    prompt, context, answer = single_turn_fields(row)[0]  # type: ignore[misc]
+    extra = row.get(context) if context else None
+    text = row[prompt]
+    if isinstance(text, str) and isinstance(extra, str) and extra.strip():
+        text = f"{text}\n\n{extra}"  # the context joins the user turn, as Alpaca's own template puts it
+    return [("user", text), ("assistant", row[answer])]
+
+
+def _is_alpaca(row: Any) -> bool:
+    fields = single_turn_fields(row)[0]
+    return fields is not None and _norm(fields[0]) == "instruction"
+
+
+def _is_pair(row: Any) -> bool:
+    fields = single_turn_fields(row)[0]
+    return fields is not None and _norm(fields[0]) != "instruction"
+
+
+_alpaca = _prompt_completion = _one_turn  # one conversion; the names say which shape was detected
+
 
 # Numbered-turn CSV columns: prefix words that mark the user's and the assistant's side (AI-Hub: 사람문장N/시스템응답N).
 _NUMBERED = re.compile(r"^(.*?)(\d+)$")
@@ -42,25 +94,6 @@ _CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f]")
 def _is_turn_list(value: Any, role_key: str, content_key: str) -> bool:
     return isinstance(value, list) and bool(value) and all(
         isinstance(t, dict) and role_key in t and content_key in t for t in value)
-
-
-def _alpaca(row: dict) -> Turns:
-    instruction, extra = row["instruction"], row.get("input") or ""
-    prompt = f"{instruction}\n\n{extra}" if isinstance(extra, str) and extra.strip() else instruction
-    return [("user", prompt), ("assistant", row["output"])]
-
-
-def _pair_keys(row: Any) -> tuple[str, str] | None:
-    if isinstance(row, dict):
-        for a, b in PAIR_KEYS:
-            if a in row and b in row:
-                return a, b
-    return None
-
-
-def _prompt_completion(row: dict) -> Turns:
-    a, b = _pair_keys(row)  # type: ignore[misc]
-    return [("user", row[a]), ("assistant", row[b])]
 
 
 def _numbered_columns(row: Any) -> tuple[str, str, int] | None:
@@ -97,8 +130,8 @@ FORMATS: dict[str, tuple[Callable[[Any], bool], Callable[[Any], Turns]]] = {
                  lambda r: [(t["role"], t["content"]) for t in r["messages"]]),
     "sharegpt": (lambda r: isinstance(r, dict) and _is_turn_list(r.get("conversations"), "from", "value"),
                  lambda r: [(t["from"], t["value"]) for t in r["conversations"]]),
-    "alpaca": (lambda r: isinstance(r, dict) and "instruction" in r and "output" in r, _alpaca),
-    "prompt_completion": (lambda r: _pair_keys(r) is not None, _prompt_completion),
+    "alpaca": (_is_alpaca, _alpaca),
+    "prompt_completion": (_is_pair, _prompt_completion),
     "numbered_turns": (lambda r: _numbered_columns(r) is not None, _numbered),
     "turns": (lambda r: _is_turn_list(r, "role", "content"), lambda r: [(t["role"], t["content"]) for t in r]),
     "pairs": (lambda r: isinstance(r, list) and len(r) == 2 and all(isinstance(x, str) for x in r),
@@ -192,7 +225,7 @@ def _role_map(roles_seen: Counter, user_roles: Mapping[str, str], path: Path) ->
         fix_lines = "".join(f"\n      {r}: {role}" for r, role in guess.items())
         raise TunesmithError(
             f"unknown role name(s) {', '.join(map(repr, unknown))}; roles found: {seen}", where=str(path),
-            fix=f"map them in the config's data section (or --role NAME=ROLE):\n    roles:{fix_lines}",
+            fix=f"map them in the config's data section:\n    roles:{fix_lines}",
             suggest={"roles": guess})
     bad_targets = sorted({v for v in mapping.values() if v not in ("system", "user", "assistant")})
     if bad_targets:
@@ -222,6 +255,66 @@ def _check_has_rows(path: Path, raw: list[RawRecord], skipped: list[Skip], forma
                              fix="fix these rows, or check this is the file you meant")
 
 
+def _choose_format(path: Path, records: list[RawRecord], format: str) -> tuple[str, Counter]:
+    """The detected (or forced) format; a shape that leaves a field ambiguous, or none, stops with the fix."""
+    fmt, votes = detect(records) if format == "auto" else (format, Counter())
+    if fmt in ("unknown", "alpaca", "prompt_completion"):
+        unclear = [(r.location, why) for r in records for why in [single_turn_fields(r.fields)[1]] if why]
+        if unclear and len(unclear) >= votes.get(fmt, 0):
+            where, why = unclear[0]
+            raise TunesmithError(f"which field is which is not clear: {'; '.join(why)}", where=where,
+                                 problems=[f"{len(unclear)} of {len(records)} rows have these fields"],
+                                 fix="name the prompt and the answer field (data.columns in a config)",
+                                 suggest={"columns": _guess_columns(records[0].fields)})
+    if fmt not in ALL_FORMATS:
+        what = (f"cannot tell the data format: no row looks like any of {', '.join(ALL_FORMATS)}"
+                if fmt == "unknown" else f"unknown format {fmt!r}{did_you_mean(fmt, ALL_FORMATS)}")
+        fields = records[0].fields if records else None
+        seen = (f"its rows have the fields {', '.join(map(repr, fields))}" if isinstance(fields, dict) else
+                f"its first row is {str(fields)[:200]!r}")
+        raise TunesmithError(what, where=str(path), problems=[seen] if records else [],
+                             fix="name the prompt and the answer field (data.columns in a config), or the "
+                                 "format (data.format)",
+                             suggest={"columns": _guess_columns(fields)} if isinstance(fields, dict) else None)
+    return fmt, votes
+
+
+def _guess_columns(row: Any) -> dict[str, str]:
+    """A columns mapping to show in a fix: the first fields that look like a prompt and an answer, else the
+    first two fields (the fix says to check it)."""
+    keys = [str(k) for k in row] if isinstance(row, dict) else []
+    ask = [k for k in keys if any(w in _norm(k) for w in ("question", "prompt", "instruction", "input", "query", "질문"))]
+    say = [k for k in keys if k not in ask[:1] and any(w in _norm(k) for w in ("answer", "output", "response",
+                                                                              "completion", "답"))]
+    prompt = (ask or keys or ["PROMPT_FIELD"])[0]
+    answer = (say or [k for k in keys if k != prompt] or ["ANSWER_FIELD"])[0]
+    return {"prompt": prompt, "completion": answer}
+
+
+def unused_fields(fmt: str, rows: list[Any]) -> dict[str, tuple[int, tuple[str, ...]]]:
+    """Fields the rows have that the format does not read: field -> (rows with it, up to 3 distinct values)."""
+    out: dict[str, tuple[int, list[str]]] = {}
+    for row in rows:
+        if not isinstance(row, dict):
+            continue
+        for key in set(row) - _used(fmt, row):
+            n, values = out.get(key, (0, []))
+            text = " ".join(str(row[key]).split())[:40]
+            out[key] = (n + 1, values + [text] if len(values) < 3 and text not in values else values)
+    return {k: (n, tuple(v)) for k, (n, v) in out.items()}
+
+
+def _used(fmt: str, row: dict) -> set[str]:
+    if fmt in ("alpaca", "prompt_completion"):
+        return {k for k in single_turn_fields(row)[0] or () if k}
+    if fmt == "numbered_turns":
+        user, assistant, _ = _numbered_columns(row) or ("", "", 0)
+        return {k for k in row if (m := _NUMBERED.match(str(k).strip())) and m.group(1) in (user, assistant)}
+    return {"messages": {"messages"}, "sharegpt": {"conversations"}, "text": {"text"},
+            FLAT_TURNS: {"role", "content"}}.get(fmt, set(row))
+
+
+
 def load(path: Path, *, format: str = "auto", roles: Mapping[str, str] | None = None,
          columns: Mapping[str, str] | None = None, system: str | None = None,
          encoding: str = "auto") -> ReadResult:
@@ -234,14 +327,7 @@ def load(path: Path, *, format: str = "auto", roles: Mapping[str, str] | None = 
     _check_has_rows(path, raw, skipped, format)
     unparsed = len(skipped)
     records = [RawRecord(r.location, _rename(r.fields, columns or {})) for r in raw]
-    fmt, votes = detect(records) if format == "auto" else (format, Counter())
-    if fmt not in ALL_FORMATS:
-        what = (f"cannot tell the data format: no row looks like any of {', '.join(ALL_FORMATS)}"
-                if fmt == "unknown" else f"unknown format {fmt!r}{did_you_mean(fmt, ALL_FORMATS)}")
-        first = f"first row was {str(records[0].fields)[:200]!r}; " if records else ""
-        raise TunesmithError(what, where=str(path),
-            fix=f"{first}set data.format, or map fields with data.columns "
-                f"(e.g. columns: {{prompt: my_question, completion: my_answer}})")
+    fmt, votes = _choose_format(path, records, format)
     if fmt == FLAT_TURNS:
         fits: Callable[[Any], bool] = _is_flat_turn
     else:
@@ -249,7 +335,8 @@ def load(path: Path, *, format: str = "auto", roles: Mapping[str, str] | None = 
     usable, turns_by_row = [], []
     for rec in records:
         if not fits(rec.fields):
-            skipped.append(Skip(rec.location, f"does not fit the {fmt} format of the other rows", "wrong_format"))
+            of = "the other rows" if format == "auto" else "--format / data.format"
+            skipped.append(Skip(rec.location, f"does not fit the {fmt} format of {of}", "wrong_format"))
             continue
         if fmt == FLAT_TURNS:
             usable.append(rec)
@@ -280,4 +367,5 @@ def load(path: Path, *, format: str = "auto", roles: Mapping[str, str] | None = 
     # Lines the reader could not parse are records of the file too: "4 records -> 2 usable, 2 skipped" adds up.
     return ReadResult(path, enc, fmt, tuple(conversations), tuple(skipped), rows_read=rows,
                       records=len(raw) + unparsed, evidence=dict(votes),
-                      roles=dict(sorted((r, mapping[r]) for r in roles_seen)) if fmt in NAMED_ROLES else {})
+                      roles=dict(sorted((r, mapping[r]) for r in roles_seen)) if fmt in NAMED_ROLES else {},
+                      unused=unused_fields(fmt, [r.fields for r in records if fits(r.fields)]))

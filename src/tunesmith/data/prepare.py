@@ -9,12 +9,14 @@ from __future__ import annotations
 import hashlib
 import random
 import unicodedata
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from tunesmith.config import DataConfig
 from tunesmith.data import formats
-from tunesmith.errors import TunesmithError
 from tunesmith.data import readers
+from tunesmith.errors import TunesmithError
 from tunesmith.records import Conversation, PreparedData, ReadResult, Skip
 from tunesmith.skips import skip_problems
 
@@ -52,6 +54,50 @@ def dedup(convs: list[Conversation], seen: dict[str, tuple[str, tuple]] | None =
             seen[k] = (c.source, c.messages)
             out.append(c)
     return out, dups
+
+
+@dataclass(frozen=True)
+class Contradiction:
+    """One prompt (the conversation before its last answer, normalised) answered differently in several rows."""
+
+    prompt: str
+    sources: tuple[str, ...]
+    answers: tuple[str, ...]  # the distinct answers, in file order
+
+    def to_json(self) -> dict[str, Any]:
+        return {"prompt": self.prompt, "sources": list(self.sources), "answers": list(self.answers)}
+
+
+def contradictions(convs: list[Conversation]) -> list[Contradiction]:
+    """Prompts that several rows answer differently: trained on both, the model learns neither answer."""
+    groups: dict[str, list[Conversation]] = {}
+    for c in convs:
+        if c.messages[-1].role == "assistant":
+            groups.setdefault(_key(Conversation(c.messages[:-1], c.source)), []).append(c)
+    out = []
+    for rows in groups.values():
+        answers = list(dict.fromkeys(_plain(c.messages[-1].content) for c in rows))
+        if len(answers) > 1:
+            prompt = next(m.content for m in reversed(rows[0].messages[:-1]) if m.role == "user")
+            out.append(Contradiction(prompt, tuple(c.source for c in rows), tuple(answers)))
+    return out
+
+
+def contradiction_lines(found: tuple[Contradiction, ...] | list[Contradiction], shown: int = 3) -> list[str]:
+    """The warning inspect and plan print: the count, then a few prompts with their answers."""
+    if not found:
+        return []
+    rows = sum(len(c.sources) for c in found)
+    lines = [f"{len(found)} prompt{' is' if len(found) == 1 else 's are'} answered differently in different rows "
+             f"({rows} rows, all kept and trained; if only one answer is right, keep that row):"]
+    for c in found[:shown]:
+        answers = " / ".join(repr(a[:60]) for a in c.answers)
+        lines.append(f"  {', '.join(c.sources[:4])}: {c.prompt[:60]!r} -> {answers}")
+    return lines + ([f"  ... and {len(found) - shown} more"] if len(found) > shown else [])
+
+
+def _plain(text: str) -> str:
+    return " ".join(unicodedata.normalize("NFKC", text).split())
 
 
 def split(convs: list[Conversation], fraction: float, min_eval: int, seed: int
@@ -116,11 +162,16 @@ def prepare(cfg: DataConfig) -> PreparedData:
         raise TunesmithError("no usable conversations in the training data",
                              problems=skip_problems([s for f in files for s in f.skipped]),
                              fix="run `tunesmith inspect FILE` to see how each row was read")
-    warnings = []
+    warnings = [*contradiction_lines(contradictions([*train_rows, *eval_rows])), *unused_lines(files)]
     if len(eval_rows) < MEANINGFUL_EVAL:
         warnings.append(f"only {len(eval_rows)} eval rows: before/after differences will be mostly noise")
     train_rows, left_out = limit_rows(train_rows, cfg)
     return PreparedData(tuple(train_rows), tuple(eval_rows), files, tuple(dups), tuple(warnings), left_out)
+
+
+def unused_lines(files: tuple[ReadResult, ...]) -> list[str]:
+    return [f"{f.path.name}: field {k!r} is read but not used ({n} rows; e.g. {', '.join(map(repr, v))})"
+            for f in files for k, (n, v) in f.unused.items()]
 
 
 def limit_rows(rows: list[Conversation], cfg: DataConfig) -> tuple[list[Conversation], tuple[Skip, ...]]:

@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from tunesmith.config import DataConfig
-from tunesmith.data.prepare import check_strict, dedup, read_all
+from tunesmith.data.prepare import Contradiction, check_strict, contradiction_lines, contradictions, dedup, read_all
 from tunesmith.records import Conversation, ReadResult, Skip
 from tunesmith.skips import skip_lines
 
@@ -27,6 +27,7 @@ class DataSummary:
     token_lengths: tuple[int, ...] = ()  # only with a model
     max_length: int | None = None  # the configured one, or what `auto` would choose
     notices: tuple[str, ...] = ()  # what the template stage did to make the rows renderable
+    contradictions: tuple[Contradiction, ...] = ()  # one prompt, different answers (all kept, all trained)
 
     @property
     def skipped(self) -> tuple[Skip, ...]:
@@ -51,6 +52,7 @@ def summarize(specs: list[Path], cfg: DataConfig, *, model: str | None = None,
     if cfg.strict:
         check_strict(files)
     usable, dups = dedup([c for f in files for c in f.conversations])
+    clashes = tuple(contradictions(usable))
     chars = tuple(sum(len(m.content) for m in c.messages) for c in usable)
     tokens: tuple[int, ...] = ()
     notices: tuple[str, ...] = ()
@@ -66,7 +68,7 @@ def summarize(specs: list[Path], cfg: DataConfig, *, model: str | None = None,
         length = {e.source: len(e.input_ids) for e in r.examples} | {s.location: s.tokens or 0 for s in r.skipped}
         tokens, notices = tuple(length[c.source] for c in usable), r.notices
         limit = max_length_used(TemplateConfig(max_length=max_length), r.examples, models.context_length(model))
-    return DataSummary(tuple(files), tuple(usable), tuple(dups), chars, tokens, limit, notices)
+    return DataSummary(tuple(files), tuple(usable), tuple(dups), chars, tokens, limit, notices, clashes)
 
 
 def to_json(s: DataSummary) -> dict[str, Any]:
@@ -87,7 +89,10 @@ def to_json(s: DataSummary) -> dict[str, Any]:
         "roles": roles,
         "files": [{"path": str(f.path), "format": f.format, "encoding": f.encoding, "records": f.records,
                    "rows_read": f.rows_read, "conversations": len(f.conversations), "skipped": len(f.skipped),
-                   "evidence": f.evidence} for f in s.files],
+                   "evidence": f.evidence,
+                   "unused_fields": {k: {"rows": n, "values": list(v)} for k, (n, v) in f.unused.items()}}
+                  for f in s.files],
+        "contradictions": [c.to_json() for c in s.contradictions],
         "chars": _stats(s.char_lengths),
     }
     if s.token_lengths:
@@ -108,6 +113,8 @@ def render(s: DataSummary) -> str:
         lines.append(f"{f['path']}\n  encoding {f['encoding']}; format {f['format']}"
                      + (f" ({why})" if why else " (set explicitly)")
                      + f"\n  {f['records']} records -> {f['conversations']} usable, {f['skipped']} skipped")
+        lines.extend(f"  field {k!r} is read but not used ({u['rows']} rows; e.g. {', '.join(map(repr, u['values']))})"
+                     for k, u in f["unused_fields"].items())
     lines.append(f"\n{j['conversations']} usable conversations ({j['assistant_turns']} assistant turns), "
                  f"{len(j['skipped'])} rows skipped, {j['duplicates']} duplicates removed "
                  f"(read {j['rows_read']} = {j['conversations']} + {len(j['skipped'])} + {j['duplicates']})")
@@ -116,6 +123,9 @@ def render(s: DataSummary) -> str:
     if s.skipped or s.duplicates:  # a few lines per kind of problem, whatever the file's size
         lines.append("\nnot used:")
         lines.extend(f"  {line}" for line in skip_lines((*s.skipped, *s.duplicates), s.max_length))
+    if s.contradictions:
+        lines.append("")
+        lines.extend(contradiction_lines(s.contradictions))
     if j["chars"]:
         c = j["chars"]
         lines.append(f"\nlength in characters: min {c['min']}, median {c['median']:g}, p95 {c['p95']}, max {c['max']}")
