@@ -123,3 +123,16 @@ def test_every_verb_shows_examples_that_parse_with_its_own_flags():
         for line in lines:
             argv = shlex.split(line, comments=True)[2:]
             command.make_context(name, argv)  # raises click's UsageError on an unknown flag or extra argument
+
+
+def test_help_shows_value_kinds_and_usage_errors_share_the_one_error_prefix():
+    for verb in ("train", "inspect", "preview", "chat", "synth", "init"):
+        text = tunesmith(verb, "--help").stdout
+        assert "<bool>" not in text and "<str>" not in text and "<int>" not in text, verb
+    assert " --epochs " in tunesmith("train", "--help").stdout and "NUMBER" in tunesmith("train", "--help").stdout
+    assert "replace the config file at --out" in tunesmith("init", "--help").stdout
+    assert "min_support" in tunesmith("synth", "--help").stdout and "train.epochs" not in tunesmith("synth", "--help").stdout
+    for args, message in ((("train", "--epochs", "x"), "Invalid value for '--epochs'"),
+                          (("tran",), "No such command 'tran'. Did you mean 'train'?")):
+        res = tunesmith(*args)
+        assert res.returncode == 2 and f"\nerror: {message}" in res.stderr and "Error" not in res.stderr, res.stderr

@@ -8,7 +8,7 @@ from typing import Annotated, Optional
 
 import typer
 
-from tunesmith.cli.shell import Sets, _flags, _model_list, _pairs, _say, app
+from tunesmith.cli.shell import _flags, _model_list, _pairs, _say, app
 from tunesmith.errors import EXIT_USER_ERROR, TunesmithError
 
 @app.command()
@@ -56,12 +56,16 @@ def preview(paths: Annotated[list[Path], typer.Argument(metavar="DATA...", help=
             chat_template: Annotated[str, typer.Option("--chat-template", help="auto | plain | chatml")] = "auto",
             role: Annotated[Optional[list[str]], typer.Option("--role", help="NAME=ROLE")] = None,
             column: Annotated[Optional[list[str]], typer.Option("--column", help="FIELD=YOURS")] = None,
+            format: Annotated[str, typer.Option("--format", help="auto, or force a format")] = "auto",
+            system: Annotated[Optional[str], typer.Option("--system", help="add or replace the system turn")] = None,
+            encoding: Annotated[str, typer.Option("--encoding", help="auto, or a codec name")] = "auto",
             ) -> None:
     """Show rows exactly as training sees them: supervised tokens highlighted, token counts, template checks.
 
     \b
     Examples:
       tunesmith preview my.json -n 3
+      tunesmith preview qa.csv --column prompt=Q --column completion=A --system "Answer kindly."
     """
     from rich.console import Console
     from rich.text import Text
@@ -73,8 +77,9 @@ def preview(paths: Annotated[list[Path], typer.Argument(metavar="DATA...", help=
 
     if n < 0:
         raise TunesmithError(f"-n must be 0 or more (got {n})", where="tunesmith preview", fix="e.g. -n 3")
-    data_cfg = section(DataConfig, {"train": list(paths), "roles": _pairs(role, "--role"),
-                                    "columns": _pairs(column, "--column")}, where="tunesmith preview", flags={})
+    data_cfg = section(DataConfig, {"train": list(paths), "roles": _pairs(role, "--role"), "format": format,
+                                    "columns": _pairs(column, "--column"), "system": system, "encoding": encoding},
+                       where="tunesmith preview", flags=_flags("format", "encoding", "system"))
     tcfg = section(TemplateConfig, {"max_length": max_length, "supervise": supervise, "chat_template": chat_template},
                    where="tunesmith preview", flags=_flags("max_length", "supervise", "chat_template"))
     result = pv.preview(list(paths), data_cfg, tcfg, model, n)
@@ -195,7 +200,8 @@ def synth(seeds: Annotated[Path, typer.Option("--seeds", help="seed words, one p
           prompts_file: Annotated[Optional[Path], typer.Option("--prompts", help="JSON overriding the shipped "
                                                                "prompt templates")] = None,
           limit_seeds: Annotated[Optional[int], typer.Option("--limit-seeds", help="the first N seed words")] = None,
-          set_: Sets = None,
+          set_: Annotated[Optional[list[str]], typer.Option("--set", help="a synth option without a flag of its "
+                                                            "own: --set min_support=0.2")] = None,
           dry_run: Annotated[bool, typer.Option("--dry-run", help="print the first seed word's prompts and "
                                                 "stop")] = False) -> None:
     """Build a training file from seed words: questions, retrieved passages, grounded answers, filters.

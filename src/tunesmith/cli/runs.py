@@ -64,7 +64,8 @@ def plan(config_path: Config = None, set_: Sets = None, model: Model = None, dat
 def init(data: Annotated[Optional[list[Path]], typer.Option("--data", help="your data file(s)")] = None,
          model: Annotated[str, typer.Option("--model")] = "default",
          out: Annotated[Path, typer.Option("--out", help="where to write the config")] = Path("tunesmith.yaml"),
-         overwrite: Overwrite = False) -> None:
+         overwrite: Annotated[bool, typer.Option("--overwrite", help="replace the config file at --out")] = False
+         ) -> None:
     """Write a commented config with every key at its default.
 
     \b

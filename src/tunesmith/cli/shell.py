@@ -146,7 +146,8 @@ def _print_eval(ev) -> None:  # noqa: ANN001
 Run = Annotated[Path, typer.Argument(metavar="RUN", help="a run folder, e.g. runs/demo")]
 Target = Annotated[str, typer.Argument(metavar="RUN|MODEL", help="a run folder (its tuned model), an export "
                                        "folder, or a model spec: default, a folder, a .gguf file, a hub id")]
-MaxNew = Annotated[Optional[int], typer.Option("--max-new-tokens", help="default: the run's eval setting (96)")]
+MaxNew = Annotated[Optional[int], typer.Option("--max-new-tokens", help="default: the run's eval.max_new_tokens "
+                                                "(96 for a model that is not a run)")]
 Temperature = Annotated[Optional[float], typer.Option("--temperature", help="0 = greedy (the default)")]
 
 
