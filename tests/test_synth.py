@@ -15,6 +15,7 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import fails, tunesmith
+from tunesmith.errors import TunesmithError
 
 DOCS = {
     "lease.txt": "A lease agreement is a contract in which a landlord lets a tenant use a home for a fixed term in "
@@ -294,11 +295,39 @@ def test_a_local_generator_goes_through_the_chat_render_path(tiny_model_dir: Pat
 
     seeds, docs = inputs
     out = tmp_path / "local.jsonl"
-    cfg = SynthConfig(seeds=seeds, docs=docs, out=out, generator=str(tiny_model_dir), per_seed=2, limit_seeds=2,
+    cfg = SynthConfig(seeds=seeds, docs=docs, out=out, generator=str(tiny_model_dir), per_seed=2, limit_seeds=1,
                       max_new_tokens=16, min_support=0.0, min_chars=1)
     summary = synth.synthesize(cfg, say=lambda _: None)
-    assert summary.seeds_used == 2 and summary.questions >= 1
+    assert summary.seeds_used == 1 and summary.questions >= 1
     assert summary.written + sum(summary.removed.values()) == summary.questions
     lines = out.read_text(encoding="utf-8").splitlines() if out.is_file() else []
     assert len(lines) == summary.written
     assert all(json.loads(x)["provenance"]["generator"] == str(tiny_model_dir) for x in lines)
+    # With more seed words to go, a first seed word that gave nothing usable stops the run, with the counts.
+    more = cfg.model_copy(update={"limit_seeds": 2, "out": tmp_path / "more.jsonl"})
+    with pytest.raises(TunesmithError) as err:
+        synth.synthesize(more, say=lambda _: None)
+    assert "wrote no usable row for the first seed word 'lease' (2 questions)" in str(err.value)
+    assert err.value.problems == ["removed, not a question (no question mark): 2"]
+    assert not (tmp_path / "more.jsonl").exists()
+
+
+def test_a_generator_that_writes_nothing_usable_stops_early_and_never_says_wrote(serve, inputs, tmp_path: Path):
+    def chatty(body: dict, headers: dict) -> tuple[int, object]:
+        return 200, {"choices": [{"message": {"role": "assistant", "content": "Sure! Here you go."},
+                                  "finish_reason": "stop"}]}
+
+    url, seen = serve(chatty)
+    seeds, docs = inputs
+    out = tmp_path / "nothing.jsonl"
+    res = tunesmith("synth", "--seeds", str(seeds), "--docs", str(docs), "--out", str(out), "--generator", url,
+                    "--api-model", "m", "--lang", "en")
+    fails(res, "wrote no usable row for the first seed word 'lease'", "--generator")
+    assert "wrote " + str(out) not in res.stdout + res.stderr and not out.exists()
+    assert len(seen) == 2  # the first seed word's question request and its one retry, then it stopped
+    one = tmp_path / "one.txt"
+    one.write_text("lease\n", encoding="utf-8")
+    res = tunesmith("synth", "--seeds", str(one), "--out", str(tmp_path / "one.jsonl"), "--generator", url,
+                    "--api-model", "m")
+    fails(res, "no row passed the filters, so nothing was written")
+    assert "wrote " not in res.stdout

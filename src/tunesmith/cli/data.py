@@ -229,4 +229,8 @@ def synth(seeds: Annotated[Path, typer.Option("--seeds", help="seed words, one p
     summary = synthesis.synthesize(cfg, say=_say)
     for line in summary.lines():
         typer.echo(line)
+    if not summary.written:  # never "wrote" for a file that holds nothing
+        raise TunesmithError("no row passed the filters, so nothing was written", where=f"--out {summary.out}",
+                             fix="see the removal counts above; give a bigger --generator (`tunesmith models` "
+                                 "lists the models on this machine), or loosen a filter with --set")
     typer.echo(f"wrote {summary.out} (check it: tunesmith inspect {summary.out})")

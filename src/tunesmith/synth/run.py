@@ -152,8 +152,22 @@ def synthesize(cfg: SynthConfig, say: Callable[[str], None] = print) -> SynthSum
         for done, word in enumerate(words, 1):
             asked += _one_seed(word, done - 1, cfg, generator, templates, retriever, qfilter, journal, removed)
             tick(done, len(words))
+            if done == 1 and not journal.written and len(words) > 1:
+                _first_seed_failed(word, generator.name, lang, removed, asked)
     return SynthSummary(cfg.out, seeds.read, seeds.removed, len(words), asked, dict(removed), len(journal.written),
                         journal.resumed)
+
+
+def _first_seed_failed(word: str, generator: str, lang: str, removed: Counter[str], asked: int) -> None:
+    """The first seed word gave no usable row: stop before hours of the same, with what went wrong."""
+    why = [f"removed, {reason}: {n}" for reason, n in removed.most_common()] or ["no question could be parsed"]
+    korean = "the embedded default model (SmolLM2-135M) cannot write Korean: " if lang == "ko" else ""
+    raise TunesmithError(f"the generator {generator} wrote no usable row for the first seed word {word!r} "
+                         f"({asked} questions)", where="synth", problems=why,
+                         fix=f"{korean}give a bigger instruct model: --generator a model folder or hub id in your "
+                             "cache (`tunesmith models` lists them), or an OpenAI-compatible url with --api-model "
+                             "(e.g. Ollama's http://127.0.0.1:11434/v1); or loosen a filter with --set (see "
+                             "docs/config.md, synth options). The progress file keeps the first seed's work.")
 
 
 def _questions(word: str, at: int, cfg: SynthConfig, generator: Any, templates: dict[str, str],
