@@ -119,3 +119,13 @@ def test_a_second_process_is_refused_while_the_first_holds_the_run(tmp_path: Pat
     assert resumed and len(said) == 1 and f"its last holder (pid {holder.pid} on " in said[0]
     run.unlock()
     assert (run.root / ".lock").read_text() == ""  # released cleanly: the next holder has nothing to report
+
+
+def test_a_finished_run_is_refused_before_any_model_loads_and_demo_takes_output_dir(tmp_path: Path):
+    done = tmp_path / "elsewhere" / "demo"
+    done.mkdir(parents=True)
+    (done / rundir.MARKER).write_text(rundir.MARKER_TEXT)
+    (done / "report.html").write_text("<html></html>")
+    # The model named does not exist: had it been loaded first, that would be the error.
+    res = tunesmith("demo", "--output-dir", str(tmp_path / "elsewhere"), "--model", str(tmp_path / "no-model"))
+    fails(res, f"run folder {done} holds a finished run", "--overwrite")

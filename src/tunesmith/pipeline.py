@@ -275,7 +275,9 @@ def run(cfg: RunConfig, *, overwrite: bool = False, say: Callable[[str], None] =
     if runtime.rank() != 0:
         say = _quiet  # one process speaks for all; the others' lines would repeat it
     _check_continue_from(cfg)
-    rundir.check_target(cfg.output_dir, cfg.name)  # a bad --name or --output-dir fails before any model loads
+    root = rundir.check_target(cfg.output_dir, cfg.name)  # a bad --name or --output-dir: before any model loads
+    if not overwrite and root.is_dir() and any(p.name != rundir.LOCK for p in root.iterdir()):
+        rundir.check_resumable(root, cfg.to_yaml())  # a finished run is refused before the weights load, too
     # Data, template, memory and model problems surface before the run folder exists: nothing half-written.
     asked = cfg  # what the user asked for: the run folder keeps it, and a re-run is compared with it
     planned = _planned(cfg, say, _unfinished_plan(cfg, overwrite))

@@ -346,23 +346,30 @@ def create(output_dir: Path, name: str, *, overwrite: bool, config_yaml: str,
     root.mkdir(parents=True, exist_ok=True)
     run.lock(say)
     if used and not overwrite:
-        if run.finished:
-            raise TunesmithError(
-                f"run folder {root} holds a finished run",
-                fix="pass --overwrite to replace it, --name for a new run, or --continue-from "
-                    f"{root} to train further from its weights")
-        saved = run.config.read_text(encoding="utf-8") if run.config.is_file() else None
-        if saved != config_yaml:
-            raise TunesmithError(
-                f"run folder {root} holds an unfinished run with a different config, so it cannot be resumed",
-                problems=_config_differences(saved, config_yaml),
-                fix="pass --overwrite to start it again, or --name for a new run")
+        check_resumable(root, config_yaml)
         return run, True
     run.clear()
     for sub in ("data", "eval"):
         (root / sub).mkdir(parents=True, exist_ok=True)
     write_text(run.config, config_yaml)
     return run, False
+
+
+def check_resumable(root: Path, config_yaml: str) -> None:
+    """A used run folder is only resumed: not when it holds a finished run or one with another config. The
+    pipeline asks first (before any model loads); `create` asks again under the lock."""
+    run = RunDir(root)
+    if run.finished:
+        raise TunesmithError(
+            f"run folder {root} holds a finished run",
+            fix="pass --overwrite to replace it, --name for a new run, or --continue-from "
+                f"{root} to train further from its weights")
+    saved = run.config.read_text(encoding="utf-8") if run.config.is_file() else None
+    if saved != config_yaml:
+        raise TunesmithError(
+            f"run folder {root} holds an unfinished run with a different config, so it cannot be resumed",
+            problems=_config_differences(saved, config_yaml),
+            fix="pass --overwrite to start it again, or --name for a new run")
 
 
 def check_target(output_dir: Path, name: str) -> Path:

@@ -93,19 +93,22 @@ def init(data: Annotated[Optional[list[Path]], typer.Option("--data", help="your
 
 
 @app.command()
-def demo(overwrite: Overwrite = False, set_: Sets = None, name: Name = None, model: Model = None) -> None:
+def demo(overwrite: Overwrite = False, set_: Sets = None, name: Name = None, model: Model = None,
+         output_dir: OutputDir = None) -> None:
     """The shipped demo: LoRA-tune the embedded SmolLM2 on the bundled counselling data.
 
     \b
     Examples:
       tunesmith demo
       tunesmith demo --overwrite --set train.epochs=1
+      tunesmith demo --output-dir my-runs
     """
     _training()
     from tunesmith import pipeline
 
     with resources.as_file(resources.files("tunesmith") / "configs" / "demo.yaml") as path:
-        summary = pipeline.run(_config(path, set_, None, name=name, model=model), overwrite=overwrite, say=_say)
+        cfg = _config(path, set_, None, name=name, model=model, output_dir=output_dir)
+        summary = pipeline.run(cfg, overwrite=overwrite, say=_say)
     if summary is not None:
         _print_summary(summary)
 
