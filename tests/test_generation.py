@@ -51,3 +51,16 @@ def test_per_row_nll_matches_cross_entropy_row_by_row(tiny_llama):
     assert [s for s, _ in one_by_one] == pytest.approx([s for s, _ in got], rel=1e-4)
     assert perplexity(got) == pytest.approx(math.exp(sum(s for s, _ in got) / sum(n for _, n in got)))
     assert math.isnan(perplexity([(0.0, 0)]))
+
+
+def test_a_generation_cut_inside_a_character_ends_on_a_whole_one(smol_tokenizer):
+    from tunesmith.generation import whole_characters
+
+    text = "잘 자요 🌟"
+    ids = smol_tokenizer.encode(text, add_special_tokens=False)
+    torn = [smol_tokenizer.decode(ids[:k]) for k in range(1, len(ids))]
+    assert any(t.endswith("\ufffd") for t in torn)  # byte-level tokens: a cut can fall inside a character
+    for t in torn:
+        kept = whole_characters(t)
+        assert "\ufffd" not in kept and text.startswith(kept)
+    assert whole_characters(text) == text

@@ -138,8 +138,12 @@ def stream(model: Any, tokenizer: Any, prompt: str, settings: EvalConfig, *, sto
     worker = threading.Thread(target=run, daemon=True)
     worker.start()
     try:
-        text, cut = "", None
+        text, cut, held = "", None, ""
         for piece in streamer:
+            # A torn last character (U+FFFD) waits for the next piece; at the end it is dropped.
+            piece = held + piece
+            held = piece[len(generation.whole_characters(piece)):]
+            piece = piece[: len(piece) - len(held)]
             text += piece
             cut = _first_stop(text, stop)
             if cut is not None:

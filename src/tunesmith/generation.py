@@ -48,7 +48,8 @@ def generate(model: Any, tokenizer: Any, convs: Sequence[Conversation], cfg: Eva
             with torch.inference_mode():
                 ids = model.generate(**batch, **generation_kwargs(tokenizer, cfg))
             new = ids[:, batch["input_ids"].shape[1]:]
-            fresh = [Generation(rows[i][0].source, rows[i][1], rows[i][2], text.strip(), bool(stop_ids & set(r)))
+            fresh = [Generation(rows[i][0].source, rows[i][1], rows[i][2], whole_characters(text).strip(),
+                                bool(stop_ids & set(r)))
                      for i, r, text in zip(idx, new.tolist(), tokenizer.batch_decode(new, skip_special_tokens=True))]
             done.update((g.source, g) for g in fresh)
             if out is not None:
@@ -67,6 +68,16 @@ def generate(model: Any, tokenizer: Any, convs: Sequence[Conversation], cfg: Eva
 # A temperature below this generates greedily. Logits divided by 1e-300 are inf and sampling fails on nan
 # probabilities; and at 1e-3 a logit gap of bf16's resolution near 30 (0.125) already weighs e^-125 against the
 # runner-up: sampling there is greedy decoding with extra steps.
+def whole_characters(text: str) -> str:
+    """A generation cut at max_new_tokens can end inside a character's bytes (byte-level tokenizers split an
+    emoji or a Hangul syllable into several tokens), which decode as U+FFFD: that torn tail is dropped.
+
+    >>> whole_characters("잘 자요 \ufffd\ufffd"), whole_characters("ok")
+    ('잘 자요 ', 'ok')
+    """
+    return text.rstrip("\ufffd")
+
+
 GREEDY_BELOW = 1e-3
 
 
