@@ -63,7 +63,7 @@ def test_the_gguf_vocabulary_is_the_one_llama_cpp_was_given_for_smollm2(exports,
     from tunesmith import models
 
     mine = gguf.GGUFReader(next(Path(exports["f16"].path).glob("*.gguf")))
-    original = gguf.GGUFReader(models._default_gguf())
+    original = gguf.GGUFReader(models.default_gguf())
     for key in ("tokenizer.ggml.tokens", "tokenizer.ggml.merges", "tokenizer.ggml.token_type",
                 "tokenizer.ggml.bos_token_id", "tokenizer.ggml.eos_token_id"):
         assert mine.fields[key].contents() == original.fields[key].contents(), key
@@ -206,7 +206,7 @@ def test_the_default_model_round_trips_through_gguf(smol_exports):
     assert f16.passed and f16.identical_generations == f16.prompts and f16.max_logit_diff < 0.1, f16
     mine = gguf.GGUFReader(next(Path(done["f16"].path).glob("*.gguf")))
     assert mine.fields["tokenizer.ggml.pre"].contents() == gguf.GGUFReader(
-        models._default_gguf()).fields["tokenizer.ggml.pre"].contents() == "smollm"
+        models.default_gguf()).fields["tokenizer.ggml.pre"].contents() == "smollm"
 
 
 @pytest.mark.slow

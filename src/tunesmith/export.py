@@ -201,7 +201,7 @@ def _source_gguf(base: str) -> Path | None:
     """The GGUF the base model was read from (the default model, or a .gguf --model): its tokenizer settings
     (the pre-tokenizer name llama.cpp needs) are carried over."""
     if base.lower() in models.DEFAULT_ALIASES:
-        return models._default_gguf()
+        return models.default_gguf()
     return Path(base) if base.endswith(".gguf") else None
 
 

@@ -1,6 +1,7 @@
 """Resolve `--model` to a loadable folder, and load model + tokenizer.
 
-`--model` accepts: `default` (alias `smollm2-135m-instruct`), a local model folder, a `.gguf` file, or a hub id.
+`--model` accepts: `default` (alias `smollm2-135m-instruct`), a local model folder, a `.gguf` file, an Ollama model
+name (its GGUF blob), or a hub id.
 A GGUF is dequantised once (~11 s for SmolLM2-135M) into a safetensors folder under $TUNESMITH_HOME, so later
 loads take ~0.2 s. Loading never runs remote code and reads safetensors only.
 """
@@ -15,7 +16,7 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from tunesmith import hub
+from tunesmith import hub, stores
 from tunesmith.errors import TunesmithError, did_you_mean
 
 DEFAULT_ALIASES = ("default", "smollm2-135m-instruct")
@@ -27,7 +28,7 @@ def home() -> Path:
     return Path(os.environ.get("TUNESMITH_HOME", Path.home() / ".cache" / "tunesmith"))
 
 
-def _default_gguf() -> Path:
+def default_gguf() -> Path:
     spec = importlib.util.find_spec(DEFAULT_PACKAGE)
     if spec is None or not spec.submodule_search_locations:
         raise TunesmithError("the embedded default model is not installed",
@@ -77,7 +78,7 @@ def resolve(spec: str) -> str:
     '/root/.cache/tunesmith/models/smollm2-135m-instruct'
     """
     if spec.lower() in DEFAULT_ALIASES:
-        return str(_convert_gguf(_default_gguf(), home() / "models" / "smollm2-135m-instruct"))
+        return str(_convert_gguf(default_gguf(), home() / "models" / "smollm2-135m-instruct"))
     path = Path(spec).expanduser()
     if path.suffix == ".gguf":
         if not path.is_file():
@@ -93,7 +94,22 @@ def resolve(spec: str) -> str:
     if path.exists() or spec.startswith((".", "/", "~")):
         raise TunesmithError(f"model path {spec} is not a model folder or a .gguf file",
                              fix=_alternatives())
+    blob = stores.ollama_gguf(spec)
+    if blob is not None:  # an Ollama name (qwen2.5:0.5b): its GGUF blob, converted once like any .gguf
+        _check_gguf_magic(blob)
+        tagged = spec if ":" in spec.rsplit("/", 1)[-1] else f"{spec}:latest"  # `smol` is `smol:latest`
+        name = f"ollama-{hub_safe(tagged)}-{blob.stat().st_size:x}"
+        link = home() / "models" / ".gguf-links" / f"{name}.gguf"  # transformers reads a GGUF by its suffix
+        link.parent.mkdir(parents=True, exist_ok=True)
+        if not link.is_symlink() or link.resolve() != blob.resolve():
+            link.unlink(missing_ok=True)
+            link.symlink_to(blob.resolve())
+        return str(_convert_gguf(link, home() / "models" / name))
     return spec  # a hub id; load() reports a clear error if it is not reachable
+
+
+def hub_safe(name: str) -> str:
+    return "".join(c if c.isalnum() or c in "._-" else "_" for c in name)
 
 
 def _check_gguf_magic(path: Path) -> None:

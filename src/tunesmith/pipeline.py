@@ -144,6 +144,31 @@ def plan(cfg: RunConfig, say: Callable[[str], None] = print) -> list[str]:
 
 
 @dataclasses.dataclass(frozen=True)
+class Estimate:
+    """The plan's cost figures for a config (`tunesmith models --data`): peak memory against the budget, time."""
+
+    memory_gib: float
+    budget_gib: float
+    seconds: float | None
+    rows: int
+    steps: int
+
+    @property
+    def duration(self) -> str:
+        return "?" if self.seconds is None else planning.duration(self.seconds)
+
+
+def estimate(cfg: RunConfig) -> Estimate:
+    """What `plan` would estimate for `cfg`, without printing it (raises what `plan` would refuse)."""
+    p = _planned(cfg, _quiet)
+    trainable, total, arch = planning.parameter_counts(p.cfg)
+    longest = max(len(e.input_ids) for e in p.train)
+    return Estimate(planning.estimate_memory_gib(p.cfg, trainable, total, arch, longest),
+                    planning.memory_budget(p.cfg)[0], planning.run_seconds(p.cfg, p.train, p.eval, total, arch),
+                    len(p.train), train.steps(len(p.train), p.cfg)[1])
+
+
+@dataclasses.dataclass(frozen=True)
 class Planned:
     """What the plan hands to training, all decided before any weights load."""
 

@@ -326,10 +326,10 @@ def time_knobs(cfg: RunConfig, train_ex: list[Example], eval_ex: list[Example], 
             kept, what = [_cut(e, shorter) for e in train_ex], "cut to fit"
         knobs.append((f"--set template.max_length={shorter} ({longer} of {len(lengths)} rows are longer: {what})",
                       cfg, kept))
-    lines = [f"time: ~{_duration(now)} is long; each of these cuts it (estimated again with it):"]
+    lines = [f"time: ~{duration(now)} is long; each of these cuts it (estimated again with it):"]
     for knob, knob_cfg, rows in knobs:
         after = run_seconds(knob_cfg, rows, eval_ex, total, arch) or now
-        lines.append(f"time: {knob} -> ~{_duration(after)} ({1 - after / now:.0%} less)")
+        lines.append(f"time: {knob} -> ~{duration(after)} ({1 - after / now:.0%} less)")
     return lines
 
 
@@ -338,7 +338,7 @@ def _cut(example: Example, length: int) -> Example:
     return dataclasses.replace(example, input_ids=example.input_ids[:length], labels=example.labels[:length])
 
 
-def _duration(seconds: float) -> str:
+def duration(seconds: float) -> str:
     return f"{seconds / 60:.0f} min" if seconds >= 90 else f"{seconds:.0f} s"
 
 
@@ -395,7 +395,7 @@ def describe(cfg: RunConfig, data: PreparedData, train_ex: list[Example], eval_e
         f"estimated peak memory: ~{estimate_memory_gib(cfg, trainable, total, arch, longest):.1f} GiB of "
         f"{budget:.1f} GiB available ({source}); longest row {longest} tokens x batch {t.batch_size}"
         f"{', checkpointed' if t.gradient_checkpointing else ''} (within ~30% on docs/memory.md's shapes)",
-        "estimated time: " + (f"~{_duration(seconds)} for training, eval-loss passes, 2 x {eval_rows} "
+        "estimated time: " + (f"~{duration(seconds)} for training, eval-loss passes, 2 x {eval_rows} "
                               "generations and their scoring (calibrated on this project's 2-core CPU; rough)"
                               if seconds is not None
                               else "not estimated on GPU (the estimate is calibrated for CPUs)"),

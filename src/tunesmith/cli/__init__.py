@@ -6,6 +6,7 @@ registered on `app` in the order `--help` lists them: a run's (runs.py), data's 
 
 from __future__ import annotations
 
+import os
 import sys
 from typing import Any
 
@@ -53,6 +54,10 @@ def _bare_flag(make: Any) -> Any:
 def main() -> None:
     import warnings
 
+    # tunesmith draws its own progress (one style, with an ETA, quiet when piped): the libraries' tqdm bars
+    # ("Loading weights", "Writing model shards", dataset maps) are silenced before any of them is imported.
+    os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
+    os.environ.setdefault("HF_DATASETS_DISABLE_PROGRESS_BARS", "1")
     # TRL 1.16 and PEFT 0.21 still use transformers' renamed gradient-checkpointing names; not the user's to fix.
     warnings.filterwarnings("ignore", message=r".*gradient_checkpointing.*deprecated", category=FutureWarning)
     try:

@@ -138,3 +138,36 @@ def ui(host: Annotated[str, typer.Option("--host", help="127.0.0.1 (this machine
     from tunesmith.ui import serve as ui_serve
 
     ui_serve.run(runs, host=host, port=port, allow_remote=allow_remote, max_upload_mb=max_upload_mb, say=_say)
+
+
+@app.command("models")
+def models_(path: Annotated[Optional[list[Path]], typer.Option("--path", help="also a model folder, a .gguf, or a "
+                                                              "folder of them (repeatable)")] = None,
+            data: Annotated[Optional[list[Path]], typer.Option("--data", help="estimate memory and time of "
+                                                               "training on this file with each model")] = None,
+            as_json: Annotated[bool, typer.Option("--json", help="print one JSON object")] = False) -> None:
+    """The models on this machine tunesmith can train: Hugging Face cache, Ollama, LM Studio, your folders.
+
+    \b
+    Examples:
+      tunesmith models
+      tunesmith models --data my.jsonl
+      tunesmith models --path ~/models --json
+    """
+    import json
+
+    from tunesmith import catalog
+
+    found = catalog.everything(list(path or []))
+    infos = []
+    for i, model in enumerate(found, 1):
+        _say(f"reading {model.name} ({i} of {len(found)}) ...")
+        info = catalog.describe(model)
+        infos.append(catalog.with_fit(info, list(data)) if data else info)
+    if as_json:
+        typer.echo(json.dumps({"models": [i.to_json() for i in infos]}, ensure_ascii=False, indent=2))
+        return
+    where = ("looked in: the Hugging Face cache, Ollama's store ($OLLAMA_MODELS or ~/.ollama/models), "
+             "LM Studio (~/.lmstudio/models)" + "".join(f", {p}" for p in path or []))
+    typer.echo("\n".join(catalog.lines(infos)))
+    typer.echo(f"\n{where}. Korean needs a model that speaks it (README: the Korean path)")
