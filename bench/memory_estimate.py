@@ -63,7 +63,9 @@ def child(shape: str, steps: int, folder: Path) -> dict:
     train.train(model, tok, train_ex, eval_ex[:2], cfg, run, say=lambda _: None)  # 2 eval rows: eval is not measured
     run.unlock()
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024 / 2**30  # Linux reports KiB
-    return {"shape": shape, "rows": len(train_ex), "batch_size": batch, "longest": longest,
+    from tunesmith import runtime
+
+    return {"shape": shape, "allocator": runtime.training_allocator(), "rows": len(train_ex), "batch_size": batch, "longest": longest,
             "tokens_per_step": batch * longest, "estimate_gib": round(estimate, 2), "measured_gib": round(peak, 2),
             "error": round(estimate / peak - 1, 3)}
 
@@ -72,6 +74,9 @@ def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--steps", type=int, default=3)
     ap.add_argument("--shapes", default=",".join(SHAPES))
+    ap.add_argument("--allocator", choices=("tcmalloc", "glibc"), default="tcmalloc",
+                    help="glibc: the children run without tcmalloc (TUNESMITH_NO_TCMALLOC=1), as train does where "
+                         "libtcmalloc is not installed")
     ap.add_argument("--child", help=argparse.SUPPRESS)
     ap.add_argument("--folder", help=argparse.SUPPRESS)
     args = ap.parse_args()
@@ -80,12 +85,16 @@ def main() -> None:
         return
     from tunesmith import runtime
 
+    import os
+
     results = []
+    env = (runtime.tcmalloc_env() or dict(os.environ)) if args.allocator == "tcmalloc" else {
+        **{k: v for k, v in os.environ.items() if k != "LD_PRELOAD"}, "TUNESMITH_NO_TCMALLOC": "1"}
     with tempfile.TemporaryDirectory() as tmp:
         for shape in args.shapes.split(","):
             # One child per shape: ru_maxrss is a high-water mark for the whole process, never reset.
             out = subprocess.run([sys.executable, __file__, "--child", shape, "--steps", str(args.steps),
-                                  "--folder", tmp], capture_output=True, text=True, env=runtime.tcmalloc_env())
+                                  "--folder", tmp], capture_output=True, text=True, env=env)
             if out.returncode:
                 sys.exit(f"{shape} failed:\n{out.stderr[-3000:]}")
             results.append(json.loads(out.stdout.strip().splitlines()[-1]))

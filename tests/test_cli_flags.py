@@ -63,7 +63,7 @@ CASES: list[tuple[list[str], str]] = [
     (["init", "--out", "{tmp}/dir"], "--out is a folder"),
     (["init", "--out", "{tmp}/taken.yaml"], "already exists"),
 ]
-# Typer's own usage errors: exit 2 with its boxed " Error " message (not our "error:" line).
+# Typer's own usage errors: exit 2, printed with the same "error:" line as ours (not typer's boxed " Error ").
 USAGE: list[list[str]] = [
     ["inspect", DATA, "--formatt", "x"],
     ["plan", "--data", DATA, "--epochs", "abc"],
@@ -91,7 +91,7 @@ def test_every_verb_refuses_bad_flags_with_exit_2_and_no_traceback(tmp_path: Pat
                 or expected not in res.stderr:
             problems.append(f"{' '.join(args)} -> exit {res.returncode}, expected {expected!r}:\n{res.stderr}")
     for args, res in zip(USAGE, results[len(CASES):]):
-        if res.returncode != 2 or "Traceback" in res.stderr or " Error " not in res.stderr:
+        if res.returncode != 2 or "Traceback" in res.stderr or "\nerror: " not in "\n" + res.stderr or "Error" in res.stderr:
             problems.append(f"{' '.join(args)} -> exit {res.returncode}:\n{res.stderr}")
     assert not problems, "\n\n".join(problems)
     assert not (tmp_path / "runs").exists()  # nothing was started

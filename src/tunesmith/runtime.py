@@ -106,6 +106,12 @@ def tcmalloc_env(environ: Mapping[str, str] = os.environ) -> dict[str, str] | No
     return {**environ, "LD_PRELOAD": ":".join(filter(None, [lib, environ.get("LD_PRELOAD")]))}
 
 
+def training_allocator(environ: Mapping[str, str] = os.environ) -> str:
+    """The allocator a training run will have: tcmalloc when preloaded or `train` will preload it, else glibc.
+    The plan's memory estimate depends on it (glibc keeps freed activations' pages: a higher peak RSS)."""
+    return "tcmalloc" if tcmalloc_preloaded(environ) or tcmalloc_env(environ) is not None else "glibc"
+
+
 def preload_tcmalloc() -> None:
     """Re-run this command with tcmalloc preloaded; the training verbs (`train`, `demo`) call it first.
 
