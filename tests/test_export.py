@@ -22,7 +22,13 @@ GOLDEN = Path(__file__).parent / "fixtures" / "Modelfile.smollm2"
 @pytest.fixture(scope="module")
 def exports(tiny_run: Path, tmp_path_factory: pytest.TempPathFactory) -> dict[str, ExportResult]:
     out = tmp_path_factory.mktemp("exports")
-    done = {"merged": export.export(tiny_run, out / "merged", fmt="merged", say=lambda _: None)}
+    said: list[str] = []
+    done = {"merged": export.export(tiny_run, out / "merged", fmt="merged", say=said.append)}
+    # Each stage says itself, numbered, with the time so far (one line each, no third-party bars).
+    assert [line.split(" (")[0].split(" ...")[0] for line in said if line.startswith("export [")] == [
+        "export [1/5] loading the tuned model", "export [2/5] answering 3 check prompts with it",
+        "export [3/5] merging the adapter into the base weights", "export [4/5] writing merged",
+        "export [5/5] loading it back and comparing its answers with the tuned model's"]
     for quant in ("f16", "q8_0"):
         done[quant] = export.export(tiny_run, out / quant, fmt="gguf", quant=quant, say=lambda _: None)
     return done

@@ -144,3 +144,25 @@ def test_a_mixed_language_eval_gets_a_table_per_language_whose_differences_add_u
     assert table.header[8:11] == ["cosine base", "cosine tuned", "cosine tuned − base (95% CI)"]
     single = EvalReport(ev.models, {}, "en", "13a", None, ev.settings)
     assert language_table(single) is None  # one language: the main table says it all
+
+
+def test_rows_named_by_data_group_by_get_a_table_per_group():
+    from tunesmith import metrics
+    from tunesmith.config import EvalConfig
+    from tunesmith.records import Conversation, EvalReport, EvalSettings, Generation, ModelEval
+    from tunesmith.report import group_table
+
+    refs = [f"the answer number {i} is kind" for i in range(10)]
+    base = tuple(Generation(f"qa.csv:{i + 2}", "p", r, "no") for i, r in enumerate(refs))
+    tuned = tuple(Generation(g.source, "p", g.reference, g.reference if i < 6 else "no") for i, g in enumerate(base))
+    scored = [metrics.score_rows(gens) for gens in (base, tuned)]
+    ev = EvalReport(tuple(ModelEval(label, label, s.corpus, tuple(s.rows), gens)
+                          for label, s, gens in zip(("base", "tuned"), scored, (base, tuned))),
+                    {}, scored[0].lang, scored[0].bleu_tokenize, None, EvalSettings.of(EvalConfig(), "fp32"))
+    convs = {g.source: Conversation((), g.source, "1" if i < 6 else "0") for i, g in enumerate(base)}
+    table = group_table(ev, convs)
+    assert [r[:2] for r in table.rows] == [["1", "6"], ["0", "4"]]
+    helped, untouched = table.rows
+    assert float(helped[3]) > float(helped[2]) and helped[4].startswith("+") and "[+" in helped[4]
+    assert untouched[2] == untouched[3] and untouched[4].startswith("+0.00 [+0.00, +0.00]")  # the same answers
+    assert group_table(ev, {s: Conversation((), s) for s in convs}) is None  # no group_by: no table

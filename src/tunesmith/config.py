@@ -55,6 +55,8 @@ class DataConfig(_Strict):
     max_rows: int | None = Field(None, ge=1, description="train on at most this many rows (a seeded sample of "
                                  "the train split; the rest are counted as left out); none = all")
     system: str | None = Field(None, description="add or replace the system turn of every conversation")
+    group_by: str | None = Field(None, description="a field of each row (a category or label column) that the "
+                                 "report breaks its metrics down by, with intervals")
     seed: int = Field(42, description="seed of the train/eval split and of --max-rows sampling")
 
     @field_validator("format")

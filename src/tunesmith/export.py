@@ -20,7 +20,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from tunesmith import diskio, generation, hub, models, ollama, rundir, template
+from tunesmith import diskio, generation, hub, models, ollama, progress, rundir, template
 from tunesmith.config import EvalConfig, TemplateConfig
 from tunesmith.errors import TunesmithError
 from tunesmith.records import load_fields
@@ -100,9 +100,14 @@ def export(run_path: Path, out: Path, *, fmt: str = "merged", quant: str = "f16"
     from tunesmith import config
 
     cfg = config.load(run.config)
+    step = progress.stages("export", 5, say)
+    step("loading the tuned model ...")
     model, tok, what = models.load_run_weights(run)
     prompts = check_prompts(tok, run, cfg.template)
+    step(f"answering {len(prompts)} check prompts with it ...")
     reference = _outputs(model, tok, prompts)
+    step("merging the adapter into the base weights ..." if hasattr(model, "merge_and_unload") else
+         "the weights are whole already (full fine-tuning) ...")
     if hasattr(model, "merge_and_unload"):
         model = model.merge_and_unload()  # the adapter folded into the base weights
     _set_generation_config(model, tok)
@@ -111,7 +116,9 @@ def export(run_path: Path, out: Path, *, fmt: str = "merged", quant: str = "f16"
     tmp = Path(tempfile.mkdtemp(dir=out.parent, prefix=f".{out.name}-"))
     (tmp / TMP_MARKER).write_text(f"{os.getpid()}\n", encoding="utf-8")
     try:
+        step(f"writing {fmt}{'' if fmt == 'merged' else ' ' + quant} ...")
         files = _write(fmt, quant, model, tok, tmp, cfg.model, system, say)
+        step("loading it back and comparing its answers with the tuned model's ...")
         loaded, loaded_tok = _load_back(fmt, tmp)
         kind = "merged" if fmt == "merged" else quant  # what the check's tolerance is for
         result = ExportResult(fmt, "" if fmt == "merged" else quant, str(out), what, tuple(files),

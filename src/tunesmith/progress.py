@@ -58,3 +58,17 @@ def training_bar() -> Any:
                 self.progress.stop()
 
     return TrainingBar()
+
+
+def stages(name: str, total: int, say: Callable[[str], None]) -> Callable[[str], None]:
+    """`step(text)` says `name [i/total] text` with the seconds so far: a verb's stages, one line each, that
+    read the same on a terminal and in a log (export: load, check prompts, merge, write, load back)."""
+    import time
+
+    start, done = time.perf_counter(), [0]
+
+    def step(text: str) -> None:
+        done[0] += 1
+        say(f"{name} [{done[0]}/{total}] {text} ({time.perf_counter() - start:.0f} s so far)")
+
+    return step

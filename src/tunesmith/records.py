@@ -51,14 +51,16 @@ class Conversation:
 
     messages: tuple[Message, ...]
     source: str  # where it came from, 'file:line' or 'file[index]'
+    group: str | None = None  # the row's data.group_by value, when one is named
 
     def to_json(self) -> dict[str, Any]:
         return {"messages": [{"role": m.role, "content": m.content} for m in self.messages],
-                "source": self.source}
+                "source": self.source, **({"group": self.group} if self.group is not None else {})}
 
     @classmethod
     def from_json(cls, obj: dict[str, Any]) -> Conversation:
-        return cls(tuple(Message(m["role"], m["content"]) for m in obj["messages"]), obj.get("source", ""))
+        return cls(tuple(Message(m["role"], m["content"]) for m in obj["messages"]), obj.get("source", ""),
+                   obj.get("group"))
 
 
 # The skip kinds: kind -> what the rows of that kind have in common (a table row of the report, a line of the plan)

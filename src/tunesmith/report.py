@@ -108,18 +108,43 @@ def language_table(ev: EvalReport) -> Table | None:
     """chrF, BLEU and embedding cosine per reference language when the eval set mixes languages (else None)."""
     if len(ev.models) < 2 or not ev.bleu_tokenize.startswith(metrics.PER_ROW):
         return None
+    return _breakdown(ev, "language", metrics.rows_by_language(ev.models[0].generations),
+                      lambda lang, _: metrics.BLEU_TOKENIZE[lang])
+
+
+def group_table(ev: EvalReport, convs: dict[str, Conversation]) -> Table | None:
+    """The same per value of data.group_by (a label or category column), when the rows have one (else None)."""
+    base = ev.models[0]
+    groups = [(convs.get(g.source) or Conversation((), "")).group for g in base.generations]
+    if len(ev.models) < 2 or all(g is None for g in groups):
+        return None
+    index: dict[str, list[int]] = {}
+    for i, g in enumerate(groups):
+        index.setdefault(g or "(none)", []).append(i)
+    index = dict(sorted(index.items(), key=lambda kv: (-len(kv[1]), kv[0])))
+
+    def tokenize(_: str, idx: list[int]) -> str:  # one tokenizer per group: by its references' language
+        if not ev.bleu_tokenize.startswith(metrics.PER_ROW):
+            return ev.bleu_tokenize
+        return metrics.BLEU_TOKENIZE[metrics.language_of([base.generations[i].reference for i in idx])]
+
+    return _breakdown(ev, "group", index, tokenize)
+
+
+def _breakdown(ev: EvalReport, first: str, index: dict[str, list[int]], tokenize: Callable[[str, list[int]], str]
+               ) -> Table:
     base, other = ev.models[0], ev.models[1]
     cosine = bool(base.rows) and "cosine" in base.rows[0]
-    header = ["language", "rows"]
+    header = [first, "rows"]
     for name in ("chrF", "BLEU", *(["cosine"] if cosine else [])):
         header += [f"{name} {base.label}", f"{name} {other.label}", f"{name} {other.label} − {base.label} (95% CI)"]
     rows = []
-    for lang, idx in metrics.rows_by_language(base.generations).items():
-        row = [lang, str(len(idx))]
+    for name, idx in index.items():
+        row = [name, str(len(idx))]
         b, o = [base.generations[i] for i in idx], [other.generations[i] for i in idx]
         for key in ("chrf", "bleu"):
-            d = metrics.corpus_difference(key, b, o, metrics.BLEU_TOKENIZE[lang], seed=ev.settings.seed)
-            shown = metrics.corpus_value(key, b, metrics.BLEU_TOKENIZE[lang])
+            d = metrics.corpus_difference(key, b, o, tokenize(name, idx), seed=ev.settings.seed)
+            shown = metrics.corpus_value(key, b, tokenize(name, idx))
             row += [f"{shown:.2f}", f"{shown + d.mean:.2f}", _interval(key, d)]
         if cosine:  # the row mean (rows both models have a cosine for), each language by its own embedder
             both = [i for i in idx if not (math.isnan(base.rows[i]["cosine"]) or math.isnan(other.rows[i]["cosine"]))]
@@ -261,6 +286,11 @@ def sections(run: RunDir, say: Callable[[str], None] | None = None) -> list[tupl
         notes += [Note("By reference language (each row tokenised by its own language; the difference is tuned − "
                        "base of the corpus statistic for chrF and BLEU, of the row mean for cosine, with its paired "
                        "bootstrap interval):"), by_language]
+    by_group = group_table(ev, convs)
+    if by_group is not None:
+        notes += [Note("By data.group_by (each group's difference is tuned − base of its corpus statistic for chrF "
+                       "and BLEU, of the row mean for cosine, with its paired bootstrap interval; a group of few "
+                       "rows has a wide interval):"), by_group]
     multilingual = ev.embedder is not None and ("e5" in ev.embedder.lower() or "multilingual" in ev.embedder.lower())
     if ev.embedder and ev.lang in metrics.CHAR_LEVEL and not multilingual:
         notes.append(Note(f"Cosine uses {Path(ev.embedder).name if '/' in ev.embedder else ev.embedder}, an "

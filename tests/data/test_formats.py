@@ -260,3 +260,15 @@ def test_an_unknown_shape_names_its_fields_and_a_columns_guess(tmp_path: Path):
         formats.load(write_json(tmp_path / "o.json", [{"input": "x", "expected_output": "y", "model_output": "z"}]))
     assert "'input', 'expected_output', 'model_output'" in str(err.value)
     assert err.value.suggest == {"columns": {"prompt": "input", "completion": "expected_output"}}
+
+
+def test_group_by_names_a_field_each_conversation_carries(tmp_path: Path):
+    rows = [["요즘 잠을 못 자요", "많이 지치셨군요", "1"], ["오늘 날씨 좋네요", "산책하기 좋아요", "0"]]
+    path = _csv(tmp_path / "qa.csv", ["Q", "A", "label"], rows)
+    res = formats.load(path, group_by="label")
+    assert [(c.source, c.group) for c in res.conversations] == [("qa.csv:2", "1"), ("qa.csv:3", "0")]
+    assert res.unused == {}  # the label is used now
+    assert formats.Conversation.from_json(res.conversations[0].to_json()) == res.conversations[0]
+    with pytest.raises(TunesmithError) as err:
+        formats.load(path, group_by="category")
+    assert "no row has that field" in str(err.value) and "Q, A, label" in str(err.value)

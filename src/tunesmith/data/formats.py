@@ -12,6 +12,7 @@ import re
 import unicodedata
 from collections import Counter
 from collections.abc import Callable, Mapping
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -291,6 +292,20 @@ def _guess_columns(row: Any) -> dict[str, str]:
     return {"prompt": prompt, "completion": answer}
 
 
+def _groups(path: Path, records: list[RawRecord], group_by: str | None, fmt: str) -> dict[str, str]:
+    """data.group_by: each row's value of that field (a row without it: "(none)"); a field no row has stops."""
+    if group_by is None:
+        return {}
+    if fmt == FLAT_TURNS or not any(isinstance(r.fields, dict) and group_by in r.fields for r in records):
+        fields = list(dict.fromkeys(str(k) for r in records if isinstance(r.fields, dict) for k in r.fields))
+        raise TunesmithError(f"data.group_by names {group_by!r}, but no row has that field"
+                             + (" (a flat list of turns has no per-conversation fields)" if fmt == FLAT_TURNS else ""),
+                             where=str(path), problems=[f"the rows' fields: {', '.join(fields) or 'none'}"],
+                             fix="name one of the rows' fields, or leave data.group_by unset")
+    return {r.location: " ".join(str(r.fields.get(group_by, "(none)")).split()) or "(none)" for r in records
+            if isinstance(r.fields, dict)}
+
+
 def unused_fields(fmt: str, rows: list[Any]) -> dict[str, tuple[int, tuple[str, ...]]]:
     """Fields the rows have that the format does not read: field -> (rows with it, up to 3 distinct values)."""
     out: dict[str, tuple[int, list[str]]] = {}
@@ -317,7 +332,7 @@ def _used(fmt: str, row: dict) -> set[str]:
 
 def load(path: Path, *, format: str = "auto", roles: Mapping[str, str] | None = None,
          columns: Mapping[str, str] | None = None, system: str | None = None,
-         encoding: str = "auto") -> ReadResult:
+         encoding: str = "auto", group_by: str | None = None) -> ReadResult:
     """Read one file and convert every row; unusable rows are skipped and counted, never dropped silently.
 
     >>> load(Path("corpus.json"), roles={"therapist": "assistant"}).format  # doctest: +SKIP
@@ -353,11 +368,12 @@ def load(path: Path, *, format: str = "auto", roles: Mapping[str, str] | None = 
     if fmt == FLAT_TURNS:
         turns_by_row = _pair_flat_turns([RawRecord(r.location, {**r.fields, "_role": mapping[
             str(r.fields["role"]).strip().lower()]}) for r in usable])
+    groups = _groups(path, records, group_by, fmt)
     conversations = []
     for location, turns in turns_by_row:
         try:
             mapped = [(mapping[str(role).strip().lower()], content) for role, content in turns]
-            conversations.append(validate(mapped, location, system))
+            conversations.append(replace(validate(mapped, location, system), group=groups.get(location)))
         except BadRow as err:
             skipped.append(Skip(location, str(err), err.kind))
     # The unit counted is a conversation: for a flat turn list that is a group of turns, otherwise a record.
@@ -368,4 +384,5 @@ def load(path: Path, *, format: str = "auto", roles: Mapping[str, str] | None = 
     return ReadResult(path, enc, fmt, tuple(conversations), tuple(skipped), rows_read=rows,
                       records=len(raw) + unparsed, evidence=dict(votes),
                       roles=dict(sorted((r, mapping[r]) for r in roles_seen)) if fmt in NAMED_ROLES else {},
-                      unused=unused_fields(fmt, [r.fields for r in records if fits(r.fields)]))
+                      unused={k: v for k, v in unused_fields(fmt, [r.fields for r in records if fits(r.fields)]).items()
+                              if k != group_by})

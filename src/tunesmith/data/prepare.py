@@ -122,7 +122,7 @@ def split(convs: list[Conversation], fraction: float, min_eval: int, seed: int
 def read_all(specs: list[Path], cfg: DataConfig) -> list[ReadResult]:
     """Read every file behind `specs` (files, folders, globs) with the config's format options."""
     return [formats.load(p, format=cfg.format, roles=cfg.roles, columns=cfg.columns, system=cfg.system,
-                         encoding=cfg.encoding) for spec in specs for p in readers.expand(spec)]
+                         encoding=cfg.encoding, group_by=cfg.group_by) for spec in specs for p in readers.expand(spec)]
 
 
 def check_strict(files: list[ReadResult]) -> None:
@@ -170,8 +170,8 @@ def prepare(cfg: DataConfig) -> PreparedData:
 
 
 def unused_lines(files: tuple[ReadResult, ...]) -> list[str]:
-    return [f"{f.path.name}: field {k!r} is read but not used ({n} rows; e.g. {', '.join(map(repr, v))})"
-            for f in files for k, (n, v) in f.unused.items()]
+    return [f"{f.path.name}: field {k!r} is read but not used ({n} rows; e.g. {', '.join(map(repr, v))}); "
+            f"--set data.group_by={k} breaks the report down by it" for f in files for k, (n, v) in f.unused.items()]
 
 
 def limit_rows(rows: list[Conversation], cfg: DataConfig) -> tuple[list[Conversation], tuple[Skip, ...]]:
