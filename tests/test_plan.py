@@ -174,3 +174,18 @@ def test_the_time_estimate_counts_the_retention_check_unless_it_is_off(tiny_mode
     # SmolLM2's size (134.5M): 2 x 4,550 tokens forward plus 64 decoding steps, ~14 s in fp32 by the constants,
     # ~7 s in bf16.
     assert 5 < plan.retention_seconds(cfg, 134_515_008, 2) < 30
+
+
+def test_the_memory_estimate_follows_the_allocator_train_will_have(monkeypatch):
+    from tunesmith import config, plan, runtime
+
+    cfg = config.parse({"name": "t", "model": "default", "data": {"train": ["x.jsonl"]}}, source="<test>")
+    trainable, total, arch = plan.parameter_counts(cfg)
+    monkeypatch.setattr(runtime, "tcmalloc_library", lambda: "/usr/lib/libtcmalloc.so.4")
+    monkeypatch.delenv("LD_PRELOAD", raising=False)
+    monkeypatch.delenv("TUNESMITH_NO_TCMALLOC", raising=False)
+    assert runtime.training_allocator() == "tcmalloc"
+    fixed, per_token = plan.memory_terms(cfg, trainable, total, arch)
+    monkeypatch.setenv("TUNESMITH_NO_TCMALLOC", "1")  # train will not preload it: glibc's peak is counted
+    assert runtime.training_allocator() == "glibc"
+    assert plan.memory_terms(cfg, trainable, total, arch) == (fixed, pytest.approx(per_token * plan.GLIBC_PER_TOKEN))

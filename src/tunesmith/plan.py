@@ -48,6 +48,10 @@ PER_TOKEN_BYTES = {"half": 55, "fp32": 85}
 CHECKPOINTED_BYTES = 21
 RUNTIME_GIB = 1.32
 ALLOCATOR = 1.25  # allocator headroom over the tensors' own size
+# glibc malloc (no tcmalloc to preload) keeps freed activation pages: its per-token peak RSS is 1.7x tcmalloc's,
+# a least-squares fit over bench/memory_estimate.py --allocator glibc (chat 3.06, long Korean prompt 8.88,
+# multi-turn 8.22 GiB measured; the fit's errors +5%, +6%, -10%). The fixed part is the same for both.
+GLIBC_PER_TOKEN = 1.7
 
 
 def parameter_counts(cfg: RunConfig) -> tuple[int, int, Any]:
@@ -110,6 +114,8 @@ def memory_terms(cfg: RunConfig, trainable: int, total: int, arch: Any) -> tuple
         fixed = embeddings * 4 + (total - embeddings) * 2 + trainable * (4 + 8)
     else:
         fixed = total * weight_bytes + trainable * (4 + 8)
+    if not _cuda() and runtime.training_allocator() == "glibc":
+        per_token *= GLIBC_PER_TOKEN  # the allocator train will really have, not the one it would prefer
     return (fixed * ALLOCATOR + RUNTIME_GIB * 2**30) / 2**30, per_token * ALLOCATOR / 2**30
 
 
@@ -364,10 +370,13 @@ def describe(cfg: RunConfig, data: PreparedData, train_ex: list[Example], eval_e
     budget, source = memory_budget(cfg)
     if runtime.tcmalloc_preloaded():
         allocator = "tcmalloc"
-    elif runtime.tcmalloc_library():
+    elif runtime.training_allocator() == "tcmalloc":
         allocator = "tcmalloc (train preloads it)"
+    elif runtime.tcmalloc_library():
+        allocator = "glibc (TUNESMITH_NO_TCMALLOC is set; the memory estimate counts glibc's higher peak)"
     else:
-        allocator = "glibc (apt-get install libgoogle-perftools4 for ~1.5x on CPU)"
+        allocator = ("glibc (apt-get install libgoogle-perftools4 for ~1.5x on CPU and a 1.7x lower per-token "
+                     "peak; the memory estimate counts glibc's)")
     method = {"full": "full fine-tuning"}.get(t.method, "QLoRA" if t.load_in == "4bit" else "LoRA")
     lc = cfg.lora
     adapter = (f"r={lc.r}, alpha={lc.alpha}, dropout={lc.dropout}, targets={lc.target_modules}"
