@@ -143,7 +143,8 @@ def test_base_and_tuned_answer_differently_through_the_same_template(server, tin
     tuned, base = (client.chat.completions.create(model=m, max_tokens=8, messages=messages)
                    for m in (tiny_run.name, "base"))
     assert tuned.usage.prompt_tokens == base.usage.prompt_tokens  # same render of the same messages
-    session = chat.open_session(str(tiny_run), say=lambda _: None, base=True, options={"max_new_tokens": 8})
+    session = chat.open_session(str(tiny_run), say=lambda _: None, base=True,
+                                options={"max_new_tokens": 8, "precision": "fp32"})  # serve's default precision
     assert base.choices[0].message.content == chat.respond(session, messages[0]["content"]).text
     assert chat.prompt_for(session, [Message("user", "x")]).count("x") == 1
 
@@ -171,7 +172,7 @@ def live(smol_dir, smol_tokenizer, tiny_model_dir, tmp_path_factory) -> Iterator
 
     quiet = lambda _: None  # noqa: E731
     long_dir = tiny_llama(smol_tokenizer, tmp_path_factory.mktemp("long"), context=4096)
-    sessions = {name: chat.open_session(str(path), say=quiet)
+    sessions = {name: chat.open_session(str(path), say=quiet, options={"precision": "fp32"})  # as serve does
                 for name, path in (("long", long_dir), ("short", tiny_model_dir), ("smol", smol_dir))}
     counts = dict.fromkeys(sessions, 0)
     for name, session in sessions.items():
@@ -207,8 +208,9 @@ def _settled(counts: dict, name: str) -> int:
     pytest.fail(f"generation on {name} still running 5 s after its client left: {counts[name]} tokens")
 
 
+@pytest.mark.parametrize("temperature", [1.0, 0.0], ids=["sampled", "greedy-batched"])
 @pytest.mark.parametrize("stream", [True, False])
-def test_a_client_that_goes_away_cancels_its_generation(live, stream):
+def test_a_client_that_goes_away_cancels_its_generation(live, stream, temperature):
     import json
 
     import httpx
@@ -218,7 +220,7 @@ def test_a_client_that_goes_away_cancels_its_generation(live, stream):
     alone = _ask(url, "smol", "Name a colour.", **seeded)["choices"][0]["message"]["content"]
     before = counts["long"]
     body = {"model": "long", "messages": [{"role": "user", "content": "Go on forever."}], "max_tokens": 4000,
-            "temperature": 1.0, "seed": 1, "stream": stream}  # uncancelled: 4,000 tokens, ~13 s here
+            "temperature": temperature, "seed": 1, "stream": stream}  # uncancelled: 4,000 tokens, ~13 s here
     if stream:
         with httpx.Client(timeout=60) as client, client.stream("POST", f"{url}/chat/completions", json=body) as res:
             for line in res.iter_lines():  # leave after the first piece of text
@@ -430,3 +432,37 @@ def test_serve_refuses_a_public_address_without_a_key_before_loading(tmp_path):
 
     res = tunesmith("serve", str(tmp_path / "no-such-model"), "--host", "0.0.0.0", timeout=120)
     fails(res, "--host 0.0.0.0 without --api-key", "--allow-remote")
+
+
+def _streamed(url: str, model: str, content: str, **extra) -> str:
+    import json
+
+    import httpx
+
+    body = {"model": model, "messages": [{"role": "user", "content": content}], "stream": True, **extra}
+    pieces = []
+    with httpx.Client(timeout=120) as client, client.stream("POST", f"{url}/chat/completions", json=body) as res:
+        for line in res.iter_lines():
+            if line.startswith("data: {"):
+                pieces.append(json.loads(line[6:])["choices"][0]["delta"].get("content") or "")
+    return "".join(pieces)
+
+
+def test_concurrent_greedy_requests_generate_together_and_answer_as_alone(live):
+    from concurrent.futures import ThreadPoolExecutor
+
+    url, counts = live["url"], live["counts"]
+    prompts = [f"Name {n} animals that live in {place}." for n, place in
+               [("two", "water"), ("three", "trees"), ("four", "deserts"), ("two", "cold places"),
+                ("three", "caves"), ("four", "farms"), ("two", "cities"), ("three", "mountains")]]
+    ask = lambda i: (_streamed if i % 4 == 0 else  # noqa: E731  (two of the eight stream)
+                     lambda *a, **k: _ask(*a, **k)["choices"][0]["message"]["content"])(url, "smol", prompts[i],
+                                                                                       max_tokens=20)
+    alone = [ask(i) for i in range(8)]
+    assert len(set(alone)) > 4  # different prompts, different answers
+    before = counts["smol"]
+    with ThreadPoolExecutor(8) as pool:
+        together = list(pool.map(ask, range(8)))
+    assert [t.strip() for t in together] == [a.strip() for a in alone]
+    # One forward pass per generated token of the batch, not per request: far fewer than 8 x 20 one after another.
+    assert counts["smol"] - before <= 3 * 21, counts["smol"] - before

@@ -145,7 +145,7 @@ def stream(model: Any, tokenizer: Any, prompt: str, settings: EvalConfig, *, sto
             held = piece[len(generation.whole_characters(piece)):]
             piece = piece[: len(piece) - len(held)]
             text += piece
-            cut = _first_stop(text, stop)
+            cut = first_stop(text, stop)
             if cut is not None:
                 piece = piece[: len(piece) - (len(text) - cut)]
                 text = text[:cut]
@@ -189,7 +189,7 @@ class Until:
         return torch.full((input_ids.shape[0],), done, dtype=torch.bool, device=input_ids.device)
 
 
-def _first_stop(text: str, stop: Sequence[str]) -> int | None:
+def first_stop(text: str, stop: Sequence[str]) -> int | None:
     found = [text.find(s) for s in stop if s and s in text]
     return min(found) if found else None
 

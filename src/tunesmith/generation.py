@@ -65,9 +65,6 @@ def generate(model: Any, tokenizer: Any, convs: Sequence[Conversation], cfg: Eva
     return gens
 
 
-# A temperature below this generates greedily. Logits divided by 1e-300 are inf and sampling fails on nan
-# probabilities; and at 1e-3 a logit gap of bf16's resolution near 30 (0.125) already weighs e^-125 against the
-# runner-up: sampling there is greedy decoding with extra steps.
 def whole_characters(text: str) -> str:
     """A generation cut at max_new_tokens can end inside a character's bytes (byte-level tokenizers split an
     emoji or a Hangul syllable into several tokens), which decode as U+FFFD: that torn tail is dropped.
@@ -78,6 +75,9 @@ def whole_characters(text: str) -> str:
     return text.rstrip("\ufffd")
 
 
+# A temperature below this generates greedily. Logits divided by 1e-300 are inf and sampling fails on nan
+# probabilities; and at 1e-3 a logit gap of bf16's resolution near 30 (0.125) already weighs e^-125 against the
+# runner-up: sampling there is greedy decoding with extra steps.
 GREEDY_BELOW = 1e-3
 
 

@@ -16,6 +16,7 @@ default; any other address needs an API key or --allow-remote; the key is compar
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hmac
 import ipaddress
 import json
@@ -31,7 +32,7 @@ from fastapi.responses import JSONResponse, StreamingResponse
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 from starlette.exceptions import HTTPException
 
-from tunesmith import chat
+from tunesmith import batching, chat, generation
 from tunesmith.chat import Reply
 from tunesmith.config import EvalConfig
 from tunesmith.errors import TunesmithError
@@ -128,6 +129,7 @@ def create_app(sessions: dict[str, chat.Session], api_key: str | None = None) ->
     app = FastAPI(title="tunesmith", docs_url=None, redoc_url=None)
     queue = asyncio.Lock()  # requests wait here in turn, not in the thread pool
     generating = threading.Lock()  # held by the generating thread: an abandoned generation ends before the next
+    batchers: dict[str, batching.Batcher] = {}  # model id -> its batcher, made on its first greedy request
     created = int(time.time())
     _handlers(app, api_key)
 
@@ -143,10 +145,13 @@ def create_app(sessions: dict[str, chat.Session], api_key: str | None = None) ->
             raise ApiError(404, f"The model '{req.model}' does not exist; served: {', '.join(sessions)}",
                            param="model", code="model_not_found")
         prompt, settings = await asyncio.to_thread(_prepare, session, req)  # tokenizing: off the event loop
-        run = _Generation(session, prompt, settings, req, generating)
+        if req.model not in batchers:
+            batchers[req.model] = batching.Batcher(session.model, session.tokenizer, session.settings, generating)
+        run = _Generation(session, prompt, settings, req, generating, batchers[req.model])
+        turn = contextlib.nullcontext() if run.batched else queue
         if req.stream:
-            return StreamingResponse(_events(run, req.model, queue), media_type="text/event-stream")
-        async with queue:
+            return StreamingResponse(_events(run, req.model, turn), media_type="text/event-stream")
+        async with turn:
             reply = await _until_done(run, request)
         return _completion(req.model, reply) if reply is not None else None
 
@@ -226,13 +231,20 @@ def _prepare(session: chat.Session, req: ChatRequest) -> tuple[str, EvalConfig]:
 
 
 class _Generation:
-    """One request's generation: chat.stream with a cancel event, holding the server's generating lock."""
+    """One request's generation with a cancel event: a greedy one joins the model's batcher (requests that arrive
+    together generate together); a sampled one runs alone through chat.stream, holding the generating lock (its
+    seed owns torch's RNG). `batched` ones do not wait in the server's queue."""
 
     def __init__(self, session: chat.Session, prompt: str, settings: EvalConfig, req: ChatRequest,
-                 generating: threading.Lock) -> None:
+                 generating: threading.Lock, batcher: batching.Batcher) -> None:
         self.cancel = threading.Event()
-        self.pieces = chat.stream(session.model, session.tokenizer, prompt, settings, stop=req.stops(),
-                                  seed=req.seed, cancel=self.cancel, hold=generating)
+        # A repetition penalty would count the batch's left padding (often the eos token) against a row's own ending.
+        self.batched = settings.temperature < generation.GREEDY_BELOW and settings.repetition_penalty == 1.0
+        if self.batched:
+            self.pieces = batcher.stream(prompt, settings.max_new_tokens, req.stops(), self.cancel)
+        else:
+            self.pieces = chat.stream(session.model, session.tokenizer, prompt, settings, stop=req.stops(),
+                                      seed=req.seed, cancel=self.cancel, hold=generating)
 
     def reply(self) -> Reply:
         return list(self.pieces)[-1]
@@ -270,7 +282,7 @@ async def _disconnected(request: Request) -> None:
         pass
 
 
-async def _events(run: _Generation, model: str, queue: asyncio.Lock) -> AsyncIterator[str]:
+async def _events(run: _Generation, model: str, queue: Any) -> AsyncIterator[str]:
     """Server-sent events: a role chunk, one chunk per piece of text, a finish chunk with usage, [DONE]. A failure
     ends the stream with an error event (OpenAI's error body) and [DONE]; a client that goes away (Starlette
     cancels this generator) cancels the generation."""
@@ -322,7 +334,7 @@ def is_loopback(host: str) -> bool:
         return False
 
 
-def open_sessions(targets: Sequence[str], say: Any = print) -> dict[str, chat.Session]:
+def open_sessions(targets: Sequence[str], say: Any = print, precision: str = "fp32") -> dict[str, chat.Session]:
     """One Session per target, named by `NAME=SPEC`, else the run or model folder's name (or the spec);
     `base` is the base model of the first run folder among the targets (compare base and tuned in an app).
     Names are checked before any model loads."""
@@ -341,13 +353,14 @@ def open_sessions(targets: Sequence[str], say: Any = print) -> dict[str, chat.Se
     sessions: dict[str, chat.Session] = {}
     for name, spec in named.items():
         base = spec == "base" and bool(runs)
-        sessions[name] = chat.open_session(runs[0] if base else spec, say=say, base=base)
+        sessions[name] = chat.open_session(runs[0] if base else spec, say=say, base=base,
+                                           options={"precision": precision})
         say(f"serving {sessions[name].what} as model {name!r}")
     return sessions
 
 
 def serve(targets: Sequence[str], *, host: str = "127.0.0.1", port: int = 8000, api_key: str | None = None,
-          allow_remote: bool = False, say: Any = print) -> None:
+          allow_remote: bool = False, precision: str = "fp32", say: Any = print) -> None:
     """Serve `targets` on host:port; another address than loopback needs `api_key` or `allow_remote` (checked
     before any model loads)."""
     import uvicorn
@@ -356,6 +369,6 @@ def serve(targets: Sequence[str], *, host: str = "127.0.0.1", port: int = 8000, 
         raise TunesmithError(f"--host {host} without --api-key would let anyone who reaches this port use the "
                              "models", where="serve", fix="add --api-key KEY (or set TUNESMITH_API_KEY); "
                              "--allow-remote serves without a key on purpose")
-    app = create_app(open_sessions(targets, say), api_key)
+    app = create_app(open_sessions(targets, say, precision), api_key)
     say(f"OpenAI-compatible API on http://{host}:{port}/v1" + (" (API key required)" if api_key else ""))
     uvicorn.run(app, host=host, port=port, log_level="warning")

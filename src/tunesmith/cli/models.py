@@ -101,7 +101,10 @@ def serve(targets: Annotated[Optional[list[str]], typer.Argument(
                                                          help="require 'Authorization: Bearer KEY' (or set "
                                                               "TUNESMITH_API_KEY)")] = None,
           allow_remote: Annotated[bool, typer.Option("--allow-remote", help="serve another --host than loopback "
-                                                     "without --api-key")] = False) -> None:
+                                                     "without --api-key")] = False,
+          precision: Annotated[str, typer.Option("--precision", help="fp32: greedy requests batched together answer "
+                                                 "exactly as alone; auto/bf16: faster alone, a batched answer can "
+                                                 "differ after some tokens")] = "fp32") -> None:
     """An OpenAI-compatible API (/v1/models, /v1/chat/completions, streaming) over tuned and base models.
 
     \b
@@ -115,7 +118,11 @@ def serve(targets: Annotated[Optional[list[str]], typer.Argument(
     if not every:
         raise TunesmithError("nothing to serve", fix="name a run folder or model: tunesmith serve runs/demo "
                              "--model base")
-    serving.serve(every, host=host, port=port, api_key=api_key, allow_remote=allow_remote, say=_say)
+    from tunesmith.config import EvalConfig, section
+
+    section(EvalConfig, {"precision": precision}, where="tunesmith serve", flags=_flags("precision"))
+    serving.serve(every, host=host, port=port, api_key=api_key, allow_remote=allow_remote, precision=precision,
+                  say=_say)
 
 
 
