@@ -76,6 +76,8 @@ SKIP_KINDS = {
     "turn_order": "turns that do not alternate user, assistant",
     "no_answer": "no assistant turn at the end",
     "no_prompt": "no prompt",
+    "pair_side_missing": "a preference row without its chosen or its rejected answer",
+    "chosen_is_rejected": "the same text chosen and rejected",
     "unreadable": "could not be read as a conversation",  # run folders written before the kinds above
     # preparing (data/prepare.py)
     "duplicate": "duplicate of an earlier row",

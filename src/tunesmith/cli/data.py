@@ -40,11 +40,31 @@ def inspect(paths: Annotated[list[Path], typer.Argument(metavar="PATH...", help=
                                "columns": _pairs(column, "--column"), "system": system, "encoding": encoding,
                                "strict": strict}, where="tunesmith inspect", flags=_flags("format", "encoding"))
     tcfg = section(TemplateConfig, {"max_length": max_length}, where="tunesmith inspect", flags=_flags("max_length"))
+    if format == "auto" and _preference_files(list(paths), cfg.encoding, as_json):
+        return
     summary = summarize(list(paths), cfg, model=model, max_length=tcfg.max_length)
     typer.echo(json.dumps(to_json(summary), ensure_ascii=False, indent=2) if as_json else render(summary))
     if not summary.usable:
         sys.exit(EXIT_USER_ERROR)
 
+
+
+def _preference_files(paths: list[Path], encoding: str, as_json: bool) -> bool:
+    """inspect on preference data (pairs or KTO rows): their own report; False when the files are not that."""
+    import json
+
+    from tunesmith.data import preference, readers
+    from tunesmith.data.summary import preference_json, render_preferences
+
+    files = [f for spec in paths for f in readers.expand(spec)]
+    if not files or not all(preference.looks_like_preferences(f, encoding) for f in files):
+        return False
+    reads = [preference.load(f, encoding=encoding) for f in files]
+    typer.echo(json.dumps(preference_json(reads), ensure_ascii=False, indent=2) if as_json
+               else render_preferences(reads))
+    if not any(r.pairs or r.rated for r in reads):
+        sys.exit(EXIT_USER_ERROR)
+    return True
 
 
 @app.command()

@@ -267,6 +267,7 @@ def _choose_format(path: Path, records: list[RawRecord], format: str) -> tuple[s
                                  problems=[f"{len(unclear)} of {len(records)} rows have these fields"],
                                  fix="name the prompt and the answer field (data.columns in a config)",
                                  suggest={"columns": _guess_columns(records[0].fields)})
+    _refuse_preferences(path, records, fmt)
     if fmt not in ALL_FORMATS:
         what = (f"cannot tell the data format: no row looks like any of {', '.join(ALL_FORMATS)}"
                 if fmt == "unknown" else f"unknown format {fmt!r}{did_you_mean(fmt, ALL_FORMATS)}")
@@ -278,6 +279,21 @@ def _choose_format(path: Path, records: list[RawRecord], format: str) -> tuple[s
                                  "format (data.format)",
                              suggest={"columns": _guess_columns(fields)} if isinstance(fields, dict) else None)
     return fmt, votes
+
+
+def _refuse_preferences(path: Path, records: list[RawRecord], fmt: str) -> None:
+    """Preference rows (chosen/rejected; or a true/false label on each answer, KTO's shape) are not
+    instruction data: read as prompt/completion, the rejected or bad answers would be trained as good ones."""
+    dicts = [r.fields for r in records if isinstance(r.fields, dict)]
+    pairs = sum(1 for r in dicts if ("chosen" in r and "rejected" in r) or "chosen_response" in r)
+    rated = sum(1 for r in dicts if isinstance(r.get("label"), bool))
+    if fmt in ("unknown", "prompt_completion", "messages", "sharegpt", "alpaca") and max(pairs, rated) * 2 > len(dicts):
+        kind = "chosen and rejected answers (DPO / ORPO data)" if pairs >= rated else "answers labelled true/false (KTO data)"
+        raise TunesmithError(f"these rows hold preference data: {kind}, not instructions to imitate",
+                             where=str(path), problems=[f"{max(pairs, rated)} of {len(records)} rows"],
+                             fix="`tunesmith inspect` reads it as preference data (pairs, skips, length bias); "
+                                 "this version of tunesmith does not train on preferences yet (DPO, ORPO, SimPO, "
+                                 "KTO): for instruction tuning, give a file of prompts and the answers to imitate")
 
 
 def _guess_columns(row: Any) -> dict[str, str]:

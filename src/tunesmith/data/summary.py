@@ -12,6 +12,7 @@ from typing import Any
 
 from tunesmith.config import DataConfig
 from tunesmith.data.prepare import Contradiction, check_strict, contradiction_lines, contradictions, dedup, read_all
+from tunesmith.data.preference import PreferenceRead
 from tunesmith.records import Conversation, ReadResult, Skip
 from tunesmith.skips import skip_lines
 
@@ -137,4 +138,37 @@ def render(s: DataSummary) -> str:
     for c in s.usable[:SAMPLES_SHOWN]:
         lines.append(f"\n--- {c.source}")
         lines.extend(f"  [{m.role}] {m.content[:300]}{'...' if len(m.content) > 300 else ''}" for m in c.messages)
+    return "\n".join(lines)
+
+
+def preference_json(reads: list[PreferenceRead]) -> dict[str, Any]:
+    """`inspect --json` on preference files: pairs (or KTO examples), skips, warnings, per file."""
+    formats = sorted({r.format for r in reads})
+    return {"format": formats[0] if len(formats) == 1 else formats, "kind": "preference",
+            "pairs": sum(len(r.pairs) for r in reads), "examples": sum(len(r.rated) for r in reads),
+            "rows_read": sum(r.rows_read for r in reads),
+            "skipped": [{"location": k.location, "reason": k.reason, "kind": k.kind} for r in reads for k in r.skipped],
+            "warnings": [w for r in reads for w in r.warnings],
+            "files": [{"path": str(r.path), "format": r.format, "encoding": r.encoding, "pairs": len(r.pairs),
+                       "examples": len(r.rated), "skipped": len(r.skipped), "evidence": r.evidence} for r in reads]}
+
+
+def render_preferences(reads: list[PreferenceRead]) -> str:
+    j = preference_json(reads)
+    lines = [f"{f['path']}\n  encoding {f['encoding']}; preference format {f['format']}\n  "
+             f"{f['pairs'] + f['examples'] + f['skipped']} rows -> {f['pairs']} pairs"
+             + (f", {f['examples']} rated answers" if f["examples"] else "") + f", {f['skipped']} skipped"
+             for f in j["files"]]
+    skipped = tuple(k for r in reads for k in r.skipped)
+    if skipped:
+        lines += ["\nnot used:", *(f"  {line}" for line in skip_lines(skipped))]
+    lines += [f"warning: {w}" for w in j["warnings"]]
+    for r in reads:
+        for p in r.pairs[:SAMPLES_SHOWN]:
+            lines.append(f"\n--- {p.source}")
+            lines += [f"  [{m.role}] {m.content[:200]}" for m in p.prompt]
+            lines += [f"  [chosen] {p.chosen[:200]}", f"  [rejected] {p.rejected[:200]}"]
+        for x in r.rated[:SAMPLES_SHOWN]:
+            lines += [f"\n--- {x.source} ({'good' if x.good else 'bad'})",
+                      *(f"  [{m.role}] {m.content[:200]}" for m in x.prompt), f"  [answer] {x.completion[:200]}"]
     return "\n".join(lines)

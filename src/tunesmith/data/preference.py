@@ -1,0 +1,246 @@
+"""Preference data: pairs of a chosen and a rejected answer to one prompt (DPO, ORPO, SimPO) and single answers
+labelled good or bad (KTO), in the shapes other tools write, detected over all rows like the SFT formats.
+
+Shapes (`PREFERENCE_FORMATS`):
+  trl            TRL standard: prompt, chosen, rejected (text, or message lists: prompt = the turns before,
+                 chosen/rejected = the assistant turn)
+  trl_implicit   TRL implicit prompt: chosen and rejected are whole conversations sharing every turn but the last
+  alpaca_ranking LLaMA-Factory: instruction, input, chosen, rejected
+  sharegpt_ranking LLaMA-Factory: conversations (from/value) + chosen / rejected message objects
+  chatml_intel   Axolotl: system, question, chosen, rejected
+  chatml_argilla Axolotl: instruction, chosen_response, rejected_response
+  kto            unpaired: prompt, completion, label (true = good)
+A row that cannot be used is skipped and counted with its location and why (chosen == rejected, a side missing,
+an empty side), as every reader does; `warnings` say what silently hurts (chosen systematically longer than
+rejected: the length bias DPO learns; one prompt whose pairs contradict each other).
+"""
+
+from __future__ import annotations
+
+import unicodedata
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from tunesmith.data import readers
+from tunesmith.data.formats import ROLE_ALIASES
+from tunesmith.errors import TunesmithError
+from tunesmith.records import Message, Skip
+
+LENGTH_BIAS_SHARE = 0.7  # chosen longer than rejected in at least this share of pairs: warn
+LENGTH_BIAS_MIN_PAIRS = 10
+
+
+@dataclass(frozen=True)
+class Pair:
+    """One preference: the conversation so far (ending on a user turn), then the chosen and the rejected answer."""
+
+    prompt: tuple[Message, ...]
+    chosen: str
+    rejected: str
+    source: str
+
+    def to_json(self) -> dict[str, Any]:  # TRL's conversational standard format
+        return {"prompt": [{"role": m.role, "content": m.content} for m in self.prompt],
+                "chosen": [{"role": "assistant", "content": self.chosen}],
+                "rejected": [{"role": "assistant", "content": self.rejected}]}
+
+
+@dataclass(frozen=True)
+class Rated:
+    """One KTO example: a prompt and an answer marked good (True) or bad (False)."""
+
+    prompt: tuple[Message, ...]
+    completion: str
+    good: bool
+    source: str
+
+
+@dataclass(frozen=True)
+class PreferenceRead:
+    """What one preference file holds: pairs or rated answers, skipped rows, and warnings."""
+
+    path: Path
+    encoding: str
+    format: str
+    pairs: tuple[Pair, ...]
+    rated: tuple[Rated, ...]
+    skipped: tuple[Skip, ...]
+    warnings: tuple[str, ...]
+    evidence: dict[str, int]
+
+    @property
+    def rows_read(self) -> int:  # pairs + rated + skipped: every row counted once
+        return len(self.pairs) + len(self.rated) + len(self.skipped)
+
+
+class _Bad(ValueError):
+    def __init__(self, kind: str, what: str) -> None:
+        super().__init__(what)
+        self.kind = kind
+
+
+def _text(value: Any, side: str) -> str:
+    """An answer: text, a message object, or a list of messages whose last is the answer."""
+    if isinstance(value, list) and value and isinstance(value[-1], dict):
+        value = value[-1]
+    if isinstance(value, dict):
+        value = value.get("content", value.get("value"))
+    if value is None:
+        raise _Bad("pair_side_missing", f"no {side} answer")
+    if not isinstance(value, str):
+        raise _Bad("not_text", f"the {side} answer is {type(value).__name__}, expected text")
+    if not value.strip():
+        raise _Bad("empty_turn", f"the {side} answer is empty")
+    return unicodedata.normalize("NFC", value).strip()
+
+
+def _messages(turns: Any) -> tuple[Message, ...]:
+    out = []
+    for t in turns:
+        role = ROLE_ALIASES.get(str(t.get("role", t.get("from", ""))).strip().lower())
+        content = t.get("content", t.get("value"))
+        if role is None or not isinstance(content, str):
+            raise _Bad("malformed", f"a turn with role {t.get('role', t.get('from'))!r} and {type(content).__name__} "
+                                    "content")
+        out.append(Message(role, unicodedata.normalize("NFC", content).strip()))
+    return tuple(out)
+
+
+def _user(text: Any, system: Any = None) -> tuple[Message, ...]:
+    if not isinstance(text, str) or not text.strip():
+        raise _Bad("no_prompt", "no prompt text")
+    head = (Message("system", system.strip()),) if isinstance(system, str) and system.strip() else ()
+    return (*head, Message("user", unicodedata.normalize("NFC", text).strip()))
+
+
+def _prompt(value: Any) -> tuple[Message, ...]:
+    return _messages(value) if isinstance(value, list) else _user(value)
+
+
+def _implicit(row: dict) -> tuple[tuple[Message, ...], str, str]:
+    chosen, rejected = _messages(row["chosen"]), _messages(row["rejected"])
+    if not chosen or not rejected or chosen[:-1] != rejected[:-1]:
+        raise _Bad("malformed", "chosen and rejected do not share every turn before their last")
+    return chosen[:-1], _text(chosen[-1].content, "chosen"), _text(rejected[-1].content, "rejected")
+
+
+def _is_turns(value: Any) -> bool:
+    return isinstance(value, list) and bool(value) and all(isinstance(t, dict) for t in value)
+
+
+Convert = Callable[[dict], tuple[tuple[Message, ...], str, str]]
+PAIRED: dict[str, tuple[Callable[[Any], bool], Convert]] = {
+    "trl": (lambda r: {"prompt", "chosen", "rejected"} <= set(r),
+            lambda r: (_prompt(r["prompt"]), _text(r["chosen"], "chosen"), _text(r["rejected"], "rejected"))),
+    "trl_implicit": (lambda r: {"chosen", "rejected"} <= set(r) and not {"prompt", "instruction", "question",
+                                                                         "conversations"} & set(r)
+                     and _is_turns(r["chosen"]) and _is_turns(r["rejected"]), _implicit),
+    "alpaca_ranking": (lambda r: {"instruction", "chosen", "rejected"} <= set(r),
+                       lambda r: (_user(r["instruction"] + (f"\n\n{r['input']}" if isinstance(r.get("input"), str)
+                                                            and r["input"].strip() else "")),
+                                  _text(r["chosen"], "chosen"), _text(r["rejected"], "rejected"))),
+    "sharegpt_ranking": (lambda r: {"conversations", "chosen", "rejected"} <= set(r),
+                         lambda r: (_messages(r["conversations"]), _text(r["chosen"], "chosen"),
+                                    _text(r["rejected"], "rejected"))),
+    "chatml_intel": (lambda r: {"question", "chosen", "rejected"} <= set(r),
+                     lambda r: (_user(r["question"], r.get("system")), _text(r["chosen"], "chosen"),
+                                _text(r["rejected"], "rejected"))),
+    "chatml_argilla": (lambda r: {"instruction", "chosen_response", "rejected_response"} <= set(r),
+                       lambda r: (_user(r["instruction"]), _text(r["chosen_response"], "chosen"),
+                                  _text(r["rejected_response"], "rejected"))),
+}
+KTO = "kto"
+PREFERENCE_FORMATS = (*PAIRED, KTO)
+SIDES = {**{name: ("chosen", "rejected") for name in PAIRED}, "chatml_argilla": ("chosen_response", "rejected_response")}
+
+
+def _is_kto(row: dict) -> bool:
+    return {"prompt", "completion", "label"} <= set(row) and isinstance(row["label"], bool)
+
+
+def detect(rows: list[Any]) -> tuple[str | None, Counter]:
+    """The preference shape most rows fit (ties go to the earlier one), or None when no row fits any."""
+    votes: Counter = Counter()
+    for row in rows:
+        if isinstance(row, dict):
+            votes.update(name for name, (fits, _) in PAIRED.items() if fits(row))
+            votes.update([KTO] if _is_kto(row) else [])
+    if not votes:
+        return None, votes
+    return max(PREFERENCE_FORMATS, key=lambda n: (votes[n], -PREFERENCE_FORMATS.index(n))), votes
+
+
+def looks_like_preferences(path: Path, encoding: str = "auto") -> bool:
+    """Whether most rows of the file fit a preference shape (inspect and train ask before the SFT formats do)."""
+    raw, _, _ = readers.read(path, encoding)
+    fmt, votes = detect([r.fields for r in raw])
+    return fmt is not None and votes[fmt] * 2 > len(raw)
+
+
+def load(path: Path, *, encoding: str = "auto") -> PreferenceRead:
+    """Read one preference file: every row a pair (or a rated answer), or a skip with its location and why."""
+    raw, skipped, enc = readers.read(path, encoding)
+    skipped = list(skipped)
+    fmt, votes = detect([r.fields for r in raw])
+    if fmt is None:
+        raise TunesmithError("no row has a preference shape (prompt/chosen/rejected, or prompt/completion/label)",
+                             where=str(path), fix="see the shapes tunesmith reads in docs/preference.md")
+    pairs, rated = [], []
+    for rec in raw:
+        row = rec.fields
+        try:
+            if not isinstance(row, dict) or not (_is_kto(row) if fmt == KTO else PAIRED[fmt][0](row)):
+                sides = SIDES.get(fmt, ())
+                missing = [side for side in sides if isinstance(row, dict) and side not in row]
+                if len(missing) == 1:
+                    raise _Bad("pair_side_missing", f"no {missing[0]} answer")
+                raise _Bad("wrong_format", f"does not fit the {fmt} shape of the other rows")
+            if fmt == KTO:
+                rated.append(Rated(_prompt(row["prompt"]), _text(row["completion"], "completion"), row["label"],
+                                   rec.location))
+                continue
+            prompt, chosen, rejected = PAIRED[fmt][1](row)
+            if not prompt or prompt[-1].role != "user":
+                raise _Bad("no_prompt", "the prompt does not end on a user turn")
+            if " ".join(chosen.split()) == " ".join(rejected.split()):
+                raise _Bad("chosen_is_rejected", "the chosen and the rejected answer are the same text")
+            pairs.append(Pair(prompt, chosen, rejected, rec.location))
+        except _Bad as err:
+            skipped.append(Skip(rec.location, str(err), err.kind))
+        except (KeyError, TypeError, AttributeError) as err:
+            skipped.append(Skip(rec.location, f"malformed {fmt} row ({type(err).__name__}: {err})", "malformed"))
+    return PreferenceRead(path, enc, fmt, tuple(pairs), tuple(rated), tuple(skipped),
+                          tuple(length_bias(pairs) + contradictions(pairs)), dict(votes))
+
+
+def length_bias(pairs: list[Pair]) -> list[str]:
+    """The warning for chosen answers that are mostly the longer ones: DPO then learns "longer is better"."""
+    if len(pairs) < LENGTH_BIAS_MIN_PAIRS:
+        return []
+    longer = sum(len(p.chosen) > len(p.rejected) for p in pairs) / len(pairs)
+    ratio = sum(len(p.chosen) for p in pairs) / max(sum(len(p.rejected) for p in pairs), 1)
+    if longer < LENGTH_BIAS_SHARE:
+        return []
+    return [f"the chosen answer is the longer one in {longer:.0%} of {len(pairs)} pairs ({ratio:.1f}x as long on "
+            "average): DPO learns to prefer length itself; add pairs where the chosen answer is the shorter one, "
+            "or use SimPO / ORPO, which normalise by length"]
+
+
+def contradictions(pairs: list[Pair]) -> list[str]:
+    """One prompt with a pair (a over b) and another (b over a): the two cancel out in training."""
+    seen: dict[tuple, Pair] = {}
+    found = []
+    for p in pairs:
+        key = (p.prompt, p.chosen, p.rejected)
+        flipped = seen.get((p.prompt, p.rejected, p.chosen))
+        if flipped is not None:
+            found.append(f"{flipped.source} and {p.source}")
+        seen[key] = p
+    if not found:
+        return []
+    return [f"{len(found)} pairs contradict an earlier pair of the same prompt (the chosen answer of one is the "
+            f"rejected answer of the other; they cancel out): {', '.join(found[:3])}"
+            + (f" and {len(found) - 3} more" if len(found) > 3 else "")]
