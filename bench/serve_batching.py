@@ -37,8 +37,8 @@ def main() -> None:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
-    server = uvicorn.Server(uvicorn.Config(serving.create_app(sessions), host="127.0.0.1", port=port,
-                                           log_level="warning"))
+    app = serving.create_app(sessions)
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
     threading.Thread(target=server.run, daemon=True).start()
     while not server.started:
         time.sleep(0.05)
@@ -64,9 +64,11 @@ def main() -> None:
               "one_at_a_time_tok_s": round(tokens / one_at_a_time, 1),
               "concurrent_tok_s": round(sum(n for _, n in together) / batched, 1),
               "x_one_at_a_time": round(one_at_a_time / batched * sum(n for _, n in together) / tokens, 2),
-              "same_answers": [a for a, _ in alone] == [t for t, _ in together]}
+              "same_answers": [a for a, _ in alone] == [t for t, _ in together],
+              "batch_sizes_concurrent": app.state.batchers["m"].sizes[len(PROMPTS) + 1:]}
     print(f"one at a time {result['one_at_a_time_tok_s']} tok/s, 8 together {result['concurrent_tok_s']} tok/s: "
-          f"{result['x_one_at_a_time']}x; same answers: {result['same_answers']}")
+          f"{result['x_one_at_a_time']}x; same answers: {result['same_answers']}; batches of "
+          f"{result['batch_sizes_concurrent']} rows")
     print(json.dumps(result))
     server.should_exit = True
 

@@ -23,6 +23,7 @@ import json
 import threading
 import time
 import uuid
+from concurrent.futures import ThreadPoolExecutor
 from collections.abc import AsyncIterator, Sequence
 from typing import Any, Literal
 
@@ -130,6 +131,7 @@ def create_app(sessions: dict[str, chat.Session], api_key: str | None = None) ->
     queue = asyncio.Lock()  # requests wait here in turn, not in the thread pool
     generating = threading.Lock()  # held by the generating thread: an abandoned generation ends before the next
     batchers: dict[str, batching.Batcher] = {}  # model id -> its batcher, made on its first greedy request
+    app.state.batchers = batchers  # each one's `sizes`: the rows of every batch it generated
     created = int(time.time())
     _handlers(app, api_key)
 
@@ -253,7 +255,7 @@ class _Generation:
 async def _until_done(run: _Generation, request: Request) -> Reply | None:
     """The whole answer; None when the client went away first (its generation is cancelled at the next token).
     A failure of the generation is a 500 with OpenAI's error body."""
-    answer = asyncio.ensure_future(asyncio.to_thread(run.reply))
+    answer = asyncio.ensure_future(_waiting(run.reply))
     gone = asyncio.ensure_future(_disconnected(request))
     try:
         await asyncio.wait({answer, gone}, return_when=asyncio.FIRST_COMPLETED)
@@ -267,6 +269,16 @@ async def _until_done(run: _Generation, request: Request) -> Reply | None:
     finally:
         gone.cancel()
         run.cancel.set()  # also when this handler is cancelled (the server stopping)
+
+
+# Threads that only wait for a generation's next piece or its end. Not asyncio's default pool (6 threads on 2
+# cores): eight requests each waiting there for a whole answer left no thread to tokenize the later ones, which
+# then missed the batch (batches of 6 and 2 where all 8 had been sent together).
+_WAITERS = ThreadPoolExecutor(max_workers=64, thread_name_prefix="tunesmith-wait")
+
+
+async def _waiting(fn: Any, *args: Any) -> Any:
+    return await asyncio.get_running_loop().run_in_executor(_WAITERS, fn, *args)
 
 
 def _failed(err: Exception) -> ApiError:
@@ -296,7 +308,7 @@ async def _events(run: _Generation, model: str, queue: Any) -> AsyncIterator[str
     try:
         async with queue:
             yield chunk({"role": "assistant", "content": ""})
-            while (item := await asyncio.to_thread(next, run.pieces, None)) is not None:
+            while (item := await _waiting(next, run.pieces, None)) is not None:
                 if isinstance(item, Reply):
                     yield chunk({}, "stop" if item.stopped else "length", usage=_usage(item))
                 else:
