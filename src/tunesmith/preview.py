@@ -58,6 +58,22 @@ def preview(paths: list[Path], data_cfg: DataConfig, template_cfg: TemplateConfi
                    tuple(s for f in files for s in f.skipped) + r.skipped, r.max_length, context)
 
 
+def preview_pairs(paths: list[Path], template_cfg: TemplateConfig, model: str, n: int,
+                  encoding: str = "auto") -> Preview:
+    """preview for preference files: the first `n` pairs, each as its chosen and its rejected render (one prompt,
+    the answer supervised with its end-of-turn token), with the template checks over every pair."""
+    from tunesmith import models, pairs
+    from tunesmith.data import preference, readers
+
+    reads = [preference.load(f, encoding=encoding) for spec in paths for f in readers.expand(spec)]
+    _, tok = models.load(model, tokenizer_only=True)
+    context = models.context_length(model)
+    r = pairs.render_pairs(tok, [p for read in reads for p in read.pairs], template_cfg, context=context)
+    shown = {p.source for p in r.pairs[:n]}
+    return Preview(tuple((e, runs(tok, e)) for e in r.examples if e.source.rsplit("#", 1)[0] in shown), r.checks,
+                   (), tuple(s for read in reads for s in read.skipped) + r.skipped, r.max_length, context)
+
+
 def tokenizer_report(model: str) -> dict[str, Any]:
     """Special tokens with ids, chat template, vocabulary size and tokens per character on sample text."""
     from tunesmith import models

@@ -102,7 +102,13 @@ def preview(paths: Annotated[list[Path], typer.Argument(metavar="DATA...", help=
                        where="tunesmith preview", flags=_flags("format", "encoding", "system"))
     tcfg = section(TemplateConfig, {"max_length": max_length, "supervise": supervise, "chat_template": chat_template},
                    where="tunesmith preview", flags=_flags("max_length", "supervise", "chat_template"))
-    result = pv.preview(list(paths), data_cfg, tcfg, model, n)
+    from tunesmith.data import preference, readers
+
+    files = [f for spec in paths for f in readers.expand(spec)]
+    if format == "auto" and files and all(preference.looks_like_preferences(f, encoding) for f in files):
+        result = pv.preview_pairs(list(paths), tcfg, model, n, encoding)  # each pair: chosen, then rejected
+    else:
+        result = pv.preview(list(paths), data_cfg, tcfg, model, n)
     console = Console(highlight=False)
     color = console.is_terminal
     for note in result.notices:
