@@ -22,6 +22,9 @@ SKIP_FIXES = {
               "count: tunesmith inspect FILE --json)",
     "wrong_format": "give these rows the fields the other rows have, or name your fields with data.columns "
                     "(e.g. --set data.columns.completion=answer)",
+    "pair_side_missing": "give each preference row both answers (chosen and rejected), or leave the row out",
+    "chosen_is_rejected": "write a rejected answer that differs from the chosen one, or leave the pair out: it "
+                          "teaches nothing",
     "malformed": "give each field the type the format expects (text for content and role, a list for "
                  "messages); tunesmith inspect FILE --json lists each row's problem",
     "not_text": "make each turn's content a string (a number, list or null is not read as text)",
