@@ -15,7 +15,6 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import fails, tunesmith
-from tunesmith.errors import TunesmithError
 
 DOCS = {
     "lease.txt": "A lease agreement is a contract in which a landlord lets a tenant use a home for a fixed term in "
@@ -303,13 +302,6 @@ def test_a_local_generator_goes_through_the_chat_render_path(tiny_model_dir: Pat
     lines = out.read_text(encoding="utf-8").splitlines() if out.is_file() else []
     assert len(lines) == summary.written
     assert all(json.loads(x)["provenance"]["generator"] == str(tiny_model_dir) for x in lines)
-    # With more seed words to go, a first seed word that gave nothing usable stops the run, with the counts.
-    more = cfg.model_copy(update={"limit_seeds": 2, "out": tmp_path / "more.jsonl"})
-    with pytest.raises(TunesmithError) as err:
-        synth.synthesize(more, say=lambda _: None)
-    assert "wrote no usable row for the first seed word 'lease' (2 questions)" in str(err.value)
-    assert err.value.problems == ["removed, not a question (no question mark): 2"]
-    assert not (tmp_path / "more.jsonl").exists()
 
 
 def test_a_generator_that_writes_nothing_usable_stops_early_and_never_says_wrote(serve, inputs, tmp_path: Path):
