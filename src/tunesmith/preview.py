@@ -58,14 +58,14 @@ def preview(paths: list[Path], data_cfg: DataConfig, template_cfg: TemplateConfi
                    tuple(s for f in files for s in f.skipped) + r.skipped, r.max_length, context)
 
 
-def preview_pairs(paths: list[Path], template_cfg: TemplateConfig, model: str, n: int,
+def preview_pairs(files: list[Path], template_cfg: TemplateConfig, model: str, n: int,
                   encoding: str = "auto") -> Preview:
     """preview for preference files: the first `n` pairs, each as its chosen and its rejected render (one prompt,
     the answer supervised with its end-of-turn token), with the template checks over every pair."""
     from tunesmith import models, pairs
-    from tunesmith.data import preference, readers
+    from tunesmith.data import preference
 
-    reads = [preference.load(f, encoding=encoding) for spec in paths for f in readers.expand(spec)]
+    reads = [preference.load(f, encoding=encoding) for f in files]
     _, tok = models.load(model, tokenizer_only=True)
     context = models.context_length(model)
     r = pairs.render_pairs(tok, [p for read in reads for p in read.pairs], template_cfg, context=context)

@@ -53,11 +53,11 @@ def _preference_files(paths: list[Path], encoding: str, as_json: bool) -> bool:
     """inspect on preference data (pairs or KTO rows): their own report; False when the files are not that."""
     import json
 
-    from tunesmith.data import preference, readers
+    from tunesmith.data import preference
     from tunesmith.data.summary import preference_json, render_preferences
 
-    files = [f for spec in paths for f in readers.expand(spec)]
-    if not files or not all(preference.looks_like_preferences(f, encoding) for f in files):
+    files = preference.preference_files(paths, encoding)
+    if files is None:
         return False
     reads = [preference.load(f, encoding=encoding) for f in files]
     typer.echo(json.dumps(preference_json(reads), ensure_ascii=False, indent=2) if as_json
@@ -102,11 +102,11 @@ def preview(paths: Annotated[list[Path], typer.Argument(metavar="DATA...", help=
                        where="tunesmith preview", flags=_flags("format", "encoding", "system"))
     tcfg = section(TemplateConfig, {"max_length": max_length, "supervise": supervise, "chat_template": chat_template},
                    where="tunesmith preview", flags=_flags("max_length", "supervise", "chat_template"))
-    from tunesmith.data import preference, readers
+    from tunesmith.data import preference
 
-    files = [f for spec in paths for f in readers.expand(spec)]
-    if format == "auto" and files and all(preference.looks_like_preferences(f, encoding) for f in files):
-        result = pv.preview_pairs(list(paths), tcfg, model, n, encoding)  # each pair: chosen, then rejected
+    files = preference.preference_files(list(paths), encoding) if format == "auto" else None
+    if files is not None:
+        result = pv.preview_pairs(files, tcfg, model, n, encoding)  # each pair: chosen, then rejected
     else:
         result = pv.preview(list(paths), data_cfg, tcfg, model, n)
     console = Console(highlight=False)

@@ -363,12 +363,13 @@ def load(path: Path, *, format: str = "auto", roles: Mapping[str, str] | None = 
         fits: Callable[[Any], bool] = _is_flat_turn
     else:
         fits, convert = FORMATS[fmt]
-    usable, turns_by_row = [], []
+    usable, turns_by_row, fitted = [], [], []
     for rec in records:
         if not fits(rec.fields):
             of = "the other rows" if format == "auto" else "--format / data.format"
             skipped.append(Skip(rec.location, f"does not fit the {fmt} format of {of}", "wrong_format"))
             continue
+        fitted.append(rec.fields)
         if fmt == FLAT_TURNS:
             usable.append(rec)
             continue
@@ -400,5 +401,4 @@ def load(path: Path, *, format: str = "auto", roles: Mapping[str, str] | None = 
     return ReadResult(path, enc, fmt, tuple(conversations), tuple(skipped), rows_read=rows,
                       records=len(raw) + unparsed, evidence=dict(votes),
                       roles=dict(sorted((r, mapping[r]) for r in roles_seen)) if fmt in NAMED_ROLES else {},
-                      unused={k: v for k, v in unused_fields(fmt, [r.fields for r in records if fits(r.fields)]).items()
-                              if k != group_by})
+                      unused={k: v for k, v in unused_fields(fmt, fitted).items() if k != group_by})

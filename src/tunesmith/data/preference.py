@@ -180,6 +180,13 @@ def looks_like_preferences(path: Path, encoding: str = "auto") -> bool:
     return fmt is not None and votes[fmt] * 2 > len(raw)
 
 
+def preference_files(specs: list[Path], encoding: str = "auto") -> list[Path] | None:
+    """The files behind `specs` (files, folders, globs) when every one holds preference data, else None: inspect
+    and preview ask this before taking their preference path."""
+    files = [f for spec in specs for f in readers.expand(spec)]
+    return files if files and all(looks_like_preferences(f, encoding) for f in files) else None
+
+
 def load(path: Path, *, encoding: str = "auto") -> PreferenceRead:
     """Read one preference file: every row a pair (or a rated answer), or a skip with its location and why."""
     raw, skipped, enc = readers.read(path, encoding)
