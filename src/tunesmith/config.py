@@ -114,6 +114,9 @@ class LoraConfig(_Strict):
 
 class TrainConfig(_Strict):
     method: Literal["lora", "full"] = Field("lora", description="lora = train an adapter; full = every weight")
+    objective: Literal["sft", "dpo", "orpo", "simpo", "kto"] = Field(
+        "sft", description="sft = learn the answers; dpo / orpo / simpo = prefer the chosen answer of each pair "
+        "over the rejected one (a preference file); kto = answers marked good or bad (docs/preference.md)")
     load_in: Literal["none", "8bit", "4bit"] = Field(
         "none", description="load the base model quantised by bitsandbytes (4bit + lora = QLoRA); CUDA only")
     epochs: float = Field(3, gt=0, description="passes over the training rows (fractions allowed)")
@@ -170,6 +173,22 @@ def _one_of(name: str, allowed: tuple[str, ...], what: str) -> str:
         known = "transformers knows" if what in ("scheduler", "optimizer") else "known"
         raise ValueError(f'unknown {what} "{name}"{did_you_mean(name, allowed)}; {known}: ' + ", ".join(allowed))
     return name
+
+
+class PreferenceConfig(_Strict):
+    """The preference objectives' knobs (train.objective dpo, orpo, simpo, kto); TRL's names and defaults."""
+
+    beta: float | None = Field(None, gt=0, description="null = the method's usual value (dpo, kto, orpo 0.1; "
+                               "simpo 2.0). dpo/kto: how far the model may move from the reference (lower = "
+                               "further); orpo: the weight of the odds-ratio term (TRL's lambda); simpo: reward scale")
+    simpo_gamma: float = Field(0.5, ge=0, description="simpo: the margin by which the chosen answer's reward "
+                               "must beat the rejected one's (TRL's simpo_gamma)")
+    desirable_weight: float = Field(1.0, gt=0, description="kto: weight of the good answers' loss (raise it "
+                                    "when good answers are rarer than bad ones)")
+    undesirable_weight: float = Field(1.0, gt=0, description="kto: weight of the bad answers' loss")
+
+    def beta_for(self, objective: str) -> float:
+        return self.beta if self.beta is not None else {"simpo": 2.0}.get(objective, 0.1)
 
 
 class EvalConfig(_Strict):
@@ -245,6 +264,7 @@ class RunConfig(_Strict):
     template: TemplateConfig = TemplateConfig()
     lora: LoraConfig = LoraConfig()
     train: TrainConfig = TrainConfig()
+    preference: PreferenceConfig = PreferenceConfig()
     eval: EvalConfig = EvalConfig()
 
     @model_validator(mode="after")

@@ -6,6 +6,7 @@ supervised) is skipped with that side's reason.
 
     render_pairs(tokenizer, pairs, cfg) -> RenderedPairs(pairs: (RenderedPair, ...), skipped, checks, max_length)
     RenderedPair: prompt_ids, chosen_ids, rejected_ids (what TRL's preference trainers take), source
+    render_rated(tokenizer, rated, cfg) -> RenderedPairs(rated: (RenderedRated, ...), ...)   (KTO)
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from tunesmith.config import TemplateConfig
-from tunesmith.data.preference import Pair
+from tunesmith.data.preference import Pair, Rated
 from tunesmith.records import IGNORE, Conversation, Example, Message, Skip, TemplateCheck
 from tunesmith.template import render_dataset
 
@@ -31,12 +32,25 @@ class RenderedPair:
 
 
 @dataclass(frozen=True)
+class RenderedRated:
+    prompt_ids: tuple[int, ...]
+    completion_ids: tuple[int, ...]  # the answer, its end-of-turn token included
+    good: bool
+    source: str
+
+
+@dataclass(frozen=True)
 class RenderedPairs:
     pairs: tuple[RenderedPair, ...]
     skipped: tuple[Skip, ...]
     checks: TemplateCheck  # the template stage's checks over both sides of every pair
     max_length: int
     examples: tuple[Example, ...]  # both sides as the template rendered them (preview shows their masks)
+    rated: tuple[RenderedRated, ...] = ()  # KTO: rated answers instead of pairs
+
+    @property
+    def rows(self) -> int:
+        return len(self.pairs) + len(self.rated)
 
 
 def conversations(pair: Pair) -> tuple[Conversation, Conversation]:
@@ -72,3 +86,13 @@ def render_pairs(tokenizer: Any, pairs: Sequence[Pair], cfg: TemplateConfig, *,
             continue
         out.append(RenderedPair(prompt, chosen, rejected, p.source))
     return RenderedPairs(tuple(out), tuple(skipped), rendered.checks, rendered.max_length, rendered.examples)
+
+
+def render_rated(tokenizer: Any, rated: Sequence[Rated], cfg: TemplateConfig, *,
+                 context: int | None = None) -> RenderedPairs:
+    """Rated answers (KTO) through the same template stage: the prompt, then the answer supervised."""
+    convs = [Conversation((*r.prompt, Message("assistant", r.completion)), r.source) for r in rated]
+    rendered = render_dataset(tokenizer, convs, cfg.model_copy(update={"supervise": "last"}), context=context)
+    good = {r.source: r.good for r in rated}
+    out = tuple(RenderedRated(*_split(e), good[e.source], e.source) for e in rendered.examples)
+    return RenderedPairs((), tuple(rendered.skipped), rendered.checks, rendered.max_length, rendered.examples, out)

@@ -16,10 +16,13 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
-from tunesmith import evaluate, models, progress, report, rundir, runtime, skips, template, train
+from tunesmith import evaluate, models, prefeval, prefplan, preftrain, progress, report, rundir, runtime, skips
 from tunesmith import plan as planning
+from tunesmith import template, train
 from tunesmith.config import RunConfig
+from tunesmith.data.prefdata import prepare_preferences
 from tunesmith.data.prepare import prepare
+from tunesmith.diskio import write_jsonl
 from tunesmith.errors import TunesmithError
 from tunesmith.records import Conversation, EvalReport, Example, PreparedData
 from tunesmith.runfiles import DataReport, Manifest, Plan
@@ -39,6 +42,7 @@ class RunSummary:
     training: TrainingSummary
     train_seconds: float
     wall_seconds: float
+    preference: prefeval.PreferenceEval | None = None  # a preference run: accuracy on held-out pairs
 
 
 def _sha256(path: Path) -> str:
@@ -175,9 +179,10 @@ class Planned:
     cfg: RunConfig  # the config to train with: the memory fit (or a resumed run's plan) may set batch settings
     data: PreparedData  # rows the template could not use already moved to `dropped`
     tokenizer: Any  # the starting model's, as the template stage set it up: the one that trains
-    train: list[Example]
+    train: list[Example]  # a preference run: one per pair, both sequences (prefplan.units)
     eval: list[Example]
     lines: list[str]  # the plan as printed (plan.json keeps it)
+    prefs: prefplan.PrefRendered | None = None  # train.objective dpo / orpo / simpo / kto: what trains
 
 
 def _planned(cfg: RunConfig, say: Callable[[str], None], saved: Plan | None = None) -> Planned:
@@ -187,15 +192,17 @@ def _planned(cfg: RunConfig, say: Callable[[str], None], saved: Plan | None = No
     `saved` is the plan of the unfinished run being resumed: its batch settings are kept (free memory changes
     between runs; a resumed run must take the same steps).
     """
-    data = prepare(cfg.data)  # bad data fails fast
-    say(f"data: {len(data.train)} train / {len(data.eval)} eval conversations, "
-        f"{len(data.skipped)} rows skipped, {len(data.duplicates)} duplicates")
-    for line in skips.skip_lines((*data.skipped, *data.duplicates)):
-        say(f"  {line}")
-    for w in data.warnings:
-        say(f"warning: {w}")
-    tokenizer = _starting_tokenizer(cfg)
-    data, train_ex, eval_ex = render(tokenizer, data, cfg, say)
+    prefs = None
+    if cfg.train.objective == "sft":
+        data = prepare(cfg.data)  # bad data fails fast
+        _say_data(data, "conversations", say)
+        tokenizer = _starting_tokenizer(cfg)
+        data, train_ex, eval_ex = render(tokenizer, data, cfg, say)
+    else:
+        pd = prepare_preferences(cfg.data, cfg.train.objective)
+        _say_data(pd.data, "pairs" if pd.eval or not pd.data.eval else "rated answers", say)
+        tokenizer = _starting_tokenizer(cfg)
+        data, prefs, train_ex, eval_ex = prefplan.render(tokenizer, pd, cfg, say, *_length_cap(cfg))
     if saved is not None and saved.batch_size is not None:
         cfg = saved.apply(cfg)
         fit_lines = [f"memory: resuming with the unfinished run's settings ({saved.batch_size} rows per step x "
@@ -205,7 +212,16 @@ def _planned(cfg: RunConfig, say: Callable[[str], None], saved: Plan | None = No
     lines = fit_lines + planning.describe(cfg, data, train_ex, eval_ex)
     for line in lines:
         say(f"plan: {line}")
-    return Planned(cfg, data, tokenizer, train_ex, eval_ex, lines)
+    return Planned(cfg, data, tokenizer, train_ex, eval_ex, lines, prefs)
+
+
+def _say_data(data: PreparedData, what: str, say: Callable[[str], None]) -> None:
+    say(f"data: {len(data.train)} train / {len(data.eval)} eval {what}, "
+        f"{len(data.skipped)} rows skipped, {len(data.duplicates)} duplicates")
+    for line in skips.skip_lines((*data.skipped, *data.duplicates)):
+        say(f"  {line}")
+    for w in data.warnings:
+        say(f"warning: {w}")
 
 
 def _starting_tokenizer(cfg: RunConfig) -> Any:
@@ -275,9 +291,11 @@ def _check_same_data(run_dir: rundir.RunDir, data: PreparedData) -> None:
 
 
 def _write_inputs(run_dir: rundir.RunDir, cfg: RunConfig, data: PreparedData, plan_lines: list[str],
-                  steps: tuple[int, int]) -> None:
+                  steps: tuple[int, int], prefs: prefplan.PrefRendered | None = None) -> None:
     """The run's inputs: written at the start, and any lost from an unfinished run written again on resume."""
-    writers = {run_dir.train_data: lambda: run_dir.write_conversations("train", data.train),
+    held = [{**p.to_json(), "source": p.source} for p in prefs.eval_pairs] if prefs else None
+    writers = {**({run_dir.pairs("eval"): lambda: write_jsonl(run_dir.pairs("eval"), held)} if prefs else {}),
+               run_dir.train_data: lambda: run_dir.write_conversations("train", data.train),
                run_dir.eval_data: lambda: run_dir.write_conversations("eval", data.eval),
                run_dir.data_summary: lambda: run_dir.write_data_report(DataReport.of(data)),
                run_dir.manifest: lambda: run_dir.write_manifest(manifest(cfg, data)),
@@ -335,7 +353,7 @@ def _train_and_report(run_dir: rundir.RunDir, resumed: bool, planned: Planned, m
     if resumed:
         say(f"resuming the unfinished run in {run_dir.root}")
         _check_same_data(run_dir, data)
-    _write_inputs(run_dir, cfg, data, planned.lines, steps)
+    _write_inputs(run_dir, cfg, data, planned.lines, steps, planned.prefs)
     seconds = 0.0
     if run_dir.weights is not None:
         say(f"training finished earlier: {run_dir.weights}")
@@ -347,10 +365,15 @@ def _train_and_report(run_dir: rundir.RunDir, resumed: bool, planned: Planned, m
         else:
             run_dir.remove(run_dir.metrics)
             run_dir.remove(run_dir.checkpoints)
-        say(f"training ({cfg.train.method}) on {len(train_ex)} rows ({sum(len(e.input_ids) for e in train_ex)} "
-            "tokens/epoch) ...")
-        result = train.train(model, planned.tokenizer, train_ex, planned.eval, cfg, run_dir, say,
-                             resume_from=checkpoint, progress=progress.training_bar())
+        say(f"training ({cfg.train.method}, {cfg.train.objective}) on {len(train_ex)} rows "
+            f"({sum(len(e.input_ids) for e in train_ex)} tokens/epoch) ...")
+        if planned.prefs is not None:
+            result = preftrain.train_preferences(model, planned.tokenizer, planned.prefs.train, planned.prefs.eval,
+                                                 cfg, run_dir, say, resume_from=checkpoint,
+                                                 progress=progress.training_bar())
+        else:
+            result = train.train(model, planned.tokenizer, train_ex, planned.eval, cfg, run_dir, say,
+                                 resume_from=checkpoint, progress=progress.training_bar())
         if result.stopped:
             kept = run_dir.last_checkpoint()
             say(f"stopped on request at step {rundir.checkpoint_step(kept) if kept else '?'} of {steps[1]}; "
@@ -360,9 +383,10 @@ def _train_and_report(run_dir: rundir.RunDir, resumed: bool, planned: Planned, m
     del model  # evaluation loads every model from disk: what is evaluated is what was saved
     training = train.summarize(run_dir.read_metrics(say), *steps)
     evaluation = evaluate.evaluate(run_dir, cfg, data.eval, eval_losses=eval_losses(cfg, training), say=say)
+    prefs = prefeval.evaluate_preferences(run_dir, cfg, say=say)  # None without held-out pairs (an SFT run)
     path = report.write(run_dir, say)
     run_dir.finish()
-    return RunSummary(run_dir.root, path, evaluation, training, seconds, time.perf_counter() - wall)
+    return RunSummary(run_dir.root, path, evaluation, training, seconds, time.perf_counter() - wall, prefs)
 
 
 def _quiet(_: str) -> None:
@@ -370,7 +394,10 @@ def _quiet(_: str) -> None:
 
 
 def eval_losses(cfg: RunConfig, training: TrainingSummary) -> dict[str, float]:
-    """The trainer's eval loss of the starting model (step 0) and of the kept weights."""
+    """The trainer's eval loss of the starting model (step 0) and of the kept weights (SFT's loss on the answers;
+    a preference objective's loss is another quantity: its curve is in metrics.jsonl, not beside SFT's)."""
+    if cfg.train.objective != "sft":
+        return {}
     kept = training.best_eval_loss if cfg.train.load_best else training.last_eval_loss
     return {"base": training.start_eval_loss, "tuned": kept}
 
@@ -391,6 +418,8 @@ def evaluate_run(path: Path, *, data: Path | None = None, labels: list[str], opt
         losses = eval_losses(cfg, training) if training else {}
         ev = evaluate.evaluate(run_dir, cfg, convs, labels=labels, out_dir=out_dir, eval_losses=losses,
                                judge=judge, fresh=fresh, say=say)
+        if data is None:
+            prefeval.evaluate_preferences(run_dir, cfg, labels, say=say)
         # On the held-out rows the report describes eval/summary.json, which was just replaced.
         return ev, report.write(run_dir, say) if data is None else None
 

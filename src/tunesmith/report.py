@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from tunesmith import evaluate, metrics, retention, train
+from tunesmith import evaluate, metrics, prefeval, retention, train
 from tunesmith.errors import TunesmithError
 from tunesmith.records import Conversation, EvalReport
 from tunesmith.diskio import write_bytes, write_text
@@ -304,7 +304,14 @@ def sections(run: RunDir, say: Callable[[str], None] | None = None) -> list[tupl
                           f"base in {j.base_wins}, ties {j.ties} (each pair asked in both orders; a row "
                           f"wins only when both orders agree; {j.unparsed_replies} unreadable replies). Net "
                           f"win share {j.net_win_share:+.2f} [{j.low:+.2f}, {j.high:+.2f}]: {j.verdict}."))
-    out.append(("Did tuning help?", notes))
+    prefs = prefeval.read(run)
+    if prefs is not None and len(prefs.models) > 1:
+        header, rows = prefeval.table(prefs)
+        out.append(("Does the model prefer what people chose?",
+                    [Note(prefeval.verdict(prefs, prefs.models[1].label) + "."), Table(header, rows),
+                     Note(prefeval.ABOUT)]))
+    out.append(("Did tuning help?" if prefs is None else "Answers to the held-out prompts, scored against the "
+                "chosen answers", notes))
     out.append(("Did tuning break anything? (retention outside the task)", _retention_blocks(ev)))
 
     training = train.read_summary(run, say)  # says so when metrics.jsonl ends in a torn line

@@ -70,6 +70,10 @@ class RunDir:
     def eval_data(self) -> Path:
         return self.root / "data" / "eval.jsonl"
 
+    def pairs(self, which: str) -> Path:
+        """A preference run's pairs (train or eval), in TRL's conversational format with each row's source."""
+        return self.root / "data" / f"{which}_pairs.jsonl"
+
     @property
     def metrics(self) -> Path:
         return self.root / "metrics.jsonl"
@@ -260,6 +264,10 @@ class EvalDir:
     @property
     def summary(self) -> Path:
         return self.root / "summary.json"
+
+    @property
+    def preference(self) -> Path:  # preference accuracy on held-out pairs (prefeval.py)
+        return self.root / "preference.json"
 
     def generations(self, label: str) -> Path:
         return self.root / f"{safe_name(label)}.jsonl"

@@ -146,11 +146,17 @@ class LogRow:
     eval_mean_token_accuracy: float | None = None
     tokens_per_s: float | None = None
     peak_memory_mb: float | None = None
+    rewards_accuracies: float | None = None  # preference objectives (TRL's rewards/accuracies): chosen won
+    rewards_margins: float | None = None
+    eval_rewards_accuracies: float | None = None
+    eval_rewards_margins: float | None = None
     logged_at: float | None = None  # Unix time of the line: the UI's ETA (steps per second of wall time)
 
     @classmethod
     def of(cls, step: int, epoch: float, logs: dict[str, Any]) -> LogRow:
-        """From the Trainer's log dict; keys tunesmith does not keep are left out."""
+        """From the Trainer's log dict ("rewards/margins" read as rewards_margins); keys tunesmith does not keep
+        are left out."""
+        logs = {k.replace("/", "_"): v for k, v in logs.items()}
         return cls(step, epoch, **{f.name: logs[f.name] for f in fields(cls)[2:] if f.name in logs})
 
     def to_json(self) -> dict[str, Any]:

@@ -237,16 +237,16 @@ def peft_config(cfg: RunConfig) -> Any:
                       use_dora=lc.dora, use_rslora=lc.rslora, task_type="CAUSAL_LM")
 
 
-def _args(cfg: RunConfig, run: RunDir, resuming: bool) -> Any:
+def training_args(cfg: RunConfig, run: RunDir, resuming: bool) -> dict[str, Any]:
+    """The TrainingArguments every objective shares (SFT here, the preference trainers in preftrain)."""
     import torch
-    from trl import SFTConfig
 
     t = cfg.train
     precision = choose_precision(t.precision)
     if precision == "fp16" and not torch.cuda.is_available():
         raise TunesmithError("train.precision: fp16 needs a CUDA GPU", fix="use precision: auto, bf16 or fp32")
     guard = t.early_stopping_patience > 0 or t.load_best
-    return SFTConfig(
+    return dict(
         output_dir=str(run.checkpoints), num_train_epochs=t.epochs, max_steps=t.max_steps,
         learning_rate=t.learning_rate, lr_scheduler_type=t.lr_scheduler,
         warmup_steps=t.warmup_ratio,  # a float < 1 is a ratio in transformers 5
@@ -262,11 +262,19 @@ def _args(cfg: RunConfig, run: RunDir, resuming: bool) -> Any:
         seed=t.seed, data_seed=t.seed, report_to="none",  # trackers are added as callbacks, see _trackers
         gradient_checkpointing=t.gradient_checkpointing,  # TRL defaults it on; for small models it only costs time
         gradient_checkpointing_kwargs={"use_reentrant": False} if t.gradient_checkpointing else None,
-        max_length=None, dataset_kwargs={"skip_prepare_dataset": True}, remove_unused_columns=False,
-        train_sampling_strategy="group_by_length" if t.group_by_length else "random",
-        padding_free=choose_padding_free(t.padding_free),  # TRL's collator: one row, position ids, labels kept
-        dataloader_num_workers=0, disable_tqdm=True, torch_compile=t.compile,
+        remove_unused_columns=False, dataloader_num_workers=0, disable_tqdm=True, torch_compile=t.compile,
         bf16=precision == "bf16", fp16=precision == "fp16", use_cpu=not torch.cuda.is_available())
+
+
+def _args(cfg: RunConfig, run: RunDir, resuming: bool) -> Any:
+    from trl import SFTConfig
+
+    t = cfg.train
+    return SFTConfig(
+        **training_args(cfg, run, resuming),
+        max_length=None, dataset_kwargs={"skip_prepare_dataset": True},
+        train_sampling_strategy="group_by_length" if t.group_by_length else "random",
+        padding_free=choose_padding_free(t.padding_free))  # TRL's collator: one row, position ids, labels kept
 
 
 def train(model: Any, tokenizer: Any, train_ex: list[Example], eval_ex: list[Example], cfg: RunConfig,
@@ -277,22 +285,34 @@ def train(model: Any, tokenizer: Any, train_ex: list[Example], eval_ex: list[Exa
     `model` may already be a trainable PeftModel (`--continue-from`); then no new adapter is added.
     """
     from peft import PeftModel
-    from transformers import EarlyStoppingCallback, PrinterCallback
 
-    from transformers.utils import logging as hf_logging
-
-    hf_logging.disable_progress_bar()  # a "Writing model shards" bar per checkpoint drowns the metric lines
-    t = cfg.train
-    callbacks = _callbacks(run, say) + _trackers(cfg, run, say) + ([progress] if progress is not None else [])
-    if t.early_stopping_patience:
-        callbacks.append(EarlyStoppingCallback(early_stopping_patience=t.early_stopping_patience))
-    lora = t.method == "lora" and not isinstance(model, PeftModel)
+    callbacks = callbacks_for(cfg, run, say, progress)
+    lora = cfg.train.method == "lora" and not isinstance(model, PeftModel)
     fastpath.supervised_logits_only()
     trainer = _trainer_class()(model=model, args=_args(cfg, run, resume_from is not None),
                          train_dataset=_dataset(train_ex),
                          eval_dataset=_dataset(sorted(eval_ex, key=lambda e: len(e.input_ids))),  # less padding
                          processing_class=tokenizer, peft_config=peft_config(cfg) if lora else None,
                          callbacks=callbacks)
+    return run_trainer(trainer, tokenizer, cfg, run, resume_from)
+
+
+def callbacks_for(cfg: RunConfig, run: RunDir, say: Callable[[str], None], progress: Any = None) -> list[Any]:
+    """metrics.jsonl first (run_trainer reads its stop flag), then trackers, the progress bar, early stopping."""
+    from transformers import EarlyStoppingCallback
+
+    callbacks = _callbacks(run, say) + _trackers(cfg, run, say) + ([progress] if progress is not None else [])
+    if cfg.train.early_stopping_patience:
+        callbacks.append(EarlyStoppingCallback(early_stopping_patience=cfg.train.early_stopping_patience))
+    return callbacks
+
+
+def run_trainer(trainer: Any, tokenizer: Any, cfg: RunConfig, run: RunDir, resume_from: Path | None) -> TrainResult:
+    """Run a built TRL trainer (any objective) and save its weights; a requested stop leaves its checkpoint."""
+    from transformers import PrinterCallback
+    from transformers.utils import logging as hf_logging
+
+    hf_logging.disable_progress_bar()  # a "Writing model shards" bar per checkpoint drowns the metric lines
     trainer.remove_callback(PrinterCallback)  # our callback prints one readable line per log instead
     if fastpath.frozen_in_bf16(cfg):
         fastpath.frozen_to_bf16(trainer.model)
@@ -302,10 +322,11 @@ def train(model: Any, tokenizer: Any, train_ex: list[Example], eval_ex: list[Exa
     trainer.train(resume_from_checkpoint=str(resume_from) if resume_from else None)
     seconds = time.perf_counter() - start
     tokens = int(trainer.state.num_input_tokens_seen or 0)
-    if callbacks[0].stopped:  # the checkpoint just saved is what a resume starts from; no weights yet
+    metrics_file = next(c for c in trainer.callback_handler.callbacks if hasattr(c, "stopped"))
+    if metrics_file.stopped:  # the checkpoint just saved is what a resume starts from; no weights yet
         _leave_process_group()
         return TrainResult(trainer.model, seconds, tokens, stopped=True)
-    save_weights(trainer, tokenizer, run, full=t.method == "full")
+    save_weights(trainer, tokenizer, run, full=cfg.train.method == "full")
     _leave_process_group()
     return TrainResult(trainer.model, seconds, tokens)
 

@@ -122,8 +122,13 @@ def _config(config_path: Path | None, sets: list[str] | None, data: list[Path] |
 def _print_summary(s) -> None:  # noqa: ANN001
     t = s.training
     typer.echo(f"\nreport: {s.report} (and its Markdown twin)")
-    typer.echo(f"eval loss {t.start_eval_loss:.4f} -> {t.best_eval_loss:.4f} (kept step {t.best_step}, epoch "
+    loss = "eval loss" if s.preference is None else "held-out preference loss"
+    typer.echo(f"{loss} {t.start_eval_loss:.4f} -> {t.best_eval_loss:.4f} (kept step {t.best_step}, epoch "
                f"{t.best_epoch:g}{'; stopped early' if t.stopped_early else ''})")
+    if s.preference is not None and len(s.preference.models) > 1:
+        from tunesmith.prefeval import verdict
+
+        typer.echo(verdict(s.preference, s.preference.models[1].label))
     if t.overfitting:
         typer.echo(f"overfitting: {t.overfitting}")
     _print_eval(s.evaluation)

@@ -291,9 +291,9 @@ def _refuse_preferences(path: Path, records: list[RawRecord], fmt: str) -> None:
         kind = "chosen and rejected answers (DPO / ORPO data)" if pairs >= rated else "answers labelled true/false (KTO data)"
         raise TunesmithError(f"these rows hold preference data: {kind}, not instructions to imitate",
                              where=str(path), problems=[f"{max(pairs, rated)} of {len(records)} rows"],
-                             fix="`tunesmith inspect` reads it as preference data (pairs, skips, length bias); "
-                                 "this version of tunesmith does not train on preferences yet (DPO, ORPO, SimPO, "
-                                 "KTO): for instruction tuning, give a file of prompts and the answers to imitate")
+                             fix="train on it with --set train.objective=" + ("dpo (or orpo, simpo)" if pairs >= rated
+                                                                              else "kto")
+                                 + "; `tunesmith inspect` shows how it reads (pairs, skips, length bias)")
 
 
 def _guess_columns(row: Any) -> dict[str, str]:

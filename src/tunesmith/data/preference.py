@@ -47,6 +47,12 @@ class Pair:
                 "chosen": [{"role": "assistant", "content": self.chosen}],
                 "rejected": [{"role": "assistant", "content": self.rejected}]}
 
+    @classmethod
+    def from_json(cls, obj: dict[str, Any], source: str) -> Pair:
+        """The conversational rows `to_json` writes (a run folder's data/*_pairs.jsonl)."""
+        return cls(_messages(obj["prompt"]), _text(obj["chosen"], "chosen"), _text(obj["rejected"], "rejected"),
+                   obj.get("source", source))
+
 
 @dataclass(frozen=True)
 class Rated:
