@@ -16,7 +16,13 @@ def chat(target: Target,
          system: Annotated[Optional[str], typer.Option("--system", help="system prompt (default: the one every "
                                                        "training row of the run had, if any)")] = None,
          prompt: Annotated[Optional[str], typer.Option("--prompt", help="answer this once and exit")] = None,
-         max_new_tokens: MaxNew = None, temperature: Temperature = None) -> None:
+         max_new_tokens: MaxNew = None, temperature: Temperature = None,
+         collect: Annotated[Optional[Path], typer.Option("--collect", metavar="FILE.jsonl", help="show two answers "
+                                                         "per prompt and write your choices as preference pairs "
+                                                         "(TRL format; ratings to FILE.kto.jsonl)")] = None,
+         versus: Annotated[Optional[str], typer.Option("--versus", metavar="base", help="with --collect: the "
+                                                       "second answer from the run's base model, not a second "
+                                                       "sample")] = None) -> None:
     """Chat with a tuned model (or any model) in the terminal, answers streamed; /reset, /system TEXT, /exit.
 
     \b
@@ -24,6 +30,7 @@ def chat(target: Target,
       tunesmith chat runs/demo
       tunesmith chat runs/demo --prompt "I cannot sleep before exams."
       tunesmith chat default --system "Answer in one word." --max-new-tokens 32
+      tunesmith chat runs/demo --collect prefs.jsonl --versus base
     """
     from tunesmith import chat as chatting
     from tunesmith.config import EvalConfig, section
@@ -35,6 +42,14 @@ def chat(target: Target,
     for flag, text in (("--prompt", prompt), ("--system", system)):
         if text is not None:
             chatting.checked_text(text, flag)  # bytes that are not UTF-8, before the model loads
+    if versus is not None and (versus != "base" or collect is None):
+        raise TunesmithError(f"--versus {versus}: only --versus base, and only with --collect",
+                             fix="tunesmith chat RUN --collect prefs.jsonl --versus base")
+    collector = None
+    if collect is not None:
+        from tunesmith.collect import Collector
+
+        collector = Collector.open(collect)  # a bad file name, before the model loads
     session = chatting.open_session(target, system=system, options=options, say=_say)
 
     def write(text: str) -> None:
@@ -56,6 +71,13 @@ def chat(target: Target,
         except EOFError:
             return None
 
+    if collector is not None:
+        from tunesmith.collect import collect as collecting
+
+        other = chatting.open_session(target, system=system, options=options, say=_say, base=True) \
+            if versus else None
+        collecting(session, other, collector, read, write)
+        return
     chatting.repl(session, read, write)
 
 

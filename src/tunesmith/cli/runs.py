@@ -94,7 +94,10 @@ def init(data: Annotated[Optional[list[Path]], typer.Option("--data", help="your
 
 @app.command()
 def demo(overwrite: Overwrite = False, set_: Sets = None, name: Name = None, model: Model = None,
-         output_dir: OutputDir = None) -> None:
+         output_dir: OutputDir = None,
+         prefs: Annotated[bool, typer.Option("--prefs", help="continue the demo's run with DPO on the bundled "
+                                             "preference pairs (trains the demo first when it is missing)")]
+         = False) -> None:
     """The shipped demo: LoRA-tune the embedded SmolLM2 on the bundled counselling data.
 
     \b
@@ -102,16 +105,29 @@ def demo(overwrite: Overwrite = False, set_: Sets = None, name: Name = None, mod
       tunesmith demo
       tunesmith demo --overwrite --set train.epochs=1
       tunesmith demo --output-dir my-runs
+      tunesmith demo --prefs
     """
     _training()
-    from tunesmith import pipeline
+    from tunesmith import pipeline, rundir
 
     with resources.as_file(resources.files("tunesmith") / "configs" / "demo.yaml") as path:
-        cfg = _config(path, set_, None, name=name, model=model, output_dir=output_dir)
-        summary = pipeline.run(cfg, overwrite=overwrite, say=_say)
+        cfg = _config(path, None if prefs else set_, None, name=None if prefs else name, model=model,
+                      output_dir=output_dir)
+        sft = rundir.RunDir(cfg.output_dir / cfg.name)
+        summary = None
+        if not prefs or not sft.finished:
+            if prefs:
+                _say(f"the preference demo continues {sft.root}; training it first ...")
+            summary = pipeline.run(cfg, overwrite=overwrite and not prefs, say=_say)
+    if prefs:
+        with resources.as_file(resources.files("tunesmith") / "configs" / "demo_prefs.yaml") as path:
+            from tunesmith.config import override
+
+            cfg = _config(path, [*(set_ or []), override("continue_from", str(sft.root.resolve()))], None,
+                          name=name, model=model, output_dir=output_dir)
+            summary = pipeline.run(cfg, overwrite=overwrite, say=_say)
     if summary is not None:
         _print_summary(summary)
-
 
 
 @app.command("eval")
