@@ -232,6 +232,35 @@ def test_the_board_export_never_replaces_without_that_clicks_consent(board):
     assert (out / "my_notes.txt").read_text(encoding="utf-8") == "mine" and (out / "model.safetensors").is_file()
 
 
+def test_the_chat_tabs_buttons_write_preferences_that_train(board):
+    """Base vs tuned side by side, then a click: a pair (or two KTO rows) in ROOT/preferences/<run>.jsonl."""
+    from tunesmith.data import preference
+    from tunesmith.ui import duo
+
+    base, root, call = board
+    kind, data = call("prefer_tuned", "tiny", "", [], [], "")
+    assert kind == "complete" and "nothing to record yet" in data[0]
+    kind, data = call("chat", "tiny", "", 1.0, 8, "I cannot sleep before exams.", [], [])
+    assert kind == "complete", data
+    hb, ht = data[0], data[1]
+    kind, data = call("prefer_tuned", "tiny", "", hb, ht, "")
+    assert kind == "complete" and data[0].startswith("saved: tiny.jsonl"), data
+    kind, data = call("prefer_mine", "tiny", "", hb, ht, "That sounds stressful. What keeps you awake?")
+    assert data[0].startswith("saved"), data
+    kind, data = call("prefer_tuned", "tiny", "", hb, ht, "")  # the same click twice: not written again
+    assert data[0].startswith("already saved"), data
+    kind, data = call("prefer_both_bad", "tiny", "", hb, ht, "")
+    assert data[0].startswith("saved: tiny.kto.jsonl"), data
+    pairs = preference.load(root / "preferences" / "tiny.jsonl")
+    answer = lambda h: duo.turns(h)[-1].content.removesuffix(" [cut at max_new_tokens]").strip()  # noqa: E731
+    assert [(p.chosen, p.rejected) for p in pairs.pairs] == [
+        (answer(ht), answer(hb)), ("That sounds stressful. What keeps you awake?", answer(ht))]
+    assert [r.good for r in preference.load(root / "preferences" / "tiny.kto.jsonl").rated] == [False, False]
+    kind, data = call("prefer_tuned", "../../etc", "", hb, ht, "")  # a run outside the runs folder: refused
+    assert kind == "error" and "not in the list of choices" in data["error"], (kind, data)  # the dropdown's own check
+    assert sorted(p.name for p in (root / "preferences").iterdir()) == ["tiny.jsonl", "tiny.kto.jsonl"]
+
+
 def test_the_model_box_cannot_tell_which_folders_exist_outside_the_runs_folder(tiny_model_dir: Path,
                                                                               tmp_path: Path):
     from tunesmith.ui.data import preview_html

@@ -15,6 +15,7 @@ from typing import Any
 
 from tunesmith import chat
 from tunesmith.chat import Reply
+from tunesmith.collect import Collector, kto_path
 from tunesmith.records import Message
 
 
@@ -42,8 +43,15 @@ def pair(run: Path, system: str | None = None, options: dict[str, Any] | None = 
 
 
 def turns(history: Sequence[dict[str, Any]]) -> list[Message]:
-    """A Chatbot's messages (role, content) as tunesmith Messages."""
-    return [Message(m["role"], str(m["content"])) for m in history if m.get("role") in ("user", "assistant")]
+    """A Chatbot's messages (role, content) as tunesmith Messages; Gradio 6 hands content back as a list of
+    parts ({"type": "text", "text": ...}), which are joined."""
+    return [Message(m["role"], _text(m["content"])) for m in history if m.get("role") in ("user", "assistant")]
+
+
+def _text(content: Any) -> str:
+    if isinstance(content, list):
+        return "".join(p.get("text", "") if isinstance(p, dict) else str(p) for p in content)
+    return str(content)
 
 
 def answer_both(p: Pair, base_history: Sequence[dict[str, Any]], tuned_history: Sequence[dict[str, Any]],
@@ -68,3 +76,40 @@ def answer_both(p: Pair, base_history: Sequence[dict[str, Any]], tuned_history: 
             else:
                 text[side] += item
             yield text[0], text[1], done[0], done[1]
+
+
+CUT = " [cut at max_new_tokens]"
+
+
+def preferences_file(root: Path, run: str) -> Path:
+    """Where the Chat tab's choices for a run go: ROOT/preferences/<run>.jsonl (inside the runs folder)."""
+    folder = root / "preferences"
+    folder.mkdir(parents=True, exist_ok=True)
+    return folder / f"{Path(run).name}.jsonl"
+
+
+def record(root: Path, run: str, system: str | None, base_history: Sequence[dict[str, Any]],
+           tuned_history: Sequence[dict[str, Any]], choice: str, edit: str = "") -> str:
+    """Record the last exchange: choice base / tuned (a pair), both_bad (two KTO rows), mine (the user's answer
+    chosen over the tuned model's). Returns what was written, in words."""
+    b, t = turns(base_history), turns(tuned_history)
+    if len(b) < 2 or len(t) < 2 or b[-1].role != "assistant" or t[-1].role != "assistant" or b[-2] != t[-2]:
+        return "nothing to record yet: send a message to both models first"
+    prompt = (*((Message("system", system),) if system else ()), b[-2])
+    base, tuned = (m.content.removesuffix(CUT).strip() for m in (b[-1], t[-1]))
+    c = Collector.open(preferences_file(root, run))
+    if choice == "both_bad":
+        c.rate(prompt, base, False)
+        c.rate(prompt, tuned, False)
+    elif choice == "mine":
+        if not edit.strip():
+            return "write your answer first"
+        c.pair(prompt, edit.strip(), tuned)
+    else:
+        chosen, rejected = (base, tuned) if choice == "base" else (tuned, base)
+        c.pair(prompt, chosen, rejected)
+    written = c.pairs + c.rated
+    where = c.path if c.pairs or choice != "both_bad" else kto_path(c.path)
+    return (f"{'saved' if written else 'already saved (or both answers are the same text)'}: {where.name} "
+            f"({c.before + written} rows in {c.path.parent.name}/); train on it with "
+            f"--set train.objective={'kto' if choice == 'both_bad' else 'dpo'}")

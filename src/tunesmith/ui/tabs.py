@@ -274,6 +274,12 @@ def chat_tab(root: Path, t: Any) -> None:
         with gr.Row():
             send = gr.Button(t("send"), variant="primary", elem_id="chat-send")
             clear = gr.Button(t("clear"), elem_id="chat-clear")
+        with gr.Row():  # preference collection (collect.py): choices go to ROOT/preferences/<run>.jsonl
+            picks = {c: gr.Button(t(f"{c}_better" if c != "both_bad" else c), elem_id=f"chat-{c}", size="sm")
+                     for c in ("base", "tuned", "both_bad")}
+            mine = gr.Textbox(label=t("my_answer"), elem_id="chat-mine", scale=3)
+            picks["mine"] = gr.Button(t("use_mine"), elem_id="chat-use-mine", size="sm")
+        saved = gr.Markdown(elem_id="chat-saved")
 
         def talk(name: str | None, system_text: str, temp: float, most: float, user: str, hb: list[Any],
                  ht: list[Any]) -> Any:
@@ -290,6 +296,10 @@ def chat_tab(root: Path, t: Any) -> None:
         for event, name in ((send.click, "chat"), (message.submit, "chat_submit")):
             event(talk, [run, system, temperature, longest, message, base, tuned], [base, tuned, message],
                   api_name=name)
+        for choice, button in picks.items():
+            button.click(lambda name, sys_text, hb, ht, edit, c=choice: duo.record(
+                root, files.inside(root, name).name, sys_text.strip() or None, hb, ht, c, edit) if name else "",
+                [run, system, base, tuned, mine], saved, api_name=f"prefer_{choice}")
         for event in (clear.click, run.change):
             event(lambda: ([], []), None, [base, tuned])
         tab.select(lambda name: gr.update(choices=files.run_names(root, "finished"), value=name), run, run)
