@@ -22,7 +22,15 @@ def test_accuracy_and_margin_by_hand():
     assert ev.differences["tuned"]["accuracy"].mean == pytest.approx(0.5)  # 0% -> 50%
     assert ev.differences["tuned"]["margin"].mean == pytest.approx((2 + 0 + 1) / 3)
     assert prefeval.PreferenceEval.from_json(ev.to_json()) == ev
-    assert "tuned" in prefeval.verdict(ev) and "50% vs 0%" in prefeval.verdict(ev)
+    # three pairs: +50 points, but the interval reaches zero, so the words do not claim a change
+    assert "cannot be told apart" in prefeval.verdict(ev) and "50% vs 0%" in prefeval.verdict(ev)
+    many = prefeval.PreferenceModel("tuned", "x", ((-1.0, -2.0),) * 30 + ((-2.0, -1.0),) * 10)
+    worse = prefeval.PreferenceModel("base", "b", ((-2.0, -1.0),) * 40)
+    big = prefeval.PreferenceEval(tuple(map(str, range(40))), (worse, many), {"tuned": {
+        "accuracy": prefeval.paired_bootstrap(worse.wins, many.wins),
+        "margin": prefeval.paired_bootstrap(worse.margins, many.margins)}})
+    assert prefeval.verdict(big).startswith("tuned prefers the chosen answers more often than base on 40")
+    assert "75% vs 0%" in prefeval.verdict(big) and "more strongly" in prefeval.verdict(big)
     header, rows = prefeval.table(ev)
     assert header[0] == "metric" and rows[0][0] == "preference accuracy" and rows[0][1].startswith("0% [")
 

@@ -441,8 +441,9 @@ def objective_line(cfg: RunConfig) -> str:
     """What a preference objective computes each step, and what its reference model costs."""
     t, p = cfg.train, cfg.preference
     beta = p.beta_for(t.objective)
+    each = "each answer" if t.objective == "kto" else "both sequences"
     reference = ("the base model under the adapter (PEFT's disabled adapter: no second copy of the weights; one "
-                 "no-grad forward of both sequences per step, ~1/3 more compute)" if t.method == "lora" else
+                 f"no-grad forward of {each} per step, ~1/3 more compute)" if t.method == "lora" else
                  "the starting model's log-probs, computed once before training (no second copy kept)")
     if cfg.continue_from is not None and t.method == "lora":
         reference = "the run continued from (a copy of its adapter; one no-grad forward per step)"

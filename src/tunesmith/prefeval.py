@@ -122,18 +122,19 @@ def read(run: rundir.RunDir) -> PreferenceEval | None:
 
 
 def verdict(ev: PreferenceEval, label: str = "tuned") -> str:
-    """The result in words: whether the tuned model prefers the chosen answers more often than the base did."""
+    """The result in words: whether the tuned model prefers the chosen answers more often than the base did, and
+    (the only change a base already at the ceiling can show) how much more strongly."""
     base, tuned = ev.models[0], next(m for m in ev.models if m.label == label)
-    d = ev.differences[label]["accuracy"]
+    d, dm = ev.differences[label]["accuracy"], ev.differences[label]["margin"]
     n = len(tuned.scores)
-    if d.low > 0:
-        how = "prefers the chosen answers more often than"
-    elif d.high < 0:
-        how = "prefers the chosen answers less often than"
-    else:
-        how = "cannot be told apart from"
+    how = {"better": "prefers the chosen answers more often than", "worse": "prefers the chosen answers less often "
+           "than"}.get(d.verdict, "cannot be told apart in how often it prefers the chosen answers from")
+    strength = {"better": "more", "worse": "less"}.get(dm.verdict)
     return (f"{label} {how} {base.label} on {n} held-out pairs: {tuned.accuracy:.0%} vs {base.accuracy:.0%} "
-            f"(difference {d.mean:+.0%}, 95% interval {d.low:+.0%} to {d.high:+.0%})")
+            f"(difference {d.mean:+.0%}, 95% interval {d.low:+.0%} to {d.high:+.0%})"
+            + (f"; {base.label} already preferred nearly all of them" if base.accuracy >= 0.95 else "")
+            + (f"; it prefers them {strength} strongly: margin {base.margin:+.3f} -> {tuned.margin:+.3f} nats per "
+               f"token ({dm.mean:+.3f}, 95% interval {dm.low:+.3f} to {dm.high:+.3f})" if strength else ""))
 
 
 def table(ev: PreferenceEval) -> tuple[list[str], list[list[str]]]:
