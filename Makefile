@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: install demo test clean tcmalloc llama-cpp
+.PHONY: install demo test test-all clean tcmalloc llama-cpp
 
 install: $(STAMP)
 
@@ -28,7 +28,12 @@ $(STAMP): requirements.txt requirements-nodeps.txt pyproject.toml
 demo: install tcmalloc
 	$(BIN)/tunesmith demo --overwrite
 
+# Every verb, on tiny real models and real files, in ~15 min on 2 cores; the slow real-model tests (SmolLM2 over
+# real HTTP for synth, an over-trained SmolLM2 for retention, the default model through GGUF) run in test-all.
 test: install
+	$(BIN)/python -m pytest -m "not slow"
+
+test-all: install
 	$(BIN)/python -m pytest
 
 # Opt-in: llama.cpp's Python binding, compiled from source (minutes on 2 cores). With it, tests/test_export.py

@@ -46,8 +46,8 @@ def test_each_objective_trains_with_a_finite_loss_that_falls(objective, tmp_path
 
 
 def test_dpo_reference_log_probs_are_the_base_models(tmp_path, tiny_model_dir, smol_tokenizer):
-    """The reference is the base under the adapter (disabled), not a copy: its log-probs equal the base model's,
-    even after the adapter has been changed."""
+    """The reference is the base under the adapter (disabled), not a copy: its log-probs, computed once before
+    training into the train set, equal the base model's, and so does a reference pass after the adapter changed."""
     import torch
 
     from tunesmith import models
@@ -68,6 +68,8 @@ def test_dpo_reference_log_probs_are_the_base_models(tmp_path, tiny_model_dir, s
     trainer = trainer_class(model=model, args=args, train_dataset=preftrain.dataset(pairs),
                             eval_dataset=preftrain.dataset(pairs), processing_class=tokenizer,
                             peft_config=train.peft_config(cfg))
+    assert trainer.train_dataset["ref_chosen_logps"] == pytest.approx(want_chosen, abs=1e-3)  # what training uses
+    assert trainer.train_dataset["ref_rejected_logps"] == pytest.approx(want_rejected, abs=1e-3)
     with torch.no_grad():  # move the adapter away from zero: the reference must not follow it
         for name, p in trainer.model.named_parameters():
             if "lora_B" in name:

@@ -6,3 +6,6 @@ checks the two agree). Its own module so that config, below the data stage, need
 ROW_FORMATS = ("messages", "sharegpt", "alpaca", "prompt_completion", "numbered_turns", "turns", "pairs", "text")
 FLAT_TURNS = "flat_turns"  # file-level: every record is one {role, content} turn
 ALL_FORMATS = (*ROW_FORMATS, FLAT_TURNS)
+# Role names as files write them -> the roles tunesmith uses (the SFT formats and the preference shapes alike).
+ROLE_ALIASES = {"system": "system", "user": "user", "assistant": "assistant",
+                "human": "user", "gpt": "assistant", "model": "assistant"}

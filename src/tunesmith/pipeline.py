@@ -210,6 +210,7 @@ def _planned(cfg: RunConfig, say: Callable[[str], None], saved: Plan | None = No
     else:
         cfg, fit_lines = planning.fit_memory(cfg, train_ex, eval_ex)
     lines = fit_lines + planning.describe(cfg, data, train_ex, eval_ex)
+    lines += [prefplan.objective_line(cfg)] if prefs else []
     for line in lines:
         say(f"plan: {line}")
     return Planned(cfg, data, tokenizer, train_ex, eval_ex, lines, prefs)

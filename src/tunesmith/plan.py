@@ -52,7 +52,9 @@ ALLOCATOR = 1.25  # allocator headroom over the tensors' own size
 # a least-squares fit over bench/memory_estimate.py --allocator glibc (chat 3.06, long Korean prompt 8.88,
 # multi-turn 8.22 GiB measured; the fit's errors +5%, +6%, -10%). The fixed part is the same for both.
 GLIBC_PER_TOKEN = 1.7
-REFERENCE_OBJECTIVES = ("dpo", "kto")  # a frozen reference model's log-probs in every step (orpo, simpo: none)
+# A frozen reference model's log-probs (orpo, simpo: none), computed once before training (preftrain): a no-grad
+# forward over every train and eval row; no second copy of the weights, nothing added to a step.
+REFERENCE_OBJECTIVES = ("dpo", "kto")
 
 
 def parameter_counts(cfg: RunConfig) -> tuple[int, int, Any]:
@@ -115,10 +117,6 @@ def memory_terms(cfg: RunConfig, trainable: int, total: int, arch: Any) -> tuple
         fixed = embeddings * 4 + (total - embeddings) * 2 + trainable * (4 + 8)
     else:
         fixed = total * weight_bytes + trainable * (4 + 8)
-    if t.objective in REFERENCE_OBJECTIVES:
-        # The reference forward (no grad: PEFT's disabled adapter, no second copy of the weights) holds one
-        # layer's activations at a time; full fine-tuning computes it once before training (no copy either).
-        per_token += hidden * PER_TOKEN_BYTES["half" if half else "fp32"] * (t.method == "lora")
     if not _cuda() and runtime.training_allocator() == "glibc":
         per_token *= GLIBC_PER_TOKEN  # the allocator train will really have, not the one it would prefer
     return (fixed * ALLOCATOR + RUNTIME_GIB * 2**30) / 2**30, per_token * ALLOCATOR / 2**30
@@ -226,11 +224,12 @@ def _nothing_fits(cfg: RunConfig, train_ex: list[Example], need: str, budget: fl
 
 
 def estimate_seconds(cfg: RunConfig, total: int, arch: Any, train: Sequence[int], eval_lengths: Sequence[int],
-                     evals: int, prompts: Sequence[int]) -> float | None:
+                     evals: int, prompts: Sequence[int], reference: Sequence[int] = ()) -> float | None:
     """Training + eval-loss passes + two generation passes, on rows of these lengths in tokens; None on a GPU.
 
     `train` holds each trained row once per epoch; `prompts` the generation prompts' lengths (each is
-    prefilled once per model, then max_new_tokens are generated).
+    prefilled once per model, then max_new_tokens are generated); `reference` the rows a preference objective's
+    reference model scores once before training.
     """
     import torch
 
@@ -246,10 +245,10 @@ def estimate_seconds(cfg: RunConfig, total: int, arch: Any, train: Sequence[int]
     # what made a 16-row run of ~3,300-token Korean prompts take 31 min where the estimate without it said 23.
     attn = 2 * getattr(arch, "hidden_size", 768) * getattr(arch, "num_hidden_layers", 12)
     again = 1 if cfg.train.gradient_checkpointing else 0
-    # DPO / KTO: one more (no-grad) forward of the same rows for the reference log-probs.
-    params = (2 if cfg.train.method == "lora" else 3) + again + (cfg.train.objective in REFERENCE_OBJECTIVES)
-    reference = cfg.train.objective in REFERENCE_OBJECTIVES
-    train_s = sum(params * 2 * total * n + (3 + again + reference) * attn * n * n for n in train) / flops
+    params = (2 if cfg.train.method == "lora" else 3) + again
+    train_s = sum(params * 2 * total * n + (3 + again) * attn * n * n for n in train) / flops
+    # the reference pass (dpo, kto): each row once, forward only
+    train_s += sum(2 * total * n + attn * n * n for n in reference) / flops
     eval_s = evals * sum(2 * total * n + attn * n * n for n in eval_lengths) / flops
     prefill_s = 2 * sum(2 * total * n + attn * n * n for n in prompts) / (CPU_PREFILL_FLOPS_PER_CORE * cores)
     gen_s = 2 * decode_seconds(cfg, total, arch, prompts)
@@ -306,7 +305,9 @@ def run_seconds(cfg: RunConfig, train_ex: list[Example], eval_ex: list[Example],
     trained = [len(e.input_ids) for e in train_ex] * math.floor(epochs)
     trained += [len(e.input_ids) for e in train_ex][: round((epochs % 1) * len(train_ex))]
     prompts = [len(e.input_ids) - e.supervised_tokens for e in eval_ex[: cfg.eval.max_rows]]
-    return estimate_seconds(cfg, total, arch, trained, [len(e.input_ids) for e in eval_ex], evals, prompts)
+    reference = [len(e.input_ids) for e in (*train_ex, *eval_ex)] if t.objective in REFERENCE_OBJECTIVES else []
+    return estimate_seconds(cfg, total, arch, trained, [len(e.input_ids) for e in eval_ex], evals, prompts,
+                            reference)
 
 
 # Past half an hour (issue 12) the plan says which knobs cut the time and by how much.
@@ -417,15 +418,13 @@ def describe(cfg: RunConfig, data: PreparedData, train_ex: list[Example], eval_e
                               else "not estimated on GPU (the estimate is calibrated for CPUs)"),
         f"generation eval: {eval_rows} rows, up to {cfg.eval.max_new_tokens} new tokens, greedy",
         f"output: {cfg.output_dir / cfg.name}",
-        _step_line(cfg, trainable),
+        *([_step_line(cfg, trainable)] if t.objective == "sft" else []),  # prefplan.objective_line otherwise
     ]
     return lines + time_knobs(cfg, train_ex, eval_ex, total, arch)
 
 
 def _step_line(cfg: RunConfig, trainable: int) -> str:
     t = cfg.train
-    if t.objective != "sft":
-        return objective_line(cfg)
     return ("each optimizer step: (1) take a batch of rows "
             + ("joined into one sequence (padding-free; attention stays within each row)"
                if runtime.choose_padding_free(t.padding_free) else "padded to the longest")
@@ -435,31 +434,6 @@ def _step_line(cfg: RunConfig, trainable: int) -> str:
             + (f", summed over {t.grad_accum} batches" if t.grad_accum > 1 else "")
             + f"; (5) clip the gradient norm, {t.optimizer} updates the weights, the {t.lr_scheduler} scheduler "
               "sets the next learning rate")
-
-
-def objective_line(cfg: RunConfig) -> str:
-    """What a preference objective computes each step, and what its reference model costs."""
-    t, p = cfg.train, cfg.preference
-    beta = p.beta_for(t.objective)
-    each = "each answer" if t.objective == "kto" else "both sequences"
-    reference = ("the base model under the adapter (PEFT's disabled adapter: no second copy of the weights; one "
-                 f"no-grad forward of {each} per step, ~1/3 more compute)" if t.method == "lora" else
-                 "the starting model's log-probs, computed once before training (no second copy kept)")
-    if cfg.continue_from is not None and t.method == "lora":
-        reference = "the run continued from (a copy of its adapter; one no-grad forward per step)"
-    return {
-        "dpo": f"objective: DPO (TRL DPOTrainer, sigmoid loss, beta {beta}): each row is a pair, run as two "
-               f"sequences (prompt + chosen, prompt + rejected); loss = -log sigmoid(beta x (chosen's minus "
-               f"rejected's log-prob gain over the reference)); reference: {reference}",
-        "kto": f"objective: KTO (TRL KTOTrainer, beta {beta}, desirable x{p.desirable_weight}, undesirable "
-               f"x{p.undesirable_weight}): each row an answer marked good or bad; reference: {reference}",
-        "orpo": f"objective: ORPO (TRL ORPOTrainer, lambda {beta}): each row a pair run as two sequences; loss = "
-                "cross-entropy on the chosen answer + lambda x -log sigmoid(log odds chosen - log odds rejected); "
-                "no reference model (no extra memory, no extra forward)",
-        "simpo": f"objective: SimPO (TRL CPOTrainer loss simpo, beta {beta}, gamma {p.simpo_gamma}): each row a "
-                 "pair run as two sequences; loss = -log sigmoid(beta x (mean log-prob per token of chosen - of "
-                 "rejected) - gamma); no reference model (no extra memory, no extra forward)",
-    }[t.objective]
 
 
 def _cuda() -> bool:

@@ -85,6 +85,30 @@ def render(tokenizer: Any, pd: PreferenceData, cfg: RunConfig, say: Callable[[st
     return data, PrefRendered(train, trainer_eval, eval_pairs), units(train), eval_units
 
 
+def objective_line(cfg: RunConfig) -> str:
+    """What a preference objective computes each step, and what its reference model costs."""
+    t, p = cfg.train, cfg.preference
+    beta = p.beta_for(t.objective)
+    reference = ("the base model under the adapter (PEFT's disabled adapter: no second copy of the weights)"
+                 if t.method == "lora" else "the starting model (no second copy kept)")
+    if cfg.continue_from is not None and t.method == "lora":
+        reference = "the run continued from (a copy of its adapter)"
+    reference += "; its log-probs computed once before training (one no-grad pass over the train and eval rows)"
+    return {
+        "dpo": f"objective: DPO (TRL DPOTrainer, sigmoid loss, beta {beta}): each row is a pair, run as two "
+               f"sequences (prompt + chosen, prompt + rejected); loss = -log sigmoid(beta x (chosen's minus "
+               f"rejected's log-prob gain over the reference)); reference: {reference}",
+        "kto": f"objective: KTO (TRL KTOTrainer, beta {beta}, desirable x{p.desirable_weight}, undesirable "
+               f"x{p.undesirable_weight}): each row an answer marked good or bad; reference: {reference}",
+        "orpo": f"objective: ORPO (TRL ORPOTrainer, lambda {beta}): each row a pair run as two sequences; loss = "
+                "cross-entropy on the chosen answer + lambda x -log sigmoid(log odds chosen - log odds rejected); "
+                "no reference model (no extra memory, no extra forward)",
+        "simpo": f"objective: SimPO (TRL CPOTrainer loss simpo, beta {beta}, gamma {p.simpo_gamma}): each row a "
+                 "pair run as two sequences; loss = -log sigmoid(beta x (mean log-prob per token of chosen - of "
+                 "rejected) - gamma); no reference model (no extra memory, no extra forward)",
+    }[t.objective]
+
+
 def _held_rated(pd: PreferenceData) -> list[Rated]:
     """A KTO file's held-out good answers (prefdata puts them in data.eval; there are no pairs to hold out)."""
     return [Rated(c.messages[:-1], c.messages[-1].content, True, c.source) for c in pd.data.eval]

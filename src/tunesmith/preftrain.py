@@ -1,8 +1,8 @@
 """Train on preferences with TRL's trainers, on pairs tunesmith has already rendered and masked (pairs.py).
 
     dpo    trl.DPOTrainer (sigmoid loss); the reference is the frozen base under the adapter (PEFT's disabled
-           adapter: no second copy), or, continuing a LoRA run, a copy of that run's adapter; full fine-tuning
-           computes the reference log-probs once before training instead of keeping a second model
+           adapter: no second copy), or, continuing a LoRA run, a copy of that run's adapter; its log-probs are
+           computed once before training (TRL's precompute_ref_log_probs), not again in every step of every epoch
     orpo   trl.experimental.orpo.ORPOTrainer: SFT loss on the chosen answer + beta x odds-ratio term; no reference
     simpo  trl.experimental.cpo.CPOTrainer with loss_type simpo (cpo_alpha 0): length-normalised, no reference
     kto    trl.KTOTrainer on answers rated good or bad; the reference as for dpo
@@ -86,13 +86,14 @@ def _objective_args(cfg: RunConfig, max_length: int) -> dict[str, Any]:
     """The method's own settings (config.PreferenceConfig) in TRL's names."""
     objective, p = cfg.train.objective, cfg.preference
     beta = p.beta_for(objective)
+    # The reference log-probs once up front (a no-grad pass over the train and eval rows): no reference forward in
+    # the steps, and for full fine-tuning no second model kept in memory.
     if objective == "dpo":
-        # Full fine-tuning: reference log-probs computed once up front, so no second model is kept in memory.
-        return {"beta": beta, "loss_type": ["sigmoid"], "max_length": None,
-                "precompute_ref_log_probs": cfg.train.method == "full", "train_sampling_strategy": "random"}
+        return {"beta": beta, "loss_type": ["sigmoid"], "max_length": None, "precompute_ref_log_probs": True,
+                "train_sampling_strategy": "random"}
     if objective == "kto":
         return {"beta": beta, "desirable_weight": p.desirable_weight, "undesirable_weight": p.undesirable_weight,
-                "max_length": None, "precompute_ref_log_probs": cfg.train.method == "full",
+                "max_length": None, "precompute_ref_log_probs": True,
                 # KTO's KL term pairs each completion with the next one in its batch: the order must be kept
                 "train_sampling_strategy": "sequential"}
     extra = {"loss_type": "simpo", "cpo_alpha": 0.0, "simpo_gamma": p.simpo_gamma} if objective == "simpo" else {}

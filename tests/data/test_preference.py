@@ -71,4 +71,5 @@ def test_inspect_reports_pairs_and_train_refuses_to_imitate_rejected_answers(tmp
     out = json.loads(tunesmith("inspect", str(path), "--json").stdout)
     assert (out["kind"], out["format"], out["pairs"], out["rows_read"]) == ("preference", "trl", 4, 5)
     assert out["skipped"] == [{"location": "prefs.jsonl:5", "reason": "no rejected answer", "kind": "pair_side_missing"}]
-    fails(tunesmith("plan", "--data", str(path)), "these rows hold preference data: chosen and rejected answers")
+    fails(tunesmith("plan", "--data", str(path)), "these rows hold preference data: chosen and rejected answers",
+          "--set train.objective=dpo")

@@ -16,16 +16,14 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-from tunesmith.data import readers
+from tunesmith.data import preference, readers
 from tunesmith.errors import TunesmithError, did_you_mean
-from tunesmith.format_names import ALL_FORMATS, FLAT_TURNS
+from tunesmith.format_names import ALL_FORMATS, FLAT_TURNS, ROLE_ALIASES
 from tunesmith.records import Conversation, Message, RawRecord, ReadResult, Skip
 
 Turns = list[tuple[str, Any]]
 
 # Role names other tools write for the same roles (ShareGPT's human/gpt, Gemma's model).
-ROLE_ALIASES = {"system": "system", "user": "user", "assistant": "assistant",
-                "human": "user", "gpt": "assistant", "model": "assistant"}
 
 # The field names people give a prompt, its context and its answer, compared case-insensitively and without
 # spaces, '_' or '-': Alpaca (instruction/input/output), Dolly (instruction/context/response), the Korean chatbot
@@ -283,17 +281,18 @@ def _choose_format(path: Path, records: list[RawRecord], format: str) -> tuple[s
 
 def _refuse_preferences(path: Path, records: list[RawRecord], fmt: str) -> None:
     """Preference rows (chosen/rejected; or a true/false label on each answer, KTO's shape) are not
-    instruction data: read as prompt/completion, the rejected or bad answers would be trained as good ones."""
-    dicts = [r.fields for r in records if isinstance(r.fields, dict)]
-    pairs = sum(1 for r in dicts if ("chosen" in r and "rejected" in r) or "chosen_response" in r)
-    rated = sum(1 for r in dicts if isinstance(r.get("label"), bool))
-    if fmt in ("unknown", "prompt_completion", "messages", "sharegpt", "alpaca") and max(pairs, rated) * 2 > len(dicts):
-        kind = "chosen and rejected answers (DPO / ORPO data)" if pairs >= rated else "answers labelled true/false (KTO data)"
-        raise TunesmithError(f"these rows hold preference data: {kind}, not instructions to imitate",
-                             where=str(path), problems=[f"{max(pairs, rated)} of {len(records)} rows"],
-                             fix="train on it with --set train.objective=" + ("dpo (or orpo, simpo)" if pairs >= rated
-                                                                              else "kto")
-                                 + "; `tunesmith inspect` shows how it reads (pairs, skips, length bias)")
+    instruction data: read as prompt/completion, the rejected or bad answers would be trained as good ones.
+    The shapes are preference.detect's, the one place they are defined."""
+    shape, votes = preference.detect([r.fields for r in records])
+    if shape is None or votes[shape] * 2 <= len(records) or fmt not in ("unknown", "prompt_completion", "messages",
+                                                                          "sharegpt", "alpaca"):
+        return
+    kto = shape == preference.KTO
+    kind = "answers labelled true/false (KTO data)" if kto else "chosen and rejected answers (DPO / ORPO data)"
+    raise TunesmithError(f"these rows hold preference data: {kind}, not instructions to imitate",
+                         where=str(path), problems=[f"{votes[shape]} of {len(records)} rows fit the {shape} shape"],
+                         fix="train on it with --set train.objective=" + ("kto" if kto else "dpo (or orpo, simpo)")
+                             + "; `tunesmith inspect` shows how it reads (pairs, skips, length bias)")
 
 
 def _guess_columns(row: Any) -> dict[str, str]:

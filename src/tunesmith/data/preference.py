@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from tunesmith.data import readers
-from tunesmith.data.formats import ROLE_ALIASES
+from tunesmith.format_names import ROLE_ALIASES
 from tunesmith.errors import TunesmithError
 from tunesmith.records import Message, Skip
 
