@@ -123,3 +123,22 @@ def test_a_whole_orpo_run_reports_preference_accuracy_base_vs_tuned(tmp_path, ti
     assert "objective: ORPO" in plan and "no reference model" in plan
     held = diskio.read_jsonl(summary.run_dir / "data" / "eval_pairs.jsonl")
     assert {r["source"] for r in held} >= set(prefs.sources)
+
+
+@pytest.mark.parametrize("shape", ["trl", "trl_conversational", "trl_implicit", "alpaca_ranking", "sharegpt_ranking",
+                                   "chatml_intel", "chatml_argilla"])
+def test_every_pair_shape_plans_a_dpo_run(shape, tmp_path, tiny_model_dir):
+    """Any of the shapes other tools write plans (data, template, checks, memory, time) with no code written."""
+    import json
+
+    from tests.data.test_preference import SHAPES
+
+    def row(i: int) -> dict:  # the shape's row with a prompt of its own (duplicates would be removed)
+        return json.loads(json.dumps(SHAPES[shape]).replace("I can't sleep.", f"I can't sleep, night {i}."))
+
+    path = tmp_path / "prefs.jsonl"
+    path.write_text("".join(json.dumps(row(i)) + "\n" for i in range(24)), encoding="utf-8")
+    cfg = conftest.tiny_config(tiny_model_dir, path, tmp_path / "runs", train={"objective": "dpo"})
+    lines = pipeline.plan(cfg, say=lambda _: None)
+    assert any(line.startswith("rows: 20 train, 4 eval (read 24: 0 skipped") for line in lines), lines
+    assert any(line.startswith("objective: DPO") for line in lines)

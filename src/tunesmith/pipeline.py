@@ -332,8 +332,7 @@ def run(cfg: RunConfig, *, overwrite: bool = False, say: Callable[[str], None] =
         train.wandb_offline_reason()  # a bad W&B key exits 2 before the run folder exists
     if runtime.rank() != 0:
         checkpoint = None if overwrite else rundir.RunDir(cfg.output_dir / cfg.name).last_checkpoint()
-        train.train(model, planned.tokenizer, planned.train, planned.eval, cfg,
-                    rundir.RunDir(cfg.output_dir / cfg.name), say, resume_from=checkpoint)
+        _train(model, planned, rundir.RunDir(cfg.output_dir / cfg.name), say, checkpoint, progress=None)
         return None
     run_dir, resumed = rundir.create(cfg.output_dir, cfg.name, overwrite=overwrite, config_yaml=asked.to_yaml(),
                                      say=say)
@@ -366,15 +365,9 @@ def _train_and_report(run_dir: rundir.RunDir, resumed: bool, planned: Planned, m
         else:
             run_dir.remove(run_dir.metrics)
             run_dir.remove(run_dir.checkpoints)
-        say(f"training ({cfg.train.method}, {cfg.train.objective}) on {len(train_ex)} rows "
-            f"({sum(len(e.input_ids) for e in train_ex)} tokens/epoch) ...")
-        if planned.prefs is not None:
-            result = preftrain.train_preferences(model, planned.tokenizer, planned.prefs.train, planned.prefs.eval,
-                                                 cfg, run_dir, say, resume_from=checkpoint,
-                                                 progress=progress.training_bar())
-        else:
-            result = train.train(model, planned.tokenizer, train_ex, planned.eval, cfg, run_dir, say,
-                                 resume_from=checkpoint, progress=progress.training_bar())
+        what = cfg.train.method + (f", {cfg.train.objective}" if planned.prefs else "")
+        say(f"training ({what}) on {len(train_ex)} rows ({sum(len(e.input_ids) for e in train_ex)} tokens/epoch) ...")
+        result = _train(model, planned, run_dir, say, checkpoint, progress.training_bar())
         if result.stopped:
             kept = run_dir.last_checkpoint()
             say(f"stopped on request at step {rundir.checkpoint_step(kept) if kept else '?'} of {steps[1]}; "
@@ -388,6 +381,16 @@ def _train_and_report(run_dir: rundir.RunDir, resumed: bool, planned: Planned, m
     path = report.write(run_dir, say)
     run_dir.finish()
     return RunSummary(run_dir.root, path, evaluation, training, seconds, time.perf_counter() - wall, prefs)
+
+
+def _train(model: Any, planned: Planned, run_dir: rundir.RunDir, say: Callable[[str], None],
+           checkpoint: Path | None, progress: Any) -> train.TrainResult:
+    """SFT (train.py) or a preference objective (preftrain.py) on what the plan rendered."""
+    if planned.prefs is not None:
+        return preftrain.train_preferences(model, planned.tokenizer, planned.prefs.train, planned.prefs.eval,
+                                           planned.cfg, run_dir, say, resume_from=checkpoint, progress=progress)
+    return train.train(model, planned.tokenizer, planned.train, planned.eval, planned.cfg, run_dir, say,
+                       resume_from=checkpoint, progress=progress)
 
 
 def _quiet(_: str) -> None:
