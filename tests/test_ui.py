@@ -432,6 +432,8 @@ def _train_tab(page, model: Path, shots: Path) -> None:  # noqa: ANN001
     expect(plan).to_have_value(re.compile("plan: steps: 2 per epoch, 150 in total"), timeout=120_000)
     assert "trainable 8,192 of" in plan.input_value() and "estimated peak memory" in plan.input_value()
     expect(page.locator("#command")).to_contain_text("tunesmith train --data")
+    # CodeMirror draws only the lines in the window: bring the config's middle (the train section) into view
+    page.locator("#yaml").evaluate("el => el.scrollIntoView({block: 'center'})")
     expect(page.locator("#yaml")).to_contain_text("max_steps: 150")
     page.locator("#start").click()
     points, status = page.locator("#chart [aria-roledescription='point']"), page.locator("#status")
