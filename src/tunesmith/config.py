@@ -175,6 +175,11 @@ def _one_of(name: str, allowed: tuple[str, ...], what: str) -> str:
     return name
 
 
+# Objectives scored against a frozen reference model (its log-probs computed once before training: preftrain);
+# orpo and simpo need none.
+REFERENCE_OBJECTIVES = ("dpo", "kto")
+
+
 class PreferenceConfig(_Strict):
     """The preference objectives' knobs (train.objective dpo, orpo, simpo, kto); TRL's names and defaults."""
 

@@ -15,7 +15,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from tunesmith import fastpath, models, runtime, train
-from tunesmith.config import RunConfig
+from tunesmith.config import REFERENCE_OBJECTIVES, RunConfig
 from tunesmith.errors import TunesmithError
 from tunesmith.records import SKIP_KINDS, Example, PreparedData
 
@@ -52,9 +52,6 @@ ALLOCATOR = 1.25  # allocator headroom over the tensors' own size
 # a least-squares fit over bench/memory_estimate.py --allocator glibc (chat 3.06, long Korean prompt 8.88,
 # multi-turn 8.22 GiB measured; the fit's errors +5%, +6%, -10%). The fixed part is the same for both.
 GLIBC_PER_TOKEN = 1.7
-# A frozen reference model's log-probs (orpo, simpo: none), computed once before training (preftrain): a no-grad
-# forward over every train and eval row; no second copy of the weights, nothing added to a step.
-REFERENCE_OBJECTIVES = ("dpo", "kto")
 
 
 def parameter_counts(cfg: RunConfig) -> tuple[int, int, Any]:

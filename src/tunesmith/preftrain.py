@@ -18,12 +18,12 @@ from pathlib import Path
 from typing import Any
 
 from tunesmith import fastpath, train
-from tunesmith.config import RunConfig
+from tunesmith.config import REFERENCE_OBJECTIVES, RunConfig
 from tunesmith.pairs import RenderedPairs
 from tunesmith.records import IGNORE
 from tunesmith.rundir import RunDir
+from tunesmith.runtime import scoped_env
 
-REFERENCE_FREE = ("orpo", "simpo")
 
 
 def dataset(rendered: RenderedPairs) -> Any:
@@ -113,8 +113,11 @@ def train_preferences(model: Any, tokenizer: Any, train_pairs: RenderedPairs, ev
                         **_objective_args(cfg, max(train_pairs.max_length, eval_pairs.max_length)))
     lora = cfg.train.method == "lora" and not isinstance(model, PeftModel)
     fastpath.supervised_logits_only()
-    trainer = trainer_class(model=model, args=args, train_dataset=dataset(train_pairs),
-                            eval_dataset=dataset(eval_pairs), processing_class=tokenizer,
-                            peft_config=train.peft_config(cfg) if lora else None,
-                            callbacks=train.callbacks_for(cfg, run, say, progress))
+    if objective in REFERENCE_OBJECTIVES:
+        say(f"reference log-probs: one no-grad pass over {train_pairs.rows} train and {eval_pairs.rows} eval rows ...")
+    with scoped_env({"TQDM_DISABLE": "1"}):  # TRL's own bar for that pass; the line above says it instead
+        trainer = trainer_class(model=model, args=args, train_dataset=dataset(train_pairs),
+                                eval_dataset=dataset(eval_pairs), processing_class=tokenizer,
+                                peft_config=train.peft_config(cfg) if lora else None,
+                                callbacks=train.callbacks_for(cfg, run, say, progress))
     return train.run_trainer(trainer, tokenizer, cfg, run, resume_from)
