@@ -251,11 +251,13 @@ def test_the_chat_tabs_buttons_write_preferences_that_train(board):
     assert data[0].startswith("already saved"), data
     kind, data = call("prefer_both_bad", "tiny", "", hb, ht, "")
     assert data[0].startswith("saved: tiny.kto.jsonl"), data
+    kind, data = call("prefer_tuned_good", "tiny", "", hb, ht, "")  # thumbs up on the tuned answer: one KTO row
+    assert data[0].startswith("saved: tiny.kto.jsonl"), data
     pairs = preference.load(root / "preferences" / "tiny.jsonl")
     answer = lambda h: duo.turns(h)[-1].content.removesuffix(" [cut at max_new_tokens]").strip()  # noqa: E731
     assert [(p.chosen, p.rejected) for p in pairs.pairs] == [
         (answer(ht), answer(hb)), ("That sounds stressful. What keeps you awake?", answer(ht))]
-    assert [r.good for r in preference.load(root / "preferences" / "tiny.kto.jsonl").rated] == [False, False]
+    assert [r.good for r in preference.load(root / "preferences" / "tiny.kto.jsonl").rated] == [False, False, True]
     kind, data = call("prefer_tuned", "../../etc", "", hb, ht, "")  # a run outside the runs folder: refused
     assert kind == "error" and "not in the list of choices" in data["error"], (kind, data)  # the dropdown's own check
     assert sorted(p.name for p in (root / "preferences").iterdir()) == ["tiny.jsonl", "tiny.kto.jsonl"]

@@ -1,28 +1,26 @@
 """The report, rebuilt from the run folder alone: report.html (self-contained, plots embedded) and report.md.
 
-Both are rendered from one list of sections, so the twins cannot disagree. Sections: summary and metrics with
-95% confidence intervals, training curves (best checkpoint and overfitting marked), rows that improved most and
-that got worse, the data, the plan, the environment.
+Both are rendered from one list of sections, so the twins cannot disagree. Sections: a preference run's accuracy
+base vs tuned (prefeval), summary and metrics with 95% confidence intervals, training curves (curves.py: best
+checkpoint and overfitting marked), rows that improved most and that got worse, the data, the plan, the
+environment.
 """
 
 from __future__ import annotations
 
 import base64
 import html
-import io
 import math
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from tunesmith import evaluate, metrics, prefeval, retention, train
+from tunesmith import curves, evaluate, metrics, prefeval, retention, train
 from tunesmith.errors import TunesmithError
 from tunesmith.records import Conversation, EvalReport
 from tunesmith.diskio import write_bytes, write_text
 from tunesmith.rundir import RunDir, open_run
-from tunesmith.runfiles import LogRow
-from tunesmith.train import TrainingSummary
 
 ROWS_SHOWN = 5
 MAIN, MAIN_NAME = evaluate.MAIN_METRIC, "chrF"  # the headline metric (see evaluate.MAIN_METRIC for why)
@@ -58,35 +56,6 @@ class Note:
 
 
 Block = str | Table | Image | Pre | Note
-
-
-def _plot(rows: list[LogRow], training: TrainingSummary) -> bytes:
-    """Three panels against optimizer step: train/eval loss (kept checkpoint marked), learning rate, accuracy."""
-    import matplotlib
-
-    matplotlib.use("Agg")  # no display on the machines this runs on
-    import matplotlib.pyplot as plt
-
-    fig, axes = plt.subplots(1, 3, figsize=(13, 3.6), dpi=100)
-    series = (("loss", "train loss", 0), ("eval_loss", "eval loss", 0), ("learning_rate", "learning rate", 1),
-              ("mean_token_accuracy", "train", 2), ("eval_mean_token_accuracy", "eval", 2))
-    for key, label, panel in series:
-        pts = [(r.step, getattr(r, key)) for r in rows if getattr(r, key) is not None]
-        if pts:
-            axes[panel].plot(*zip(*pts), "o-" if key.startswith("eval") else "-", label=label, markersize=4)
-    axes[0].axvline(training.best_step, color="green", linestyle="--", alpha=0.7,
-                    label=f"kept: step {training.best_step}")
-    for ax, title in zip(axes, ("loss on supervised tokens", "learning rate", "token accuracy (supervised)")):
-        ax.set_title(title, fontsize=10)
-        ax.set_xlabel("optimizer step")
-        ax.grid(alpha=0.3)
-        if ax.get_legend_handles_labels()[0]:
-            ax.legend(fontsize=8)
-    buf = io.BytesIO()
-    fig.tight_layout()
-    fig.savefig(buf, format="png")
-    plt.close(fig)
-    return buf.getvalue()
 
 
 def _fmt(key: str, value: float | None) -> str:
@@ -316,16 +285,17 @@ def sections(run: RunDir, say: Callable[[str], None] | None = None) -> list[tupl
 
     training = train.read_summary(run, say)  # says so when metrics.jsonl ends in a torn line
     if training:
+        loss = "Eval loss" if prefs is None else "Held-out preference loss (the objective's own, on the held-out pairs)"
         blocks: list[Block] = [Note(
-            f"Eval loss {training.start_eval_loss:.4f} at the start, lowest {training.best_eval_loss:.4f} at step "
+            f"{loss} {training.start_eval_loss:.4f} at the start, lowest {training.best_eval_loss:.4f} at step "
             f"{training.best_step} (epoch {training.best_epoch:g}), last {training.last_eval_loss:.4f} at step "
             f"{training.last_step}." + (" Early stopping ended training before the planned "
                                         f"{plan.total_steps} steps." if plan and training.stopped_early else ""))]
         if training.overfitting:
             blocks.append(Note(f"Overfitting: {training.overfitting}. The kept weights are those of step "
                                f"{training.best_step}.", warn=True))
-        blocks.append(Image(run.report_curves.name, "training curves: loss, learning rate, token accuracy",
-                            _plot(run.read_metrics(), training)))
+        blocks.append(Image(run.report_curves.name, "training curves: loss, learning rate, accuracy",
+                            curves.plot(run.read_metrics(), training, preference=prefs is not None)))
         out.append(("Training", blocks))
 
     better, worse = changed_rows(ev, convs)

@@ -18,6 +18,8 @@ runs/<name>/
   eval/tuned.jsonl
   eval/settings.json   generation settings the rows were made with
   eval/summary.json    metrics per model, tuned - base differences with 95% paired bootstrap intervals
+  eval/preference.json a preference run: preference accuracy and margin per model on the held-out pairs
+  data/eval_pairs.jsonl  a preference run's held-out pairs (TRL format, each row's source kept)
   report.html          the report; report.md is its Markdown twin
   .tunesmith-run       marker: tunesmith made this folder; it deletes only inside folders that have it
   .lock                flock'ed by the process writing the run (pid and host inside); released at exit
@@ -26,13 +28,13 @@ runs/<name>/
   failed.txt           the error that ended the run (a resume removes it)
 
 Every whole file is written by write + fsync + rename; appended files (metrics.jsonl, eval/<model>.jsonl) are
-fsync'ed per append and read back tolerating a torn last line (diskio); the lock is runlock's.
+fsync'ed per append and read back tolerating a torn last line (diskio); the lock is runlock's; an evaluation's
+folder is evaldir.EvalDir.
 """
 
 from __future__ import annotations
 
 import contextlib
-import json
 import os
 import re
 import shutil
@@ -43,11 +45,12 @@ from pathlib import Path
 from typing import Any
 
 from tunesmith import runlock
+from tunesmith.evaldir import EvalDir
 from tunesmith.diskio import append_jsonl, read_json, read_jsonl, safe_name, write_json, write_jsonl, write_text
 from tunesmith.errors import TunesmithError
 from tunesmith.runlock import LOCK
-from tunesmith.records import Conversation, EvalReport, EvalSettings, Generation
-from tunesmith.runfiles import DataReport, LogRow, Manifest, Plan, eval_summary_json, read_eval_summary
+from tunesmith.records import Conversation
+from tunesmith.runfiles import DataReport, LogRow, Manifest, Plan
 
 
 @dataclass(frozen=True)
@@ -249,67 +252,6 @@ class RunDir:
     def unlock(self) -> None:
         """Release the lock early (tests, or a process that goes on to other work); the file is emptied."""
         runlock.release(self.root)
-
-
-@dataclass(frozen=True)
-class EvalDir:
-    """One evaluation's files: <model>.jsonl generations (appended as made), settings.json, summary.json."""
-
-    root: Path
-
-    @property
-    def settings(self) -> Path:
-        return self.root / "settings.json"
-
-    @property
-    def summary(self) -> Path:
-        return self.root / "summary.json"
-
-    @property
-    def preference(self) -> Path:  # preference accuracy on held-out pairs (prefeval.py)
-        return self.root / "preference.json"
-
-    def generations(self, label: str) -> Path:
-        return self.root / f"{safe_name(label)}.jsonl"
-
-    def files(self) -> list[Path]:
-        return [p for p in self.root.glob("*") if p.is_file()]
-
-    def read_settings(self) -> EvalSettings | None:
-        return EvalSettings.from_json(read_json(self.settings), str(self.settings)) if self.settings.is_file() else None
-
-    def write_settings(self, settings: EvalSettings) -> None:
-        write_json(self.settings, settings.to_json())
-
-    def read_generations(self, label: str, torn_ok: bool = False) -> list[Generation]:
-        """A model's generations; with `torn_ok`, unreadable lines (a crash mid-append) are left out."""
-        path = self.generations(label)
-        if not path.is_file():
-            raise TunesmithError(f"{self.summary} names {label!r}, but {path.name} is missing",
-                                 fix=f"generate again: tunesmith eval {self.root.parent} --fresh")
-        if not torn_ok:
-            return [Generation.from_json(r, str(path)) for r in read_jsonl(path)]
-        found = []
-        for line in path.read_bytes().split(b"\n"):  # "\n" only: a generation may hold U+2028 or U+0085
-            try:
-                found.append(Generation.from_json(json.loads(line), str(path)))
-            except (ValueError, TunesmithError):
-                continue  # the line a crash cut short; that row is generated again
-        return found
-
-    def write_generations(self, label: str, gens: Iterable[Generation]) -> None:
-        write_jsonl(self.generations(label), [g.to_json() for g in gens])
-
-    def append_generations(self, label: str, gens: Iterable[Generation]) -> None:
-        append_jsonl(self.generations(label), [g.to_json() for g in gens])
-
-    def read_summary(self) -> EvalReport:
-        if not self.summary.is_file():
-            raise TunesmithError(f"{self.root} has no evaluation yet", fix="run: tunesmith eval RUN")
-        return read_eval_summary(read_json(self.summary), self.read_generations, str(self.summary))
-
-    def write_summary(self, report: EvalReport) -> None:
-        write_json(self.summary, eval_summary_json(report))
 
 
 def checkpoint_step(path: Path) -> int:

@@ -90,17 +90,21 @@ def preferences_file(root: Path, run: str) -> Path:
 
 def record(root: Path, run: str, system: str | None, base_history: Sequence[dict[str, Any]],
            tuned_history: Sequence[dict[str, Any]], choice: str, edit: str = "") -> str:
-    """Record the last exchange: choice base / tuned (a pair), both_bad (two KTO rows), mine (the user's answer
-    chosen over the tuned model's). Returns what was written, in words."""
+    """Record the last exchange: choice base / tuned (a pair), both_bad (two KTO rows), tuned_good / tuned_bad
+    (thumbs on the tuned answer: a KTO row), mine (the user's answer chosen over the tuned model's). Returns what
+    was written, in words."""
     b, t = turns(base_history), turns(tuned_history)
     if len(b) < 2 or len(t) < 2 or b[-1].role != "assistant" or t[-1].role != "assistant" or b[-2] != t[-2]:
         return "nothing to record yet: send a message to both models first"
     prompt = (*((Message("system", system),) if system else ()), b[-2])
     base, tuned = (m.content.removesuffix(CUT).strip() for m in (b[-1], t[-1]))
     c = Collector.open(preferences_file(root, run))
+    rated = choice in ("both_bad", "tuned_good", "tuned_bad")
     if choice == "both_bad":
         c.rate(prompt, base, False)
         c.rate(prompt, tuned, False)
+    elif choice in ("tuned_good", "tuned_bad"):
+        c.rate(prompt, tuned, choice == "tuned_good")
     elif choice == "mine":
         if not edit.strip():
             return "write your answer first"
@@ -109,7 +113,7 @@ def record(root: Path, run: str, system: str | None, base_history: Sequence[dict
         chosen, rejected = (base, tuned) if choice == "base" else (tuned, base)
         c.pair(prompt, chosen, rejected)
     written = c.pairs + c.rated
-    where = c.path if c.pairs or choice != "both_bad" else kto_path(c.path)
+    where = kto_path(c.path) if rated else c.path
     return (f"{'saved' if written else 'already saved (or both answers are the same text)'}: {where.name} "
             f"({c.before + written} rows in {c.path.parent.name}/); train on it with "
-            f"--set train.objective={'kto' if choice == 'both_bad' else 'dpo'}")
+            f"--set train.objective={'kto' if rated else 'dpo'}")

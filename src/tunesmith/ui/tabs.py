@@ -275,8 +275,8 @@ def chat_tab(root: Path, t: Any) -> None:
             send = gr.Button(t("send"), variant="primary", elem_id="chat-send")
             clear = gr.Button(t("clear"), elem_id="chat-clear")
         with gr.Row():  # preference collection (collect.py): choices go to ROOT/preferences/<run>.jsonl
-            picks = {c: gr.Button(t(f"{c}_better" if c != "both_bad" else c), elem_id=f"chat-{c}", size="sm")
-                     for c in ("base", "tuned", "both_bad")}
+            picks = {c: gr.Button(t(f"{c}_better" if c in ("base", "tuned") else c), elem_id=f"chat-{c}", size="sm")
+                     for c in ("base", "tuned", "both_bad", "tuned_good", "tuned_bad")}
             mine = gr.Textbox(label=t("my_answer"), elem_id="chat-mine", scale=3)
             picks["mine"] = gr.Button(t("use_mine"), elem_id="chat-use-mine", size="sm")
         saved = gr.Markdown(elem_id="chat-saved")

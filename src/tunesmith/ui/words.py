@@ -54,6 +54,8 @@ TEXT = {
     "base_better": ("Base answered better", "기본 모델이 더 나음"),
     "tuned_better": ("Tuned answered better", "튜닝된 모델이 더 나음"),
     "both_bad": ("Both are bad", "둘 다 나쁨"),
+    "tuned_good": ("👍 tuned", "👍 튜닝된 모델"),
+    "tuned_bad": ("👎 tuned", "👎 튜닝된 모델"),
     "my_answer": ("Your better answer (kept as the chosen one over the tuned model's)",
                   "더 나은 답 (튜닝된 모델의 답 대신 선택된 답으로 저장)"),
     "use_mine": ("Save my answer", "내 답 저장"),
