@@ -142,3 +142,31 @@ def test_every_pair_shape_plans_a_dpo_run(shape, tmp_path, tiny_model_dir):
     lines = pipeline.plan(cfg, say=lambda _: None)
     assert any(line.startswith("rows: 19 train, 5 eval (read 24: 0 skipped") for line in lines), lines
     assert any(line.startswith("objective: DPO") for line in lines)
+
+
+def test_a_stopped_dpo_run_resumes_to_the_same_losses(tmp_path, tiny_model_dir, monkeypatch):
+    """Resume as for SFT: the stop saves a checkpoint, the same command continues from it (the reference is
+    scored again from the base, as at the start) and ends on the losses of an uninterrupted run."""
+    from tunesmith import train
+
+    def run(name: str, stop_at: int | None) -> list[dict]:
+        calls = {"n": 0}
+
+        def stop(_run: object) -> bool:  # the Stop button, pressed after `stop_at` steps
+            calls["n"] += 1
+            return stop_at is not None and calls["n"] == stop_at
+
+        monkeypatch.setattr(train, "_stop_requested", stop)
+        cfg = _cfg(tiny_model_dir, tmp_path / "runs", "dpo", eval_steps=4, early_stopping_patience=0)
+        return pipeline.run(cfg.model_copy(update={"name": name}), say=lambda _: None)
+
+    whole = run("whole", None)
+    assert run("stopped", 4) is None  # stopped on request: a checkpoint, no weights, no report
+    assert rundir.RunDir(tmp_path / "runs" / "stopped").last_checkpoint().name == "checkpoint-4"
+    resumed = run("stopped", None)
+    a, b = (diskio.read_jsonl(s.run_dir / "metrics.jsonl") for s in (whole, resumed))
+    assert [r["step"] for r in a] == [r["step"] for r in b]
+    for x, y in zip(a, b):
+        for key in ("loss", "eval_loss", "rewards_margins"):
+            if key in x:
+                assert y[key] == pytest.approx(x[key], rel=1e-5, abs=1e-6), (key, x, y)
