@@ -25,11 +25,14 @@ def _cfg(model: Path, out: Path, objective: str, **train: object) -> config.RunC
         "eval_strategy": "steps", "eval_steps": 8, "report_to": [], "precision": "fp32", **train})
 
 
-@pytest.mark.parametrize("objective", ["dpo", "orpo", "simpo", "kto"])
-def test_each_objective_trains_with_a_finite_loss_that_falls(objective, tmp_path, tiny_model_dir, smol_tokenizer):
+@pytest.mark.parametrize("objective,method", [("dpo", "lora"), ("orpo", "lora"), ("simpo", "lora"), ("kto", "lora"),
+                                              ("dpo", "full")])
+def test_each_objective_trains_with_a_finite_loss_that_falls(objective, method, tmp_path, tiny_model_dir,
+                                                             smol_tokenizer):
     from tunesmith import models
 
-    cfg = _cfg(tiny_model_dir, tmp_path / "runs", objective)
+    cfg = _cfg(tiny_model_dir, tmp_path / "runs", objective, method=method,
+               **({"learning_rate": 1e-3} if method == "full" else {}))
     pairs = list(load(PREFS).pairs[:8])  # the same 8 pairs every epoch: the loss must fall on them
     if objective == "kto":
         rated = [r for p in pairs for r in unpaired(p)]
@@ -42,7 +45,8 @@ def test_each_objective_trains_with_a_finite_loss_that_falls(objective, tmp_path
     losses = [r["loss"] for r in diskio.read_jsonl(run.metrics) if "loss" in r]
     assert len(losses) == 8 and all(math.isfinite(x) for x in losses)
     assert sum(losses[-2:]) < sum(losses[:2]), losses  # it learned something from the pairs
-    assert (run.adapter / "adapter_model.safetensors").is_file() and not result.stopped
+    weights = run.adapter / "adapter_model.safetensors" if method == "lora" else run.full / "model.safetensors"
+    assert weights.is_file() and not result.stopped  # full fine-tuning: no second model kept as the reference
 
 
 def test_dpo_reference_log_probs_are_the_base_models(tmp_path, tiny_model_dir, smol_tokenizer):
