@@ -110,7 +110,8 @@ def test_a_pair_objective_on_rated_answers_says_to_use_kto(tmp_path):
     assert "train.objective=kto" in err.value.fix
     kto = prepare_preferences(config.DataConfig(train=[rated]), "kto")
     # bad answers always train (nothing to score them against); good ones are split
-    assert all(r.good for r in kto.eval) is True and len(kto.data.eval) > 0
+    assert kto.eval == () and kto.held_rated and all(r.good for r in kto.held_rated)
+    assert [r.source for r in kto.held_rated] == [c.source for c in kto.data.eval]
     assert sum(not r.good for r in kto.train) == 15
 
 

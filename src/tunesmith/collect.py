@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from tunesmith.chat import Reply, Session, checked_text, prompt_for, stream
-from tunesmith.data.preference import Pair
+from tunesmith.data.preference import Pair, Rated
 from tunesmith.diskio import append_jsonl, cut_torn_tail, read_jsonl
 from tunesmith.errors import TunesmithError
 from tunesmith.records import Message
@@ -85,9 +85,7 @@ class Collector:
         return written
 
     def rate(self, prompt: tuple[Message, ...], completion: str, good: bool) -> bool:
-        row = {"prompt": [{"role": m.role, "content": m.content} for m in prompt],
-               "completion": [{"role": "assistant", "content": completion}], "label": good}
-        written = self._write(kto_path(self.path), row)
+        written = self._write(kto_path(self.path), Rated(prompt, completion, good, "chat").to_json())
         self.rated += written
         return written
 

@@ -200,7 +200,7 @@ def _planned(cfg: RunConfig, say: Callable[[str], None], saved: Plan | None = No
         data, train_ex, eval_ex = render(tokenizer, data, cfg, say)
     else:
         pd = prepare_preferences(cfg.data, cfg.train.objective)
-        _say_data(pd.data, "pairs" if pd.eval or not pd.data.eval else "rated answers", say)
+        _say_data(pd.data, "rated answers" if pd.held_rated and not pd.eval else "pairs", say)
         tokenizer = _starting_tokenizer(cfg)
         data, prefs, train_ex, eval_ex = prefplan.render(tokenizer, pd, cfg, say, *_length_cap(cfg))
     if saved is not None and saved.batch_size is not None:

@@ -17,7 +17,7 @@ from typing import Any
 from tunesmith import skips, template
 from tunesmith.config import RunConfig
 from tunesmith.data.prefdata import PreferenceData, unpaired
-from tunesmith.data.preference import Pair, Rated
+from tunesmith.data.preference import Pair
 from tunesmith.errors import TunesmithError
 from tunesmith.pairs import RenderedPairs, render_pairs, render_rated
 from tunesmith.records import IGNORE, Example, PreparedData
@@ -69,8 +69,7 @@ def render(tokenizer: Any, pd: PreferenceData, cfg: RunConfig, say: Callable[[st
                                dropped=(*pd.data.dropped, *skipped))
     eval_pairs = tuple(p for p in pd.eval if p.source not in gone)
     if kto:  # the trainer's held-out loss is KTO's own: held-out pairs taken apart, or a KTO file's good answers
-        rated = [r for p in eval_pairs for r in unpaired(p)] or \
-            [r for r in _held_rated(pd) if r.source not in gone]
+        rated = [r for p in eval_pairs for r in unpaired(p)] or [r for r in pd.held_rated if r.source not in gone]
         trainer_eval = render_rated(tokenizer, rated, tcfg, context=context)
     else:
         trainer_eval = held
@@ -108,7 +107,3 @@ def objective_line(cfg: RunConfig) -> str:
                  "rejected) - gamma); no reference model (no extra memory, no extra forward)",
     }[t.objective]
 
-
-def _held_rated(pd: PreferenceData) -> list[Rated]:
-    """A KTO file's held-out good answers (prefdata puts them in data.eval; there are no pairs to hold out)."""
-    return [Rated(c.messages[:-1], c.messages[-1].content, True, c.source) for c in pd.data.eval]

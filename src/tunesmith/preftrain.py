@@ -25,7 +25,6 @@ from tunesmith.rundir import RunDir
 from tunesmith.runtime import scoped_env
 
 
-
 def dataset(rendered: RenderedPairs) -> Any:
     """The columns TRL's preference collators take: prompt/chosen/rejected ids, or prompt/completion ids + label."""
     from datasets import Dataset

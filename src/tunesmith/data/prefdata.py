@@ -33,6 +33,7 @@ class PreferenceData:
     data: PreparedData  # one conversation per pair or rated answer; what counts, splits and evaluates
     train: tuple[Item, ...]  # pairs (dpo, orpo, simpo) or rated answers (kto), in data.train's order
     eval: tuple[preference.Pair, ...]  # held-out pairs: preference accuracy, base vs tuned (none for a KTO file)
+    held_rated: tuple[preference.Rated, ...] = ()  # a KTO file's held-out good answers (it has no pairs to hold out)
 
 
 def conversation(item: Item) -> Conversation:
@@ -77,11 +78,10 @@ def _as_read_result(r: preference.PreferenceRead) -> ReadResult:
     return ReadResult(r.path, r.encoding, r.format, convs, r.skipped, r.rows_read, r.rows_read, r.evidence)
 
 
-def _trainable(items: list[Item], objective: str, where: str) -> list[Item]:
+def _check_trainable(items: list[Item], objective: str, where: str) -> None:
     if objective in PAIRED_OBJECTIVES and any(isinstance(i, preference.Rated) for i in items):
         raise TunesmithError(f"train.objective {objective} needs pairs; {where} holds answers marked good or bad",
                              fix="--set train.objective=kto trains on rated answers")
-    return items
 
 
 def prepare_preferences(cfg: DataConfig, objective: str) -> PreferenceData:
@@ -93,8 +93,7 @@ def prepare_preferences(cfg: DataConfig, objective: str) -> PreferenceData:
         raise TunesmithError(f"{len(skipped)} unusable rows (data.strict is on)", problems=skip_problems(skipped),
                              fix="fix these rows, or turn data.strict off to skip and count them")
     items, dups = _dedup([i for f in files for i in (*f.pairs, *f.rated)])
-    names = ", ".join(str(f.path) for f in train_files)
-    _trainable(items, objective, names)
+    _check_trainable(items, objective, ", ".join(str(f.path) for f in train_files))
     by_source = {i.source: i for i in items}
     held = {i.source for f in eval_files for i in (*f.pairs, *f.rated)}
     if eval_files:
@@ -120,8 +119,8 @@ def prepare_preferences(cfg: DataConfig, objective: str) -> PreferenceData:
                         tuple(_as_read_result(f) for f in files), tuple(dups), tuple(warnings), left_out)
     if objective == "kto":
         train_items = [r for i in train_items for r in unpaired(i)]
-    return PreferenceData(data, tuple(train_items),
-                          tuple(i for i in eval_items if isinstance(i, preference.Pair)))
+    return PreferenceData(data, tuple(train_items), tuple(i for i in eval_items if isinstance(i, preference.Pair)),
+                          tuple(i for i in eval_items if isinstance(i, preference.Rated)))
 
 
 def unpaired(item: Item) -> tuple[preference.Rated, ...]:

@@ -43,7 +43,7 @@ class Pair:
     source: str
 
     def to_json(self) -> dict[str, Any]:  # TRL's conversational standard format
-        return {"prompt": [{"role": m.role, "content": m.content} for m in self.prompt],
+        return {"prompt": _turns(self.prompt),
                 "chosen": [{"role": "assistant", "content": self.chosen}],
                 "rejected": [{"role": "assistant", "content": self.rejected}]}
 
@@ -62,6 +62,14 @@ class Rated:
     completion: str
     good: bool
     source: str
+
+    def to_json(self) -> dict[str, Any]:  # TRL's conversational unpaired (KTO) format
+        return {"prompt": _turns(self.prompt), "completion": [{"role": "assistant", "content": self.completion}],
+                "label": self.good}
+
+
+def _turns(messages: tuple[Message, ...]) -> list[dict[str, str]]:
+    return [{"role": m.role, "content": m.content} for m in messages]
 
 
 @dataclass(frozen=True)
