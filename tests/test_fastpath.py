@@ -99,3 +99,71 @@ def test_the_fused_lm_head_scores_only_supervised_positions_on_the_cpu(tiny_mode
         trl_utils._ChunkedLogProbFunction, trl_utils._use_triton = kernel, original
     assert seen == [2 * 39, 2 * 10]  # every position that has a next token; the 10 that predict an answer token
     assert supervised.item() == pytest.approx(every.item(), rel=1e-5)
+
+
+def _lora_tiny(tiny_model_dir):  # noqa: ANN001, ANN202
+    import torch
+    from peft import get_peft_model
+    from transformers import AutoModelForCausalLM
+
+    torch.manual_seed(0)
+    cfg = config.parse({"name": "t", "model": "x", "data": {"train": ["x.jsonl"]}}, source="t")
+    model = get_peft_model(AutoModelForCausalLM.from_pretrained(tiny_model_dir, dtype=torch.float32),
+                           train.peft_config(cfg))
+    for name, p in model.named_parameters():  # LoRA B starts at zero: move it so the adapters' path counts
+        if "lora_B" in name:
+            torch.nn.init.normal_(p, std=0.02)
+    fastpath.frozen_to_bf16(model)
+    return model, cfg
+
+
+def _loss_and_grads(model, ids, mask):  # noqa: ANN001, ANN202
+    import torch
+
+    model.zero_grad()
+    labels = ids.masked_fill(mask == 0, -100)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        loss = model(input_ids=ids, attention_mask=mask, labels=labels).loss
+    loss.backward()
+    return loss.item(), {n: p.grad.clone() for n, p in model.named_parameters() if p.requires_grad}
+
+
+def test_cpu_step_gives_the_plain_step_loss_and_gradients_and_switches_back(tiny_model_dir):
+    import torch
+
+    model, cfg = _lora_tiny(tiny_model_dir)
+    model.eval()  # no dropout: the same numbers both ways but for rounding
+    ids = torch.randint(0, 1000, (3, 30))
+    mask = (torch.arange(30)[None, :] < torch.tensor([30, 17, 24])[:, None]).long()  # right-padded rows
+    plain_loss, plain = _loss_and_grads(model, ids, mask)
+    before = _logits(model, ids, mask)
+    with fastpath.cpu_step(model, cfg) as switched:
+        assert switched == ["attention", "bf16 LoRA inputs"]
+        assert model.config._attn_implementation == "tunesmith_cpu"
+        fast_loss, fast = _loss_and_grads(model, ids, mask)
+    assert fast_loss == pytest.approx(plain_loss, rel=2e-3)
+    for name, grad in plain.items():  # bf16 rounds differently, nothing more
+        assert torch.allclose(fast[name], grad, rtol=0.05, atol=0.02 * grad.abs().max().item()), name
+    # switched back: SDPA, no hooks, PEFT's input casts on: the very logits of before
+    assert model.config._attn_implementation == "sdpa"
+    assert not any(m._forward_hooks for m in model.modules())
+    assert all(m.cast_input_dtype_enabled for m in model.modules() if hasattr(m, "cast_input_dtype_enabled"))
+    assert torch.equal(_logits(model, ids, mask), before)
+
+
+def _logits(model, ids, mask):  # noqa: ANN001, ANN202
+    import torch
+
+    with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16):
+        return model(input_ids=ids, attention_mask=mask).logits
+
+
+def test_cpu_step_keeps_fp32_and_full_fine_tuning_as_they_were(tiny_model_dir):
+    model, cfg = _lora_tiny(tiny_model_dir)
+    fp32 = cfg.model_copy(update={"train": cfg.train.model_copy(update={"precision": "fp32"})})
+    with fastpath.cpu_step(model, fp32) as switched:
+        assert switched == [] and model.config._attn_implementation == "sdpa"
+    full = cfg.model_copy(update={"train": cfg.train.model_copy(update={"method": "full"})})
+    with fastpath.cpu_step(model, full) as switched:  # the attention only: the adapters' inputs are LoRA's
+        assert switched == ["attention"]
+    assert len(fastpath._projection_norms(model)) == 2 * model.config.num_hidden_layers

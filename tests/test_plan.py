@@ -29,8 +29,12 @@ def rows(n: int, length: int = LONGEST) -> list[Example]:
 
 
 def config(model: Path, data: Path, out: Path, **train):
-    """The tiny run with only `train` set by the user (defaults: batch 8, no accumulation, no checkpointing)."""
-    return tiny_config(model, data, out, train={"max_steps": 6, "report_to": [], **train})
+    """The tiny run with only `train` set by the user (defaults: batch 8, no accumulation, no checkpointing).
+
+    fp32, where memory is linear in tokens: under bf16 on the CPU the matrix attention's probabilities (quadratic,
+    test_attention_memory_counts_in_the_fit) dominate a 64-wide model's activations.
+    """
+    return tiny_config(model, data, out, train={"max_steps": 6, "report_to": [], "precision": "fp32", **train})
 
 
 def terms(cfg, checkpointing: bool) -> tuple[float, float]:
@@ -189,3 +193,21 @@ def test_the_memory_estimate_follows_the_allocator_train_will_have(monkeypatch):
     monkeypatch.setenv("TUNESMITH_NO_TCMALLOC", "1")  # train will not preload it: glibc's peak is counted
     assert runtime.training_allocator() == "glibc"
     assert plan.memory_terms(cfg, trainable, total, arch) == (fixed, pytest.approx(per_token * plan.GLIBC_PER_TOKEN))
+
+
+def test_attention_memory_counts_in_the_fit(tiny_model_dir, small_jsonl, tmp_path):
+    # bf16 on the CPU: attention.py keeps B x H x L x L bf16 probabilities per layer while they fit its cap.
+    cfg = config(tiny_model_dir, small_jsonl, tmp_path, precision="bf16")
+    trainable, total, arch = plan.parameter_counts(cfg)
+    fixed, per_token = terms(cfg, False)
+    kept = plan.attention_gib(cfg, arch, 2, LONGEST)
+    assert kept == pytest.approx(2 * 2 * 4 * LONGEST**2 * 2 * plan.ALLOCATOR / 2**30)  # layers x rows x heads x L^2
+    assert plan.estimate_memory_gib(plan._with(cfg, batch_size=2), trainable, total, arch, LONGEST) == \
+        pytest.approx(fixed + per_token * 2 * LONGEST + kept)
+    assert plan.attention_gib(cfg, arch, 6, LONGEST) == 0  # past the cap SDPA runs, linear in tokens
+    assert plan.attention_gib(plan._with(cfg, gradient_checkpointing=True), arch, 2, LONGEST) == pytest.approx(kept / 2)
+    for room in (2.2, 3.5, 4.5):
+        budget_gib = fixed + per_token * room * LONGEST + plan.attention_gib(cfg, arch, int(room), LONGEST)
+        fitted = plan.fit_memory(config(tiny_model_dir, small_jsonl, tmp_path, precision="bf16",
+                                        memory_gib=budget_gib), rows(20), rows(4))[0]
+        assert plan.estimate_memory_gib(fitted, trainable, total, arch, LONGEST) <= budget_gib

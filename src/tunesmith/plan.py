@@ -14,7 +14,7 @@ from collections import Counter
 from collections.abc import Sequence
 from typing import Any
 
-from tunesmith import fastpath, models, runtime, train
+from tunesmith import attention, fastpath, models, runtime, train
 from tunesmith.config import REFERENCE_OBJECTIVES, RunConfig
 from tunesmith.errors import TunesmithError
 from tunesmith.records import SKIP_KINDS, Example, PreparedData
@@ -126,7 +126,19 @@ def estimate_memory_gib(cfg: RunConfig, trainable: int, total: int, arch: Any, l
     5.1
     """
     fixed, per_token = memory_terms(cfg, trainable, total, arch)
-    return fixed + per_token * cfg.train.batch_size * longest
+    rows = cfg.train.batch_size
+    return fixed + per_token * rows * longest + attention_gib(cfg, arch, rows, longest)
+
+
+def attention_gib(cfg: RunConfig, arch: Any, rows: int, longest: int) -> float:
+    """GiB of attention probabilities kept for backward by attention.py's matrix path (CPU, bf16 autocast, batches
+    small enough); SDPA, which the GPU and long rows use, keeps nothing quadratic. Checkpointed layers keep one."""
+    if _cuda() or runtime.choose_precision(cfg.train.precision) != "bf16":
+        return 0.0
+    kept = attention.kept_bytes(arch, rows, longest)
+    if cfg.train.gradient_checkpointing:
+        kept //= getattr(arch, "num_hidden_layers", 12)
+    return kept * ALLOCATOR / 2**30
 
 
 def memory_budget(cfg: RunConfig) -> tuple[float, str]:
@@ -181,6 +193,9 @@ def fit_memory(cfg: RunConfig, train_ex: list[Example], eval_ex: list[Example]) 
     for gc in checkpointing:
         fixed, per_token = memory_terms(_with(cfg, gradient_checkpointing=gc), trainable, total, arch)
         rows = min(int((budget - fixed) / per_token) // longest, t.batch_size)
+        fitted_gc = _with(cfg, gradient_checkpointing=gc)
+        while rows > 1 and fixed + per_token * rows * longest + attention_gib(fitted_gc, arch, rows, longest) > budget:
+            rows -= 1
         if "batch_size" in mine and rows < t.batch_size or rows < 1:
             continue
         accum = t.grad_accum if "grad_accum" in mine else max(1, round(t.batch_size * t.grad_accum / rows))

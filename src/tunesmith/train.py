@@ -319,7 +319,8 @@ def run_trainer(trainer: Any, tokenizer: Any, cfg: RunConfig, run: RunDir, resum
     if not next(trainer.model.parameters()).is_cuda:
         fastpath.cheap_dropout(trainer.model)
     start = time.perf_counter()
-    trainer.train(resume_from_checkpoint=str(resume_from) if resume_from else None)
+    with fastpath.cpu_step(trainer.model, cfg):
+        trainer.train(resume_from_checkpoint=str(resume_from) if resume_from else None)
     seconds = time.perf_counter() - start
     tokens = int(trainer.state.num_input_tokens_seen or 0)
     metrics_file = next(c for c in trainer.callback_handler.callbacks if hasattr(c, "stopped"))

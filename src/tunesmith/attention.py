@@ -1,0 +1,145 @@
+"""Attention for training short rows on the CPU: the whole score matrix in bf16 matmuls, not SDPA's CPU kernel.
+
+torch's CPU flash-attention kernel (what SDPA runs on the CPU) works in 64-query blocks with the softmax in fp32 and
+reached 107-135 GFLOP/s (a quarter of this machine's bf16 matmul) on the demo's rows: with a padding mask it skips
+no block, and at 8 x 326 tokens attention was 19% of a training step. Two batched bf16 matmuls over the whole
+[query x key] matrix, the softmax in fp32 and a hand-written backward (flash attention's: dS = P * (dP - rowsum(dO *
+O))) took a training step (fwd + bwd of a 8 x 85 and a 8 x 326 batch, SmolLM2-135M, 2 Zen 4 cores) from 11.49 s to
+10.15 s (median of 8, alternating), with outputs and gradients within one bf16 rounding of SDPA's. The price is the
+probabilities kept for backward, B x H x L x L bf16 per layer: taken only while that is at most MAX_SCORE_BYTES
+(longer rows go to SDPA, whose memory grows linearly), and counted by plan's memory estimate (kept_bytes).
+
+Only where it was measured: training (gradients on) under bf16 autocast on the CPU, self-attention without a
+cache, a boolean mask or none (causal). Everything else (generation, eval without gradients, CUDA, fp32, soft caps,
+attention dropout) calls transformers' SDPA function unchanged. train switches it on around the loop only
+(`used_by`), so the saved model and every later generation use SDPA as loaded.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+from collections.abc import Iterator
+from typing import Any
+
+NAME = "tunesmith_cpu"
+# bf16 probabilities kept per layer per batch. 32 MiB = 8 rows x 9 heads x 482 tokens (SmolLM2-135M); the matrix
+# path was still 1.3x faster than masked SDPA at 4 x 700 (alone, fwd + bwd) and no faster at 4 x 1024.
+MAX_SCORE_BYTES = 32 * 2**20
+
+
+def fits(batch: int, heads: int, length: int) -> bool:
+    """Whether a batch takes the matrix path (its probabilities fit MAX_SCORE_BYTES)."""
+    return batch * heads * length * length * 2 <= MAX_SCORE_BYTES
+
+
+def kept_bytes(arch: Any, batch: int, length: int) -> int:
+    """Bytes of probabilities all layers keep for backward at one batch of `batch` rows of `length` tokens."""
+    heads = getattr(arch, "num_attention_heads", 12)
+    layers = getattr(arch, "num_hidden_layers", 12)
+    return layers * batch * heads * length * length * 2 if fits(batch, heads, length) else 0
+
+
+@functools.cache  # built on first use: importing this module must not import torch
+def _function() -> type:
+    import torch
+
+    class MatrixAttention(torch.autograd.Function):
+        """softmax(Q K^T * scale + mask) V with grouped K/V heads; bf16 matmuls, softmax and its backward in fp32."""
+
+        @staticmethod
+        def forward(ctx: Any, q: Any, k: Any, v: Any, mask: Any, scaling: float) -> Any:
+            b, h, n, d = q.shape
+            groups = h // k.shape[1]  # query heads per K/V head, as repeat_kv orders them
+            qg = (q * scaling).to(torch.bfloat16).reshape(b, k.shape[1], groups * n, d)
+            kb, vb = k.to(torch.bfloat16), v.to(torch.bfloat16)
+            scores = torch.matmul(qg, kb.transpose(-1, -2)).view(b, k.shape[1], groups, n, n).float()
+            scores.masked_fill_(~mask.view(mask.shape[0], 1, 1, n, n), torch.finfo(torch.float32).min)
+            p = torch.softmax(scores, dim=-1).to(torch.bfloat16).view(b, k.shape[1], groups * n, n)
+            out = torch.matmul(p, vb)
+            ctx.save_for_backward(qg, kb, vb, p, out)
+            ctx.scaling, ctx.dtypes = scaling, (q.dtype, k.dtype, v.dtype)
+            return out.view(b, h, n, d)
+
+        @staticmethod
+        def backward(ctx: Any, grad: Any) -> tuple[Any, ...]:
+            qg, kb, vb, p, out = ctx.saved_tensors
+            b, kv, gn, d = qg.shape
+            dout = grad.to(torch.bfloat16).reshape(b, kv, gn, d)
+            dv = torch.matmul(p.transpose(-1, -2), dout)  # sums over the query heads sharing each K/V head
+            dp = torch.matmul(dout, vb.transpose(-1, -2))
+            delta = (dout.float() * out.float()).sum(-1, keepdim=True)  # rowsum(dP * P), as flash attention
+            ds = (p.float() * (dp.float() - delta)).to(torch.bfloat16)
+            dq = torch.matmul(ds, kb) * ctx.scaling
+            dk = torch.matmul(ds.transpose(-1, -2), qg)  # qg carries the scale already
+            q_dtype, k_dtype, v_dtype = ctx.dtypes
+            n = kb.shape[2]
+            return dq.view(b, gn // n * kv, n, d).to(q_dtype), dk.to(k_dtype), dv.to(v_dtype), None, None
+
+    return MatrixAttention
+
+
+def _sdpa() -> Any:
+    from transformers.integrations.sdpa_attention import sdpa_attention_forward
+
+    return sdpa_attention_forward
+
+
+def _matrix_mask(module: Any, query: Any, mask: Any, kwargs: dict[str, Any]) -> Any:
+    """The boolean [B or 1, 1, L, L] mask the matrix path applies, or None where it must leave the call to SDPA."""
+    import torch
+
+    n = query.shape[2]
+    if mask is None:  # transformers drops the mask where it is only causal
+        if not getattr(module, "is_causal", True) or kwargs.get("sliding_window") is not None:
+            return None
+        return torch.ones(n, n, dtype=torch.bool, device=query.device).tril_()[None, None]
+    if mask.dtype != torch.bool or mask.dim() != 4 or mask.shape[1] != 1 or tuple(mask.shape[-2:]) != (n, n):
+        return None
+    return mask
+
+
+def attention(module: Any, query: Any, key: Any, value: Any, attention_mask: Any, dropout: float = 0.0,
+              scaling: float | None = None, is_causal: bool | None = None, **kwargs: Any) -> tuple[Any, None]:
+    """transformers' attention-function signature: query [B, H, L, D], key/value [B, KV, L, D] -> ([B, L, H, D], None)."""
+    import torch
+
+    b, h, n, d = query.shape
+    usable = (query.device.type == "cpu" and torch.is_grad_enabled() and not dropout and key.shape[2] == n
+              and torch.is_autocast_enabled("cpu") and torch.get_autocast_dtype("cpu") == torch.bfloat16
+              and kwargs.get("softcap") is None and kwargs.get("position_bias") is None and fits(b, h, n))
+    mask = _matrix_mask(module, query, attention_mask, kwargs) if usable else None
+    if mask is None:
+        return _sdpa()(module, query, key, value, attention_mask, dropout=dropout, scaling=scaling,
+                       is_causal=is_causal, **kwargs)
+    out = _function().apply(query, key, value, mask, scaling if scaling is not None else d ** -0.5)
+    return out.transpose(1, 2).contiguous(), None
+
+
+def register() -> None:
+    """Make NAME a transformers attention implementation, with SDPA's boolean masks."""
+    from transformers import AttentionInterface
+    from transformers.masking_utils import ALL_MASK_ATTENTION_FUNCTIONS, AttentionMaskInterface
+
+    AttentionInterface.register(NAME, attention)
+    AttentionMaskInterface.register(NAME, ALL_MASK_ATTENTION_FUNCTIONS["sdpa"])
+
+
+@contextlib.contextmanager
+def used_by(model: Any) -> Iterator[bool]:
+    """Train `model` (a PeftModel or a transformers model) with this attention; yields whether it was switched.
+
+    Only a model on SDPA is switched (eager, flash-attention or flex chosen by the user stay); the implementation it
+    had comes back on exit, errors included.
+    """
+    base = model.get_base_model() if hasattr(model, "get_base_model") else model
+    before = getattr(base.config, "_attn_implementation", None)
+    if before != "sdpa" or not hasattr(base, "set_attn_implementation"):
+        yield False
+        return
+    register()
+    base.set_attn_implementation(NAME)
+    try:
+        yield True
+    finally:
+        base.set_attn_implementation(before)

@@ -1,0 +1,94 @@
+"""The matrix attention gives SDPA's outputs and gradients (to a bf16 rounding), and SDPA's own where it is not meant."""
+
+from __future__ import annotations
+
+import types
+
+import pytest
+
+from tunesmith import attention
+
+
+def _batch(lengths: list[int], n: int, heads: int = 9, kv: int = 3):  # noqa: ANN202
+    import torch
+
+    torch.manual_seed(0)
+    b = len(lengths)
+    q = torch.randn(b, heads, n, 64, requires_grad=True)  # fp32, as rotary embeddings leave q and k
+    k = torch.randn(b, kv, n, 64, requires_grad=True)
+    v = torch.randn(b, kv, n, 64).to(torch.bfloat16).requires_grad_()  # bf16, as v_proj leaves it
+    real = torch.arange(n)[None, :] < torch.tensor(lengths)[:, None]
+    mask = torch.ones(n, n, dtype=torch.bool).tril()[None, None] & real[:, None, None, :]  # causal + right padding
+    return q, k, v, mask, real
+
+
+def _run(fn, q, k, v, mask, real):  # noqa: ANN001, ANN202
+    import torch
+
+    module = types.SimpleNamespace(num_key_value_groups=q.shape[1] // k.shape[1], is_causal=True, training=True)
+    for t in (q, k, v):
+        t.grad = None
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        out = fn(module, q, k, v, mask, scaling=0.125)[0]
+    weights = torch.randn(out.shape, generator=torch.Generator().manual_seed(1)) * real[:, :, None, None]  # a loss over the real positions only
+    (out.float() * weights).sum().backward()
+    return out.detach().float() * real[:, :, None, None], q.grad.clone(), k.grad.clone(), v.grad.float().clone()
+
+
+@pytest.mark.parametrize("mask_kind", ["padded", "causal only"])
+def test_matrix_attention_matches_sdpa_forward_and_backward(mask_kind, monkeypatch):
+    q, k, v, mask, real = _batch([40, 23, 31] if mask_kind == "padded" else [40, 40, 40], 40)
+    given = mask if mask_kind == "padded" else None  # transformers passes None where the mask is only causal
+    sdpa = _run(attention._sdpa(), q, k, v, given, real)
+
+    def refuse():  # noqa: ANN202
+        raise AssertionError("the matrix path should have answered")
+
+    monkeypatch.setattr(attention, "_sdpa", refuse)
+    matrix = _run(attention.attention, q, k, v, given, real)
+    for name, a, b in zip(("out", "dq", "dk", "dv"), sdpa, matrix):
+        scale = a.abs().max().item()
+        assert (a - b).abs().max().item() <= 0.02 * scale, name  # a bf16 rounding (2^-8) or two of the largest
+        assert (a - b).abs().mean().item() <= 0.002 * scale, name
+
+
+def test_sdpa_answers_where_the_matrix_path_is_not_meant():
+    import torch
+
+    q, k, v, mask, real = _batch([40, 23, 31], 40)
+    module = types.SimpleNamespace(num_key_value_groups=3, is_causal=True, training=False)
+    sdpa = attention._sdpa()
+    with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16):  # eval and generation: no gradients
+        assert torch.equal(attention.attention(module, q, k, v, mask, scaling=0.125)[0],
+                           sdpa(module, q, k, v, mask, scaling=0.125)[0])
+    v32 = v.detach().float().requires_grad_()
+    # fp32 training, no autocast: gradients on, still SDPA
+    assert torch.equal(attention.attention(module, q, k, v32, mask, scaling=0.125)[0],
+                       sdpa(module, q, k, v32, mask, scaling=0.125)[0])
+    assert attention.fits(8, 9, 482) and not attention.fits(8, 9, 483)
+    assert attention._matrix_mask(module, q, None, {"sliding_window": 16}) is None
+    assert attention._matrix_mask(module, q, mask.float(), {}) is None  # additive float masks go to SDPA
+
+
+def test_used_by_switches_a_model_on_sdpa_and_back(tiny_model_dir):
+    import torch
+    from transformers import AutoModelForCausalLM
+
+    model = AutoModelForCausalLM.from_pretrained(tiny_model_dir, attn_implementation="sdpa")
+    ids = torch.randint(0, 1000, (2, 24))
+    with attention.used_by(model) as switched:
+        assert switched and model.config._attn_implementation == attention.NAME
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            loss = model(input_ids=ids, labels=ids).loss
+        loss.backward()
+    assert model.config._attn_implementation == "sdpa"
+    assert torch.isfinite(loss) and all(p.grad is not None for p in model.parameters() if p.requires_grad)
+    eager = AutoModelForCausalLM.from_pretrained(tiny_model_dir, attn_implementation="eager")
+    with attention.used_by(eager) as switched:  # a user's choice stays
+        assert not switched and eager.config._attn_implementation == "eager"
+
+
+def test_kept_bytes_counts_the_probabilities_of_every_layer():
+    arch = types.SimpleNamespace(num_attention_heads=9, num_hidden_layers=30)
+    assert attention.kept_bytes(arch, 8, 326) == 30 * 8 * 9 * 326 * 326 * 2
+    assert attention.kept_bytes(arch, 4, 1024) == 0  # SDPA's path: nothing quadratic kept
