@@ -207,7 +207,7 @@ def tunesmith_run(data: Path, shape: str, steps: int, out: Path, padding_free: s
     from tunesmith.runtime import choose_padding_free
 
     return meter, seconds, {"precision": cfg.train.precision, "group_by_length": cfg.train.group_by_length,
-                            "padding_free": choose_padding_free(padding_free)}, result.model
+                            "padding_free": choose_padding_free(padding_free, cfg.train.precision)}, result.model
 
 
 HELDOUT = 16  # the file's last rows: the same rows, masking and batches score every contestant's final model

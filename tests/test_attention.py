@@ -92,3 +92,38 @@ def test_kept_bytes_counts_the_probabilities_of_every_layer():
     arch = types.SimpleNamespace(num_attention_heads=9, num_hidden_layers=30)
     assert attention.kept_bytes(arch, 8, 326) == 30 * 8 * 9 * 326 * 326 * 2
     assert attention.kept_bytes(arch, 4, 1024) == 0  # SDPA's path: nothing quadratic kept
+
+
+def test_packed_rows_are_padded_again_for_attention_alone(tiny_model_dir, monkeypatch):
+    # A padding-free batch (one row of rows, positions restarting at 0) gives the padded batch's loss and gradients,
+    # through the matrix path and, where the rows are too long for it, through SDPA on the re-padded rows.
+    import torch
+    from transformers import AutoModelForCausalLM
+
+    torch.manual_seed(0)
+    model = AutoModelForCausalLM.from_pretrained(tiny_model_dir, attn_implementation="sdpa")
+    rows = [torch.randint(0, 1000, (n,)) for n in (30, 17, 24)]
+    ids = torch.nn.utils.rnn.pad_sequence(rows, batch_first=True)
+    mask = (torch.arange(30)[None, :] < torch.tensor([30, 17, 24])[:, None]).long()
+    packed = torch.cat(rows)[None]
+    positions = torch.cat([torch.arange(len(r)) for r in rows])[None]
+    packed_labels = torch.cat([torch.cat([torch.tensor([-100]), r[1:]]) for r in rows])[None]
+
+    def step(**inputs):  # noqa: ANN202
+        model.zero_grad()
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            loss = model(**inputs, use_cache=False).loss
+        loss.backward()
+        return loss.item(), [p.grad.clone() for p in model.parameters()]
+
+    padded = step(input_ids=ids, attention_mask=mask, labels=ids.masked_fill(mask == 0, -100))
+    with attention.used_by(model):
+        matrix = step(input_ids=packed, position_ids=positions, labels=packed_labels)
+        monkeypatch.setattr(attention, "MAX_SCORE_BYTES", 0)  # too long for the matrix: SDPA, rows padded again
+        repadded = step(input_ids=packed, position_ids=positions, labels=packed_labels)
+    for loss, grads in (matrix, repadded):
+        assert loss == pytest.approx(padded[0], rel=1e-3)
+        for a, b in zip(padded[1], grads, strict=True):
+            assert (a - b).abs().max().item() <= 0.03 * a.abs().max().item()
+    assert attention._packed_starts(positions).tolist() == [0, 30, 47]
+    assert attention._packed_starts(torch.arange(12)[None]) is None  # one row: nothing to split

@@ -45,7 +45,8 @@ def _function() -> type:
     import torch
 
     class MatrixAttention(torch.autograd.Function):
-        """softmax(Q K^T * scale + mask) V with grouped K/V heads; bf16 matmuls, softmax and its backward in fp32."""
+        """softmax(Q K^T * scale + mask) V with grouped K/V heads; bf16 matmuls and storage, the softmax and its
+        backward computed in fp32 (each [L x L] pass reads and writes bf16: 2 passes forward, 2 backward)."""
 
         @staticmethod
         def forward(ctx: Any, q: Any, k: Any, v: Any, mask: Any, scaling: float) -> Any:
@@ -53,9 +54,9 @@ def _function() -> type:
             groups = h // k.shape[1]  # query heads per K/V head, as repeat_kv orders them
             qg = (q * scaling).to(torch.bfloat16).reshape(b, k.shape[1], groups * n, d)
             kb, vb = k.to(torch.bfloat16), v.to(torch.bfloat16)
-            scores = torch.matmul(qg, kb.transpose(-1, -2)).view(b, k.shape[1], groups, n, n).float()
-            scores.masked_fill_(~mask.view(mask.shape[0], 1, 1, n, n), torch.finfo(torch.float32).min)
-            p = torch.softmax(scores, dim=-1).to(torch.bfloat16).view(b, k.shape[1], groups * n, n)
+            scores = torch.matmul(qg, kb.transpose(-1, -2)).view(b, k.shape[1], groups, n, n)
+            scores.masked_fill_(~mask.view(mask.shape[0], 1, 1, n, n), torch.finfo(torch.bfloat16).min)
+            p = torch.softmax(scores, dim=-1).view(b, k.shape[1], groups * n, n)  # computed in fp32, stored bf16
             out = torch.matmul(p, vb)
             ctx.save_for_backward(qg, kb, vb, p, out)
             ctx.scaling, ctx.dtypes = scaling, (q.dtype, k.dtype, v.dtype)
@@ -69,7 +70,7 @@ def _function() -> type:
             dv = torch.matmul(p.transpose(-1, -2), dout)  # sums over the query heads sharing each K/V head
             dp = torch.matmul(dout, vb.transpose(-1, -2))
             delta = (dout.float() * out.float()).sum(-1, keepdim=True)  # rowsum(dP * P), as flash attention
-            ds = (p.float() * (dp.float() - delta)).to(torch.bfloat16)
+            ds = torch.mul(p, dp - delta, out=torch.empty_like(p))  # fp32 arithmetic, one bf16 rounding
             dq = torch.matmul(ds, kb) * ctx.scaling
             dk = torch.matmul(ds.transpose(-1, -2), qg)  # qg carries the scale already
             q_dtype, k_dtype, v_dtype = ctx.dtypes
@@ -107,13 +108,53 @@ def attention(module: Any, query: Any, key: Any, value: Any, attention_mask: Any
     b, h, n, d = query.shape
     usable = (query.device.type == "cpu" and torch.is_grad_enabled() and not dropout and key.shape[2] == n
               and torch.is_autocast_enabled("cpu") and torch.get_autocast_dtype("cpu") == torch.bfloat16
-              and kwargs.get("softcap") is None and kwargs.get("position_bias") is None and fits(b, h, n))
-    mask = _matrix_mask(module, query, attention_mask, kwargs) if usable else None
+              and kwargs.get("softcap") is None and kwargs.get("position_bias") is None)
+    starts = _packed_starts(kwargs.get("position_ids")) if usable and b == 1 else None
+    if starts is not None and getattr(module, "is_causal", True) and kwargs.get("sliding_window") is None:
+        return _packed(module, query, key, value, starts, scaling if scaling is not None else d ** -0.5, kwargs)
+    mask = _matrix_mask(module, query, attention_mask, kwargs) if usable and fits(b, h, n) else None
     if mask is None:
         return _sdpa()(module, query, key, value, attention_mask, dropout=dropout, scaling=scaling,
                        is_causal=is_causal, **kwargs)
     out = _function().apply(query, key, value, mask, scaling if scaling is not None else d ** -0.5)
     return out.transpose(1, 2).contiguous(), None
+
+
+def _packed_starts(position_ids: Any) -> Any:
+    """Where each row starts in a padding-free batch (one row of rows, positions restarting at 0), or None."""
+    if position_ids is None or position_ids.shape[0] != 1:
+        return None
+    starts = (position_ids[0] == 0).nonzero().flatten()
+    return starts if len(starts) > 1 and int(starts[0]) == 0 else None
+
+
+def _packed(module: Any, query: Any, key: Any, value: Any, starts: Any, scaling: float,
+            kwargs: dict[str, Any]) -> tuple[Any, None]:
+    """A padding-free batch: the rows are padded again for attention alone (the projections, MLP and norms ran
+    on real tokens only), attended with a padding mask, and put back in packed order."""
+    import torch
+
+    total = query.shape[2]
+    lengths = torch.diff(torch.cat([starts, starts.new_tensor([total])]))
+    rows, longest = len(starts), int(lengths.max())
+    offsets = torch.arange(longest, device=query.device)
+    real = offsets[None, :] < lengths[:, None]  # [rows, longest]
+    index = torch.where(real, starts[:, None] + offsets[None, :], total).flatten()  # padding reads a zero row
+
+    def padded(x: Any) -> Any:  # [1, H, T, D] -> [rows, H, longest, D]
+        x = torch.cat([x[0], x.new_zeros(x.shape[1], 1, x.shape[3])], dim=1)
+        return x.index_select(1, index).view(x.shape[0], rows, longest, x.shape[2]).transpose(0, 1)
+
+    q, k, v = padded(query), padded(key), padded(value)
+    mask = torch.ones(longest, longest, dtype=torch.bool, device=query.device).tril_()[None, None] \
+        & real[:, None, None, :]
+    if fits(rows, query.shape[1], longest):
+        out = _function().apply(q, k, v, mask, scaling).transpose(1, 2)
+    else:
+        kw = {name: arg for name, arg in kwargs.items() if name != "position_ids"}
+        out = _sdpa()(module, q, k, v, mask, scaling=scaling, **kw)[0]
+    flat = out.reshape(rows * longest, out.shape[2], out.shape[3])  # [rows x longest, H, D]
+    return flat.index_select(0, real.flatten().nonzero().flatten())[None], None
 
 
 def register() -> None:

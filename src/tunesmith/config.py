@@ -150,8 +150,9 @@ class TrainConfig(_Strict):
     group_by_length: bool = Field(True, description="batch rows of similar length: less padding, ~same loss")
     padding_free: Literal["auto", "on", "off"] = Field(
         "auto", description="on = a step's rows joined into one sequence with position ids (no pad tokens, "
-        "attention kept within each row); auto = on with a CUDA GPU (1.2-1.3x there), off on a CPU (up to 2x slower "
-        "there: docs/benchmarks.md)")
+        "attention kept within each row); auto = on with a CUDA GPU (1.2-1.3x there) and on a CPU in bf16 (1.1x on "
+        "the demo rows: the rows are padded again for attention alone), off in fp32 (up to 2x slower: "
+        "docs/benchmarks.md)")
     report_to: list[Literal["tensorboard", "wandb"]] = Field(
         default_factory=lambda: ["tensorboard"], description="trackers besides metrics.jsonl; wandb runs "
         "offline (files under the run folder) when no API key is configured")

@@ -439,7 +439,7 @@ def _step_line(cfg: RunConfig, trainable: int) -> str:
     t = cfg.train
     return ("each optimizer step: (1) take a batch of rows "
             + ("joined into one sequence (padding-free; attention stays within each row)"
-               if runtime.choose_padding_free(t.padding_free) else "padded to the longest")
+               if runtime.choose_padding_free(t.padding_free, t.precision) else "padded to the longest")
             + "; (2) forward pass over every position, logits only where the loss is computed (TRL's fused LM "
             "head); (3) loss = cross-entropy on supervised tokens only (prompt tokens carry label -100); "
             f"(4) backward: gradients for the {trainable:,} trainable parameters"

@@ -56,17 +56,20 @@ def choose_precision(precision: str) -> str:
     return "bf16" if cpu_has_bf16() else "fp32"
 
 
-def choose_padding_free(setting: str) -> bool:
-    """train.padding_free resolved: auto = on with a CUDA GPU, off on a CPU.
+def choose_padding_free(setting: str, precision: str = "auto") -> bool:
+    """train.padding_free resolved: auto = on with a CUDA GPU, and on a CPU that trains in bf16; off in fp32.
 
-    Measured (bench/train_contestants.py, docs/benchmarks.md): on the CPU packed rows were no faster on the demo
-    rows (210.6 vs 212.4 tokens/s: grouped by length, little padding is left to save) and 2x slower on long
-    rows (133.7 vs 265.8: the block-diagonal mask costs SDPA its unmasked flash path); on an H100 they were
-    1.32x faster on the demo rows (2,962 vs 2,252 tokens/s) and 1.16x on long rows (9,657 vs 8,321).
+    Measured (bench/train_contestants.py, docs/benchmarks.md): on an H100 packed rows were 1.32x faster on the
+    demo rows (2,962 vs 2,252 tokens/s) and 1.16x on long rows (9,657 vs 8,321). On the CPU they were 2x slower
+    on long rows while SDPA got their block-diagonal mask (133.7 vs 265.8); under bf16 attention.py pads the rows
+    again for attention alone, so the projections and the MLP run on real tokens only: 307.8 vs 279.9 tokens/s on
+    the demo rows (16% of a padded epoch is padding), 292.3 vs 285.5 on long rows, the same losses.
     """
     import torch
 
-    return setting == "on" or (setting == "auto" and torch.cuda.is_available())
+    if setting != "auto":
+        return setting == "on"
+    return torch.cuda.is_available() or choose_precision(precision) == "bf16"
 
 
 def precision_reason(precision: str) -> str:
