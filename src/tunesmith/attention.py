@@ -9,9 +9,13 @@ O))) took a training step (fwd + bwd of a 8 x 85 and a 8 x 326 batch, SmolLM2-13
 probabilities kept for backward, B x H x L x L bf16 per layer: taken only while that is at most MAX_SCORE_BYTES
 (longer rows go to SDPA, whose memory grows linearly), and counted by plan's memory estimate (kept_bytes).
 
-Only where it was measured: training (gradients on) under bf16 autocast on the CPU, self-attention without a
-cache, a boolean mask or none (causal). Everything else (generation, eval without gradients, CUDA, fp32, soft caps,
-attention dropout) calls transformers' SDPA function unchanged. train switches it on around the loop only
+Padding-free batches (one row of rows, positions restarting at 0; runtime.choose_padding_free) are padded again
+here for attention alone, so the projections, MLP and norms run on real tokens only while attention keeps its
+padded cost; SDPA's block-diagonal mask for such a row was 2x slower on long rows.
+
+Only where it was measured: training under bf16 autocast on the CPU (and its eval batches, when packed),
+self-attention without a cache, a boolean mask or none (causal). Everything else (generation, CUDA, fp32, soft
+caps, attention dropout) calls transformers' SDPA function unchanged. train switches it on around the loop only
 (`used_by`), so the saved model and every later generation use SDPA as loaded.
 """
 
@@ -106,13 +110,15 @@ def attention(module: Any, query: Any, key: Any, value: Any, attention_mask: Any
     import torch
 
     b, h, n, d = query.shape
-    usable = (query.device.type == "cpu" and torch.is_grad_enabled() and not dropout and key.shape[2] == n
+    usable = (query.device.type == "cpu" and not dropout and key.shape[2] == n
               and torch.is_autocast_enabled("cpu") and torch.get_autocast_dtype("cpu") == torch.bfloat16
               and kwargs.get("softcap") is None and kwargs.get("position_bias") is None)
     starts = _packed_starts(kwargs.get("position_ids")) if usable and b == 1 else None
     if starts is not None and getattr(module, "is_causal", True) and kwargs.get("sliding_window") is None:
+        # training and its eval batches (no gradients there): SDPA's block-diagonal mask was 2x slower
         return _packed(module, query, key, value, starts, scaling if scaling is not None else d ** -0.5, kwargs)
-    mask = _matrix_mask(module, query, attention_mask, kwargs) if usable and fits(b, h, n) else None
+    matrix = usable and torch.is_grad_enabled() and fits(b, h, n)
+    mask = _matrix_mask(module, query, attention_mask, kwargs) if matrix else None
     if mask is None:
         return _sdpa()(module, query, key, value, attention_mask, dropout=dropout, scaling=scaling,
                        is_causal=is_causal, **kwargs)
