@@ -13,7 +13,8 @@ if [ "${1:-}" = "--prepare" ]; then
   plat="--platform manylinux_2_28_x86_64 --platform manylinux_2_24_x86_64 --platform manylinux_2_17_x86_64 --platform manylinux2014_x86_64 --platform any"
   python3 -m pip download -q --no-deps --only-binary=:all: --python-version 3.12 --implementation cp $plat -d .whl \
     trl==1.16.0 transformers==5.24.0 peft==0.21.2 datasets==5.2.0 pydantic==2.14.4 pydantic-core==2.50.5 \
-    typer==0.29.2 dill==0.4.1 multiprocess==0.70.19 annotated-types==0.8.0 typing-inspection==0.4.5 bitsandbytes==0.50.2
+    typer==0.29.2 dill==0.4.1 multiprocess==0.70.19 annotated-types==0.8.0 typing-inspection==0.4.5 bitsandbytes==0.50.2 \
+    liger-kernel==0.8.5
   # bitsandbytes ships a library per CUDA/ROCm version (43 MB); the GPU machine's torch is CUDA 13
   zip -q -d .whl/bitsandbytes-*.whl 'bitsandbytes/libbitsandbytes_cuda11*' 'bitsandbytes/libbitsandbytes_cuda12*' \
     'bitsandbytes/libbitsandbytes_rocm*' 'bitsandbytes/libbitsandbytes_xpu*' || true
@@ -37,8 +38,8 @@ python3 -c "import torch, transformers, trl, peft; print('torch', torch.__versio
 python3 -c "import torch; from transformers import AutoConfig, AutoModelForCausalLM; torch.manual_seed(0); \
 AutoModelForCausalLM.from_config(AutoConfig.from_pretrained('.gpu/smol')).save_pretrained('.gpu/smol')"
 timeout 240 python3 -m pytest -q -p no:cacheprovider -o addopts="" tests/test_train.py \
-  -k "(gpu or padding_free or quantised) and not on_a_cpu" 2>&1 | tee "$OUT/pytest.log" | tail -25
+  -k "(gpu or padding_free or quantised or fp16) and not on_a_cpu" 2>&1 | tee "$OUT/pytest.log" | tail -25
 [ "${1:-}" = "--tests" ] && exit 0
 timeout 300 python3 bench/train_contestants.py --model .gpu/smol --rows .gpu/rows --steps 12 \
-  --contestants trl-defaults,trl-tuned,tunesmith,tunesmith-padded --json "$OUT/gpu_contestants.json" \
+  --contestants trl-defaults,trl-tuned,trl-liger,tunesmith,tunesmith-padded --json "$OUT/gpu_contestants.json" \
   2>"$OUT/bench.log" >/dev/null; tail -12 "$OUT/bench.log"

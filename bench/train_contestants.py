@@ -1,7 +1,8 @@
 """Train throughput: plain TRL with its defaults, plain TRL tuned by hand, and tunesmith, on the same rows.
 
 Run: .venv/bin/python bench/train_contestants.py [--shapes demo,long_prompt] [--steps 12] [--json FILE]
-     [--model default|FOLDER] [--rows DIR] [--contestants trl-defaults,trl-tuned,tunesmith,tunesmith-padded]
+     [--model default|FOLDER] [--rows DIR]
+     [--contestants trl-defaults,trl-tuned,trl-liger,tunesmith,tunesmith-padded,tunesmith-packed]
 On a CUDA machine every contestant trains on the GPU (bench/gpu_check.sh: a random-weight SmolLM2-135M, since
 the embedded GGUF does not travel there); `--rows DIR` reuses (or writes) the shapes' JSONL files.
 
@@ -9,7 +10,8 @@ Contestants (issue 13), each in a child process of its own (its own peak RSS, it
   (a) trl-defaults: SFTTrainer on prompt/completion conversations, every SFTConfig default kept (TRL 1.16:
       bf16 autocast, gradient checkpointing on, random batches), glibc malloc;
   (b) trl-tuned: the same script with bf16=True, gradient_checkpointing=False and tcmalloc preloaded;
-  (c) tunesmith: tunesmith's own path (template stage, masking, its defaults for this config) as `train` runs it.
+  (c) tunesmith: tunesmith's own path (template stage, masking, its defaults for this config) as `train` runs it;
+  trl-liger (GPU only): (b) with SFTConfig(use_liger_kernel=True), issue 27's "(c) TRL tuned + Liger".
 Same model (SmolLM2-135M-Instruct, `model: default`), LoRA r=16 alpha=32 all-linear, rows per step, steps and
 seed. Timing starts after the first step (warm-up: allocator, first-touch, oneDNN kernel choice).
 
@@ -161,7 +163,11 @@ def trl_run(contestant: str, data: Path, shape: str, steps: int, out: Path) -> t
     # prompt/completion conversations: TRL applies the chat template and trains on the completion only
     ds = ds.map(lambda r: {"prompt": r["messages"][:-1], "completion": r["messages"][-1:]},
                 remove_columns=["messages"])
-    tuned = {"bf16": True, "gradient_checkpointing": False} if contestant == "trl-tuned" else {}
+    tuned = {"bf16": True, "gradient_checkpointing": False} if contestant in ("trl-tuned", "trl-liger") else {}
+    if contestant == "trl-liger":  # Liger's fused kernels (RMSNorm, RoPE, SwiGLU, fused linear cross-entropy)
+        if not cuda():
+            raise SystemExit("trl-liger needs a CUDA GPU: Liger's kernels are Triton kernels")
+        tuned["use_liger_kernel"] = True
     args = SFTConfig(output_dir=str(out), max_steps=steps, per_device_train_batch_size=SHAPES[shape]["batch"],
                      learning_rate=3e-4, logging_steps=1, save_strategy="no", report_to="none", seed=42,
                      max_length=SHAPES[shape]["max_length"], use_cpu=not cuda(), disable_tqdm=True, **tuned)
@@ -309,7 +315,7 @@ def main() -> None:
     for shape in args.shapes.split(","):
         mine = {r["contestant"]: r for r in results if r["shape"] == shape}
         if "tunesmith" in mine:
-            for other in ("trl-defaults", "trl-tuned"):
+            for other in ("trl-defaults", "trl-tuned", "trl-liger"):
                 if other in mine:
                     mine["tunesmith"][f"x_{other}"] = round(mine["tunesmith"]["tokens_per_s"]
                                                              / mine[other]["tokens_per_s"], 2)

@@ -292,6 +292,28 @@ def test_a_run_trains_packed_rows_in_bf16_and_evaluates_on_the_gpu(tmp_path, tin
     assert rows[-1]["eval_loss"] < rows[0]["eval_loss"]
 
 
+@pytest.mark.gpu
+@pytest.mark.skipif(not _cuda(), reason="needs a CUDA GPU")
+def test_fp16_with_loss_scaling_trains_on_a_gpu(tmp_path, tiny_model_dir, small_jsonl):
+    """precision fp16 (what auto picks on a GPU without bf16: T4, V100), forced on the lent GPU: every logged loss
+    and gradient norm finite, the eval loss falls, the adapter is saved."""
+    import math
+
+    from safetensors.torch import load_file
+
+    cfg = _without_embedder(tiny_config(tiny_model_dir, small_jsonl, tmp_path / "runs", max_steps=8,
+                                        eval_strategy="steps", eval_steps=4, learning_rate=5e-3, precision="fp16"))
+    summary = pipeline.run(cfg, say=lambda _: None)
+    assert "fp16" in (summary.run_dir / "plan.json").read_text()
+    rows = metrics(summary.run_dir)
+    logged = [r[k] for r in rows for k in ("loss", "grad_norm", "eval_loss") if k in r]
+    assert logged and all(math.isfinite(v) for v in logged)
+    evals = [r["eval_loss"] for r in rows if "eval_loss" in r]
+    assert evals[-1] < evals[0]
+    weights = load_file(summary.run_dir / "adapter" / "adapter_model.safetensors")
+    assert all(bool(v.isfinite().all()) for v in weights.values())
+
+
 def _train_and_watch(model_dir: Path, data: Path, out: Path, **train_kw: object) -> tuple[list, list[dict]]:
     """3 LoRA steps (dropout off, so the two batch layouts see the same numbers); returns the decoder's training
     inputs as (input_ids shape, position_ids given) per forward, and metrics.jsonl."""

@@ -42,8 +42,10 @@ HALF_EVAL_SPEEDUP = 2.0
 # through peak RSS 2.4 GiB at 8 x 95 tokens, 5.9 GiB at 4 x 1023 and 5.7 GiB at 6 x 496 (slope 1.14 MiB per token,
 # intercept 1.76 GiB; each shape within 11%); held out, 1 x 6260 (16 Korean paragraphs) estimated 8.7 GiB, measured
 # 8.2. Before the last two changes the slope was 2.42 MiB per token. Linear in tokens, not in length squared: SDPA
-# keeps no attention matrix. Gradient checkpointing measured 5.39 GiB at 4 x 1023 before those changes (45 bytes per
-# hidden unit per layer kept); not re-measured: scaled by the same 55/120. fp32 is not measured: bf16 / 0.65.
+# keeps no attention matrix; attention.py's matrix path for short rows does, counted apart (attention_gib; measured
+# 2026-12-06 at 6 x 496 multi-turn rows: estimate 6.0 GiB with it, 5.1 without, peak RSS 5.8). Gradient
+# checkpointing measured 5.39 GiB at 4 x 1023 before those changes (45 bytes per hidden unit per layer kept); not
+# re-measured: scaled by the same 55/120. fp32 is not measured: bf16 / 0.65.
 PER_TOKEN_BYTES = {"half": 55, "fp32": 85}
 CHECKPOINTED_BYTES = 21
 RUNTIME_GIB = 1.32
