@@ -2,6 +2,8 @@
 # The checks a lent CUDA machine runs for issue 13 (bf16, QLoRA/8-bit, SDPA, padding-free batches), as one script:
 #   here:   bash bench/gpu_check.sh --prepare     (wheels into .whl/, rows and SmolLM2's tokenizer into .gpu/)
 #   there:  bash bench/gpu_check.sh [--tests]     (carry .whl and .gpu; logs and JSON under $OUT; --tests: no bench)
+#           SIZES="135 360 1700" (default 1700: issue 27's target shape), CONTESTANTS=... (default: trl-tuned,
+#           trl-liger, tunesmith, tunesmith-padded; add trl-defaults for the (a) column)
 # The embedded GGUF does not travel (its 270 MB are over the 64 MiB a call carries): the benchmark there trains a
 # SmolLM2-135M of random weights built from its config: the same shapes and FLOPs, so tokens/s compare; losses
 # compare between contestants only.
@@ -34,12 +36,37 @@ python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upg
 export PYTHONPATH=/tmp/site:$PWD/src:$PWD TUNESMITH_TEST_TOKENIZER=$PWD/.gpu/smol
 python3 -c "import torch, transformers, trl, peft; print('torch', torch.__version__, 'transformers', transformers.__version__, \
 'trl', trl.__version__, 'peft', peft.__version__, 'sdpa flash', torch.backends.cuda.flash_sdp_enabled())" | tee -a "$OUT/gpu.txt"
-# random weights of SmolLM2-135M's shape (seeded), saved once as safetensors
-python3 -c "import torch; from transformers import AutoConfig, AutoModelForCausalLM; torch.manual_seed(0); \
-AutoModelForCausalLM.from_config(AutoConfig.from_pretrained('.gpu/smol')).save_pretrained('.gpu/smol')"
+# random weights of SmolLM2-135M's shape (seeded), saved once as safetensors; SIZES adds 360M / 1.7B shapes (the
+# SmolLM2 family's configs, same tokenizer) as .gpu/smol360 and .gpu/smol1700 for the bench below
+SIZES=${SIZES:-1700}
+python3 - "$SIZES" <<'PY'
+import shutil, sys, torch
+from pathlib import Path
+from transformers import AutoConfig, AutoModelForCausalLM
+shapes = {"135": {}, "360": dict(hidden_size=960, intermediate_size=2560, num_hidden_layers=32, num_attention_heads=15,
+                                 num_key_value_heads=5),
+          "1700": dict(hidden_size=2048, intermediate_size=8192, num_hidden_layers=24, num_attention_heads=32,
+                       num_key_value_heads=32)}
+torch.manual_seed(0)
+AutoModelForCausalLM.from_config(AutoConfig.from_pretrained(".gpu/smol")).save_pretrained(".gpu/smol")
+for size in sys.argv[1].split():
+    if size == "135":
+        continue
+    out = Path(f".gpu/smol{size}")
+    out.mkdir(exist_ok=True)
+    for f in Path(".gpu/smol").iterdir():
+        if f.is_file() and not f.name.endswith(".safetensors") and f.name != "config.json":
+            shutil.copy(f, out / f.name)
+    cfg = AutoConfig.from_pretrained(".gpu/smol", **shapes[size])
+    torch.manual_seed(0)
+    AutoModelForCausalLM.from_config(cfg).save_pretrained(out)
+PY
 timeout 240 python3 -m pytest -q -p no:cacheprovider -o addopts="" tests/test_train.py \
   -k "(gpu or padding_free or quantised or fp16) and not on_a_cpu" 2>&1 | tee "$OUT/pytest.log" | tail -25
 [ "${1:-}" = "--tests" ] && exit 0
-timeout 300 python3 bench/train_contestants.py --model .gpu/smol --rows .gpu/rows --steps 12 \
-  --contestants trl-defaults,trl-tuned,trl-liger,tunesmith,tunesmith-padded --json "$OUT/gpu_contestants.json" \
-  2>"$OUT/bench.log" >/dev/null; tail -12 "$OUT/bench.log"
+for size in $SIZES; do
+  model=.gpu/smol; [ "$size" = 135 ] || model=.gpu/smol$size
+  timeout 420 python3 bench/train_contestants.py --model $model --rows .gpu/rows --steps 12 \
+    --contestants ${CONTESTANTS:-trl-tuned,trl-liger,tunesmith,tunesmith-padded} \
+    --json "$OUT/gpu_contestants_$size.json" 2>"$OUT/bench_$size.log" >/dev/null; tail -12 "$OUT/bench_$size.log"
+done

@@ -128,3 +128,21 @@ def test_models_for_inference_run_in_the_eval_precision(tiny_model_dir: Path):
     got = model.generate(**ids, max_new_tokens=4, do_sample=False)
     assert got.shape == want.shape  # it still generates; the tokens may differ from fp32's (greedy near-ties)
     assert models.for_inference(model, "auto") == choose_precision("auto")
+
+
+def test_a_gguf_plans_and_tokenizes_without_being_converted(smol_dir: Path, tmp_path: Path, monkeypatch):
+    # Config and tokenizer come from a weightless folder made from the file; the weights convert only when loaded.
+    monkeypatch.setenv("TUNESMITH_HOME", str(tmp_path / "home"))
+    gguf = str(models.default_gguf())
+    _, tok = models.load(gguf, tokenizer_only=True)
+    arch = models.model_config(gguf)
+    made = sorted(p.name for p in (tmp_path / "home" / "models").iterdir())
+    assert len(made) == 1 and made[0].endswith(".light")  # no converted folder, no weights
+    assert not any(p.suffix == ".safetensors" for p in (tmp_path / "home").rglob("*"))
+    _, converted = models.load(str(smol_dir), tokenizer_only=True)  # the same file, converted (the session's)
+    text = "Hello, 안녕하세요 <|im_start|>user\nhi<|im_end|>"
+    assert tok(text).input_ids == converted(text).input_ids
+    assert tok.chat_template == converted.chat_template
+    assert (arch.model_type, arch.hidden_size, arch.num_hidden_layers) == ("llama", 576, 30)
+    assert models.location(gguf).startswith(str(tmp_path / "home" / "models"))  # where it will convert to
+    assert not any(p.suffix == ".safetensors" for p in (tmp_path / "home").rglob("*"))

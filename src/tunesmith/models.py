@@ -44,22 +44,14 @@ def _convert_gguf(gguf: Path, dest: Path) -> Path:
     """Dequantise a GGUF into a safetensors folder (model, tokenizer, chat template), atomically."""
     from transformers import AutoModelForCausalLM, AutoTokenizer, GgufConfig
 
-    if (dest / "config.json").is_file() and (dest / "model.safetensors").is_file():
+    if _converted(dest):
         return dest
     dest.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(dir=dest.parent, prefix=f".{dest.name}-"))
     try:
-        try:
-            tok = AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name)
-            # Without dequantize=True the model is flagged quantized: no training and no save_pretrained.
-            model = AutoModelForCausalLM.from_pretrained(
-                gguf.parent, gguf_file=gguf.name, quantization_config=GgufConfig(dequantize=True))
-        except (ValueError, KeyError, IndexError, EOFError, OSError, struct.error) as err:
-            # A truncated file, an unknown architecture or tokenizer type: the parser's own words, no traceback.
-            raise TunesmithError(f"cannot read this GGUF file: {_first_lines(err)}", where=str(gguf),
-                                 fix="re-download it, or use a model folder (save_pretrained) or a hub id "
-                                 "instead; transformers reads GGUF files of the llama, mistral, qwen2, "
-                                 "gemma and phi3 families among others") from None
+        tok = _read_gguf(gguf, AutoTokenizer.from_pretrained)
+        # Without dequantize=True the model is flagged quantized: no training and no save_pretrained.
+        model = _read_gguf(gguf, AutoModelForCausalLM.from_pretrained, quantization_config=GgufConfig(dequantize=True))
         model.save_pretrained(tmp, safe_serialization=True)
         tok.save_pretrained(tmp)
         if dest.exists():  # another process finished first
@@ -71,21 +63,32 @@ def _convert_gguf(gguf: Path, dest: Path) -> Path:
     return dest
 
 
+def _converted(dest: Path) -> bool:
+    return (dest / "config.json").is_file() and (dest / "model.safetensors").is_file()
+
+
+def _read_gguf(gguf: Path, reader: Any, **kwargs: Any) -> Any:
+    """`reader(folder, gguf_file=name, ...)` (a transformers from_pretrained) with a GGUF's errors in words."""
+    try:
+        return reader(gguf.parent, gguf_file=gguf.name, **kwargs)
+    except (ValueError, KeyError, IndexError, EOFError, OSError, struct.error) as err:
+        # A truncated file, an unknown architecture or tokenizer type: the parser's own words, no traceback.
+        raise TunesmithError(f"cannot read this GGUF file: {_first_lines(err)}", where=str(gguf),
+                             fix="re-download it, or use a model folder (save_pretrained) or a hub id "
+                             "instead; transformers reads GGUF files of the llama, mistral, qwen2, "
+                             "gemma and phi3 families among others") from None
+
+
 def resolve(spec: str) -> str:
-    """Return a folder path or hub id that `from_pretrained` can load.
+    """Return a folder path or hub id that `from_pretrained` can load (a GGUF converted once, here).
 
     >>> resolve("default")  # doctest: +SKIP
     '/root/.cache/tunesmith/models/smollm2-135m-instruct'
     """
-    if spec.lower() in DEFAULT_ALIASES:
-        return str(_convert_gguf(default_gguf(), home() / "models" / "smollm2-135m-instruct"))
+    gguf = _gguf_source(spec)
+    if gguf is not None:
+        return str(_convert_gguf(*gguf))
     path = Path(spec).expanduser()
-    if path.suffix == ".gguf":
-        if not path.is_file():
-            raise TunesmithError(f"GGUF file {path} not found", fix="check the --model path")
-        _check_gguf_magic(path)
-        st = path.stat()
-        return str(_convert_gguf(path, home() / "models" / f"{path.stem}-{st.st_size:x}"))
     if path.is_dir():
         if not (path / "config.json").is_file():
             raise TunesmithError(f"{path} is a folder without config.json, so not a model folder",
@@ -94,18 +97,65 @@ def resolve(spec: str) -> str:
     if path.exists() or spec.startswith((".", "/", "~")):
         raise TunesmithError(f"model path {spec} is not a model folder or a .gguf file",
                              fix=_alternatives())
-    blob = stores.ollama_gguf(spec)
-    if blob is not None:  # an Ollama name (qwen2.5:0.5b): its GGUF blob, converted once like any .gguf
-        _check_gguf_magic(blob)
-        tagged = spec if ":" in spec.rsplit("/", 1)[-1] else f"{spec}:latest"  # `smol` is `smol:latest`
-        name = f"ollama-{hub_safe(tagged)}-{blob.stat().st_size:x}"
-        link = home() / "models" / ".gguf-links" / f"{name}.gguf"  # transformers reads a GGUF by its suffix
-        link.parent.mkdir(parents=True, exist_ok=True)
-        if not link.is_symlink() or link.resolve() != blob.resolve():
-            link.unlink(missing_ok=True)
-            link.symlink_to(blob.resolve())
-        return str(_convert_gguf(link, home() / "models" / name))
     return spec  # a hub id; load() reports a clear error if it is not reachable
+
+
+def _gguf_source(spec: str) -> tuple[Path, Path] | None:
+    """(GGUF file, the folder it converts into) where `spec` names a GGUF: the default, a .gguf path, an Ollama
+    name; None for folders and hub ids."""
+    if spec.lower() in DEFAULT_ALIASES:
+        return default_gguf(), home() / "models" / "smollm2-135m-instruct"
+    path = Path(spec).expanduser()
+    if path.suffix == ".gguf":
+        if not path.is_file():
+            raise TunesmithError(f"GGUF file {path} not found", fix="check the --model path")
+        _check_gguf_magic(path)
+        return path, home() / "models" / f"{path.stem}-{path.stat().st_size:x}"
+    if path.exists() or spec.startswith((".", "/", "~")):
+        return None
+    blob = stores.ollama_gguf(spec)
+    if blob is None:
+        return None
+    # an Ollama name (qwen2.5:0.5b): its GGUF blob, converted once like any .gguf
+    _check_gguf_magic(blob)
+    tagged = spec if ":" in spec.rsplit("/", 1)[-1] else f"{spec}:latest"  # `smol` is `smol:latest`
+    name = f"ollama-{hub_safe(tagged)}-{blob.stat().st_size:x}"
+    link = home() / "models" / ".gguf-links" / f"{name}.gguf"  # transformers reads a GGUF by its suffix
+    link.parent.mkdir(parents=True, exist_ok=True)
+    if not link.is_symlink() or link.resolve() != blob.resolve():
+        link.unlink(missing_ok=True)
+        link.symlink_to(blob.resolve())
+    return link, home() / "models" / name
+
+
+def location(spec: str) -> str:
+    """Where `spec` loads from, for the plan's model line: a GGUF's converted folder, converted or not yet."""
+    gguf = _gguf_source(spec)
+    return str(gguf[1]) if gguf is not None else resolve(spec)
+
+
+def _light_source(spec: str) -> str | None:
+    """For a GGUF not converted yet, a folder with its config.json and tokenizer only (made once, from two reads
+    of the file), which a plan, `models --data`, inspect and preview load instead of the whole conversion:
+    converting every GGUF of an Ollama store to list it took minutes and gigabytes. None otherwise."""
+    from transformers import AutoConfig, AutoTokenizer
+
+    gguf = _gguf_source(spec)
+    if gguf is None or _converted(gguf[1]):
+        return None
+    light = gguf[1].with_name(gguf[1].name + ".light")
+    if (light / "config.json").is_file():
+        return str(light)
+    light.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(dir=light.parent, prefix=f".{light.name}-"))
+    try:
+        _read_gguf(gguf[0], AutoTokenizer.from_pretrained).save_pretrained(tmp)
+        _read_gguf(gguf[0], AutoConfig.from_pretrained).save_pretrained(tmp)  # config.json last: the marker
+        if not light.exists():
+            tmp.rename(light)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return str(light)
 
 
 def hub_safe(name: str) -> str:
@@ -198,7 +248,7 @@ def model_config(spec: str) -> Any:
     """The architecture config alone (no weights), for the plan's parameter and memory estimates."""
     from transformers import AutoConfig
 
-    source = resolve(spec)
+    source = _light_source(spec) or resolve(spec)
     try:
         return AutoConfig.from_pretrained(source, local_files_only=not Path(source).is_dir() and not hub.reachable())
     except (OSError, ValueError):
@@ -215,7 +265,7 @@ def load(spec: str, *, dtype: Any = None, tokenizer_only: bool = False, load_in:
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     quant = None if tokenizer_only else quantization_config(load_in)
-    source = resolve(spec)
+    source = (_light_source(spec) if tokenizer_only else None) or resolve(spec)
     # A hub id is tried from the HF cache first; the network only when the hub answers at all, because
     # huggingface_hub retries an unreachable host for ~50 s before giving up.
     local_only = not Path(source).is_dir() and not hub.reachable()

@@ -409,7 +409,7 @@ def describe(cfg: RunConfig, data: PreparedData, train_ex: list[Example], eval_e
              + ("ends on the best checkpoint" if t.load_best else "ends on the last step"))
     device = "CUDA GPU" if _cuda() else f"CPU ({os.cpu_count()} cores)"
     lines = [
-        f"model: {cfg.model} -> {models.resolve(cfg.model)} ({arch.model_type}, {total / 1e6:.1f}M parameters)"
+        f"model: {cfg.model} -> {models.location(cfg.model)} ({arch.model_type}, {total / 1e6:.1f}M parameters)"
         + (f"; continuing from {cfg.continue_from}" if cfg.continue_from else ""),
         f"rows: {len(train_ex)} train, {len(eval_ex)} eval (read {data.rows_read}: {len(data.skipped)} skipped, "
         f"{len(data.duplicates)} duplicates, {len(data.dropped)} not trained{_why_not(data)})",
