@@ -110,19 +110,20 @@ def attention(module: Any, query: Any, key: Any, value: Any, attention_mask: Any
     import torch
 
     b, h, n, d = query.shape
+    scaling = scaling if scaling is not None else d ** -0.5
     usable = (query.device.type == "cpu" and not dropout and key.shape[2] == n
               and torch.is_autocast_enabled("cpu") and torch.get_autocast_dtype("cpu") == torch.bfloat16
               and kwargs.get("softcap") is None and kwargs.get("position_bias") is None)
     starts = _packed_starts(kwargs.get("position_ids")) if usable and b == 1 else None
     if starts is not None and getattr(module, "is_causal", True) and kwargs.get("sliding_window") is None:
         # training and its eval batches (no gradients there): SDPA's block-diagonal mask was 2x slower
-        return _packed(module, query, key, value, starts, scaling if scaling is not None else d ** -0.5, kwargs)
+        return _packed(module, query, key, value, starts, scaling, kwargs)
     matrix = usable and torch.is_grad_enabled() and fits(b, h, n)
     mask = _matrix_mask(module, query, attention_mask, kwargs) if matrix else None
     if mask is None:
         return _sdpa()(module, query, key, value, attention_mask, dropout=dropout, scaling=scaling,
                        is_causal=is_causal, **kwargs)
-    out = _function().apply(query, key, value, mask, scaling if scaling is not None else d ** -0.5)
+    out = _function().apply(query, key, value, mask, scaling)
     return out.transpose(1, 2).contiguous(), None
 
 

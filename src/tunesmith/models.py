@@ -46,17 +46,41 @@ def _convert_gguf(gguf: Path, dest: Path) -> Path:
 
     if _converted(dest):
         return dest
-    dest.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(dir=dest.parent, prefix=f".{dest.name}-"))
-    try:
+
+    def write(tmp: Path) -> None:
         tok = _read_gguf(gguf, AutoTokenizer.from_pretrained)
         # Without dequantize=True the model is flagged quantized: no training and no save_pretrained.
         model = _read_gguf(gguf, AutoModelForCausalLM.from_pretrained, quantization_config=GgufConfig(dequantize=True))
         model.save_pretrained(tmp, safe_serialization=True)
         tok.save_pretrained(tmp)
-        if dest.exists():  # another process finished first
-            shutil.rmtree(tmp)
-        else:
+
+    return _write_folder(dest, write)
+
+
+def _light_folder(gguf: Path, dest: Path) -> Path:
+    """A GGUF's config.json and tokenizer without its weights (two reads of the file, no dequantising), beside the
+    folder it converts into: what a plan, `models --data`, inspect and preview load. Converting every GGUF of an
+    Ollama store to list it took minutes and gigabytes."""
+    from transformers import AutoConfig, AutoTokenizer
+
+    light = dest.with_name(dest.name + ".light")
+    if (light / "config.json").is_file():
+        return light
+
+    def write(tmp: Path) -> None:
+        _read_gguf(gguf, AutoTokenizer.from_pretrained).save_pretrained(tmp)
+        _read_gguf(gguf, AutoConfig.from_pretrained).save_pretrained(tmp)
+
+    return _write_folder(light, write)
+
+
+def _write_folder(dest: Path, write: Any) -> Path:
+    """`write(tmp)` into a temporary sibling of `dest`, then renamed: a folder is there whole or not at all."""
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(dir=dest.parent, prefix=f".{dest.name}-"))
+    try:
+        write(tmp)
+        if not dest.exists():  # else another process finished first
             tmp.rename(dest)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
@@ -79,15 +103,17 @@ def _read_gguf(gguf: Path, reader: Any, **kwargs: Any) -> Any:
                              "gemma and phi3 families among others") from None
 
 
-def resolve(spec: str) -> str:
+def resolve(spec: str, *, weights: bool = True) -> str:
     """Return a folder path or hub id that `from_pretrained` can load (a GGUF converted once, here).
+
+    `weights=False` (config and tokenizer only): a GGUF not converted yet gives its weightless folder instead.
 
     >>> resolve("default")  # doctest: +SKIP
     '/root/.cache/tunesmith/models/smollm2-135m-instruct'
     """
     gguf = _gguf_source(spec)
     if gguf is not None:
-        return str(_convert_gguf(*gguf))
+        return str(_convert_gguf(*gguf) if weights or _converted(gguf[1]) else _light_folder(*gguf))
     path = Path(spec).expanduser()
     if path.is_dir():
         if not (path / "config.json").is_file():
@@ -132,30 +158,6 @@ def location(spec: str) -> str:
     """Where `spec` loads from, for the plan's model line: a GGUF's converted folder, converted or not yet."""
     gguf = _gguf_source(spec)
     return str(gguf[1]) if gguf is not None else resolve(spec)
-
-
-def _light_source(spec: str) -> str | None:
-    """For a GGUF not converted yet, a folder with its config.json and tokenizer only (made once, from two reads
-    of the file), which a plan, `models --data`, inspect and preview load instead of the whole conversion:
-    converting every GGUF of an Ollama store to list it took minutes and gigabytes. None otherwise."""
-    from transformers import AutoConfig, AutoTokenizer
-
-    gguf = _gguf_source(spec)
-    if gguf is None or _converted(gguf[1]):
-        return None
-    light = gguf[1].with_name(gguf[1].name + ".light")
-    if (light / "config.json").is_file():
-        return str(light)
-    light.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(dir=light.parent, prefix=f".{light.name}-"))
-    try:
-        _read_gguf(gguf[0], AutoTokenizer.from_pretrained).save_pretrained(tmp)
-        _read_gguf(gguf[0], AutoConfig.from_pretrained).save_pretrained(tmp)  # config.json last: the marker
-        if not light.exists():
-            tmp.rename(light)
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
-    return str(light)
 
 
 def hub_safe(name: str) -> str:
@@ -248,7 +250,7 @@ def model_config(spec: str) -> Any:
     """The architecture config alone (no weights), for the plan's parameter and memory estimates."""
     from transformers import AutoConfig
 
-    source = _light_source(spec) or resolve(spec)
+    source = resolve(spec, weights=False)
     try:
         return AutoConfig.from_pretrained(source, local_files_only=not Path(source).is_dir() and not hub.reachable())
     except (OSError, ValueError):
@@ -265,7 +267,7 @@ def load(spec: str, *, dtype: Any = None, tokenizer_only: bool = False, load_in:
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     quant = None if tokenizer_only else quantization_config(load_in)
-    source = (_light_source(spec) if tokenizer_only else None) or resolve(spec)
+    source = resolve(spec, weights=not tokenizer_only)
     # A hub id is tried from the HF cache first; the network only when the hub answers at all, because
     # huggingface_hub retries an unreachable host for ~50 s before giving up.
     local_only = not Path(source).is_dir() and not hub.reachable()

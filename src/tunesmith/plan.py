@@ -193,10 +193,11 @@ def fit_memory(cfg: RunConfig, train_ex: list[Example], eval_ex: list[Example]) 
         raise _nothing_fits(cfg, train_ex, need, budget, floor_fixed, floor_per_token)
     checkpointing = [t.gradient_checkpointing] if "gradient_checkpointing" in mine else [False, True]
     for gc in checkpointing:
-        fixed, per_token = memory_terms(_with(cfg, gradient_checkpointing=gc), trainable, total, arch)
+        with_gc = _with(cfg, gradient_checkpointing=gc)
+        fixed, per_token = memory_terms(with_gc, trainable, total, arch)
         rows = min(int((budget - fixed) / per_token) // longest, t.batch_size)
-        fitted_gc = _with(cfg, gradient_checkpointing=gc)
-        while rows > 1 and fixed + per_token * rows * longest + attention_gib(fitted_gc, arch, rows, longest) > budget:
+        while rows > 1 and estimate_memory_gib(_with(with_gc, batch_size=rows), trainable, total, arch,
+                                               longest) > budget:  # the attention term is not linear in rows
             rows -= 1
         if "batch_size" in mine and rows < t.batch_size or rows < 1:
             continue

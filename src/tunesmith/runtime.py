@@ -56,7 +56,7 @@ def choose_precision(precision: str) -> str:
     return "bf16" if cpu_has_bf16() else "fp32"
 
 
-def choose_padding_free(setting: str, precision: str = "auto") -> bool:
+def choose_padding_free(setting: str, precision: str) -> bool:
     """train.padding_free resolved: auto = on with a CUDA GPU, and on a CPU that trains in bf16; off in fp32.
 
     Measured (bench/train_contestants.py, docs/benchmarks.md): on an H100 packed rows were 1.32x faster on the

@@ -274,7 +274,8 @@ def _args(cfg: RunConfig, run: RunDir, resuming: bool) -> Any:
         **training_args(cfg, run, resuming),
         max_length=None, dataset_kwargs={"skip_prepare_dataset": True},
         train_sampling_strategy="group_by_length" if t.group_by_length else "random",
-        padding_free=choose_padding_free(t.padding_free, t.precision))  # TRL's collator: one row, position ids, labels kept
+        # TRL's collator: one row, position ids, labels kept
+        padding_free=choose_padding_free(t.padding_free, t.precision))
 
 
 def train(model: Any, tokenizer: Any, train_ex: list[Example], eval_ex: list[Example], cfg: RunConfig,
