@@ -1,12 +1,19 @@
 #!/usr/bin/env bash
-# The checks a lent CUDA machine runs for issue 13 (bf16, QLoRA/8-bit, SDPA, padding-free batches), as one script:
-#   here:   bash bench/gpu_check.sh --prepare     (wheels into .whl/, rows and SmolLM2's tokenizer into .gpu/)
-#   there:  bash bench/gpu_check.sh [--tests]     (carry .whl and .gpu; logs and JSON under $OUT; --tests: no bench)
-#           SIZES="135 360 1700" (default 1700: issue 27's target shape), CONTESTANTS=... (default: trl-tuned,
-#           trl-liger, tunesmith, tunesmith-padded; add trl-defaults for the (a) column)
-# The embedded GGUF does not travel (its 270 MB are over the 64 MiB a call carries): the benchmark there trains a
-# SmolLM2-135M of random weights built from its config: the same shapes and FLOPs, so tokens/s compare; losses
-# compare between contestants only.
+# The checks a lent CUDA machine runs for issues 13 and 27, as one script:
+#   here:   bash bench/gpu_check.sh --prepare     (wheels into .whl/ and .whl/unsloth/, rows and SmolLM2's tokenizer
+#                                                  into .gpu/; about 37 MiB of the 64 a call carries)
+#   there:  bash bench/gpu_check.sh               (carry .whl and .gpu; logs and JSON under $OUT)
+#   STAGES (default "tests bench profile"), in the order they run:
+#     tests    the GPU tests (bf16, QLoRA/8-bit, packed rows, forced fp16, a whole run)
+#     bench    the contestants on demo and long-prompt rows for each of SIZES (default 1700: issue 27's target)
+#     profile  trl-tuned and tunesmith at the first of SIZES on demo rows under torch.profiler (wall vs GPU busy,
+#              kernel launches, top ops)
+#     scaling  trl-tuned and tunesmith at the first of SIZES on rows of 512 ... 8,192 tokens (8,192 a step)
+#   CONTESTANTS (default trl-tuned,trl-liger,unsloth,tunesmith,tunesmith-liger,tunesmith-compile)
+# The embedded GGUF does not travel (its 270 MB are over the 64 MiB a call carries): the benchmark there trains
+# random weights of SmolLM2's shapes (135M, 360M, 1.7B) built from the 135M config: the same shapes and FLOPs, so
+# tokens/s compare; losses compare between contestants only. Unsloth (its pins: transformers <= 5.17, TRL <=
+# 1.15, datasets < 5) gets a site folder of its own, /tmp/site_unsloth; the others run on /tmp/site.
 set -u
 cd "$(dirname "$0")/.."
 if [ "${1:-}" = "--prepare" ]; then
@@ -17,6 +24,11 @@ if [ "${1:-}" = "--prepare" ]; then
     trl==1.16.0 transformers==5.24.0 peft==0.21.2 datasets==5.2.0 pydantic==2.14.4 pydantic-core==2.50.5 \
     typer==0.29.2 dill==0.4.1 multiprocess==0.70.19 annotated-types==0.8.0 typing-inspection==0.4.5 bitsandbytes==0.50.2 \
     liger-kernel==0.8.5
+  # (d) Unsloth: its own transformers comes from the GPU image (5.17.0); the wheel's web app (studio/, 80 MB
+  # unpacked) and CLI are not used by training and are cut out: 28.6 MB -> 2.0 MB
+  python3 -m pip download -q --no-deps --only-binary=:all: --python-version 3.12 --implementation cp $plat \
+    -d .whl/unsloth unsloth==2026.10.9 unsloth_zoo==2026.10.9 trl==1.15.0 datasets==4.8.5
+  zip -q -d .whl/unsloth/unsloth-2026.10.9-py3-none-any.whl 'studio/*' 'unsloth_cli/*' || true
   # bitsandbytes ships a library per CUDA/ROCm version (43 MB); the GPU machine's torch is CUDA 13
   zip -q -d .whl/bitsandbytes-*.whl 'bitsandbytes/libbitsandbytes_cuda11*' 'bitsandbytes/libbitsandbytes_cuda12*' \
     'bitsandbytes/libbitsandbytes_rocm*' 'bitsandbytes/libbitsandbytes_xpu*' || true
@@ -24,7 +36,7 @@ if [ "${1:-}" = "--prepare" ]; then
   smol=$($PY -c "from tunesmith import models; print(models.resolve('default'))")
   find "$smol" -maxdepth 1 -type f ! -name '*.safetensors' -exec cp {} .gpu/smol/ \;
   $PY -c "import sys; sys.path.insert(0, 'bench'); import train_contestants as t; from pathlib import Path; \
-[t.rows_for(s, Path('.gpu/rows')) for s in ('demo', 'long_prompt')]"
+[t.rows_for(s, Path('.gpu/rows')) for s in t.SHAPES]"
   rm -f .gpu/rows/raw.jsonl
   exit 0
 fi
@@ -33,6 +45,12 @@ export PYTHONUNBUFFERED=1 HF_HUB_OFFLINE=1 TUNESMITH_HOME=/tmp/tunesmith_home
 nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv 2>&1 | tee "$OUT/gpu.txt"
 python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site .whl/*.whl \
   >"$OUT/pip.log" 2>&1 || { tail "$OUT/pip.log"; exit 1; }
+# Unsloth's folder: its wheels, and of ours only what tunesmith's own imports need beside the image's packages
+python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site_unsloth \
+  .whl/unsloth/*.whl $(ls .whl/*.whl | grep -E '/(pydantic|pydantic_core|annotated_types|typing_inspection|dill|multiprocess|peft|bitsandbytes)-') \
+  >>"$OUT/pip.log" 2>&1 || echo "unsloth's site folder did not install (pip.log); its contestant will fail"
+export UNSLOTH_SITE=/tmp/site_unsloth UNSLOTH_COMPILE_LOCATION=/tmp/unsloth_compiled_cache HF_DATASETS_OFFLINE=1
+STAGES=${STAGES:-tests bench profile}
 export PYTHONPATH=/tmp/site:$PWD/src:$PWD TUNESMITH_TEST_TOKENIZER=$PWD/.gpu/smol
 python3 -c "import torch, transformers, trl, peft; print('torch', torch.__version__, 'transformers', transformers.__version__, \
 'trl', trl.__version__, 'peft', peft.__version__, 'sdpa flash', torch.backends.cuda.flash_sdp_enabled())" | tee -a "$OUT/gpu.txt"
@@ -61,12 +79,24 @@ for size in sys.argv[1].split():
     torch.manual_seed(0)
     AutoModelForCausalLM.from_config(cfg).save_pretrained(out)
 PY
-timeout 240 python3 -m pytest -q -p no:cacheprovider -o addopts="" tests/test_train.py \
-  -k "(gpu or padding_free or quantised or fp16) and not on_a_cpu" 2>&1 | tee "$OUT/pytest.log" | tail -25
-[ "${1:-}" = "--tests" ] && exit 0
-for size in $SIZES; do
-  model=.gpu/smol; [ "$size" = 135 ] || model=.gpu/smol$size
-  timeout 420 python3 bench/train_contestants.py --model $model --rows .gpu/rows --steps 12 \
-    --contestants ${CONTESTANTS:-trl-tuned,trl-liger,tunesmith,tunesmith-padded} \
-    --json "$OUT/gpu_contestants_$size.json" 2>"$OUT/bench_$size.log" >/dev/null; tail -12 "$OUT/bench_$size.log"
-done
+stage() { case " $STAGES " in *" $1 "*) return 0;; esac; return 1; }
+if stage tests; then
+  timeout 240 python3 -m pytest -q -p no:cacheprovider -o addopts="" tests/test_train.py \
+    -k "(gpu or padding_free or quantised or fp16) and not on_a_cpu" 2>&1 | tee "$OUT/pytest.log" | tail -25
+fi
+model_for() { if [ "$1" = 135 ]; then echo .gpu/smol; else echo .gpu/smol$1; fi; }
+first=${SIZES%% *}
+bench() {  # bench NAME SIZE SHAPES CONTESTANTS STEPS [--profile]
+  timeout 420 python3 bench/train_contestants.py --model "$(model_for "$2")" --rows .gpu/rows --shapes "$3" \
+    --contestants "$4" --steps "$5" ${6:-} --json "$OUT/gpu_$1.json" 2>"$OUT/bench_$1.log" >/dev/null
+  grep -E "tok/s|FAILED" "$OUT/bench_$1.log"
+}
+if stage bench; then
+  for size in $SIZES; do
+    bench "contestants_$size" "$size" demo,long_prompt \
+      "${CONTESTANTS:-trl-tuned,trl-liger,unsloth,tunesmith,tunesmith-liger,tunesmith-compile}" 12
+  done
+fi
+stage profile && bench "profile_$first" "$first" demo trl-tuned,tunesmith 6 --profile
+stage scaling && bench "scaling_$first" "$first" seq512,seq1024,seq2048,seq4096,seq8192 trl-tuned,tunesmith 6
+exit 0

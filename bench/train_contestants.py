@@ -2,7 +2,8 @@
 
 Run: .venv/bin/python bench/train_contestants.py [--shapes demo,long_prompt] [--steps 12] [--json FILE]
      [--model default|FOLDER] [--rows DIR]
-     [--contestants trl-defaults,trl-tuned,trl-liger,tunesmith,tunesmith-padded,tunesmith-packed]
+     [--contestants trl-defaults,trl-tuned,trl-liger,unsloth,tunesmith,tunesmith-padded,tunesmith-packed]
+     [--profile]
 On a CUDA machine every contestant trains on the GPU (bench/gpu_check.sh: a random-weight SmolLM2-135M, since
 the embedded GGUF does not travel there); `--rows DIR` reuses (or writes) the shapes' JSONL files.
 
@@ -11,7 +12,10 @@ Contestants (issue 13), each in a child process of its own (its own peak RSS, it
       bf16 autocast, gradient checkpointing on, random batches), glibc malloc;
   (b) trl-tuned: the same script with bf16=True, gradient_checkpointing=False and tcmalloc preloaded;
   (c) tunesmith: tunesmith's own path (template stage, masking, its defaults for this config) as `train` runs it;
-  trl-liger (GPU only): (b) with SFTConfig(use_liger_kernel=True), issue 27's "(c) TRL tuned + Liger".
+  trl-liger (GPU only): (b) with SFTConfig(use_liger_kernel=True), issue 27's "(c) TRL tuned + Liger";
+  unsloth (GPU only): issue 27's (d), FastLanguageModel + its get_peft_model + TRL's SFTTrainer, with its own
+      transformers/TRL/datasets from UNSLOTH_SITE (bench/gpu_check.sh builds it).
+A contestant that fails is recorded with its error (the rest still run).
 Same model (SmolLM2-135M-Instruct, `model: default`), LoRA r=16 alpha=32 all-linear, rows per step, steps and
 seed. Timing starts after the first step (warm-up: allocator, first-touch, oneDNN kernel choice).
 
@@ -19,7 +23,11 @@ Reported per contestant: real (non-padding) tokens/s over the timed steps, wall 
 RSS of the child, the mean loss of the last three steps, and the model FLOP/s achieved (4 x parameters per real
 token: forward 2 + backward 2 for LoRA) as a share of a 2048x2048 bf16 and fp32 matmul measured in the same run.
 Shapes: the demo's rows (configs/demo.yaml, max_length 384) and generated long Korean paragraphs with a one-line
-question as the answer (about 6% of tokens supervised), cut to rows of at most 1,024 tokens, 4 rows per step.
+question as the answer (about 6% of tokens supervised), cut to rows of at most 1,024 tokens, 4 rows per step;
+seq512 ... seq8192: the same kind of rows at about N tokens, 8,192 tokens a step (growth with sequence length).
+With --profile each child runs its timed steps under torch.profiler and adds what a step spent (wall vs GPU busy,
+kernel launches, top ops); its tokens/s then include the profiler's overhead. On a GPU a tunesmith row also
+carries the plan's memory estimate (settings.plan_gib) beside peak_gpu_gib.
 """
 
 from __future__ import annotations
@@ -40,16 +48,25 @@ sys.path.insert(0, str(ROOT))  # the generated shapes live with the test fixture
 from tests.fixtures.shapes import korean_rows  # noqa: E402
 
 CONTESTANTS = ("trl-defaults", "trl-tuned", "tunesmith")
-# tunesmith with train.padding_free forced: "padded" rows (the CPU's auto) and "packed" rows (CUDA's auto)
-VARIANTS = {"tunesmith-padded": "off", "tunesmith-packed": "on"}
+# tunesmith with train settings changed: padding_free forced to "padded" rows and "packed" rows; torch.compile
+# (train.compile); and, GPU only, Liger's RMSNorm/RoPE/SwiGLU kernels patched into tunesmith's model (the loss
+# stays TRL's chunked head): candidates for issue 27, each kept only if a GPU run shows it
+VARIANTS = {"tunesmith-padded": {"padding_free": "off"}, "tunesmith-packed": {"padding_free": "on"},
+            "tunesmith-compile": {"compile": True}, "tunesmith-liger": {}}
 MODEL = "default"  # --model: the weights every contestant starts from
+PROFILE = False  # --profile: torch.profiler over the timed steps (slows them: its tokens/s are not the bench's)
+# Unsloth pins transformers <= 5.17, TRL <= 1.15 and datasets < 5: its contestant runs with this folder first on
+# PYTHONPATH (bench/gpu_check.sh installs it there), everything else with the project's versions
+UNSLOTH_SITE = os.environ.get("UNSLOTH_SITE", "/tmp/site_unsloth")
 
 
 def cuda() -> bool:
     import torch
 
     return torch.cuda.is_available()
-SHAPES = {"demo": {"batch": 8, "max_length": 384}, "long_prompt": {"batch": 4, "max_length": 1024}}
+SHAPES = {"demo": {"batch": 8, "max_length": 384}, "long_prompt": {"batch": 4, "max_length": 1024},
+          # issue 27's growth with sequence length: rows of about N tokens, 8,192 tokens a step at every N
+          **{f"seq{n}": {"batch": max(1, 8192 // n), "max_length": n} for n in (512, 1024, 2048, 4096, 8192)}}
 LORA = {"r": 16, "alpha": 32, "dropout": 0.05}
 
 
@@ -91,8 +108,12 @@ def rows_for(shape: str, folder: Path) -> Path:
         cfg = load(ROOT / "configs" / "demo.yaml")
         data = prepare(cfg.data)
         convs = list(data.train)
-    else:
-        made = korean_rows(160, random.Random(0), chars=(250, 480))  # ~2 tokens per Hangul syllable
+    else:  # ~2.1 tokens per character of these paragraphs, ~150 for the template and question, and a paragraph
+        # overshoots its length by up to one sentence (~110 tokens): a seqN row is 60-100% of N tokens
+        top = (SHAPES[shape]["max_length"] - 260) / 2.1
+        chars = (250, 480) if shape == "long_prompt" else (int(0.6 * top), int(top))
+        made = korean_rows(160 if shape == "long_prompt" else max(24, 6 * SHAPES[shape]["batch"]),
+                           random.Random(0), chars=chars)
         raw = folder / "raw.jsonl"
         raw.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in made), encoding="utf-8")
         data = prepare(DataConfig(train=[raw]))
@@ -104,7 +125,7 @@ def rows_for(shape: str, folder: Path) -> Path:
     path.write_text("".join(json.dumps({"messages": [{"role": m.role, "content": m.content}
                                                      for m in c.messages]}, ensure_ascii=False) + "\n"
                             for c in fits.convs), encoding="utf-8")
-    assert not any(e.truncated for e in fits.examples) and len(fits.examples) >= 64, len(fits.examples)
+    assert not any(e.truncated for e in fits.examples) and len(fits.examples) >= min(64, 3 * SHAPES[shape]["batch"])
     return path
 
 
@@ -112,9 +133,16 @@ class Meter:
     """Real tokens (attention_mask sums) and wall time of each training step, from a forward pre-hook and a
     TrainerCallback; the first step is the warm-up and is not timed."""
 
-    def __init__(self, model) -> None:  # noqa: ANN001
+    def __init__(self, model, profile: bool = False) -> None:  # noqa: ANN001
         self.tokens, self.step_tokens, self.times, self.losses = [], 0, [], []
         self._t0 = 0.0
+        self.profiler = None
+        if profile:  # the timed steps (2nd on) under torch.profiler: where a step's time goes, per contestant
+            import torch
+
+            activities = [torch.profiler.ProfilerActivity.CPU] + (
+                [torch.profiler.ProfilerActivity.CUDA] if cuda() else [])
+            self.profiler = torch.profiler.profile(activities=activities)
         model.get_decoder().register_forward_pre_hook(self._count, with_kwargs=True)
 
     def _count(self, module, args, kwargs):  # noqa: ANN001, ANN202
@@ -130,7 +158,13 @@ class Meter:
 
         class Timing(TrainerCallback):
             def on_step_begin(self, args, state, control, **kw):  # noqa: ANN001
+                if meter.profiler is not None and len(meter.times) == 1:
+                    meter.profiler.__enter__()
                 meter.step_tokens, meter._t0 = 0, time.perf_counter()
+
+            def on_train_end(self, args, state, control, **kw):  # noqa: ANN001
+                if meter.profiler is not None and len(meter.times) > 1:
+                    meter.profiler.__exit__(None, None, None)
 
             def on_step_end(self, args, state, control, **kw):  # noqa: ANN001
                 if cuda():
@@ -145,6 +179,28 @@ class Meter:
                     meter.losses.append(float(logs["loss"]))
 
         return Timing()
+
+
+def profile_summary(meter: Meter, top: int = 12) -> dict:
+    """What the profiled steps spent: wall time, time the GPU was busy running kernels, kernel launches, and the
+    ops with the most self time on the device and on the host (a step bound by launches shows busy << wall)."""
+    events = meter.profiler.key_averages()
+    wall = sum(meter.times[1:])
+    device = [e for e in events if getattr(e, "self_device_time_total", 0) > 0]
+    launches = sum(e.count for e in events if e.key in ("cudaLaunchKernel", "cuLaunchKernel", "cudaLaunchKernelExC",
+                                                        "cuLaunchKernelEx"))
+
+    def rows(key: str) -> list[dict]:
+        best = sorted(events, key=lambda e: -getattr(e, key, 0))[:top]
+        return [{"op": e.key[:80], "ms": round(getattr(e, key) / 1e3, 1), "calls": e.count} for e in best]
+
+    steps = max(len(meter.times) - 1, 1)
+    return {"steps": steps, "wall_ms_per_step": round(1e3 * wall / steps, 1),
+            "device_busy_ms_per_step": round(sum(e.self_device_time_total for e in device) / 1e3 / steps, 1),
+            "host_ms_per_step": round(sum(e.self_cpu_time_total for e in events) / 1e3 / steps, 1),
+            "kernel_launches_per_step": round(launches / steps),
+            "top_device": rows("self_device_time_total") if device else [],
+            "top_host": rows("self_cpu_time_total")}
 
 
 def trl_run(contestant: str, data: Path, shape: str, steps: int, out: Path) -> tuple[Meter, float, dict]:
@@ -171,7 +227,7 @@ def trl_run(contestant: str, data: Path, shape: str, steps: int, out: Path) -> t
     args = SFTConfig(output_dir=str(out), max_steps=steps, per_device_train_batch_size=SHAPES[shape]["batch"],
                      learning_rate=3e-4, logging_steps=1, save_strategy="no", report_to="none", seed=42,
                      max_length=SHAPES[shape]["max_length"], use_cpu=not cuda(), disable_tqdm=True, **tuned)
-    meter = Meter(model)
+    meter = Meter(model, PROFILE)
     trainer = SFTTrainer(model=model, args=args, train_dataset=ds, processing_class=tok,
                          peft_config=LoraConfig(r=LORA["r"], lora_alpha=LORA["alpha"], lora_dropout=LORA["dropout"],
                                                 target_modules="all-linear", task_type="CAUSAL_LM"),
@@ -182,7 +238,7 @@ def trl_run(contestant: str, data: Path, shape: str, steps: int, out: Path) -> t
                                                 "gradient_checkpointing": args.gradient_checkpointing}, trainer.model
 
 
-def tunesmith_run(data: Path, shape: str, steps: int, out: Path, padding_free: str = "auto"
+def tunesmith_run(data: Path, shape: str, steps: int, out: Path, variant: str = "tunesmith"
                   ) -> tuple[Meter, float, dict]:
     from tunesmith import models, pipeline, train
     from tunesmith.config import parse
@@ -199,12 +255,19 @@ def tunesmith_run(data: Path, shape: str, steps: int, out: Path, padding_free: s
                            "lr_scheduler": "linear", "warmup_ratio": 0.0,
                            "logging_steps": 1, "eval_strategy": "steps", "eval_steps": 100000,
                            "early_stopping_patience": 0, "load_best": False, "report_to": [], "seed": 42,
-                           "padding_free": padding_free}},
+                           **VARIANTS.get(variant, {})}},
                 source=f"<bench {shape}>")
     tok = models.load(cfg.model, tokenizer_only=True)[1]
     _, train_ex, eval_ex = pipeline.render(tok, prepare(cfg.data), cfg, say=lambda _: None)
     model = pipeline._starting_model(cfg)[0]  # the weights `tunesmith train` starts from
-    meter = Meter(model)
+    if variant == "tunesmith-liger":
+        if not cuda():
+            raise SystemExit("tunesmith-liger needs a CUDA GPU: Liger's kernels are Triton kernels")
+        from liger_kernel.transformers import _apply_liger_kernel_to_instance
+
+        _apply_liger_kernel_to_instance(model=model, rope=True, rms_norm=True, swiglu=True, cross_entropy=False,
+                                        fused_linear_cross_entropy=False)
+    meter = Meter(model, PROFILE)
     run, _ = create(out, "bench", overwrite=True, config_yaml=cfg.to_yaml())
     start = time.perf_counter()
     result = train.train(model, tok, train_ex, eval_ex[:2], cfg, run, say=lambda _: None, progress=meter.callback())
@@ -212,8 +275,50 @@ def tunesmith_run(data: Path, shape: str, steps: int, out: Path, padding_free: s
     run.unlock()
     from tunesmith.runtime import choose_padding_free
 
+    from tunesmith import plan
+
+    # what `tunesmith plan` says the peak will be (process RSS on a CPU; on a GPU it is compared with the GPU's)
+    estimate = plan.estimate_memory_gib(cfg, *plan.parameter_counts(cfg), max(len(e.input_ids) for e in train_ex))
     return meter, seconds, {"precision": cfg.train.precision, "group_by_length": cfg.train.group_by_length,
-                            "padding_free": choose_padding_free(padding_free, cfg.train.precision)}, result.model
+                            "padding_free": choose_padding_free(cfg.train.padding_free, cfg.train.precision),
+                            "compile": cfg.train.compile, "liger": variant == "tunesmith-liger",
+                            "plan_gib": round(estimate, 2)}, result.model
+
+
+def unsloth_run(data: Path, shape: str, steps: int, out: Path) -> tuple[Meter, float, dict, object]:
+    """(d) Unsloth as its README trains: FastLanguageModel (its patched Llama, bf16 weights), its get_peft_model
+    with the same LoRA, TRL's SFTTrainer on the same prompt/completion rows as (b). CUDA only; runs with
+    UNSLOTH_SITE first on PYTHONPATH (its pinned transformers/TRL/datasets)."""
+    if not cuda():
+        raise SystemExit("unsloth needs a CUDA GPU")
+    import unsloth  # noqa: F401 - first, so that it patches transformers and TRL before they load
+    import torch
+    from datasets import load_dataset
+    from trl import SFTConfig, SFTTrainer
+    from unsloth import FastLanguageModel
+
+    from tunesmith import models
+
+    length = SHAPES[shape]["max_length"]
+    model, tok = FastLanguageModel.from_pretrained(model_name=str(models.resolve(MODEL)), max_seq_length=length,
+                                                   dtype=torch.bfloat16, load_in_4bit=False)
+    model = FastLanguageModel.get_peft_model(
+        model, r=LORA["r"], lora_alpha=LORA["alpha"], lora_dropout=LORA["dropout"], bias="none", random_state=42,
+        target_modules=["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"],
+        use_gradient_checkpointing=False)
+    ds = load_dataset("json", data_files=str(data), split="train")
+    ds = ds.map(lambda r: {"prompt": r["messages"][:-1], "completion": r["messages"][-1:]},
+                remove_columns=["messages"])
+    args = SFTConfig(output_dir=str(out), max_steps=steps, per_device_train_batch_size=SHAPES[shape]["batch"],
+                     learning_rate=3e-4, logging_steps=1, save_strategy="no", report_to="none", seed=42,
+                     max_length=length, bf16=True, gradient_checkpointing=False, disable_tqdm=True)
+    meter = Meter(model, PROFILE)
+    trainer = SFTTrainer(model=model, args=args, train_dataset=ds, processing_class=tok,
+                         callbacks=[meter.callback()])
+    start = time.perf_counter()
+    trainer.train()
+    return meter, time.perf_counter() - start, {"unsloth": unsloth.__version__, "bf16": True,
+                                                "gradient_checkpointing": False}, trainer.model
 
 
 HELDOUT = 16  # the file's last rows: the same rows, masking and batches score every contestant's final model
@@ -241,24 +346,28 @@ def heldout_loss(model, data: Path) -> float:  # noqa: ANN001
 def child(contestant: str, data: Path, shape: str, steps: int, out: Path) -> dict:
     import torch
 
-    from tunesmith import plan
-    from tunesmith.config import parse
-
     torch.manual_seed(0)
     if contestant == "tunesmith" or contestant in VARIANTS:
-        meter, seconds, settings, model = tunesmith_run(data, shape, steps, out, VARIANTS.get(contestant, "auto"))
+        meter, seconds, settings, model = tunesmith_run(data, shape, steps, out, contestant)
+    elif contestant == "unsloth":
+        meter, seconds, settings, model = unsloth_run(data, shape, steps, out)
     else:
         meter, seconds, settings, model = trl_run(contestant, data, shape, steps, out)
     tokens, timed = sum(meter.tokens[1:]), sum(meter.times[1:])
-    heldout = heldout_loss(model, data)
-    cfg = parse({"name": "bench", "model": MODEL, "data": {"train": [str(data)]}}, source="<bench>")
-    total = plan.parameter_counts(cfg)[1]
-    return {"contestant": contestant, "shape": shape, "settings": settings, "steps": len(meter.times),
+    extra = {"profile": profile_summary(meter)} if meter.profiler is not None else {}
+    try:
+        heldout = round(heldout_loss(model, data), 4)
+    except Exception as err:  # noqa: BLE001 - unsloth's child runs older transformers; its throughput still counts
+        heldout, extra["heldout_error"] = None, f"{type(err).__name__}: {err}"[:300]
+    total = sum(p.numel() for p in model.parameters() if not p.requires_grad)  # the base model's (LoRA frozen)
+    if cuda():
+        extra["peak_gpu_reserved_gib"] = round(torch.cuda.max_memory_reserved() / 2**30, 2)
+    return {"contestant": contestant, "shape": shape, "settings": settings, "steps": len(meter.times), **extra,
             "tokens_per_s": round(tokens / timed, 1), "model_flops": 4 * total * tokens / timed,
             "train_wall_s": round(seconds, 1), "peak_rss_gib": round(resource.getrusage(
                 resource.RUSAGE_SELF).ru_maxrss / 2**20, 2),
             "loss_last3": round(sum(meter.losses[-3:]) / max(len(meter.losses[-3:]), 1), 4),
-            "heldout_loss": round(heldout, 4),
+            "heldout_loss": heldout,
             "step_seconds": [round(t, 2) for t in meter.times], "step_tokens": meter.tokens,
             "malloc": "tcmalloc" if "tcmalloc" in os.environ.get("LD_PRELOAD", "") else "glibc",
             "peak_gpu_gib": round(torch.cuda.max_memory_allocated() / 2**30, 2) if cuda() else None}
@@ -270,11 +379,14 @@ def run_child(contestant: str, data: Path, shape: str, steps: int, out: Path) ->
     env = {k: v for k, v in os.environ.items() if k != "LD_PRELOAD"}
     if contestant != "trl-defaults" and runtime.tcmalloc_library():
         env["LD_PRELOAD"] = str(runtime.tcmalloc_library())
+    if contestant == "unsloth":  # its own versions first; no statistics ping (the GPU machine is offline)
+        env["PYTHONPATH"] = os.pathsep.join([UNSLOTH_SITE, str(ROOT / "src"), str(ROOT)])
+        env.update(UNSLOTH_DISABLE_STATISTICS="1", HF_HUB_OFFLINE="1", TRANSFORMERS_OFFLINE="1")
     res = subprocess.run([sys.executable, __file__, "--child", contestant, "--data", str(data), "--shapes", shape,
-                          "--steps", str(steps), "--out", str(out), "--model", MODEL], env=env, capture_output=True,
-                         text=True)
-    if res.returncode:
-        raise SystemExit(f"{contestant} on {shape} failed:\n{res.stderr[-3000:]}")
+                          "--steps", str(steps), "--out", str(out), "--model", MODEL]
+                         + (["--profile"] if PROFILE else []), env=env, capture_output=True, text=True)
+    if res.returncode:  # recorded, not fatal: one contestant failing (say, Unsloth offline) keeps the others
+        return {"contestant": contestant, "shape": shape, "error": res.stderr[-3000:]}
     return json.loads(res.stdout.strip().splitlines()[-1])
 
 
@@ -289,9 +401,10 @@ def main() -> None:
     ap.add_argument("--out", type=Path)
     ap.add_argument("--model", default="default", help="default (embedded SmolLM2) or a model folder")
     ap.add_argument("--rows", type=Path, help="folder of the shapes' JSONL files (reused, or written there)")
+    ap.add_argument("--profile", action="store_true", help="torch.profiler over each contestant's timed steps")
     args = ap.parse_args()
-    global MODEL
-    MODEL = args.model
+    global MODEL, PROFILE
+    MODEL, PROFILE = args.model, args.profile
     if args.child:
         print(json.dumps(child(args.child, args.data, args.shapes, args.steps, args.out)))
         return
@@ -306,16 +419,20 @@ def main() -> None:
             steps = args.steps if shape == "demo" else max(args.steps // 2, 3)
             for contestant in args.contestants.split(","):
                 r = run_child(contestant, data, shape, steps, Path(tmp) / contestant)
+                results.append(r)
+                if "error" in r:
+                    print(f"{shape:12s} {contestant:13s} FAILED: {r['error'].strip().splitlines()[-1:]}",
+                          file=sys.stderr)
+                    continue
                 r["share_of_bf16_peak"] = round(r["model_flops"] / peaks["bf16"], 3)
                 r["share_of_fp32_peak"] = round(r["model_flops"] / peaks["fp32"], 3)
-                results.append(r)
                 print(f"{shape:12s} {contestant:13s} {r['tokens_per_s']:7.1f} tok/s  {r['train_wall_s']:6.1f} s  "
-                      f"{r['peak_rss_gib']:5.2f} GiB  loss {r['loss_last3']:.4f} held-out {r['heldout_loss']:.4f}  "
+                      f"{r['peak_rss_gib']:5.2f} GiB  loss {r['loss_last3']:.4f} held-out {r['heldout_loss']}  "
                       f"{r['share_of_bf16_peak']:.1%} of bf16 peak", file=sys.stderr)
     for shape in args.shapes.split(","):
-        mine = {r["contestant"]: r for r in results if r["shape"] == shape}
+        mine = {r["contestant"]: r for r in results if r["shape"] == shape and "error" not in r}
         if "tunesmith" in mine:
-            for other in ("trl-defaults", "trl-tuned", "trl-liger"):
+            for other in ("trl-defaults", "trl-tuned", "trl-liger", "unsloth"):
                 if other in mine:
                     mine["tunesmith"][f"x_{other}"] = round(mine["tunesmith"]["tokens_per_s"]
                                                              / mine[other]["tokens_per_s"], 2)
