@@ -3,13 +3,15 @@
 #   here:   bash bench/gpu_check.sh --prepare     (wheels into .whl/ and .whl/unsloth/, rows and SmolLM2's tokenizer
 #                                                  into .gpu/; about 37 MiB of the 64 a call carries)
 #   there:  bash bench/gpu_check.sh               (carry .whl and .gpu; logs and JSON under $OUT)
-#   STAGES (default "tests bench profile"), in the order they run:
-#     tests    the GPU tests (bf16, QLoRA/8-bit, packed rows, forced fp16, a whole run)
-#     bench    the contestants on demo and long-prompt rows for each of SIZES (default 1700: issue 27's target)
-#     profile  trl-tuned and tunesmith at the first of SIZES on demo rows under torch.profiler (wall vs GPU busy,
-#              kernel launches, top ops)
-#     scaling  trl-tuned and tunesmith at the first of SIZES on rows of 512 ... 8,192 tokens (8,192 a step)
-#   CONTESTANTS (default trl-tuned,trl-liger,unsloth,tunesmith,tunesmith-liger,tunesmith-compile)
+#   STAGES (default "bench profile tests candidates"), run in this order while BUDGET seconds (default 540, inside
+#   a call's 600) leave room; each bench writes its JSON after every contestant, so a stage cut short keeps its rows:
+#     bench       issue 27's contestants, CONTESTANTS (default trl-tuned,unsloth,trl-liger,tunesmith), on demo and
+#                 long-prompt rows, for each of SIZES (default 1700: issue 27's target)
+#     profile     trl-tuned and tunesmith at the first of SIZES on demo rows under torch.profiler (wall vs GPU busy,
+#                 kernel launches, top ops)
+#     tests       the GPU tests (bf16, QLoRA/8-bit, packed rows, forced fp16, a whole run)
+#     candidates  tunesmith-liger and tunesmith-compile at the first of SIZES (each kept only if it wins here)
+#     scaling     trl-tuned and tunesmith at the first of SIZES on rows of 512 ... 8,192 tokens (8,192 a step)
 # The embedded GGUF does not travel (its 270 MB are over the 64 MiB a call carries): the benchmark there trains
 # random weights of SmolLM2's shapes (135M, 360M, 1.7B) built from the 135M config: the same shapes and FLOPs, so
 # tokens/s compare; losses compare between contestants only. Unsloth (its pins: transformers <= 5.17, TRL <=
@@ -50,7 +52,8 @@ python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upg
   .whl/unsloth/*.whl $(ls .whl/*.whl | grep -E '/(pydantic|pydantic_core|annotated_types|typing_inspection|dill|multiprocess|peft|bitsandbytes)-') \
   >>"$OUT/pip.log" 2>&1 || echo "unsloth's site folder did not install (pip.log); its contestant will fail"
 export UNSLOTH_SITE=/tmp/site_unsloth UNSLOTH_COMPILE_LOCATION=/tmp/unsloth_compiled_cache HF_DATASETS_OFFLINE=1
-STAGES=${STAGES:-tests bench profile}
+STAGES=${STAGES:-bench profile tests candidates}
+BUDGET=${BUDGET:-540}
 export PYTHONPATH=/tmp/site:$PWD/src:$PWD TUNESMITH_TEST_TOKENIZER=$PWD/.gpu/smol
 python3 -c "import torch, transformers, trl, peft; print('torch', torch.__version__, 'transformers', transformers.__version__, \
 'trl', trl.__version__, 'peft', peft.__version__, 'sdpa flash', torch.backends.cuda.flash_sdp_enabled())" | tee -a "$OUT/gpu.txt"
@@ -66,6 +69,7 @@ shapes = {"135": {}, "360": dict(hidden_size=960, intermediate_size=2560, num_hi
           "1700": dict(hidden_size=2048, intermediate_size=8192, num_hidden_layers=24, num_attention_heads=32,
                        num_key_value_heads=32)}
 torch.manual_seed(0)
+torch.set_default_device("cuda")  # initialising 1.7B weights on the CPU took longer than saving them
 AutoModelForCausalLM.from_config(AutoConfig.from_pretrained(".gpu/smol")).save_pretrained(".gpu/smol")
 for size in sys.argv[1].split():
     if size == "135":
@@ -79,24 +83,30 @@ for size in sys.argv[1].split():
     torch.manual_seed(0)
     AutoModelForCausalLM.from_config(cfg).save_pretrained(out)
 PY
-stage() { case " $STAGES " in *" $1 "*) return 0;; esac; return 1; }
-if stage tests; then
-  timeout 240 python3 -m pytest -q -p no:cacheprovider -o addopts="" tests/test_train.py \
-    -k "(gpu or padding_free or quantised or fp16) and not on_a_cpu" 2>&1 | tee "$OUT/pytest.log" | tail -25
-fi
+stage() {  # stage NAME SECONDS_IT_NEEDS: whether it was asked for and still fits in BUDGET
+  case " $STAGES " in *" $1 "*) ;; *) return 1;; esac
+  [ $((BUDGET - SECONDS)) -ge "$2" ] && return 0
+  echo "stage $1 skipped: $((BUDGET - SECONDS)) s left of BUDGET=$BUDGET, it needs ~$2 s" | tee -a "$OUT/gpu.txt"
+  return 1
+}
 model_for() { if [ "$1" = 135 ]; then echo .gpu/smol; else echo .gpu/smol$1; fi; }
 first=${SIZES%% *}
 bench() {  # bench NAME SIZE SHAPES CONTESTANTS STEPS [--profile]
-  timeout 420 python3 bench/train_contestants.py --model "$(model_for "$2")" --rows .gpu/rows --shapes "$3" \
-    --contestants "$4" --steps "$5" ${6:-} --json "$OUT/gpu_$1.json" 2>"$OUT/bench_$1.log" >/dev/null
+  timeout $((BUDGET - SECONDS - 10)) python3 bench/train_contestants.py --model "$(model_for "$2")" --rows .gpu/rows \
+    --shapes "$3" --contestants "$4" --steps "$5" ${6:-} --json "$OUT/gpu_$1.json" 2>"$OUT/bench_$1.log" >/dev/null
   grep -E "tok/s|FAILED" "$OUT/bench_$1.log"
 }
-if stage bench; then
+if stage bench 120; then
   for size in $SIZES; do
-    bench "contestants_$size" "$size" demo,long_prompt \
-      "${CONTESTANTS:-trl-tuned,trl-liger,unsloth,tunesmith,tunesmith-liger,tunesmith-compile}" 12
+    bench "contestants_$size" "$size" demo,long_prompt "${CONTESTANTS:-trl-tuned,unsloth,trl-liger,tunesmith}" 12
   done
 fi
-stage profile && bench "profile_$first" "$first" demo trl-tuned,tunesmith 6 --profile
-stage scaling && bench "scaling_$first" "$first" seq512,seq1024,seq2048,seq4096,seq8192 trl-tuned,tunesmith 6
+stage profile 60 && bench "profile_$first" "$first" demo trl-tuned,tunesmith 6 --profile
+if stage tests 90; then
+  timeout $((BUDGET - SECONDS - 10)) python3 -m pytest -q -p no:cacheprovider -o addopts="" tests/test_train.py \
+    -k "(gpu or padding_free or quantised or fp16) and not on_a_cpu" 2>&1 | tee "$OUT/pytest.log" | tail -15
+fi
+stage candidates 90 && bench "candidates_$first" "$first" demo,long_prompt tunesmith-liger,tunesmith-compile 12
+stage scaling 120 && bench "scaling_$first" "$first" seq512,seq1024,seq2048,seq4096,seq8192 trl-tuned,tunesmith 6
+echo "done in $SECONDS s" | tee -a "$OUT/gpu.txt"
 exit 0

@@ -408,43 +408,48 @@ def main() -> None:
     if args.child:
         print(json.dumps(child(args.child, args.data, args.shapes, args.steps, args.out)))
         return
-    import torch
-
     peaks = {"bf16": matmul_peak("bfloat16"), "fp32": matmul_peak("float32")}
-    results = []
+    results: list[dict] = []
     with tempfile.TemporaryDirectory() as tmp:
         for shape in args.shapes.split(","):
             (args.rows or Path(tmp)).mkdir(parents=True, exist_ok=True)
             data = rows_for(shape, args.rows or Path(tmp))
             steps = args.steps if shape == "demo" else max(args.steps // 2, 3)
             for contestant in args.contestants.split(","):
-                r = run_child(contestant, data, shape, steps, Path(tmp) / contestant)
-                results.append(r)
-                if "error" in r:
-                    print(f"{shape:12s} {contestant:13s} FAILED: {r['error'].strip().splitlines()[-1:]}",
-                          file=sys.stderr)
-                    continue
-                r["share_of_bf16_peak"] = round(r["model_flops"] / peaks["bf16"], 3)
-                r["share_of_fp32_peak"] = round(r["model_flops"] / peaks["fp32"], 3)
-                print(f"{shape:12s} {contestant:13s} {r['tokens_per_s']:7.1f} tok/s  {r['train_wall_s']:6.1f} s  "
-                      f"{r['peak_rss_gib']:5.2f} GiB  loss {r['loss_last3']:.4f} held-out {r['heldout_loss']}  "
-                      f"{r['share_of_bf16_peak']:.1%} of bf16 peak", file=sys.stderr)
-    for shape in args.shapes.split(","):
-        mine = {r["contestant"]: r for r in results if r["shape"] == shape and "error" not in r}
-        if "tunesmith" in mine:
-            for other in ("trl-defaults", "trl-tuned", "trl-liger", "unsloth"):
-                if other in mine:
-                    mine["tunesmith"][f"x_{other}"] = round(mine["tunesmith"]["tokens_per_s"]
-                                                             / mine[other]["tokens_per_s"], 2)
-    summary = {"machine": {"cpus": os.cpu_count(), "torch": torch.__version__, "threads": torch.get_num_threads(),
-                           "gpu": torch.cuda.get_device_name(0) if cuda() else None, "model": MODEL,
-                           "bf16_matmul_tflops": round(peaks["bf16"] / 1e12, 2),
-                           "fp32_matmul_tflops": round(peaks["fp32"] / 1e12, 2)}, "results": results}
-    text = json.dumps(summary, indent=1)
-    if args.json:
-        args.json.write_text(text + "\n", encoding="utf-8")
-    print(text)
+                results.append(run_child(contestant, data, shape, steps, Path(tmp) / contestant))
+                say(results[-1], peaks)
+                if args.json:  # after every contestant: a run stopped at its time limit keeps what it measured
+                    args.json.write_text(json.dumps(summarise(results, peaks), indent=1) + "\n", encoding="utf-8")
+    print(json.dumps(summarise(results, peaks), indent=1))
 
+
+def say(r: dict, peaks: dict) -> None:
+    if "error" in r:
+        print(f"{r['shape']:12s} {r['contestant']:13s} FAILED: {r['error'].strip().splitlines()[-1:]}", file=sys.stderr)
+        return
+    r["share_of_bf16_peak"] = round(r["model_flops"] / peaks["bf16"], 3)
+    r["share_of_fp32_peak"] = round(r["model_flops"] / peaks["fp32"], 3)
+    gpu = f"  {r['peak_gpu_gib']:5.2f} GiB GPU" if r.get("peak_gpu_gib") is not None else ""
+    print(f"{r['shape']:12s} {r['contestant']:13s} {r['tokens_per_s']:7.1f} tok/s  {r['train_wall_s']:6.1f} s  "
+          f"{r['peak_rss_gib']:5.2f} GiB{gpu}  loss {r['loss_last3']:.4f} held-out {r['heldout_loss']}  "
+          f"{r['share_of_bf16_peak']:.1%} of bf16 peak", file=sys.stderr)
+
+
+def summarise(results: list[dict], peaks: dict) -> dict:
+    """The JSON written: the machine, then each contestant's row; tunesmith's rows (and its variants') carry
+    x_<peer> = their tokens/s over each peer's on the same shape."""
+    import torch
+
+    for r in results:
+        if r["contestant"].startswith("tunesmith") and "error" not in r:
+            for peer in results:
+                if (peer["shape"] == r["shape"] and "error" not in peer
+                        and peer["contestant"] in ("trl-defaults", "trl-tuned", "trl-liger", "unsloth")):
+                    r[f"x_{peer['contestant']}"] = round(r["tokens_per_s"] / peer["tokens_per_s"], 2)
+    return {"machine": {"cpus": os.cpu_count(), "torch": torch.__version__, "threads": torch.get_num_threads(),
+                        "gpu": torch.cuda.get_device_name(0) if cuda() else None, "model": MODEL,
+                        "bf16_matmul_tflops": round(peaks["bf16"] / 1e12, 2),
+                        "fp32_matmul_tflops": round(peaks["fp32"] / 1e12, 2)}, "results": results}
 
 if __name__ == "__main__":
     main()
