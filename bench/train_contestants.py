@@ -184,14 +184,17 @@ class Meter:
 def profile_summary(meter: Meter, top: int = 12) -> dict:
     """What the profiled steps spent: wall time, time the GPU was busy running kernels, kernel launches, and the
     ops with the most self time on the device and on the host (a step bound by launches shows busy << wall)."""
+    from torch.autograd import DeviceType
+
     events = meter.profiler.key_averages()
     wall = sum(meter.times[1:])
-    device = [e for e in events if getattr(e, "self_device_time_total", 0) > 0]
+    # the kernels themselves (an aten op's self device time would count its kernels a second time)
+    device = [e for e in events if getattr(e, "device_type", None) == DeviceType.CUDA]
     launches = sum(e.count for e in events if e.key in ("cudaLaunchKernel", "cuLaunchKernel", "cudaLaunchKernelExC",
                                                         "cuLaunchKernelEx"))
 
-    def rows(key: str) -> list[dict]:
-        best = sorted(events, key=lambda e: -getattr(e, key, 0))[:top]
+    def rows(key: str, among: list) -> list[dict]:
+        best = sorted(among, key=lambda e: -getattr(e, key, 0))[:top]
         return [{"op": e.key[:80], "ms": round(getattr(e, key) / 1e3, 1), "calls": e.count} for e in best]
 
     steps = max(len(meter.times) - 1, 1)
@@ -199,8 +202,8 @@ def profile_summary(meter: Meter, top: int = 12) -> dict:
             "device_busy_ms_per_step": round(sum(e.self_device_time_total for e in device) / 1e3 / steps, 1),
             "host_ms_per_step": round(sum(e.self_cpu_time_total for e in events) / 1e3 / steps, 1),
             "kernel_launches_per_step": round(launches / steps),
-            "top_device": rows("self_device_time_total") if device else [],
-            "top_host": rows("self_cpu_time_total")}
+            "top_device": rows("self_device_time_total", device),
+            "top_host": rows("self_cpu_time_total", [e for e in events if e not in device])}
 
 
 def trl_run(contestant: str, data: Path, shape: str, steps: int, out: Path) -> tuple[Meter, float, dict]:
