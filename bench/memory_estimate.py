@@ -1,8 +1,9 @@
 """The plan's memory estimate against measured peak RSS, on three shapes of data, with the default model.
 
-Run: .venv/bin/python bench/memory_estimate.py [--steps 3] [--shapes chat,long_prompt_ko,multi_turn]
+Run: .venv/bin/python bench/memory_estimate.py [--steps 40] [--shapes chat,long_prompt_ko,multi_turn]
 Each shape trains SmolLM2-135M (`model: default`, LoRA, the shipped precision and tcmalloc as `train` runs it)
-for a few steps in a child process of its own, so each peak RSS (ru_maxrss) belongs to one run. The rows are
+for 40 steps (peak RSS creeps up over the first ~40 steps of changing shapes, then stays: docs/memory.md) in a
+child process of its own, so each peak RSS (ru_maxrss) belongs to one run. The rows are
 the bundled sample data (short chat) or generated here (no real corpora): long Korean paragraphs with a
 one-line question as the answer, and long English conversations of 6-10 turns. Batch sizes and lengths keep
 each run under ~12 GiB. Prints one line per shape and a JSON summary; docs/memory.md records the figures.
@@ -72,7 +73,7 @@ def child(shape: str, steps: int, folder: Path) -> dict:
 
 def main() -> None:
     ap = argparse.ArgumentParser()
-    ap.add_argument("--steps", type=int, default=3)
+    ap.add_argument("--steps", type=int, default=40)
     ap.add_argument("--shapes", default=",".join(SHAPES))
     ap.add_argument("--allocator", choices=("tcmalloc", "glibc"), default="tcmalloc",
                     help="glibc: the children run without tcmalloc (TUNESMITH_NO_TCMALLOC=1), as train does where "

@@ -201,7 +201,10 @@ def test_attention_memory_counts_in_the_fit(tiny_model_dir, small_jsonl, tmp_pat
     trainable, total, arch = plan.parameter_counts(cfg)
     fixed, per_token = terms(cfg, False)
     kept = plan.attention_gib(cfg, arch, 2, LONGEST)
-    assert kept == pytest.approx(2 * 2 * 4 * LONGEST**2 * 2 * plan.ALLOCATOR / 2**30)  # layers x rows x heads x L^2
+    # layers x rows x heads x L^2 bf16, with the allocator's headroom and a whole run's creep (docs/memory.md)
+    assert kept == pytest.approx(2 * 2 * 4 * LONGEST**2 * 2 * plan.ALLOCATOR * plan.RUN_CREEP / 2**30)
+    assert per_token == pytest.approx(2 * 64 * plan.PER_TOKEN_BYTES["half"] * plan.ALLOCATOR * plan._creep() / 2**30)
+    assert plan._creep() in (plan.RUN_CREEP, pytest.approx(plan.RUN_CREEP * plan.GLIBC_PER_TOKEN))
     assert plan.estimate_memory_gib(plan._with(cfg, batch_size=2), trainable, total, arch, LONGEST) == \
         pytest.approx(fixed + per_token * 2 * LONGEST + kept)
     assert plan.attention_gib(cfg, arch, 6, LONGEST) == 0  # past the cap SDPA runs, linear in tokens

@@ -50,6 +50,12 @@ PER_TOKEN_BYTES = {"half": 55, "fp32": 85}
 CHECKPOINTED_BYTES = 21
 RUNTIME_GIB = 1.32
 ALLOCATOR = 1.25  # allocator headroom over the tensors' own size
+# Over a run, peak RSS creeps above the first steps' peak and then stays: batches of changing shapes leave the freed
+# activations of earlier ones in the allocator's caches. bench/memory_estimate.py --steps 40 (3 steps before):
+# chat 2.3 -> 2.9 GiB, multi-turn 5.8 -> 6.8; the demo (8 x 326) 5.06 GiB after step 1, 6.02 at step 50, 6.12 at 120.
+# The batch-dependent part of the estimate (activations, kept attention) is scaled by RUN_CREEP (CPU; the GPU's
+# caching allocator is not measured).
+RUN_CREEP = 1.3
 # glibc malloc (no tcmalloc to preload) keeps freed activation pages: its per-token peak RSS is 1.7x tcmalloc's,
 # a least-squares fit over bench/memory_estimate.py --allocator glibc (chat 3.06, long Korean prompt 8.88,
 # multi-turn 8.22 GiB measured; the fit's errors +5%, +6%, -10%). The fixed part is the same for both.
@@ -116,9 +122,15 @@ def memory_terms(cfg: RunConfig, trainable: int, total: int, arch: Any) -> tuple
         fixed = embeddings * 4 + (total - embeddings) * 2 + trainable * (4 + 8)
     else:
         fixed = total * weight_bytes + trainable * (4 + 8)
-    if not _cuda() and runtime.training_allocator() == "glibc":
-        per_token *= GLIBC_PER_TOKEN  # the allocator train will really have, not the one it would prefer
+    if not _cuda():
+        per_token *= _creep()
     return (fixed * ALLOCATOR + RUNTIME_GIB * 2**30) / 2**30, per_token * ALLOCATOR / 2**30
+
+
+def _creep() -> float:
+    """How much the batch-dependent memory grows over a CPU run: RUN_CREEP, and glibc's higher per-token peak where
+    train will not have tcmalloc (the allocator it will really have, not the one it would prefer)."""
+    return RUN_CREEP * (GLIBC_PER_TOKEN if runtime.training_allocator() == "glibc" else 1.0)
 
 
 def estimate_memory_gib(cfg: RunConfig, trainable: int, total: int, arch: Any, longest: int) -> float:
@@ -140,7 +152,7 @@ def attention_gib(cfg: RunConfig, arch: Any, rows: int, longest: int) -> float:
     kept = attention.kept_bytes(arch, rows, longest)
     if cfg.train.gradient_checkpointing:
         kept //= getattr(arch, "num_hidden_layers", 12)
-    return kept * ALLOCATOR / 2**30
+    return kept * ALLOCATOR * RUN_CREEP / 2**30
 
 
 def memory_budget(cfg: RunConfig) -> tuple[float, str]:
