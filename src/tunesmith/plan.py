@@ -44,10 +44,11 @@ HALF_EVAL_SPEEDUP = 2.0
 # 8.2. Before the last two changes the slope was 2.42 MiB per token. Linear in tokens, not in length squared: SDPA
 # keeps no attention matrix; attention.py's matrix path for short rows does, counted apart (attention_gib; measured
 # 2026-12-06 at 6 x 496 multi-turn rows: estimate 6.0 GiB with it, 5.1 without, peak RSS 5.8). Gradient
-# checkpointing measured 5.39 GiB at 4 x 1023 before those changes (45 bytes per hidden unit per layer kept); not
-# re-measured: scaled by the same 55/120. fp32 is not measured: bf16 / 0.65.
+# checkpointing: 2.67 GiB peak RSS over 40 steps at 4 x 1023 (2026-12-06; the 21 bytes scaled from an older
+# measurement by 55/120 estimated 4.2): 7 bytes per hidden unit per layer, plus one layer recomputed at a time
+# (estimate 2.72 GiB; fitted on that one shape, not held out). fp32 is not measured: bf16 / 0.65.
 PER_TOKEN_BYTES = {"half": 55, "fp32": 85}
-CHECKPOINTED_BYTES = 21
+CHECKPOINTED_BYTES = 7
 RUNTIME_GIB = 1.32
 ALLOCATOR = 1.25  # allocator headroom over the tensors' own size
 # Over a run, peak RSS creeps above the first steps' peak and then stays: batches of changing shapes leave the freed
