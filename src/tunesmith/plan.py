@@ -439,7 +439,9 @@ def describe(cfg: RunConfig, data: PreparedData, train_ex: list[Example], eval_e
         f"precision: {runtime.precision_reason(t.precision)}; device: {device}; allocator: {allocator}",
         f"estimated peak memory: ~{estimate_memory_gib(cfg, trainable, total, arch, longest):.1f} GiB of "
         f"{budget:.1f} GiB available ({source}); longest row {longest} tokens x batch {t.batch_size}"
-        f"{', checkpointed' if t.gradient_checkpointing else ''} (within ~30% on docs/memory.md's shapes)",
+        f"{', checkpointed' if t.gradient_checkpointing else ''} ("
+        + ("calibrated on a CPU's RSS, not yet measured on a GPU" if _cuda() else
+           "a whole run's peak RSS: -1% to +14% on docs/memory.md's shapes") + ")",
         "estimated time: " + (f"~{duration(seconds)} for training, eval-loss passes, 2 x {eval_rows} "
                               "generations and their scoring (calibrated on this project's 2-core CPU; rough)"
                               if seconds is not None
