@@ -208,38 +208,45 @@ def profile_summary(meter: Meter, top: int = 12) -> dict:
 
 def trl_run(contestant: str, data: Path, shape: str, steps: int, out: Path) -> tuple[Meter, float, dict]:
     """A plain TRL script, as a user would write it from TRL's docs."""
-    from datasets import load_dataset
     from peft import LoraConfig
     from transformers import AutoModelForCausalLM, AutoTokenizer
-    from trl import SFTConfig, SFTTrainer
 
     from tunesmith import models
 
     source = models.resolve(MODEL)
     tok = AutoTokenizer.from_pretrained(source)
     model = AutoModelForCausalLM.from_pretrained(source)
-    ds = load_dataset("json", data_files=str(data), split="train")
-    # prompt/completion conversations: TRL applies the chat template and trains on the completion only
-    ds = ds.map(lambda r: {"prompt": r["messages"][:-1], "completion": r["messages"][-1:]},
-                remove_columns=["messages"])
     tuned = {"bf16": True, "gradient_checkpointing": False} if contestant in ("trl-tuned", "trl-liger") else {}
     if contestant == "trl-liger":  # Liger's fused kernels (RMSNorm, RoPE, SwiGLU, fused linear cross-entropy)
         if not cuda():
             raise SystemExit("trl-liger needs a CUDA GPU: Liger's kernels are Triton kernels")
         tuned["use_liger_kernel"] = True
+    lora = LoraConfig(r=LORA["r"], lora_alpha=LORA["alpha"], lora_dropout=LORA["dropout"], target_modules="all-linear",
+                      task_type="CAUSAL_LM")
+    meter, seconds, trainer = sft_train(model, tok, data, shape, steps, out, lora, **tuned)
+    return meter, seconds, {"bf16": trainer.args.bf16,
+                            "gradient_checkpointing": trainer.args.gradient_checkpointing}, trainer.model
+
+
+def sft_train(model, tok, data: Path, shape: str, steps: int, out: Path, peft_config=None,  # noqa: ANN001
+              **tuned: object) -> tuple[Meter, float, object]:
+    """TRL's SFTTrainer as (a)-(d) run it: the file's rows as prompt/completion conversations (TRL applies the chat
+    template and trains on the completion only), the same step settings; returns (meter, seconds, trainer)."""
+    from datasets import load_dataset
+    from trl import SFTConfig, SFTTrainer
+
+    ds = load_dataset("json", data_files=str(data), split="train")
+    ds = ds.map(lambda r: {"prompt": r["messages"][:-1], "completion": r["messages"][-1:]},
+                remove_columns=["messages"])
     args = SFTConfig(output_dir=str(out), max_steps=steps, per_device_train_batch_size=SHAPES[shape]["batch"],
                      learning_rate=3e-4, logging_steps=1, save_strategy="no", report_to="none", seed=42,
                      max_length=SHAPES[shape]["max_length"], use_cpu=not cuda(), disable_tqdm=True, **tuned)
     meter = Meter(model, PROFILE)
-    trainer = SFTTrainer(model=model, args=args, train_dataset=ds, processing_class=tok,
-                         peft_config=LoraConfig(r=LORA["r"], lora_alpha=LORA["alpha"], lora_dropout=LORA["dropout"],
-                                                target_modules="all-linear", task_type="CAUSAL_LM"),
+    trainer = SFTTrainer(model=model, args=args, train_dataset=ds, processing_class=tok, peft_config=peft_config,
                          callbacks=[meter.callback()])
     start = time.perf_counter()
     trainer.train()
-    return meter, time.perf_counter() - start, {"bf16": args.bf16,
-                                                "gradient_checkpointing": args.gradient_checkpointing}, trainer.model
-
+    return meter, time.perf_counter() - start, trainer
 
 def tunesmith_run(data: Path, shape: str, steps: int, out: Path, variant: str = "tunesmith"
                   ) -> tuple[Meter, float, dict]:
@@ -296,33 +303,20 @@ def unsloth_run(data: Path, shape: str, steps: int, out: Path) -> tuple[Meter, f
         raise SystemExit("unsloth needs a CUDA GPU")
     import unsloth  # noqa: F401 - first, so that it patches transformers and TRL before they load
     import torch
-    from datasets import load_dataset
-    from trl import SFTConfig, SFTTrainer
     from unsloth import FastLanguageModel
 
     from tunesmith import models
 
-    length = SHAPES[shape]["max_length"]
-    model, tok = FastLanguageModel.from_pretrained(model_name=str(models.resolve(MODEL)), max_seq_length=length,
-                                                   dtype=torch.bfloat16, load_in_4bit=False)
+    model, tok = FastLanguageModel.from_pretrained(model_name=str(models.resolve(MODEL)),
+                                                   max_seq_length=SHAPES[shape]["max_length"], dtype=torch.bfloat16,
+                                                   load_in_4bit=False)
     model = FastLanguageModel.get_peft_model(
         model, r=LORA["r"], lora_alpha=LORA["alpha"], lora_dropout=LORA["dropout"], bias="none", random_state=42,
         target_modules=["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"],
         use_gradient_checkpointing=False)
-    ds = load_dataset("json", data_files=str(data), split="train")
-    ds = ds.map(lambda r: {"prompt": r["messages"][:-1], "completion": r["messages"][-1:]},
-                remove_columns=["messages"])
-    args = SFTConfig(output_dir=str(out), max_steps=steps, per_device_train_batch_size=SHAPES[shape]["batch"],
-                     learning_rate=3e-4, logging_steps=1, save_strategy="no", report_to="none", seed=42,
-                     max_length=length, bf16=True, gradient_checkpointing=False, disable_tqdm=True)
-    meter = Meter(model, PROFILE)
-    trainer = SFTTrainer(model=model, args=args, train_dataset=ds, processing_class=tok,
-                         callbacks=[meter.callback()])
-    start = time.perf_counter()
-    trainer.train()
-    return meter, time.perf_counter() - start, {"unsloth": unsloth.__version__, "bf16": True,
-                                                "gradient_checkpointing": False}, trainer.model
-
+    meter, seconds, trainer = sft_train(model, tok, data, shape, steps, out, bf16=True, gradient_checkpointing=False)
+    return meter, seconds, {"unsloth": unsloth.__version__, "bf16": True, "gradient_checkpointing": False}, \
+        trainer.model
 
 HELDOUT = 16  # the file's last rows: the same rows, masking and batches score every contestant's final model
 
