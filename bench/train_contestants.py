@@ -1,7 +1,7 @@
 """Train throughput: plain TRL with its defaults, plain TRL tuned by hand, and tunesmith, on the same rows.
 
 Run: .venv/bin/python bench/train_contestants.py [--shapes demo,long_prompt] [--steps 12] [--json FILE]
-     [--model default|FOLDER] [--rows DIR]
+     [--model default|FOLDER|narrowN] [--rows DIR] [--cuda-path]
      [--contestants trl-defaults,trl-tuned,trl-liger,unsloth,tunesmith,tunesmith-padded,tunesmith-packed]
      [--profile]
 On a CUDA machine every contestant trains on the GPU (bench/gpu_check.sh: a random-weight SmolLM2-135M, since
@@ -26,8 +26,10 @@ Shapes: the demo's rows (configs/demo.yaml, max_length 384) and generated long K
 question as the answer (about 6% of tokens supervised), cut to rows of at most 1,024 tokens, 4 rows per step;
 seq512 ... seq8192: the same kind of rows at about N tokens, 8,192 tokens a step (growth with sequence length).
 With --profile each child runs its timed steps under torch.profiler and adds what a step spent (wall vs GPU busy,
-kernel launches, top ops); its tokens/s then include the profiler's overhead. On a GPU a tunesmith row also
-carries the plan's memory estimate (settings.plan_gib) beside peak_gpu_gib.
+kernel launches, ops and syncs per step, top ops); its tokens/s then include the profiler's overhead. On a CPU,
+--cuda-path runs tunesmith's step as a GPU does (its CPU-only paths off), so that --profile's ops per step count
+what a GPU would launch; --model narrow24 gives SmolLM2-1.7B's 24 layers at almost no arithmetic. On a GPU a
+tunesmith row also carries the plan's memory estimate (settings.plan_gib) beside peak_gpu_gib.
 """
 
 from __future__ import annotations
@@ -50,11 +52,14 @@ from tests.fixtures.shapes import korean_rows  # noqa: E402
 CONTESTANTS = ("trl-defaults", "trl-tuned", "tunesmith")
 # tunesmith with train settings changed: padding_free forced to "padded" rows and "packed" rows; torch.compile
 # (train.compile); and, GPU only, Liger's RMSNorm/RoPE/SwiGLU kernels patched into tunesmith's model (the loss
-# stays TRL's chunked head): candidates for issue 27, each kept only if a GPU run shows it
+# stays TRL's chunked head); the adapters' inputs kept in bf16 as on the CPU (fastpath.bf16_lora_inputs, -10% of
+# a step's ops in a --cuda-path count): candidates for issue 27, each kept only if a GPU run shows it
 VARIANTS = {"tunesmith-padded": {"padding_free": "off"}, "tunesmith-packed": {"padding_free": "on"},
-            "tunesmith-compile": {"compile": True}, "tunesmith-liger": {}}
+            "tunesmith-compile": {"compile": True}, "tunesmith-liger": {}, "tunesmith-bf16in": {},
+            "tunesmith-adamw": {"optimizer": "adamw_torch"}}  # the optimizer tunesmith defaulted to before
 MODEL = "default"  # --model: the weights every contestant starts from
 PROFILE = False  # --profile: torch.profiler over the timed steps (slows them: its tokens/s are not the bench's)
+CUDA_PATH = False  # --cuda-path: on a CPU, tunesmith's step as a GPU runs it (what --profile's op counts compare)
 # Unsloth pins transformers <= 5.17, TRL <= 1.15 and datasets < 5: its contestant runs with this folder first on
 # PYTHONPATH (bench/gpu_check.sh installs it there), everything else with the project's versions
 UNSLOTH_SITE = os.environ.get("UNSLOTH_SITE", "/tmp/site_unsloth")
@@ -90,6 +95,26 @@ def matmul_peak(dtype: str, n: int = 2048, repeats: int = 20) -> float:
             torch.cuda.synchronize()
         best = min(best, time.perf_counter() - t)
     return 2 * n**3 / best
+
+
+def narrow_model(layers: int, folder: Path) -> Path:
+    """A random Llama of `layers` layers, 64 wide, with SmolLM2's tokenizer (`--model narrowN`): a step that
+    dispatches the ops of an N-layer model (SmolLM2-1.7B has 24) at almost no arithmetic, for --cuda-path counts."""
+    import torch
+    from transformers import AutoTokenizer, LlamaConfig, LlamaForCausalLM
+
+    from tunesmith import models
+
+    if not (folder / "config.json").exists():
+        tok = AutoTokenizer.from_pretrained(models.resolve("default"))
+        torch.manual_seed(0)
+        cfg = LlamaConfig(vocab_size=len(tok), hidden_size=64, intermediate_size=128, num_hidden_layers=layers,
+                          num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=8192,
+                          tie_word_embeddings=True, bos_token_id=tok.bos_token_id, eos_token_id=tok.eos_token_id,
+                          pad_token_id=tok.pad_token_id)
+        LlamaForCausalLM(cfg).save_pretrained(folder)
+        tok.save_pretrained(folder)
+    return folder
 
 
 def rows_for(shape: str, folder: Path) -> Path:
@@ -181,6 +206,14 @@ class Meter:
         return Timing()
 
 
+# aten ops that only make or reshape a tensor's metadata (no kernel on a GPU); the rest count as a step's ops
+METADATA_OPS = frozenset((
+    "view", "_unsafe_view", "_reshape_alias", "reshape", "as_strided", "empty", "empty_strided", "empty_like", "t",
+    "transpose", "permute", "expand", "unsqueeze", "squeeze", "slice", "select", "alias", "detach", "resolve_conj",
+    "resolve_neg", "to", "result_type", "lift_fresh", "unbind", "split", "chunk", "narrow", "contiguous", "size",
+    "stride", "scalar_tensor", "_local_scalar_dense", "item", "is_nonzero"))
+
+
 def profile_summary(meter: Meter, top: int = 12) -> dict:
     """What the profiled steps spent: wall time, time the GPU was busy running kernels, kernel launches, and the
     ops with the most self time on the device and on the host (a step bound by launches shows busy << wall)."""
@@ -198,7 +231,15 @@ def profile_summary(meter: Meter, top: int = 12) -> dict:
         return [{"op": e.key[:80], "ms": round(getattr(e, key) / 1e3, 1), "calls": e.count} for e in best]
 
     steps = max(len(meter.times) - 1, 1)
+    ops = [e for e in meter.profiler.events() if e.name.startswith("aten::") and not e.cpu_children
+           and e.name[6:] not in METADATA_OPS]
     return {"steps": steps, "wall_ms_per_step": round(1e3 * wall / steps, 1),
+            # what a step dispatches: the ops that do work (on a GPU each is a kernel launch or more), and the
+            # ones that make the host wait for the device (.item(), and nonzero: boolean indexing)
+            "ops_per_step": round(len(ops) / steps),
+            "copies_per_step": round(sum(e.name == "aten::copy_" for e in ops) / steps),
+            "syncs_per_step": {name: round(sum(e.name == f"aten::{name}" for e in meter.profiler.events()) / steps, 1)
+                               for name in ("_local_scalar_dense", "nonzero")},
             "device_busy_ms_per_step": round(sum(e.self_device_time_total for e in device) / 1e3 / steps, 1),
             "host_ms_per_step": round(sum(e.self_cpu_time_total for e in events) / 1e3 / steps, 1),
             "kernel_launches_per_step": round(launches / steps),
@@ -270,6 +311,8 @@ def tunesmith_run(data: Path, shape: str, steps: int, out: Path, variant: str = 
     tok = models.load(cfg.model, tokenizer_only=True)[1]
     _, train_ex, eval_ex = pipeline.render(tok, prepare(cfg.data), cfg, say=lambda _: None)
     model = pipeline._starting_model(cfg)[0]  # the weights `tunesmith train` starts from
+    if variant == "tunesmith-bf16in" or CUDA_PATH:
+        step_as_on_a_gpu(bf16_inputs=variant == "tunesmith-bf16in")
     if variant == "tunesmith-liger":
         if not cuda():
             raise SystemExit("tunesmith-liger needs a CUDA GPU: Liger's kernels are Triton kernels")
@@ -293,6 +336,24 @@ def tunesmith_run(data: Path, shape: str, steps: int, out: Path, variant: str = 
                             "padding_free": choose_padding_free(cfg.train.padding_free, cfg.train.precision),
                             "compile": cfg.train.compile, "liger": variant == "tunesmith-liger",
                             "plan_gib": round(estimate, 2)}, result.model
+
+
+def step_as_on_a_gpu(bf16_inputs: bool) -> None:
+    """tunesmith's step as it runs on a GPU, where fastpath.cpu_step and cheap_dropout change nothing (--cuda-path
+    on a CPU: the matrix attention, the cheap dropout and the bf16 adapter inputs off); with bf16_inputs the
+    adapters' inputs stay in bf16 (fastpath.bf16_lora_inputs) on any device: the tunesmith-bf16in candidate."""
+    import contextlib
+
+    from tunesmith import fastpath
+
+    @contextlib.contextmanager
+    def step(model, cfg):  # noqa: ANN001, ANN202
+        with fastpath.bf16_lora_inputs(model) if bf16_inputs and fastpath.frozen_in_bf16(cfg) \
+                else contextlib.nullcontext():
+            yield ["bf16 LoRA inputs"] if bf16_inputs else []
+
+    fastpath.cpu_step = step
+    fastpath.cheap_dropout = lambda model: 0
 
 
 def unsloth_run(data: Path, shape: str, steps: int, out: Path) -> tuple[Meter, float, dict, object]:
@@ -381,7 +442,8 @@ def run_child(contestant: str, data: Path, shape: str, steps: int, out: Path) ->
         env.update(UNSLOTH_DISABLE_STATISTICS="1", HF_HUB_OFFLINE="1", TRANSFORMERS_OFFLINE="1")
     res = subprocess.run([sys.executable, __file__, "--child", contestant, "--data", str(data), "--shapes", shape,
                           "--steps", str(steps), "--out", str(out), "--model", MODEL]
-                         + (["--profile"] if PROFILE else []), env=env, capture_output=True, text=True)
+                         + (["--profile"] if PROFILE else []) + (["--cuda-path"] if CUDA_PATH else []),
+                         env=env, capture_output=True, text=True)
     if res.returncode:  # recorded, not fatal: one contestant failing (say, Unsloth offline) keeps the others
         return {"contestant": contestant, "shape": shape, "error": res.stderr[-3000:]}
     return json.loads(res.stdout.strip().splitlines()[-1])
@@ -396,18 +458,23 @@ def main() -> None:
     ap.add_argument("--child")
     ap.add_argument("--data", type=Path)
     ap.add_argument("--out", type=Path)
-    ap.add_argument("--model", default="default", help="default (embedded SmolLM2) or a model folder")
+    ap.add_argument("--model", default="default",
+                    help="default (embedded SmolLM2), a model folder, or narrowN (random, N layers, 64 wide)")
     ap.add_argument("--rows", type=Path, help="folder of the shapes' JSONL files (reused, or written there)")
     ap.add_argument("--profile", action="store_true", help="torch.profiler over each contestant's timed steps")
+    ap.add_argument("--cuda-path", action="store_true",
+                    help="on a CPU, run tunesmith's step as a GPU does (its CPU-only paths off): op counts for a GPU")
     args = ap.parse_args()
-    global MODEL, PROFILE
-    MODEL, PROFILE = args.model, args.profile
+    global MODEL, PROFILE, CUDA_PATH
+    MODEL, PROFILE, CUDA_PATH = args.model, args.profile, args.cuda_path
     if args.child:
         print(json.dumps(child(args.child, args.data, args.shapes, args.steps, args.out)))
         return
     peaks = {"bf16": matmul_peak("bfloat16"), "fp32": matmul_peak("float32")}
     results: list[dict] = []
     with tempfile.TemporaryDirectory() as tmp:
+        if MODEL.startswith("narrow"):
+            MODEL = str(narrow_model(int(MODEL[len("narrow"):]), Path(tmp) / MODEL))
         for shape in args.shapes.split(","):
             (args.rows or Path(tmp)).mkdir(parents=True, exist_ok=True)
             data = rows_for(shape, args.rows or Path(tmp))

@@ -167,3 +167,22 @@ def test_cpu_step_keeps_fp32_and_full_fine_tuning_as_they_were(tiny_model_dir):
     with fastpath.cpu_step(model, full) as switched:  # the attention only: the adapters' inputs are LoRA's
         assert switched == ["attention"]
     assert len(fastpath._projection_norms(model)) == 2 * model.config.num_hidden_layers
+
+
+def test_bf16_lora_inputs_cast_only_under_bf16_autocast(tiny_model_dir):
+    """The norms' hook casts to bf16 under bf16 autocast on the tensor's device, and leaves fp16 autocast (a GPU
+    without bf16, here the CPU's fp16 autocast) and no autocast alone."""
+    import torch
+
+    model, _ = _lora_tiny(tiny_model_dir)
+    norm = fastpath._projection_norms(model)[0]
+    x = torch.randn(2, 5, model.config.hidden_size)
+    with fastpath.bf16_lora_inputs(model) as hooked:
+        assert hooked == 2 * model.config.num_hidden_layers
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            assert norm(x).dtype == torch.bfloat16
+        with torch.autocast("cpu", dtype=torch.float16):
+            assert norm(x).dtype == torch.float32
+        assert norm(x).dtype == torch.float32
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        assert norm(x).dtype == torch.float32  # unhooked again: the norm keeps fp32 (LlamaRMSNorm's own dtype)

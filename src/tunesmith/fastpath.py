@@ -139,7 +139,9 @@ def _projection_norms(model: Any) -> list[Any]:
 def _to_bf16(module: Any, inputs: Any, output: Any) -> Any:
     import torch
 
-    return output.to(torch.bfloat16) if torch.is_autocast_enabled("cpu") else output
+    device = output.device.type  # under bf16 autocast on that device (cpu_step: CPU only; a GPU bench candidate)
+    bf16 = torch.is_autocast_enabled(device) and torch.get_autocast_dtype(device) == torch.bfloat16
+    return output.to(torch.bfloat16) if bf16 else output
 
 
 def cheap_dropout(model: Any) -> int:
