@@ -53,10 +53,11 @@ CONTESTANTS = ("trl-defaults", "trl-tuned", "tunesmith")
 # tunesmith with train settings changed: padding_free forced to "padded" rows and "packed" rows; torch.compile
 # (train.compile); and, GPU only, Liger's RMSNorm/RoPE/SwiGLU kernels patched into tunesmith's model (the loss
 # stays TRL's chunked head); the adapters' inputs kept in bf16 as on the CPU (fastpath.bf16_lora_inputs, -10% of
-# a step's ops in a --cuda-path count): candidates for issue 27, each kept only if a GPU run shows it
+# a step's ops in a --cuda-path count); transformers' fused AdamW (slower on the CPU): candidates for issue 27,
+# each kept only if a GPU run shows it
 VARIANTS = {"tunesmith-padded": {"padding_free": "off"}, "tunesmith-packed": {"padding_free": "on"},
             "tunesmith-compile": {"compile": True}, "tunesmith-liger": {}, "tunesmith-bf16in": {},
-            "tunesmith-adamw": {"optimizer": "adamw_torch"}}  # the optimizer tunesmith defaulted to before
+            "tunesmith-fused": {"optimizer": "adamw_torch_fused"}}  # transformers' default optimizer
 MODEL = "default"  # --model: the weights every contestant starts from
 PROFILE = False  # --profile: torch.profiler over the timed steps (slows them: its tokens/s are not the bench's)
 CUDA_PATH = False  # --cuda-path: on a CPU, tunesmith's step as a GPU runs it (what --profile's op counts compare)

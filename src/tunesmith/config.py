@@ -126,10 +126,11 @@ class TrainConfig(_Strict):
     lr_scheduler: str = Field("cosine", description="any transformers scheduler name: cosine, linear, constant...")
     warmup_ratio: float = Field(0.05, ge=0, lt=1, description="share of the steps spent ramping the learning rate up")
     weight_decay: float = Field(0.0, ge=0, description="AdamW weight decay")
-    # transformers' own default since torch 2.8: one kernel for all adapters instead of ~12 ops a tensor
-    # (SmolLM2-135M's 420 LoRA tensors on this project's 2-vCPU Zen 4: 20.2 -> 5.8 ms an optimizer step)
-    optimizer: str = Field("adamw_torch_fused", description="any transformers optimizer name (adamw_torch_fused, "
-                           "adamw_torch, adafactor, sgd; paged_adamw_8bit needs bitsandbytes on CUDA)")
+    # Not transformers' default (adamw_torch_fused since torch 2.8): on the 2-vCPU Zen 4 the fused kernel took
+    # 7 ms an optimizer step instead of 20, yet whole demo steps ran 6% slower (4 runs each: 298 vs 318 tokens/s,
+    # docs/benchmarks.md); on a GPU it is a candidate (bench: tunesmith-fused) until a lent GPU measures it
+    optimizer: str = Field("adamw_torch", description="any transformers optimizer name (adamw_torch, "
+                           "adamw_torch_fused, adafactor, sgd; paged_adamw_8bit needs bitsandbytes on CUDA)")
     max_grad_norm: float = Field(1.0, ge=0, description="gradient clipping; 0 = off")
     batch_size: int = Field(8, ge=1, description="rows per step per process")
     grad_accum: int = Field(1, ge=1, description="steps accumulated per optimizer step")
