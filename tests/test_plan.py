@@ -214,3 +214,29 @@ def test_attention_memory_counts_in_the_fit(tiny_model_dir, small_jsonl, tmp_pat
         fitted = plan.fit_memory(config(tiny_model_dir, small_jsonl, tmp_path, precision="bf16",
                                         memory_gib=budget_gib), rows(20), rows(4))[0]
         assert plan.estimate_memory_gib(fitted, trainable, total, arch, LONGEST) <= budget_gib
+
+
+def test_on_a_gpu_the_estimate_is_the_gpus_peak_without_the_cpu_runtime(monkeypatch):
+    """On CUDA the plan estimates the GPU's peak allocated memory: no Python/library RSS, no CPU creep. Held against
+    what the H100 run recorded for SmolLM2-135M's shape (bench/results/gpu_contestants_h100.json)."""
+    import json
+
+    from tunesmith import config, runtime
+
+    cfg = config.parse({"name": "t", "model": "default", "data": {"train": ["x.jsonl"]},
+                        "lora": {"r": 16, "alpha": 32, "dropout": 0.05, "target_modules": "all-linear"}},
+                       source="<test>")
+    counts = plan.parameter_counts(cfg)
+    monkeypatch.setattr(runtime, "choose_precision", lambda precision: "bf16")  # what auto picks on an H100
+    cpu_fixed, cpu_per_token = plan.memory_terms(cfg, *counts)
+    monkeypatch.setattr(plan, "_cuda", lambda: True)
+    fixed, per_token = plan.memory_terms(cfg, *counts)
+    assert fixed == pytest.approx(cpu_fixed - plan.RUNTIME_GIB)
+    assert per_token == pytest.approx(cpu_per_token / plan._creep())
+    measured = {(r["shape"], r["contestant"]): r["peak_gpu_gib"] for r in json.loads(
+        (Path(__file__).parents[1] / "bench/results/gpu_contestants_h100.json").read_text())["results"]}
+    # the bench's rows: 8 x <= 326 tokens (demo), 4 x <= 1,003 (long prompt); packed and padded rows
+    for shape, rows_, longest in (("demo", 8, 326), ("long_prompt", 4, 1003)):
+        estimate = plan.estimate_memory_gib(plan._with(cfg, batch_size=rows_), *counts, longest)
+        for contestant in ("tunesmith", "tunesmith-padded"):
+            assert estimate == pytest.approx(measured[shape, contestant], rel=0.2), (shape, contestant)

@@ -49,7 +49,11 @@ HALF_EVAL_SPEEDUP = 2.0
 # (estimate 2.72 GiB; fitted on that one shape, not held out). fp32 is not measured: bf16 / 0.65.
 PER_TOKEN_BYTES = {"half": 55, "fp32": 85}
 CHECKPOINTED_BYTES = 7
-RUNTIME_GIB = 1.32
+RUNTIME_GIB = 1.32  # a CPU process's RSS for Python and its libraries; on CUDA they are not in the GPU's memory
+# On CUDA the estimate is the GPU's peak allocated memory: the same terms without RUNTIME_GIB (and without RUN_CREEP:
+# the caching allocator reuses its blocks). Held out against the H100 run (bench/results/gpu_contestants_h100.json,
+# SmolLM2-135M's shape, 12 demo / 6 long-prompt steps): 3.33 and 4.89 GiB estimated, 3.33 and 5.13 measured with
+# packed rows, 3.11 and 4.54 padded (-5% to +8%; with RUNTIME_GIB counted it said 4.65 and 6.21, +21% to +50%).
 ALLOCATOR = 1.25  # allocator headroom over the tensors' own size
 # Over a run, peak RSS creeps above the first steps' peak and then stays: batches of changing shapes leave the freed
 # activations of earlier ones in the allocator's caches. bench/memory_estimate.py --steps 40 (3 steps before):
@@ -123,9 +127,10 @@ def memory_terms(cfg: RunConfig, trainable: int, total: int, arch: Any) -> tuple
         fixed = embeddings * 4 + (total - embeddings) * 2 + trainable * (4 + 8)
     else:
         fixed = total * weight_bytes + trainable * (4 + 8)
+    runtime_gib = 0.0 if _cuda() else RUNTIME_GIB
     if not _cuda():
         per_token *= _creep()
-    return (fixed * ALLOCATOR + RUNTIME_GIB * 2**30) / 2**30, per_token * ALLOCATOR / 2**30
+    return (fixed * ALLOCATOR + runtime_gib * 2**30) / 2**30, per_token * ALLOCATOR / 2**30
 
 
 def _creep() -> float:
@@ -440,7 +445,8 @@ def describe(cfg: RunConfig, data: PreparedData, train_ex: list[Example], eval_e
         f"estimated peak memory: ~{estimate_memory_gib(cfg, trainable, total, arch, longest):.1f} GiB of "
         f"{budget:.1f} GiB available ({source}); longest row {longest} tokens x batch {t.batch_size}"
         f"{', checkpointed' if t.gradient_checkpointing else ''} ("
-        + ("calibrated on a CPU's RSS, not yet measured on a GPU" if _cuda() else
+        + ("the GPU's peak allocated memory: -5% to +8% on an H100 at 135M; larger models not yet measured"
+           if _cuda() else
            "a whole run's peak RSS: -1% to +14% on docs/memory.md's shapes") + ")",
         "estimated time: " + (f"~{duration(seconds)} for training, eval-loss passes, 2 x {eval_rows} "
                               "generations and their scoring (calibrated on this project's 2-core CPU; rough)"
