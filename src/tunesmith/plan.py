@@ -103,8 +103,9 @@ def _count_parameters(cfg: RunConfig) -> tuple[int, int, Any]:
 
 
 def memory_terms(cfg: RunConfig, trainable: int, total: int, arch: Any) -> tuple[float, float]:
-    """(GiB that do not depend on the batch, GiB per token in a step) of peak training memory (process RSS):
-    weights, gradients + AdamW state of trainable weights and the runtime; activations kept for backward.
+    """(GiB that do not depend on the batch, GiB per token in a step) of peak training memory (process RSS; on
+    CUDA the GPU's allocated peak): weights, gradients + AdamW state of trainable weights and the runtime (CPU
+    only); activations kept for backward.
 
     Logits cost no memory per token: TRL 1.16's fused LM head projects in tiles, and only the supervised
     positions (on the CPU since fastpath.supervised_logits_only), so prompt positions add activations only. PER_TOKEN_BYTES and
@@ -140,7 +141,8 @@ def _creep() -> float:
 
 
 def estimate_memory_gib(cfg: RunConfig, trainable: int, total: int, arch: Any, longest: int) -> float:
-    """Peak training memory (process RSS) for batches of `cfg.train.batch_size` rows padded to `longest` tokens.
+    """Peak training memory (process RSS; on CUDA the GPU's allocated peak) for batches of `cfg.train.batch_size`
+    rows padded to `longest` tokens.
 
     >>> estimate_memory_gib(cfg, *parameter_counts(cfg), longest=1024)  # doctest: +SKIP
     5.1
