@@ -53,11 +53,13 @@ CONTESTANTS = ("trl-defaults", "trl-tuned", "tunesmith")
 # tunesmith with train settings changed: padding_free forced to "padded" rows and "packed" rows; torch.compile
 # (train.compile); and, GPU only, Liger's RMSNorm/RoPE/SwiGLU kernels patched into tunesmith's model (the loss
 # stays TRL's chunked head); the adapters' inputs kept in bf16 as on the CPU (fastpath.bf16_lora_inputs, -10% of
-# a step's ops in a --cuda-path count); transformers' fused AdamW (slower on the CPU): candidates for issue 27,
-# each kept only if a GPU run shows it
+# a step's ops in a --cuda-path count); transformers' fused AdamW (slower on the CPU); FlexAttention on packed rows
+# (a block-sparse document mask where SDPA gets a dense one): candidates for issue 27, each kept only if a GPU run
+# shows it
 VARIANTS = {"tunesmith-padded": {"padding_free": "off"}, "tunesmith-packed": {"padding_free": "on"},
             "tunesmith-compile": {"compile": True}, "tunesmith-liger": {}, "tunesmith-bf16in": {},
-            "tunesmith-fused": {"optimizer": "adamw_torch_fused"}}  # transformers' default optimizer
+            "tunesmith-fused": {"optimizer": "adamw_torch_fused"},  # transformers' default optimizer
+            "tunesmith-flex": {}}
 MODEL = "default"  # --model: the weights every contestant starts from
 PROFILE = False  # --profile: torch.profiler over the timed steps (slows them: its tokens/s are not the bench's)
 CUDA_PATH = False  # --cuda-path: on a CPU, tunesmith's step as a GPU runs it (what --profile's op counts compare)
@@ -314,6 +316,10 @@ def tunesmith_run(data: Path, shape: str, steps: int, out: Path, variant: str = 
     model = pipeline._starting_model(cfg)[0]  # the weights `tunesmith train` starts from
     if variant == "tunesmith-bf16in" or CUDA_PATH:
         step_as_on_a_gpu(bf16_inputs=variant == "tunesmith-bf16in")
+    if variant == "tunesmith-flex":  # packed rows' document mask as FlexAttention's block mask (transformers builds
+        if not cuda():  # it from the position ids: on the CPU its forward matched each row alone, 2e-7)
+            raise SystemExit("tunesmith-flex needs a CUDA GPU: FlexAttention has no backward on the CPU")
+        model.set_attn_implementation("flex_attention")
     if variant == "tunesmith-liger":
         if not cuda():
             raise SystemExit("tunesmith-liger needs a CUDA GPU: Liger's kernels are Triton kernels")
