@@ -228,6 +228,7 @@ def test_on_a_gpu_the_estimate_is_the_gpus_peak_without_the_cpu_runtime(monkeypa
                        source="<test>")
     counts = plan.parameter_counts(cfg)
     monkeypatch.setattr(runtime, "choose_precision", lambda precision: "bf16")  # what auto picks on an H100
+    monkeypatch.setattr(plan, "_cuda", lambda: False)
     cpu_fixed, cpu_per_token = plan.memory_terms(cfg, *counts)
     monkeypatch.setattr(plan, "_cuda", lambda: True)
     fixed, per_token = plan.memory_terms(cfg, *counts)
