@@ -101,22 +101,16 @@ def matmul_peak(dtype: str, n: int = 2048, repeats: int = 20) -> float:
 
 
 def narrow_model(layers: int, folder: Path) -> Path:
-    """A random Llama of `layers` layers, 64 wide, with SmolLM2's tokenizer (`--model narrowN`): a step that
-    dispatches the ops of an N-layer model (SmolLM2-1.7B has 24) at almost no arithmetic, for --cuda-path counts."""
-    import torch
-    from transformers import AutoTokenizer, LlamaConfig, LlamaForCausalLM
+    """A random Llama of `layers` layers, 64 wide, with SmolLM2's tokenizer (`--model narrowN`; the tests' tiny
+    model with more layers): a step that dispatches the ops of an N-layer model (SmolLM2-1.7B has 24) at almost no
+    arithmetic, for --cuda-path counts."""
+    from transformers import AutoTokenizer
 
+    from tests.conftest import tiny_llama
     from tunesmith import models
 
     if not (folder / "config.json").exists():
-        tok = AutoTokenizer.from_pretrained(models.resolve("default"))
-        torch.manual_seed(0)
-        cfg = LlamaConfig(vocab_size=len(tok), hidden_size=64, intermediate_size=128, num_hidden_layers=layers,
-                          num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=8192,
-                          tie_word_embeddings=True, bos_token_id=tok.bos_token_id, eos_token_id=tok.eos_token_id,
-                          pad_token_id=tok.pad_token_id)
-        LlamaForCausalLM(cfg).save_pretrained(folder)
-        tok.save_pretrained(folder)
+        tiny_llama(AutoTokenizer.from_pretrained(models.resolve("default")), folder, context=8192, layers=layers)
     return folder
 
 
@@ -234,14 +228,14 @@ def profile_summary(meter: Meter, top: int = 12) -> dict:
         return [{"op": e.key[:80], "ms": round(getattr(e, key) / 1e3, 1), "calls": e.count} for e in best]
 
     steps = max(len(meter.times) - 1, 1)
-    ops = [e for e in meter.profiler.events() if e.name.startswith("aten::") and not e.cpu_children
-           and e.name[6:] not in METADATA_OPS]
+    every = meter.profiler.events()
+    ops = [e for e in every if e.name.startswith("aten::") and not e.cpu_children and e.name[6:] not in METADATA_OPS]
     return {"steps": steps, "wall_ms_per_step": round(1e3 * wall / steps, 1),
             # what a step dispatches: the ops that do work (on a GPU each is a kernel launch or more), and the
             # ones that make the host wait for the device (.item(), and nonzero: boolean indexing)
             "ops_per_step": round(len(ops) / steps),
             "copies_per_step": round(sum(e.name == "aten::copy_" for e in ops) / steps),
-            "syncs_per_step": {name: round(sum(e.name == f"aten::{name}" for e in meter.profiler.events()) / steps, 1)
+            "syncs_per_step": {name: round(sum(e.name == f"aten::{name}" for e in every) / steps, 1)
                                for name in ("_local_scalar_dense", "nonzero")},
             "device_busy_ms_per_step": round(sum(e.self_device_time_total for e in device) / 1e3 / steps, 1),
             "host_ms_per_step": round(sum(e.self_cpu_time_total for e in events) / 1e3 / steps, 1),
@@ -355,9 +349,9 @@ def step_as_on_a_gpu(bf16_inputs: bool) -> None:
 
     @contextlib.contextmanager
     def step(model, cfg):  # noqa: ANN001, ANN202
-        with fastpath.bf16_lora_inputs(model) if bf16_inputs and fastpath.frozen_in_bf16(cfg) \
-                else contextlib.nullcontext():
-            yield ["bf16 LoRA inputs"] if bf16_inputs else []
+        on = bf16_inputs and fastpath.frozen_in_bf16(cfg)
+        with fastpath.bf16_lora_inputs(model) if on else contextlib.nullcontext():
+            yield ["bf16 LoRA inputs"] if on else []
 
     fastpath.cpu_step = step
     fastpath.cheap_dropout = lambda model: 0

@@ -121,14 +121,15 @@ def smol_tokenizer(request: pytest.FixtureRequest):
     return AutoTokenizer.from_pretrained(folder)
 
 
-def tiny_llama(tokenizer, out: Path, context: int = 512) -> Path:  # noqa: ANN001
-    """Save a 2-layer Llama (hidden 64) with `tokenizer` and its chat template in `out`: trains in seconds."""
+def tiny_llama(tokenizer, out: Path, context: int = 512, layers: int = 2) -> Path:  # noqa: ANN001
+    """Save a 2-layer Llama (hidden 64) with `tokenizer` and its chat template in `out`: trains in seconds.
+    bench/train_contestants.py's `--model narrowN` is the same model with N layers."""
     import torch
     from transformers import LlamaConfig, LlamaForCausalLM
 
     torch.manual_seed(0)
     cfg = LlamaConfig(vocab_size=len(tokenizer), hidden_size=64, intermediate_size=128,
-                      num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=2,
+                      num_hidden_layers=layers, num_attention_heads=4, num_key_value_heads=2,
                       max_position_embeddings=context, tie_word_embeddings=True,
                       bos_token_id=tokenizer.bos_token_id, eos_token_id=tokenizer.eos_token_id,
                       pad_token_id=tokenizer.pad_token_id)

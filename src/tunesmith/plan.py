@@ -128,9 +128,10 @@ def memory_terms(cfg: RunConfig, trainable: int, total: int, arch: Any) -> tuple
         fixed = embeddings * 4 + (total - embeddings) * 2 + trainable * (4 + 8)
     else:
         fixed = total * weight_bytes + trainable * (4 + 8)
-    runtime_gib = 0.0 if _cuda() else RUNTIME_GIB
-    if not _cuda():
-        per_token *= _creep()
+    if _cuda():  # the GPU's memory: no Python/library RSS, no CPU allocator creep
+        runtime_gib = 0.0
+    else:
+        runtime_gib, per_token = RUNTIME_GIB, per_token * _creep()
     return (fixed * ALLOCATOR + runtime_gib * 2**30) / 2**30, per_token * ALLOCATOR / 2**30
 
 
