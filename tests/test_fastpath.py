@@ -34,23 +34,45 @@ def test_frozen_weights_in_bf16_give_the_same_loss_under_autocast(tiny_model_dir
     assert all(p.grad is not None for p in model.parameters() if p.requires_grad)
 
 
-def test_cheap_dropout_drops_p_of_the_values_and_keeps_the_mean():
+@pytest.mark.parametrize("p, gaps, scale", [(0.05, True, 1 / 0.95), (0.3, False, 32768 / (32768 - 9830))])
+def test_cheap_dropout_drops_p_of_the_values_and_keeps_the_mean(p, gaps, scale):
+    """Both ways of drawing the mask: the gaps between drops (p exact) and 16-bit draws (p in 1/32768ths)."""
     import torch
 
     torch.manual_seed(0)
-    drop = fastpath.cheap_dropout_class()(0.05)
+    drop = fastpath.cheap_dropout_class()(p)
+    assert drop.gaps is gaps
     x = torch.ones(1000, 1001, requires_grad=True)  # an odd size: the last random word is only partly used
     y = drop(x)
     dropped = (y == 0).float().mean().item()
-    assert dropped == pytest.approx(0.05, abs=0.002)
+    assert dropped == pytest.approx(p, abs=0.002)
     assert y.mean().item() == pytest.approx(1.0, abs=0.005)  # inverted dropout: kept values scaled by 1/(1-p)
     values = torch.unique(y).tolist()
-    assert values[0] == 0.0 and values[1:] == [pytest.approx(32768 / (32768 - 1638))]
+    assert values[0] == 0.0 and values[1:] == [pytest.approx(scale)]
     y.sum().backward()
     assert torch.equal(x.grad == 0, y == 0)  # the gradient flows through the kept values only
     assert drop.eval()(x) is x
-    columns = (y == 0).float().mean(0)  # no lane of the 4-per-word packing is biased
-    assert columns.std().item() < 0.01 and columns.min().item() > 0.02
+    columns = (y == 0).float().mean(0)  # no lane of the 4-per-word packing (or of the gaps) is biased
+    assert columns.std().item() < 0.02 and columns.min().item() > p / 3
+
+
+@pytest.mark.parametrize("spare", [6.0, -3.0])  # -3: the first draw ends before n, so it draws more (twice or so)
+def test_dropped_positions_are_a_bernoulli_p_process(spare):
+    """Independent drops with probability p: increasing indices inside [0, n), gaps with the geometric mean 1/p and
+    variance (1 - p)/p^2, the same indices again under the same seed."""
+    import torch
+
+    n, p = 1_000_000, 0.05
+    torch.manual_seed(1)
+    positions = fastpath.dropped_positions(n, p, spare=spare)
+    assert bool((positions.diff() > 0).all()) and positions.min() >= 0 and positions.max() < n
+    assert len(positions) == pytest.approx(n * p, abs=4 * (n * p * (1 - p)) ** 0.5)
+    gaps = torch.cat([positions[:1] + 1, positions.diff()]).double()
+    assert gaps.mean().item() == pytest.approx(1 / p, rel=0.02)
+    assert gaps.var().item() == pytest.approx((1 - p) / p**2, rel=0.05)
+    assert positions.max() > n - 200  # the last stretch of the range is covered too
+    torch.manual_seed(1)
+    assert torch.equal(fastpath.dropped_positions(n, p, spare=spare), positions)
 
 
 def test_lora_dropout_layers_are_replaced(tiny_model_dir):
