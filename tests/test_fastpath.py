@@ -73,6 +73,7 @@ def test_dropped_positions_are_a_bernoulli_p_process(spare):
     assert positions.max() > n - 200  # the last stretch of the range is covered too
     torch.manual_seed(1)
     assert torch.equal(fastpath.dropped_positions(n, p, spare=spare), positions)
+    assert len(fastpath.dropped_positions(0, p, spare=spare)) == 0  # an empty input drops nothing
 
 
 def test_lora_dropout_layers_are_replaced(tiny_model_dir):

@@ -188,12 +188,16 @@ def dropped_positions(n: int, p: float, device: Any = "cpu", spare: float = 6.0)
         start = int(positions[-1]) + 1
         left = max(n - start, 1) * p
         count = max(int(left + spare * math.sqrt(left)), 0) + 16
+    if not ends:  # n == 0
+        return torch.empty(0, dtype=torch.int64, device=device)
     positions = torch.cat(ends) if len(ends) > 1 else ends[0]
     return positions[: int(torch.searchsorted(positions, n))]
 
 
-@functools.cache  # one class: built on first use, since importing this module must not import torch
-def cheap_dropout_class() -> type:
+@functools.cache  # built on first use, since importing this module must not import torch
+def _dropout_functions() -> tuple[type, type]:
+    """The two autograd functions CheapDropout applies its mask with: KeepScale (a bool mask) and ScaleZero (the
+    dropped positions)."""
     import torch
 
     class KeepScale(torch.autograd.Function):
@@ -223,6 +227,15 @@ def cheap_dropout_class() -> type:
         def backward(ctx: Any, grad: Any) -> tuple[Any, None, None]:
             (dropped,) = ctx.saved_tensors
             return (grad * ctx.scale).contiguous().view(-1).index_fill_(0, dropped, 0).view(grad.shape), None, None
+
+    return KeepScale, ScaleZero
+
+
+@functools.cache  # one class: built on first use, since importing this module must not import torch
+def cheap_dropout_class() -> type:
+    import torch
+
+    KeepScale, ScaleZero = _dropout_functions()
 
     class CheapDropout(torch.nn.Module):
         """Inverted dropout whose mask costs a fraction of nn.Dropout's (one Mersenne-twister draw per element).
