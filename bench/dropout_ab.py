@@ -37,15 +37,10 @@ def batches(cfg, tok):  # noqa: ANN001, ANN201
              if k in ("input_ids", "labels", "position_ids")} for i in (len(rows) // 4, len(rows) - 8)]
 
 
-def use(model, variant: str, torch_drops: list, cheap_drops: list) -> None:  # noqa: ANN001
-    """Put `variant`'s dropout layers into the model's adapters (the same p everywhere)."""
-    layers = torch_drops if variant == "torch" else cheap_drops
+def use(model, layers: list) -> None:  # noqa: ANN001
+    """Put a variant's dropout layers into the model's adapters."""
     for (drops, name), layer in zip(slots(model), layers):
         drops[name] = layer
-    if variant != "torch":
-        for layer in cheap_drops:
-            layer.gaps = variant == "gaps"
-            layer.scale = 1 / (1 - layer.p) if layer.gaps else 32768 / (32768 - layer.threshold)
 
 
 def slots(model) -> list:  # noqa: ANN001
@@ -71,7 +66,8 @@ def main() -> None:
     model.train()
     torch_drops = [drops[name] for drops, name in slots(model)]
     cheap = fastpath.cheap_dropout_class()
-    cheap_drops = [cheap(layer.p) for layer in torch_drops]
+    layers = {"torch": torch_drops, "words": [cheap(layer.p, gaps=False) for layer in torch_drops],
+              "gaps": [cheap(layer.p, gaps=True) for layer in torch_drops]}
 
     def step() -> float:
         start = time.perf_counter()
@@ -88,7 +84,7 @@ def main() -> None:
         step()  # warm-up
         for i in range(args.rounds):
             for variant in variants if i % 2 == 0 else variants[::-1]:
-                use(model, variant, torch_drops, cheap_drops)
+                use(model, layers[variant])
                 seconds[variant].append(round(step(), 3))
     tokens = [int(b["input_ids"].numel()) for b in work]
     for variant, times in seconds.items():

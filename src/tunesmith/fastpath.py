@@ -178,16 +178,15 @@ def dropped_positions(n: int, p: float, device: Any = "cpu", spare: float = 6.0)
     case that those end before n. One float32 draw per dropped element instead of 16 random bits per element."""
     import torch
 
-    log_keep, mean = math.log1p(-p), n * p
-    count = max(int(mean + spare * math.sqrt(mean)), 0) + 16
+    log_keep = math.log1p(-p)
     ends, start = [], 0
     while start < n:  # `start`: the first index not yet decided
-        u = torch.rand(count, device=device).neg_().add_(1)  # (0, 1]: log(0) would be an infinite gap
+        left = (n - start) * p  # the drops expected in what is left
+        # U uniform in (0, 1]: log(0) would be an infinite gap
+        u = torch.rand(max(int(left + spare * math.sqrt(left)), 0) + 16, device=device).neg_().add_(1)
         positions = u.log_().div_(log_keep).floor_().to(torch.int64).add_(1).cumsum_(0).add_(start - 1)
         ends.append(positions)
         start = int(positions[-1]) + 1
-        left = max(n - start, 1) * p
-        count = max(int(left + spare * math.sqrt(left)), 0) + 16
     if not ends:  # n == 0
         return torch.empty(0, dtype=torch.int64, device=device)
     positions = torch.cat(ends) if len(ends) > 1 else ends[0]
@@ -250,9 +249,9 @@ def cheap_dropout_class() -> type:
         against one in x's dtype.
         """
 
-        def __init__(self, p: float) -> None:
+        def __init__(self, p: float, gaps: bool | None = None) -> None:  # gaps: None = up to GAP_MAX_P
             super().__init__()
-            self.p, self.gaps = p, p <= GAP_MAX_P
+            self.p, self.gaps = p, p <= GAP_MAX_P if gaps is None else gaps
             self.threshold = round(p * 32768)  # the 16-bit draws' p, in 1/32768ths
             self.cut = -32768 + 2 * self.threshold
             self.scale = 1 / (1 - p) if self.gaps else 32768 / (32768 - self.threshold)
