@@ -3,7 +3,7 @@
 Run: .venv/bin/python bench/train_contestants.py [--shapes demo,long_prompt] [--steps 12] [--json FILE]
      [--model default|FOLDER|narrowN] [--rows DIR] [--cuda-path]
      [--contestants trl-defaults,trl-tuned,trl-liger,unsloth,tunesmith,tunesmith-padded,tunesmith-packed]
-     [--profile]
+     [--profile] [--seeds 42,1,2,3]
 On a CUDA machine every contestant trains on the GPU (bench/gpu_check.sh: a random-weight SmolLM2-135M, since
 the embedded GGUF does not travel there); `--rows DIR` reuses (or writes) the shapes' JSONL files.
 
@@ -30,6 +30,9 @@ kernel launches, ops and syncs per step, top ops); its tokens/s then include the
 --cuda-path runs tunesmith's step as a GPU does (its CPU-only paths off), so that --profile's ops per step count
 what a GPU would launch; --model narrow24 gives SmolLM2-1.7B's 24 layers at almost no arithmetic. On a GPU a
 tunesmith row also carries the plan's memory estimate (settings.plan_gib) beside peak_gpu_gib.
+With --seeds each contestant runs once per seed (data order, adapter init, dropout); x_<peer> compares rows of the
+same seed, and `heldout_by_seed` gives each contestant's held-out loss per seed, mean and deviation: the noise a
+"same held-out loss as (b)" claim is measured against.
 """
 
 from __future__ import annotations
@@ -59,9 +62,11 @@ CONTESTANTS = ("trl-defaults", "trl-tuned", "tunesmith")
 VARIANTS = {"tunesmith-padded": {"padding_free": "off"}, "tunesmith-packed": {"padding_free": "on"},
             "tunesmith-compile": {"compile": True}, "tunesmith-liger": {}, "tunesmith-bf16in": {},
             "tunesmith-fused": {"optimizer": "adamw_torch_fused"},  # transformers' default optimizer
-            "tunesmith-flex": {}}
+            "tunesmith-flex": {},
+            "tunesmith-random": {"group_by_length": False}}  # TRL's random batches: the held-out loss's gap
 MODEL = "default"  # --model: the weights every contestant starts from
 PROFILE = False  # --profile: torch.profiler over the timed steps (slows them: its tokens/s are not the bench's)
+SEED = 42  # --seeds: data order, adapter init and dropout; several seeds measure the held-out loss's noise
 CUDA_PATH = False  # --cuda-path: on a CPU, tunesmith's step as a GPU runs it (what --profile's op counts compare)
 # Unsloth pins transformers <= 5.17, TRL <= 1.15 and datasets < 5: its contestant runs with this folder first on
 # PYTHONPATH (bench/gpu_check.sh installs it there), everything else with the project's versions
@@ -277,7 +282,7 @@ def sft_train(model, tok, data: Path, shape: str, steps: int, out: Path, peft_co
     ds = ds.map(lambda r: {"prompt": r["messages"][:-1], "completion": r["messages"][-1:]},
                 remove_columns=["messages"])
     args = SFTConfig(output_dir=str(out), max_steps=steps, per_device_train_batch_size=SHAPES[shape]["batch"],
-                     learning_rate=3e-4, logging_steps=1, save_strategy="no", report_to="none", seed=42,
+                     learning_rate=3e-4, logging_steps=1, save_strategy="no", report_to="none", seed=SEED,
                      max_length=SHAPES[shape]["max_length"], use_cpu=not cuda(), disable_tqdm=True, **tuned)
     meter = Meter(model, PROFILE)
     trainer = SFTTrainer(model=model, args=args, train_dataset=ds, processing_class=tok, peft_config=peft_config,
@@ -302,7 +307,7 @@ def tunesmith_run(data: Path, shape: str, steps: int, out: Path, variant: str = 
                  "train": {"max_steps": steps, "batch_size": SHAPES[shape]["batch"], "learning_rate": 3e-4,
                            "lr_scheduler": "linear", "warmup_ratio": 0.0,
                            "logging_steps": 1, "eval_strategy": "steps", "eval_steps": 100000,
-                           "early_stopping_patience": 0, "load_best": False, "report_to": [], "seed": 42,
+                           "early_stopping_patience": 0, "load_best": False, "report_to": [], "seed": SEED,
                            **VARIANTS.get(variant, {})}},
                 source=f"<bench {shape}>")
     tok = models.load(cfg.model, tokenizer_only=True)[1]
@@ -373,7 +378,7 @@ def unsloth_run(data: Path, shape: str, steps: int, out: Path) -> tuple[Meter, f
                                                    max_seq_length=SHAPES[shape]["max_length"], dtype=torch.bfloat16,
                                                    load_in_4bit=False)
     model = FastLanguageModel.get_peft_model(
-        model, r=LORA["r"], lora_alpha=LORA["alpha"], lora_dropout=LORA["dropout"], bias="none", random_state=42,
+        model, r=LORA["r"], lora_alpha=LORA["alpha"], lora_dropout=LORA["dropout"], bias="none", random_state=SEED,
         target_modules=["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"],
         use_gradient_checkpointing=False)
     meter, seconds, trainer = sft_train(model, tok, data, shape, steps, out, bf16=True, gradient_checkpointing=False)
@@ -405,7 +410,7 @@ def heldout_loss(model, data: Path) -> float:  # noqa: ANN001
 def child(contestant: str, data: Path, shape: str, steps: int, out: Path) -> dict:
     import torch
 
-    torch.manual_seed(0)
+    torch.manual_seed(SEED)  # the adapters' initial weights (PEFT draws them before the Trainer seeds)
     if contestant == "tunesmith" or contestant in VARIANTS:
         meter, seconds, settings, model = tunesmith_run(data, shape, steps, out, contestant)
     elif contestant == "unsloth":
@@ -442,7 +447,7 @@ def run_child(contestant: str, data: Path, shape: str, steps: int, out: Path) ->
         env["PYTHONPATH"] = os.pathsep.join([UNSLOTH_SITE, str(ROOT / "src"), str(ROOT)])
         env.update(UNSLOTH_DISABLE_STATISTICS="1", HF_HUB_OFFLINE="1", TRANSFORMERS_OFFLINE="1")
     res = subprocess.run([sys.executable, __file__, "--child", contestant, "--data", str(data), "--shapes", shape,
-                          "--steps", str(steps), "--out", str(out), "--model", MODEL]
+                          "--steps", str(steps), "--out", str(out), "--model", MODEL, "--seeds", str(SEED)]
                          + (["--profile"] if PROFILE else []) + (["--cuda-path"] if CUDA_PATH else []),
                          env=env, capture_output=True, text=True)
     if res.returncode:  # recorded, not fatal: one contestant failing (say, Unsloth offline) keeps the others
@@ -463,11 +468,15 @@ def main() -> None:
                     help="default (embedded SmolLM2), a model folder, or narrowN (random, N layers, 64 wide)")
     ap.add_argument("--rows", type=Path, help="folder of the shapes' JSONL files (reused, or written there)")
     ap.add_argument("--profile", action="store_true", help="torch.profiler over each contestant's timed steps")
+    ap.add_argument("--seeds", default="42", help="comma-separated: each contestant runs once per seed (the "
+                    "held-out loss's spread across seeds is its noise)")
     ap.add_argument("--cuda-path", action="store_true",
                     help="on a CPU, run tunesmith's step as a GPU does (its CPU-only paths off): op counts for a GPU")
     args = ap.parse_args()
-    global MODEL, PROFILE, CUDA_PATH
+    global MODEL, PROFILE, CUDA_PATH, SEED
     MODEL, PROFILE, CUDA_PATH = args.model, args.profile, args.cuda_path
+    seeds = [int(s) for s in args.seeds.split(",")]
+    SEED = seeds[0]
     if args.child:
         print(json.dumps(child(args.child, args.data, args.shapes, args.steps, args.out)))
         return
@@ -480,9 +489,11 @@ def main() -> None:
             (args.rows or Path(tmp)).mkdir(parents=True, exist_ok=True)
             data = rows_for(shape, args.rows or Path(tmp))
             steps = args.steps if shape == "demo" else max(args.steps // 2, 3)
-            for contestant in args.contestants.split(","):
-                results.append(run_child(contestant, data, shape, steps, Path(tmp) / contestant))
-                say(results[-1], peaks)
+            for SEED in seeds:  # noqa: B007 - run_child passes the global to the child
+                for contestant in args.contestants.split(","):
+                    results.append({**run_child(contestant, data, shape, steps, Path(tmp) / contestant),
+                                    "seed": SEED})
+                    say(results[-1], peaks)
                 if args.json:  # after every contestant: a run stopped at its time limit keeps what it measured
                     args.json.write_text(json.dumps(summarise(results, peaks), indent=1) + "\n", encoding="utf-8")
     print(json.dumps(summarise(results, peaks), indent=1))
@@ -495,7 +506,7 @@ def say(r: dict, peaks: dict) -> None:
     r["share_of_bf16_peak"] = round(r["model_flops"] / peaks["bf16"], 3)
     r["share_of_fp32_peak"] = round(r["model_flops"] / peaks["fp32"], 3)
     gpu = f"  {r['peak_gpu_gib']:5.2f} GiB GPU" if r.get("peak_gpu_gib") is not None else ""
-    print(f"{r['shape']:12s} {r['contestant']:13s} {r['tokens_per_s']:7.1f} tok/s  {r['train_wall_s']:6.1f} s  "
+    print(f"{r['shape']:12s} {r['contestant']:13s} seed {r['seed']:<3d} {r['tokens_per_s']:7.1f} tok/s  {r['train_wall_s']:6.1f} s  "
           f"{r['peak_rss_gib']:5.2f} GiB{gpu}  loss {r['loss_last3']:.4f} held-out {r['heldout_loss']}  "
           f"{r['share_of_bf16_peak']:.1%} of bf16 peak", file=sys.stderr)
 
@@ -508,13 +519,36 @@ def summarise(results: list[dict], peaks: dict) -> dict:
     for r in results:
         if r["contestant"].startswith("tunesmith") and "error" not in r:
             for peer in results:
-                if (peer["shape"] == r["shape"] and "error" not in peer
+                if (peer["shape"] == r["shape"] and peer["seed"] == r["seed"] and "error" not in peer
                         and peer["contestant"] in ("trl-defaults", "trl-tuned", "trl-liger", "unsloth")):
                     r[f"x_{peer['contestant']}"] = round(r["tokens_per_s"] / peer["tokens_per_s"], 2)
     return {"machine": {"cpus": os.cpu_count(), "torch": torch.__version__, "threads": torch.get_num_threads(),
                         "gpu": torch.cuda.get_device_name(0) if cuda() else None, "model": MODEL,
                         "bf16_matmul_tflops": round(peaks["bf16"] / 1e12, 2),
-                        "fp32_matmul_tflops": round(peaks["fp32"] / 1e12, 2)}, "results": results}
+                        "fp32_matmul_tflops": round(peaks["fp32"] / 1e12, 2)}, "results": results,
+            "heldout_by_seed": heldout_spread(results)}
+
+
+def heldout_spread(results: list[dict]) -> dict:
+    """Per shape and contestant, the held-out loss at each seed, its mean and sample standard deviation; each
+    tunesmith row's mean - trl-tuned's mean in trl-tuned's standard deviations (issue 27: the same steps should
+    land "within noise of (b)"). Needs two seeds or more for a deviation."""
+    from statistics import mean, stdev
+
+    out: dict = {}
+    for r in results:
+        if r.get("heldout_loss") is not None:
+            out.setdefault(r["shape"], {}).setdefault(r["contestant"], {"losses": []})["losses"].append(
+                r["heldout_loss"])
+    for shape in out.values():
+        for row in shape.values():
+            row["mean"] = round(mean(row["losses"]), 4)
+            row["sd"] = round(stdev(row["losses"]), 4) if len(row["losses"]) > 1 else None
+        base = shape.get("trl-tuned")
+        for name, row in shape.items():
+            if name.startswith("tunesmith") and base and base["sd"]:
+                row["gap_in_trl_tuned_sd"] = round((row["mean"] - base["mean"]) / base["sd"], 2)
+    return out
 
 if __name__ == "__main__":
     main()

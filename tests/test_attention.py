@@ -119,11 +119,42 @@ def test_packed_rows_are_padded_again_for_attention_alone(tiny_model_dir, monkey
     padded = step(input_ids=ids, attention_mask=mask, labels=ids.masked_fill(mask == 0, -100))
     with attention.used_by(model):
         matrix = step(input_ids=packed, position_ids=positions, labels=packed_labels)
+        monkeypatch.setattr(attention, "GROUP_COST", 0)  # each length its own group, put back in packed order
+        attention.length_groups.cache_clear()
+        assert attention.length_groups((30, 17, 24)) == ((1,), (2,), (0,))
+        grouped = step(input_ids=packed, position_ids=positions, labels=packed_labels)
         monkeypatch.setattr(attention, "MAX_SCORE_BYTES", 0)  # too long for the matrix: SDPA, rows padded again
         repadded = step(input_ids=packed, position_ids=positions, labels=packed_labels)
-    for loss, grads in (matrix, repadded):
+    attention.length_groups.cache_clear()
+    for loss, grads in (matrix, grouped, repadded):
         assert loss == pytest.approx(padded[0], rel=1e-3)
         for a, b in zip(padded[1], grads, strict=True):
             assert (a - b).abs().max().item() <= 0.03 * a.abs().max().item()
     assert attention._packed_starts(positions).tolist() == [0, 30, 47]
     assert attention._packed_starts(torch.arange(12)[None]) is None  # one row: nothing to split
+
+
+def test_length_groups_are_the_cheapest_cut_of_the_sorted_rows():
+    # Every row in exactly one group, each group in packed order, and the cost (padded score elements plus
+    # GROUP_COST a group) the least of all cuts of the rows sorted by length (brute force over 2^(n-1) cuts).
+    import itertools
+    import random
+
+    draw = random.Random(0)
+    for _ in range(20):
+        lengths = tuple(draw.choice([draw.randint(60, 110), draw.randint(280, 330)]) for _ in range(draw.randint(1, 9)))
+        groups = attention.length_groups(lengths)
+        assert sorted(i for g in groups for i in g) == list(range(len(lengths)))
+        assert all(list(g) == sorted(g) for g in groups)
+
+        def cost(gs):  # noqa: ANN001, ANN202
+            return sum(len(g) * max(lengths[i] for i in g) ** 2 + attention.GROUP_COST for g in gs)
+
+        order = sorted(range(len(lengths)), key=lengths.__getitem__)
+        cheapest = min(cost([order[a:b] for a, b in zip((0, *cuts), (*cuts, len(order)))])
+                       for k in range(len(order)) for cuts in itertools.combinations(range(1, len(order)), k))
+        assert cost(groups) == cheapest
+    # the demo's two kinds of rows (English ~85 tokens, Korean ~300) in one random batch: two groups
+    assert [sorted(g) for g in attention.length_groups((82, 86, 84, 315, 308, 309, 85, 92))] == \
+        [[0, 1, 2, 6, 7], [3, 4, 5]]
+    assert attention.length_groups((64,) * 8) == (tuple(range(8)),)
