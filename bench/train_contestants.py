@@ -63,7 +63,7 @@ VARIANTS = {"tunesmith-padded": {"padding_free": "off"}, "tunesmith-packed": {"p
             "tunesmith-compile": {"compile": True}, "tunesmith-liger": {}, "tunesmith-bf16in": {},
             "tunesmith-fused": {"optimizer": "adamw_torch_fused"},  # transformers' default optimizer
             "tunesmith-flex": {},
-            "tunesmith-random": {"group_by_length": False}}  # TRL's random batches: the held-out loss's gap
+            "tunesmith-grouped": {"group_by_length": True}}  # length-grouped batches: the held-out loss's gap
 MODEL = "default"  # --model: the weights every contestant starts from
 PROFILE = False  # --profile: torch.profiler over the timed steps (slows them: its tokens/s are not the bench's)
 SEED = 42  # --seeds: data order, adapter init and dropout; several seeds measure the held-out loss's noise
@@ -332,13 +332,15 @@ def tunesmith_run(data: Path, shape: str, steps: int, out: Path, variant: str = 
     result = train.train(model, tok, train_ex, eval_ex[:2], cfg, run, say=lambda _: None, progress=meter.callback())
     seconds = time.perf_counter() - start
     run.unlock()
-    from tunesmith.runtime import choose_padding_free
+    from tunesmith.runtime import choose_group_by_length, choose_padding_free
 
     from tunesmith import plan
 
     # what `tunesmith plan` says the peak will be (process RSS on a CPU; on a GPU it is compared with the GPU's)
     estimate = plan.estimate_memory_gib(cfg, *plan.parameter_counts(cfg), max(len(e.input_ids) for e in train_ex))
-    return meter, seconds, {"precision": cfg.train.precision, "group_by_length": cfg.train.group_by_length,
+    t = cfg.train
+    return meter, seconds, {"precision": t.precision,
+                            "group_by_length": choose_group_by_length(t.group_by_length, t.padding_free, t.precision),
                             "padding_free": choose_padding_free(cfg.train.padding_free, cfg.train.precision),
                             "compile": cfg.train.compile, "liger": variant == "tunesmith-liger",
                             "plan_gib": round(estimate, 2)}, result.model

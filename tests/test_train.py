@@ -344,9 +344,9 @@ def test_padding_free_batches_train_like_padded_ones(tmp_path, tiny_model_dir, s
     # One packed row with position ids per step instead of 4 padded rows: same rows, same losses. bf16 runs on the
     # GPU where there is one; on the CPU it takes attention.py's path, the rows padded again for attention alone.
     packed, packed_rows = _train_and_watch(tiny_model_dir, small_jsonl, tmp_path / "on", padding_free="on",
-                                           precision=precision)
+                                           precision=precision, group_by_length=True)  # the same batches
     padded, padded_rows = _train_and_watch(tiny_model_dir, small_jsonl, tmp_path / "off", padding_free="off",
-                                           precision=precision)
+                                           precision=precision, group_by_length=True)
     assert [s for s, _ in padded] and all(s[0] == 4 and not pos for s, pos in padded)
     assert all(s[0] == 1 and pos for s, pos in packed)
     assert sum(p[1] for p, _ in packed) < sum(q[0] * q[1] for q, _ in padded)  # the padding is gone

@@ -150,7 +150,10 @@ class TrainConfig(_Strict):
     seed: int = Field(42, description="seed of weights init, dropout and batch order")
     precision: Literal["auto", "fp32", "bf16", "fp16"] = Field(
         "auto", description="auto = bf16 where the GPU or CPU runs it natively, else fp16 on CUDA, else fp32")
-    group_by_length: bool = Field(True, description="batch rows of similar length: less padding, ~same loss")
+    group_by_length: bool | Literal["auto"] = Field(
+        "auto", description="batch rows of similar length: less padding, but each step's loss then weighs its "
+        "tokens by the batch they fell in (demo, 8 steps, 3 seeds: held-out loss 3.5 standard deviations above "
+        "random batches); auto = on only where rows are padded (padding_free off), random batches otherwise")
     padding_free: Literal["auto", "on", "off"] = Field(
         "auto", description="on = a step's rows joined into one sequence with position ids (no pad tokens, "
         "attention kept within each row); auto = on with a CUDA GPU (1.2-1.3x there) and on a CPU in bf16 (1.1x on "

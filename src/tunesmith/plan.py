@@ -464,7 +464,8 @@ def describe(cfg: RunConfig, data: PreparedData, train_ex: list[Example], eval_e
 
 def _step_line(cfg: RunConfig, trainable: int) -> str:
     t = cfg.train
-    return ("each optimizer step: (1) take a batch of rows "
+    grouped = runtime.choose_group_by_length(t.group_by_length, t.padding_free, t.precision)
+    return (f"each optimizer step: (1) take a batch of rows {'of similar length' if grouped else 'drawn at random'}, "
             + ("joined into one sequence (padding-free; attention stays within each row)"
                if runtime.choose_padding_free(t.padding_free, t.precision) else "padded to the longest")
             + "; (2) forward pass over every position, logits only where the loss is computed (TRL's fused LM "

@@ -23,7 +23,8 @@ from tunesmith.errors import TunesmithError
 from tunesmith.records import Example
 from tunesmith.runfiles import LogRow
 from tunesmith.rundir import RunDir
-from tunesmith.runtime import choose_padding_free, choose_precision, rank, scoped_env, world_size
+from tunesmith.runtime import (choose_group_by_length, choose_padding_free, choose_precision, rank, scoped_env,
+                               world_size)
 
 
 @dataclass(frozen=True)
@@ -273,7 +274,8 @@ def _args(cfg: RunConfig, run: RunDir, resuming: bool) -> Any:
     return SFTConfig(
         **training_args(cfg, run, resuming),
         max_length=None, dataset_kwargs={"skip_prepare_dataset": True},
-        train_sampling_strategy="group_by_length" if t.group_by_length else "random",
+        train_sampling_strategy="group_by_length" if choose_group_by_length(t.group_by_length, t.padding_free,
+                                                                            t.precision) else "random",
         # TRL's collator: one row, position ids, labels kept
         padding_free=choose_padding_free(t.padding_free, t.precision))
 
