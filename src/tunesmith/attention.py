@@ -147,9 +147,14 @@ def _packed(module: Any, query: Any, key: Any, value: Any, starts: Any, scaling:
 
     total = query.shape[2]
     lengths = torch.diff(torch.cat([starts, starts.new_tensor([total])]))
+    sizes = tuple(lengths.tolist())
+    # The matrix path for every group or none, decided as for the rows padded to the longest: groups of fewer rows
+    # would each fit and together keep more than MAX_SCORE_BYTES (long rows: 6.5 GiB peak instead of 5.3)
+    matrix = fits(len(sizes), query.shape[1], max(sizes))
     outs, where = [], []
-    for rows in length_groups(tuple(lengths.tolist())):
-        index, real, out = _attend_rows(module, query, key, value, starts, lengths, list(rows), scaling, kwargs)
+    for rows in length_groups(sizes):
+        index, real, out = _attend_rows(module, query, key, value, starts, lengths, list(rows), scaling, matrix,
+                                        kwargs)
         outs.append(out.reshape(-1, out.shape[-2], out.shape[-1]).index_select(0, real))  # [real tokens, H, D]
         where.append(index.index_select(0, real))  # their places in the packed row
     if len(outs) == 1:  # one group: its tokens are in packed order already
@@ -159,7 +164,7 @@ def _packed(module: Any, query: Any, key: Any, value: Any, starts: Any, scaling:
 
 
 def _attend_rows(module: Any, query: Any, key: Any, value: Any, starts: Any, lengths: Any, rows: list[int],
-                 scaling: float, kwargs: dict[str, Any]) -> tuple[Any, Any, Any]:
+                 scaling: float, matrix: bool, kwargs: dict[str, Any]) -> tuple[Any, Any, Any]:
     """Attention over some rows of a packed batch, each padded to the longest of them: (each padded slot's place
     in the packed row, the flat indices of the real slots, the output [rows, longest, H, D])."""
     import torch
@@ -179,7 +184,7 @@ def _attend_rows(module: Any, query: Any, key: Any, value: Any, starts: Any, len
     q, k, v = padded(query), padded(key), padded(value)
     mask = torch.ones(longest, longest, dtype=torch.bool, device=query.device).tril_()[None, None] \
         & real[:, None, None, :]
-    if fits(len(rows), query.shape[1], longest):
+    if matrix:
         out = _function().apply(q, k, v, mask, scaling).transpose(1, 2)
     else:
         kw = {name: arg for name, arg in kwargs.items() if name != "position_ids"}
