@@ -356,3 +356,26 @@ def test_padding_free_batches_train_like_padded_ones(tmp_path, tiny_model_dir, s
         for key in ("loss", "eval_loss"):
             if key in b:
                 assert a[key] == pytest.approx(b[key], rel=tolerance), (key, a, b)
+
+
+def test_eval_loss_is_the_mean_per_supervised_token_whatever_the_batches(tmp_path, tiny_model_dir, small_jsonl):
+    # transformers gives each eval batch's mean loss the same weight; tunesmith's eval loss weighs each batch by its
+    # supervised tokens, so it equals the eval rows' token-mean NLL scored one row at a time by the final model
+    from tunesmith import generation, models
+    from tunesmith.data.prepare import prepare
+
+    cfg = tiny_config(tiny_model_dir, small_jsonl, tmp_path / "runs", max_steps=4, eval_strategy="steps",
+                      eval_steps=4, batch_size=3, precision="fp32", load_best=False, early_stopping_patience=0,
+                      learning_rate=5e-3)  # rows' losses apart, so that the weighting shows
+    cfg = cfg.model_copy(update={"data": cfg.data.model_copy(update={"eval_fraction": 0.5})})
+    tok = models.load(cfg.model, tokenizer_only=True)[1]
+    _, train_ex, eval_ex = pipeline.render(tok, prepare(cfg.data), cfg, say=lambda _: None)
+    run, _ = rundir.create(tmp_path / "runs", "tiny", overwrite=True, config_yaml=cfg.to_yaml())
+    result = train.train(pipeline._starting_model(cfg)[0], tok, train_ex, eval_ex, cfg, run, say=lambda _: None)
+    run.unlock()
+    rows = generation.per_row_nll(result.model, eval_ex, batch_size=1)
+    token_mean = sum(s for s, _ in rows) / sum(n for _, n in rows)
+    row_mean = sum(s / n for s, n in rows) / len(rows)  # rows weighted alike: what batches of one row would log
+    logged = [r["eval_loss"] for r in metrics(run.root) if "eval_loss" in r]
+    assert len(eval_ex) >= 6 and logged[-1] == pytest.approx(token_mean, rel=2e-6)
+    assert abs(row_mean - token_mean) > 20 * 2e-6 * token_mean  # the rows differ enough for the weighting to show
