@@ -389,16 +389,17 @@ class TokenMeanEval:
     and the base model's eval loss read 3.087; in the mixed batches of a length-grouped sampler, 2.594. Weighted by
     each batch's supervised tokens, it no longer depends on the batching (and is what perplexity is taken from)."""
 
-    def evaluation_loop(self, *args: Any, **kwargs: Any) -> Any:
+    def evaluation_loop(self, dataloader: Any, description: str, prediction_loss_only: bool | None = None,
+                        ignore_keys: list[str] | None = None, metric_key_prefix: str = "eval") -> Any:
         import torch
 
         self._token_loss = [0.0, 0]
-        out = super().evaluation_loop(*args, **kwargs)  # type: ignore[misc]
-        total = self.accelerator.reduce(torch.tensor(self._token_loss, dtype=torch.float64,  # type: ignore[attr-defined]
-                                                     device=self.args.device), reduction="sum")  # type: ignore[attr-defined]
-        prefix = kwargs.get("metric_key_prefix", args[4] if len(args) > 4 else "eval")
-        if total[1] > 0 and f"{prefix}_loss" in out.metrics:
-            out.metrics[f"{prefix}_loss"] = float(total[0] / total[1])
+        out = super().evaluation_loop(dataloader, description, prediction_loss_only,  # type: ignore[misc]
+                                      ignore_keys, metric_key_prefix)
+        sums = torch.tensor(self._token_loss, dtype=torch.float64, device=self.args.device)  # type: ignore[attr-defined]
+        loss, supervised = self.accelerator.reduce(sums, reduction="sum").tolist()  # type: ignore[attr-defined]
+        if supervised > 0 and f"{metric_key_prefix}_loss" in out.metrics:
+            out.metrics[f"{metric_key_prefix}_loss"] = loss / supervised
         return out
 
     def prediction_step(self, model: Any, inputs: dict[str, Any], *args: Any, **kwargs: Any) -> Any:
