@@ -450,7 +450,8 @@ def describe(cfg: RunConfig, data: PreparedData, train_ex: list[Example], eval_e
         f"{', checkpointed' if t.gradient_checkpointing else ''} ("
         + ("the GPU's peak allocated memory: -5% to +8% on an H100 at 135M; larger models not yet measured"
            if _cuda() else
-           "a whole run's peak RSS: -2% to +19% on docs/memory.md's shapes") + ")",
+           "a whole run's peak RSS: +5% to +36% on docs/memory.md's shapes; sized for a step of the longest "
+           "rows, which random batches of mixed lengths rarely draw") + ")",
         "estimated time: " + (f"~{duration(seconds)} for training, eval-loss passes, 2 x {eval_rows} "
                               "generations and their scoring (calibrated on this project's 2-core CPU; rough)"
                               if seconds is not None
