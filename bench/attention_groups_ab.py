@@ -15,8 +15,9 @@ import argparse
 import json
 import random
 import statistics
-import time
 from pathlib import Path
+
+from ab import alternate, fwd_bwd_seconds, packed
 
 from tunesmith import attention, fastpath, models, pipeline, train
 from tunesmith.config import load
@@ -27,20 +28,13 @@ DEMO = Path(__file__).resolve().parents[1] / "configs" / "demo.yaml"
 
 def batches(cfg, tok, count: int = 3, seed: int = 0):  # noqa: ANN001, ANN201
     """`count` packed batches of 8 training rows drawn at random, as TRL's padding-free collator makes them."""
-    from trl.trainer.sft_trainer import DataCollatorForLanguageModeling
-
     _, rows, _ = pipeline.render(tok, prepare(cfg.data), cfg, say=lambda _: None)
     draw = random.Random(seed)
-    collate = DataCollatorForLanguageModeling(pad_token_id=tok.pad_token_id, padding_free=True)
     picked = [draw.sample(rows, 8) for _ in range(count)]
-    return [{k: v for k, v in collate([{"input_ids": list(e.input_ids), "labels": list(e.labels)}
-                                        for e in batch]).items()
-             if k in ("input_ids", "labels", "position_ids")} for batch in picked], \
-        [[len(e.input_ids) for e in batch] for batch in picked]
+    return [packed(tok, batch) for batch in picked], [[len(e.input_ids) for e in batch] for batch in picked]
 
 
 def main() -> None:
-    import torch
     from peft import get_peft_model
 
     ap = argparse.ArgumentParser()
@@ -55,23 +49,13 @@ def main() -> None:
     model.train()
     costs = {"one": 10**12, "groups": attention.GROUP_COST}
 
-    def step() -> float:
-        start = time.perf_counter()
-        for batch in work:
-            with torch.autocast("cpu", dtype=torch.bfloat16):
-                loss = model(**batch).loss
-            loss.backward()
-        model.zero_grad(set_to_none=True)
-        return time.perf_counter() - start
+    def use(variant: str) -> None:
+        attention.GROUP_COST = costs[variant]
+        attention.length_groups.cache_clear()
 
-    seconds: dict[str, list[float]] = {v: [] for v in costs}
     with fastpath.cpu_step(model, cfg):
-        step()  # warm-up
-        for i in range(args.rounds):
-            for variant in list(costs) if i % 2 == 0 else list(costs)[::-1]:
-                attention.GROUP_COST = costs[variant]
-                attention.length_groups.cache_clear()
-                seconds[variant].append(round(step(), 3))
+        fwd_bwd_seconds(model, work)  # warm-up
+        seconds = alternate(list(costs), args.rounds, use, lambda: fwd_bwd_seconds(model, work))
     attention.GROUP_COST = costs["groups"]
     attention.length_groups.cache_clear()
     groups = [[[n[i] for i in g] for g in attention.length_groups(tuple(n))] for n in lengths]

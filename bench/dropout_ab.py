@@ -15,8 +15,9 @@ from __future__ import annotations
 import argparse
 import json
 import statistics
-import time
 from pathlib import Path
+
+from ab import alternate, fwd_bwd_seconds, packed
 
 from tunesmith import fastpath, models, pipeline, train
 from tunesmith.config import load
@@ -27,14 +28,9 @@ DEMO = Path(__file__).resolve().parents[1] / "configs" / "demo.yaml"
 
 def batches(cfg, tok):  # noqa: ANN001, ANN201
     """Two packed batches of 8 training rows, as TRL's padding-free collator makes them: a short one, the longest."""
-    from trl.trainer.sft_trainer import DataCollatorForLanguageModeling
-
     _, rows, _ = pipeline.render(tok, prepare(cfg.data), cfg, say=lambda _: None)
     rows = sorted(rows, key=lambda e: len(e.input_ids))
-    collate = DataCollatorForLanguageModeling(pad_token_id=tok.pad_token_id, padding_free=True)
-    return [{k: v for k, v in collate([{"input_ids": list(e.input_ids), "labels": list(e.labels)}
-                                        for e in rows[i:i + 8]]).items()
-             if k in ("input_ids", "labels", "position_ids")} for i in (len(rows) // 4, len(rows) - 8)]
+    return [packed(tok, rows[i:i + 8]) for i in (len(rows) // 4, len(rows) - 8)]
 
 
 def use(model, layers: list) -> None:  # noqa: ANN001
@@ -51,7 +47,6 @@ def slots(model) -> list:  # noqa: ANN001
 
 
 def main() -> None:
-    import torch
     from peft import get_peft_model
 
     ap = argparse.ArgumentParser()
@@ -69,23 +64,10 @@ def main() -> None:
     layers = {"torch": torch_drops, "words": [cheap(layer.p, gaps=False) for layer in torch_drops],
               "gaps": [cheap(layer.p, gaps=True) for layer in torch_drops]}
 
-    def step() -> float:
-        start = time.perf_counter()
-        for batch in work:
-            with torch.autocast("cpu", dtype=torch.bfloat16):
-                loss = model(**batch).loss
-            loss.backward()
-        model.zero_grad(set_to_none=True)
-        return time.perf_counter() - start
-
-    variants = args.variants.split(",")
-    seconds: dict[str, list[float]] = {v: [] for v in variants}
     with fastpath.cpu_step(model, cfg):
-        step()  # warm-up
-        for i in range(args.rounds):
-            for variant in variants if i % 2 == 0 else variants[::-1]:
-                use(model, layers[variant])
-                seconds[variant].append(round(step(), 3))
+        fwd_bwd_seconds(model, work)  # warm-up
+        seconds = alternate(args.variants.split(","), args.rounds, lambda v: use(model, layers[v]),
+                            lambda: fwd_bwd_seconds(model, work))
     tokens = [int(b["input_ids"].numel()) for b in work]
     for variant, times in seconds.items():
         print(f"{variant:6s} {times}  median {statistics.median(times):.3f} s")
