@@ -341,8 +341,8 @@ def tunesmith_run(data: Path, shape: str, steps: int, out: Path, variant: str = 
     t = cfg.train
     return meter, seconds, {"precision": t.precision,
                             "group_by_length": choose_group_by_length(t.group_by_length, t.padding_free, t.precision),
-                            "padding_free": choose_padding_free(cfg.train.padding_free, cfg.train.precision),
-                            "compile": cfg.train.compile, "liger": variant == "tunesmith-liger",
+                            "padding_free": choose_padding_free(t.padding_free, t.precision),
+                            "compile": t.compile, "liger": variant == "tunesmith-liger",
                             "plan_gib": round(estimate, 2)}, result.model
 
 

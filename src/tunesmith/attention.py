@@ -153,8 +153,9 @@ def _packed(module: Any, query: Any, key: Any, value: Any, starts: Any, scaling:
     matrix = fits(len(sizes), query.shape[1], max(sizes))
     outs, where = [], []
     for rows in length_groups(sizes):
-        index, real, out = _attend_rows(module, query, key, value, starts, lengths, list(rows), scaling, matrix,
-                                        kwargs)
+        longest = max(sizes[r] for r in rows)
+        index, real, out = _attend_rows(module, query, key, value, starts, lengths, list(rows), longest, scaling,
+                                        matrix, kwargs)
         outs.append(out.reshape(-1, out.shape[-2], out.shape[-1]).index_select(0, real))  # [real tokens, H, D]
         where.append(index.index_select(0, real))  # their places in the packed row
     if len(outs) == 1:  # one group: its tokens are in packed order already
@@ -164,7 +165,7 @@ def _packed(module: Any, query: Any, key: Any, value: Any, starts: Any, scaling:
 
 
 def _attend_rows(module: Any, query: Any, key: Any, value: Any, starts: Any, lengths: Any, rows: list[int],
-                 scaling: float, matrix: bool, kwargs: dict[str, Any]) -> tuple[Any, Any, Any]:
+                 longest: int, scaling: float, matrix: bool, kwargs: dict[str, Any]) -> tuple[Any, Any, Any]:
     """Attention over some rows of a packed batch, each padded to the longest of them: (each padded slot's place
     in the packed row, the flat indices of the real slots, the output [rows, longest, H, D])."""
     import torch
@@ -172,7 +173,6 @@ def _attend_rows(module: Any, query: Any, key: Any, value: Any, starts: Any, len
     total = query.shape[2]
     picked = torch.tensor(rows, device=query.device)
     sizes, firsts = lengths.index_select(0, picked), starts.index_select(0, picked)
-    longest = int(sizes.max())
     offsets = torch.arange(longest, device=query.device)
     real = offsets[None, :] < sizes[:, None]  # [rows, longest]
     index = torch.where(real, firsts[:, None] + offsets[None, :], total).flatten()  # padding reads a zero row

@@ -20,7 +20,7 @@ from typing import Any
 from tunesmith import fastpath, rundir
 from tunesmith.config import RunConfig
 from tunesmith.errors import TunesmithError
-from tunesmith.records import Example
+from tunesmith.records import IGNORE, Example
 from tunesmith.runfiles import LogRow
 from tunesmith.rundir import RunDir
 from tunesmith.runtime import (choose_group_by_length, choose_padding_free, choose_precision, rank, scoped_env,
@@ -393,21 +393,24 @@ class TokenMeanEval:
                         ignore_keys: list[str] | None = None, metric_key_prefix: str = "eval") -> Any:
         import torch
 
-        self._token_loss = [0.0, 0]
+        # (loss x supervised tokens, supervised tokens) summed on the device: no wait for it per eval batch
+        self._token_loss = torch.zeros(2, dtype=torch.float64, device=self.args.device)  # type: ignore[attr-defined]
         out = super().evaluation_loop(dataloader, description, prediction_loss_only,  # type: ignore[misc]
                                       ignore_keys, metric_key_prefix)
-        sums = torch.tensor(self._token_loss, dtype=torch.float64, device=self.args.device)  # type: ignore[attr-defined]
-        loss, supervised = self.accelerator.reduce(sums, reduction="sum").tolist()  # type: ignore[attr-defined]
+        sums = self.accelerator.reduce(self._token_loss, reduction="sum")  # type: ignore[attr-defined]
+        loss, supervised = sums.tolist()
         if supervised > 0 and f"{metric_key_prefix}_loss" in out.metrics:
             out.metrics[f"{metric_key_prefix}_loss"] = loss / supervised
         return out
 
     def prediction_step(self, model: Any, inputs: dict[str, Any], *args: Any, **kwargs: Any) -> Any:
+        import torch
+
         loss, logits, labels = super().prediction_step(model, inputs, *args, **kwargs)  # type: ignore[misc]
         if loss is not None and "labels" in inputs and hasattr(self, "_token_loss"):
-            supervised = int((inputs["labels"][..., 1:] != -100).sum())  # the positions a causal LM's loss averages
-            self._token_loss[0] += float(loss) * supervised
-            self._token_loss[1] += supervised
+            # the positions a causal LM's loss averages: labels shifted by one
+            supervised = (inputs["labels"][..., 1:] != IGNORE).sum().to(self._token_loss)
+            self._token_loss += torch.stack([loss.to(self._token_loss) * supervised, supervised])
         return loss, logits, labels
 
 
