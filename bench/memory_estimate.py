@@ -1,12 +1,15 @@
 """The plan's memory estimate against measured peak RSS, on three shapes of data, with the default model.
 
-Run: .venv/bin/python bench/memory_estimate.py [--steps 40] [--shapes chat,long_prompt_ko,multi_turn]
+Run: .venv/bin/python bench/memory_estimate.py [--steps 40] [--shapes chat,long_prompt_ko,multi_turn,demo]
 Each shape trains SmolLM2-135M (`model: default`, LoRA, the shipped precision and tcmalloc as `train` runs it)
 for 40 steps (peak RSS creeps up over the first ~40 steps of changing shapes, then stays: docs/memory.md) in a
 child process of its own, so each peak RSS (ru_maxrss) belongs to one run. The rows are
-the bundled sample data (short chat) or generated here (no real corpora): long Korean paragraphs with a
-one-line question as the answer, and long English conversations of 6-10 turns. Batch sizes and lengths keep
-each run under ~12 GiB. Prints one line per shape and a JSON summary; docs/memory.md records the figures.
+the bundled sample data (short chat; the demo's English and Korean rows, split as `make demo` splits them) or
+generated here (no real corpora): long Korean paragraphs with a one-line question as the answer, and long English
+conversations of 6-10 turns. Batch sizes and lengths keep each run under ~12 GiB. Each shape records the plan's
+estimate for the batches the run draws (`estimate_gib`, the largest of them in `drawn_tokens`) and for the
+`batch_size` longest rows together (`worst_case_gib`, what the memory fit sizes for). Prints one line per shape and
+a JSON summary; docs/memory.md records the figures.
 """
 
 from __future__ import annotations
@@ -24,51 +27,60 @@ ROOT = Path(__file__).resolve().parents[1]
 SAMPLE = ROOT / "src" / "tunesmith" / "sample_data"
 sys.path.insert(0, str(ROOT))  # the generated shapes live with the test fixtures, shared with the tests
 from tests.fixtures.shapes import korean_rows, multi_turn_rows  # noqa: E402
-# shape -> (rows, batch_size, template.max_length, gradient checkpointing); the last one checks the checkpointed
-# estimate, which the first three (the calibration) do not exercise.
+# shape -> (rows, batch_size, template.max_length, gradient checkpointing); the last two check the checkpointed
+# estimate and the fp32 one (a CPU without bf16: no autocast, rows padded), which the first three (the calibration)
+# do not exercise.
 SHAPES = {"chat": (None, 8, 384, False), "long_prompt_ko": (48, 4, 1024, False), "multi_turn": (48, 6, 512, False),
-          "long_prompt_ko_checkpointed": (48, 4, 1024, True)}
+          "demo": (None, 8, 384, False), "long_prompt_ko_checkpointed": (48, 4, 1024, True),
+          "chat_fp32": (None, 8, 384, False)}
 
-def data_file(shape: str, rows: int | None, folder: Path) -> Path:
-    shape = shape.removesuffix("_checkpointed")
+
+def data_files(shape: str, rows: int | None, folder: Path) -> list[Path]:
+    shape = shape.removesuffix("_checkpointed").removesuffix("_fp32")
     if shape == "chat":
-        return SAMPLE / "counsel_en.jsonl"
+        return [SAMPLE / "counsel_en.jsonl"]
+    if shape == "demo":
+        return [SAMPLE / "counsel_en.jsonl", SAMPLE / "counsel_ko.json"]
     rng = random.Random(0)
     path = folder / f"{shape}.jsonl"
     made = korean_rows(rows or 0, rng) if shape == "long_prompt_ko" else multi_turn_rows(rows or 0, rng)
     path.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in made), encoding="utf-8")
-    return path
+    return [path]
 
 
 def child(shape: str, steps: int, folder: Path) -> dict:
     """Train one shape in this process; returns the plan's estimate and this process's peak RSS."""
-    from tunesmith import models, pipeline, plan, train
+    from tunesmith import memory, models, pipeline, train
     from tunesmith.config import parse
     from tunesmith.data.prepare import prepare
     from tunesmith.rundir import create
 
     rows, batch, max_length, checkpointing = SHAPES[shape]
     cfg = parse({"name": shape, "model": "default", "output_dir": str(folder / "runs"),
-                 "data": {"train": [str(data_file(shape, rows, folder))]},
+                 "data": {"train": [str(f) for f in data_files(shape, rows, folder)],
+                          **({"eval_fraction": 0.2, "seed": 42} if shape == "demo" else {})},
                  "template": {"max_length": max_length, "overflow": "truncate"},
                  "train": {"max_steps": steps, "batch_size": batch, "gradient_checkpointing": checkpointing,
                            "logging_steps": 1, "eval_strategy": "steps",
                            "eval_steps": 100000, "early_stopping_patience": 0, "load_best": False,
-                           "report_to": []}}, source=f"<bench {shape}>")
+                           "report_to": [], **({"precision": "fp32"} if shape.endswith("_fp32") else {})}},
+                source=f"<bench {shape}>")
     model, tok = models.load(cfg.model)
     _, train_ex, eval_ex = pipeline.render(tok, prepare(cfg.data), cfg, say=lambda _: None)
-    trainable, total, arch = plan.parameter_counts(cfg)
+    trainable, total, arch = memory.parameter_counts(cfg)
     longest = max(len(e.input_ids) for e in train_ex)
-    estimate = plan.estimate_memory_gib(cfg, trainable, total, arch, longest)
+    worst = memory.estimate_memory_gib(cfg, trainable, total, arch, longest)
+    estimate, drawn = memory.drawn_memory_gib(cfg, trainable, total, arch, [len(e.input_ids) for e in train_ex])
     run, _ = create(folder / "runs", shape, overwrite=True, config_yaml=cfg.to_yaml())
     train.train(model, tok, train_ex, eval_ex[:2], cfg, run, say=lambda _: None)  # 2 eval rows: eval is not measured
     run.unlock()
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024 / 2**30  # Linux reports KiB
     from tunesmith import runtime
 
-    return {"shape": shape, "allocator": runtime.training_allocator(), "rows": len(train_ex), "batch_size": batch, "longest": longest,
-            "tokens_per_step": batch * longest, "estimate_gib": round(estimate, 2), "measured_gib": round(peak, 2),
-            "error": round(estimate / peak - 1, 3)}
+    return {"shape": shape, "allocator": runtime.training_allocator(), "rows": len(train_ex), "batch_size": batch,
+            "longest": longest, "drawn_tokens": sum(drawn), "drawn_longest": max(drawn),
+            "estimate_gib": round(estimate, 2), "worst_case_gib": round(worst, 2), "measured_gib": round(peak, 2),
+            "error": round(estimate / peak - 1, 3), "worst_case_error": round(worst / peak - 1, 3)}
 
 
 def main() -> None:
@@ -100,8 +112,10 @@ def main() -> None:
                 sys.exit(f"{shape} failed:\n{out.stderr[-3000:]}")
             results.append(json.loads(out.stdout.strip().splitlines()[-1]))
             r = results[-1]
-            print(f"{shape:15s} batch {r['batch_size']} x {r['longest']:5d} tokens: estimate {r['estimate_gib']:5.1f} "
-                  f"GiB, measured {r['measured_gib']:5.1f} GiB, error {r['error']:+.0%}", file=sys.stderr)
+            print(f"{shape:15s} largest drawn batch {r['drawn_tokens']:5d} tokens: estimate {r['estimate_gib']:5.2f} "
+                  f"GiB, measured {r['measured_gib']:5.2f} GiB, error {r['error']:+.0%}; worst case "
+                  f"{r['batch_size']} x {r['longest']}: {r['worst_case_gib']:5.2f} GiB ({r['worst_case_error']:+.0%})",
+                  file=sys.stderr)
     print(json.dumps(results, indent=1))
 
 

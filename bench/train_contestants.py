@@ -29,7 +29,8 @@ With --profile each child runs its timed steps under torch.profiler and adds wha
 kernel launches, ops and syncs per step, top ops); its tokens/s then include the profiler's overhead. On a CPU,
 --cuda-path runs tunesmith's step as a GPU does (its CPU-only paths off), so that --profile's ops per step count
 what a GPU would launch; --model narrow24 gives SmolLM2-1.7B's 24 layers at almost no arithmetic. On a GPU a
-tunesmith row also carries the plan's memory estimate (settings.plan_gib) beside peak_gpu_gib.
+tunesmith row also carries the plan's memory estimate (settings.plan_gib: the largest batch the run draws;
+settings.plan_worst_case_gib: the longest rows together) beside peak_gpu_gib.
 With --seeds each contestant runs once per seed (data order, adapter init, dropout); x_<peer> compares rows of the
 same seed, and `heldout_by_seed` gives each contestant's held-out loss per seed, mean and deviation: the noise a
 "same held-out loss as (b)" claim is measured against.
@@ -334,16 +335,19 @@ def tunesmith_run(data: Path, shape: str, steps: int, out: Path, variant: str = 
     run.unlock()
     from tunesmith.runtime import choose_group_by_length, choose_padding_free
 
-    from tunesmith import plan
+    from tunesmith import memory
 
-    # what `tunesmith plan` says the peak will be (process RSS on a CPU; on a GPU it is compared with the GPU's)
-    estimate = plan.estimate_memory_gib(cfg, *plan.parameter_counts(cfg), max(len(e.input_ids) for e in train_ex))
+    # what `tunesmith plan` says the peak will be (process RSS on a CPU; on a GPU it is compared with the GPU's): the
+    # largest batch this run draws, and the batch_size longest rows together (what the memory fit sizes for)
+    counts = memory.parameter_counts(cfg)
+    estimate = memory.drawn_memory_gib(cfg, *counts, [len(e.input_ids) for e in train_ex])[0]
+    worst = memory.estimate_memory_gib(cfg, *counts, max(len(e.input_ids) for e in train_ex))
     t = cfg.train
     return meter, seconds, {"precision": t.precision,
                             "group_by_length": choose_group_by_length(t.group_by_length, t.padding_free, t.precision),
                             "padding_free": choose_padding_free(t.padding_free, t.precision),
                             "compile": t.compile, "liger": variant == "tunesmith-liger",
-                            "plan_gib": round(estimate, 2)}, result.model
+                            "plan_gib": round(estimate, 2), "plan_worst_case_gib": round(worst, 2)}, result.model
 
 
 def step_as_on_a_gpu(bf16_inputs: bool) -> None:

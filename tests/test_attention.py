@@ -94,6 +94,17 @@ def test_kept_bytes_counts_the_probabilities_of_every_layer():
     assert attention.kept_bytes(arch, 4, 1024) == 0  # SDPA's path: nothing quadratic kept
 
 
+def test_packed_rows_keep_the_probabilities_of_their_length_groups():
+    arch = types.SimpleNamespace(num_attention_heads=9, num_hidden_layers=30)
+    assert attention.kept_bytes_packed(arch, (326,) * 8) == attention.kept_bytes(arch, 8, 326)  # one group
+    mixed = (85, 90, 326, 88, 326, 80, 326, 95)
+    groups = attention.length_groups(mixed)
+    assert len(groups) == 2  # the English rows and the Korean ones
+    assert attention.kept_bytes_packed(arch, mixed) == 30 * 9 * 2 * (5 * 95**2 + 3 * 326**2)
+    assert attention.kept_bytes_packed(arch, mixed) < attention.kept_bytes(arch, 8, 326)
+    assert attention.kept_bytes_packed(arch, (1024,) * 4) == 0  # SDPA for the batch: nothing quadratic kept
+
+
 def test_packed_rows_are_padded_again_for_attention_alone(tiny_model_dir, monkeypatch):
     # A padding-free batch (one row of rows, positions restarting at 0) gives the padded batch's loss and gradients,
     # through the matrix path and, where the rows are too long for it, through SDPA on the re-padded rows.

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import os
 import shutil
 import signal
@@ -220,14 +221,42 @@ def test_two_cpu_processes_match_one_process_on_the_same_global_batch(tmp_path, 
     assert (tmp_path / "runs" / "two" / "report.html").is_file()
 
 
+@pytest.mark.parametrize("grouped", [False, True])
+def test_the_plan_knows_every_batch_the_trainer_draws(tmp_path, tiny_model_dir, grouped):
+    """train.drawn_batches (the plan's memory estimate reads it) yields the row lengths of the trainer's own batches,
+    epoch after epoch: random (accelerate's seedable order) and length-grouped."""
+    from tunesmith import models
+    from tunesmith.data.prepare import prepare
+
+    data = conftest.SAMPLE / "counsel_en.jsonl"  # 128 rows, 73-95 tokens
+    cfg = tiny_config(tiny_model_dir, data, tmp_path / "runs", epochs=2, max_steps=-1, seed=7,
+                      group_by_length=grouped)
+    model, tok = models.load(cfg.model)
+    _, train_ex, eval_ex = pipeline.render(tok, prepare(cfg.data), cfg, say=lambda _: None)
+    run, _ = rundir.create(cfg.output_dir, cfg.name, overwrite=True, config_yaml=cfg.to_yaml())
+    trainer = train._trainer_class()(model=model, args=train._args(cfg, run, False),
+                                     train_dataset=train._dataset(train_ex), eval_dataset=train._dataset(eval_ex),
+                                     processing_class=tok, peft_config=train.peft_config(cfg))
+    loader, seen = trainer.get_train_dataloader(), []
+    for epoch in range(2):
+        loader.set_epoch(epoch)  # as the Trainer does at each epoch's start
+        for batch in loader:  # padding-free: one row of rows, positions restarting at 0
+            starts = (batch["position_ids"][0] == 0).nonzero().flatten().tolist() + [batch["input_ids"].shape[1]]
+            seen.append(sorted(b - a for a, b in zip(starts, starts[1:])))
+    run.unlock()
+    drawn = [sorted(b) for b in train.drawn_batches([len(e.input_ids) for e in train_ex], cfg)]
+    assert len(seen) == 2 * math.ceil(len(train_ex) / 4) and drawn == seen
+    assert seen[:len(seen) // 2] != seen[len(seen) // 2:]  # each epoch its own order
+
+
 def test_lora_variants_and_full_tuning_count_their_trainable_parameters(tiny_model_dir, small_jsonl, tmp_path):
     """Counted on the meta device by the plan; the same PEFT configs the trainer gets."""
-    from tunesmith import plan, train
+    from tunesmith import memory, train
 
     def counts(**kw):
         cfg = tiny_config(tiny_model_dir, small_jsonl, tmp_path)
         cfg = cfg.model_copy(update={k: getattr(cfg, k).model_copy(update=v) for k, v in kw.items()})
-        return plan.parameter_counts(cfg)[:2]
+        return memory.parameter_counts(cfg)[:2]
 
     lora, total = counts()
     # r=4 on every linear layer of 2 blocks (q,k,v,o,gate,up,down); hidden 64, kv 32, mlp 128.

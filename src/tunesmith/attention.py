@@ -47,6 +47,16 @@ def kept_bytes(arch: Any, batch: int, length: int) -> int:
     return layers * batch * heads * length * length * 2 if fits(batch, heads, length) else 0
 
 
+def kept_bytes_packed(arch: Any, lengths: tuple[int, ...]) -> int:
+    """Bytes of probabilities all layers keep for backward at one padding-free batch of rows of these lengths: each
+    length group padded to its longest (length_groups), the matrix path taken for all or none, as `_packed` does."""
+    heads = getattr(arch, "num_attention_heads", 12)
+    layers = getattr(arch, "num_hidden_layers", 12)
+    if not fits(len(lengths), heads, max(lengths)):
+        return 0
+    return layers * heads * 2 * sum(len(rows) * max(lengths[r] for r in rows) ** 2 for rows in length_groups(lengths))
+
+
 @functools.cache  # built on first use: importing this module must not import torch
 def _function() -> type:
     import torch

@@ -3,7 +3,7 @@ in each docstring): frozen linear weights stored in bf16 (frozen_to_bf16), the f
 supervised positions on the CPU too (supervised_logits_only), and LoRA dropout that draws only where it drops
 (cheap_dropout); around the loop on the CPU (cpu_step), attention over the whole score matrix for short rows
 (attention.py) and the LoRA adapters' inputs kept in bf16 (bf16_lora_inputs). train.run_trainer applies them;
-plan's memory estimate asks frozen_in_bf16 and attention.kept_bytes.
+memory's estimate asks frozen_in_bf16 and attention.kept_bytes.
 """
 
 from __future__ import annotations

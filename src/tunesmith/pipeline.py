@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from tunesmith import evaluate, models, prefeval, prefplan, preftrain, progress, report, rundir, runtime, skips
+from tunesmith import memory
 from tunesmith import plan as planning
 from tunesmith import template, train
 from tunesmith.config import RunConfig
@@ -136,7 +137,7 @@ def _length_cap(cfg: RunConfig) -> tuple[int | None, str]:
     context = models.context_length(cfg.model)
     if cfg.template.max_length != "auto":
         return context, "the model's context"
-    fits = planning.max_tokens_per_row(cfg)
+    fits = memory.max_tokens_per_row(cfg)
     if context is None or fits < context:
         return fits, "what fits in memory at one row per step"
     return context, "the model's context"
@@ -165,10 +166,9 @@ class Estimate:
 def estimate(cfg: RunConfig) -> Estimate:
     """What `plan` would estimate for `cfg`, without printing it (raises what `plan` would refuse)."""
     p = _planned(cfg, _quiet)
-    trainable, total, arch = planning.parameter_counts(p.cfg)
-    longest = max(len(e.input_ids) for e in p.train)
-    return Estimate(planning.estimate_memory_gib(p.cfg, trainable, total, arch, longest),
-                    planning.memory_budget(p.cfg)[0], planning.run_seconds(p.cfg, p.train, p.eval, total, arch),
+    trainable, total, arch = memory.parameter_counts(p.cfg)
+    peak = memory.drawn_memory_gib(p.cfg, trainable, total, arch, [len(e.input_ids) for e in p.train])[0]
+    return Estimate(peak, memory.memory_budget(p.cfg)[0], planning.run_seconds(p.cfg, p.train, p.eval, total, arch),
                     len(p.train), train.steps(len(p.train), p.cfg)[1])
 
 
@@ -208,7 +208,7 @@ def _planned(cfg: RunConfig, say: Callable[[str], None], saved: Plan | None = No
         fit_lines = [f"memory: resuming with the unfinished run's settings ({saved.batch_size} rows per step x "
                      f"{saved.grad_accum} accumulation{', gradient checkpointing' * bool(saved.gradient_checkpointing)})"]
     else:
-        cfg, fit_lines = planning.fit_memory(cfg, train_ex, eval_ex)
+        cfg, fit_lines = memory.fit_memory(cfg, train_ex, eval_ex)
     lines = fit_lines + planning.describe(cfg, data, train_ex, eval_ex)
     lines += [prefplan.objective_line(cfg)] if prefs else []
     for line in lines:

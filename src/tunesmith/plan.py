@@ -9,14 +9,12 @@ from __future__ import annotations
 import dataclasses
 import math
 import os
-import warnings
 from collections import Counter
 from collections.abc import Sequence
 from typing import Any
 
-from tunesmith import attention, fastpath, models, runtime, train
+from tunesmith import memory, models, runtime, train
 from tunesmith.config import REFERENCE_OBJECTIVES, RunConfig
-from tunesmith.errors import TunesmithError
 from tunesmith.records import SKIP_KINDS, Example, PreparedData
 
 # Effective training FLOP/s on 2 cores, FLOPs counted as in estimate_seconds: 159 GFLOP/s training 16 Korean
@@ -36,227 +34,6 @@ CPU_PREFILL_FLOPS_PER_CORE = 4.68e12 / 29.6 / 2
 # 45 generations took 23.3 s vs 46.4 s in fp32 (Zen 4, 2 cores); its prefill and scoring ride the bf16 matmul
 # (0.41 vs 0.20 TFLOP/s for a 2048^3 matmul here): both are counted 2x faster.
 HALF_EVAL_SPEEDUP = 2.0
-# Peak training memory = fixed (weights, AdamW state, RUNTIME_GIB) + per token in a step (PER_TOKEN_BYTES per hidden
-# unit per layer), both x ALLOCATOR. Calibrated with bench/memory_estimate.py (docs/memory.md) on SmolLM2-135M LoRA,
-# bf16 autocast, tcmalloc, TRL 1.16, frozen weights in bf16 and logits for answer tokens only: a least-squares line
-# through peak RSS 2.4 GiB at 8 x 95 tokens, 5.9 GiB at 4 x 1023 and 5.7 GiB at 6 x 496 (slope 1.14 MiB per token,
-# intercept 1.76 GiB; each shape within 11%); held out, 1 x 6260 (16 Korean paragraphs) estimated 8.7 GiB, measured
-# 8.2. Before the last two changes the slope was 2.42 MiB per token. Linear in tokens, not in length squared: SDPA
-# keeps no attention matrix; attention.py's matrix path for short rows does, counted apart (attention_gib; measured
-# 2026-12-06 at 6 x 496 multi-turn rows: estimate 6.0 GiB with it, 5.1 without, peak RSS 5.8). Gradient
-# checkpointing: 2.67 GiB peak RSS over 40 steps at 4 x 1023 (2026-12-06; the 21 bytes scaled from an older
-# measurement by 55/120 estimated 4.2): 7 bytes per hidden unit per layer, plus one layer recomputed at a time
-# (estimate 2.72 GiB; fitted on that one shape, not held out). fp32 is not measured: bf16 / 0.65.
-PER_TOKEN_BYTES = {"half": 55, "fp32": 85}
-CHECKPOINTED_BYTES = 7
-RUNTIME_GIB = 1.32  # a CPU process's RSS for Python and its libraries; on CUDA they are not in the GPU's memory
-# On CUDA the estimate is the GPU's peak allocated memory: the same terms without RUNTIME_GIB (and without RUN_CREEP:
-# the caching allocator reuses its blocks). Held out against the H100 run (bench/results/gpu_contestants_h100.json,
-# SmolLM2-135M's shape, 12 demo / 6 long-prompt steps): 3.33 and 4.89 GiB estimated, 3.33 and 5.13 measured with
-# packed rows, 3.11 and 4.54 padded (-5% to +8%; with RUNTIME_GIB counted it said 4.65 and 6.21, +21% to +50%).
-ALLOCATOR = 1.25  # allocator headroom over the tensors' own size
-# Over a run, peak RSS creeps above the first steps' peak and then stays: batches of changing shapes leave the freed
-# activations of earlier ones in the allocator's caches. bench/memory_estimate.py --steps 40 (3 steps before):
-# chat 2.3 -> 2.9 GiB, multi-turn 5.8 -> 6.8; the demo (8 x 326) 5.06 GiB after step 1, 6.02 at step 50, 6.12 at 120.
-# The batch-dependent part of the estimate (activations, kept attention) is scaled by RUN_CREEP (CPU; the GPU's
-# caching allocator is not measured).
-RUN_CREEP = 1.3
-# glibc malloc (no tcmalloc to preload) keeps freed activation pages: its per-token peak RSS is 1.7x tcmalloc's,
-# a least-squares fit over bench/memory_estimate.py --allocator glibc (chat 3.06, long Korean prompt 8.88,
-# multi-turn 8.22 GiB measured; the fit's errors +5%, +6%, -10%). The fixed part is the same for both.
-GLIBC_PER_TOKEN = 1.7
-
-
-def parameter_counts(cfg: RunConfig) -> tuple[int, int, Any]:
-    """(trainable, total, architecture config), counted on an empty (meta-device) model: no weights load.
-
-    Remembered per (model, method, LoRA settings): the length cap, the memory fit and the plan each need it, and
-    building the empty model with its adapter takes 1-2 s.
-    """
-    key = (cfg.model, cfg.train.method, cfg.lora.model_dump_json())
-    if key not in _COUNTS:
-        _COUNTS[key] = _count_parameters(cfg)
-    return _COUNTS[key]
-
-
-_COUNTS: dict[tuple[str, str, str], tuple[int, int, Any]] = {}
-
-
-def _count_parameters(cfg: RunConfig) -> tuple[int, int, Any]:
-    import torch
-    from transformers import AutoModelForCausalLM
-
-    arch = models.model_config(cfg.model)
-    # torch's meta device, not accelerate.init_empty_weights: under the latter tied embeddings stay untied
-    # and a 135M model counts as 163M.
-    with torch.device("meta"), warnings.catch_warnings():
-        warnings.simplefilter("ignore", FutureWarning)  # peft calls a deprecated transformers helper
-        model = AutoModelForCausalLM.from_config(arch)
-        total = sum(p.numel() for p in model.parameters())
-        if cfg.train.method == "full":
-            return total, total, arch
-        from peft import get_peft_model
-
-        models.check_target_modules(model, cfg.lora)  # PEFT would fail with a traceback, or skip a typo
-        peft = get_peft_model(model, train.peft_config(cfg))
-        return sum(p.numel() for p in peft.parameters() if p.requires_grad), total, arch
-
-
-def memory_terms(cfg: RunConfig, trainable: int, total: int, arch: Any) -> tuple[float, float]:
-    """(GiB that do not depend on the batch, GiB per token in a step) of peak training memory (process RSS; on
-    CUDA the GPU's allocated peak): weights, gradients + AdamW state of trainable weights and the runtime (CPU
-    only); activations kept for backward.
-
-    Logits cost no memory per token: TRL 1.16's fused LM head projects in tiles, and only the supervised
-    positions (on the CPU since fastpath.supervised_logits_only), so prompt positions add activations only. PER_TOKEN_BYTES and
-    RUNTIME_GIB say what the constants were calibrated on (bench/memory_estimate.py, docs/memory.md); the demo's
-    estimate of 6 fp32 logits copies per token was 2x too high for long-prompt rows once TRL stopped making them.
-    """
-    t = cfg.train
-    weight_bytes = {"none": 4, "8bit": 1, "4bit": 0.55}[t.load_in]
-    half = runtime.choose_precision(t.precision) != "fp32"
-    hidden = getattr(arch, "hidden_size", 768)
-    layers = getattr(arch, "num_hidden_layers", 12)
-    # Bytes kept per hidden unit per layer for backward (attention, MLP intermediates, LoRA dropout copies);
-    # gradient checkpointing keeps less and recomputes one layer at a time in backward.
-    per_layer = CHECKPOINTED_BYTES if t.gradient_checkpointing else PER_TOKEN_BYTES["half" if half else "fp32"]
-    per_token = layers * hidden * per_layer + (hidden * PER_TOKEN_BYTES["half" if half else "fp32"]
-                                               if t.gradient_checkpointing else 0)  # the one layer recomputed
-    if fastpath.frozen_in_bf16(cfg):
-        # fastpath.frozen_to_bf16: the frozen linear weights are kept in bf16; embeddings (vocabulary x hidden) in fp32
-        embeddings = getattr(arch, "vocab_size", 0) * hidden
-        fixed = embeddings * 4 + (total - embeddings) * 2 + trainable * (4 + 8)
-    else:
-        fixed = total * weight_bytes + trainable * (4 + 8)
-    if _cuda():  # the GPU's memory: no Python/library RSS, no CPU allocator creep
-        runtime_gib = 0.0
-    else:
-        runtime_gib, per_token = RUNTIME_GIB, per_token * _creep()
-    return (fixed * ALLOCATOR + runtime_gib * 2**30) / 2**30, per_token * ALLOCATOR / 2**30
-
-
-def _creep() -> float:
-    """How much the batch-dependent memory grows over a CPU run: RUN_CREEP, and glibc's higher per-token peak where
-    train will not have tcmalloc (the allocator it will really have, not the one it would prefer)."""
-    return RUN_CREEP * (GLIBC_PER_TOKEN if runtime.training_allocator() == "glibc" else 1.0)
-
-
-def estimate_memory_gib(cfg: RunConfig, trainable: int, total: int, arch: Any, longest: int) -> float:
-    """Peak training memory (process RSS; on CUDA the GPU's allocated peak) for batches of `cfg.train.batch_size`
-    rows padded to `longest` tokens.
-
-    >>> estimate_memory_gib(cfg, *parameter_counts(cfg), longest=1024)  # doctest: +SKIP
-    5.1
-    """
-    fixed, per_token = memory_terms(cfg, trainable, total, arch)
-    rows = cfg.train.batch_size
-    return fixed + per_token * rows * longest + attention_gib(cfg, arch, rows, longest)
-
-
-def attention_gib(cfg: RunConfig, arch: Any, rows: int, longest: int) -> float:
-    """GiB of attention probabilities kept for backward by attention.py's matrix path (CPU, bf16 autocast, batches
-    small enough); SDPA, which the GPU and long rows use, keeps nothing quadratic. Checkpointed layers keep one."""
-    if _cuda() or runtime.choose_precision(cfg.train.precision) != "bf16":
-        return 0.0
-    kept = attention.kept_bytes(arch, rows, longest)
-    if cfg.train.gradient_checkpointing:
-        kept //= getattr(arch, "num_hidden_layers", 12)
-    return kept * ALLOCATOR * RUN_CREEP / 2**30
-
-
-def memory_budget(cfg: RunConfig) -> tuple[float, str]:
-    """(GiB the run may use, where that number came from): train.memory_gib, else what the machine has free."""
-    if cfg.train.memory_gib is not None:
-        return cfg.train.memory_gib, "train.memory_gib"
-    available, source = runtime.available_memory_bytes()
-    return available / 2**30, source
-
-
-def max_tokens_per_row(cfg: RunConfig, budget_gib: float | None = None) -> int:
-    """The longest row that trains within the memory budget at one row per step (with gradient checkpointing
-    unless the user turned it off); template.max_length auto is capped by it. 0 when the model alone is too big.
-    """
-    budget = memory_budget(cfg)[0] if budget_gib is None else budget_gib
-    t = cfg.train
-    gc = t.gradient_checkpointing if "gradient_checkpointing" in t.model_fields_set else True
-    trainable, total, arch = parameter_counts(cfg)
-    fixed, per_token = memory_terms(_with(cfg, gradient_checkpointing=gc), trainable, total, arch)
-    return max(int((budget - fixed) / per_token), 0)
-
-
-def _with(cfg: RunConfig, **train: Any) -> RunConfig:
-    return cfg.model_copy(update={"train": cfg.train.model_copy(update=train)})
-
-
-def fit_memory(cfg: RunConfig, train_ex: list[Example], eval_ex: list[Example]) -> tuple[RunConfig, list[str]]:
-    """Fit the run into the memory budget before any weights load; returns (config to train with, plan lines).
-
-    When the estimate exceeds the budget (train.memory_gib, else the machine's free memory), the knobs the user
-    did not set change, in this order: rows per step from a token budget (budget tokens / longest row),
-    grad_accum raised to keep the effective batch, then gradient checkpointing. Knobs set by the user are kept,
-    with a warning when they cannot fit. When nothing fits (one row per step, checkpointed), a TunesmithError
-    names the numbers and the options. Eval batches need less (no backward) and are not fitted.
-
-    >>> cfg, lines = fit_memory(cfg, train_ex, eval_ex)  # doctest: +SKIP
-    """
-    t = cfg.train
-    budget, source = memory_budget(cfg)
-    trainable, total, arch = parameter_counts(cfg)
-    longest = max(len(e.input_ids) for e in train_ex)
-    asked = estimate_memory_gib(cfg, trainable, total, arch, longest)
-    if asked <= budget:
-        return cfg, []
-    mine = t.model_fields_set
-    need = (f"batch {t.batch_size} x {longest} tokens{' (checkpointed)' if t.gradient_checkpointing else ''} "
-            f"needs ~{asked:.1f} GiB, {budget:.1f} GiB available ({source})")
-    floor_fixed, floor_per_token = memory_terms(_with(cfg, gradient_checkpointing=True), trainable, total, arch)
-    if floor_fixed + floor_per_token * longest > budget:
-        raise _nothing_fits(cfg, train_ex, need, budget, floor_fixed, floor_per_token)
-    checkpointing = [t.gradient_checkpointing] if "gradient_checkpointing" in mine else [False, True]
-    for gc in checkpointing:
-        with_gc = _with(cfg, gradient_checkpointing=gc)
-        fixed, per_token = memory_terms(with_gc, trainable, total, arch)
-        rows = min(int((budget - fixed) / per_token) // longest, t.batch_size)
-        while rows > 1 and estimate_memory_gib(_with(with_gc, batch_size=rows), trainable, total, arch,
-                                               longest) > budget:  # the attention term is not linear in rows
-            rows -= 1
-        if "batch_size" in mine and rows < t.batch_size or rows < 1:
-            continue
-        accum = t.grad_accum if "grad_accum" in mine else max(1, round(t.batch_size * t.grad_accum / rows))
-        fitted = _with(cfg, batch_size=rows, grad_accum=accum, gradient_checkpointing=gc)
-        effective, before = rows * accum, t.batch_size * t.grad_accum
-        kept = f"effective batch {effective} kept" if effective == before else \
-            f"effective batch {effective}, {before} asked: grad_accum is yours" if "grad_accum" in mine else \
-            f"effective batch {effective}, the nearest to {before}"
-        return fitted, [f"memory: {need}: {rows} row{'s' * (rows > 1)} per step x {accum} accumulation ({kept})"
-                        + (f", gradient checkpointing on (~{2 / (6 if t.method == 'full' else 4):.0%} more compute)"
-                           if gc and not t.gradient_checkpointing else "")
-                        + f" -> ~{estimate_memory_gib(fitted, trainable, total, arch, longest):.1f} GiB (rows per "
-                          f"step from a budget of {int((budget - fixed) / per_token)} tokens)"]
-    yours = ", ".join(f"train.{k}={getattr(t, k)}" for k in ("batch_size", "gradient_checkpointing") if k in mine)
-    return cfg, [f"warning: memory: {need}, and {yours} set by you keep it there; training will likely run out "
-                 "of memory. Leave them unset for tunesmith to fit them, or set train.memory_gib if more will be "
-                 "free when training runs"]
-
-
-def _nothing_fits(cfg: RunConfig, train_ex: list[Example], need: str, budget: float, fixed: float,
-                  per_token: float) -> TunesmithError:
-    """The error when one checkpointed row per step is still over budget: the numbers and the options."""
-    fits = int((budget - fixed) / per_token) // 16 * 16  # tokens of one checkpointed row that fit
-    longest = max(len(e.input_ids) for e in train_ex)
-    longer = sum(len(e.input_ids) > fits for e in train_ex)
-    options = []
-    if fits >= 64:
-        options.append(f"--set template.max_length={fits}: rows up to {fits} tokens fit ({longer} of "
-                       f"{len(train_ex)} training rows are longer: dropped, or cut with template.overflow=truncate)")
-    options.append(f"a smaller model (--model): the weights, optimizer state and runtime alone take ~{fixed:.1f} GiB"
-                   + ("; or train.method=lora instead of full" if cfg.train.method == "full" else ""))
-    options.append("free memory (close other programs), or --set train.memory_gib=N if more will be free when "
-                   "training runs")
-    return TunesmithError(
-        f"training does not fit in memory: {need}", where="plan",
-        problems=[f"even 1 row per step with gradient checkpointing needs ~{fixed + per_token * longest:.1f} GiB",
-                  *options], fix=options[0].split(":")[0])
 
 
 def estimate_seconds(cfg: RunConfig, total: int, arch: Any, train: Sequence[int], eval_lengths: Sequence[int],
@@ -363,9 +140,9 @@ def time_knobs(cfg: RunConfig, train_ex: list[Example], eval_ex: list[Example], 
                       train_ex[:ROW_LIMIT]))
     t = cfg.train
     if t.max_steps > 0 and t.max_steps > 1:
-        knobs.append((f"--set train.max_steps={t.max_steps // 2}", _with(cfg, max_steps=t.max_steps // 2), train_ex))
+        knobs.append((f"--set train.max_steps={t.max_steps // 2}", memory.with_train(cfg, max_steps=t.max_steps // 2), train_ex))
     elif t.max_steps <= 0 and t.epochs > 1:
-        knobs.append(("--set train.epochs=1", _with(cfg, epochs=1), train_ex))
+        knobs.append(("--set train.epochs=1", memory.with_train(cfg, epochs=1), train_ex))
     lengths = sorted(len(e.input_ids) for e in train_ex)
     shorter = math.ceil(lengths[len(lengths) // 2] / 64) * 64  # the median row, rounded up to 64
     if shorter < lengths[-1]:
@@ -406,12 +183,11 @@ def describe(cfg: RunConfig, data: PreparedData, train_ex: list[Example], eval_e
     epochs = total_steps / per_epoch
     tokens = sum(len(e.input_ids) for e in train_ex)
     supervised = sum(e.supervised_tokens for e in train_ex)
-    trainable, total, arch = parameter_counts(cfg)
-    longest = max(len(e.input_ids) for e in train_ex)
+    trainable, total, arch = memory.parameter_counts(cfg)
     effective = t.batch_size * t.grad_accum * runtime.world_size()
     eval_rows = min(len(data.eval), cfg.eval.max_rows)
     seconds = run_seconds(cfg, train_ex, eval_ex, total, arch)
-    budget, source = memory_budget(cfg)
+    budget, source = memory.memory_budget(cfg)
     if runtime.tcmalloc_preloaded():
         allocator = "tcmalloc"
     elif runtime.training_allocator() == "tcmalloc":
@@ -429,7 +205,7 @@ def describe(cfg: RunConfig, data: PreparedData, train_ex: list[Example], eval_e
              f"a checkpoint at each; " + (f"early stopping after {t.early_stopping_patience} evals without a lower "
                                           "eval loss; " if t.early_stopping_patience else "no early stopping; ")
              + ("ends on the best checkpoint" if t.load_best else "ends on the last step"))
-    device = "CUDA GPU" if _cuda() else f"CPU ({os.cpu_count()} cores)"
+    device = "CUDA GPU" if memory.cuda() else f"CPU ({os.cpu_count()} cores)"
     lines = [
         f"model: {cfg.model} -> {models.location(cfg.model)} ({arch.model_type}, {total / 1e6:.1f}M parameters)"
         + (f"; continuing from {cfg.continue_from}" if cfg.continue_from else ""),
@@ -445,13 +221,7 @@ def describe(cfg: RunConfig, data: PreparedData, train_ex: list[Example], eval_e
         f"decay {t.weight_decay}, grad clip {t.max_grad_norm or 'off'}, seed {t.seed}",
         f"guard rails: {guard}",
         f"precision: {runtime.precision_reason(t.precision)}; device: {device}; allocator: {allocator}",
-        f"estimated peak memory: ~{estimate_memory_gib(cfg, trainable, total, arch, longest):.1f} GiB of "
-        f"{budget:.1f} GiB available ({source}); longest row {longest} tokens x batch {t.batch_size}"
-        f"{', checkpointed' if t.gradient_checkpointing else ''} ("
-        + ("the GPU's peak allocated memory: -5% to +8% on an H100 at 135M; larger models not yet measured"
-           if _cuda() else
-           "a whole run's peak RSS: +5% to +36% on docs/memory.md's shapes; sized for a step of the longest "
-           "rows, which random batches of mixed lengths rarely draw") + ")",
+        memory.plan_line(cfg, train_ex, budget, source),
         "estimated time: " + (f"~{duration(seconds)} for training, eval-loss passes, 2 x {eval_rows} "
                               "generations and their scoring (calibrated on this project's 2-core CPU; rough)"
                               if seconds is not None
@@ -475,9 +245,3 @@ def _step_line(cfg: RunConfig, trainable: int) -> str:
             + (f", summed over {t.grad_accum} batches" if t.grad_accum > 1 else "")
             + f"; (5) clip the gradient norm, {t.optimizer} updates the weights, the {t.lr_scheduler} scheduler "
               "sets the next learning rate")
-
-
-def _cuda() -> bool:
-    import torch
-
-    return torch.cuda.is_available()

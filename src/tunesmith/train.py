@@ -12,7 +12,7 @@ from __future__ import annotations
 import math
 import os
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -348,34 +348,70 @@ def _leave_process_group() -> None:
         dist.destroy_process_group()
 
 
+def row_order(size: int, batch_size: int, seed: int, epoch: int, lengths: list[int] | None = None) -> list[int]:
+    """The order an epoch's `size` rows are drawn in, a function of (data seed, epoch) alone: a random permutation
+    (what accelerate's seedable sampler draws for the same seed), or, given the rows' lengths, transformers'
+    length-grouped order (megabatches of 50 batches sorted by length, the longest batch first) from a generator
+    seeded the same way."""
+    import torch
+    from transformers.trainer_pt_utils import get_length_grouped_indices
+
+    generator = torch.Generator().manual_seed(seed + epoch)
+    if lengths is not None:
+        return list(get_length_grouped_indices(lengths, batch_size, generator=generator))
+    return torch.randperm(size, generator=generator).tolist()
+
+
+def drawn_batches(lengths: list[int], cfg: RunConfig) -> Iterator[list[int]]:
+    """The row lengths of each batch the run will draw, in order, epoch after epoch (all processes' batches, each
+    micro-batch of an accumulated step): what the training sampler below yields, for the plan's memory estimate."""
+    t = cfg.train
+    grouped = choose_group_by_length(t.group_by_length, t.padding_free, t.precision)
+    left = steps(len(lengths), cfg)[1] * t.grad_accum * world_size()
+    epoch = 0
+    while left > 0:
+        order = row_order(len(lengths), t.batch_size * t.grad_accum, t.seed, epoch, lengths if grouped else None)
+        for start in range(0, len(order), t.batch_size):
+            if left == 0:
+                return
+            yield [lengths[i] for i in order[start:start + t.batch_size]]
+            left -= 1
+        epoch += 1
+
+
 def _trainer_class() -> type:
-    """SFTTrainer whose length-grouped batches depend only on (data seed, epoch).
+    """SFTTrainer whose batches depend only on (data seed, epoch), drawn by `row_order`.
 
     transformers' LengthGroupedSampler draws each epoch's order from the global RNG at the start of the
     epoch; a run resumed mid-epoch restores the RNG of its checkpoint, not of that moment, so it saw other
-    batches and its losses drifted (~1e-3). Seeding per epoch makes a resumed run take the same batches.
+    batches and its losses drifted (~1e-3). Seeding per epoch makes a resumed run take the same batches, and lets
+    the plan know every batch before training (drawn_batches). Random batches are accelerate's seedable sampler's.
     """
-    import torch
-    from transformers.trainer_pt_utils import LengthGroupedSampler, get_length_grouped_indices
+    from torch.utils.data import RandomSampler, Sampler
+    from transformers.trainer_pt_utils import LengthGroupedSampler
     from trl import SFTTrainer
 
-    class EpochSeededLengthSampler(LengthGroupedSampler):
-        def __init__(self, batch_size: int, lengths: list[int], seed: int) -> None:
-            super().__init__(batch_size, lengths=lengths)
-            self.seed, self.epoch = seed, 0
+    class EpochSeededSampler(Sampler):
+        def __init__(self, size: int, batch_size: int, seed: int, lengths: list[int] | None) -> None:
+            self.size, self.batch_size, self.seed, self.lengths, self.epoch = size, batch_size, seed, lengths, 0
 
         def set_epoch(self, epoch: int) -> None:  # the Trainer calls it at every epoch start
             self.epoch = epoch
 
+        def __len__(self) -> int:
+            return self.size
+
         def __iter__(self):  # noqa: ANN204
-            generator = torch.Generator().manual_seed(self.seed + self.epoch)
-            return iter(get_length_grouped_indices(self.lengths, self.batch_size, generator=generator))
+            return iter(row_order(self.size, self.batch_size, self.seed, self.epoch, self.lengths))
 
     class Trainer(TokenMeanEval, SFTTrainer):
         def _get_train_sampler(self, train_dataset: Any = None) -> Any:
             sampler = super()._get_train_sampler(train_dataset)
             if isinstance(sampler, LengthGroupedSampler):
-                return EpochSeededLengthSampler(sampler.batch_size, sampler.lengths, self.args.data_seed)
+                return EpochSeededSampler(len(sampler.lengths), sampler.batch_size, self.args.data_seed,
+                                          sampler.lengths)
+            if isinstance(sampler, RandomSampler):
+                return EpochSeededSampler(len(sampler.data_source), 0, self.args.data_seed, None)
             return sampler
 
     return Trainer
