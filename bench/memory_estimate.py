@@ -32,7 +32,7 @@ from tests.fixtures.shapes import korean_rows, multi_turn_rows  # noqa: E402
 # do not exercise.
 SHAPES = {"chat": (None, 8, 384, False), "long_prompt_ko": (48, 4, 1024, False), "multi_turn": (48, 6, 512, False),
           "demo": (None, 8, 384, False), "long_prompt_ko_checkpointed": (48, 4, 1024, True),
-          "chat_fp32": (None, 8, 384, False)}
+          "chat_fp32": (None, 8, 384, False), "multi_turn_fp32": (48, 6, 512, False)}
 
 
 def data_files(shape: str, rows: int | None, folder: Path) -> list[Path]:

@@ -9,8 +9,8 @@ bf16 as train stores them, packed rows), through saved_tensors_hooks, each stora
 minus the same model of 1 layer is one layer. Random weights from a config (no download); no GPU needed. Paths:
 `gpu` (default): the ops a GPU runs, with nn.Dropout as CUDA runs it (torch's fused native_dropout, which keeps a
 bool mask; the CPU's nn.Dropout keeps a float noise tensor, 4 bytes an element); `cpu`: train's step on a CPU
-(fastpath.cpu_step: matrix attention, bf16 adapter inputs; the cheap dropout); `fp32`: no autocast, fp32 weights
-(a CPU without bf16). Prints bytes per token per layer and that per hidden unit, and per path the least-squares
+(fastpath.cpu_step: matrix attention, bf16 adapter inputs; the cheap dropout); `fp32`: train's step on a CPU
+without bf16 (no autocast, fp32 weights, the cheap dropout). Prints bytes per token per layer and that per hidden unit, and per path the least-squares
 fit plan.SAVED_PER_TOKEN holds (the `tiny` shape, the tests' model, is left out of it); JSON with --json.
 """
 
@@ -60,7 +60,7 @@ def saved_bytes(shape: tuple[int, int, int, int], layers: int, tokens: int, path
     model = get_peft_model(model, train.peft_config(cfg))
     if path != "fp32":
         fastpath.frozen_to_bf16(model)
-    if path == "cpu":
+    if path in ("cpu", "fp32"):  # train's CPU step, fp32 included: the cheap dropout keeps the dropped positions
         fastpath.cheap_dropout(model)
     if path == "gpu":
         for module in model.modules():

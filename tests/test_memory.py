@@ -206,7 +206,7 @@ def test_what_a_layer_keeps_per_token_is_counted_at_a_shape_left_out_of_the_fit(
     predicted = memory.saved_per_token((hidden, mlp, kv_heads * hidden // heads, heads), path)
     if path == "cpu":  # the matrix attention's probabilities, 4 rows of 128 tokens: counted apart by attention_gib
         predicted += heads * 128 * 2
-    assert predicted == pytest.approx(counted, rel=0.02 if path == "cpu" else 1e-9)
+    assert predicted == pytest.approx(counted, rel=1e-9 if path == "gpu" else 0.02)  # the CPU's dropout: random
 
 
 def test_a_wider_mlp_keeps_more_per_token_than_the_measured_shape():

@@ -393,9 +393,9 @@ def test_eval_loss_is_the_mean_per_supervised_token_whatever_the_batches(tmp_pat
     from tunesmith import generation, models
     from tunesmith.data.prepare import prepare
 
-    cfg = tiny_config(tiny_model_dir, small_jsonl, tmp_path / "runs", max_steps=4, eval_strategy="steps",
-                      eval_steps=4, batch_size=3, precision="fp32", load_best=False, early_stopping_patience=0,
-                      learning_rate=5e-3)  # rows' losses apart, so that the weighting shows
+    cfg = tiny_config(tiny_model_dir, small_jsonl, tmp_path / "runs", max_steps=16, eval_strategy="steps",
+                      eval_steps=16, batch_size=3, precision="fp32", load_best=False, early_stopping_patience=0,
+                      learning_rate=1e-2)  # rows' losses apart, so that the weighting shows
     cfg = cfg.model_copy(update={"data": cfg.data.model_copy(update={"eval_fraction": 0.5})})
     tok = models.load(cfg.model, tokenizer_only=True)[1]
     _, train_ex, eval_ex = pipeline.render(tok, prepare(cfg.data), cfg, say=lambda _: None)
@@ -408,3 +408,23 @@ def test_eval_loss_is_the_mean_per_supervised_token_whatever_the_batches(tmp_pat
     logged = [r["eval_loss"] for r in metrics(run.root) if "eval_loss" in r]
     assert len(eval_ex) >= 6 and logged[-1] == pytest.approx(token_mean, rel=2e-6)
     assert abs(row_mean - token_mean) > 20 * 2e-6 * token_mean  # the rows differ enough for the weighting to show
+    # token accuracy likewise: the share of supervised tokens whose next token is the model's top guess
+    scored = sorted(eval_ex, key=lambda e: len(e.input_ids))  # train's eval order, in batches of 3
+    hits = [_top1_hits(result.model, e) for e in scored]
+    accuracy = sum(h for h, _ in hits) / sum(n for _, n in hits)
+    batches = [hits[i:i + 3] for i in range(0, len(hits), 3)]
+    batch_mean = sum(sum(h for h, _ in b) / sum(n for _, n in b) for b in batches) / len(batches)  # TRL's
+    logged = [r["eval_mean_token_accuracy"] for r in metrics(run.root) if "eval_mean_token_accuracy" in r]
+    assert logged[-1] == pytest.approx(accuracy, rel=1e-6) and abs(batch_mean - accuracy) > 1e-3
+
+
+def _top1_hits(model, example) -> tuple[int, int]:  # noqa: ANN001
+    """(supervised positions whose next token is the model's argmax, supervised positions) of one row."""
+    import torch
+
+    ids = torch.tensor([example.input_ids])
+    labels = torch.tensor(example.labels[1:])
+    with torch.no_grad():
+        guess = model(input_ids=ids).logits[0, :-1].argmax(-1)
+    kept = labels != train.IGNORE
+    return int((guess[kept] == labels[kept]).sum()), int(kept.sum())

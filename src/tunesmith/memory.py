@@ -29,18 +29,19 @@ from tunesmith.records import Example
 # checkpointing: 2.67 GiB peak RSS over 40 steps at 4 x 1023 (2026-12-06; the 21 bytes scaled from an older
 # measurement by 55/120 estimated 4.2): 7 bytes per hidden unit per layer, plus one layer recomputed at a time
 # (estimate 2.72 GiB; fitted on that one shape, not held out). fp32 is not measured: bf16 / 0.65.
-# fp32 (no autocast): not measured by RSS; 55 x the saved bytes counted below, fp32 over bf16 at 135M's shape
-# (120.85 / 51.82 per hidden unit, bf16 without the attention probabilities attention_gib counts apart); it was 85.
-PER_TOKEN_BYTES = {"half": 55, "fp32": 128}
+# fp32 (no autocast): 55 x the saved bytes counted below, fp32 over bf16 at 135M's shape (89.81 / 51.82 per hidden
+# unit, bf16 without the attention probabilities attention_gib counts apart); it was 85, a guess (bf16 / 0.65).
+PER_TOKEN_BYTES = {"half": 55, "fp32": 95}
 # Bytes a decoder layer keeps for backward per token (LoRA r16 on every linear), counted with autograd's saved-tensor
 # hooks (bench/saved_activations.py, bench/results/saved_activations_2026-12-06.json) on six shapes, SmolLM2-135M to
 # a Gemma-2B-like MLP: (per hidden unit, per MLP unit, per key/value unit, per attention head, constant), fitted by
-# least squares; "gpu" and "fp32" are exact on all six and on the tests' held-out 64-wide Llama, "cpu" within 1%.
-# "gpu": CUDA's fused dropout keeps a bool mask; "cpu": train's CPU step (attention probabilities apart); "fp32": no
-# autocast. A layer is not 135M's scaled by its width: SmolLM2-1.7B's MLP is 4x its hidden size (135M's 2.67x), so it
-# keeps 71.6 bytes per hidden unit to 135M's 56.9 (gpu); Qwen2.5-0.5B's (5.4x) 81.4.
+# least squares; "gpu" is exact on all six and on the tests' held-out 64-wide Llama, "cpu" and "fp32" (whose cheap
+# dropout keeps a random number of positions) within 4 bytes of ~30,000-360,000. "gpu": bf16 autocast with CUDA's
+# fused dropout (a bool mask); "cpu": train's bf16 step on a CPU (attention probabilities apart); "fp32": train's step
+# on a CPU without bf16. A layer is not 135M's scaled by its width: SmolLM2-1.7B's MLP is 4x its hidden size (135M's
+# 2.67x), so it keeps 71.6 bytes per hidden unit to 135M's 56.9 (gpu); Qwen2.5-0.5B's (5.4x) 81.4.
 SAVED_PER_TOKEN = {"gpu": (30.5625, 9.1875, 4.125, 4.0, 232.0), "cpu": (26.985, 8.592, 4.124, 0.856, 312.8),
-                   "fp32": (64.0, 20.0, 8.0, 4.0, 456.0)}
+                   "fp32": (42.4224, 16.4045, 7.9992, 4.8559, 520.8)}
 MEASURED_SHAPE = (576, 1536, 192, 9)  # SmolLM2-135M (hidden, MLP, key/value, heads): where PER_TOKEN_BYTES were measured
 CHECKPOINTED_BYTES = 7
 RUNTIME_GIB = 1.32  # a CPU process's RSS for Python and its libraries; on CUDA they are not in the GPU's memory

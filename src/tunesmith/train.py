@@ -418,12 +418,15 @@ def _trainer_class() -> type:
 
 
 class TokenMeanEval:
-    """A Trainer mixin: eval loss = the mean loss per supervised token of the whole eval set.
+    """A Trainer mixin: eval loss, token accuracy and entropy = means per supervised token of the whole eval set.
 
-    transformers averages each eval batch's mean loss with the same weight, so the number depended on how the eval
-    rows fell into batches: sorted by length (less padding), the demo's 32 short English rows filled 4 of 6 batches
-    and the base model's eval loss read 3.087; in the mixed batches of a length-grouped sampler, 2.594. Weighted by
-    each batch's supervised tokens, it no longer depends on the batching (and is what perplexity is taken from)."""
+    transformers averages each eval batch's mean loss with the same weight (and TRL its accuracy and entropy), so
+    the numbers depended on how the eval rows fell into batches: sorted by length (less padding), the demo's 32 short
+    English rows filled 4 of 6 batches and the base model's eval loss read 3.087; in the mixed batches of a
+    length-grouped sampler, 2.594. Weighted by each batch's supervised tokens, they no longer depend on the batching
+    (and the loss is what perplexity is taken from)."""
+
+    TOKEN_METRICS = ("mean_token_accuracy", "entropy")  # TRL's per-batch means, one value appended per eval batch
 
     def evaluation_loop(self, dataloader: Any, description: str, prediction_loss_only: bool | None = None,
                         ignore_keys: list[str] | None = None, metric_key_prefix: str = "eval") -> Any:
@@ -431,13 +434,29 @@ class TokenMeanEval:
 
         # (loss x supervised tokens, supervised tokens) summed on the device: no wait for it per eval batch
         self._token_loss = torch.zeros(2, dtype=torch.float64, device=self.args.device)  # type: ignore[attr-defined]
+        self._batch_tokens: list[Any] = []  # each eval batch's supervised tokens, on the device
         out = super().evaluation_loop(dataloader, description, prediction_loss_only,  # type: ignore[misc]
                                       ignore_keys, metric_key_prefix)
         sums = self.accelerator.reduce(self._token_loss, reduction="sum")  # type: ignore[attr-defined]
         loss, supervised = sums.tolist()
         if supervised > 0 and f"{metric_key_prefix}_loss" in out.metrics:
             out.metrics[f"{metric_key_prefix}_loss"] = loss / supervised
+        self._weigh_token_metrics()
         return out
+
+    def _weigh_token_metrics(self) -> None:
+        """TRL's eval accuracy and entropy, one value a batch (already gathered across processes), weighted by each
+        batch's supervised tokens (summed across processes) in place of their plain mean; TRL logs them next."""
+        import torch
+
+        kept = getattr(self, "_metrics", {}).get("eval", {})
+        if not self._batch_tokens:
+            return
+        tokens = self.accelerator.reduce(torch.stack(self._batch_tokens), reduction="sum").tolist()  # type: ignore[attr-defined]
+        for name in self.TOKEN_METRICS:
+            values = kept.get(name, [])
+            if len(values) == len(tokens) and sum(tokens) > 0:
+                kept[name] = [sum(v * n for v, n in zip(values, tokens)) / sum(tokens)]
 
     def prediction_step(self, model: Any, inputs: dict[str, Any], *args: Any, **kwargs: Any) -> Any:
         import torch
@@ -447,6 +466,7 @@ class TokenMeanEval:
             # the positions a causal LM's loss averages: labels shifted by one
             supervised = (inputs["labels"][..., 1:] != IGNORE).sum().to(self._token_loss)
             self._token_loss += torch.stack([loss.to(self._token_loss) * supervised, supervised])
+            self._batch_tokens.append(supervised)
         return loss, logits, labels
 
 
