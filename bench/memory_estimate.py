@@ -27,11 +27,11 @@ ROOT = Path(__file__).resolve().parents[1]
 SAMPLE = ROOT / "src" / "tunesmith" / "sample_data"
 sys.path.insert(0, str(ROOT))  # the generated shapes live with the test fixtures, shared with the tests
 from tests.fixtures.shapes import korean_rows, multi_turn_rows  # noqa: E402
-# shape -> (rows, batch_size, template.max_length, gradient checkpointing); the last two check the checkpointed
-# estimate and the fp32 one (a CPU without bf16: no autocast, rows padded), which the first three (the calibration)
-# do not exercise.
+# shape -> (rows, batch_size, template.max_length, gradient checkpointing); a name ending in _fp32 trains in fp32 (a
+# CPU without bf16: no autocast, rows padded); _checkpointed checks the checkpointed estimate.
 SHAPES = {"chat": (None, 8, 384, False), "long_prompt_ko": (48, 4, 1024, False), "multi_turn": (48, 6, 512, False),
           "demo": (None, 8, 384, False), "long_prompt_ko_checkpointed": (48, 4, 1024, True),
+          "long_prompt_ko_fp32": (48, 4, 1024, False),
           "chat_fp32": (None, 8, 384, False), "multi_turn_fp32": (48, 6, 512, False)}
 
 
@@ -77,8 +77,10 @@ def child(shape: str, steps: int, folder: Path) -> dict:
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024 / 2**30  # Linux reports KiB
     from tunesmith import runtime
 
+    packed = runtime.choose_padding_free(cfg.train.padding_free, cfg.train.precision)
     return {"shape": shape, "allocator": runtime.training_allocator(), "rows": len(train_ex), "batch_size": batch,
-            "longest": longest, "drawn_tokens": sum(drawn), "drawn_longest": max(drawn),
+            "longest": longest, "drawn_longest": max(drawn), "packed": packed,
+            "drawn_tokens": sum(drawn) if packed else len(drawn) * max(drawn),  # padded rows: rows x the longest
             "estimate_gib": round(estimate, 2), "worst_case_gib": round(worst, 2), "measured_gib": round(peak, 2),
             "error": round(estimate / peak - 1, 3), "worst_case_error": round(worst / peak - 1, 3)}
 

@@ -34,6 +34,36 @@ def test_frozen_weights_in_bf16_give_the_same_loss_under_autocast(tiny_model_dir
     assert all(p.grad is not None for p in model.parameters() if p.requires_grad)
 
 
+def test_after_the_conversion_the_weight_file_is_no_longer_mapped(tiny_model_dir):
+    """The weights load as views of the memory-mapped safetensors file; once the frozen linear weights are bf16
+    copies, none of the model's tensors view the file, so the mapping (and every page of it that was read) goes."""
+    import gc
+
+    import torch
+    from peft import get_peft_model
+    from transformers import AutoModelForCausalLM
+
+    def mapped_pages_kib() -> int:  # resident KiB of mappings of the model's weight file, from /proc/self/smaps
+        kib, inside = 0, False
+        for line in open("/proc/self/smaps", encoding="utf-8"):
+            head = line.split()
+            if head and "-" in head[0] and len(head) >= 5:  # a mapping's header line
+                inside = line.rstrip().endswith("model.safetensors") and str(tiny_model_dir) in line
+            elif inside and line.startswith("Rss:"):
+                kib += int(head[1])
+        return kib
+
+    model = get_peft_model(AutoModelForCausalLM.from_pretrained(tiny_model_dir, dtype=torch.float32),
+                           train.peft_config(config.parse({"name": "t", "model": "x", "data": {"train": ["x.jsonl"]}},
+                                                          source="t")))
+    model(input_ids=torch.randint(0, 1000, (1, 8)))  # every weight read once: its pages resident
+    assert mapped_pages_kib() > 0
+    fastpath.frozen_to_bf16(model)
+    gc.collect()
+    assert mapped_pages_kib() == 0
+    assert model.get_input_embeddings().weight.dtype == torch.float32  # copied, not converted
+
+
 @pytest.mark.parametrize("p, gaps, scale", [(0.05, True, 1 / 0.95), (0.3, False, 32768 / (32768 - 9830))])
 def test_cheap_dropout_drops_p_of_the_values_and_keeps_the_mean(p, gaps, scale):
     """Both ways of drawing the mask: the gaps between drops (p exact) and 16-bit draws (p in 1/32768ths)."""
