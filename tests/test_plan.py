@@ -9,30 +9,11 @@ from __future__ import annotations
 import math
 import os
 import re
-from pathlib import Path
 
 import pytest
 
-from tests.conftest import tiny_config
+from tests.test_memory import LONGEST, config, rows  # rows of a given length, the tiny run with train settings
 from tunesmith import memory, plan
-from tunesmith.records import IGNORE, Example
-
-LONGEST = 1000
-
-
-def rows(n: int, length: int = LONGEST) -> list[Example]:
-    """n rows of `length` tokens whose last 8 tokens are supervised (a long prompt, a short answer)."""
-    return [Example(tuple(range(length)), (IGNORE,) * (length - 8) + (1,) * 8, f"gen.jsonl:{i + 1}")
-            for i in range(n)]
-
-
-def config(model: Path, data: Path, out: Path, **train):
-    """The tiny run with only `train` set by the user (defaults: batch 8, no accumulation, no checkpointing).
-
-    fp32, where memory is linear in tokens: under bf16 on the CPU the matrix attention's probabilities (quadratic,
-    test_attention_memory_counts_in_the_fit) dominate a 64-wide model's activations.
-    """
-    return tiny_config(model, data, out, train={"max_steps": 6, "report_to": [], "precision": "fp32", **train})
 
 
 def test_a_long_run_says_which_knobs_cut_it(tiny_model_dir, small_jsonl, tmp_path):
