@@ -10,8 +10,8 @@ minus the same model of 1 layer is one layer. Random weights from a config (no d
 `gpu` (default): the ops a GPU runs, with nn.Dropout as CUDA runs it (torch's fused native_dropout, which keeps a
 bool mask; the CPU's nn.Dropout keeps a float noise tensor, 4 bytes an element); `cpu`: train's step on a CPU
 (fastpath.cpu_step: matrix attention, bf16 adapter inputs; the cheap dropout); `fp32`: train's step on a CPU
-without bf16 (no autocast, fp32 weights, the cheap dropout). Prints bytes per token per layer and that per hidden unit, and per path the least-squares
-fit plan.SAVED_PER_TOKEN holds (the `tiny` shape, the tests' model, is left out of it); JSON with --json.
+without bf16 (no autocast, fp32 weights, the cheap dropout). Prints bytes per token per layer and that per hidden
+unit, and per path the least-squares fit memory.SAVED_PER_TOKEN holds (the `tiny` shape, the tests' model, is left out of it); JSON with --json.
 """
 
 from __future__ import annotations
@@ -93,9 +93,9 @@ def _null():  # noqa: ANN202
 
 
 def fit(rows: list[dict], path: str) -> dict:
-    """Least squares of bytes a token a layer over (hidden, MLP, key/value, heads, 1): plan.SAVED_PER_TOKEN[path].
+    """Least squares of bytes a token a layer over (hidden, MLP, key/value, heads, 1): memory.SAVED_PER_TOKEN[path].
     On the CPU path the matrix attention's probabilities (heads x row length x 2 bytes a token) come off first:
-    plan counts them apart (attention_gib). The held-out `tiny` shape is left out."""
+    memory counts them apart (attention_gib). The held-out `tiny` shape is left out."""
     import numpy as np
 
     used = [r for r in rows if r["shape"] != "tiny"]
@@ -122,7 +122,8 @@ def main() -> None:
             per_token = (two - one) / args.tokens
             rows.append({"path": path, "shape": name, "hidden": hidden, "intermediate": inter, "heads": heads,
                          "kv_heads": kv, "kv_width": kv * (hidden // heads),
-                         "bytes_per_token_per_layer": round(per_token, 1), "per_hidden_unit": round(per_token / hidden, 2)})
+                         "bytes_per_token_per_layer": round(per_token, 1),
+                         "per_hidden_unit": round(per_token / hidden, 2)})
             print(f"{path:4s} {name:14s} hidden {hidden:5d} intermediate {inter:6d}: {per_token:9.0f} bytes a token a "
                   f"layer = {per_token / hidden:6.2f} per hidden unit", file=sys.stderr)
         out["results"] += rows

@@ -42,7 +42,8 @@ PER_TOKEN_BYTES = {"half": 55, "fp32": 95}
 # 2.67x), so it keeps 71.6 bytes per hidden unit to 135M's 56.9 (gpu); Qwen2.5-0.5B's (5.4x) 81.4.
 SAVED_PER_TOKEN = {"gpu": (30.5625, 9.1875, 4.125, 4.0, 232.0), "cpu": (26.985, 8.592, 4.124, 0.856, 312.8),
                    "fp32": (42.4224, 16.4045, 7.9992, 4.8559, 520.8)}
-MEASURED_SHAPE = (576, 1536, 192, 9)  # SmolLM2-135M (hidden, MLP, key/value, heads): where PER_TOKEN_BYTES were measured
+# SmolLM2-135M's layer (hidden, MLP, key/value, heads): where PER_TOKEN_BYTES were measured
+MEASURED_SHAPE = (576, 1536, 192, 9)
 CHECKPOINTED_BYTES = 7
 RUNTIME_GIB = 1.32  # a CPU process's RSS for Python and its libraries; on CUDA they are not in the GPU's memory
 # On CUDA the estimate is the GPU's peak allocated memory: the same terms without RUNTIME_GIB (and without RUN_CREEP:

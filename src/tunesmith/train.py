@@ -452,7 +452,8 @@ class TokenMeanEval:
         kept = getattr(self, "_metrics", {}).get("eval", {})
         if not self._batch_tokens:
             return
-        tokens = self.accelerator.reduce(torch.stack(self._batch_tokens), reduction="sum").tolist()  # type: ignore[attr-defined]
+        reduce = self.accelerator.reduce  # type: ignore[attr-defined]
+        tokens = reduce(torch.stack(self._batch_tokens), reduction="sum").tolist()
         for name in self.TOKEN_METRICS:
             values = kept.get(name, [])
             if len(values) == len(tokens) and sum(tokens) > 0:
