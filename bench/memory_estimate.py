@@ -1,6 +1,7 @@
 """The plan's memory estimate against measured peak RSS, on three shapes of data, with the default model.
 
 Run: .venv/bin/python bench/memory_estimate.py [--steps 40] [--shapes chat,long_prompt_ko,multi_turn,demo]
+     .venv/bin/python bench/memory_estimate.py --measured bench/results/memory_estimate_....json   (no training)
 Each shape trains SmolLM2-135M (`model: default`, LoRA, the shipped precision and tcmalloc as `train` runs it)
 for 40 steps (peak RSS creeps up over the first ~40 steps of changing shapes, then stays: docs/memory.md) in a
 child process of its own, so each peak RSS (ru_maxrss) belongs to one run. The rows are
@@ -48,8 +49,9 @@ def data_files(shape: str, rows: int | None, folder: Path) -> list[Path]:
     return [path]
 
 
-def child(shape: str, steps: int, folder: Path) -> dict:
-    """Train one shape in this process; returns the plan's estimate and this process's peak RSS."""
+def child(shape: str, steps: int, folder: Path, measured: float | None = None) -> dict:
+    """Train one shape in this process; returns the plan's estimate and this process's peak RSS (or, given the peak
+    measured before, only the estimate: what new constants say about an earlier run)."""
     from tunesmith import memory, models, pipeline, train
     from tunesmith.config import parse
     from tunesmith.data.prepare import prepare
@@ -71,10 +73,12 @@ def child(shape: str, steps: int, folder: Path) -> dict:
     longest = max(len(e.input_ids) for e in train_ex)
     worst = memory.estimate_memory_gib(cfg, trainable, total, arch, longest)
     estimate, drawn = memory.drawn_memory_gib(cfg, trainable, total, arch, [len(e.input_ids) for e in train_ex])
-    run, _ = create(folder / "runs", shape, overwrite=True, config_yaml=cfg.to_yaml())
-    train.train(model, tok, train_ex, eval_ex[:2], cfg, run, say=lambda _: None)  # 2 eval rows: eval is not measured
-    run.unlock()
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024 / 2**30  # Linux reports KiB
+    peak = measured
+    if peak is None:
+        run, _ = create(folder / "runs", shape, overwrite=True, config_yaml=cfg.to_yaml())
+        train.train(model, tok, train_ex, eval_ex[:2], cfg, run, say=lambda _: None)  # 2 eval rows: not measured
+        run.unlock()
+        peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024 / 2**30  # Linux reports KiB
     from tunesmith import runtime
 
     packed = runtime.choose_padding_free(cfg.train.padding_free, cfg.train.precision)
@@ -92,12 +96,19 @@ def main() -> None:
     ap.add_argument("--allocator", choices=("tcmalloc", "glibc"), default="tcmalloc",
                     help="glibc: the children run without tcmalloc (TUNESMITH_NO_TCMALLOC=1), as train does where "
                          "libtcmalloc is not installed")
+    ap.add_argument("--measured", help="a JSON this bench wrote: estimate its shapes again with the current "
+                                       "constants against the peaks measured there (no training)")
     ap.add_argument("--child", help=argparse.SUPPRESS)
+    ap.add_argument("--peak", type=float, help=argparse.SUPPRESS)
     ap.add_argument("--folder", help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.child:
-        print(json.dumps(child(args.child, args.steps, Path(args.folder))))
+        print(json.dumps(child(args.child, args.steps, Path(args.folder), args.peak)))
         return
+    before = {r["shape"]: r["measured_gib"] for r in json.loads(Path(args.measured).read_text())} \
+        if args.measured else {}
+    if before:
+        args.shapes = ",".join(before)
     from tunesmith import runtime
 
     import os
@@ -108,8 +119,9 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         for shape in args.shapes.split(","):
             # One child per shape: ru_maxrss is a high-water mark for the whole process, never reset.
+            peak = ["--peak", str(before[shape])] if shape in before else []
             out = subprocess.run([sys.executable, __file__, "--child", shape, "--steps", str(args.steps),
-                                  "--folder", tmp], capture_output=True, text=True, env=env)
+                                  "--folder", tmp, *peak], capture_output=True, text=True, env=env)
             if out.returncode:
                 sys.exit(f"{shape} failed:\n{out.stderr[-3000:]}")
             results.append(json.loads(out.stdout.strip().splitlines()[-1]))

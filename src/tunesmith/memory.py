@@ -29,9 +29,11 @@ from tunesmith.records import Example
 # checkpointing: 2.67 GiB peak RSS over 40 steps at 4 x 1023 (2026-12-06; the 21 bytes scaled from an older
 # measurement by 55/120 estimated 4.2): 7 bytes per hidden unit per layer, plus one layer recomputed at a time
 # (estimate 2.72 GiB; fitted on that one shape, not held out). fp32 is not measured: bf16 / 0.65.
-# fp32 (no autocast): 55 x the saved bytes counted below, fp32 over bf16 at 135M's shape (89.81 / 51.82 per hidden
-# unit, bf16 without the attention probabilities attention_gib counts apart); it was 85, a guess (bf16 / 0.65).
-PER_TOKEN_BYTES = {"half": 55, "fp32": 95}
+# fp32 (no autocast, rows padded and length-grouped on a CPU): it was 85, a guess (bf16 / 0.65). The saved bytes
+# counted below say 95 (55 x 89.81 / 51.82 per hidden unit at 135M's shape), but peak RSS grew 0.71x that per token
+# (bench/memory_estimate.py, 8 x 95, 6 x 496 and 4 x 1023 tokens: 2.68, 7.46 and 8.58 GiB; a length-grouped run's
+# first step is its largest, so little creeps): 75 is the least that keeps all three at or above (+17%, +0%, +13%).
+PER_TOKEN_BYTES = {"half": 55, "fp32": 75}
 # Bytes a decoder layer keeps for backward per token (LoRA r16 on every linear), counted with autograd's saved-tensor
 # hooks (bench/saved_activations.py, bench/results/saved_activations_2026-12-06.json) on six shapes, SmolLM2-135M to
 # a Gemma-2B-like MLP: (per hidden unit, per MLP unit, per key/value unit, per attention head, constant), fitted by
@@ -45,7 +47,10 @@ SAVED_PER_TOKEN = {"gpu": (30.5625, 9.1875, 4.125, 4.0, 232.0), "cpu": (26.985, 
 # SmolLM2-135M's layer (hidden, MLP, key/value, heads): where PER_TOKEN_BYTES were measured
 MEASURED_SHAPE = (576, 1536, 192, 9)
 CHECKPOINTED_BYTES = 7
-RUNTIME_GIB = 1.32  # a CPU process's RSS for Python and its libraries; on CUDA they are not in the GPU's memory
+# A CPU process's RSS for Python and its libraries (on CUDA they are not in the GPU's memory). It was fitted as 1.32
+# while 0.36 GiB of the memory-mapped weight file stayed resident after fastpath.frozen_to_bf16 (0.31-0.39 lower on
+# the four shapes of bench/memory_estimate.py once the mapping went): 1.32 - 0.36.
+RUNTIME_GIB = 0.96
 # On CUDA the estimate is the GPU's peak allocated memory: the same terms without RUNTIME_GIB (and without RUN_CREEP:
 # the caching allocator reuses its blocks). Held out against the H100 run (bench/results/gpu_contestants_h100.json,
 # SmolLM2-135M's shape, 12 demo / 6 long-prompt steps): 3.33 and 4.89 GiB estimated, 3.33 and 5.13 measured with
@@ -325,7 +330,8 @@ def plan_line(cfg: RunConfig, train_ex: list[Example], budget: float, source: st
             f"({longest} tokens) would need ~{worst:.1f}, what the memory fit sizes for ("
             + ("the GPU's peak allocated memory: -5% to +8% on an H100 at 135M; other shapes scaled by the bytes a "
                "layer keeps, not yet measured on a GPU" if cuda()
-               else "a whole run's peak RSS: +3% to +17% on docs/memory.md's four shapes") + ")")
+               else "a whole run's peak RSS: +5% to +18% on docs/memory.md's four shapes, fp32 +0% to +17% on "
+               "three") + ")")
 
 
 def cuda() -> bool:
