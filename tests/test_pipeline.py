@@ -186,11 +186,19 @@ def test_a_long_prompt_korean_file_trains_with_the_defaults(tiny_long_context: P
 
 def test_plan_and_train_fit_a_small_memory_budget_before_any_weights_load(smol_dir: Path, small_jsonl: Path,
                                                                         tmp_path: Path):
-    cfg = config.parse({"name": "fit", "model": str(smol_dir), "data": {"train": [str(small_jsonl)], "min_eval": 4},
-                        "train": {"memory_gib": 2.1}}, source="<test>")
+    from tunesmith import memory
+
+    raw = {"name": "fit", "model": str(smol_dir), "data": {"train": [str(small_jsonl)], "min_eval": 4}}
+    counts = memory.parameter_counts(config.parse(raw, source="<test>"))
+    # a budget between what 2 and 3 rows of the longest row (90 tokens) need: 2 rows x 4 accumulation fit
+    need = [memory.estimate_memory_gib(config.parse({**raw, "train": {"batch_size": rows}}, source="<test>"), *counts, 90)
+            for rows in (2, 3)]
+    budget = round(sum(need) / 2, 2)
+    cfg = config.parse({**raw, "train": {"memory_gib": budget}}, source="<test>")
     lines = pipeline.plan(cfg, say=lambda _: None)
-    fitted = next(line for line in lines if line.startswith("memory: batch 8 x "))
-    assert "2.1 GiB available (train.memory_gib): 2 rows per step x 4 accumulation (effective batch 8 kept)" in fitted
+    fitted = next(line for line in lines if line.startswith("memory: batch 8 x 90 tokens"))
+    assert (f"{budget:.1f} GiB available (train.memory_gib): 2 rows per step x 4 accumulation (effective batch 8 kept)"
+            in fitted)
     assert any("effective batch 8 = 2 rows x 4 accumulation" in line for line in lines)
     res = tunesmith("train", "--data", str(small_jsonl), "--model", str(smol_dir), "--set", "data.min_eval=4",
                     "--set", "train.memory_gib=0.5", cwd=tmp_path)
