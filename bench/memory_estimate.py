@@ -81,10 +81,9 @@ def child(shape: str, steps: int, folder: Path, measured: float | None = None) -
         peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024 / 2**30  # Linux reports KiB
     from tunesmith import runtime
 
-    packed = runtime.choose_padding_free(cfg.train.padding_free, cfg.train.precision)
     return {"shape": shape, "allocator": runtime.training_allocator(), "rows": len(train_ex), "batch_size": batch,
-            "longest": longest, "drawn_longest": max(drawn), "packed": packed,
-            "drawn_tokens": sum(drawn) if packed else len(drawn) * max(drawn),  # padded rows: rows x the longest
+            "longest": longest, "drawn_longest": max(drawn), "packed": memory.padding_free(cfg),
+            "drawn_tokens": memory.step_tokens(cfg, drawn),
             "estimate_gib": round(estimate, 2), "worst_case_gib": round(worst, 2), "measured_gib": round(peak, 2),
             "error": round(estimate / peak - 1, 3), "worst_case_error": round(worst / peak - 1, 3)}
 

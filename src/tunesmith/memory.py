@@ -185,8 +185,8 @@ def drawn_memory_gib(cfg: RunConfig, trainable: int, total: int, arch: Any, leng
                      ) -> tuple[float, tuple[int, ...]]:
     """(peak training memory of this run, the row lengths of the batch that needs it): the largest step among the
     batches the run will draw from rows of these lengths (train.drawn_batches: the same seed, the same sampler).
-    Random batches of mixed lengths rarely draw the longest rows together: on the demo rows the largest of 118
-    steps held 1,8xx tokens, the longest rows 8 x 326 = 2,608."""
+    Random batches of mixed lengths rarely draw the longest rows together: on the demo rows the largest of 46
+    steps holds 1,750 tokens, the longest rows 8 x 326 = 2,608."""
     fixed, per_token = memory_terms(cfg, trainable, total, arch)
     seen: dict[tuple[int, ...], float] = {}
     for batch in train.drawn_batches(list(lengths), cfg):
@@ -198,12 +198,20 @@ def drawn_memory_gib(cfg: RunConfig, trainable: int, total: int, arch: Any, leng
 
 
 def step_gib(cfg: RunConfig, arch: Any, per_token: float, lengths: tuple[int, ...]) -> float:
-    """GiB one batch of rows of these lengths adds to the fixed part: activations for its tokens (padding-free:
-    the rows' own; padded: rows x the longest) and the attention probabilities kept for backward."""
-    t = cfg.train
-    packed = runtime.choose_padding_free(t.padding_free, t.precision)
-    tokens = sum(lengths) if packed else len(lengths) * max(lengths)
-    return per_token * tokens + attention_gib(cfg, arch, lengths, packed)
+    """GiB one batch of rows of these lengths adds to the fixed part: activations for its tokens (step_tokens) and
+    the attention probabilities kept for backward."""
+    return per_token * step_tokens(cfg, lengths) + attention_gib(cfg, arch, lengths, padding_free(cfg))
+
+
+def padding_free(cfg: RunConfig) -> bool:
+    """Whether a step's rows are joined into one sequence (train.padding_free resolved)."""
+    return runtime.choose_padding_free(cfg.train.padding_free, cfg.train.precision)
+
+
+def step_tokens(cfg: RunConfig, lengths: Sequence[int]) -> int:
+    """Tokens a batch of rows of these lengths puts through the model: padding-free, the rows' own; padded, rows x
+    the longest."""
+    return sum(lengths) if padding_free(cfg) else len(lengths) * max(lengths)
 
 
 def attention_gib(cfg: RunConfig, arch: Any, lengths: tuple[int, ...], packed: bool) -> float:
@@ -314,6 +322,7 @@ def _nothing_fits(cfg: RunConfig, train_ex: list[Example], need: str, budget: fl
         problems=[f"even 1 row per step with gradient checkpointing needs ~{fixed + per_token * longest:.1f} GiB",
                   *options], fix=options[0].split(":")[0])
 
+
 def plan_line(cfg: RunConfig, train_ex: list[Example], budget: float, source: str) -> str:
     """The estimated peak: the largest batch this run draws, and the worst case (the longest rows together) the
     memory fit sizes for."""
@@ -322,10 +331,9 @@ def plan_line(cfg: RunConfig, train_ex: list[Example], budget: float, source: st
     longest = max(len(e.input_ids) for e in train_ex)
     peak, batch = drawn_memory_gib(cfg, trainable, total, arch, [len(e.input_ids) for e in train_ex])
     worst = estimate_memory_gib(cfg, trainable, total, arch, longest)
-    packed = runtime.choose_padding_free(t.padding_free, t.precision)
-    tokens = sum(batch) if packed else len(batch) * max(batch)
     return (f"estimated peak memory: ~{peak:.1f} GiB of {budget:.1f} GiB available ({source}): the largest batch "
-            f"this run draws, {len(batch)} rows, {tokens} tokens{' padded' * (not packed)} (up to {max(batch)} a row)"
+            f"this run draws, {len(batch)} rows, {step_tokens(cfg, batch)} tokens"
+            f"{' padded' * (not padding_free(cfg))} (up to {max(batch)} a row)"
             f"{', checkpointed' if t.gradient_checkpointing else ''}; the {t.batch_size} longest rows together "
             f"({longest} tokens) would need ~{worst:.1f}, what the memory fit sizes for ("
             + ("the GPU's peak allocated memory: -5% to +8% on an H100 at 135M; other shapes scaled by the bytes a "
