@@ -449,9 +449,9 @@ class TokenMeanEval:
         batch's supervised tokens (summed across processes) in place of their plain mean; TRL logs them next."""
         import torch
 
-        kept = getattr(self, "_metrics", {}).get("eval", {})
         if not self._batch_tokens:
             return
+        kept = getattr(self, "_metrics", {}).get("eval", {})
         reduce = self.accelerator.reduce  # type: ignore[attr-defined]
         tokens = reduce(torch.stack(self._batch_tokens), reduction="sum").tolist()
         for name in self.TOKEN_METRICS:
