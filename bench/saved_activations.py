@@ -17,6 +17,7 @@ unit, and per path the least-squares fit memory.SAVED_PER_TOKEN holds (the `tiny
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import sys
 from pathlib import Path
@@ -78,18 +79,11 @@ def saved_bytes(shape: tuple[int, int, int, int], layers: int, tokens: int, path
 
     body = model.base_model.model.model
     frozen = {p.untyped_storage().data_ptr() for p in model.parameters()}  # weights are not activations
-    step = fastpath.cpu_step(model, cfg) if path == "cpu" else _null()
-    cast = _null() if path == "fp32" else torch.autocast("cpu", dtype=torch.bfloat16)
+    step = fastpath.cpu_step(model, cfg) if path == "cpu" else contextlib.nullcontext()
+    cast = contextlib.nullcontext() if path == "fp32" else torch.autocast("cpu", dtype=torch.bfloat16)
     with step, cast, torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
-        out = body(input_ids=ids, position_ids=positions).last_hidden_state
-    del out
+        body(input_ids=ids, position_ids=positions)
     return sum(n for (ptr, _), n in seen.items() if ptr not in frozen)
-
-
-def _null():  # noqa: ANN202
-    import contextlib
-
-    return contextlib.nullcontext()
 
 
 def fit(rows: list[dict], path: str) -> dict:
