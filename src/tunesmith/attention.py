@@ -41,10 +41,9 @@ def fits(batch: int, heads: int, length: int) -> bool:
 
 
 def kept_bytes(arch: Any, batch: int, length: int) -> int:
-    """Bytes of probabilities all layers keep for backward at one batch of `batch` rows of `length` tokens."""
-    heads = getattr(arch, "num_attention_heads", 12)
-    layers = getattr(arch, "num_hidden_layers", 12)
-    return layers * batch * heads * length * length * 2 if fits(batch, heads, length) else 0
+    """Bytes of probabilities all layers keep for backward at one batch of `batch` rows of `length` tokens (padded
+    rows: one length group)."""
+    return kept_bytes_packed(arch, (length,) * batch)
 
 
 def kept_bytes_packed(arch: Any, lengths: tuple[int, ...]) -> int:
@@ -163,9 +162,8 @@ def _packed(module: Any, query: Any, key: Any, value: Any, starts: Any, scaling:
     matrix = fits(len(sizes), query.shape[1], max(sizes))
     outs, where = [], []
     for rows in length_groups(sizes):
-        longest = max(sizes[r] for r in rows)
-        index, real, out = _attend_rows(module, query, key, value, starts, lengths, list(rows), longest, scaling,
-                                        matrix, kwargs)
+        index, real, out = _attend_rows(module, (query, key, value), starts, lengths, rows,
+                                        max(sizes[r] for r in rows), (scaling, matrix, kwargs))
         outs.append(out.reshape(-1, out.shape[-2], out.shape[-1]).index_select(0, real))  # [real tokens, H, D]
         where.append(index.index_select(0, real))  # their places in the packed row
     if len(outs) == 1:  # one group: its tokens are in packed order already
@@ -174,12 +172,15 @@ def _packed(module: Any, query: Any, key: Any, value: Any, starts: Any, scaling:
     return torch.cat(outs).index_select(0, order)[None], None
 
 
-def _attend_rows(module: Any, query: Any, key: Any, value: Any, starts: Any, lengths: Any, rows: list[int],
-                 longest: int, scaling: float, matrix: bool, kwargs: dict[str, Any]) -> tuple[Any, Any, Any]:
-    """Attention over some rows of a packed batch, each padded to the longest of them: (each padded slot's place
-    in the packed row, the flat indices of the real slots, the output [rows, longest, H, D])."""
+def _attend_rows(module: Any, qkv: tuple[Any, Any, Any], starts: Any, lengths: Any, rows: tuple[int, ...],
+                 longest: int, how: tuple[float, bool, dict[str, Any]]) -> tuple[Any, Any, Any]:
+    """Attention over some rows of a packed batch, each padded to the longest of them, `how` being (scaling, the
+    matrix path or SDPA, the attention call's other arguments): (each padded slot's place in the packed row, the
+    flat indices of the real slots, the output [rows, longest, H, D])."""
     import torch
 
+    query, key, value = qkv
+    scaling, matrix, kwargs = how
     total = query.shape[2]
     picked = torch.tensor(rows, device=query.device)
     sizes, firsts = lengths.index_select(0, picked), starts.index_select(0, picked)

@@ -348,11 +348,11 @@ def _leave_process_group() -> None:
         dist.destroy_process_group()
 
 
-def row_order(size: int, batch_size: int, seed: int, epoch: int, lengths: list[int] | None = None) -> list[int]:
+def row_order(size: int, seed: int, epoch: int, lengths: list[int] | None = None, batch_size: int = 0) -> list[int]:
     """The order an epoch's `size` rows are drawn in, a function of (data seed, epoch) alone: a random permutation
     (what accelerate's seedable sampler draws for the same seed), or, given the rows' lengths, transformers'
-    length-grouped order (megabatches of 50 batches sorted by length, the longest batch first) from a generator
-    seeded the same way."""
+    length-grouped order (megabatches of 50 batches of `batch_size` rows sorted by length, the longest batch first)
+    from a generator seeded the same way."""
     import torch
     from transformers.trainer_pt_utils import get_length_grouped_indices
 
@@ -370,7 +370,7 @@ def drawn_batches(lengths: list[int], cfg: RunConfig) -> Iterator[list[int]]:
     left = steps(len(lengths), cfg)[1] * t.grad_accum * world_size()
     epoch = 0
     while left > 0:
-        order = row_order(len(lengths), t.batch_size * t.grad_accum, t.seed, epoch, lengths if grouped else None)
+        order = row_order(len(lengths), t.seed, epoch, lengths if grouped else None, t.batch_size * t.grad_accum)
         for start in range(0, len(order), t.batch_size):
             if left == 0:
                 return
@@ -392,7 +392,8 @@ def _trainer_class() -> type:
     from trl import SFTTrainer
 
     class EpochSeededSampler(Sampler):
-        def __init__(self, size: int, batch_size: int, seed: int, lengths: list[int] | None) -> None:
+        def __init__(self, size: int, seed: int, lengths: list[int] | None = None, batch_size: int = 0) -> None:
+            """Random rows, or given their lengths transformers' length-grouped order for `batch_size` rows."""
             self.size, self.batch_size, self.seed, self.lengths, self.epoch = size, batch_size, seed, lengths, 0
 
         def set_epoch(self, epoch: int) -> None:  # the Trainer calls it at every epoch start
@@ -402,16 +403,16 @@ def _trainer_class() -> type:
             return self.size
 
         def __iter__(self):  # noqa: ANN204
-            return iter(row_order(self.size, self.batch_size, self.seed, self.epoch, self.lengths))
+            return iter(row_order(self.size, self.seed, self.epoch, self.lengths, self.batch_size))
 
     class Trainer(TokenMeanEval, SFTTrainer):
         def _get_train_sampler(self, train_dataset: Any = None) -> Any:
             sampler = super()._get_train_sampler(train_dataset)
             if isinstance(sampler, LengthGroupedSampler):
-                return EpochSeededSampler(len(sampler.lengths), sampler.batch_size, self.args.data_seed,
-                                          sampler.lengths)
+                return EpochSeededSampler(len(sampler.lengths), self.args.data_seed, sampler.lengths,
+                                          sampler.batch_size)
             if isinstance(sampler, RandomSampler):
-                return EpochSeededSampler(len(sampler.data_source), 0, self.args.data_seed, None)
+                return EpochSeededSampler(len(sampler.data_source), self.args.data_seed)
             return sampler
 
     return Trainer
