@@ -44,7 +44,7 @@ def main() -> None:
     tok = models.load(cfg.model, tokenizer_only=True)[1]
     work, lengths = batches(cfg, tok)
     model = get_peft_model(pipeline._starting_model(cfg)[0], train.peft_config(cfg))
-    fastpath.frozen_to_bf16(model)
+    fastpath.frozen_to_half(model)
     fastpath.cheap_dropout(model)
     model.train()
     costs = {"one": 10**12, "groups": attention.GROUP_COST}

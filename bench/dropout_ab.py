@@ -57,7 +57,7 @@ def main() -> None:
     tok = models.load(cfg.model, tokenizer_only=True)[1]
     work = batches(cfg, tok)
     model = get_peft_model(pipeline._starting_model(cfg)[0], train.peft_config(cfg))
-    fastpath.frozen_to_bf16(model)
+    fastpath.frozen_to_half(model)
     model.train()
     torch_drops = [drops[name] for drops, name in slots(model)]
     cheap = fastpath.cheap_dropout_class()

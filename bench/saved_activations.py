@@ -60,7 +60,7 @@ def saved_bytes(shape: tuple[int, int, int, int], layers: int, tokens: int, path
 
     model = get_peft_model(model, train.peft_config(cfg))
     if path != "fp32":
-        fastpath.frozen_to_bf16(model)
+        fastpath.frozen_to_half(model)
     if path in ("cpu", "fp32"):  # train's CPU step, fp32 included: the cheap dropout keeps the dropped positions
         fastpath.cheap_dropout(model)
     if path == "gpu":

@@ -360,7 +360,7 @@ def step_as_on_a_gpu(bf16_inputs: bool) -> None:
 
     @contextlib.contextmanager
     def step(model, cfg):  # noqa: ANN001, ANN202
-        on = bf16_inputs and fastpath.frozen_in_bf16(cfg)
+        on = bf16_inputs and fastpath.frozen_dtype(cfg) == "bf16"
         with fastpath.bf16_lora_inputs(model) if on else contextlib.nullcontext():
             yield ["bf16 LoRA inputs"] if on else []
 

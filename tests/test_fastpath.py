@@ -7,31 +7,71 @@ import pytest
 from tunesmith import config, fastpath, train
 
 
-def test_frozen_weights_in_bf16_give_the_same_loss_under_autocast(tiny_model_dir):
-    # Autocast casts fp32 weights to bf16 for every matmul: casting the frozen ones once gives the same numbers.
+def _lora_model(folder):
     import torch
     from peft import get_peft_model
     from transformers import AutoModelForCausalLM
 
+    return get_peft_model(AutoModelForCausalLM.from_pretrained(folder, dtype=torch.float32),
+                          train.peft_config(config.parse({"name": "t", "model": "x", "data": {"train": ["x.jsonl"]}},
+                                                         source="t")))
+
+
+@pytest.mark.parametrize("dtype", ["bf16", "fp16"])
+def test_frozen_weights_in_half_give_the_same_loss_under_autocast(tiny_model_dir, dtype):
+    # Autocast casts fp32 weights to bf16/fp16 for every matmul: casting the frozen ones once gives the same numbers
+    # (fp16: the path of GPUs without bf16; the CPU's autocast runs it too).
+    import torch
+
+    half = {"bf16": torch.bfloat16, "fp16": torch.float16}[dtype]
     torch.manual_seed(0)
-    model = get_peft_model(AutoModelForCausalLM.from_pretrained(tiny_model_dir, dtype=torch.float32),
-                           train.peft_config(config.parse({"name": "t", "model": "x", "data": {"train": ["x.jsonl"]}},
-                                                                       source="t")))
+    model = _lora_model(tiny_model_dir)
     ids = torch.randint(0, 1000, (2, 24))
-    with torch.autocast("cpu", dtype=torch.bfloat16):
+    with torch.autocast("cpu", dtype=half):
         before = model(input_ids=ids, labels=ids).loss
     linear = sum(m.weight.numel() for m in model.modules()
                  if isinstance(m, torch.nn.Linear) and not m.weight.requires_grad)
     embeddings = model.get_input_embeddings().weight
-    changed = fastpath.frozen_to_bf16(model)
+    changed = fastpath.frozen_to_half(model, dtype)
     assert changed == linear - (embeddings.numel() if model.get_output_embeddings().weight is embeddings else 0)
+    assert {m.weight.dtype for m in model.modules() if isinstance(m, torch.nn.Linear)
+            and not m.weight.requires_grad and m.weight is not embeddings} == {half}
     assert embeddings.dtype == torch.float32  # and the LoRA weights, which train
     assert all(p.dtype == torch.float32 for p in model.parameters() if p.requires_grad)
-    with torch.autocast("cpu", dtype=torch.bfloat16):
+    with torch.autocast("cpu", dtype=half):
         after = model(input_ids=ids, labels=ids).loss
     assert after.item() == before.item()
     after.backward()  # and gradients reach the adapters
     assert all(p.grad is not None for p in model.parameters() if p.requires_grad)
+
+
+def test_frozen_weights_in_fp16_are_no_longer_copied_for_backward(tiny_model_dir):
+    """Under fp16 autocast each frozen fp32 weight was cast to fp16 in the forward and the copy saved for backward:
+    2 bytes a frozen linear parameter held until its layer's backward. Stored in fp16, backward keeps the weight
+    itself: the bytes saved that are not parameters fall by exactly that, for every layer whose input needs a
+    gradient (all but the first layer's q/k/v projections, which read the frozen embeddings)."""
+    import torch
+
+    def saved_bytes_not_parameters() -> int:
+        params = {p.data_ptr() for p in model.parameters()}
+        seen: dict[int, int] = {}
+
+        def pack(t):
+            if t.data_ptr() not in params:
+                seen[t.untyped_storage().data_ptr()] = t.untyped_storage().nbytes()
+            return t
+
+        with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t), torch.autocast("cpu", dtype=torch.float16):
+            model(input_ids=ids, labels=ids).loss.backward()
+        return sum(seen.values())
+
+    model = _lora_model(tiny_model_dir)
+    ids = torch.randint(0, 1000, (2, 24))
+    before = saved_bytes_not_parameters()
+    changed = fastpath.frozen_to_half(model, "fp16")
+    first = model.base_model.model.model.layers[0].self_attn
+    unsaved = sum(getattr(first, name).base_layer.weight.numel() for name in ("q_proj", "k_proj", "v_proj"))
+    assert before - saved_bytes_not_parameters() == 2 * (changed - unsaved)
 
 
 def test_after_the_conversion_the_weight_file_is_no_longer_mapped(tiny_model_dir, tmp_path):
@@ -55,12 +95,10 @@ def test_after_the_conversion_the_weight_file_is_no_longer_mapped(tiny_model_dir
         return kib
 
     folder = shutil.copytree(tiny_model_dir, tmp_path / "model")  # a file no other test's model maps
-    model = get_peft_model(AutoModelForCausalLM.from_pretrained(folder, dtype=torch.float32),
-                           train.peft_config(config.parse({"name": "t", "model": "x", "data": {"train": ["x.jsonl"]}},
-                                                          source="t")))
+    model = _lora_model(folder)
     model(input_ids=torch.randint(0, 1000, (1, 8)))  # every weight read once: its pages resident
     assert mapped_pages_kib() > 0
-    fastpath.frozen_to_bf16(model)
+    fastpath.frozen_to_half(model)
     gc.collect()
     assert mapped_pages_kib() == 0
     assert model.get_input_embeddings().weight.dtype == torch.float32  # copied, not converted
@@ -168,7 +206,7 @@ def _lora_tiny(tiny_model_dir):  # noqa: ANN001, ANN202
     for name, p in model.named_parameters():  # LoRA B starts at zero: move it so the adapters' path counts
         if "lora_B" in name:
             torch.nn.init.normal_(p, std=0.02)
-    fastpath.frozen_to_bf16(model)
+    fastpath.frozen_to_half(model)
     return model, cfg
 
 

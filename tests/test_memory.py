@@ -253,3 +253,22 @@ def test_on_a_gpu_the_estimate_is_the_gpus_peak_without_the_cpu_runtime(monkeypa
         estimate = memory.estimate_memory_gib(memory.with_train(cfg, batch_size=rows_), *counts, longest)
         for contestant in ("tunesmith", "tunesmith-padded"):
             assert estimate == pytest.approx(measured[shape, contestant], rel=0.2), (shape, contestant)
+
+
+def test_under_fp16_the_frozen_weights_count_as_stored_in_fp16(monkeypatch):
+    """A GPU without bf16 (T4, V100) trains under fp16 autocast with the frozen linear weights stored in fp16
+    (fastpath.frozen_to_half): 2 bytes each, as under bf16; fp32 keeps 4 and no copies."""
+    from tunesmith import config, fastpath, runtime
+
+    cfg = config.parse({"name": "t", "model": "default", "data": {"train": ["x.jsonl"]}}, source="<test>")
+    trainable, total, arch = memory.parameter_counts(cfg)
+    monkeypatch.setattr(memory, "cuda", lambda: True)
+    fixed = {}
+    for precision in ("bf16", "fp16", "fp32"):
+        monkeypatch.setattr(runtime, "choose_precision", lambda _, p=precision: p)
+        monkeypatch.setattr(fastpath, "choose_precision", lambda _, p=precision: p)
+        fixed[precision] = memory.memory_terms(cfg, trainable, total, arch)[0]
+    assert fastpath.frozen_dtype(cfg) is None  # the last asked, fp32: nothing stored in half
+    assert fixed["fp16"] == fixed["bf16"]
+    converted = total - arch.vocab_size * arch.hidden_size  # all but the (tied) embeddings
+    assert fixed["fp32"] - fixed["fp16"] == pytest.approx(2 * converted * memory.ALLOCATOR / 2**30)

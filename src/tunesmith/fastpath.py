@@ -1,9 +1,9 @@
 """What makes a training step cheap on top of TRL's loop, each kept because a profile showed it (the numbers are
-in each docstring): frozen linear weights stored in bf16 (frozen_to_bf16), the fused LM head scoring only the
+in each docstring): frozen linear weights stored in bf16 or fp16 (frozen_to_half), the fused LM head scoring only the
 supervised positions on the CPU too (supervised_logits_only), and LoRA dropout that draws only where it drops
 (cheap_dropout); around the loop on the CPU (cpu_step), attention over the whole score matrix for short rows
 (attention.py) and the LoRA adapters' inputs kept in bf16 (bf16_lora_inputs). train.run_trainer applies them;
-memory's estimate asks frozen_in_bf16 and attention.kept_bytes.
+memory's estimate asks frozen_dtype and attention.kept_bytes.
 """
 
 from __future__ import annotations
@@ -19,22 +19,25 @@ from tunesmith.config import RunConfig
 from tunesmith.runtime import choose_precision
 
 
-def frozen_in_bf16(cfg: RunConfig) -> bool:
-    """Whether training stores the frozen linear weights in bf16 (frozen_to_bf16): LoRA on an unquantised base
-    under bf16 autocast. The plan's memory estimate asks the same question."""
+def frozen_dtype(cfg: RunConfig) -> str | None:
+    """The half precision training stores the frozen linear weights in (frozen_to_half): "bf16" or "fp16" for LoRA
+    on an unquantised base under that autocast, else None. The plan's memory estimate asks the same question."""
     t = cfg.train
-    return t.method == "lora" and t.load_in == "none" and choose_precision(t.precision) == "bf16"
+    precision = choose_precision(t.precision)
+    return precision if t.method == "lora" and t.load_in == "none" and precision in ("bf16", "fp16") else None
 
 
-def frozen_to_bf16(model: Any) -> int:
-    """Store the frozen weights of linear layers in bf16; returns how many parameters changed.
+def frozen_to_half(model: Any, dtype: str = "bf16") -> int:
+    """Store the frozen weights of linear layers in `dtype` ("bf16", or "fp16" on GPUs without bf16: T4, V100);
+    returns how many parameters changed.
 
-    Under bf16 autocast every matmul casts its fp32 weight to bf16 first, and autocast caches that copy only for
-    weights that require grad: the frozen base of a LoRA model was cast again in every forward of every
+    Under half autocast every matmul casts its fp32 weight to bf16/fp16 first, and autocast caches that copy only
+    for weights that require grad: the frozen base of a LoRA model was cast again in every forward of every
     micro-batch (~0.65 GB of memory traffic per forward for SmolLM2-135M) and the copies saved for backward
-    sat beside the fp32 originals. Pre-cast weights give bit-identical matmuls. Embeddings, norms and the LM
-    head (tied to the embeddings in many small models) stay fp32, so the residual stream adds in fp32 as before;
-    the LoRA weights and their optimizer state stay fp32.
+    sat beside the fp32 originals (2 bytes a frozen parameter more at the peak: 3.4 GB for a 1.7B model on a 16 GB
+    T4). Pre-cast weights give bit-identical matmuls (tests/test_fastpath.py, bf16 and fp16 autocast). Embeddings,
+    norms and the LM head (tied to the embeddings in many small models) stay fp32, so the residual stream adds in
+    fp32 as before; the LoRA weights and their optimizer state stay fp32 (fp16's loss scaler unscales only those).
 
     On the CPU the weights loaded from safetensors are views of the memory-mapped file: while one of them (the
     embeddings) stayed a view, the mapping stayed, and with it every page of the converted fp32 weights that the
@@ -44,15 +47,16 @@ def frozen_to_bf16(model: Any) -> int:
     """
     import torch
 
+    half = {"bf16": torch.bfloat16, "fp16": torch.float16}[dtype]
     tied = {id(p) for p in model.get_input_embeddings().parameters()}
     changed = 0
     for module in model.modules():
         w = getattr(module, "weight", None)
         if (isinstance(module, torch.nn.Linear) and w is not None and not w.requires_grad
                 and w.dtype == torch.float32 and id(w) not in tied):
-            module.weight.data = w.data.to(torch.bfloat16)
+            module.weight.data = w.data.to(half)
             if module.bias is not None and not module.bias.requires_grad:
-                module.bias.data = module.bias.data.to(torch.bfloat16)
+                module.bias.data = module.bias.data.to(half)
             changed += w.numel()
     for param in model.parameters():  # the rest off the memory-mapped file, so that its mapping is released
         if changed and not param.requires_grad and param.dtype == torch.float32 and param.device.type == "cpu":
@@ -101,7 +105,7 @@ def cpu_step(model: Any, cfg: RunConfig) -> Iterator[list[str]]:
         return
     with contextlib.ExitStack() as stack:
         switched = ["attention"] if stack.enter_context(attention.used_by(model)) else []
-        if frozen_in_bf16(cfg) and stack.enter_context(bf16_lora_inputs(model)):
+        if frozen_dtype(cfg) == "bf16" and stack.enter_context(bf16_lora_inputs(model)):
             switched.append("bf16 LoRA inputs")
         yield switched
 

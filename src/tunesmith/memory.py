@@ -48,7 +48,7 @@ SAVED_PER_TOKEN = {"gpu": (30.5625, 9.1875, 4.125, 4.0, 232.0), "cpu": (26.985, 
 MEASURED_SHAPE = (576, 1536, 192, 9)
 CHECKPOINTED_BYTES = 7
 # A CPU process's RSS for Python and its libraries (on CUDA they are not in the GPU's memory). It was fitted as 1.32
-# while 0.36 GiB of the memory-mapped weight file stayed resident after fastpath.frozen_to_bf16 (0.31-0.39 lower on
+# while 0.36 GiB of the memory-mapped weight file stayed resident after fastpath.frozen_to_half (0.31-0.39 lower on
 # the four shapes of bench/memory_estimate.py once the mapping went): 1.32 - 0.36.
 RUNTIME_GIB = 0.96
 # On CUDA the estimate is the GPU's peak allocated memory: the same terms without RUNTIME_GIB (and without RUN_CREEP:
@@ -124,8 +124,9 @@ def memory_terms(cfg: RunConfig, trainable: int, total: int, arch: Any) -> tuple
     layer = PER_TOKEN_BYTES["half" if half else "fp32"] * width_factor(arch, _path(half))
     per_layer = CHECKPOINTED_BYTES if t.gradient_checkpointing else layer
     per_token = layers * hidden * per_layer + (hidden * layer if t.gradient_checkpointing else 0)  # the one recomputed
-    if fastpath.frozen_in_bf16(cfg):
-        # fastpath.frozen_to_bf16: the frozen linear weights are kept in bf16; embeddings (vocabulary x hidden) in fp32
+    if fastpath.frozen_dtype(cfg):
+        # fastpath.frozen_to_half: the frozen linear weights are kept in bf16/fp16; embeddings (vocabulary x hidden)
+        # in fp32
         embeddings = getattr(arch, "vocab_size", 0) * hidden
         fixed = embeddings * 4 + (total - embeddings) * 2 + trainable * (4 + 8)
     else:
