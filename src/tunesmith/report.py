@@ -21,6 +21,7 @@ from tunesmith.errors import TunesmithError
 from tunesmith.records import Conversation, EvalReport
 from tunesmith.diskio import write_bytes, write_text
 from tunesmith.rundir import RunDir, open_run
+from tunesmith.runfiles import Plan
 
 ROWS_SHOWN = 5
 MAIN, MAIN_NAME = evaluate.MAIN_METRIC, "chrF"  # the headline metric (see evaluate.MAIN_METRIC for why)
@@ -242,7 +243,33 @@ def sections(run: RunDir, say: Callable[[str], None] | None = None) -> list[tupl
     ev = run.evaluation().read_summary()
     convs = {c.source: c for c in run.read_conversations("eval")} if run.eval_data.is_file() else {}
     out: list[tuple[str, list[Block]]] = []
+    prefs = prefeval.read(run)
+    if prefs is not None and len(prefs.models) > 1:
+        header, rows = prefeval.table(prefs)
+        out.append(("Does the model prefer what people chose?",
+                    [Note(prefeval.verdict(prefs, prefs.models[1].label) + "."), Table(header, rows),
+                     Note(prefeval.ABOUT)]))
+    out.append(("Did tuning help?" if prefs is None else "Answers to the held-out prompts, scored against the "
+                "chosen answers", _scores_blocks(ev, convs)))
+    out.append(("Did tuning break anything? (retention outside the task)", _retention_blocks(ev)))
+    training = train.read_summary(run, say)  # says so when metrics.jsonl ends in a torn line
+    if training:
+        out.append(("Training", _training_blocks(run, training, plan, preference=prefs is not None)))
+    better, worse = changed_rows(ev, convs)
+    out.append((f"Rows that improved most (up to {ROWS_SHOWN}, by sentence chrF)", better or ["none"]))
+    out.append((f"Rows that got worse (up to {ROWS_SHOWN})", worse or ["none"]))
+    out.append(("Data", _data_blocks(run)))
+    if plan:
+        out.append(("Plan", [Pre("\n".join(plan.lines))]))
+    out.append(("Environment", _environment(run)))
+    if cfg_text:
+        out.append(("Config", [Pre(cfg_text)]))
+    return out
 
+
+def _scores_blocks(ev: EvalReport, convs: dict[str, Conversation]) -> list[Block]:
+    """The metrics table, how its intervals were drawn, the by-language and by-group tables, the embedder and the
+    judge."""
     notes: list[Block] = [Note(_summary_sentence(ev)), metrics_table(ev),
                           Note("Intervals: 95% paired bootstrap over rows (2000 resamples, seed "
                                f"{ev.settings.seed}): of the "
@@ -273,41 +300,24 @@ def sections(run: RunDir, say: Callable[[str], None] | None = None) -> list[tupl
                           f"base in {j.base_wins}, ties {j.ties} (each pair asked in both orders; a row "
                           f"wins only when both orders agree; {j.unparsed_replies} unreadable replies). Net "
                           f"win share {j.net_win_share:+.2f} [{j.low:+.2f}, {j.high:+.2f}]: {j.verdict}."))
-    prefs = prefeval.read(run)
-    if prefs is not None and len(prefs.models) > 1:
-        header, rows = prefeval.table(prefs)
-        out.append(("Does the model prefer what people chose?",
-                    [Note(prefeval.verdict(prefs, prefs.models[1].label) + "."), Table(header, rows),
-                     Note(prefeval.ABOUT)]))
-    out.append(("Did tuning help?" if prefs is None else "Answers to the held-out prompts, scored against the "
-                "chosen answers", notes))
-    out.append(("Did tuning break anything? (retention outside the task)", _retention_blocks(ev)))
+    return notes
 
-    training = train.read_summary(run, say)  # says so when metrics.jsonl ends in a torn line
-    if training:
-        loss = "Eval loss" if prefs is None else "Held-out preference loss (the objective's own, on the held-out pairs)"
-        blocks: list[Block] = [Note(
-            f"{loss} {training.start_eval_loss:.4f} at the start, lowest {training.best_eval_loss:.4f} at step "
-            f"{training.best_step} (epoch {training.best_epoch:g}), last {training.last_eval_loss:.4f} at step "
-            f"{training.last_step}." + (" Early stopping ended training before the planned "
-                                        f"{plan.total_steps} steps." if plan and training.stopped_early else ""))]
-        if training.overfitting:
-            blocks.append(Note(f"Overfitting: {training.overfitting}. The kept weights are those of step "
-                               f"{training.best_step}.", warn=True))
-        blocks.append(Image(run.report_curves.name, "training curves: loss, learning rate, accuracy",
-                            curves.plot(run.read_metrics(), training, preference=prefs is not None)))
-        out.append(("Training", blocks))
 
-    better, worse = changed_rows(ev, convs)
-    out.append((f"Rows that improved most (up to {ROWS_SHOWN}, by sentence chrF)", better or ["none"]))
-    out.append((f"Rows that got worse (up to {ROWS_SHOWN})", worse or ["none"]))
-    out.append(("Data", _data_blocks(run)))
-    if plan:
-        out.append(("Plan", [Pre("\n".join(plan.lines))]))
-    out.append(("Environment", _environment(run)))
-    if cfg_text:
-        out.append(("Config", [Pre(cfg_text)]))
-    return out
+def _training_blocks(run: RunDir, training: train.TrainingSummary, plan: Plan | None, *,
+                     preference: bool) -> list[Block]:
+    """The eval loss from start to end, overfitting, and the training curves."""
+    loss = "Eval loss" if not preference else "Held-out preference loss (the objective's own, on the held-out pairs)"
+    blocks: list[Block] = [Note(
+        f"{loss} {training.start_eval_loss:.4f} at the start, lowest {training.best_eval_loss:.4f} at step "
+        f"{training.best_step} (epoch {training.best_epoch:g}), last {training.last_eval_loss:.4f} at step "
+        f"{training.last_step}." + (" Early stopping ended training before the planned "
+                                    f"{plan.total_steps} steps." if plan and training.stopped_early else ""))]
+    if training.overfitting:
+        blocks.append(Note(f"Overfitting: {training.overfitting}. The kept weights are those of step "
+                           f"{training.best_step}.", warn=True))
+    blocks.append(Image(run.report_curves.name, "training curves: loss, learning rate, accuracy",
+                        curves.plot(run.read_metrics(), training, preference=preference)))
+    return blocks
 
 
 def _data_blocks(run: RunDir) -> list[Block]:

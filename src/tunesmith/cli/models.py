@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import sys
+from collections.abc import Callable
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated, Any, Optional
 
 import typer
 
@@ -33,18 +34,8 @@ def chat(target: Target,
       tunesmith chat runs/demo --collect prefs.jsonl --versus base
     """
     from tunesmith import chat as chatting
-    from tunesmith.config import EvalConfig, section
 
-    given = {"max_new_tokens": max_new_tokens, "temperature": temperature}
-    options = {k: v for k, v in given.items() if v is not None}
-    section(EvalConfig, options, where="tunesmith chat",  # the config's own checks, before the model loads
-            flags=_flags("max_new_tokens", "temperature"))
-    for flag, text in (("--prompt", prompt), ("--system", system)):
-        if text is not None:
-            chatting.checked_text(text, flag)  # bytes that are not UTF-8, before the model loads
-    if versus is not None and (versus != "base" or collect is None):
-        raise TunesmithError(f"--versus {versus}: only --versus base, and only with --collect",
-                             fix="tunesmith chat RUN --collect prefs.jsonl --versus base")
+    options = _chat_options(max_new_tokens, temperature, prompt, system, versus, collect)
     collector = None
     if collect is not None:
         from tunesmith.collect import Collector
@@ -61,16 +52,7 @@ def chat(target: Target,
         write("\n" if reply.stopped else " [cut at max_new_tokens]\n")
         return
     _say(f"chatting with {session.what}; {chatting.HELP}")
-    tty = sys.stdin.isatty()
-    if hasattr(sys.stdin, "reconfigure"):  # a line that is not UTF-8 is said and skipped, not a traceback
-        sys.stdin.reconfigure(errors="surrogateescape")
-
-    def read() -> str | None:
-        try:
-            return input("you> " if tty else "")
-        except EOFError:
-            return None
-
+    read = _line_reader()
     if collector is not None:
         from tunesmith.collect import collect as collecting
 
@@ -79,6 +61,41 @@ def chat(target: Target,
         collecting(session, other, collector, read, write)
         return
     chatting.repl(session, read, write)
+
+
+def _chat_options(max_new_tokens: int | None, temperature: float | None, prompt: str | None, system: str | None,
+                  versus: str | None, collect: Path | None) -> dict[str, Any]:
+    """chat's flags checked before the model loads (the config's own checks, UTF-8, --versus); the generation
+    options given."""
+    from tunesmith import chat as chatting
+    from tunesmith.config import EvalConfig, section
+
+    given = {"max_new_tokens": max_new_tokens, "temperature": temperature}
+    options = {k: v for k, v in given.items() if v is not None}
+    section(EvalConfig, options, where="tunesmith chat", flags=_flags("max_new_tokens", "temperature"))
+    for flag, text in (("--prompt", prompt), ("--system", system)):
+        if text is not None:
+            chatting.checked_text(text, flag)  # bytes that are not UTF-8
+    if versus is not None and (versus != "base" or collect is None):
+        raise TunesmithError(f"--versus {versus}: only --versus base, and only with --collect",
+                             fix="tunesmith chat RUN --collect prefs.jsonl --versus base")
+    return options
+
+
+def _line_reader() -> Callable[[], str | None]:
+    """A reader of the user's lines ("you> " on a terminal; None at the end of input); a line that is not UTF-8 is
+    said and skipped by the chat, not a traceback."""
+    tty = sys.stdin.isatty()
+    if hasattr(sys.stdin, "reconfigure"):
+        sys.stdin.reconfigure(errors="surrogateescape")
+
+    def read() -> str | None:
+        try:
+            return input("you> " if tty else "")
+        except EOFError:
+            return None
+
+    return read
 
 
 
