@@ -279,3 +279,33 @@ def test_bf16_lora_inputs_cast_only_under_bf16_autocast(tiny_model_dir):
         assert norm(x).dtype == torch.float32
     with torch.autocast("cpu", dtype=torch.bfloat16):
         assert norm(x).dtype == torch.float32  # unhooked again: the norm keeps fp32 (LlamaRMSNorm's own dtype)
+
+
+def test_compiled_layers_train_like_uncompiled_ones_without_recompiling(tiny_model_dir):
+    """train.compile: each decoder layer compiled in place with dynamic lengths: eager's loss and adapter
+    gradients, the weights' names unchanged (the adapter saves as before), and another sequence length compiles
+    nothing new (TRL's whole-model compile compiled again at the second length)."""
+    import torch
+    from torch._dynamo.utils import counters
+
+    torch._dynamo.reset()
+    model = _lora_model(tiny_model_dir).eval()  # no dropout: compiled and eager draw other masks
+
+    def loss_and_grads(length: int) -> tuple[float, list]:
+        model.zero_grad()
+        ids = torch.randint(0, 1000, (2, length), generator=torch.Generator().manual_seed(length))
+        loss = model(input_ids=ids, labels=ids).loss
+        loss.backward()
+        return loss.item(), [p.grad.clone() for p in model.parameters() if p.requires_grad]
+
+    eager = loss_and_grads(24)
+    keys = list(model.state_dict())
+    assert fastpath.compile_layers(model) == model.config.num_hidden_layers
+    assert list(model.state_dict()) == keys
+    compiled = loss_and_grads(24)
+    assert compiled[0] == pytest.approx(eager[0], rel=1e-5)
+    assert all(torch.allclose(c, e, rtol=1e-3, atol=1e-6) for c, e in zip(compiled[1], eager[1]))
+    graphs = counters["stats"]["unique_graphs"]
+    assert graphs > 0
+    loss_and_grads(40)
+    assert counters["stats"]["unique_graphs"] == graphs

@@ -135,8 +135,9 @@ class TrainConfig(_Strict):
     batch_size: int = Field(8, ge=1, description="rows per step per process")
     grad_accum: int = Field(1, ge=1, description="steps accumulated per optimizer step")
     gradient_checkpointing: bool = Field(False, description="recompute activations: less memory, ~30% slower")
-    compile: bool = Field(False, description="torch.compile the model (inductor): off by default, its compile "
-                          "time did not pay for itself on a CPU run of the demo's size (docs/benchmarks.md)")
+    compile: bool = Field(False, description="torch.compile each decoder layer (inductor, dynamic lengths: one "
+                          "compile for all layers and lengths on a GPU's path): off by default, its compile time "
+                          "did not pay for itself on a CPU run of the demo's size (docs/benchmarks.md)")
     memory_gib: float | None = Field(
         None, gt=0, description="memory budget the plan fits batch_size, grad_accum and gradient_checkpointing "
         "into (those not set by you); null = what is free (cgroup limit or MemAvailable; free GPU memory on CUDA)")

@@ -2,8 +2,9 @@
 in each docstring): frozen linear weights stored in bf16 or fp16 (frozen_to_half), the fused LM head scoring only the
 supervised positions on the CPU too (supervised_logits_only), and LoRA dropout that draws only where it drops
 (cheap_dropout); around the loop on the CPU (cpu_step), attention over the whole score matrix for short rows
-(attention.py) and the LoRA adapters' inputs kept in bf16 (bf16_lora_inputs). train.run_trainer applies them;
-memory's estimate asks frozen_dtype and attention.kept_bytes.
+(attention.py) and the LoRA adapters' inputs kept in bf16 (bf16_lora_inputs); train.compile's regional
+compilation (compile_layers). train.run_trainer applies them; memory's estimate asks frozen_dtype and
+attention.kept_bytes.
 """
 
 from __future__ import annotations
@@ -90,6 +91,26 @@ def supervised_logits_only() -> bool:
     compact.tunesmith = True  # type: ignore[attr-defined]
     trl_utils._use_triton = compact
     return True
+
+
+def compile_layers(model: Any) -> int:
+    """train.compile: torch.compile each decoder layer in place, with dynamic sequence lengths; returns how many.
+
+    Regional compilation: the layers share one class and one graph, compiled once and reused by all of them, and
+    the weights' names (what saves the adapter) stay as they were. Handing TRL `torch_compile=True` compiled the
+    whole model, twice: at the first batch, and again at the second, whose packed length differed (dynamo then
+    marks the length dynamic). A 4-layer random Llama, the step as on a GPU (bench/train_contestants.py --model
+    narrow4 --cuda-path, 6 demo steps, 2 vCPUs): the whole model compiled for 65.6 + 62.5 s, accelerate's regional
+    compilation with dynamic lengths 38.0 s once, these layers 18.4 s once; then step times as uncompiled (0.25-0.36
+    s vs 0.24-0.30). On the CPU's own path (SmolLM2-135M, 10 demo steps) it compiled again at three more lengths
+    (attention.py's length groups are Python values) and steps were no faster (2.3-3.5 s): for GPUs only.
+    """
+    base = model.get_base_model() if hasattr(model, "get_base_model") else model
+    names = set(getattr(base, "_no_split_modules", None) or ())  # transformers' name for its repeated block
+    layers = [m for m in base.modules() if type(m).__name__ in names]
+    for layer in layers:
+        layer.compile(dynamic=True)
+    return len(layers)
 
 
 @contextlib.contextmanager

@@ -263,7 +263,7 @@ def training_args(cfg: RunConfig, run: RunDir, resuming: bool) -> dict[str, Any]
         seed=t.seed, data_seed=t.seed, report_to="none",  # trackers are added as callbacks, see _trackers
         gradient_checkpointing=t.gradient_checkpointing,  # TRL defaults it on; for small models it only costs time
         gradient_checkpointing_kwargs={"use_reentrant": False} if t.gradient_checkpointing else None,
-        remove_unused_columns=False, dataloader_num_workers=0, disable_tqdm=True, torch_compile=t.compile,
+        remove_unused_columns=False, dataloader_num_workers=0, disable_tqdm=True,  # train.compile: run_trainer
         bf16=precision == "bf16", fp16=precision == "fp16", use_cpu=not torch.cuda.is_available())
 
 
@@ -321,6 +321,8 @@ def run_trainer(trainer: Any, tokenizer: Any, cfg: RunConfig, run: RunDir, resum
         fastpath.frozen_to_half(trainer.model, fastpath.frozen_dtype(cfg))
     if not next(trainer.model.parameters()).is_cuda:
         fastpath.cheap_dropout(trainer.model)
+    if cfg.train.compile:
+        fastpath.compile_layers(trainer.model)
     start = time.perf_counter()
     with fastpath.cpu_step(trainer.model, cfg):
         trainer.train(resume_from_checkpoint=str(resume_from) if resume_from else None)
