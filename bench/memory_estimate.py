@@ -29,15 +29,18 @@ SAMPLE = ROOT / "src" / "tunesmith" / "sample_data"
 sys.path.insert(0, str(ROOT))  # the generated shapes live with the test fixtures, shared with the tests
 from tests.fixtures.shapes import korean_rows, multi_turn_rows  # noqa: E402
 # shape -> (rows, batch_size, template.max_length, gradient checkpointing); a name ending in _fp32 trains in fp32 (a
-# CPU without bf16: no autocast, rows padded); _checkpointed checks the checkpointed estimate.
+# CPU without bf16: no autocast, rows padded); _checkpointed checks the checkpointed estimate; _padded trains in bf16
+# with padded rows (train.padding_free off: length-grouped batches, as fp32's).
 SHAPES = {"chat": (None, 8, 384, False), "long_prompt_ko": (48, 4, 1024, False), "multi_turn": (48, 6, 512, False),
           "demo": (None, 8, 384, False), "long_prompt_ko_checkpointed": (48, 4, 1024, True),
           "long_prompt_ko_fp32": (48, 4, 1024, False),
-          "chat_fp32": (None, 8, 384, False), "multi_turn_fp32": (48, 6, 512, False)}
+          "chat_fp32": (None, 8, 384, False), "multi_turn_fp32": (48, 6, 512, False),
+          "chat_padded": (None, 8, 384, False), "multi_turn_padded": (48, 6, 512, False),
+          "long_prompt_ko_padded": (48, 4, 1024, False)}
 
 
 def data_files(shape: str, rows: int | None, folder: Path) -> list[Path]:
-    shape = shape.removesuffix("_checkpointed").removesuffix("_fp32")
+    shape = shape.removesuffix("_checkpointed").removesuffix("_fp32").removesuffix("_padded")
     if shape == "chat":
         return [SAMPLE / "counsel_en.jsonl"]
     if shape == "demo":
@@ -65,7 +68,8 @@ def child(shape: str, steps: int, folder: Path, measured: float | None = None) -
                  "train": {"max_steps": steps, "batch_size": batch, "gradient_checkpointing": checkpointing,
                            "logging_steps": 1, "eval_strategy": "steps",
                            "eval_steps": 100000, "early_stopping_patience": 0, "load_best": False,
-                           "report_to": [], **({"precision": "fp32"} if shape.endswith("_fp32") else {})}},
+                           "report_to": [], **({"precision": "fp32"} if shape.endswith("_fp32") else {}),
+                           **({"padding_free": "off"} if shape.endswith("_padded") else {})}},
                 source=f"<bench {shape}>")
     model, tok = models.load(cfg.model)
     _, train_ex, eval_ex = pipeline.render(tok, prepare(cfg.data), cfg, say=lambda _: None)

@@ -147,8 +147,8 @@ def test_attention_memory_counts_in_the_fit(tiny_model_dir, small_jsonl, tmp_pat
     # layers x rows x heads x L^2 bf16, with the allocator's headroom and a whole run's creep (docs/memory.md)
     assert kept == pytest.approx(2 * 2 * 4 * LONGEST**2 * 2 * memory.ALLOCATOR * memory.RUN_CREEP / 2**30)
     assert per_token == pytest.approx(2 * 64 * memory.PER_TOKEN_BYTES["half"] * memory.width_factor(arch, "cpu")
-                                      * memory.ALLOCATOR * memory._creep() / 2**30)
-    assert memory._creep() in (memory.RUN_CREEP, pytest.approx(memory.RUN_CREEP * memory.GLIBC_PER_TOKEN))
+                                      * memory.ALLOCATOR * memory._creep(cfg) / 2**30)
+    assert memory._creep(cfg) in (memory.RUN_CREEP, pytest.approx(memory.RUN_CREEP * memory.GLIBC_PER_TOKEN))
     assert memory.estimate_memory_gib(memory.with_train(cfg, batch_size=2), trainable, total, arch, LONGEST) == \
         pytest.approx(fixed + per_token * 2 * LONGEST + kept)
     assert memory.attention_gib(cfg, arch, (LONGEST,) * 6, True) == 0  # past the cap SDPA runs, linear in tokens
@@ -245,7 +245,7 @@ def test_on_a_gpu_the_estimate_is_the_gpus_peak_without_the_cpu_runtime(monkeypa
     monkeypatch.setattr(memory, "cuda", lambda: True)
     fixed, per_token = memory.memory_terms(cfg, *counts)
     assert fixed == pytest.approx(cpu_fixed - memory.RUNTIME_GIB)
-    assert per_token == pytest.approx(cpu_per_token / memory._creep())
+    assert per_token == pytest.approx(cpu_per_token / memory._creep(cfg))
     measured = {(r["shape"], r["contestant"]): r["peak_gpu_gib"] for r in json.loads(
         (Path(__file__).parents[1] / "bench/results/gpu_contestants_h100.json").read_text())["results"]}
     # the bench's rows: 8 x <= 326 tokens (demo), 4 x <= 1,003 (long prompt); packed and padded rows
@@ -272,3 +272,21 @@ def test_under_fp16_the_frozen_weights_count_as_stored_in_fp16(monkeypatch):
     assert fixed["fp16"] == fixed["bf16"]
     converted = total - arch.vocab_size * arch.hidden_size  # all but the (tied) embeddings
     assert fixed["fp32"] - fixed["fp16"] == pytest.approx(2 * converted * memory.ALLOCATOR / 2**30)
+
+
+def test_a_whole_runs_creep_follows_the_sampler(tiny_model_dir, small_jsonl, tmp_path, monkeypatch):
+    """Random batches of changing shapes leave freed activations in the allocator's caches (RUN_CREEP); length-grouped
+    batches draw their longest first, and later steps fit in what it left (GROUPED_CREEP; docs/memory.md)."""
+    from tunesmith import runtime
+
+    monkeypatch.setattr(memory, "cuda", lambda: False)
+    monkeypatch.setattr(runtime, "training_allocator", lambda: "tcmalloc")
+    packed = config(tiny_model_dir, small_jsonl, tmp_path, precision="bf16")  # padding-free: random batches
+    padded = config(tiny_model_dir, small_jsonl, tmp_path, precision="bf16", padding_free="off")  # grouped
+    chosen = config(tiny_model_dir, small_jsonl, tmp_path, precision="bf16", padding_free="off",
+                    group_by_length=False)  # padded, random: the user's choice
+    assert [memory.run_creep(c) for c in (packed, padded, chosen)] == \
+        [memory.RUN_CREEP, memory.GROUPED_CREEP, memory.RUN_CREEP]
+    assert memory.run_creep(config(tiny_model_dir, small_jsonl, tmp_path)) == memory.GROUPED_CREEP  # fp32: padded
+    per_token = {name: terms(c, False)[1] for name, c in (("padded", padded), ("chosen", chosen))}
+    assert per_token["chosen"] / per_token["padded"] == pytest.approx(memory.RUN_CREEP / memory.GROUPED_CREEP)

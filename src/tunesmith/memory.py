@@ -28,12 +28,12 @@ from tunesmith.records import Example
 # 2026-12-06 at 6 x 496 multi-turn rows: estimate 6.0 GiB with it, 5.1 without, peak RSS 5.8). Gradient
 # checkpointing: 2.67 GiB peak RSS over 40 steps at 4 x 1023 (2026-12-06; the 21 bytes scaled from an older
 # measurement by 55/120 estimated 4.2): 7 bytes per hidden unit per layer, plus one layer recomputed at a time
-# (estimate 2.72 GiB; fitted on that one shape, not held out). fp32 is not measured: bf16 / 0.65.
-# fp32 (no autocast, rows padded and length-grouped on a CPU): it was 85, a guess (bf16 / 0.65). The saved bytes
-# counted below say 95 (55 x 89.81 / 51.82 per hidden unit at 135M's shape), but peak RSS grew 0.71x that per token
-# (bench/memory_estimate.py, 8 x 95, 6 x 496 and 4 x 1023 tokens: 2.68, 7.46 and 8.58 GiB; a length-grouped run's
-# first step is its largest, so little creeps): 75 is the least that keeps all three at or above (+17%, +0%, +13%).
-PER_TOKEN_BYTES = {"half": 55, "fp32": 75}
+# (estimate 2.72 GiB; fitted on that one shape, not held out).
+# fp32 (no autocast, rows padded and length-grouped on a CPU): the saved bytes counted below, 95 at 135M's shape
+# (55 x 89.81 / 51.82 per hidden unit), with GROUPED_CREEP: bench/memory_estimate.py, 8 x 95, 6 x 496 and 4 x 1023
+# tokens, 2.68, 7.46 and 8.58 GiB measured, +20%, +5%, +18% estimated (it was 85, a guess, then 75 fitted on these
+# three with bf16's random-batch creep: +17%, +0%, +13%).
+PER_TOKEN_BYTES = {"half": 55, "fp32": 95}
 # Bytes a decoder layer keeps for backward per token (LoRA r16 on every linear), counted with autograd's saved-tensor
 # hooks (bench/saved_activations.py, bench/results/saved_activations_2026-12-06.json) on six shapes, SmolLM2-135M to
 # a Gemma-2B-like MLP: (per hidden unit, per MLP unit, per key/value unit, per attention head, constant), fitted by
@@ -59,9 +59,14 @@ ALLOCATOR = 1.25  # allocator headroom over the tensors' own size
 # Over a run, peak RSS creeps above the first steps' peak and then stays: batches of changing shapes leave the freed
 # activations of earlier ones in the allocator's caches. bench/memory_estimate.py --steps 40 (3 steps before):
 # chat 2.3 -> 2.9 GiB, multi-turn 5.8 -> 6.8; the demo (8 x 326) 5.06 GiB after step 1, 6.02 at step 50, 6.12 at 120.
-# The batch-dependent part of the estimate (activations, kept attention) is scaled by RUN_CREEP (CPU; the GPU's
-# caching allocator is not measured).
+# The batch-dependent part of the estimate (activations, kept attention) of a run of random batches is scaled by
+# RUN_CREEP (CPU; the GPU's caching allocator is not measured).
 RUN_CREEP = 1.3
+# Length-grouped batches (padded rows: fp32 on a CPU, or train.padding_free off) draw their longest batch first, and
+# later steps mostly fit in what it left: 1.08, the least that keeps six grouped shapes at or above their peaks
+# (bench/memory_estimate.py --steps 40, bf16 padded: chat 2.25, multi-turn 5.93, long Korean 5.91 GiB measured, +5%,
+# +1%, +7% estimated, where 1.3 said +14%, +16%, +23%; and the three fp32 shapes above). Fitted, not held out.
+GROUPED_CREEP = 1.08
 # glibc malloc (no tcmalloc to preload) keeps freed activation pages: its per-token peak RSS is 1.7x tcmalloc's,
 # a least-squares fit over bench/memory_estimate.py --allocator glibc (chat 3.06, long Korean prompt 8.88,
 # multi-turn 8.22 GiB measured; the fit's errors +5%, +6%, -10%). The fixed part is the same for both.
@@ -134,7 +139,7 @@ def memory_terms(cfg: RunConfig, trainable: int, total: int, arch: Any) -> tuple
     if cuda():  # the GPU's memory: no Python/library RSS, no CPU allocator creep
         runtime_gib = 0.0
     else:
-        runtime_gib, per_token = RUNTIME_GIB, per_token * _creep()
+        runtime_gib, per_token = RUNTIME_GIB, per_token * _creep(cfg)
     return (fixed * ALLOCATOR + runtime_gib * 2**30) / 2**30, per_token * ALLOCATOR / 2**30
 
 
@@ -165,10 +170,17 @@ def width_factor(arch: Any, path: str) -> float:
     return (saved_per_token(shape, path) / shape[0]) / (saved_per_token(MEASURED_SHAPE, path) / MEASURED_SHAPE[0])
 
 
-def _creep() -> float:
-    """How much the batch-dependent memory grows over a CPU run: RUN_CREEP, and glibc's higher per-token peak where
+def _creep(cfg: RunConfig) -> float:
+    """How much the batch-dependent memory grows over a CPU run (run_creep), and glibc's higher per-token peak where
     train will not have tcmalloc (the allocator it will really have, not the one it would prefer)."""
-    return RUN_CREEP * (GLIBC_PER_TOKEN if runtime.training_allocator() == "glibc" else 1.0)
+    return run_creep(cfg) * (GLIBC_PER_TOKEN if runtime.training_allocator() == "glibc" else 1.0)
+
+
+def run_creep(cfg: RunConfig) -> float:
+    """RUN_CREEP for random batches, GROUPED_CREEP for length-grouped ones (the run's sampler, as train draws it)."""
+    t = cfg.train
+    return GROUPED_CREEP if runtime.choose_group_by_length(t.group_by_length, t.padding_free, t.precision) \
+        else RUN_CREEP
 
 
 def estimate_memory_gib(cfg: RunConfig, trainable: int, total: int, arch: Any, longest: int) -> float:
@@ -225,7 +237,7 @@ def attention_gib(cfg: RunConfig, arch: Any, lengths: tuple[int, ...], packed: b
             else attention.kept_bytes(arch, len(lengths), max(lengths)))
     if cfg.train.gradient_checkpointing:
         kept //= getattr(arch, "num_hidden_layers", 12)
-    return kept * ALLOCATOR * RUN_CREEP / 2**30
+    return kept * ALLOCATOR * run_creep(cfg) / 2**30
 
 
 def memory_budget(cfg: RunConfig) -> tuple[float, str]:
@@ -339,8 +351,8 @@ def plan_line(cfg: RunConfig, train_ex: list[Example], budget: float, source: st
             f"({longest} tokens) would need ~{worst:.1f}, what the memory fit sizes for ("
             + ("the GPU's peak allocated memory: -5% to +8% on an H100 at 135M; other shapes scaled by the bytes a "
                "layer keeps, not yet measured on a GPU" if cuda()
-               else "a whole run's peak RSS: +5% to +18% on docs/memory.md's four shapes, fp32 +0% to +17% on "
-               "three") + ")")
+               else "a whole run's peak RSS: +5% to +18% on docs/memory.md's four shapes of random batches, +1% to "
+               "+7% on three of padded bf16 rows, fp32 +5% to +20% on three") + ")")
 
 
 def cuda() -> bool:
