@@ -317,8 +317,8 @@ def run_trainer(trainer: Any, tokenizer: Any, cfg: RunConfig, run: RunDir, resum
 
     hf_logging.disable_progress_bar()  # a "Writing model shards" bar per checkpoint drowns the metric lines
     trainer.remove_callback(PrinterCallback)  # our callback prints one readable line per log instead
-    if fastpath.frozen_dtype(cfg):
-        fastpath.frozen_to_half(trainer.model, fastpath.frozen_dtype(cfg))
+    if half := fastpath.frozen_dtype(cfg):
+        fastpath.frozen_to_half(trainer.model, half)
     if not next(trainer.model.parameters()).is_cuda:
         fastpath.cheap_dropout(trainer.model)
     if cfg.train.compile:
