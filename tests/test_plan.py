@@ -70,3 +70,16 @@ def test_the_time_estimate_counts_the_retention_check_unless_it_is_off(tiny_mode
     # SmolLM2's size (134.5M): 2 x 4,550 tokens forward plus 64 decoding steps, ~14 s in fp32 by the constants,
     # ~7 s in bf16.
     assert 5 < plan.retention_seconds(cfg, 134_515_008, 2) < 30
+
+
+def test_the_plan_says_what_compile_will_do(tiny_model_dir, small_jsonl, tmp_path, monkeypatch):
+    """train.compile off says nothing; on a CPU a warning with the measured slowdown and the flag that turns it off;
+    on a GPU what it compiles and when."""
+    assert plan.compile_line(config(tiny_model_dir, small_jsonl, tmp_path)) == []
+    on = config(tiny_model_dir, small_jsonl, tmp_path, compile=True)
+    monkeypatch.setattr(memory, "cuda", lambda: False)
+    [line] = plan.compile_line(on)
+    assert line.startswith("warning: compile:") and line.endswith("--set train.compile=false")
+    monkeypatch.setattr(memory, "cuda", lambda: True)
+    [line] = plan.compile_line(on)
+    assert line.startswith("compile: each decoder layer compiled once")

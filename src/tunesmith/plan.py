@@ -222,6 +222,7 @@ def describe(cfg: RunConfig, data: PreparedData, train_ex: list[Example], eval_e
         f"guard rails: {guard}",
         f"precision: {runtime.precision_reason(t.precision)}; device: {device}; allocator: {allocator}",
         memory.plan_line(cfg, train_ex, budget, source),
+        *compile_line(cfg),
         "estimated time: " + (f"~{duration(seconds)} for training, eval-loss passes, 2 x {eval_rows} "
                               "generations and their scoring (calibrated on this project's 2-core CPU; rough)"
                               if seconds is not None
@@ -231,6 +232,18 @@ def describe(cfg: RunConfig, data: PreparedData, train_ex: list[Example], eval_e
         *([_step_line(cfg, trainable)] if t.objective == "sft" else []),  # prefplan.objective_line otherwise
     ]
     return lines + time_knobs(cfg, train_ex, eval_ex, total, arch)
+
+
+def compile_line(cfg: RunConfig) -> list[str]:
+    """What train.compile will do, said in the plan when it is on: on a CPU it was measured slower."""
+    if not cfg.train.compile:
+        return []
+    if memory.cuda():
+        return ["compile: each decoder layer compiled once, at the first step (dynamic lengths): that step takes "
+                "longer; the compiled layers dispatch ~2.5x fewer ops a step (docs/benchmarks.md)"]
+    return ["warning: compile: train.compile on a CPU was 3.3x slower on the demo rows (102.9 vs 337.9 tokens/s, 10 "
+            "steps: it compiles again at each new set of attention length groups, and compiled steps were no "
+            "faster); it is meant for long GPU runs. --set train.compile=false"]
 
 
 def _step_line(cfg: RunConfig, trainable: int) -> str:
