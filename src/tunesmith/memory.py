@@ -178,9 +178,7 @@ def _creep(cfg: RunConfig) -> float:
 
 def run_creep(cfg: RunConfig) -> float:
     """RUN_CREEP for random batches, GROUPED_CREEP for length-grouped ones (the run's sampler, as train draws it)."""
-    t = cfg.train
-    return GROUPED_CREEP if runtime.choose_group_by_length(t.group_by_length, t.padding_free, t.precision) \
-        else RUN_CREEP
+    return GROUPED_CREEP if train.grouped_batches(cfg) else RUN_CREEP
 
 
 def estimate_memory_gib(cfg: RunConfig, trainable: int, total: int, arch: Any, longest: int) -> float:

@@ -248,8 +248,8 @@ def compile_line(cfg: RunConfig) -> list[str]:
 
 def _step_line(cfg: RunConfig, trainable: int) -> str:
     t = cfg.train
-    grouped = runtime.choose_group_by_length(t.group_by_length, t.padding_free, t.precision)
-    return (f"each optimizer step: (1) take a batch of rows {'of similar length' if grouped else 'drawn at random'}, "
+    return (f"each optimizer step: (1) take a batch of rows "
+            f"{'of similar length' if train.grouped_batches(cfg) else 'drawn at random'}, "
             + ("joined into one sequence (padding-free; attention stays within each row)"
                if runtime.choose_padding_free(t.padding_free, t.precision) else "padded to the longest")
             + "; (2) forward pass over every position, logits only where the loss is computed (TRL's fused LM "

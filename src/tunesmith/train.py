@@ -274,8 +274,7 @@ def _args(cfg: RunConfig, run: RunDir, resuming: bool) -> Any:
     return SFTConfig(
         **training_args(cfg, run, resuming),
         max_length=None, dataset_kwargs={"skip_prepare_dataset": True},
-        train_sampling_strategy="group_by_length" if choose_group_by_length(t.group_by_length, t.padding_free,
-                                                                            t.precision) else "random",
+        train_sampling_strategy="group_by_length" if grouped_batches(cfg) else "random",
         # TRL's collator: one row, position ids, labels kept
         padding_free=choose_padding_free(t.padding_free, t.precision))
 
@@ -364,11 +363,17 @@ def row_order(size: int, seed: int, epoch: int, lengths: list[int] | None = None
     return torch.randperm(size, generator=generator).tolist()
 
 
+def grouped_batches(cfg: RunConfig) -> bool:
+    """Whether the run's batches are length-grouped (train.group_by_length resolved), not drawn at random."""
+    t = cfg.train
+    return choose_group_by_length(t.group_by_length, t.padding_free, t.precision)
+
+
 def drawn_batches(lengths: list[int], cfg: RunConfig) -> Iterator[list[int]]:
     """The row lengths of each batch the run will draw, in order, epoch after epoch (all processes' batches, each
     micro-batch of an accumulated step): what the training sampler below yields, for the plan's memory estimate."""
     t = cfg.train
-    grouped = choose_group_by_length(t.group_by_length, t.padding_free, t.precision)
+    grouped = grouped_batches(cfg)
     left = steps(len(lengths), cfg)[1] * t.grad_accum * world_size()
     epoch = 0
     while left > 0:
