@@ -86,7 +86,7 @@ def child(shape: str, steps: int, folder: Path, measured: float | None = None) -
     from tunesmith import runtime
 
     return {"shape": shape, "allocator": runtime.training_allocator(), "rows": len(train_ex), "batch_size": batch,
-            "longest": longest, "drawn_longest": max(drawn), "packed": memory.padding_free(cfg),
+            "longest": longest, "drawn_longest": max(drawn), "packed": train.padding_free(cfg),
             "drawn_tokens": memory.step_tokens(cfg, drawn),
             "estimate_gib": round(estimate, 2), "worst_case_gib": round(worst, 2), "measured_gib": round(peak, 2),
             "error": round(estimate / peak - 1, 3), "worst_case_error": round(worst / peak - 1, 3)}

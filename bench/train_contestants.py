@@ -333,8 +333,6 @@ def tunesmith_run(data: Path, shape: str, steps: int, out: Path, variant: str = 
     result = train.train(model, tok, train_ex, eval_ex[:2], cfg, run, say=lambda _: None, progress=meter.callback())
     seconds = time.perf_counter() - start
     run.unlock()
-    from tunesmith.runtime import choose_group_by_length, choose_padding_free
-
     from tunesmith import memory
 
     # what `tunesmith plan` says the peak will be (process RSS on a CPU; on a GPU it is compared with the GPU's): the
@@ -344,8 +342,8 @@ def tunesmith_run(data: Path, shape: str, steps: int, out: Path, variant: str = 
     worst = memory.estimate_memory_gib(cfg, *counts, max(len(e.input_ids) for e in train_ex))
     t = cfg.train
     return meter, seconds, {"precision": t.precision,
-                            "group_by_length": choose_group_by_length(t.group_by_length, t.padding_free, t.precision),
-                            "padding_free": choose_padding_free(t.padding_free, t.precision),
+                            "group_by_length": train.grouped_batches(cfg),
+                            "padding_free": train.padding_free(cfg),
                             "compile": t.compile, "liger": variant == "tunesmith-liger",
                             "plan_gib": round(estimate, 2), "plan_worst_case_gib": round(worst, 2)}, result.model
 

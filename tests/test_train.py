@@ -428,3 +428,17 @@ def _top1_hits(model, example) -> tuple[int, int]:  # noqa: ANN001
         guess = model(input_ids=ids).logits[0, :-1].argmax(-1)
     kept = labels != train.IGNORE
     return int((guess[kept] == labels[kept]).sum()), int(kept.sum())
+
+
+@pytest.mark.parametrize(("setting", "precision", "packed"), [
+    ("on", "fp32", True), ("off", "bf16", False), ("auto", "fp32", False), ("auto", "bf16", True)])
+def test_one_reading_of_padding_free_drives_the_collator_and_the_sampler(tmp_path, small_jsonl, setting, precision,
+                                                                         packed):
+    """train.padding_free resolved once (no CUDA here: auto = on in bf16 only): what TRL's collator is told, and,
+    with group_by_length auto, the sampler is length-grouped exactly where the rows are padded."""
+    cfg = tiny_config(tmp_path / "m", small_jsonl, tmp_path / "runs", padding_free=setting, precision=precision)
+    run, _ = rundir.create(tmp_path / "runs", "x", overwrite=False, config_yaml=cfg.to_yaml())
+    args = train._args(cfg, run, resuming=False)
+    assert train.padding_free(cfg) is packed and args.padding_free is packed
+    assert train.grouped_batches(cfg) is not packed
+    assert args.train_sampling_strategy == ("random" if packed else "group_by_length")

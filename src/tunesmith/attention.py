@@ -9,7 +9,7 @@ O))) took a training step (fwd + bwd of a 8 x 85 and a 8 x 326 batch, SmolLM2-13
 probabilities kept for backward, B x H x L x L bf16 per layer: taken only while that is at most MAX_SCORE_BYTES
 (longer rows go to SDPA, whose memory grows linearly), and counted by plan's memory estimate (kept_bytes).
 
-Padding-free batches (one row of rows, positions restarting at 0; runtime.choose_padding_free) are padded again
+Padding-free batches (one row of rows, positions restarting at 0; train.padding_free) are padded again
 here for attention alone, so the projections, MLP and norms run on real tokens only while attention keeps its
 padded cost; SDPA's block-diagonal mask for such a row was 2x slower on long rows. The rows are padded in groups
 of similar length (length_groups): on random batches of the demo's rows (English ~85 tokens, Korean ~300), fwd +

@@ -211,18 +211,13 @@ def drawn_memory_gib(cfg: RunConfig, trainable: int, total: int, arch: Any, leng
 def step_gib(cfg: RunConfig, arch: Any, per_token: float, lengths: tuple[int, ...]) -> float:
     """GiB one batch of rows of these lengths adds to the fixed part: activations for its tokens (step_tokens) and
     the attention probabilities kept for backward."""
-    return per_token * step_tokens(cfg, lengths) + attention_gib(cfg, arch, lengths, padding_free(cfg))
-
-
-def padding_free(cfg: RunConfig) -> bool:
-    """Whether a step's rows are joined into one sequence (train.padding_free resolved)."""
-    return runtime.choose_padding_free(cfg.train.padding_free, cfg.train.precision)
+    return per_token * step_tokens(cfg, lengths) + attention_gib(cfg, arch, lengths, train.padding_free(cfg))
 
 
 def step_tokens(cfg: RunConfig, lengths: Sequence[int]) -> int:
     """Tokens a batch of rows of these lengths puts through the model: padding-free, the rows' own; padded, rows x
     the longest."""
-    return sum(lengths) if padding_free(cfg) else len(lengths) * max(lengths)
+    return sum(lengths) if train.padding_free(cfg) else len(lengths) * max(lengths)
 
 
 def attention_gib(cfg: RunConfig, arch: Any, lengths: tuple[int, ...], packed: bool) -> float:
@@ -344,7 +339,7 @@ def plan_line(cfg: RunConfig, train_ex: list[Example], budget: float, source: st
     worst = estimate_memory_gib(cfg, trainable, total, arch, longest)
     return (f"estimated peak memory: ~{peak:.1f} GiB of {budget:.1f} GiB available ({source}): the largest batch "
             f"this run draws, {len(batch)} rows, {step_tokens(cfg, batch)} tokens"
-            f"{' padded' * (not padding_free(cfg))} (up to {max(batch)} a row)"
+            f"{' padded' * (not train.padding_free(cfg))} (up to {max(batch)} a row)"
             f"{', checkpointed' if t.gradient_checkpointing else ''}; the {t.batch_size} longest rows together "
             f"({longest} tokens) would need ~{worst:.1f}, what the memory fit sizes for ("
             + ("the GPU's peak allocated memory: -5% to +8% on an H100 at 135M; other shapes scaled by the bytes a "

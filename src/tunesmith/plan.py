@@ -251,7 +251,7 @@ def _step_line(cfg: RunConfig, trainable: int) -> str:
     return (f"each optimizer step: (1) take a batch of rows "
             f"{'of similar length' if train.grouped_batches(cfg) else 'drawn at random'}, "
             + ("joined into one sequence (padding-free; attention stays within each row)"
-               if runtime.choose_padding_free(t.padding_free, t.precision) else "padded to the longest")
+               if train.padding_free(cfg) else "padded to the longest")
             + "; (2) forward pass over every position, logits only where the loss is computed (TRL's fused LM "
             "head); (3) loss = cross-entropy on supervised tokens only (prompt tokens carry label -100); "
             f"(4) backward: gradients for the {trainable:,} trainable parameters"

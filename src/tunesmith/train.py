@@ -270,13 +270,12 @@ def training_args(cfg: RunConfig, run: RunDir, resuming: bool) -> dict[str, Any]
 def _args(cfg: RunConfig, run: RunDir, resuming: bool) -> Any:
     from trl import SFTConfig
 
-    t = cfg.train
     return SFTConfig(
         **training_args(cfg, run, resuming),
         max_length=None, dataset_kwargs={"skip_prepare_dataset": True},
         train_sampling_strategy="group_by_length" if grouped_batches(cfg) else "random",
         # TRL's collator: one row, position ids, labels kept
-        padding_free=choose_padding_free(t.padding_free, t.precision))
+        padding_free=padding_free(cfg))
 
 
 def train(model: Any, tokenizer: Any, train_ex: list[Example], eval_ex: list[Example], cfg: RunConfig,
@@ -367,6 +366,12 @@ def grouped_batches(cfg: RunConfig) -> bool:
     """Whether the run's batches are length-grouped (train.group_by_length resolved), not drawn at random."""
     t = cfg.train
     return choose_group_by_length(t.group_by_length, t.padding_free, t.precision)
+
+
+def padding_free(cfg: RunConfig) -> bool:
+    """Whether a step's rows are joined into one sequence (train.padding_free resolved): what TRL's collator is
+    told, and what the plan's step line and memory estimate read."""
+    return choose_padding_free(cfg.train.padding_free, cfg.train.precision)
 
 
 def drawn_batches(lengths: list[int], cfg: RunConfig) -> Iterator[list[int]]:
