@@ -62,6 +62,7 @@ CONTESTANTS = ("trl-defaults", "trl-tuned", "tunesmith")
 # shows it
 VARIANTS = {"tunesmith-padded": {"padding_free": "off"}, "tunesmith-packed": {"padding_free": "on"},
             "tunesmith-compile": {"compile": True}, "tunesmith-liger": {}, "tunesmith-bf16in": {},
+            "tunesmith-varlen": {"attention": "varlen"},  # packed rows through torch's FlashAttention varlen kernel
             "tunesmith-fused": {"optimizer": "adamw_torch_fused"},  # transformers' default optimizer
             "tunesmith-flex": {},
             "tunesmith-grouped": {"group_by_length": True}}  # length-grouped batches: the held-out loss's gap

@@ -259,6 +259,12 @@ def test_cpu_step_keeps_fp32_and_full_fine_tuning_as_they_were(tiny_model_dir):
     full = cfg.model_copy(update={"train": cfg.train.model_copy(update={"method": "full"})})
     with fastpath.cpu_step(model, full) as switched:  # the attention only: the adapters' inputs are LoRA's
         assert switched == ["attention"]
+    sdpa = cfg.model_copy(update={"train": cfg.train.model_copy(update={"attention": "sdpa"})})
+    with fastpath.cpu_step(model, sdpa) as switched:  # train.attention: sdpa keeps the model's own attention
+        assert switched == ["bf16 LoRA inputs"] and model.config._attn_implementation == "sdpa"
+    with fastpath.gpu_step(model, cfg.model_copy(update={"train": cfg.train.model_copy(update={"attention": "varlen"})})
+                           ) as switched:
+        assert switched == []  # a model on the CPU: varlen.py's kernel is CUDA's (train.check_attention says so)
     assert len(fastpath._projection_norms(model)) == 2 * model.config.num_hidden_layers
 
 

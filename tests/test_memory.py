@@ -152,6 +152,8 @@ def test_attention_memory_counts_in_the_fit(tiny_model_dir, small_jsonl, tmp_pat
     assert memory.estimate_memory_gib(memory.with_train(cfg, batch_size=2), trainable, total, arch, LONGEST) == \
         pytest.approx(fixed + per_token * 2 * LONGEST + kept)
     assert memory.attention_gib(cfg, arch, (LONGEST,) * 6, True) == 0  # past the cap SDPA runs, linear in tokens
+    # train.attention: sdpa turns the matrix path off, and with it the quadratic term
+    assert memory.attention_gib(memory.with_train(cfg, attention="sdpa"), arch, (LONGEST,) * 2, True) == 0
     assert memory.attention_gib(memory.with_train(cfg, gradient_checkpointing=True), arch, (LONGEST,) * 2, True) == \
         pytest.approx(kept / 2)
     for room in (2.2, 3.5, 4.5):

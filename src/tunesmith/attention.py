@@ -238,18 +238,25 @@ def register() -> None:
 
 @contextlib.contextmanager
 def used_by(model: Any) -> Iterator[bool]:
-    """Train `model` (a PeftModel or a transformers model) with this attention; yields whether it was switched.
+    """Train `model` (a PeftModel or a transformers model) with this attention; yields whether it was switched."""
+    register()
+    with switched(model, NAME) as done:
+        yield done
+
+
+@contextlib.contextmanager
+def switched(model: Any, name: str) -> Iterator[bool]:
+    """Switch `model` to the registered attention implementation `name` for the block; yields whether it was.
 
     Only a model on SDPA is switched (eager, flash-attention or flex chosen by the user stay); the implementation it
-    had comes back on exit, errors included.
+    had comes back on exit, errors included. varlen.py switches through here too.
     """
     base = model.get_base_model() if hasattr(model, "get_base_model") else model
     before = getattr(base.config, "_attn_implementation", None)
     if before != "sdpa" or not hasattr(base, "set_attn_implementation"):
         yield False
         return
-    register()
-    base.set_attn_implementation(NAME)
+    base.set_attn_implementation(name)
     try:
         yield True
     finally:

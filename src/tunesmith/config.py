@@ -160,6 +160,11 @@ class TrainConfig(_Strict):
         "attention kept within each row); auto = on with a CUDA GPU (1.2-1.3x there) and on a CPU in bf16 (1.1x on "
         "the demo rows: the rows are padded again for attention alone), off in fp32 (up to 2x slower: "
         "docs/benchmarks.md)")
+    attention: Literal["auto", "sdpa", "varlen"] = Field(
+        "auto", description="auto = on a CPU in bf16 tunesmith's own attention for short rows (whole score matrix in "
+        "bf16 matmuls: 11.5 -> 10.2 s a demo step pair), elsewhere the model's SDPA; sdpa = the model's SDPA "
+        "everywhere; varlen = padding-free rows through PyTorch's FlashAttention varlen kernel on a CUDA GPU "
+        "(compute capability 8.0+, bf16/fp16; no mask over the packed row): a candidate, not yet timed on a GPU")
     report_to: list[Literal["tensorboard", "wandb"]] = Field(
         default_factory=lambda: ["tensorboard"], description="trackers besides metrics.jsonl; wandb runs "
         "offline (files under the run folder) when no API key is configured")

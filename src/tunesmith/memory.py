@@ -223,8 +223,8 @@ def step_tokens(cfg: RunConfig, lengths: Sequence[int]) -> int:
 def attention_gib(cfg: RunConfig, arch: Any, lengths: tuple[int, ...], packed: bool) -> float:
     """GiB of attention probabilities kept for backward by attention.py's matrix path (CPU, bf16 autocast, batches
     small enough; packed rows padded in length groups); SDPA, which the GPU and long rows use, keeps nothing
-    quadratic. Checkpointed layers keep one."""
-    if cuda() or runtime.choose_precision(cfg.train.precision) != "bf16":
+    quadratic (nor does varlen.py's kernel). Checkpointed layers keep one."""
+    if cuda() or runtime.choose_precision(cfg.train.precision) != "bf16" or cfg.train.attention != "auto":
         return 0.0
     kept = (attention.kept_bytes_packed(arch, lengths) if packed
             else attention.kept_bytes(arch, len(lengths), max(lengths)))

@@ -179,6 +179,7 @@ def describe(cfg: RunConfig, data: PreparedData, train_ex: list[Example], eval_e
     """The plan as lines of text; raises the errors training would (a QLoRA on a CPU, a misnamed LoRA target)."""
     t = cfg.train
     models.quantization_config(t.load_in)  # `plan --load-4bit` refuses where `train --load-4bit` would
+    train.check_attention(cfg)  # so does train.attention: varlen without a GPU that runs it
     per_epoch, total_steps = train.steps(len(train_ex), cfg)
     epochs = total_steps / per_epoch
     tokens = sum(len(e.input_ids) for e in train_ex)
@@ -250,7 +251,8 @@ def _step_line(cfg: RunConfig, trainable: int) -> str:
     t = cfg.train
     return (f"each optimizer step: (1) take a batch of rows "
             f"{'of similar length' if train.grouped_batches(cfg) else 'drawn at random'}, "
-            + ("joined into one sequence (padding-free; attention stays within each row)"
+            + ("joined into one sequence (padding-free; attention stays within each row"
+               + (", through PyTorch's FlashAttention varlen kernel)" if t.attention == "varlen" else ")")
                if train.padding_free(cfg) else "padded to the longest")
             + "; (2) forward pass over every position, logits only where the loss is computed (TRL's fused LM "
             "head); (3) loss = cross-entropy on supervised tokens only (prompt tokens carry label -100); "

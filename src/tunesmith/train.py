@@ -17,7 +17,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
-from tunesmith import fastpath, rundir
+from tunesmith import fastpath, rundir, varlen
 from tunesmith.config import RunConfig
 from tunesmith.errors import TunesmithError
 from tunesmith.records import IGNORE, Example
@@ -287,6 +287,7 @@ def train(model: Any, tokenizer: Any, train_ex: list[Example], eval_ex: list[Exa
     """
     from peft import PeftModel
 
+    check_attention(cfg)
     callbacks = callbacks_for(cfg, run, say, progress)
     lora = cfg.train.method == "lora" and not isinstance(model, PeftModel)
     fastpath.supervised_logits_only()
@@ -296,6 +297,20 @@ def train(model: Any, tokenizer: Any, train_ex: list[Example], eval_ex: list[Exa
                          processing_class=tokenizer, peft_config=peft_config(cfg) if lora else None,
                          callbacks=callbacks)
     return run_trainer(trainer, tokenizer, cfg, run, resume_from)
+
+
+def check_attention(cfg: RunConfig) -> None:
+    """train.attention: varlen where it can train (SFT's padding-free rows on a capable GPU), or an error saying why
+    not and what to set instead; the plan asks it too, before any model loads."""
+    if cfg.train.attention != "varlen":
+        return
+    why = varlen.unavailable(choose_precision(cfg.train.precision))
+    if why is None and not padding_free(cfg):
+        why = "it attends padding-free rows, and train.padding_free is off"
+    if why is not None:
+        raise TunesmithError(f"varlen cannot train here: {why}", where="train.attention",
+                             fix="use train.attention: auto (--set train.attention=auto)"
+                             + (" or train.padding_free: on" if "padding_free" in why else ""))
 
 
 def callbacks_for(cfg: RunConfig, run: RunDir, say: Callable[[str], None], progress: Any = None) -> list[Any]:
@@ -322,7 +337,7 @@ def run_trainer(trainer: Any, tokenizer: Any, cfg: RunConfig, run: RunDir, resum
     if cfg.train.compile:
         fastpath.compile_layers(trainer.model)
     start = time.perf_counter()
-    with fastpath.cpu_step(trainer.model, cfg):
+    with fastpath.cpu_step(trainer.model, cfg), fastpath.gpu_step(trainer.model, cfg):
         trainer.train(resume_from_checkpoint=str(resume_from) if resume_from else None)
     seconds = time.perf_counter() - start
     tokens = int(trainer.state.num_input_tokens_seen or 0)
