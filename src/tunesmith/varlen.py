@@ -3,11 +3,14 @@
 A padding-free step is one row of rows, positions restarting at 0 (train.padding_free; on by default with a GPU).
 transformers' SDPA path attends it through a [T x T] block-diagonal mask built from the position ids at every
 forward, and with an arbitrary mask SDPA cannot take its flash kernel: the memory-efficient kernel scores every
-(query, key) pair of the packed row, T^2 where the rows need sum(len^2) (issue 27's long rows, 4 of up to 1,024
-tokens: ~4x the attention work; the demo's 8 rows of ~85 and ~300: ~3x). transformers' own varlen path
+(query, key) pair of the packed row, T^2, where causal rows need sum(len^2) / 2: 11.7x that on the demo's rows (8 a
+step drawn at random, mean of 200 draws), 7.9x on issue 27's long rows (4 of ~966 tokens; counted on
+bench/gpu_check.sh's rows with SmolLM2's tokenizer). transformers' own varlen path
 (flash_attention_2) needs the flash-attn package, built against the CUDA toolkit; torch >= 2.10 ships the same FA2
 varlen kernel as `torch.nn.attention.varlen.varlen_attn`, fed here by what TRL's padding-free collator already
-computes on the host (cu_seq_lens_q, max_length_q): no mask, no read-back of the position ids.
+computes on the host (cu_seq_lens_q, max_length_q): no mask (transformers still reads the position ids back once a
+forward to see that the rows are packed; registering no mask function would skip that, and drop a padded batch's
+mask with it).
 
 Not yet timed on a GPU (sessions 12-19 had none lent): a candidate, chosen only by train.attention: varlen (bench:
 tunesmith-varlen, run by bench/gpu_check.sh), and kept as the GPU default only if the bench shows it. Exactly where
