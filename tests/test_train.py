@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from tests import conftest
-from tests.conftest import tunesmith
+from tests.conftest import fails, tunesmith
 from tunesmith import config, diskio, pipeline, rundir, train
 from tunesmith.errors import TunesmithError
 
@@ -442,3 +442,22 @@ def test_one_reading_of_padding_free_drives_the_collator_and_the_sampler(tmp_pat
     assert train.padding_free(cfg) is packed and args.padding_free is packed
     assert train.grouped_batches(cfg) is not packed
     assert args.train_sampling_strategy == ("random" if packed else "group_by_length")
+
+
+def test_a_diverged_run_stops_with_the_step_and_what_to_lower(tmp_path, tiny_model_dir, small_jsonl):
+    """At learning rate 1e30 the weights overflow after one update: the run stops at the first nan it logs, says so
+    (exit 2), saves no weights and records the failure, where transformers' nan filter had logged "loss 0" and the
+    summary had read it as memorising the rows."""
+    import json
+
+    res = tunesmith("train", "--model", str(tiny_model_dir), "--data", str(small_jsonl), "--name", "nan",
+                    "--set", "train.learning_rate=1e30", "--set", "train.epochs=4", "--set", "train.logging_steps=1",
+                    "--set", "train.report_to=[]", "--set", "eval.retention=off", cwd=tmp_path)
+    err = fails(res, "training diverged: the eval loss was nan at step 2", "lower train.learning_rate (now 1e+30",
+                "--overwrite")
+    run = rundir.RunDir(tmp_path / "runs" / "nan")
+    rows = [json.loads(line) for line in run.metrics.read_text(encoding="utf-8").splitlines()]
+    assert math.isnan(rows[-1]["eval_loss"]) and rows[-1]["step"] == 2  # logged as it was, and nothing after it
+    assert all(math.isfinite(r.get("loss", 0.0)) for r in rows)
+    assert run.weights is None and "training diverged" in run.root.joinpath("failed.txt").read_text(encoding="utf-8")
+    assert "memoris" not in err

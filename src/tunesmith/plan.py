@@ -258,5 +258,5 @@ def _step_line(cfg: RunConfig, trainable: int) -> str:
             "head); (3) loss = cross-entropy on supervised tokens only (prompt tokens carry label -100); "
             f"(4) backward: gradients for the {trainable:,} trainable parameters"
             + (f", summed over {t.grad_accum} batches" if t.grad_accum > 1 else "")
-            + f"; (5) clip the gradient norm, {t.optimizer} updates the weights, the {t.lr_scheduler} scheduler "
-              "sets the next learning rate")
+            + f"; (5) {'clip the gradient norm, ' if t.max_grad_norm else ''}{t.optimizer} updates the weights, the "
+              f"{t.lr_scheduler} scheduler sets the next learning rate")

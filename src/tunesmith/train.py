@@ -95,6 +95,7 @@ def _callbacks(run: RunDir, say: Callable[[str], None]) -> list[Any]:
             self.tokens_at_last_log = 0
             self._t0 = 0.0
             self.stopped = False
+            self.diverged: tuple[str, float, int] | None = None  # (what, its value, step): run_trainer raises
 
         def on_step_begin(self, args, state, control, **kw):  # noqa: ANN001
             self._t0 = time.perf_counter()
@@ -118,6 +119,10 @@ def _callbacks(run: RunDir, say: Callable[[str], None]) -> list[Any]:
                     logs["tokens_per_s"] = round((tokens - self.tokens_at_last_log) / self.step_time, 1)
                 self.tokens_at_last_log, self.step_time = tokens, 0.0
                 logs["peak_memory_mb"] = round(_peak_memory_mb())
+            bad = [(name, logs[name]) for name in ("loss", "eval_loss") if not math.isfinite(logs.get(name, 0.0))]
+            if bad and self.diverged is None:  # every rank logs the same reduced numbers: all stop here
+                self.diverged = (*bad[0], state.global_step)
+                control.should_training_stop = True
             if not state.is_world_process_zero:
                 return
             row = replace(LogRow.of(state.global_step, round(state.epoch or 0.0, 4), logs),
@@ -251,7 +256,7 @@ def training_args(cfg: RunConfig, run: RunDir, resuming: bool) -> dict[str, Any]
         output_dir=str(run.checkpoints), num_train_epochs=t.epochs, max_steps=t.max_steps,
         learning_rate=t.learning_rate, lr_scheduler_type=t.lr_scheduler,
         warmup_steps=t.warmup_ratio,  # a float < 1 is a ratio in transformers 5
-        weight_decay=t.weight_decay, optim=t.optimizer, max_grad_norm=t.max_grad_norm or None,
+        weight_decay=t.weight_decay, optim=t.optimizer, max_grad_norm=t.max_grad_norm,  # 0: no clipping
         per_device_train_batch_size=t.batch_size, per_device_eval_batch_size=t.batch_size,
         gradient_accumulation_steps=t.grad_accum, logging_steps=t.logging_steps,
         eval_strategy=t.eval_strategy, eval_steps=t.eval_steps,
@@ -264,6 +269,10 @@ def training_args(cfg: RunConfig, run: RunDir, resuming: bool) -> dict[str, Any]
         gradient_checkpointing=t.gradient_checkpointing,  # TRL defaults it on; for small models it only costs time
         gradient_checkpointing_kwargs={"use_reentrant": False} if t.gradient_checkpointing else None,
         remove_unused_columns=False, dataloader_num_workers=0, disable_tqdm=True,  # train.compile: run_trainer
+        # a step's nan or inf loss is logged as it is (MetricsFile stops the run on it): transformers' filter put
+        # the average of the earlier steps in its place, a diverged run logged "loss 0" and read as memorising its
+        # rows; and it read each step's loss back from the GPU (two waits a step)
+        logging_nan_inf_filter=False,
         bf16=precision == "bf16", fp16=precision == "fp16", use_cpu=not torch.cuda.is_available())
 
 
@@ -342,12 +351,28 @@ def run_trainer(trainer: Any, tokenizer: Any, cfg: RunConfig, run: RunDir, resum
     seconds = time.perf_counter() - start
     tokens = int(trainer.state.num_input_tokens_seen or 0)
     metrics_file = next(c for c in trainer.callback_handler.callbacks if hasattr(c, "stopped"))
+    if metrics_file.diverged is not None:
+        _leave_process_group()
+        raise diverged(metrics_file.diverged, cfg)
     if metrics_file.stopped:  # the checkpoint just saved is what a resume starts from; no weights yet
         _leave_process_group()
         return TrainResult(trainer.model, seconds, tokens, stopped=True)
     save_weights(trainer, tokenizer, run, full=cfg.train.method == "full")
     _leave_process_group()
     return TrainResult(trainer.model, seconds, tokens)
+
+
+def diverged(seen: tuple[str, float, int], cfg: RunConfig) -> TunesmithError:
+    """The error of a run whose loss stopped being a number: the weights are not saved as the run's."""
+    name, value, step = seen
+    t = cfg.train
+    fp16 = choose_precision(t.precision) == "fp16"
+    return TunesmithError(
+        f"training diverged: the {'eval loss' if name == 'eval_loss' else 'train loss'} was {value} at step {step}, "
+        "so training stopped there and no weights were saved as the run's (its checkpoints stay)",
+        fix=f"lower train.learning_rate (now {t.learning_rate:g}; LoRA usually trains at 1e-4 to "
+        "2e-4)" + (", or use train.precision: bf16 or fp32 (fp16 overflows where bf16 does not)" if fp16 else "")
+        + ", and run again with --overwrite")
 
 
 def _leave_process_group() -> None:
