@@ -461,3 +461,13 @@ def test_a_diverged_run_stops_with_the_step_and_what_to_lower(tmp_path, tiny_mod
     assert all(math.isfinite(r.get("loss", 0.0)) for r in rows)
     assert run.weights is None and "training diverged" in run.root.joinpath("failed.txt").read_text(encoding="utf-8")
     assert "memoris" not in err
+
+
+def test_max_grad_norm_zero_trains_without_clipping(tmp_path, tiny_model_dir, small_jsonl):
+    # "0 = off" in the config: passed on as None, transformers 5 compared None > 0 at the first step and crashed
+    _, rows = _train_and_watch(tiny_model_dir, small_jsonl, tmp_path, max_grad_norm=0.0)
+    losses = [r["loss"] for r in rows if "loss" in r]
+    assert len(losses) == 3 and all(math.isfinite(x) for x in losses)
+    cfg = tiny_config(tiny_model_dir, small_jsonl, tmp_path / "args", max_grad_norm=0.0)
+    run, _ = rundir.create(tmp_path / "args", "x", overwrite=False, config_yaml=cfg.to_yaml())
+    assert train._args(cfg, run, resuming=False).max_grad_norm == 0.0  # transformers skips clipping at 0
