@@ -471,3 +471,16 @@ def test_max_grad_norm_zero_trains_without_clipping(tmp_path, tiny_model_dir, sm
     cfg = tiny_config(tiny_model_dir, small_jsonl, tmp_path / "args", max_grad_norm=0.0)
     run, _ = rundir.create(tmp_path / "args", "x", overwrite=False, config_yaml=cfg.to_yaml())
     assert train._args(cfg, run, resuming=False).max_grad_norm == 0.0  # transformers skips clipping at 0
+
+
+def test_a_scheduler_gets_its_settings_and_says_what_it_lacks(tmp_path, tiny_model_dir, small_jsonl):
+    """cosine_with_min_lr, cosine_warmup_with_min_lr and warmup_stable_decay raised at the first step on their
+    defaults (no lr_scheduler_kwargs reached transformers); now the kwargs reach it, and plan says what is missing."""
+    _, rows = _train_and_watch(tiny_model_dir, small_jsonl, tmp_path / "min", lr_scheduler="cosine_with_min_lr",
+                               lr_scheduler_kwargs={"min_lr_rate": 0.5}, warmup_ratio=0.0)
+    rates = [r["learning_rate"] for r in rows if "learning_rate" in r]
+    assert len(rates) == 3 and min(rates) >= 0.5 * 5e-3 and rates[-1] < rates[0]  # decays, to half at most
+    res = tunesmith("plan", "--model", str(tiny_model_dir), "--data", str(small_jsonl),
+                    "--set", "train.lr_scheduler=warmup_stable_decay", cwd=tmp_path)
+    fails(res, "train.lr_scheduler_kwargs: the warmup_stable_decay scheduler cannot run", "num_decay_steps",
+          "--set train.lr_scheduler_kwargs.num_decay_steps=20")

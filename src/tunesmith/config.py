@@ -124,6 +124,10 @@ class TrainConfig(_Strict):
     learning_rate: float = Field(2e-4, gt=0, description="peak learning rate (LoRA usually 1e-4 to 5e-4; full "
                                  "fine-tuning ~10x lower)")
     lr_scheduler: str = Field("cosine", description="any transformers scheduler name: cosine, linear, constant...")
+    lr_scheduler_kwargs: dict[str, float | int | str] = Field(
+        default_factory=dict, description="the scheduler's own settings, as transformers' lr_scheduler_kwargs: "
+        "cosine_with_min_lr and cosine_warmup_with_min_lr need min_lr_rate (or min_lr), warmup_stable_decay "
+        "num_decay_steps; --set train.lr_scheduler_kwargs.min_lr_rate=0.1")
     warmup_ratio: float = Field(0.05, ge=0, lt=1, description="share of the steps spent ramping the learning rate up")
     weight_decay: float = Field(0.0, ge=0, description="AdamW weight decay")
     # Not transformers' default (adamw_torch_fused since torch 2.8): on the 2-vCPU Zen 4 the fused kernel took

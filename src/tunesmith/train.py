@@ -252,9 +252,10 @@ def training_args(cfg: RunConfig, run: RunDir, resuming: bool) -> dict[str, Any]
     if precision == "fp16" and not torch.cuda.is_available():
         raise TunesmithError("train.precision: fp16 needs a CUDA GPU", fix="use precision: auto, bf16 or fp32")
     guard = t.early_stopping_patience > 0 or t.load_best
+    check_scheduler(cfg)
     return dict(
         output_dir=str(run.checkpoints), num_train_epochs=t.epochs, max_steps=t.max_steps,
-        learning_rate=t.learning_rate, lr_scheduler_type=t.lr_scheduler,
+        learning_rate=t.learning_rate, lr_scheduler_type=t.lr_scheduler, lr_scheduler_kwargs=dict(t.lr_scheduler_kwargs),
         warmup_steps=t.warmup_ratio,  # a float < 1 is a ratio in transformers 5
         weight_decay=t.weight_decay, optim=t.optimizer, max_grad_norm=t.max_grad_norm,  # 0: no clipping
         per_device_train_batch_size=t.batch_size, per_device_eval_batch_size=t.batch_size,
@@ -306,6 +307,33 @@ def train(model: Any, tokenizer: Any, train_ex: list[Example], eval_ex: list[Exa
                          processing_class=tokenizer, peft_config=peft_config(cfg) if lora else None,
                          callbacks=callbacks)
     return run_trainer(trainer, tokenizer, cfg, run, resume_from)
+
+
+# what each scheduler that cannot run on its defaults needs, as the flag that gives it
+SCHEDULER_NEEDS = {"cosine_with_min_lr": "train.lr_scheduler_kwargs.min_lr_rate=0.1",
+                   "cosine_warmup_with_min_lr": "train.lr_scheduler_kwargs.min_lr_rate=0.1",
+                   "warmup_stable_decay": "train.lr_scheduler_kwargs.num_decay_steps=20"}
+
+
+def check_scheduler(cfg: RunConfig) -> None:
+    """train.lr_scheduler with its kwargs, built once by transformers on a stand-in optimizer (its own check of
+    what the scheduler needs), so that a missing or unknown setting is an error naming it before a model loads:
+    three of the names transformers offers raised at the first step on their defaults."""
+    import torch
+    from transformers import get_scheduler
+
+    t = cfg.train
+    stand_in = torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=t.learning_rate)
+    try:
+        get_scheduler(t.lr_scheduler, stand_in, num_warmup_steps=1, num_training_steps=10,
+                      scheduler_specific_kwargs=dict(t.lr_scheduler_kwargs))
+    except (TypeError, ValueError) as err:
+        example = SCHEDULER_NEEDS.get(t.lr_scheduler)
+        raise TunesmithError(
+            f"the {t.lr_scheduler} scheduler cannot run with lr_scheduler_kwargs {dict(t.lr_scheduler_kwargs)}: {err}",
+            where="train.lr_scheduler_kwargs",
+            fix=(f"--set {example}, " if example else "set what it takes in train.lr_scheduler_kwargs, ")
+            + "or another train.lr_scheduler (cosine, linear, constant)") from None
 
 
 def check_attention(cfg: RunConfig) -> None:
