@@ -484,3 +484,14 @@ def test_a_scheduler_gets_its_settings_and_says_what_it_lacks(tmp_path, tiny_mod
                     "--set", "train.lr_scheduler=warmup_stable_decay", cwd=tmp_path)
     fails(res, "train.lr_scheduler_kwargs: the warmup_stable_decay scheduler cannot run", "num_decay_steps",
           "--set train.lr_scheduler_kwargs.num_decay_steps=20")
+
+
+def test_an_optimizer_from_a_missing_package_is_named_before_a_model_loads(tmp_path, small_jsonl):
+    import importlib.util
+
+    assert importlib.util.find_spec("lomo_optim") is None  # not a dependency: what a user may name anyway
+    cfg = tiny_config(tmp_path / "m", small_jsonl, tmp_path / "runs", optimizer="lomo")
+    with pytest.raises(TunesmithError, match="the lomo optimizer cannot run here: .*lomo-optim") as err:
+        train.check_optimizer(cfg)
+    assert "--set train.optimizer=adamw_torch" in err.value.render()
+    train.check_optimizer(tiny_config(tmp_path / "m", small_jsonl, tmp_path / "runs", optimizer="adamw_torch_fused"))

@@ -181,6 +181,7 @@ def describe(cfg: RunConfig, data: PreparedData, train_ex: list[Example], eval_e
     models.quantization_config(t.load_in)  # `plan --load-4bit` refuses where `train --load-4bit` would
     train.check_attention(cfg)  # so does train.attention: varlen without a GPU that runs it
     train.check_scheduler(cfg)  # and a scheduler without the settings it needs
+    train.check_optimizer(cfg)  # and an optimizer from a package this machine lacks
     per_epoch, total_steps = train.steps(len(train_ex), cfg)
     epochs = total_steps / per_epoch
     tokens = sum(len(e.input_ids) for e in train_ex)

@@ -253,6 +253,7 @@ def training_args(cfg: RunConfig, run: RunDir, resuming: bool) -> dict[str, Any]
         raise TunesmithError("train.precision: fp16 needs a CUDA GPU", fix="use precision: auto, bf16 or fp32")
     guard = t.early_stopping_patience > 0 or t.load_best
     check_scheduler(cfg)
+    check_optimizer(cfg)
     return dict(
         output_dir=str(run.checkpoints), num_train_epochs=t.epochs, max_steps=t.max_steps,
         learning_rate=t.learning_rate, lr_scheduler_type=t.lr_scheduler, lr_scheduler_kwargs=dict(t.lr_scheduler_kwargs),
@@ -334,6 +335,24 @@ def check_scheduler(cfg: RunConfig) -> None:
             where="train.lr_scheduler_kwargs",
             fix=(f"--set {example}, " if example else "set what it takes in train.lr_scheduler_kwargs, ")
             + "or another train.lr_scheduler (cosine, linear, constant)") from None
+
+
+def check_optimizer(cfg: RunConfig) -> None:
+    """train.optimizer resolved by transformers as the Trainer will (its class and settings, on a stand-in module),
+    so that one needing a package this machine lacks (bitsandbytes, torchao, galore_torch...) is an error naming
+    it before a model loads, not an ImportError at the first step."""
+    import torch
+    from transformers import Trainer, TrainingArguments
+
+    t = cfg.train
+    args = TrainingArguments(optim=t.optimizer, learning_rate=t.learning_rate, weight_decay=t.weight_decay,
+                             report_to="none", use_cpu=not torch.cuda.is_available())
+    try:
+        Trainer.get_optimizer_cls_and_kwargs(args, torch.nn.Linear(1, 1))
+    except (ImportError, ValueError) as err:
+        raise TunesmithError(f"the {t.optimizer} optimizer cannot run here: {err}", where="train.optimizer",
+                             fix="install what it names, or use train.optimizer: adamw_torch (the default; "
+                                 "--set train.optimizer=adamw_torch)") from None
 
 
 def check_attention(cfg: RunConfig) -> None:
