@@ -34,6 +34,10 @@ def test_bad_value_names_the_key_and_the_value(tmp_path: Path):
     p.write_text("name: x\ndata: {train: [a.jsonl], eval_fraction: 1.5}\n")
     with pytest.raises(TunesmithError, match=r'"data.eval_fraction": .*less than 1 \(got 1.5\)'):
         config.load(p)
+    for steps in (0, -2):  # transformers trained one step at 0 where the plan counted train.epochs'
+        p.write_text(f"name: x\ndata: {{train: [a.jsonl]}}\ntrain: {{max_steps: {steps}}}\n")
+        with pytest.raises(TunesmithError, match=rf'"train.max_steps": expected -1 .* >= 1 \(got {steps}\)'):
+            config.load(p)
 
 
 def test_set_overrides_and_relative_paths(tmp_path: Path):

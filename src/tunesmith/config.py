@@ -183,6 +183,14 @@ class TrainConfig(_Strict):
     def _known_optimizer(cls, name: str) -> str:
         return _one_of(name, OPTIMIZERS, "optimizer")
 
+    @field_validator("max_steps")
+    @classmethod
+    def _steps_or_epochs(cls, steps: int) -> int:
+        # transformers counts epochs only below 0: at 0 it trained one step where the plan counted the epochs'
+        if steps == -1 or steps >= 1:
+            return steps
+        raise ValueError("expected -1 (train.epochs decides) or a number of steps >= 1")
+
 
 def _one_of(name: str, allowed: tuple[str, ...], what: str) -> str:
     """Check a name against its registry now, not when the stage that uses it runs (after the run folder exists)."""
