@@ -377,8 +377,7 @@ def load_run_weights(run: Any, *, trainable: bool = False, load_in: str | None =
     from tunesmith import config as config_mod
 
     if run.weights is None:
-        raise TunesmithError(f"{run.root} has no trained weights (adapter/ or model/)",
-                             fix=f"finish training first: tunesmith train {run.config}")
+        raise run.no_weights_error()
     if run.weights == run.full:
         model, tok = load(str(run.full))
         return model, tok, str(run.full)

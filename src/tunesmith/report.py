@@ -423,6 +423,8 @@ def write(run: RunDir, say: Callable[[str], None] | None = None) -> Path:
     """Write report.html and report.md (+ its PNG) from the run folder; returns the HTML path."""
     if not run.root.is_dir():
         raise TunesmithError(f"run folder {run.root} not found", fix="pass a folder under runs/")
+    if run.weights is None and run.failure.is_file():  # not "no evaluation yet": eval could not make one
+        raise run.no_weights_error()
     secs = sections(run, say)
     title = run.root.name
     for _, blocks in secs:  # the picture first: report.md never points at a missing PNG

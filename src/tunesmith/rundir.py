@@ -151,6 +151,17 @@ class RunDir:
     def record_failure(self, text: str) -> None:
         write_text(self.failure, text.rstrip() + "\n")
 
+    def no_weights_error(self) -> TunesmithError:
+        """Why eval, chat, export or report cannot use this run: the error that ended its training (failed.txt),
+        with that error's fix, or that training has not finished."""
+        text = self.failure.read_text(encoding="utf-8").strip() if self.failure.is_file() else ""
+        if not text:
+            return TunesmithError(f"{self.root} has no trained weights (adapter/ or model/)",
+                                  fix=f"finish training first: tunesmith train {self.config}")
+        what, _, fix = text.partition("\nhow to fix: ")
+        return TunesmithError(f"{self.root} has no trained weights: its training failed: {what.splitlines()[0]}",
+                              fix=fix.strip() or f"see {self.failure}; then tunesmith train {self.config} --overwrite")
+
     def clear_outcome(self) -> None:
         """A (re)started run is neither stopped nor failed any more."""
         for path in (self.stop_request, self.failure):
