@@ -84,6 +84,8 @@ def test_the_gguf_vocabulary_is_the_one_llama_cpp_was_given_for_smollm2(exports,
 def test_the_ollama_modelfile_matches_the_golden_file(tiny_run, tmp_path):
     result = export.export(tiny_run, tmp_path / "ollama", fmt="ollama", quant="q8_0", say=lambda _: None)
     assert "Modelfile" in result.files and result.check.passed
+    # the manifest lists what --out holds: the work folder's in-progress marker was listed too
+    assert sorted(result.files) == sorted(p.name for p in Path(result.path).iterdir() if p.name != export.MANIFEST)
     text = (Path(result.path) / "Modelfile").read_text()
     assert text == GOLDEN.read_text(), text
 

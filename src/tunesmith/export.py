@@ -193,7 +193,7 @@ def _write(fmt: str, quant: str, model: Any, tok: Any, folder: Path, base: str, 
     if fmt == "merged":
         model.save_pretrained(folder, safe_serialization=True)
         tok.save_pretrained(folder)
-        return sorted(p.name for p in folder.iterdir())
+        return sorted(p.name for p in folder.iterdir() if p.name != TMP_MARKER)
     from tunesmith import gguf_export
 
     name = f"model-{quant}.gguf"
@@ -201,7 +201,7 @@ def _write(fmt: str, quant: str, model: Any, tok: Any, folder: Path, base: str, 
         say(notice)
     if fmt == "ollama":
         (folder / "Modelfile").write_text(ollama.modelfile(tok, name, system), encoding="utf-8")
-    return sorted(p.name for p in folder.iterdir())
+    return sorted(p.name for p in folder.iterdir() if p.name != TMP_MARKER)
 
 
 def _source_gguf(base: str) -> Path | None:
