@@ -65,3 +65,16 @@ def test_compare_runs_each_model_through_its_own_template(tiny_model_dir: Path, 
     assert [r[1] for r in rows[1:]] == ["How do I rest?", "요즘 잠을 못 자요."]
     assert all(r[3] in ("True", "False") and r[5] in ("True", "False") for r in rows[1:])
     assert "wrote" in res.stdout and "2 prompts, 0 skipped" in res.stdout
+
+
+def test_a_run_folder_compares_with_its_tuned_weights(tiny_run: Path, tiny_model_dir: Path, tmp_path: Path):
+    # `tunesmith compare --models default,runs/demo` (its own Examples line) refused a run folder: "a folder without
+    # config.json, so not a model folder"
+    from tunesmith.config import EvalConfig
+    from tunesmith.records import Conversation, Message
+
+    prompts = [Conversation((Message("user", "How do I rest?"), Message("assistant", "")), "p:1")]
+    result = compare.compare([str(tiny_run), str(tiny_model_dir)], prompts, EvalConfig(max_new_tokens=6),
+                             say=lambda _: None)
+    assert result.models == (str(tiny_run), str(tiny_model_dir)) and len(result.outputs[0]) == 2
+    assert result.templates[0] == "own chat template"  # the adapter folder's saved template

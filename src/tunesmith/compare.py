@@ -78,7 +78,7 @@ def compare(specs: list[str], prompts: list[Conversation], cfg: EvalConfig, *, s
     `read_prompts` could not use, carried into the result so that its counts add up."""
     outputs, stopped, templates = [], [], []
     for spec in specs:
-        model, tok = models.load(spec)
+        model, tok, _ = models.load_target(spec)  # a run folder: its tuned weights (`--models default,runs/demo`)
         models.for_inference(model, cfg.precision)  # as eval generates: every model in the same dtype
         own = bool(getattr(tok, "chat_template", None))
         templates.append("own chat template" if own else "plain fallback (no chat template)")
