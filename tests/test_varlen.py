@@ -5,6 +5,8 @@ it (the layout, the row bounds TRL's collator hands over, the dispatch); the GPU
 
 from __future__ import annotations
 
+import types
+
 import pytest
 
 from tests.conftest import fails, tunesmith
@@ -120,6 +122,49 @@ def test_varlen_says_why_it_cannot_train_here(tiny_model_dir, small_jsonl, tmp_p
         train.check_attention(off)
     assert "train.padding_free: on" in err.value.render()
     train.check_attention(cfg)  # padding_free auto: on where a GPU is
+
+
+def test_a_packed_batch_the_kernel_cannot_take_is_an_error_not_attention_across_rows(tiny_model_dir, monkeypatch):
+    # varlen gives transformers no mask for a batch without a padding mask: SDPA in the kernel's place would let the
+    # packed rows attend to each other. One row alone is plain causal attention: SDPA is exact for it.
+    import torch
+    from transformers import AutoModelForCausalLM
+
+    model = AutoModelForCausalLM.from_pretrained(tiny_model_dir, attn_implementation="sdpa")
+    packed, _ = _rows("cpu")  # on the CPU: not where the kernel runs
+    with varlen.used_by(model), pytest.raises(TunesmithError, match="the kernel runs on CUDA, these are on cpu"):
+        _step(model, "cpu", **packed)
+    one = {"input_ids": packed["input_ids"][:, :30], "labels": packed["labels"][:, :30]}
+    with varlen.used_by(model):
+        alone = _step(model, "cpu", **one)
+    assert alone[0] == pytest.approx(_step(model, "cpu", **one)[0])
+    monkeypatch.setattr(varlen, "DEVICES", ("cpu",))
+    module = types.SimpleNamespace(is_causal=True)
+    q = torch.zeros(1, 4, 71, 16)
+    with torch.autocast("cpu", dtype=torch.bfloat16), pytest.raises(TunesmithError, match="soft-capped"):
+        varlen.attention(module, q, q, q, None, softcap=30.0, cu_seq_lens_q=packed["cu_seq_lens_q"],
+                         max_length_q=packed["max_length_q"])
+
+
+def test_models_with_what_the_kernel_does_not_cover_are_refused_by_name(tiny_model_dir, small_jsonl, tmp_path,
+                                                                        monkeypatch):
+    from transformers import AutoConfig
+
+    from tunesmith import train
+
+    monkeypatch.setattr(varlen, "unavailable", lambda precision: None)  # as on a GPU that runs the kernel
+    for change, want in (({"attention_dropout": 0.1}, "attention dropout"),
+                         ({"layer_types": ["sliding_attention", "full_attention"]}, "sliding-window attention")):
+        folder = tmp_path / want.split()[0]
+        arch = AutoConfig.from_pretrained(tiny_model_dir)
+        for name, value in change.items():
+            setattr(arch, name, value)
+        arch.save_pretrained(folder)
+        cfg = config.parse({"name": "x", "model": str(folder), "data": {"train": [str(small_jsonl)]},
+                            "train": {"attention": "varlen"}}, source="<test>")
+        with pytest.raises(TunesmithError, match=f"varlen cannot train here: this model uses {want}"):
+            train.check_attention(cfg)
+    assert varlen.model_unsupported(AutoConfig.from_pretrained(tiny_model_dir)) is None
 
 
 @pytest.mark.skipif(not _cuda(), reason="needs a CUDA GPU (FlashAttention's varlen kernel)")

@@ -17,7 +17,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
-from tunesmith import fastpath, rundir, varlen
+from tunesmith import fastpath, models, rundir, varlen
 from tunesmith.config import RunConfig
 from tunesmith.errors import TunesmithError
 from tunesmith.records import IGNORE, Example
@@ -363,6 +363,8 @@ def check_attention(cfg: RunConfig) -> None:
     why = varlen.unavailable(choose_precision(cfg.train.precision))
     if why is None and not padding_free(cfg):
         why = "it attends padding-free rows, and train.padding_free is off"
+    if why is None:
+        why = varlen.model_unsupported(models.model_config(cfg.model))
     if why is not None:
         raise TunesmithError(f"varlen cannot train here: {why}", where="train.attention",
                              fix="use train.attention: auto (--set train.attention=auto)"

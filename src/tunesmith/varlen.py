@@ -15,8 +15,10 @@ mask with it).
 Not yet timed on a GPU (sessions 12-19 had none lent): a candidate, chosen only by train.attention: varlen (bench:
 tunesmith-varlen, run by bench/gpu_check.sh), and kept as the GPU default only if the bench shows it. Exactly where
 it applies: CUDA with compute capability 8.0+ (A100, H100, RTX 30xx/40xx; not a T4 or V100), bf16 or fp16
-training, causal self-attention without a cache, soft cap or sliding window, and a batch with no padding mask;
-every other call goes to transformers' SDPA function unchanged. Switched on around the training loop only
+training, causal self-attention without a cache, soft cap, sliding window or attention dropout (train refuses a
+model whose config has them: model_unsupported), and a batch with no padding mask; a padded batch, or one row
+alone, goes to transformers' SDPA function unchanged, and a packed batch the kernel cannot take is an error, never
+SDPA without the mask that keeps its rows apart. Switched on around the training loop only
 (`used_by`), as attention.py's CPU path is: generation and the saved model use the attention they were loaded with.
 """
 
@@ -29,6 +31,7 @@ from collections.abc import Iterator
 from typing import Any
 
 from tunesmith import attention as cpu_attention
+from tunesmith.errors import TunesmithError
 
 NAME = "tunesmith_varlen"
 MIN_CAPABILITY = (8, 0)  # PyTorch's flash kernels: Ampere and later
@@ -76,6 +79,29 @@ def sequences(query: Any, kwargs: dict[str, Any]) -> tuple[Any, int] | None:
     return starts, int(starts.diff().max())
 
 
+def _unsupported(module: Any, query: Any, key: Any, dropout: float, kwargs: dict[str, Any]) -> str | None:
+    """What in this attention call the kernel path does not cover, or None."""
+    import torch
+
+    checks = ((query.device.type not in DEVICES, f"the kernel runs on CUDA, these are on {query.device.type}"),
+              (bool(dropout), "attention dropout"), (key.shape[2] != query.shape[2], "a KV cache"),
+              (_half(query) not in (torch.bfloat16, torch.float16), "it computes in bf16 or fp16, not fp32"),
+              (not getattr(module, "is_causal", True), "bidirectional attention"),
+              (kwargs.get("softcap") is not None, "soft-capped attention scores"),
+              (kwargs.get("sliding_window") is not None, "sliding-window attention"))
+    return next((why for failed, why in checks if failed), None)
+
+
+def model_unsupported(arch: Any) -> str | None:
+    """What in a model's config the kernel path does not cover (the same as `_unsupported`, known before loading)."""
+    windowed = "sliding_attention" in (getattr(arch, "layer_types", None) or ()) or (
+        getattr(arch, "sliding_window", None) and getattr(arch, "use_sliding_window", True))
+    checks = ((bool(windowed), "sliding-window attention"),
+              (getattr(arch, "attn_logit_softcapping", None) is not None, "soft-capped attention scores"),
+              (bool(getattr(arch, "attention_dropout", 0.0)), "attention dropout"))
+    return next((f"this model uses {why}" for failed, why in checks if failed), None)
+
+
 def _half(query: Any) -> Any:
     """The dtype the kernel computes in: autocast's where it is on, else the query's own (bf16 or fp16)."""
     import torch
@@ -87,21 +113,22 @@ def _half(query: Any) -> Any:
 
 def attention(module: Any, query: Any, key: Any, value: Any, attention_mask: Any, dropout: float = 0.0,
               scaling: float | None = None, is_causal: bool | None = None, **kwargs: Any) -> tuple[Any, None]:
-    """transformers' attention-function signature: query [B, H, L, D], key/value [B, KV, L, D] -> ([B, L, H, D], None)."""
-    import torch
+    """transformers' attention-function signature: query [B, H, L, D], key/value [B, KV, L, D] -> ([B, L, H, D], None).
 
-    packed = None
-    half = _half(query)
-    if (query.device.type in DEVICES and attention_mask is None and not dropout and key.shape[2] == query.shape[2]
-            and half in (torch.bfloat16, torch.float16) and getattr(module, "is_causal", True)
-            and kwargs.get("softcap") is None and kwargs.get("sliding_window") is None):
-        packed = sequences(query, kwargs)
-    if packed is None:
+    `_mask` gave no mask to a batch without a padding mask, so a packed batch the kernel cannot take is an error
+    here: SDPA without a mask would let its rows attend to each other."""
+    packed = sequences(query, kwargs) if attention_mask is None else None
+    why = _unsupported(module, query, key, dropout, kwargs) if packed is not None else None
+    if packed is None or (why is not None and len(packed[0]) <= 2):  # padded, or one row: SDPA is exact
         return cpu_attention._sdpa()(module, query, key, value, attention_mask, dropout=dropout, scaling=scaling,
                                      is_causal=is_causal, **kwargs)
+    if why is not None:
+        raise TunesmithError(f"train.attention: varlen cannot attend these packed rows: {why}",
+                             fix="use train.attention: auto (--set train.attention=auto)")
     import torch.nn.attention.varlen as kernels
 
     starts, longest = packed
+    half = _half(query)
     q, k, v = (x[0].transpose(0, 1).to(half) for x in (query, key, value))  # [T, heads, D]
     kernel = kernels.varlen_attn
     given = _parameters(kernel)
