@@ -166,3 +166,16 @@ def test_rows_named_by_data_group_by_get_a_table_per_group():
     assert float(helped[3]) > float(helped[2]) and helped[4].startswith("+") and "[+" in helped[4]
     assert untouched[2] == untouched[3] and untouched[4].startswith("+0.00 [+0.00, +0.00]")  # the same answers
     assert group_table(ev, {s: Conversation((), s) for s in convs}) is None  # no group_by: no table
+
+
+def test_report_on_a_run_whose_evaluation_failed_says_that_failure(tiny_run, tmp_path):
+    from tunesmith import report, rundir
+    from tunesmith.errors import TunesmithError
+
+    run = rundir.RunDir(shutil.copytree(tiny_run, tmp_path / "run"))
+    shutil.rmtree(run.eval_dir)
+    run.record_failure(TunesmithError("the embedder all-MiniLM-L6-v2 is not on this machine",
+                                      fix="--set eval.embedder=none").render())
+    with pytest.raises(TunesmithError, match="has no evaluation: it failed: the embedder") as err:
+        report.write(run)
+    assert err.value.fix == "--set eval.embedder=none"

@@ -462,7 +462,7 @@ def test_a_diverged_run_stops_with_the_step_and_what_to_lower(tmp_path, tiny_mod
     assert run.weights is None and "training diverged" in run.root.joinpath("failed.txt").read_text(encoding="utf-8")
     assert "memoris" not in err
     for verb in ("eval", "report"):  # what the run's own error said, not "finish training first" / "run eval"
-        fails(tunesmith(verb, str(run.root), cwd=tmp_path), "has no trained weights: its training failed: training "
+        fails(tunesmith(verb, str(run.root), cwd=tmp_path), "has no trained weights: it failed: training "
               "diverged", "lower train.learning_rate")
 
 

@@ -425,6 +425,9 @@ def write(run: RunDir, say: Callable[[str], None] | None = None) -> Path:
         raise TunesmithError(f"run folder {run.root} not found", fix="pass a folder under runs/")
     if run.weights is None and run.failure.is_file():  # not "no evaluation yet": eval could not make one
         raise run.no_weights_error()
+    failed = None if run.evaluation().summary.is_file() else run.failed_error("evaluation")
+    if failed is not None:  # trained, then its evaluation failed: that error, not "run tunesmith eval"
+        raise failed
     secs = sections(run, say)
     title = run.root.name
     for _, blocks in secs:  # the picture first: report.md never points at a missing PNG

@@ -154,12 +154,18 @@ class RunDir:
     def no_weights_error(self) -> TunesmithError:
         """Why eval, chat, export or report cannot use this run: the error that ended its training (failed.txt),
         with that error's fix, or that training has not finished."""
+        return self.failed_error("trained weights") or TunesmithError(
+            f"{self.root} has no trained weights (adapter/ or model/)",
+            fix=f"finish training first: tunesmith train {self.config}")
+
+    def failed_error(self, missing: str) -> TunesmithError | None:
+        """'RUN has no MISSING: it failed: <the error that ended it>' with that error's fix, or None where the run
+        did not fail (no failed.txt)."""
         text = self.failure.read_text(encoding="utf-8").strip() if self.failure.is_file() else ""
         if not text:
-            return TunesmithError(f"{self.root} has no trained weights (adapter/ or model/)",
-                                  fix=f"finish training first: tunesmith train {self.config}")
+            return None
         what, _, fix = text.partition("\nhow to fix: ")
-        return TunesmithError(f"{self.root} has no trained weights: its training failed: {what.splitlines()[0]}",
+        return TunesmithError(f"{self.root} has no {missing}: it failed: {what.splitlines()[0]}",
                               fix=fix.strip() or f"see {self.failure}; then tunesmith train {self.config} --overwrite")
 
     def clear_outcome(self) -> None:
