@@ -179,9 +179,7 @@ def describe(cfg: RunConfig, data: PreparedData, train_ex: list[Example], eval_e
     """The plan as lines of text; raises the errors training would (a QLoRA on a CPU, a misnamed LoRA target)."""
     t = cfg.train
     models.quantization_config(t.load_in)  # `plan --load-4bit` refuses where `train --load-4bit` would
-    train.check_attention(cfg)  # so does train.attention: varlen without a GPU that runs it
-    train.check_scheduler(cfg)  # and a scheduler without the settings it needs
-    train.check_optimizer(cfg)  # and an optimizer from a package this machine lacks
+    train.check_settings(cfg)  # and varlen without a GPU for it, a scheduler or optimizer that cannot run
     per_epoch, total_steps = train.steps(len(train_ex), cfg)
     epochs = total_steps / per_epoch
     tokens = sum(len(e.input_ids) for e in train_ex)

@@ -423,10 +423,10 @@ def write(run: RunDir, say: Callable[[str], None] | None = None) -> Path:
     """Write report.html and report.md (+ its PNG) from the run folder; returns the HTML path."""
     if not run.root.is_dir():
         raise TunesmithError(f"run folder {run.root} not found", fix="pass a folder under runs/")
-    if run.weights is None and run.failure.is_file():  # not "no evaluation yet": eval could not make one
-        raise run.no_weights_error()
-    failed = None if run.evaluation().summary.is_file() else run.failed_error("evaluation")
-    if failed is not None:  # trained, then its evaluation failed: that error, not "run tunesmith eval"
+    # a failed run (training, or its evaluation after it): that error, not "no evaluation yet, run tunesmith eval"
+    failed = None if run.evaluation().summary.is_file() else run.failed_error(
+        "trained weights" if run.weights is None else "evaluation")
+    if failed is not None:
         raise failed
     secs = sections(run, say)
     title = run.root.name

@@ -252,8 +252,7 @@ def training_args(cfg: RunConfig, run: RunDir, resuming: bool) -> dict[str, Any]
     if precision == "fp16" and not torch.cuda.is_available():
         raise TunesmithError("train.precision: fp16 needs a CUDA GPU", fix="use precision: auto, bf16 or fp32")
     guard = t.early_stopping_patience > 0 or t.load_best
-    check_scheduler(cfg)
-    check_optimizer(cfg)
+    check_settings(cfg)
     return dict(
         output_dir=str(run.checkpoints), num_train_epochs=t.epochs, max_steps=t.max_steps,
         learning_rate=t.learning_rate, lr_scheduler_type=t.lr_scheduler, lr_scheduler_kwargs=dict(t.lr_scheduler_kwargs),
@@ -298,7 +297,6 @@ def train(model: Any, tokenizer: Any, train_ex: list[Example], eval_ex: list[Exa
     """
     from peft import PeftModel
 
-    check_attention(cfg)
     callbacks = callbacks_for(cfg, run, say, progress)
     lora = cfg.train.method == "lora" and not isinstance(model, PeftModel)
     fastpath.supervised_logits_only()
@@ -308,6 +306,14 @@ def train(model: Any, tokenizer: Any, train_ex: list[Example], eval_ex: list[Exa
                          processing_class=tokenizer, peft_config=peft_config(cfg) if lora else None,
                          callbacks=callbacks)
     return run_trainer(trainer, tokenizer, cfg, run, resume_from)
+
+
+def check_settings(cfg: RunConfig) -> None:
+    """The train settings that only fail once training starts, checked before it does (plan.describe, before any
+    model loads, and training_args, for every trainer): the attention, the scheduler, the optimizer."""
+    check_attention(cfg)
+    check_scheduler(cfg)
+    check_optimizer(cfg)
 
 
 # what each scheduler that cannot run on its defaults needs, as the flag that gives it

@@ -61,7 +61,7 @@ def sequences(query: Any, kwargs: dict[str, Any]) -> tuple[Any, int] | None:
     """(cumulative row starts as int32 on the query's device, the longest row) of a padding-free batch, or None.
 
     TRL's collator hands both over (cu_seq_lens_q, max_length_q, made on the host); without them they are read
-    from the position ids (one wait for the device, once per forward pass and layer)."""
+    from the position ids as attention.py reads them (one wait for the device, once per forward pass and layer)."""
     import torch
 
     if query.shape[0] != 1:
@@ -69,13 +69,10 @@ def sequences(query: Any, kwargs: dict[str, Any]) -> tuple[Any, int] | None:
     starts, longest = kwargs.get("cu_seq_lens_q"), kwargs.get("max_length_q")
     if starts is not None and longest is not None:
         return starts.to(device=query.device, dtype=torch.int32), int(longest)
-    positions = kwargs.get("position_ids")
-    if positions is None or positions.shape[0] != 1:
+    firsts = cpu_attention._packed_starts(kwargs.get("position_ids"))  # None for one row: plain causal
+    if firsts is None:
         return None
-    firsts = (positions[0] == 0).nonzero().flatten()
-    if len(firsts) == 0 or int(firsts[0]) != 0:
-        return None
-    starts = torch.cat([firsts, firsts.new_tensor([positions.shape[1]])]).to(torch.int32)
+    starts = torch.cat([firsts, firsts.new_tensor([kwargs["position_ids"].shape[1]])]).to(torch.int32)
     return starts, int(starts.diff().max())
 
 
