@@ -9,10 +9,12 @@
 #                 long-prompt rows, for each of SIZES (default 1700: issue 27's target)
 #     profile     trl-tuned and tunesmith at the first of SIZES on demo rows under torch.profiler (wall vs GPU busy,
 #                 kernel launches, top ops)
-#     tests       the GPU tests (bf16, QLoRA/8-bit, packed rows, forced fp16, a whole run, the varlen kernel)
-#     candidates  tunesmith-compile (first: it dispatches 2.5x fewer ops, docs/benchmarks.md), -varlen (packed rows
-#                 through torch's FlashAttention varlen kernel, no T x T mask), -bf16in, -fused, -flex and -liger at
-#                 the first of SIZES (each kept only if it wins here)
+#     tests       the GPU tests (bf16, QLoRA/8-bit, packed rows, forced fp16, a whole run, the varlen kernel, CUDA
+#                 graphs against eager steps)
+#     candidates  tunesmith-graphs (first: compiled layers replayed as CUDA graphs, packed rows padded to a few
+#                 lengths: a step of launches, not of ops), -compile (it dispatches 2.5x fewer ops,
+#                 docs/benchmarks.md), -varlen (packed rows through torch's FlashAttention varlen kernel, no T x T
+#                 mask), -bf16in, -fused, -flex and -liger at the first of SIZES (each kept only if it wins here)
 #     scaling     trl-tuned and tunesmith at the first of SIZES on rows of 512 ... 8,192 tokens (8,192 a step)
 # The embedded GGUF does not travel (its 270 MB are over the 64 MiB a call carries): the benchmark there trains
 # random weights of SmolLM2's shapes (135M, 360M, 1.7B) built from the 135M config: the same shapes and FLOPs, so
@@ -106,9 +108,9 @@ fi
 stage profile 60 && bench "profile_$first" "$first" demo trl-tuned,tunesmith 6 --profile
 if stage tests 90; then
   timeout $((BUDGET - SECONDS - 10)) python3 -m pytest -q -p no:cacheprovider -o addopts="" tests/test_train.py \
-    tests/test_varlen.py -k "(gpu or padding_free or quantised or fp16) and not on_a_cpu" 2>&1 | tee "$OUT/pytest.log" | tail -15
+    tests/test_varlen.py tests/test_graphs.py -k "(gpu or padding_free or quantised or fp16) and not on_a_cpu" 2>&1 | tee "$OUT/pytest.log" | tail -15
 fi
-stage candidates 90 && bench "candidates_$first" "$first" demo,long_prompt tunesmith-compile,tunesmith-varlen,tunesmith-bf16in,tunesmith-fused,tunesmith-flex,tunesmith-liger 12
+stage candidates 90 && bench "candidates_$first" "$first" demo,long_prompt tunesmith-graphs,tunesmith-compile,tunesmith-varlen,tunesmith-bf16in,tunesmith-fused,tunesmith-flex,tunesmith-liger 12
 stage scaling 120 && bench "scaling_$first" "$first" seq512,seq1024,seq2048,seq4096,seq8192 trl-tuned,tunesmith 6
 echo "done in $SECONDS s" | tee -a "$OUT/gpu.txt"
 exit 0

@@ -58,10 +58,11 @@ CONTESTANTS = ("trl-defaults", "trl-tuned", "tunesmith")
 # (train.compile); and, GPU only, Liger's RMSNorm/RoPE/SwiGLU kernels patched into tunesmith's model (the loss
 # stays TRL's chunked head); the adapters' inputs kept in bf16 as on the CPU (fastpath.bf16_lora_inputs, -10% of
 # a step's ops in a --cuda-path count); transformers' fused AdamW (slower on the CPU); FlexAttention on packed rows
-# (a block-sparse document mask where SDPA gets a dense one): candidates for issue 27, each kept only if a GPU run
-# shows it
+# (a block-sparse document mask where SDPA gets a dense one); compiled layers replayed as CUDA graphs, packed rows
+# padded to a few lengths (graphs.py): candidates for issue 27, each kept only if a GPU run shows it
 VARIANTS = {"tunesmith-padded": {"padding_free": "off"}, "tunesmith-packed": {"padding_free": "on"},
-            "tunesmith-compile": {"compile": True}, "tunesmith-liger": {}, "tunesmith-bf16in": {},
+            "tunesmith-compile": {"compile": "layers"}, "tunesmith-graphs": {"compile": "graphs"},
+            "tunesmith-liger": {}, "tunesmith-bf16in": {},
             "tunesmith-varlen": {"attention": "varlen"},  # packed rows through torch's FlashAttention varlen kernel
             "tunesmith-fused": {"optimizer": "adamw_torch_fused"},  # transformers' default optimizer
             "tunesmith-flex": {},
@@ -159,11 +160,12 @@ def rows_for(shape: str, folder: Path) -> Path:
 
 
 class Meter:
-    """Real tokens (attention_mask sums) and wall time of each training step, from a forward pre-hook and a
-    TrainerCallback; the first step is the warm-up and is not timed."""
+    """Real tokens (attention_mask sums; a packed row's length less tunesmith-graphs' pad row) and wall time of each
+    training step, from a forward pre-hook and a TrainerCallback; the first step is the warm-up and is not timed."""
 
-    def __init__(self, model, profile: bool = False) -> None:  # noqa: ANN001
+    def __init__(self, model, profile: bool = False, pad_id: int | None = None) -> None:  # noqa: ANN001
         self.tokens, self.step_tokens, self.times, self.losses = [], 0, [], []
+        self.pad_id = pad_id  # given: a packed row's last row, all of pad tokens, is graphs.pad_packed's padding
         self._t0 = 0.0
         self.profiler = None
         if profile:  # the timed steps (2nd on) under torch.profiler: where a step's time goes, per contestant
@@ -179,6 +181,11 @@ class Meter:
         ids = kwargs.get("input_ids") if kwargs.get("input_ids") is not None else (args[0] if args else None)
         if module.training:
             self.step_tokens += int(mask.sum()) if mask is not None and mask.dim() == 2 else int(ids.numel())
+            positions = kwargs.get("position_ids")
+            if self.pad_id is not None and mask is None and positions is not None and ids.shape[0] == 1:
+                last = int(positions[0, -1]) + 1  # the last row's length
+                if bool((ids[0, -last:] == self.pad_id).all()):
+                    self.step_tokens -= last
 
     def callback(self):  # noqa: ANN201
         from transformers import TrainerCallback
@@ -328,7 +335,7 @@ def tunesmith_run(data: Path, shape: str, steps: int, out: Path, variant: str = 
 
         _apply_liger_kernel_to_instance(model=model, rope=True, rms_norm=True, swiglu=True, cross_entropy=False,
                                         fused_linear_cross_entropy=False)
-    meter = Meter(model, PROFILE)
+    meter = Meter(model, PROFILE, tok.pad_token_id if cfg.train.compile == "graphs" else None)
     run, _ = create(out, "bench", overwrite=True, config_yaml=cfg.to_yaml())
     start = time.perf_counter()
     result = train.train(model, tok, train_ex, eval_ex[:2], cfg, run, say=lambda _: None, progress=meter.callback())
@@ -423,6 +430,8 @@ def child(contestant: str, data: Path, shape: str, steps: int, out: Path) -> dic
     else:
         meter, seconds, settings, model = trl_run(contestant, data, shape, steps, out)
     tokens, timed = sum(meter.tokens[1:]), sum(meter.times[1:])
+    half = len(meter.times) // 2  # the later half of the steps: compiled candidates' recordings are behind them
+    steady = sum(meter.tokens[half:]) / max(sum(meter.times[half:]), 1e-9)
     extra = {"profile": profile_summary(meter)} if meter.profiler is not None else {}
     try:
         heldout = round(heldout_loss(model, data), 4)
@@ -432,12 +441,13 @@ def child(contestant: str, data: Path, shape: str, steps: int, out: Path) -> dic
     if cuda():
         extra["peak_gpu_reserved_gib"] = round(torch.cuda.max_memory_reserved() / 2**30, 2)
     return {"contestant": contestant, "shape": shape, "settings": settings, "steps": len(meter.times), **extra,
-            "tokens_per_s": round(tokens / timed, 1), "model_flops": 4 * total * tokens / timed,
+            "tokens_per_s": round(tokens / timed, 1), "tokens_per_s_later_half": round(steady, 1),
+            "model_flops": 4 * total * tokens / timed,
             "train_wall_s": round(seconds, 1), "peak_rss_gib": round(resource.getrusage(
                 resource.RUSAGE_SELF).ru_maxrss / 2**20, 2),
             "loss_last3": round(sum(meter.losses[-3:]) / max(len(meter.losses[-3:]), 1), 4),
             "heldout_loss": heldout,
-            "step_seconds": [round(t, 2) for t in meter.times], "step_tokens": meter.tokens,
+            "step_seconds": [round(t, 3) for t in meter.times], "step_tokens": meter.tokens,
             "malloc": "tcmalloc" if "tcmalloc" in os.environ.get("LD_PRELOAD", "") else "glibc",
             "peak_gpu_gib": round(torch.cuda.max_memory_allocated() / 2**30, 2) if cuda() else None}
 
@@ -513,7 +523,7 @@ def say(r: dict, peaks: dict) -> None:
     gpu = f"  {r['peak_gpu_gib']:5.2f} GiB GPU" if r.get("peak_gpu_gib") is not None else ""
     print(f"{r['shape']:12s} {r['contestant']:13s} seed {r['seed']:<3d} {r['tokens_per_s']:7.1f} tok/s  {r['train_wall_s']:6.1f} s  "
           f"{r['peak_rss_gib']:5.2f} GiB{gpu}  loss {r['loss_last3']:.4f} held-out {r['heldout_loss']}  "
-          f"{r['share_of_bf16_peak']:.1%} of bf16 peak", file=sys.stderr)
+          f"{r['share_of_bf16_peak']:.1%} of bf16 peak  (later half {r['tokens_per_s_later_half']:.1f} tok/s)", file=sys.stderr)
 
 
 def summarise(results: list[dict], peaks: dict) -> dict:

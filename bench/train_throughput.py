@@ -25,7 +25,7 @@ DEMO = Path(__file__).resolve().parents[1] / "configs" / "demo.yaml"
 VARIANTS = {"baseline fp32/random": ["train.precision=fp32", "train.group_by_length=false"],
             "bf16/random": ["train.precision=bf16", "train.group_by_length=false"],
             "defaults (auto/grouped)": [],
-            "defaults + torch.compile": ["train.compile=true"]}
+            "defaults + torch.compile": ["train.compile=layers"]}
 
 
 def measure(overrides: list[str], steps: int, out: Path) -> tuple[float, float]:

@@ -142,3 +142,16 @@ def test_scheduler_and_optimizer_names_match_the_installed_transformers():
 
     assert set(config.SCHEDULERS) == {s.value for s in SchedulerType}
     assert set(config.OPTIMIZERS) == {o.value for o in OptimizerNames}
+
+
+def test_bare_on_and_off_mean_the_setting_not_a_boolean(tmp_path: Path):
+    """YAML 1.1 reads a bare on / off (and true / false) as a boolean: the on/off settings take it as written, and
+    train.compile's yes/no of before session 20 still means layers / off."""
+    p = tmp_path / "c.yaml"
+    p.write_text("name: x\nmodel: m\ndata: {train: [a.jsonl]}\ntrain: {padding_free: on, compile: on}\n"
+                 "eval: {retention: off}\n", encoding="utf-8")
+    cfg = config.load(p)
+    assert (cfg.train.padding_free, cfg.train.compile, cfg.eval.retention) == ("on", "layers", "off")
+    cfg = config.load(p, ["train.padding_free=off", "train.compile=false", "eval.retention=on"])
+    assert (cfg.train.padding_free, cfg.train.compile, cfg.eval.retention) == ("off", "off", "on")
+    assert config.load(p, ["train.compile=graphs"]).train.compile == "graphs"

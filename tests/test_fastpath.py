@@ -287,7 +287,8 @@ def test_bf16_lora_inputs_cast_only_under_bf16_autocast(tiny_model_dir):
         assert norm(x).dtype == torch.float32  # unhooked again: the norm keeps fp32 (LlamaRMSNorm's own dtype)
 
 
-def test_compiled_layers_train_like_uncompiled_ones_without_recompiling(tiny_model_dir):
+@pytest.mark.parametrize("mode", [None, "reduce-overhead"])  # train.compile: layers, graphs (no graph on a CPU)
+def test_compiled_layers_train_like_uncompiled_ones_without_recompiling(tiny_model_dir, mode):
     """train.compile: each decoder layer compiled in place with dynamic lengths: eager's loss and adapter
     gradients, the weights' names unchanged (the adapter saves as before), and another sequence length compiles
     nothing new (TRL's whole-model compile compiled again at the second length)."""
@@ -306,7 +307,7 @@ def test_compiled_layers_train_like_uncompiled_ones_without_recompiling(tiny_mod
 
     eager = loss_and_grads(24)
     keys = list(model.state_dict())
-    assert fastpath.compile_layers(model) == model.config.num_hidden_layers
+    assert fastpath.compile_layers(model, mode) == model.config.num_hidden_layers
     assert list(model.state_dict()) == keys
     compiled = loss_and_grads(24)
     assert compiled[0] == pytest.approx(eager[0], rel=1e-5)

@@ -79,7 +79,10 @@ def test_the_plan_says_what_compile_will_do(tiny_model_dir, small_jsonl, tmp_pat
     on = config(tiny_model_dir, small_jsonl, tmp_path, compile=True)
     monkeypatch.setattr(memory, "cuda", lambda: False)
     [line] = plan.compile_line(on)
-    assert line.startswith("warning: compile:") and line.endswith("--set train.compile=false")
+    assert line.startswith("warning: compile:") and line.endswith("--set train.compile=off")
     monkeypatch.setattr(memory, "cuda", lambda: True)
     [line] = plan.compile_line(on)
     assert line.startswith("compile: each decoder layer compiled once")
+    graphed = config(tiny_model_dir, small_jsonl, tmp_path, compile="graphs")
+    [line] = plan.compile_line(graphed)
+    assert "replayed as CUDA graphs" in line and "128, 192, 256, 384" in line

@@ -139,9 +139,12 @@ class TrainConfig(_Strict):
     batch_size: int = Field(8, ge=1, description="rows per step per process")
     grad_accum: int = Field(1, ge=1, description="steps accumulated per optimizer step")
     gradient_checkpointing: bool = Field(False, description="recompute activations: less memory, ~30% slower")
-    compile: bool = Field(False, description="torch.compile each decoder layer (inductor, dynamic lengths: one "
-                          "compile for all layers and lengths on a GPU's path): off by default, its compile time "
-                          "did not pay for itself on a CPU run of the demo's size (docs/benchmarks.md)")
+    compile: Literal["off", "layers", "graphs"] = Field(
+        "off", description="layers = torch.compile each decoder layer (inductor, dynamic lengths: one compile for "
+        "all layers and lengths on a GPU's path); graphs = the same in reduce-overhead mode, replayed as CUDA graphs, "
+        "each step's packed row padded to one of a few lengths (CUDA, padding-free rows; a candidate, not yet "
+        "timed on a GPU); off by default: its compile time did not pay for itself on a CPU run of the demo's size "
+        "(docs/benchmarks.md); true = layers")
     memory_gib: float | None = Field(
         None, gt=0, description="memory budget the plan fits batch_size, grad_accum and gradient_checkpointing "
         "into (those not set by you); null = what is free (cgroup limit or MemAvailable; free GPU memory on CUDA)")
@@ -182,6 +185,18 @@ class TrainConfig(_Strict):
     @classmethod
     def _known_optimizer(cls, name: str) -> str:
         return _one_of(name, OPTIMIZERS, "optimizer")
+
+    @field_validator("compile", mode="before")
+    @classmethod
+    def _compile_yes_no(cls, value: Any) -> Any:
+        # before session 20 a yes/no: true (and YAML's on) compiles the layers, false (off) nothing
+        return {True: "layers", False: "off"}.get(value, value) if isinstance(value, bool) else value
+
+    @field_validator("padding_free", mode="before")
+    @classmethod
+    def _padding_on_off(cls, value: Any) -> Any:
+        # YAML 1.1 reads a bare on / off as true / false: `padding_free: on` must still mean on
+        return {True: "on", False: "off"}.get(value, value) if isinstance(value, bool) else value
 
     @field_validator("max_steps")
     @classmethod

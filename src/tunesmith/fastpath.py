@@ -3,7 +3,7 @@ in each docstring): frozen linear weights stored in bf16 or fp16 (frozen_to_half
 supervised positions on the CPU too (supervised_logits_only), and LoRA dropout that draws only where it drops
 (cheap_dropout); around the loop on the CPU (cpu_step), attention over the whole score matrix for short rows
 (attention.py) and the LoRA adapters' inputs kept in bf16 (bf16_lora_inputs); on CUDA, train.attention: varlen
-(gpu_step, varlen.py); train.compile's regional compilation (compile_layers). train.run_trainer applies them;
+(gpu_step, varlen.py, graphs.py); train.compile's regional compilation (compile_layers). train.run_trainer applies them;
 memory's estimate asks frozen_dtype and attention.kept_bytes.
 """
 
@@ -15,7 +15,7 @@ import math
 from collections.abc import Iterator
 from typing import Any
 
-from tunesmith import attention, varlen
+from tunesmith import attention, graphs, varlen
 from tunesmith.config import RunConfig
 from tunesmith.runtime import choose_precision
 
@@ -93,8 +93,9 @@ def supervised_logits_only() -> bool:
     return True
 
 
-def compile_layers(model: Any) -> int:
-    """train.compile: torch.compile each decoder layer in place, with dynamic sequence lengths; returns how many.
+def compile_layers(model: Any, mode: str | None = None) -> int:
+    """train.compile: torch.compile each decoder layer in place, with dynamic sequence lengths, in torch.compile's
+    `mode` (graphs.py: "reduce-overhead"); returns how many.
 
     Regional compilation: the layers share one class and one graph, compiled once and reused by all of them, and
     the weights' names (what saves the adapter) stay as they were. Handing TRL `torch_compile=True` compiled the
@@ -109,7 +110,7 @@ def compile_layers(model: Any) -> int:
     names = set(getattr(base, "_no_split_modules", None) or ())  # transformers' name for its repeated block
     layers = [m for m in base.modules() if type(m).__name__ in names]
     for layer in layers:
-        layer.compile(dynamic=True)
+        layer.compile(dynamic=True, mode=mode)
     return len(layers)
 
 
@@ -135,12 +136,19 @@ def cpu_step(model: Any, cfg: RunConfig) -> Iterator[list[str]]:
 @contextlib.contextmanager
 def gpu_step(model: Any, cfg: RunConfig) -> Iterator[list[str]]:
     """Around trainer.train on CUDA: train.attention: varlen switches the model to varlen.py's attention (train
-    checks first that it can run: train.check_attention); yields what was switched on, off again on exit."""
-    if cfg.train.attention != "varlen" or not next(model.parameters()).is_cuda:
+    checks first that it can run: train.check_attention), and train.compile: graphs marks where each step begins
+    (graphs.marked_steps); yields what was switched on, off again on exit."""
+    if not next(model.parameters()).is_cuda:
         yield []
         return
-    with varlen.used_by(model) as switched:
-        yield ["varlen attention"] if switched else []
+    with contextlib.ExitStack() as stack:
+        switched = []
+        if cfg.train.attention == "varlen" and stack.enter_context(varlen.used_by(model)):
+            switched.append("varlen attention")
+        if cfg.train.compile == "graphs":
+            stack.enter_context(graphs.marked_steps(model))
+            switched.append("CUDA graph steps")
+        yield switched
 
 
 @contextlib.contextmanager

@@ -13,7 +13,7 @@ import warnings
 from collections.abc import Sequence
 from typing import Any
 
-from tunesmith import attention, fastpath, models, runtime, train
+from tunesmith import attention, fastpath, graphs, models, runtime, train
 from tunesmith.config import RunConfig
 from tunesmith.errors import TunesmithError
 from tunesmith.records import Example
@@ -215,9 +215,11 @@ def step_gib(cfg: RunConfig, arch: Any, per_token: float, lengths: tuple[int, ..
 
 
 def step_tokens(cfg: RunConfig, lengths: Sequence[int]) -> int:
-    """Tokens a batch of rows of these lengths puts through the model: padding-free, the rows' own; padded, rows x
-    the longest."""
-    return sum(lengths) if train.padding_free(cfg) else len(lengths) * max(lengths)
+    """Tokens a batch of rows of these lengths puts through the model: padding-free, the rows' own (under
+    train.compile: graphs, padded to graphs.bucket_length); padded, rows x the longest."""
+    if not train.padding_free(cfg):
+        return len(lengths) * max(lengths)
+    return graphs.bucket_length(sum(lengths)) if cfg.train.compile == "graphs" else sum(lengths)
 
 
 def attention_gib(cfg: RunConfig, arch: Any, lengths: tuple[int, ...], packed: bool) -> float:

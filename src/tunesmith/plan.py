@@ -13,7 +13,7 @@ from collections import Counter
 from collections.abc import Sequence
 from typing import Any
 
-from tunesmith import memory, models, runtime, train
+from tunesmith import graphs, memory, models, runtime, train
 from tunesmith.config import REFERENCE_OBJECTIVES, RunConfig
 from tunesmith.records import SKIP_KINDS, Example, PreparedData
 
@@ -236,15 +236,21 @@ def describe(cfg: RunConfig, data: PreparedData, train_ex: list[Example], eval_e
 
 
 def compile_line(cfg: RunConfig) -> list[str]:
-    """What train.compile will do, said in the plan when it is on: on a CPU it was measured slower."""
-    if not cfg.train.compile:
+    """What train.compile will do, said in the plan when it is on: on a CPU it was measured slower (graphs do not
+    train there: train.check_graphs)."""
+    if cfg.train.compile == "off":
         return []
+    if cfg.train.compile == "graphs":
+        return [f"compile: each decoder layer compiled once, at the first step (dynamic lengths), and replayed as CUDA "
+                f"graphs: each step's packed row is padded to the next of {graphs.SHORTEST}, 192, 256, 384, 512, "
+                "768, ... tokens (at most 1.5x its own) and a graph is recorded at each new length; a candidate, not "
+                "yet timed on a GPU (docs/benchmarks.md)"]
     if memory.cuda():
         return ["compile: each decoder layer compiled once, at the first step (dynamic lengths): that step takes "
                 "longer; the compiled layers dispatch ~2.5x fewer ops a step (docs/benchmarks.md)"]
     return ["warning: compile: train.compile on a CPU was 3.3x slower on the demo rows (102.9 vs 337.9 tokens/s, 10 "
             "steps: it compiles again at each new set of attention length groups, and compiled steps were no "
-            "faster); it is meant for long GPU runs. --set train.compile=false"]
+            "faster); it is meant for long GPU runs. --set train.compile=off"]
 
 
 def _step_line(cfg: RunConfig, trainable: int) -> str:

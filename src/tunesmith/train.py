@@ -17,7 +17,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
-from tunesmith import fastpath, models, rundir, varlen
+from tunesmith import fastpath, graphs, models, rundir, varlen
 from tunesmith.config import RunConfig
 from tunesmith.errors import TunesmithError
 from tunesmith.records import IGNORE, Example
@@ -312,6 +312,7 @@ def check_settings(cfg: RunConfig) -> None:
     """The train settings that only fail once training starts, checked before it does (plan.describe, before any
     model loads, and training_args, for every trainer): the attention, the scheduler, the optimizer."""
     check_attention(cfg)
+    check_graphs(cfg)
     check_scheduler(cfg)
     check_optimizer(cfg)
 
@@ -377,6 +378,19 @@ def check_attention(cfg: RunConfig) -> None:
                              + (" or train.padding_free: on" if "padding_free" in why else ""))
 
 
+def check_graphs(cfg: RunConfig) -> None:
+    """train.compile: graphs where it can train (padding-free rows on a CUDA GPU), or an error saying why not."""
+    if cfg.train.compile != "graphs":
+        return
+    why = graphs.unavailable()
+    if why is None and not padding_free(cfg):
+        why = "it pads each step's packed row to one of a few lengths, and train.padding_free is off"
+    if why is not None:
+        raise TunesmithError(f"graphs cannot train here: {why}", where="train.compile",
+                             fix="use train.compile: layers or off (--set train.compile=off)"
+                             + (" or train.padding_free: on" if "padding_free" in why else ""))
+
+
 def callbacks_for(cfg: RunConfig, run: RunDir, say: Callable[[str], None], progress: Any = None) -> list[Any]:
     """metrics.jsonl first (run_trainer reads its stop flag), then trackers, the progress bar, early stopping."""
     from transformers import EarlyStoppingCallback
@@ -398,8 +412,10 @@ def run_trainer(trainer: Any, tokenizer: Any, cfg: RunConfig, run: RunDir, resum
         fastpath.frozen_to_half(trainer.model, half)
     if not next(trainer.model.parameters()).is_cuda:
         fastpath.cheap_dropout(trainer.model)
-    if cfg.train.compile:
-        fastpath.compile_layers(trainer.model)
+    if cfg.train.compile != "off":
+        fastpath.compile_layers(trainer.model, mode="reduce-overhead" if cfg.train.compile == "graphs" else None)
+    if cfg.train.compile == "graphs":  # a few packed lengths, so a few recorded graphs (graphs.py)
+        trainer.data_collator = graphs.Bucketed(trainer.data_collator, tokenizer.pad_token_id)
     start = time.perf_counter()
     with fastpath.cpu_step(trainer.model, cfg), fastpath.gpu_step(trainer.model, cfg):
         trainer.train(resume_from_checkpoint=str(resume_from) if resume_from else None)

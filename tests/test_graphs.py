@@ -1,0 +1,191 @@
+"""train.compile: graphs. Each step's packed row padded to a few lengths gives the unpadded row's loss and gradients,
+through the trainer too; where CUDA graphs cannot run, plan and train say why and what to set. The graphs
+themselves are CUDA-only: the GPU tests (bench/gpu_check.sh's tests stage) train with them against eager steps."""
+
+from __future__ import annotations
+
+import pytest
+
+from tests.conftest import fails, tiny_config, tunesmith
+from tunesmith import config, diskio, graphs, memory, pipeline, rundir, train
+from tunesmith.errors import TunesmithError
+
+LENGTHS = (30, 17, 24)  # 71 tokens packed: padded to 128
+
+
+def _cuda() -> bool:
+    import torch
+
+    return torch.cuda.is_available()
+
+
+def test_bucket_lengths_are_few_and_at_most_one_and_a_half_times_the_tokens():
+    lengths = {n: graphs.bucket_length(n) for n in range(1, 16_385)}
+    assert all(b >= n and (b == graphs.SHORTEST or b <= 1.5 * n) for n, b in lengths.items())
+    assert sorted({lengths[n] for n in range(400, 901)}) == [512, 768, 1024]  # the demo's 8-row steps
+    assert sorted(set(lengths.values())) == [128, 192, 256, 384, 512, 768, 1024, 1536, 2048, 3072, 4096, 6144,
+                                             8192, 12288, 16384]
+
+
+def _collate(rows):  # noqa: ANN001, ANN202
+    from trl.trainer.sft_trainer import DataCollatorForLanguageModeling
+
+    return DataCollatorForLanguageModeling(pad_token_id=0, padding_free=True)([{"input_ids": r} for r in rows])
+
+
+def _rows() -> list[list[int]]:
+    import torch
+
+    torch.manual_seed(0)
+    return [torch.randint(1, 1000, (n,)).tolist() for n in LENGTHS]
+
+
+def test_a_padded_batch_is_trls_packing_with_one_more_row_that_nothing_learns_from():
+    import torch
+
+    rows = _rows()
+    padded = graphs.pad_packed(_collate(rows), pad_id=0)
+    extra = graphs.bucket_length(sum(LENGTHS)) - sum(LENGTHS)
+    assert padded["input_ids"].shape == (1, 128) and extra == 57
+    reference = _collate(rows + [[0] * extra])  # TRL's own packing of the pad row
+    for key in ("input_ids", "position_ids", "cu_seq_lens_q", "cu_seq_lens_k", "seq_idx"):
+        assert torch.equal(padded[key], reference[key]), key
+    assert torch.equal(padded["labels"][:, :71], reference["labels"][:, :71])
+    assert (padded["labels"][:, 71:] == -100).all()  # TRL would learn the pad row; no label reads it here
+    assert padded["max_length_q"] == padded["max_length_k"] == 128  # one value per length: not a graph per step
+    exact = _collate([[5] * 128])
+    assert graphs.pad_packed(exact, pad_id=0) is exact  # already a rung: nothing added
+    with pytest.raises(ValueError, match="padding-free batch"):
+        graphs.pad_packed({"input_ids": torch.ones(2, 4), "attention_mask": torch.ones(2, 4)}, pad_id=0)
+
+
+def test_the_padded_row_gives_the_same_loss_and_gradients(tiny_model_dir):
+    """The pad row is a sequence of its own (positions from 0): SDPA's packed mask keeps the rows from it."""
+    import torch
+    from transformers import AutoModelForCausalLM
+
+    model = AutoModelForCausalLM.from_pretrained(tiny_model_dir, attn_implementation="sdpa", dtype=torch.float32)
+
+    def step(batch):  # noqa: ANN001, ANN202
+        model.zero_grad()
+        inputs = {k: batch[k] for k in ("input_ids", "labels", "position_ids")}
+        loss = model(**inputs, use_cache=False).loss
+        loss.backward()
+        return loss.item(), [p.grad.clone() for p in model.parameters()]
+
+    packed = _collate(_rows())
+    plain, padded = step(packed), step(graphs.pad_packed(packed, pad_id=0))
+    assert padded[0] == pytest.approx(plain[0], rel=1e-6)
+    for x, y in zip(plain[1], padded[1], strict=True):
+        assert torch.allclose(x, y, rtol=1e-4, atol=1e-7)
+
+
+def _train(model_dir, data, out, monkeypatch, compile_setting: str):  # noqa: ANN001, ANN202
+    """3 LoRA steps in fp32, padding-free, dropout off; returns the packed lengths the decoder saw and the losses."""
+    from tunesmith import fastpath, models
+    from tunesmith.data.prepare import prepare
+
+    cfg = tiny_config(model_dir, data, out, train={
+        "max_steps": 3, "batch_size": 4, "logging_steps": 1, "eval_strategy": "steps", "eval_steps": 3,
+        "learning_rate": 5e-3, "report_to": [], "precision": "fp32", "padding_free": "on", "compile": compile_setting})
+    cfg = cfg.model_copy(update={"lora": cfg.lora.model_copy(update={"dropout": 0.0})})
+    tok = models.load(cfg.model, tokenizer_only=True)[1]
+    _, train_ex, eval_ex = pipeline.render(tok, prepare(cfg.data), cfg, say=lambda _: None)
+    model = pipeline._starting_model(cfg)[0]
+    seen, modes = [], []
+    model.get_decoder().register_forward_pre_hook(
+        lambda module, args, kwargs: seen.append(kwargs["input_ids"].shape[1]) if module.training else None,
+        with_kwargs=True)
+    # compiling on the CPU takes ~30 s and records no graph: the mode reaches compile_layers, whose own test below
+    # compiles in it
+    monkeypatch.setattr(fastpath, "compile_layers", lambda model, mode=None: modes.append(mode))
+    run, _ = rundir.create(out, "tiny", overwrite=True, config_yaml=cfg.to_yaml())
+    train.train(model, tok, train_ex, eval_ex, cfg, run, say=lambda _: None)
+    run.unlock()
+    losses = [row["loss"] for row in diskio.read_jsonl(run.root / "metrics.jsonl") if "loss" in row]
+    return seen, losses, modes
+
+
+def test_a_graphs_run_trains_bucketed_rows_like_a_plain_one(tmp_path, tiny_model_dir, small_jsonl, monkeypatch):
+    """Through TRL's trainer (its loss, its token counts): the decoder sees only bucket lengths, and the three
+    steps' losses are the unpadded run's."""
+    monkeypatch.setattr(graphs, "unavailable", lambda: None)  # a GPU's answer: the CPU cannot record graphs
+    lengths, losses, modes = _train(tiny_model_dir, small_jsonl, tmp_path / "g", monkeypatch, "graphs")
+    plain_lengths, plain_losses, plain_modes = _train(tiny_model_dir, small_jsonl, tmp_path / "p", monkeypatch, "off")
+    assert modes == ["reduce-overhead"] and plain_modes == []
+    assert len(lengths) == len(plain_lengths) == 3
+    assert lengths == [graphs.bucket_length(n) for n in plain_lengths] and lengths != plain_lengths
+    assert losses == pytest.approx(plain_losses, rel=1e-5)
+
+
+def test_graphs_say_why_they_cannot_train_here(tiny_model_dir, small_jsonl, tmp_path, monkeypatch):
+    cfg = config.parse({"name": "x", "model": str(tiny_model_dir), "data": {"train": [str(small_jsonl)]},
+                        "train": {"compile": "graphs"}}, source="<test>")
+    if not _cuda():
+        with pytest.raises(TunesmithError, match="graphs cannot train here: CUDA graphs need a CUDA GPU"):
+            train.check_graphs(cfg)
+        res = tunesmith("plan", "--model", str(tiny_model_dir), "--data", str(small_jsonl),
+                        "--set", "train.compile=graphs", cwd=tmp_path)
+        fails(res, "train.compile: graphs cannot train here", "--set train.compile=off")
+    monkeypatch.setattr(graphs, "unavailable", lambda: None)  # a GPU: packed rows only
+    off = cfg.model_copy(update={"train": cfg.train.model_copy(update={"padding_free": "off"})})
+    with pytest.raises(TunesmithError, match="train.padding_free is off") as err:
+        train.check_graphs(off)
+    assert "train.padding_free: on" in err.value.render()
+    train.check_graphs(cfg)  # padding_free auto: on where a GPU is
+
+
+def test_the_memory_estimate_counts_the_bucket(tiny_model_dir, small_jsonl, tmp_path, monkeypatch):
+    monkeypatch.setattr(memory, "cuda", lambda: True)
+    cfg = tiny_config(tiny_model_dir, small_jsonl, tmp_path, train={"padding_free": "on"})
+    graphed = cfg.model_copy(update={"train": cfg.train.model_copy(update={"compile": "graphs"})})
+    assert memory.step_tokens(cfg, (300, 250, 100)) == 650
+    assert memory.step_tokens(graphed, (300, 250, 100)) == 768
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not _cuda(), reason="needs a CUDA GPU (CUDA graphs)")
+def test_gpu_graphs_train_like_eager_steps(tiny_model_dir):
+    """LoRA steps on bucketed packed rows, eager against compiled layers replayed as CUDA graphs (bf16 autocast,
+    marked steps, AdamW): the same losses step after step, every layer run as a graph, and lengths seen before
+    compile nothing new."""
+    import torch
+    from peft import get_peft_model
+    from torch._dynamo.utils import counters
+    from transformers import AutoModelForCausalLM
+
+    from tunesmith import fastpath
+
+    cfg = config.parse({"name": "t", "model": "x", "data": {"train": ["x.jsonl"]}}, source="t")
+    torch.manual_seed(0)
+    rows = [[torch.randint(1, 1000, (n,)).tolist() for n in lengths]
+            for lengths in ((30, 17, 24), (60, 40, 44), (25, 20, 20), (61, 40, 40))]  # 128, 192, 128, 192 tokens
+    batches = [{k: v.cuda() if hasattr(v, "cuda") else v for k, v in graphs.pad_packed(_collate(r), 0).items()}
+               for r in rows]
+
+    def steps(compiled: bool) -> list[float]:
+        torch.manual_seed(0)
+        model = get_peft_model(AutoModelForCausalLM.from_pretrained(tiny_model_dir, attn_implementation="sdpa"),
+                               train.peft_config(cfg)).cuda().eval()  # eval: no dropout, as the eager run
+        if compiled:
+            fastpath.compile_layers(model, mode="reduce-overhead")
+        optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=1e-3)
+        losses, compiles = [], []
+        with graphs.marked_steps(model):
+            for batch in batches:
+                with torch.autocast("cuda", dtype=torch.bfloat16):
+                    loss = model(**{k: batch[k] for k in ("input_ids", "labels", "position_ids")}).loss
+                loss.backward()
+                optimizer.step()
+                optimizer.zero_grad()
+                losses.append(loss.item())
+                compiles.append(counters["stats"]["unique_graphs"])
+        assert compiles[3] == compiles[1]  # the third and fourth batches: lengths seen at the first and second
+        return losses
+
+    eager = steps(False)
+    torch._dynamo.reset()
+    graphed = steps(True)
+    assert graphed == pytest.approx(eager, rel=2e-2)
+    assert all(torch.isfinite(torch.tensor(graphed)))
+    assert counters["inductor"]["cudagraph_skips"] == 0  # every compiled layer ran as a graph
