@@ -3,18 +3,20 @@
 #   here:   bash bench/gpu_check.sh --prepare     (wheels into .whl/ and .whl/unsloth/, rows and SmolLM2's tokenizer
 #                                                  into .gpu/; about 37 MiB of the 64 a call carries)
 #   there:  bash bench/gpu_check.sh               (carry .whl and .gpu; logs and JSON under $OUT)
-#   STAGES (default "bench profile tests candidates"), run in this order while BUDGET seconds (default 540, inside
-#   a call's 600) leave room; each bench writes its JSON after every contestant, so a stage cut short keeps its rows:
-#     bench       issue 27's contestants, CONTESTANTS (default trl-tuned,unsloth,trl-liger,tunesmith), on demo and
-#                 long-prompt rows, for each of SIZES (default 1700: issue 27's target)
-#     profile     trl-tuned and tunesmith at the first of SIZES on demo rows under torch.profiler (wall vs GPU busy,
-#                 kernel launches, top ops)
+#   STAGES (default "bench tests candidates profile"), run in this order while BUDGET seconds (default 540, inside
+#   a call's 600) leave room; each bench writes its JSON after every contestant, so a stage cut short keeps its rows.
+#   A session's device time (15 min with the start) holds one such call: what decides the GPU step comes first.
+#     bench       for each of SIZES (default 1700: issue 27's target), demo rows then long-prompt rows, CONTESTANTS
+#                 (default (b) trl-tuned, (e) tunesmith, then the candidates for tunesmith's GPU step most likely to
+#                 win: tunesmith-graphs (compiled layers replayed as CUDA graphs, packed rows padded to a few
+#                 lengths: a step of launches, not of ops), -compile (2.5x fewer ops, docs/benchmarks.md), -varlen
+#                 (packed rows through torch's FlashAttention varlen kernel, no T x T mask), then the peers (d)
+#                 unsloth and (c) trl-liger); it stops RESERVE seconds (default 100) before BUDGET for the tests
 #     tests       the GPU tests (bf16, QLoRA/8-bit, packed rows, forced fp16, a whole run, the varlen kernel, CUDA
 #                 graphs against eager steps)
-#     candidates  tunesmith-graphs (first: compiled layers replayed as CUDA graphs, packed rows padded to a few
-#                 lengths: a step of launches, not of ops), -compile (it dispatches 2.5x fewer ops,
-#                 docs/benchmarks.md), -varlen (packed rows through torch's FlashAttention varlen kernel, no T x T
-#                 mask), -bf16in, -fused, -flex and -liger at the first of SIZES (each kept only if it wins here)
+#     candidates  the other candidates, tunesmith-bf16in, -fused, -flex and -liger, at the first of SIZES
+#     profile     trl-tuned and tunesmith at the first of SIZES on demo rows under torch.profiler (wall vs GPU busy,
+#                 kernel launches, top ops)
 #     scaling     trl-tuned and tunesmith at the first of SIZES on rows of 512 ... 8,192 tokens (8,192 a step)
 # The embedded GGUF does not travel (its 270 MB are over the 64 MiB a call carries): the benchmark there trains
 # random weights of SmolLM2's shapes (135M, 360M, 1.7B) built from the 135M config: the same shapes and FLOPs, so
@@ -56,7 +58,7 @@ python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upg
   .whl/unsloth/*.whl $(ls .whl/*.whl | grep -E '/(pydantic|pydantic_core|annotated_types|typing_inspection|dill|multiprocess|peft|bitsandbytes)-') \
   >>"$OUT/pip.log" 2>&1 || echo "unsloth's site folder did not install (pip.log); its contestant will fail"
 export UNSLOTH_SITE=/tmp/site_unsloth UNSLOTH_COMPILE_LOCATION=/tmp/unsloth_compiled_cache HF_DATASETS_OFFLINE=1
-STAGES=${STAGES:-bench profile tests candidates}
+STAGES=${STAGES:-bench tests candidates profile}
 BUDGET=${BUDGET:-540}
 export PYTHONPATH=/tmp/site:$PWD/src:$PWD TUNESMITH_TEST_TOKENIZER=$PWD/.gpu/smol
 python3 -c "import torch, transformers, trl, peft; print('torch', torch.__version__, 'transformers', transformers.__version__, \
@@ -95,22 +97,28 @@ stage() {  # stage NAME SECONDS_IT_NEEDS: whether it was asked for and still fit
 }
 model_for() { if [ "$1" = 135 ]; then echo .gpu/smol; else echo .gpu/smol$1; fi; }
 first=${SIZES%% *}
-bench() {  # bench NAME SIZE SHAPES CONTESTANTS STEPS [--profile]
-  timeout $((BUDGET - SECONDS - 10)) python3 bench/train_contestants.py --model "$(model_for "$2")" --rows .gpu/rows \
-    --shapes "$3" --contestants "$4" --steps "$5" ${6:-} --json "$OUT/gpu_$1.json" 2>"$OUT/bench_$1.log" >/dev/null
+bench() {  # bench NAME SIZE SHAPES CONTESTANTS STEPS [--profile] [SECONDS TO LEAVE]
+  timeout $((BUDGET - SECONDS - ${7:-10})) python3 bench/train_contestants.py --model "$(model_for "$2")" \
+    --rows .gpu/rows --shapes "$3" --contestants "$4" --steps "$5" ${6:-} --json "$OUT/gpu_$1.json" \
+    2>"$OUT/bench_$1.log" >/dev/null
   grep -E "tok/s|FAILED" "$OUT/bench_$1.log"
 }
+case " $STAGES " in *" tests "*) RESERVE=${RESERVE:-100};; *) RESERVE=10;; esac
 if stage bench 120; then
   for size in $SIZES; do
-    bench "contestants_$size" "$size" demo,long_prompt "${CONTESTANTS:-trl-tuned,unsloth,trl-liger,tunesmith}" 12
+    bench "contestants_$size" "$size" demo,long_prompt \
+      "${CONTESTANTS:-trl-tuned,tunesmith,tunesmith-graphs,tunesmith-compile,tunesmith-varlen,unsloth,trl-liger}" 12 "" \
+      "$RESERVE"
   done
 fi
-stage profile 60 && bench "profile_$first" "$first" demo trl-tuned,tunesmith 6 --profile
 if stage tests 90; then
   timeout $((BUDGET - SECONDS - 10)) python3 -m pytest -q -p no:cacheprovider -o addopts="" tests/test_train.py \
-    tests/test_varlen.py tests/test_graphs.py -k "(gpu or padding_free or quantised or fp16) and not on_a_cpu" 2>&1 | tee "$OUT/pytest.log" | tail -15
+    tests/test_varlen.py tests/test_graphs.py -k "(gpu or padding_free or quantised or fp16) and not on_a_cpu" 2>&1 \
+    | tee "$OUT/pytest.log" | tail -15
 fi
-stage candidates 90 && bench "candidates_$first" "$first" demo,long_prompt tunesmith-graphs,tunesmith-compile,tunesmith-varlen,tunesmith-bf16in,tunesmith-fused,tunesmith-flex,tunesmith-liger 12
+stage candidates 90 && bench "candidates_$first" "$first" demo,long_prompt \
+  tunesmith-bf16in,tunesmith-fused,tunesmith-flex,tunesmith-liger 12
+stage profile 60 && bench "profile_$first" "$first" demo trl-tuned,tunesmith 6 --profile
 stage scaling 120 && bench "scaling_$first" "$first" seq512,seq1024,seq2048,seq4096,seq8192 trl-tuned,tunesmith 6
 echo "done in $SECONDS s" | tee -a "$OUT/gpu.txt"
 exit 0

@@ -83,6 +83,8 @@ def test_the_plan_says_what_compile_will_do(tiny_model_dir, small_jsonl, tmp_pat
     monkeypatch.setattr(memory, "cuda", lambda: True)
     [line] = plan.compile_line(on)
     assert line.startswith("compile: each decoder layer compiled once")
-    graphed = config(tiny_model_dir, small_jsonl, tmp_path, compile="graphs")
+    graphed = config(tiny_model_dir, small_jsonl, tmp_path, compile="graphs", padding_free="on")
     [line] = plan.compile_line(graphed)
     assert "replayed as CUDA graphs" in line and "128, 192, 256, 384" in line
+    assert "padded to the next of a few lengths" in plan._step_line(graphed, 1000)
+    assert "padded to the next" not in plan._step_line(on, 1000)

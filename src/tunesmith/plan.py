@@ -259,6 +259,7 @@ def _step_line(cfg: RunConfig, trainable: int) -> str:
             f"{'of similar length' if train.grouped_batches(cfg) else 'drawn at random'}, "
             + ("joined into one sequence (padding-free; attention stays within each row"
                + (", through PyTorch's FlashAttention varlen kernel)" if t.attention == "varlen" else ")")
+               + (", padded to the next of a few lengths (CUDA graphs)" if t.compile == "graphs" else "")
                if train.padding_free(cfg) else "padded to the longest")
             + "; (2) forward pass over every position, logits only where the loss is computed (TRL's fused LM "
             "head); (3) loss = cross-entropy on supervised tokens only (prompt tokens carry label -100); "
