@@ -160,12 +160,12 @@ def rows_for(shape: str, folder: Path) -> Path:
 
 
 class Meter:
-    """Real tokens (attention_mask sums; a packed row's length less tunesmith-graphs' pad row) and wall time of each
-    training step, from a forward pre-hook and a TrainerCallback; the first step is the warm-up and is not timed."""
+    """Real tokens (attention_mask sums, or a packed row's length: the hook runs before tunesmith-graphs pads the
+    row) and wall time of each training step, from a forward pre-hook and a TrainerCallback; the first step is the
+    warm-up and is not timed."""
 
-    def __init__(self, model, profile: bool = False, pad_id: int | None = None) -> None:  # noqa: ANN001
+    def __init__(self, model, profile: bool = False) -> None:  # noqa: ANN001
         self.tokens, self.step_tokens, self.times, self.losses = [], 0, [], []
-        self.pad_id = pad_id  # given: a packed row's last row, all of pad tokens, is graphs.pad_packed's padding
         self._t0 = 0.0
         self.profiler = None
         if profile:  # the timed steps (2nd on) under torch.profiler: where a step's time goes, per contestant
@@ -181,11 +181,6 @@ class Meter:
         ids = kwargs.get("input_ids") if kwargs.get("input_ids") is not None else (args[0] if args else None)
         if module.training:
             self.step_tokens += int(mask.sum()) if mask is not None and mask.dim() == 2 else int(ids.numel())
-            positions = kwargs.get("position_ids")
-            if self.pad_id is not None and mask is None and positions is not None and ids.shape[0] == 1:
-                last = int(positions[0, -1]) + 1  # the last row's length
-                if bool((ids[0, -last:] == self.pad_id).all()):
-                    self.step_tokens -= last
 
     def callback(self):  # noqa: ANN201
         from transformers import TrainerCallback
@@ -335,7 +330,7 @@ def tunesmith_run(data: Path, shape: str, steps: int, out: Path, variant: str = 
 
         _apply_liger_kernel_to_instance(model=model, rope=True, rms_norm=True, swiglu=True, cross_entropy=False,
                                         fused_linear_cross_entropy=False)
-    meter = Meter(model, PROFILE, tok.pad_token_id if cfg.train.compile == "graphs" else None)
+    meter = Meter(model, PROFILE)
     run, _ = create(out, "bench", overwrite=True, config_yaml=cfg.to_yaml())
     start = time.perf_counter()
     result = train.train(model, tok, train_ex, eval_ex[:2], cfg, run, say=lambda _: None, progress=meter.callback())

@@ -4,6 +4,9 @@ themselves are CUDA-only: the GPU tests (bench/gpu_check.sh's tests stage) train
 
 from __future__ import annotations
 
+import contextlib
+import itertools
+
 import pytest
 
 from tests.conftest import fails, tiny_config, tunesmith
@@ -55,33 +58,44 @@ def test_a_padded_batch_is_trls_packing_with_one_more_row_that_nothing_learns_fr
     assert padded["max_length_q"] == padded["max_length_k"] == 128  # one value per length: not a graph per step
     exact = _collate([[5] * 128])
     assert graphs.pad_packed(exact, pad_id=0) is exact  # already a rung: nothing added
-    with pytest.raises(ValueError, match="padding-free batch"):
-        graphs.pad_packed({"input_ids": torch.ones(2, 4), "attention_mask": torch.ones(2, 4)}, pad_id=0)
 
 
-def test_the_padded_row_gives_the_same_loss_and_gradients(tiny_model_dir):
-    """The pad row is a sequence of its own (positions from 0): SDPA's packed mask keeps the rows from it."""
+def test_the_decoder_pads_the_row_and_the_loss_and_gradients_stay(tiny_model_dir):
+    """graphs.used_by: the decoder's layers see the padded row (a sequence of its own, positions from 0: SDPA's
+    packed mask keeps the rows from it), the loss sees the row's own tokens: the same loss and gradients; a padded
+    batch (attention mask) passes untouched; off again on exit."""
     import torch
     from transformers import AutoModelForCausalLM
 
     model = AutoModelForCausalLM.from_pretrained(tiny_model_dir, attn_implementation="sdpa", dtype=torch.float32)
+    seen = []
+    model.get_decoder().layers[0].register_forward_pre_hook(lambda module, args: seen.append(args[0].shape[1]))
 
-    def step(batch):  # noqa: ANN001, ANN202
+    def step(**inputs):  # noqa: ANN003, ANN202
         model.zero_grad()
-        inputs = {k: batch[k] for k in ("input_ids", "labels", "position_ids")}
-        loss = model(**inputs, use_cache=False).loss
-        loss.backward()
-        return loss.item(), [p.grad.clone() for p in model.parameters()]
+        out = model(**inputs, use_cache=False)
+        out.loss.backward()
+        return out.loss.item(), [p.grad.clone() for p in model.parameters()], out.logits.shape[1]
 
-    packed = _collate(_rows())
-    plain, padded = step(packed), step(graphs.pad_packed(packed, pad_id=0))
+    packed = {k: v for k, v in _collate(_rows()).items() if k in ("input_ids", "labels", "position_ids")}
+    plain = step(**packed)
+    with graphs.used_by(model):
+        padded = step(**packed)
+        ids = packed["input_ids"][:, :24].repeat(2, 1)
+        step(input_ids=ids, labels=ids, attention_mask=torch.ones_like(ids))
+    step(**packed)
+    assert seen == [71, 128, 24, 71]
+    assert padded[2] == 71  # the logits of the row's own tokens
     assert padded[0] == pytest.approx(plain[0], rel=1e-6)
     for x, y in zip(plain[1], padded[1], strict=True):
         assert torch.allclose(x, y, rtol=1e-4, atol=1e-7)
 
 
 def _train(model_dir, data, out, monkeypatch, compile_setting: str):  # noqa: ANN001, ANN202
-    """3 LoRA steps in fp32, padding-free, dropout off; returns the packed lengths the decoder saw and the losses."""
+    """3 LoRA steps in fp32, padding-free, dropout off; returns the packed lengths the layers saw, the losses and
+    the token counts logged, and the modes the layers were compiled in."""
+    from transformers import TrainerCallback
+
     from tunesmith import fastpath, models
     from tunesmith.data.prepare import prepare
 
@@ -93,29 +107,38 @@ def _train(model_dir, data, out, monkeypatch, compile_setting: str):  # noqa: AN
     _, train_ex, eval_ex = pipeline.render(tok, prepare(cfg.data), cfg, say=lambda _: None)
     model = pipeline._starting_model(cfg)[0]
     seen, modes = [], []
-    model.get_decoder().register_forward_pre_hook(
-        lambda module, args, kwargs: seen.append(kwargs["input_ids"].shape[1]) if module.training else None,
-        with_kwargs=True)
+    model.get_decoder().layers[0].register_forward_pre_hook(  # what the layers get (the decoder pads first)
+        lambda module, args, kwargs: seen.append((args[0] if args else kwargs["hidden_states"]).shape[1])
+        if module.training else None, with_kwargs=True)
     # compiling on the CPU takes ~30 s and records no graph: the mode reaches compile_layers, whose own test below
     # compiles in it
     monkeypatch.setattr(fastpath, "compile_layers", lambda model, mode=None: modes.append(mode))
+    logged = []
+
+    class Logs(TrainerCallback):  # TRL's own count of the tokens trained on, as the trainer logs it
+        def on_log(self, args, state, control, logs=None, **kw):  # noqa: ANN001, ANN202
+            if logs and "loss" in logs:
+                logged.append(logs["num_tokens"])
+
     run, _ = rundir.create(out, "tiny", overwrite=True, config_yaml=cfg.to_yaml())
-    train.train(model, tok, train_ex, eval_ex, cfg, run, say=lambda _: None)
+    train.train(model, tok, train_ex, eval_ex, cfg, run, say=lambda _: None, progress=Logs())
     run.unlock()
-    losses = [row["loss"] for row in diskio.read_jsonl(run.root / "metrics.jsonl") if "loss" in row]
-    return seen, losses, modes
+    rows = [row for row in diskio.read_jsonl(run.root / "metrics.jsonl") if "loss" in row]
+    return seen, [row["loss"] for row in rows], logged, modes
 
 
 def test_a_graphs_run_trains_bucketed_rows_like_a_plain_one(tmp_path, tiny_model_dir, small_jsonl, monkeypatch):
-    """Through TRL's trainer (its loss, its token counts): the decoder sees only bucket lengths, and the three
-    steps' losses are the unpadded run's."""
+    """Through TRL's trainer: the layers see only bucket lengths, and the three steps' losses and token counts are
+    the unpadded run's."""
     monkeypatch.setattr(graphs, "unavailable", lambda: None)  # a GPU's answer: the CPU cannot record graphs
-    lengths, losses, modes = _train(tiny_model_dir, small_jsonl, tmp_path / "g", monkeypatch, "graphs")
-    plain_lengths, plain_losses, plain_modes = _train(tiny_model_dir, small_jsonl, tmp_path / "p", monkeypatch, "off")
+    lengths, losses, tokens, modes = _train(tiny_model_dir, small_jsonl, tmp_path / "g", monkeypatch, "graphs")
+    plain_lengths, plain_losses, plain_tokens, plain_modes = _train(tiny_model_dir, small_jsonl, tmp_path / "p",
+                                                                    monkeypatch, "off")
     assert modes == ["reduce-overhead"] and plain_modes == []
     assert len(lengths) == len(plain_lengths) == 3
     assert lengths == [graphs.bucket_length(n) for n in plain_lengths] and lengths != plain_lengths
     assert losses == pytest.approx(plain_losses, rel=1e-5)
+    assert tokens == plain_tokens == list(itertools.accumulate(plain_lengths))  # the rows' tokens, no pad row
 
 
 def test_graphs_say_why_they_cannot_train_here(tiny_model_dir, small_jsonl, tmp_path, monkeypatch):
@@ -146,8 +169,8 @@ def test_the_memory_estimate_counts_the_bucket(tiny_model_dir, small_jsonl, tmp_
 @pytest.mark.gpu
 @pytest.mark.skipif(not _cuda(), reason="needs a CUDA GPU (CUDA graphs)")
 def test_gpu_graphs_train_like_eager_steps(tiny_model_dir):
-    """LoRA steps on bucketed packed rows, eager against compiled layers replayed as CUDA graphs (bf16 autocast,
-    marked steps, AdamW): the same losses step after step, every layer run as a graph, and lengths seen before
+    """LoRA steps on packed rows, eager against compiled layers replayed as CUDA graphs on the rows padded to
+    bucket lengths (graphs.used_by: bf16 autocast, marked steps, AdamW): the same losses step after step, every layer run as a graph, and lengths seen before
     compile nothing new."""
     import torch
     from peft import get_peft_model
@@ -160,8 +183,7 @@ def test_gpu_graphs_train_like_eager_steps(tiny_model_dir):
     torch.manual_seed(0)
     rows = [[torch.randint(1, 1000, (n,)).tolist() for n in lengths]
             for lengths in ((30, 17, 24), (60, 40, 44), (25, 20, 20), (61, 40, 40))]  # 128, 192, 128, 192 tokens
-    batches = [{k: v.cuda() if hasattr(v, "cuda") else v for k, v in graphs.pad_packed(_collate(r), 0).items()}
-               for r in rows]
+    batches = [{k: v.cuda() if hasattr(v, "cuda") else v for k, v in _collate(r).items()} for r in rows]
 
     def steps(compiled: bool) -> list[float]:
         torch.manual_seed(0)
@@ -171,7 +193,7 @@ def test_gpu_graphs_train_like_eager_steps(tiny_model_dir):
             fastpath.compile_layers(model, mode="reduce-overhead")
         optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=1e-3)
         losses, compiles = [], []
-        with graphs.marked_steps(model):
+        with graphs.used_by(model) if compiled else contextlib.nullcontext():
             for batch in batches:
                 with torch.autocast("cuda", dtype=torch.bfloat16):
                     loss = model(**{k: batch[k] for k in ("input_ids", "labels", "position_ids")}).loss

@@ -3,7 +3,7 @@ in each docstring): frozen linear weights stored in bf16 or fp16 (frozen_to_half
 supervised positions on the CPU too (supervised_logits_only), and LoRA dropout that draws only where it drops
 (cheap_dropout); around the loop on the CPU (cpu_step), attention over the whole score matrix for short rows
 (attention.py) and the LoRA adapters' inputs kept in bf16 (bf16_lora_inputs); on CUDA, train.attention: varlen
-(gpu_step, varlen.py, graphs.py); train.compile's regional compilation (compile_layers). train.run_trainer applies them;
+(gpu_step, varlen.py); train.compile's regional compilation (compile_layers; graphs.py pads its rows). train.run_trainer applies them;
 memory's estimate asks frozen_dtype and attention.kept_bytes.
 """
 
@@ -15,7 +15,7 @@ import math
 from collections.abc import Iterator
 from typing import Any
 
-from tunesmith import attention, graphs, varlen
+from tunesmith import attention, varlen
 from tunesmith.config import RunConfig
 from tunesmith.runtime import choose_precision
 
@@ -136,19 +136,12 @@ def cpu_step(model: Any, cfg: RunConfig) -> Iterator[list[str]]:
 @contextlib.contextmanager
 def gpu_step(model: Any, cfg: RunConfig) -> Iterator[list[str]]:
     """Around trainer.train on CUDA: train.attention: varlen switches the model to varlen.py's attention (train
-    checks first that it can run: train.check_attention), and train.compile: graphs marks where each step begins
-    (graphs.marked_steps); yields what was switched on, off again on exit."""
-    if not next(model.parameters()).is_cuda:
+    checks first that it can run: train.check_attention); yields what was switched on, off again on exit."""
+    if cfg.train.attention != "varlen" or not next(model.parameters()).is_cuda:
         yield []
         return
-    with contextlib.ExitStack() as stack:
-        switched = []
-        if cfg.train.attention == "varlen" and stack.enter_context(varlen.used_by(model)):
-            switched.append("varlen attention")
-        if cfg.train.compile == "graphs":
-            stack.enter_context(graphs.marked_steps(model))
-            switched.append("CUDA graph steps")
-        yield switched
+    with varlen.used_by(model) as switched:
+        yield ["varlen attention"] if switched else []
 
 
 @contextlib.contextmanager

@@ -9,6 +9,7 @@ one metrics file of record (metrics.jsonl) beside TensorBoard / W&B.
 
 from __future__ import annotations
 
+import contextlib
 import math
 import os
 import time
@@ -412,12 +413,12 @@ def run_trainer(trainer: Any, tokenizer: Any, cfg: RunConfig, run: RunDir, resum
         fastpath.frozen_to_half(trainer.model, half)
     if not next(trainer.model.parameters()).is_cuda:
         fastpath.cheap_dropout(trainer.model)
+    graphed = cfg.train.compile == "graphs"  # CUDA graphs of a few packed lengths (graphs.py)
     if cfg.train.compile != "off":
-        fastpath.compile_layers(trainer.model, mode="reduce-overhead" if cfg.train.compile == "graphs" else None)
-    if cfg.train.compile == "graphs":  # a few packed lengths, so a few recorded graphs (graphs.py)
-        trainer.data_collator = graphs.Bucketed(trainer.data_collator, tokenizer.pad_token_id)
+        fastpath.compile_layers(trainer.model, mode="reduce-overhead" if graphed else None)
     start = time.perf_counter()
-    with fastpath.cpu_step(trainer.model, cfg), fastpath.gpu_step(trainer.model, cfg):
+    with (fastpath.cpu_step(trainer.model, cfg), fastpath.gpu_step(trainer.model, cfg),
+          graphs.used_by(trainer.model) if graphed else contextlib.nullcontext()):
         trainer.train(resume_from_checkpoint=str(resume_from) if resume_from else None)
     seconds = time.perf_counter() - start
     tokens = int(trainer.state.num_input_tokens_seen or 0)
