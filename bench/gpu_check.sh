@@ -14,7 +14,8 @@
 #                 unsloth and (c) trl-liger); it stops RESERVE seconds (default 100) before BUDGET for the tests
 #     tests       the GPU tests (bf16, QLoRA/8-bit, packed rows, forced fp16, a whole run, the varlen kernel, CUDA
 #                 graphs against eager steps)
-#     candidates  the other candidates, tunesmith-bf16in, -fused, -flex and -liger, at the first of SIZES
+#     candidates  the other candidates, tunesmith-graphs-varlen (the two together), -bf16in, -fused, -flex and
+#                 -liger, at the first of SIZES
 #     profile     trl-tuned and tunesmith at the first of SIZES on demo rows under torch.profiler (wall vs GPU busy,
 #                 kernel launches, top ops)
 #     scaling     trl-tuned and tunesmith at the first of SIZES on rows of 512 ... 8,192 tokens (8,192 a step)
@@ -117,7 +118,7 @@ if stage tests 90; then
     | tee "$OUT/pytest.log" | tail -15
 fi
 stage candidates 90 && bench "candidates_$first" "$first" demo,long_prompt \
-  tunesmith-bf16in,tunesmith-fused,tunesmith-flex,tunesmith-liger 12
+  tunesmith-graphs-varlen,tunesmith-bf16in,tunesmith-fused,tunesmith-flex,tunesmith-liger 12
 stage profile 60 && bench "profile_$first" "$first" demo trl-tuned,tunesmith 6 --profile
 stage scaling 120 && bench "scaling_$first" "$first" seq512,seq1024,seq2048,seq4096,seq8192 trl-tuned,tunesmith 6
 echo "done in $SECONDS s" | tee -a "$OUT/gpu.txt"

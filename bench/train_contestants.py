@@ -62,6 +62,7 @@ CONTESTANTS = ("trl-defaults", "trl-tuned", "tunesmith")
 # padded to a few lengths (graphs.py): candidates for issue 27, each kept only if a GPU run shows it
 VARIANTS = {"tunesmith-padded": {"padding_free": "off"}, "tunesmith-packed": {"padding_free": "on"},
             "tunesmith-compile": {"compile": "layers"}, "tunesmith-graphs": {"compile": "graphs"},
+            "tunesmith-graphs-varlen": {"compile": "graphs", "attention": "varlen"},  # the two together
             "tunesmith-liger": {}, "tunesmith-bf16in": {},
             "tunesmith-varlen": {"attention": "varlen"},  # packed rows through torch's FlashAttention varlen kernel
             "tunesmith-fused": {"optimizer": "adamw_torch_fused"},  # transformers' default optimizer

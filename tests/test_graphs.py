@@ -91,6 +91,29 @@ def test_the_decoder_pads_the_row_and_the_loss_and_gradients_stay(tiny_model_dir
         assert torch.allclose(x, y, rtol=1e-4, atol=1e-7)
 
 
+def test_graphs_and_varlen_together_give_the_padded_loss_and_gradients(tiny_model_dir, monkeypatch):
+    """train.compile: graphs with train.attention: varlen (the bench's tunesmith-graphs-varlen): the kernel gets the
+    pad row's bounds and the padded length as its bound on the longest row (one value per length); on the CPU a
+    per-row SDPA stands in for the kernel (tests/test_varlen.py)."""
+    import torch.nn.attention.varlen as torch_varlen
+    from transformers import AutoModelForCausalLM
+
+    from tests.test_varlen import _reference_kernel, _same, _step
+    from tests.test_varlen import _rows as varlen_rows
+    from tunesmith import varlen
+
+    calls: list = []
+    monkeypatch.setattr(varlen, "DEVICES", ("cpu",))
+    monkeypatch.setattr(torch_varlen, "varlen_attn", _reference_kernel(calls, exact_max=False))
+    model = AutoModelForCausalLM.from_pretrained(tiny_model_dir, attn_implementation="sdpa")
+    packed, padded = varlen_rows("cpu")
+    plain = _step(model, "cpu", **padded)
+    with varlen.used_by(model), graphs.used_by(model):
+        through = _step(model, "cpu", **packed)
+    assert calls == [([0, 30, 47, 71, 128], 128)] * model.config.num_hidden_layers
+    _same(plain, through)
+
+
 def _train(model_dir, data, out, monkeypatch, compile_setting: str):  # noqa: ANN001, ANN202
     """3 LoRA steps in fp32, padding-free, dropout off; returns the packed lengths the layers saw, the losses and
     the token counts logged, and the modes the layers were compiled in."""
