@@ -99,7 +99,9 @@ stage() {  # stage NAME SECONDS_IT_NEEDS: whether it was asked for and still fit
 model_for() { if [ "$1" = 135 ]; then echo .gpu/smol; else echo .gpu/smol$1; fi; }
 first=${SIZES%% *}
 bench() {  # bench NAME SIZE SHAPES CONTESTANTS STEPS [--profile] [SECONDS TO LEAVE]
-  timeout $((BUDGET - SECONDS - ${7:-10})) python3 bench/train_contestants.py --model "$(model_for "$2")" \
+  local left=$((BUDGET - SECONDS - ${7:-10}))  # timeout 0 would mean no limit at all
+  if [ "$left" -lt 30 ]; then echo "bench $1 skipped: ${left} s left" | tee -a "$OUT/gpu.txt"; return; fi
+  timeout "$left" python3 bench/train_contestants.py --model "$(model_for "$2")" \
     --rows .gpu/rows --shapes "$3" --contestants "$4" --steps "$5" ${6:-} --json "$OUT/gpu_$1.json" \
     2>"$OUT/bench_$1.log" >/dev/null
   grep -E "tok/s|FAILED" "$OUT/bench_$1.log"
