@@ -155,3 +155,15 @@ def test_bare_on_and_off_mean_the_setting_not_a_boolean(tmp_path: Path):
     cfg = config.load(p, ["train.padding_free=off", "train.compile=false", "eval.retention=on"])
     assert (cfg.train.padding_free, cfg.train.compile, cfg.eval.retention) == ("off", "off", "on")
     assert config.load(p, ["train.compile=graphs"]).train.compile == "graphs"
+
+
+@pytest.mark.parametrize("name", [".", ".."])
+def test_a_run_name_of_dot_or_dot_dot_is_refused_at_validation(tmp_path: Path, name: str):
+    """They fit the name pattern but name the output dir itself or its parent (`plan` printed "output: runs/..");
+    `train` refused them only when it made the folder (rundir.check_name)."""
+    p = tmp_path / "c.yaml"
+    p.write_text(f"name: '{name}'\nmodel: m\ndata: {{train: [a.jsonl]}}\n", encoding="utf-8")
+    with pytest.raises(TunesmithError, match="plain folder name") as err:
+        config.load(p)
+    assert '"name"' in err.value.render()
+    assert config.load(p, ["name=demo-2"]).name == "demo-2"

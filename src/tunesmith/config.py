@@ -312,6 +312,14 @@ class RunConfig(_Strict):
     preference: PreferenceConfig = PreferenceConfig()
     eval: EvalConfig = EvalConfig()
 
+    @field_validator("name")
+    @classmethod
+    def _plain_name(cls, name: str) -> str:
+        # "." and ".." fit the pattern and name the output dir itself or its parent: `plan` printed "runs/.."
+        if name in (".", ".."):
+            raise ValueError("expected a plain folder name, not '.' or '..' (e.g. demo-2)")
+        return name
+
     @model_validator(mode="after")
     def _methods_fit(self) -> RunConfig:
         if self.train.method == "full" and self.train.load_in != "none":
