@@ -113,6 +113,7 @@ class ReadResult:
     evidence: dict[str, int] = field(default_factory=dict)  # how many rows fit each format
     roles: dict[str, str] = field(default_factory=dict)  # role name in the file -> role used
     unused: dict[str, tuple[int, tuple[str, ...]]] = field(default_factory=dict)  # field -> (rows, a few values)
+    text_parts: int = 0  # turns of the usable conversations whose content was a list of text parts, joined
 
 
 @dataclass(frozen=True)

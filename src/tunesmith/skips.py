@@ -27,7 +27,8 @@ SKIP_FIXES = {
                           "teaches nothing",
     "malformed": "give each field the type the format expects (text for content and role, a list for "
                  "messages); tunesmith inspect FILE --json lists each row's problem",
-    "not_text": "make each turn's content a string (a number, list or null is not read as text)",
+    "not_text": "make each turn's content a string, or a list of text parts ({{\"type\": \"text\", \"text\": ...}}); a "
+                "number, null, or an image or audio part is not read as text",
     "empty_turn": "fill in or delete the empty turns (an empty answer has nothing to teach)",
     "control_char": "remove the control characters (often a stray NUL or form feed from a copied PDF)",
     "turn_order": "map your role names with data.roles (e.g. --set data.roles.counselor=assistant), or merge "

@@ -272,3 +272,25 @@ def test_group_by_names_a_field_each_conversation_carries(tmp_path: Path):
     with pytest.raises(TunesmithError) as err:
         formats.load(path, group_by="category")
     assert "no row has that field" in str(err.value) and "Q, A, label" in str(err.value)
+
+
+def test_content_given_as_text_parts_is_read_as_their_joined_text(tmp_path: Path):
+    """OpenAI-style content lists ({"type": "text", "text": ...}; the Responses API's input_text / output_text) are
+    read as the parts' texts one after another, as chat templates render them, and counted; a row with an image
+    part is skipped with the part named (tunesmith trains text models)."""
+    from tunesmith.config import DataConfig
+    from tunesmith.data import summary
+
+    text = lambda t, kind="text": {"type": kind, "text": t}  # noqa: E731
+    rows = [{"messages": [{"role": "user", "content": [text("Hello, "), text("world")]},
+                          {"role": "assistant", "content": [text("Hi!", "output_text")]}]},
+            {"messages": [{"role": "user", "content": [text("look"), {"type": "image_url", "image_url": {}}]},
+                          {"role": "assistant", "content": "a cat"}]},
+            {"messages": [{"role": "user", "content": "plain"}, {"role": "assistant", "content": "text"}]}]
+    res = formats.load(write_json(tmp_path / "p.json", rows))
+    assert [[m.content for m in c.messages] for c in res.conversations] == [["Hello, world", "Hi!"], ["plain", "text"]]
+    assert res.text_parts == 2
+    [skip] = res.skipped
+    assert skip.kind == "not_text" and "content part 1 is a part of type 'image_url'" in skip.reason
+    shown = summary.render(summary.summarize([tmp_path / "p.json"], DataConfig(train=[tmp_path / "p.json"])))
+    assert "2 turns give their content as a list of text parts" in shown

@@ -73,3 +73,16 @@ def test_inspect_reports_pairs_and_train_refuses_to_imitate_rejected_answers(tmp
     assert out["skipped"] == [{"location": "prefs.jsonl:5", "reason": "no rejected answer", "kind": "pair_side_missing"}]
     fails(tunesmith("plan", "--data", str(path)), "these rows hold preference data: chosen and rejected answers",
           "--set train.objective=dpo")
+
+
+def test_answers_and_turns_given_as_text_parts_are_read_and_counted(tmp_path: Path):
+    text = lambda t: [{"type": "text", "text": t}]  # noqa: E731
+    rows = [{"prompt": [{"role": "user", "content": text("Which?")}],
+             "chosen": [{"role": "assistant", "content": text("good")}], "rejected": text("bad")},
+            {"prompt": "q", "chosen": "a", "rejected": [{"type": "image_url", "image_url": {}}]}]
+    res = preference.load(write_json(tmp_path / "t.json", rows))
+    [pair] = res.pairs
+    assert (pair.prompt, pair.chosen, pair.rejected) == ((Message("user", "Which?"),), "good", "bad")
+    assert [(s.location, s.kind) for s in res.skipped] == [("t.json[1]", "not_text")]
+    assert "part of type 'image_url'" in res.skipped[0].reason
+    assert res.warnings[0].startswith("3 answers or turns give their content as a list of text parts")

@@ -16,7 +16,7 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-from tunesmith.data import preference, readers
+from tunesmith.data import parts, preference, readers
 from tunesmith.errors import TunesmithError, did_you_mean
 from tunesmith.format_names import ALL_FORMATS, FLAT_TURNS, ROLE_ALIASES
 from tunesmith.records import Conversation, Message, RawRecord, ReadResult, Skip
@@ -186,9 +186,14 @@ class BadRow(ValueError):
 
 
 def validate(turns: Turns, source: str, system: str | None) -> Conversation:
-    """Check roles, alternation and content; raise BadRow with the reason a row must be skipped."""
+    """Check roles, alternation and content; raise BadRow with the reason a row must be skipped. A content list of
+    text parts is read as its joined text (parts.joined)."""
     msgs: list[Message] = []
     for i, (role, content) in enumerate(turns):
+        try:
+            content = parts.joined(content, f"turn {i} ({role})")
+        except parts.NotTextPart as err:
+            raise BadRow("not_text", str(err)) from None
         if not isinstance(content, str):
             raise BadRow("not_text", f"turn {i} ({role}): content is {type(content).__name__}, expected text")
         if not content.strip():
@@ -385,11 +390,12 @@ def load(path: Path, *, format: str = "auto", roles: Mapping[str, str] | None = 
         turns_by_row = _pair_flat_turns([RawRecord(r.location, {**r.fields, "_role": mapping[
             str(r.fields["role"]).strip().lower()]}) for r in usable])
     groups = _groups(path, records, group_by, fmt)
-    conversations = []
+    conversations, part_lists = [], 0
     for location, turns in turns_by_row:
         try:
             mapped = [(mapping[str(role).strip().lower()], content) for role, content in turns]
             conversations.append(replace(validate(mapped, location, system), group=groups.get(location)))
+            part_lists += sum(isinstance(content, list) for _, content in mapped)
         except BadRow as err:
             skipped.append(Skip(location, str(err), err.kind))
     # The unit counted is a conversation: for a flat turn list that is a group of turns, otherwise a record.
@@ -400,4 +406,5 @@ def load(path: Path, *, format: str = "auto", roles: Mapping[str, str] | None = 
     return ReadResult(path, enc, fmt, tuple(conversations), tuple(skipped), rows_read=rows,
                       records=len(raw) + unparsed, evidence=dict(votes),
                       roles=dict(sorted((r, mapping[r]) for r in roles_seen)) if fmt in NAMED_ROLES else {},
-                      unused={k: v for k, v in unused_fields(fmt, fitted).items() if k != group_by})
+                      unused={k: v for k, v in unused_fields(fmt, fitted).items() if k != group_by},
+                      text_parts=part_lists)

@@ -24,7 +24,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from tunesmith.data import readers
+from tunesmith.data import parts, readers
 from tunesmith.format_names import ROLE_ALIASES
 from tunesmith.errors import TunesmithError
 from tunesmith.records import Message, Skip
@@ -96,12 +96,21 @@ class _Bad(ValueError):
         self.kind = kind
 
 
+def _parts(content: Any, where: str) -> Any:
+    """A content list of text parts (OpenAI style) as its joined text (parts.joined), else as it is."""
+    try:
+        return parts.joined(content, where)
+    except parts.NotTextPart as err:
+        raise _Bad("not_text", str(err)) from None
+
+
 def _text(value: Any, side: str) -> str:
     """An answer: text, a message object, or a list of messages whose last is the answer."""
-    if isinstance(value, list) and value and isinstance(value[-1], dict):
+    if isinstance(value, list) and value and isinstance(value[-1], dict) and "type" not in value[-1]:
         value = value[-1]
     if isinstance(value, dict):
         value = value.get("content", value.get("value"))
+    value = _parts(value, f"the {side} answer")
     if value is None:
         raise _Bad("pair_side_missing", f"no {side} answer")
     if not isinstance(value, str):
@@ -115,7 +124,7 @@ def _messages(turns: Any) -> tuple[Message, ...]:
     out = []
     for t in turns:
         role = ROLE_ALIASES.get(str(t.get("role", t.get("from", ""))).strip().lower())
-        content = t.get("content", t.get("value"))
+        content = _parts(t.get("content", t.get("value")), f"a {role or 'turn'} turn")
         if role is None or not isinstance(content, str):
             raise _Bad("malformed", f"a turn with role {t.get('role', t.get('from'))!r} and {type(content).__name__} "
                                     "content")
@@ -233,8 +242,13 @@ def load(path: Path, *, encoding: str = "auto") -> PreferenceRead:
             skipped.append(Skip(rec.location, str(err), err.kind))
         except (KeyError, TypeError, AttributeError) as err:
             skipped.append(Skip(rec.location, f"malformed {fmt} row ({type(err).__name__}: {err})", "malformed"))
+    used = {r.source for r in (*pairs, *rated)}
+    lists = sum(parts.lists_in(rec.fields) for rec in raw if rec.location in used)
+    joined = [f"{lists} answers or turns give their content as a list of text parts (OpenAI style): each read as "
+              "its parts' texts one after another, as chat templates render them"] if lists else []
     return PreferenceRead(path, enc, fmt, tuple(pairs), tuple(rated), tuple(skipped),
-                          tuple(length_bias(pairs) + contradictions(pairs)), dict(votes))
+                          tuple(joined + length_bias(pairs) + contradictions(pairs)), dict(votes))
+
 
 
 def length_bias(pairs: list[Pair]) -> list[str]:
