@@ -7,5 +7,10 @@ ROW_FORMATS = ("messages", "sharegpt", "alpaca", "prompt_completion", "numbered_
 FLAT_TURNS = "flat_turns"  # file-level: every record is one {role, content} turn
 ALL_FORMATS = (*ROW_FORMATS, FLAT_TURNS)
 # Role names as files write them -> the roles tunesmith uses (the SFT formats and the preference shapes alike).
+# "developer" is OpenAI's name for the system message since its o1 models (chat and fine-tuning files alike).
 ROLE_ALIASES = {"system": "system", "user": "user", "assistant": "assistant",
-                "human": "user", "gpt": "assistant", "model": "assistant"}
+                "human": "user", "gpt": "assistant", "model": "assistant", "developer": "system"}
+# Role names of function-calling turns (a tool's output; OpenAI "tool" and its older "function", Llama's
+# "ipython"): known, so that a file with them reads, and their rows are skipped as such (formats.validate).
+TOOL_ROLES = ("tool", "function", "ipython")
+TOOL = "tool"  # what they map to

@@ -71,6 +71,7 @@ SKIP_KINDS = {
     "wrong_format": "not in the format of the other rows",
     "malformed": "a field of the wrong type for the format",
     "not_text": "a turn whose content is not text",
+    "tool_call": "function calling (a tool call or a tool's output)",
     "empty_turn": "a turn with no text",
     "control_char": "a control character in the text",
     "turn_order": "turns that do not alternate user, assistant",

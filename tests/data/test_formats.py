@@ -294,3 +294,27 @@ def test_content_given_as_text_parts_is_read_as_their_joined_text(tmp_path: Path
     assert skip.kind == "not_text" and "content part 1 is a part of type 'image_url'" in skip.reason
     shown = summary.render(summary.summarize([tmp_path / "p.json"], DataConfig(train=[tmp_path / "p.json"])))
     assert "2 turns give their content as a list of text parts" in shown
+
+
+def test_function_calling_rows_are_skipped_as_such_and_developer_is_the_system_role(tmp_path: Path):
+    """OpenAI chat files: "developer" (its system role since o1) reads as system; a row with a tool's output (role
+    tool, or function / ipython) or an assistant tool call (content left out, as OpenAI's files do) is skipped
+    as function calling, not as an unknown role that stops the read or as a turn without text."""
+    call = {"role": "assistant", "tool_calls": [{"id": "1", "type": "function",
+                                                 "function": {"name": "weather", "arguments": "{}"}}]}
+    rows = [{"messages": [{"role": "developer", "content": "Be brief."}, {"role": "user", "content": "hi"},
+                          {"role": "assistant", "content": "hello"}]},
+            {"messages": [{"role": "user", "content": "weather?"}, {**call, "content": None},
+                          {"role": "tool", "tool_call_id": "1", "content": "sunny"},
+                          {"role": "assistant", "content": "It is sunny."}]},
+            {"messages": [{"role": "user", "content": "weather?"}, call]},
+            {"messages": [{"role": "user", "content": "2+2?"}, {"role": "ipython", "content": "4"},
+                          {"role": "assistant", "content": "4"}]}]
+    res = formats.load(write_json(tmp_path / "t.json", rows))
+    [conv] = res.conversations
+    assert [(m.role, m.content) for m in conv.messages] == [("system", "Be brief."), ("user", "hi"),
+                                                            ("assistant", "hello")]
+    assert [(s.location, s.kind) for s in res.skipped] == [("t.json[1]", "tool_call"), ("t.json[2]", "tool_call"),
+                                                           ("t.json[3]", "tool_call")]
+    assert res.skipped[0].reason == "turn 1: function calling (a tool call or a tool's output)"
+    assert res.rows_read == 4

@@ -18,7 +18,7 @@ from typing import Any
 
 from tunesmith.data import parts, preference, readers
 from tunesmith.errors import TunesmithError, did_you_mean
-from tunesmith.format_names import ALL_FORMATS, FLAT_TURNS, ROLE_ALIASES
+from tunesmith.format_names import ALL_FORMATS, FLAT_TURNS, ROLE_ALIASES, TOOL, TOOL_ROLES
 from tunesmith.records import Conversation, Message, RawRecord, ReadResult, Skip
 
 Turns = list[tuple[str, Any]]
@@ -91,8 +91,13 @@ _CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f]")
 
 
 def _is_turn_list(value: Any, role_key: str, content_key: str) -> bool:
+    """A list of turns with these keys (a message that calls a tool may leave its content out, as OpenAI's do)."""
     return isinstance(value, list) and bool(value) and all(
-        isinstance(t, dict) and role_key in t and content_key in t for t in value)
+        isinstance(t, dict) and role_key in t and (content_key in t or _calls_tool(t)) for t in value)
+
+
+def _calls_tool(t: dict) -> bool:
+    return bool(t.get("tool_calls") or t.get("function_call"))
 
 
 def _numbered_columns(row: Any) -> tuple[str, str, int] | None:
@@ -124,15 +129,21 @@ def _numbered(row: dict) -> Turns:
     return turns
 
 
+
+def _turn(t: dict) -> tuple[Any, Any]:
+    """(role, content) of an OpenAI-style message; one that calls a tool (tool_calls, or the older function_call)
+    is a TOOL turn, whatever its role, so that its row is skipped as function calling (validate)."""
+    return (TOOL, t.get("content")) if _calls_tool(t) else (t["role"], t["content"])
+
 FORMATS: dict[str, tuple[Callable[[Any], bool], Callable[[Any], Turns]]] = {
     "messages": (lambda r: isinstance(r, dict) and _is_turn_list(r.get("messages"), "role", "content"),
-                 lambda r: [(t["role"], t["content"]) for t in r["messages"]]),
+                 lambda r: [_turn(t) for t in r["messages"]]),
     "sharegpt": (lambda r: isinstance(r, dict) and _is_turn_list(r.get("conversations"), "from", "value"),
                  lambda r: [(t["from"], t["value"]) for t in r["conversations"]]),
     "alpaca": (_is_alpaca, _alpaca),
     "prompt_completion": (_is_pair, _prompt_completion),
     "numbered_turns": (lambda r: _numbered_columns(r) is not None, _numbered),
-    "turns": (lambda r: _is_turn_list(r, "role", "content"), lambda r: [(t["role"], t["content"]) for t in r]),
+    "turns": (lambda r: _is_turn_list(r, "role", "content"), lambda r: [_turn(t) for t in r]),
     "pairs": (lambda r: isinstance(r, list) and len(r) == 2 and all(isinstance(x, str) for x in r),
               lambda r: [("user", r[0]), ("assistant", r[1])]),
     "text": (lambda r: isinstance(r, dict) and set(r) == {"text"}, lambda r: [("text", r["text"])]),
@@ -189,6 +200,9 @@ def validate(turns: Turns, source: str, system: str | None) -> Conversation:
     """Check roles, alternation and content; raise BadRow with the reason a row must be skipped. A content list of
     text parts is read as its joined text (parts.joined)."""
     msgs: list[Message] = []
+    tool = next((i for i, (role, _) in enumerate(turns) if role == TOOL), None)
+    if tool is not None:  # before the content checks: the assistant turn that calls a tool has no text
+        raise BadRow("tool_call", f"turn {tool}: function calling (a tool call or a tool's output)")
     for i, (role, content) in enumerate(turns):
         try:
             content = parts.joined(content, f"turn {i} ({role})")
@@ -219,7 +233,8 @@ def validate(turns: Turns, source: str, system: str | None) -> Conversation:
 
 def _role_map(roles_seen: Counter, user_roles: Mapping[str, str], path: Path) -> dict[str, str]:
     """Map every role name in the file, or stop with the list of names and the config that fixes it."""
-    mapping = {**ROLE_ALIASES, **{k.strip().lower(): v for k, v in user_roles.items()}}
+    mapping = {**ROLE_ALIASES, **dict.fromkeys(TOOL_ROLES, TOOL), **{k.strip().lower(): v
+                                                                     for k, v in user_roles.items()}}
     unknown = sorted(r for r in roles_seen if r not in mapping)
     if unknown:
         seen = ", ".join(f"{r} ({n}x)" for r, n in roles_seen.most_common())
@@ -231,9 +246,10 @@ def _role_map(roles_seen: Counter, user_roles: Mapping[str, str], path: Path) ->
             f"unknown role name(s) {', '.join(map(repr, unknown))}; roles found: {seen}", where=str(path),
             fix=f"map them in the config's data section:\n    roles:{fix_lines}",
             suggest={"roles": guess})
-    bad_targets = sorted({v for v in mapping.values() if v not in ("system", "user", "assistant")})
+    bad_targets = sorted({v for v in mapping.values() if v not in ("system", "user", "assistant", TOOL)})
     if bad_targets:
-        raise TunesmithError(f"roles map to {bad_targets}; a role must map to system, user or assistant",
+        raise TunesmithError(f"roles map to {bad_targets}; a role must map to system, user or assistant (or tool: "
+                             "its rows are left out as function calling)",
                              where=str(path))
     return mapping
 
