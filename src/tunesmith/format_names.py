@@ -10,7 +10,8 @@ ALL_FORMATS = (*ROW_FORMATS, FLAT_TURNS)
 # "developer" is OpenAI's name for the system message since its o1 models (chat and fine-tuning files alike).
 ROLE_ALIASES = {"system": "system", "user": "user", "assistant": "assistant",
                 "human": "user", "gpt": "assistant", "model": "assistant", "developer": "system"}
-# Role names of function-calling turns (a tool's output; OpenAI "tool" and its older "function", Llama's
-# "ipython"): known, so that a file with them reads, and their rows are skipped as such (formats.validate).
-TOOL_ROLES = ("tool", "function", "ipython")
+# Role names of function-calling turns: OpenAI's "tool" and its older "function", Llama's "ipython", and
+# LLaMA-Factory's ShareGPT "function_call" / "observation": known, so that a file with them reads, and their rows
+# are skipped as function calling (formats.validate).
+TOOL_ROLES = ("tool", "function", "ipython", "function_call", "observation")
 TOOL = "tool"  # what they map to

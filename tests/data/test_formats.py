@@ -318,3 +318,12 @@ def test_function_calling_rows_are_skipped_as_such_and_developer_is_the_system_r
                                                            ("t.json[3]", "tool_call")]
     assert res.skipped[0].reason == "turn 1: function calling (a tool call or a tool's output)"
     assert res.rows_read == 4
+
+
+def test_llama_factory_sharegpt_function_calling_rows_are_skipped_as_such(tmp_path: Path):
+    rows = [{"conversations": [{"from": "human", "value": "weather?"},
+                               {"from": "function_call", "value": '{"name": "weather"}'},
+                               {"from": "observation", "value": "sunny"}, {"from": "gpt", "value": "Sunny."}]},
+            {"conversations": [{"from": "human", "value": "hi"}, {"from": "gpt", "value": "hello"}]}]
+    res = formats.load(write_json(tmp_path / "f.json", rows))
+    assert len(res.conversations) == 1 and [(s.location, s.kind) for s in res.skipped] == [("f.json[0]", "tool_call")]
