@@ -327,3 +327,21 @@ def test_llama_factory_sharegpt_function_calling_rows_are_skipped_as_such(tmp_pa
             {"conversations": [{"from": "human", "value": "hi"}, {"from": "gpt", "value": "hello"}]}]
     res = formats.load(write_json(tmp_path / "f.json", rows))
     assert len(res.conversations) == 1 and [(s.location, s.kind) for s in res.skipped] == [("f.json[0]", "tool_call")]
+
+
+def test_llama_factory_alpaca_system_and_history_columns_are_read(tmp_path: Path):
+    """LLaMA-Factory's Alpaca rows carry `system` and `history` ([[instruction, response], ...]): read as the
+    system prompt and the earlier turns (they were reported as unused fields); a history that is not pairs is a
+    malformed row."""
+    rows = [{"instruction": "And now?", "input": "", "output": "Fine.", "system": "Be kind.",
+             "history": [["How are you?", "Tired."], ["Why?", "Work."]]},
+            {"instruction": "hi", "output": "hello", "system": "", "history": []},
+            {"instruction": "x", "output": "y", "history": ["not a pair"]}]
+    res = formats.load(write_json(tmp_path / "h.json", rows))
+    assert [[(m.role, m.content) for m in c.messages] for c in res.conversations] == [
+        [("system", "Be kind."), ("user", "How are you?"), ("assistant", "Tired."), ("user", "Why?"),
+         ("assistant", "Work."), ("user", "And now?"), ("assistant", "Fine.")],
+        [("user", "hi"), ("assistant", "hello")]]
+    assert res.unused == {}  # the empty system and history of the second row are read as nothing to add
+    [skip] = res.skipped
+    assert skip.kind == "malformed" and "list of [instruction, response] pairs" in skip.reason

@@ -60,12 +60,29 @@ def single_turn_fields(row: Any) -> tuple[tuple[str, str | None, str] | None, li
 
 
 def _one_turn(row: dict) -> Turns:
+    """The row's question and answer, after its own system prompt and earlier turns where it has them
+    (LLaMA-Factory's Alpaca columns: `system`, and `history` as [[instruction, response], ...])."""
     prompt, context, answer = single_turn_fields(row)[0]  # type: ignore[misc]
     extra = row.get(context) if context else None
     text = row[prompt]
     if isinstance(text, str) and isinstance(extra, str) and extra.strip():
         text = f"{text}\n\n{extra}"  # the context joins the user turn, as Alpaca's own template puts it
-    return [("user", text), ("assistant", row[answer])]
+    system, history = _extra_fields(row)
+    before: Turns = [("system", row[system])] if system else []
+    for pair in row[history] if history else ():
+        if not (isinstance(pair, list | tuple) and len(pair) == 2):
+            raise TypeError(f"{history!r} must be a list of [instruction, response] pairs, not {pair!r:.60}")
+        before += [("user", pair[0]), ("assistant", pair[1])]
+    return [*before, ("user", text), ("assistant", row[answer])]
+
+
+def _extra_fields(row: dict) -> tuple[str | None, str | None]:
+    """The row's `system` field when it holds a system prompt (non-empty), and its `history` field when it holds
+    earlier turns (a non-empty list): (field names, or None)."""
+    keys = {_norm(k): k for k in row}
+    system, history = keys.get("system"), keys.get("history")
+    return (system if isinstance(row.get(system), str) and row[system].strip() else None,
+            history if isinstance(row.get(history), list) and row[history] else None)
 
 
 def _is_alpaca(row: Any) -> bool:
@@ -357,7 +374,8 @@ def unused_fields(fmt: str, rows: list[Any]) -> dict[str, tuple[int, tuple[str, 
 
 def _used(fmt: str, row: dict) -> set[str]:
     if fmt in ("alpaca", "prompt_completion"):
-        return {k for k in single_turn_fields(row)[0] or () if k}
+        extra = {k for k in row if _norm(k) in ("system", "history")}  # read, even where empty
+        return {k for k in (*(single_turn_fields(row)[0] or ()), *extra) if k}
     if fmt == "numbered_turns":
         user, assistant, _ = _numbered_columns(row) or ("", "", 0)
         return {k for k in row if (m := _NUMBERED.match(str(k).strip())) and m.group(1) in (user, assistant)}
