@@ -345,3 +345,17 @@ def test_llama_factory_alpaca_system_and_history_columns_are_read(tmp_path: Path
     assert res.unused == {}  # the empty system and history of the second row are read as nothing to add
     [skip] = res.skipped
     assert skip.kind == "malformed" and "list of [instruction, response] pairs" in skip.reason
+
+
+def test_a_conversation_rows_own_system_field_is_its_system_prompt(tmp_path: Path):
+    """LLaMA-Factory's ShareGPT rows keep the system prompt beside the turns (`system`): read as the first turn;
+    one given both there and as a first system turn is a malformed row, not two system prompts."""
+    turns = [{"from": "human", "value": "hi"}, {"from": "gpt", "value": "hello"}]
+    rows = [{"conversations": turns, "system": "Be brief."}, {"conversations": turns, "system": ""},
+            {"conversations": [{"from": "system", "value": "A"}, *turns], "system": "B"}]
+    res = formats.load(write_json(tmp_path / "s.json", rows))
+    assert [[m.role for m in c.messages] for c in res.conversations] == [["system", "user", "assistant"],
+                                                                         ["user", "assistant"]]
+    assert res.conversations[0].messages[0].content == "Be brief." and res.unused == {}
+    [skip] = res.skipped
+    assert skip.kind == "malformed" and "both in its 'system' field and as its first turn" in skip.reason

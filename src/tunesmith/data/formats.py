@@ -76,6 +76,17 @@ def _one_turn(row: dict) -> Turns:
     return [*before, ("user", text), ("assistant", row[answer])]
 
 
+def _with_system(row: dict, turns: Turns) -> Turns:
+    """A conversation row's turns after its own system prompt, where the row has one beside its turns
+    (LLaMA-Factory's ShareGPT `system` key; missing or empty: none). One in both places is a malformed row."""
+    system = _extra_fields(row)[0]
+    if not system:
+        return turns
+    if turns and str(turns[0][0]).strip().lower() == "system":
+        raise TypeError(f"the row has a system prompt both in its {system!r} field and as its first turn")
+    return [("system", row[system]), *turns]
+
+
 def _extra_fields(row: dict) -> tuple[str | None, str | None]:
     """The row's `system` field when it holds a system prompt (non-empty), and its `history` field when it holds
     earlier turns (a non-empty list): (field names, or None)."""
@@ -154,9 +165,9 @@ def _turn(t: dict) -> tuple[Any, Any]:
 
 FORMATS: dict[str, tuple[Callable[[Any], bool], Callable[[Any], Turns]]] = {
     "messages": (lambda r: isinstance(r, dict) and _is_turn_list(r.get("messages"), "role", "content"),
-                 lambda r: [_turn(t) for t in r["messages"]]),
+                 lambda r: _with_system(r, [_turn(t) for t in r["messages"]])),
     "sharegpt": (lambda r: isinstance(r, dict) and _is_turn_list(r.get("conversations"), "from", "value"),
-                 lambda r: [(t["from"], t["value"]) for t in r["conversations"]]),
+                 lambda r: _with_system(r, [(t["from"], t["value"]) for t in r["conversations"]])),
     "alpaca": (_is_alpaca, _alpaca),
     "prompt_completion": (_is_pair, _prompt_completion),
     "numbered_turns": (lambda r: _numbered_columns(r) is not None, _numbered),
@@ -379,7 +390,9 @@ def _used(fmt: str, row: dict) -> set[str]:
     if fmt == "numbered_turns":
         user, assistant, _ = _numbered_columns(row) or ("", "", 0)
         return {k for k in row if (m := _NUMBERED.match(str(k).strip())) and m.group(1) in (user, assistant)}
-    return {"messages": {"messages"}, "sharegpt": {"conversations"}, "text": {"text"},
+    if fmt in ("messages", "sharegpt"):
+        return {"messages" if fmt == "messages" else "conversations", *(k for k in row if _norm(k) == "system")}
+    return {"text": {"text"},
             FLAT_TURNS: {"role", "content"}}.get(fmt, set(row))
 
 
