@@ -103,22 +103,18 @@ def used_by(model: Any) -> Iterator[None]:
 
     decoder = model.get_decoder()
     pad_id = getattr(model.config, "pad_token_id", None) or 0
-    lengths: list[int] = []
+    length = [-1]  # the row's own length in the decoder's current call (-1: not padded); set anew by each call
 
     def pad(module: Any, args: tuple, kwargs: dict[str, Any]) -> tuple[tuple, dict[str, Any]] | None:
-        if args or not packed(kwargs):
-            lengths.append(-1)
-            return None
-        lengths.append(kwargs["input_ids"].shape[1])
-        return args, pad_packed(kwargs, pad_id)
+        length[0] = -1 if args or not packed(kwargs) else kwargs["input_ids"].shape[1]
+        return None if length[0] < 0 else (args, pad_packed(kwargs, pad_id))
 
     def cut(module: Any, args: tuple, output: Any) -> Any:
-        length = lengths.pop()
-        if length < 0:
+        if length[0] < 0:
             return None
         if isinstance(output, tuple):
-            return (output[0][:, :length], *output[1:])
-        output["last_hidden_state"] = output["last_hidden_state"][:, :length]
+            return (output[0][:, :length[0]], *output[1:])
+        output["last_hidden_state"] = output["last_hidden_state"][:, :length[0]]
         return output
 
     hooks = [decoder.register_forward_pre_hook(pad, with_kwargs=True), decoder.register_forward_hook(cut),
