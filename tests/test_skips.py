@@ -28,7 +28,8 @@ def test_template_skips_are_summarised_with_lengths_places_and_the_setting_to_ty
         "  fix: --set template.max_length=1408 keeps them (or --set template.overflow=truncate: older turns and "
         "input text are cut, never the answer)",
         "1 row nothing to learn (no assistant text after templating); 30-30 tokens, median 30: f.jsonl:2000",
-        "  fix: check the assistant turns are not empty (tunesmith inspect FILE), or --set template.supervise=all"]
+        "  fix: check the assistant turns are not empty nor all of weight 0 (tunesmith inspect FILE), or --set "
+        "template.supervise=all"]
 
 
 def write_messy(folder: Path) -> Path:

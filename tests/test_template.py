@@ -12,7 +12,7 @@ from tunesmith.config import TemplateConfig
 from tunesmith.data.formats import _alpaca, _prompt_completion, validate
 from tunesmith.errors import TunesmithError
 from tunesmith.records import Conversation, Example, Message, Skip
-from tunesmith.template import (IGNORE, check, encode, end_of_turn_ids, merge_system, prompt_text, render_dataset,
+from tunesmith.template import (IGNORE, Unusable, check, encode, end_of_turn_ids, merge_system, prompt_text, render_dataset,
                                 setup_tokenizer, supports_system)
 
 X = IGNORE
@@ -108,6 +108,27 @@ def test_supervise_last_and_all(smol_tokenizer):
     last = encode(smol_tokenizer, c, TemplateConfig(supervise="last"))
     everything = encode(smol_tokenizer, c, TemplateConfig(supervise="all"))
     assert [t for t, lab in zip(last.input_ids, last.labels) if lab != X] == [3087, 85, 17, 2, 198]
+    assert everything.labels == everything.input_ids
+
+
+@pytest.mark.parametrize("markers", [False, True], ids=["prefix difference", "generation markers"])
+def test_an_assistant_turn_of_weight_0_stays_in_the_prompt_unlearned(smol_tokenizer, markers):
+    """OpenAI's "weight": 0 (Message.train False): that turn's tokens carry -100, the others are learned as
+    before; supervise last learns the last turn only if it is trained; a conversation with no trained turn has
+    nothing to learn; supervise all learns everything."""
+    tok = with_template(smol_tokenizer, CHATML_MARKED) if markers else smol_tokenizer
+    turns = (Message("user", "Hi"), Message("assistant", "Hello.", train=False), Message("user", "Bye"),
+             Message("assistant", "Bye!"))
+    learned = lambda ex: [t for t, lab in zip(ex.input_ids, ex.labels) if lab != X]  # noqa: E731
+    plain = encode(tok, Conversation(tuple(Message(m.role, m.content) for m in turns), "t:1"), CFG)
+    weighted = encode(tok, Conversation(turns, "t:1"), CFG)
+    assert weighted.input_ids == plain.input_ids  # the same text: the turn stays in the prompt
+    assert learned(plain)[:3] == [19556, 30, 2] and learned(weighted) == learned(plain)[len(learned(plain)) // 2:]
+    assert learned(encode(tok, Conversation(turns, "t:1"), TemplateConfig(supervise="last"))) == learned(weighted)
+    first_only = Conversation((*turns[:3], Message("assistant", "Bye!", train=False)), "t:1")
+    with pytest.raises(Unusable, match="no supervised tokens"):
+        encode(tok, first_only, TemplateConfig(supervise="last"))
+    everything = encode(tok, Conversation(turns, "t:1"), TemplateConfig(supervise="all"))
     assert everything.labels == everything.input_ids
 
 

@@ -43,6 +43,7 @@ class RawRecord:
 class Message:
     role: str  # system, user or assistant
     content: str
+    train: bool = True  # an assistant turn trained on; False: OpenAI's "weight": 0 (in the prompt, not learned)
 
 
 @dataclass(frozen=True)
@@ -54,12 +55,14 @@ class Conversation:
     group: str | None = None  # the row's data.group_by value, when one is named
 
     def to_json(self) -> dict[str, Any]:
-        return {"messages": [{"role": m.role, "content": m.content} for m in self.messages],
+        return {"messages": [{"role": m.role, "content": m.content, **({} if m.train else {"weight": 0})}
+                             for m in self.messages],
                 "source": self.source, **({"group": self.group} if self.group is not None else {})}
 
     @classmethod
     def from_json(cls, obj: dict[str, Any]) -> Conversation:
-        return cls(tuple(Message(m["role"], m["content"]) for m in obj["messages"]), obj.get("source", ""),
+        return cls(tuple(Message(m["role"], m["content"], m.get("weight", 1) != 0) for m in obj["messages"]),
+                   obj.get("source", ""),
                    obj.get("group"))
 
 

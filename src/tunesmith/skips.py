@@ -26,7 +26,8 @@ SKIP_FIXES = {
     "chosen_is_rejected": "write a rejected answer that differs from the chosen one, or leave the pair out: it "
                           "teaches nothing",
     "malformed": "give each field the type the format expects (text for content and role, a list for "
-                 "messages); tunesmith inspect FILE --json lists each row's problem",
+                 "messages, 0 or 1 for an assistant turn's weight); tunesmith inspect FILE --json lists each row's "
+                 "problem",
     "not_text": "make each turn's content a string, or a list of text parts ({{\"type\": \"text\", \"text\": ...}}); a "
                 "number, null, or an image or audio part is not read as text",
     "tool_call": "tunesmith trains plain chat turns: rows with tool calls are left out; to train on them, write "
@@ -44,8 +45,8 @@ SKIP_FIXES = {
     "too_long": "--set template.max_length={need} keeps them (or --set template.overflow=truncate: older turns "
                 "and input text are cut, never the answer)",
     "answer_too_long": "--set template.max_length={need} keeps them",
-    "no_supervision": "check the assistant turns are not empty (tunesmith inspect FILE), or --set "
-                      "template.supervise=all",
+    "no_supervision": "check the assistant turns are not empty nor all of weight 0 (tunesmith inspect FILE), or "
+                      "--set template.supervise=all",
 }
 _MEASURED = ("too_long", "answer_too_long")  # kinds whose label names the max_length
 _SAME_REASON = (*_MEASURED, "row_limit", "no_supervision")  # kinds whose rows' reasons say nothing more

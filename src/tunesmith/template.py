@@ -164,10 +164,19 @@ def _encode_chat(tokenizer: Any, conv: Conversation, supervise: str) -> tuple[li
         ids, offsets = list(enc["input_ids"]), enc["offset_mapping"]
     if supervise == "all":
         return ids, list(ids)
-    if supervise == "last":
-        runs = runs[-1:]
+    runs = trained_runs(conv, runs, supervise)
     labels = [tok if any(s <= start < e for s, e in runs) else IGNORE for tok, (start, _) in zip(ids, offsets)]
     return ids, labels
+
+
+def trained_runs(conv: Conversation, runs: list[tuple[int, int]], supervise: str) -> list[tuple[int, int]]:
+    """The assistant turns' spans that are learned: every one ("assistant") or the last ("last"), less the turns a
+    file marked untrained (OpenAI's "weight": 0, Message.train)."""
+    trained = [m.train for m in conv.messages if m.role == "assistant"]
+    if len(trained) != len(runs):  # a template whose markers do not match the turns: as before, every run
+        trained = [True] * len(runs)
+    pairs = list(zip(runs, trained, strict=True))
+    return [run for run, train in (pairs[-1:] if supervise == "last" else pairs) if train]
 
 
 def _shorten(conv: Conversation) -> Conversation | None:

@@ -359,3 +359,28 @@ def test_a_conversation_rows_own_system_field_is_its_system_prompt(tmp_path: Pat
     assert res.conversations[0].messages[0].content == "Be brief." and res.unused == {}
     [skip] = res.skipped
     assert skip.kind == "malformed" and "both in its 'system' field and as its first turn" in skip.reason
+
+
+def test_openai_weight_0_marks_an_assistant_turn_untrained_and_is_counted(tmp_path: Path):
+    """OpenAI's per-message "weight" (0 or 1): an assistant turn of weight 0 stays in the conversation, marked
+    untrained (template.trained_runs leaves it out of the loss), shown and counted by inspect, and kept through the
+    run folder's JSON; a weight on another turn changes nothing; any other weight is a malformed row."""
+    from tunesmith.config import DataConfig
+    from tunesmith.data import summary
+    from tunesmith.records import Conversation
+
+    rows = [{"messages": [{"role": "user", "content": "hi", "weight": 1},
+                          {"role": "assistant", "content": "bad", "weight": 0},
+                          {"role": "user", "content": "again"}, {"role": "assistant", "content": "good", "weight": 1}]},
+            {"messages": [{"role": "user", "content": "x"}, {"role": "assistant", "content": "y", "weight": 0.5}]}]
+    path = write_json(tmp_path / "w.json", rows)
+    res = formats.load(path)
+    [conv] = res.conversations
+    assert [(m.role, m.train) for m in conv.messages] == [("user", True), ("assistant", False), ("user", True),
+                                                          ("assistant", True)]
+    assert Conversation.from_json(conv.to_json()) == conv and conv.to_json()["messages"][1]["weight"] == 0
+    [skip] = res.skipped
+    assert skip.kind == "malformed" and "weight 0.5; OpenAI's weight is 0 or 1" in skip.reason
+    shown = summary.render(summary.summarize([path], DataConfig(train=[path])))
+    assert "1 assistant turns have weight 0 (OpenAI's mark): kept in the prompt, not trained on" in shown
+    assert "[assistant, weight 0: not trained on] bad" in shown

@@ -158,10 +158,13 @@ def _numbered(row: dict) -> Turns:
 
 
 
-def _turn(t: dict) -> tuple[Any, Any]:
-    """(role, content) of an OpenAI-style message; one that calls a tool (tool_calls, or the older function_call)
-    is a TOOL turn, whatever its role, so that its row is skipped as function calling (validate)."""
-    return (TOOL, t.get("content")) if _calls_tool(t) else (t["role"], t["content"])
+def _turn(t: dict) -> tuple[Any, ...]:
+    """(role, content), or (role, content, weight) where it has one, of an OpenAI-style message; one that calls a
+    tool (tool_calls, or the older function_call) is a TOOL turn, whatever its role, so that its row is skipped as
+    function calling (validate)."""
+    if _calls_tool(t):
+        return TOOL, t.get("content")
+    return (t["role"], t["content"], t["weight"]) if "weight" in t else (t["role"], t["content"])
 
 FORMATS: dict[str, tuple[Callable[[Any], bool], Callable[[Any], Turns]]] = {
     "messages": (lambda r: isinstance(r, dict) and _is_turn_list(r.get("messages"), "role", "content"),
@@ -228,10 +231,10 @@ def validate(turns: Turns, source: str, system: str | None) -> Conversation:
     """Check roles, alternation and content; raise BadRow with the reason a row must be skipped. A content list of
     text parts is read as its joined text (parts.joined)."""
     msgs: list[Message] = []
-    tool = next((i for i, (role, _) in enumerate(turns) if role == TOOL), None)
+    tool = next((i for i, (role, *_) in enumerate(turns) if role == TOOL), None)
     if tool is not None:  # before the content checks: the assistant turn that calls a tool has no text
         raise BadRow("tool_call", f"turn {tool}: function calling (a tool call or a tool's output)")
-    for i, (role, content) in enumerate(turns):
+    for i, (role, content, *weight) in enumerate(turns):
         try:
             content = parts.joined(content, f"turn {i} ({role})")
         except parts.NotTextPart as err:
@@ -244,7 +247,7 @@ def validate(turns: Turns, source: str, system: str | None) -> Conversation:
         if bad:
             raise BadRow("control_char", f"turn {i} ({role}): control character U+{ord(bad.group()):04X} at "
                              f"position {bad.start()}")
-        msgs.append(Message(role, _clean(content)))
+        msgs.append(Message(role, _clean(content), _trained(weight, role, i)))
     if msgs and msgs[0].role == "text":
         return Conversation(tuple(msgs), source)
     if system is not None:
@@ -257,6 +260,14 @@ def validate(turns: Turns, source: str, system: str | None) -> Conversation:
     if not body or body[-1].role != "assistant":
         raise BadRow("no_answer", "no assistant turn to learn from at the end of the conversation")
     return Conversation(tuple(msgs), source)
+
+
+def _trained(weight: list[Any], role: str, i: int) -> bool:
+    """Whether a turn may be trained on: OpenAI's per-message "weight" (0 or 1, 1 where absent), which only an
+    assistant turn's training heeds (other turns are prompt)."""
+    if weight and weight[0] not in (0, 1):
+        raise BadRow("malformed", f"turn {i} ({role}): weight {weight[0]!r}; OpenAI's weight is 0 or 1")
+    return not weight or role != "assistant" or weight[0] == 1
 
 
 def _role_map(roles_seen: Counter, user_roles: Mapping[str, str], path: Path) -> dict[str, str]:
@@ -428,7 +439,7 @@ def load(path: Path, *, format: str = "auto", roles: Mapping[str, str] | None = 
             turns_by_row.append((rec.location, convert(rec.fields)))
         except (KeyError, TypeError, AttributeError) as err:
             skipped.append(Skip(rec.location, f"malformed {fmt} row ({type(err).__name__}: {err})", "malformed"))
-    roles_seen = Counter(str(role).strip().lower() for _, turns in turns_by_row for role, _ in turns)
+    roles_seen = Counter(str(role).strip().lower() for _, turns in turns_by_row for role, *_ in turns)
     roles_seen.update(str(r.fields["role"]).strip().lower() for r in usable)
     roles_seen.pop("text", None)
     mapping = _role_map(roles_seen, roles or {}, path)
@@ -440,9 +451,9 @@ def load(path: Path, *, format: str = "auto", roles: Mapping[str, str] | None = 
     conversations, part_lists = [], 0
     for location, turns in turns_by_row:
         try:
-            mapped = [(mapping[str(role).strip().lower()], content) for role, content in turns]
+            mapped = [(mapping[str(role).strip().lower()], content, *weight) for role, content, *weight in turns]
             conversations.append(replace(validate(mapped, location, system), group=groups.get(location)))
-            part_lists += sum(isinstance(content, list) for _, content in mapped)
+            part_lists += sum(isinstance(turn[1], list) for turn in mapped)
         except BadRow as err:
             skipped.append(Skip(location, str(err), err.kind))
     # The unit counted is a conversation: for a flat turn list that is a group of turns, otherwise a record.

@@ -83,6 +83,7 @@ def to_json(s: DataSummary) -> dict[str, Any]:
         "encoding": encodings[0] if len(encodings) == 1 else encodings,
         "conversations": len(s.usable),
         "assistant_turns": sum(1 for c in s.usable for m in c.messages if m.role == "assistant"),
+        "untrained_turns": sum(1 for c in s.usable for m in c.messages if not m.train),  # OpenAI's weight 0
         "rows_read": sum(f.rows_read for f in s.files),
         "skipped": [{"location": k.location, "reason": k.reason, "kind": k.kind} for k in s.skipped],
         "duplicates": len(s.duplicates),
@@ -122,6 +123,9 @@ def render(s: DataSummary) -> str:
     lines.append(f"\n{j['conversations']} usable conversations ({j['assistant_turns']} assistant turns), "
                  f"{len(j['skipped'])} rows skipped, {j['duplicates']} duplicates removed "
                  f"(read {j['rows_read']} = {j['conversations']} + {len(j['skipped'])} + {j['duplicates']})")
+    if j["untrained_turns"]:
+        lines.append(f"{j['untrained_turns']} assistant turns have weight 0 (OpenAI's mark): kept in the prompt, "
+                     "not trained on")
     if j["roles"]:
         lines.append("roles: " + ", ".join(f"{k} -> {v}" for k, v in j["roles"].items()))
     if s.skipped or s.duplicates:  # a few lines per kind of problem, whatever the file's size
@@ -140,7 +144,8 @@ def render(s: DataSummary) -> str:
                      f"; {t['per_char']} tokens/char; {t['over_max_length']} over max_length {t['max_length']}")
     for c in s.usable[:SAMPLES_SHOWN]:
         lines.append(f"\n--- {c.source}")
-        lines.extend(f"  [{m.role}] {m.content[:300]}{'...' if len(m.content) > 300 else ''}" for m in c.messages)
+        lines.extend(f"  [{m.role}{'' if m.train else ', weight 0: not trained on'}] {m.content[:300]}"
+                     f"{'...' if len(m.content) > 300 else ''}" for m in c.messages)
     return "\n".join(lines)
 
 
