@@ -30,7 +30,7 @@ def test_dot_names_with_overwrite_touch_nothing_outside_the_run_folder(tmp_path:
     before = tree(tmp_path)
     res = tunesmith("train", "--data", str(SAMPLE), "--output-dir", "sb/a/runs", "--name", name, "--overwrite",
                     "--set", "train.max_steps=2", cwd=tmp_path)
-    fails(res, f"--name: run name {name!r} is not a plain folder name")
+    fails(res, f'"name": expected a plain folder name, not \'.\' or \'..\' (e.g. --name demo-2', f"(got {name!r})")
     assert tree(tmp_path) == before
 
 

@@ -317,7 +317,8 @@ class RunConfig(_Strict):
     def _plain_name(cls, name: str) -> str:
         # "." and ".." fit the pattern and name the output dir itself or its parent: `plan` printed "runs/.."
         if name in (".", ".."):
-            raise ValueError("expected a plain folder name, not '.' or '..' (e.g. demo-2)")
+            raise ValueError("expected a plain folder name, not '.' or '..' (e.g. --name demo-2, or name: demo-2 in "
+                             "a config)")
         return name
 
     @model_validator(mode="after")
