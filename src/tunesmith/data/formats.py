@@ -1,6 +1,7 @@
 """Turn raw records into validated Conversations. The format is detected over all rows, not the first.
 
-`FORMATS` is a plain registry: name -> (does this row look like it?, row -> list of (role, content)).
+`FORMATS` is a plain registry: name -> (does this row look like it?, row -> list of (role, content), or of
+(role, content, weight) where an OpenAI message has a weight).
 Two shapes are file-level, not row-level: a flat list of role/content turns (paired into conversations)
 and CSV columns of numbered turns (사람문장1, 시스템응답1, ...). A row that does not fit the detected format,
 or fails validation, is skipped with its location and reason; unknown role names stop the read with the fix.
@@ -21,7 +22,7 @@ from tunesmith.errors import TunesmithError, did_you_mean
 from tunesmith.format_names import ALL_FORMATS, FLAT_TURNS, ROLE_ALIASES, TOOL, TOOL_ROLES
 from tunesmith.records import Conversation, Message, RawRecord, ReadResult, Skip
 
-Turns = list[tuple[str, Any]]
+Turns = list[tuple[Any, ...]]  # (role, content) or (role, content, weight)
 
 # Role names other tools write for the same roles (ShareGPT's human/gpt, Gemma's model).
 
