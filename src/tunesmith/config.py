@@ -190,13 +190,12 @@ class TrainConfig(_Strict):
     @classmethod
     def _compile_yes_no(cls, value: Any) -> Any:
         # before session 20 a yes/no: true (and YAML's on) compiles the layers, false (off) nothing
-        return {True: "layers", False: "off"}.get(value, value) if isinstance(value, bool) else value
+        return _from_bool(value, "layers")
 
     @field_validator("padding_free", mode="before")
     @classmethod
     def _padding_on_off(cls, value: Any) -> Any:
-        # YAML 1.1 reads a bare on / off as true / false: `padding_free: on` must still mean on
-        return {True: "on", False: "off"}.get(value, value) if isinstance(value, bool) else value
+        return _from_bool(value)
 
     @field_validator("max_steps")
     @classmethod
@@ -205,6 +204,12 @@ class TrainConfig(_Strict):
         if steps == -1 or steps >= 1:
             return steps
         raise ValueError("expected -1 (train.epochs decides) or a number of steps >= 1")
+
+
+def _from_bool(value: Any, true: str = "on", false: str = "off") -> Any:
+    """A setting written as a boolean, as its word: YAML 1.1 reads a bare on / off (and yes / no) as true / false,
+    so `retention: off` must still mean off."""
+    return (true if value else false) if isinstance(value, bool) else value
 
 
 def _one_of(name: str, allowed: tuple[str, ...], what: str) -> str:
@@ -261,8 +266,7 @@ class EvalConfig(_Strict):
     @field_validator("retention", mode="before")
     @classmethod
     def _yaml_on_off(cls, value: Any) -> Any:
-        # YAML 1.1 reads a bare on / off as true / false: `retention: off` must still mean off.
-        return {True: "on", False: "off"}.get(value, value) if isinstance(value, bool) else value
+        return _from_bool(value)
 
 
 class SynthConfig(_Strict):

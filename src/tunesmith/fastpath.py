@@ -3,8 +3,8 @@ in each docstring): frozen linear weights stored in bf16 or fp16 (frozen_to_half
 supervised positions on the CPU too (supervised_logits_only), and LoRA dropout that draws only where it drops
 (cheap_dropout); around the loop on the CPU (cpu_step), attention over the whole score matrix for short rows
 (attention.py) and the LoRA adapters' inputs kept in bf16 (bf16_lora_inputs); on CUDA, train.attention: varlen
-(gpu_step, varlen.py); train.compile's regional compilation (compile_layers; graphs.py pads its rows). train.run_trainer applies them;
-memory's estimate asks frozen_dtype and attention.kept_bytes.
+(gpu_step, varlen.py); train.compile's regional compilation (compile_layers; graphs.py pads its rows).
+train.run_trainer applies them; memory's estimate asks frozen_dtype and attention.kept_bytes.
 """
 
 from __future__ import annotations

@@ -373,10 +373,7 @@ def check_attention(cfg: RunConfig) -> None:
         why = "it attends padding-free rows, and train.padding_free is off"
     if why is None:
         why = varlen.model_unsupported(models.model_config(cfg.model))
-    if why is not None:
-        raise TunesmithError(f"varlen cannot train here: {why}", where="train.attention",
-                             fix="use train.attention: auto (--set train.attention=auto)"
-                             + (" or train.padding_free: on" if "padding_free" in why else ""))
+    _cannot_train("varlen", why, "train.attention", "use train.attention: auto (--set train.attention=auto)")
 
 
 def check_graphs(cfg: RunConfig) -> None:
@@ -386,10 +383,15 @@ def check_graphs(cfg: RunConfig) -> None:
     why = graphs.unavailable()
     if why is None and not padding_free(cfg):
         why = "it pads each step's packed row to one of a few lengths, and train.padding_free is off"
+    _cannot_train("graphs", why, "train.compile", "use train.compile: layers or off (--set train.compile=off)")
+
+
+def _cannot_train(name: str, why: str | None, where: str, fix: str) -> None:
+    """The error of a train setting that cannot run here (`why`; nothing when None): where a padding-free-only one
+    meets padding_free off, its fix says how to turn that on too."""
     if why is not None:
-        raise TunesmithError(f"graphs cannot train here: {why}", where="train.compile",
-                             fix="use train.compile: layers or off (--set train.compile=off)"
-                             + (" or train.padding_free: on" if "padding_free" in why else ""))
+        raise TunesmithError(f"{name} cannot train here: {why}", where=where,
+                             fix=fix + (" or train.padding_free: on" if "padding_free" in why else ""))
 
 
 def callbacks_for(cfg: RunConfig, run: RunDir, say: Callable[[str], None], progress: Any = None) -> list[Any]:
