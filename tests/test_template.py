@@ -7,7 +7,7 @@ import copy
 
 import pytest
 
-from tests.fixtures.templates import CHATML_MARKED, GEMMA, LLAMA3, REWRITES_HISTORY
+from tests.fixtures.templates import CHATML_LAST_MARKED, CHATML_MARKED, GEMMA, LLAMA3, REWRITES_HISTORY
 from tunesmith.config import TemplateConfig
 from tunesmith.data.formats import _alpaca, _prompt_completion, validate
 from tunesmith.errors import TunesmithError
@@ -130,6 +130,21 @@ def test_an_assistant_turn_of_weight_0_stays_in_the_prompt_unlearned(smol_tokeni
         encode(tok, first_only, TemplateConfig(supervise="last"))
     everything = encode(tok, Conversation(turns, "t:1"), TemplateConfig(supervise="all"))
     assert everything.labels == everything.input_ids
+
+
+def test_a_weight_the_templates_marks_cannot_place_skips_the_row(smol_tokenizer):
+    """A template marking the last answer only: two turns, one span. Without weights that span is learned (the
+    template's choice); with a turn of weight 0 the row is skipped as weight_unmatched, whichever turn has it."""
+    tok = with_template(smol_tokenizer, CHATML_LAST_MARKED)
+    turns = [Message("user", "Hi"), Message("assistant", "Hello."), Message("user", "Bye"), Message("assistant", "Bye!")]
+    plain = encode(tok, Conversation(tuple(turns), "t:1"), CFG)
+    assert [t for t, lab in zip(plain.input_ids, plain.labels) if lab != X] == [3087, 85, 17, 2]
+    for i in (1, 3):
+        weighted = list(turns)
+        weighted[i] = Message("assistant", turns[i].content, train=False)
+        with pytest.raises(Unusable, match="2 assistant turns, 1 of weight 0, but the chat template marks 1") as e:
+            encode(tok, Conversation(tuple(weighted), "t:1"), CFG)
+        assert e.value.kind == "weight_unmatched" and e.value.tokens == len(plain.input_ids)
 
 
 def test_end_of_turn_token_is_supervised_even_though_pad_is_eos(smol_tokenizer):

@@ -90,6 +90,7 @@ SKIP_KINDS = {
     "too_long": "longer than template.max_length",
     "answer_too_long": "the answer alone is longer than template.max_length",
     "no_supervision": "nothing to learn (no assistant text after templating)",
+    "weight_unmatched": "a turn of weight 0 the chat template's marks cannot place",
 }
 
 

@@ -47,6 +47,8 @@ SKIP_FIXES = {
     "answer_too_long": "--set template.max_length={need} keeps them",
     "no_supervision": "check the assistant turns are not empty nor all of weight 0 (tunesmith inspect FILE), or "
                       "--set template.supervise=all",
+    "weight_unmatched": "the chat template's {{% generation %}} marks do not cover each assistant turn: use a "
+                        "template that marks every turn (template.chat_template), or drop the turns' weights",
 }
 _MEASURED = ("too_long", "answer_too_long")  # kinds whose label names the max_length
 _SAME_REASON = (*_MEASURED, "row_limit", "no_supervision")  # kinds whose rows' reasons say nothing more

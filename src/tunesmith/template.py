@@ -164,16 +164,25 @@ def _encode_chat(tokenizer: Any, conv: Conversation, supervise: str) -> tuple[li
         ids, offsets = list(enc["input_ids"]), enc["offset_mapping"]
     if supervise == "all":
         return ids, list(ids)
-    runs = trained_runs(conv, runs, supervise)
+    runs = trained_runs(conv, runs, supervise, len(ids))
     labels = [tok if any(s <= start < e for s, e in runs) else IGNORE for tok, (start, _) in zip(ids, offsets)]
     return ids, labels
 
 
-def trained_runs(conv: Conversation, runs: list[tuple[int, int]], supervise: str) -> list[tuple[int, int]]:
+def trained_runs(conv: Conversation, runs: list[tuple[int, int]], supervise: str, tokens: int
+                 ) -> list[tuple[int, int]]:
     """The assistant turns' spans that are learned: every one ("assistant") or the last ("last"), less the turns a
-    file marked untrained (OpenAI's "weight": 0, Message.train)."""
+    file marked untrained (OpenAI's "weight": 0, Message.train).
+
+    A template whose {% generation %} marks do not match the assistant turns one to one (one that marks the last
+    turn only, say) cannot say which span a weight belongs to: without a weight every marked span is learned, as
+    the template asks; with one the row is skipped as `weight_unmatched`, never trained on silently.
+    """
     trained = [m.train for m in conv.messages if m.role == "assistant"]
-    if len(trained) != len(runs):  # a template whose markers do not match the turns: as before, every run
+    if len(trained) != len(runs):
+        if not all(trained):
+            raise Unusable("weight_unmatched", f"{len(trained)} assistant turns, {trained.count(False)} of weight "
+                           f"0, but the chat template marks {len(runs)} spans to learn", conv.source, tokens)
         trained = [True] * len(runs)
     pairs = list(zip(runs, trained, strict=True))
     return [run for run, train in (pairs[-1:] if supervise == "last" else pairs) if train]
