@@ -136,7 +136,8 @@ def test_a_weight_the_templates_marks_cannot_place_skips_the_row(smol_tokenizer)
     """A template marking the last answer only: two turns, one span. Without weights that span is learned (the
     template's choice); with a turn of weight 0 the row is skipped as weight_unmatched, whichever turn has it."""
     tok = with_template(smol_tokenizer, CHATML_LAST_MARKED)
-    turns = [Message("user", "Hi"), Message("assistant", "Hello."), Message("user", "Bye"), Message("assistant", "Bye!")]
+    turns = [Message("user", "Hi"), Message("assistant", "Hello."), Message("user", "Bye"),
+             Message("assistant", "Bye!")]
     plain = encode(tok, Conversation(tuple(turns), "t:1"), CFG)
     assert [t for t, lab in zip(plain.input_ids, plain.labels) if lab != X] == [3087, 85, 17, 2]
     for i in (1, 3):

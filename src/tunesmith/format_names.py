@@ -3,7 +3,8 @@ that data/formats.py registers a detector and a converter for, in detection orde
 checks the two agree). Its own module so that config, below the data stage, needs nothing of it.
 """
 
-ROW_FORMATS = ("messages", "sharegpt", "alpaca", "prompt_completion", "numbered_turns", "turns", "pairs", "text")
+ROW_FORMATS = ("messages", "sharegpt", "alpaca", "prompt_completion", "numbered_turns", "turns", "pairs", "text",
+               "chatgpt_export", "claude_export")  # the last two: the chat apps' data exports (data/exports.py)
 FLAT_TURNS = "flat_turns"  # file-level: every record is one {role, content} turn
 ALL_FORMATS = (*ROW_FORMATS, FLAT_TURNS)
 # Role names as files write them -> the roles tunesmith uses (the SFT formats and the preference shapes alike).

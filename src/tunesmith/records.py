@@ -119,6 +119,7 @@ class ReadResult:
     roles: dict[str, str] = field(default_factory=dict)  # role name in the file -> role used
     unused: dict[str, tuple[int, tuple[str, ...]]] = field(default_factory=dict)  # field -> (rows, a few values)
     text_parts: int = 0  # turns of the usable conversations whose content was a list of text parts, joined
+    set_aside: dict[str, int] = field(default_factory=dict)  # what an app export's reader passed over, by what
 
 
 @dataclass(frozen=True)

@@ -17,7 +17,7 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-from tunesmith.data import parts, preference, readers
+from tunesmith.data import exports, parts, preference, readers
 from tunesmith.errors import TunesmithError, did_you_mean
 from tunesmith.format_names import ALL_FORMATS, FLAT_TURNS, ROLE_ALIASES, TOOL, TOOL_ROLES
 from tunesmith.records import Conversation, Message, RawRecord, ReadResult, Skip
@@ -179,8 +179,10 @@ FORMATS: dict[str, tuple[Callable[[Any], bool], Callable[[Any], Turns]]] = {
     "pairs": (lambda r: isinstance(r, list) and len(r) == 2 and all(isinstance(x, str) for x in r),
               lambda r: [("user", r[0]), ("assistant", r[1])]),
     "text": (lambda r: isinstance(r, dict) and set(r) == {"text"}, lambda r: [("text", r["text"])]),
+    exports.CHATGPT: (exports.is_chatgpt, exports.chatgpt_turns),
+    exports.CLAUDE: (exports.is_claude, exports.claude_turns),
 }
-NAMED_ROLES = {"messages", "sharegpt", "turns", FLAT_TURNS}  # formats whose files name their roles
+NAMED_ROLES = {"messages", "sharegpt", "turns", FLAT_TURNS, exports.CHATGPT, exports.CLAUDE}  # formats whose files name their roles
 
 
 def _is_flat_turn(row: Any) -> bool:
@@ -404,6 +406,7 @@ def _used(fmt: str, row: dict) -> set[str]:
         return {k for k in row if (m := _NUMBERED.match(str(k).strip())) and m.group(1) in (user, assistant)}
     if fmt in ("messages", "sharegpt"):
         return {"messages" if fmt == "messages" else "conversations", *(k for k in row if _norm(k) == "system")}
+    # an app's export: the rest of a conversation's record is its metadata (title, times, ids), never text to train
     return {"text": {"text"},
             FLAT_TURNS: {"role", "content"}}.get(fmt, set(row))
 
@@ -466,4 +469,5 @@ def load(path: Path, *, format: str = "auto", roles: Mapping[str, str] | None = 
                       records=len(raw) + unparsed, evidence=dict(votes),
                       roles=dict(sorted((r, mapping[r]) for r in roles_seen)) if fmt in NAMED_ROLES else {},
                       unused={k: v for k, v in unused_fields(fmt, fitted).items() if k != group_by},
-                      text_parts=part_lists)
+                      text_parts=part_lists,
+                      set_aside=exports.set_aside(fmt, fitted) if fmt in (exports.CHATGPT, exports.CLAUDE) else {})

@@ -91,7 +91,7 @@ def to_json(s: DataSummary) -> dict[str, Any]:
         "roles": roles,
         "files": [{"path": str(f.path), "format": f.format, "encoding": f.encoding, "records": f.records,
                    "rows_read": f.rows_read, "conversations": len(f.conversations), "skipped": len(f.skipped),
-                   "evidence": f.evidence, "text_parts_joined": f.text_parts,
+                   "evidence": f.evidence, "text_parts_joined": f.text_parts, "set_aside": f.set_aside,
                    "unused_fields": {k: {"rows": n, "values": list(v)} for k, (n, v) in f.unused.items()}}
                   for f in s.files],
         "contradictions": [c.to_json() for c in s.contradictions],
@@ -118,6 +118,7 @@ def render(s: DataSummary) -> str:
         if f["text_parts_joined"]:
             lines.append(f"  {f['text_parts_joined']} turns give their content as a list of text parts (OpenAI "
                          "style): each read as its parts' texts one after another, as chat templates render them")
+        lines.extend(f"  not read as turns: {n} {what}" for what, n in f["set_aside"].items())
         lines.extend(f"  field {k!r} is read but not used ({u['rows']} rows; e.g. {', '.join(map(repr, u['values']))})"
                      for k, u in f["unused_fields"].items())
     lines.append(f"\n{j['conversations']} usable conversations ({j['assistant_turns']} assistant turns), "
