@@ -296,6 +296,26 @@ def test_content_given_as_text_parts_is_read_as_their_joined_text(tmp_path: Path
     assert "2 turns give their content as a list of text parts" in shown
 
 
+def test_trls_conversational_prompt_completion_rows_read_with_the_prompts_answers_as_context(tmp_path: Path):
+    """TRL's conversational prompt-completion shape (both sides lists of turns; either may be a string): the
+    prompt's turns then the completion's; an assistant turn inside the prompt is context (weight 0), as TRL learns
+    the completion only; a context field beside a conversational prompt is a malformed row, not ignored."""
+    turn = lambda role, text: {"role": role, "content": text}  # noqa: E731
+    rows = [{"prompt": [turn("system", "Be kind."), turn("user", "I can't sleep.")],
+             "completion": [turn("assistant", "That sounds hard.")]},
+            {"prompt": [turn("user", "Hi"), turn("assistant", "Hello"), turn("user", "Bye")], "completion": "Bye!"},
+            {"prompt": "Hi", "completion": [turn("assistant", "Hello!")]},
+            {"prompt": [turn("user", "Hi")], "context": "notes", "completion": "Hello"}]
+    res = formats.load(write_json(tmp_path / "pc.json", rows))
+    assert res.format == "prompt_completion"
+    assert [[(m.role, m.content, m.train) for m in c.messages] for c in res.conversations] == [
+        [("system", "Be kind.", True), ("user", "I can't sleep.", True), ("assistant", "That sounds hard.", True)],
+        [("user", "Hi", True), ("assistant", "Hello", False), ("user", "Bye", True), ("assistant", "Bye!", True)],
+        [("user", "Hi", True), ("assistant", "Hello!", True)]]
+    [skip] = res.skipped
+    assert skip.kind == "malformed" and "context or history field beside a prompt given as turns" in skip.reason
+
+
 def test_function_calling_rows_are_skipped_as_such_and_developer_is_the_system_role(tmp_path: Path):
     """OpenAI chat files: "developer" (its system role since o1) reads as system; a row with a tool's output (role
     tool, or function / ipython) or an assistant tool call (content left out, as OpenAI's files do) is skipped
@@ -382,5 +402,6 @@ def test_openai_weight_0_marks_an_assistant_turn_untrained_and_is_counted(tmp_pa
     [skip] = res.skipped
     assert skip.kind == "malformed" and "weight 0.5; OpenAI's weight is 0 or 1" in skip.reason
     shown = summary.render(summary.summarize([path], DataConfig(train=[path])))
-    assert "1 assistant turns have weight 0 (OpenAI's mark): kept in the prompt, not trained on" in shown
+    assert "1 assistant turns have weight 0 (OpenAI's mark, or inside a prompt-completion row's prompt): kept in " \
+           "the prompt, not trained on" in shown
     assert "[assistant, weight 0: not trained on] bad" in shown

@@ -65,6 +65,8 @@ def _one_turn(row: dict) -> Turns:
     (LLaMA-Factory's Alpaca columns: `system`, and `history` as [[instruction, response], ...])."""
     prompt, context, answer = single_turn_fields(row)[0]  # type: ignore[misc]
     extra = row.get(context) if context else None
+    if isinstance(row[prompt], list) or isinstance(row[answer], list):
+        return _conversational(row, prompt, answer, extra)
     text = row[prompt]
     if isinstance(text, str) and isinstance(extra, str) and extra.strip():
         text = f"{text}\n\n{extra}"  # the context joins the user turn, as Alpaca's own template puts it
@@ -75,6 +77,17 @@ def _one_turn(row: dict) -> Turns:
             raise TypeError(f"{history!r} must be a list of [instruction, response] pairs, not {pair!r:.60}")
         before += [("user", pair[0]), ("assistant", pair[1])]
     return [*before, ("user", text), ("assistant", row[answer])]
+
+
+def _conversational(row: dict, prompt: str, answer: str, context: Any) -> Turns:
+    """TRL's conversational prompt-completion row: the prompt's turns, then the completion's (either side may be a
+    string: one user turn, one assistant answer), after the row's `system` field where it has one. As in TRL, the
+    completion is what is learned: an assistant turn inside the prompt is context (weight 0)."""
+    if context or _extra_fields(row)[1]:
+        raise TypeError("a context or history field beside a prompt given as turns: put those turns in the prompt")
+    side = lambda value, role: [_turn(t) for t in value] if isinstance(value, list) else [(role, value)]  # noqa: E731
+    asked = [(role, content, 0) for role, content, *_ in side(row[prompt], "user")]  # only an answer heeds it
+    return _with_system(row, [*asked, *side(row[answer], "assistant")])
 
 
 def _with_system(row: dict, turns: Turns) -> Turns:

@@ -125,8 +125,8 @@ def render(s: DataSummary) -> str:
                  f"{len(j['skipped'])} rows skipped, {j['duplicates']} duplicates removed "
                  f"(read {j['rows_read']} = {j['conversations']} + {len(j['skipped'])} + {j['duplicates']})")
     if j["untrained_turns"]:
-        lines.append(f"{j['untrained_turns']} assistant turns have weight 0 (OpenAI's mark): kept in the prompt, "
-                     "not trained on")
+        lines.append(f"{j['untrained_turns']} assistant turns have weight 0 (OpenAI's mark, or inside a "
+                     "prompt-completion row's prompt): kept in the prompt, not trained on")
     if j["roles"]:
         lines.append("roles: " + ", ".join(f"{k} -> {v}" for k, v in j["roles"].items()))
     if s.skipped or s.duplicates:  # a few lines per kind of problem, whatever the file's size
