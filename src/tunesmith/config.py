@@ -47,7 +47,8 @@ class DataConfig(_Strict):
                         "claude_export, flat_turns")
     roles: dict[str, str] = Field(default_factory=dict, description="role names in the file -> system, user "
                                   "or assistant, e.g. {therapist: assistant, client: user}")
-    columns: dict[str, str] = Field(default_factory=dict, description="canonical field -> your field, e.g. "
+    columns: dict[str, str] = Field(default_factory=dict, description="canonical field -> your field (role and "
+                                    "content name a turn list's keys), e.g. "
                                     "{prompt: question_text, completion: answer_text}")
     encoding: str = Field("auto", description="auto = BOM, UTF-8, then cp949; or any Python codec name")
     strict: bool = Field(False, description="fail on any unusable row instead of skipping and counting it")

@@ -316,6 +316,31 @@ def test_trls_conversational_prompt_completion_rows_read_with_the_prompts_answer
     assert skip.kind == "malformed" and "context or history field beside a prompt given as turns" in skip.reason
 
 
+def test_turn_lists_read_with_either_keys_under_either_name(tmp_path: Path):
+    """role/content under `conversations` (Unsloth's standardize_sharegpt, Axolotl's settings) and from/value under
+    `messages` (LLaMA-Factory's tags) read as the other pair does."""
+    rc = [{"conversations": [{"role": "user", "content": "Hi"}, {"role": "assistant", "content": "Hello"}]}]
+    fv = [{"messages": [{"from": "human", "value": "Hi"}, {"from": "gpt", "value": "Hello"}]}]
+    for rows, fmt in ((rc, "sharegpt"), (fv, "messages")):
+        res = formats.load(write_json(tmp_path / f"{fmt}.json", rows))
+        assert res.format == fmt and [(m.role, m.content) for m in res.conversations[0].messages] == [
+            ("user", "Hi"), ("assistant", "Hello")]
+
+
+def test_turns_under_other_keys_stop_with_the_columns_that_name_them(tmp_path: Path):
+    """A list of turns keyed speaker/text: the error names the field and its keys and suggests data.columns for
+    the list and both keys (not a prompt/answer pair); with them (and the role map) the file reads."""
+    rows = {"data": [{"dialog": [{"speaker": "user", "text": "Hi"}, {"speaker": "bot", "text": "Hello"}]}]}
+    path = write_json(tmp_path / "dialog.json", rows)
+    with pytest.raises(TunesmithError) as err:
+        formats.load(path)
+    assert "its field 'dialog' holds a list of 2 turns keyed 'speaker', 'text'" in str(err.value)
+    assert err.value.suggest == {"columns": {"messages": "dialog", "role": "speaker", "content": "text"}}
+    res = formats.load(path, columns=err.value.suggest["columns"], roles={"bot": "assistant"})
+    assert [(m.role, m.content) for m in res.conversations[0].messages] == [("user", "Hi"), ("assistant", "Hello")]
+    assert res.unused == {}
+
+
 def test_function_calling_rows_are_skipped_as_such_and_developer_is_the_system_role(tmp_path: Path):
     """OpenAI chat files: "developer" (its system role since o1) reads as system; a row with a tool's output (role
     tool, or function / ipython) or an assistant tool call (content left out, as OpenAI's files do) is skipped

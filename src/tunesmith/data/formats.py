@@ -132,10 +132,16 @@ _ASSISTANT_PREFIX = ("시스템", "챗봇", "응답", "답변", "assistant", "bo
 _CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f]")
 
 
-def _is_turn_list(value: Any, role_key: str, content_key: str) -> bool:
-    """A list of turns with these keys (a message that calls a tool may leave its content out, as OpenAI's do)."""
-    return isinstance(value, list) and bool(value) and all(
-        isinstance(t, dict) and role_key in t and (content_key in t or _calls_tool(t)) for t in value)
+# A turn's keys: OpenAI's role/content, or ShareGPT's from/value; either under `messages` or `conversations`, as
+# LLaMA-Factory's and Axolotl's settings and Unsloth's standardize_sharegpt (role/content under conversations) write.
+_TURN_KEYS = (("role", "content"), ("from", "value"))
+
+
+def _is_turn_list(value: Any) -> bool:
+    """A list of turns, each with one of _TURN_KEYS (a message that calls a tool may leave its content out, as
+    OpenAI's do)."""
+    return isinstance(value, list) and bool(value) and all(isinstance(t, dict) and any(
+        role in t and (content in t or _calls_tool(t)) for role, content in _TURN_KEYS) for t in value)
 
 
 def _calls_tool(t: dict) -> bool:
@@ -173,22 +179,27 @@ def _numbered(row: dict) -> Turns:
 
 
 def _turn(t: dict) -> tuple[Any, ...]:
-    """(role, content), or (role, content, weight) where it has one, of an OpenAI-style message; one that calls a
-    tool (tool_calls, or the older function_call) is a TOOL turn, whatever its role, so that its row is skipped as
-    function calling (validate)."""
+    """(role, content), or (role, content, weight) where it has one, of an OpenAI-style message or a ShareGPT turn
+    (from/value); one that calls a tool (tool_calls, or the older function_call) is a TOOL turn, whatever its role,
+    so that its row is skipped as function calling (validate)."""
     if _calls_tool(t):
         return TOOL, t.get("content")
-    return (t["role"], t["content"], t["weight"]) if "weight" in t else (t["role"], t["content"])
+    keys = next((keys for keys in _TURN_KEYS if isinstance(t, dict) and keys[0] in t), None)
+    if keys is None:
+        raise TypeError(f"a turn needs a role and its content (role/content or from/value), not {t!r:.60}")
+    role, content = keys
+    return (t[role], t[content], t["weight"]) if "weight" in t else (t[role], t[content])
+
 
 FORMATS: dict[str, tuple[Callable[[Any], bool], Callable[[Any], Turns]]] = {
-    "messages": (lambda r: isinstance(r, dict) and _is_turn_list(r.get("messages"), "role", "content"),
+    "messages": (lambda r: isinstance(r, dict) and _is_turn_list(r.get("messages")),
                  lambda r: _with_system(r, [_turn(t) for t in r["messages"]])),
-    "sharegpt": (lambda r: isinstance(r, dict) and _is_turn_list(r.get("conversations"), "from", "value"),
-                 lambda r: _with_system(r, [(t["from"], t["value"]) for t in r["conversations"]])),
+    "sharegpt": (lambda r: isinstance(r, dict) and _is_turn_list(r.get("conversations")),
+                 lambda r: _with_system(r, [_turn(t) for t in r["conversations"]])),
     "alpaca": (_is_alpaca, _alpaca),
     "prompt_completion": (_is_pair, _prompt_completion),
     "numbered_turns": (lambda r: _numbered_columns(r) is not None, _numbered),
-    "turns": (lambda r: _is_turn_list(r, "role", "content"), lambda r: [_turn(t) for t in r]),
+    "turns": (_is_turn_list, lambda r: [_turn(t) for t in r]),
     "pairs": (lambda r: isinstance(r, list) and len(r) == 2 and all(isinstance(x, str) for x in r),
               lambda r: [("user", r[0]), ("assistant", r[1])]),
     "text": (lambda r: isinstance(r, dict) and set(r) == {"text"}, lambda r: [("text", r["text"])]),
@@ -310,10 +321,16 @@ def _role_map(roles_seen: Counter, user_roles: Mapping[str, str], path: Path) ->
 
 
 def _rename(row: Any, columns: Mapping[str, str]) -> Any:
+    """The row with data.columns' fields under their canonical names; `role` and `content` also name the keys of
+    the turns in its messages / conversations list ({messages: dialog, role: speaker, content: text})."""
     if not columns or not isinstance(row, dict):
         return row
     out = {k: v for k, v in row.items() if k not in columns.values()}
     out.update({canon: row[src] for canon, src in columns.items() if src in row})
+    keys = {columns[k]: k for k in ("role", "content") if k in columns}
+    for name in ("messages", "conversations") if keys else ():
+        if isinstance(out.get(name), list):
+            out[name] = [{keys.get(k, k): v for k, v in t.items()} if isinstance(t, dict) else t for t in out[name]]
     return out
 
 
@@ -348,11 +365,33 @@ def _choose_format(path: Path, records: list[RawRecord], format: str) -> tuple[s
         fields = records[0].fields if records else None
         seen = (f"its rows have the fields {', '.join(map(repr, fields))}" if isinstance(fields, dict) else
                 f"its first row is {str(fields)[:200]!r}")
+        turns = _unknown_turns(fields)
+        if turns:
+            raise TunesmithError(what, where=str(path), problems=[seen, turns[0]],
+                                 fix="name the list and its turns' keys (data.columns in a config)",
+                                 suggest={"columns": turns[1]})
         raise TunesmithError(what, where=str(path), problems=[seen] if records else [],
                              fix="name the prompt and the answer field (data.columns in a config), or the "
                                  "format (data.format)",
                              suggest={"columns": _guess_columns(fields)} if isinstance(fields, dict) else None)
     return fmt, votes
+
+
+def _unknown_turns(fields: Any) -> tuple[str, dict[str, str]] | None:
+    """Where a row's field holds a list of turns whose keys no format reads: what they are keyed by, and the
+    data.columns that names them (the prompt and answer columns a fix would otherwise suggest cannot read it)."""
+    lists = {k: v for k, v in fields.items() if isinstance(v, list) and v and isinstance(v[0], dict)} \
+        if isinstance(fields, dict) else {}
+    for name, turns in lists.items():
+        keys = list(dict.fromkeys(k for t in turns if isinstance(t, dict) for k in t))
+        guess = lambda words, other: next((k for k in keys if _norm(k) in words), other)  # noqa: E731
+        role = guess(("speaker", "sender", "author", "name", "who", "type", "화자"), keys[0])
+        content = guess(("text", "utterance", "message", "msg", "body", "발화", "내용"),
+                        next((k for k in keys if k != role), "CONTENT_KEY"))
+        return (f"its field {name!r} holds a list of {len(turns)} turns keyed {', '.join(map(repr, keys[:6]))}; "
+                "turns are read with keys role/content or from/value, under messages or conversations",
+                {"messages": name, "role": role, "content": content})
+    return None
 
 
 def _refuse_preferences(path: Path, records: list[RawRecord], fmt: str) -> None:
