@@ -71,6 +71,7 @@ SKIP_KINDS = {
     # reading (data/readers.py, data/formats.py)
     "bad_json": "not valid JSON",
     "ragged": "a different number of fields than the header",
+    "no_header": "a value in a sheet's column that has no header",
     "wrong_format": "not in the format of the other rows",
     "malformed": "a field of the wrong type for the format",
     "not_text": "a turn whose content is not text",

@@ -20,6 +20,8 @@ SKIP_FIXES = {
                 "tunesmith inspect FILE --json)",
     "ragged": "quote the fields that contain the delimiter and give every row the header's fields (each row's "
               "count: tunesmith inspect FILE --json)",
+    "no_header": "give that column a header in the sheet's first row (then name it with data.columns if it is the "
+                 "prompt or the answer), or delete the stray value",
     "wrong_format": "give these rows the fields the other rows have, or name your fields with data.columns "
                     "(e.g. --set data.columns.completion=answer)",
     "pair_side_missing": "give each preference row both answers (chosen and rejected), or leave the row out",

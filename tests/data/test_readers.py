@@ -296,3 +296,53 @@ def test_an_unreadable_subfolder_is_an_error_not_skipped(unreadable: Path):
         sub.chmod(0o755)
     assert res.returncode == 2 and "Traceback" not in res.stderr
     assert f"error: {unreadable}: cannot list folder {sub}: Permission denied" in res.stderr
+
+
+def _workbook(path: Path, sheets: dict[str, list[list]]) -> Path:
+    import openpyxl
+
+    book = openpyxl.Workbook()
+    book.remove(book.active)
+    for title, rows in sheets.items():
+        sheet = book.create_sheet(title)
+        for row in rows:
+            sheet.append(row)
+    book.save(path)
+    return path
+
+
+def test_excel_workbooks_read_every_sheet_as_csv_would(tmp_path: Path):
+    """Each sheet headed by its first non-empty row; numbers and dates as the text a CSV export holds; rows named
+    file:sheet:row as Excel numbers them; blank rows left out; a value under no header skipped as no_header;
+    a blank header column between others is not read and not an error."""
+    import datetime
+
+    path = _workbook(tmp_path / "qa.xlsx", {
+        "상담": [[None], ["질문", None, "답변"], ["잠을 못 자요.", None, "언제부터 그러셨나요?"], [None, None, None],
+               ["1 더하기 2는?", None, 3], ["오늘은?", None, datetime.datetime(2026, 12, 7)],
+               ["x", "stray", "y"], ["반", None, 0.5]],
+        "추가": [["질문", "답변"], ["안녕", "안녕하세요"]],
+        "빈 시트": []})
+    res = formats.load(path)
+    assert res.format == "prompt_completion" and res.encoding == "xlsx"
+    assert [(c.source, c.messages[1].content) for c in res.conversations] == [
+        ("qa.xlsx:상담:3", "언제부터 그러셨나요?"), ("qa.xlsx:상담:5", "3"), ("qa.xlsx:상담:6", "2026-12-07"),
+        ("qa.xlsx:상담:8", "0.5"), ("qa.xlsx:추가:2", "안녕하세요")]
+    assert [(s.location, s.kind, s.reason) for s in res.skipped] == [
+        ("qa.xlsx:상담:7", "no_header", "a value in column B, which has no header")]
+    assert res.rows_read == 6 and readers.READERS[".xlsx"] == "xlsx"
+
+
+def test_broken_or_old_excel_files_stop_with_what_to_do(tmp_path: Path):
+    (tmp_path / "cut.xlsx").write_bytes(b"PK\x03\x04 cut short")
+    with pytest.raises(TunesmithError, match="not a readable Excel workbook") as err:
+        readers.read(tmp_path / "cut.xlsx")
+    assert "save the sheet as CSV" in str(err.value)
+    (tmp_path / "old.xls").write_bytes(b"\xd0\xcf\x11\xe0")
+    with pytest.raises(TunesmithError, match="unsupported file type '.xls'") as err:
+        readers.read(tmp_path / "old.xls")
+    assert "save it in Excel as .xlsx" in str(err.value)
+    twice = _workbook(tmp_path / "twice.xlsx", {"s": [[None], ["q", "a", "q"], ["1", "2", "3"]]})
+    with pytest.raises(TunesmithError, match="'q' is columns 1, 3") as err:
+        readers.read(twice)
+    assert "twice.xlsx:s:2" in str(err.value)

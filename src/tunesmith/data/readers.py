@@ -7,6 +7,7 @@ text silently: a row it cannot take as it stands (ragged CSV, invalid JSON) is r
 from __future__ import annotations
 
 import csv
+import datetime
 import functools
 import io
 import json
@@ -179,14 +180,15 @@ def _jsonl_records(path: Path, text: str, skipped: list[Skip]) -> list[RawRecord
     return out
 
 
-def _check_header(path: Path, header: list[str]) -> None:
-    # DictReader keeps only the last of two same-named columns: the other column's text would vanish.
-    twice = sorted({name for name in header if header.count(name) > 1})
+def _check_header(path: Path, header: list[str], line: int = 1, blank_ok: bool = False) -> None:
+    # DictReader keeps only the last of two same-named columns: the other column's text would vanish. A sheet's
+    # columns without a header are not read (blank_ok), and a value in one is a skipped row (_sheet_records).
+    twice = sorted({name for name in header if header.count(name) > 1 and (name or not blank_ok)})
     if twice:
         cols = "; ".join(f"{name!r} is columns {', '.join(str(i + 1) for i, h in enumerate(header) if h == name)}"
                          for name in twice)
         raise TunesmithError(f"the header names a column more than once ({cols}); only the last would be read",
-                             where=f"{path}:1", fix="give each column a unique name")
+                             where=f"{path}:{line}", fix="give each column a unique name")
 
 
 def _ragged(row: dict, width: int, delimiter: str) -> str | None:
@@ -237,6 +239,73 @@ def _parquet_records(path: Path) -> list[RawRecord]:
     return [RawRecord(f"{path.name}[{i}]", row) for i, row in enumerate(table.to_pylist())]
 
 
+def _xlsx_records(path: Path, skipped: list[Skip]) -> list[RawRecord]:
+    """Every sheet of an Excel workbook, each headed by its first non-empty row, as a CSV export of it would read:
+    each cell as the text the sheet holds (a number or date written as text, an empty cell as ""), a row as
+    `file.xlsx:Sheet:row` (Excel's own row number). Formulas give the values Excel last computed. A value in a
+    column without a header is a ragged row, not dropped; rows with no value at all are left out, as a CSV's
+    blank lines are."""
+    import zipfile
+
+    import openpyxl  # defusedxml installed beside it: openpyxl then parses the workbook's XML with it
+    from openpyxl.utils.exceptions import InvalidFileException
+
+    try:
+        book = openpyxl.load_workbook(path, read_only=True, data_only=True)
+    except (zipfile.BadZipFile, InvalidFileException, KeyError, ValueError, OSError) as err:
+        raise TunesmithError(f"not a readable Excel workbook: {str(err).splitlines()[0][:300] if str(err) else ''}",
+                             where=str(path), fix="open and save it again in Excel (an .xls of before 2007: save "
+                             "as .xlsx), or save the sheet as CSV (UTF-8)") from None
+    try:
+        return [r for sheet in book.worksheets for r in _sheet_records(path, sheet, skipped)]
+    finally:
+        book.close()
+
+
+def _sheet_records(path: Path, sheet, skipped: list[Skip]) -> list[RawRecord]:  # noqa: ANN001
+    rows = ((n, [_cell_text(v) for v in values]) for n, values in enumerate(sheet.values, start=1))
+    rows = ((n, cells) for n, cells in rows if any(cells))
+    head = next(rows, None)
+    if head is None:
+        return []
+    where = f"{path.name}:{sheet.title}"
+    header = head[1][:max(i + 1 for i, h in enumerate(head[1]) if h)]
+    _check_header(Path(where), header, head[0], blank_ok=True)
+    out = []
+    for n, cells in rows:
+        extra = [i for i, v in enumerate(cells) if v and (i >= len(header) or not header[i])]
+        if extra:
+            skipped.append(Skip(f"{where}:{n}", f"a value in column {_column(extra[0])}, which has no header",
+                                "no_header"))
+            continue
+        out.append(RawRecord(f"{where}:{n}", {h: (cells[i] if i < len(cells) else "")
+                                             for i, h in enumerate(header) if h}))
+    return out
+
+
+def _cell_text(value: object) -> str:
+    """A cell as CSV would hold it: text as it is, an integral number without ".0", a date in ISO form."""
+    if value is None:
+        return ""
+    if isinstance(value, float) and value.is_integer():
+        return str(int(value))
+    if isinstance(value, datetime.datetime) and value.time() == datetime.time():
+        return value.date().isoformat()  # a date cell (Excel keeps dates as midnight)
+    if isinstance(value, datetime.date | datetime.time):
+        return value.isoformat()
+    return str(value)
+
+
+def _column(i: int) -> str:
+    """Excel's name of the column at index i (0 -> A, 26 -> AA)."""
+    name = ""
+    i += 1
+    while i:
+        i, r = divmod(i - 1, 26)
+        name = chr(65 + r) + name
+    return name
+
+
 def _text_records(path: Path, text: str) -> list[RawRecord]:
     # One record per non-blank line, as `datasets`' text loader does; for completion (not chat) training.
     # Lines end at "\n" only (see _lines), so a record's number is the line an editor shows; `datasets`
@@ -264,7 +333,7 @@ def _saved_dataset_records(path: Path) -> list[RawRecord]:
 
 
 READERS = {".json": "json", ".jsonl": "jsonl", ".ndjson": "jsonl", ".csv": "csv", ".tsv": "tsv",
-           ".parquet": "parquet", ".txt": "text"}
+           ".parquet": "parquet", ".txt": "text", ".xlsx": "xlsx", ".xlsm": "xlsx"}
 
 
 def is_saved_dataset(path: Path) -> bool:
@@ -384,11 +453,15 @@ def _read(path: Path, encoding: str) -> tuple[list[RawRecord], list[Skip], str]:
     kind = READERS.get(path.suffix.lower())
     if kind is None:
         raise TunesmithError(f"unsupported file type {path.suffix!r}", where=str(path),
-                             fix=f"use one of {', '.join(READERS)}, a folder of them, or a saved datasets folder")
-    if kind == "parquet":
-        return _parquet_records(path), [], "parquet"
-    text, encoding = decode(path, encoding)
+                             fix=("save it in Excel as .xlsx (or the sheet as CSV, UTF-8); " if path.suffix.lower() in
+                                  (".xls", ".ods", ".numbers") else "")
+                             + f"use one of {', '.join(READERS)}, a folder of them, or a saved datasets folder")
     skipped: list[Skip] = []
+    if kind == "parquet":
+        return _parquet_records(path), skipped, "parquet"
+    if kind == "xlsx":
+        return _xlsx_records(path, skipped), skipped, "xlsx"
+    text, encoding = decode(path, encoding)
     if kind == "json":
         records = _json_records(path, text)
     elif kind == "jsonl":

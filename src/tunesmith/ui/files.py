@@ -20,6 +20,7 @@ import tempfile
 from pathlib import Path
 
 from tunesmith import diskio, models, rundir
+from tunesmith.data import readers
 from tunesmith.errors import TunesmithError
 
 UPLOADS = "uploads"
@@ -123,7 +124,7 @@ def _in_hub_cache(repo: str) -> bool:
 
 def data_files(root: Path) -> list[str]:
     """Data files the UI offers to pick: uploads and anything else under the runs folder a reader takes."""
-    suffixes = {".json", ".jsonl", ".csv", ".tsv", ".parquet", ".txt"}
+    suffixes = set(readers.READERS)
     runs = {p.parent for p in root.glob("*/" + rundir.MARKER)}  # a run folder's files are its own, not data
     found = [p for p in root.rglob("*") if p.is_file() and p.suffix.lower() in suffixes
              and not runs & set(p.parents) and p.relative_to(root).parts[0] not in NOT_DATA]
