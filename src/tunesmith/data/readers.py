@@ -407,8 +407,8 @@ def _hub_records(dataset_id: str) -> list[RawRecord]:
     except Exception as err:  # datasets raises many types (FileNotFoundError, ConnectionError, DatasetNotFoundError)
         raise TunesmithError(f"{dataset_id!r} is not a local file or folder, and loading it as a hub dataset "
                              f"failed: {str(err).splitlines()[0][:300]}",
-                             fix="check the path; for a hub dataset, download it where the hub is reachable and save_to_disk(), then point at "
-                                 "that folder; or export it to .jsonl") from None
+                             fix="check the path; for a hub dataset, download it where the hub is reachable and "
+                                 "save_to_disk(), then point at that folder; or export it to .jsonl") from None
     return [RawRecord(f"{dataset_id}/{split}[{i}]", row) for split in ds for i, row in enumerate(ds[split])]
 
 
