@@ -346,3 +346,15 @@ def test_broken_or_old_excel_files_stop_with_what_to_do(tmp_path: Path):
     with pytest.raises(TunesmithError, match="'q' is columns 1, 3") as err:
         readers.read(twice)
     assert "twice.xlsx:s:2" in str(err.value)
+
+
+@pytest.mark.parametrize("sep", [";", "\t", "|"])
+def test_a_csv_whose_header_has_no_comma_is_read_with_its_own_delimiter(tmp_path: Path, sep: str):
+    """Excel writes ';' where a comma is the decimal mark; a comma inside a quoted header or cell changes nothing."""
+    path = tmp_path / "semi.csv"
+    path.write_text(f'question{sep}"answer"\nHi{sep}Hello\n"How, now?"{sep}"Fine{sep} you?"\n', encoding="utf-8")
+    res = formats.load(path)
+    assert [[m.content for m in c.messages] for c in res.conversations] == [["Hi", "Hello"],
+                                                                             ["How, now?", f"Fine{sep} you?"]]
+    path.write_text('"q;uestion",answer\na,b\n', encoding="utf-8")
+    assert readers.read(path)[0][0].fields == {"q;uestion": "a", "answer": "b"}

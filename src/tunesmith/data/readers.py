@@ -226,6 +226,13 @@ def _csv_records(path: Path, text: str, delimiter: str, skipped: list[Skip]) -> 
     return rows
 
 
+def _csv_delimiter(text: str) -> str:
+    """',' unless the header line has none outside quotes and has a ';' (Excel's CSV where a comma is the decimal
+    mark), a tab or a '|': then that one."""
+    header = re.sub(r'"[^"]*"', "", text.split("\n", 1)[0])
+    return "," if "," in header else next((d for d in (";", "\t", "|") if d in header), ",")
+
+
 def _parquet_records(path: Path) -> list[RawRecord]:
     import pyarrow as pa  # comes with `datasets`
     import pyarrow.parquet as pq
@@ -469,5 +476,5 @@ def _read(path: Path, encoding: str) -> tuple[list[RawRecord], list[Skip], str]:
     elif kind == "text":
         records = _text_records(path, text)
     else:
-        records = _csv_records(path, text, "," if kind == "csv" else "\t", skipped)
+        records = _csv_records(path, text, _csv_delimiter(text) if kind == "csv" else "\t", skipped)
     return records, skipped, encoding
