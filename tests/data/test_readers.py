@@ -358,3 +358,34 @@ def test_a_csv_whose_header_has_no_comma_is_read_with_its_own_delimiter(tmp_path
                                                                              ["How, now?", f"Fine{sep} you?"]]
     path.write_text('"q;uestion",answer\na,b\n', encoding="utf-8")
     assert readers.read(path)[0][0].fields == {"q;uestion": "a", "answer": "b"}
+
+
+def test_a_workbook_that_unpacks_to_thousands_of_times_its_size_is_refused_unread(tmp_path: Path):
+    """A zip bomb in .xlsx clothing (a 300 MiB sheet of one repeated byte in a ~300 KiB file): refused from the zip's
+    directory, before openpyxl parses any XML."""
+    import zipfile
+
+    path = tmp_path / "bomb.xlsx"
+    with zipfile.ZipFile(path, "w", zipfile.ZIP_DEFLATED) as z:
+        with z.open("xl/worksheets/sheet1.xml", "w", force_zip64=True) as f:
+            block = b" " * 2**20
+            for _ in range(300):
+                f.write(block)
+    assert path.stat().st_size < 2**20
+    with pytest.raises(TunesmithError, match=r"the workbook unpacks to 300 MiB from 0\.\d MiB \(over 100x\): not read"):
+        readers.read(path)
+
+
+def test_a_parquet_file_that_unpacks_past_the_bounds_is_refused_unread(tmp_path: Path, monkeypatch):
+    """Counted as the rows unpack (the footer's sizes count a dictionary-encoded value once: 1 MiB here); the bound
+    lowered to 1 MiB here: 8 MiB of one repeated text is a few KiB of zstd; under the bound the same file reads."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    path = tmp_path / "bomb.parquet"
+    pq.write_table(pa.table({"text": [" " * 2**20] * 8}), path, compression="zstd")
+    assert path.stat().st_size < 2**16
+    assert len(readers.read(path)[0]) == 8
+    monkeypatch.setattr(readers, "MAX_UNPACKED", 2**20)
+    with pytest.raises(TunesmithError, match=r"the Parquet file unpacks to \d MiB from 0\.0 MiB \(over 100x\)"):
+        readers.read(path)

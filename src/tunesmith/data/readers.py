@@ -233,17 +233,35 @@ def _csv_delimiter(text: str) -> str:
     return "," if "," in header else next((d for d in (";", "\t", "|") if d in header), ",")
 
 
+# Compressed files are read whole: a workbook (a zip of XML: text sheets unpack to 3-10x their file, Korean text
+# ~4x; its zip directory says how much) over both bounds is refused before it is unpacked, a Parquet file as soon
+# as its rows unpack past them (a zip bomb unpacks to thousands of times its size, a Parquet column of one
+# dictionary value repeated as often: an upload of 100 MB could otherwise ask for 100 GB).
+MAX_UNPACK_RATIO, MAX_UNPACKED = 100, 256 * 2**20
+
+
+def _check_unpacked(path: Path, unpacked: int, what: str, fix: str) -> None:
+    size = path.stat().st_size
+    if unpacked > MAX_UNPACKED and unpacked > MAX_UNPACK_RATIO * size:
+        raise TunesmithError(f"{what} unpacks to {unpacked / 2**20:,.0f} MiB from {size / 2**20:,.1f} MiB (over "
+                             f"{MAX_UNPACK_RATIO}x): not read", where=str(path), fix=f"{fix}, if it is really this large")
+
+
 def _parquet_records(path: Path) -> list[RawRecord]:
     import pyarrow as pa  # comes with `datasets`
     import pyarrow.parquet as pq
 
-    try:
-        table = pq.read_table(path)
+    rows, unpacked = [], 0
+    try:  # in batches of rows, counted as they unpack: a footer's sizes do not count dictionary-encoded repeats
+        for batch in pq.ParquetFile(path).iter_batches(batch_size=256):
+            unpacked += batch.nbytes
+            _check_unpacked(path, unpacked, "the Parquet file", "save the data as .jsonl and read that")
+            rows += batch.to_pylist()
     except (pa.ArrowException, ValueError) as err:
         raise TunesmithError(f"not a readable Parquet file: {str(err).splitlines()[0][:300]}", where=str(path),
                              fix="export it again (a copy may have been cut short), or save the data as .jsonl"
                              ) from None
-    return [RawRecord(f"{path.name}[{i}]", row) for i, row in enumerate(table.to_pylist())]
+    return [RawRecord(f"{path.name}[{i}]", row) for i, row in enumerate(rows)]
 
 
 def _xlsx_records(path: Path, skipped: list[Skip]) -> list[RawRecord]:
@@ -257,6 +275,12 @@ def _xlsx_records(path: Path, skipped: list[Skip]) -> list[RawRecord]:
     import openpyxl  # defusedxml installed beside it: openpyxl then parses the workbook's XML with it
     from openpyxl.utils.exceptions import InvalidFileException
 
+    try:
+        with zipfile.ZipFile(path) as z:
+            unpacked = sum(info.file_size for info in z.infolist())
+    except zipfile.BadZipFile:
+        unpacked = 0  # openpyxl's own error below says what is wrong with the file
+    _check_unpacked(path, unpacked, "the workbook", "save the sheet as CSV (UTF-8) and read that")
     try:
         book = openpyxl.load_workbook(path, read_only=True, data_only=True)
     except (zipfile.BadZipFile, InvalidFileException, KeyError, ValueError, OSError) as err:
