@@ -244,7 +244,8 @@ def _check_unpacked(path: Path, unpacked: int, what: str, fix: str) -> None:
     size = path.stat().st_size
     if unpacked > MAX_UNPACKED and unpacked > MAX_UNPACK_RATIO * size:
         raise TunesmithError(f"{what} unpacks to {unpacked / 2**20:,.0f} MiB from {size / 2**20:,.1f} MiB (over "
-                             f"{MAX_UNPACK_RATIO}x): not read", where=str(path), fix=f"{fix}, if it is really this large")
+                             f"{MAX_UNPACK_RATIO}x): not read", where=str(path),
+                             fix=f"{fix}, if it is really this large")
 
 
 def _parquet_records(path: Path) -> list[RawRecord]:
