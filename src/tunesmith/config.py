@@ -44,7 +44,7 @@ class DataConfig(_Strict):
     eval: list[Path] = Field(default_factory=list, description="explicit eval files; empty = split from train")
     format: str = Field("auto", description="auto = detected over all rows; or messages, sharegpt, alpaca, "
                         "prompt_completion, numbered_turns, turns, pairs, text, chatgpt_export, "
-                        "claude_export, flat_turns")
+                        "claude_export, flat_turns, chat_log")
     roles: dict[str, str] = Field(default_factory=dict, description="role names in the file -> system, user "
                                   "or assistant, e.g. {therapist: assistant, client: user}")
     columns: dict[str, str] = Field(default_factory=dict, description="canonical field -> your field (role and "

@@ -6,7 +6,8 @@ checks the two agree). Its own module so that config, below the data stage, need
 ROW_FORMATS = ("messages", "sharegpt", "alpaca", "prompt_completion", "numbered_turns", "turns", "pairs", "text",
                "chatgpt_export", "claude_export")  # the last two: the chat apps' data exports (data/exports.py)
 FLAT_TURNS = "flat_turns"  # file-level: every record is one {role, content} turn
-ALL_FORMATS = (*ROW_FORMATS, FLAT_TURNS)
+CHAT_LOG = "chat_log"  # file-level: every record is one {date, user, message} of a chat room (data/chatlog.py)
+ALL_FORMATS = (*ROW_FORMATS, FLAT_TURNS, CHAT_LOG)
 # Role names as files write them -> the roles tunesmith uses (the SFT formats and the preference shapes alike).
 # "developer" is OpenAI's name for the system message since its o1 models (chat and fine-tuning files alike).
 ROLE_ALIASES = {"system": "system", "user": "user", "assistant": "assistant",

@@ -98,6 +98,34 @@ def test_inspect_of_random_csv_is_a_summary_or_a_clear_error(table: tuple, encod
     _inspect(text.encode(encoding, errors="replace"), ".csv" if sep == "," else ".tsv")
 
 
+# KakaoTalk export lines (data/chatlog.py) with any numbers in their stamps (a 13th month, a 99th minute), names
+# and texts that are notices or placeholders, lines that go on a message, and lines that are none of these.
+_NUM = st.integers(0, 99).map(str)
+_WORD = st.sampled_from(["a", "b", "나", "사진", "이모티콘", "a님이 나갔습니다.", "", " : ", "[x]"])
+kakao_line = st.one_of(
+    st.tuples(_WORD, st.sampled_from(["오전", "오후"]), _NUM, _NUM, _WORD).map(
+        lambda t: f"[{t[0]}] [{t[1]} {t[2]}:{t[3]:0>2}] {t[4]}"),
+    st.tuples(_NUM, _NUM, _NUM).map(lambda t: f"--------------- 20{t[0]:0>2}년 {t[1]}월 {t[2]}일 월요일 ---------------"),
+    st.tuples(_NUM, _NUM, _NUM, _NUM, _WORD, _WORD).map(
+        lambda t: f"20{t[0]:0>2}년 {t[1]}월 {t[2]}일 오후 {t[3]}:30, {t[4]} : {t[5]}"),
+    st.tuples(_NUM, _NUM, _WORD).map(lambda t: f"2024. {t[0]}. {t[1]}. 오전 1:00: {t[2]}"),
+    _WORD)
+
+
+@FAST
+@given(st.lists(kakao_line, max_size=12), st.sampled_from([{}, {"a": "assistant"}, {"b": "assistant", "a": "user"}]))
+def test_random_kakaotalk_logs_read_or_stop_clearly(lines: list[str], roles: dict):
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "talk.txt"
+        path.write_text("\n".join(lines), encoding="utf-8")
+        try:
+            res = formats.load(path, roles=roles)
+        except TunesmithError as err:
+            assert err.what
+            return
+        assert res.rows_read == len(res.conversations) + len(res.skipped)
+
+
 NASTY = {  # one file each for the cases that once ended in a traceback (issue 10)
     "deep.json": b"[" * 100000,
     "deep.jsonl": b'{"prompt": "a", "completion": "b"}\n' + b"[" * 100000 + b"\n",

@@ -2,8 +2,9 @@
 
 `FORMATS` is a plain registry: name -> (does this row look like it?, row -> list of (role, content), or of
 (role, content, weight) where an OpenAI message has a weight).
-Two shapes are file-level, not row-level: a flat list of role/content turns (paired into conversations)
-and CSV columns of numbered turns (사람문장1, 시스템응답1, ...). A row that does not fit the detected format,
+Three shapes are file-level, not row-level: a flat list of role/content turns (paired into conversations), a chat
+log of messages by named people (data/chatlog.py: KakaoTalk's exports) and CSV columns of numbered turns
+(사람문장1, 시스템응답1, ...). A row that does not fit the detected format,
 or fails validation, is skipped with its location and reason; unknown role names stop the read with the fix.
 """
 
@@ -17,7 +18,7 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-from tunesmith.data import exports, parts, preference, readers
+from tunesmith.data import chatlog, exports, parts, preference, readers
 from tunesmith.errors import TunesmithError, did_you_mean
 from tunesmith.format_names import ALL_FORMATS, FLAT_TURNS, ROLE_ALIASES, TOOL, TOOL_ROLES
 from tunesmith.records import Conversation, Message, RawRecord, ReadResult, Skip
@@ -206,7 +207,8 @@ FORMATS: dict[str, tuple[Callable[[Any], bool], Callable[[Any], Turns]]] = {
     exports.CHATGPT: (exports.is_chatgpt, exports.chatgpt_turns),
     exports.CLAUDE: (exports.is_claude, exports.claude_turns),
 }
-NAMED_ROLES = {"messages", "sharegpt", "turns", FLAT_TURNS, exports.CHATGPT, exports.CLAUDE}  # formats whose files name their roles
+# formats whose files name their roles
+NAMED_ROLES = {"messages", "sharegpt", "turns", FLAT_TURNS, exports.CHATGPT, exports.CLAUDE}
 
 
 def _is_flat_turn(row: Any) -> bool:
@@ -222,6 +224,8 @@ def detect(records: list[RawRecord]) -> tuple[str, Counter]:
                 votes[name] += 1
         if _is_flat_turn(rec.fields):
             votes[FLAT_TURNS] += 1
+        if chatlog.fields_of(rec.fields):
+            votes[chatlog.CHAT_LOG] += 1
     if not votes:
         return "unknown", votes
     best = max(ALL_FORMATS, key=lambda n: (votes[n], -ALL_FORMATS.index(n)))
@@ -477,6 +481,8 @@ def load(path: Path, *, format: str = "auto", roles: Mapping[str, str] | None = 
     unparsed = len(skipped)
     records = [RawRecord(r.location, _rename(r.fields, columns or {})) for r in raw]
     fmt, votes = _choose_format(path, records, format)
+    if fmt == chatlog.CHAT_LOG:
+        return _load_chat_log(path, records, skipped, len(raw) + unparsed, enc, votes, roles or {}, system, group_by)
     if fmt == FLAT_TURNS:
         fits: Callable[[Any], bool] = _is_flat_turn
     else:
@@ -523,3 +529,50 @@ def load(path: Path, *, format: str = "auto", roles: Mapping[str, str] | None = 
                       unused={k: v for k, v in unused_fields(fmt, fitted).items() if k != group_by},
                       text_parts=part_lists,
                       set_aside=exports.set_aside(fmt, fitted) if fmt in (exports.CHATGPT, exports.CLAUDE) else {})
+
+
+def _load_chat_log(path: Path, records: list[RawRecord], skipped: list[Skip], stored: int, enc: str, votes: Counter,
+                   roles: Mapping[str, str], system: str | None, group_by: str | None) -> ReadResult:
+    """A chat log (data/chatlog.py): each person mapped to a side, then the messages grouped into conversations;
+    the unit counted is a conversation, as for a flat list of turns."""
+    if group_by is not None:
+        raise TunesmithError(f"data.group_by names {group_by!r}, but a chat log has no per-conversation fields",
+                             where=str(path), fix="leave data.group_by unset")
+    fitted = []
+    for rec in records:
+        if chatlog.fields_of(rec.fields):
+            fitted.append(rec)
+        else:
+            skipped.append(Skip(rec.location, "does not fit the chat_log format of the other rows", "wrong_format"))
+    sides = _speaker_sides(Counter(str(u) for r in fitted if (u := r.fields[chatlog.fields_of(r.fields)["user"]])
+                                   is not None), roles, path)
+    turns_by_conv, aside = chatlog.conversations(fitted, sides.__getitem__)
+    conversations = []
+    for location, turns in turns_by_conv:
+        try:
+            conversations.append(validate(turns, location, system))
+        except BadRow as err:
+            skipped.append(Skip(location, str(err), err.kind))
+    return ReadResult(path, enc, chatlog.CHAT_LOG, tuple(conversations), tuple(skipped),
+                      rows_read=len(conversations) + len(skipped), records=stored, evidence=dict(votes),
+                      roles=dict(sorted(sides.items())), set_aside={k: n for k, n in aside.items() if n})
+
+
+def _speaker_sides(speakers: Counter, roles: Mapping[str, str], path: Path) -> dict[str, str]:
+    """Each person in a chat log -> assistant (named so in data.roles: whose replies the model learns) or user
+    (everyone else); a log where no one is named so stops with the people and the flag."""
+    named = {str(k).strip().lower(): v for k, v in roles.items()}
+    wrong = sorted({v for v in named.values() if v not in ("user", "assistant")})
+    if wrong:
+        raise TunesmithError(f"in a chat log a person is the user or the assistant side, not {', '.join(wrong)}",
+                             where=str(path), fix="map people with --role NAME=assistant (and NAME=user)")
+    sides = {s: named.get(s.strip().lower(), "user") for s in speakers}
+    if "assistant" not in sides.values():
+        people = ", ".join(f"{s} ({n}x)" for s, n in speakers.most_common(8)) + (" ..." if len(speakers) > 8 else "")
+        first = speakers.most_common(1)[0][0] if speakers else "NAME"
+        raise TunesmithError(f"a chat log of {len(speakers)} {'person' if len(speakers) == 1 else 'people'}: whose "
+                             "replies should the model learn? "
+                             f"People: {people}", where=str(path),
+                             fix="name that person as the assistant (everyone else is the user side)",
+                             suggest={"roles": {first: "assistant"}})
+    return sides

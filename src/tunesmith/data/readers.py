@@ -16,6 +16,7 @@ import re
 from pathlib import Path
 
 from tunesmith import hub
+from tunesmith.data import chatlog
 from tunesmith.errors import TunesmithError
 from tunesmith.records import RawRecord, Skip
 
@@ -498,8 +499,8 @@ def _read(path: Path, encoding: str) -> tuple[list[RawRecord], list[Skip], str]:
         records = _json_records(path, text)
     elif kind == "jsonl":
         records = _jsonl_records(path, text, skipped)
-    elif kind == "text":
-        records = _text_records(path, text)
+    elif kind == "text":  # a KakaoTalk export is a chat log, any other text a record per line
+        records = chatlog.kakao_records(path, text) or _text_records(path, text)
     else:
         records = _csv_records(path, text, _csv_delimiter(text) if kind == "csv" else "\t", skipped)
     return records, skipped, encoding
