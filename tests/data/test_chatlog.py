@@ -117,6 +117,15 @@ def test_a_log_with_no_one_named_as_the_assistant_stops_with_the_people_and_the_
     assert "format chat_log" in shown.stdout and f"not read as turns: 2 {chatlog.PLACEHOLDERS}" in shown.stdout
 
 
+def test_in_a_group_chat_each_message_of_the_crowded_side_names_who_wrote_it(tmp_path: Path):
+    text = ("--------------- 2024년 1월 1일 월요일 ---------------\n[지훈] [오후 3:04] 다들 뭐 해?\n"
+            "[서연] [오후 3:04] 과제 중\n[민지] [오후 3:05] 나도 과제\n[지훈] [오후 3:06] 같이 하자\n")
+    res = _read(tmp_path, "group.txt", text)
+    assert _turns(res) == [[("user", "지훈: 다들 뭐 해?\n서연: 과제 중"), ("assistant", "나도 과제")]]
+    assert res.set_aside == {chatlog.UNANSWERED: 1}
+    assert res.roles == {"민지": "assistant", "서연": "user", "지훈": "user"}
+
+
 def test_plain_text_with_a_stray_chat_line_stays_plain_text(tmp_path: Path):
     path = tmp_path / "notes.txt"
     path.write_text("첫 줄입니다.\n[지훈] [오후 3:04] 이 한 줄만 채팅처럼 보입니다.\n셋째 줄.\n", encoding="utf-8")

@@ -5,9 +5,10 @@ apps: `2024년 1월 1일 오후 3:04, 이름 : 메시지`, iOS `2024. 1. 1. 오�
 starts on (a message of several lines is one record).
 
 A log becomes conversations here (formats.load maps each person to a role first): a new conversation starts where
-the chat went quiet for GAP or longer; one person's messages in a row are one turn, one message a line; a
-conversation's turns before the first question and after the last answer are set aside, as are the apps'
-placeholders for what is not text (사진, 이모티콘, a deleted message) and their notices (someone joined or left).
+the chat went quiet for GAP or longer; one side's messages in a row are one turn, one message a line (in a group
+chat each names who wrote it); a conversation's turns before the first question and after the last answer are set
+aside, as are the apps' placeholders for what is not text (사진, 이모티콘, a deleted message) and their notices
+(someone joined or left).
 Everything set aside is counted (ReadResult.set_aside), never dropped silently.
 """
 
@@ -16,7 +17,7 @@ from __future__ import annotations
 import datetime
 import re
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -97,9 +98,11 @@ def fields_of(row: Any) -> dict[str, str] | None:
     return found if all(found.values()) and len(row) == 3 else None  # type: ignore[return-value]
 
 
-def conversations(records: list[RawRecord], role_of: Callable[[str], str]
+def conversations(records: list[RawRecord], sides: Mapping[str, str]
                   ) -> tuple[list[tuple[str, list[tuple[str, str]]]], Counter]:
-    """(location, turns) of each conversation in the log, and what was set aside, by what."""
+    """(location, turns) of each conversation in the log, and what was set aside, by what. `sides`: each person's
+    role. Where a side is several people (a group chat), each of its messages starts with who wrote it ("민지: ...")."""
+    crowded = {role for role in sides.values() if sum(r == role for r in sides.values()) > 1}
     aside: Counter = Counter()
     convs: list[tuple[str, list[tuple[str, str]]]] = []
     last: datetime.datetime | None = None
@@ -116,7 +119,8 @@ def conversations(records: list[RawRecord], role_of: Callable[[str], str]
         if not convs or (when and last and when - last >= GAP):
             convs.append((rec.location, []))
         last = when or last
-        role, turns = role_of(str(user)), convs[-1][1]
+        role, turns = sides[str(user)], convs[-1][1]
+        text = f"{user}: {text}" if role in crowded else text
         if turns and turns[-1][0] == role:
             turns[-1] = (role, turns[-1][1] + "\n" + text)
         else:

@@ -546,7 +546,7 @@ def _load_chat_log(path: Path, records: list[RawRecord], skipped: list[Skip], st
             skipped.append(Skip(rec.location, "does not fit the chat_log format of the other rows", "wrong_format"))
     sides = _speaker_sides(Counter(str(u) for r in fitted if (u := r.fields[chatlog.fields_of(r.fields)["user"]])
                                    is not None), roles, path)
-    turns_by_conv, aside = chatlog.conversations(fitted, sides.__getitem__)
+    turns_by_conv, aside = chatlog.conversations(fitted, sides)
     conversations = []
     for location, turns in turns_by_conv:
         try:
