@@ -339,6 +339,12 @@ def test_turns_under_other_keys_stop_with_the_columns_that_name_them(tmp_path: P
     res = formats.load(path, columns=err.value.suggest["columns"], roles={"bot": "assistant"})
     assert [(m.role, m.content) for m in res.conversations[0].messages] == [("user", "Hi"), ("assistant", "Hello")]
     assert res.unused == {}
+    # AI-Hub's layout: a header beside a body of utterances keyed by participant id
+    turn = lambda text, who, n: {"utterance": text, "participantID": who, "turnID": n}  # noqa: E731
+    body = {"data": [{"header": {"dialogueInfo": {}}, "body": [turn("안녕", "P01", "T1"), turn("네", "P02", "T2")]}]}
+    with pytest.raises(TunesmithError) as err:
+        formats.load(write_json(tmp_path / "aihub.json", body))
+    assert err.value.suggest == {"columns": {"messages": "body", "role": "participantID", "content": "utterance"}}
 
 
 def test_function_calling_rows_are_skipped_as_such_and_developer_is_the_system_role(tmp_path: Path):

@@ -388,10 +388,10 @@ def _unknown_turns(fields: Any) -> tuple[str, dict[str, str]] | None:
         if isinstance(fields, dict) else {}
     for name, turns in lists.items():
         keys = list(dict.fromkeys(k for t in turns if isinstance(t, dict) for k in t))
-        guess = lambda words, other: next((k for k in keys if _norm(k) in words), other)  # noqa: E731
-        role = guess(("speaker", "sender", "author", "name", "who", "type", "화자"), keys[0])
-        content = guess(("text", "utterance", "message", "msg", "body", "발화", "내용"),
-                        next((k for k in keys if k != role), "CONTENT_KEY"))
+        guess = lambda words, but: next((k for k in keys if _norm(k) in words and k != but), None)  # noqa: E731
+        content = guess(("text", "utterance", "message", "msg", "body", "발화", "내용"), None) or keys[-1]
+        role = guess(("speaker", "speakerid", "participant", "participantid", "sender", "author", "name", "who",
+                      "role", "from", "type", "화자"), content) or next((k for k in keys if k != content), "ROLE_KEY")
         return (f"its field {name!r} holds a list of {len(turns)} turns keyed {', '.join(map(repr, keys[:6]))}; "
                 "turns are read with keys role/content or from/value, under messages or conversations",
                 {"messages": name, "role": role, "content": content})
