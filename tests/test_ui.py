@@ -65,9 +65,31 @@ def test_a_file_that_needs_a_role_map_gets_the_clis_suggestion_as_one_click(tmp_
     (root / "therapy.json").write_text(json.dumps(turns), encoding="utf-8")
     text, suggested, _ = inspect_file(root, "therapy.json", "")
     assert "unknown role name(s) 'therapist'" in text and "roles:" in text
-    assert suggested == "therapist=assistant"
-    text, suggested, _ = inspect_file(root, "therapy.json", suggested)
-    assert suggested == "" and "4 usable conversations" in text and "therapist -> assistant" in text
+    assert suggested == {"roles": "therapist=assistant"}
+    text, suggested, _ = inspect_file(root, "therapy.json", suggested["roles"])
+    assert suggested == {} and "4 usable conversations" in text and "therapist -> assistant" in text
+
+
+def test_a_file_that_needs_a_field_map_gets_it_as_one_click_and_trains_with_it(tmp_path: Path):
+    """Fields no format names (synth's seed_word/answer): the suggested field map, then a clean read; the Train
+    tab's config carries it as data.columns."""
+    from tunesmith.errors import TunesmithError
+    from tunesmith.ui import form
+    from tunesmith.ui.data import inspect_file, parse_columns
+
+    root = tmp_path / "runs"
+    root.mkdir()
+    rows = [{"seed_word": f"불면 {i}", "answer": "잠이 오지 않으면 많이 지치지요."} for i in range(3)]
+    (root / "seeds.jsonl").write_text("\n".join(json.dumps(r, ensure_ascii=False) for r in rows), encoding="utf-8")
+    text, suggested, _ = inspect_file(root, "seeds.jsonl", "")
+    assert "cannot tell the data format" in text and suggested == {"columns": "prompt=seed_word, completion=answer"}
+    text, suggested, _ = inspect_file(root, "seeds.jsonl", "", suggested["columns"])
+    assert suggested == {} and "3 usable conversations" in text
+    sets = form.roles_overrides(parse_columns("prompt=seed_word, completion=answer"), "data.columns")
+    cfg = form.build(root, root / "seeds.jsonl", "mine", sets)
+    assert cfg.data.columns == {"prompt": "seed_word", "completion": "answer"}
+    with pytest.raises(TunesmithError, match="field mapping 'seed_word' is not PROMPT=..."):
+        parse_columns("seed_word")
 
 
 def test_the_train_form_is_the_config_schema_and_its_command_means_the_same_config(tmp_path: Path):
@@ -288,9 +310,9 @@ def test_the_train_tab_refuses_run_name_dot_and_keeps_a_refusal_on_its_status_li
     fields = form.fields()
     defaults = [f.shown() for f in fields]
     for name in (".", ".."):
-        planned, *_, start = tabs._on_plan(root, fields, "rows.jsonl", "", name, *defaults)
+        planned, *_, start = tabs._on_plan(root, fields, "rows.jsonl", "", "", name, *defaults)
         assert planned.startswith("error:") and "folder name" in planned and start["interactive"] is False
-    status, refused, overwrite = tabs._on_start(root, fields, "rows.jsonl", "", ".", True, *defaults)
+    status, refused, overwrite = tabs._on_start(root, fields, "rows.jsonl", "", "", ".", True, *defaults)
     assert status.startswith("error:") and refused == status and overwrite is False  # the box unticks
     (root / ".ui").mkdir(exist_ok=True)
     jobs._job_file(root).write_text(json.dumps({"name": "earlier", "pid": 0, "config": "", "log": "", "started": 0}),

@@ -51,8 +51,8 @@ def build(root: Path, received: Path) -> Any:
     t = i18n()
     with gr.Blocks(title="tunesmith") as blocks:
         gr.Markdown("# tunesmith")
-        picked, roles = tabs.data_tab(root, t, received)
-        tabs.train_tab(root, t, picked, roles)
+        picked, roles, columns = tabs.data_tab(root, t, received)
+        tabs.train_tab(root, t, picked, roles, columns)
         which, report, table = tabs.runs_tab(root, t)
         tabs.chat_tab(root, t)
         tabs.export_tab(root, t)

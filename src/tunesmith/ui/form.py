@@ -23,9 +23,9 @@ from tunesmith.errors import TunesmithError
 # Shown open; the rest of the schema folds away under "Advanced", one group per section.
 BASIC = ("model", "train.method", "train.epochs", "train.learning_rate", "lora.r", "template.max_length",
          "train.batch_size", "train.max_steps")
-# Set by the UI itself: the file picked in the Data tab (and its role map), the runs folder, the run name.
+# Set by the UI itself: the file picked in the Data tab (and its role and field maps), the runs folder, the run name.
 # data.eval and continue_from name files: the CLI takes them; the UI reads only what is under its runs folder.
-NOT_IN_FORM = ("name", "output_dir", "data.train", "data.roles", "data.eval", "continue_from")
+NOT_IN_FORM = ("name", "output_dir", "data.train", "data.roles", "data.columns", "data.eval", "continue_from")
 
 
 @dataclass(frozen=True)
@@ -113,9 +113,10 @@ def overrides(form: list[Field], values: list[Any]) -> list[str]:
     return out
 
 
-def roles_overrides(roles: dict[str, str]) -> list[str]:
-    """The Data tab's role map as one assignment (one flow mapping: a role name may hold a dot)."""
-    return [config.override("data.roles", roles)] if roles else []
+def roles_overrides(roles: dict[str, str], key: str = "data.roles") -> list[str]:
+    """The Data tab's role map (or field map: key data.columns) as one assignment (one flow mapping: a name may
+    hold a dot)."""
+    return [config.override(key, roles)] if roles else []
 
 
 def build(root: Path, data: Path, name: str, sets: list[str]) -> RunConfig:

@@ -15,9 +15,9 @@ from tunesmith.ui import data, duo, files, form, jobs
 from tunesmith.ui.words import browser_language, words
 
 
-def data_tab(root: Path, t: Any, received: Path) -> tuple[Any, Any]:
-    """Upload or pick a file, see what inspect reads and how training renders it. Returns (picked, roles) for
-    the Train tab. An upload is taken only from `received`, the folder Gradio wrote this process's uploads to."""
+def data_tab(root: Path, t: Any, received: Path) -> tuple[Any, Any, Any]:
+    """Upload or pick a file, see what inspect reads and how training renders it. Returns (picked, roles, columns)
+    for the Train tab. An upload is taken only from `received`, the folder Gradio wrote this process's uploads to."""
     import gradio as gr
 
     with gr.Tab(t("data"), elem_id="tab-data"):
@@ -27,11 +27,13 @@ def data_tab(root: Path, t: Any, received: Path) -> tuple[Any, Any]:
             picked = gr.Dropdown(choices=offered, value=offered[0] if offered else None, label=t("pick"),
                                  allow_custom_value=False, elem_id="picked")
             model = gr.Textbox("default", label=t("model"), elem_id="model")
-        roles = gr.Textbox("", label=t("roles"), elem_id="roles")
+        with gr.Row():
+            roles = gr.Textbox("", label=t("roles"), elem_id="roles")
+            columns = gr.Textbox("", label=t("fields"), elem_id="columns")
         with gr.Row():
             go = gr.Button(t("inspect"), variant="primary", elem_id="inspect")
             apply = gr.Button(t("apply"), visible=False, elem_id="apply")
-        suggestion = gr.State("")
+        suggestion = gr.State({})
         summary = gr.Textbox(label=t("summary"), lines=14, max_lines=40, elem_id="summary")
         shown = gr.HTML(elem_id="preview")
 
@@ -48,21 +50,26 @@ def data_tab(root: Path, t: Any, received: Path) -> tuple[Any, Any]:
             src.unlink()
             return gr.update(choices=files.data_files(root), value=str(kept.relative_to(root))), None
 
-        def inspect(name: str | None, roles_text: str, model_spec: str) -> tuple[Any, ...]:
+        def inspect(name: str | None, roles_text: str, columns_text: str, model_spec: str) -> tuple[Any, ...]:
             if not name:
-                return "", "", gr.update(visible=False), ""
-            text, suggested, _ = data.inspect_file(root, name, roles_text)
-            page = "" if suggested else data.preview_html(root, name, roles_text, model_spec or "default")
+                return "", {}, gr.update(visible=False), ""
+            text, suggested, _ = data.inspect_file(root, name, roles_text, columns_text)
+            page = "" if suggested else data.preview_html(root, name, roles_text, model_spec or "default",
+                                                          columns_text=columns_text)
             return text, suggested, gr.update(visible=bool(suggested)), page
 
+        def applied(suggested: dict[str, str]) -> tuple[Any, Any]:
+            """The suggested mappings into their boxes; a box with none suggested keeps what it has."""
+            return tuple(suggested.get(k, gr.update()) for k in ("roles", "columns"))  # type: ignore[return-value]
+
+        seen = [picked, roles, columns, model]
         # An upload of a file already offered leaves the menu's value unchanged (no change event): inspect anyway.
         upload.upload(uploaded, upload, [picked, upload], api_name="upload", preprocess=False).success(
-            inspect, [picked, roles, model], [summary, suggestion, apply, shown])
-        go.click(inspect, [picked, roles, model], [summary, suggestion, apply, shown], api_name="inspect")
-        picked.input(inspect, [picked, roles, model], [summary, suggestion, apply, shown])  # a pick by hand
-        apply.click(lambda s: s, suggestion, roles).then(inspect, [picked, roles, model],
-                                                          [summary, suggestion, apply, shown])
-    return picked, roles
+            inspect, seen, [summary, suggestion, apply, shown])
+        go.click(inspect, seen, [summary, suggestion, apply, shown], api_name="inspect")
+        picked.input(inspect, seen, [summary, suggestion, apply, shown])  # a pick by hand
+        apply.click(applied, suggestion, [roles, columns]).then(inspect, seen, [summary, suggestion, apply, shown])
+    return picked, roles, columns
 
 
 def _field(f: form.Field) -> Any:
@@ -99,7 +106,7 @@ def _form(t: Any) -> tuple[list[form.Field], list[Any]]:
     return basic + rest, comps
 
 
-def train_tab(root: Path, t: Any, picked: Any, roles: Any) -> None:
+def train_tab(root: Path, t: Any, picked: Any, roles: Any, columns: Any) -> None:
     import gradio as gr
 
     with gr.Tab(t("train"), elem_id="tab-train"):
@@ -126,26 +133,27 @@ def train_tab(root: Path, t: Any, picked: Any, roles: Any) -> None:
 
         picked.change(lambda p: p or "", picked, shown)
         picked.change(lambda p: files.safe_run_name(root, p), picked, name)
-        plan.click(partial(_on_plan, root, fields), [picked, roles, name, *comps],
+        plan.click(partial(_on_plan, root, fields), [picked, roles, columns, name, *comps],
                    [planned, command, yaml_text, start], api_name="plan")
-        for changed in (picked, roles, name, *comps):  # Start runs what the plan shows: a change asks for a new plan
-            changed.change(lambda: gr.update(interactive=False), None, start)
+        for changed in (picked, roles, columns, name, *comps):  # Start runs what the plan shows: a change asks for
+            changed.change(lambda: gr.update(interactive=False), None, start)  # a new plan
         # Overwrite is asked for each click: the box unticks itself after every Start.
-        start.click(partial(_on_start, root, fields), [picked, roles, name, overwrite, *comps],
+        start.click(partial(_on_start, root, fields), [picked, roles, columns, name, overwrite, *comps],
                     [status, refused, overwrite], api_name="start")
         stop.click(lambda: jobs.stop(root), None, status)
         resume.click(partial(_on_resume, root), None, status).then(lambda: "", None, refused)
         timer.tick(partial(_progress, root), refused, [status, chart, log])
 
 
-def _train_config(root: Path, fields: list[form.Field], picked_name: str | None, roles_text: str, run_name: str,
-                  values: tuple[Any, ...]) -> tuple[Any, str]:
+def _train_config(root: Path, fields: list[form.Field], picked_name: str | None, roles_text: str,
+                  columns_text: str, run_name: str, values: tuple[Any, ...]) -> tuple[Any, str]:
     """(the RunConfig, the equivalent command line) of what the Train form says."""
     if not picked_name:
         raise TunesmithError("no data file yet", where="the Train tab", fix="upload or pick a file in the Data tab first")
     path = files.inside(root, picked_name)
     rundir.check_name(run_name.strip())  # the plan refuses '.' as Start would, not only Start
-    sets = form.overrides(fields, list(values)) + form.roles_overrides(data.parse_roles(roles_text))
+    sets = (form.overrides(fields, list(values)) + form.roles_overrides(data.parse_roles(roles_text))
+            + form.roles_overrides(data.parse_columns(columns_text), "data.columns"))
     cfg = form.build(root, path, run_name.strip(), sets)
     model = files.model_spec(root, cfg.model)  # a folder under the runs folder, the default, or a cached hub id
     if model != cfg.model:
@@ -154,23 +162,23 @@ def _train_config(root: Path, fields: list[form.Field], picked_name: str | None,
     return cfg, form.command(root, path, run_name.strip(), sets)
 
 
-def _on_plan(root: Path, fields: list[form.Field], picked_name: str | None, roles_text: str, run_name: str,
-             *values: Any) -> tuple[Any, ...]:
+def _on_plan(root: Path, fields: list[form.Field], picked_name: str | None, roles_text: str, columns_text: str,
+             run_name: str, *values: Any) -> tuple[Any, ...]:
     import gradio as gr
 
     try:
-        cfg, line = _train_config(root, fields, picked_name, roles_text, run_name, values)
+        cfg, line = _train_config(root, fields, picked_name, roles_text, columns_text, run_name, values)
     except TunesmithError as err:
         return "error: " + err.render(), "", "", gr.update(interactive=False)
     text, ok = form.plan_text(cfg)
     return text, line, cfg.to_yaml(), gr.update(interactive=ok)
 
 
-def _on_start(root: Path, fields: list[form.Field], picked_name: str | None, roles_text: str, run_name: str,
-              replace: bool, *values: Any) -> tuple[str, str, bool]:
+def _on_start(root: Path, fields: list[form.Field], picked_name: str | None, roles_text: str, columns_text: str,
+              run_name: str, replace: bool, *values: Any) -> tuple[str, str, bool]:
     """(status line, the refusal kept for the status line or '', the overwrite box: always unticked again)."""
     try:
-        cfg, _ = _train_config(root, fields, picked_name, roles_text, run_name, values)
+        cfg, _ = _train_config(root, fields, picked_name, roles_text, columns_text, run_name, values)
         job = jobs.start(root, cfg, overwrite=replace)
     except TunesmithError as err:
         return "error: " + err.render(), "error: " + err.render(), False
