@@ -91,6 +91,34 @@ def test_the_decoder_pads_the_row_and_the_loss_and_gradients_stay(tiny_model_dir
         assert torch.allclose(x, y, rtol=1e-4, atol=1e-7)
 
 
+def test_the_padded_row_gives_the_same_loss_and_gradients_under_activation_checkpointing(tiny_model_dir):
+    """With the layers recomputed in the backward pass (gradient checkpointing, non-reentrant as tunesmith sets it)
+    the padded row still gives the unpadded, uncheckpointed row's loss and gradients."""
+    import torch
+    from transformers import AutoModelForCausalLM
+
+    model = AutoModelForCausalLM.from_pretrained(tiny_model_dir, attn_implementation="sdpa", dtype=torch.float32)
+    model.train()
+    packed = {k: v for k, v in _collate(_rows()).items() if k in ("input_ids", "labels", "position_ids")}
+    seen: list[int] = []
+    model.get_decoder().layers[0].mlp.register_forward_pre_hook(lambda module, args: seen.append(args[0].shape[1]))
+
+    def step() -> tuple[float, list]:
+        model.zero_grad()
+        out = model(**packed, use_cache=False)
+        out.loss.backward()
+        return out.loss.item(), [p.grad.clone() for p in model.parameters()]
+
+    plain = step()
+    model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+    with graphs.used_by(model):
+        checkpointed = step()
+    assert seen == [71, 128, 128]  # the plain forward; the padded one, then its recomputation in the backward
+    assert checkpointed[0] == pytest.approx(plain[0], rel=1e-6)
+    for x, y in zip(plain[1], checkpointed[1], strict=True):
+        assert torch.allclose(x, y, rtol=1e-4, atol=1e-7)
+
+
 def test_graphs_and_varlen_together_give_the_padded_loss_and_gradients(tiny_model_dir, monkeypatch):
     """train.compile: graphs with train.attention: varlen (the bench's tunesmith-graphs-varlen): the kernel gets the
     pad row's bounds and the padded length as its bound on the longest row (one value per length); on the CPU a
