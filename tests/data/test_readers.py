@@ -389,3 +389,33 @@ def test_a_parquet_file_that_unpacks_past_the_bounds_is_refused_unread(tmp_path:
     monkeypatch.setattr(readers, "MAX_UNPACKED", 2**20)
     with pytest.raises(TunesmithError, match=r"the Parquet file unpacks to \d MiB from 0\.0 MiB \(over 100x\)"):
         readers.read(path)
+
+
+@pytest.mark.parametrize("suffix", [".gz", ".bz2", ".xz"])
+def test_a_compressed_text_file_reads_as_the_file_itself(tmp_path: Path, suffix: str, monkeypatch):
+    """data.jsonl.gz (and .bz2, .xz) reads as data.jsonl does, rows named by the file's own name; found in a folder
+    and by a glob; one cut short stops with what to do; one that unpacks past the bounds is refused as it unpacks
+    (the bound lowered to 1 MiB here: 8 MiB of one repeated row compresses to a few KiB)."""
+    import bz2
+    import gzip
+    import lzma
+
+    pack = {".gz": gzip.compress, ".bz2": bz2.compress, ".xz": lzma.compress}[suffix]
+    plain = '{"prompt": "안녕", "completion": "반가워요"}\n{"prompt": "Hi", "completion": "Hello"}\n'
+    path = tmp_path / f"data.jsonl{suffix}"
+    path.write_bytes(pack(plain.encode("utf-8")))
+    res = formats.load(path)
+    assert res.format == "prompt_completion" and [c.source for c in res.conversations] == [
+        f"data.jsonl{suffix}:1", f"data.jsonl{suffix}:2"]
+    assert readers.expand(tmp_path) == [path] and readers.expand(tmp_path / "*.jsonl*") == [path]
+    (tmp_path / "cut").mkdir()
+    cut = tmp_path / "cut" / f"data.jsonl{suffix}"
+    cut.write_bytes(path.read_bytes()[: len(path.read_bytes()) // 2])
+    with pytest.raises(TunesmithError, match=f"not a readable \\{suffix} file"):
+        readers.read(cut)
+    big = tmp_path / "cut" / f"big.jsonl{suffix}"
+    big.write_bytes(pack(plain.encode("utf-8") * (8 * 2**20 // len(plain.encode("utf-8")))))
+    monkeypatch.setattr(readers, "MAX_UNPACKED", 2**20)
+    with pytest.raises(TunesmithError, match=f"the \\{suffix} file unpacks to \\d MiB from 0.0 MiB \\(over 100x\\)"):
+        readers.read(big)
+    assert readers.kind_of(Path("x.parquet.gz")) is None and readers.kind_of(Path("x.csv.xz")) == "csv"

@@ -95,7 +95,7 @@ def decode(path: Path, encoding: str = "auto") -> tuple[str, str]:
     A guess's label carries its confidence, e.g. 'cp949 (guessed, 99% of non-ASCII characters are common Korean)';
     `codec(label)` is the codec name.
     """
-    raw = path.read_bytes()
+    raw = _raw(path)
     if encoding != "auto":
         try:
             return raw.decode(encoding), encoding
@@ -367,6 +367,45 @@ def _saved_dataset_records(path: Path) -> list[RawRecord]:
 
 READERS = {".json": "json", ".jsonl": "jsonl", ".ndjson": "jsonl", ".csv": "csv", ".tsv": "tsv",
            ".parquet": "parquet", ".txt": "text", ".xlsx": "xlsx", ".xlsm": "xlsx"}
+# A text file compressed whole (data.jsonl.gz, as hub data sets often come): the compressor's stdlib module.
+COMPRESSED = {".gz": "gzip", ".bz2": "bz2", ".xz": "lzma"}
+_TEXT_KINDS = ("json", "jsonl", "csv", "tsv", "text")
+SUPPORTED = f"{', '.join(READERS)} (the text ones also as {', '.join(COMPRESSED)})"
+
+
+def kind_of(path: Path) -> str | None:
+    """Which reader takes a file, by its name: its suffix's, or for a compressed text file (name.jsonl.gz) the
+    suffix's before the compressor's; None where none does.
+
+    >>> kind_of(Path("train.jsonl.gz")), kind_of(Path("a.csv")), kind_of(Path("a.parquet.gz"))
+    ('jsonl', 'csv', None)
+    """
+    suffixes = [s.lower() for s in path.suffixes]
+    if suffixes and suffixes[-1] in COMPRESSED:
+        kind = READERS.get(suffixes[-2]) if len(suffixes) > 1 else None
+        return kind if kind in _TEXT_KINDS else None
+    return READERS.get(path.suffix.lower())
+
+
+def _raw(path: Path) -> bytes:
+    """The file's bytes, decompressed where its name says it is compressed, counted as they unpack (the bounds of
+    _check_unpacked: a gzip bomb is refused after 256 MiB, not read to the end)."""
+    module = COMPRESSED.get(path.suffix.lower())
+    if module is None:
+        return path.read_bytes()
+    import importlib
+    import lzma
+
+    opener, out = importlib.import_module(module), bytearray()
+    try:
+        with opener.open(path, "rb") as f:
+            while chunk := f.read(1 << 20):
+                out += chunk
+                _check_unpacked(path, len(out), f"the {path.suffix} file", "decompress it yourself and read that")
+    except (OSError, EOFError, ValueError, lzma.LZMAError) as err:  # gzip.BadGzipFile is an OSError
+        raise TunesmithError(f"not a readable {path.suffix} file: {err}", where=str(path),
+                             fix="download or compress it again (a copy may have been cut short)") from None
+    return bytes(out)
 
 
 def is_saved_dataset(path: Path) -> bool:
@@ -381,9 +420,9 @@ def expand(spec: Path) -> list[Path]:
     """
     text = str(spec)
     if any(ch in text for ch in "*?["):
-        found = sorted(p for p in Path(spec.anchor or ".").glob(text.lstrip("/")) if p.suffix.lower() in READERS)
+        found = sorted(p for p in Path(spec.anchor or ".").glob(text.lstrip("/")) if kind_of(p))
         if not found:
-            raise TunesmithError(f"no data files match {text}", fix=f"supported types: {', '.join(READERS)}")
+            raise TunesmithError(f"no data files match {text}", fix=f"supported types: {SUPPORTED}")
         return found
     try:
         is_folder = spec.is_dir() and not is_saved_dataset(spec)
@@ -394,7 +433,7 @@ def expand(spec: Path) -> list[Path]:
         found = _walk(spec)
         if not found:
             raise TunesmithError(f"folder {spec} holds no data files",
-                                 fix=f"put {', '.join(READERS)} files in it, or point at a file")
+                                 fix=f"put {SUPPORTED} files in it, or point at a file")
         return found
     return [spec]
 
@@ -419,7 +458,7 @@ def _walk(folder: Path) -> list[Path]:
                 fail(err, str(here / d))
         found += [here / d for d in saved]
         dirs[:] = [d for d in dirs if d not in saved]
-        found += [here / f for f in files if Path(f).suffix.lower() in READERS and (here / f).is_file()]
+        found += [here / f for f in files if kind_of(Path(f)) and (here / f).is_file()]
     return sorted(found)
 
 
@@ -427,7 +466,7 @@ _HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
 
 
 def looks_like_hub_id(path: Path) -> bool:
-    return not path.exists() and bool(_HUB_ID.match(str(path))) and path.suffix.lower() not in READERS
+    return not path.exists() and bool(_HUB_ID.match(str(path))) and not kind_of(path)
 
 
 def _hub_records(dataset_id: str) -> list[RawRecord]:
@@ -483,12 +522,12 @@ def _read(path: Path, encoding: str) -> tuple[list[RawRecord], list[Skip], str]:
         return _hub_records(str(path)), [], "arrow"
     if not path.exists():
         raise TunesmithError(f"data file {path} not found", fix="check the path in the config's data section")
-    kind = READERS.get(path.suffix.lower())
+    kind = kind_of(path)
     if kind is None:
         raise TunesmithError(f"unsupported file type {path.suffix!r}", where=str(path),
                              fix=("save it in Excel as .xlsx (or the sheet as CSV, UTF-8); " if path.suffix.lower() in
                                   (".xls", ".ods", ".numbers") else "")
-                             + f"use one of {', '.join(READERS)}, a folder of them, or a saved datasets folder")
+                             + f"use one of {SUPPORTED}, a folder of them, or a saved datasets folder")
     skipped: list[Skip] = []
     if kind == "parquet":
         return _parquet_records(path), skipped, "parquet"

@@ -124,9 +124,8 @@ def _in_hub_cache(repo: str) -> bool:
 
 def data_files(root: Path) -> list[str]:
     """Data files the UI offers to pick: uploads and anything else under the runs folder a reader takes."""
-    suffixes = set(readers.READERS)
     runs = {p.parent for p in root.glob("*/" + rundir.MARKER)}  # a run folder's files are its own, not data
-    found = [p for p in root.rglob("*") if p.is_file() and p.suffix.lower() in suffixes
+    found = [p for p in root.rglob("*") if p.is_file() and readers.kind_of(p)
              and not runs & set(p.parents) and p.relative_to(root).parts[0] not in NOT_DATA]
     return sorted(str(p.relative_to(root)) for p in found)
 
