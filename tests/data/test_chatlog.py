@@ -91,6 +91,31 @@ def test_the_phone_exports_read_with_their_own_stamps(tmp_path: Path):
     assert _turns(_read(tmp_path, "ios.txt", IOS)) == [[("user", "요즘 잠을 잘 못 자"), ("assistant", "헐 왜?")]]
 
 
+def test_english_exports_and_24_hour_clocks_read_the_same(tmp_path: Path):
+    """The apps in English ("[John] [2:30 PM]" under "----- Monday, January 1, 2024 -----"; "January 1, 2024, 11:59
+    PM, John : ..."), and a 24-hour clock ("2024. 1. 1. 15:04, 지훈 : ..."): the same log and times."""
+    pc = ("Mina with KakaoTalk Chats\n--------------- Monday, January 1, 2024 ---------------\n"
+          "John joined this chatroom.\n[John] [2:30 PM] I can't sleep\n[Mina] [2:31 PM] Since when?\n"
+          "[John] [12:05 AM] Photo\n")
+    phone = ("January 1, 2024\nJanuary 1, 2024, 11:59 PM, John : I can't sleep\n"
+             "January 2, 2024, 12:01 AM, Mina : Since when?\n")
+    h24 = "2024. 1. 1. 15:04, John : I can't sleep\n2024. 1. 1. 15:05, Mina : Since when?\n"
+    for name, text, times in (("pc.txt", pc, ["2024-01-01T14:30", "2024-01-01T14:31"]),
+                              ("phone.txt", phone, ["2024-01-01T23:59", "2024-01-02T00:01"]),
+                              ("h24.txt", h24, ["2024-01-01T15:04", "2024-01-01T15:05"])):
+        records = chatlog.kakao_records(Path(name), text) or []
+        assert [r.fields["date"] for r in records if r.fields["user"]][:2] == times, name
+        res = formats.load(_write(tmp_path / name, text), roles={"Mina": "assistant"})
+        assert _turns(res) == [[("user", "I can't sleep"), ("assistant", "Since when?")]], name
+    assert formats.load(tmp_path / "pc.txt", roles={"mina": "assistant"}).set_aside == {
+        chatlog.NOTICES: 1, chatlog.PLACEHOLDERS: 1}
+
+
+def _write(path: Path, text: str) -> Path:
+    path.write_text(text, encoding="utf-8")
+    return path
+
+
 def test_the_csv_export_is_the_same_log(tmp_path: Path):
     text = ("Date,User,Message\n2024-01-01 15:04:00,지훈,요즘 잠을 잘 못 자\n2024-01-01 15:05:00,민지,헐 왜?\n"
             "2024-01-01 15:06:00,민지,사진\n2024-01-01 18:00:00,지훈,또 나야\n2024-01-01 18:01:00,민지,응 말해\n")

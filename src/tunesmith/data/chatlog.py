@@ -1,7 +1,8 @@
 """Chat logs: messages by named people with their times, as a messenger exports a chat room. KakaoTalk's "대화 내보내기"
 writes a .txt (the PC app: `[이름] [오후 3:04] 메시지` under `----- 2024년 1월 1일 월요일 -----` lines; the phone
-apps: `2024년 1월 1일 오후 3:04, 이름 : 메시지`, iOS `2024. 1. 1. 오후 3:04, 이름 : 메시지`) or, on a phone or a Mac, a
-.csv of Date, User, Message. Either reads as one record per message, `{"date", "user", "message"}`, at the line it
+apps: `2024년 1월 1일 오후 3:04, 이름 : 메시지`, iOS `2024. 1. 1. 오후 3:04, 이름 : 메시지`; a 24-hour clock, and the apps in
+English: `[John] [2:30 PM] ...`, `January 1, 2024, 2:30 PM, John : ...`) or, on a phone or a Mac, a .csv of Date,
+User, Message. Either reads as one record per message, `{"date", "user", "message"}`, at the line it
 starts on (a message of several lines is one record).
 
 A log becomes conversations here (formats.load maps each person to a role first): a new conversation starts where
@@ -32,17 +33,28 @@ NOTICES = "the app's notices (someone joined, left, or a message was hidden)"
 OPENINGS = "turns before a conversation's first question (the answering side spoke first)"
 UNANSWERED = "turns after a conversation's last answer"
 
-_AMPM = r"(?P<ampm>오전|오후) (?P<h>\d{1,2}):(?P<mi>\d{2})"
-_PC_MESSAGE = re.compile(r"^\[(?P<user>[^\]]+)\] \[" + _AMPM + r"\] (?P<msg>.*)$")
-_PC_DAY = re.compile(r"^-{5,} (?P<y>\d{4})년 (?P<mo>\d{1,2})월 (?P<d>\d{1,2})일 .*-{5,}$")
-_PHONE_STAMP = r"^(?P<y>\d{4})(?:년 |\. ?)(?P<mo>\d{1,2})(?:월 |\. ?)(?P<d>\d{1,2})(?:일|\.),? " + _AMPM
-_PHONE_MESSAGE = re.compile(_PHONE_STAMP + r", (?P<user>.+?) : (?P<msg>.*)$")
-_PHONE_EVENT = re.compile(_PHONE_STAMP + r"(?:,|:)? (?P<msg>.*)$")  # a stamp without "name : ": a notice
-_DAY_LINE = re.compile(r"^\d{4}(?:년 |\. ?)\d{1,2}(?:월 |\. ?)\d{1,2}(?:일|\.)( [월화수목금토일]요일)?"
-                       r"( (오전|오후) \d{1,2}:\d{2})?$")  # the phone apps' line before each day's messages
-_PLACEHOLDER = re.compile(r"^(사진|동영상|이모티콘|음성메시지|삭제된 메시지입니다\.|사진 \d+장|파일: .+)$")
+# Korean (오후 3:04, or 15:04) and English (3:04 PM) clocks and dates; the PC app's day lines set the day of the
+# messages under them, the phone apps stamp each message; a stamp without "name : " is a notice.
+_KO_TIME = r"(?:(?P<ampm>오전|오후) )?(?P<h>\d{1,2}):(?P<mi>\d{2})"
+_EN_TIME = r"(?P<h>\d{1,2}):(?P<mi>\d{2}) (?P<ampm>AM|PM)"
+_KO_DATE = r"(?P<y>\d{4})(?:년 |\. ?)(?P<mo>\d{1,2})(?:월 |\. ?)(?P<d>\d{1,2})(?:일|\.)"
+_EN_DATE = r"(?P<month>[A-Z][a-z]+) (?P<d>\d{1,2}), (?P<y>\d{4})"
+_CLOCKS = ((_KO_DATE, _KO_TIME), (_EN_DATE, _EN_TIME))
+_MESSAGES = [re.compile(r"^\[(?P<user>[^\]]+)\] \[" + t + r"\] (?P<msg>.*)$") for _, t in _CLOCKS] + [
+    re.compile(f"^{d},? {t}" + r", (?P<user>.+?) : (?P<msg>.*)$") for d, t in _CLOCKS]
+_EVENTS = [re.compile(f"^{d},? {t}" + r"(?:,|:)? (?P<msg>.*)$") for d, t in _CLOCKS]
+_PC_DAYS = [re.compile(r"^-{5,} " + _KO_DATE + r" .*-{5,}$"), re.compile(r"^-{5,} \w+, " + _EN_DATE + r" -{5,}$")]
+_DAY_LINES = [re.compile(f"^{d}" + r"( [월화수목금토일]요일)?" + f"( {t})?$") for d, t in _CLOCKS[:1]] + [
+    re.compile(r"^(\w+, )?" + _EN_DATE + f"( {_EN_TIME})?$")]  # the phone apps' line before each day's messages
+_PLACEHOLDER = re.compile(r"^(사진|동영상|이모티콘|음성메시지|삭제된 메시지입니다\.|사진 \d+장|파일: .+|Photo|Video|Emoticon)$")
 _NOTICE = re.compile(r"님이 (들어왔습니다|나갔습니다|.+님을 초대했습니다|.+님을 내보냈습니다)\.?$|"
-                     r"^채팅방 관리자가 메시지를 가렸습니다\.$")
+                     r"^채팅방 관리자가 메시지를 가렸습니다\.$| (joined|left) this chatroom\.$")
+_MONTHS = ("January", "February", "March", "April", "May", "June", "July", "August", "September", "October",
+           "November", "December")
+
+
+def _first(patterns: list[re.Pattern], line: str) -> re.Match | None:
+    return next((m for p in patterns if (m := p.match(line))), None)
 
 
 def kakao_records(path: Path, text: str) -> list[RawRecord] | None:
@@ -54,15 +66,15 @@ def kakao_records(path: Path, text: str) -> list[RawRecord] | None:
     starts = 0
     for n, line in enumerate(lines, start=1):
         line = line.rstrip("\r")
-        if m := _PC_DAY.match(line):
+        if m := _first(_PC_DAYS, line):
             day = _date(m)
-        elif m := _PC_MESSAGE.match(line) or _PHONE_MESSAGE.match(line):
-            when = day if "y" not in m.groupdict() else _date(m)
+        elif m := _first(_MESSAGES, line):
+            when = _date(m) if "y" in m.groupdict() else day
             records.append((n, {"date": _stamp(when, m), "user": m["user"].strip(), "message": m["msg"]}))
             starts += 1
-        elif m := _PHONE_EVENT.match(line) or _NOTICE.search(line):  # a notice: no speaker
+        elif m := _first(_EVENTS, line) or _NOTICE.search(line):  # a notice: no speaker
             records.append((n, {"date": None, "user": None, "message": m["msg"] if m.groupdict() else line}))
-        elif records and not _DAY_LINE.match(line):
+        elif records and not _first(_DAY_LINES, line):
             records[-1][1]["message"] += "\n" + line  # the message goes on over this line
     if starts < 2 or starts * 5 < sum(1 for line in lines if line.strip()):
         return None
@@ -70,16 +82,21 @@ def kakao_records(path: Path, text: str) -> list[RawRecord] | None:
 
 
 def _date(m: re.Match) -> datetime.date | None:
+    groups = m.groupdict()
+    name = groups.get("month")
+    month = int(groups["mo"]) if groups.get("mo") else _MONTHS.index(name) + 1 if name in _MONTHS else 0
     try:
-        return datetime.date(int(m["y"]), int(m["mo"]), int(m["d"]))
+        return datetime.date(int(m["y"]), month, int(m["d"]))
     except ValueError:  # not a day of the calendar: the message keeps no time (and starts no conversation)
         return None
 
 
 def _stamp(day: datetime.date | None, m: re.Match) -> str | None:
     """The message's time as ISO text (None before the PC export's first day line, or on a time that is none)."""
-    hour, minute = int(m["h"]) % 12 + (12 if m["ampm"] == "오후" else 0), int(m["mi"])
-    if day is None or minute > 59:
+    hour, minute = int(m["h"]), int(m["mi"])
+    if m["ampm"]:  # a 12-hour clock: 12 AM is 0 h, 12 PM is 12 h
+        hour = hour % 12 + (12 if m["ampm"] in ("오후", "PM") else 0)
+    if day is None or minute > 59 or hour > 23:
         return None
     return datetime.datetime.combine(day, datetime.time(hour, minute)).isoformat(timespec="minutes")
 
