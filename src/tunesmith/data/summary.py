@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from tunesmith.config import DataConfig
+from tunesmith.data import personal
 from tunesmith.data.prepare import Contradiction, check_strict, contradiction_lines, contradictions, dedup, read_all
 from tunesmith.data.preference import PreferenceRead
 from tunesmith.records import Conversation, ReadResult, Skip
@@ -29,6 +30,7 @@ class DataSummary:
     max_length: int | None = None  # the configured one, or what `auto` would choose
     notices: tuple[str, ...] = ()  # what the template stage did to make the rows renderable
     contradictions: tuple[Contradiction, ...] = ()  # one prompt, different answers (all kept, all trained)
+    personal: tuple[personal.Found, ...] = ()  # rows with phone numbers, e-mail addresses, ... (all kept)
 
     @property
     def skipped(self) -> tuple[Skip, ...]:
@@ -69,7 +71,8 @@ def summarize(specs: list[Path], cfg: DataConfig, *, model: str | None = None,
         length = {e.source: len(e.input_ids) for e in r.examples} | {s.location: s.tokens or 0 for s in r.skipped}
         tokens, notices = tuple(length[c.source] for c in usable), r.notices
         limit = max_length_used(TemplateConfig(max_length=max_length), r.examples, models.context_length(model))
-    return DataSummary(tuple(files), tuple(usable), tuple(dups), chars, tokens, limit, notices, clashes)
+    return DataSummary(tuple(files), tuple(usable), tuple(dups), chars, tokens, limit, notices, clashes,
+                       personal.scan(usable))
 
 
 def to_json(s: DataSummary) -> dict[str, Any]:
@@ -95,6 +98,7 @@ def to_json(s: DataSummary) -> dict[str, Any]:
                    "unused_fields": {k: {"rows": n, "values": list(v)} for k, (n, v) in f.unused.items()}}
                   for f in s.files],
         "contradictions": [c.to_json() for c in s.contradictions],
+        "personal": [f.to_json() for f in s.personal],
         "chars": _stats(s.char_lengths),
     }
     if s.token_lengths:
@@ -135,6 +139,9 @@ def render(s: DataSummary) -> str:
     if s.contradictions:
         lines.append("")
         lines.extend(contradiction_lines(s.contradictions))
+    if s.personal:
+        lines.append("")
+        lines.extend(personal.lines(s.personal))
     if j["chars"]:
         c = j["chars"]
         lines.append(f"\nlength in characters: min {c['min']}, median {c['median']:g}, p95 {c['p95']}, max {c['max']}")
