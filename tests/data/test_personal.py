@@ -47,3 +47,16 @@ def test_inspect_says_where_and_keeps_the_rows(tmp_path: Path):
     shown = summary.render(s)
     assert ("privacy: 2 rows hold what looks like a phone number (1 in an answer the model learns to write), "
             "e.g. rows.json[0], rows.json[1]") in shown and "mask or remove them before training" in shown
+
+
+def test_train_and_plan_warn_in_one_line_through_the_prepared_data(tmp_path: Path):
+    """PreparedData.warnings: what train and plan print as "warning: ..." and the report shows."""
+    from tunesmith.data.prepare import prepare
+
+    rows = [{"prompt": f"질문 {i}", "completion": f"답변 {i}" + (" minji@example.com" if i < 2 else "")}
+            for i in range(12)]
+    path = write_json(tmp_path / "rows.json", rows)
+    data = prepare(DataConfig(train=[path]))
+    [line] = [w for w in data.warnings if w.startswith("privacy:")]
+    assert line == ("privacy: 2 rows with what looks like an e-mail address (2 in an answer): a tuned model can "
+                    "repeat what it was trained on; `tunesmith inspect` shows where")

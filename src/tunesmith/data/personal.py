@@ -1,7 +1,8 @@
 """Personal data in the rows: text that looks like a phone number, an e-mail address, a Korean resident registration
 number (주민등록번호) or a card number. People's own files (counselling notes, chat exports) hold them, and a tuned
 model can repeat what it was trained on, most of all in the answers it learns to write. `inspect` says how many rows
-hold each kind and where; the rows are neither changed nor left out (what to mask is the owner's call).
+hold each kind and where, `train` and `plan` warn in one line (and the report shows it); the rows are neither changed
+nor left out (what to mask is the owner's call).
 
 The patterns are deliberately narrow (a hyphen or the exact digit layout each number has), so that a count is worth
 reading: a 13-digit id without its hyphen or a landline without an area code is not counted.
@@ -49,12 +50,25 @@ def scan(convs: Sequence[Conversation], shown: int = 3) -> tuple[Found, ...]:
     return tuple(found)
 
 
+def warning(convs: Sequence[Conversation]) -> list[str]:
+    """The one line train, plan and the report give (PreparedData.warnings), where `convs` hold personal data."""
+    found = scan(convs)
+    if not found:
+        return []
+    return ["privacy: " + "; ".join(f"{f.rows} row{'s' * (f.rows != 1)} with what looks like {_a(f.kind)} "
+                                    f"({f.in_answers} in an answer)" for f in found)
+            + ": a tuned model can repeat what it was trained on; `tunesmith inspect` shows where"]
+
+
+def _a(kind: str) -> str:
+    return f"{'an' if kind[0] in 'aeiou' else 'a'} {kind}"
+
+
 def lines(found: Sequence[Found]) -> list[str]:
     """What inspect prints: a line per kind, then why it matters and what to do."""
     if not found:
         return []
-    out = [f"privacy: {f.rows} {'row holds' if f.rows == 1 else 'rows hold'} what looks like "
-           f"{'an' if f.kind[0] in 'aeiou' else 'a'} {f.kind} ({f.in_answers} in an answer the model learns to "
-           f"write), e.g. {', '.join(f.where)}" for f in found]
+    out = [f"privacy: {f.rows} {'row holds' if f.rows == 1 else 'rows hold'} what looks like {_a(f.kind)} "
+           f"({f.in_answers} in an answer the model learns to write), e.g. {', '.join(f.where)}" for f in found]
     return out + ["  a tuned model can repeat what it was trained on: mask or remove them before training "
                   "(e.g. 010-****-****); tunesmith trains on the rows as they are"]

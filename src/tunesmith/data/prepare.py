@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from tunesmith.config import DataConfig
-from tunesmith.data import formats
+from tunesmith.data import formats, personal
 from tunesmith.data import readers
 from tunesmith.errors import TunesmithError
 from tunesmith.records import Conversation, PreparedData, ReadResult, Skip
@@ -162,7 +162,8 @@ def prepare(cfg: DataConfig) -> PreparedData:
         raise TunesmithError("no usable conversations in the training data",
                              problems=skip_problems([s for f in files for s in f.skipped]),
                              fix="run `tunesmith inspect FILE` to see how each row was read")
-    warnings = [*contradiction_lines(contradictions([*train_rows, *eval_rows])), *unused_lines(files)]
+    warnings = [*contradiction_lines(contradictions([*train_rows, *eval_rows])), *unused_lines(files),
+                *personal.warning([*train_rows, *eval_rows])]
     if len(eval_rows) < MEANINGFUL_EVAL:
         warnings.append(f"only {len(eval_rows)} eval rows: before/after differences will be mostly noise")
     train_rows, left_out = limit_rows(train_rows, cfg)
