@@ -519,9 +519,7 @@ def load(path: Path, *, format: str = "auto", roles: Mapping[str, str] | None = 
         except BadRow as err:
             skipped.append(Skip(location, str(err), err.kind))
     # The unit counted is a conversation: for a flat turn list that is a group of turns, otherwise a record.
-    rows = len(records) + unparsed
-    if fmt == FLAT_TURNS:
-        rows = rows - len(usable) + len(turns_by_row)
+    rows = len(records) + unparsed - (len(usable) - len(turns_by_row) if fmt == FLAT_TURNS else 0)
     # Lines the reader could not parse are records of the file too: "4 records -> 2 usable, 2 skipped" adds up.
     return ReadResult(path, enc, fmt, tuple(conversations), tuple(skipped), rows_read=rows,
                       records=len(raw) + unparsed, evidence=dict(votes),
