@@ -25,7 +25,7 @@ from typing import Any
 from tunesmith.format_names import CHAT_LOG
 from tunesmith.records import RawRecord
 
-__all__ = ["CHAT_LOG", "conversations", "fields_of", "kakao_records"]
+__all__ = ["CHAT_LOG", "canonical", "conversations", "fields_of", "kakao_records"]
 GAP = datetime.timedelta(hours=1)  # a pause this long ends a conversation (chats resume hours or days later)
 # what set_aside counts, as inspect prints it
 PLACEHOLDERS = "messages that stand for a photo, emoticon, file or deleted message"
@@ -115,18 +115,23 @@ def fields_of(row: Any) -> dict[str, str] | None:
     return found if all(found.values()) and len(row) == 3 else None  # type: ignore[return-value]
 
 
+def canonical(rec: RawRecord) -> RawRecord | None:
+    """The record with its fields named date, user and message (a CSV's Date, User, Message), or None where it is
+    not a chat log's."""
+    keys = fields_of(rec.fields)
+    return None if keys is None else RawRecord(rec.location, {slot: rec.fields[k] for slot, k in keys.items()})
+
+
 def conversations(records: list[RawRecord], sides: Mapping[str, str]
                   ) -> tuple[list[tuple[str, list[tuple[str, str]]]], Counter]:
-    """(location, turns) of each conversation in the log, and what was set aside, by what. `sides`: each person's
-    role. Where a side is several people (a group chat), each of its messages starts with who wrote it ("민지: ...")."""
+    """(location, turns) of each conversation in the log (records as `canonical` gives them), and what was set
+    aside, by what. `sides`: each person's role. Where a side is several people (a group chat), each of its messages starts with who wrote it ("민지: ...")."""
     crowded = {role for role in sides.values() if sum(r == role for r in sides.values()) > 1}
     aside: Counter = Counter()
     convs: list[tuple[str, list[tuple[str, str]]]] = []
     last: datetime.datetime | None = None
     for rec in records:
-        keys = fields_of(rec.fields) or {"date": "date", "user": "user", "message": "message"}
-        user, when = rec.fields[keys["user"]], _when(rec.fields[keys["date"]])
-        text = str(rec.fields[keys["message"]] or "")
+        user, when, text = rec.fields["user"], _when(rec.fields["date"]), str(rec.fields["message"] or "")
         if user is None or _NOTICE.search(text):
             aside[NOTICES] += 1
             continue

@@ -538,12 +538,12 @@ def _load_chat_log(path: Path, records: list[RawRecord], skipped: list[Skip], st
                              where=str(path), fix="leave data.group_by unset")
     fitted = []
     for rec in records:
-        if chatlog.fields_of(rec.fields):
-            fitted.append(rec)
+        if (message := chatlog.canonical(rec)) is not None:
+            fitted.append(message)
         else:
             skipped.append(Skip(rec.location, "does not fit the chat_log format of the other rows", "wrong_format"))
-    sides = _speaker_sides(Counter(str(u) for r in fitted if (u := r.fields[chatlog.fields_of(r.fields)["user"]])
-                                   is not None), roles, path)
+    sides = _speaker_sides(Counter(str(r.fields["user"]) for r in fitted if r.fields["user"] is not None), roles,
+                           path)
     turns_by_conv, aside = chatlog.conversations(fitted, sides)
     conversations = []
     for location, turns in turns_by_conv:

@@ -43,10 +43,11 @@ def scan(convs: Sequence[Conversation], shown: int = 3) -> tuple[Found, ...]:
     """Each kind of personal data found in `convs`, by rows (a row counts once per kind)."""
     found = []
     for kind, pattern in PATTERNS.items():
-        rows = [c for c in convs if any(pattern.search(m.content) for m in c.messages)]
+        hits = [(c, {m.role for m in c.messages if pattern.search(m.content)}) for c in convs]  # one search a turn
+        rows = [(c, roles) for c, roles in hits if roles]
         if rows:
-            answers = sum(any(pattern.search(m.content) for m in c.messages if m.role == "assistant") for c in rows)
-            found.append(Found(kind, len(rows), answers, tuple(c.source for c in rows[:shown])))
+            answers = sum("assistant" in roles for _, roles in rows)
+            found.append(Found(kind, len(rows), answers, tuple(c.source for c, _ in rows[:shown])))
     return tuple(found)
 
 
