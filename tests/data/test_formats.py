@@ -345,6 +345,9 @@ def test_turns_under_other_keys_stop_with_the_columns_that_name_them(tmp_path: P
     with pytest.raises(TunesmithError) as err:
         formats.load(write_json(tmp_path / "aihub.json", body))
     assert err.value.suggest == {"columns": {"messages": "body", "role": "participantID", "content": "utterance"}}
+    with pytest.raises(TunesmithError, match="cannot tell the data format") as err:  # found by the fuzz test
+        formats.load(write_json(tmp_path / "empty_turns.json", [{"role": [{}]}]))
+    assert "turns keyed" not in str(err.value)
 
 
 def test_function_calling_rows_are_skipped_as_such_and_developer_is_the_system_role(tmp_path: Path):

@@ -388,6 +388,8 @@ def _unknown_turns(fields: Any) -> tuple[str, dict[str, str]] | None:
         if isinstance(fields, dict) else {}
     for name, turns in lists.items():
         keys = list(dict.fromkeys(k for t in turns if isinstance(t, dict) for k in t))
+        if not keys:  # a list of empty objects: nothing to name
+            continue
         guess = lambda words, but: next((k for k in keys if _norm(k) in words and k != but), None)  # noqa: E731
         content = guess(("text", "utterance", "message", "msg", "body", "발화", "내용"), None) or keys[-1]
         role = guess(("speaker", "speakerid", "participant", "participantid", "sender", "author", "name", "who",
