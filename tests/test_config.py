@@ -92,6 +92,20 @@ def test_a_config_that_is_not_utf8_is_a_clear_error(tmp_path: Path, raw: bytes):
     assert "save the config as UTF-8" in str(err.value)
 
 
+@pytest.mark.parametrize(("name", "raw", "what"), [
+    ("notes.txt", "Line one of a text corpus.\nLine two.\n", "a config must be a mapping"),
+    ("d.jsonl", '{"prompt": "a", "completion": "b"}\n{"prompt": "c", "completion": "d"}\n', "not valid YAML"),
+    ("m.jsonl", '{"messages": [{"role": "user", "content": "hi"}]}\n', "invalid config"),
+    ("k.csv", "질문,답변\n안녕,네\n".encode("cp949"), "not UTF-8 text")])
+def test_a_data_file_given_as_the_config_says_to_pass_it_with_data(tmp_path: Path, name: str, raw, what: str):
+    """`tunesmith plan mine.jsonl`: whatever the file's first error, the fix names --data."""
+    path = tmp_path / name
+    path.write_bytes(raw if isinstance(raw, bytes) else raw.encode())
+    with pytest.raises(TunesmithError) as err:
+        config.load(path)
+    assert what in err.value.what and err.value.fix.startswith(f"to train on {name} as data: --data {path}")
+
+
 def test_a_utf8_bom_is_fine(tmp_path: Path):
     p = tmp_path / "c.yaml"
     p.write_bytes("\ufeffname: x\ndata: {train: [a.jsonl]}\n".encode())

@@ -456,18 +456,30 @@ def load(path: Path, overrides: list[str] = ()) -> RunConfig:
     if not path.is_file():
         raise TunesmithError(f"config file {path} not found",
                              fix="pass a YAML config, e.g. `tunesmith train configs/demo.yaml`")
+    data_fix = f"to train on {path.name} as data: --data {path}" if path.suffix.lower() not in (".yaml", ".yml") \
+        else None  # `tunesmith plan mine.jsonl`: a data file where the config goes
     try:
         raw = yaml_load(read_text(path), where=str(path)) or {}
     except yaml.YAMLError as err:
-        raise TunesmithError(f"not valid YAML: {err}", where=str(path)) from None
+        raise TunesmithError(f"not valid YAML: {err}", where=str(path), fix=data_fix) from None
     except OSError as err:
         raise TunesmithError(f"cannot read the config: {err.strerror}", where=str(path),
                              fix="check the file's permissions") from None
+    except TunesmithError as err:  # not UTF-8: a cp949 CSV given as the config says what it is
+        raise _with_fix(err, data_fix) from None
     if not isinstance(raw, dict):
-        raise TunesmithError("a config must be a mapping of keys to values", where=str(path))
+        raise TunesmithError("a config must be a mapping of keys to values", where=str(path), fix=data_fix)
     for assignment in overrides:
         set_override(raw, assignment)
-    return parse(raw, source=str(path), base_dir=path.resolve().parent)
+    try:
+        return parse(raw, source=str(path), base_dir=path.resolve().parent)
+    except TunesmithError as err:
+        raise _with_fix(err, data_fix and f"{data_fix}; or, if it is a config, {err.fix}") from None
+
+
+def _with_fix(err: TunesmithError, fix: str | None) -> TunesmithError:
+    """`err` with this fix instead of its own, where there is one."""
+    return err if fix is None else TunesmithError(err.what, where=err.where, fix=fix, problems=err.problems)
 
 
 def build(path: Path | None, overrides: list[str], data: list[Path] = ()) -> RunConfig:

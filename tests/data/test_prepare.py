@@ -59,3 +59,12 @@ def test_exact_and_normalised_duplicates_are_told_apart(tmp_path: Path):
     data = prepare(DataConfig(train=[write_json(tmp_path / "d.json", rows)]))
     assert [d.reason for d in data.duplicates] == [
         "duplicate of d.json[0]", "duplicate of d.json[1] (same after whitespace/Unicode normalisation)"]
+
+
+def test_a_plain_text_file_splits_into_train_and_eval(tmp_path: Path):
+    """Text rows have no user turn: each is its own prompt group (was: StopIteration, a traceback from plan)."""
+    path = tmp_path / "notes.txt"
+    path.write_text("".join(f"Line {i} of a plain text corpus about cats.\n" for i in range(30)), "utf-8")
+    data = prepare(DataConfig(train=[path]))
+    assert (len(data.train), len(data.eval)) == (22, 8)
+    assert {m.role for c in data.train + data.eval for m in c.messages} == {"text"}

@@ -31,7 +31,8 @@ def _key(conv: Conversation) -> str:
 
 
 def _prompt_group(conv: Conversation) -> str:
-    first_user = next(m.content for m in conv.messages if m.role == "user")
+    """Rows that open with the same question split together; a text row (no user turn) by its first part."""
+    first_user = next((m.content for m in conv.messages if m.role == "user"), conv.messages[0].content)
     return hashlib.sha256(" ".join(first_user.split()).encode()).hexdigest()
 
 
