@@ -263,3 +263,38 @@ def test_render_dataset_merges_a_rejected_system_turn_for_every_caller(smol_toke
 def test_an_explicit_max_length_is_used_as_given(smol_tokenizer):
     r = render_dataset(smol_tokenizer, rows(10, 200), TemplateConfig(max_length=64), context=8192)
     assert r.max_length == 64 and [s.location for s in r.skipped] == ["f.jsonl:2"]
+
+
+# --- segments rows (Axolotl's template-free input_output) ------------------------------------------------------
+
+def _segments(*parts: tuple[bool, str]) -> Conversation:
+    return validate([("segment", text, label) for label, text in parts], "seg.jsonl:1", None)
+
+
+SEGMENT_ROW = ((False, "<|im_start|>user\nHi<|im_end|>\n<|im_start|>assistant\n"), (True, "Hello.<|im_end|>"),
+               (False, "\n<|im_start|>user\nBye<|im_end|>\n<|im_start|>assistant\n"), (True, "Bye!<|im_end|>"))
+
+
+@pytest.mark.parametrize(("supervise", "learned"), [("assistant", (1, 3)), ("last", (3,)), ("all", (0, 1, 2, 3))])
+def test_segments_are_tokenised_as_written_and_learned_where_labelled(smol_tokenizer, supervise: str,
+                                                                     learned: tuple[int, ...]):
+    """Each part tokenised alone with no special tokens added (the row writes its own), joined; a part's tokens are
+    labels exactly where its label is true (supervise: last keeps the last of them, all every part)."""
+    parts = [smol_tokenizer(text, add_special_tokens=False)["input_ids"] for _, text in SEGMENT_ROW]
+    ex = encode(smol_tokenizer, _segments(*SEGMENT_ROW), TemplateConfig(supervise=supervise))
+    assert list(ex.input_ids) == [t for p in parts for t in p]
+    assert list(ex.labels) == [t for i, p in enumerate(parts) for t in (p if i in learned else [X] * len(p))]
+    assert parts[1][-1] == smol_tokenizer.convert_tokens_to_ids("<|im_end|>")  # markup in the text is the token
+
+
+def test_a_segments_row_prompts_with_the_parts_before_its_last_learned_one(smol_tokenizer):
+    prompt, reference = prompt_text(smol_tokenizer, _segments(*SEGMENT_ROW))
+    assert prompt == "".join(text for _, text in SEGMENT_ROW[:3]) and reference == "Bye!"
+    ex = encode(smol_tokenizer, _segments(*SEGMENT_ROW), CFG)  # what generation feeds is what training saw
+    assert check(smol_tokenizer, (_segments(*SEGMENT_ROW),), [ex], []).parity_failures == ()
+
+
+def test_a_segments_row_longer_than_max_length_is_dropped_not_cut(smol_tokenizer):
+    with pytest.raises(Unusable) as err:
+        encode(smol_tokenizer, _segments(*SEGMENT_ROW), TemplateConfig(max_length=16, overflow="truncate"))
+    assert err.value.kind == "too_long"

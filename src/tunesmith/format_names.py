@@ -3,8 +3,10 @@ that data/formats.py registers a detector and a converter for, in detection orde
 checks the two agree). Its own module so that config, below the data stage, needs nothing of it.
 """
 
+# the last two: the chat apps' data exports (data/exports.py)
 ROW_FORMATS = ("messages", "sharegpt", "alpaca", "prompt_completion", "numbered_turns", "turns", "pairs", "text",
-               "chatgpt_export", "claude_export")  # the last two: the chat apps' data exports (data/exports.py)
+               "segments", "chatgpt_export", "claude_export")
+SEGMENT = "segment"  # the role of a segments row's parts (Axolotl's template-free input_output): no chat template
 FLAT_TURNS = "flat_turns"  # file-level: every record is one {role, content} turn
 CHAT_LOG = "chat_log"  # file-level: every record is one {date, user, message} of a chat room (data/chatlog.py)
 ALL_FORMATS = (*ROW_FORMATS, FLAT_TURNS, CHAT_LOG)

@@ -41,9 +41,9 @@ class RawRecord:
 
 @dataclass(frozen=True)
 class Message:
-    role: str  # system, user or assistant
+    role: str  # system, user or assistant; "text" (a plain-text row), "segment" (a segments row's part)
     content: str
-    train: bool = True  # an assistant turn trained on; False: OpenAI's "weight": 0 (in the prompt, not learned)
+    train: bool = True  # an assistant turn or segment trained on; False: OpenAI's "weight": 0, a segment's label false
 
 
 @dataclass(frozen=True)

@@ -28,7 +28,8 @@ SKIP_FIXES = {
     "chosen_is_rejected": "write a rejected answer that differs from the chosen one, or leave the pair out: it "
                           "teaches nothing",
     "malformed": "give each field the type the format expects (text for content and role, a list for "
-                 "messages, 0 or 1 for an assistant turn's weight); tunesmith inspect FILE --json lists each row's "
+                 "messages, 0 or 1 for an assistant turn's weight, true or false for a segment's label); "
+                 "tunesmith inspect FILE --json lists each row's "
                  "problem",
     "not_text": "make each turn's content a string, or a list of text parts ({{\"type\": \"text\", \"text\": ...}}); a "
                 "number, null, or an image or audio part is not read as text",

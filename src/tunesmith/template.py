@@ -16,6 +16,7 @@ from typing import Any
 
 from tunesmith.config import TemplateConfig
 from tunesmith.errors import TunesmithError
+from tunesmith.format_names import SEGMENT
 from tunesmith.records import IGNORE, Conversation, Example, Message, Rendered, Skip, TemplateCheck
 from tunesmith.skips import AUTO_STEP, SKIP_FIXES
 
@@ -145,6 +146,26 @@ def _encode_text(tokenizer: Any, conv: Conversation) -> tuple[list[int], list[in
     return ids, list(ids)
 
 
+def is_segments(conv: Conversation) -> bool:
+    """A segments row (Axolotl's template-free input_output): parts of text written with their own markup."""
+    return bool(conv.messages) and conv.messages[0].role == SEGMENT
+
+
+def _encode_segments(tokenizer: Any, conv: Conversation, supervise: str) -> tuple[list[int], list[int]]:
+    """Each part tokenised as written, no special tokens added (the row writes its own: BOS, EOS, turn marks), the
+    parts joined; labels on the parts labelled true ("assistant"), on the last of them ("last"), or on all."""
+    learned = [i for i, m in enumerate(conv.messages) if m.train]
+    keep = set(range(len(conv.messages))) if supervise == "all" else set(learned[-1:] if supervise == "last"
+                                                                         else learned)
+    ids: list[int] = []
+    labels: list[int] = []
+    for i, m in enumerate(conv.messages):
+        part = tokenizer(m.content, add_special_tokens=False)["input_ids"]
+        ids += part
+        labels += part if i in keep else [IGNORE] * len(part)
+    return ids, labels
+
+
 def _encode_chat(tokenizer: Any, conv: Conversation, supervise: str) -> tuple[list[int], list[int]]:
     if has_generation_markers(tokenizer):
         enc = tokenizer.apply_chat_template(_chat(conv.messages), tokenize=True, return_dict=True,
@@ -219,12 +240,13 @@ def encode(tokenizer: Any, conv: Conversation, cfg: TemplateConfig) -> Example:
     current, truncated = conv, False
     while True:
         ids, labels = (_encode_text(tokenizer, current) if is_text(current)
+                       else _encode_segments(tokenizer, current, cfg.supervise) if is_segments(current)
                        else _encode_chat(tokenizer, current, cfg.supervise))
         if not any(x != IGNORE for x in labels):
             raise Unusable("no_supervision", "no supervised tokens in this conversation", conv.source, len(ids))
         if len(ids) <= limit:
             return Example(tuple(ids), tuple(labels), conv.source, truncated=truncated)
-        if cfg.overflow == "drop" or is_text(current):
+        if cfg.overflow == "drop" or is_text(current) or is_segments(current):
             raise Unusable("too_long", f"{len(ids)} tokens, longer than template.max_length={limit}: dropped",
                            conv.source, len(ids))
         shorter = _shorten(current)
@@ -246,11 +268,19 @@ def prompt_text(tokenizer: Any, conv: Conversation) -> tuple[str, str]:
     """(prompt with generation prompt, reference answer) for the last assistant turn: what eval and chat use.
 
     A plain-text row is split at its middle word: the model continues the first half, the second is the reference.
+    A segments row's prompt is its parts before the last learned one; the reference is that part without the
+    special tokens it writes (generations are decoded without them).
     """
     if is_text(conv):
         words = conv.messages[0].content.split(" ")
         half = max(1, len(words) // 2)
         return " ".join(words[:half]), " ".join(words[half:])
+    if is_segments(conv):  # the parts before the last learned one are the prompt, as written
+        last = max((i for i, m in enumerate(conv.messages) if m.train), default=len(conv.messages) - 1)
+        answer = conv.messages[last].content
+        for special in getattr(tokenizer, "all_special_tokens", ()):
+            answer = answer.replace(special, "")
+        return "".join(m.content for m in conv.messages[:last]), answer.strip()
     last = max(i for i, m in enumerate(conv.messages) if m.role == "assistant")
     prompt = render_text(tokenizer, conv.messages[:last], add_generation_prompt=True)
     return prompt, conv.messages[last].content

@@ -439,3 +439,26 @@ def test_openai_weight_0_marks_an_assistant_turn_untrained_and_is_counted(tmp_pa
     assert "1 assistant turns have weight 0 (OpenAI's mark, or inside a prompt-completion row's prompt): kept in " \
            "the prompt, not trained on" in shown
     assert "[assistant, weight 0: not trained on] bad" in shown
+
+
+def test_axolotl_segments_rows_keep_their_text_as_written_and_their_labels(tmp_path: Path):
+    """Axolotl's template-free input_output rows: each part's text exactly as written (spaces and newlines are the
+    row's own template), learned where label is true; a label that is not true/false, text that is not a string
+    or parts that are all blank are skipped with the segment named."""
+    good = {"segments": [{"label": False, "text": "<s>Q: what is 2+2?\n"}, {"label": True, "text": " A: 4</s>"},
+                         {"label": False, "text": "\n"}], "id": 7}
+    rows = [good, {"segments": [{"label": "yes", "text": "x"}]}, {"segments": [{"text": "no label"}]},
+            {"segments": [{"label": True, "text": 4}]}, {"segments": [{"label": True, "text": " \n"}]}]
+    res = formats.load(write_json(tmp_path / "seg.json", rows))
+    assert res.format == "segments" and res.rows_read == 5 and res.evidence == {"segments": 5}
+    (conv,) = res.conversations
+    assert [(m.role, m.content, m.train) for m in conv.messages] == [
+        ("segment", "<s>Q: what is 2+2?\n", False), ("segment", " A: 4</s>", True), ("segment", "\n", False)]
+    assert [(s.location, s.kind, s.reason) for s in res.skipped] == [
+        ("seg.json[1]", "malformed", "segment 0: label 'yes'; a segment's label is true (learned) or false "
+                                     "(context only)"),
+        ("seg.json[2]", "malformed", "segment 0: label None; a segment's label is true (learned) or false "
+                                     "(context only)"),
+        ("seg.json[3]", "not_text", "segment 0: text is int, expected text"),
+        ("seg.json[4]", "empty_turn", "every segment is empty")]
+    assert res.unused == {"id": (1, ("7",))}

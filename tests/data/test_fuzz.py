@@ -18,7 +18,7 @@ from tunesmith.data.summary import summarize
 from tunesmith.errors import TunesmithError
 
 KEYS = ["role", "content", "messages", "prompt", "completion", "instruction", "output", "input", "from", "value",
-        "conversations", "text", "사람문장1", "시스템응답1", "x"]
+        "conversations", "text", "segments", "label", "사람문장1", "시스템응답1", "x"]
 json_values = st.recursive(
     st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(max_size=20),
     lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.sampled_from(KEYS), inner, max_size=4),

@@ -20,7 +20,7 @@ from typing import Any
 
 from tunesmith.data import chatlog, exports, parts, preference, readers
 from tunesmith.errors import TunesmithError, did_you_mean
-from tunesmith.format_names import ALL_FORMATS, FLAT_TURNS, ROLE_ALIASES, TOOL, TOOL_ROLES
+from tunesmith.format_names import ALL_FORMATS, FLAT_TURNS, ROLE_ALIASES, SEGMENT, TOOL, TOOL_ROLES
 from tunesmith.records import Conversation, Message, RawRecord, ReadResult, Skip
 
 Turns = list[tuple[Any, ...]]  # (role, content) or (role, content, weight)
@@ -192,6 +192,12 @@ def _turn(t: dict) -> tuple[Any, ...]:
     return (t[role], t[content], t["weight"]) if "weight" in t else (t[role], t[content])
 
 
+def _is_segments(row: Any) -> bool:
+    """Axolotl's template-free rows: {"segments": [{"label": false, "text": ...}, {"label": true, ...}]}."""
+    segs = row.get("segments") if isinstance(row, dict) else None
+    return isinstance(segs, list) and bool(segs) and all(isinstance(s, dict) and "text" in s for s in segs)
+
+
 FORMATS: dict[str, tuple[Callable[[Any], bool], Callable[[Any], Turns]]] = {
     "messages": (lambda r: isinstance(r, dict) and _is_turn_list(r.get("messages")),
                  lambda r: _with_system(r, [_turn(t) for t in r["messages"]])),
@@ -204,6 +210,7 @@ FORMATS: dict[str, tuple[Callable[[Any], bool], Callable[[Any], Turns]]] = {
     "pairs": (lambda r: isinstance(r, list) and len(r) == 2 and all(isinstance(x, str) for x in r),
               lambda r: [("user", r[0]), ("assistant", r[1])]),
     "text": (lambda r: isinstance(r, dict) and set(r) == {"text"}, lambda r: [("text", r["text"])]),
+    "segments": (_is_segments, lambda r: [(SEGMENT, s["text"], s.get("label")) for s in r["segments"]]),
     exports.CHATGPT: (exports.is_chatgpt, exports.chatgpt_turns),
     exports.CLAUDE: (exports.is_claude, exports.claude_turns),
 }
@@ -261,6 +268,8 @@ class BadRow(ValueError):
 def validate(turns: Turns, source: str, system: str | None) -> Conversation:
     """Check roles, alternation and content; raise BadRow with the reason a row must be skipped. A content list of
     text parts is read as its joined text (parts.joined)."""
+    if turns and turns[0][0] == SEGMENT:
+        return _segments(turns, source)
     msgs: list[Message] = []
     tool = next((i for i, (role, *_) in enumerate(turns) if role == TOOL), None)
     if tool is not None:  # before the content checks: the assistant turn that calls a tool has no text
@@ -290,6 +299,25 @@ def validate(turns: Turns, source: str, system: str | None) -> Conversation:
             raise BadRow("turn_order", f"turn {i}: {m.role} where {expected} was expected (turns must alternate, user first)")
     if not body or body[-1].role != "assistant":
         raise BadRow("no_answer", "no assistant turn to learn from at the end of the conversation")
+    return Conversation(tuple(msgs), source)
+
+
+def _segments(turns: Turns, source: str) -> Conversation:
+    """A segments row as its parts, text kept as written (only NFC: its spaces and newlines are the template) and
+    learned where `label` is true, as Axolotl's input_output type does."""
+    msgs = []
+    for i, (_, text, label) in enumerate(turns):
+        if not isinstance(text, str):
+            raise BadRow("not_text", f"segment {i}: text is {type(text).__name__}, expected text")
+        if not isinstance(label, bool):
+            raise BadRow("malformed", f"segment {i}: label {label!r}; a segment's label is true (learned) or false "
+                                      "(context only)")
+        if bad := _CONTROL.search(text):
+            raise BadRow("control_char", f"segment {i}: control character U+{ord(bad.group()):04X} at position "
+                                         f"{bad.start()}")
+        msgs.append(Message(SEGMENT, unicodedata.normalize("NFC", text), label))
+    if not any(m.content.strip() for m in msgs):
+        raise BadRow("empty_turn", "every segment is empty")
     return Conversation(tuple(msgs), source)
 
 
@@ -465,7 +493,7 @@ def _used(fmt: str, row: dict) -> set[str]:
     if fmt in ("messages", "sharegpt"):
         return {"messages" if fmt == "messages" else "conversations", *(k for k in row if _norm(k) == "system")}
     # an app's export: the rest of a conversation's record is its metadata (title, times, ids), never text to train
-    return {"text": {"text"},
+    return {"text": {"text"}, "segments": {"segments"},
             FLAT_TURNS: {"role", "content"}}.get(fmt, set(row))
 
 
@@ -505,9 +533,9 @@ def load(path: Path, *, format: str = "auto", roles: Mapping[str, str] | None = 
             skipped.append(Skip(rec.location, f"malformed {fmt} row ({type(err).__name__}: {err})", "malformed"))
     roles_seen = Counter(str(role).strip().lower() for _, turns in turns_by_row for role, *_ in turns)
     roles_seen.update(str(r.fields["role"]).strip().lower() for r in usable)
-    roles_seen.pop("text", None)
+    roles_seen.pop("text", None), roles_seen.pop(SEGMENT, None)
     mapping = _role_map(roles_seen, roles or {}, path)
-    mapping["text"] = "text"
+    mapping.update({"text": "text", SEGMENT: SEGMENT})
     if fmt == FLAT_TURNS:
         turns_by_row = _pair_flat_turns([RawRecord(r.location, {**r.fields, "_role": mapping[
             str(r.fields["role"]).strip().lower()]}) for r in usable])

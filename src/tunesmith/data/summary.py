@@ -14,7 +14,8 @@ from tunesmith.config import DataConfig
 from tunesmith.data import personal
 from tunesmith.data.prepare import Contradiction, check_strict, contradiction_lines, contradictions, dedup, read_all
 from tunesmith.data.preference import PreferenceRead
-from tunesmith.records import Conversation, ReadResult, Skip
+from tunesmith.format_names import SEGMENT
+from tunesmith.records import Conversation, Message, ReadResult, Skip
 from tunesmith.skips import skip_lines
 
 SAMPLES_SHOWN = 3
@@ -86,7 +87,9 @@ def to_json(s: DataSummary) -> dict[str, Any]:
         "encoding": encodings[0] if len(encodings) == 1 else encodings,
         "conversations": len(s.usable),
         "assistant_turns": sum(1 for c in s.usable for m in c.messages if m.role == "assistant"),
-        "untrained_turns": sum(1 for c in s.usable for m in c.messages if not m.train),  # OpenAI's weight 0
+        "untrained_turns": sum(1 for c in s.usable for m in c.messages if m.role == "assistant" and not m.train),
+        "segments": {"learned": sum(1 for c in s.usable for m in c.messages if m.role == SEGMENT and m.train),
+                     "context": sum(1 for c in s.usable for m in c.messages if m.role == SEGMENT and not m.train)},
         "rows_read": sum(f.rows_read for f in s.files),
         "skipped": [{"location": k.location, "reason": k.reason, "kind": k.kind} for k in s.skipped],
         "duplicates": len(s.duplicates),
@@ -125,7 +128,9 @@ def render(s: DataSummary) -> str:
         lines.extend(f"  not read as turns: {n} {what}" for what, n in f["set_aside"].items())
         lines.extend(f"  field {k!r} is read but not used ({u['rows']} rows; e.g. {', '.join(map(repr, u['values']))})"
                      for k, u in f["unused_fields"].items())
-    lines.append(f"\n{j['conversations']} usable conversations ({j['assistant_turns']} assistant turns), "
+    parts = (f"{j['segments']['learned']} learned segments, {j['segments']['context']} context only"
+             if any(j["segments"].values()) else f"{j['assistant_turns']} assistant turns")
+    lines.append(f"\n{j['conversations']} usable conversations ({parts}), "
                  f"{len(j['skipped'])} rows skipped, {j['duplicates']} duplicates removed "
                  f"(read {j['rows_read']} = {j['conversations']} + {len(j['skipped'])} + {j['duplicates']})")
     if j["untrained_turns"]:
@@ -152,9 +157,13 @@ def render(s: DataSummary) -> str:
                      f"; {t['per_char']} tokens/char; {t['over_max_length']} over max_length {t['max_length']}")
     for c in s.usable[:SAMPLES_SHOWN]:
         lines.append(f"\n--- {c.source}")
-        lines.extend(f"  [{m.role}{'' if m.train else ', weight 0: not trained on'}] {m.content[:300]}"
-                     f"{'...' if len(m.content) > 300 else ''}" for m in c.messages)
+        lines.extend(f"  [{m.role}{_untrained(m)}] {m.content[:300]}{'...' if len(m.content) > 300 else ''}"
+                     for m in c.messages)
     return "\n".join(lines)
+
+
+def _untrained(m: Message) -> str:
+    return "" if m.train else ", label false: context only" if m.role == SEGMENT else ", weight 0: not trained on"
 
 
 def preference_json(reads: list[PreferenceRead]) -> dict[str, Any]:
