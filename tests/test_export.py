@@ -241,3 +241,18 @@ def test_llama_cpp_runs_the_exported_gguf_like_transformers(smol_exports):
         assert theirs["message"]["content"].strip() == mine.text
         assert (theirs["finish_reason"] == "stop") == mine.stopped
     assert mine.stopped and len(mine.text.split()) <= 3, mine  # the one-word answer ended by itself
+
+
+def test_the_check_prompts_of_a_text_or_segments_run_are_its_eval_prompts(smol_tokenizer, tmp_path):
+    """A run trained on plain text or on segments rows has no chat rows: its check prompts are eval's prompts for
+    them (was: none, and export of a .txt run died on max() of an empty list)."""
+    from tunesmith import rundir
+    from tunesmith.config import TemplateConfig
+    from tunesmith.records import Conversation, Message
+
+    run = rundir.RunDir(tmp_path / "run")
+    run.train_data.parent.mkdir(parents=True)
+    text = Conversation((Message("text", "one two three four"),), "t.txt:1")
+    seg = Conversation((Message("segment", "Q: hi\n", False), Message("segment", "A: hello<|im_end|>")), "s.jsonl:1")
+    run.write_conversations("eval", [text, seg])
+    assert export.check_prompts(smol_tokenizer, run, TemplateConfig()) == ["one two", "Q: hi\n"]

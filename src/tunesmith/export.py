@@ -239,8 +239,8 @@ def _training_system(run: rundir.RunDir) -> str | None:
 
 def check_prompts(tok: Any, run: rundir.RunDir, settings: TemplateConfig, n: int = CHECK_PROMPTS) -> list[str]:
     """The first `n` held-out prompts of the run, rendered as eval and chat render them (the run's template
-    `settings`)."""
-    convs = [c for c in run.read_conversations("eval") if not template.is_text(c)][:n]
+    `settings`; a text row's is its first half, as eval's)."""
+    convs = run.read_conversations("eval")[:n]
     fitted, _ = template.fit(tok, convs, settings)
     return [template.prompt_text(tok, c)[0] for c in fitted]
 
