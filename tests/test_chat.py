@@ -117,3 +117,21 @@ def test_input_past_the_context_is_refused_by_how_much_and_old_turns_make_room(t
     assert notes == ["(the 4 earliest turns no longer fit the model's context and were left out)"]
     assert len(session.history) == 4 and session.history[-1] == Message("assistant", reply.text)
     assert reply.prompt_tokens + 16 <= 512
+
+
+def test_a_run_trained_on_plain_text_trains_and_chat_continues_the_text_typed(tiny_model_dir, tmp_path):
+    """A .txt file trains end to end (was: a StopIteration traceback from the split), and its run's chat prompt is
+    the text as typed, as eval prompted its rows (no chat template, no system prompt, no history)."""
+    from tests.conftest import tiny_config
+    from tunesmith import pipeline
+
+    data = tmp_path / "notes.txt"
+    data.write_text("".join(f"Note {i}: the cat sat on mat number {i}.\n" for i in range(16)), "utf-8")
+    run = pipeline.run(tiny_config(tiny_model_dir, data, tmp_path / "runs"), say=lambda _: None).run_dir
+    gen = rundir.RunDir(run).evaluation().read_generations("tuned")[0]
+    said: list[str] = []
+    session = chat.open_session(str(run), say=said.append)
+    assert session.raw and session.system is None and said[0].startswith("this run trained on text without")
+    assert chat.prompt_for(session, [Message("user", gen.prompt)]) == gen.prompt  # eval's prompt: the row's start
+    reply = chat.respond(session, gen.prompt)
+    assert reply.text == gen.generation and session.history == []

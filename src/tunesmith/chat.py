@@ -46,6 +46,7 @@ class Session:
     template: TemplateConfig
     system: str | None = None
     history: list[Message] = field(default_factory=list)
+    raw: bool = False  # a run trained on plain text or segments rows (no chat template): it continues the text typed
 
     def prompt(self, user: str) -> str:
         """The exact text the model continues: earlier turns, this user turn, the generation prompt."""
@@ -54,7 +55,10 @@ class Session:
 
 def prompt_for(session: Session, messages: Sequence[Message]) -> str:
     """The text the model continues after `messages` (ending on a user turn), rendered as training rendered its
-    rows; the session's system prompt goes first where the messages bring none."""
+    rows; the session's system prompt goes first where the messages bring none. A raw session's prompt is the
+    last message's text as typed, as eval prompts a text or segments row with its own text."""
+    if session.raw:
+        return messages[-1].content
     turns = list(messages)
     if session.system and not (turns and turns[0].role == "system"):
         turns.insert(0, Message("system", session.system))
@@ -78,16 +82,26 @@ def open_session(target: str, *, system: str | None = None, options: dict[str, A
         cfg = config.load(run.config)
         model, tok, what = generation.load_model("base" if base else "tuned", run, cfg)
         settings, tmpl = cfg.eval, cfg.template
-        if system is None:
-            system = training_system_prompt(run.read_conversations("train"))
+        train = run.read_conversations("train")
+        raw = trained_raw(train)
+        if raw:
+            say("this run trained on text without a chat template: the model continues what you type, as written "
+                "(no system prompt, no history)")
+        elif system is None:
+            system = training_system_prompt(train)
             if system:
                 say(f"system prompt (every training row had it): {system}")
     else:
         model, tok, what = models.load_target(target)
-        settings, tmpl = EvalConfig(), TemplateConfig()
+        settings, tmpl, raw = EvalConfig(), TemplateConfig(), False
     settings = settings.model_copy(update=options or {})
     models.for_inference(model, settings.precision)  # a run's model already is, unless `options` changed it
-    return Session(model, tok, what, settings, tmpl, system or None)
+    return Session(model, tok, what, settings, tmpl, None if raw else system or None, raw=raw)
+
+
+def trained_raw(convs: Sequence[Conversation]) -> bool:
+    """Whether a run's training rows are all plain text or segments rows: written without a chat template."""
+    return bool(convs) and all(template.is_text(c) or template.is_segments(c) for c in convs)
 
 
 def training_system_prompt(convs: Sequence[Conversation]) -> str | None:
@@ -249,7 +263,8 @@ def respond(session: Session, user: str, write: Callable[[str], None] = lambda _
         else:
             write(item)
     assert reply is not None
-    session.history += [Message("user", user), Message("assistant", reply.text)]
+    if not session.raw:  # a raw session's prompt is the text typed, no history
+        session.history += [Message("user", user), Message("assistant", reply.text)]
     return reply
 
 

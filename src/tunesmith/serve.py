@@ -2,7 +2,8 @@
 
 GET /v1/models and POST /v1/chat/completions (with and without `stream: true`, as server-sent events). Each model
 is a chat.Session: the same render path and generation settings as chat and eval; a request's temperature,
-top_p, max_tokens, stop and seed override the model's eval settings for that request only. One generation runs
+top_p, max_tokens, stop and seed override the model's eval settings for that request only (a run trained on text
+without a chat template continues the last message's text as written, as its chat does). One generation runs
 at a time (a small CPU model gains nothing from interleaving, and requests never share a batch, so outputs cannot
 mix); the others wait their turn. Errors have OpenAI's body shape, and every bad request is a 4xx.
 
