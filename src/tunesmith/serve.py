@@ -3,9 +3,9 @@
 GET /v1/models and POST /v1/chat/completions (with and without `stream: true`, as server-sent events). Each model
 is a chat.Session: the same render path and generation settings as chat and eval; a request's temperature,
 top_p, max_tokens, stop and seed override the model's eval settings for that request only (a run trained on text
-without a chat template continues the last message's text as written, as its chat does). One generation runs
-at a time (a small CPU model gains nothing from interleaving, and requests never share a batch, so outputs cannot
-mix); the others wait their turn. Errors have OpenAI's body shape, and every bad request is a 4xx.
+without a chat template continues the last message's text as written, as its chat does). Greedy requests that
+arrive together are generated as one batch (batching.py: each answer the same as alone); a sampled one runs alone,
+and the others wait their turn. Errors have OpenAI's body shape, and every bad request is a 4xx.
 
 Hostile use (tests/test_serve.py): every field is bounded in the request model (FastAPI answers 400
 before any work); a body over MAX_BODY_BYTES is 413 and a non-JSON content type 415; tokenizing runs off the event
