@@ -119,7 +119,7 @@ def test_input_past_the_context_is_refused_by_how_much_and_old_turns_make_room(t
     assert reply.prompt_tokens + 16 <= 512
 
 
-def test_a_run_trained_on_plain_text_trains_and_chat_continues_the_text_typed(tiny_model_dir, tmp_path):
+def test_a_run_trained_on_plain_text_trains_and_chat_and_compare_continue_the_text_typed(tiny_model_dir, tmp_path):
     """A .txt file trains end to end (was: a StopIteration traceback from the split), and its run's chat prompt is
     the text as typed, as eval prompted its rows (no chat template, no system prompt, no history)."""
     from tests.conftest import tiny_config
@@ -135,3 +135,9 @@ def test_a_run_trained_on_plain_text_trains_and_chat_continues_the_text_typed(ti
     assert chat.prompt_for(session, [Message("user", gen.prompt)]) == gen.prompt  # eval's prompt: the row's start
     reply = chat.respond(session, gen.prompt)
     assert reply.text == gen.generation and session.history == []
+    from tunesmith import compare  # compare prompts such a run the same way
+
+    side = compare.compare([str(run)], [Conversation((Message("user", gen.prompt),), "p.txt:1")],
+                           config.load(rundir.RunDir(run).config).eval, say=lambda _: None)
+    assert side.templates == ("text as typed (trained without a chat template)",)
+    assert side.outputs == ((gen.generation,),)

@@ -83,7 +83,7 @@ def open_session(target: str, *, system: str | None = None, options: dict[str, A
         model, tok, what = generation.load_model("base" if base else "tuned", run, cfg)
         settings, tmpl = cfg.eval, cfg.template
         train = run.read_conversations("train")
-        raw = trained_raw(train)
+        raw = template.trained_raw(train)
         if raw:
             say("this run trained on text without a chat template: the model continues what you type, as written "
                 "(no system prompt, no history)")
@@ -97,11 +97,6 @@ def open_session(target: str, *, system: str | None = None, options: dict[str, A
     settings = settings.model_copy(update=options or {})
     models.for_inference(model, settings.precision)  # a run's model already is, unless `options` changed it
     return Session(model, tok, what, settings, tmpl, None if raw else system or None, raw=raw)
-
-
-def trained_raw(convs: Sequence[Conversation]) -> bool:
-    """Whether a run's training rows are all plain text or segments rows: written without a chat template."""
-    return bool(convs) and all(template.is_text(c) or template.is_segments(c) for c in convs)
 
 
 def training_system_prompt(convs: Sequence[Conversation]) -> str | None:

@@ -1,7 +1,8 @@
 """`tunesmith compare`: the same prompts through several models, side by side (the seeds' base-vs-instruct lesson).
 
-Each model renders through its own chat template, or tunesmith's plain fallback when it has none (a base model),
-and generates with the same settings; the result is a table and a CSV with one column per model.
+Each model renders through its own chat template, or tunesmith's plain fallback when it has none (a base model);
+a run trained on plain text or segments rows continues the prompt's text as typed, as its eval did. All generate
+with the same settings; the result is a table and a CSV with one column per model.
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from tunesmith import generation, models, template
+from tunesmith import generation, models, rundir, template
 from tunesmith.config import EvalConfig, TemplateConfig
 from tunesmith.data import readers
 from tunesmith.errors import TunesmithError
@@ -81,8 +82,11 @@ def compare(specs: list[str], prompts: list[Conversation], cfg: EvalConfig, *, s
         model, tok, _ = models.load_target(spec)  # a run folder: its tuned weights (`--models default,runs/demo`)
         models.for_inference(model, cfg.precision)  # as eval generates: every model in the same dtype
         own = bool(getattr(tok, "chat_template", None))
-        templates.append("own chat template" if own else "plain fallback (no chat template)")
-        convs = template.render_dataset(tok, prompts, TemplateConfig()).convs
+        raw = _trained_raw(spec)
+        templates.append("text as typed (trained without a chat template)" if raw else "own chat template" if own
+                         else "plain fallback (no chat template)")
+        convs = [template.as_raw_prompt(c) for c in prompts] if raw else \
+            template.render_dataset(tok, prompts, TemplateConfig()).convs
         say(f"generating with {spec} ({templates[-1]}) for {len(convs)} prompts ...")
         gens = generation.generate(model, tok, convs, cfg.model_copy(update={"max_rows": len(convs)}))
         outputs.append([g.generation for g in gens])
@@ -91,6 +95,12 @@ def compare(specs: list[str], prompts: list[Conversation], cfg: EvalConfig, *, s
         gc.collect()
     return Comparison(tuple(specs), tuple(templates), tuple(prompts), tuple(zip(*outputs)), tuple(zip(*stopped)),
                       tuple(skipped))
+
+
+def _trained_raw(spec: str) -> bool:
+    """A run folder whose rows were plain text or segments: its model continues text as typed, as in its eval."""
+    run = rundir.RunDir(Path(spec))
+    return run.config.is_file() and template.trained_raw(run.read_conversations("train"))
 
 
 def csv_target(path: Path, default_name: str = "compare.csv") -> Path:

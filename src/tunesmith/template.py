@@ -151,6 +151,19 @@ def is_segments(conv: Conversation) -> bool:
     return bool(conv.messages) and conv.messages[0].role == SEGMENT
 
 
+def trained_raw(convs: Sequence[Conversation]) -> bool:
+    """Whether a run's training rows are all plain text or segments rows: written without a chat template, so
+    that its model is prompted with text as typed (chat, serve, compare), as eval prompts those rows."""
+    return bool(convs) and all(is_text(c) or is_segments(c) for c in convs)
+
+
+def as_raw_prompt(conv: Conversation) -> Conversation:
+    """A prompt (a conversation ending on the user's turn) for a raw run: a segments row of that turn's text as
+    typed, to be continued (prompt_text gives the text back, and generation continues it)."""
+    return Conversation((Message(SEGMENT, conv.messages[-1].content, False), Message(SEGMENT, "", True)),
+                        conv.source)
+
+
 def _encode_segments(tokenizer: Any, conv: Conversation, supervise: str) -> tuple[list[int], list[int]]:
     """Each part tokenised as written, no special tokens added (the row writes its own: BOS, EOS, turn marks), the
     parts joined; labels on the parts labelled true ("assistant"), on the last of them ("last"), or on all."""
