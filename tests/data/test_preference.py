@@ -86,3 +86,16 @@ def test_answers_and_turns_given_as_text_parts_are_read_and_counted(tmp_path: Pa
     assert [(s.location, s.kind) for s in res.skipped] == [("t.json[1]", "not_text")]
     assert "part of type 'image_url'" in res.skipped[0].reason
     assert res.warnings[0].startswith("3 answers or turns give their content as a list of text parts")
+
+
+def test_fields_a_shape_does_not_read_are_reported_with_a_few_values(tmp_path: Path):
+    """UltraFeedback-binarized rows carry their scores, an id and the chosen conversation again: each is named as
+    read but not used, in the row's order, as the SFT formats name theirs (was: passed over without a word)."""
+    turn = lambda role, text: {"role": role, "content": text}  # noqa: E731
+    rows = [{"prompt": f"q{i}", "prompt_id": f"id{i}", "chosen": [turn("user", f"q{i}"), turn("assistant", "good")],
+             "rejected": [turn("user", f"q{i}"), turn("assistant", "bad")], "score_chosen": 8.0 + i,
+             "score_rejected": 3.0} for i in range(4)]
+    read = preference.load(write_json(tmp_path / "uf.json", rows))
+    assert read.format == "trl" and len(read.pairs) == 4
+    assert read.unused == {"prompt_id": (4, ("id0", "id1", "id2")), "score_chosen": (4, ("8.0", "9.0", "10.0")),
+                           "score_rejected": (4, ("3.0",))}

@@ -472,15 +472,7 @@ def _groups(path: Path, records: list[RawRecord], group_by: str | None, fmt: str
 
 def unused_fields(fmt: str, rows: list[Any]) -> dict[str, tuple[int, tuple[str, ...]]]:
     """Fields the rows have that the format does not read: field -> (rows with it, up to 3 distinct values)."""
-    out: dict[str, tuple[int, list[str]]] = {}
-    for row in rows:
-        if not isinstance(row, dict):
-            continue
-        for key in set(row) - _used(fmt, row):
-            n, values = out.get(key, (0, []))
-            text = " ".join(str(row[key]).split())[:40]
-            out[key] = (n + 1, values + [text] if len(values) < 3 and text not in values else values)
-    return {k: (n, tuple(v)) for k, (n, v) in out.items()}
+    return readers.unused_fields(rows, lambda row: _used(fmt, row))
 
 
 def _used(fmt: str, row: dict) -> set[str]:

@@ -20,7 +20,7 @@ from __future__ import annotations
 import unicodedata
 from collections import Counter
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -84,6 +84,7 @@ class PreferenceRead:
     skipped: tuple[Skip, ...]
     warnings: tuple[str, ...]
     evidence: dict[str, int]
+    unused: dict[str, tuple[int, tuple[str, ...]]] = field(default_factory=dict)  # field -> (rows, a few values)
 
     @property
     def rows_read(self) -> int:  # pairs + rated + skipped: every row counted once
@@ -177,6 +178,11 @@ PAIRED: dict[str, tuple[Callable[[Any], bool], Convert]] = {
 }
 KTO = "kto"
 PREFERENCE_FORMATS = (*PAIRED, KTO)
+READS = {"trl": {"prompt", "chosen", "rejected"}, "trl_implicit": {"chosen", "rejected"},  # the fields each reads
+         "alpaca_ranking": {"instruction", "input", "chosen", "rejected"},
+         "sharegpt_ranking": {"conversations", "chosen", "rejected"},
+         "chatml_intel": {"system", "question", "chosen", "rejected"},
+         "chatml_argilla": {"instruction", "chosen_response", "rejected_response"}, KTO: {"prompt", "completion", "label"}}
 SIDES = {**{name: ("chosen", "rejected") for name in PAIRED}, "chatml_argilla": ("chosen_response", "rejected_response")}
 
 
@@ -247,7 +253,9 @@ def load(path: Path, *, encoding: str = "auto") -> PreferenceRead:
     joined = [f"{lists} answers or turns give their content as a list of text parts (OpenAI style): each read as "
               "its parts' texts one after another, as chat templates render them"] if lists else []
     return PreferenceRead(path, enc, fmt, tuple(pairs), tuple(rated), tuple(skipped),
-                          tuple(joined + length_bias(pairs) + contradictions(pairs)), dict(votes))
+                          tuple(joined + length_bias(pairs) + contradictions(pairs)), dict(votes),
+                          readers.unused_fields([rec.fields for rec in raw if rec.location in used],
+                                                lambda row: READS[fmt]))
 
 
 

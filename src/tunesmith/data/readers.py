@@ -13,7 +13,9 @@ import io
 import json
 import os
 import re
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 from tunesmith import hub
 from tunesmith.data import chatlog
@@ -371,6 +373,21 @@ READERS = {".json": "json", ".jsonl": "jsonl", ".ndjson": "jsonl", ".csv": "csv"
 COMPRESSED = {".gz": "gzip", ".bz2": "bz2", ".xz": "lzma"}
 _TEXT_KINDS = ("json", "jsonl", "csv", "tsv", "text")
 SUPPORTED = f"{', '.join(READERS)} (the text ones also as {', '.join(COMPRESSED)})"
+
+
+def unused_fields(rows: list[Any], used: Callable[[dict], set[str]]) -> dict[str, tuple[int, tuple[str, ...]]]:
+    """Fields the rows have that a format does not read (`used`: a row's fields it does read): field -> (rows
+    with it, up to 3 distinct values): what inspect reports as read but not used, never dropped without a word."""
+    out: dict[str, tuple[int, list[str]]] = {}
+    for row in rows:
+        if not isinstance(row, dict):
+            continue
+        read = used(row)
+        for key in [k for k in row if k not in read]:  # in the row's order
+            n, values = out.get(key, (0, []))
+            text = " ".join(str(row[key]).split())[:40]
+            out[key] = (n + 1, values + [text] if len(values) < 3 and text not in values else values)
+    return {k: (n, tuple(v)) for k, (n, v) in out.items()}
 
 
 def kind_of(path: Path) -> str | None:

@@ -126,8 +126,7 @@ def render(s: DataSummary) -> str:
             lines.append(f"  {f['text_parts_joined']} turns give their content as a list of text parts (OpenAI "
                          "style): each read as its parts' texts one after another, as chat templates render them")
         lines.extend(f"  not read as turns: {n} {what}" for what, n in f["set_aside"].items())
-        lines.extend(f"  field {k!r} is read but not used ({u['rows']} rows; e.g. {', '.join(map(repr, u['values']))})"
-                     for k, u in f["unused_fields"].items())
+        lines.extend(_unused_line(k, u).lstrip("\n") for k, u in f["unused_fields"].items())
     parts = (f"{j['segments']['learned']} learned segments, {j['segments']['context']} context only"
              if any(j["segments"].values()) else f"{j['assistant_turns']} assistant turns")
     lines.append(f"\n{j['conversations']} usable conversations ({parts}), "
@@ -162,6 +161,10 @@ def render(s: DataSummary) -> str:
     return "\n".join(lines)
 
 
+def _unused_line(key: str, u: dict[str, Any]) -> str:
+    return f"\n  field {key!r} is read but not used ({u['rows']} rows; e.g. {', '.join(map(repr, u['values']))})"
+
+
 def _untrained(m: Message) -> str:
     return "" if m.train else ", label false: context only" if m.role == SEGMENT else ", weight 0: not trained on"
 
@@ -175,7 +178,9 @@ def preference_json(reads: list[PreferenceRead]) -> dict[str, Any]:
             "skipped": [{"location": k.location, "reason": k.reason, "kind": k.kind} for r in reads for k in r.skipped],
             "warnings": [w for r in reads for w in r.warnings],
             "files": [{"path": str(r.path), "format": r.format, "encoding": r.encoding, "pairs": len(r.pairs),
-                       "examples": len(r.rated), "skipped": len(r.skipped), "evidence": r.evidence} for r in reads]}
+                       "examples": len(r.rated), "skipped": len(r.skipped), "evidence": r.evidence,
+                       "unused_fields": {k: {"rows": n, "values": list(v)} for k, (n, v) in r.unused.items()}}
+                      for r in reads]}
 
 
 def render_preferences(reads: list[PreferenceRead]) -> str:
@@ -183,7 +188,7 @@ def render_preferences(reads: list[PreferenceRead]) -> str:
     lines = [f"{f['path']}\n  encoding {f['encoding']}; preference format {f['format']}\n  "
              f"{f['pairs'] + f['examples'] + f['skipped']} rows -> {f['pairs']} pairs"
              + (f", {f['examples']} rated answers" if f["examples"] else "") + f", {f['skipped']} skipped"
-             for f in j["files"]]
+             + "".join(_unused_line(k, u) for k, u in f["unused_fields"].items()) for f in j["files"]]
     skipped = tuple(k for r in reads for k in r.skipped)
     if skipped:
         lines += ["\nnot used:", *(f"  {line}" for line in skip_lines(skipped))]
