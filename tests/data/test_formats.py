@@ -462,3 +462,17 @@ def test_axolotl_segments_rows_keep_their_text_as_written_and_their_labels(tmp_p
         ("seg.json[3]", "not_text", "segment 0: text is int, expected text"),
         ("seg.json[4]", "empty_turn", "every segment is empty")]
     assert res.unused == {"id": (1, ("7",))}
+
+
+def test_rows_that_are_bare_strings_are_texts(tmp_path: Path):
+    """A JSON array of strings, or JSONL lines that are strings, read as .txt lines are: texts to train on as
+    they are (was: "cannot tell the data format", and each JSONL line "not valid JSON"); a string that holds a
+    JSON object is still that object."""
+    listed = formats.load(write_json(tmp_path / "texts.json", ["The first text.", "The second text."]))
+    lines = tmp_path / "texts.jsonl"
+    lines.write_text('"The first text."\n"The second text."\n"{\\"text\\": \\"Third.\\"}"\n', encoding="utf-8")
+    each = formats.load(lines)
+    assert (listed.format, each.format) == ("text", "text") and listed.skipped == each.skipped == ()
+    assert [c.messages[0].content for c in each.conversations] == ["The first text.", "The second text.", "Third."]
+    assert [(m.role, m.content) for c in listed.conversations for m in c.messages] == [
+        ("text", "The first text."), ("text", "The second text.")]

@@ -209,7 +209,8 @@ FORMATS: dict[str, tuple[Callable[[Any], bool], Callable[[Any], Turns]]] = {
     "turns": (_is_turn_list, lambda r: [_turn(t) for t in r]),
     "pairs": (lambda r: isinstance(r, list) and len(r) == 2 and all(isinstance(x, str) for x in r),
               lambda r: [("user", r[0]), ("assistant", r[1])]),
-    "text": (lambda r: isinstance(r, dict) and set(r) == {"text"}, lambda r: [("text", r["text"])]),
+    "text": (lambda r: isinstance(r, str) or isinstance(r, dict) and set(r) == {"text"},  # a bare string: a text
+             lambda r: [("text", r if isinstance(r, str) else r["text"])]),
     "segments": (_is_segments, lambda r: [(SEGMENT, s["text"], s.get("label")) for s in r["segments"]]),
     exports.CHATGPT: (exports.is_chatgpt, exports.chatgpt_turns),
     exports.CLAUDE: (exports.is_claude, exports.claude_turns),

@@ -171,7 +171,7 @@ def _jsonl_records(path: Path, text: str, skipped: list[Skip]) -> list[RawRecord
         where = f"{path.name}:{n}"
         try:
             row = json.loads(line)
-            if isinstance(row, str):  # a line that is itself a JSON-encoded object
+            if isinstance(row, str) and row.lstrip()[:1] in ("{", "["):  # a line that is a JSON-encoded object
                 row = json.loads(row)
         except json.JSONDecodeError as err:
             skipped.append(Skip(where, f"not valid JSON ({err.msg} at column {err.colno})", "bad_json"))
