@@ -39,6 +39,25 @@ def test_folder_without_config_is_a_clear_error(tmp_path: Path):
         models.resolve(str(tmp_path))
 
 
+def test_a_folder_with_pickle_weights_only_is_refused_with_the_reason_and_the_conversion(tiny_model_dir: Path,
+                                                                                          tmp_path: Path):
+    """Safetensors only: a folder of pytorch_model.bin is refused before anything is unpickled, saying why and the
+    one line that converts it (the tokenizer-only verbs still read it); a folder with both loads the safetensors."""
+    folder = tmp_path / "bin_model"
+    folder.mkdir()
+    for f in tiny_model_dir.iterdir():
+        if f.suffix != ".safetensors":
+            (folder / f.name).write_bytes(f.read_bytes())
+    (folder / "pytorch_model.bin").write_bytes(b"not unpickled")
+    with pytest.raises(TunesmithError) as err:
+        models.load(str(folder))
+    assert "holds its weights as pickle files only (pytorch_model.bin)" in err.value.what
+    assert "save_pretrained" in err.value.fix
+    assert models.load(str(folder), tokenizer_only=True)[1] is not None
+    (folder / "model.safetensors").write_bytes((tiny_model_dir / "model.safetensors").read_bytes())
+    assert models.load(str(folder))[0] is not None
+
+
 def test_unreachable_hub_id_names_the_alternatives():
     with pytest.raises(TunesmithError) as err:
         models.load("nobody-owns-this/model-that-does-not-exist")

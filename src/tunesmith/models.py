@@ -119,11 +119,31 @@ def resolve(spec: str, *, weights: bool = True) -> str:
         if not (path / "config.json").is_file():
             raise TunesmithError(f"{path} is a folder without config.json, so not a model folder",
                                  fix="point --model at a folder saved with save_pretrained")
+        if weights:
+            _check_safetensors(path)
         return str(path)
     if path.exists() or spec.startswith((".", "/", "~")):
         raise TunesmithError(f"model path {spec} is not a model folder or a .gguf file",
                              fix=_alternatives())
     return spec  # a hub id; load() reports a clear error if it is not reachable
+
+
+PICKLE_WEIGHTS = ("*.bin", "*.pt", "*.pth", "*.ckpt")
+
+
+def _check_safetensors(folder: Path) -> None:
+    """A model folder whose weights are pickles only (pytorch_model.bin): said with the reason and the one-line
+    conversion, where transformers would say "no file named model.safetensors"."""
+    if any(folder.glob("*.safetensors")):
+        return
+    pickles = sorted(p.name for pattern in PICKLE_WEIGHTS for p in folder.glob(pattern))
+    if pickles:
+        raise TunesmithError(
+            f"{folder} holds its weights as pickle files only ({', '.join(pickles[:3])}); tunesmith loads "
+            "safetensors only, because unpickling a file can run any code in it", where="--model",
+            fix="if you trust the file, convert it once: python -c \"from transformers import "
+                f"AutoModelForCausalLM as M; M.from_pretrained('{folder}').save_pretrained('{folder}')\" "
+                "(writes model.safetensors beside it)")
 
 
 def _gguf_source(spec: str) -> tuple[Path, Path] | None:
