@@ -185,6 +185,33 @@ def test_a_killed_exports_hidden_work_folder_is_removed_by_the_next(tiny_run, tm
     assert not (out / export.TMP_MARKER).exists()
 
 
+def test_a_k_quant_without_llama_cpp_says_how_to_get_it_before_loading(tiny_run, tmp_path, monkeypatch):
+    """q4_k_m and the other K-quants come from llama.cpp's quantizer: without llama-cpp-python the export stops
+    before any weights load, naming `make llama-cpp` and the quantisations that need nothing more."""
+    import importlib.util
+
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "llama_cpp" else real(name, *a))
+    monkeypatch.setattr(export.models, "load_run_weights", lambda *a, **k: pytest.fail("loaded the weights"))
+    with pytest.raises(TunesmithError) as err:
+        export.export(tiny_run, tmp_path / "q", fmt="ollama", quant="q4_k_m", say=lambda _: None)
+    assert "llama.cpp's own quantizer" in err.value.what and err.value.fix.startswith("make llama-cpp")
+    assert not (tmp_path / "q").exists()
+
+
+def test_a_k_quant_is_quantised_by_llama_cpp_and_passes_the_reload_check(tiny_run, tmp_path):
+    """With llama-cpp-python (opt-in: `make llama-cpp`), --quant q4_k_m writes the F16 GGUF, has llama.cpp
+    quantise it, leaves only the quantised file, and loads it back through transformers for the check."""
+    pytest.importorskip("llama_cpp", reason="make llama-cpp (compiles llama.cpp) to run this check")
+    import gguf
+
+    done = export.export(tiny_run, tmp_path / "q", fmt="gguf", quant="q4_k_m", say=lambda _: None)
+    assert done.check.passed and sorted(p.name for p in (tmp_path / "q").iterdir()) == [
+        "model-q4_k_m.gguf", export.MANIFEST]
+    kinds = {t.tensor_type.name for t in gguf.GGUFReader(tmp_path / "q" / "model-q4_k_m.gguf").tensors}
+    assert kinds - {"F32", "F16"}, kinds  # quantised tensors, not F16 copies
+
+
 @pytest.fixture(scope="module")
 def smol_exports(smol_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict[str, ExportResult]]:
     """A 2-step run on the embedded SmolLM2-135M and its F16 GGUF export (Q8_0's path runs on the tiny model

@@ -20,20 +20,27 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from tunesmith import diskio, generation, hub, models, ollama, progress, rundir, template
+from tunesmith import diskio, generation, gguf_export, hub, models, ollama, progress, rundir, template
 from tunesmith.config import EvalConfig, TemplateConfig
 from tunesmith.errors import TunesmithError
+from tunesmith.gguf_export import LLAMA_QUANTS
 from tunesmith.records import load_fields
 
 FORMATS = ("merged", "gguf", "ollama")
 # gguf 0.19 quantises these in numpy (the K-quants it only reads); transformers' GGUF loader reads them all back.
-QUANTS = ("f32", "f16", "bf16", "q8_0", "q5_1", "q5_0", "q4_1", "q4_0")
+NUMPY_QUANTS = ("f32", "f16", "bf16", "q8_0", "q5_1", "q5_0", "q4_1", "q4_0")
+QUANTS = (*NUMPY_QUANTS, *LLAMA_QUANTS)  # the K-quants: llama.cpp's quantizer, from the F16 file
 # Largest |logit difference| allowed against the tuned model in memory, over every position and vocabulary entry
 # of the check prompts (SmolLM2's logits span about -30..+30). Measured on the demo run (docs/export.md): merged
 # 9.2e-5, f16 0.044, bf16 0.72, q8_0 1.38 (its tied output head is 8-bit too), q4_0 26.7 (fails: 4 bits are too
 # few for a 135M model whose source GGUF was already 4-bit). q5_* and q4_* share one stated bound, not measured.
+# The K-quants (llama.cpp's), on the same demo run: q6_k 2.53 (bound 4), q5_k_m 11.9, q5_k_s 17.2, q4_k_m 11.9,
+# q4_k_s 11.3 (q5/q4 share the bound 8: all fail here), q3_k_m 16.8, q2_k 27.8 (bound 16): SmolLM2-135M's
+# 576-wide rows do not split into the K-quants' 256-value blocks, so 180 of its 272 tensors take llama.cpp's
+# legacy fallback types, on weights already rounded to 4 bits once.
 TOLERANCE = {"merged": 1e-3, "f32": 1e-3, "f16": 0.1, "bf16": 1.5, "q8_0": 2.0, "q5_1": 8.0, "q5_0": 8.0,
-             "q4_1": 8.0, "q4_0": 8.0}
+             "q4_1": 8.0, "q4_0": 8.0, "q6_k": 4.0, "q5_k_m": 8.0, "q5_k_s": 8.0, "q4_k_m": 8.0, "q4_k_s": 8.0,
+             "q3_k_m": 16.0, "q2_k": 16.0}
 EXACT = ("merged", "f32", "f16")  # greedy generations must be identical; the others report agreement
 CHECK_PROMPTS = 3
 CHECK_TOKENS = 24
@@ -92,6 +99,8 @@ def export(run_path: Path, out: Path, *, fmt: str = "merged", quant: str = "f16"
         raise TunesmithError(f"unknown export format {fmt!r}", fix="use one of: " + ", ".join(FORMATS))
     if quant not in QUANTS:
         raise TunesmithError(f"unknown GGUF quantisation {quant!r}", fix="use one of: " + ", ".join(QUANTS))
+    if fmt != "merged":
+        gguf_export.check_llama_quantizer(quant)
     run = rundir.RunDir(run_path)
     if not run.config.is_file():
         raise TunesmithError(f"{run_path} is not a run folder (no config.yaml)", fix="pass a folder under runs/")
@@ -131,9 +140,13 @@ def export(run_path: Path, out: Path, *, fmt: str = "merged", quant: str = "f16"
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     if not result.check.passed:
-        raise TunesmithError(f"the export does not reproduce the tuned model: {result.check.describe()}",
-                             where=str(out), fix="report this with the manifest; a less lossy --quant "
-                             "(f16 or q8_0) or --format merged may pass")
+        c = result.check
+        lossy = c.same_tokenizer and c.same_template and c.kind not in EXACT
+        raise TunesmithError(f"the export does not reproduce the tuned model: {c.describe()}", where=str(out),
+                             fix=f"{quant} rounds this model's weights too far (the files are left in {out} if "
+                                 "you accept that): a less lossy --quant (q6_k, q8_0, f16) or --format merged"
+                             if lossy else "report this with the manifest; a less lossy --quant (f16 or q8_0) or "
+                                           "--format merged may pass")
     return result
 
 
@@ -194,11 +207,15 @@ def _write(fmt: str, quant: str, model: Any, tok: Any, folder: Path, base: str, 
         model.save_pretrained(folder, safe_serialization=True)
         tok.save_pretrained(folder)
         return sorted(p.name for p in folder.iterdir() if p.name != TMP_MARKER)
-    from tunesmith import gguf_export
-
     name = f"model-{quant}.gguf"
-    for notice in gguf_export.write(model, tok, folder / name, quant, source_gguf=_source_gguf(base)):
+    written = folder / (".model-f16.gguf" if quant in LLAMA_QUANTS else name)  # a K-quant starts from F16
+    for notice in gguf_export.write(model, tok, written, "f16" if quant in LLAMA_QUANTS else quant,
+                                    source_gguf=_source_gguf(base)):
         say(notice)
+    if quant in LLAMA_QUANTS:
+        for notice in gguf_export.quantize(written, folder / name, quant):
+            say(notice)
+        written.unlink()
     if fmt == "ollama":
         (folder / "Modelfile").write_text(ollama.modelfile(tok, name, system), encoding="utf-8")
     return sorted(p.name for p in folder.iterdir() if p.name != TMP_MARKER)
@@ -219,9 +236,10 @@ def _load_back(fmt: str, folder: Path) -> tuple[Any, Any]:
     if fmt == "merged":
         return AutoModelForCausalLM.from_pretrained(folder), AutoTokenizer.from_pretrained(folder)
     gguf = next(folder.glob("*.gguf")).name
-    return (AutoModelForCausalLM.from_pretrained(folder, gguf_file=gguf,
-                                                 quantization_config=GgufConfig(dequantize=True)),
-            AutoTokenizer.from_pretrained(folder, gguf_file=gguf))
+    with progress.captured_stderr():  # transformers' GGUF reader draws a bar no setting turns off
+        return (AutoModelForCausalLM.from_pretrained(folder, gguf_file=gguf,
+                                                     quantization_config=GgufConfig(dequantize=True)),
+                AutoTokenizer.from_pretrained(folder, gguf_file=gguf))
 
 
 def _set_generation_config(model: Any, tok: Any) -> None:

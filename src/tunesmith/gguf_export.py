@@ -54,6 +54,46 @@ def _rope_scaling(arch: Any) -> Any:
     return None if kind in (None, "default") else kind
 
 
+# llama.cpp's K-quants (its quantizer; gguf-py only reads them): --quant -> llama.cpp's file type name
+LLAMA_QUANTS = {"q6_k": "Q6_K", "q5_k_m": "Q5_K_M", "q5_k_s": "Q5_K_S", "q4_k_m": "Q4_K_M", "q4_k_s": "Q4_K_S",
+                "q3_k_m": "Q3_K_M", "q2_k": "Q2_K"}
+
+
+def check_llama_quantizer(quant: str) -> None:
+    """A K-quant needs llama.cpp's quantizer (llama-cpp-python): said before any weights load."""
+    import importlib.util
+
+    if quant in LLAMA_QUANTS and importlib.util.find_spec("llama_cpp") is None:
+        raise TunesmithError(f"--quant {quant} is made by llama.cpp's own quantizer, and llama-cpp-python is not "
+                             "installed", fix="make llama-cpp (compiles it once, minutes), or use --quant q8_0 or "
+                                              "q4_0 (quantised here in Python)")
+
+
+def quantize(source: Path, path: Path, quant: str, threads: int = 0) -> list[str]:
+    """llama.cpp's llama_model_quantize: the F16 GGUF `source` into `path` as the K-quant `quant` (what
+    `llama-quantize source path Q4_K_M` does; tensors whose rows do not split into 256-value blocks get its
+    fallback type). Its log (a line per tensor) is kept off the console; returns the notices worth a line."""
+    import ctypes
+    import re
+
+    import llama_cpp
+
+    from tunesmith.progress import captured_stderr
+
+    params = llama_cpp.llama_model_quantize_default_params()
+    params.ftype = getattr(llama_cpp, f"LLAMA_FTYPE_MOSTLY_{LLAMA_QUANTS[quant]}")
+    params.nthread = threads
+    with captured_stderr() as log:
+        failed = llama_cpp.llama_model_quantize(str(source).encode(), str(path).encode(), ctypes.byref(params))
+        said = log()
+    if failed:
+        raise TunesmithError(f"llama.cpp could not quantise the export to {quant}", where=str(path),
+                             problems=said.strip().splitlines()[-5:], fix="use --quant q8_0 or f16")
+    fallback = re.search(r"(\d+) of (\d+) tensor\(s\) required fallback quantization", said)
+    return [f"{fallback[1]} of {fallback[2]} tensors are not {quant} but llama.cpp's fallback for it (their rows "
+            "do not split into its 256-value blocks)"] if fallback else []
+
+
 def _hyperparameters(writer: Any, arch: Any, quant: str) -> None:
     import gguf
 

@@ -10,6 +10,31 @@ from contextlib import contextmanager
 from typing import Any
 
 
+@contextmanager
+def captured_stderr() -> Iterator[Callable[[], str]]:
+    """Send what is written to file descriptor 2 (C libraries' logs, third-party bars that no setting turns off)
+    to a temporary file while the block runs; yields a function that returns the text captured so far."""
+    import os
+    import sys
+    import tempfile
+
+    sys.stderr.flush()
+    saved = os.dup(2)
+    with tempfile.TemporaryFile() as sink:
+        os.dup2(sink.fileno(), 2)
+
+        def text() -> str:
+            sink.seek(0)
+            return sink.read().decode("utf-8", "replace")
+
+        try:
+            yield text
+        finally:
+            sys.stderr.flush()
+            os.dup2(saved, 2)
+            os.close(saved)
+
+
 def _progress() -> Any:
     from rich.console import Console
     from rich.progress import (BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn,

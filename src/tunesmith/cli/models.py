@@ -104,7 +104,9 @@ def export(run: Run,
            out: Annotated[Path, typer.Option("--out", help="the folder to write")],
            format_: Annotated[str, typer.Option("--format", help="merged (safetensors folder) | gguf | ollama "
                                                 "(GGUF + Modelfile)")] = "merged",
-           quant: Annotated[str, typer.Option("--quant", help="GGUF: f32 f16 bf16 q8_0 q5_1 q5_0 q4_1 q4_0")] = "f16",
+           quant: Annotated[str, typer.Option("--quant", help="GGUF: f32 f16 bf16 q8_0 q5_1 q5_0 q4_1 q4_0; "
+                                              "with `make llama-cpp` also q6_k q5_k_m q5_k_s q4_k_m q4_k_s q3_k_m "
+                                              "q2_k")] = "f16",
            overwrite: Annotated[bool, typer.Option("--overwrite", help="replace an earlier export in --out")] = False,
            push_to_hub: Annotated[Optional[str], typer.Option("--push-to-hub", help="then upload to this hub "
                                                               "repo (needs HF_TOKEN and network)")] = None) -> None:
@@ -115,6 +117,7 @@ def export(run: Run,
       tunesmith export runs/demo --out exports/demo
       tunesmith export runs/demo --out exports/demo-gguf --format gguf --quant q8_0
       tunesmith export runs/demo --out exports/demo-ollama --format ollama
+      tunesmith export runs/demo --out exports/demo-q4km --format ollama --quant q4_k_m
     """
     from tunesmith import export as exporting
 
