@@ -182,7 +182,8 @@ READS = {"trl": {"prompt", "chosen", "rejected"}, "trl_implicit": {"chosen", "re
          "alpaca_ranking": {"instruction", "input", "chosen", "rejected"},
          "sharegpt_ranking": {"conversations", "chosen", "rejected"},
          "chatml_intel": {"system", "question", "chosen", "rejected"},
-         "chatml_argilla": {"instruction", "chosen_response", "rejected_response"}, KTO: {"prompt", "completion", "label"}}
+         "chatml_argilla": {"instruction", "chosen_response", "rejected_response"},
+         KTO: {"prompt", "completion", "label"}}
 SIDES = {**{name: ("chosen", "rejected") for name in PAIRED}, "chatml_argilla": ("chosen_response", "rejected_response")}
 
 
