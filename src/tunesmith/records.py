@@ -121,6 +121,7 @@ class ReadResult:
     unused: dict[str, tuple[int, tuple[str, ...]]] = field(default_factory=dict)  # field -> (rows, a few values)
     text_parts: int = 0  # turns of the usable conversations whose content was a list of text parts, joined
     set_aside: dict[str, int] = field(default_factory=dict)  # what an app export's reader passed over, by what
+    described_by: str = ""  # where the file's columns and roles came from besides the config (dataset_info.json)
 
 
 @dataclass(frozen=True)

@@ -18,7 +18,7 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-from tunesmith.data import chatlog, exports, parts, preference, readers
+from tunesmith.data import chatlog, exports, llamafactory, parts, preference, readers
 from tunesmith.errors import TunesmithError, did_you_mean
 from tunesmith.format_names import ALL_FORMATS, FLAT_TURNS, ROLE_ALIASES, SEGMENT, TOOL, TOOL_ROLES
 from tunesmith.records import Conversation, Message, RawRecord, ReadResult, Skip
@@ -502,32 +502,17 @@ def load(path: Path, *, format: str = "auto", roles: Mapping[str, str] | None = 
     raw, skipped, enc = readers.read(path, encoding)
     _check_has_rows(path, raw, skipped, format)
     unparsed = len(skipped)
-    records = [RawRecord(r.location, _rename(r.fields, columns or {})) for r in raw]
+    described = llamafactory.describe(path)
+    columns, roles = _with_described(described, columns or {}, roles or {})
+    records = [RawRecord(r.location, _rename(r.fields, columns)) for r in raw]
     fmt, votes = _choose_format(path, records, format)
     if fmt == chatlog.CHAT_LOG:
-        return _load_chat_log(path, records, skipped, len(raw) + unparsed, enc, votes, roles or {}, system, group_by)
-    if fmt == FLAT_TURNS:
-        fits: Callable[[Any], bool] = _is_flat_turn
-    else:
-        fits, convert = FORMATS[fmt]
-    usable, turns_by_row, fitted = [], [], []
-    for rec in records:
-        if not fits(rec.fields):
-            of = "the other rows" if format == "auto" else "--format / data.format"
-            skipped.append(Skip(rec.location, f"does not fit the {fmt} format of {of}", "wrong_format"))
-            continue
-        fitted.append(rec.fields)
-        if fmt == FLAT_TURNS:
-            usable.append(rec)
-            continue
-        try:
-            turns_by_row.append((rec.location, convert(rec.fields)))
-        except (KeyError, TypeError, AttributeError) as err:
-            skipped.append(Skip(rec.location, f"malformed {fmt} row ({type(err).__name__}: {err})", "malformed"))
+        return _load_chat_log(path, records, skipped, len(raw) + unparsed, enc, votes, roles, system, group_by)
+    usable, turns_by_row, fitted = _convert(records, fmt, format, skipped)
     roles_seen = Counter(str(role).strip().lower() for _, turns in turns_by_row for role, *_ in turns)
     roles_seen.update(str(r.fields["role"]).strip().lower() for r in usable)
     roles_seen.pop("text", None), roles_seen.pop(SEGMENT, None)
-    mapping = _role_map(roles_seen, roles or {}, path)
+    mapping = _role_map(roles_seen, roles, path)
     mapping.update({"text": "text", SEGMENT: SEGMENT})
     if fmt == FLAT_TURNS:
         turns_by_row = _pair_flat_turns([RawRecord(r.location, {**r.fields, "_role": mapping[
@@ -549,7 +534,38 @@ def load(path: Path, *, format: str = "auto", roles: Mapping[str, str] | None = 
                       roles=dict(sorted((r, mapping[r]) for r in roles_seen)) if fmt in NAMED_ROLES else {},
                       unused={k: v for k, v in unused_fields(fmt, fitted).items() if k != group_by},
                       text_parts=part_lists,
-                      set_aside=exports.set_aside(fmt, fitted) if fmt in (exports.CHATGPT, exports.CLAUDE) else {})
+                      set_aside=exports.set_aside(fmt, fitted) if fmt in (exports.CHATGPT, exports.CLAUDE) else {},
+                      described_by=described.line() if described is not None else "")
+
+
+def _convert(records: list[RawRecord], fmt: str, asked: str, skipped: list[Skip]
+             ) -> tuple[list[RawRecord], list[tuple[str, Turns]], list[Any]]:
+    """Each record in the format's turns (a flat turn list's records kept whole, paired later); one that does
+    not fit or does not convert is a Skip. Returns (flat turn records, (location, turns) per row, fitted rows)."""
+    fits: Callable[[Any], bool] = _is_flat_turn if fmt == FLAT_TURNS else FORMATS[fmt][0]
+    usable, turns_by_row, fitted = [], [], []
+    for rec in records:
+        if not fits(rec.fields):
+            of = "the other rows" if asked == "auto" else "--format / data.format"
+            skipped.append(Skip(rec.location, f"does not fit the {fmt} format of {of}", "wrong_format"))
+            continue
+        fitted.append(rec.fields)
+        if fmt == FLAT_TURNS:
+            usable.append(rec)
+            continue
+        try:
+            turns_by_row.append((rec.location, FORMATS[fmt][1](rec.fields)))
+        except (KeyError, TypeError, AttributeError) as err:
+            skipped.append(Skip(rec.location, f"malformed {fmt} row ({type(err).__name__}: {err})", "malformed"))
+    return usable, turns_by_row, fitted
+
+
+def _with_described(described: llamafactory.Description | None, columns: Mapping[str, str],
+                    roles: Mapping[str, str]) -> tuple[dict[str, str], dict[str, str]]:
+    """data.columns and data.roles with what a dataset_info.json entry says; the config's own win."""
+    if described is None:
+        return dict(columns), dict(roles)
+    return {**described.columns, **columns}, {**described.roles, **roles}
 
 
 def _load_chat_log(path: Path, records: list[RawRecord], skipped: list[Skip], stored: int, enc: str, votes: Counter,

@@ -98,6 +98,7 @@ def to_json(s: DataSummary) -> dict[str, Any]:
         "files": [{"path": str(f.path), "format": f.format, "encoding": f.encoding, "records": f.records,
                    "rows_read": f.rows_read, "conversations": len(f.conversations), "skipped": len(f.skipped),
                    "evidence": f.evidence, "text_parts_joined": f.text_parts, "set_aside": f.set_aside,
+                   "described_by": f.described_by,
                    "unused_fields": {k: {"rows": n, "values": list(v)} for k, (n, v) in f.unused.items()}}
                   for f in s.files],
         "contradictions": [c.to_json() for c in s.contradictions],
@@ -122,6 +123,8 @@ def render(s: DataSummary) -> str:
         lines.append(f"{f['path']}\n  encoding {f['encoding']}; format {f['format']}"
                      + (f" ({why})" if why else " (set explicitly)")
                      + f"\n  {f['records']} records -> {f['conversations']} usable, {f['skipped']} skipped")
+        if f["described_by"]:
+            lines.append(f"  {f['described_by']}")
         if f["text_parts_joined"]:
             lines.append(f"  {f['text_parts_joined']} turns give their content as a list of text parts (OpenAI "
                          "style): each read as its parts' texts one after another, as chat templates render them")

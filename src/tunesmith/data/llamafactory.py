@@ -1,0 +1,96 @@
+"""LLaMA-Factory's `dataset_info.json`: a data file that the dataset_info.json beside it describes is read with the
+columns and role tags that entry names, as LLaMA-Factory reads it (its users keep their files that way).
+
+An entry matches when its `file_name` is the file (dataset_info.json beside it), or the folder holding it
+(dataset_info.json one folder up). Its `columns` become data.columns
+(alpaca: prompt/query/response/system/history -> instruction/input/output/system/history; sharegpt: messages ->
+conversations, system), its `tags` the turn keys (role_tag/content_tag -> role/content) and role names
+(user_tag/assistant_tag/system_tag; observation_tag/function_tag are function calling, skipped as such). What the
+entry names that tunesmith does not read (tools, images, a preference entry's columns) is said, never dropped
+without a word. Settings the user gave (data.columns, data.roles) win over the entry's.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from tunesmith.errors import TunesmithError
+from tunesmith.format_names import TOOL
+
+INFO = "dataset_info.json"
+ALPACA = {"prompt": "instruction", "query": "input", "response": "output", "system": "system", "history": "history"}
+SHAREGPT = {"messages": "conversations", "system": "system"}
+TURN_KEYS = {"role_tag": "role", "content_tag": "content"}
+ROLE_TAGS = {"user_tag": "user", "assistant_tag": "assistant", "system_tag": "system", "observation_tag": TOOL,
+             "function_tag": TOOL}
+
+
+@dataclass(frozen=True)
+class Description:
+    """What a dataset_info.json entry says about one file, as tunesmith's data settings."""
+
+    name: str  # the entry's name
+    info: Path  # the dataset_info.json it is in
+    columns: dict[str, str]  # data.columns: canonical field -> the file's field
+    roles: dict[str, str]  # data.roles: the file's role name -> system, user, assistant or tool
+    passed_over: tuple[str, ...]  # what the entry names that is not read, each said in words
+
+    def line(self) -> str:
+        """How inspect says it: the entry, then what it set."""
+        said = [f"columns {', '.join(f'{k}={v}' for k, v in self.columns.items())}"] if self.columns else []
+        said += [f"roles {', '.join(f'{k}={v}' for k, v in self.roles.items())}"] if self.roles else []
+        said += [f"not read: {', '.join(self.passed_over)}"] if self.passed_over else []
+        return f"described by {self.info} (LLaMA-Factory), entry {self.name!r}: " + ("; ".join(said) or "defaults")
+
+
+def describe(path: Path) -> Description | None:
+    """The entry that describes `path` in the dataset_info.json beside it (an entry naming the file), or in the
+    folder above (an entry naming the file's folder), or None."""
+    for info in (path.parent / INFO, path.parent.parent / INFO):
+        found = _entry(path, info) if info.is_file() else None
+        if found is not None:
+            return found
+    return None
+
+
+def _entry(path: Path, info: Path) -> Description | None:
+    try:
+        entries = json.loads(info.read_text(encoding="utf-8-sig"))
+    except (OSError, UnicodeDecodeError, ValueError) as err:
+        raise TunesmithError(f"cannot read it ({type(err).__name__}: {err}); tunesmith reads it to learn the "
+                             f"columns of {path.name}", where=str(info),
+                             fix="fix the file, or move it out of the data folder") from None
+    if not isinstance(entries, dict):
+        return None
+    for name, entry in entries.items():
+        if isinstance(entry, dict) and _names(path, info.parent, entry.get("file_name")):
+            return _description(str(name), info, entry)
+    return None
+
+
+def _names(path: Path, folder: Path, file_name: Any) -> bool:
+    """Whether an entry's file_name (relative to its dataset_info.json's folder) is `path` or its folder."""
+    if not isinstance(file_name, str) or not file_name:
+        return False
+    target = (folder / file_name).resolve()
+    return target in (path.resolve(), path.resolve().parent)
+
+
+def _description(name: str, info: Path, entry: dict) -> Description:
+    columns_in = entry.get("columns") if isinstance(entry.get("columns"), dict) else {}
+    tags = entry.get("tags") if isinstance(entry.get("tags"), dict) else {}
+    if entry.get("ranking"):
+        return Description(name, info, {}, {}, ("ranking: true (preference pairs are read by their own field "
+                                                "names: docs/preference.md)",))
+    sharegpt = entry.get("formatting") == "sharegpt"
+    mapping = SHAREGPT if sharegpt else ALPACA
+    columns = {mapping[k]: str(v) for k, v in columns_in.items() if k in mapping and isinstance(v, str)}
+    roles: dict[str, str] = {}
+    if sharegpt:
+        columns.update({TURN_KEYS[k]: str(v) for k, v in tags.items() if k in TURN_KEYS and isinstance(v, str)})
+        roles = {str(v): ROLE_TAGS[k] for k, v in tags.items() if k in ROLE_TAGS and isinstance(v, str)}
+    passed = tuple(f"its {k} column {v!r}" for k, v in columns_in.items() if k not in mapping)
+    return Description(name, info, columns, roles, passed)
