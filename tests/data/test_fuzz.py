@@ -134,6 +134,7 @@ NASTY = {  # one file each for the cases that once ended in a traceback (issue 1
     "ragged.csv": b"prompt,completion\nq,a,extra\nq2\n",
     "empty.jsonl": b"\n\n",
     "corrupt.parquet": bytes(range(256)) * 2,
+    "corrupt.arrow": b"ARROW1\x00\x00" + bytes(range(256)) * 2,
     "u2028.jsonl": '{"prompt": "a\u2028b", "completion": "c\x85d"}\n'.encode(),
     "nul.txt": b"\x00\x01\x02",
 }

@@ -419,3 +419,23 @@ def test_a_compressed_text_file_reads_as_the_file_itself(tmp_path: Path, suffix:
     with pytest.raises(TunesmithError, match=f"the \\{suffix} file unpacks to \\d MiB from 0.0 MiB \\(over 100x\\)"):
         readers.read(big)
     assert readers.kind_of(Path("x.parquet.gz")) is None and readers.kind_of(Path("x.csv.xz")) == "csv"
+
+
+def test_arrow_files_as_datasets_writes_them_and_in_the_file_format(tmp_path: Path):
+    """A bare .arrow file (LLaMA-Factory reads them): the IPC stream `save_to_disk` writes, and the IPC file
+    format; anything else is a clear error."""
+    import datasets
+    import pyarrow as pa
+
+    datasets.Dataset.from_list(ROWS).save_to_disk(str(tmp_path / "saved"))
+    table = pa.Table.from_pylist(ROWS)
+    with pa.OSFile(str(tmp_path / "f.arrow"), "wb") as sink, pa.ipc.new_file(sink, table.schema) as writer:
+        writer.write_table(table)
+    for path in (next((tmp_path / "saved").glob("*.arrow")), tmp_path / "f.arrow"):
+        res = formats.load(path)
+        assert (res.format, res.encoding, len(res.conversations)) == ("prompt_completion", "arrow", 2), path
+        assert res.conversations[0].source == f"{path.name}[0]"
+    (tmp_path / "bad.arrow").write_bytes(b"not arrow at all")
+    with pytest.raises(TunesmithError) as err:
+        formats.load(tmp_path / "bad.arrow")
+    assert "not a readable Arrow file" in err.value.what and "save_to_disk" in err.value.fix

@@ -268,6 +268,30 @@ def _parquet_records(path: Path) -> list[RawRecord]:
     return [RawRecord(f"{path.name}[{i}]", row) for i, row in enumerate(rows)]
 
 
+def _arrow_records(path: Path) -> list[RawRecord]:
+    """An Arrow file as `datasets` writes them (data-00000-of-00001.arrow: the IPC stream format; the IPC file
+    format too), batch by batch, counted as they unpack like Parquet's."""
+    import pyarrow as pa
+
+    rows, unpacked = [], 0
+    try:
+        with pa.memory_map(str(path)) as source:
+            try:
+                batches = iter(pa.ipc.open_stream(source))
+            except pa.ArrowInvalid:  # the random-access file format ("ARROW1" magic)
+                source.seek(0)
+                reader = pa.ipc.open_file(source)
+                batches = (reader.get_batch(i) for i in range(reader.num_record_batches))
+            for batch in batches:
+                unpacked += batch.nbytes
+                _check_unpacked(path, unpacked, "the Arrow file", "save the data as .jsonl and read that")
+                rows += batch.to_pylist()
+    except (pa.ArrowException, ValueError, OSError) as err:
+        raise TunesmithError(f"not a readable Arrow file: {str(err).splitlines()[0][:300]}", where=str(path),
+                             fix="save the data as .jsonl, or point at the folder save_to_disk() wrote") from None
+    return [RawRecord(f"{path.name}[{i}]", row) for i, row in enumerate(rows)]
+
+
 def _xlsx_records(path: Path, skipped: list[Skip]) -> list[RawRecord]:
     """Every sheet of an Excel workbook, each headed by its first non-empty row, as a CSV export of it would read:
     each cell as the text the sheet holds (a number or date written as text, an empty cell as ""), a row as
@@ -368,7 +392,7 @@ def _saved_dataset_records(path: Path) -> list[RawRecord]:
 
 
 READERS = {".json": "json", ".jsonl": "jsonl", ".ndjson": "jsonl", ".csv": "csv", ".tsv": "tsv",
-           ".parquet": "parquet", ".txt": "text", ".xlsx": "xlsx", ".xlsm": "xlsx"}
+           ".parquet": "parquet", ".arrow": "arrow", ".txt": "text", ".xlsx": "xlsx", ".xlsm": "xlsx"}
 # A text file compressed whole (data.jsonl.gz, as hub data sets often come): the compressor's stdlib module.
 COMPRESSED = {".gz": "gzip", ".bz2": "bz2", ".xz": "lzma"}
 _TEXT_KINDS = ("json", "jsonl", "csv", "tsv", "text")
@@ -548,6 +572,8 @@ def _read(path: Path, encoding: str) -> tuple[list[RawRecord], list[Skip], str]:
     skipped: list[Skip] = []
     if kind == "parquet":
         return _parquet_records(path), skipped, "parquet"
+    if kind == "arrow":
+        return _arrow_records(path), skipped, "arrow"
     if kind == "xlsx":
         return _xlsx_records(path, skipped), skipped, "xlsx"
     text, encoding = decode(path, encoding)
