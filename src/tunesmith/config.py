@@ -13,6 +13,7 @@ from typing import Any, Literal, TypeVar
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from tunesmith import foreign
 from tunesmith.errors import TunesmithError, did_you_mean
 from tunesmith.yamltext import read_text, yaml_load
 from tunesmith.format_names import ALL_FORMATS
@@ -469,6 +470,12 @@ def load(path: Path, overrides: list[str] = ()) -> RunConfig:
         raise _with_fix(err, data_fix) from None
     if not isinstance(raw, dict):
         raise TunesmithError("a config must be a mapping of keys to values", where=str(path), fix=data_fix)
+    tool = foreign.which(raw)
+    if tool is not None:
+        raise TunesmithError(f"this is a {tool} config, not a tunesmith one", where=str(path),
+                             fix=f"tunesmith init --from {path} --out {path.stem}-tunesmith.yaml writes the same run "
+                                 "as a tunesmith config (what does not carry over listed at its top); then plan or "
+                                 "train that file")
     for assignment in overrides:
         set_override(raw, assignment)
     try:

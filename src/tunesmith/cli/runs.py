@@ -64,13 +64,17 @@ def plan(config_path: Config = None, set_: Sets = None, model: Model = None, dat
 def init(data: Annotated[Optional[list[Path]], typer.Option("--data", help="your data file(s)")] = None,
          model: Annotated[str, typer.Option("--model")] = "default",
          out: Annotated[Path, typer.Option("--out", help="where to write the config")] = Path("tunesmith.yaml"),
-         overwrite: Annotated[bool, typer.Option("--overwrite", help="replace the config file at --out")] = False
+         overwrite: Annotated[bool, typer.Option("--overwrite", help="replace the config file at --out")] = False,
+         from_: Annotated[Optional[Path], typer.Option("--from", help="a LLaMA-Factory or Axolotl training "
+                                                       "config: write the same run as tunesmith's")] = None
          ) -> None:
-    """Write a commented config with every key at its default.
+    """Write a commented config with every key at its default, or the tunesmith config of another tool's run.
 
     \b
     Examples:
       tunesmith init --data my.jsonl --out my.yaml
+      tunesmith init --from llama3_lora_sft.yaml --out my.yaml
+      tunesmith init --from axolotl.yml --out my.yaml
     """
     from tunesmith import config_docs
 
@@ -80,10 +84,11 @@ def init(data: Annotated[Optional[list[Path]], typer.Option("--data", help="your
     if out.exists() and not overwrite:
         raise TunesmithError(f"{out} already exists", fix="pass --overwrite, or --out another.yaml")
     created = not out.parent.exists()
+    rel = [os.path.relpath(Path(p).resolve(), out.resolve().parent) for p in data or []]
+    text = config_docs.translated_yaml(from_, out) if from_ else config_docs.commented_yaml(rel, model)
     try:
         out.parent.mkdir(parents=True, exist_ok=True)  # `--out configs/new/run.yaml` in a fresh checkout
-        rel = [os.path.relpath(Path(p).resolve(), out.resolve().parent) for p in data or []]
-        out.write_text(config_docs.commented_yaml(rel, model), encoding="utf-8")
+        out.write_text(text, encoding="utf-8")
     except OSError as err:
         raise TunesmithError(f"cannot write the config: {err.strerror}", where=f"--out {out}",
                              fix="pass --out in a folder you can write to") from None
