@@ -114,6 +114,8 @@ def test_an_axolotl_config_becomes_the_same_run(tmp_path: Path):
     notes = "\n".join(done.notes)
     assert "mhenrichsen/alpaca_2k_test looks like a hub dataset" in notes and "warmup_steps: 10" in notes
     assert config.parse(c, source="<test>", base_dir=tmp_path).train.objective == "dpo"
+    mine = foreign.translate(yaml.safe_load(AXOLOTL), tmp_path / "axolotl.yml", ["mine.jsonl"])  # init --data
+    assert mine.config["data"]["train"] == ["mine.jsonl"] and "hub dataset" not in "\n".join(mine.notes)
 
 
 def test_only_foreign_configs_are_taken_for_foreign():

@@ -48,9 +48,10 @@ def commented_yaml(data: list[str], model: str) -> str:
     return "\n".join(lines) + "\n"
 
 
-def translated_yaml(source: Path, out: Path) -> str:
+def translated_yaml(source: Path, out: Path, data: list[Path] = ()) -> str:
     """`init --from`: the tunesmith config of a LLaMA-Factory or Axolotl run (foreign.translate), its data paths
-    relative to the folder the config is written to (as config paths are read)."""
+    relative to the folder the config is written to (as config paths are read); `data` (init's --data) replaces
+    the files it names."""
     import os
 
     from tunesmith import foreign
@@ -63,17 +64,17 @@ def translated_yaml(source: Path, out: Path) -> str:
         raw = yaml_load(read_text(source), where=str(source))
     except yaml.YAMLError as err:
         raise TunesmithError(f"not valid YAML: {err}", where=str(source)) from None
-    done = foreign.translate(raw, source) if isinstance(raw, dict) else None
+    done = foreign.translate(raw, source, [str(p) for p in data]) if isinstance(raw, dict) else None
     if done is None:
         raise TunesmithError("not a LLaMA-Factory or Axolotl training config (none of their keys: "
                              "model_name_or_path, stage, dataset ... / base_model, datasets, adapter ...)",
                              where=str(source), fix="pass one of theirs, or write tunesmith's: tunesmith init --data "
                                                     "FILE")
-    data = done.config.get("data", {})
+    section = done.config.setdefault("data", {})
     for key in ("train", "eval"):
-        if key in data:
-            data[key] = [p if p == "YOUR_DATA.jsonl" else os.path.relpath(Path(p).resolve(), out.resolve().parent)
-                         for p in data[key]]
+        if key in section:
+            section[key] = [p if p == "YOUR_DATA.jsonl" else os.path.relpath(Path(p).resolve(), out.resolve().parent)
+                            for p in section[key]]
     return done.yaml_text(source)
 
 

@@ -60,8 +60,9 @@ def which(raw: dict[str, Any]) -> str | None:
     return None
 
 
-def translate(raw: dict[str, Any], source: Path) -> Translation | None:
-    """The tunesmith run a LLaMA-Factory or Axolotl config describes, or None for any other mapping."""
+def translate(raw: dict[str, Any], source: Path, data: list[str] = ()) -> Translation | None:
+    """The tunesmith run a LLaMA-Factory or Axolotl config describes, or None for any other mapping; `data`
+    (files named by the user) replaces the data files it names."""
     tool = which(raw)
     if tool is None:
         return None
@@ -79,6 +80,9 @@ def translate(raw: dict[str, Any], source: Path) -> Translation | None:
             notes.append(f"{key}: {_short(value)} has no tunesmith equivalent here")
     if tool == "LLaMA-Factory":
         _llamafactory_defaults(raw, out, notes)
+    if data:
+        out["data.train"] = list(data)
+        notes = [n for n in notes if not n.startswith(("dataset:", "data.train:", "datasets["))]
     _name_and_data(out, source, notes)
     return Translation(tool, _nested(out), tuple(notes))
 

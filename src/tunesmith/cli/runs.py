@@ -85,7 +85,7 @@ def init(data: Annotated[Optional[list[Path]], typer.Option("--data", help="your
         raise TunesmithError(f"{out} already exists", fix="pass --overwrite, or --out another.yaml")
     created = not out.parent.exists()
     rel = [os.path.relpath(Path(p).resolve(), out.resolve().parent) for p in data or []]
-    text = config_docs.translated_yaml(from_, out) if from_ else config_docs.commented_yaml(rel, model)
+    text = config_docs.translated_yaml(from_, out, data or []) if from_ else config_docs.commented_yaml(rel, model)
     try:
         out.parent.mkdir(parents=True, exist_ok=True)  # `--out configs/new/run.yaml` in a fresh checkout
         out.write_text(text, encoding="utf-8")
