@@ -439,3 +439,11 @@ def test_arrow_files_as_datasets_writes_them_and_in_the_file_format(tmp_path: Pa
     with pytest.raises(TunesmithError) as err:
         formats.load(tmp_path / "bad.arrow")
     assert "not a readable Arrow file" in err.value.what and "save_to_disk" in err.value.fix
+
+
+def test_a_yaml_file_given_as_data_says_how_configs_are_given(tmp_path: Path):
+    path = tmp_path / "run.yaml"
+    path.write_text("model_name_or_path: x\nstage: sft\n", encoding="utf-8")
+    with pytest.raises(TunesmithError) as err:
+        readers.read(path)
+    assert err.value.fix.startswith(f"a run config is given as itself, not as data: tunesmith plan {path}")

@@ -565,9 +565,13 @@ def _read(path: Path, encoding: str) -> tuple[list[RawRecord], list[Skip], str]:
         raise TunesmithError(f"data file {path} not found", fix="check the path in the config's data section")
     kind = kind_of(path)
     if kind is None:
+        suffix = path.suffix.lower()
         raise TunesmithError(f"unsupported file type {path.suffix!r}", where=str(path),
-                             fix=("save it in Excel as .xlsx (or the sheet as CSV, UTF-8); " if path.suffix.lower() in
+                             fix=("save it in Excel as .xlsx (or the sheet as CSV, UTF-8); " if suffix in
                                   (".xls", ".ods", ".numbers") else "")
+                             + (f"a run config is given as itself, not as data: tunesmith plan {path} (a "
+                                "LLaMA-Factory or Axolotl one: tunesmith init --from it); for data, "
+                                if suffix in (".yaml", ".yml") else "")
                              + f"use one of {SUPPORTED}, a folder of them, or a saved datasets folder")
     skipped: list[Skip] = []
     if kind == "parquet":
