@@ -47,9 +47,6 @@ def test_a_sharegpt_entry_names_the_turn_keys_and_roles_and_what_it_does_not_rea
 
 def test_entries_that_do_not_describe_the_file_change_nothing_and_a_broken_info_file_says_so(tmp_path: Path):
     path = write_json(tmp_path / "d.json", [{"instruction": "q", "output": "a"}])
-    _info(tmp_path, {"ranked": {"file_name": "d.json", "ranking": True, "columns": {"prompt": "instruction"}}})
-    assert formats.load(path).described_by.endswith("not read: ranking: true (preference pairs are read by their "
-                                                    "own field names: docs/preference.md)")
     _info(tmp_path, {"elsewhere": {"file_name": "other.json"}})
     assert formats.load(path).described_by == ""
     (tmp_path / llamafactory.INFO).write_text("{not json", encoding="utf-8")
@@ -67,3 +64,19 @@ def test_a_folder_named_as_the_file_name_describes_the_files_in_it(tmp_path: Pat
     assert res.format == "alpaca" and [m.content for m in res.conversations[0].messages] == ["x", "y"]
     _info(tmp_path, {"parts": {"file_name": "other"}})
     assert llamafactory.describe(path) is None
+
+
+def test_a_ranking_entry_names_the_fields_of_preference_pairs(tmp_path: Path):
+    """LLaMA-Factory's preference data (ranking: true) with its own column names reads as pairs; its columns do
+    not touch the SFT reader."""
+    from tunesmith.data import preference
+
+    rows = [{"질문": f"q{i}", "좋은답": f"good {i}", "나쁜답": f"bad {i}"} for i in range(4)]
+    path = write_json(tmp_path / "pref.json", rows)
+    _info(tmp_path, {"prefs": {"file_name": "pref.json", "ranking": True,
+                               "columns": {"prompt": "질문", "chosen": "좋은답", "rejected": "나쁜답"}}})
+    assert preference.looks_like_preferences(path)
+    read = preference.load(path)
+    assert read.format == "alpaca_ranking" and len(read.pairs) == 4 and read.unused == {}
+    assert (read.pairs[0].prompt[-1].content, read.pairs[0].chosen, read.pairs[0].rejected) == ("q0", "good 0", "bad 0")
+    assert read.described_by.endswith("entry 'prefs': columns instruction=질문, chosen=좋은답, rejected=나쁜답")

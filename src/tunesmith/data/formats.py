@@ -563,7 +563,7 @@ def _convert(records: list[RawRecord], fmt: str, asked: str, skipped: list[Skip]
 def _with_described(described: llamafactory.Description | None, columns: Mapping[str, str],
                     roles: Mapping[str, str]) -> tuple[dict[str, str], dict[str, str]]:
     """data.columns and data.roles with what a dataset_info.json entry says; the config's own win."""
-    if described is None:
+    if described is None or described.ranking:  # a ranking entry's columns are the preference reader's
         return dict(columns), dict(roles)
     return {**described.columns, **columns}, {**described.roles, **roles}
 

@@ -2,12 +2,13 @@
 columns and role tags that entry names, as LLaMA-Factory reads it (its users keep their files that way).
 
 An entry matches when its `file_name` is the file (dataset_info.json beside it), or the folder holding it
-(dataset_info.json one folder up). Its `columns` become data.columns
-(alpaca: prompt/query/response/system/history -> instruction/input/output/system/history; sharegpt: messages ->
-conversations, system), its `tags` the turn keys (role_tag/content_tag -> role/content) and role names
-(user_tag/assistant_tag/system_tag; observation_tag/function_tag are function calling, skipped as such). What the
-entry names that tunesmith does not read (tools, images, a preference entry's columns) is said, never dropped
-without a word. Settings the user gave (data.columns, data.roles) win over the entry's.
+(dataset_info.json one folder up). Its `columns` become data.columns (alpaca: prompt/query/response/system/history
+-> instruction/input/output/system/history; sharegpt: messages -> conversations, system), its `tags` the turn keys
+(role_tag/content_tag -> role/content) and role names (user_tag/assistant_tag/system_tag; observation_tag and
+function_tag are function calling, skipped as such). A ranking entry's columns name the fields of its preference
+pairs (prompt/query/chosen/rejected, or messages/chosen/rejected), for the preference reader. What the entry names
+that tunesmith does not read (tools, images) is said, never dropped without a word. Settings the user gave
+(data.columns, data.roles) win over the entry's.
 """
 
 from __future__ import annotations
@@ -24,6 +25,8 @@ INFO = "dataset_info.json"
 ALPACA = {"prompt": "instruction", "query": "input", "response": "output", "system": "system", "history": "history"}
 SHAREGPT = {"messages": "conversations", "system": "system"}
 TURN_KEYS = {"role_tag": "role", "content_tag": "content"}
+RANKING = {"prompt": "instruction", "query": "input", "chosen": "chosen", "rejected": "rejected", "system": "system"}
+RANKING_SHAREGPT = {"messages": "conversations", "chosen": "chosen", "rejected": "rejected", "system": "system"}
 ROLE_TAGS = {"user_tag": "user", "assistant_tag": "assistant", "system_tag": "system", "observation_tag": TOOL,
              "function_tag": TOOL}
 
@@ -37,6 +40,7 @@ class Description:
     columns: dict[str, str]  # data.columns: canonical field -> the file's field
     roles: dict[str, str]  # data.roles: the file's role name -> system, user, assistant or tool
     passed_over: tuple[str, ...]  # what the entry names that is not read, each said in words
+    ranking: bool = False  # preference pairs: `columns` name the fields of LLaMA-Factory's ranking shapes
 
     def line(self) -> str:
         """How inspect says it: the entry, then what it set."""
@@ -44,6 +48,16 @@ class Description:
         said += [f"roles {', '.join(f'{k}={v}' for k, v in self.roles.items())}"] if self.roles else []
         said += [f"not read: {', '.join(self.passed_over)}"] if self.passed_over else []
         return f"described by {self.info} (LLaMA-Factory), entry {self.name!r}: " + ("; ".join(said) or "defaults")
+
+
+def renamed(row: Any, columns: dict[str, str]) -> Any:
+    """A row with the entry's fields under the names tunesmith reads (a preference row's; SFT rows go through
+    data.columns)."""
+    if not columns or not isinstance(row, dict):
+        return row
+    out = {k: v for k, v in row.items() if k not in columns.values()}
+    out.update({canon: row[field] for canon, field in columns.items() if field in row})
+    return out
 
 
 def describe(path: Path) -> Description | None:
@@ -82,10 +96,12 @@ def _names(path: Path, folder: Path, file_name: Any) -> bool:
 def _description(name: str, info: Path, entry: dict) -> Description:
     columns_in = entry.get("columns") if isinstance(entry.get("columns"), dict) else {}
     tags = entry.get("tags") if isinstance(entry.get("tags"), dict) else {}
-    if entry.get("ranking"):
-        return Description(name, info, {}, {}, ("ranking: true (preference pairs are read by their own field "
-                                                "names: docs/preference.md)",))
     sharegpt = entry.get("formatting") == "sharegpt"
+    if entry.get("ranking"):
+        mapping = RANKING_SHAREGPT if sharegpt else RANKING
+        columns = {mapping[k]: str(v) for k, v in columns_in.items() if k in mapping and isinstance(v, str)}
+        passed = tuple(f"its {k} column {v!r}" for k, v in columns_in.items() if k not in mapping)
+        return Description(name, info, columns, {}, passed, ranking=True)
     mapping = SHAREGPT if sharegpt else ALPACA
     columns = {mapping[k]: str(v) for k, v in columns_in.items() if k in mapping and isinstance(v, str)}
     roles: dict[str, str] = {}

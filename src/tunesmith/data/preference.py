@@ -24,10 +24,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from tunesmith.data import parts, readers
+from tunesmith.data import llamafactory, parts, readers
 from tunesmith.format_names import ROLE_ALIASES
 from tunesmith.errors import TunesmithError
-from tunesmith.records import Message, Skip
+from tunesmith.records import Message, RawRecord, Skip
 
 LENGTH_BIAS_SHARE = 0.7  # chosen longer than rejected in at least this share of pairs: warn
 LENGTH_BIAS_MIN_PAIRS = 10
@@ -85,6 +85,7 @@ class PreferenceRead:
     warnings: tuple[str, ...]
     evidence: dict[str, int]
     unused: dict[str, tuple[int, tuple[str, ...]]] = field(default_factory=dict)  # field -> (rows, a few values)
+    described_by: str = ""  # a LLaMA-Factory ranking entry that named its fields
 
     @property
     def rows_read(self) -> int:  # pairs + rated + skipped: every row counted once
@@ -205,9 +206,19 @@ def detect(rows: list[Any]) -> tuple[str | None, Counter]:
 
 def looks_like_preferences(path: Path, encoding: str = "auto") -> bool:
     """Whether most rows of the file fit a preference shape (inspect and train ask before the SFT formats do)."""
-    raw, _, _ = readers.read(path, encoding)
+    raw, _, _ = _read(path, encoding)
     fmt, votes = detect([r.fields for r in raw])
     return fmt is not None and votes[fmt] * 2 > len(raw)
+
+
+def _read(path: Path, encoding: str) -> tuple[list[RawRecord], list[Skip], str]:
+    """The file's records, with the fields a LLaMA-Factory ranking entry (dataset_info.json) names renamed to
+    the ones its shapes use."""
+    raw, skipped, enc = readers.read(path, encoding)
+    described = llamafactory.describe(path)
+    if described is not None and described.ranking:
+        raw = [RawRecord(r.location, llamafactory.renamed(r.fields, described.columns)) for r in raw]
+    return raw, skipped, enc
 
 
 def preference_files(specs: list[Path], encoding: str = "auto") -> list[Path] | None:
@@ -219,7 +230,7 @@ def preference_files(specs: list[Path], encoding: str = "auto") -> list[Path] | 
 
 def load(path: Path, *, encoding: str = "auto") -> PreferenceRead:
     """Read one preference file: every row a pair (or a rated answer), or a skip with its location and why."""
-    raw, skipped, enc = readers.read(path, encoding)
+    raw, skipped, enc = _read(path, encoding)
     skipped = list(skipped)
     fmt, votes = detect([r.fields for r in raw])
     if fmt is None:
@@ -256,7 +267,12 @@ def load(path: Path, *, encoding: str = "auto") -> PreferenceRead:
     return PreferenceRead(path, enc, fmt, tuple(pairs), tuple(rated), tuple(skipped),
                           tuple(joined + length_bias(pairs) + contradictions(pairs)), dict(votes),
                           readers.unused_fields([rec.fields for rec in raw if rec.location in used],
-                                                lambda row: READS[fmt]))
+                                                lambda row: READS[fmt]), _described_by(path))
+
+
+def _described_by(path: Path) -> str:
+    described = llamafactory.describe(path)
+    return described.line() if described is not None and described.ranking else ""
 
 
 

@@ -182,6 +182,7 @@ def preference_json(reads: list[PreferenceRead]) -> dict[str, Any]:
             "warnings": [w for r in reads for w in r.warnings],
             "files": [{"path": str(r.path), "format": r.format, "encoding": r.encoding, "pairs": len(r.pairs),
                        "examples": len(r.rated), "skipped": len(r.skipped), "evidence": r.evidence,
+                       "described_by": r.described_by,
                        "unused_fields": {k: {"rows": n, "values": list(v)} for k, (n, v) in r.unused.items()}}
                       for r in reads]}
 
@@ -191,6 +192,7 @@ def render_preferences(reads: list[PreferenceRead]) -> str:
     lines = [f"{f['path']}\n  encoding {f['encoding']}; preference format {f['format']}\n  "
              f"{f['pairs'] + f['examples'] + f['skipped']} rows -> {f['pairs']} pairs"
              + (f", {f['examples']} rated answers" if f["examples"] else "") + f", {f['skipped']} skipped"
+             + (f"\n  {f['described_by']}" if f["described_by"] else "")
              + "".join(_unused_line(k, u) for k, u in f["unused_fields"].items()) for f in j["files"]]
     skipped = tuple(k for r in reads for k in r.skipped)
     if skipped:
