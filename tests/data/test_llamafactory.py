@@ -56,12 +56,16 @@ def test_entries_that_do_not_describe_the_file_change_nothing_and_a_broken_info_
 
 
 def test_a_folder_named_as_the_file_name_describes_the_files_in_it(tmp_path: Path):
-    """LLaMA-Factory's file_name may name a folder of files: dataset_info.json is then one folder up."""
+    """LLaMA-Factory's file_name may name a folder of files: dataset_info.json is then one folder up; a walk of
+    the data folder passes dataset_info.json over (it describes the data, it is not data)."""
     (tmp_path / "parts").mkdir()
     path = write_json(tmp_path / "parts" / "a.json", [{"q": "x", "a": "y"}])
     _info(tmp_path, {"parts": {"file_name": "parts", "columns": {"prompt": "q", "response": "a"}}})
     res = formats.load(path)
     assert res.format == "alpaca" and [m.content for m in res.conversations[0].messages] == ["x", "y"]
+    from tunesmith.data import readers
+
+    assert readers.expand(tmp_path) == [path]
     _info(tmp_path, {"parts": {"file_name": "other"}})
     assert llamafactory.describe(path) is None
 
@@ -80,3 +84,6 @@ def test_a_ranking_entry_names_the_fields_of_preference_pairs(tmp_path: Path):
     assert read.format == "alpaca_ranking" and len(read.pairs) == 4 and read.unused == {}
     assert (read.pairs[0].prompt[-1].content, read.pairs[0].chosen, read.pairs[0].rejected) == ("q0", "good 0", "bad 0")
     assert read.described_by.endswith("entry 'prefs': columns instruction=질문, chosen=좋은답, rejected=나쁜답")
+    with pytest.raises(TunesmithError) as err:  # among instructions (a folder of both): said, not misread
+        formats.load(path)
+    assert err.value.what.startswith("these rows hold preference pairs") and "objective=dpo" in err.value.fix

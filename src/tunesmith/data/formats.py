@@ -503,6 +503,11 @@ def load(path: Path, *, format: str = "auto", roles: Mapping[str, str] | None = 
     _check_has_rows(path, raw, skipped, format)
     unparsed = len(skipped)
     described = llamafactory.describe(path)
+    if described is not None and described.ranking:
+        raise TunesmithError(f"these rows hold preference pairs: {described.line()} says ranking: true",
+                             where=str(path), fix="train on it with --set train.objective=dpo (or orpo, simpo), "
+                             "given on its own (a run's files are all pairs or all instructions); `tunesmith "
+                             "inspect` shows how it reads")
     columns, roles = _with_described(described, columns or {}, roles or {})
     records = [RawRecord(r.location, _rename(r.fields, columns)) for r in raw]
     fmt, votes = _choose_format(path, records, format)
@@ -563,7 +568,7 @@ def _convert(records: list[RawRecord], fmt: str, asked: str, skipped: list[Skip]
 def _with_described(described: llamafactory.Description | None, columns: Mapping[str, str],
                     roles: Mapping[str, str]) -> tuple[dict[str, str], dict[str, str]]:
     """data.columns and data.roles with what a dataset_info.json entry says; the config's own win."""
-    if described is None or described.ranking:  # a ranking entry's columns are the preference reader's
+    if described is None:
         return dict(columns), dict(roles)
     return {**described.columns, **columns}, {**described.roles, **roles}
 

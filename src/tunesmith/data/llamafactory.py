@@ -18,10 +18,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from tunesmith.data import readers
 from tunesmith.errors import TunesmithError
 from tunesmith.format_names import TOOL
 
-INFO = "dataset_info.json"
+INFO = readers.DESCRIPTION  # a folder walk passes it over
 ALPACA = {"prompt": "instruction", "query": "input", "response": "output", "system": "system", "history": "history"}
 SHAREGPT = {"messages": "conversations", "system": "system"}
 TURN_KEYS = {"role_tag": "role", "content_tag": "content"}

@@ -479,9 +479,13 @@ def expand(spec: Path) -> list[Path]:
     return [spec]
 
 
+DESCRIPTION = "dataset_info.json"  # LLaMA-Factory's description of the files beside it (data/llamafactory.py)
+
+
 def _walk(folder: Path) -> list[Path]:
     """Data files and saved `datasets` folders under `folder`. Not Path.rglob: it skips an unreadable subfolder
-    without a word, and would read a saved dataset's own state.json as data."""
+    without a word, and would read a saved dataset's own state.json as data. LLaMA-Factory's dataset_info.json
+    describes the files beside it and is not one of them."""
     def fail(err: OSError, name: str | None = None) -> None:
         name = name or err.filename
         raise TunesmithError(f"cannot list folder {name}: {err.strerror}", where=str(folder),
@@ -499,7 +503,7 @@ def _walk(folder: Path) -> list[Path]:
                 fail(err, str(here / d))
         found += [here / d for d in saved]
         dirs[:] = [d for d in dirs if d not in saved]
-        found += [here / f for f in files if kind_of(Path(f)) and (here / f).is_file()]
+        found += [here / f for f in files if kind_of(Path(f)) and (here / f).is_file() and f != DESCRIPTION]
     return sorted(found)
 
 
