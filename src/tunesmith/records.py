@@ -48,7 +48,8 @@ class Message:
 
 @dataclass(frozen=True)
 class Conversation:
-    """A validated conversation: optional system turn, then user/assistant turns, ending on an assistant turn."""
+    """A validated conversation: optional system turn, then user/assistant turns, ending on an assistant turn; or a
+    plain-text row (one "text" message) or a segments row ("segment" parts): template.is_text / is_segments."""
 
     messages: tuple[Message, ...]
     source: str  # where it came from, 'file:line' or 'file[index]'
