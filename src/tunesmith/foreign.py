@@ -17,6 +17,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from tunesmith.diskio import safe_name
+
 LLAMAFACTORY_KEYS = {"model_name_or_path", "stage", "finetuning_type", "dataset", "cutoff_len", "lora_rank",
                      "lora_target", "per_device_train_batch_size", "num_train_epochs", "dataset_dir", "template"}
 AXOLOTL_KEYS = {"base_model", "datasets", "sequence_len", "adapter", "micro_batch_size", "num_epochs", "lora_r",
@@ -123,16 +125,10 @@ def _nested(flat: dict[str, Any]) -> dict[str, Any]:
 
 
 def _name_and_data(out: dict[str, Any], source: Path, notes: list[str]) -> None:
-    out.setdefault("name", _safe(source.stem))
+    out.setdefault("name", safe_name(source.stem, "run"))
     if "data.train" not in out:
         out["data.train"] = ["YOUR_DATA.jsonl"]
         notes.append("data: no data file could be named from it; replace YOUR_DATA.jsonl with yours")
-
-
-def _safe(text: str) -> str:
-    import re
-
-    return re.sub(r"[^A-Za-z0-9._-]+", "-", text).strip("-.") or "run"
 
 
 def _number(value: Any) -> Any:
@@ -156,7 +152,8 @@ def _to(key: str, convert: Callable[[Any], Any] = _number) -> Handler:
 
 def _output_dir(value: Any, raw: dict[str, Any], source: Path, out: dict[str, Any], notes: list[str]) -> None:
     path = Path(str(value))
-    out["name"], out["output_dir"] = _safe(path.name), str(path.parent) if str(path.parent) != "." else "runs"
+    out["name"] = safe_name(path.name, "run")
+    out["output_dir"] = str(path.parent) if str(path.parent) != "." else "runs"
 
 
 def _precision(name: str) -> Handler:
