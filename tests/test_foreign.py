@@ -142,3 +142,12 @@ def test_plan_on_a_foreign_config_says_init_from_and_init_writes_one_that_plans(
     assert "data: 22 train / 8 eval conversations" in res.stdout
     fails(tunesmith("init", "--from", str(out), "--out", str(tmp_path / "again.yaml"), cwd=tmp_path),
           "not a LLaMA-Factory or Axolotl training config")
+
+
+def test_axolotl_datasets_with_different_field_names_are_said_to_clash(tmp_path: Path):
+    raw = {"base_model": "m", "adapter": "lora", "micro_batch_size": 2,
+           "datasets": [{"path": "a.jsonl", "type": "chat_template", "field_messages": "dialog"},
+                        {"path": "b.jsonl", "type": "chat_template", "field_messages": "turns"}]}
+    done = foreign.translate(raw, tmp_path / "ax.yml")
+    assert done.config["data"]["columns"] == {"messages": "turns"}
+    assert any(n.startswith("datasets[1]: its fields are named otherwise") for n in done.notes)

@@ -316,14 +316,17 @@ def _ax_dataset_shape(ds: dict, i: int, out: dict[str, Any], notes: list[str]) -
     if kind not in ("", "chat_template", *AX_TYPES):
         notes.append(f"datasets[{i}].type: {kind}: tunesmith detects the shape of the rows itself (its formats: "
                      "docs/config.md, data.format)")
-    columns = dict(out.get("data.columns", {}))
-    if isinstance(ds.get("field_messages"), str) and ds["field_messages"] not in ("messages", "conversations"):
-        columns["messages"] = ds["field_messages"]
+    mine = {"messages": ds["field_messages"]} if isinstance(ds.get("field_messages"), str) and ds[
+        "field_messages"] not in ("messages", "conversations") else {}
     mappings = ds.get("message_property_mappings") or {k: ds[f"message_field_{k}"] for k in ("role", "content")
                                                        if f"message_field_{k}" in ds}
-    columns.update({k: str(v) for k, v in mappings.items() if k in ("role", "content") and v != k})
-    if columns:
-        out["data.columns"] = columns
+    mine.update({k: str(v) for k, v in mappings.items() if k in ("role", "content") and v != k})
+    before = out.get("data.columns", {})
+    if any(before.get(k, v) != v for k, v in mine.items()):
+        notes.append(f"datasets[{i}]: its fields are named otherwise than an earlier dataset's, and data.columns "
+                     "applies to every file: give it a run of its own, or the same field names")
+    if mine:
+        out["data.columns"] = {**before, **mine}
     roles = {str(name): role for role, names in (ds.get("roles") or {}).items() if role in ("user", "assistant",
              "system") for name in (names if isinstance(names, list) else [names])}
     if roles:
