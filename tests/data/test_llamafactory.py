@@ -87,3 +87,21 @@ def test_a_ranking_entry_names_the_fields_of_preference_pairs(tmp_path: Path):
     with pytest.raises(TunesmithError) as err:  # among instructions (a folder of both): said, not misread
         formats.load(path)
     assert err.value.what.startswith("these rows hold preference pairs") and "objective=dpo" in err.value.fix
+
+
+def test_a_kto_entry_makes_each_conversation_a_rated_answer(tmp_path: Path):
+    """LLaMA-Factory's KTO data (sharegpt turns + a kto_tag column): the last turn is the answer, marked good or
+    bad by the tag, the turns before it the prompt; among instructions it says what it holds."""
+    from tunesmith.data import preference
+
+    turn = lambda role, text: {"from": role, "value": text}  # noqa: E731
+    rows = [{"conversations": [turn("human", f"q{i}"), turn("gpt", f"a{i}")], "tag": i % 2 == 0} for i in range(4)]
+    path = write_json(tmp_path / "kto.json", rows)
+    _info(tmp_path, {"kto": {"file_name": "kto.json", "formatting": "sharegpt", "columns": {"kto_tag": "tag"}}})
+    assert preference.looks_like_preferences(path)
+    read = preference.load(path)
+    assert read.format == "kto" and [(x.prompt[-1].content, x.completion, x.good) for x in read.rated] == [
+        ("q0", "a0", True), ("q1", "a1", False), ("q2", "a2", True), ("q3", "a3", False)]
+    with pytest.raises(TunesmithError) as err:
+        formats.load(path)
+    assert err.value.what.startswith("these rows hold rated answers") and "objective=kto" in err.value.fix

@@ -503,11 +503,13 @@ def load(path: Path, *, format: str = "auto", roles: Mapping[str, str] | None = 
     _check_has_rows(path, raw, skipped, format)
     unparsed = len(skipped)
     described = llamafactory.describe(path)
-    if described is not None and described.ranking:
-        raise TunesmithError(f"these rows hold preference pairs: {described.line()} says ranking: true",
-                             where=str(path), fix="train on it with --set train.objective=dpo (or orpo, simpo), "
-                             "given on its own (a run's files are all pairs or all instructions); `tunesmith "
-                             "inspect` shows how it reads")
+    if described is not None and (described.ranking or described.kto_tag):
+        kto = described.kto_tag is not None
+        raise TunesmithError(f"these rows hold {'rated answers' if kto else 'preference pairs'}: {described.line()} "
+                             f"says {f'kto_tag: {described.kto_tag}' if kto else 'ranking: true'}", where=str(path),
+                             fix=f"train on it with --set train.objective={'kto' if kto else 'dpo (or orpo, simpo)'}"
+                                 ", given on its own (a run's files are all preference data or all instructions); "
+                                 "`tunesmith inspect` shows how it reads")
     columns, roles = _with_described(described, columns or {}, roles or {})
     records = [RawRecord(r.location, _rename(r.fields, columns)) for r in raw]
     fmt, votes = _choose_format(path, records, format)

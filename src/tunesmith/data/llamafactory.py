@@ -6,7 +6,8 @@ An entry matches when its `file_name` is the file (dataset_info.json beside it),
 -> instruction/input/output/system/history; sharegpt: messages -> conversations, system), its `tags` the turn keys
 (role_tag/content_tag -> role/content) and role names (user_tag/assistant_tag/system_tag; observation_tag and
 function_tag are function calling, skipped as such). A ranking entry's columns name the fields of its preference
-pairs (prompt/query/chosen/rejected, or messages/chosen/rejected), for the preference reader. What the entry names
+pairs (prompt/query/chosen/rejected, or messages/chosen/rejected), for the preference reader, and a `kto_tag`
+column makes each conversation a rated answer (KTO: its last turn, marked good or bad). What the entry names
 that tunesmith does not read (tools, images) is said, never dropped without a word. Settings the user gave
 (data.columns, data.roles) win over the entry's.
 """
@@ -42,6 +43,7 @@ class Description:
     roles: dict[str, str]  # data.roles: the file's role name -> system, user, assistant or tool
     passed_over: tuple[str, ...]  # what the entry names that is not read, each said in words
     ranking: bool = False  # preference pairs: `columns` name the fields of LLaMA-Factory's ranking shapes
+    kto_tag: str | None = None  # the field of a KTO entry's good/bad mark: its rows are rated answers
 
     def line(self) -> str:
         """How inspect says it: the entry, then what it set."""
@@ -109,5 +111,18 @@ def _description(name: str, info: Path, entry: dict) -> Description:
     if sharegpt:
         columns.update({TURN_KEYS[k]: str(v) for k, v in tags.items() if k in TURN_KEYS and isinstance(v, str)})
         roles = {str(v): ROLE_TAGS[k] for k, v in tags.items() if k in ROLE_TAGS and isinstance(v, str)}
-    passed = tuple(f"its {k} column {v!r}" for k, v in columns_in.items() if k not in mapping)
-    return Description(name, info, columns, roles, passed)
+    kto = columns_in.get("kto_tag") if isinstance(columns_in.get("kto_tag"), str) else None
+    passed = tuple(f"its {k} column {v!r}" for k, v in columns_in.items() if k not in mapping and k != "kto_tag")
+    return Description(name, info, columns, roles, passed, kto_tag=kto)
+
+
+def rated(row: Any, d: Description) -> Any:
+    """A KTO entry's row (turns under its messages field, its kto_tag) as tunesmith's KTO shape: the turns before
+    the last as the prompt, the last turn's text as the answer, the tag as its label; other rows as they are."""
+    turns = row.get(d.columns.get("conversations", "conversations")) if isinstance(row, dict) else None
+    if d.kto_tag is None or not isinstance(turns, list) or not turns or not all(isinstance(t, dict) for t in turns):
+        return row
+    role, content = d.columns.get("role", "from"), d.columns.get("content", "value")
+    names = {**{"human": "user", "gpt": "assistant"}, **d.roles}
+    prompt = [{"role": names.get(str(t.get(role)), t.get(role)), "content": t.get(content)} for t in turns[:-1]]
+    return {"prompt": prompt, "completion": turns[-1].get(content), "label": row.get(d.kto_tag)}

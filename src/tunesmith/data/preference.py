@@ -218,6 +218,8 @@ def _read(path: Path, encoding: str) -> tuple[list[RawRecord], list[Skip], str]:
     described = llamafactory.describe(path)
     if described is not None and described.ranking:
         raw = [RawRecord(r.location, llamafactory.renamed(r.fields, described.columns)) for r in raw]
+    elif described is not None and described.kto_tag:
+        raw = [RawRecord(r.location, llamafactory.rated(r.fields, described)) for r in raw]
     return raw, skipped, enc
 
 
@@ -272,7 +274,7 @@ def load(path: Path, *, encoding: str = "auto") -> PreferenceRead:
 
 def _described_by(path: Path) -> str:
     described = llamafactory.describe(path)
-    return described.line() if described is not None and described.ranking else ""
+    return described.line() if described is not None and (described.ranking or described.kto_tag) else ""
 
 
 
