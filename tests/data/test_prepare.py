@@ -68,3 +68,12 @@ def test_a_plain_text_file_splits_into_train_and_eval(tmp_path: Path):
     data = prepare(DataConfig(train=[path]))
     assert (len(data.train), len(data.eval)) == (22, 8)
     assert {m.role for c in data.train + data.eval for m in c.messages} == {"text"}
+
+
+def test_a_system_prompt_that_text_rows_cannot_carry_is_said(tmp_path: Path):
+    path = tmp_path / "notes.txt"
+    path.write_text("".join(f"Line {i} of a plain text corpus about cats.\n" for i in range(30)), "utf-8")
+    data = prepare(DataConfig(train=[path], system="Be kind."))
+    assert ("data.system is not added to the 30 plain-text or segments rows: they are trained as written, without a "
+            "chat template to carry a system turn") in data.warnings
+    assert not any("data.system" in w for w in prepare(DataConfig(train=[path])).warnings)

@@ -17,6 +17,7 @@ from tunesmith.config import DataConfig
 from tunesmith.data import formats, personal
 from tunesmith.data import readers
 from tunesmith.errors import TunesmithError
+from tunesmith.format_names import SEGMENT
 from tunesmith.records import Conversation, PreparedData, ReadResult, Skip
 from tunesmith.skips import skip_problems
 
@@ -167,6 +168,10 @@ def prepare(cfg: DataConfig) -> PreparedData:
                 *personal.warning([*train_rows, *eval_rows])]
     if len(eval_rows) < MEANINGFUL_EVAL:
         warnings.append(f"only {len(eval_rows)} eval rows: before/after differences will be mostly noise")
+    raw = sum(c.messages[0].role in ("text", SEGMENT) for c in (*train_rows, *eval_rows))
+    if cfg.system is not None and raw:
+        warnings.append(f"data.system is not added to the {raw} plain-text or segments rows: they are trained as "
+                        "written, without a chat template to carry a system turn")
     train_rows, left_out = limit_rows(train_rows, cfg)
     return PreparedData(tuple(train_rows), tuple(eval_rows), files, tuple(dups), tuple(warnings), left_out)
 
