@@ -119,14 +119,23 @@ def test_input_past_the_context_is_refused_by_how_much_and_old_turns_make_room(t
     assert reply.prompt_tokens + 16 <= 512
 
 
-def test_a_run_trained_on_plain_text_trains_and_chat_and_compare_continue_the_text_typed(tiny_model_dir, tmp_path):
-    """A .txt file trains end to end (was: a StopIteration traceback from the split), and its run's chat prompt is
-    the text as typed, as eval prompted its rows (no chat template, no system prompt, no history)."""
+SEGMENTS = "".join(json.dumps({"segments": [{"label": False, "text": f"Q: what is on mat {i}?\nA:"},
+                                             {"label": True, "text": f" the cat {i}.<|im_end|>"}]}) + "\n"
+                   for i in range(16))
+
+
+@pytest.mark.parametrize("name", ["notes.txt", "segments.jsonl"])
+def test_a_run_trained_on_plain_text_trains_and_chat_and_compare_continue_the_text_typed(tiny_model_dir, tmp_path,
+                                                                                          name: str):
+    """A .txt file (was: a StopIteration traceback from the split) and Axolotl's segments rows train end to end,
+    and the run's chat prompt is the text as typed, as eval prompted its rows (no chat template, no system
+    prompt, no history)."""
     from tests.conftest import tiny_config
     from tunesmith import pipeline
 
-    data = tmp_path / "notes.txt"
-    data.write_text("".join(f"Note {i}: the cat sat on mat number {i}.\n" for i in range(16)), "utf-8")
+    data = tmp_path / name
+    data.write_text("".join(f"Note {i}: the cat sat on mat number {i}.\n" for i in range(16)) if name.endswith(
+        ".txt") else SEGMENTS, "utf-8")
     run = pipeline.run(tiny_config(tiny_model_dir, data, tmp_path / "runs"), say=lambda _: None).run_dir
     gen = rundir.RunDir(run).evaluation().read_generations("tuned")[0]
     said: list[str] = []
