@@ -206,21 +206,23 @@ def detect(rows: list[Any]) -> tuple[str | None, Counter]:
 
 def looks_like_preferences(path: Path, encoding: str = "auto") -> bool:
     """Whether most rows of the file fit a preference shape (inspect and train ask before the SFT formats do)."""
-    raw, _, _ = _read(path, encoding)
+    raw, _, _, _ = _read(path, encoding)
     fmt, votes = detect([r.fields for r in raw])
     return fmt is not None and votes[fmt] * 2 > len(raw)
 
 
-def _read(path: Path, encoding: str) -> tuple[list[RawRecord], list[Skip], str]:
-    """The file's records, with the fields a LLaMA-Factory ranking entry (dataset_info.json) names renamed to
-    the ones its shapes use."""
+def _read(path: Path, encoding: str) -> tuple[list[RawRecord], list[Skip], str, str]:
+    """The file's records, with the fields a LLaMA-Factory ranking or KTO entry (dataset_info.json) names read
+    as the ones its shapes use; and that entry's line for inspect ("" where none)."""
     raw, skipped, enc = readers.read(path, encoding)
     described = llamafactory.describe(path)
     if described is not None and described.ranking:
         raw = [RawRecord(r.location, llamafactory.renamed(r.fields, described.columns)) for r in raw]
     elif described is not None and described.kto_tag:
         raw = [RawRecord(r.location, llamafactory.rated(r.fields, described)) for r in raw]
-    return raw, skipped, enc
+    else:
+        return raw, skipped, enc, ""
+    return raw, skipped, enc, described.line()
 
 
 def preference_files(specs: list[Path], encoding: str = "auto") -> list[Path] | None:
@@ -232,7 +234,7 @@ def preference_files(specs: list[Path], encoding: str = "auto") -> list[Path] | 
 
 def load(path: Path, *, encoding: str = "auto") -> PreferenceRead:
     """Read one preference file: every row a pair (or a rated answer), or a skip with its location and why."""
-    raw, skipped, enc = _read(path, encoding)
+    raw, skipped, enc, described_by = _read(path, encoding)
     skipped = list(skipped)
     fmt, votes = detect([r.fields for r in raw])
     if fmt is None:
@@ -269,12 +271,7 @@ def load(path: Path, *, encoding: str = "auto") -> PreferenceRead:
     return PreferenceRead(path, enc, fmt, tuple(pairs), tuple(rated), tuple(skipped),
                           tuple(joined + length_bias(pairs) + contradictions(pairs)), dict(votes),
                           readers.unused_fields([rec.fields for rec in raw if rec.location in used],
-                                                lambda row: READS[fmt]), _described_by(path))
-
-
-def _described_by(path: Path) -> str:
-    described = llamafactory.describe(path)
-    return described.line() if described is not None and (described.ranking or described.kto_tag) else ""
+                                                lambda row: READS[fmt]), described_by)
 
 
 
