@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from tunesmith.errors import TunesmithError
+from tunesmith.format_names import SEGMENT
 
 IGNORE = -100  # the label of a token the loss skips (transformers' and PyTorch's ignore_index)
 
@@ -54,6 +55,11 @@ class Conversation:
     messages: tuple[Message, ...]
     source: str  # where it came from, 'file:line' or 'file[index]'
     group: str | None = None  # the row's data.group_by value, when one is named
+
+    @property
+    def untemplated(self) -> bool:
+        """A plain-text row or a segments row: trained as written, without a chat template."""
+        return bool(self.messages) and self.messages[0].role in ("text", SEGMENT)
 
     def to_json(self) -> dict[str, Any]:
         return {"messages": [{"role": m.role, "content": m.content, **({} if m.train else {"weight": 0})}

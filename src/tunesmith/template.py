@@ -154,7 +154,7 @@ def is_segments(conv: Conversation) -> bool:
 def trained_raw(convs: Sequence[Conversation]) -> bool:
     """Whether a run's training rows are all plain text or segments rows: written without a chat template, so
     that its model is prompted with text as typed (chat, serve, compare), as eval prompts those rows."""
-    return bool(convs) and all(is_text(c) or is_segments(c) for c in convs)
+    return bool(convs) and all(c.untemplated for c in convs)
 
 
 def as_raw_prompt(conv: Conversation) -> Conversation:

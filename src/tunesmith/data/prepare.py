@@ -17,7 +17,6 @@ from tunesmith.config import DataConfig
 from tunesmith.data import formats, personal
 from tunesmith.data import readers
 from tunesmith.errors import TunesmithError
-from tunesmith.format_names import SEGMENT
 from tunesmith.records import Conversation, PreparedData, ReadResult, Skip
 from tunesmith.skips import skip_problems
 
@@ -168,7 +167,7 @@ def prepare(cfg: DataConfig) -> PreparedData:
                 *personal.warning([*train_rows, *eval_rows])]
     if len(eval_rows) < MEANINGFUL_EVAL:
         warnings.append(f"only {len(eval_rows)} eval rows: before/after differences will be mostly noise")
-    raw = sum(c.messages[0].role in ("text", SEGMENT) for c in (*train_rows, *eval_rows))
+    raw = sum(c.untemplated for c in (*train_rows, *eval_rows))
     if cfg.system is not None and raw:
         warnings.append(f"data.system is not added to the {raw} plain-text or segments rows: they are trained as "
                         "written, without a chat template to carry a system turn")
