@@ -7,13 +7,13 @@ import copy
 
 import pytest
 
-from tests.fixtures.templates import CHATML_LAST_MARKED, CHATML_MARKED, GEMMA, LLAMA3, REWRITES_HISTORY
+from tests.fixtures.templates import CHATML_LAST_MARKED, CHATML_MARKED, CHATML_TOOLS, GEMMA, LLAMA3, REWRITES_HISTORY
 from tunesmith.config import TemplateConfig
 from tunesmith.data.formats import _alpaca, _prompt_completion, validate
 from tunesmith.errors import TunesmithError
-from tunesmith.records import Conversation, Example, Message, Skip
+from tunesmith.records import Conversation, Example, Message, Skip, ToolCall
 from tunesmith.template import (IGNORE, Unusable, check, encode, end_of_turn_ids, merge_system, prompt_text, render_dataset,
-                                setup_tokenizer, supports_system)
+                                setup_tokenizer, supports_system, supports_tools)
 
 X = IGNORE
 CFG = TemplateConfig()
@@ -298,3 +298,70 @@ def test_a_segments_row_longer_than_max_length_is_dropped_not_cut(smol_tokenizer
     with pytest.raises(Unusable) as err:
         encode(smol_tokenizer, _segments(*SEGMENT_ROW), TemplateConfig(max_length=16, overflow="truncate"))
     assert err.value.kind == "too_long"
+
+
+# --- function calling: the model's own template where it writes calls, else toolcalls' text form
+
+TOOLS = '[{"type": "function", "function": {"name": "weather", "parameters": {"type": "object"}}}]'
+
+
+def tool_conv(tools: str | None = TOOLS) -> Conversation:
+    call = ToolCall("weather", '{"city": "서울"}')
+    return Conversation((Message("user", "Weather?"), Message("assistant", "", tool_calls=(call,)),
+                         Message("tool", "sunny"), Message("tool", "3 C"), Message("assistant", "Sunny, 3 C.")),
+                        "t.jsonl:1", tools=tools)
+
+
+def learned(tok, ex: Example) -> list[str]:
+    """The supervised runs of an example, decoded."""
+    runs, run = [], []
+    for t, lab in zip([*ex.input_ids, None], [*ex.labels, X]):
+        if lab != X:
+            run.append(t)
+        elif run:
+            runs, run = [*runs, tok.decode(run)], []
+    return runs
+
+
+def test_a_template_without_tool_support_gets_calls_and_outputs_as_text(smol_tokenizer):
+    """SmolLM2's template drops a call: the tools go into the system turn, the call is the answer's text, the two
+    outputs one user turn; the call and the final answer are learned, the outputs are not."""
+    assert not supports_tools(smol_tokenizer)
+    r = render_dataset(smol_tokenizer, [tool_conv()], CFG)
+    assert "calls written as <tool_call>" in r.notices[0]
+    [c] = r.convs
+    assert [m.role for m in c.messages] == ["system", "user", "assistant", "user", "assistant"] and c.tools is None
+    assert '<tools>\n{"type": "function", "function": {"name": "weather"' in c.messages[0].content
+    assert c.messages[3].content == "<tool_response>\nsunny\n</tool_response>\n<tool_response>\n3 C\n</tool_response>"
+    assert learned(smol_tokenizer, r.examples[0]) == [
+        '<tool_call>\n{"name": "weather", "arguments": {"city": "서울"}}\n</tool_call><|im_end|>\n',
+        "Sunny, 3 C.<|im_end|>\n"]
+    assert r.checks.parity_failures == () and r.checks.end_of_turn_missing == ()
+
+
+@pytest.mark.parametrize("markers", [True, False])
+def test_a_template_that_writes_calls_renders_them_itself(smol_tokenizer, markers: bool):
+    """With the model's own tool support the conversation goes to the template as it is (tools= and tool_calls),
+    by its {% generation %} marks or by prefix difference alike; a tool-call answer's reference is what the
+    template writes for it."""
+    tok = with_template(smol_tokenizer, CHATML_TOOLS if markers else
+                        CHATML_TOOLS.replace("{% generation %}", "").replace("{% endgeneration %}", ""))
+    assert supports_tools(tok)
+    r = render_dataset(tok, [tool_conv()], CFG)
+    assert r.notices == () and r.convs[0] == tool_conv()
+    text = tok.decode(list(r.examples[0].input_ids))
+    assert text.startswith('<|im_start|>system\nTools:\n{"type": "function"') and "<|im_start|>tool\n3 C" in text
+    call = '<call>{"name": "weather", "arguments": {"city": "서울"}}</call><|im_end|>'
+    assert [s.rstrip("\n") for s in learned(tok, r.examples[0])] == [call, "Sunny, 3 C.<|im_end|>"]
+    asked = Conversation(tool_conv().messages[:2], "t.jsonl:2", tools=TOOLS)
+    prompt, reference = prompt_text(tok, asked)
+    assert prompt.endswith("Weather?<|im_end|>\n<|im_start|>assistant\n") and reference == call[:-len("<|im_end|>")]
+
+
+def test_truncate_drops_an_old_exchange_with_its_tool_turns(smol_tokenizer):
+    old = tool_conv(None).messages
+    c = Conversation((Message("user", "old " * 20), *old[1:], Message("user", "new"), Message("assistant", "fresh")),
+                     "t.jsonl:1")
+    ex = encode(smol_tokenizer, c, TemplateConfig(max_length=60, overflow="truncate"))
+    text = smol_tokenizer.decode(list(ex.input_ids))
+    assert ex.truncated and "old" not in text and "sunny" not in text and text.endswith("fresh<|im_end|>\n")

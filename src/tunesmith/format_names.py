@@ -14,8 +14,11 @@ ALL_FORMATS = (*ROW_FORMATS, FLAT_TURNS, CHAT_LOG)
 # "developer" is OpenAI's name for the system message since its o1 models (chat and fine-tuning files alike).
 ROLE_ALIASES = {"system": "system", "user": "user", "assistant": "assistant",
                 "human": "user", "gpt": "assistant", "model": "assistant", "developer": "system"}
-# Role names of function-calling turns: OpenAI's "tool" and its older "function", Llama's "ipython", and
-# LLaMA-Factory's ShareGPT "function_call" / "observation": known, so that a file with them reads, and their rows
-# are skipped as function calling (formats.validate).
-TOOL_ROLES = ("tool", "function", "ipython", "function_call", "observation")
+# Role names of a tool's output: OpenAI's "tool" and its older "function", Llama's "ipython", LLaMA-Factory's
+# ShareGPT "observation". A turn that calls tools is CALL: OpenAI's assistant message with tool_calls (or the
+# older function_call), LLaMA-Factory's "function_call" turn (data/calls.py reads them; it becomes an assistant
+# turn with its calls).
+TOOL_ROLES = ("tool", "function", "ipython", "observation")
 TOOL = "tool"  # what they map to
+CALL_ROLES = ("function_call",)
+CALL = "tool_call"  # what they map to

@@ -41,10 +41,20 @@ class RawRecord:
 
 
 @dataclass(frozen=True)
+class ToolCall:
+    """One function call an assistant turn makes: the function's name and its arguments, a JSON object as text (as
+    the file wrote it, re-serialised compactly: records stay frozen and comparable)."""
+
+    name: str
+    arguments: str
+
+
+@dataclass(frozen=True)
 class Message:
-    role: str  # system, user or assistant; "text" (a plain-text row), "segment" (a segments row's part)
+    role: str  # system, user, assistant or tool (a tool's output); "text" (a plain-text row), "segment" (a part)
     content: str
     train: bool = True  # an assistant turn or segment trained on; False: OpenAI's "weight": 0, a segment's label false
+    tool_calls: tuple[ToolCall, ...] = ()  # an assistant turn's function calls (its content may then be empty)
 
 
 @dataclass(frozen=True)
@@ -55,6 +65,12 @@ class Conversation:
     messages: tuple[Message, ...]
     source: str  # where it came from, 'file:line' or 'file[index]'
     group: str | None = None  # the row's data.group_by value, when one is named
+    tools: str | None = None  # the functions the row offers the model: a JSON list of tool schemas, as text
+
+    @property
+    def calls_tools(self) -> bool:
+        """A function-calling row: it offers tools, or its turns call them."""
+        return self.tools is not None or any(m.tool_calls or m.role == "tool" for m in self.messages)
 
     @property
     def untemplated(self) -> bool:
@@ -62,15 +78,18 @@ class Conversation:
         return bool(self.messages) and self.messages[0].role in ("text", SEGMENT)
 
     def to_json(self) -> dict[str, Any]:
-        return {"messages": [{"role": m.role, "content": m.content, **({} if m.train else {"weight": 0})}
-                             for m in self.messages],
-                "source": self.source, **({"group": self.group} if self.group is not None else {})}
+        return {"messages": [{"role": m.role, "content": m.content, **({} if m.train else {"weight": 0}),
+                              **({"tool_calls": [{"name": c.name, "arguments": c.arguments} for c in m.tool_calls]}
+                                 if m.tool_calls else {})} for m in self.messages],
+                "source": self.source, **({"group": self.group} if self.group is not None else {}),
+                **({"tools": self.tools} if self.tools is not None else {})}
 
     @classmethod
     def from_json(cls, obj: dict[str, Any]) -> Conversation:
-        return cls(tuple(Message(m["role"], m["content"], m.get("weight", 1) != 0) for m in obj["messages"]),
-                   obj.get("source", ""),
-                   obj.get("group"))
+        return cls(tuple(Message(m["role"], m["content"], m.get("weight", 1) != 0,
+                                 tuple(ToolCall(c["name"], c["arguments"]) for c in m.get("tool_calls", ())))
+                         for m in obj["messages"]),
+                   obj.get("source", ""), obj.get("group"), obj.get("tools"))
 
 
 # The skip kinds: kind -> what the rows of that kind have in common (a table row of the report, a line of the plan)
@@ -82,7 +101,7 @@ SKIP_KINDS = {
     "wrong_format": "not in the format of the other rows",
     "malformed": "a field of the wrong type for the format",
     "not_text": "a turn whose content is not text",
-    "tool_call": "function calling (a tool call or a tool's output)",
+    "tool_call": "a malformed function call or tool schema",
     "empty_turn": "a turn with no text",
     "control_char": "a control character in the text",
     "turn_order": "turns that do not alternate user, assistant",

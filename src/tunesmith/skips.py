@@ -33,8 +33,9 @@ SKIP_FIXES = {
                  "problem",
     "not_text": "make each turn's content a string, or a list of text parts ({{\"type\": \"text\", \"text\": ...}}); a "
                 "number, null, or an image or audio part is not read as text",
-    "tool_call": "tunesmith trains plain chat turns: rows with tool calls are left out; to train on them, write "
-                 "each call and the tool's output into the turns as text",
+    "tool_call": "write each call as {{\"name\": ..., \"arguments\": {{...}}}} (OpenAI's tool_calls, or a "
+                 "function_call turn's JSON) and each tool as {{\"name\": ..., \"description\": ..., \"parameters\": "
+                 "{{...}}}}",
     "empty_turn": "fill in or delete the empty turns (an empty answer has nothing to teach)",
     "control_char": "remove the control characters (often a stray NUL or form feed from a copied PDF)",
     "turn_order": "map your role names with data.roles (e.g. --set data.roles.counselor=assistant), or merge "

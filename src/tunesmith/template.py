@@ -11,13 +11,15 @@ the end-of-turn token stays supervised even where pad == eos.
 from __future__ import annotations
 
 import dataclasses
+import json
 from collections.abc import Callable, Sequence
 from typing import Any
 
+from tunesmith import toolcalls
 from tunesmith.config import TemplateConfig
 from tunesmith.errors import TunesmithError
 from tunesmith.format_names import SEGMENT
-from tunesmith.records import IGNORE, Conversation, Example, Message, Rendered, Skip, TemplateCheck
+from tunesmith.records import IGNORE, Conversation, Example, Message, Rendered, Skip, TemplateCheck, ToolCall
 from tunesmith.skips import AUTO_STEP, SKIP_FIXES
 
 
@@ -68,17 +70,41 @@ def check_renders(tokenizer: Any, cfg: TemplateConfig) -> None:
                                  "chat_templating), or set it to auto, plain or chatml") from None
 
 
-def _chat(messages: tuple[Message, ...] | list[Message]) -> list[dict[str, str]]:
-    return [{"role": m.role, "content": m.content} for m in messages]
+def _chat(messages: tuple[Message, ...] | list[Message]) -> list[dict[str, Any]]:
+    """Messages as chat templates take them; calls in Hugging Face's form, arguments as objects."""
+    return [{"role": m.role, "content": m.content, **({"tool_calls": [
+        {"type": "function", "function": {"name": c.name, "arguments": json.loads(c.arguments)}}
+        for c in m.tool_calls]} if m.tool_calls else {})} for m in messages]
 
 
 def render_text(tokenizer: Any, messages: tuple[Message, ...] | list[Message], *,
-                add_generation_prompt: bool) -> str:
+                add_generation_prompt: bool, tools: str | None = None) -> str:
+    """The messages as the chat template writes them; `tools` (a conversation's schemas, JSON text) passed on."""
     if not getattr(tokenizer, "chat_template", None):
         raise TunesmithError("the model's tokenizer has no chat template",
                              fix="set template.chat_template: plain (or chatml) in the config")
-    return tokenizer.apply_chat_template(_chat(messages), tokenize=False,
-                                         add_generation_prompt=add_generation_prompt)
+    return tokenizer.apply_chat_template(_chat(messages), tokenize=False, add_generation_prompt=add_generation_prompt,
+                                         **({"tools": json.loads(tools)} if tools else {}))
+
+
+# A function-calling exchange whose every part a template with tool support writes out (supports_tools)
+_PROBE_TOOLS = json.dumps([{"type": "function", "function": {
+    "name": "probe_lookup", "description": "probe_describes", "parameters": {
+        "type": "object", "properties": {"probe_key": {"type": "string"}}, "required": ["probe_key"]}}}])
+_PROBE = (Message("user", "u"),
+          Message("assistant", "", tool_calls=(ToolCall("probe_call", '{"probe_key": "probe_value"}'),)),
+          Message("tool", "probe_output"), Message("assistant", "a"))
+
+
+def supports_tools(tokenizer: Any) -> bool:
+    """Whether the chat template writes out function calling itself: the tools offered, a call's name and
+    arguments and the tool's output all appear when it renders a probe exchange (SmolLM2's and the fallbacks drop
+    the call or reject the tool role: toolcalls.as_text writes those as text)."""
+    try:
+        text = render_text(tokenizer, _PROBE, add_generation_prompt=False, tools=_PROBE_TOOLS)
+    except Exception:  # jinja2's TemplateError, or a template's own raise_exception() on the tool role
+        return False
+    return all(word in text for word in ("probe_describes", "probe_call", "probe_value", "probe_output"))
 
 
 def supports_system(tokenizer: Any) -> bool:
@@ -105,6 +131,12 @@ def fit(tokenizer: Any, convs: Sequence[Conversation], cfg: TemplateConfig
     for training, preview, eval and compare. Returns the conversations and notices for the user."""
     notices = setup_tokenizer(tokenizer, cfg)
     check_renders(tokenizer, cfg)
+    if any(c.calls_tools for c in convs) and not supports_tools(tokenizer):
+        notices.append("the chat template does not write function calls: tools are offered in the system turn, calls "
+                       f"written as {toolcalls.CALL_OPEN}{{\"name\": ..., \"arguments\": ...}}{toolcalls.CALL_CLOSE} "
+                       "in the answers and tool outputs as the user's turn (Qwen2.5's form), in training, eval and "
+                       "chat alike")
+        convs = [toolcalls.as_text(c) for c in convs]
     if not supports_system(tokenizer) and any(c.messages and c.messages[0].role == "system" for c in convs):
         notices.append("the chat template rejects a system turn; its text is merged into the first user turn")
         convs = [merge_system(c) for c in convs]
@@ -117,13 +149,13 @@ def has_generation_markers(tokenizer: Any) -> bool:
 
 def supervised_spans(tokenizer: Any, conv: Conversation) -> tuple[str, list[tuple[int, int]]]:
     """The full rendered text and the (start, end) character spans of every assistant turn."""
-    full = render_text(tokenizer, conv.messages, add_generation_prompt=False)
+    full = render_text(tokenizer, conv.messages, add_generation_prompt=False, tools=conv.tools)
     spans = []
     for i, m in enumerate(conv.messages):
         if m.role != "assistant":
             continue
-        before = render_text(tokenizer, conv.messages[:i], add_generation_prompt=True)
-        upto = render_text(tokenizer, conv.messages[: i + 1], add_generation_prompt=False)
+        before = render_text(tokenizer, conv.messages[:i], add_generation_prompt=True, tools=conv.tools)
+        upto = render_text(tokenizer, conv.messages[: i + 1], add_generation_prompt=False, tools=conv.tools)
         if not upto.startswith(before) or not full.startswith(upto):
             model = getattr(tokenizer, "name_or_path", "the model")
             raise TunesmithError(
@@ -182,7 +214,8 @@ def _encode_segments(tokenizer: Any, conv: Conversation, supervise: str) -> tupl
 def _encode_chat(tokenizer: Any, conv: Conversation, supervise: str) -> tuple[list[int], list[int]]:
     if has_generation_markers(tokenizer):
         enc = tokenizer.apply_chat_template(_chat(conv.messages), tokenize=True, return_dict=True,
-                                            return_assistant_tokens_mask=True)
+                                            return_assistant_tokens_mask=True,
+                                            **({"tools": json.loads(conv.tools)} if conv.tools else {}))
         ids, mask = list(enc["input_ids"]), list(enc["assistant_masks"])
         runs, start = [], None  # contiguous supervised runs = assistant turns
         for i, bit in enumerate([*mask, 0]):
@@ -228,14 +261,14 @@ def _shorten(conv: Conversation) -> Conversation | None:
     Never touches the supervised answer; None when nothing is left to cut.
     """
     msgs = list(conv.messages)
-    head = 1 if msgs[0].role == "system" else 0
-    if len(msgs) - head > 2:  # history before the last exchange: the oldest user/assistant pair goes first
-        return dataclasses.replace(conv, messages=tuple(msgs[:head] + msgs[head + 2:]))
-    user = msgs[-2]
+    users = [i for i, m in enumerate(msgs) if m.role == "user"]
+    if len(users) > 1:  # history before the last exchange: the oldest exchange (its tool turns too) goes first
+        return dataclasses.replace(conv, messages=tuple(msgs[:users[0]] + msgs[users[1]:]))
+    user = msgs[users[-1]]
     cut = user.content[: len(user.content) // 2].rstrip() + " …"
     if len(cut) >= len(user.content):  # nothing left to cut: only the answer remains too long
         return None
-    msgs[-2] = Message("user", cut)
+    msgs[users[-1]] = Message("user", cut)
     return dataclasses.replace(conv, messages=tuple(msgs))
 
 
@@ -290,13 +323,21 @@ def prompt_text(tokenizer: Any, conv: Conversation) -> tuple[str, str]:
         return " ".join(words[:half]), " ".join(words[half:])
     if is_segments(conv):  # the parts before the last learned one are the prompt, as written
         last = max((i for i, m in enumerate(conv.messages) if m.train), default=len(conv.messages) - 1)
-        answer = conv.messages[last].content
-        for special in getattr(tokenizer, "all_special_tokens", ()):
-            answer = answer.replace(special, "")
-        return "".join(m.content for m in conv.messages[:last]), answer.strip()
+        return "".join(m.content for m in conv.messages[:last]), _without_special(tokenizer,
+                                                                                    conv.messages[last].content)
     last = max(i for i, m in enumerate(conv.messages) if m.role == "assistant")
-    prompt = render_text(tokenizer, conv.messages[:last], add_generation_prompt=True)
-    return prompt, conv.messages[last].content
+    prompt = render_text(tokenizer, conv.messages[:last], add_generation_prompt=True, tools=conv.tools)
+    if not conv.messages[last].tool_calls:
+        return prompt, conv.messages[last].content
+    # an answer that calls tools, in a template that writes calls itself: the reference is what it writes for it
+    upto = render_text(tokenizer, conv.messages[: last + 1], add_generation_prompt=False, tools=conv.tools)
+    return prompt, _without_special(tokenizer, upto[len(prompt):])
+
+
+def _without_special(tokenizer: Any, text: str) -> str:
+    for special in getattr(tokenizer, "all_special_tokens", ()):
+        text = text.replace(special, "")
+    return text.strip()
 
 
 def encode_all(tokenizer: Any, convs: Sequence[Conversation], cfg: TemplateConfig,

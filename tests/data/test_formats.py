@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
@@ -9,6 +10,7 @@ import pytest
 from tests.conftest import REALDATA, SAMPLE, write_json
 from tunesmith.data import formats, readers
 from tunesmith.errors import TunesmithError
+from tunesmith.records import Message, ToolCall
 
 
 def test_bundled_samples_read_completely():
@@ -350,37 +352,93 @@ def test_turns_under_other_keys_stop_with_the_columns_that_name_them(tmp_path: P
     assert "turns keyed" not in str(err.value)
 
 
-def test_function_calling_rows_are_skipped_as_such_and_developer_is_the_system_role(tmp_path: Path):
-    """OpenAI chat files: "developer" (its system role since o1) reads as system; a row with a tool's output (role
-    tool, or function / ipython) or an assistant tool call (content left out, as OpenAI's files do) is skipped
-    as function calling, not as an unknown role that stops the read or as a turn without text."""
+WEATHER = {"type": "function", "function": {
+    "name": "weather", "description": "today's weather in a city",
+    "parameters": {"type": "object", "properties": {"city": {"type": "string"}}}}}
+
+
+def test_openai_function_calling_rows_read_with_their_calls_tools_and_outputs(tmp_path: Path):
+    """OpenAI chat files: "developer" (its system role since o1) reads as system; an assistant message's tool_calls
+    (content left out or null, arguments as JSON text or an object) become its calls, a tool / function / ipython
+    turn the tool's output, the row's `tools` (or older `functions`) its schemas in chat-template form."""
     call = {"role": "assistant", "tool_calls": [{"id": "1", "type": "function",
-                                                 "function": {"name": "weather", "arguments": "{}"}}]}
+                                                 "function": {"name": "weather", "arguments": '{"city": "서울"}'}}]}
     rows = [{"messages": [{"role": "developer", "content": "Be brief."}, {"role": "user", "content": "hi"},
                           {"role": "assistant", "content": "hello"}]},
             {"messages": [{"role": "user", "content": "weather?"}, {**call, "content": None},
                           {"role": "tool", "tool_call_id": "1", "content": "sunny"},
-                          {"role": "assistant", "content": "It is sunny."}]},
-            {"messages": [{"role": "user", "content": "weather?"}, call]},
-            {"messages": [{"role": "user", "content": "2+2?"}, {"role": "ipython", "content": "4"},
+                          {"role": "assistant", "content": "It is sunny."}], "tools": [WEATHER]},
+            {"messages": [{"role": "user", "content": "weather?"}, call], "functions": [WEATHER["function"]]},
+            {"messages": [{"role": "user", "content": "2+2?"},
+                          {"role": "assistant", "content": "Let me add.", "function_call": {
+                              "name": "add", "arguments": {"a": 2, "b": 2}}},
+                          {"role": "function", "content": "4"}, {"role": "ipython", "content": "(4)"},
                           {"role": "assistant", "content": "4"}]}]
     res = formats.load(write_json(tmp_path / "t.json", rows))
-    [conv] = res.conversations
-    assert [(m.role, m.content) for m in conv.messages] == [("system", "Be brief."), ("user", "hi"),
-                                                            ("assistant", "hello")]
-    assert [(s.location, s.kind) for s in res.skipped] == [("t.json[1]", "tool_call"), ("t.json[2]", "tool_call"),
-                                                           ("t.json[3]", "tool_call")]
-    assert res.skipped[0].reason == "turn 1: function calling (a tool call or a tool's output)"
-    assert res.rows_read == 4
+    plain, weather, asked, added = res.conversations
+    assert [(m.role, m.content) for m in plain.messages] == [("system", "Be brief."), ("user", "hi"),
+                                                             ("assistant", "hello")]
+    assert plain.tools is None and not plain.calls_tools
+    assert [(m.role, m.content, m.tool_calls) for m in weather.messages] == [
+        ("user", "weather?", ()), ("assistant", "", (ToolCall("weather", '{"city": "서울"}'),)),
+        ("tool", "sunny", ()), ("assistant", "It is sunny.", ())]
+    assert json.loads(weather.tools) == [WEATHER] == json.loads(asked.tools)
+    assert asked.messages[-1].tool_calls == (ToolCall("weather", '{"city": "서울"}'),)
+    assert [(m.role, m.content) for m in added.messages] == [("user", "2+2?"), ("assistant", "Let me add."),
+                                                             ("tool", "4"), ("tool", "(4)"), ("assistant", "4")]
+    assert added.messages[1].tool_calls == (ToolCall("add", '{"a": 2, "b": 2}'),)
+    assert res.skipped == () and res.rows_read == 4 and res.unused == {}
 
 
-def test_llama_factory_sharegpt_function_calling_rows_are_skipped_as_such(tmp_path: Path):
+def test_malformed_calls_and_misplaced_tool_turns_are_skipped_with_the_turn_named(tmp_path: Path):
+    ask = {"role": "user", "content": "weather?"}
+    calls = lambda *c: {"role": "assistant", "tool_calls": list(c)}  # noqa: E731
+    rows = [{"messages": [ask, calls({"function": {"arguments": "{}"}}), {"role": "tool", "content": "x"},
+                          {"role": "assistant", "content": "y"}]},
+            {"messages": [ask, calls({"name": "weather", "arguments": "{city: 1}"})]},
+            {"messages": [ask, calls({"name": "a", "arguments": "{}"}, {"name": "b", "arguments": "[1]"})]},
+            {"messages": [ask, {"role": "tool", "content": "sunny"}, {"role": "assistant", "content": "y"}]},
+            {"messages": [ask, calls({"name": "weather", "arguments": {}}), {"role": "assistant", "content": "y"}]},
+            {"messages": [ask, {"role": "assistant", "content": "y"}], "tools": [{"description": "no name"}]}]
+    res = formats.load(write_json(tmp_path / "t.json", rows))
+    assert res.conversations == ()
+    assert [(s.kind, s.reason) for s in res.skipped] == [
+        ("tool_call", 'turn 1: the tool call has no function name (expected {"name": ..., "arguments": {...}})'),
+        ("tool_call", "turn 1: the tool call's arguments is not valid JSON (Expecting property name enclosed in "
+                      "double quotes at position 1): '{city: 1}'"),
+        ("tool_call", "turn 1: tool call 2 (b): arguments are list, expected a JSON object"),
+        ("turn_order", "turn 1: a tool's output where no assistant turn called a tool just before"),
+        ("turn_order", "turn 2: assistant where the output of the tool just called was expected"),
+        ("tool_call", 'the row: tool 1 has no function name (expected {"name": ..., "description": ..., '
+                      '"parameters": {...}})')]
+
+
+def test_llama_factory_sharegpt_function_calling_rows_read(tmp_path: Path):
+    """LLaMA-Factory's ShareGPT function calling: a function_call turn holds the call's JSON (or a list of calls),
+    an observation the output, the `tools` column the JSON text of its schemas (empty where a row has none)."""
     rows = [{"conversations": [{"from": "human", "value": "weather?"},
-                               {"from": "function_call", "value": '{"name": "weather"}'},
-                               {"from": "observation", "value": "sunny"}, {"from": "gpt", "value": "Sunny."}]},
-            {"conversations": [{"from": "human", "value": "hi"}, {"from": "gpt", "value": "hello"}]}]
+                               {"from": "function_call",
+                                "value": '{"name": "weather", "arguments": {"city": "Seoul"}}'},
+                               {"from": "observation", "value": "sunny"}, {"from": "gpt", "value": "Sunny."}],
+             "tools": json.dumps([WEATHER["function"]])},
+            {"conversations": [{"from": "human", "value": "hi"}, {"from": "gpt", "value": "hello"}], "tools": ""},
+            {"conversations": [{"from": "human", "value": "both?"},
+                               {"from": "function_call", "value": json.dumps([{"name": "a", "arguments": {}},
+                                                                              {"name": "b", "arguments": {"x": 1}}])},
+                               {"from": "observation", "value": "1, 2"}, {"from": "gpt", "value": "Done."}]}]
     res = formats.load(write_json(tmp_path / "f.json", rows))
-    assert len(res.conversations) == 1 and [(s.location, s.kind) for s in res.skipped] == [("f.json[0]", "tool_call")]
+    weather, hello, both = res.conversations
+    assert res.roles == {"function_call": "tool_call", "gpt": "assistant", "human": "user", "observation": "tool"}
+    assert weather.messages[1] == Message("assistant", "", tool_calls=(ToolCall("weather", '{"city": "Seoul"}'),))
+    assert json.loads(weather.tools) == [WEATHER] and hello.tools is None and not hello.calls_tools
+    assert [c.name for c in both.messages[1].tool_calls] == ["a", "b"] and res.skipped == ()
+
+
+def test_an_app_exports_tool_use_is_still_skipped(tmp_path: Path):
+    """A chat app's export holds a tool's use without its call and output as text: the row is skipped as such."""
+    with pytest.raises(formats.BadRow, match="a tool the app used") as err:
+        formats.validate([("user", "q"), ("tool", None), ("assistant", "a")], "e[0]", None)
+    assert err.value.kind == "tool_call"
 
 
 def test_llama_factory_alpaca_system_and_history_columns_are_read(tmp_path: Path):

@@ -30,16 +30,17 @@ def test_an_alpaca_entry_names_the_columns_of_a_korean_qa_file(tmp_path: Path):
 
 def test_a_sharegpt_entry_names_the_turn_keys_and_roles_and_what_it_does_not_read(tmp_path: Path):
     turns = lambda i: [{"speaker": "client", "text": f"q{i}"}, {"speaker": "counselor", "text": f"a{i}"}]  # noqa: E731
-    path = write_json(tmp_path / "chat.json", [{"dialog": turns(i), "tools": "[]"} for i in range(2)])
+    path = write_json(tmp_path / "chat.json", [{"dialog": turns(i), "funcs": "[]", "pics": []} for i in range(2)])
     _info(tmp_path, {"chat": {"file_name": "chat.json", "formatting": "sharegpt",
-                              "columns": {"messages": "dialog", "tools": "tools"},
+                              "columns": {"messages": "dialog", "tools": "funcs", "images": "pics"},
                               "tags": {"role_tag": "speaker", "content_tag": "text", "user_tag": "client",
                                        "assistant_tag": "counselor", "observation_tag": "observation"}}})
     res = formats.load(path)
     assert res.format == "sharegpt" and len(res.conversations) == 2
     assert res.roles == {"client": "user", "counselor": "assistant"}
-    assert res.described_by.endswith("columns conversations=dialog, role=speaker, content=text; roles client=user, "
-                                     "counselor=assistant, observation=tool; not read: its tools column 'tools'")
+    assert res.described_by.endswith("columns conversations=dialog, tools=funcs, role=speaker, content=text; roles "
+                                     "client=user, counselor=assistant, observation=tool; not read: its images "
+                                     "column 'pics'")
     # the config's own settings win over the entry's
     mine = formats.load(path, roles={"counselor": "user", "client": "assistant"})
     assert mine.roles == {"client": "assistant", "counselor": "user"}

@@ -18,12 +18,13 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-from tunesmith.data import chatlog, exports, llamafactory, parts, preference, readers
+from tunesmith.data import calls, chatlog, exports, llamafactory, parts, preference, readers
 from tunesmith.errors import TunesmithError, did_you_mean
-from tunesmith.format_names import ALL_FORMATS, FLAT_TURNS, ROLE_ALIASES, SEGMENT, TOOL, TOOL_ROLES
+from tunesmith.format_names import (ALL_FORMATS, CALL, CALL_ROLES, FLAT_TURNS, ROLE_ALIASES, SEGMENT, TOOL,
+                                    TOOL_ROLES)
 from tunesmith.records import Conversation, Message, RawRecord, ReadResult, Skip
 
-Turns = list[tuple[Any, ...]]  # (role, content) or (role, content, weight)
+Turns = list[tuple[Any, ...]]  # (role, content) or (role, content, weight); a CALL turn's content: data/calls.py
 
 # Role names other tools write for the same roles (ShareGPT's human/gpt, Gemma's model).
 
@@ -181,10 +182,10 @@ def _numbered(row: dict) -> Turns:
 
 def _turn(t: dict) -> tuple[Any, ...]:
     """(role, content), or (role, content, weight) where it has one, of an OpenAI-style message or a ShareGPT turn
-    (from/value); one that calls a tool (tool_calls, or the older function_call) is a TOOL turn, whatever its role,
-    so that its row is skipped as function calling (validate)."""
+    (from/value); one that calls tools (tool_calls, or the older function_call) is a CALL turn whose content is the
+    message itself (validate reads its calls and its text with data/calls.py)."""
     if _calls_tool(t):
-        return TOOL, t.get("content")
+        return (CALL, t, t["weight"]) if "weight" in t else (CALL, t)
     keys = next((keys for keys in _TURN_KEYS if isinstance(t, dict) and keys[0] in t), None)
     if keys is None:
         raise TypeError(f"a turn needs a role and its content (role/content or from/value), not {t!r:.60}")
@@ -266,41 +267,78 @@ class BadRow(ValueError):
         self.kind = kind
 
 
-def validate(turns: Turns, source: str, system: str | None) -> Conversation:
-    """Check roles, alternation and content; raise BadRow with the reason a row must be skipped. A content list of
-    text parts is read as its joined text (parts.joined)."""
+def validate(turns: Turns, source: str, system: str | None, tools: Any = None) -> Conversation:
+    """Check roles, order and content; raise BadRow with the reason a row must be skipped. A content list of text
+    parts is read as its joined text (parts.joined); a CALL turn becomes an assistant turn with its calls, and
+    `tools` (the row's own field, as written) the conversation's tool schemas (data/calls.py)."""
     if turns and turns[0][0] == SEGMENT:
         return _segments(turns, source)
-    msgs: list[Message] = []
-    tool = next((i for i, (role, *_) in enumerate(turns) if role == TOOL), None)
-    if tool is not None:  # before the content checks: the assistant turn that calls a tool has no text
-        raise BadRow("tool_call", f"turn {tool}: function calling (a tool call or a tool's output)")
-    for i, (role, content, *weight) in enumerate(turns):
-        try:
-            content = parts.joined(content, f"turn {i} ({role})")
-        except parts.NotTextPart as err:
-            raise BadRow("not_text", str(err)) from None
-        if not isinstance(content, str):
-            raise BadRow("not_text", f"turn {i} ({role}): content is {type(content).__name__}, expected text")
-        if not content.strip():
-            raise BadRow("empty_turn", f"turn {i} ({role}): empty content")
-        bad = _CONTROL.search(content)
-        if bad:
-            raise BadRow("control_char", f"turn {i} ({role}): control character U+{ord(bad.group()):04X} at "
-                             f"position {bad.start()}")
-        msgs.append(Message(role, _clean(content), _trained(weight, role, i)))
+    msgs = [_message(i, role, content, rest) for i, (role, content, *rest) in enumerate(turns)]
     if msgs and msgs[0].role == "text":
         return Conversation(tuple(msgs), source)
     if system is not None:
         msgs = [Message("system", system)] + [m for m in msgs if m.role != "system"]
     body = msgs[1:] if msgs and msgs[0].role == "system" else msgs
+    _check_order(body)
+    try:
+        schemas = calls.schemas(tools, "the row")
+    except calls.Malformed as err:
+        raise BadRow("tool_call", str(err)) from None
+    return Conversation(tuple(msgs), source, tools=schemas)
+
+
+def _message(i: int, role: str, content: Any, rest: list[Any]) -> Message:
+    """One turn as a Message, or the BadRow that skips its row."""
+    if role == CALL:
+        try:
+            content, made = calls.calls(content, f"turn {i}")
+        except calls.Malformed as err:
+            raise BadRow("tool_call", str(err)) from None
+    elif role == TOOL and content is None:  # an app export's tool use (exports.py): neither call nor output is text
+        raise BadRow("tool_call", f"turn {i}: a tool the app used, whose call and output its export does not hold "
+                                  "as text")
+    try:
+        content = parts.joined(content, f"turn {i} ({role})")
+    except parts.NotTextPart as err:
+        raise BadRow("not_text", str(err)) from None
+    if not isinstance(content, str):
+        raise BadRow("not_text", f"turn {i} ({role}): content is {type(content).__name__}, expected text")
+    if not content.strip() and role not in (CALL, TOOL):  # a call may say nothing beside it; an output be empty
+        raise BadRow("empty_turn", f"turn {i} ({role}): empty content")
+    bad = _CONTROL.search(content)
+    if bad:
+        raise BadRow("control_char", f"turn {i} ({role}): control character U+{ord(bad.group()):04X} at "
+                                     f"position {bad.start()}")
+    if role == CALL:
+        return Message("assistant", _clean(content), _trained(rest, "assistant", i), made)
+    return Message(role, _clean(content), _trained(rest, role, i))
+
+
+def _check_order(body: list[Message]) -> None:
+    """User first, then user and assistant in turn; an assistant turn that calls tools is followed by their outputs
+    (one or more tool turns), then the assistant again; the last turn is the assistant's."""
+    prev: Message | None = None
     for i, m in enumerate(body):
-        expected = "user" if i % 2 == 0 else "assistant"
-        if m.role != expected:
-            raise BadRow("turn_order", f"turn {i}: {m.role} where {expected} was expected (turns must alternate, user first)")
+        if prev is not None and prev.role == "assistant" and prev.tool_calls:
+            want: tuple[str, ...] = (TOOL,)
+        else:
+            want = (TOOL, "assistant") if prev is not None and prev.role == TOOL else \
+                ("assistant",) if prev is not None and prev.role == "user" else ("user",)
+        if m.role not in want:
+            raise BadRow("turn_order", _order_problem(i, m.role, want))
+        prev = m
     if not body or body[-1].role != "assistant":
         raise BadRow("no_answer", "no assistant turn to learn from at the end of the conversation")
-    return Conversation(tuple(msgs), source)
+
+
+def _order_problem(i: int, role: str, want: tuple[str, ...]) -> str:
+    if want == (TOOL,):
+        return f"turn {i}: {role} where the output of the tool just called was expected"
+    if role == TOOL:
+        return f"turn {i}: a tool's output where no assistant turn called a tool just before"
+    if want == (TOOL, "assistant"):
+        return f"turn {i}: {role} where the assistant was expected after the tool's output"
+    return f"turn {i}: {role} where {want[0]} was expected (turns must alternate, user first)"
 
 
 def _segments(turns: Turns, source: str) -> Conversation:
@@ -332,8 +370,8 @@ def _trained(weight: list[Any], role: str, i: int) -> bool:
 
 def _role_map(roles_seen: Counter, user_roles: Mapping[str, str], path: Path) -> dict[str, str]:
     """Map every role name in the file, or stop with the list of names and the config that fixes it."""
-    mapping = {**ROLE_ALIASES, **dict.fromkeys(TOOL_ROLES, TOOL), **{k.strip().lower(): v
-                                                                     for k, v in user_roles.items()}}
+    mapping = {**ROLE_ALIASES, **dict.fromkeys(TOOL_ROLES, TOOL), **dict.fromkeys(CALL_ROLES, CALL),
+               **{k.strip().lower(): v for k, v in user_roles.items()}}
     unknown = sorted(r for r in roles_seen if r not in mapping)
     if unknown:
         seen = ", ".join(f"{r} ({n}x)" for r, n in roles_seen.most_common())
@@ -345,10 +383,10 @@ def _role_map(roles_seen: Counter, user_roles: Mapping[str, str], path: Path) ->
             f"unknown role name(s) {', '.join(map(repr, unknown))}; roles found: {seen}", where=str(path),
             fix=f"map them in the config's data section:\n    roles:{fix_lines}",
             suggest={"roles": guess})
-    bad_targets = sorted({v for v in mapping.values() if v not in ("system", "user", "assistant", TOOL)})
+    bad_targets = sorted({v for v in mapping.values() if v not in ("system", "user", "assistant", TOOL, CALL)})
     if bad_targets:
         raise TunesmithError(f"roles map to {bad_targets}; a role must map to system, user or assistant (or tool: "
-                             "its rows are left out as function calling)",
+                             f"a tool's output, {CALL}: a turn whose text is a function call as JSON)",
                              where=str(path))
     return mapping
 
@@ -477,6 +515,11 @@ def unused_fields(fmt: str, rows: list[Any]) -> dict[str, tuple[int, tuple[str, 
 
 
 def _used(fmt: str, row: dict) -> set[str]:
+    offered = {k for k in ("tools", "functions") if k in row and fmt not in (exports.CHATGPT, exports.CLAUDE)}
+    return _read_fields(fmt, row) | offered
+
+
+def _read_fields(fmt: str, row: dict) -> set[str]:
     if fmt in ("alpaca", "prompt_completion"):
         extra = {k for k in row if _norm(k) in ("system", "history")}  # read, even where empty
         return {k for k in (*(single_turn_fields(row)[0] or ()), *extra) if k}
@@ -518,18 +561,20 @@ def load(path: Path, *, format: str = "auto", roles: Mapping[str, str] | None = 
     usable, turns_by_row, fitted = _convert(records, fmt, format, skipped)
     roles_seen = Counter(str(role).strip().lower() for _, turns in turns_by_row for role, *_ in turns)
     roles_seen.update(str(r.fields["role"]).strip().lower() for r in usable)
-    roles_seen.pop("text", None), roles_seen.pop(SEGMENT, None)
+    roles_seen.pop("text", None), roles_seen.pop(SEGMENT, None), roles_seen.pop(CALL, None)
     mapping = _role_map(roles_seen, roles, path)
-    mapping.update({"text": "text", SEGMENT: SEGMENT})
+    mapping.update({"text": "text", SEGMENT: SEGMENT, CALL: CALL})
     if fmt == FLAT_TURNS:
         turns_by_row = _pair_flat_turns([RawRecord(r.location, {**r.fields, "_role": mapping[
             str(r.fields["role"]).strip().lower()]}) for r in usable])
     groups = _groups(path, records, group_by, fmt)
+    tools = {r.location: calls.tools_field(r.fields) for r in records}
     conversations, part_lists = [], 0
     for location, turns in turns_by_row:
         try:
             mapped = [(mapping[str(role).strip().lower()], content, *weight) for role, content, *weight in turns]
-            conversations.append(replace(validate(mapped, location, system), group=groups.get(location)))
+            conversations.append(replace(validate(mapped, location, system, tools.get(location)),
+                                         group=groups.get(location)))
             part_lists += sum(isinstance(turn[1], list) for turn in mapped)
         except BadRow as err:
             skipped.append(Skip(location, str(err), err.kind))

@@ -4,11 +4,12 @@ columns and role tags that entry names, as LLaMA-Factory reads it (its users kee
 An entry matches when its `file_name` is the file (dataset_info.json beside it), or the folder holding it
 (dataset_info.json one folder up). Its `columns` become data.columns (alpaca: prompt/query/response/system/history
 -> instruction/input/output/system/history; sharegpt: messages -> conversations, system), its `tags` the turn keys
-(role_tag/content_tag -> role/content) and role names (user_tag/assistant_tag/system_tag; observation_tag and
-function_tag are function calling, skipped as such). A ranking entry's columns name the fields of its preference
-pairs (prompt/query/chosen/rejected, or messages/chosen/rejected), for the preference reader, and a `kto_tag`
+(role_tag/content_tag -> role/content) and role names (user_tag/assistant_tag/system_tag; function_tag and
+observation_tag: a turn that calls tools, and a tool's output; its `tools` column: the functions offered). A ranking
+entry's columns name the fields of its preference pairs (prompt/query/chosen/rejected, or messages/chosen/rejected),
+for the preference reader, and a `kto_tag`
 column makes each conversation a rated answer (KTO: its last turn, marked good or bad). What the entry names
-that tunesmith does not read (tools, images) is said, never dropped without a word. Settings the user gave
+that tunesmith does not read (images, videos) is said, never dropped without a word. Settings the user gave
 (data.columns, data.roles) win over the entry's.
 """
 
@@ -21,16 +22,17 @@ from typing import Any
 
 from tunesmith.data import readers
 from tunesmith.errors import TunesmithError
-from tunesmith.format_names import TOOL
+from tunesmith.format_names import CALL, TOOL
 
 INFO = readers.DESCRIPTION  # a folder walk passes it over
-ALPACA = {"prompt": "instruction", "query": "input", "response": "output", "system": "system", "history": "history"}
-SHAREGPT = {"messages": "conversations", "system": "system"}
+ALPACA = {"prompt": "instruction", "query": "input", "response": "output", "system": "system", "history": "history",
+          "tools": "tools"}
+SHAREGPT = {"messages": "conversations", "system": "system", "tools": "tools"}
 TURN_KEYS = {"role_tag": "role", "content_tag": "content"}
 RANKING = {"prompt": "instruction", "query": "input", "chosen": "chosen", "rejected": "rejected", "system": "system"}
 RANKING_SHAREGPT = {"messages": "conversations", "chosen": "chosen", "rejected": "rejected", "system": "system"}
 ROLE_TAGS = {"user_tag": "user", "assistant_tag": "assistant", "system_tag": "system", "observation_tag": TOOL,
-             "function_tag": TOOL}
+             "function_tag": CALL}
 
 
 @dataclass(frozen=True)

@@ -17,16 +17,17 @@ from tunesmith.config import DataConfig
 from tunesmith.data import formats, personal
 from tunesmith.data import readers
 from tunesmith.errors import TunesmithError
-from tunesmith.records import Conversation, PreparedData, ReadResult, Skip
+from tunesmith.records import Conversation, Message, PreparedData, ReadResult, Skip
 from tunesmith.skips import skip_problems
 
 MEANINGFUL_EVAL = 20  # below this many eval rows a before/after difference is mostly noise
 
 
 def _key(conv: Conversation) -> str:
-    # Whitespace- and Unicode-normalised, so "a  b" and "a b" count as the same conversation.
-    text = "\x1e".join(f"{m.role}\x1f{' '.join(unicodedata.normalize('NFKC', m.content).split())}"
-                       for m in conv.messages)
+    # Whitespace- and Unicode-normalised, so "a  b" and "a b" count as the same conversation; calls and the tools
+    # offered are part of it (the same question answered with other calls, or with other tools at hand, differs).
+    text = "\x1e".join(f"{m.role}\x1f{_plain(m.content)}" + "".join(f"\x1d{c.name}{c.arguments}" for c in m.tool_calls)
+                       for m in conv.messages) + (f"\x1e{conv.tools}" if conv.tools else "")
     return hashlib.sha256(text.encode()).hexdigest()
 
 
@@ -74,10 +75,10 @@ def contradictions(convs: list[Conversation]) -> list[Contradiction]:
     groups: dict[str, list[Conversation]] = {}
     for c in convs:
         if c.messages[-1].role == "assistant":
-            groups.setdefault(_key(Conversation(c.messages[:-1], c.source)), []).append(c)
+            groups.setdefault(_key(Conversation(c.messages[:-1], c.source, tools=c.tools)), []).append(c)
     out = []
     for rows in groups.values():
-        answers = list(dict.fromkeys(_plain(c.messages[-1].content) for c in rows))
+        answers = list(dict.fromkeys(_answer(c.messages[-1]) for c in rows))
         if len(answers) > 1:
             prompt = next(m.content for m in reversed(rows[0].messages[:-1]) if m.role == "user")
             out.append(Contradiction(prompt, tuple(c.source for c in rows), tuple(answers)))
@@ -95,6 +96,11 @@ def contradiction_lines(found: tuple[Contradiction, ...] | list[Contradiction], 
         answers = " / ".join(repr(a[:60]) for a in c.answers)
         lines.append(f"  {', '.join(c.sources[:4])}: {c.prompt[:60]!r} -> {answers}")
     return lines + ([f"  ... and {len(found) - shown} more"] if len(found) > shown else [])
+
+
+def _answer(m: Message) -> str:
+    """An answer as contradictions compare it: its text, then its calls."""
+    return " ".join([_plain(m.content), *(f"{c.name}({c.arguments})" for c in m.tool_calls)]).strip()
 
 
 def _plain(text: str) -> str:

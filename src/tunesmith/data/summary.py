@@ -5,6 +5,8 @@ It reads through the same readers/formats/dedup as training, so what it reports 
 
 from __future__ import annotations
 
+import json
+
 import statistics
 from dataclasses import dataclass
 from pathlib import Path
@@ -90,6 +92,10 @@ def to_json(s: DataSummary) -> dict[str, Any]:
         "untrained_turns": sum(1 for c in s.usable for m in c.messages if m.role == "assistant" and not m.train),
         "segments": {"learned": sum(1 for c in s.usable for m in c.messages if m.role == SEGMENT and m.train),
                      "context": sum(1 for c in s.usable for m in c.messages if m.role == SEGMENT and not m.train)},
+        "function_calling": {"rows": sum(1 for c in s.usable if c.calls_tools),
+                             "offering_tools": sum(1 for c in s.usable if c.tools is not None),
+                             "calls": sum(len(m.tool_calls) for c in s.usable for m in c.messages),
+                             "tool_outputs": sum(1 for c in s.usable for m in c.messages if m.role == "tool")},
         "rows_read": sum(f.rows_read for f in s.files),
         "skipped": [{"location": k.location, "reason": k.reason, "kind": k.kind} for k in s.skipped],
         "duplicates": len(s.duplicates),
@@ -138,6 +144,9 @@ def render(s: DataSummary) -> str:
     if j["untrained_turns"]:
         lines.append(f"{j['untrained_turns']} assistant turns have weight 0 (OpenAI's mark, or inside a "
                      "prompt-completion row's prompt): kept in the prompt, not trained on")
+    if (fc := j["function_calling"])["rows"]:
+        lines.append(f"{fc['rows']} rows use function calling: {fc['calls']} calls, {fc['tool_outputs']} tool outputs "
+                     f"(context, not trained on), {fc['offering_tools']} rows offer tools")
     if j["roles"]:
         lines.append("roles: " + ", ".join(f"{k} -> {v}" for k, v in j["roles"].items()))
     if s.skipped or s.duplicates:  # a few lines per kind of problem, whatever the file's size
@@ -159,8 +168,10 @@ def render(s: DataSummary) -> str:
                      f"; {t['per_char']} tokens/char; {t['over_max_length']} over max_length {t['max_length']}")
     for c in s.usable[:SAMPLES_SHOWN]:
         lines.append(f"\n--- {c.source}")
+        if c.tools is not None:
+            lines.append(f"  [tools] {', '.join(t['function']['name'] for t in json.loads(c.tools))}")
         lines.extend(f"  [{m.role}{_untrained(m)}] {m.content[:300]}{'...' if len(m.content) > 300 else ''}"
-                     for m in c.messages)
+                     + "".join(f"\n  [call] {k.name}({k.arguments[:200]})" for k in m.tool_calls) for m in c.messages)
     return "\n".join(lines)
 
 

@@ -1,0 +1,84 @@
+"""Function calling written as text, for a chat template that has no tool support (SmolLM2's, Gemma's, the plain
+and ChatML fallbacks): the one text form train, eval, chat and serve share, and its parse back.
+
+The form is the Hermes one Qwen2.5's template writes natively, so a model trained this way calls tools as Qwen
+does, and tools that read Qwen's calls read these: the tools offered in the system turn inside <tools></tools> (a
+schema per line), each call an assistant turn writes as <tool_call>{"name": ..., "arguments": {...}}</tool_call>,
+and the tools' outputs as the user's next turn, each inside <tool_response></tool_response>. template.fit chooses
+it (and says so) where the model's own template does not render a probe call; otherwise the template's own form is
+used.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import re
+
+from tunesmith.records import Conversation, Message, ToolCall
+
+CALL_OPEN, CALL_CLOSE = "<tool_call>", "</tool_call>"
+PREAMBLE = ("You can call functions to answer. Their signatures are inside <tools></tools>:\n<tools>\n{tools}\n"
+            "</tools>\n\nTo call one, write a JSON object with its name and arguments inside <tool_call></tool_call>:"
+            "\n<tool_call>\n{{\"name\": <function name>, \"arguments\": <arguments as an object>}}\n</tool_call>\n"
+            "Each function's output comes back inside <tool_response></tool_response>.")
+_CALL = re.compile(re.escape(CALL_OPEN) + r"\s*(.*?)\s*" + re.escape(CALL_CLOSE), re.S)
+
+
+def call_text(call: ToolCall) -> str:
+    return f"{CALL_OPEN}\n{{\"name\": {json.dumps(call.name, ensure_ascii=False)}, " \
+           f"\"arguments\": {call.arguments}}}\n{CALL_CLOSE}"
+
+
+def answer_text(m: Message) -> str:
+    """An assistant turn with its calls written out after its text."""
+    return "\n".join([*([m.content] if m.content else []), *(call_text(c) for c in m.tool_calls)])
+
+
+def tools_text(tools: str) -> str:
+    return PREAMBLE.format(tools="\n".join(json.dumps(t, ensure_ascii=False) for t in json.loads(tools)))
+
+
+def as_text(conv: Conversation) -> Conversation:
+    """The conversation with its tools, calls and outputs written as text: user and assistant turns only, in turn,
+    as every chat template renders. A conversation without them is returned as it is."""
+    if not conv.calls_tools:
+        return conv
+    msgs = list(conv.messages)
+    if conv.tools is not None:
+        offered = tools_text(conv.tools)
+        msgs = ([Message("system", f"{msgs[0].content}\n\n{offered}")] + msgs[1:] if msgs[0].role == "system"
+                else [Message("system", offered), *msgs])
+    out: list[Message] = []
+    for prev, m in zip([None, *msgs], msgs):
+        if m.role == "tool" and prev is not None and prev.role == "tool":  # outputs of one turn's calls: one turn
+            out[-1] = Message("user", f"{out[-1].content}\n{_response(m)}")
+        elif m.role == "tool":
+            out.append(Message("user", _response(m)))
+        else:
+            out.append(Message(m.role, answer_text(m), m.train) if m.tool_calls else m)
+    return dataclasses.replace(conv, messages=tuple(out), tools=None)
+
+
+def _response(m: Message) -> str:
+    return f"<tool_response>\n{m.content}\n</tool_response>"
+
+
+def parse(text: str) -> tuple[str, tuple[ToolCall, ...]]:
+    """A generation's text without its <tool_call> blocks, and the calls they hold; a block that is not a call's
+    JSON (the model wrote it wrongly) stays in the text, so that nothing it said is lost."""
+    found: list[ToolCall] = []
+
+    def take(match: re.Match) -> str:
+        try:
+            obj = json.loads(match.group(1))
+        except ValueError:
+            return match.group(0)
+        args = obj.get("arguments", obj.get("parameters")) if isinstance(obj, dict) else None
+        if not isinstance(obj.get("name") if isinstance(obj, dict) else None, str) or not isinstance(args, dict):
+            return match.group(0)
+        found.append(ToolCall(obj["name"], json.dumps(args, ensure_ascii=False, separators=(", ", ": "))))
+        return ""
+
+    rest = _CALL.sub(take, text)
+    return rest.strip(), tuple(found)
