@@ -169,3 +169,17 @@ def test_a_mixed_language_set_tokenises_bleu_and_rouge_row_by_row():
     assert score_rows([ko], lang="en").rows[0]["bleu"] < mixed.rows[0]["bleu"]  # word-level: what it was
     d = metrics.corpus_difference("bleu", [ko, en], [ko, en], mixed.bleu_tokenize)
     assert d.mean == 0.0
+
+
+def test_tool_call_scores_rows_whose_reference_calls_a_function_only():
+    call = '<tool_call>\n{"name": "weather", "arguments": {"city": "Seoul"}}\n</tool_call>'
+    rows = [Generation("f:1", "p", '<tool_call>{"name": "weather", "arguments": {"city": "Seoul"}}</tool_call>', call),
+            Generation("f:2", "p", '<tool_call>{"name": "weather", "arguments": {"city": "Busan"}}</tool_call>', call),
+            Generation("f:3", "p", "It is sunny.", "Sunny today.")]
+    s = score_rows(rows)
+    assert [r["tool_call"] for r in s.rows[:2]] == [1.0, 0.0] and math.isnan(s.rows[2]["tool_call"])
+    assert s.corpus["tool_call"] == 0.5
+    assert "tool_call" not in score_rows(rows[2:]).rows[0]  # no function calling in the eval rows: no such metric
+    d = compare([{"tool_call": 0.0}, {"tool_call": math.nan}, {"tool_call": 0.0}],
+                [{"tool_call": 1.0}, {"tool_call": math.nan}, {"tool_call": 1.0}])["tool_call"]
+    assert d.rows == 2 and d.mean == 1.0

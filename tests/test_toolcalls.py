@@ -39,3 +39,15 @@ def test_parse_takes_the_calls_out_of_a_generation_and_keeps_what_is_not_a_call(
 def test_what_as_text_writes_parses_back():
     c = Conversation((Message("user", "q"), Message("assistant", "", tool_calls=(CALL, ToolCall("t", "{}")))), "f:1")
     assert toolcalls.parse(toolcalls.as_text(c).messages[1].content) == ("", (CALL, ToolCall("t", "{}")))
+
+
+def test_calls_in_reads_calls_in_any_templates_form():
+    """Qwen's tags, Llama 3's bare JSON with "parameters", OpenAI's wrapper, a template's own tags: the same call."""
+    want = (("weather", '{"city": "서울", "days": 2}'),)
+    for text in ('<tool_call>\n{"name": "weather", "arguments": {"days": 2, "city": "서울"}}\n</tool_call>',
+                 '{"name": "weather", "parameters": {"city": "서울", "days": 2}}',
+                 'Sure. {"type": "function", "function": {"name": "weather", "arguments": {"city": "서울", "days": 2}}}',
+                 '<call>{"name":"weather","arguments":{"city":"서울","days":2}}</call>'):
+        assert toolcalls.calls_in(text) == want, text
+    assert toolcalls.calls_in('{"name": "weather"} and {"city": 1} {broken') == ()
+    assert toolcalls.calls_in("") == ()

@@ -25,6 +25,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from tunesmith import toolcalls
 from tunesmith.records import Difference, Generation
 
 # key -> (what it measures, +1 higher is better / -1 lower is better / 0 neither)
@@ -38,6 +39,8 @@ METRICS: dict[str, tuple[str, int]] = {
     "stopped": ("share of answers that ended by themselves rather than at max_new_tokens", 1),
     "cosine": ("embedding cosine similarity to the reference, -1 to 1", 1),
     "nll": ("mean negative log-likelihood per reference token (corpus: token-weighted)", -1),
+    "tool_call": ("share of answers that make the reference's function calls (names and arguments, in any order); "
+                  "only rows whose reference calls a function, only where some do", 1),
 }
 CHAR_LEVEL = ("ko", "cjk")
 BLEU_TOKENIZE = {"ko": "char", "cjk": "char", "en": "13a", "other": "intl"}
@@ -211,13 +214,14 @@ def score_rows(generations: Sequence[Generation], *, embedder: Any = None,
              "rouge_l": rouge_l(h, r, x), "exact_match": float(exact_match(h, r)), "chars": float(len(h)),
              "words": float(len(h.split())), "stopped": float(g.stopped)}
             for g, h, r, x, t in zip(generations, hyps, refs, langs, toks)]
+    _score_calls(rows, hyps, refs)
     if embedder is not None:
         for row, c in zip(rows, embedder.cosine(hyps, refs), strict=True):
             row["cosine"] = c
     if nll is not None:
         for row, (s, n) in zip(rows, nll, strict=True):
             row["nll"] = s / n if n else math.nan
-    corpus = {k: _mean([row[k] for row in rows]) for k in (rows[0] if rows else ())}
+    corpus = {k: _mean([row[k] for row in rows if not math.isnan(row[k])]) for k in (rows[0] if rows else ())}
     if rows:
         corpus["chrf"] = chrf.corpus_score(hyps, [refs]).score
         h, r, t = bleu_corpus_inputs(hyps, refs, tokenize)
@@ -226,6 +230,16 @@ def score_rows(generations: Sequence[Generation], *, embedder: Any = None,
         corpus["perplexity"] = perplexity(nll)
         corpus["nll"] = math.log(corpus["perplexity"])  # token-weighted, unlike the rows' mean
     return Scores(corpus, rows, language_of(refs) if lang == "auto" else lang, tokenize)
+
+
+def _score_calls(rows: list[dict[str, float]], hyps: Sequence[str], refs: Sequence[str]) -> None:
+    """'tool_call' where any reference calls a function: 1 where the answer makes the same calls, 0 where not, nan
+    on rows whose reference calls none (the paired difference leaves those out)."""
+    wanted = [toolcalls.calls_in(r) for r in refs]
+    if not any(wanted):
+        return
+    for row, h, w in zip(rows, hyps, wanted, strict=True):
+        row["tool_call"] = float(sorted(toolcalls.calls_in(h)) == sorted(w)) if w else math.nan
 
 
 def _mean(values: Sequence[float]) -> float:

@@ -82,3 +82,23 @@ def parse(text: str) -> tuple[str, tuple[ToolCall, ...]]:
 
     rest = _CALL.sub(take, text)
     return rest.strip(), tuple(found)
+
+
+def calls_in(text: str) -> tuple[tuple[str, str], ...]:
+    """The function calls a text makes, whatever form the model's template writes them in: every JSON object with
+    a "name" and its "arguments" (or Llama's "parameters") object, in order, as (name, arguments with sorted keys),
+    so that eval compares what was called, not how it was spaced or which key came first."""
+    decoder, found, at = json.JSONDecoder(), [], text.find("{")
+    while at != -1:
+        try:
+            obj, end = decoder.raw_decode(text, at)
+        except ValueError:
+            at = text.find("{", at + 1)
+            continue
+        args = obj.get("arguments", obj.get("parameters")) if isinstance(obj, dict) else None
+        if isinstance(obj, dict) and isinstance(obj.get("name"), str) and isinstance(args, dict):
+            found.append((obj["name"], json.dumps(args, ensure_ascii=False, sort_keys=True)))
+            at = text.find("{", end)
+        else:
+            at = text.find("{", at + 1)  # an object that is not a call may hold one (OpenAI's {"function": ...})
+    return tuple(found)
