@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import socket
 import subprocess
@@ -244,6 +245,8 @@ def _post(url: str, content: bytes | str | None = None, json_body: object = None
 
 
 HI = [{"role": "user", "content": "hi"}]
+WEATHER = {"type": "function", "function": {"name": "weather", "description": "today's weather in a city",
+                                           "parameters": {"type": "object", "properties": {"city": {"type": "string"}}}}}
 BAD = {  # the issue's reproductions: each a 4xx with OpenAI's error body, streaming or not
     "500 stop strings": ({"stop": ["x"] * 500}, 400, "at most 4"),
     "a 200,000-character stop string": ({"stop": "x" * 200_000}, 400, "at most 256"),
@@ -254,7 +257,18 @@ BAD = {  # the issue's reproductions: each a 4xx with OpenAI's error body, strea
     "more characters than the context holds": ({"messages": [{"role": "user", "content": "x" * 900_000}]}, 400,
                                                "maximum context length"),
     "n = 2": ({"n": 2}, 400, "n"),
-    "a tool message": ({"messages": [{"role": "tool", "content": "x"}]}, 400, "role"),
+    "a tool's output no call asked for": ({"messages": [*HI, {"role": "tool", "content": "x"}]}, 400,
+                                          "a tool's output follows"),
+    "call arguments that are not JSON": ({"messages": [*HI, {"role": "assistant", "tool_calls": [
+        {"type": "function", "function": {"name": "f", "arguments": "{x"}}]}, {"role": "tool", "content": "1"}]},
+        400, "not valid JSON"),
+    "a tool message making calls": ({"messages": [*HI, {"role": "tool", "content": "1", "tool_calls": [
+        {"type": "function", "function": {"name": "f"}}]}]}, 400, "only an assistant"),
+    "a user message without content": ({"messages": [{"role": "user", "content": None}]}, 400, "content"),
+    "forcing a function": ({"tools": [WEATHER], "tool_choice": {"type": "function", "function": {"name": "w"}}},
+                           400, "tool_choice"),
+    "129 tools": ({"tools": [WEATHER] * 129}, 400, "tools"),
+    "a tool without a name": ({"tools": [{"type": "function", "function": {"description": "x"}}]}, 400, "name"),
 }
 
 
@@ -391,7 +405,8 @@ def test_eight_mixed_requests_at_once_answer_what_they_answer_alone(live):
 
 def test_fuzz_the_openapi_document_no_5xx_and_the_server_stays_up(live):
     """Schemathesis draws requests from the server's own OpenAPI document (its bounds included); a third keep
-    the random model name, the others name a served model so that generation runs too."""
+    the random model name, the others name a served model and end on a user's question, so that generation runs
+    too (the drawn messages, tool outputs and calls among them, stay before it)."""
     import collections
 
     import httpx
@@ -408,6 +423,8 @@ def test_fuzz_the_openapi_document_no_5xx_and_the_server_stays_up(live):
         case, name = pair
         if name and isinstance(case.body, dict):
             case.body["model"] = name
+            if isinstance(case.body.get("messages"), list):
+                case.body["messages"].append({"role": "user", "content": "Why?"})
         return case
 
     seen: collections.Counter = collections.Counter()
@@ -466,3 +483,56 @@ def test_concurrent_greedy_requests_generate_together_and_answer_as_alone(live):
     assert [t.strip() for t in together] == [a.strip() for a in alone]
     # One forward pass per generated token of the batch, not per request: far fewer than 8 x 20 one after another.
     assert counts["smol"] - before <= 3 * 21, counts["smol"] - before
+
+
+CALL_1 = {"id": "call_1", "type": "function", "function": {"name": "weather", "arguments": '{"city": "Seoul"}'}}
+TOOL_TURNS = [{"role": "user", "content": "Weather in Seoul?"},
+              {"role": "assistant", "content": None, "tool_calls": [CALL_1]},
+              {"role": "tool", "tool_call_id": "call_1", "content": "sunny, 3 C"}]
+
+
+def test_a_request_with_tools_is_rendered_as_training_renders_the_same_row(live, smol_tokenizer):
+    """OpenAI's function-calling request (tools, an assistant's tool_calls, the tool's output) gives the prompt that
+    training and eval give the same conversation read from a data file: SmolLM2's template has no tool support,
+    so both write it in toolcalls' text form."""
+    from tunesmith import serve as serving, template
+    from tunesmith.config import TemplateConfig
+    from tunesmith.data import formats
+    from tunesmith.format_names import CALL
+
+    req = serving.ChatRequest(model="smol", messages=TOOL_TURNS, tools=[WEATHER])
+    row = formats.validate([("user", TOOL_TURNS[0]["content"]), (CALL, TOOL_TURNS[1]), ("tool", "sunny, 3 C"),
+                            ("assistant", "x")], "f:1", None, [WEATHER])
+    fitted, _ = template.fit(smol_tokenizer, [row], TemplateConfig())
+    want = template.prompt_text(smol_tokenizer, fitted[0])[0]
+    got = chat.prompt_for(chat.Session(None, smol_tokenizer, "smol", None, TemplateConfig()),  # type: ignore[arg-type]
+                          [m.message() for m in req.messages], tools=req.offered())
+    assert got == want and "<tools>\n" in got and "<tool_response>\nsunny, 3 C\n</tool_response>" in got
+    assert got.endswith("<|im_start|>assistant\n")
+    body = {"model": "smol", "messages": TOOL_TURNS, "tools": [WEATHER], "max_tokens": 8}
+    plain = _post(live["url"], json_body=body).json()
+    streamed = _post(live["url"], json_body={**body, "stream": True}).text
+    message = plain["choices"][0]["message"]
+    assert message["role"] == "assistant" and (message["content"] or message["tool_calls"])
+    chunks = [json.loads(line[6:]) for line in streamed.splitlines() if line.startswith("data: {")]
+    # offered tools: the answer comes whole in one chunk (calls cannot be told from text before it ends)
+    assert [c["choices"][0]["delta"] for c in chunks[1:-1]] == [{"content": message["content"]}]
+    assert chunks[-1]["choices"][0]["finish_reason"] == plain["choices"][0]["finish_reason"]
+
+
+@pytest.mark.parametrize(("text", "content", "calls"), [
+    ('Checking.\n<tool_call>\n{"name": "weather", "arguments": {"city": "Seoul"}}\n</tool_call>', "Checking.",
+     [("weather", '{"city": "Seoul"}')]),
+    ('{"name": "weather", "parameters": {"city": "Seoul"}}', None, [("weather", '{"city": "Seoul"}')]),
+    ("It is sunny.", "It is sunny.", []),
+    ("<tool_call>{not json}</tool_call>", "<tool_call>{not json}</tool_call>", []),
+])
+def test_an_answer_s_calls_become_openai_tool_calls(text, content, calls):
+    from tunesmith import serve as serving
+
+    message, finish = serving._message(chat.Reply(text, True, 10, 5), tools=True)
+    assert message["content"] == content
+    assert [(c["function"]["name"], c["function"]["arguments"]) for c in message.get("tool_calls", [])] == calls
+    assert finish == ("tool_calls" if calls else "stop")
+    assert all(c["id"].startswith("call_") and c["type"] == "function" for c in message.get("tool_calls", []))
+    assert serving._message(chat.Reply(text, True, 10, 5), tools=False) == ({"content": text}, "stop")

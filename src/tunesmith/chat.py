@@ -53,16 +53,17 @@ class Session:
         return prompt_for(self, [*self.history, Message("user", user)])
 
 
-def prompt_for(session: Session, messages: Sequence[Message]) -> str:
-    """The text the model continues after `messages` (ending on a user turn), rendered as training rendered its
-    rows; the session's system prompt goes first where the messages bring none. A raw session's prompt is the
-    last message's text as typed, as eval prompts a text or segments row with its own text."""
+def prompt_for(session: Session, messages: Sequence[Message], tools: str | None = None) -> str:
+    """The text the model continues after `messages` (ending on a user turn, or a tool's output), rendered as
+    training rendered its rows, with `tools` offered (a JSON list of schemas: serve's requests); the session's system
+    prompt goes first where the messages bring none. A raw session's prompt is the last message's text as typed, as
+    eval prompts a text or segments row with its own text."""
     if session.raw:
         return messages[-1].content
     turns = list(messages)
     if session.system and not (turns and turns[0].role == "system"):
         turns.insert(0, Message("system", session.system))
-    conv = Conversation((*turns, Message("assistant", "")), "chat")
+    conv = Conversation((*turns, Message("assistant", "")), "chat", tools=tools)
     convs, _ = template.fit(session.tokenizer, [conv], session.template)
     return template.prompt_text(session.tokenizer, convs[0])[0]
 

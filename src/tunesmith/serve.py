@@ -7,6 +7,11 @@ without a chat template continues the last message's text as written, as its cha
 arrive together are generated as one batch (batching.py: each answer the same as alone); a sampled one runs alone,
 and the others wait their turn. Errors have OpenAI's body shape, and every bad request is a 4xx.
 
+Function calling as OpenAI's API has it: a request's `tools` (tool_choice auto, or none), an assistant message's
+`tool_calls` and `tool` messages go through the same render path as a data file's function-calling rows (the
+model's own template where it writes calls, else toolcalls' text form); the calls an answer makes come back as its
+`tool_calls` (finish reason "tool_calls"). A request that offers tools gets a streamed answer in one piece at its end.
+
 Hostile use (tests/test_serve.py): every field is bounded in the request model (FastAPI answers 400
 before any work); a body over MAX_BODY_BYTES is 413 and a non-JSON content type 415; tokenizing runs off the event
 loop, after a character count that needs no tokenizer; a client that goes away cancels its generation at the
@@ -26,25 +31,27 @@ import time
 import uuid
 from concurrent.futures import ThreadPoolExecutor
 from collections.abc import AsyncIterator, Sequence
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
+import jinja2
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, StreamingResponse
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 from starlette.exceptions import HTTPException
 
-from tunesmith import batching, chat, generation
+from tunesmith import batching, chat, generation, toolcalls
 from tunesmith.chat import Reply
 from tunesmith.config import EvalConfig
 from tunesmith.errors import TunesmithError
-from tunesmith.records import Message
+from tunesmith.records import Message, ToolCall
 
 # Bounds of a request, declared in the model so that a request past them is refused before any work.
 MAX_BODY_BYTES = 8 * 2**20  # a 10 MB body took 9.5 s to refuse after tokenizing; now 413 before parsing
 MAX_MESSAGES = 1024
 MAX_CHARS = 1_000_000  # all messages together; tokenizing 1M characters takes ~1 s (off the event loop)
 MAX_STOPS, MAX_STOP_CHARS = 4, 256  # OpenAI's own limit is 4 stop strings
+MAX_TOOLS, MAX_NAME = 128, 64  # OpenAI's own limits: 128 tools a request, names of at most 64 characters
 CHARS_PER_TOKEN_MAX = 16  # more characters than context x 16 cannot fit: refused without tokenizing
 SEED_RANGE = (-(2**63), 2**64 - 1)  # what torch.manual_seed takes (2**64 was an OverflowError, HTTP 500)
 
@@ -64,19 +71,106 @@ class TextPart(BaseModel):
     text: str
 
 
-class ChatMessage(BaseModel):
-    model_config = ConfigDict(extra="ignore")  # OpenAI clients send name, tool fields...
-    role: Literal["system", "user", "assistant", "developer"]
+class Function(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+    name: str = Field(min_length=1, max_length=MAX_NAME)
+    arguments: str | dict[str, Any] = Field("{}", description="the arguments: a JSON object as text (OpenAI's "
+                                            "form) or the object itself")
+
+    @field_validator("arguments")
+    @classmethod
+    def _object(cls, value: str | dict[str, Any]) -> str:
+        if isinstance(value, str):
+            if len(value) > MAX_CHARS:
+                raise ValueError(f"arguments of {len(value):,} characters; at most {MAX_CHARS:,} are accepted")
+            try:
+                value = json.loads(_utf8(value))
+            except ValueError as err:
+                raise ValueError(f"arguments are not valid JSON: {err}") from None
+        if not isinstance(value, dict):
+            raise ValueError(f"arguments are {type(value).__name__}; a JSON object is expected")
+        return _utf8(json.dumps(value, ensure_ascii=False, separators=(", ", ": ")))
+
+
+class CallPart(BaseModel):
+    """An assistant message's tool call, as OpenAI's clients send it back."""
+    model_config = ConfigDict(extra="ignore")  # id: calls are matched to outputs by order, as templates render them
+    type: Literal["function"] = "function"
+    function: Function
+
+
+class FunctionSpec(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+    name: str = Field(min_length=1, max_length=MAX_NAME)
+    description: str | None = Field(None, max_length=MAX_CHARS)
+    parameters: dict[str, Any] | None = Field(None, description="a JSON schema of its arguments")
+
+    @field_validator("name", "description")
+    @classmethod
+    def _text(cls, value: str | None) -> str | None:
+        return None if value is None else _utf8(value)
+
+
+class ToolSpec(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+    type: Literal["function"]
+    function: FunctionSpec
+
+
+class _Said(BaseModel):
+    """A message's text: OpenAI's content parts ([{"type": "text", "text": ...}]) are joined into one text."""
+    model_config = ConfigDict(extra="ignore")  # OpenAI clients send name, tool_call_id...
     content: str | list[TextPart] = Field(description=f"text, or text parts; at most {MAX_CHARS:,} characters")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _no_calls(cls, data: Any) -> Any:
+        """Calls beside another role's message are refused, not passed over (extra fields are ignored)."""
+        if isinstance(data, dict) and data.get("tool_calls") and data.get("role") != "assistant":
+            raise ValueError("only an assistant message makes tool_calls")
+        return data
 
     @field_validator("content")
     @classmethod
-    def _text(cls, value: str | list[TextPart]) -> str:
-        """OpenAI's content parts ([{"type": "text", "text": ...}]) are joined into one text."""
+    def _text(cls, value: str | list[TextPart] | None) -> str | None:
+        if value is None:
+            return None
         text = value if isinstance(value, str) else "".join(p.text for p in value)
         if len(text) > MAX_CHARS:
             raise ValueError(f"{len(text):,} characters; at most {MAX_CHARS:,} are accepted")
         return _utf8(text)
+
+    def message(self) -> Message:
+        role = getattr(self, "role")
+        calls = tuple(ToolCall(c.function.name, c.function.arguments) for c in getattr(self, "tool_calls", ()))
+        return Message("system" if role == "developer" else role, str(self.content or ""), tool_calls=calls)
+
+
+class SystemMessage(_Said):
+    role: Literal["system", "developer"]
+
+
+class UserMessage(_Said):
+    role: Literal["user"]
+
+
+class ToolMessage(_Said):
+    role: Literal["tool"]  # matched to its call by order, as chat templates render them (tool_call_id: not read)
+
+
+class AssistantMessage(_Said):
+    role: Literal["assistant"]
+    content: str | list[TextPart] | None = Field(None, description="text; null or left out beside tool_calls")
+    tool_calls: list[CallPart] = Field(default_factory=list, max_length=MAX_TOOLS)  # type: ignore[assignment]
+
+    @model_validator(mode="after")
+    def _said(self) -> AssistantMessage:
+        if self.content is None and not self.tool_calls:
+            raise ValueError("content is required (null only beside tool_calls)")
+        return self
+
+
+ChatMessage = Annotated[SystemMessage | UserMessage | ToolMessage | AssistantMessage, Field(discriminator="role")]
 
 
 class ChatRequest(BaseModel):
@@ -92,6 +186,15 @@ class ChatRequest(BaseModel):
                                          f"{MAX_STOP_CHARS} characters")
     seed: int | None = Field(None, ge=SEED_RANGE[0], le=SEED_RANGE[1])
     n: int = Field(1, ge=1, le=1)
+    tools: list[ToolSpec] = Field(default_factory=list, max_length=MAX_TOOLS)
+    tool_choice: Literal["auto", "none"] = Field("auto", description="auto, or none (the tools are not offered); "
+                                                 "forcing a function is not supported")
+
+    def offered(self) -> str | None:
+        """The tools offered to the model, as a conversation's JSON text; None for none (or tool_choice none)."""
+        if not self.tools or self.tool_choice == "none":
+            return None
+        return json.dumps([t.model_dump(exclude_none=True) for t in self.tools], ensure_ascii=False)
 
     @field_validator("stop")
     @classmethod
@@ -107,7 +210,8 @@ class ChatRequest(BaseModel):
 
     @model_validator(mode="after")
     def _total(self) -> ChatRequest:
-        total = sum(len(m.content) for m in self.messages)
+        total = sum(len(str(m.content or "")) + sum(len(c.function.arguments) for c in getattr(m, "tool_calls", ()))
+                    for m in self.messages) + sum(len(t.function.model_dump_json()) for t in self.tools)
         if total > MAX_CHARS:
             raise ValueError(f"the messages hold {total:,} characters; at most {MAX_CHARS:,} are accepted")
         return self
@@ -153,10 +257,11 @@ def create_app(sessions: dict[str, chat.Session], api_key: str | None = None) ->
         run = _Generation(session, prompt, settings, req, generating, batchers[req.model])
         turn = contextlib.nullcontext() if run.batched else queue
         if req.stream:
-            return StreamingResponse(_events(run, req.model, turn), media_type="text/event-stream")
+            return StreamingResponse(_events(run, req.model, turn, req.offered() is not None),
+                                     media_type="text/event-stream")
         async with turn:
             reply = await _until_done(run, request)
-        return _completion(req.model, reply) if reply is not None else None
+        return _completion(req.model, reply, req.offered() is not None) if reply is not None else None
 
     return app
 
@@ -212,19 +317,28 @@ def _validation_error(errors: Sequence[Any]) -> ApiError:
 
 def _prepare(session: chat.Session, req: ChatRequest) -> tuple[str, EvalConfig]:
     """The prompt (the session's render path) and this request's generation settings; too long is a 400."""
-    messages = [Message("system" if m.role == "developer" else m.role, str(m.content)) for m in req.messages]
-    if messages[-1].role != "user":
-        raise ApiError(400, "The last message must be from the user", param="messages", code="invalid_messages")
+    messages = [m.message() for m in req.messages]
+    if messages[-1].role not in ("user", "tool"):
+        raise ApiError(400, "The last message must be from the user (or a tool's output)", param="messages",
+                       code="invalid_messages")
+    for i, (before, m) in enumerate(zip([None, *messages], messages)):
+        if m.role == "tool" and not (before is not None and (before.tool_calls or before.role == "tool")):
+            raise ApiError(400, f"messages.{i}: a tool's output follows the assistant message whose tool_calls "
+                           "called it", param=f"messages.{i}", code="invalid_messages")
     update = {"temperature": req.temperature, "top_p": req.top_p,
               "max_new_tokens": req.max_completion_tokens or req.max_tokens}
     settings = session.settings.model_copy(update={k: v for k, v in update.items() if v is not None})
     context = getattr(session.model.config, "max_position_embeddings", None)
-    chars = sum(len(m.content) for m in messages)
+    chars = sum(len(m.content) + sum(len(c.arguments) for c in m.tool_calls) for m in messages)
     if context and chars > context * CHARS_PER_TOKEN_MAX:
         raise ApiError(400, f"This model's maximum context length is {context} tokens; the messages hold {chars:,} "
                        f"characters, more than any tokenization of them fits", param="messages",
                        code="context_length_exceeded")
-    prompt = chat.prompt_for(session, messages)
+    try:
+        prompt = chat.prompt_for(session, messages, tools=req.offered())
+    except jinja2.TemplateError as err:  # a template's raise_exception() on an order of roles it does not take
+        raise ApiError(400, f"The model's chat template cannot render these messages: {err.message}",
+                       param="messages", code="invalid_messages") from None
     used = len(session.tokenizer(prompt, add_special_tokens=False)["input_ids"])
     if context and used + settings.max_new_tokens > context:
         raise ApiError(400, f"This model's maximum context length is {context} tokens; the messages use {used} "
@@ -295,10 +409,11 @@ async def _disconnected(request: Request) -> None:
         pass
 
 
-async def _events(run: _Generation, model: str, queue: Any) -> AsyncIterator[str]:
-    """Server-sent events: a role chunk, one chunk per piece of text, a finish chunk with usage, [DONE]. A failure
-    ends the stream with an error event (OpenAI's error body) and [DONE]; a client that goes away (Starlette
-    cancels this generator) cancels the generation."""
+async def _events(run: _Generation, model: str, queue: Any, tools: bool = False) -> AsyncIterator[str]:
+    """Server-sent events: a role chunk, one chunk per piece of text, a finish chunk with usage, [DONE]. Where the
+    request offered tools the answer comes as one chunk at its end (its calls cannot be told from its text before
+    then), with its tool_calls. A failure ends the stream with an error event (OpenAI's error body) and [DONE]; a
+    client that goes away (Starlette cancels this generator) cancels the generation."""
     head = {"id": f"chatcmpl-{uuid.uuid4().hex}", "object": "chat.completion.chunk", "created": int(time.time()),
             "model": model}
 
@@ -310,9 +425,14 @@ async def _events(run: _Generation, model: str, queue: Any) -> AsyncIterator[str
         async with queue:
             yield chunk({"role": "assistant", "content": ""})
             while (item := await _waiting(next, run.pieces, None)) is not None:
-                if isinstance(item, Reply):
+                if isinstance(item, Reply) and tools:
+                    message, finish = _message(item, tools)
+                    calls = [{"index": i, **c} for i, c in enumerate(message.get("tool_calls", ()))]
+                    yield chunk({"content": message["content"], **({"tool_calls": calls} if calls else {})})
+                    yield chunk({}, finish, usage=_usage(item))
+                elif isinstance(item, Reply):
                     yield chunk({}, "stop" if item.stopped else "length", usage=_usage(item))
-                else:
+                elif not tools:
                     yield chunk({"content": item})
     except Exception as err:  # noqa: BLE001 - the client hears of any failure; the server stays up
         yield "data: " + json.dumps(_failed(err).body, ensure_ascii=False) + "\n\n"
@@ -321,11 +441,28 @@ async def _events(run: _Generation, model: str, queue: Any) -> AsyncIterator[str
     yield "data: [DONE]\n\n"
 
 
-def _completion(model: str, reply: Reply) -> dict[str, Any]:
+def _completion(model: str, reply: Reply, tools: bool) -> dict[str, Any]:
+    message, finish = _message(reply, tools)
     return {"id": f"chatcmpl-{uuid.uuid4().hex}", "object": "chat.completion", "created": int(time.time()),
-            "model": model, "choices": [{"index": 0, "message": {"role": "assistant", "content": reply.text},
-                                         "finish_reason": "stop" if reply.stopped else "length"}],
+            "model": model, "choices": [{"index": 0, "message": {"role": "assistant", **message},
+                                         "finish_reason": finish}],
             "usage": _usage(reply)}
+
+
+def _message(reply: Reply, tools: bool) -> tuple[dict[str, Any], str]:
+    """The answer as OpenAI's message fields, and its finish reason. Where the request offered tools, the calls the
+    answer makes are its `tool_calls` (finish reason "tool_calls"): <tool_call> blocks (toolcalls' text form, and
+    Qwen's), or an answer that is nothing but call JSON (Llama 3's form); its other text stays its content."""
+    finish = "stop" if reply.stopped else "length"
+    text, calls = toolcalls.parse(reply.text) if tools else (reply.text, ())
+    if tools and not calls and reply.text.strip().startswith("{"):
+        found = toolcalls.calls_in(reply.text)
+        text, calls = ("", tuple(ToolCall(n, a) for n, a in found)) if found else (text, ())
+    if not calls:
+        return {"content": reply.text}, finish
+    return {"content": text or None, "tool_calls": [{"id": f"call_{uuid.uuid4().hex[:24]}", "type": "function",
+                                                     "function": {"name": c.name, "arguments": c.arguments}}
+                                                    for c in calls]}, "tool_calls" if reply.stopped else finish
 
 
 def _usage(reply: Reply) -> dict[str, int]:
