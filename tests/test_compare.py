@@ -78,3 +78,24 @@ def test_a_run_folder_compares_with_its_tuned_weights(tiny_run: Path, tiny_model
                              say=lambda _: None)
     assert result.models == (str(tiny_run), str(tiny_model_dir)) and len(result.outputs[0]) == 2
     assert result.templates[0] == "own chat template"  # the adapter folder's saved template
+
+
+def test_function_calling_prompts_keep_their_tools_calls_and_outputs(tmp_path):
+    """A messages row read as the data stage reads it: the tools offered, an earlier call and its output stay in the
+    prompt (a tool-trained model is asked as its eval asked it); a tool output no call asked for is a skip."""
+    tools = [{"type": "function", "function": {"name": "weather", "parameters": {"type": "object"}}}]
+    call = {"role": "assistant", "tool_calls": [{"type": "function", "function": {"name": "weather",
+                                                                                  "arguments": '{"city": "Seoul"}'}}]}
+    rows = [{"messages": [{"role": "user", "content": "Weather?"}, call], "tools": tools},
+            {"messages": [{"role": "user", "content": "Weather?"}, call, {"role": "tool", "content": "sunny"},
+                          {"role": "assistant", "content": "Sunny."}], "tools": tools},
+            {"messages": [{"role": "user", "content": "hi"}, {"role": "tool", "content": "x"}]}]
+    path = tmp_path / "p.jsonl"
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows), "utf-8")
+    convs, skipped = compare.read_prompts(path)
+    asked, answered = convs
+    assert [m.role for m in asked.messages] == ["user", "assistant"] and asked.messages[-1].content == ""
+    assert json.loads(asked.tools) == tools and not asked.messages[-1].tool_calls  # the call was the answer
+    assert [m.role for m in answered.messages] == ["user", "assistant", "tool", "assistant"]
+    assert answered.messages[1].tool_calls[0].name == "weather" and answered.messages[-1].content == ""
+    assert [(s.location, s.kind) for s in skipped] == [("p.jsonl:3", "turn_order")]

@@ -50,4 +50,56 @@ def test_calls_in_reads_calls_in_any_templates_form():
                  '<call>{"name":"weather","arguments":{"city":"서울","days":2}}</call>'):
         assert toolcalls.calls_in(text) == want, text
     assert toolcalls.calls_in('{"name": "weather"} and {"city": 1} {broken') == ()
+    # a small model that goes on to imagine the tool's output: only the <tool_call> blocks are its calls
+    imagined = ('<tool_call>\n{"name": "weather", "arguments": {"city": "서울", "days": 2}}\n</tool_call>\n\n'
+                '<tool_response>\n{"name": "weather", "arguments": {"city": "부산"}}\n</tool_response>')
+    assert toolcalls.calls_in(imagined) == want
     assert toolcalls.calls_in("") == ()
+
+
+def test_a_function_calling_file_trains_end_to_end_and_chat_prompts_as_eval_did(tiny_model_dir, tmp_path):
+    """OpenAI function-calling rows (some ending on the call) through the whole job on a tiny model (SmolLM2's
+    template: the text form): the run keeps each row as trained (tools in the system turn, each call in its
+    answer), eval scores 'function calls right' for base and tuned, the report has its row, and chat / serve asked
+    with a file row's own messages and tools give eval's prompt for that row."""
+    import json
+
+    from tests.conftest import tiny_config
+    from tunesmith import chat, pipeline, rundir
+    from tunesmith.data import formats
+
+    tools = [{"type": "function", "function": {"name": "weather", "parameters": {"type": "object"}}}]
+    rows = []
+    for i in range(12):
+        call = {"role": "assistant", "tool_calls": [{"type": "function", "function": {
+            "name": "weather", "arguments": json.dumps({"city": f"c{i}"})}}]}
+        turns = [{"role": "user", "content": f"Weather in c{i}?"}, call]
+        if i % 2:
+            turns += [{"role": "tool", "content": f"{i} C"}, {"role": "assistant", "content": f"It is {i} C."}]
+        rows.append({"messages": turns, "tools": tools})
+    data = tmp_path / "calls.jsonl"
+    data.write_text("".join(json.dumps(r) + "\n" for r in rows), "utf-8")
+    cfg = tiny_config(tiny_model_dir, data, tmp_path / "runs", template={"max_length": 512})
+    run = rundir.RunDir(pipeline.run(cfg, say=lambda _: None).run_dir)
+    kept = run.read_conversations("train") + run.read_conversations("eval")
+    assert len(kept) == 12 and all(c.messages[0].content.startswith(toolcalls.PREAMBLE[:30]) for c in kept)
+    for c in kept:  # "Weather in c3?" called weather({"city": "c3"})
+        city = c.messages[1].content.split()[-1].rstrip("?")
+        assert c.messages[2].content == toolcalls.call_text(ToolCall("weather", json.dumps({"city": city})))
+    summary = run.evaluation().read_summary()
+    assert all("tool_call" in m.metrics for m in summary.models)
+    assert "| function calls right |" in run.report_md.read_text("utf-8")
+    session = chat.open_session(str(run.root), say=lambda _: None)
+    read = {c.source: c for c in formats.load(data).conversations}
+    for gen in run.evaluation().read_generations("tuned"):
+        row = read[gen.source]
+        last = max(i for i, m in enumerate(row.messages) if m.role == "assistant")
+        assert chat.prompt_for(session, row.messages[:last], tools=row.tools) == gen.prompt
+
+
+def test_without_tools_keeps_a_system_prompt_s_own_text():
+    c = Conversation((Message("system", "Be brief."), Message("user", "q"), Message("assistant", "a")), "f:1",
+                     tools='[{"type": "function", "function": {"name": "w"}}]')
+    assert toolcalls.without_tools(toolcalls.as_text(c).messages[0].content) == "Be brief."
+    assert toolcalls.without_tools(toolcalls.tools_text(c.tools)) is None
+    assert toolcalls.without_tools("Be kind.") == "Be kind."

@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from tunesmith import generation, models, rundir, template
+from tunesmith import generation, models, rundir, template, toolcalls
 from tunesmith.config import EvalConfig, TemplateConfig
 from tunesmith.errors import TunesmithError
 from tunesmith.records import Conversation, Message
@@ -61,8 +61,10 @@ def prompt_for(session: Session, messages: Sequence[Message], tools: str | None 
     if session.raw:
         return messages[-1].content
     turns = list(messages)
-    if session.system and not (turns and turns[0].role == "system"):
-        turns.insert(0, Message("system", session.system))
+    # a run trained on the text form had its tools in every row's system prompt: a request's own tools replace them
+    system = toolcalls.without_tools(session.system) if session.system and tools else session.system
+    if system and not (turns and turns[0].role == "system"):
+        turns.insert(0, Message("system", system))
     conv = Conversation((*turns, Message("assistant", "")), "chat", tools=tools)
     convs, _ = template.fit(session.tokenizer, [conv], session.template)
     return template.prompt_text(session.tokenizer, convs[0])[0]

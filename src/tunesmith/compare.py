@@ -16,7 +16,8 @@ from pathlib import Path
 
 from tunesmith import generation, models, rundir, template
 from tunesmith.config import EvalConfig, TemplateConfig
-from tunesmith.data import readers
+from tunesmith.data import calls, formats, readers
+from tunesmith.format_names import CALL, ROLE_ALIASES, TOOL, TOOL_ROLES
 from tunesmith.errors import TunesmithError
 from tunesmith.records import Conversation, Message, Skip
 
@@ -33,25 +34,45 @@ class Comparison:
     skipped: tuple[Skip, ...] = ()
 
 
-def _prompt(fields: object) -> list[Message] | None:
-    """A record's prompt as messages: a plain string, a prompt-like field (+ Alpaca input), or chat messages."""
+def _prompt(fields: object, location: str) -> Conversation | None:
+    """A record's prompt, ending on the empty assistant turn where generation starts: a plain string, a prompt-like
+    field (+ Alpaca input), or chat messages (read as the data stage reads them: a tool's calls, outputs and the
+    row's tools included). A conversation that the data stage would skip raises formats.BadRow."""
     if isinstance(fields, str):
-        return [Message("user", fields.strip())] if fields.strip() else None
+        return _asking([Message("user", fields.strip())], location) if fields.strip() else None
     if not isinstance(fields, dict):
         return None
     if isinstance(fields.get("messages"), list):
-        msgs = [Message(m.get("role", "user"), str(m.get("content", ""))) for m in fields["messages"]
-                if isinstance(m, dict)]
-        while msgs and msgs[-1].role == "assistant":  # the answer, if the file has one, is not part of the prompt
-            msgs.pop()
-        return msgs or None
+        return _chat_prompt(fields, location)
     key = next((k for k in PROMPT_KEYS if isinstance(fields.get(k), str) and fields[k].strip()), None)
     if key is None:
         return None
     text = fields[key].strip()
     if key == "instruction" and isinstance(fields.get("input"), str) and fields["input"].strip():
         text += "\n\n" + fields["input"].strip()
-    return [Message("user", text)]
+    return _asking([Message("user", text)], location)
+
+
+def _asking(msgs: list[Message], location: str, tools: str | None = None) -> Conversation:
+    return Conversation((*msgs, Message("assistant", "")), location, tools=tools)
+
+
+def _chat_prompt(fields: dict, location: str) -> Conversation | None:
+    """Chat messages up to the answer (the file's answer, if it has one, is not part of the prompt)."""
+    turns = [t for t in fields["messages"] if isinstance(t, dict)]
+    while turns and str(turns[-1].get("role", "")).strip().lower() in ("assistant", "gpt", "model"):
+        turns.pop()
+    if not turns:
+        return None
+    row = {**fields, "messages": [*turns, {"role": "assistant", "content": "(answer)"}]}
+    try:
+        read = formats.FORMATS["messages"][1](row)
+    except (KeyError, TypeError, AttributeError) as err:
+        raise formats.BadRow("malformed", f"malformed messages ({type(err).__name__}: {err})") from None
+    names = {**ROLE_ALIASES, **dict.fromkeys(TOOL_ROLES, TOOL), CALL: CALL}
+    mapped = [(names.get(str(role).strip().lower(), role), content, *rest) for role, content, *rest in read]
+    conv = formats.validate(mapped, location, None, calls.tools_field(fields))
+    return _asking(list(conv.messages[:-1]), location, conv.tools)
 
 
 def read_prompts(path: Path) -> tuple[list[Conversation], list[Skip]]:
@@ -59,13 +80,16 @@ def read_prompts(path: Path) -> tuple[list[Conversation], list[Skip]]:
     records, skipped, _ = readers.read(path)
     convs, skipped = [], list(skipped)
     for rec in records:
-        msgs = _prompt(rec.fields)
-        if msgs is None:
+        try:
+            conv = _prompt(rec.fields, rec.location)
+        except formats.BadRow as err:
+            skipped.append(Skip(rec.location, str(err), err.kind))
+            continue
+        if conv is None:
             skipped.append(Skip(rec.location, f"no prompt: expected a string, one of {', '.join(PROMPT_KEYS)}, "
                                               "or messages", "no_prompt"))
             continue
-        # An empty assistant turn marks where generation starts; prompt_text renders everything before it.
-        convs.append(Conversation((*msgs, Message("assistant", "")), rec.location))
+        convs.append(conv)  # its empty assistant turn marks where generation starts (prompt_text renders the rest)
     if not convs:
         raise TunesmithError(f"no prompts found in {path}", where=str(path),
                              problems=[f"{s.location}: {s.reason}" for s in skipped[:5]],

@@ -47,7 +47,8 @@ class DataConfig(_Strict):
                         "prompt_completion, numbered_turns, turns, pairs, text, segments, "
                         "chatgpt_export, claude_export, flat_turns, chat_log")
     roles: dict[str, str] = Field(default_factory=dict, description="role names in the file -> system, user "
-                                  "or assistant, e.g. {therapist: assistant, client: user}")
+                                  "or assistant (or tool: a tool's output; tool_call: a turn holding a call's JSON), "
+                                  "e.g. {therapist: assistant, client: user}")
     columns: dict[str, str] = Field(default_factory=dict, description="canonical field -> your field (role and "
                                     "content name a turn list's keys), e.g. "
                                     "{prompt: question_text, completion: answer_text}")

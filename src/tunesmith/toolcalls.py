@@ -60,6 +60,13 @@ def as_text(conv: Conversation) -> Conversation:
     return dataclasses.replace(conv, messages=tuple(out), tools=None)
 
 
+def without_tools(system: str) -> str | None:
+    """A system prompt less the tools as_text offered in it (a run's training rows had them there, so its chat
+    uses them): what is left of it, or None. For a request that offers tools of its own."""
+    at = system.find(PREAMBLE[:PREAMBLE.index("{tools}")])
+    return system if at < 0 else system[:at].rstrip() or None
+
+
 def _response(m: Message) -> str:
     return f"<tool_response>\n{m.content}\n</tool_response>"
 
@@ -87,7 +94,11 @@ def parse(text: str) -> tuple[str, tuple[ToolCall, ...]]:
 def calls_in(text: str) -> tuple[tuple[str, str], ...]:
     """The function calls a text makes, whatever form the model's template writes them in: every JSON object with
     a "name" and its "arguments" (or Llama's "parameters") object, in order, as (name, arguments with sorted keys),
-    so that eval compares what was called, not how it was spaced or which key came first."""
+    so that eval compares what was called, not how it was spaced or which key came first. Where the text has
+    <tool_call> blocks, only what they hold is a call (a tool output the model goes on to imagine is not)."""
+    tagged = _CALL.findall(text)
+    if tagged:
+        return tuple(call for block in tagged for call in calls_in(block.replace(CALL_OPEN, "")))
     decoder, found, at = json.JSONDecoder(), [], text.find("{")
     while at != -1:
         try:
