@@ -179,6 +179,9 @@ def test_tool_call_scores_rows_whose_reference_calls_a_function_only():
     s = score_rows(rows)
     assert [r["tool_call"] for r in s.rows[:2]] == [1.0, 0.0] and math.isnan(s.rows[2]["tool_call"])
     assert s.corpus["tool_call"] == 0.5
+    assert [r["call_when_due"] for r in s.rows] == [1.0, 1.0, 1.0]  # called where due (rightly or not), not elsewhere
+    missed = score_rows([Generation("f:1", "p", "Let me check.", call), Generation("f:2", "p", call, "Hi!")])
+    assert [r["call_when_due"] for r in missed.rows] == [0.0, 0.0]
     assert "tool_call" not in score_rows(rows[2:]).rows[0]  # no function calling in the eval rows: no such metric
     d = compare([{"tool_call": 0.0}, {"tool_call": math.nan}, {"tool_call": 0.0}],
                 [{"tool_call": 1.0}, {"tool_call": math.nan}, {"tool_call": 1.0}])["tool_call"]

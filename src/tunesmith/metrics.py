@@ -41,6 +41,8 @@ METRICS: dict[str, tuple[str, int]] = {
     "nll": ("mean negative log-likelihood per reference token (corpus: token-weighted)", -1),
     "tool_call": ("share of answers that make the reference's function calls (names and arguments, in any order); "
                   "only rows whose reference calls a function, only where some do", 1),
+    "call_when_due": ("share of answers that call a function where the reference does and do not where it does not "
+                      "(every row, where some reference calls one)", 1),
 }
 CHAR_LEVEL = ("ko", "cjk")
 BLEU_TOKENIZE = {"ko": "char", "cjk": "char", "en": "13a", "other": "intl"}
@@ -233,13 +235,16 @@ def score_rows(generations: Sequence[Generation], *, embedder: Any = None,
 
 
 def _score_calls(rows: list[dict[str, float]], hyps: Sequence[str], refs: Sequence[str]) -> None:
-    """'tool_call' where any reference calls a function: 1 where the answer makes the same calls, 0 where not, nan
-    on rows whose reference calls none (the paired difference leaves those out)."""
+    """Where any reference calls a function: 'tool_call', 1 where the answer makes the same calls, 0 where not, nan
+    on rows whose reference calls none (the paired difference leaves those out); 'call_when_due', 1 where the
+    answer calls something exactly where its reference does."""
     wanted = [toolcalls.calls_in(r) for r in refs]
     if not any(wanted):
         return
     for row, h, w in zip(rows, hyps, wanted, strict=True):
-        row["tool_call"] = float(sorted(toolcalls.calls_in(h)) == sorted(w)) if w else math.nan
+        made = toolcalls.calls_in(h)
+        row["tool_call"] = float(sorted(made) == sorted(w)) if w else math.nan
+        row["call_when_due"] = float(bool(made) == bool(w))
 
 
 def _mean(values: Sequence[float]) -> float:

@@ -29,7 +29,8 @@ MAIN, MAIN_NAME = evaluate.MAIN_METRIC, "chrF"  # the headline metric (see evalu
 TABLE = (("eval_loss", "eval loss (trainer, lower is better)"), ("perplexity", "perplexity of the references"),
          ("chrf", "chrF (main)"), ("bleu", "BLEU"), ("rouge_l", "ROUGE-L"), ("cosine", "embedding cosine"),
          ("exact_match", "exact match"), ("chars", "mean length (characters)"), ("words", "mean length (words)"),
-         ("stopped", "stopped by itself"), ("tool_call", "function calls right"))
+         ("stopped", "stopped by itself"), ("call_when_due", "calls a function when due"),
+         ("tool_call", "function calls right"))
 
 
 @dataclass
@@ -62,13 +63,13 @@ Block = str | Table | Image | Pre | Note
 def _fmt(key: str, value: float | None) -> str:
     if value is None or (isinstance(value, float) and math.isnan(value)):
         return "n/a"
-    if key in ("exact_match", "stopped", "tool_call"):
+    if key in ("exact_match", "stopped", "tool_call", "call_when_due"):
         return f"{value:.0%}"
     return f"{value:.4g}" if key in ("eval_loss", "perplexity", "cosine", "nll") else f"{value:.2f}"
 
 
 def _interval(key: str, d: Any) -> str:
-    if key in ("exact_match", "stopped", "tool_call"):
+    if key in ("exact_match", "stopped", "tool_call", "call_when_due"):
         return f"{d.mean * 100:+.1f} pts [{d.low * 100:+.1f}, {d.high * 100:+.1f}]"
     digits = 3 if key in ("cosine", "nll") else 2
     return f"{d.mean:+.{digits}f} [{d.low:+.{digits}f}, {d.high:+.{digits}f}]"

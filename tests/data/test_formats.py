@@ -534,3 +534,11 @@ def test_rows_that_are_bare_strings_are_texts(tmp_path: Path):
     assert [c.messages[0].content for c in each.conversations] == ["The first text.", "The second text.", "Third."]
     assert [(m.role, m.content) for c in listed.conversations for m in c.messages] == [
         ("text", "The first text."), ("text", "The second text.")]
+
+
+def test_the_function_calling_sample_reads_whole():
+    """sample_data/tools_en.jsonl (three tools, calls with and without the tool's output, plain chat beside them)."""
+    res = formats.load(SAMPLE / "tools_en.jsonl")
+    assert (len(res.conversations), res.skipped, res.unused) == (64, (), {})
+    assert sum(len(m.tool_calls) for c in res.conversations for m in c.messages) == 59
+    assert {json.loads(c.tools)[2]["function"]["name"] for c in res.conversations} == {"set_timer"}
