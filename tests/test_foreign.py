@@ -96,6 +96,9 @@ def test_a_llamafactory_config_becomes_the_same_run(tmp_path: Path, monkeypatch:
     assert "val_size: 0 there" in notes
     cfg = config.parse(done.config, source="<test>", base_dir=tmp_path)
     assert (cfg.lora.alpha, cfg.train.grad_accum, cfg.data.train) == (16, 8, [tmp_path / "data" / "my_qa.json"])
+    tooled = foreign.translate({**yaml.safe_load(LLAMAFACTORY), "tool_format": "qwen"}, source)
+    said = next(n for n in tooled.notes if n.startswith("tool_format:"))
+    assert "qwen" in said and "is not needed: function calls are written by the model's own chat template" in said
 
 
 def test_an_axolotl_config_becomes_the_same_run(tmp_path: Path):

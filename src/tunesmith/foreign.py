@@ -78,6 +78,9 @@ def translate(raw: dict[str, Any], source: Path, data: list[str] = ()) -> Transl
             notes.append(f"{key}: not needed (tunesmith decides this itself, or it steers {tool}'s machinery only)")
         elif key == "trust_remote_code":
             notes.append(f"{key}: tunesmith runs no code from a model's folder (built-in architectures, safetensors)")
+        elif key == "tool_format":
+            notes.append(f"{key}: {_short(value)} is not needed: function calls are written by the model's own chat "
+                         "template where it writes them, else in Qwen2.5's <tool_call> form (docs/function-calling.md)")
         else:
             notes.append(f"{key}: {_short(value)} has no tunesmith equivalent here")
     if tool == "LLaMA-Factory":
