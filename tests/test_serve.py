@@ -262,6 +262,9 @@ BAD = {  # the issue's reproductions: each a 4xx with OpenAI's error body, strea
     "call arguments that are not JSON": ({"messages": [*HI, {"role": "assistant", "tool_calls": [
         {"type": "function", "function": {"name": "f", "arguments": "{x"}}]}, {"role": "tool", "content": "1"}]},
         400, "not valid JSON"),
+    "call arguments nested too deeply": ({"messages": [*HI, {"role": "assistant", "tool_calls": [
+        {"type": "function", "function": {"name": "f", "arguments": "[" * 100_000}}]}, {"role": "tool", "content": "1"}]},
+        400, "nested too deeply"),
     "a tool message making calls": ({"messages": [*HI, {"role": "tool", "content": "1", "tool_calls": [
         {"type": "function", "function": {"name": "f"}}]}]}, 400, "only an assistant"),
     "a user message without content": ({"messages": [{"role": "user", "content": None}]}, 400, "content"),

@@ -103,3 +103,11 @@ def test_without_tools_keeps_a_system_prompt_s_own_text():
     assert toolcalls.without_tools(toolcalls.as_text(c).messages[0].content) == "Be brief."
     assert toolcalls.without_tools(toolcalls.tools_text(c.tools)) is None
     assert toolcalls.without_tools("Be kind.") == "Be kind."
+
+
+def test_parse_reads_a_python_dict_call_as_hermes_data_writes_it_and_never_runs_code():
+    assert toolcalls.parse("<tool_call>\n{'arguments': {'city': 'Oslo'}, 'name': 'weather'}\n</tool_call>") == \
+        ("", (ToolCall("weather", '{"city": "Oslo"}'),))
+    for text in ("<tool_call>__import__('os').system('true')</tool_call>", "<tool_call>{'name': 'w', "
+                 "'arguments': {'a': {1, 2}}}</tool_call>", "<tool_call>" + "[" * 5000 + "</tool_call>"):
+        assert toolcalls.parse(text) == (text, ())

@@ -43,7 +43,8 @@ class _Strict(BaseModel):
 class DataConfig(_Strict):
     train: list[Path] = Field(min_length=1, description="data files, folders or globs to train on")
     eval: list[Path] = Field(default_factory=list, description="explicit eval files; empty = split from train")
-    format: str = Field("auto", description="auto = detected over all rows; or messages, sharegpt, alpaca, "
+    format: str = Field("auto", description="auto = detected over all rows; or messages, sharegpt, function_calls, "
+                        "alpaca, "
                         "prompt_completion, numbered_turns, turns, pairs, text, segments, "
                         "chatgpt_export, claude_export, flat_turns, chat_log")
     roles: dict[str, str] = Field(default_factory=dict, description="role names in the file -> system, user "

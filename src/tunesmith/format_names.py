@@ -4,7 +4,8 @@ checks the two agree). Its own module so that config, below the data stage, need
 """
 
 # the last two: the chat apps' data exports (data/exports.py)
-ROW_FORMATS = ("messages", "sharegpt", "alpaca", "prompt_completion", "numbered_turns", "turns", "pairs", "text",
+ROW_FORMATS = ("messages", "sharegpt", "function_calls", "alpaca", "prompt_completion", "numbered_turns", "turns",
+               "pairs", "text",
                "segments", "chatgpt_export", "claude_export")
 SEGMENT = "segment"  # the role of a segments row's parts (Axolotl's template-free input_output): no chat template
 FLAT_TURNS = "flat_turns"  # file-level: every record is one {role, content} turn

@@ -87,6 +87,8 @@ class Function(BaseModel):
                 value = json.loads(_utf8(value))
             except ValueError as err:
                 raise ValueError(f"arguments are not valid JSON: {err}") from None
+            except RecursionError:
+                raise ValueError("arguments are JSON nested too deeply") from None
         if not isinstance(value, dict):
             raise ValueError(f"arguments are {type(value).__name__}; a JSON object is expected")
         return _utf8(json.dumps(value, ensure_ascii=False, separators=(", ", ": ")))

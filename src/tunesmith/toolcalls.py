@@ -11,6 +11,7 @@ used.
 
 from __future__ import annotations
 
+import ast
 import dataclasses
 import json
 import re
@@ -77,18 +78,41 @@ def parse(text: str) -> tuple[str, tuple[ToolCall, ...]]:
     found: list[ToolCall] = []
 
     def take(match: re.Match) -> str:
-        try:
-            obj = json.loads(match.group(1))
-        except ValueError:
-            return match.group(0)
+        obj = _object(match.group(1))
         args = obj.get("arguments", obj.get("parameters")) if isinstance(obj, dict) else None
         if not isinstance(obj.get("name") if isinstance(obj, dict) else None, str) or not isinstance(args, dict):
             return match.group(0)
-        found.append(ToolCall(obj["name"], json.dumps(args, ensure_ascii=False, separators=(", ", ": "))))
+        try:
+            arguments = json.dumps(args, ensure_ascii=False, separators=(", ", ": "))
+        except (TypeError, ValueError):  # a Python literal JSON has no form for (a set, bytes)
+            return match.group(0)
+        found.append(ToolCall(obj["name"], arguments))
         return ""
 
     rest = _CALL.sub(take, text)
     return rest.strip(), tuple(found)
+
+
+def _object(text: str) -> object:
+    """A call block's object: JSON, or a Python dict literal as Hermes' function-calling data writes its calls
+    ({'name': ..., 'arguments': {...}}; read with ast.literal_eval, which evaluates literals only, never code)."""
+    try:
+        return json.loads(text)
+    except (ValueError, RecursionError):
+        pass
+    try:
+        return ast.literal_eval(text) if len(text) < 100_000 else None
+    except (ValueError, SyntaxError, MemoryError, RecursionError):
+        return None
+
+
+def unwrapped_response(text: str) -> str:
+    """A tool's output without the <tool_response> marks a text-form file wrapped it in (they are the form's)."""
+    stripped = text.strip()
+    if stripped.startswith("<tool_response>") and stripped.endswith("</tool_response>") and \
+            stripped.count("<tool_response>") == 1:
+        return stripped[len("<tool_response>"):-len("</tool_response>")].strip()
+    return text
 
 
 def calls_in(text: str) -> tuple[tuple[str, str], ...]:
@@ -98,12 +122,13 @@ def calls_in(text: str) -> tuple[tuple[str, str], ...]:
     <tool_call> blocks, only what they hold is a call (a tool output the model goes on to imagine is not)."""
     tagged = _CALL.findall(text)
     if tagged:
-        return tuple(call for block in tagged for call in calls_in(block.replace(CALL_OPEN, "")))
+        return tuple((c.name, json.dumps(json.loads(c.arguments), ensure_ascii=False, sort_keys=True))
+                     for c in parse(text)[1])
     decoder, found, at = json.JSONDecoder(), [], text.find("{")
     while at != -1:
         try:
             obj, end = decoder.raw_decode(text, at)
-        except ValueError:
+        except (ValueError, RecursionError):
             at = text.find("{", at + 1)
             continue
         args = obj.get("arguments", obj.get("parameters")) if isinstance(obj, dict) else None

@@ -542,3 +542,44 @@ def test_the_function_calling_sample_reads_whole():
     assert (len(res.conversations), res.skipped, res.unused) == (64, (), {})
     assert sum(len(m.tool_calls) for c in res.conversations for m in c.messages) == 59
     assert {json.loads(c.tools)[2]["function"]["name"] for c in res.conversations} == {"set_timer"}
+
+
+def test_xlam_rows_are_a_question_answered_by_calls(tmp_path: Path):
+    """xLAM's function-calling rows: a query, its answers (the calls, as JSON text) and the tools (JSON text of
+    schemas without the "function" wrapper)."""
+    tools = [{"name": "lyrics", "description": "a song's lyrics", "parameters": {"title": {"type": "str"}}}]
+    rows = [{"id": i, "query": f"Lyrics of song {i}?", "tools": json.dumps(tools),
+             "answers": json.dumps([{"name": "lyrics", "arguments": {"title": f"song {i}"}}] * (1 + i % 2))}
+            for i in range(3)]
+    res = formats.load(write_json(tmp_path / "xlam.json", rows))
+    assert res.format == "function_calls" and res.skipped == () and list(res.unused) == ["id"]
+    first, second, _ = res.conversations
+    assert [(m.role, m.content) for m in first.messages] == [("user", "Lyrics of song 0?"), ("assistant", "")]
+    assert first.messages[1].tool_calls == (ToolCall("lyrics", '{"title": "song 0"}'),)
+    assert len(second.messages[1].tool_calls) == 2
+    assert json.loads(first.tools) == [{"type": "function", "function": tools[0]}]
+
+
+def test_hermes_calls_written_in_the_answer_s_text_are_read_as_calls_where_a_tool_answers(tmp_path: Path):
+    """Hermes' function-calling rows write a call into the answer (<tool_call> with JSON or a Python dict) and wrap
+    the tool's output in <tool_response>: followed by a tool turn, the call is read as one and the output
+    unwrapped; an answer that ends the row keeps its text as written."""
+    rows = [{"conversations": [{"from": "human", "value": "AAPL?"},
+                               {"from": "gpt", "value": "<tool_call>\n{'arguments': {'symbol': 'AAPL'}, 'name': "
+                                                        "'price'}\n</tool_call>\n"},
+                               {"from": "tool", "value": "<tool_response>\n{\"price\": 190.1}\n</tool_response>\n"},
+                               {"from": "gpt", "value": "Apple is at $190.10."}]},
+            {"conversations": [{"from": "human", "value": "MSFT?"},
+                               {"from": "gpt", "value": '<tool_call>\n{"name": "price"}\n</tool_call>'}]}]
+    asked, ended = formats.load(write_json(tmp_path / "hermes.json", rows)).conversations
+    assert asked.messages[1] == Message("assistant", "", tool_calls=(ToolCall("price", '{"symbol": "AAPL"}'),))
+    assert asked.messages[2] == Message("tool", '{"price": 190.1}')
+    assert ended.messages[1].content == '<tool_call>\n{"name": "price"}\n</tool_call>' and not ended.calls_tools
+
+
+def test_tools_nested_too_deeply_are_a_skip_not_a_traceback(tmp_path: Path):
+    rows = [{"messages": [{"role": "user", "content": "q"}, {"role": "assistant", "content": "a"}],
+             "tools": "[" * 100_000}]
+    res = formats.load(write_json(tmp_path / "t.json", rows))
+    assert [(s.kind, s.reason[:52]) for s in res.skipped] == [
+        ("tool_call", "the row: its tools is JSON nested too deeply to read")]

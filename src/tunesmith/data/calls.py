@@ -36,6 +36,8 @@ def _json(value: Any, what: str) -> Any:
         return json.loads(value)
     except ValueError as err:
         raise Malformed(f"{what} is not valid JSON ({err.msg} at position {err.pos}): {value[:60]!r}") from None
+    except RecursionError:
+        raise Malformed(f"{what} is JSON nested too deeply to read: {value[:60]!r}") from None
 
 
 def _compact(obj: Any) -> str:
@@ -93,6 +95,26 @@ def schemas(value: Any, where: str) -> str | None:
                             "..., \"parameters\": {...}})")
         out.append({"type": "function", "function": fn})
     return _compact(out)
+
+
+# xLAM's single-turn function-calling rows: {"query": ..., "answers": "[{name, arguments}, ...]", "tools": "[...]"}
+ANSWER_CALLS = ("answers", "tool_calls", "calls", "function_calls")
+
+
+def answer_calls_field(row: Any) -> str | None:
+    """The field of a row that answers its question with calls alone (xLAM's `answers`: a list of calls, as JSON
+    text or a list, each with a name), or None."""
+    if not isinstance(row, dict) or tools_field(row) is None:
+        return None
+    for key in ANSWER_CALLS:
+        value = row.get(key)
+        try:
+            value = json.loads(value) if isinstance(value, str) else value
+        except (ValueError, RecursionError):
+            continue
+        if isinstance(value, list) and value and all(isinstance(c, dict) and "name" in c for c in value):
+            return key
+    return None
 
 
 def tools_field(row: Any) -> Any:

@@ -10,6 +10,7 @@ or fails validation, is skipped with its location and reason; unknown role names
 
 from __future__ import annotations
 
+import json
 import re
 import unicodedata
 from collections import Counter
@@ -18,6 +19,7 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
+from tunesmith import toolcalls
 from tunesmith.data import calls, chatlog, exports, llamafactory, parts, preference, readers
 from tunesmith.errors import TunesmithError, did_you_mean
 from tunesmith.format_names import (ALL_FORMATS, CALL, CALL_ROLES, FLAT_TURNS, ROLE_ALIASES, SEGMENT, TOOL,
@@ -125,6 +127,23 @@ def _is_pair(row: Any) -> bool:
 _alpaca = _prompt_completion = _one_turn  # one conversion; the names say which shape was detected
 
 
+def _question_field(row: Any) -> str | None:
+    """A function-calling row's question: its first prompt-like field holding text."""
+    return next((k for k in row if _norm(k) in ("query", "question", "prompt", "instruction", "input", "user")
+                 and isinstance(row[k], str)), None) if isinstance(row, dict) else None
+
+
+def _is_function_calls(row: Any) -> bool:
+    return calls.answer_calls_field(row) is not None and _question_field(row) is not None
+
+
+def _function_calls(row: dict) -> Turns:
+    """xLAM's rows: the question, answered by the calls alone (its `answers`), with the row's tools offered."""
+    answer = row[calls.answer_calls_field(row)]  # type: ignore[index]
+    listed = json.loads(answer) if isinstance(answer, str) else answer
+    return _with_system(row, [("user", row[_question_field(row)]), (CALL, {"tool_calls": listed})])  # type: ignore
+
+
 # Numbered-turn CSV columns: prefix words that mark the user's and the assistant's side (AI-Hub: 사람문장N/시스템응답N).
 _NUMBERED = re.compile(r"^(.*?)(\d+)$")
 _USER_PREFIX = ("사람", "사용자", "질문", "user", "human", "q", "client")
@@ -204,6 +223,7 @@ FORMATS: dict[str, tuple[Callable[[Any], bool], Callable[[Any], Turns]]] = {
                  lambda r: _with_system(r, [_turn(t) for t in r["messages"]])),
     "sharegpt": (lambda r: isinstance(r, dict) and _is_turn_list(r.get("conversations")),
                  lambda r: _with_system(r, [_turn(t) for t in r["conversations"]])),
+    "function_calls": (_is_function_calls, _function_calls),
     "alpaca": (_is_alpaca, _alpaca),
     "prompt_completion": (_is_pair, _prompt_completion),
     "numbered_turns": (lambda r: _numbered_columns(r) is not None, _numbered),
@@ -273,7 +293,7 @@ def validate(turns: Turns, source: str, system: str | None, tools: Any = None) -
     `tools` (the row's own field, as written) the conversation's tool schemas (data/calls.py)."""
     if turns and turns[0][0] == SEGMENT:
         return _segments(turns, source)
-    msgs = [_message(i, role, content, rest) for i, (role, content, *rest) in enumerate(turns)]
+    msgs = _calls_written_as_text([_message(i, role, content, rest) for i, (role, content, *rest) in enumerate(turns)])
     if msgs and msgs[0].role == "text":
         return Conversation(tuple(msgs), source)
     if system is not None:
@@ -312,6 +332,24 @@ def _message(i: int, role: str, content: Any, rest: list[Any]) -> Message:
     if role == CALL:
         return Message("assistant", _clean(content), _trained(rest, "assistant", i), made)
     return Message(role, _clean(content), _trained(rest, role, i))
+
+
+def _calls_written_as_text(msgs: list[Message]) -> list[Message]:
+    """Hermes' function-calling files write each call into the answer's text (<tool_call>{...}</tool_call>, JSON or
+    a Python dict) and wrap the output in <tool_response>: where a tool's output follows such an answer, its calls
+    are read as calls and the output unwrapped, so that the row trains as any function-calling row does."""
+    out = list(msgs)
+    for i, m in enumerate(out[:-1]):
+        if m.role != "assistant" or m.tool_calls or out[i + 1].role != TOOL or toolcalls.CALL_OPEN not in m.content:
+            continue
+        text, found = toolcalls.parse(m.content)
+        if found:
+            out[i] = Message("assistant", text, m.train, found)
+            j = i + 1
+            while j < len(out) and out[j].role == TOOL:
+                out[j] = Message(TOOL, toolcalls.unwrapped_response(out[j].content))
+                j += 1
+    return out
 
 
 def _check_order(body: list[Message]) -> None:
@@ -520,6 +558,9 @@ def _used(fmt: str, row: dict) -> set[str]:
 
 
 def _read_fields(fmt: str, row: dict) -> set[str]:
+    if fmt == "function_calls":
+        return {k for k in (_question_field(row), calls.answer_calls_field(row)) if k} | \
+            {k for k in row if _norm(k) == "system"}
     if fmt in ("alpaca", "prompt_completion"):
         extra = {k for k in row if _norm(k) in ("system", "history")}  # read, even where empty
         return {k for k in (*(single_turn_fields(row)[0] or ()), *extra) if k}
