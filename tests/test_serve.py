@@ -245,8 +245,9 @@ def _post(url: str, content: bytes | str | None = None, json_body: object = None
 
 
 HI = [{"role": "user", "content": "hi"}]
-WEATHER = {"type": "function", "function": {"name": "weather", "description": "today's weather in a city",
-                                           "parameters": {"type": "object", "properties": {"city": {"type": "string"}}}}}
+WEATHER = {"type": "function", "function": {
+    "name": "weather", "description": "today's weather in a city",
+    "parameters": {"type": "object", "properties": {"city": {"type": "string"}}}}}
 BAD = {  # the reproductions: each a 4xx with OpenAI's error body, streaming or not
     "500 stop strings": ({"stop": ["x"] * 500}, 400, "at most 4"),
     "a 200,000-character stop string": ({"stop": "x" * 200_000}, 400, "at most 256"),
@@ -263,7 +264,8 @@ BAD = {  # the issue's reproductions: each a 4xx with OpenAI's error body, strea
         {"type": "function", "function": {"name": "f", "arguments": "{x"}}]}, {"role": "tool", "content": "1"}]},
         400, "not valid JSON"),
     "call arguments nested too deeply": ({"messages": [*HI, {"role": "assistant", "tool_calls": [
-        {"type": "function", "function": {"name": "f", "arguments": "[" * 100_000}}]}, {"role": "tool", "content": "1"}]},
+        {"type": "function", "function": {"name": "f", "arguments": "[" * 100_000}}]},
+        {"role": "tool", "content": "1"}]},
         400, "nested too deeply"),
     "a tool message making calls": ({"messages": [*HI, {"role": "tool", "content": "1", "tool_calls": [
         {"type": "function", "function": {"name": "f"}}]}]}, 400, "only an assistant"),
