@@ -150,3 +150,34 @@ def test_a_run_trained_on_plain_text_trains_and_chat_and_compare_continue_the_te
                            config.load(rundir.RunDir(run).config).eval, say=lambda _: None)
     assert side.templates == ("text as typed (trained without a chat template)",)
     assert side.outputs == ((gen.generation,),)
+
+
+def test_tool_gives_the_output_of_the_function_the_model_called(tiny_model_dir):
+    """/tool TEXT answers the call the model's last answer made: the output goes into the prompt as training wrote
+    tool outputs (the text form, for SmolLM2's template), and the answer joins the history after it; with no call
+    to answer, /tool says so and generates nothing."""
+    from tunesmith.records import ToolCall
+
+    session = chat.open_session(str(tiny_model_dir), options={"max_new_tokens": 4}, say=lambda _: None)
+    out: list[str] = []
+    lines = iter(["/tool sunny"])
+    assert chat.repl(session, lambda: next(lines, None), out.append) == 0
+    assert out == ["(no function call to answer: /tool TEXT gives the output of the function the model just "
+                   "called)\n"]
+    called = Message("assistant", "", tool_calls=(ToolCall("weather", '{"city": "Oslo"}'),))
+    session.history = [Message("user", "Weather in Oslo?"), called]
+    prompt, _ = chat.fitted_prompt(session, "sunny", "tool")
+    assert prompt.endswith('<tool_call>\n{"name": "weather", "arguments": {"city": "Oslo"}}\n</tool_call><|im_end|>\n'
+                           "<|im_start|>user\n<tool_response>\nsunny\n</tool_response><|im_end|>\n"
+                           "<|im_start|>assistant\n")
+    lines = iter(["/tool sunny"])
+    assert chat.repl(session, lambda: next(lines, None), out.append) == 1
+    assert session.history[2] == Message("tool", "sunny") and session.history[3].role == "assistant"
+
+
+def test_an_answer_s_call_joins_the_history_as_a_call(tiny_model_dir, monkeypatch):
+    session = chat.open_session(str(tiny_model_dir), options={"max_new_tokens": 4}, say=lambda _: None)
+    said = '<tool_call>\n{"name": "weather", "arguments": {"city": "Oslo"}}\n</tool_call>'
+    monkeypatch.setattr(chat, "stream", lambda *_, **__: iter([said, chat.Reply(said, True, 5, 4)]))
+    chat.respond(session, "Weather in Oslo?")
+    assert session.history[-1].tool_calls[0].name == "weather" and session.history[-1].content == ""

@@ -21,7 +21,8 @@ from tunesmith.config import EvalConfig, TemplateConfig
 from tunesmith.errors import TunesmithError
 from tunesmith.records import Conversation, Message
 
-HELP = "commands: /reset (forget the conversation), /system TEXT (new system prompt; /system alone clears it), /exit"
+HELP = ("commands: /reset (forget the conversation), /system TEXT (new system prompt; /system alone clears it), "
+        "/tool TEXT (the output of the function the model just called), /exit")
 
 
 @dataclass(frozen=True)
@@ -224,15 +225,16 @@ def checked_text(text: str, where: str) -> str:
     return text
 
 
-def fitted_prompt(session: Session, user: str) -> tuple[str, int]:
-    """(the prompt for `user` after the history, the number of earliest turns left out so that the prompt and
-    max_new_tokens fit the model's context). A message that does not fit on its own is a TunesmithError saying
-    by how much: a 41k-character input ran past an 8,192-token context for 92 s and answered 'IfeelI'."""
+def fitted_prompt(session: Session, user: str, role: str = "user") -> tuple[str, int]:
+    """(the prompt for `user` (a tool's output where `role` is tool) after the history, the number of earliest turns
+    left out so that the prompt and max_new_tokens fit the model's context). A message that does not fit on its own
+    is a TunesmithError saying by how much: a 41k-character input ran past an 8,192-token context for 92 s and
+    answered 'IfeelI'."""
     context = getattr(session.model.config, "max_position_embeddings", None)
     room = session.settings.max_new_tokens
     history, dropped = list(session.history), 0
     while True:
-        prompt = prompt_for(session, [*history, Message("user", user)])
+        prompt = prompt_for(session, [*history, Message(role, user)])
         used = len(session.tokenizer(prompt, add_special_tokens=False)["input_ids"])
         if not context or used + room <= context:
             return prompt, dropped
@@ -243,14 +245,17 @@ def fitted_prompt(session: Session, user: str) -> tuple[str, int]:
                 f"{over:,} over the model's {context:,}-token context (about {over * len(user) // used:,} "
                 f"of its {len(user):,} characters too many)", where="chat",
                 fix="shorten the message, or lower --max-new-tokens")
-        history, dropped = history[2:], dropped + 2  # one user turn and its answer
+        # the oldest exchange: a user turn and what followed it up to the next (answers, calls, tool outputs)
+        cut = next((i for i, m in enumerate(history) if i > 0 and m.role == "user"), len(history))
+        history, dropped = history[cut:], dropped + cut
 
 
 def respond(session: Session, user: str, write: Callable[[str], None] = lambda _: None,
-            note: Callable[[str], None] = lambda _: None) -> Reply:
-    """Answer one user turn, streaming pieces to `write`; the turn and the answer join the history. Earliest
-    turns that no longer fit the context are left out of the history, said through `note`."""
-    prompt, dropped = fitted_prompt(session, checked_text(user, "chat"))
+            note: Callable[[str], None] = lambda _: None, role: str = "user") -> Reply:
+    """Answer one user turn (or a tool's output, `role` tool), streaming pieces to `write`; the turn and the answer
+    join the history, an answer's <tool_call> blocks as its calls (a /tool line answers them). Earliest turns that no
+    longer fit the context are left out of the history, said through `note`."""
+    prompt, dropped = fitted_prompt(session, checked_text(user, "chat"), role)
     if dropped:
         session.history = session.history[dropped:]
         note(f"(the {dropped} earliest turns no longer fit the model's context and were left out)")
@@ -262,7 +267,9 @@ def respond(session: Session, user: str, write: Callable[[str], None] = lambda _
             write(item)
     assert reply is not None
     if not session.raw:  # a raw session's prompt is the text typed, no history
-        session.history += [Message("user", user), Message("assistant", reply.text)]
+        text, calls = toolcalls.parse(reply.text)
+        answer = Message("assistant", text, tool_calls=calls) if calls else Message("assistant", reply.text)
+        session.history += [Message(role, user), answer]
     return reply
 
 
@@ -282,11 +289,15 @@ def repl(session: Session, read: Callable[[], str | None], write: Callable[[str]
             session.system = line[len("/system"):].strip() or None
             session.history.clear()
             write(f"(system prompt {'set' if session.system else 'cleared'}; conversation cleared)\n")
-        elif line.startswith("/"):
+        elif line.split()[0] == "/tool" and not (session.history and session.history[-1].tool_calls):
+            write("(no function call to answer: /tool TEXT gives the output of the function the model just called)\n")
+        elif line.startswith("/") and line.split()[0] != "/tool":
             write(f"unknown command {line.split()[0]}; {HELP}\n")
         else:
+            tool = line.split()[0] == "/tool"
             try:
-                reply = respond(session, line, write, note=lambda text: write(text + "\n"))
+                reply = respond(session, line[len("/tool"):].strip() if tool else line, write,
+                                note=lambda text: write(text + "\n"), role="tool" if tool else "user")
             except TunesmithError as err:  # a line that is not UTF-8, or too long: said, and the loop goes on
                 write(f"error: {err.render()}\n")
                 continue
