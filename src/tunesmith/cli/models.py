@@ -24,7 +24,7 @@ def chat(target: Target,
          versus: Annotated[Optional[str], typer.Option("--versus", metavar="base", help="with --collect: the "
                                                        "second answer from the run's base model, not a second "
                                                        "sample")] = None) -> None:
-    """Chat with a tuned model (or any model) in the terminal, answers streamed; /reset, /system TEXT, /tool TEXT, /exit.
+    """Chat with a tuned model (or any model) in the terminal, streamed; /reset, /system TEXT, /tool TEXT, /exit.
 
     \b
     Examples:
