@@ -157,3 +157,18 @@ def test_the_base_models_evaluation_is_reused_by_a_run_with_the_same_model_rows_
     shutil.rmtree(copy / "eval")
     off = tunesmith("eval", str(copy), cwd=tmp_path)
     assert off.returncode == 0 and "generating with base" in off.stdout + off.stderr
+
+
+def test_the_base_model_is_prompted_with_the_configured_template_as_the_tuned_one(tiny_model_dir, small_jsonl,
+                                                                                  tmp_path):
+    """template.chat_template set (here the plain fallback, not the model's own ChatML): the base model's eval
+    prompts are rendered with it, as training and the tuned model's are (was: the base model's own template, when
+    its rendering came from the evaluation cache's key)."""
+    from tests.conftest import tiny_config
+
+    cfg = tiny_config(tiny_model_dir, small_jsonl, tmp_path / "runs",
+                      template={"max_length": 256, "chat_template": "plain"})
+    run = rundir.RunDir(pipeline.run(cfg, say=lambda _: None).run_dir)
+    base, tuned = (run.evaluation().read_generations(label) for label in ("base", "tuned"))
+    assert [g.prompt for g in base] == [g.prompt for g in tuned]
+    assert all(g.prompt.startswith("### User:") and g.prompt.endswith("### Assistant:\n") for g in base)

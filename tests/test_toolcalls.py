@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import pytest
+
 from tunesmith import toolcalls
 from tunesmith.records import Conversation, Message, ToolCall
 
@@ -57,14 +59,18 @@ def test_calls_in_reads_calls_in_any_templates_form():
     assert toolcalls.calls_in("") == ()
 
 
-def test_a_function_calling_file_trains_end_to_end_and_chat_prompts_as_eval_did(tiny_model_dir, tmp_path):
-    """OpenAI function-calling rows (some ending on the call) through the whole job on a tiny model (SmolLM2's
-    template: the text form): the run keeps each row as trained (tools in the system turn, each call in its
-    answer), eval scores 'function calls right' for base and tuned, the report has its row, and chat / serve asked
-    with a file row's own messages and tools give eval's prompt for that row."""
+@pytest.mark.parametrize("native", [False, True])
+def test_a_function_calling_file_trains_end_to_end_and_chat_prompts_as_eval_did(tiny_model_dir, tmp_path,
+                                                                                 native: bool):
+    """OpenAI function-calling rows (some ending on the call) through the whole job on a tiny model, with SmolLM2's
+    template (the text form) and with a template that writes calls itself: the run keeps each row as trained (the
+    text form: tools in the system turn, each call in its answer; natively: the calls and tools themselves), eval
+    scores 'function calls right' for base and tuned, the report has its row, and chat / serve asked with a file
+    row's own messages and tools give eval's prompt for that row."""
     import json
 
     from tests.conftest import tiny_config
+    from tests.fixtures.templates import CHATML_TOOLS
     from tunesmith import chat, pipeline, rundir
     from tunesmith.data import formats
 
@@ -79,13 +85,19 @@ def test_a_function_calling_file_trains_end_to_end_and_chat_prompts_as_eval_did(
         rows.append({"messages": turns, "tools": tools})
     data = tmp_path / "calls.jsonl"
     data.write_text("".join(json.dumps(r) + "\n" for r in rows), "utf-8")
-    cfg = tiny_config(tiny_model_dir, data, tmp_path / "runs", template={"max_length": 512})
+    cfg = tiny_config(tiny_model_dir, data, tmp_path / "runs", template={
+        "max_length": 512, **({"chat_template": CHATML_TOOLS} if native else {})})
     run = rundir.RunDir(pipeline.run(cfg, say=lambda _: None).run_dir)
     kept = run.read_conversations("train") + run.read_conversations("eval")
-    assert len(kept) == 12 and all(c.messages[0].content.startswith(toolcalls.PREAMBLE[:30]) for c in kept)
+    assert len(kept) == 12
     for c in kept:  # "Weather in c3?" called weather({"city": "c3"})
-        city = c.messages[1].content.split()[-1].rstrip("?")
-        assert c.messages[2].content == toolcalls.call_text(ToolCall("weather", json.dumps({"city": city})))
+        asked = c.messages[0 if native else 1].content
+        called = ToolCall("weather", json.dumps({"city": asked.split()[-1].rstrip("?")}))
+        if native:
+            assert json.loads(c.tools) == tools and c.messages[1].tool_calls == (called,)
+        else:
+            assert c.messages[0].content.startswith(toolcalls.PREAMBLE[:30]) and c.tools is None
+            assert c.messages[2].content == toolcalls.call_text(called)
     summary = run.evaluation().read_summary()
     assert all("tool_call" in m.metrics for m in summary.models)
     assert "| function calls right |" in run.report_md.read_text("utf-8")

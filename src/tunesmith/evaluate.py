@@ -107,6 +107,8 @@ def _model_eval(label: str, run: rundir.RunDir, cfg: RunConfig, convs: Sequence[
         _clear_stale(run, out_dir, settings, fresh)
     if rendered is None:  # the cache key's rendering is this model's too (its tokenizer files): not done twice
         rendered = template.render_dataset(tokenizer, convs, own)
+    else:  # ... made with another tokenizer object: this one gets the same template (a configured one, say)
+        template.setup_tokenizer(tokenizer, own)
     say(f"generating with {label} ({spec}) on {len(rendered.convs)} rows ...")
     with progress.bar(f"generating ({label})", len(rendered.convs)) as tick:
         gens = generate(model, tokenizer, rendered.convs, ecfg, (out_dir, label), tick)
