@@ -24,6 +24,12 @@ from tunesmith import diskio, models
 from tunesmith.records import Example, Generation, RetentionModel
 
 
+# What an entry's generations were made with; a change that makes earlier entries wrong bumps it. 2: the base model
+# is prompted with a configured chat template (entries before were generated with its own template where
+# template.chat_template was set, under a key made of the configured template's prompts).
+ENTRIES = 2
+
+
 @dataclass(frozen=True)
 class CachedEval:
     """One model's evaluation on one set of rows: per row (text, stopped) and (sum of nll, tokens)."""
@@ -63,7 +69,7 @@ def key(model_files: list[tuple[str, int, int]], load: dict[str, Any], settings:
 
     device = torch.cuda.get_device_name() if torch.cuda.is_available() else platform.processor() or "cpu"
     head = {"model": model_files, "load": load, "settings": settings, "torch": torch.__version__,
-            "transformers": transformers.__version__, "device": device}
+            "transformers": transformers.__version__, "device": device, "entries": ENTRIES}
     digest = hashlib.sha256(json.dumps(head, sort_keys=True).encode())
     for prompt in prompts:
         digest.update(b"\x00prompt\x00" + prompt.encode("utf-8"))
