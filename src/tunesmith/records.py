@@ -59,7 +59,8 @@ class Message:
 
 @dataclass(frozen=True)
 class Conversation:
-    """A validated conversation: optional system turn, then user/assistant turns, ending on an assistant turn; or a
+    """A validated conversation: optional system turn, then user/assistant turns, ending on an assistant turn (an
+    assistant turn that calls tools is followed by their outputs, "tool" turns, then the assistant again); or a
     plain-text row (one "text" message) or a segments row ("segment" parts): template.is_text / is_segments."""
 
     messages: tuple[Message, ...]

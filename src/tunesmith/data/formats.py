@@ -6,6 +6,8 @@ Three shapes are file-level, not row-level: a flat list of role/content turns (p
 log of messages by named people (data/chatlog.py: KakaoTalk's exports) and CSV columns of numbered turns
 (사람문장1, 시스템응답1, ...). A row that does not fit the detected format,
 or fails validation, is skipped with its location and reason; unknown role names stop the read with the fix.
+Function calling (a turn's calls, the tools' outputs, a row's tools) is read by data/calls.py: validate makes the
+calls an assistant turn's and the schemas the conversation's.
 """
 
 from __future__ import annotations
