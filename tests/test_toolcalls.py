@@ -103,10 +103,14 @@ def test_a_function_calling_file_trains_end_to_end_and_chat_prompts_as_eval_did(
     assert "| function calls right |" in run.report_md.read_text("utf-8")
     session = chat.open_session(str(run.root), say=lambda _: None)
     read = {c.source: c for c in formats.load(data).conversations}
+    # the tools the rows offered are the session's: as the template's tools, or inside the text form's system prompt
+    assert (session.tools is not None) == native and (toolcalls.PREAMBLE[:30] in (session.system or "")) != native
     for gen in run.evaluation().read_generations("tuned"):
         row = read[gen.source]
         last = max(i for i, m in enumerate(row.messages) if m.role == "assistant")
         assert chat.prompt_for(session, row.messages[:last], tools=row.tools) == gen.prompt
+        assert chat.prompt_for(session, row.messages[:last]) == gen.prompt  # chat: the run's own tools
+        assert "weather" not in chat.prompt_for(session, row.messages[:1], offer=False)  # tool_choice none
 
 
 def test_without_tools_keeps_a_system_prompt_s_own_text():

@@ -48,22 +48,25 @@ class Session:
     system: str | None = None
     history: list[Message] = field(default_factory=list)
     raw: bool = False  # a run trained on plain text or segments rows (no chat template): it continues the text typed
+    tools: str | None = None  # the tools every training row offered (a template that writes calls): offered in chat
 
     def prompt(self, user: str) -> str:
         """The exact text the model continues: earlier turns, this user turn, the generation prompt."""
         return prompt_for(self, [*self.history, Message("user", user)])
 
 
-def prompt_for(session: Session, messages: Sequence[Message], tools: str | None = None) -> str:
+def prompt_for(session: Session, messages: Sequence[Message], tools: str | None = None, offer: bool = True) -> str:
     """The text the model continues after `messages` (ending on a user turn, or a tool's output), rendered as
-    training rendered its rows, with `tools` offered (a JSON list of schemas: serve's requests); the session's system
-    prompt goes first where the messages bring none. A raw session's prompt is the last message's text as typed, as
-    eval prompts a text or segments row with its own text."""
+    training rendered its rows, with `tools` offered (a JSON list of schemas: serve's requests), else the tools the
+    run's rows offered, unless `offer` is False (serve's tool_choice none); the session's system prompt goes first
+    where the messages bring none. A raw session's prompt is the last message's text as typed, as eval prompts a
+    text or segments row with its own text."""
     if session.raw:
         return messages[-1].content
     turns = list(messages)
     # a run trained on the text form had its tools in every row's system prompt: a request's own tools replace them
-    system = toolcalls.without_tools(session.system) if session.system and tools else session.system
+    system = toolcalls.without_tools(session.system) if session.system and (tools or not offer) else session.system
+    tools = None if not offer else tools if tools is not None else session.tools
     if system and not (turns and turns[0].role == "system"):
         turns.insert(0, Message("system", system))
     conv = Conversation((*turns, Message("assistant", "")), "chat", tools=tools)
@@ -95,12 +98,16 @@ def open_session(target: str, *, system: str | None = None, options: dict[str, A
             system = training_system_prompt(train)
             if system:
                 say(f"system prompt (every training row had it): {system}")
+        tools = next(iter(offered)) if len(offered := {c.tools for c in train}) == 1 else None
+        if tools:
+            say(f"tools offered (every training row offered them): {', '.join(toolcalls.names(tools))}")
     else:
         model, tok, what = models.load_target(target)
-        settings, tmpl, raw = EvalConfig(), TemplateConfig(), False
+        settings, tmpl, raw, tools = EvalConfig(), TemplateConfig(), False, None
     settings = settings.model_copy(update=options or {})
     models.for_inference(model, settings.precision)  # a run's model already is, unless `options` changed it
-    return Session(model, tok, what, settings, tmpl, None if raw else system or None, raw=raw)
+    return Session(model, tok, what, settings, tmpl, None if raw else system or None, raw=raw,
+                   tools=None if raw else tools)
 
 
 def training_system_prompt(convs: Sequence[Conversation]) -> str | None:

@@ -259,13 +259,21 @@ def create_app(sessions: dict[str, chat.Session], api_key: str | None = None) ->
         run = _Generation(session, prompt, settings, req, generating, batchers[req.model])
         turn = contextlib.nullcontext() if run.batched else queue
         if req.stream:
-            return StreamingResponse(_events(run, req.model, turn, req.offered() is not None),
+            return StreamingResponse(_events(run, req.model, turn, _calling(session, req)),
                                      media_type="text/event-stream")
         async with turn:
             reply = await _until_done(run, request)
-        return _completion(req.model, reply, req.offered() is not None) if reply is not None else None
+        return _completion(req.model, reply, _calling(session, req)) if reply is not None else None
 
     return app
+
+
+def _calling(session: chat.Session, req: ChatRequest) -> bool:
+    """Whether the model was offered tools: the request's, or the ones its run's rows offered (in their system
+    prompt, or as the template's tools), unless tool_choice is none."""
+    system = session.system
+    trained = session.tools is not None or (system is not None and toolcalls.without_tools(system) != system)
+    return req.tool_choice != "none" and (req.offered() is not None or trained)
 
 
 def _handlers(app: FastAPI, api_key: str | None) -> None:
@@ -337,7 +345,7 @@ def _prepare(session: chat.Session, req: ChatRequest) -> tuple[str, EvalConfig]:
                        f"characters, more than any tokenization of them fits", param="messages",
                        code="context_length_exceeded")
     try:
-        prompt = chat.prompt_for(session, messages, tools=req.offered())
+        prompt = chat.prompt_for(session, messages, tools=req.offered(), offer=req.tool_choice != "none")
     except jinja2.TemplateError as err:  # a template's raise_exception() on an order of roles it does not take
         raise ApiError(400, f"The model's chat template cannot render these messages: {err.message}",
                        param="messages", code="invalid_messages") from None

@@ -36,6 +36,11 @@ def answer_text(m: Message) -> str:
     return "\n".join([*([m.content] if m.content else []), *(call_text(c) for c in m.tool_calls)])
 
 
+def names(tools: str) -> list[str]:
+    """The function names of a conversation's tools (its JSON text)."""
+    return [t["function"]["name"] for t in json.loads(tools)]
+
+
 def tools_text(tools: str) -> str:
     return PREAMBLE.format(tools="\n".join(json.dumps(t, ensure_ascii=False) for t in json.loads(tools)))
 

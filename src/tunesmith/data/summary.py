@@ -5,13 +5,13 @@ It reads through the same readers/formats/dedup as training, so what it reports 
 
 from __future__ import annotations
 
-import json
 
 import statistics
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from tunesmith import toolcalls
 from tunesmith.config import DataConfig
 from tunesmith.data import personal
 from tunesmith.data.prepare import Contradiction, check_strict, contradiction_lines, contradictions, dedup, read_all
@@ -169,7 +169,7 @@ def render(s: DataSummary) -> str:
     for c in s.usable[:SAMPLES_SHOWN]:
         lines.append(f"\n--- {c.source}")
         if c.tools is not None:
-            lines.append(f"  [tools] {', '.join(t['function']['name'] for t in json.loads(c.tools))}")
+            lines.append(f"  [tools] {', '.join(toolcalls.names(c.tools))}")
         lines.extend(f"  [{m.role}{_untrained(m)}] {m.content[:300]}{'...' if len(m.content) > 300 else ''}"
                      + "".join(f"\n  [call] {k.name}({k.arguments[:200]})" for k in m.tool_calls) for m in c.messages)
     return "\n".join(lines)
