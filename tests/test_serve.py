@@ -520,8 +520,10 @@ def test_a_request_with_tools_is_rendered_as_training_renders_the_same_row(live,
     message = plain["choices"][0]["message"]
     assert message["role"] == "assistant" and (message["content"] or message["tool_calls"])
     chunks = [json.loads(line[6:]) for line in streamed.splitlines() if line.startswith("data: {")]
-    # offered tools: the answer comes whole in one chunk (calls cannot be told from text before it ends)
-    assert [c["choices"][0]["delta"] for c in chunks[1:-1]] == [{"content": message["content"]}]
+    deltas = [c["choices"][0]["delta"] for c in chunks[1:-1]]  # offered tools: text until a call may begin, then
+    assert "".join(d.get("content", "") for d in deltas) == (message["content"] or "")  # the rest and the calls
+    assert [c["function"] for d in deltas for c in d.get("tool_calls", [])] == \
+        [c["function"] for c in message.get("tool_calls") or []]
     assert chunks[-1]["choices"][0]["finish_reason"] == plain["choices"][0]["finish_reason"]
 
 
@@ -541,3 +543,21 @@ def test_an_answer_s_calls_become_openai_tool_calls(text, content, calls):
     assert finish == ("tool_calls" if calls else "stop")
     assert all(c["id"].startswith("call_") and c["type"] == "function" for c in message.get("tool_calls", []))
     assert serving._message(chat.Reply(text, True, 10, 5), tools=False) == ({"content": text}, "stop")
+
+
+@pytest.mark.parametrize(("pieces", "streamed"), [
+    (["Let me ", "check.", "\n<tool", "_call>\n{\"name\": \"w\", \"arguments\": {}}\n</tool_call>"],
+     ["Let me", " check."]),
+    (["It is ", "<", "b>sunny</b>", " today.\n"], ["It is", " <b>sunny</b>", " today."]),
+    (["  {\"name\": \"w\", ", "\"parameters\": {}}"], []),
+    (["Done <tool"], ["Done"]),  # a tail that could start a call waits: here the answer simply ended
+])
+def test_a_tool_offering_stream_sends_text_until_a_call_may_begin(pieces, streamed):
+    """What streams is always a prefix of the final content, so the last chunk adds the rest without repeating."""
+    from tunesmith import serve as serving
+
+    watch = serving._CallWatch()
+    said = [s for s in (watch.more(p) for p in pieces) if s]
+    assert said == streamed
+    message, _ = serving._message(chat.Reply("".join(pieces).strip(), True, 3, 4), tools=True)
+    assert "".join(said) + watch.rest(message["content"]) == (message["content"] or "")

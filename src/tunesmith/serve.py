@@ -10,7 +10,7 @@ and the others wait their turn. Errors have OpenAI's body shape, and every bad r
 Function calling as OpenAI's API has it: a request's `tools` (tool_choice auto, or none), an assistant message's
 `tool_calls` and `tool` messages go through the same render path as a data file's function-calling rows (the
 model's own template where it writes calls, else toolcalls' text form); the calls an answer makes come back as its
-`tool_calls` (finish reason "tool_calls"). A request that offers tools gets a streamed answer in one piece at its end.
+`tool_calls` (finish reason "tool_calls"). Streamed, its text goes out until a call may begin; the calls come at the end.
 
 Hostile use (tests/test_serve.py): every field is bounded in the request model (FastAPI answers 400
 before any work); a body over MAX_BODY_BYTES is 413 and a non-JSON content type 415; tokenizing runs off the event
@@ -421,8 +421,8 @@ async def _disconnected(request: Request) -> None:
 
 async def _events(run: _Generation, model: str, queue: Any, tools: bool = False) -> AsyncIterator[str]:
     """Server-sent events: a role chunk, one chunk per piece of text, a finish chunk with usage, [DONE]. Where the
-    request offered tools the answer comes as one chunk at its end (its calls cannot be told from its text before
-    then), with its tool_calls. A failure ends the stream with an error event (OpenAI's error body) and [DONE]; a
+    model was offered tools, its text streams until a call may begin (_CallWatch), and the rest comes at the end with
+    the answer's tool_calls. A failure ends the stream with an error event (OpenAI's error body) and [DONE]; a
     client that goes away (Starlette cancels this generator) cancels the generation."""
     head = {"id": f"chatcmpl-{uuid.uuid4().hex}", "object": "chat.completion.chunk", "created": int(time.time()),
             "model": model}
@@ -431,6 +431,7 @@ async def _events(run: _Generation, model: str, queue: Any, tools: bool = False)
         return "data: " + json.dumps({**head, "choices": [{"index": 0, "delta": delta, "finish_reason": finish}],
                                       **extra}, ensure_ascii=False) + "\n\n"
 
+    watch = _CallWatch()
     try:
         async with queue:
             yield chunk({"role": "assistant", "content": ""})
@@ -438,17 +439,50 @@ async def _events(run: _Generation, model: str, queue: Any, tools: bool = False)
                 if isinstance(item, Reply) and tools:
                     message, finish = _message(item, tools)
                     calls = [{"index": i, **c} for i, c in enumerate(message.get("tool_calls", ()))]
-                    yield chunk({"content": message["content"], **({"tool_calls": calls} if calls else {})})
+                    rest = watch.rest(message["content"])
+                    if rest or calls:
+                        yield chunk({**({"content": rest} if rest else {}), **({"tool_calls": calls} if calls else {})})
                     yield chunk({}, finish, usage=_usage(item))
                 elif isinstance(item, Reply):
                     yield chunk({}, "stop" if item.stopped else "length", usage=_usage(item))
                 elif not tools:
                     yield chunk({"content": item})
+                elif said := watch.more(item):
+                    yield chunk({"content": said})
     except Exception as err:  # noqa: BLE001 - the client hears of any failure; the server stays up
         yield "data: " + json.dumps(_failed(err).body, ensure_ascii=False) + "\n\n"
     finally:
         run.cancel.set()
     yield "data: [DONE]\n\n"
+
+
+class _CallWatch:
+    """What of a streamed answer is surely text, where the model may call a function: everything before a
+    <tool_call> block, less a tail that could be the start of one and the whitespace at either end (a Reply's text
+    is stripped); nothing where the answer opens with "{" (Llama 3 writes a call as bare JSON). `rest` is what
+    remains of the final content after what was sent."""
+
+    def __init__(self) -> None:
+        self.text, self.sent = "", ""
+
+    def more(self, piece: str) -> str:
+        self.text += piece
+        text = self.text.lstrip()
+        if text.startswith("{"):
+            return ""
+        at = text.find(toolcalls.CALL_OPEN)
+        if at < 0:  # a tail that may be the start of "<tool_call>" waits
+            at = len(text) - next((n for n in range(len(toolcalls.CALL_OPEN) - 1, 0, -1)
+                                   if text.endswith(toolcalls.CALL_OPEN[:n])), 0)
+        safe = text[:at].rstrip()  # grows as text does: a prefix of the text, less a tail that only shrinks
+        if len(safe) <= len(self.sent):
+            return ""
+        new, self.sent = safe[len(self.sent):], safe
+        return new
+
+    def rest(self, content: str | None) -> str:
+        content = content or ""
+        return content[len(self.sent):] if content.startswith(self.sent) else content
 
 
 def _completion(model: str, reply: Reply, tools: bool) -> dict[str, Any]:
