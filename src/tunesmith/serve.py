@@ -10,7 +10,7 @@ and the others wait their turn. Errors have OpenAI's body shape, and every bad r
 Function calling as OpenAI's API has it: a request's `tools` (tool_choice auto, or none), an assistant message's
 `tool_calls` and `tool` messages go through the same render path as a data file's function-calling rows (the
 model's own template where it writes calls, else toolcalls' text form); the calls an answer makes come back as its
-`tool_calls` (finish reason "tool_calls"). Streamed, its text goes out until a call may begin; the calls come at the end.
+`tool_calls` (finish reason "tool_calls"). Streamed, its text goes out until a call may begin; the calls come last.
 
 Hostile use (tests/test_serve.py): every field is bounded in the request model (FastAPI answers 400
 before any work); a body over MAX_BODY_BYTES is 413 and a non-JSON content type 415; tokenizing runs off the event
