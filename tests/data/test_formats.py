@@ -244,8 +244,9 @@ def test_a_field_that_could_be_either_asks_instead_of_guessing(tmp_path: Path):
     with pytest.raises(TunesmithError) as err:
         formats.load(path)
     assert "'answer' and 'response' could each be the answer" in str(err.value)
-    assert err.value.where == "amb.json[0]" and err.value.suggest == {"columns": {"prompt": "question",
-                                                                                  "completion": "answer"}}
+    # the file, whole (a folder may hold several amb.json), and the first row that has these fields
+    assert err.value.where == str(path) and "3 of 3 rows have these fields (the first: amb.json[0])" in str(err.value)
+    assert err.value.suggest == {"columns": {"prompt": "question", "completion": "answer"}}
     res = formats.load(path, columns={"completion": "response"})  # named: the other field is reported unused
     assert [m.content for m in res.conversations[0].messages] == ["q0", "b"]
     assert res.unused == {"answer": (3, ("a",))}

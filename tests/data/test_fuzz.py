@@ -18,9 +18,15 @@ from tunesmith.data.summary import summarize
 from tunesmith.errors import TunesmithError
 
 KEYS = ["role", "content", "messages", "prompt", "completion", "instruction", "output", "input", "from", "value",
-        "conversations", "text", "segments", "label", "사람문장1", "시스템응답1", "x"]
+        "conversations", "text", "segments", "label", "사람문장1", "시스템응답1", "x",
+        # function calling (data/calls.py): OpenAI's, TRL's, LLaMA-Factory's and xLAM's keys
+        "tool_calls", "function_call", "tools", "functions", "function", "name", "arguments", "query", "answers"]
+# words that steer the values into the role names and call shapes the readers look for
+WORDS = st.sampled_from(["user", "assistant", "tool", "function_call", "observation", "gpt", "human", "[]", "{}",
+                         '{"name": "f", "arguments": {"a": 1}}', '[{"name": "f", "arguments": {}}]',
+                         '<tool_call>\n{"name": "f", "arguments": {}}\n</tool_call>', "<tool_call>{'name': 'f'}"])
 json_values = st.recursive(
-    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(max_size=20),
+    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(max_size=20) | WORDS,
     lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.sampled_from(KEYS), inner, max_size=4),
     max_leaves=12)
 

@@ -465,8 +465,9 @@ def _choose_format(path: Path, records: list[RawRecord], format: str) -> tuple[s
         unclear = [(r.location, why) for r in records for why in [single_turn_fields(r.fields)[1]] if why]
         if unclear and len(unclear) >= votes.get(fmt, 0):
             where, why = unclear[0]
-            raise TunesmithError(f"which field is which is not clear: {'; '.join(why)}", where=where,
-                                 problems=[f"{len(unclear)} of {len(records)} rows have these fields"],
+            raise TunesmithError(f"which field is which is not clear: {'; '.join(why)}", where=str(path),
+                                 problems=[f"{len(unclear)} of {len(records)} rows have these fields (the first: "
+                                           f"{where})"],
                                  fix="name the prompt and the answer field (data.columns in a config)",
                                  suggest={"columns": _guess_columns(records[0].fields)})
     _refuse_preferences(path, records, fmt)
