@@ -109,6 +109,7 @@ SKIP_KINDS = {
     "no_answer": "no assistant turn at the end",
     "no_prompt": "no prompt",
     "pair_side_missing": "a preference row without its chosen or its rejected answer",
+    "pair_calls": "a preference row whose turns call functions (not read for preference training)",
     "chosen_is_rejected": "the same text chosen and rejected",
     "unreadable": "could not be read as a conversation",  # run folders written before the kinds above
     # preparing (data/prepare.py)

@@ -25,6 +25,8 @@ SKIP_FIXES = {
     "wrong_format": "give these rows the fields the other rows have, or name your fields with data.columns "
                     "(e.g. --set data.columns.completion=answer)",
     "pair_side_missing": "give each preference row both answers (chosen and rejected), or leave the row out",
+    "pair_calls": "train function calls as instruction rows (messages with tool_calls: tunesmith train --data), or "
+                  "write the pair's answers as text",
     "chosen_is_rejected": "write a rejected answer that differs from the chosen one, or leave the pair out: it "
                           "teaches nothing",
     "malformed": "give each field the type the format expects (text for content and role, a list for "

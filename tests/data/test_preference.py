@@ -99,3 +99,19 @@ def test_fields_a_shape_does_not_read_are_reported_with_a_few_values(tmp_path: P
     assert read.format == "trl" and len(read.pairs) == 4
     assert read.unused == {"prompt_id": (4, ("id0", "id1", "id2")), "score_chosen": (4, ("8.0", "9.0", "10.0")),
                            "score_rejected": (4, ("3.0",))}
+
+
+def test_pairs_whose_turns_call_functions_are_skipped_as_such(tmp_path: Path):
+    """Preference pairs are read as text turns: a chosen answer that calls a function, or a prompt holding a tool's
+    output, is a skip that says so (was: 'no chosen answer', as if the row had none)."""
+    call = {"role": "assistant", "tool_calls": [{"type": "function", "function": {"name": "w", "arguments": "{}"}}]}
+    ask = [{"role": "user", "content": "weather?"}]
+    rows = [{"prompt": ask, "chosen": [call], "rejected": [{"role": "assistant", "content": "No idea."}]},
+            {"prompt": [*ask, call, {"role": "tool", "content": "sunny"}],
+             "chosen": [{"role": "assistant", "content": "Sunny."}], "rejected": [{"role": "assistant", "content": "?"}]},
+            {"prompt": "hi", "chosen": "Hello!", "rejected": "Go away."}]
+    res = preference.load(write_json(tmp_path / "t.json", rows))
+    assert [(s.location, s.kind, s.reason) for s in res.skipped] == [
+        ("t.json[0]", "pair_calls", "the chosen answer calls a function or is a tool's output"),
+        ("t.json[1]", "pair_calls", "a turn (assistant) calls a function or is a tool's output")]
+    assert len(res.pairs) == 1

@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from tunesmith.data import llamafactory, parts, readers
-from tunesmith.format_names import ROLE_ALIASES
+from tunesmith.format_names import CALL_ROLES, ROLE_ALIASES, TOOL_ROLES
 from tunesmith.errors import TunesmithError
 from tunesmith.records import Message, RawRecord, Skip
 
@@ -111,6 +111,7 @@ def _text(value: Any, side: str) -> str:
     if isinstance(value, list) and value and isinstance(value[-1], dict) and "type" not in value[-1]:
         value = value[-1]
     if isinstance(value, dict):
+        _no_calls(value, f"the {side} answer")
         value = value.get("content", value.get("value"))
     value = _parts(value, f"the {side} answer")
     if value is None:
@@ -122,9 +123,18 @@ def _text(value: Any, side: str) -> str:
     return unicodedata.normalize("NFC", value).strip()
 
 
+def _no_calls(turn: dict, what: str) -> None:
+    """A turn that calls a function, or a tool's output: preference pairs are read as text turns only, so such a row
+    is a skip that says so (it read as a pair without its answer)."""
+    role = str(turn.get("role", turn.get("from", ""))).strip().lower()
+    if turn.get("tool_calls") or turn.get("function_call") or role in (*TOOL_ROLES, *CALL_ROLES):
+        raise _Bad("pair_calls", f"{what} calls a function or is a tool's output")
+
+
 def _messages(turns: Any) -> tuple[Message, ...]:
     out = []
     for t in turns:
+        _no_calls(t, f"a turn ({t.get('role', t.get('from'))})")
         role = ROLE_ALIASES.get(str(t.get("role", t.get("from", ""))).strip().lower())
         content = _parts(t.get("content", t.get("value")), f"a {role or 'turn'} turn")
         if role is None or not isinstance(content, str):
