@@ -108,7 +108,8 @@ def test_pairs_whose_turns_call_functions_are_skipped_as_such(tmp_path: Path):
     ask = [{"role": "user", "content": "weather?"}]
     rows = [{"prompt": ask, "chosen": [call], "rejected": [{"role": "assistant", "content": "No idea."}]},
             {"prompt": [*ask, call, {"role": "tool", "content": "sunny"}],
-             "chosen": [{"role": "assistant", "content": "Sunny."}], "rejected": [{"role": "assistant", "content": "?"}]},
+             "chosen": [{"role": "assistant", "content": "Sunny."}],
+             "rejected": [{"role": "assistant", "content": "?"}]},
             {"prompt": "hi", "chosen": "Hello!", "rejected": "Go away."}]
     res = preference.load(write_json(tmp_path / "t.json", rows))
     assert [(s.location, s.kind, s.reason) for s in res.skipped] == [
