@@ -124,3 +124,16 @@ def test_a_fix_names_the_flags_of_the_verb_that_printed_it(tmp_path: Path):
         in plan.stderr
     fixed = inspect(str(path), "--column", "prompt=question", "--column", "completion=response")
     assert fixed.returncode == 0 and "9 usable conversations" in fixed.stdout
+
+
+def test_inspect_counts_function_calling_and_shows_each_call():
+    from tunesmith.config import DataConfig
+    from tunesmith.data.summary import render, summarize, to_json
+
+    path = SAMPLE / "tools_en.jsonl"
+    s = summarize([path], DataConfig(train=[path]))
+    assert to_json(s)["function_calling"] == {"rows": 64, "offering_tools": 64, "calls": 59, "tool_outputs": 27}
+    text = render(s)
+    assert "function calling in 64 rows: 59 calls, 27 tool outputs (context, not trained on), tools offered in " \
+           "64 rows" in text
+    assert "  [tools] get_weather, convert_currency, set_timer" in text and '  [call] get_weather({"city": ' in text

@@ -145,8 +145,10 @@ def render(s: DataSummary) -> str:
         lines.append(f"{j['untrained_turns']} assistant turns have weight 0 (OpenAI's mark, or inside a "
                      "prompt-completion row's prompt): kept in the prompt, not trained on")
     if (fc := j["function_calling"])["rows"]:
-        lines.append(f"{fc['rows']} rows use function calling: {fc['calls']} calls, {fc['tool_outputs']} tool outputs "
-                     f"(context, not trained on), {fc['offering_tools']} rows offer tools")
+        n = lambda count, word: f"{count} {word}{'' if count == 1 else 's'}"  # noqa: E731
+        lines.append(f"function calling in {n(fc['rows'], 'row')}: {n(fc['calls'], 'call')}, "
+                     f"{n(fc['tool_outputs'], 'tool output')} (context, not trained on), tools offered in "
+                     f"{n(fc['offering_tools'], 'row')}")
     if j["roles"]:
         lines.append("roles: " + ", ".join(f"{k} -> {v}" for k, v in j["roles"].items()))
     if s.skipped or s.duplicates:  # a few lines per kind of problem, whatever the file's size
