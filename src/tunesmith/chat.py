@@ -50,6 +50,12 @@ class Session:
     raw: bool = False  # a run trained on plain text or segments rows (no chat template): it continues the text typed
     tools: str | None = None  # the tools every training row offered (a template that writes calls): offered in chat
 
+    @property
+    def offers_tools(self) -> bool:
+        """Whether the run's rows offered tools: as the template's tools, or in the text form's system prompt."""
+        system = self.system
+        return self.tools is not None or (system is not None and toolcalls.without_tools(system) != system)
+
     def prompt(self, user: str) -> str:
         """The exact text the model continues: earlier turns, this user turn, the generation prompt."""
         return prompt_for(self, [*self.history, Message("user", user)])
@@ -289,6 +295,7 @@ def repl(session: Session, read: Callable[[], str | None], write: Callable[[str]
             continue
         if line in ("/exit", "/quit"):
             break
+        tool = line.split()[0] == "/tool"
         if line == "/reset":
             session.history.clear()
             write("(conversation cleared)\n")
@@ -296,12 +303,11 @@ def repl(session: Session, read: Callable[[], str | None], write: Callable[[str]
             session.system = line[len("/system"):].strip() or None
             session.history.clear()
             write(f"(system prompt {'set' if session.system else 'cleared'}; conversation cleared)\n")
-        elif line.split()[0] == "/tool" and not (session.history and session.history[-1].tool_calls):
+        elif tool and not (session.history and session.history[-1].tool_calls):
             write("(no function call to answer: /tool TEXT gives the output of the function the model just called)\n")
-        elif line.startswith("/") and line.split()[0] != "/tool":
+        elif line.startswith("/") and not tool:
             write(f"unknown command {line.split()[0]}; {HELP}\n")
         else:
-            tool = line.split()[0] == "/tool"
             try:
                 reply = respond(session, line[len("/tool"):].strip() if tool else line, write,
                                 note=lambda text: write(text + "\n"), role="tool" if tool else "user")

@@ -17,7 +17,7 @@ from pathlib import Path
 from tunesmith import generation, models, rundir, template
 from tunesmith.config import EvalConfig, TemplateConfig
 from tunesmith.data import calls, formats, readers
-from tunesmith.format_names import CALL, ROLE_ALIASES, TOOL, TOOL_ROLES
+from tunesmith.format_names import KNOWN_ROLES
 from tunesmith.errors import TunesmithError
 from tunesmith.records import Conversation, Message, Skip
 
@@ -60,7 +60,7 @@ def _asking(msgs: list[Message], location: str, tools: str | None = None) -> Con
 def _chat_prompt(fields: dict, location: str) -> Conversation | None:
     """Chat messages up to the answer (the file's answer, if it has one, is not part of the prompt)."""
     turns = [t for t in fields["messages"] if isinstance(t, dict)]
-    while turns and str(turns[-1].get("role", "")).strip().lower() in ("assistant", "gpt", "model"):
+    while turns and KNOWN_ROLES.get(str(turns[-1].get("role", "")).strip().lower()) == "assistant":
         turns.pop()
     if not turns:
         return None
@@ -69,8 +69,7 @@ def _chat_prompt(fields: dict, location: str) -> Conversation | None:
         read = formats.FORMATS["messages"][1](row)
     except (KeyError, TypeError, AttributeError) as err:
         raise formats.BadRow("malformed", f"malformed messages ({type(err).__name__}: {err})") from None
-    names = {**ROLE_ALIASES, **dict.fromkeys(TOOL_ROLES, TOOL), CALL: CALL}
-    mapped = [(names.get(str(role).strip().lower(), role), content, *rest) for role, content, *rest in read]
+    mapped = [(KNOWN_ROLES.get(str(role).strip().lower(), role), content, *rest) for role, content, *rest in read]
     conv = formats.validate(mapped, location, None, calls.tools_field(fields))
     return _asking(list(conv.messages[:-1]), location, conv.tools)
 

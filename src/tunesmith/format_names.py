@@ -23,3 +23,5 @@ TOOL_ROLES = ("tool", "function", "ipython", "observation")
 TOOL = "tool"  # what they map to
 CALL_ROLES = ("function_call",)
 CALL = "tool_call"  # what they map to
+# Every role name tunesmith knows without data.roles -> its role (CALL: the turns formats makes of tool_calls)
+KNOWN_ROLES = {**ROLE_ALIASES, **dict.fromkeys(TOOL_ROLES, TOOL), **dict.fromkeys(CALL_ROLES, CALL), CALL: CALL}

@@ -11,6 +11,7 @@ metrics.py, the judge's rows in judge.py, Passage and SynthRow in synth/, RunSum
 
 from __future__ import annotations
 
+import json
 from dataclasses import MISSING, asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
@@ -47,6 +48,17 @@ class ToolCall:
 
     name: str
     arguments: str
+
+    @classmethod
+    def of(cls, name: str, arguments: dict[str, Any]) -> ToolCall:
+        """A call with its arguments in the one text form records keep (a TypeError where JSON has no form for one
+        of them: a set, bytes)."""
+        return cls(name, compact_json(arguments))
+
+
+def compact_json(obj: Any) -> str:
+    """JSON as records keep it: one line, key order kept, text as written (not escaped to ASCII)."""
+    return json.dumps(obj, ensure_ascii=False, separators=(", ", ": "))
 
 
 @dataclass(frozen=True)

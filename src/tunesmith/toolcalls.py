@@ -83,19 +83,25 @@ def parse(text: str) -> tuple[str, tuple[ToolCall, ...]]:
     found: list[ToolCall] = []
 
     def take(match: re.Match) -> str:
-        obj = _object(match.group(1))
-        args = obj.get("arguments", obj.get("parameters")) if isinstance(obj, dict) else None
-        if not isinstance(obj.get("name") if isinstance(obj, dict) else None, str) or not isinstance(args, dict):
+        called = _named_args(_object(match.group(1)))
+        if called is None:
             return match.group(0)
         try:
-            arguments = json.dumps(args, ensure_ascii=False, separators=(", ", ": "))
+            found.append(ToolCall.of(*called))
         except (TypeError, ValueError):  # a Python literal JSON has no form for (a set, bytes)
             return match.group(0)
-        found.append(ToolCall(obj["name"], arguments))
         return ""
 
     rest = _CALL.sub(take, text)
     return rest.strip(), tuple(found)
+
+
+def _named_args(obj: object) -> tuple[str, dict] | None:
+    """(name, arguments) of an object that is a call: a "name" and its "arguments" (or Llama's "parameters")."""
+    args = obj.get("arguments", obj.get("parameters")) if isinstance(obj, dict) else None
+    if not isinstance(obj, dict) or not isinstance(obj.get("name"), str) or not isinstance(args, dict):
+        return None
+    return obj["name"], args
 
 
 def _object(text: str) -> object:
@@ -136,9 +142,9 @@ def calls_in(text: str) -> tuple[tuple[str, str], ...]:
         except (ValueError, RecursionError):
             at = text.find("{", at + 1)
             continue
-        args = obj.get("arguments", obj.get("parameters")) if isinstance(obj, dict) else None
-        if isinstance(obj, dict) and isinstance(obj.get("name"), str) and isinstance(args, dict):
-            found.append((obj["name"], json.dumps(args, ensure_ascii=False, sort_keys=True)))
+        called = _named_args(obj)
+        if called is not None:
+            found.append((called[0], json.dumps(called[1], ensure_ascii=False, sort_keys=True)))
             at = text.find("{", end)
         else:
             at = text.find("{", at + 1)  # an object that is not a call may hold one (OpenAI's {"function": ...})

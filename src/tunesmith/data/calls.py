@@ -21,7 +21,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from tunesmith.records import ToolCall
+from tunesmith.records import ToolCall, compact_json
 
 
 class Malformed(ValueError):
@@ -40,10 +40,6 @@ def _json(value: Any, what: str) -> Any:
         raise Malformed(f"{what} is JSON nested too deeply to read: {value[:60]!r}") from None
 
 
-def _compact(obj: Any) -> str:
-    return json.dumps(obj, ensure_ascii=False, separators=(", ", ": "))
-
-
 def _call(raw: Any, what: str) -> ToolCall:
     """One call: OpenAI's {"type": "function", "function": {...}}, or its bare {"name", "arguments"}."""
     raw = _json(raw, what)
@@ -57,7 +53,7 @@ def _call(raw: Any, what: str) -> ToolCall:
     args = _json(raw.get("arguments", raw.get("parameters", {})), f"{what}'s arguments")
     if not isinstance(args, dict):
         raise Malformed(f"{what} ({name}): arguments are {type(args).__name__}, expected a JSON object")
-    return ToolCall(name.strip(), _compact(args))
+    return ToolCall.of(name.strip(), args)
 
 
 def calls(content: Any, where: str) -> tuple[Any, tuple[ToolCall, ...]]:
@@ -94,7 +90,7 @@ def schemas(value: Any, where: str) -> str | None:
             raise Malformed(f"{where}: tool {n} has no function name (expected {{\"name\": ..., \"description\": "
                             "..., \"parameters\": {...}})")
         out.append({"type": "function", "function": fn})
-    return _compact(out)
+    return compact_json(out)
 
 
 # xLAM's single-turn function-calling rows: {"query": ..., "answers": "[{name, arguments}, ...]", "tools": "[...]"}

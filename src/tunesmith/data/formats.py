@@ -24,8 +24,7 @@ from typing import Any
 from tunesmith import toolcalls
 from tunesmith.data import calls, chatlog, exports, llamafactory, parts, preference, readers
 from tunesmith.errors import TunesmithError, did_you_mean
-from tunesmith.format_names import (ALL_FORMATS, CALL, CALL_ROLES, FLAT_TURNS, ROLE_ALIASES, SEGMENT, TOOL,
-                                    TOOL_ROLES)
+from tunesmith.format_names import ALL_FORMATS, CALL, FLAT_TURNS, KNOWN_ROLES, SEGMENT, TOOL
 from tunesmith.records import Conversation, Message, RawRecord, ReadResult, Skip
 
 Turns = list[tuple[Any, ...]]  # (role, content) or (role, content, weight); a CALL turn's content: data/calls.py
@@ -410,8 +409,7 @@ def _trained(weight: list[Any], role: str, i: int) -> bool:
 
 def _role_map(roles_seen: Counter, user_roles: Mapping[str, str], path: Path) -> dict[str, str]:
     """Map every role name in the file, or stop with the list of names and the config that fixes it."""
-    mapping = {**ROLE_ALIASES, **dict.fromkeys(TOOL_ROLES, TOOL), **dict.fromkeys(CALL_ROLES, CALL),
-               **{k.strip().lower(): v for k, v in user_roles.items()}}
+    mapping = {**KNOWN_ROLES, **{k.strip().lower(): v for k, v in user_roles.items()}}
     unknown = sorted(r for r in roles_seen if r not in mapping)
     if unknown:
         seen = ", ".join(f"{r} ({n}x)" for r, n in roles_seen.most_common())
