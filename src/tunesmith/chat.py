@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from tunesmith import generation, models, rundir, template, toolcalls
+from tunesmith import generation, models, rundir, template, thinking, toolcalls
 from tunesmith.config import EvalConfig, TemplateConfig
 from tunesmith.errors import TunesmithError
 from tunesmith.records import Conversation, Message
@@ -280,10 +280,20 @@ def respond(session: Session, user: str, write: Callable[[str], None] = lambda _
             write(item)
     assert reply is not None
     if not session.raw:  # a raw session's prompt is the text typed, no history
-        text, calls = toolcalls.parse(reply.text)
-        answer = Message("assistant", text, tool_calls=calls) if calls else Message("assistant", reply.text)
-        session.history += [Message(role, user), answer]
+        session.history += [Message(role, user), answer_message(reply.text)]
     return reply
+
+
+def answer_message(text: str) -> Message:
+    """A generated answer as the history keeps it: its thinking as its reasoning (rendered again as training
+    rendered it), the <tool_call> blocks after the thinking as its calls; an answer whose thinking never ended, as
+    it was written."""
+    thought = thinking.split(text)
+    if not thought.finished:
+        return Message("assistant", text)
+    said, calls = toolcalls.parse(thought.answer)
+    return Message("assistant", said if calls else thought.answer, tool_calls=calls,
+                   reasoning=thought.reasoning or None)
 
 
 def repl(session: Session, read: Callable[[], str | None], write: Callable[[str], None]) -> int:

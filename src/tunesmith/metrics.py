@@ -25,7 +25,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from tunesmith import toolcalls
+from tunesmith import thinking, toolcalls
 from tunesmith.records import Difference, Generation
 
 # key -> (what it measures, +1 higher is better / -1 lower is better / 0 neither)
@@ -43,6 +43,10 @@ METRICS: dict[str, tuple[str, int]] = {
                   "only rows whose reference calls a function, only where some do", 1),
     "call_when_due": ("share of answers that call a function where the reference does and do not where it does not "
                       "(every row, where some reference calls one)", 1),
+    "thinks_when_due": ("share of answers that think before answering (a <think> block) where the reference does and "
+                        "do not where it does not (every row, where some reference thinks)", 1),
+    "thinking_ended": ("share of the answers that think whose thinking ended within max_new_tokens, so that an answer "
+                       "followed (where some reference thinks)", 1),
 }
 CHAR_LEVEL = ("ko", "cjk")
 BLEU_TOKENIZE = {"ko": "char", "cjk": "char", "en": "13a", "other": "intl"}
@@ -208,7 +212,9 @@ def score_rows(generations: Sequence[Generation], *, embedder: Any = None,
     """
     from sacrebleu.metrics import BLEU, CHRF
 
-    hyps, refs = [g.generation for g in generations], [g.reference for g in generations]
+    # the answers are scored, not the thinking before them (thinking.py): the reference's and the generation's
+    hyps, refs = [thinking.answer_only(g.generation) for g in generations], [thinking.answer_only(g.reference)
+                                                                            for g in generations]
     langs, toks, tokenize = row_tokenizers(refs, lang)
     bleus = {t: BLEU(tokenize=t, effective_order=True) for t in set(toks)}  # effective order: short rows aren't 0
     chrf = CHRF()
@@ -217,6 +223,7 @@ def score_rows(generations: Sequence[Generation], *, embedder: Any = None,
              "words": float(len(h.split())), "stopped": float(g.stopped)}
             for g, h, r, x, t in zip(generations, hyps, refs, langs, toks)]
     _score_calls(rows, hyps, refs)
+    _score_thinking(rows, [g.generation for g in generations], [g.reference for g in generations])
     if embedder is not None:
         for row, c in zip(rows, embedder.cosine(hyps, refs), strict=True):
             row["cosine"] = c
@@ -245,6 +252,19 @@ def _score_calls(rows: list[dict[str, float]], hyps: Sequence[str], refs: Sequen
         made = toolcalls.calls_in(h)
         row["tool_call"] = float(sorted(made) == sorted(w)) if w else math.nan
         row["call_when_due"] = float(bool(made) == bool(w))
+
+
+def _score_thinking(rows: list[dict[str, float]], hyps: Sequence[str], refs: Sequence[str]) -> None:
+    """Where any reference thinks before its answer: 'thinks_when_due', 1 where the answer thinks exactly where its
+    reference does; 'thinking_ended', 1 where an answer's thinking ended (0: cut at max_new_tokens inside it, so
+    no answer followed), nan on answers that do not think."""
+    wanted = [bool(thinking.split(r).reasoning) for r in refs]
+    if not any(wanted):
+        return
+    for row, h, w in zip(rows, hyps, wanted, strict=True):
+        made = thinking.split(h)
+        row["thinks_when_due"] = float(bool(made.reasoning) == w)
+        row["thinking_ended"] = float(made.finished) if made.reasoning is not None else math.nan
 
 
 def _mean(values: Sequence[float]) -> float:

@@ -67,6 +67,7 @@ class Message:
     content: str
     train: bool = True  # an assistant turn or segment trained on; False: OpenAI's "weight": 0, a segment's label false
     tool_calls: tuple[ToolCall, ...] = ()  # an assistant turn's function calls (its content may then be empty)
+    reasoning: str | None = None  # an assistant turn's thinking before its answer (thinking.py), None: it has none
 
 
 @dataclass(frozen=True)
@@ -93,14 +94,17 @@ class Conversation:
     def to_json(self) -> dict[str, Any]:
         return {"messages": [{"role": m.role, "content": m.content, **({} if m.train else {"weight": 0}),
                               **({"tool_calls": [{"name": c.name, "arguments": c.arguments} for c in m.tool_calls]}
-                                 if m.tool_calls else {})} for m in self.messages],
+                                 if m.tool_calls else {}),
+                              **({"reasoning": m.reasoning} if m.reasoning is not None else {})}
+                             for m in self.messages],
                 "source": self.source, **({"group": self.group} if self.group is not None else {}),
                 **({"tools": self.tools} if self.tools is not None else {})}
 
     @classmethod
     def from_json(cls, obj: dict[str, Any]) -> Conversation:
         return cls(tuple(Message(m["role"], m["content"], m.get("weight", 1) != 0,
-                                 tuple(ToolCall(c["name"], c["arguments"]) for c in m.get("tool_calls", ())))
+                                 tuple(ToolCall(c["name"], c["arguments"]) for c in m.get("tool_calls", ())),
+                                 m.get("reasoning"))
                          for m in obj["messages"]),
                    obj.get("source", ""), obj.get("group"), obj.get("tools"))
 

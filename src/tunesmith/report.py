@@ -30,7 +30,9 @@ TABLE = (("eval_loss", "eval loss (trainer, lower is better)"), ("perplexity", "
          ("chrf", "chrF (main)"), ("bleu", "BLEU"), ("rouge_l", "ROUGE-L"), ("cosine", "embedding cosine"),
          ("exact_match", "exact match"), ("chars", "mean length (characters)"), ("words", "mean length (words)"),
          ("stopped", "stopped by itself"), ("call_when_due", "calls a function when due"),
-         ("tool_call", "function calls right"))
+         ("tool_call", "function calls right"), ("thinks_when_due", "thinks before answering when due"),
+         ("thinking_ended", "thinking ended within max_new_tokens"))
+SHARES = ("exact_match", "stopped", "tool_call", "call_when_due", "thinks_when_due", "thinking_ended")  # 0-1: in %
 
 
 @dataclass
@@ -63,13 +65,13 @@ Block = str | Table | Image | Pre | Note
 def _fmt(key: str, value: float | None) -> str:
     if value is None or (isinstance(value, float) and math.isnan(value)):
         return "n/a"
-    if key in ("exact_match", "stopped", "tool_call", "call_when_due"):
+    if key in SHARES:
         return f"{value:.0%}"
     return f"{value:.4g}" if key in ("eval_loss", "perplexity", "cosine", "nll") else f"{value:.2f}"
 
 
 def _interval(key: str, d: Any) -> str:
-    if key in ("exact_match", "stopped", "tool_call", "call_when_due"):
+    if key in SHARES:
         return f"{d.mean * 100:+.1f} pts [{d.low * 100:+.1f}, {d.high * 100:+.1f}]"
     digits = 3 if key in ("cosine", "nll") else 2
     return f"{d.mean:+.{digits}f} [{d.low:+.{digits}f}, {d.high:+.{digits}f}]"

@@ -11,6 +11,9 @@ Function calling as OpenAI's API has it: a request's `tools` (tool_choice auto, 
 `tool_calls` and `tool` messages go through the same render path as a data file's function-calling rows (the
 model's own template where it writes calls, else toolcalls' text form); the calls an answer makes come back as its
 `tool_calls` (finish reason "tool_calls"). Streamed, its text goes out until a call may begin; the calls come last.
+An answer that thinks first (thinking.py) gives its thinking as `reasoning_content` beside the answer's `content`
+(DeepSeek's API and vLLM's reasoning parsers do so; streamed, as `delta.reasoning_content`), and an assistant
+message sent back with its `reasoning_content` renders it as training rendered its rows' reasoning.
 
 Hostile use (tests/test_serve.py): every field is bounded in the request model (FastAPI answers 400
 before any work); a body over MAX_BODY_BYTES is 413 and a non-JSON content type 415; tokenizing runs off the event
@@ -40,7 +43,7 @@ from fastapi.responses import JSONResponse, StreamingResponse
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 from starlette.exceptions import HTTPException
 
-from tunesmith import batching, chat, generation, toolcalls
+from tunesmith import batching, chat, generation, thinking, toolcalls
 from tunesmith.chat import Reply
 from tunesmith.config import EvalConfig
 from tunesmith.errors import TunesmithError
@@ -145,7 +148,8 @@ class _Said(BaseModel):
     def message(self) -> Message:
         role = getattr(self, "role")
         calls = tuple(ToolCall(c.function.name, c.function.arguments) for c in getattr(self, "tool_calls", ()))
-        return Message("system" if role == "developer" else role, str(self.content or ""), tool_calls=calls)
+        return Message("system" if role == "developer" else role, str(self.content or ""), tool_calls=calls,
+                       reasoning=getattr(self, "reasoning_content", None) or None)
 
 
 class SystemMessage(_Said):
@@ -164,6 +168,12 @@ class AssistantMessage(_Said):
     role: Literal["assistant"]
     content: str | list[TextPart] | None = Field(None, description="text; null or left out beside tool_calls")
     tool_calls: list[CallPart] = Field(default_factory=list, max_length=MAX_TOOLS)  # type: ignore[assignment]
+    reasoning_content: str | None = Field(None, description="the answer's thinking, as served answers give it")
+
+    @field_validator("reasoning_content")
+    @classmethod
+    def _thought(cls, value: str | None) -> str | None:
+        return None if value is None else cls._text(value)
 
     @model_validator(mode="after")
     def _said(self) -> AssistantMessage:
@@ -212,8 +222,9 @@ class ChatRequest(BaseModel):
 
     @model_validator(mode="after")
     def _total(self) -> ChatRequest:
-        total = sum(len(str(m.content or "")) + sum(len(c.function.arguments) for c in getattr(m, "tool_calls", ()))
-                    for m in self.messages) + sum(len(t.function.model_dump_json()) for t in self.tools)
+        total = sum(len(str(m.content or "")) + len(getattr(m, "reasoning_content", None) or "")
+                    + sum(len(c.function.arguments) for c in getattr(m, "tool_calls", ())) for m in self.messages) \
+            + sum(len(t.function.model_dump_json()) for t in self.tools)
         if total > MAX_CHARS:
             raise ValueError(f"the messages hold {total:,} characters; at most {MAX_CHARS:,} are accepted")
         return self
@@ -259,7 +270,7 @@ def create_app(sessions: dict[str, chat.Session], api_key: str | None = None) ->
         run = _Generation(session, prompt, settings, req, generating, batchers[req.model])
         turn = contextlib.nullcontext() if run.batched else queue
         if req.stream:
-            return StreamingResponse(_events(run, req.model, turn, _calling(session, req)),
+            return StreamingResponse(_events(run, req.model, turn, _calling(session, req), run.inside),
                                      media_type="text/event-stream")
         async with turn:
             reply = await _until_done(run, request)
@@ -337,7 +348,8 @@ def _prepare(session: chat.Session, req: ChatRequest) -> tuple[str, EvalConfig]:
               "max_new_tokens": req.max_completion_tokens or req.max_tokens}
     settings = session.settings.model_copy(update={k: v for k, v in update.items() if v is not None})
     context = getattr(session.model.config, "max_position_embeddings", None)
-    chars = sum(len(m.content) + sum(len(c.arguments) for c in m.tool_calls) for m in messages)
+    chars = sum(len(m.content) + len(m.reasoning or "") + sum(len(c.arguments) for c in m.tool_calls)
+                for m in messages)
     if context and chars > context * CHARS_PER_TOKEN_MAX:
         raise ApiError(400, f"This model's maximum context length is {context} tokens; the messages hold {chars:,} "
                        f"characters, more than any tokenization of them fits", param="messages",
@@ -363,6 +375,7 @@ class _Generation:
     def __init__(self, session: chat.Session, prompt: str, settings: EvalConfig, req: ChatRequest,
                  generating: threading.Lock, batcher: batching.Batcher) -> None:
         self.cancel = threading.Event()
+        self.inside = thinking.opened(prompt)  # DeepSeek-R1's prompt opens the thinking: the answer starts inside it
         # A repetition penalty would count the batch's left padding (often the eos token) against a row's own ending.
         self.batched = settings.temperature < generation.GREEDY_BELOW and settings.repetition_penalty == 1.0
         if self.batched:
@@ -417,11 +430,13 @@ async def _disconnected(request: Request) -> None:
         pass
 
 
-async def _events(run: _Generation, model: str, queue: Any, tools: bool = False) -> AsyncIterator[str]:
-    """Server-sent events: a role chunk, one chunk per piece of text, a finish chunk with usage, [DONE]. Where the
-    model was offered tools, its text streams until a call may begin (_CallWatch), and the rest comes at the end with
-    the answer's tool_calls. A failure ends the stream with an error event (OpenAI's error body) and [DONE]; a
-    client that goes away (Starlette cancels this generator) cancels the generation."""
+async def _events(run: _Generation, model: str, queue: Any, tools: bool = False, inside: bool = False
+                  ) -> AsyncIterator[str]:
+    """Server-sent events: a role chunk, one chunk per piece of text, a finish chunk with usage, [DONE]. Thinking
+    goes out as reasoning_content (_ThinkWatch). Where the model was offered tools, its answer streams until a call
+    may begin (_CallWatch), and the rest comes at the end with the answer's tool_calls. A failure ends the stream
+    with an error event (OpenAI's error body) and [DONE]; a client that goes away (Starlette cancels this
+    generator) cancels the generation."""
     head = {"id": f"chatcmpl-{uuid.uuid4().hex}", "object": "chat.completion.chunk", "created": int(time.time()),
             "model": model}
 
@@ -429,29 +444,82 @@ async def _events(run: _Generation, model: str, queue: Any, tools: bool = False)
         return "data: " + json.dumps({**head, "choices": [{"index": 0, "delta": delta, "finish_reason": finish}],
                                       **extra}, ensure_ascii=False) + "\n\n"
 
-    watch = _CallWatch()
+    think, watch = _ThinkWatch(inside), _CallWatch()
     try:
         async with queue:
             yield chunk({"role": "assistant", "content": ""})
             while (item := await _waiting(next, run.pieces, None)) is not None:
-                if isinstance(item, Reply) and tools:
+                if not isinstance(item, Reply):
+                    for key, text in think.more(item):
+                        said = text if key != "content" or not tools else watch.more(text)
+                        if said:
+                            yield chunk({key: said})
+                    continue
+                for key, text in think.rest():
+                    if key != "content":  # the answer's rest comes with the message below (tools) or now
+                        yield chunk({key: text})
+                    elif not tools:
+                        yield chunk({key: text})
+                if tools:
                     message, finish = _message(item, tools)
                     calls = [{"index": i, **c} for i, c in enumerate(message.get("tool_calls", ()))]
                     rest = watch.rest(message["content"])
                     if rest or calls:
                         yield chunk({**({"content": rest} if rest else {}), **({"tool_calls": calls} if calls else {})})
                     yield chunk({}, finish, usage=_usage(item))
-                elif isinstance(item, Reply):
+                else:
                     yield chunk({}, "stop" if item.stopped else "length", usage=_usage(item))
-                elif not tools:
-                    yield chunk({"content": item})
-                elif said := watch.more(item):
-                    yield chunk({"content": said})
     except Exception as err:  # noqa: BLE001 - the client hears of any failure; the server stays up
         yield "data: " + json.dumps(_failed(err).body, ensure_ascii=False) + "\n\n"
     finally:
         run.cancel.set()
     yield "data: [DONE]\n\n"
+
+
+class _ThinkWatch:
+    """A streamed answer's pieces as (field, text): an opening <think> block's text as reasoning_content, what
+    follows </think> as content (the whitespace at the start of each left out, as thinking.split leaves it); an
+    answer that does not think goes out as it comes, once its start cannot be "<think>". A tail that may be the
+    start of a mark waits for the next piece. `inside`: the prompt opened the block itself."""
+
+    def __init__(self, inside: bool = False) -> None:
+        self.state, self.buf, self.fresh = ("thinking" if inside else "opening"), "", True
+
+    def more(self, piece: str) -> list[tuple[str, str]]:
+        self.buf += piece
+        out: list[tuple[str, str]] = []
+        if self.state == "opening":
+            head = self.buf.lstrip()
+            if head.startswith(thinking.OPEN):
+                self.buf, self.state = head[len(thinking.OPEN):], "thinking"
+            elif thinking.OPEN.startswith(head):
+                return []
+            else:
+                self.state, self.fresh = "answer", False
+        if self.state == "thinking":
+            at = self.buf.find(thinking.CLOSE)
+            if at < 0:
+                keep = next((n for n in range(len(thinking.CLOSE) - 1, 0, -1)
+                             if self.buf.endswith(thinking.CLOSE[:n])), 0)
+                said, self.buf = self.buf[:len(self.buf) - keep], self.buf[len(self.buf) - keep:]
+                return self._said("reasoning_content", said)
+            out, self.buf = self._said("reasoning_content", self.buf[:at]), self.buf[at + len(thinking.CLOSE):]
+            self.state, self.fresh = "answer", True
+        said, self.buf = self.buf, ""
+        return out + self._said("content", said)
+
+    def _said(self, key: str, text: str) -> list[tuple[str, str]]:
+        if self.fresh:
+            text = text.lstrip()
+            self.fresh = not text
+        return [(key, text)] if text else []
+
+    def rest(self) -> list[tuple[str, str]]:
+        """What waits at the end: a tail of the thinking, or an answer that was only whitespace or "<th"."""
+        said, self.buf = self.buf, ""
+        if self.state == "opening":
+            return [("content", said)] if said else []
+        return self._said("reasoning_content" if self.state == "thinking" else "content", said)
 
 
 class _CallWatch:
@@ -492,19 +560,24 @@ def _completion(model: str, reply: Reply, tools: bool) -> dict[str, Any]:
 
 
 def _message(reply: Reply, tools: bool) -> tuple[dict[str, Any], str]:
-    """The answer as OpenAI's message fields, and its finish reason. Where the request offered tools, the calls the
-    answer makes are its `tool_calls` (finish reason "tool_calls"): <tool_call> blocks (toolcalls' text form, and
-    Qwen's), or an answer that is nothing but call JSON (Llama 3's form); its other text stays its content."""
+    """The answer as OpenAI's message fields, and its finish reason. Its thinking (thinking.split) is its
+    `reasoning_content`, the rest its content. Where the request offered tools, the calls the answer makes are its
+    `tool_calls` (finish reason "tool_calls"): <tool_call> blocks (toolcalls' text form, and Qwen's), or an answer
+    that is nothing but call JSON (Llama 3's form); its other text stays its content."""
     finish = "stop" if reply.stopped else "length"
-    text, calls = toolcalls.parse(reply.text) if tools else (reply.text, ())
-    if tools and not calls and reply.text.strip().startswith("{"):
-        found = toolcalls.calls_in(reply.text)
+    thought = thinking.split(reply.text)
+    said = reply.text if thought.reasoning is None else thought.answer
+    extra = {"reasoning_content": thought.reasoning} if thought.reasoning else {}
+    text, calls = toolcalls.parse(said) if tools else (said, ())
+    if tools and not calls and said.strip().startswith("{"):
+        found = toolcalls.calls_in(said)
         text, calls = ("", tuple(ToolCall(n, a) for n, a in found)) if found else (text, ())
     if not calls:
-        return {"content": reply.text}, finish
-    return {"content": text or None, "tool_calls": [{"id": f"call_{uuid.uuid4().hex[:24]}", "type": "function",
-                                                     "function": {"name": c.name, "arguments": c.arguments}}
-                                                    for c in calls]}, "tool_calls" if reply.stopped else finish
+        return {"content": said, **extra}, finish
+    return {"content": text or None, **extra,
+            "tool_calls": [{"id": f"call_{uuid.uuid4().hex[:24]}", "type": "function",
+                            "function": {"name": c.name, "arguments": c.arguments}} for c in calls]}, \
+        "tool_calls" if reply.stopped else finish
 
 
 def _usage(reply: Reply) -> dict[str, int]:

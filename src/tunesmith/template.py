@@ -13,9 +13,10 @@ from __future__ import annotations
 import dataclasses
 import json
 from collections.abc import Callable, Sequence
+from pathlib import Path
 from typing import Any
 
-from tunesmith import toolcalls
+from tunesmith import thinking, toolcalls
 from tunesmith.config import TemplateConfig
 from tunesmith.errors import TunesmithError
 from tunesmith.format_names import SEGMENT
@@ -50,7 +51,37 @@ def setup_tokenizer(tokenizer: Any, cfg: TemplateConfig) -> list[str]:
         tokenizer.chat_template = PLAIN_TEMPLATE
         return ["the model has no chat template (a base model?): using tunesmith's plain template "
                 "('### User:' / '### Assistant:' ... eos); it is saved with the adapter so chat uses the same"]
-    return []
+    training = training_variant(tokenizer)
+    if training is None:
+        return []
+    tokenizer.chat_template = training
+    return ["the model's chat template is one TRL keeps a training variant of (Qwen3's, DeepSeek-R1's, Llama 3's, "
+            "Gemma 3's...): training uses that variant, which renders every turn as the original renders the last "
+            "(its thinking kept) and marks the answers for the loss; it is saved with the adapter, so chat and "
+            "eval render as training did"]
+
+
+def training_variant(tokenizer: Any) -> str | None:
+    """TRL's training variant of the model's chat template (trl.chat_template_utils.get_training_chat_template),
+    where TRL ships the template as stock: the original rewrites earlier turns (Qwen3's drops their thinking,
+    DeepSeek-R1's everything up to </think>), which no prefix difference can mask, or has no {% generation %}
+    marks. None for any other template (TRL is imported only for a template it ships: ~2 s)."""
+    import importlib.util
+
+    template = tokenizer.chat_template
+    spec = importlib.util.find_spec("trl")
+    folder = next(iter(spec.submodule_search_locations or ()), None) if spec else None
+    stock = Path(folder, "chat_templates") if folder else None
+    if not isinstance(template, str) or stock is None or not stock.is_dir() or not any(
+            f.read_text(encoding="utf-8") == template for f in stock.glob("*.jinja")
+            if not f.stem.endswith("_training")):
+        return None
+    from trl.chat_template_utils import get_training_chat_template
+
+    try:
+        return get_training_chat_template(tokenizer)
+    except ValueError:  # a stock template TRL has no training variant of (it is used as it is)
+        return None
 
 
 def check_renders(tokenizer: Any, cfg: TemplateConfig) -> None:
@@ -71,10 +102,12 @@ def check_renders(tokenizer: Any, cfg: TemplateConfig) -> None:
 
 
 def _chat(messages: tuple[Message, ...] | list[Message]) -> list[dict[str, Any]]:
-    """Messages as chat templates take them; calls in Hugging Face's form, arguments as objects."""
+    """Messages as chat templates take them; calls in Hugging Face's form, arguments as objects; an answer's
+    reasoning under the keys templates read it by (Qwen3's and DeepSeek's reasoning_content, gpt-oss's thinking)."""
     return [{"role": m.role, "content": m.content, **({"tool_calls": [
         {"type": "function", "function": {"name": c.name, "arguments": json.loads(c.arguments)}}
-        for c in m.tool_calls]} if m.tool_calls else {})} for m in messages]
+        for c in m.tool_calls]} if m.tool_calls else {}),
+        **({"reasoning_content": m.reasoning, "thinking": m.reasoning} if m.reasoning else {})} for m in messages]
 
 
 def render_text(tokenizer: Any, messages: tuple[Message, ...] | list[Message], *,
@@ -107,6 +140,24 @@ def supports_tools(tokenizer: Any) -> bool:
     return all(word in text for word in ("probe_describes", "probe_call", "probe_value", "probe_output"))
 
 
+def supports_reasoning(tokenizer: Any) -> bool:
+    """Whether the chat template writes out an answer's reasoning given beside it (Qwen3's and gpt-oss's do, for
+    the last answer at least); SmolLM2's and the fallbacks drop it: thinking.as_text writes it into the text."""
+    try:
+        text = render_text(tokenizer, [Message("user", "u"), Message("assistant", "a", reasoning="probe_thought")],
+                           add_generation_prompt=False)
+    except Exception:  # a template's own raise_exception(), or a Jinja error: not written out
+        return False
+    return "probe_thought" in text
+
+
+def _keeps_text_thinking(tokenizer: Any) -> bool:
+    """Whether thinking written into an answer's text survives the template (DeepSeek-R1's own drops everything
+    up to </think> from every answer: tuned through it, a model would never learn its reasoning)."""
+    answer = Message("assistant", thinking.answer_text("probe_thought", "a"))
+    return "probe_thought" in render_text(tokenizer, [Message("user", "u"), answer], add_generation_prompt=False)
+
+
 def supports_system(tokenizer: Any) -> bool:
     """False for templates that raise on a system turn (Gemma's: 'System role not supported')."""
     try:
@@ -137,6 +188,16 @@ def fit(tokenizer: Any, convs: Sequence[Conversation], cfg: TemplateConfig
                        "in the answers and tool outputs as the user's turn (Qwen2.5's form), in training, eval and "
                        "chat alike")
         convs = [toolcalls.as_text(c) for c in convs]
+    if any(m.reasoning for c in convs for m in c.messages) and not supports_reasoning(tokenizer):
+        if not _keeps_text_thinking(tokenizer):
+            raise TunesmithError("the rows' answers think before they answer, and the chat template drops that "
+                                 "thinking from every answer (as DeepSeek-R1's does): the model would never learn it",
+                                 where="template.chat_template", fix="set template.chat_template: chatml (or a "
+                                 "template that keeps the answers' <think> blocks)")
+        notices.append(f"the chat template does not write an answer's reasoning: it is written before the answer as "
+                       f"{thinking.OPEN}...{thinking.CLOSE} (DeepSeek-R1's and Qwen3's form), learned with the answer "
+                       "and taken off it before scoring and in chat")
+        convs = [thinking.as_text(c) for c in convs]
     if not supports_system(tokenizer) and any(c.messages and c.messages[0].role == "system" for c in convs):
         notices.append("the chat template rejects a system turn; its text is merged into the first user turn")
         convs = [merge_system(c) for c in convs]
@@ -327,8 +388,9 @@ def prompt_text(tokenizer: Any, conv: Conversation) -> tuple[str, str]:
                                                                                     conv.messages[last].content)
     last = max(i for i, m in enumerate(conv.messages) if m.role == "assistant")
     prompt = render_text(tokenizer, conv.messages[:last], add_generation_prompt=True, tools=conv.tools)
-    if not conv.messages[last].tool_calls:
-        return prompt, conv.messages[last].content
+    answer = conv.messages[last]
+    if not answer.tool_calls:  # with its thinking, as the text form writes it (metrics score the answer apart)
+        return prompt, thinking.answer_text(answer.reasoning, answer.content) if answer.reasoning else answer.content
     # an answer that calls tools, in a template that writes calls itself: the reference is what it writes for it
     upto = render_text(tokenizer, conv.messages[: last + 1], add_generation_prompt=False, tools=conv.tools)
     return prompt, _without_special(tokenizer, upto[len(prompt):])

@@ -62,7 +62,7 @@ def as_text(conv: Conversation) -> Conversation:
         elif m.role == "tool":
             out.append(Message("user", _response(m)))
         else:
-            out.append(Message(m.role, answer_text(m), m.train) if m.tool_calls else m)
+            out.append(dataclasses.replace(m, content=answer_text(m), tool_calls=()) if m.tool_calls else m)
     return dataclasses.replace(conv, messages=tuple(out), tools=None)
 
 

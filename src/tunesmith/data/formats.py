@@ -19,9 +19,9 @@ from collections import Counter
 from collections.abc import Callable, Mapping
 from dataclasses import replace
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
-from tunesmith import toolcalls
+from tunesmith import thinking, toolcalls
 from tunesmith.data import calls, chatlog, exports, llamafactory, parts, preference, readers
 from tunesmith.errors import TunesmithError, did_you_mean
 from tunesmith.format_names import ALL_FORMATS, CALL, FLAT_TURNS, KNOWN_ROLES, SEGMENT, TOOL
@@ -72,6 +72,8 @@ def _one_turn(row: dict) -> Turns:
     extra = row.get(context) if context else None
     if isinstance(row[prompt], list) or isinstance(row[answer], list):
         return _conversational(row, prompt, answer, extra)
+    thought = _reasoning_field(row)
+    said = _Thought(row[thought], row[answer]) if thought and row[thought] not in (None, "") else row[answer]
     text = row[prompt]
     if isinstance(text, str) and isinstance(extra, str) and extra.strip():
         text = f"{text}\n\n{extra}"  # the context joins the user turn, as Alpaca's own template puts it
@@ -81,7 +83,33 @@ def _one_turn(row: dict) -> Turns:
         if not (isinstance(pair, list | tuple) and len(pair) == 2):
             raise TypeError(f"{history!r} must be a list of [instruction, response] pairs, not {pair!r:.60}")
         before += [("user", pair[0]), ("assistant", pair[1])]
-    return [*before, ("user", text), ("assistant", row[answer])]
+    return [*before, ("user", text), ("assistant", said)]
+
+
+class _Thought(NamedTuple):
+    """An answer's text with the reasoning its message or row gives beside it (thinking.py), until validate."""
+
+    reasoning: Any
+    content: Any
+
+
+def _reasoning_field(row: dict) -> str | None:
+    """A one-question row's field holding the answer's reasoning (thinking.ROW_FIELDS: Complex_CoT, rationale,
+    reasoning, thinking...), or None; two such fields are a malformed row (which is the answer's is not clear)."""
+    found = [k for k in row if _norm(k) in thinking.ROW_FIELDS]
+    if len(found) > 1:
+        raise TypeError(f"{' and '.join(map(repr, found))} could each be the answer's reasoning: name one with "
+                        "data.columns (reasoning: FIELD)")
+    return found[0] if found else None
+
+
+def _message_reasoning(t: dict) -> Any:
+    """A message's reasoning under any of thinking.MESSAGE_KEYS (reasoning_content, reasoning, thinking), or None;
+    two keys that say different things are a malformed row."""
+    found = {k: t[k] for k in thinking.MESSAGE_KEYS if t.get(k) not in (None, "")}
+    if len({json.dumps(v, sort_keys=True, default=str) for v in found.values()}) > 1:
+        raise TypeError(f"the turn gives its reasoning twice, differently: in {' and '.join(found)}")
+    return next(iter(found.values()), None)
 
 
 def _conversational(row: dict, prompt: str, answer: str, context: Any) -> Turns:
@@ -204,13 +232,15 @@ def _turn(t: dict) -> tuple[Any, ...]:
     """(role, content), or (role, content, weight) where it has one, of an OpenAI-style message or a ShareGPT turn
     (from/value); one that calls tools (tool_calls, or the older function_call) is a CALL turn whose content is the
     message itself (validate reads its calls and its text with data/calls.py)."""
+    reasoning = _message_reasoning(t) if isinstance(t, dict) else None
+    thought = (lambda content: content) if reasoning is None else (lambda content: _Thought(reasoning, content))
     if _calls_tool(t):
-        return (CALL, t, t["weight"]) if "weight" in t else (CALL, t)
+        return (CALL, thought(t), t["weight"]) if "weight" in t else (CALL, thought(t))
     keys = next((keys for keys in _TURN_KEYS if isinstance(t, dict) and keys[0] in t), None)
     if keys is None:
         raise TypeError(f"a turn needs a role and its content (role/content or from/value), not {t!r:.60}")
     role, content = keys
-    return (t[role], t[content], t["weight"]) if "weight" in t else (t[role], t[content])
+    return (t[role], thought(t[content]), t["weight"]) if "weight" in t else (t[role], thought(t[content]))
 
 
 def _is_segments(row: Any) -> bool:
@@ -310,6 +340,9 @@ def validate(turns: Turns, source: str, system: str | None, tools: Any = None) -
 
 def _message(i: int, role: str, content: Any, rest: list[Any]) -> Message:
     """One turn as a Message, or the BadRow that skips its row."""
+    reasoning = None
+    if isinstance(content, _Thought):
+        reasoning, content = content
     if role == CALL:
         try:
             content, made = calls.calls(content, f"turn {i}")
@@ -330,9 +363,46 @@ def _message(i: int, role: str, content: Any, rest: list[Any]) -> Message:
     if bad:
         raise BadRow("control_char", f"turn {i} ({role}): control character U+{ord(bad.group()):04X} at "
                                      f"position {bad.start()}")
+    thought, content = _thought(i, role, reasoning, _clean(content), bool(role == CALL and made))
     if role == CALL:
-        return Message("assistant", _clean(content), _trained(rest, "assistant", i), made)
-    return Message(role, _clean(content), _trained(rest, role, i))
+        return Message("assistant", content, _trained(rest, "assistant", i), made, thought)
+    return Message(role, content, _trained(rest, role, i), reasoning=thought)
+
+
+def _thought(i: int, role: str, given: Any, content: str, calls_made: bool) -> tuple[str | None, str]:
+    """(reasoning, answer) of a turn: the reasoning its message or row gives beside it, or the <think> block its
+    answer's text opens with (thinking.split); an empty one is none. Only an answer thinks."""
+    if role not in ("assistant", CALL):
+        if given is not None:
+            raise BadRow("malformed", f"turn {i} ({role}): reasoning on a {role} turn (only an answer has one)")
+        return None, content
+    inline = thinking.split(content)
+    if inline.reasoning is not None and given is not None:
+        raise BadRow("malformed", f"turn {i} ({role}): reasoning given twice, beside the answer and as a "
+                                  f"{thinking.OPEN} block in its text")
+    if not inline.finished:
+        raise BadRow("malformed", f"turn {i} ({role}): a {thinking.OPEN} block that never ends ({thinking.CLOSE} "
+                                  "missing)")
+    if given is None:
+        reasoning, content = inline.reasoning, inline.answer
+    else:
+        reasoning = _reasoning_text(i, role, given)
+    if reasoning is not None and not content.strip() and not calls_made:
+        raise BadRow("empty_turn", f"turn {i} ({role}): thinks, but gives no answer after its thinking")
+    return reasoning or None, content
+
+
+def _reasoning_text(i: int, role: str, value: Any) -> str:
+    try:
+        value = parts.joined(value, f"turn {i} ({role}) reasoning")
+    except parts.NotTextPart as err:
+        raise BadRow("not_text", str(err)) from None
+    if not isinstance(value, str):
+        raise BadRow("not_text", f"turn {i} ({role}): reasoning is {type(value).__name__}, expected text")
+    if bad := _CONTROL.search(value):
+        raise BadRow("control_char", f"turn {i} ({role}) reasoning: control character U+{ord(bad.group()):04X} "
+                                     f"at position {bad.start()}")
+    return _clean(value)
 
 
 def _calls_written_as_text(msgs: list[Message]) -> list[Message]:
@@ -345,7 +415,7 @@ def _calls_written_as_text(msgs: list[Message]) -> list[Message]:
             continue
         text, found = toolcalls.parse(m.content)
         if found:
-            out[i] = Message("assistant", text, m.train, found)
+            out[i] = replace(m, content=text, tool_calls=found)
             j = i + 1
             while j < len(out) and out[j].role == TOOL:
                 out[j] = Message(TOOL, toolcalls.unwrapped_response(out[j].content))
@@ -563,7 +633,7 @@ def _read_fields(fmt: str, row: dict) -> set[str]:
         return {k for k in (_question_field(row), calls.answer_calls_field(row)) if k} | \
             {k for k in row if _norm(k) == "system"}
     if fmt in ("alpaca", "prompt_completion"):
-        extra = {k for k in row if _norm(k) in ("system", "history")}  # read, even where empty
+        extra = {k for k in row if _norm(k) in ("system", "history", *thinking.ROW_FIELDS)}  # read, even where empty
         return {k for k in (*(single_turn_fields(row)[0] or ()), *extra) if k}
     if fmt == "numbered_turns":
         user, assistant, _ = _numbered_columns(row) or ("", "", 0)

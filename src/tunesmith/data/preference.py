@@ -24,6 +24,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from tunesmith import thinking
 from tunesmith.data import llamafactory, parts, readers
 from tunesmith.format_names import CALL_ROLES, ROLE_ALIASES, TOOL_ROLES
 from tunesmith.errors import TunesmithError
@@ -110,8 +111,10 @@ def _text(value: Any, side: str) -> str:
     """An answer: text, a message object, or a list of messages whose last is the answer."""
     if isinstance(value, list) and value and isinstance(value[-1], dict) and "type" not in value[-1]:
         value = value[-1]
+    reasoning = None
     if isinstance(value, dict):
         _no_calls(value, f"the {side} answer")
+        reasoning = _reasoning(value, f"the {side} answer")
         value = value.get("content", value.get("value"))
     value = _parts(value, f"the {side} answer")
     if value is None:
@@ -120,7 +123,20 @@ def _text(value: Any, side: str) -> str:
         raise _Bad("not_text", f"the {side} answer is {type(value).__name__}, expected text")
     if not value.strip():
         raise _Bad("empty_turn", f"the {side} answer is empty")
-    return unicodedata.normalize("NFC", value).strip()
+    text = unicodedata.normalize("NFC", value).strip()
+    return thinking.answer_text(reasoning, text) if reasoning else text
+
+
+def _reasoning(turn: dict, what: str) -> str | None:
+    """An answer message's reasoning (thinking.MESSAGE_KEYS), which a pair keeps in the answer's text as the
+    thinking block (thinking.answer_text), so that it is compared with the answer, never dropped."""
+    found = [turn[k] for k in thinking.MESSAGE_KEYS if turn.get(k) not in (None, "")]
+    if not found:
+        return None
+    text = _parts(found[0], f"{what}'s reasoning")
+    if not isinstance(text, str) or len({str(v) for v in found}) > 1:
+        raise _Bad("malformed", f"{what}'s reasoning is not one text")
+    return unicodedata.normalize("NFC", text).strip() or None
 
 
 def _no_calls(turn: dict, what: str) -> None:
@@ -140,7 +156,11 @@ def _messages(turns: Any) -> tuple[Message, ...]:
         if role is None or not isinstance(content, str):
             raise _Bad("malformed", f"a turn with role {t.get('role', t.get('from'))!r} and {type(content).__name__} "
                                     "content")
-        out.append(Message(role, unicodedata.normalize("NFC", content).strip()))
+        text = unicodedata.normalize("NFC", content).strip()
+        reasoning = _reasoning(t, f"a {role} turn")
+        if reasoning and role != "assistant":
+            raise _Bad("malformed", f"a {role} turn with reasoning (only an answer has one)")
+        out.append(Message(role, thinking.answer_text(reasoning, text) if reasoning else text))
     return tuple(out)
 
 

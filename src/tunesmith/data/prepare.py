@@ -25,9 +25,11 @@ MEANINGFUL_EVAL = 20  # below this many eval rows a before/after difference is m
 
 def _key(conv: Conversation) -> str:
     # Whitespace- and Unicode-normalised, so "a  b" and "a b" count as the same conversation; calls and the tools
-    # offered are part of it (the same question answered with other calls, or with other tools at hand, differs).
+    # offered are part of it (the same question answered with other calls, or with other tools at hand, differs), and
+    # so is an answer's reasoning (the same answer reached by other thinking is another row to learn from).
     text = "\x1e".join(f"{m.role}\x1f{_plain(m.content)}" + "".join(f"\x1d{c.name}{c.arguments}" for c in m.tool_calls)
-                       for m in conv.messages) + (f"\x1e{conv.tools}" if conv.tools else "")
+                       + (f"\x1c{_plain(m.reasoning)}" if m.reasoning else "") for m in conv.messages) \
+        + (f"\x1e{conv.tools}" if conv.tools else "")
     return hashlib.sha256(text.encode()).hexdigest()
 
 

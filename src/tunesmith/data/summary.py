@@ -59,7 +59,7 @@ def summarize(specs: list[Path], cfg: DataConfig, *, model: str | None = None,
         check_strict(files)
     usable, dups = dedup([c for f in files for c in f.conversations])
     clashes = tuple(contradictions(usable))
-    chars = tuple(sum(len(m.content) for m in c.messages) for c in usable)
+    chars = tuple(sum(len(m.content) + len(m.reasoning or "") for m in c.messages) for c in usable)
     tokens: tuple[int, ...] = ()
     notices: tuple[str, ...] = ()
     limit = None
@@ -96,6 +96,8 @@ def to_json(s: DataSummary) -> dict[str, Any]:
                              "offering_tools": sum(1 for c in s.usable if c.tools is not None),
                              "calls": sum(len(m.tool_calls) for c in s.usable for m in c.messages),
                              "tool_outputs": sum(1 for c in s.usable for m in c.messages if m.role == "tool")},
+        "reasoning": {"rows": sum(1 for c in s.usable if any(m.reasoning for m in c.messages)),
+                      "answers": sum(1 for c in s.usable for m in c.messages if m.reasoning)},
         "rows_read": sum(f.rows_read for f in s.files),
         "skipped": [{"location": k.location, "reason": k.reason, "kind": k.kind} for k in s.skipped],
         "duplicates": len(s.duplicates),
@@ -149,6 +151,9 @@ def render(s: DataSummary) -> str:
         lines.append(f"function calling in {n(fc['rows'], 'row')}: {n(fc['calls'], 'call')}, "
                      f"{n(fc['tool_outputs'], 'tool output')} (context, not trained on), tools offered in "
                      f"{n(fc['offering_tools'], 'row')}")
+    if (th := j["reasoning"])["rows"]:
+        lines.append(f"reasoning (thinking before the answer) in {th['rows']} rows, {th['answers']} answers: learned "
+                     "with the answer, scored apart from it")
     if j["roles"]:
         lines.append("roles: " + ", ".join(f"{k} -> {v}" for k, v in j["roles"].items()))
     if s.skipped or s.duplicates:  # a few lines per kind of problem, whatever the file's size
@@ -172,9 +177,14 @@ def render(s: DataSummary) -> str:
         lines.append(f"\n--- {c.source}")
         if c.tools is not None:
             lines.append(f"  [tools] {', '.join(toolcalls.names(c.tools))}")
-        lines.extend(f"  [{m.role}{_untrained(m)}] {m.content[:300]}{'...' if len(m.content) > 300 else ''}"
+        lines.extend((f"  [thinking] {_cut(m.reasoning, 200)}\n" if m.reasoning else "")
+                     + f"  [{m.role}{_untrained(m)}] {_cut(m.content, 300)}"
                      + "".join(f"\n  [call] {k.name}({k.arguments[:200]})" for k in m.tool_calls) for m in c.messages)
     return "\n".join(lines)
+
+
+def _cut(text: str, n: int) -> str:
+    return f"{text[:n]}{'...' if len(text) > n else ''}"
 
 
 def _unused_line(key: str, u: dict[str, Any]) -> str:
