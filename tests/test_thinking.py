@@ -4,6 +4,7 @@ the text form, scored on the answer, and given back by chat and serve as reasoni
 from __future__ import annotations
 
 import json
+from pathlib import Path
 import random
 
 import pytest
@@ -12,7 +13,6 @@ from tunesmith import chat, thinking
 from tunesmith.config import TemplateConfig
 from tunesmith.data import formats
 from tunesmith.errors import TunesmithError
-from tunesmith.format_names import CALL
 from tunesmith.records import Conversation, Generation, Message, ToolCall
 
 
@@ -248,3 +248,54 @@ def test_a_thinking_file_trains_end_to_end_and_chat_prompts_as_eval_did(tiny_mod
     for gen in run.evaluation().read_generations("tuned"):
         assert chat.prompt_for(session, read[gen.source].messages[:-1]) == gen.prompt
         assert thinking.split(gen.reference).reasoning  # the reference keeps its thinking; metrics take it off
+
+
+def test_the_plan_warns_where_eval_leaves_thinking_answers_no_room_to_end():
+    from tests.conftest import tiny_config
+    from tunesmith import plan
+    from tunesmith.records import Example, PreparedData
+
+    thinks = [Conversation((Message("user", "q"), Message("assistant", "a", reasoning="r")), f"f:{i}")
+              for i in range(10)]
+    examples = [Example(tuple(range(300)), (-100,) * 100 + tuple(range(100, 100 + n)), f"f:{i}")
+                for i, n in enumerate([150] * 9 + [400])]
+    cfg = tiny_config(Path("/m"), Path("/d.jsonl"), Path("/runs"))
+    data = PreparedData((), tuple(thinks), (), ())
+    [line] = plan.thinking_room(cfg, data, examples)
+    assert "150 tokens with their thinking in 9 rows of 10" in line and line.endswith("eval.max_new_tokens=192")
+    roomy = cfg.model_copy(update={"eval": cfg.eval.model_copy(update={"max_new_tokens": 200})})
+    assert plan.thinking_room(roomy, data, examples) == []
+    plain = PreparedData((), tuple(c.__class__((c.messages[0], Message("assistant", "a")), c.source) for c in thinks),
+                         (), ())
+    assert plan.thinking_room(cfg, plain, examples) == []
+
+
+def test_two_reasoning_fields_skip_the_row_until_columns_names_one(tmp_path):
+    rows = [{"question": f"q{i}", "thinking": f"t{i}", "cot": f"c{i}", "answer": f"a{i}"} for i in range(3)]
+    path = tmp_path / "rows.jsonl"
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows), "utf-8")
+    read = formats.load(path)
+    assert not read.conversations and {s.kind for s in read.skipped} == {"malformed"}
+    assert "could each be the answer's reasoning" in read.skipped[0].reason
+    named = formats.load(path, columns={"reasoning": "cot"})
+    assert [c.messages[-1].reasoning for c in named.conversations] == ["c0", "c1", "c2"]
+    assert set(named.unused) == {"thinking"}  # said in inspect, not dropped unseen
+
+
+def test_a_metric_no_row_has_for_both_models_has_no_difference():
+    """The base never thinks, so 'thinking ended' is n/a for each of its rows: no +0.0 [+0.0, +0.0] is made up."""
+    from tunesmith import metrics
+
+    nan = float("nan")
+    diffs = metrics.compare([{"thinking_ended": nan, "chrf": 1.0}] * 3, [{"thinking_ended": 1.0, "chrf": 2.0}] * 3)
+    assert "thinking_ended" not in diffs and diffs["chrf"].rows == 3
+
+
+def test_the_judge_is_shown_the_answers_without_their_thinking():
+    from tunesmith import judge
+
+    ref = thinking.answer_text("Add them.", "4")
+    a, b = (Generation("f:1", "2+2?", ref, text) for text in ("<think>2 and 2</think>\n\n4", "<think>hmm"))
+    user = judge._messages(a, a, b)[1]["content"]
+    assert "[Reference answer]\n4\n" in user and "[Answer A]\n4\n" in user and user.endswith("[Answer B]\n")
+    assert "<think>" not in user and "Add them" not in user

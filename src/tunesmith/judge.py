@@ -22,6 +22,7 @@ from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
+from tunesmith import thinking
 from tunesmith.endpoint import Endpoint
 from tunesmith.metrics import paired_bootstrap
 from tunesmith.records import Difference, Generation, JudgeSummary
@@ -129,8 +130,11 @@ def judge_pairs(base: Sequence[Generation], tuned: Sequence[Generation], *, url:
 
 
 def _messages(row: Generation, a: Generation, b: Generation) -> list[dict[str, str]]:
-    user = (f"[Request]\n{row.prompt}\n\n[Reference answer]\n{row.reference}\n\n"
-            f"[Answer A]\n{a.generation}\n\n[Answer B]\n{b.generation}")
+    """The judge's request: the answers without the thinking before them (thinking.py), as eval's metrics score
+    them (an answer cut inside its thinking gives the judge nothing to prefer)."""
+    said = thinking.answer_only
+    user = (f"[Request]\n{row.prompt}\n\n[Reference answer]\n{said(row.reference)}\n\n"
+            f"[Answer A]\n{said(a.generation)}\n\n[Answer B]\n{said(b.generation)}")
     return [{"role": "system", "content": SYSTEM}, {"role": "user", "content": user}]
 
 

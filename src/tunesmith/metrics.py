@@ -390,8 +390,8 @@ def nll_difference(base: Sequence[tuple[float, int]], tuned: Sequence[tuple[floa
 def compare(base_rows: Sequence[dict[str, float]], tuned_rows: Sequence[dict[str, float]], *,
             resamples: int = 2000, seed: int = 0, skip: Sequence[str] = ()) -> dict[str, Difference]:
     """paired_bootstrap for every metric both row lists have (rows with a nan value in a metric are left out
-    of that metric, and `Difference.rows` says how many were used). `skip`: metrics whose difference is taken
-    another way (corpus statistics).
+    of that metric, and `Difference.rows` says how many were used; a metric no row has for both has none).
+    `skip`: metrics whose difference is taken another way (corpus statistics).
 
     >>> d = compare([{"chrf": 10.0}, {"chrf": 20.0}], [{"chrf": 30.0}, {"chrf": 40.0}])
     >>> d["chrf"].mean, d["chrf"].verdict
@@ -408,6 +408,8 @@ def compare(base_rows: Sequence[dict[str, float]], tuned_rows: Sequence[dict[str
     out = {}
     for k in keys:
         pairs = [(b[k], t[k]) for b, t in zip(base_rows, tuned_rows) if not (math.isnan(b[k]) or math.isnan(t[k]))]
+        if not pairs:  # no row has it for both (the base never thinks, so its thinking never ends): no difference
+            continue
         d = paired_bootstrap([b for b, _ in pairs], [t for _, t in pairs], resamples, seed)
         out[k] = dataclasses.replace(d, direction=METRICS.get(k, ("", 1))[1])  # so d.verdict reads it right
     return out

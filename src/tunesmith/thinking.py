@@ -10,7 +10,7 @@ import dataclasses
 import re
 from dataclasses import dataclass
 
-from tunesmith.records import Conversation, Message
+from tunesmith.records import Conversation
 
 OPEN, CLOSE = "<think>", "</think>"
 # A message's reasoning: DeepSeek's, vLLM's and Qwen3's template's `reasoning_content`, OpenRouter's `reasoning`,

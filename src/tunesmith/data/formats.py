@@ -97,6 +97,8 @@ def _reasoning_field(row: dict) -> str | None:
     """A one-question row's field holding the answer's reasoning (thinking.ROW_FIELDS: Complex_CoT, rationale,
     reasoning, thinking...), or None; two such fields are a malformed row (which is the answer's is not clear)."""
     found = [k for k in row if _norm(k) in thinking.ROW_FIELDS]
+    if "reasoning" in found:  # the canonical name (data.columns maps a field to it): the others stay unused
+        return "reasoning"
     if len(found) > 1:
         raise TypeError(f"{' and '.join(map(repr, found))} could each be the answer's reasoning: name one with "
                         "data.columns (reasoning: FIELD)")
@@ -633,8 +635,12 @@ def _read_fields(fmt: str, row: dict) -> set[str]:
         return {k for k in (_question_field(row), calls.answer_calls_field(row)) if k} | \
             {k for k in row if _norm(k) == "system"}
     if fmt in ("alpaca", "prompt_completion"):
-        extra = {k for k in row if _norm(k) in ("system", "history", *thinking.ROW_FIELDS)}  # read, even where empty
-        return {k for k in (*(single_turn_fields(row)[0] or ()), *extra) if k}
+        extra = {k for k in row if _norm(k) in ("system", "history")}  # read, even where empty
+        try:
+            thought = _reasoning_field(row)
+        except TypeError:  # two reasoning fields: the row is skipped as malformed, saying so
+            thought = None
+        return {k for k in (*(single_turn_fields(row)[0] or ()), *extra, thought) if k}
     if fmt == "numbered_turns":
         user, assistant, _ = _numbered_columns(row) or ("", "", 0)
         return {k for k in row if (m := _NUMBERED.match(str(k).strip())) and m.group(1) in (user, assistant)}
