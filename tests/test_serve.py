@@ -270,8 +270,9 @@ BAD = {  # the issue's reproductions: each a 4xx with OpenAI's error body, strea
     "a tool message making calls": ({"messages": [*HI, {"role": "tool", "content": "1", "tool_calls": [
         {"type": "function", "function": {"name": "f"}}]}]}, 400, "only an assistant"),
     "a user message without content": ({"messages": [{"role": "user", "content": None}]}, 400, "content"),
-    "forcing a function": ({"tools": [WEATHER], "tool_choice": {"type": "function", "function": {"name": "w"}}},
-                           400, "tool_choice"),
+    "forcing a function not offered": ({"tools": [WEATHER], "tool_choice": {"type": "function", "function": {
+        "name": "w"}}}, 400, "not among the tools offered: weather"),
+    "a call required with no tools": ({"tool_choice": "required"}, 400, "no tools are offered"),
     "129 tools": ({"tools": [WEATHER] * 129}, 400, "tools"),
     "a tool without a name": ({"tools": [{"type": "function", "function": {"description": "x"}}]}, 400, "name"),
 }
@@ -561,3 +562,57 @@ def test_a_tool_offering_stream_sends_text_until_a_call_may_begin(pieces, stream
     assert said == streamed
     message, _ = serving._message(chat.Reply("".join(pieces).strip(), True, 3, 4), tools=True)
     assert "".join(said) + watch.rest(message["content"]) == (message["content"] or "")
+
+
+CURRENCY = {"type": "function", "function": {"name": "convert_currency", "description": "convert an amount of money",
+                                             "parameters": {"type": "object", "properties": {"amount": {
+                                                 "type": "number"}}}}}
+
+
+@pytest.mark.parametrize(("choice", "called"), [
+    ("required", "convert_currency"), ({"type": "function", "function": {"name": "weather"}}, "weather")],
+    ids=["required", "named"])
+def test_a_forced_call_is_the_answer_s_start_and_comes_back_as_tool_calls(live, smol_tokenizer, choice, called):
+    """tool_choice required (or naming a function) makes the answer start as a call in the template's form (here
+    SmolLM2's: the text form) through the arguments' "{"; required calls the offered function the model finds
+    likeliest (asked about money, the untuned SmolLM2 picks convert_currency over weather), and the model writes
+    the arguments: the call comes back as tool_calls (what it wrote as content where it is not a JSON object).
+    Streamed, no part of the call streams as text, and the last chunk brings the same message."""
+    from tunesmith import template
+
+    body = {"model": "smol", "messages": [{"role": "user", "content": "How many euros are 100 dollars?"}],
+            "tools": [WEATHER, CURRENCY], "tool_choice": choice, "max_tokens": 40}
+    plain = _post(live["url"], json_body=body).json()
+    message = plain["choices"][0]["message"]
+    if message.get("tool_calls"):
+        assert [c["function"]["name"] for c in message["tool_calls"]] == [called] and message["content"] is None
+        assert isinstance(json.loads(message["tool_calls"][0]["function"]["arguments"]), dict)
+        assert plain["choices"][0]["finish_reason"] == "tool_calls"
+    else:  # the model did not write a JSON object: what it wrote, from the call's forced start
+        assert message["content"].startswith(template.call_prefix(smol_tokenizer, called))
+    streamed = _post(live["url"], json_body={**body, "stream": True}).text
+    chunks = [json.loads(line[6:]) for line in streamed.splitlines() if line.startswith("data: {")]
+    deltas = [c["choices"][0]["delta"] for c in chunks[1:-1]]
+    assert "".join(d.get("content", "") for d in deltas) == (message["content"] or "")
+    assert [c["function"] for d in deltas for c in d.get("tool_calls", [])] == \
+        [c["function"] for c in message.get("tool_calls") or []]
+
+
+def test_the_call_prefix_is_the_start_of_a_call_as_each_template_writes_it(smol_tokenizer):
+    import copy
+
+    from trl.chat_template_utils import qwen3_chat_template
+
+    from tests.fixtures.templates import CHATML_TOOLS
+    from tunesmith import template, toolcalls
+
+    assert template.call_prefix(smol_tokenizer) == '<tool_call>\n{"name": "'  # the text form
+    assert template.call_prefix(smol_tokenizer, "weather") == '<tool_call>\n{"name": "weather", "arguments": {'
+    qwen3 = copy.deepcopy(smol_tokenizer)
+    qwen3.chat_template = qwen3_chat_template
+    assert template.call_prefix(qwen3, 'say "hi"') == \
+        '<think>\n\n</think>\n\n<tool_call>\n{"name": "say \\"hi\\"", "arguments": {'
+    native = copy.deepcopy(smol_tokenizer)
+    native.chat_template = CHATML_TOOLS
+    prefix = template.call_prefix(native, "weather")
+    assert prefix.endswith('"weather", "arguments": {') and toolcalls.CALL_OPEN not in prefix

@@ -223,27 +223,40 @@ def test_serve_gives_the_thinking_as_reasoning_content_and_reads_it_back():
     assert req.messages[1].message() == Message("assistant", "4", reasoning="Add.")
 
 
-def test_a_thinking_file_trains_end_to_end_and_chat_prompts_as_eval_did(tiny_model_dir, tmp_path):
-    """DeepSeek-style rows (reasoning_content) through the whole job on a tiny model with SmolLM2's template: the
-    run keeps the reasoning, eval measures the thinking and scores the answers, the report has its rows, and
-    chat's prompt for a file row is eval's."""
-    from tests.conftest import tiny_config
+@pytest.mark.parametrize("qwen3", [False, True], ids=["text-form", "qwen3-template"])
+def test_a_thinking_file_trains_end_to_end_and_chat_prompts_as_eval_did(smol_tokenizer, tiny_model_dir, tmp_path,
+                                                                       qwen3: bool):
+    """DeepSeek-style rows (reasoning_content) through the whole job on a tiny model, with SmolLM2's template (the
+    text form) and with Qwen3's (trained through TRL's variant of it): the run keeps the reasoning as trained, eval
+    measures the thinking and scores the answers, the report has its rows, and chat's prompt for a file row is
+    eval's."""
+    import copy
+
+    from tests.conftest import tiny_config, tiny_llama
     from tunesmith import pipeline, rundir
 
+    model = tiny_model_dir
+    if qwen3:
+        from trl.chat_template_utils import qwen3_chat_template
+
+        tok = copy.deepcopy(smol_tokenizer)
+        tok.chat_template = qwen3_chat_template
+        model = tiny_llama(tok, tmp_path / "qwen3_tiny")
     rows = [{"messages": [{"role": "user", "content": f"What is {i} plus {i}?"}, {
         "role": "assistant", "content": str(2 * i), "reasoning_content": f"{i} and {i} make {2 * i}."}]}
         for i in range(12)]
     data = tmp_path / "r1.jsonl"
     data.write_text("".join(json.dumps(r) + "\n" for r in rows), "utf-8")
-    run = rundir.RunDir(pipeline.run(tiny_config(tiny_model_dir, data, tmp_path / "runs"),
-                                     say=lambda _: None).run_dir)
+    run = rundir.RunDir(pipeline.run(tiny_config(model, data, tmp_path / "runs"), say=lambda _: None).run_dir)
     kept = run.read_conversations("train") + run.read_conversations("eval")
-    # kept as trained: the thinking written before each answer (SmolLM2's template has no reasoning of its own)
-    assert len(kept) == 12 and all(thinking.split(c.messages[-1].content).reasoning for c in kept)
+    # kept as trained: the reasoning beside the answer (Qwen3's template writes it), or written before it (SmolLM2's)
+    assert len(kept) == 12 and all((c.messages[-1].reasoning if qwen3 else
+                                    thinking.split(c.messages[-1].content).reasoning) for c in kept)
     summary = run.evaluation().read_summary()
     assert all("thinks_when_due" in m.metrics for m in summary.models)
     assert "| thinks before answering when due |" in run.report_md.read_text("utf-8")
     session = chat.open_session(str(run.root), say=lambda _: None)
+    assert ("{% generation %}" in session.tokenizer.chat_template) == qwen3  # TRL's variant, saved with the adapter
     read = {c.source: c for c in formats.load(data).conversations}
     for gen in run.evaluation().read_generations("tuned"):
         assert chat.prompt_for(session, read[gen.source].messages[:-1]) == gen.prompt

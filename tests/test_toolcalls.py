@@ -127,3 +127,17 @@ def test_parse_reads_a_python_dict_call_as_hermes_data_writes_it_and_never_runs_
     for text in ("<tool_call>__import__('os').system('true')</tool_call>", "<tool_call>{'name': 'w', "
                  "'arguments': {'a': {1, 2}}}</tool_call>", "<tool_call>" + "[" * 5000 + "</tool_call>"):
         assert toolcalls.parse(text) == (text, ())
+
+
+def test_offered_names_reads_the_tools_a_text_form_system_prompt_offers():
+    tools = '[{"type": "function", "function": {"name": "w"}}, {"type": "function", "function": {"name": "t"}}]'
+    assert toolcalls.offered_names(f"Be brief.\n\n{toolcalls.tools_text(tools)}") == ["w", "t"]
+    assert toolcalls.offered_names("Be brief.") == [] and toolcalls.offered_names(None) == []
+
+
+def test_a_forced_call_s_arguments_are_the_object_the_model_goes_on_with():
+    assert toolcalls.forced('{"city": "Seoul"}}\n</tool_call>', "weather") == ToolCall("weather", '{"city": "Seoul"}')
+    assert toolcalls.forced('{"city": "Seoul"} and then it rambles', "weather") == \
+        ToolCall("weather", '{"city": "Seoul"}')  # never closed: the call was still made
+    assert toolcalls.forced('{"city": "Seo', "weather") is None  # cut off: no call
+    assert toolcalls.forced("[1, 2]", "weather") is None

@@ -218,3 +218,16 @@ def per_row_nll(model: Any, examples: Sequence[Example], batch_size: int = 8) ->
     finally:
         model.train(was_training)
     return [out[i] for i in range(len(examples))]
+
+
+def likeliest(model: Any, tokenizer: Any, prompt: str, endings: Sequence[str]) -> int:
+    """The index of the ending the model finds likeliest after `prompt`: the largest sum of its tokens'
+    log-likelihoods (per_row_nll), each ending tokenised on its own after the prompt's tokens, as generation adds
+    its tokens. serve's tool_choice required picks the function to call with it, among the ones offered only."""
+    head = list(tokenizer(prompt, add_special_tokens=False)["input_ids"])
+    examples = []
+    for ending in endings:
+        tail = list(tokenizer(ending, add_special_tokens=False)["input_ids"])
+        examples.append(Example(tuple(head + tail), (IGNORE,) * len(head) + tuple(tail), "ending"))
+    scores = per_row_nll(model, examples)
+    return min(range(len(endings)), key=lambda i: scores[i][0])

@@ -7,10 +7,11 @@ without a chat template continues the last message's text as written, as its cha
 arrive together are generated as one batch (batching.py: each answer the same as alone); a sampled one runs alone,
 and the others wait their turn. Errors have OpenAI's body shape, and every bad request is a 4xx.
 
-Function calling as OpenAI's API has it: a request's `tools` (tool_choice auto, or none), an assistant message's
-`tool_calls` and `tool` messages go through the same render path as a data file's function-calling rows (the
-model's own template where it writes calls, else toolcalls' text form); the calls an answer makes come back as its
-`tool_calls` (finish reason "tool_calls"). Streamed, its text goes out until a call may begin; the calls come last.
+Function calling as OpenAI's API has it: a request's `tools` (tool_choice auto; none; required, or a function named:
+the answer then starts as that call, as the template writes one, and the model writes its arguments), an assistant
+message's `tool_calls` and `tool` messages go through the same render path as a data file's function-calling rows
+(the model's own template where it writes calls, else toolcalls' text form); the calls an answer makes come back as
+its `tool_calls` (finish reason "tool_calls"). Streamed, its text goes out until a call may begin; the calls come last.
 An answer that thinks first (thinking.py) gives its thinking as `reasoning_content` beside the answer's `content`
 (DeepSeek's API and vLLM's reasoning parsers do so; streamed, as `delta.reasoning_content`), and an assistant
 message sent back with its `reasoning_content` renders it as training rendered its rows' reasoning.
@@ -26,6 +27,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import hmac
 import ipaddress
 import json
@@ -43,7 +45,7 @@ from fastapi.responses import JSONResponse, StreamingResponse
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 from starlette.exceptions import HTTPException
 
-from tunesmith import batching, chat, generation, thinking, toolcalls
+from tunesmith import batching, chat, generation, template, thinking, toolcalls
 from tunesmith.chat import Reply
 from tunesmith.config import EvalConfig
 from tunesmith.errors import TunesmithError
@@ -120,6 +122,18 @@ class ToolSpec(BaseModel):
     model_config = ConfigDict(extra="ignore")
     type: Literal["function"]
     function: FunctionSpec
+
+
+class ChosenFunction(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+    name: str = Field(min_length=1, max_length=MAX_NAME)
+
+
+class ToolChoice(BaseModel):
+    """tool_choice naming the function the answer must call (LangChain's with_structured_output sends one)."""
+    model_config = ConfigDict(extra="ignore")
+    type: Literal["function"]
+    function: ChosenFunction
 
 
 class _Said(BaseModel):
@@ -199,14 +213,21 @@ class ChatRequest(BaseModel):
     seed: int | None = Field(None, ge=SEED_RANGE[0], le=SEED_RANGE[1])
     n: int = Field(1, ge=1, le=1)
     tools: list[ToolSpec] = Field(default_factory=list, max_length=MAX_TOOLS)
-    tool_choice: Literal["auto", "none"] = Field("auto", description="auto, or none (the tools are not offered); "
-                                                 "forcing a function is not supported")
+    tool_choice: Literal["auto", "none", "required"] | ToolChoice = Field(
+        "auto", description="auto; none (the tools are not offered); required (the answer calls one of them); or "
+                            "{type: function, function: {name}} (it calls that one)")
 
     def offered(self) -> str | None:
         """The tools offered to the model, as a conversation's JSON text; None for none (or tool_choice none)."""
         if not self.tools or self.tool_choice == "none":
             return None
         return compact_json([t.model_dump(exclude_none=True) for t in self.tools])
+
+    def forced(self) -> tuple[bool, str | None]:
+        """(whether the answer must call a function, the one it must call or None for any)."""
+        if isinstance(self.tool_choice, ToolChoice):
+            return True, self.tool_choice.function.name
+        return self.tool_choice == "required", None
 
     @field_validator("stop")
     @classmethod
@@ -264,17 +285,17 @@ def create_app(sessions: dict[str, chat.Session], api_key: str | None = None) ->
         if session is None:
             raise ApiError(404, f"The model '{req.model}' does not exist; served: {', '.join(sessions)}",
                            param="model", code="model_not_found")
-        prompt, settings = await asyncio.to_thread(_prepare, session, req)  # tokenizing: off the event loop
+        prompt, settings, force = await asyncio.to_thread(_prepare, session, req, generating)  # off the loop
         if req.model not in batchers:
             batchers[req.model] = batching.Batcher(session.model, session.tokenizer, session.settings, generating)
-        run = _Generation(session, prompt, settings, req, generating, batchers[req.model])
+        run = _Generation(session, prompt, settings, req, generating, batchers[req.model], force)
         turn = contextlib.nullcontext() if run.batched else queue
         if req.stream:
-            return StreamingResponse(_events(run, req.model, turn, _calling(session, req), run.inside),
+            return StreamingResponse(_events(run, req.model, turn, _calling(session, req)),
                                      media_type="text/event-stream")
         async with turn:
             reply = await _until_done(run, request)
-        return _completion(req.model, reply, _calling(session, req)) if reply is not None else None
+        return _completion(req.model, run, reply, _calling(session, req)) if reply is not None else None
 
     return app
 
@@ -334,8 +355,10 @@ def _validation_error(errors: Sequence[Any]) -> ApiError:
                     code="invalid_request")
 
 
-def _prepare(session: chat.Session, req: ChatRequest) -> tuple[str, EvalConfig]:
-    """The prompt (the session's render path) and this request's generation settings; too long is a 400."""
+def _prepare(session: chat.Session, req: ChatRequest, generating: threading.Lock
+             ) -> tuple[str, EvalConfig, Force | None]:
+    """The prompt (the session's render path), this request's generation settings and the call its tool_choice
+    forces (_forced: the prompt then ends with that call's start); too long is a 400."""
     messages = [m.message() for m in req.messages]
     if messages[-1].role not in ("user", "tool"):
         raise ApiError(400, "The last message must be from the user (or a tool's output)", param="messages",
@@ -359,12 +382,47 @@ def _prepare(session: chat.Session, req: ChatRequest) -> tuple[str, EvalConfig]:
     except jinja2.TemplateError as err:  # a template's raise_exception() on an order of roles it does not take
         raise ApiError(400, f"The model's chat template cannot render these messages: {err.message}",
                        param="messages", code="invalid_messages") from None
+    force = _forced(session, req, prompt, generating)
+    prompt += force.prefix if force else ""
     used = len(session.tokenizer(prompt, add_special_tokens=False)["input_ids"])
     if context and used + settings.max_new_tokens > context:
         raise ApiError(400, f"This model's maximum context length is {context} tokens; the messages use {used} "
                        f"and max_tokens asks for {settings.max_new_tokens} more", param="messages",
                        code="context_length_exceeded")
-    return prompt, settings
+    return prompt, settings, force
+
+
+@dataclasses.dataclass(frozen=True)
+class Force:
+    """A call tool_choice forces: the start of the answer the prompt ends with (template.call_prefix, through the
+    function's name), and that name."""
+
+    prefix: str
+    name: str
+
+
+def _forced(session: chat.Session, req: ChatRequest, prompt: str, generating: threading.Lock) -> Force | None:
+    """The call a tool_choice of a named function forces, or of required: the offered function the model finds
+    likeliest after a call's opening (generation.likeliest; a model never calls one that is not offered); None
+    where it forces none. Forcing with no tools offered, or naming a function not offered, is a 400."""
+    must, name = req.forced()
+    if not must:
+        return None
+    offered = req.offered() or session.tools
+    names = toolcalls.names(offered) if offered else toolcalls.offered_names(session.system)
+    if session.raw or not names:
+        raise ApiError(400, "tool_choice asks for a function call, but no tools are offered (the request's "
+                       "`tools`, or the ones its run's rows offered)", param="tool_choice", code="invalid_tool_choice")
+    if name is not None and name not in names:
+        raise ApiError(400, f"tool_choice names the function {name!r}, which is not among the tools offered: "
+                       f"{', '.join(names)}", param="tool_choice", code="invalid_tool_choice")
+    if name is None and len(names) > 1:
+        opening = template.call_prefix(session.tokenizer)  # up to the name; a name ends with its closing quote
+        ends = [template.call_prefix(session.tokenizer, n)[len(opening):-1] for n in names]  # less the "{"
+        with generating:  # the model is not generating for another request meanwhile
+            name = names[generation.likeliest(session.model, session.tokenizer, prompt + opening, ends)]
+    name = name or names[0]
+    return Force(template.call_prefix(session.tokenizer, name), name)
 
 
 class _Generation:
@@ -373,8 +431,8 @@ class _Generation:
     seed owns torch's RNG). `batched` ones do not wait in the server's queue."""
 
     def __init__(self, session: chat.Session, prompt: str, settings: EvalConfig, req: ChatRequest,
-                 generating: threading.Lock, batcher: batching.Batcher) -> None:
-        self.cancel = threading.Event()
+                 generating: threading.Lock, batcher: batching.Batcher, force: Force | None = None) -> None:
+        self.cancel, self.force = threading.Event(), force  # the call the prompt starts the answer with
         self.inside = thinking.opened(prompt)  # DeepSeek-R1's prompt opens the thinking: the answer starts inside it
         # A repetition penalty would count the batch's left padding (often the eos token) against a row's own ending.
         self.batched = settings.temperature < generation.GREEDY_BELOW and settings.repetition_penalty == 1.0
@@ -386,6 +444,10 @@ class _Generation:
 
     def reply(self) -> Reply:
         return list(self.pieces)[-1]
+
+    @property
+    def prefix(self) -> str:
+        return self.force.prefix if self.force else ""
 
 
 async def _until_done(run: _Generation, request: Request) -> Reply | None:
@@ -430,8 +492,7 @@ async def _disconnected(request: Request) -> None:
         pass
 
 
-async def _events(run: _Generation, model: str, queue: Any, tools: bool = False, inside: bool = False
-                  ) -> AsyncIterator[str]:
+async def _events(run: _Generation, model: str, queue: Any, tools: bool = False) -> AsyncIterator[str]:
     """Server-sent events: a role chunk, one chunk per piece of text, a finish chunk with usage, [DONE]. Thinking
     goes out as reasoning_content (_ThinkWatch). Where the model was offered tools, its answer streams until a call
     may begin (_CallWatch), and the rest comes at the end with the answer's tool_calls. A failure ends the stream
@@ -444,24 +505,23 @@ async def _events(run: _Generation, model: str, queue: Any, tools: bool = False,
         return "data: " + json.dumps({**head, "choices": [{"index": 0, "delta": delta, "finish_reason": finish}],
                                       **extra}, ensure_ascii=False) + "\n\n"
 
-    think, watch = _ThinkWatch(inside), _CallWatch()
+    think, watch, start = _ThinkWatch(run.inside), _CallWatch(), run.prefix  # start: the forced call's, unsent
     try:
         async with queue:
             yield chunk({"role": "assistant", "content": ""})
             while (item := await _waiting(next, run.pieces, None)) is not None:
                 if not isinstance(item, Reply):
+                    item, start = start + item, ""
                     for key, text in think.more(item):
                         said = text if key != "content" or not tools else watch.more(text)
                         if said:
                             yield chunk({key: said})
                     continue
-                for key, text in think.rest():
-                    if key != "content":  # the answer's rest comes with the message below (tools) or now
-                        yield chunk({key: text})
-                    elif not tools:
+                for key, text in think.rest():  # an answer's rest comes with its calls below, where it may call
+                    if key != "content" or not tools:
                         yield chunk({key: text})
                 if tools:
-                    message, finish = _message(item, tools)
+                    message, finish = _message(item, tools, run.force)
                     calls = [{"index": i, **c} for i, c in enumerate(message.get("tool_calls", ()))]
                     rest = watch.rest(message["content"])
                     if rest or calls:
@@ -551,20 +611,26 @@ class _CallWatch:
         return content[len(self.sent):] if content.startswith(self.sent) else content
 
 
-def _completion(model: str, reply: Reply, tools: bool) -> dict[str, Any]:
-    message, finish = _message(reply, tools)
+def _completion(model: str, run: _Generation, reply: Reply, tools: bool) -> dict[str, Any]:
+    message, finish = _message(reply, tools, run.force)
     return {"id": f"chatcmpl-{uuid.uuid4().hex}", "object": "chat.completion", "created": int(time.time()),
             "model": model, "choices": [{"index": 0, "message": {"role": "assistant", **message},
                                          "finish_reason": finish}],
             "usage": _usage(reply)}
 
 
-def _message(reply: Reply, tools: bool) -> tuple[dict[str, Any], str]:
+def _message(reply: Reply, tools: bool, force: Force | None = None) -> tuple[dict[str, Any], str]:
     """The answer as OpenAI's message fields, and its finish reason. Its thinking (thinking.split) is its
     `reasoning_content`, the rest its content. Where the request offered tools, the calls the answer makes are its
     `tool_calls` (finish reason "tool_calls"): <tool_call> blocks (toolcalls' text form, and Qwen's), or an answer
-    that is nothing but call JSON (Llama 3's form); its other text stays its content."""
+    that is nothing but call JSON (Llama 3's form); its other text stays its content. A forced call (`force`: the
+    answer was started as it) is the forced function with the JSON object the model went on with."""
     finish = "stop" if reply.stopped else "length"
+    if force is not None:
+        made = toolcalls.forced("{" + reply.text, force.name)  # the prefix opened the arguments' object
+        if made is not None:
+            return {"content": None, "tool_calls": [_call(made)]}, "tool_calls"
+        reply = dataclasses.replace(reply, text=force.prefix + reply.text)  # not a call: what it wrote, whole
     thought = thinking.split(reply.text)
     said = reply.text if thought.reasoning is None else thought.answer
     extra = {"reasoning_content": thought.reasoning} if thought.reasoning else {}
@@ -574,10 +640,13 @@ def _message(reply: Reply, tools: bool) -> tuple[dict[str, Any], str]:
         text, calls = ("", tuple(ToolCall(n, a) for n, a in found)) if found else (text, ())
     if not calls:
         return {"content": said, **extra}, finish
-    return {"content": text or None, **extra,
-            "tool_calls": [{"id": f"call_{uuid.uuid4().hex[:24]}", "type": "function",
-                            "function": {"name": c.name, "arguments": c.arguments}} for c in calls]}, \
+    return {"content": text or None, **extra, "tool_calls": [_call(c) for c in calls]}, \
         "tool_calls" if reply.stopped else finish
+
+
+def _call(call: ToolCall) -> dict[str, Any]:
+    return {"id": f"call_{uuid.uuid4().hex[:24]}", "type": "function",
+            "function": {"name": call.name, "arguments": call.arguments}}
 
 
 def _usage(reply: Reply) -> dict[str, int]:

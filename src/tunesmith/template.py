@@ -140,6 +140,30 @@ def supports_tools(tokenizer: Any) -> bool:
     return all(word in text for word in ("probe_describes", "probe_call", "probe_value", "probe_output"))
 
 
+def call_prefix(tokenizer: Any, name: str | None = None) -> str:
+    """The start of an answer that calls a function, as this template (or, where it writes no calls, toolcalls'
+    text form) writes it: up to the function's name (`name` None: a call of any function), or through `name` and
+    the "{" that opens its arguments. Appended to a prompt, it makes the model call (serve's tool_choice)."""
+    native = None
+    if supports_tools(tokenizer):
+        prompt = render_text(tokenizer, _PROBE[:1], add_generation_prompt=True, tools=_PROBE_TOOLS)
+        full = render_text(tokenizer, _PROBE[:2], add_generation_prompt=False, tools=_PROBE_TOOLS)
+        native = _prefix(full[len(prompt):], name) if full.startswith(prompt) else None
+    return native or _prefix(toolcalls.answer_text(_PROBE[1]), name) or ""
+
+
+def _prefix(answer: str, name: str | None) -> str | None:
+    """`answer` (the probe call as written) up to its name, or with `name` in its place through the arguments' "{";
+    None where they are not found in it (a template that writes calls in another form)."""
+    at = answer.find("probe_call")
+    key = answer.find("probe_key", at)
+    opens = answer.rfind("{", at, key)
+    if at < 0 or key < 0 or opens < 0:
+        return None
+    said = json.dumps(name, ensure_ascii=False)[1:-1] if name is not None else ""
+    return answer[:at] if name is None else answer[:at] + said + answer[at + len("probe_call"):opens + 1]
+
+
 def supports_reasoning(tokenizer: Any) -> bool:
     """Whether the chat template writes out an answer's reasoning given beside it (Qwen3's and gpt-oss's do, for
     the last answer at least); SmolLM2's and the fallbacks drop it: thinking.as_text writes it into the text."""

@@ -73,6 +73,22 @@ def without_tools(system: str) -> str | None:
     return system if at < 0 else system[:at].rstrip() or None
 
 
+def offered_names(system: str | None) -> list[str]:
+    """The function names a system prompt offers in the text form (tools_text wrote them there: a run's training
+    rows had them), in order; [] where it offers none."""
+    at = (system or "").find(PREAMBLE[:PREAMBLE.index("{tools}")])
+    if at < 0:
+        return []
+    block = system[at:].split("<tools>\n", 1)[-1].split("\n</tools>", 1)[0]  # type: ignore[index]
+    found = []
+    for line in block.splitlines():
+        try:
+            found.append(json.loads(line)["function"]["name"])
+        except (ValueError, KeyError, TypeError):  # a line the form did not write: not a tool of it
+            continue
+    return found
+
+
 def _response(m: Message) -> str:
     return f"<tool_response>\n{m.content}\n</tool_response>"
 
@@ -94,6 +110,20 @@ def parse(text: str) -> tuple[str, tuple[ToolCall, ...]]:
 
     rest = _CALL.sub(take, text)
     return rest.strip(), tuple(found)
+
+
+def forced(text: str, name: str) -> ToolCall | None:
+    """The call a model makes when its answer was started as a call of `name` (serve's forced tool_choice) and
+    `text` is what it wrote from the arguments' "{" on: the arguments are that JSON object, whatever follows (a
+    model that does not close the call still made it); None where the object is not JSON."""
+    try:
+        args, _ = json.JSONDecoder().raw_decode(text.lstrip())
+    except (ValueError, RecursionError):
+        return None
+    try:
+        return ToolCall.of(name, args) if isinstance(args, dict) else None
+    except (TypeError, ValueError):
+        return None
 
 
 def _named_args(obj: object) -> tuple[str, dict] | None:
