@@ -498,3 +498,33 @@ def test_an_optimizer_from_a_missing_package_is_named_before_a_model_loads(tmp_p
         train.check_optimizer(cfg)
     assert "--set train.optimizer=adamw_torch" in err.value.render()
     train.check_optimizer(tiny_config(tmp_path / "m", small_jsonl, tmp_path / "runs", optimizer="adamw_torch_fused"))
+
+
+# The architectures of the 1-2B chat models people bring (Qwen2.5 / Qwen3, Gemma 2 / 3, Phi-3 / 4-mini, Mistral,
+# EXAONE 4): tunesmith's CPU shortcuts (its attention, the bf16 projections, the cheap dropout, the answer-only
+# logits) run inside each one's own layers, so each is trained, evaluated and reported here as a tiny random model.
+ARCHS = {"qwen2": {}, "qwen3": {"head_dim": 16}, "gemma2": {"head_dim": 16},
+         "gemma3_text": {"head_dim": 16, "sliding_window": 64}, "phi3": {}, "mistral": {}, "exaone4": {}}
+
+
+@pytest.mark.parametrize("model_type", list(ARCHS))
+def test_each_architecture_people_bring_trains_and_evaluates(tmp_path, smol_tokenizer, small_jsonl, model_type):
+    import torch
+    from transformers import AutoConfig, AutoModelForCausalLM
+
+    from tests.conftest import tiny_config
+    from tunesmith import pipeline, rundir
+
+    tok = smol_tokenizer
+    cfg = AutoConfig.for_model(model_type, vocab_size=len(tok), hidden_size=64, intermediate_size=128,
+                               num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=2,
+                               max_position_embeddings=512, bos_token_id=tok.bos_token_id,
+                               eos_token_id=tok.eos_token_id, pad_token_id=tok.pad_token_id, **ARCHS[model_type])
+    torch.manual_seed(0)
+    AutoModelForCausalLM.from_config(cfg).save_pretrained(tmp_path / "model", safe_serialization=True)
+    tok.save_pretrained(tmp_path / "model")
+    run = rundir.RunDir(pipeline.run(tiny_config(tmp_path / "model", small_jsonl, tmp_path / "runs"),
+                                     say=lambda _: None).run_dir)
+    losses = [row.eval_loss for row in run.read_metrics() if row.eval_loss is not None]
+    assert len(losses) == 3 and all(math.isfinite(x) for x in losses) and losses[-1] < losses[0]
+    assert len(run.evaluation().read_summary().models) == 2 and run.report_md.is_file()
