@@ -200,7 +200,7 @@ def test_a_streamed_answer_thinks_in_reasoning_content_as_the_whole_one_does(tex
     (up to the whitespace at their ends)."""
     from tunesmith import serve as serving
 
-    message, _ = serving._message(chat.Reply(text, True, 3, 4), tools=False)
+    message, _ = serving._message(chat.Reply(text, True, 3, 4), tools=False, inside=inside)
     rng = random.Random(0)
     for _ in range(30):
         watch, out, at = serving._ThinkWatch(inside), [], 0
@@ -312,3 +312,28 @@ def test_the_judge_is_shown_the_answers_without_their_thinking():
     user = judge._messages(a, a, b)[1]["content"]
     assert "[Reference answer]\n4\n" in user and "[Answer A]\n4\n" in user and user.endswith("[Answer B]\n")
     assert "<think>" not in user and "Add them" not in user
+
+
+def test_streamed_thinking_matches_the_whole_message_for_any_text_and_any_pieces():
+    """Hypothesis over texts made of the marks' pieces, cut anywhere, with and without a prompt that opened the
+    block (found: a lone </think> was thinking in the whole message but text in the stream)."""
+    from hypothesis import given, settings, strategies as st
+
+    from tunesmith import serve as serving
+
+    bits = st.sampled_from(["<think>", "</think>", "<th", "ink>", "</", "\n", " ", "a", "4", "ü"])
+
+    @settings(max_examples=300, deadline=None)
+    @given(text=st.lists(bits, max_size=12).map("".join), cuts=st.lists(st.integers(1, 4), min_size=12,
+                                                                         max_size=12), inside=st.booleans())
+    def check(text, cuts, inside):
+        message, _ = serving._message(chat.Reply(text, True, 1, 1), tools=False, inside=inside)
+        watch, out, at = serving._ThinkWatch(inside), [], 0
+        for n in cuts * 4:
+            out += watch.more(text[at:at + n])
+            at += n
+        out += watch.rest()
+        for key in ("reasoning_content", "content"):
+            assert "".join(t for k, t in out if k == key).strip() == (message.get(key) or "").strip()
+
+    check()

@@ -521,7 +521,7 @@ async def _events(run: _Generation, model: str, queue: Any, tools: bool = False)
                     if key != "content" or not tools:
                         yield chunk({key: text})
                 if tools:
-                    message, finish = _message(item, tools, run.force)
+                    message, finish = _message(item, tools, run.force, run.inside)
                     calls = [{"index": i, **c} for i, c in enumerate(message.get("tool_calls", ()))]
                     rest = watch.rest(message["content"])
                     if rest or calls:
@@ -612,26 +612,28 @@ class _CallWatch:
 
 
 def _completion(model: str, run: _Generation, reply: Reply, tools: bool) -> dict[str, Any]:
-    message, finish = _message(reply, tools, run.force)
+    message, finish = _message(reply, tools, run.force, run.inside)
     return {"id": f"chatcmpl-{uuid.uuid4().hex}", "object": "chat.completion", "created": int(time.time()),
             "model": model, "choices": [{"index": 0, "message": {"role": "assistant", **message},
                                          "finish_reason": finish}],
             "usage": _usage(reply)}
 
 
-def _message(reply: Reply, tools: bool, force: Force | None = None) -> tuple[dict[str, Any], str]:
+def _message(reply: Reply, tools: bool, force: Force | None = None, inside: bool = False
+             ) -> tuple[dict[str, Any], str]:
     """The answer as OpenAI's message fields, and its finish reason. Its thinking (thinking.split) is its
     `reasoning_content`, the rest its content. Where the request offered tools, the calls the answer makes are its
     `tool_calls` (finish reason "tool_calls"): <tool_call> blocks (toolcalls' text form, and Qwen's), or an answer
     that is nothing but call JSON (Llama 3's form); its other text stays its content. A forced call (`force`: the
-    answer was started as it) is the forced function with the JSON object the model went on with."""
+    answer was started as it) is the forced function with the JSON object the model went on with. `inside`: the
+    prompt opened the thinking (DeepSeek-R1's), so the answer starts inside it."""
     finish = "stop" if reply.stopped else "length"
     if force is not None:
         made = toolcalls.forced("{" + reply.text, force.name)  # the prefix opened the arguments' object
         if made is not None:
             return {"content": None, "tool_calls": [_call(made)]}, "tool_calls"
         reply = dataclasses.replace(reply, text=force.prefix + reply.text)  # not a call: what it wrote, whole
-    thought = thinking.split(reply.text)
+    thought = thinking.split(reply.text, opened=inside)
     said = reply.text if thought.reasoning is None else thought.answer
     extra = {"reasoning_content": thought.reasoning} if thought.reasoning else {}
     text, calls = toolcalls.parse(said) if tools else (said, ())

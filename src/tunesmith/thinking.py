@@ -35,16 +35,20 @@ class Split:
     finished: bool = True
 
 
-def split(text: str) -> Split:
+def split(text: str, opened: bool | None = None) -> Split:
     """The thinking block a text opens with (<think>...</think>), or the text before a lone </think> (DeepSeek-R1's
-    template opens the block in the prompt, so its answers only close it), and the answer after it."""
+    template opens the block in the prompt, so its answers only close it), and the answer after it. `opened`: the
+    prompt did open the block (True: the text starts inside it) or did not (False: a lone </think> is text); None
+    where that is not known (a file's answer, an eval generation)."""
+    if opened:
+        text = OPEN + text
     block = _BLOCK.match(text)
     if block:
         return Split(block.group(1).strip(), text[block.end():].strip())
-    opened = text.lstrip()
-    if opened.startswith(OPEN):
-        return Split(opened[len(OPEN):].strip(), "", finished=False)
-    if CLOSE in text and OPEN not in text:
+    head = text.lstrip()
+    if head.startswith(OPEN):
+        return Split(head[len(OPEN):].strip(), "", finished=False)
+    if opened is None and CLOSE in text and OPEN not in text:
         before, _, after = text.partition(CLOSE)
         return Split(before.strip(), after.strip())
     return Split(None, text)
