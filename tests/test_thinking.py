@@ -261,26 +261,36 @@ def test_a_thinking_file_trains_end_to_end_and_chat_prompts_as_eval_did(smol_tok
     for gen in run.evaluation().read_generations("tuned"):
         assert chat.prompt_for(session, read[gen.source].messages[:-1]) == gen.prompt
         assert thinking.split(gen.reference).reasoning  # the reference keeps its thinking; metrics take it off
+    # where the plan raised eval's new-token limit for thinking answers, chat generates as the run's eval did
+    import dataclasses
+
+    run.write_plan(dataclasses.replace(run.read_plan(), eval_max_new_tokens=33))
+    assert chat.open_session(str(run.root), say=lambda _: None).settings.max_new_tokens == 33
 
 
-def test_the_plan_warns_where_eval_leaves_thinking_answers_no_room_to_end():
-    from tests.conftest import tiny_config
-    from tunesmith import plan
+def test_the_plan_makes_room_for_thinking_answers_or_warns_where_the_limit_was_set():
+    from tests.conftest import tiny_raw
+    from tunesmith import config, plan
     from tunesmith.records import Example, PreparedData
 
     thinks = [Conversation((Message("user", "q"), Message("assistant", "a", reasoning="r")), f"f:{i}")
               for i in range(10)]
     examples = [Example(tuple(range(300)), (-100,) * 100 + tuple(range(100, 100 + n)), f"f:{i}")
                 for i, n in enumerate([150] * 9 + [400])]
-    cfg = tiny_config(Path("/m"), Path("/d.jsonl"), Path("/runs"))
+    raw = tiny_raw(Path("/m"), Path("/d.jsonl"))
+    raw["eval"].pop("max_new_tokens")  # not set: the plan raises it
+    cfg = config.parse(raw, source="<test>")
     data = PreparedData((), tuple(thinks), (), ())
-    [line] = plan.thinking_room(cfg, data, examples)
-    assert "150 tokens with their thinking in 9 rows of 10" in line and line.endswith("eval.max_new_tokens=192")
-    roomy = cfg.model_copy(update={"eval": cfg.eval.model_copy(update={"max_new_tokens": 200})})
-    assert plan.thinking_room(roomy, data, examples) == []
+    roomy, [line] = plan.thinking_room(cfg, data, examples)
+    assert roomy.eval.max_new_tokens == 192 and "raised from 96 to 192" in line
+    assert "150 tokens with their thinking in 9 rows of 10" in line
+    set_low = config.parse(tiny_raw(Path("/m"), Path("/d.jsonl")), source="<test>")  # max_new_tokens: 8, as set
+    kept, [warning] = plan.thinking_room(set_low, data, examples)
+    assert kept is set_low and warning.startswith("warning:") and warning.endswith("eval.max_new_tokens=192")
+    assert plan.thinking_room(roomy, data, examples) == (roomy, [])
     plain = PreparedData((), tuple(c.__class__((c.messages[0], Message("assistant", "a")), c.source) for c in thinks),
                          (), ())
-    assert plan.thinking_room(cfg, plain, examples) == []
+    assert plan.thinking_room(cfg, plain, examples) == (cfg, [])
 
 
 def test_two_reasoning_fields_skip_the_row_until_columns_names_one(tmp_path):

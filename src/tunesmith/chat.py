@@ -95,6 +95,9 @@ def open_session(target: str, *, system: str | None = None, options: dict[str, A
         cfg = config.load(run.config)
         model, tok, what = generation.load_model("base" if base else "tuned", run, cfg)
         settings, tmpl = cfg.eval, cfg.template
+        plan = run.read_plan()
+        if plan is not None and plan.eval_max_new_tokens:  # raised for answers that think, as the run's eval was
+            settings = settings.model_copy(update={"max_new_tokens": plan.eval_max_new_tokens})
         train = run.read_conversations("train")
         raw = template.trained_raw(train)
         if raw:

@@ -248,7 +248,8 @@ class PreferenceConfig(_Strict):
 
 class EvalConfig(_Strict):
     max_rows: int = Field(40, ge=1, description="held-out rows to generate for (generation is the slow part)")
-    max_new_tokens: int = Field(96, ge=1, description="longest answer generated per eval row")
+    max_new_tokens: int = Field(96, ge=1, description="longest answer generated per eval row (not set: the plan "
+                                "raises it where the eval answers think before answering and need more)")
     batch_size: int = Field(8, ge=1, description="rows generated together (left padding, KV cache)")
     temperature: float = Field(0.0, ge=0, description="0 (or under 0.001) = greedy (deterministic); more samples")
     top_p: float = Field(1.0, gt=0, le=1, description="nucleus sampling, with temperature > 0")

@@ -183,6 +183,7 @@ class Planned:
     eval: list[Example]
     lines: list[str]  # the plan as printed (plan.json keeps it)
     prefs: prefplan.PrefRendered | None = None  # train.objective dpo / orpo / simpo / kto: what trains
+    eval_room: int | None = None  # eval.max_new_tokens where the plan raised it (plan.thinking_room)
 
 
 def _planned(cfg: RunConfig, say: Callable[[str], None], saved: Plan | None = None) -> Planned:
@@ -209,11 +210,14 @@ def _planned(cfg: RunConfig, say: Callable[[str], None], saved: Plan | None = No
                      f"{saved.grad_accum} accumulation{', gradient checkpointing' * bool(saved.gradient_checkpointing)})"]
     else:
         cfg, fit_lines = memory.fit_memory(cfg, train_ex, eval_ex)
-    lines = fit_lines + planning.describe(cfg, data, train_ex, eval_ex)
+    before = cfg.eval.max_new_tokens
+    cfg, room_lines = planning.thinking_room(cfg, data, eval_ex)
+    lines = fit_lines + room_lines + planning.describe(cfg, data, train_ex, eval_ex)
     lines += [prefplan.objective_line(cfg)] if prefs else []
     for line in lines:
         say(f"plan: {line}")
-    return Planned(cfg, data, tokenizer, train_ex, eval_ex, lines, prefs)
+    raised = cfg.eval.max_new_tokens if cfg.eval.max_new_tokens != before else None
+    return Planned(cfg, data, tokenizer, train_ex, eval_ex, lines, prefs, raised)
 
 
 def _say_data(data: PreparedData, what: str, say: Callable[[str], None]) -> None:
@@ -292,7 +296,8 @@ def _check_same_data(run_dir: rundir.RunDir, data: PreparedData) -> None:
 
 
 def _write_inputs(run_dir: rundir.RunDir, cfg: RunConfig, data: PreparedData, plan_lines: list[str],
-                  steps: tuple[int, int], prefs: prefplan.PrefRendered | None = None) -> None:
+                  steps: tuple[int, int], prefs: prefplan.PrefRendered | None = None,
+                  eval_room: int | None = None) -> None:
     """The run's inputs: written at the start, and any lost from an unfinished run written again on resume."""
     held = [{**p.to_json(), "source": p.source} for p in prefs.eval_pairs] if prefs else None
     writers = {**({run_dir.pairs("eval"): lambda: write_jsonl(run_dir.pairs("eval"), held)} if prefs else {}),
@@ -300,7 +305,7 @@ def _write_inputs(run_dir: rundir.RunDir, cfg: RunConfig, data: PreparedData, pl
                run_dir.eval_data: lambda: run_dir.write_conversations("eval", data.eval),
                run_dir.data_summary: lambda: run_dir.write_data_report(DataReport.of(data)),
                run_dir.manifest: lambda: run_dir.write_manifest(manifest(cfg, data)),
-               run_dir.plan: lambda: run_dir.write_plan(Plan.of(plan_lines, steps, cfg))}
+               run_dir.plan: lambda: run_dir.write_plan(Plan.of(plan_lines, steps, cfg, eval_room))}
     for path, write in writers.items():
         if not path.is_file():
             write()
@@ -353,7 +358,7 @@ def _train_and_report(run_dir: rundir.RunDir, resumed: bool, planned: Planned, m
     if resumed:
         say(f"resuming the unfinished run in {run_dir.root}")
         _check_same_data(run_dir, data)
-    _write_inputs(run_dir, cfg, data, planned.lines, steps, planned.prefs)
+    _write_inputs(run_dir, cfg, data, planned.lines, steps, planned.prefs, planned.eval_room)
     seconds = 0.0
     if run_dir.weights is not None:
         say(f"training finished earlier: {run_dir.weights}")
@@ -416,6 +421,9 @@ def evaluate_run(path: Path, *, data: Path | None = None, labels: list[str], opt
     run_dir = rundir.open_run(path, say)
     with run_dir.held():
         # Through `--set`-style overrides, so a bad --limit or --temperature gets the config's own clear error.
+        plan = run_dir.read_plan()
+        if plan is not None and plan.eval_max_new_tokens and "max_new_tokens" not in options:
+            options = {**options, "max_new_tokens": plan.eval_max_new_tokens}  # as the run's own eval (thinking)
         cfg = config_mod.load(run_dir.config, [config_mod.override(f"eval.{k}", v) for k, v in options.items()])
         convs, out_dir = _eval_rows(run_dir, cfg, data, say)
         training = train.read_summary(run_dir, say) if data is None else None

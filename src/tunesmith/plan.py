@@ -229,27 +229,29 @@ def describe(cfg: RunConfig, data: PreparedData, train_ex: list[Example], eval_e
                               if seconds is not None
                               else "not estimated on GPU (the estimate is calibrated for CPUs)"),
         f"generation eval: {eval_rows} rows, up to {cfg.eval.max_new_tokens} new tokens, greedy",
-        *thinking_room(cfg, data, eval_ex),
         f"output: {cfg.output_dir / cfg.name}",
         *([_step_line(cfg, trainable)] if t.objective == "sft" else []),  # prefplan.objective_line otherwise
     ]
     return lines + time_knobs(cfg, train_ex, eval_ex, total, arch)
 
 
-def thinking_room(cfg: RunConfig, data: PreparedData, eval_ex: list[Example]) -> list[str]:
-    """A warning where the eval rows' answers think before they answer and eval.max_new_tokens leaves most of them
-    no room to end their thinking (each answer would be cut inside it and scored as empty), with the setting that
-    makes room: the learned tokens of 9 rows in 10, and a quarter more, rounded up to 64."""
+def thinking_room(cfg: RunConfig, data: PreparedData, eval_ex: list[Example]) -> tuple[RunConfig, list[str]]:
+    """Room for the eval answers to end their thinking: where the eval rows' answers think before they answer and
+    eval.max_new_tokens is fewer than what 9 rows in 10 learn (thinking and answer), an answer would be cut inside
+    its thinking and scored as empty. Not set by you, it is raised to that and a quarter more, rounded up to 64 (the
+    plan says so); set by you, the plan warns with that setting."""
     thinks = {c.source for c in data.eval if c.messages and c.messages[-1].reasoning}
     needed = sorted(e.supervised_tokens for e in eval_ex if e.source in thinks)
-    if not needed:
-        return []
-    most = needed[max(0, math.ceil(0.9 * len(needed)) - 1)]
+    most = needed[max(0, math.ceil(0.9 * len(needed)) - 1)] if needed else 0
     if most <= cfg.eval.max_new_tokens:
-        return []
-    return [f"warning: generation eval: the eval rows' answers think before answering, {most} tokens with their "
-            f"thinking in 9 rows of 10, more than eval.max_new_tokens={cfg.eval.max_new_tokens}: answers cut inside "
-            f"their thinking are scored as empty. --set eval.max_new_tokens={math.ceil(most * 1.25 / 64) * 64}"]
+        return cfg, []
+    room, now = math.ceil(most * 1.25 / 64) * 64, cfg.eval.max_new_tokens
+    why = f"the eval rows' answers think before answering, {most} tokens with their thinking in 9 rows of 10"
+    if "max_new_tokens" in cfg.eval.model_fields_set:
+        return cfg, [f"warning: generation eval: {why}, more than eval.max_new_tokens={now}: answers cut inside "
+                     f"their thinking are scored as empty. --set eval.max_new_tokens={room}"]
+    return (cfg.model_copy(update={"eval": cfg.eval.model_copy(update={"max_new_tokens": room})}),
+            [f"generation eval: {why}: eval.max_new_tokens raised from {now} to {room} (set it to choose)"])
 
 
 def compile_line(cfg: RunConfig) -> list[str]:

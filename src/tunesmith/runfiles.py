@@ -28,11 +28,14 @@ class Plan:
     batch_size: int | None = None
     grad_accum: int | None = None
     gradient_checkpointing: bool | None = None
+    # The eval's new-token limit where the plan raised it (answers that think: plan.thinking_room), so that
+    # `tunesmith eval` later generates as the run's own eval did; None where it is the config's.
+    eval_max_new_tokens: int | None = None
 
     @classmethod
-    def of(cls, lines: list[str], steps: tuple[int, int], cfg: Any) -> Plan:
+    def of(cls, lines: list[str], steps: tuple[int, int], cfg: Any, eval_max_new_tokens: int | None = None) -> Plan:
         t = cfg.train
-        return cls(tuple(lines), *steps, t.batch_size, t.grad_accum, t.gradient_checkpointing)
+        return cls(tuple(lines), *steps, t.batch_size, t.grad_accum, t.gradient_checkpointing, eval_max_new_tokens)
 
     def apply(self, cfg: Any) -> Any:
         """`cfg` (a RunConfig) with this plan's batch settings."""
