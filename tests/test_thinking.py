@@ -47,6 +47,11 @@ def test_a_message_s_reasoning_is_read_under_each_key(key):
     assert Conversation.from_json(json.loads(json.dumps(conv.to_json()))) == conv  # the run folder keeps it
 
 
+def test_a_thinking_flag_is_not_reasoning():
+    conv = _row(("user", "2+2?"), formats._turn({"role": "assistant", "content": "4", "thinking": False}))
+    assert conv.messages[1] == Message("assistant", "4")
+
+
 def test_a_think_block_in_the_answer_s_text_is_its_reasoning():
     conv = _row(("user", "2+2?"), ("assistant", "<think>\nAdd them.\n</think>\n\n4"), ("user", "3+3?"),
                 ("assistant", "6"))

@@ -107,8 +107,9 @@ def _reasoning_field(row: dict) -> str | None:
 
 def _message_reasoning(t: dict) -> Any:
     """A message's reasoning under any of thinking.MESSAGE_KEYS (reasoning_content, reasoning, thinking), or None;
-    two keys that say different things are a malformed row."""
-    found = {k: t[k] for k in thinking.MESSAGE_KEYS if t.get(k) not in (None, "")}
+    two keys that say different things are a malformed row. A flag under one of them ("thinking": false, a
+    switch some exports write) is not reasoning."""
+    found = {k: t[k] for k in thinking.MESSAGE_KEYS if t.get(k) not in (None, "") and not isinstance(t[k], bool)}
     if len({json.dumps(v, sort_keys=True, default=str) for v in found.values()}) > 1:
         raise TypeError(f"the turn gives its reasoning twice, differently: in {' and '.join(found)}")
     return next(iter(found.values()), None)
