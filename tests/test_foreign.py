@@ -154,3 +154,17 @@ def test_axolotl_datasets_with_different_field_names_are_said_to_clash(tmp_path:
     done = foreign.translate(raw, tmp_path / "ax.yml")
     assert done.config["data"]["columns"] == {"messages": "turns"}
     assert any(n.startswith("datasets[1]: its fields are named otherwise") for n in done.notes)
+
+
+def test_axolotl_s_grpo_becomes_tunesmith_s_and_says_its_reward_functions_are_not_run(tmp_path: Path):
+    raw = yaml.safe_load(AXOLOTL)
+    raw.update(rl="grpo", trl={"num_generations": 8, "max_completion_length": 256, "beta": 0.04,
+                               "reward_funcs": ["rewards.accuracy"], "use_vllm": True})
+    raw.pop("dpo_beta", None)
+    done = foreign.translate(raw, tmp_path / "axolotl.yml")
+    assert done.config["train"]["objective"] == "grpo"
+    assert done.config["grpo"] == {"generations": 8, "max_new_tokens": 256, "beta": 0.04}
+    notes = "\n".join(done.notes)
+    assert "['rewards.accuracy'] are Python functions, which tunesmith does not import and run" in notes
+    assert "trl: use_vllm (not among tunesmith's grpo settings)" in notes
+    assert config.parse(done.config, source="<test>", base_dir=tmp_path).grpo.generations == 8

@@ -119,9 +119,11 @@ class LoraConfig(_Strict):
 
 class TrainConfig(_Strict):
     method: Literal["lora", "full"] = Field("lora", description="lora = train an adapter; full = every weight")
-    objective: Literal["sft", "dpo", "orpo", "simpo", "kto"] = Field(
+    objective: Literal["sft", "dpo", "orpo", "simpo", "kto", "grpo"] = Field(
         "sft", description="sft = learn the answers; dpo / orpo / simpo = prefer the chosen answer of each pair "
-        "over the rejected one (a preference file); kto = answers marked good or bad (docs/preference.md)")
+        "over the rejected one (a preference file); kto = answers marked good or bad (docs/preference.md); grpo = "
+        "write several answers to each prompt, score them against the row's answer (grpo.rewards) and move toward "
+        "the better ones (docs/grpo.md)")
     load_in: Literal["none", "8bit", "4bit"] = Field(
         "none", description="load the base model quantised by bitsandbytes (4bit + lora = QLoRA); CUDA only")
     epochs: float = Field(3, gt=0, description="passes over the training rows (fractions allowed)")
@@ -246,6 +248,31 @@ class PreferenceConfig(_Strict):
         return self.beta if self.beta is not None else {"simpo": 2.0}.get(objective, 0.1)
 
 
+REWARDS = ("answer", "number", "thinks", "calls")  # grpo.rewards: rewards.py defines each
+
+
+class GrpoConfig(_Strict):
+    """train.objective grpo: TRL's GRPOTrainer on the SFT rows, each answer scored against the row's own."""
+
+    rewards: Literal["auto"] | list[Literal["answer", "number", "thinks", "calls"]] = Field(
+        "auto", description="what scores an answer: answer (chrF of the answer against the row's, 0-1), number "
+        "(its last number is the row's), thinks (it thinks before answering where the row does, and ends), calls "
+        "(it makes the row's function calls); auto = answer, and thinks / calls where the rows do")
+    generations: int = Field(4, ge=2, description="answers written to each prompt per step (TRL's "
+                             "num_generations); each is scored against the others of its prompt")
+    max_new_tokens: int = Field(128, ge=1, description="longest answer written while training")
+    temperature: float = Field(1.0, gt=0, description="sampling temperature of the answers written while training")
+    beta: float = Field(0.0, ge=0, description="how strongly the model is kept near the starting one (KL); 0 = "
+                        "not at all (TRL's default), and no reference model is needed")
+
+    @field_validator("rewards")
+    @classmethod
+    def _some(cls, value: str | list[str]) -> str | list[str]:
+        if isinstance(value, list) and not value:
+            raise ValueError(f"name at least one of {', '.join(REWARDS)}, or auto")
+        return value
+
+
 class EvalConfig(_Strict):
     max_rows: int = Field(40, ge=1, description="held-out rows to generate for (generation is the slow part)")
     max_new_tokens: int = Field(96, ge=1, description="longest answer generated per eval row (not set: the plan "
@@ -320,6 +347,7 @@ class RunConfig(_Strict):
     lora: LoraConfig = LoraConfig()
     train: TrainConfig = TrainConfig()
     preference: PreferenceConfig = PreferenceConfig()
+    grpo: GrpoConfig = GrpoConfig()
     eval: EvalConfig = EvalConfig()
 
     @field_validator("name")

@@ -116,7 +116,8 @@ def _short(value: Any) -> str:
 def _nested(flat: dict[str, Any]) -> dict[str, Any]:
     """{"train.epochs": 3} -> {"train": {"epochs": 3}}, sections in tunesmith's order."""
     out: dict[str, Any] = {}
-    for section in ("name", "model", "output_dir", "data", "template", "lora", "train", "preference", "eval"):
+    for section in ("name", "model", "output_dir", "data", "template", "lora", "train", "preference", "grpo",
+                    "eval"):
         for key, value in flat.items():
             head, _, rest = key.partition(".")
             if head == section:
@@ -342,10 +343,34 @@ def _ax_train_on_inputs(value: Any, raw: dict[str, Any], source: Path, out: dict
 
 
 def _ax_rl(value: Any, raw: dict[str, Any], source: Path, out: dict[str, Any], notes: list[str]) -> None:
-    if value in ("dpo", "orpo", "simpo", "kto"):
+    if value in ("dpo", "orpo", "simpo", "kto", "grpo"):
         out["train.objective"] = value
     else:
-        notes.append(f"rl: {value} (tunesmith trains dpo, orpo, simpo and kto)")
+        notes.append(f"rl: {value} (tunesmith trains dpo, orpo, simpo, kto and grpo)")
+    if value == "grpo":
+        _ax_grpo(raw.get("trl") if isinstance(raw.get("trl"), dict) else {}, out, notes)
+
+
+def _ax_trl(value: Any, raw: dict[str, Any], source: Path, out: dict[str, Any], notes: list[str]) -> None:
+    if raw.get("rl") != "grpo":  # with rl: grpo, _ax_rl reads it
+        notes.append(f"trl: {_short(value)} has no tunesmith equivalent here (its grpo settings are read with rl: "
+                     "grpo)")
+
+
+# Axolotl's trl: section for rl: grpo, in tunesmith's grpo names
+_AX_GRPO = {"num_generations": "grpo.generations", "max_completion_length": "grpo.max_new_tokens",
+            "temperature": "grpo.temperature", "beta": "grpo.beta"}
+
+
+def _ax_grpo(trl: dict[str, Any], out: dict[str, Any], notes: list[str]) -> None:
+    out.update({_AX_GRPO[k]: v for k, v in trl.items() if k in _AX_GRPO})
+    if trl.get("reward_funcs"):
+        notes.append(f"trl.reward_funcs: {trl['reward_funcs']} are Python functions, which tunesmith does not "
+                     "import and run: it scores with grpo.rewards (auto: chrF against the row's answer, and the "
+                     "thinking's and the calls' where the rows have them; or number)")
+    left = sorted(k for k in trl if k not in _AX_GRPO and k != "reward_funcs")
+    if left:
+        notes.append(f"trl: {', '.join(left)} (not among tunesmith's grpo settings)")
 
 
 def _ax_wandb(value: Any, raw: dict[str, Any], source: Path, out: dict[str, Any], notes: list[str]) -> None:
@@ -374,7 +399,7 @@ _AXOLOTL: dict[str, Handler] = {
     "optimizer": _to("train.optimizer", str), "bf16": _precision("bf16"), "fp16": _precision("fp16"),
     "gradient_checkpointing": _to("train.gradient_checkpointing", bool), "train_on_inputs": _ax_train_on_inputs,
     "output_dir": _output_dir, "seed": _to("train.seed"), "logging_steps": _to("train.logging_steps"),
-    "early_stopping_patience": _to("train.early_stopping_patience"), "rl": _ax_rl,
+    "early_stopping_patience": _to("train.early_stopping_patience"), "rl": _ax_rl, "trl": _ax_trl,
     "dpo_beta": _to("preference.beta"), "rl_beta": _to("preference.beta"), "wandb_project": _ax_wandb,
     "chat_template": _lf_template,
 }

@@ -19,7 +19,7 @@ from typing import Any
 from tunesmith import evaluate, models, prefeval, prefplan, preftrain, progress, report, rundir, runtime, skips
 from tunesmith import memory
 from tunesmith import plan as planning
-from tunesmith import template, train
+from tunesmith import grpotrain, template, train
 from tunesmith.config import RunConfig
 from tunesmith.data.prefdata import prepare_preferences
 from tunesmith.data.prepare import prepare
@@ -194,7 +194,7 @@ def _planned(cfg: RunConfig, say: Callable[[str], None], saved: Plan | None = No
     between runs; a resumed run must take the same steps).
     """
     prefs = None
-    if cfg.train.objective == "sft":
+    if cfg.train.objective in ("sft", "grpo"):  # grpo: the SFT rows' prompts, their answers what rewards compare
         data = prepare(cfg.data)  # bad data fails fast
         _say_data(data, "conversations", say)
         tokenizer = _starting_tokenizer(cfg)
@@ -208,6 +208,8 @@ def _planned(cfg: RunConfig, say: Callable[[str], None], saved: Plan | None = No
         cfg = saved.apply(cfg)
         fit_lines = [f"memory: resuming with the unfinished run's settings ({saved.batch_size} rows per step x "
                      f"{saved.grad_accum} accumulation{', gradient checkpointing' * bool(saved.gradient_checkpointing)})"]
+    elif cfg.train.objective == "grpo":  # its rows are answers written in the step: the SFT fit does not hold
+        fit_lines = []
     else:
         cfg, fit_lines = memory.fit_memory(cfg, train_ex, eval_ex)
     before = cfg.eval.max_new_tokens
@@ -370,7 +372,7 @@ def _train_and_report(run_dir: rundir.RunDir, resumed: bool, planned: Planned, m
         else:
             run_dir.remove(run_dir.metrics)
             run_dir.remove(run_dir.checkpoints)
-        what = cfg.train.method + (f", {cfg.train.objective}" if planned.prefs else "")
+        what = cfg.train.method + (f", {cfg.train.objective}" if cfg.train.objective != "sft" else "")
         say(f"training ({what}) on {len(train_ex)} rows ({sum(len(e.input_ids) for e in train_ex)} tokens/epoch) ...")
         result = _train(model, planned, run_dir, say, checkpoint, progress.training_bar())
         if result.stopped:
@@ -391,6 +393,9 @@ def _train_and_report(run_dir: rundir.RunDir, resumed: bool, planned: Planned, m
 def _train(model: Any, planned: Planned, run_dir: rundir.RunDir, say: Callable[[str], None],
            checkpoint: Path | None, progress: Any) -> train.TrainResult:
     """SFT (train.py) or a preference objective (preftrain.py) on what the plan rendered."""
+    if planned.cfg.train.objective == "grpo":
+        return grpotrain.train_rewards(model, planned.tokenizer, planned.data.train, planned.data.eval, planned.cfg,
+                                       run_dir, say, resume_from=checkpoint, progress=progress)
     if planned.prefs is not None:
         return preftrain.train_preferences(model, planned.tokenizer, planned.prefs.train, planned.prefs.eval,
                                            planned.cfg, run_dir, say, resume_from=checkpoint, progress=progress)

@@ -13,7 +13,7 @@ from collections import Counter
 from collections.abc import Sequence
 from typing import Any
 
-from tunesmith import graphs, memory, models, runtime, train
+from tunesmith import graphs, memory, models, rewards, runtime, train
 from tunesmith.config import REFERENCE_OBJECTIVES, RunConfig
 from tunesmith.records import SKIP_KINDS, Example, PreparedData
 
@@ -187,7 +187,8 @@ def describe(cfg: RunConfig, data: PreparedData, train_ex: list[Example], eval_e
     trainable, total, arch = memory.parameter_counts(cfg)
     effective = t.batch_size * t.grad_accum * runtime.world_size()
     eval_rows = min(len(data.eval), cfg.eval.max_rows)
-    seconds = run_seconds(cfg, train_ex, eval_ex, total, arch)
+    grpo = t.objective == "grpo"  # its steps write answers: neither SFT's memory nor its time estimate holds
+    seconds = None if grpo else run_seconds(cfg, train_ex, eval_ex, total, arch)
     budget, source = memory.memory_budget(cfg)
     if runtime.tcmalloc_preloaded():
         allocator = "tcmalloc"
@@ -202,35 +203,35 @@ def describe(cfg: RunConfig, data: PreparedData, train_ex: list[Example], eval_e
     lc = cfg.lora
     adapter = (f"r={lc.r}, alpha={lc.alpha}, dropout={lc.dropout}, targets={lc.target_modules}"
                + (", DoRA" if lc.dora else "") + (", rsLoRA" if lc.rslora else "")) if t.method == "lora" else ""
-    guard = (f"eval loss every {'epoch' if t.eval_strategy == 'epoch' else f'{t.eval_steps} steps'} and at step 0, "
-             f"a checkpoint at each; " + (f"early stopping after {t.early_stopping_patience} evals without a lower "
-                                          "eval loss; " if t.early_stopping_patience else "no early stopping; ")
-             + ("ends on the best checkpoint" if t.load_best else "ends on the last step"))
+    guard = _guard(cfg)
     device = "CUDA GPU" if memory.cuda() else f"CPU ({os.cpu_count()} cores)"
     lines = [
         f"model: {cfg.model} -> {models.location(cfg.model)} ({arch.model_type}, {total / 1e6:.1f}M parameters)"
         + (f"; continuing from {cfg.continue_from}" if cfg.continue_from else ""),
         f"rows: {len(train_ex)} train, {len(eval_ex)} eval (read {data.rows_read}: {len(data.skipped)} skipped, "
         f"{len(data.duplicates)} duplicates, {len(data.dropped)} not trained{_why_not(data)})",
-        f"tokens: {tokens} per epoch, {supervised} of them supervised (the loss is computed on those only)",
+        f"tokens: {tokens} per epoch, {supervised} of them supervised (the loss is computed on those only)" if not grpo
+        else f"tokens: {tokens} per epoch in the rows (grpo learns from the answers it writes to their prompts)",
         f"steps: {per_epoch} per epoch, {total_steps} in total ({epochs:g} epoch{'' if epochs == 1 else 's'}); "
         f"effective batch {effective} = "
-        f"{t.batch_size} rows x {t.grad_accum} accumulation x {runtime.world_size()} process(es)",
+        f"{t.batch_size} {'prompts' if grpo else 'rows'} x {t.grad_accum} accumulation x {runtime.world_size()} "
+        "process(es)",
         f"method: {method}; {adapter + '; ' if adapter else ''}trainable {trainable:,} of {total:,} parameters "
         f"({100 * trainable / total:.2f}%)",
         f"optimizer: {t.optimizer}, lr {t.learning_rate} ({t.lr_scheduler}, warmup {t.warmup_ratio:.0%}), weight "
         f"decay {t.weight_decay}, grad clip {t.max_grad_norm or 'off'}, seed {t.seed}",
         f"guard rails: {guard}",
         f"precision: {runtime.precision_reason(t.precision)}; device: {device}; allocator: {allocator}",
-        memory.plan_line(cfg, train_ex, budget, source),
+        grpo_memory_line(cfg) if grpo else memory.plan_line(cfg, train_ex, budget, source),
         *compile_line(cfg),
         "estimated time: " + (f"~{duration(seconds)} for training, eval-loss passes, 2 x {eval_rows} "
                               "generations and their scoring (calibrated on this project's 2-core CPU; rough)"
-                              if seconds is not None
-                              else "not estimated on GPU (the estimate is calibrated for CPUs)"),
+                              if seconds is not None else "not estimated for grpo (writing the answers dominates it)"
+                              if grpo else "not estimated on GPU (the estimate is calibrated for CPUs)"),
         f"generation eval: {eval_rows} rows, up to {cfg.eval.max_new_tokens} new tokens, greedy",
         f"output: {cfg.output_dir / cfg.name}",
-        *([_step_line(cfg, trainable)] if t.objective == "sft" else []),  # prefplan.objective_line otherwise
+        *([_step_line(cfg, trainable)] if t.objective == "sft" else [grpo_step_line(cfg, data)] if grpo else []),
+        # prefplan.objective_line for the preference objectives
     ]
     return lines + time_knobs(cfg, train_ex, eval_ex, total, arch)
 
@@ -252,6 +253,36 @@ def thinking_room(cfg: RunConfig, data: PreparedData, eval_ex: list[Example]) ->
                      f"their thinking are scored as empty. --set eval.max_new_tokens={room}"]
     return (cfg.model_copy(update={"eval": cfg.eval.model_copy(update={"max_new_tokens": room})}),
             [f"generation eval: {why}: eval.max_new_tokens raised from {now} to {room} (set it to choose)"])
+
+
+def _guard(cfg: RunConfig) -> str:
+    """The plan's guard-rails line: what is measured held out, when, and what it stops and keeps."""
+    t = cfg.train
+    measure, better = ("held-out reward", "higher") if t.objective == "grpo" else ("eval loss", "lower")
+    return (f"{measure} every {'epoch' if t.eval_strategy == 'epoch' else f'{t.eval_steps} steps'} and at step 0, "
+            f"a checkpoint at each; " + (f"early stopping after {t.early_stopping_patience} evals without a {better} "
+                                         f"{measure}; " if t.early_stopping_patience else "no early stopping; ")
+            + ("ends on the best checkpoint" if t.load_best else "ends on the last step"))
+
+
+def grpo_memory_line(cfg: RunConfig) -> str:
+    g, t = cfg.grpo, cfg.train
+    return (f"estimated peak memory: not estimated for grpo: a step holds {t.batch_size} prompts x {g.generations} "
+            f"answers of up to {g.max_new_tokens} new tokens each (lower train.batch_size or grpo.generations "
+            "where it runs out)")
+
+
+def grpo_step_line(cfg: RunConfig, data: PreparedData) -> str:
+    g, t = cfg.grpo, cfg.train
+    names = rewards.chosen(g, data.train)
+    return (f"each optimizer step (grpo): (1) take {t.batch_size} prompts of the training rows, rendered as eval "
+            f"renders them; (2) write {g.generations} answers to each (sampled at temperature {g.temperature:g}, up "
+            f"to {g.max_new_tokens} new tokens); (3) score each answer against its row's answer: "
+            f"{', '.join(names)} (summed); (4) each answer's advantage is its score less the mean of its prompt's "
+            f"answers; (5) the loss raises the likelihood of answers above that mean and lowers the others'"
+            + (f", with a KL penalty of {g.beta:g} toward the starting model" if g.beta else "")
+            + f"; {t.optimizer} updates the weights (TRL's GRPOTrainer). Held out: answers written to the eval "
+              "prompts, scored alike, pick the kept checkpoint")
 
 
 def compile_line(cfg: RunConfig) -> list[str]:

@@ -310,11 +310,15 @@ def _training_blocks(run: RunDir, training: train.TrainingSummary, plan: Plan | 
                      preference: bool) -> list[Block]:
     """The eval loss from start to end, overfitting, and the training curves."""
     loss = "Eval loss" if not preference else "Held-out preference loss (the objective's own, on the held-out pairs)"
-    blocks: list[Block] = [Note(
-        f"{loss} {training.start_eval_loss:.4f} at the start, lowest {training.best_eval_loss:.4f} at step "
-        f"{training.best_step} (epoch {training.best_epoch:g}), last {training.last_eval_loss:.4f} at step "
-        f"{training.last_step}." + (" Early stopping ended training before the planned "
-                                    f"{plan.total_steps} steps." if plan and training.stopped_early else ""))]
+    said = (f"{loss} {training.start_eval_loss:.4f} at the start, lowest {training.best_eval_loss:.4f} at step "
+            f"{training.best_step} (epoch {training.best_epoch:g}), last {training.last_eval_loss:.4f} at step "
+            f"{training.last_step}.")
+    if training.best_eval_reward is not None:  # grpo: its loss says nothing of the answers; their reward does
+        said = (f"Held-out reward (answers written to the eval prompts, scored as in training) "
+                f"{training.start_eval_reward:.4f} at the start, highest {training.best_eval_reward:.4f} at step "
+                f"{training.best_step} (epoch {training.best_epoch:g}).")
+    blocks: list[Block] = [Note(said + (" Early stopping ended training before the planned "
+                                        f"{plan.total_steps} steps." if plan and training.stopped_early else ""))]
     if training.overfitting:
         blocks.append(Note(f"Overfitting: {training.overfitting}. The kept weights are those of step "
                            f"{training.best_step}.", warn=True))

@@ -153,6 +153,9 @@ class LogRow:
     rewards_margins: float | None = None
     eval_rewards_accuracies: float | None = None
     eval_rewards_margins: float | None = None
+    reward: float | None = None  # grpo: the mean reward of the answers written in the step (TRL's reward)
+    reward_std: float | None = None
+    eval_reward: float | None = None  # grpo: the mean reward of answers written to the held-out prompts
     logged_at: float | None = None  # Unix time of the line: the UI's ETA (steps per second of wall time)
 
     @classmethod

@@ -49,6 +49,9 @@ class TrainingSummary:
     stopped_early: bool  # fewer steps than planned: early stopping (patience) ended it
     overfitting: str | None  # a plain sentence with the numbers, when eval loss rose while train loss fell
     evals: tuple[tuple[int, float], ...] = ()  # (step, eval loss)
+    # grpo: the held-out reward (answers written to the eval prompts), which picks the kept step instead
+    start_eval_reward: float | None = None
+    best_eval_reward: float | None = None
 
 
 def _dataset(examples: list[Example]) -> Any:
@@ -404,14 +407,16 @@ def callbacks_for(cfg: RunConfig, run: RunDir, say: Callable[[str], None], progr
     return callbacks
 
 
-def run_trainer(trainer: Any, tokenizer: Any, cfg: RunConfig, run: RunDir, resume_from: Path | None) -> TrainResult:
-    """Run a built TRL trainer (any objective) and save its weights; a requested stop leaves its checkpoint."""
+def run_trainer(trainer: Any, tokenizer: Any, cfg: RunConfig, run: RunDir, resume_from: Path | None, *,
+                half_frozen: bool = True) -> TrainResult:
+    """Run a built TRL trainer (any objective) and save its weights; a requested stop leaves its checkpoint.
+    `half_frozen` False keeps the frozen weights as loaded (grpo generates outside autocast, in their dtype)."""
     from transformers import PrinterCallback
     from transformers.utils import logging as hf_logging
 
     hf_logging.disable_progress_bar()  # a "Writing model shards" bar per checkpoint drowns the metric lines
     trainer.remove_callback(PrinterCallback)  # our callback prints one readable line per log instead
-    if half := fastpath.frozen_dtype(cfg):
+    if half_frozen and (half := fastpath.frozen_dtype(cfg)):
         fastpath.frozen_to_half(trainer.model, half)
     if not next(trainer.model.parameters()).is_cuda:
         fastpath.cheap_dropout(trainer.model)
@@ -630,8 +635,16 @@ def summarize(rows: list[LogRow], steps_per_epoch: int, planned_steps: int) -> T
     losses = [r for r in rows if r.loss is not None]
     if not evals:
         raise TunesmithError("metrics.jsonl has no eval loss", fix="re-run training with --overwrite")
-    best = min(evals[1:] or evals, key=lambda r: r.eval_loss)  # step 0 is the starting model, not a result
+    rewarded = all(r.eval_reward is not None for r in evals)  # grpo: the highest held-out reward is kept
+    best = min(evals[1:] or evals, key=lambda r: -r.eval_reward if rewarded else r.eval_loss)  # type: ignore
     last = evals[-1]
+    if rewarded:  # grpo's loss is no measure of the answers: no overfitting read from it
+        return TrainingSummary(
+            start_eval_loss=evals[0].eval_loss, best_eval_loss=best.eval_loss, best_step=best.step,
+            best_epoch=round(best.step / max(steps_per_epoch, 1), 2), last_eval_loss=last.eval_loss,
+            last_step=last.step, stopped_early=last.step < planned_steps, overfitting=None,
+            evals=tuple((r.step, r.eval_loss) for r in evals), start_eval_reward=evals[0].eval_reward,
+            best_eval_reward=best.eval_reward)
     note = None
     worst = max((r for r in evals if r.step > best.step), key=lambda r: r.eval_loss, default=None)
     at_best = [r.loss for r in losses if r.step <= best.step]

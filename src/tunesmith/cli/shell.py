@@ -123,7 +123,10 @@ def _print_summary(s) -> None:  # noqa: ANN001
     t = s.training
     typer.echo(f"\nreport: {s.report} (and its Markdown twin)")
     loss = "eval loss" if s.preference is None else "held-out preference loss"
-    typer.echo(f"{loss} {t.start_eval_loss:.4f} -> {t.best_eval_loss:.4f} (kept step {t.best_step}, epoch "
+    start, best = t.start_eval_loss, t.best_eval_loss
+    if t.best_eval_reward is not None:  # grpo
+        loss, start, best = "held-out reward (grpo)", t.start_eval_reward, t.best_eval_reward
+    typer.echo(f"{loss} {start:.4f} -> {best:.4f} (kept step {t.best_step}, epoch "
                f"{t.best_epoch:g}{'; stopped early' if t.stopped_early else ''})")
     if s.preference is not None and len(s.preference.models) > 1:
         from tunesmith.prefeval import verdict
