@@ -354,18 +354,10 @@ def _message(i: int, role: str, content: Any, rest: list[Any]) -> Message:
     elif role == TOOL and content is None:  # an app export's tool use (exports.py): neither call nor output is text
         raise BadRow("tool_call", f"turn {i}: a tool the app used, whose call and output its export does not hold "
                                   "as text")
-    try:
-        content = parts.joined(content, f"turn {i} ({role})")
-    except parts.NotTextPart as err:
-        raise BadRow("not_text", str(err)) from None
-    if not isinstance(content, str):
-        raise BadRow("not_text", f"turn {i} ({role}): content is {type(content).__name__}, expected text")
+    content = _as_text(content, f"turn {i} ({role})", "content")
     if not content.strip() and role not in (CALL, TOOL):  # a call may say nothing beside it; an output be empty
         raise BadRow("empty_turn", f"turn {i} ({role}): empty content")
-    bad = _CONTROL.search(content)
-    if bad:
-        raise BadRow("control_char", f"turn {i} ({role}): control character U+{ord(bad.group()):04X} at "
-                                     f"position {bad.start()}")
+    _no_control(content, f"turn {i} ({role})")
     thought, content = _thought(i, role, reasoning, _clean(content), bool(role == CALL and made))
     if role == CALL:
         return Message("assistant", content, _trained(rest, "assistant", i), made, thought)
@@ -396,16 +388,27 @@ def _thought(i: int, role: str, given: Any, content: str, calls_made: bool) -> t
 
 
 def _reasoning_text(i: int, role: str, value: Any) -> str:
+    text = _as_text(value, f"turn {i} ({role})", "reasoning")
+    _no_control(text, f"turn {i} ({role}) reasoning")
+    return _clean(text)
+
+
+def _as_text(value: Any, where: str, what: str) -> str:
+    """A turn's content or reasoning as text (a list of text parts joined: parts.joined), or the BadRow that skips
+    its row."""
     try:
-        value = parts.joined(value, f"turn {i} ({role}) reasoning")
+        value = parts.joined(value, where if what == "content" else f"{where} {what}")
     except parts.NotTextPart as err:
         raise BadRow("not_text", str(err)) from None
     if not isinstance(value, str):
-        raise BadRow("not_text", f"turn {i} ({role}): reasoning is {type(value).__name__}, expected text")
-    if bad := _CONTROL.search(value):
-        raise BadRow("control_char", f"turn {i} ({role}) reasoning: control character U+{ord(bad.group()):04X} "
-                                     f"at position {bad.start()}")
-    return _clean(value)
+        raise BadRow("not_text", f"{where}: {what} is {type(value).__name__}, expected text")
+    return value
+
+
+def _no_control(text: str, where: str) -> None:
+    if bad := _CONTROL.search(text):
+        raise BadRow("control_char", f"{where}: control character U+{ord(bad.group()):04X} at position "
+                                     f"{bad.start()}")
 
 
 def _calls_written_as_text(msgs: list[Message]) -> list[Message]:
