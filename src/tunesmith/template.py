@@ -11,6 +11,7 @@ the end-of-turn token stays supervised even where pad == eos.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import json
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -61,20 +62,27 @@ def setup_tokenizer(tokenizer: Any, cfg: TemplateConfig) -> list[str]:
             "eval render as training did"]
 
 
+@functools.cache
+def _trl_stock_templates() -> frozenset[str]:
+    """The stock chat templates TRL ships (trl/chat_templates/*.jinja, less its training variants), read from its
+    folder once without importing it."""
+    import importlib.util
+
+    spec = importlib.util.find_spec("trl")
+    folder = next(iter(spec.submodule_search_locations or ()), None) if spec else None
+    stock = Path(folder, "chat_templates") if folder else None
+    if stock is None or not stock.is_dir():
+        return frozenset()
+    return frozenset(f.read_text(encoding="utf-8") for f in stock.glob("*.jinja") if not f.stem.endswith("_training"))
+
+
 def training_variant(tokenizer: Any) -> str | None:
     """TRL's training variant of the model's chat template (trl.chat_template_utils.get_training_chat_template),
     where TRL ships the template as stock: the original rewrites earlier turns (Qwen3's drops their thinking,
     DeepSeek-R1's everything up to </think>), which no prefix difference can mask, or has no {% generation %}
     marks. None for any other template (TRL is imported only for a template it ships: ~2 s)."""
-    import importlib.util
-
     template = tokenizer.chat_template
-    spec = importlib.util.find_spec("trl")
-    folder = next(iter(spec.submodule_search_locations or ()), None) if spec else None
-    stock = Path(folder, "chat_templates") if folder else None
-    if not isinstance(template, str) or stock is None or not stock.is_dir() or not any(
-            f.read_text(encoding="utf-8") == template for f in stock.glob("*.jinja")
-            if not f.stem.endswith("_training")):
+    if not isinstance(template, str) or template not in _trl_stock_templates():
         return None
     from trl.chat_template_utils import get_training_chat_template
 
