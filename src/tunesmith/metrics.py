@@ -213,8 +213,9 @@ def score_rows(generations: Sequence[Generation], *, embedder: Any = None,
     from sacrebleu.metrics import BLEU, CHRF
 
     # the answers are scored, not the thinking before them (thinking.py): the reference's and the generation's
-    hyps, refs = [thinking.answer_only(g.generation) for g in generations], [thinking.answer_only(g.reference)
-                                                                            for g in generations]
+    made, wanted = [thinking.split(g.generation) for g in generations], [thinking.split(g.reference)
+                                                                        for g in generations]
+    hyps, refs = [s.answer for s in made], [s.answer for s in wanted]
     langs, toks, tokenize = row_tokenizers(refs, lang)
     bleus = {t: BLEU(tokenize=t, effective_order=True) for t in set(toks)}  # effective order: short rows aren't 0
     chrf = CHRF()
@@ -223,7 +224,7 @@ def score_rows(generations: Sequence[Generation], *, embedder: Any = None,
              "words": float(len(h.split())), "stopped": float(g.stopped)}
             for g, h, r, x, t in zip(generations, hyps, refs, langs, toks)]
     _score_calls(rows, hyps, refs)
-    _score_thinking(rows, [g.generation for g in generations], [g.reference for g in generations])
+    _score_thinking(rows, made, wanted)
     if embedder is not None:
         for row, c in zip(rows, embedder.cosine(hyps, refs), strict=True):
             row["cosine"] = c
@@ -254,17 +255,16 @@ def _score_calls(rows: list[dict[str, float]], hyps: Sequence[str], refs: Sequen
         row["call_when_due"] = float(bool(made) == bool(w))
 
 
-def _score_thinking(rows: list[dict[str, float]], hyps: Sequence[str], refs: Sequence[str]) -> None:
+def _score_thinking(rows: list[dict[str, float]], made: Sequence[thinking.Split],
+                    wanted: Sequence[thinking.Split]) -> None:
     """Where any reference thinks before its answer: 'thinks_when_due', 1 where the answer thinks exactly where its
     reference does; 'thinking_ended', 1 where an answer's thinking ended (0: cut at max_new_tokens inside it, so
-    no answer followed), nan on answers that do not think."""
-    wanted = [bool(thinking.split(r).reasoning) for r in refs]
-    if not any(wanted):
+    no answer followed), nan on answers that do not think. `made` / `wanted`: the answers and references split."""
+    if not any(w.reasoning for w in wanted):
         return
-    for row, h, w in zip(rows, hyps, wanted, strict=True):
-        made = thinking.split(h)
-        row["thinks_when_due"] = float(bool(made.reasoning) == w)
-        row["thinking_ended"] = float(made.finished) if made.reasoning is not None else math.nan
+    for row, m, w in zip(rows, made, wanted, strict=True):
+        row["thinks_when_due"] = float(bool(m.reasoning) == bool(w.reasoning))
+        row["thinking_ended"] = float(m.finished) if m.reasoning is not None else math.nan
 
 
 def _mean(values: Sequence[float]) -> float:

@@ -416,13 +416,14 @@ def _forced(session: chat.Session, req: ChatRequest, prompt: str, generating: th
     if name is not None and name not in names:
         raise ApiError(400, f"tool_choice names the function {name!r}, which is not among the tools offered: "
                        f"{', '.join(names)}", param="tool_choice", code="invalid_tool_choice")
+    prefixes = {n: template.call_prefix(session.tokenizer, n) for n in ([name] if name is not None else names)}
     if name is None and len(names) > 1:
         opening = template.call_prefix(session.tokenizer)  # up to the name; a name ends with its closing quote
-        ends = [template.call_prefix(session.tokenizer, n)[len(opening):-1] for n in names]  # less the "{"
+        ends = [prefixes[n][len(opening):-1] for n in names]  # less the "{"
         with generating:  # the model is not generating for another request meanwhile
             name = names[generation.likeliest(session.model, session.tokenizer, prompt + opening, ends)]
     name = name or names[0]
-    return Force(template.call_prefix(session.tokenizer, name), name)
+    return Force(prefixes[name], name)
 
 
 class _Generation:
@@ -559,8 +560,7 @@ class _ThinkWatch:
         if self.state == "thinking":
             at = self.buf.find(thinking.CLOSE)
             if at < 0:
-                keep = next((n for n in range(len(thinking.CLOSE) - 1, 0, -1)
-                             if self.buf.endswith(thinking.CLOSE[:n])), 0)
+                keep = _mark_start(self.buf, thinking.CLOSE)
                 said, self.buf = self.buf[:len(self.buf) - keep], self.buf[len(self.buf) - keep:]
                 return self._said("reasoning_content", said)
             out, self.buf = self._said("reasoning_content", self.buf[:at]), self.buf[at + len(thinking.CLOSE):]
@@ -582,6 +582,12 @@ class _ThinkWatch:
         return self._said("reasoning_content" if self.state == "thinking" else "content", said)
 
 
+def _mark_start(text: str, mark: str) -> int:
+    """The length of the longest tail of `text` that is the start of `mark` (0: none): what waits for the next piece
+    of a stream before it can be said whether the mark begins there."""
+    return next((n for n in range(len(mark) - 1, 0, -1) if text.endswith(mark[:n])), 0)
+
+
 class _CallWatch:
     """What of a streamed answer is surely text, where the model may call a function: everything before a
     <tool_call> block, less a tail that could be the start of one and the whitespace at either end (a Reply's text
@@ -598,8 +604,7 @@ class _CallWatch:
             return ""
         at = text.find(toolcalls.CALL_OPEN)
         if at < 0:  # a tail that may be the start of "<tool_call>" waits
-            at = len(text) - next((n for n in range(len(toolcalls.CALL_OPEN) - 1, 0, -1)
-                                   if text.endswith(toolcalls.CALL_OPEN[:n])), 0)
+            at = len(text) - _mark_start(text, toolcalls.CALL_OPEN)
         safe = text[:at].rstrip()  # grows as text does: a prefix of the text, less a tail that only shrinks
         if len(safe) <= len(self.sent):
             return ""

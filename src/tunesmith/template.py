@@ -422,7 +422,7 @@ def prompt_text(tokenizer: Any, conv: Conversation) -> tuple[str, str]:
     prompt = render_text(tokenizer, conv.messages[:last], add_generation_prompt=True, tools=conv.tools)
     answer = conv.messages[last]
     if not answer.tool_calls:  # with its thinking, as the text form writes it (metrics score the answer apart)
-        return prompt, thinking.answer_text(answer.reasoning, answer.content) if answer.reasoning else answer.content
+        return prompt, thinking.written(answer)
     # an answer that calls tools, in a template that writes calls itself: the reference is what it writes for it
     upto = render_text(tokenizer, conv.messages[: last + 1], add_generation_prompt=False, tools=conv.tools)
     return prompt, _without_special(tokenizer, upto[len(prompt):])

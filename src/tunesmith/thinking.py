@@ -10,7 +10,7 @@ import dataclasses
 import re
 from dataclasses import dataclass
 
-from tunesmith.records import Conversation
+from tunesmith.records import Conversation, Message
 
 OPEN, CLOSE = "<think>", "</think>"
 # A message's reasoning: DeepSeek's, vLLM's and Qwen3's template's `reasoning_content`, OpenRouter's `reasoning`,
@@ -59,14 +59,18 @@ def answer_text(reasoning: str, content: str) -> str:
     return f"{OPEN}\n{reasoning}\n{CLOSE}\n\n{content}"
 
 
+def written(m: Message) -> str:
+    """A message's text with its reasoning written before it (answer_text), or its text where it has none."""
+    return answer_text(m.reasoning, m.content) if m.reasoning else m.content
+
+
 def as_text(conv: Conversation) -> Conversation:
     """The conversation with every answer's reasoning written into its text (answer_text), for a chat template
     that does not render a message's reasoning; one without reasoning is returned as it is."""
     if not any(m.reasoning for m in conv.messages):
         return conv
     return dataclasses.replace(conv, messages=tuple(
-        dataclasses.replace(m, content=answer_text(m.reasoning, m.content), reasoning=None) if m.reasoning else m
-        for m in conv.messages))
+        dataclasses.replace(m, content=written(m), reasoning=None) if m.reasoning else m for m in conv.messages))
 
 
 def answer_only(text: str) -> str:

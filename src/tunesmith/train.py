@@ -638,15 +638,10 @@ def summarize(rows: list[LogRow], steps_per_epoch: int, planned_steps: int) -> T
     rewarded = all(r.eval_reward is not None for r in evals)  # grpo: the highest held-out reward is kept
     best = min(evals[1:] or evals, key=lambda r: -r.eval_reward if rewarded else r.eval_loss)  # type: ignore
     last = evals[-1]
-    if rewarded:  # grpo's loss is no measure of the answers: no overfitting read from it
-        return TrainingSummary(
-            start_eval_loss=evals[0].eval_loss, best_eval_loss=best.eval_loss, best_step=best.step,
-            best_epoch=round(best.step / max(steps_per_epoch, 1), 2), last_eval_loss=last.eval_loss,
-            last_step=last.step, stopped_early=last.step < planned_steps, overfitting=None,
-            evals=tuple((r.step, r.eval_loss) for r in evals), start_eval_reward=evals[0].eval_reward,
-            best_eval_reward=best.eval_reward)
     note = None
-    worst = max((r for r in evals if r.step > best.step), key=lambda r: r.eval_loss, default=None)
+    # grpo's loss is no measure of the answers: no overfitting is read from it
+    worst = None if rewarded else max((r for r in evals if r.step > best.step), key=lambda r: r.eval_loss,
+                                      default=None)
     at_best = [r.loss for r in losses if r.step <= best.step]
     later = [r for r in losses if r.step > best.step]
     if worst is not None and at_best and later:
@@ -659,7 +654,8 @@ def summarize(rows: list[LogRow], steps_per_epoch: int, planned_steps: int) -> T
         start_eval_loss=evals[0].eval_loss, best_eval_loss=best.eval_loss, best_step=best.step,
         best_epoch=round(best.step / max(steps_per_epoch, 1), 2), last_eval_loss=last.eval_loss,
         last_step=last.step, stopped_early=last.step < planned_steps, overfitting=note,
-        evals=tuple((r.step, r.eval_loss) for r in evals))
+        evals=tuple((r.step, r.eval_loss) for r in evals), start_eval_reward=evals[0].eval_reward,
+        best_eval_reward=best.eval_reward)
 
 
 def read_summary(run: RunDir, say: Callable[[str], None] | None = None) -> TrainingSummary | None:
