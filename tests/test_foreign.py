@@ -156,7 +156,7 @@ def test_axolotl_datasets_with_different_field_names_are_said_to_clash(tmp_path:
     assert any(n.startswith("datasets[1]: its fields are named otherwise") for n in done.notes)
 
 
-def test_axolotl_s_grpo_becomes_tunesmith_s_and_says_its_reward_functions_are_not_run(tmp_path: Path):
+def test_axolotl_s_grpo_becomes_tunesmith_s_with_its_reward_functions_where_their_files_are(tmp_path: Path):
     raw = yaml.safe_load(AXOLOTL)
     raw.update(rl="grpo", trl={"num_generations": 8, "max_completion_length": 256, "beta": 0.04,
                                "reward_funcs": ["rewards.accuracy"], "use_vllm": True})
@@ -165,6 +165,12 @@ def test_axolotl_s_grpo_becomes_tunesmith_s_and_says_its_reward_functions_are_no
     assert done.config["train"]["objective"] == "grpo"
     assert done.config["grpo"] == {"generations": 8, "max_new_tokens": 256, "beta": 0.04}
     notes = "\n".join(done.notes)
-    assert "['rewards.accuracy'] are Python functions, which tunesmith does not import and run" in notes
+    assert "rewards.accuracy: no module file beside the config or in the cwd; name each as grpo.rewards" in notes
     assert "trl: use_vllm (not among tunesmith's grpo settings)" in notes
     assert config.parse(done.config, source="<test>", base_dir=tmp_path).grpo.generations == 8
+    (tmp_path / "rewards.py").write_text("def accuracy(completions, **kw):\n    return [1.0] * len(completions)\n")
+    done = foreign.translate(raw, tmp_path / "axolotl.yml")
+    assert done.config["grpo"]["rewards"] == [f"{tmp_path}/rewards.py:accuracy"]
+    assert "trl.reward_funcs: rewards.py:accuracy: your functions, run only by `tunesmith train CONFIG --trust-code`" \
+        in "\n".join(done.notes)
+    assert config.parse(done.config, source="<test>", base_dir=tmp_path).grpo.rewards == done.config["grpo"]["rewards"]

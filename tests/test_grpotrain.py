@@ -21,6 +21,7 @@ def test_a_grpo_run_writes_scores_learns_and_is_evaluated_as_any_run(tmp_path, t
     run = rundir.RunDir(pipeline.run(cfg, say=lines.append).run_dir)
     assert any(line.startswith("plan: each optimizer step (grpo): (1) take 2 prompts") for line in lines)
     rows = run.read_metrics()
+    assert all(set(r.rewards) == {"answer"} for r in rows if r.reward is not None)  # each reward's mean apart
     steps = [r for r in rows if r.reward is not None]
     assert [r.step for r in steps] == [1, 2, 3, 4] and any(r.reward_std and r.grad_norm for r in steps)
     assert [r.step for r in rows if r.eval_reward is not None] == [0, 2, 4]
@@ -47,3 +48,35 @@ def test_grpo_prompts_are_eval_s_and_are_tokenised_without_added_tokens(tiny_mod
     ids, images, extra = trainer._tokenize_prompts(data["prompt"][:2])
     assert ids == [smol_tokenizer(p, add_special_tokens=False)["input_ids"] for p in data["prompt"][:2]]
     assert images is None and extra == {}
+
+
+def test_your_own_reward_is_read_by_plan_refused_unasked_and_trains_with_trust_code(tmp_path, tiny_model_dir,
+                                                                                     small_jsonl):
+    """A reward function in a file beside the config (TRL's reward_funcs signature): plan reads it without running
+    it (importing the file would leave a mark), train refuses it until --trust-code, then tries it on the first rows'
+    own answers before the weights load and trains with it, logged under its name."""
+    import json
+
+    import yaml
+
+    from tests.conftest import fails, tiny_raw, tunesmith
+
+    (tmp_path / "my_rewards.py").write_text(
+        "import pathlib\npathlib.Path(__file__).with_name('imported').touch()\n\n"
+        "def short(completions, answer, **kwargs):\n"
+        "    return [min(1.0, len(a) / max(1, len(c))) for c, a in zip(completions, answer)]\n", "utf-8")
+    raw = tiny_raw(tiny_model_dir, small_jsonl, train={"objective": "grpo", "max_steps": 2, "batch_size": 2,
+                                                        "logging_steps": 1, "report_to": []},
+                   grpo={"generations": 2, "max_new_tokens": 8, "rewards": ["my_rewards.py:short"]})
+    (tmp_path / "run.yaml").write_text(yaml.safe_dump(raw), "utf-8")
+    planned = tunesmith("plan", "run.yaml", cwd=tmp_path)
+    assert planned.returncode == 0, planned.stderr
+    assert "(3) score each answer: my_rewards.py:short (summed; yours run with --trust-code;" in planned.stdout
+    fails(tunesmith("train", "run.yaml", cwd=tmp_path), "runs it only when asked", "--trust-code")
+    assert not (tmp_path / "imported").exists()
+    done = tunesmith("train", "run.yaml", "--trust-code", cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    assert "grpo: my_rewards.py:short gives the first 2 rows' own answers 1, 1" in done.stderr
+    assert (tmp_path / "imported").exists()
+    rows = [json.loads(line) for line in (tmp_path / "runs" / "tiny" / "metrics.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in rows if r.get("reward") is not None] == [1, 2]

@@ -179,3 +179,18 @@ def test_report_on_a_run_whose_evaluation_failed_says_that_failure(tiny_run, tmp
     with pytest.raises(TunesmithError, match="has no evaluation: it failed: the embedder") as err:
         report.write(run)
     assert err.value.fix == "--set eval.embedder=none"
+
+
+def test_a_grpo_run_with_two_rewards_reports_each_one_s_held_out_mean_apart():
+    from tunesmith.report import _rewards_apart
+    from tunesmith.runfiles import LogRow
+
+    rows = [LogRow.of(0, 0.0, {"eval_reward": 1.1, "eval_rewards/number/mean": 0.4,
+                                "eval_rewards/my_rewards.py:concise/mean": 0.7}),
+            LogRow.of(4, 1.0, {"reward": 1.3, "rewards/number/mean": 0.5, "rewards/my_rewards.py:concise/mean": 0.8}),
+            LogRow.of(4, 1.0, {"eval_reward": 1.2, "eval_rewards/number/mean": 0.3,
+                                "eval_rewards/my_rewards.py:concise/mean": 0.9})]
+    assert _rewards_apart(rows, 4) == ("Held-out reward by reward, at the start and at the kept step: number 0.400 -> "
+                                       "0.300; my_rewards.py:concise 0.700 -> 0.900.")
+    one = [LogRow.of(step, 0.0, {"eval_rewards/number/mean": 0.3}) for step in (0, 4)]
+    assert _rewards_apart(one, 4) is None  # one reward: the held-out reward line says it already

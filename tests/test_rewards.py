@@ -6,6 +6,7 @@ import pytest
 
 from tunesmith import rewards, thinking
 from tunesmith.config import GrpoConfig
+from tunesmith.errors import TunesmithError
 from tunesmith.records import Conversation, Message, ToolCall
 
 THINKS = thinking.answer_text("Add 2 and 2.", "It is 4.")
@@ -49,3 +50,77 @@ def test_the_rewards_chosen(set_to, want):
 def test_an_empty_list_of_rewards_is_refused():
     with pytest.raises(ValueError, match="at least one"):
         GrpoConfig(rewards=[])
+
+
+OWN = '''
+import math
+
+def short(completions, answer, **kwargs):
+    """1 for an answer no longer than the row's own, less as it grows."""
+    return [min(1.0, len(a) / max(1, len(c))) for c, a in zip(completions, answer)]
+
+def as_messages(completions, **kwargs):
+    return [c[0]["content"] for c in completions]
+
+def one(completions, **kwargs):
+    return [1.0]
+
+def words(completions, **kwargs):
+    return ["good" for _ in completions]
+
+def endless(completions, **kwargs):
+    return [math.inf for _ in completions]
+'''
+
+
+@pytest.fixture
+def own_file(tmp_path):
+    path = tmp_path / "my_rewards.py"
+    path.write_text(OWN, "utf-8")
+    return path
+
+
+def test_your_own_reward_is_named_checked_unrun_and_runs_only_when_trusted(own_file):
+    name = f"{own_file}:short"
+    assert rewards.label(name) == "my_rewards.py:short" and rewards.label("answer") == "answer"
+    rewards.defined(name)  # read with ast: nothing of the file runs
+    with pytest.raises(TunesmithError, match="runs it only when asked") as err:
+        rewards.functions(["answer", name], trusted=False)
+    assert "--trust-code" in err.value.render()
+    answer, short = rewards.functions(["answer", name], trusted=True)
+    assert answer is rewards.answer and short.__name__ == "my_rewards.py:short"
+    assert short(prompts=["p", "p"], completions=["ok", "okokokok"], answer=["ok", "ok"]) == [1.0, 0.25]
+
+
+@pytest.mark.parametrize(("function", "said"), [
+    ("as_messages", "raised TypeError: string indices must be integers.*at my_rewards.py line 9"),
+    ("one", "returned 1 rewards for 2 completions"),
+    ("words", "reward 0 is 'good', not a number"),
+    ("endless", "reward 0 is inf")])
+def test_what_your_reward_returns_or_raises_is_an_error_that_says_where(own_file, function, said):
+    (func,) = rewards.functions([f"{own_file}:{function}"], trusted=True)
+    with pytest.raises(TunesmithError, match=said) as err:
+        func(prompts=["p", "p"], completions=["a", "b"])
+    assert f"grpo.rewards: my_rewards.py:{function}" in err.value.render()
+
+
+@pytest.mark.parametrize(("spec", "said"), [
+    ("missing.py:short", "cannot read the reward's file"),
+    ("my_rewards.py:shrot", "defines no function shrot at its top level.*short"),
+    ("bad.py:f", "is not Python")])
+def test_a_reward_file_that_is_not_there_or_lacks_the_function_is_said_before_anything_runs(own_file, spec, said):
+    (own_file.parent / "bad.py").write_text("def f(:\n", "utf-8")
+    with pytest.raises(TunesmithError, match=said):
+        rewards.defined(f"{own_file.parent}/{spec}")
+
+
+def test_a_reward_name_is_a_builtin_or_a_python_file_s_function_made_absolute_by_the_config(tmp_path):
+    from tunesmith.config import parse
+
+    with pytest.raises(ValueError, match='unknown reward "anwser".*did you mean "answer"'):
+        GrpoConfig(rewards=["anwser"])
+    with pytest.raises(ValueError, match="FILE.py:FUNCTION"):
+        GrpoConfig(rewards=["my_rewards:short"])
+    raw = {"name": "x", "data": {"train": ["a.jsonl"]}, "grpo": {"rewards": ["answer", "r/my_rewards.py:short"]}}
+    cfg = parse(raw, source="<t>", base_dir=tmp_path)
+    assert cfg.grpo.rewards == ["answer", f"{tmp_path}/r/my_rewards.py:short"]

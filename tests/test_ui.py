@@ -599,3 +599,17 @@ def test_every_label_has_both_languages():
 
     assert all(len(pair) == len(LANGS) and all(w.strip() for w in pair) for pair in TEXT.values())
     assert all(any("\uac00" <= ch <= "\ud7a3" for ch in pair[1]) for pair in TEXT.values())  # the Korean has Hangul
+
+
+def test_the_board_takes_only_the_built_in_rewards_a_function_of_yours_is_code(tmp_path: Path):
+    from tunesmith.errors import TunesmithError
+    from tunesmith.ui import form
+
+    root = tmp_path / "runs"
+    cfg = form.build(root, root / "d.jsonl", "mine", ["train.objective=grpo", "grpo.rewards=[answer, number]"])
+    assert cfg.grpo.rewards == ["answer", "number"]
+    (root / "evil.py").parent.mkdir()
+    (root / "evil.py").write_text("def f(completions, **kw):\n    return [0.0] * len(completions)\n", "utf-8")
+    with pytest.raises(TunesmithError, match="the board takes the built-in rewards only") as err:
+        form.build(root, root / "d.jsonl", "mine", ["train.objective=grpo", f"grpo.rewards=[{root}/evil.py:f]"])
+    assert "--trust-code" in err.value.render()

@@ -249,15 +249,17 @@ class PreferenceConfig(_Strict):
 
 
 REWARDS = ("answer", "number", "thinks", "calls")  # grpo.rewards: rewards.py defines each
+OWN_REWARD = re.compile(r"(?P<file>.+\.py):(?P<function>[A-Za-z_]\w*)")  # grpo.rewards: a user's function
 
 
 class GrpoConfig(_Strict):
     """train.objective grpo: TRL's GRPOTrainer on the SFT rows, each answer scored against the row's own."""
 
-    rewards: Literal["auto"] | list[Literal["answer", "number", "thinks", "calls"]] = Field(
+    rewards: Literal["auto"] | list[str] = Field(
         "auto", description="what scores an answer: answer (chrF of the answer against the row's, 0-1), number "
         "(its last number is the row's), thinks (it thinks before answering where the row does, and ends), calls "
-        "(it makes the row's function calls); auto = answer, and thinks / calls where the rows do")
+        "(it makes the row's function calls), or FILE.py:FUNCTION, your own function as TRL calls it (run only "
+        "with `tunesmith train --trust-code`; docs/grpo.md); auto = answer, and thinks / calls where the rows do")
     generations: int = Field(4, ge=2, description="answers written to each prompt per step (TRL's "
                              "num_generations); each is scored against the others of its prompt")
     max_new_tokens: int = Field(128, ge=1, description="longest answer written while training")
@@ -270,6 +272,10 @@ class GrpoConfig(_Strict):
     def _some(cls, value: str | list[str]) -> str | list[str]:
         if isinstance(value, list) and not value:
             raise ValueError(f"name at least one of {', '.join(REWARDS)}, or auto")
+        for name in value if isinstance(value, list) else ():
+            if name not in REWARDS and not OWN_REWARD.fullmatch(name):
+                raise ValueError(f'unknown reward "{name}"{did_you_mean(name, REWARDS)}; the rewards: '
+                                 f"{', '.join(REWARDS)}, or FILE.py:FUNCTION (your own)")
         return value
 
 
@@ -423,7 +429,17 @@ def parse(raw: dict[str, Any], *, source: str, base_dir: Path | None = None) -> 
     data = cfg.data.model_copy(update={
         "train": [base_dir / p for p in cfg.data.train],
         "eval": [base_dir / p for p in cfg.data.eval]})
-    return cfg.model_copy(update={"data": data, "continue_from": cfg.continue_from and base_dir / cfg.continue_from})
+    grpo = cfg.grpo.model_copy(update={"rewards": _own_rewards_from(cfg.grpo.rewards, base_dir)})
+    return cfg.model_copy(update={"data": data, "grpo": grpo,
+                                  "continue_from": cfg.continue_from and base_dir / cfg.continue_from})
+
+
+def _own_rewards_from(names: str | list[str], base_dir: Path) -> str | list[str]:
+    """grpo.rewards with each FILE.py:FUNCTION's file made absolute against `base_dir`, as data paths are."""
+    if isinstance(names, str):
+        return names
+    own = [OWN_REWARD.fullmatch(n) for n in names]
+    return [f"{base_dir / m['file']}:{m['function']}" if m else n for n, m in zip(names, own, strict=True)]
 
 
 Section = TypeVar("Section", bound=BaseModel)

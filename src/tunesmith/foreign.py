@@ -348,7 +348,7 @@ def _ax_rl(value: Any, raw: dict[str, Any], source: Path, out: dict[str, Any], n
     else:
         notes.append(f"rl: {value} (tunesmith trains dpo, orpo, simpo, kto and grpo)")
     if value == "grpo":
-        _ax_grpo(raw.get("trl") if isinstance(raw.get("trl"), dict) else {}, out, notes)
+        _ax_grpo(raw.get("trl") if isinstance(raw.get("trl"), dict) else {}, source, out, notes)
 
 
 def _ax_trl(value: Any, raw: dict[str, Any], source: Path, out: dict[str, Any], notes: list[str]) -> None:
@@ -362,15 +362,34 @@ _AX_GRPO = {"num_generations": "grpo.generations", "max_completion_length": "grp
             "temperature": "grpo.temperature", "beta": "grpo.beta"}
 
 
-def _ax_grpo(trl: dict[str, Any], out: dict[str, Any], notes: list[str]) -> None:
+def _ax_grpo(trl: dict[str, Any], source: Path, out: dict[str, Any], notes: list[str]) -> None:
     out.update({_AX_GRPO[k]: v for k, v in trl.items() if k in _AX_GRPO})
-    if trl.get("reward_funcs"):
-        notes.append(f"trl.reward_funcs: {trl['reward_funcs']} are Python functions, which tunesmith does not "
-                     "import and run: it scores with grpo.rewards (auto: chrF against the row's answer, and the "
-                     "thinking's and the calls' where the rows have them; or number)")
+    funcs = trl.get("reward_funcs")
+    if funcs:
+        _ax_reward_funcs(funcs if isinstance(funcs, list) else [funcs], source, out, notes)
     left = sorted(k for k in trl if k not in _AX_GRPO and k != "reward_funcs")
     if left:
         notes.append(f"trl: {', '.join(left)} (not among tunesmith's grpo settings)")
+
+
+def _ax_reward_funcs(funcs: list[Any], source: Path, out: dict[str, Any], notes: list[str]) -> None:
+    """Axolotl's trl.reward_funcs (module.function, imported from where Axolotl runs) as grpo.rewards' FILE.py:FUNCTION
+    where the module's file is beside the config or in the cwd; run only with --trust-code."""
+    found, missing = [], []
+    for func in funcs:
+        module, _, name = str(func).rpartition(".")
+        relative = Path(*module.split(".")).with_suffix(".py") if module else None
+        where = next((p for p in (source.parent / relative, Path.cwd() / relative) if p.is_file()), None) \
+            if relative else None
+        (found if where else missing).append(f"{where.resolve()}:{name}" if where else str(func))
+    if found:
+        out["grpo.rewards"] = found
+        notes.append(f"trl.reward_funcs: {', '.join(Path(f).name for f in found)}: your functions, run only by "
+                     "`tunesmith train CONFIG --trust-code`; completions reach them as text, with the row's answer as "
+                     "reference (and answer, without its thinking)")
+    if missing:
+        notes.append(f"trl.reward_funcs: {', '.join(missing)}: no module file beside the config or in the cwd; name "
+                     "each as grpo.rewards: [FILE.py:FUNCTION] (or use the built-in answer, number, thinks, calls)")
 
 
 def _ax_wandb(value: Any, raw: dict[str, Any], source: Path, out: dict[str, Any], notes: list[str]) -> None:

@@ -15,19 +15,41 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-from tunesmith import rewards, template, train
+from tunesmith import rewards, template, thinking, train
 from tunesmith.config import RunConfig
 from tunesmith.records import Conversation
 from tunesmith.rundir import RunDir
 
 
 def dataset(tokenizer: Any, convs: Sequence[Conversation], cfg: RunConfig) -> Any:
-    """The prompts and their rows' answers (the rewards' `reference`), as eval's prompt_text renders them."""
+    """The prompts and their rows' answers (the rewards' `reference`; `answer`: without its thinking), as eval's
+    prompt_text renders them. TRL hands every column but the prompt to each reward function."""
     from datasets import Dataset
 
     fitted, _ = template.fit(tokenizer, convs, cfg.template)
     rows = [template.prompt_text(tokenizer, c) for c in fitted]
-    return Dataset.from_dict({"prompt": [p for p, _ in rows], "reference": [r for _, r in rows]})
+    return Dataset.from_dict({"prompt": [p for p, _ in rows], "reference": [r for _, r in rows],
+                              "answer": [thinking.answer_only(r) for _, r in rows]})
+
+
+def reward_functions(tokenizer: Any, convs: Sequence[Conversation], cfg: RunConfig, trusted: bool,
+                     say: Callable[[str], None] = print) -> list[Callable[..., list[Any]]]:
+    """The rewards the run trains with; each of yours (only where `trusted`) is first called, as TRL will call it,
+    on the first rows with their own answers as the completions: a reward that fails, fails before any weights
+    load, and the scores it gives answers known to be right are said."""
+    names = rewards.chosen(cfg.grpo, convs)
+    funcs = rewards.functions(names, trusted)
+    rows = dataset(tokenizer, convs[:2], cfg) if any(n not in rewards.FUNCTIONS for n in names) else None
+    for name, func in zip(names, funcs, strict=True):
+        if rows is None or name in rewards.FUNCTIONS:
+            continue
+        ids = [tokenizer(r, add_special_tokens=False)["input_ids"] for r in rows["reference"]]
+        got = func(prompts=rows["prompt"], completions=rows["reference"], completion_ids=ids,
+                   reference=rows["reference"], answer=rows["answer"], trainer_state=None,
+                   log_extra=lambda *_, **__: None, log_metric=lambda *_, **__: None)
+        shown = ", ".join("None" if g is None else f"{g:g}" for g in got)
+        say(f"grpo: {rewards.label(name)} gives the first {len(got)} rows' own answers {shown}")
+    return funcs
 
 
 def _trainer_class() -> type:
@@ -61,15 +83,17 @@ def args(cfg: RunConfig, run: RunDir, resuming: bool) -> Any:
 
 def train_rewards(model: Any, tokenizer: Any, train_convs: Sequence[Conversation],
                   eval_convs: Sequence[Conversation], cfg: RunConfig, run: RunDir,
-                  say: Callable[[str], None] = print, *, resume_from: Path | None = None,
-                  progress: Any = None) -> train.TrainResult:
-    """Train `model` with GRPO on the rows' prompts; as train.train otherwise."""
+                  say: Callable[[str], None] = print, *, functions: Sequence[Callable[..., Any]] = (),
+                  resume_from: Path | None = None, progress: Any = None) -> train.TrainResult:
+    """Train `model` with GRPO on the rows' prompts, scored by `functions` (reward_functions; none given: the
+    built-in ones grpo.rewards chooses); as train.train otherwise."""
     from peft import PeftModel
 
     names = rewards.chosen(cfg.grpo, train_convs)
-    say(f"grpo: {cfg.grpo.generations} answers a prompt, scored by {', '.join(names)}")
+    funcs = list(functions) or rewards.functions(names, trusted=False)
+    say(f"grpo: {cfg.grpo.generations} answers a prompt, scored by {', '.join(map(rewards.label, names))}")
     lora = cfg.train.method == "lora" and not isinstance(model, PeftModel)
-    trainer = _trainer_class()(model=model, reward_funcs=[rewards.FUNCTIONS[n] for n in names],
+    trainer = _trainer_class()(model=model, reward_funcs=funcs,
                                args=args(cfg, run, resume_from is not None),
                                train_dataset=dataset(tokenizer, train_convs, cfg),
                                eval_dataset=dataset(tokenizer, eval_convs, cfg), processing_class=tokenizer,

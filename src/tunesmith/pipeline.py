@@ -19,7 +19,7 @@ from typing import Any
 from tunesmith import evaluate, models, prefeval, prefplan, preftrain, progress, report, rundir, runtime, skips
 from tunesmith import memory
 from tunesmith import plan as planning
-from tunesmith import grpotrain, template, train
+from tunesmith import grpotrain, rewards, template, train
 from tunesmith.config import RunConfig
 from tunesmith.data.prefdata import prepare_preferences
 from tunesmith.data.prepare import prepare
@@ -184,6 +184,7 @@ class Planned:
     lines: list[str]  # the plan as printed (plan.json keeps it)
     prefs: prefplan.PrefRendered | None = None  # train.objective dpo / orpo / simpo / kto: what trains
     eval_room: int | None = None  # eval.max_new_tokens where the plan raised it (plan.thinking_room)
+    rewards: tuple[Callable[..., Any], ...] = ()  # train.objective grpo: what scores the answers, yours tried
 
 
 def _planned(cfg: RunConfig, say: Callable[[str], None], saved: Plan | None = None) -> Planned:
@@ -210,6 +211,8 @@ def _planned(cfg: RunConfig, say: Callable[[str], None], saved: Plan | None = No
                      f"{saved.grad_accum} accumulation{', gradient checkpointing' * bool(saved.gradient_checkpointing)})"]
     elif cfg.train.objective == "grpo":  # its rows are answers written in the step: the SFT fit does not hold
         fit_lines = []
+        for name in rewards.chosen(cfg.grpo, data.train):
+            rewards.defined(name)  # read, not run: the plan runs no code of the user's
     else:
         cfg, fit_lines = memory.fit_memory(cfg, train_ex, eval_ex)
     before = cfg.eval.max_new_tokens
@@ -313,8 +316,10 @@ def _write_inputs(run_dir: rundir.RunDir, cfg: RunConfig, data: PreparedData, pl
             write()
 
 
-def run(cfg: RunConfig, *, overwrite: bool = False, say: Callable[[str], None] = print) -> RunSummary | None:
-    """Run the whole job described by `cfg`: data -> train -> eval (base and tuned) -> report.
+def run(cfg: RunConfig, *, overwrite: bool = False, say: Callable[[str], None] = print,
+        trust_code: bool = False) -> RunSummary | None:
+    """Run the whole job described by `cfg`: data -> train -> eval (base and tuned) -> report. `trust_code`: the
+    user asked for their own code to run (grpo.rewards FILE.py:FUNCTION).
 
     Re-running an unfinished run folder (same config) continues it: training resumes from the newest complete
     checkpoint, generations already written are kept. Under torchrun only rank 0 writes and evaluates;
@@ -333,6 +338,9 @@ def run(cfg: RunConfig, *, overwrite: bool = False, say: Callable[[str], None] =
     asked = cfg  # what the user asked for: the run folder keeps it, and a re-run is compared with it
     planned = _planned(cfg, say, _unfinished_plan(cfg, overwrite))
     cfg = planned.cfg
+    if cfg.train.objective == "grpo":  # a reward of yours that fails, fails before the weights load
+        planned = dataclasses.replace(planned, rewards=tuple(grpotrain.reward_functions(
+            planned.tokenizer, planned.data.train, cfg, trust_code, say)))
     model, _ = _starting_model(cfg)  # the tokenizer set up by the template stage is the one that trains
     steps = train.steps(len(planned.train), cfg)
     if "wandb" in cfg.train.report_to:
@@ -395,7 +403,8 @@ def _train(model: Any, planned: Planned, run_dir: rundir.RunDir, say: Callable[[
     """SFT (train.py) or a preference objective (preftrain.py) on what the plan rendered."""
     if planned.cfg.train.objective == "grpo":
         return grpotrain.train_rewards(model, planned.tokenizer, planned.data.train, planned.data.eval, planned.cfg,
-                                       run_dir, say, resume_from=checkpoint, progress=progress)
+                                       run_dir, say, functions=planned.rewards, resume_from=checkpoint,
+                                       progress=progress)
     if planned.prefs is not None:
         return preftrain.train_preferences(model, planned.tokenizer, planned.prefs.train, planned.prefs.eval,
                                            planned.cfg, run_dir, say, resume_from=checkpoint, progress=progress)

@@ -21,7 +21,7 @@ from tunesmith.errors import TunesmithError
 from tunesmith.records import Conversation, EvalReport
 from tunesmith.diskio import write_bytes, write_text
 from tunesmith.rundir import RunDir, open_run
-from tunesmith.runfiles import Plan
+from tunesmith.runfiles import LogRow, Plan
 
 ROWS_SHOWN = 5
 MAIN, MAIN_NAME = evaluate.MAIN_METRIC, "chrF"  # the headline metric (see evaluate.MAIN_METRIC for why)
@@ -319,12 +319,24 @@ def _training_blocks(run: RunDir, training: train.TrainingSummary, plan: Plan | 
                 f"{training.best_step} (epoch {training.best_epoch:g}).")
     blocks: list[Block] = [Note(said + (" Early stopping ended training before the planned "
                                         f"{plan.total_steps} steps." if plan and training.stopped_early else ""))]
+    blocks += [Note(line) for line in [_rewards_apart(run.read_metrics(), training.best_step)] if line]
     if training.overfitting:
         blocks.append(Note(f"Overfitting: {training.overfitting}. The kept weights are those of step "
                            f"{training.best_step}.", warn=True))
     blocks.append(Image(run.report_curves.name, "training curves: loss, learning rate, accuracy",
                         curves.plot(run.read_metrics(), training, preference=preference)))
     return blocks
+
+
+def _rewards_apart(rows: list[LogRow], kept: int) -> str | None:
+    """grpo with more than one reward: each one's held-out mean at the start and at the kept step, apart (the
+    summed reward can rise while one of them falls)."""
+    start = next((r.eval_rewards for r in rows if r.step == 0 and r.eval_rewards), None)
+    end = next((r.eval_rewards for r in reversed(rows) if r.step == kept and r.eval_rewards), None)
+    if not start or not end or len(start) < 2:
+        return None
+    return ("Held-out reward by reward, at the start and at the kept step: "
+            + "; ".join(f"{name} {start[name]:.3f} -> {end[name]:.3f}" for name in start if name in end) + ".")
 
 
 def _data_blocks(run: RunDir) -> list[Block]:

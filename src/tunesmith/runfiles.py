@@ -156,14 +156,19 @@ class LogRow:
     reward: float | None = None  # grpo: the mean reward of the answers written in the step (TRL's reward)
     reward_std: float | None = None
     eval_reward: float | None = None  # grpo: the mean reward of answers written to the held-out prompts
+    rewards: dict[str, float] | None = None  # grpo: each reward's mean apart (TRL's rewards/<name>/mean)
+    eval_rewards: dict[str, float] | None = None
     logged_at: float | None = None  # Unix time of the line: the UI's ETA (steps per second of wall time)
 
     @classmethod
     def of(cls, step: int, epoch: float, logs: dict[str, Any]) -> LogRow:
-        """From the Trainer's log dict ("rewards/margins" read as rewards_margins); keys tunesmith does not keep
-        are left out."""
+        """From the Trainer's log dict ("rewards/margins" read as rewards_margins; grpo's "rewards/NAME/mean" as
+        rewards[NAME]); keys tunesmith does not keep are left out."""
+        apart = {prefix: {k[len(prefix) + 1:-5]: float(v) for k, v in logs.items()
+                          if k.startswith(prefix + "/") and k.endswith("/mean")} or None
+                 for prefix in ("rewards", "eval_rewards")}
         logs = {k.replace("/", "_"): v for k, v in logs.items()}
-        return cls(step, epoch, **{f.name: logs[f.name] for f in fields(cls)[2:] if f.name in logs})
+        return cls(step, epoch, **{f.name: logs[f.name] for f in fields(cls)[2:] if f.name in logs} | apart)
 
     def to_json(self) -> dict[str, Any]:
         return {k: v for k, v in asdict(self).items() if v is not None}

@@ -19,7 +19,10 @@ def train(config_path: Config = None, overwrite: Overwrite = False, set_: Sets =
           model: Model = None, data: DataOpt = None, eval_data: EvalData = None, output_dir: OutputDir = None,
           epochs: Epochs = None, batch_size: BatchSize = None, lr: Lr = None, lora_r: LoraR = None,
           load_8bit: Load8 = False, load_4bit: Load4 = False, continue_from: ContinueFrom = None,
-          strict: Strict = False) -> None:
+          strict: Strict = False,
+          trust_code: Annotated[bool, typer.Option("--trust-code", help="run your own Python that the config names "
+                                                   "(grpo.rewards FILE.py:FUNCTION); never set by the board")] = False,
+          ) -> None:
     """Run end to end: data, plan, training, base vs tuned eval, report. Re-run an unfinished run to resume it.
 
     \b
@@ -28,6 +31,7 @@ def train(config_path: Config = None, overwrite: Overwrite = False, set_: Sets =
       tunesmith train my.yaml --epochs 5 --lr 1e-4 --lora-r 8
       tunesmith train my.yaml --set lora.dora=true --name dora-run
       tunesmith train my.yaml    # again: resumes
+      tunesmith train my.yaml --set train.objective=grpo --set 'grpo.rewards=[answer, my_rewards.py:fmt]' --trust-code
     """
     _training()
     from tunesmith import pipeline
@@ -35,7 +39,7 @@ def train(config_path: Config = None, overwrite: Overwrite = False, set_: Sets =
     cfg = _config(config_path, set_, data, name=name, model=model, eval_data=eval_data, output_dir=output_dir,
                   epochs=epochs, batch_size=batch_size, lr=lr, lora_r=lora_r, load_8bit=load_8bit,
                   load_4bit=load_4bit, continue_from=continue_from, strict=strict)
-    summary = pipeline.run(cfg, overwrite=overwrite, say=_say)
+    summary = pipeline.run(cfg, overwrite=overwrite, say=_say, trust_code=trust_code)
     if summary is not None:  # None on the non-zero ranks of a multi-process run
         _print_summary(summary)
 

@@ -120,9 +120,17 @@ def roles_overrides(roles: dict[str, str], key: str = "data.roles") -> list[str]
 
 
 def build(root: Path, data: Path, name: str, sets: list[str]) -> RunConfig:
-    """The run's config, built the way `tunesmith train --data DATA --name NAME --output-dir ROOT --set ...` does."""
-    return config.build(None, [config.override("name", name), config.override("output_dir", str(root.resolve())),
-                               *sets], [data])
+    """The run's config, built the way `tunesmith train --data DATA --name NAME --output-dir ROOT --set ...` does.
+    A reward function of the user's is refused: it is code, named by whoever reaches the board (the plan would read
+    the file; only the shell's --trust-code runs it)."""
+    cfg = config.build(None, [config.override("name", name), config.override("output_dir", str(root.resolve())),
+                              *sets], [data])
+    own = [n for n in cfg.grpo.rewards if n not in config.REWARDS] if isinstance(cfg.grpo.rewards, list) else []
+    if own:
+        raise TunesmithError(f"grpo.rewards: {', '.join(own)}: the board takes the built-in rewards only "
+                             f"({', '.join(config.REWARDS)}): a function of yours is code", where="the Train tab",
+                             fix="train it from the shell: tunesmith train CONFIG --trust-code")
+    return cfg
 
 
 def command(root: Path, data: Path, name: str, sets: list[str]) -> str:
