@@ -528,3 +528,13 @@ def test_each_architecture_people_bring_trains_and_evaluates(tmp_path, smol_toke
     losses = [row.eval_loss for row in run.read_metrics() if row.eval_loss is not None]
     assert len(losses) == 3 and all(math.isfinite(x) for x in losses) and losses[-1] < losses[0]
     assert len(run.evaluation().read_summary().models) == 2 and run.report_md.is_file()
+
+
+def test_neftune_noise_is_in_training_steps_and_not_in_eval(tmp_path, tiny_model_dir, small_jsonl):
+    """The same 3 packed steps with and without train.neftune_alpha: the step-0 eval loss (eval mode) is the same,
+    the first training loss is not (noisy embeddings), and the noisy run trains to finite losses."""
+    _, plain = _train_and_watch(tiny_model_dir, small_jsonl, tmp_path / "plain", padding_free="on")
+    _, noisy = _train_and_watch(tiny_model_dir, small_jsonl, tmp_path / "noisy", padding_free="on", neftune_alpha=15.0)
+    first = [next(r[key] for r in rows if key in r) for rows in (plain, noisy) for key in ("eval_loss", "loss")]
+    assert first[0] == first[2] and first[1] != first[3]
+    assert all(math.isfinite(r[k]) for r in noisy for k in ("loss", "eval_loss") if k in r)

@@ -143,6 +143,10 @@ class TrainConfig(_Strict):
     optimizer: str = Field("adamw_torch", description="any transformers optimizer name (adamw_torch, "
                            "adamw_torch_fused, adafactor, sgd; paged_adamw_8bit needs bitsandbytes on CUDA)")
     max_grad_norm: float = Field(1.0, ge=0, description="gradient clipping; 0 = off")
+    neftune_alpha: float | None = Field(
+        None, gt=0, description="NEFTune: uniform noise on the input embeddings while training, alpha / sqrt(row "
+        "length x width), each row's own length also where rows are packed (TRL's and LLaMA-Factory's "
+        "neftune_noise_alpha; the paper used 5); null = off; not with grpo, whose steps write answers")
     batch_size: int = Field(8, ge=1, description="rows per step per process")
     grad_accum: int = Field(1, ge=1, description="steps accumulated per optimizer step")
     gradient_checkpointing: bool = Field(False, description="recompute activations: less memory, ~30% slower")
@@ -370,6 +374,9 @@ class RunConfig(_Strict):
         if self.train.method == "full" and self.train.load_in != "none":
             raise ValueError("train.load_in 8bit/4bit cannot be fully fine-tuned (quantised weights are frozen); "
                              "use method: lora with load_in: 4bit (QLoRA)")
+        if self.train.neftune_alpha is not None and self.train.objective == "grpo":
+            raise ValueError("train.neftune_alpha cannot be used with train.objective grpo: its steps write answers "
+                             "with the training model, and the noise would be in them; leave it null")
         return self
 
     def to_yaml(self) -> str:

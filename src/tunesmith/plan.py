@@ -220,6 +220,9 @@ def describe(cfg: RunConfig, data: PreparedData, train_ex: list[Example], eval_e
         f"({100 * trainable / total:.2f}%)",
         f"optimizer: {t.optimizer}, lr {t.learning_rate} ({t.lr_scheduler}, warmup {t.warmup_ratio:.0%}), weight "
         f"decay {t.weight_decay}, grad clip {t.max_grad_norm or 'off'}, seed {t.seed}",
+        *([f"neftune: uniform noise on the input embeddings while training, up to {t.neftune_alpha:g} / sqrt(row "
+           f"length x {getattr(arch, 'hidden_size', '?')}) per value, each row's own length (none in eval and "
+           "generation)"] if t.neftune_alpha else []),
         f"guard rails: {guard}",
         f"precision: {runtime.precision_reason(t.precision)}; device: {device}; allocator: {allocator}",
         grpo_memory_line(cfg) if grpo else memory.plan_line(cfg, train_ex, budget, source),

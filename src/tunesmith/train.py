@@ -18,7 +18,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
-from tunesmith import fastpath, graphs, models, rundir, varlen
+from tunesmith import fastpath, graphs, models, noise, rundir, varlen
 from tunesmith.config import RunConfig
 from tunesmith.errors import TunesmithError
 from tunesmith.records import IGNORE, Example
@@ -85,6 +85,17 @@ def _stop_requested(run: RunDir) -> bool:
     return bool(flag.item())
 
 
+def _shown(value: Any) -> str:
+    """A metric as the console line shows it: 4 significant digits; grpo's rewards apart as name value, ...
+
+    >>> _shown({"number": 0.0357142, "f.py:g": 0.5})
+    '(number 0.03571, f.py:g 0.5)'
+    """
+    if isinstance(value, dict):
+        return "(" + ", ".join(f"{k} {_shown(v)}" for k, v in value.items()) + ")"
+    return f"{value:.4g}" if isinstance(value, float) else str(value)
+
+
 def _callbacks(run: RunDir, say: Callable[[str], None]) -> list[Any]:
     from transformers import TrainerCallback
 
@@ -132,8 +143,7 @@ def _callbacks(run: RunDir, say: Callable[[str], None]) -> list[Any]:
             row = replace(LogRow.of(state.global_step, round(state.epoch or 0.0, 4), logs),
                           logged_at=round(time.time(), 1))
             run.append_metrics(row)
-            say("  " + "  ".join(f"{k} {v:.4g}" if isinstance(v, float) else f"{k} {v}"
-                                 for k, v in row.to_json().items() if k != "logged_at")
+            say("  " + "  ".join(f"{k} {_shown(v)}" for k, v in row.to_json().items() if k != "logged_at")
                 + (f"  (of {state.max_steps} steps)" if row.loss is not None else ""))
 
         def on_save(self, args, state, control, **kw):  # noqa: ANN001
@@ -424,8 +434,10 @@ def run_trainer(trainer: Any, tokenizer: Any, cfg: RunConfig, run: RunDir, resum
     if cfg.train.compile != "off":
         fastpath.compile_layers(trainer.model, mode="reduce-overhead" if graphed else None)
     start = time.perf_counter()
+    alpha = cfg.train.neftune_alpha
     with (fastpath.cpu_step(trainer.model, cfg), fastpath.gpu_step(trainer.model, cfg),
-          graphs.used_by(trainer.model) if graphed else contextlib.nullcontext()):
+          graphs.used_by(trainer.model) if graphed else contextlib.nullcontext(),
+          noise.neftune(trainer.model, alpha) if alpha else contextlib.nullcontext()):
         trainer.train(resume_from_checkpoint=str(resume_from) if resume_from else None)
     seconds = time.perf_counter() - start
     tokens = int(trainer.state.num_input_tokens_seen or 0)
