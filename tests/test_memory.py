@@ -292,3 +292,29 @@ def test_a_whole_runs_creep_follows_the_sampler(tiny_model_dir, small_jsonl, tmp
     assert memory.run_creep(config(tiny_model_dir, small_jsonl, tmp_path)) == memory.GROUPED_CREEP  # fp32: padded
     per_token = {name: terms(c, False)[1] for name, c in (("padded", padded), ("chosen", chosen))}
     assert per_token["chosen"] / per_token["padded"] == pytest.approx(memory.RUN_CREEP / memory.GROUPED_CREEP)
+
+
+def test_a_grpo_step_counts_prompts_x_answers_padded_to_the_longest_prompt_and_answer(tiny_model_dir, small_jsonl,
+                                                                                      tmp_path, monkeypatch):
+    """grpo's estimate: batch_size x generations rows of (the longest prompt + grpo.max_new_tokens) tokens through
+    the model together, with the frozen weights as loaded (grpo keeps them: its answers are written outside
+    autocast); the plan says when it is over the budget, and what to lower."""
+    from tunesmith import fastpath, plan, runtime
+
+    monkeypatch.setattr(runtime, "choose_precision", lambda _: "bf16")
+    monkeypatch.setattr(fastpath, "choose_precision", lambda _: "bf16")
+    cfg = tiny_config(tiny_model_dir, small_jsonl, tmp_path, train={"objective": "grpo", "batch_size": 2},
+                      grpo={"generations": 4, "max_new_tokens": 100})
+    trainable, total, arch = memory.parameter_counts(cfg)
+    fixed, per_token = memory.memory_terms(cfg, trainable, total, arch, frozen_half=False)
+    assert fixed > memory.memory_terms(cfg, trainable, total, arch)[0]  # fp32 frozen weights, not bf16
+    prompts = [30, 60, 45]
+    peak, n, length = memory.grpo_memory_gib(cfg, prompts)
+    assert (n, length) == (8, 160)
+    twice, _, _ = memory.grpo_memory_gib(cfg.model_copy(update={"grpo": cfg.grpo.model_copy(
+        update={"generations": 8})}), prompts)
+    assert twice - fixed > 2 * (peak - fixed) * 0.99  # twice the rows: the activations (and attention) double
+    examples = [Example(tuple(range(p + 10)), (IGNORE,) * p + (1,) * 10, f"x:{i}") for i, p in enumerate(prompts)]
+    line = plan.grpo_memory_line(cfg, examples, peak / 2, "train.memory_gib")
+    assert f"~{peak:.1f} GiB of {peak / 2:.1f} GiB" in line and "2 prompts x 4 answers = 8 rows of up to 160 tokens" in line
+    assert "over what is available: lower train.batch_size, grpo.generations, grpo.max_new_tokens" in line

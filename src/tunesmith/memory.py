@@ -108,7 +108,8 @@ def _count_parameters(cfg: RunConfig) -> tuple[int, int, Any]:
         return sum(p.numel() for p in peft.parameters() if p.requires_grad), total, arch
 
 
-def memory_terms(cfg: RunConfig, trainable: int, total: int, arch: Any) -> tuple[float, float]:
+def memory_terms(cfg: RunConfig, trainable: int, total: int, arch: Any, *, frozen_half: bool = True
+                 ) -> tuple[float, float]:
     """(GiB that do not depend on the batch, GiB per token in a step) of peak training memory (process RSS; on
     CUDA the GPU's allocated peak): weights, gradients + AdamW state of trainable weights and the runtime (CPU
     only); activations kept for backward.
@@ -129,7 +130,7 @@ def memory_terms(cfg: RunConfig, trainable: int, total: int, arch: Any) -> tuple
     layer = PER_TOKEN_BYTES["half" if half else "fp32"] * width_factor(arch, _path(half))
     per_layer = CHECKPOINTED_BYTES if t.gradient_checkpointing else layer
     per_token = layers * hidden * per_layer + (hidden * layer if t.gradient_checkpointing else 0)  # the one recomputed
-    if fastpath.frozen_dtype(cfg):
+    if frozen_half and fastpath.frozen_dtype(cfg):
         # fastpath.frozen_to_half: the frozen linear weights are kept in bf16/fp16; embeddings (vocabulary x hidden)
         # in fp32
         embeddings = getattr(arch, "vocab_size", 0) * hidden
@@ -348,6 +349,21 @@ def plan_line(cfg: RunConfig, train_ex: list[Example], budget: float, source: st
                "layer keeps, not yet measured on a GPU" if cuda()
                else "a whole run's peak RSS: +5% to +18% on docs/memory.md's four shapes of random batches, +1% to "
                "+7% on three of padded bf16 rows, fp32 +5% to +20% on three") + ")")
+
+
+def grpo_memory_gib(cfg: RunConfig, prompt_lengths: Sequence[int]) -> tuple[float, int, int]:
+    """(peak training memory of a grpo run, the rows a step puts through the model, their padded length): each
+    step's batch_size prompts x grpo.generations answers, padded to the longest prompt and grpo.max_new_tokens, go
+    through forward and backward together, with the frozen weights as loaded (grpo writes its answers outside
+    autocast: run_trainer keeps them). TRL's GRPO loss asks the model for its fused LM head (fused_lm_head=True,
+    trl 1.16), as SFT's does: no logits per token. Writing the answers needs less (a KV cache of the same rows, no
+    activations kept for backward)."""
+    g, t = cfg.grpo, cfg.train
+    trainable, total, arch = parameter_counts(cfg)
+    fixed, per_token = memory_terms(cfg, trainable, total, arch, frozen_half=False)
+    rows, length = t.batch_size * g.generations, max(prompt_lengths, default=0) + g.max_new_tokens
+    return (fixed + per_token * rows * length + attention_gib(cfg, arch, (length,) * rows, packed=False),
+            rows, length)
 
 
 def cuda() -> bool:

@@ -225,7 +225,7 @@ def describe(cfg: RunConfig, data: PreparedData, train_ex: list[Example], eval_e
            "generation)"] if t.neftune_alpha else []),
         f"guard rails: {guard}",
         f"precision: {runtime.precision_reason(t.precision)}; device: {device}; allocator: {allocator}",
-        grpo_memory_line(cfg) if grpo else memory.plan_line(cfg, train_ex, budget, source),
+        grpo_memory_line(cfg, train_ex, budget, source) if grpo else memory.plan_line(cfg, train_ex, budget, source),
         *compile_line(cfg),
         "estimated time: " + (f"~{duration(seconds)} for training, eval-loss passes, 2 x {eval_rows} "
                               "generations and their scoring (calibrated on this project's 2-core CPU; rough)"
@@ -268,11 +268,17 @@ def _guard(cfg: RunConfig) -> str:
             + ("ends on the best checkpoint" if t.load_best else "ends on the last step"))
 
 
-def grpo_memory_line(cfg: RunConfig) -> str:
+_grpo_knobs = ("train.batch_size", "grpo.generations", "grpo.max_new_tokens")
+
+
+def grpo_memory_line(cfg: RunConfig, train_ex: list[Example], budget: float, source: str) -> str:
     g, t = cfg.grpo, cfg.train
-    return (f"estimated peak memory: not estimated for grpo: a step holds {t.batch_size} prompts x {g.generations} "
-            f"answers of up to {g.max_new_tokens} new tokens each (lower train.batch_size or grpo.generations "
-            "where it runs out)")
+    peak, rows, length = memory.grpo_memory_gib(cfg, [len(e.input_ids) - e.supervised_tokens for e in train_ex])
+    over = f" (over what is available: lower {', '.join(_grpo_knobs)})" if peak > budget else ""
+    return (f"estimated peak memory: ~{peak:.1f} GiB of {budget:.1f} GiB available ({source}){over}: a step puts "
+            f"{t.batch_size} prompts x {g.generations} answers = {rows} rows of up to {length} tokens (the longest "
+            f"prompt and grpo.max_new_tokens) through the model together (lower train.batch_size, grpo.generations "
+            "or grpo.max_new_tokens where it does not fit; docs/grpo.md says how close it came on this CPU)")
 
 
 def grpo_step_line(cfg: RunConfig, data: PreparedData) -> str:
