@@ -316,5 +316,6 @@ def test_a_grpo_step_counts_prompts_x_answers_padded_to_the_longest_prompt_and_a
     assert twice - fixed > 2 * (peak - fixed) * 0.99  # twice the rows: the activations (and attention) double
     examples = [Example(tuple(range(p + 10)), (IGNORE,) * p + (1,) * 10, f"x:{i}") for i, p in enumerate(prompts)]
     line = plan.grpo_memory_line(cfg, examples, peak / 2, "train.memory_gib")
-    assert f"~{peak:.1f} GiB of {peak / 2:.1f} GiB" in line and "2 prompts x 4 answers = 8 rows of up to 160 tokens" in line
+    assert f"~{peak:.1f} GiB of {peak / 2:.1f} GiB" in line
+    assert "2 prompts x 4 answers = 8 rows of up to 160 tokens" in line
     assert "over what is available: lower train.batch_size, grpo.generations, grpo.max_new_tokens" in line
