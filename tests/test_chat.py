@@ -181,3 +181,17 @@ def test_an_answer_s_call_joins_the_history_as_a_call(tiny_model_dir, monkeypatc
     monkeypatch.setattr(chat, "stream", lambda *_, **__: iter([said, chat.Reply(said, True, 5, 4)]))
     chat.respond(session, "Weather in Oslo?")
     assert session.history[-1].tool_calls[0].name == "weather" and session.history[-1].content == ""
+
+
+def test_an_answer_s_thinking_streams_shaded_on_a_terminal_and_joins_the_history_as_reasoning(tiny_model_dir,
+                                                                                              monkeypatch):
+    """The pieces as a model streams them, a tag split across two: the terminal sees the thinking wrapped in the
+    dim style and the answer plain; the history keeps the thinking as the answer's reasoning."""
+    session = chat.open_session(str(tiny_model_dir), options={"max_new_tokens": 4}, say=lambda _: None)
+    session.shade = ("<dim>", "</dim>")
+    pieces = ["<th", "ink>\n2 and 2", " make 4.\n</thi", "nk>\n\nIt is 4."]
+    monkeypatch.setattr(chat, "stream", lambda *_, **__: iter([*pieces, chat.Reply("".join(pieces), True, 5, 9)]))
+    out: list[str] = []
+    chat.respond(session, "Add 2 and 2.", out.append)
+    assert "".join(out) == "<dim><think>\n2 and 2 make 4.\n</think></dim>\n\nIt is 4."
+    assert session.history[-1] == Message("assistant", "It is 4.", reasoning="2 and 2 make 4.")

@@ -352,3 +352,13 @@ def test_streamed_thinking_matches_the_whole_message_for_any_text_and_any_pieces
             assert "".join(t for k, t in out if k == key).strip() == (message.get(key) or "").strip()
 
     check()
+
+
+@pytest.mark.parametrize(("pieces", "opened", "want"), [
+    (["<think>cut off mid-thou", "ght"], False, "[<think>cut off mid-thought]"),  # flush ends the style
+    (["so 4.\n</think>\n\n", "4"], True, "[so 4.\n</think>]\n\n4"),  # DeepSeek-R1: the prompt opened the block
+    (["a <", "b> c"], False, "a <b> c"),  # a held '<' that is no tag goes out as it was
+    (["It is 4."], False, "It is 4.")])
+def test_a_streamed_answer_s_thinking_is_shaded_however_it_is_split(pieces, opened, want):
+    shade = thinking.Shade("[", "]", opened=opened)
+    assert "".join(shade(p) for p in pieces) + shade.flush() == want

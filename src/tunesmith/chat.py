@@ -49,6 +49,7 @@ class Session:
     history: list[Message] = field(default_factory=list)
     raw: bool = False  # a run trained on plain text or segments rows (no chat template): it continues the text typed
     tools: str | None = None  # the tools every training row offered (a template that writes calls): offered in chat
+    shade: tuple[str, str] | None = None  # what an answer's thinking is wrapped in as it streams (a terminal's dim)
 
     @property
     def offers_tools(self) -> bool:
@@ -276,11 +277,16 @@ def respond(session: Session, user: str, write: Callable[[str], None] = lambda _
         session.history = session.history[dropped:]
         note(f"(the {dropped} earliest turns no longer fit the model's context and were left out)")
     reply = None
+    shade = thinking.Shade(*session.shade, opened=thinking.opened(prompt)) if session.shade else None
     for item in stream(session.model, session.tokenizer, prompt, session.settings):
         if isinstance(item, Reply):
             reply = item
+        elif shade is not None:
+            write(shade(item))
         else:
             write(item)
+    if shade is not None:
+        write(shade.flush())
     assert reply is not None
     if not session.raw:  # a raw session's prompt is the text typed, no history
         session.history += [Message(role, user), answer_message(reply.text)]

@@ -83,3 +83,39 @@ def opened(prompt: str) -> bool:
     """Whether a prompt opens the thinking itself (DeepSeek-R1's generation prompt ends with <think>): the answer
     then starts inside it."""
     return prompt.rstrip().endswith(OPEN)
+
+
+class Shade:
+    """A streamed answer's pieces with its thinking wrapped in `start` ... `end` (chat's dim style on a terminal),
+    the tags kept as written: a tag split across pieces waits for its rest; `flush` ends the answer.
+
+    >>> shade = Shade("[", "]")
+    >>> "".join(shade(p) for p in ["<thi", "nk>hm", "m</th", "ink>\\n\\nIt is 4."]) + shade.flush()
+    '[<think>hmm</think>]\\n\\nIt is 4.'
+    """
+
+    def __init__(self, start: str, end: str, opened: bool = False) -> None:
+        self.start, self.end, self.inside, self.held = start, end, opened, ""
+        self.first = opened  # a prompt that opened the block: the answer starts inside it
+
+    def __call__(self, piece: str) -> str:
+        text, self.held, out = self.held + piece, "", self.start if self.first else ""
+        self.first = False
+        while text:
+            tag = CLOSE if self.inside else OPEN
+            at = text.find(tag)
+            if at < 0:
+                keep = next((k for k in range(min(len(tag) - 1, len(text)), 0, -1) if tag.startswith(text[-k:])), 0)
+                self.held = text[len(text) - keep:]
+                return out + text[:len(text) - keep]
+            cut = at + len(tag)
+            out += (text[:at] + self.start + tag) if not self.inside else (text[:cut] + self.end)
+            self.inside, text = not self.inside, text[cut:]
+        return out
+
+    def flush(self) -> str:
+        """What is held back, and the style ended where the answer stopped inside its thinking."""
+        out, self.held = self.held, ""
+        if self.inside:
+            self.inside, out = False, out + self.end
+        return out

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -42,6 +43,8 @@ def chat(target: Target,
 
         collector = Collector.open(collect)  # a bad file name, before the model loads
     session = chatting.open_session(target, system=system, options=options, say=_say)
+    if sys.stdout.isatty() and not os.environ.get("NO_COLOR"):
+        session.shade = ("\x1b[2m", "\x1b[0m")  # an answer's thinking dim, its answer as usual
 
     def write(text: str) -> None:
         sys.stdout.write(text)
