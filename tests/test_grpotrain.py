@@ -78,5 +78,7 @@ def test_your_own_reward_is_read_by_plan_refused_unasked_and_trains_with_trust_c
     assert done.returncode == 0, done.stderr
     assert "grpo: my_rewards.py:short gives the first 2 rows' own answers 1, 1" in done.stderr
     assert (tmp_path / "imported").exists()
+    # the tiny model's 8-token answers are all shorter than the rows' own: 1 each, before and after
+    assert "held-out reward (grpo) 1.0000 -> 1.0000" in done.stdout and "not above the start" in done.stdout
     rows = [json.loads(line) for line in (tmp_path / "runs" / "tiny" / "metrics.jsonl").read_text().splitlines()]
     assert [r["step"] for r in rows if r.get("reward") is not None] == [1, 2]

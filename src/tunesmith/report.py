@@ -316,7 +316,9 @@ def _training_blocks(run: RunDir, training: train.TrainingSummary, plan: Plan | 
     if training.best_eval_reward is not None:  # grpo: its loss says nothing of the answers; their reward does
         said = (f"Held-out reward (answers written to the eval prompts, scored as in training) "
                 f"{training.start_eval_reward:.4f} at the start, highest {training.best_eval_reward:.4f} at step "
-                f"{training.best_step} (epoch {training.best_epoch:g}).")
+                f"{training.best_step} (epoch {training.best_epoch:g})"
+                + (": not above the start, training did not raise it." if training.best_eval_reward
+                   <= training.start_eval_reward else "."))
     blocks: list[Block] = [Note(said + (" Early stopping ended training before the planned "
                                         f"{plan.total_steps} steps." if plan and training.stopped_early else ""))]
     blocks += [Note(line) for line in [_rewards_apart(run.read_metrics(), training.best_step)] if line]

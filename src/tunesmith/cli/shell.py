@@ -127,7 +127,9 @@ def _print_summary(s) -> None:  # noqa: ANN001
     if t.best_eval_reward is not None:  # grpo
         loss, start, best = "held-out reward (grpo)", t.start_eval_reward, t.best_eval_reward
     typer.echo(f"{loss} {start:.4f} -> {best:.4f} (kept step {t.best_step}, epoch "
-               f"{t.best_epoch:g}{'; stopped early' if t.stopped_early else ''})")
+               f"{t.best_epoch:g}{'; stopped early' if t.stopped_early else ''})"
+               + ("; not above the start: training did not raise it" if t.best_eval_reward is not None
+                  and best <= start else ""))
     if s.preference is not None and len(s.preference.models) > 1:
         from tunesmith.prefeval import verdict
 
