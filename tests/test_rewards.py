@@ -124,3 +124,16 @@ def test_a_reward_name_is_a_builtin_or_a_python_file_s_function_made_absolute_by
     raw = {"name": "x", "data": {"train": ["a.jsonl"]}, "grpo": {"rewards": ["answer", "r/my_rewards.py:short"]}}
     cfg = parse(raw, source="<t>", base_dir=tmp_path)
     assert cfg.grpo.rewards == ["answer", f"{tmp_path}/r/my_rewards.py:short"]
+
+
+def test_a_file_of_several_rewards_runs_once_and_one_that_fails_on_import_says_its_line(tmp_path):
+    many = tmp_path / "many.py"
+    many.write_text("import pathlib\nwith open(pathlib.Path(__file__).with_name('runs'), 'a') as f:\n    f.write('x')\n\n"
+                    "def a(completions, **kw):\n    return [1.0] * len(completions)\n\n"
+                    "def b(completions, **kw):\n    return [0.0] * len(completions)\n", "utf-8")
+    a, b = rewards.functions([f"{many}:a", f"{many}:b"], trusted=True)
+    assert (tmp_path / "runs").read_text() == "x" and a(prompts=["p"], completions=["c"]) == [1.0]
+    broken = tmp_path / "broken.py"
+    broken.write_text("import math\n\nLIMIT = 1 / 0\n\ndef f(completions, **kw):\n    return []\n", "utf-8")
+    with pytest.raises(TunesmithError, match=r"importing broken.py raised ZeroDivisionError.*line 3: LIMIT = 1 / 0"):
+        rewards.functions([f"{broken}:f"], trusted=True)

@@ -134,17 +134,25 @@ def functions(names: Sequence[str], trusted: bool) -> list[Callable[..., list[An
 def _imported(name: str) -> Callable[..., Any]:
     own = OWN_REWARD.fullmatch(name)
     assert own is not None
-    path = Path(own["file"])
-    spec = importlib.util.spec_from_file_location(f"tunesmith_reward_{path.stem}", path)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    try:
-        spec.loader.exec_module(module)
-    except Exception as err:
-        raise TunesmithError(f"importing {path.name} raised {type(err).__name__}: {err}{_line_in(err, path)}",
-                             where=f"grpo.rewards: {label(name)}", fix="fix the file (--debug shows the traceback)"
-                             ) from err
-    return getattr(module, own["function"])
+    return getattr(_module(Path(own["file"]), label(name)), own["function"])
+
+
+_MODULES: dict[Path, Any] = {}  # a file of several rewards runs once
+
+
+def _module(path: Path, where: str) -> Any:
+    if path not in _MODULES:
+        spec = importlib.util.spec_from_file_location(f"tunesmith_reward_{path.stem}", path)
+        assert spec is not None and spec.loader is not None
+        module = importlib.util.module_from_spec(spec)
+        try:
+            spec.loader.exec_module(module)
+        except Exception as err:
+            raise TunesmithError(f"importing {path.name} raised {type(err).__name__}: {err}{_line_in(err, path)}",
+                                 where=f"grpo.rewards: {where}", fix="fix the file (--debug shows the traceback)"
+                                 ) from err
+        _MODULES[path] = module
+    return _MODULES[path]
 
 
 def _line_in(err: BaseException, path: Path) -> str:
