@@ -128,7 +128,8 @@ def test_a_reward_name_is_a_builtin_or_a_python_file_s_function_made_absolute_by
 
 def test_a_file_of_several_rewards_runs_once_and_one_that_fails_on_import_says_its_line(tmp_path):
     many = tmp_path / "many.py"
-    many.write_text("import pathlib\nwith open(pathlib.Path(__file__).with_name('runs'), 'a') as f:\n    f.write('x')\n\n"
+    many.write_text("import pathlib\n\nwith open(pathlib.Path(__file__).with_name('runs'), 'a') as f:\n"
+                    "    f.write('x')\n\n"
                     "def a(completions, **kw):\n    return [1.0] * len(completions)\n\n"
                     "def b(completions, **kw):\n    return [0.0] * len(completions)\n", "utf-8")
     a, b = rewards.functions([f"{many}:a", f"{many}:b"], trusted=True)
