@@ -200,7 +200,9 @@ def _lora_tiny(tiny_model_dir):  # noqa: ANN001, ANN202
     from transformers import AutoModelForCausalLM
 
     torch.manual_seed(0)
-    cfg = config.parse({"name": "t", "model": "x", "data": {"train": ["x.jsonl"]}}, source="t")
+    # bf16 as on this project's CPUs (a CPU without AVX512-BF16 would pick fp32 for auto, and switch nothing)
+    cfg = config.parse({"name": "t", "model": "x", "data": {"train": ["x.jsonl"]}, "train": {"precision": "bf16"}},
+                       source="t")
     model = get_peft_model(AutoModelForCausalLM.from_pretrained(tiny_model_dir, dtype=torch.float32),
                            train.peft_config(cfg))
     for name, p in model.named_parameters():  # LoRA B starts at zero: move it so the adapters' path counts

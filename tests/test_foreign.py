@@ -169,8 +169,10 @@ def test_axolotl_s_grpo_becomes_tunesmith_s_with_its_reward_functions_where_thei
     assert "trl: use_vllm (not among tunesmith's grpo settings)" in notes
     assert config.parse(done.config, source="<test>", base_dir=tmp_path).grpo.generations == 8
     (tmp_path / "rewards.py").write_text("def accuracy(completions, **kw):\n    return [1.0] * len(completions)\n")
+    raw["trl"]["reward_weights"] = [0.5]
     done = foreign.translate(raw, tmp_path / "axolotl.yml")
     assert done.config["grpo"]["rewards"] == [f"{tmp_path}/rewards.py:accuracy"]
+    assert done.config["grpo"]["reward_weights"] == [0.5]
     assert "trl.reward_funcs: rewards.py:accuracy: your functions, run only by `tunesmith train CONFIG --trust-code`" \
         in "\n".join(done.notes)
     assert config.parse(done.config, source="<test>", base_dir=tmp_path).grpo.rewards == done.config["grpo"]["rewards"]

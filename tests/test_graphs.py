@@ -194,7 +194,7 @@ def test_a_graphs_run_trains_bucketed_rows_like_a_plain_one(tmp_path, tiny_model
 
 def test_graphs_say_why_they_cannot_train_here(tiny_model_dir, small_jsonl, tmp_path, monkeypatch):
     cfg = config.parse({"name": "x", "model": str(tiny_model_dir), "data": {"train": [str(small_jsonl)]},
-                        "train": {"compile": "graphs"}}, source="<test>")
+                        "train": {"compile": "graphs", "precision": "bf16"}}, source="<test>")  # a GPU's
     if not _cuda():
         with pytest.raises(TunesmithError, match="graphs cannot train here: CUDA graphs need a CUDA GPU"):
             train.check_graphs(cfg)

@@ -16,10 +16,11 @@ def test_a_grpo_run_writes_scores_learns_and_is_evaluated_as_any_run(tmp_path, t
     cfg = tiny_config(tiny_model_dir, small_jsonl, tmp_path / "runs", train={
         "objective": "grpo", "max_steps": 4, "batch_size": 2, "learning_rate": 5e-3, "logging_steps": 1,
         "eval_strategy": "steps", "eval_steps": 2, "report_to": []},
-        grpo={"generations": 2, "max_new_tokens": 8, "rewards": ["answer"]})
+        grpo={"generations": 2, "max_new_tokens": 8, "rewards": ["answer"], "reward_weights": [2.0]})
     lines: list[str] = []
     run = rundir.RunDir(pipeline.run(cfg, say=lines.append).run_dir)
-    assert any(line.startswith("plan: each optimizer step (grpo): (1) take 2 prompts") for line in lines)
+    step = next(line for line in lines if line.startswith("plan: each optimizer step (grpo): (1) take 2 prompts"))
+    assert "(3) score each answer: answer (weighted 2; " in step
     rows = run.read_metrics()
     assert all(set(r.rewards) == {"answer"} for r in rows if r.reward is not None)  # each reward's mean apart
     steps = [r for r in rows if r.reward is not None]

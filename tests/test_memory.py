@@ -223,7 +223,8 @@ def test_a_wider_mlp_keeps_more_per_token_than_the_measured_shape():
     assert memory.width_factor(arch(576, 1536, 9, 3), "gpu") == pytest.approx(1.0)  # SmolLM2-135M: as measured
     assert memory.width_factor(arch(960, 2560, 15, 5), "gpu") == pytest.approx(0.997, abs=1e-3)  # 360M: same ratio
     assert memory.width_factor(arch(2048, 8192, 32, 32), "gpu") == pytest.approx(71.61 / 56.90, rel=1e-3)  # 1.7B
-    cfg = config.parse({"name": "t", "model": "default", "data": {"train": ["x.jsonl"]}}, source="<test>")
+    cfg = config.parse({"name": "t", "model": "default", "data": {"train": ["x.jsonl"]},
+                        "train": {"precision": "bf16"}}, source="<test>")  # the path _path(True) names
     small = memory.memory_terms(cfg, 1, 1000, arch(576, 1536, 9, 3))[1]
     wide = memory.memory_terms(cfg, 1, 1000, arch(576, 4 * 1536, 9, 3))[1]
     assert wide / small == pytest.approx(memory.width_factor(arch(576, 4 * 1536, 9, 3), memory._path(True)))

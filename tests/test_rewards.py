@@ -138,3 +138,12 @@ def test_a_file_of_several_rewards_runs_once_and_one_that_fails_on_import_says_i
     broken.write_text("import math\n\nLIMIT = 1 / 0\n\ndef f(completions, **kw):\n    return []\n", "utf-8")
     with pytest.raises(TunesmithError, match=r"importing broken.py raised ZeroDivisionError.*line 3: LIMIT = 1 / 0"):
         rewards.functions([f"{broken}:f"], trusted=True)
+
+
+def test_reward_weights_are_one_per_named_reward():
+    assert GrpoConfig(rewards=["answer", "number"], reward_weights=[1.0, 0.5]).reward_weights == [1.0, 0.5]
+    for bad, said in ((dict(reward_weights=[1.0]), "needs grpo.rewards as a list"),
+                      (dict(rewards=["answer"], reward_weights=[1.0, 2.0]), "2 weights for 1 rewards"),
+                      (dict(rewards=["answer", "answer"], reward_weights=[1.0, 2.0]), "names a reward twice")):
+        with pytest.raises(ValueError, match=said):
+            GrpoConfig(**bad)

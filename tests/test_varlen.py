@@ -109,7 +109,7 @@ def test_packed_rows_through_the_kernel_give_the_padded_loss_and_gradients(tiny_
 
 def test_varlen_says_why_it_cannot_train_here(tiny_model_dir, small_jsonl, tmp_path, monkeypatch):
     cfg = config.parse({"name": "x", "model": str(tiny_model_dir), "data": {"train": [str(small_jsonl)]},
-                        "train": {"attention": "varlen"}}, source="<test>")
+                        "train": {"attention": "varlen", "precision": "bf16"}}, source="<test>")  # a GPU's
     from tunesmith import train
 
     if not _cuda():
@@ -164,7 +164,7 @@ def test_models_with_what_the_kernel_does_not_cover_are_refused_by_name(tiny_mod
             setattr(arch, name, value)
         arch.save_pretrained(folder)
         cfg = config.parse({"name": "x", "model": str(folder), "data": {"train": [str(small_jsonl)]},
-                            "train": {"attention": "varlen"}}, source="<test>")
+                            "train": {"attention": "varlen", "precision": "bf16"}}, source="<test>")
         with pytest.raises(TunesmithError, match=f"varlen cannot train here: this model uses {want}"):
             train.check_attention(cfg)
     assert varlen.model_unsupported(AutoConfig.from_pretrained(tiny_model_dir)) is None

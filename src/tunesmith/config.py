@@ -264,12 +264,29 @@ class GrpoConfig(_Strict):
         "(its last number is the row's), thinks (it thinks before answering where the row does, and ends), calls "
         "(it makes the row's function calls), or FILE.py:FUNCTION, your own function as TRL calls it (run only "
         "with `tunesmith train --trust-code`; docs/grpo.md); auto = answer, and thinks / calls where the rows do")
+    reward_weights: list[float] | None = Field(
+        None, description="one weight per reward in grpo.rewards (a list, not auto), in its order: an answer's score "
+        "is the weighted sum (TRL's reward_weights); null = each weighs 1")
     generations: int = Field(4, ge=2, description="answers written to each prompt per step (TRL's "
                              "num_generations); each is scored against the others of its prompt")
     max_new_tokens: int = Field(128, ge=1, description="longest answer written while training")
     temperature: float = Field(1.0, gt=0, description="sampling temperature of the answers written while training")
     beta: float = Field(0.0, ge=0, description="how strongly the model is kept near the starting one (KL); 0 = "
                         "not at all (TRL's default), and no reference model is needed")
+
+    @model_validator(mode="after")
+    def _weights_fit(self) -> GrpoConfig:
+        if self.reward_weights is None:
+            return self
+        if not isinstance(self.rewards, list):
+            raise ValueError("grpo.reward_weights needs grpo.rewards as a list (auto chooses the rewards from the "
+                             "rows: name them to weigh them)")
+        if len(self.reward_weights) != len(self.rewards):
+            raise ValueError(f"grpo.reward_weights has {len(self.reward_weights)} weights for "
+                             f"{len(self.rewards)} rewards: give one per reward, in grpo.rewards' order")
+        if len(set(self.rewards)) != len(self.rewards):
+            raise ValueError("grpo.rewards names a reward twice: with grpo.reward_weights, name each once")
+        return self
 
     @field_validator("rewards")
     @classmethod

@@ -368,7 +368,13 @@ def _ax_grpo(trl: dict[str, Any], source: Path, out: dict[str, Any], notes: list
     funcs = trl.get("reward_funcs")
     if funcs:
         _ax_reward_funcs(funcs if isinstance(funcs, list) else [funcs], source, out, notes)
-    left = sorted(k for k in trl if k not in _AX_GRPO and k != "reward_funcs")
+    weights = trl.get("reward_weights")
+    if weights is not None and isinstance(out.get("grpo.rewards"), list) and len(out["grpo.rewards"]) == len(funcs):
+        out["grpo.reward_weights"] = weights
+    elif weights is not None:
+        notes.append(f"trl.reward_weights: {weights} weigh reward functions not all found here; set "
+                     "grpo.reward_weights beside grpo.rewards")
+    left = sorted(k for k in trl if k not in _AX_GRPO and k not in ("reward_funcs", "reward_weights"))
     if left:
         notes.append(f"trl: {', '.join(left)} (not among tunesmith's grpo settings)")
 

@@ -78,7 +78,7 @@ def args(cfg: RunConfig, run: RunDir, resuming: bool) -> Any:
     shared.update(per_device_train_batch_size=answers, per_device_eval_batch_size=answers,
                   metric_for_best_model="eval_reward" if guard else None, greater_is_better=True if guard else None)
     return GRPOConfig(**shared, num_generations=g.generations, max_completion_length=g.max_new_tokens,
-                      temperature=g.temperature, beta=g.beta, log_completions=False)
+                      temperature=g.temperature, beta=g.beta, reward_weights=g.reward_weights, log_completions=False)
 
 
 def train_rewards(model: Any, tokenizer: Any, train_convs: Sequence[Conversation],

@@ -287,7 +287,7 @@ def grpo_step_line(cfg: RunConfig, data: PreparedData) -> str:
     return (f"each optimizer step (grpo): (1) take {t.batch_size} prompts of the training rows, rendered as eval "
             f"renders them; (2) write {g.generations} answers to each (sampled at temperature {g.temperature:g}, up "
             f"to {g.max_new_tokens} new tokens); (3) score each answer: {', '.join(map(rewards.label, names))} "
-            f"(summed{'; yours run with --trust-code' * any(n not in rewards.FUNCTIONS for n in names)}; the built-in "
+            f"({'summed' if g.reward_weights is None else 'weighted ' + ', '.join(f'{w:g}' for w in g.reward_weights)}{'; yours run with --trust-code' * any(n not in rewards.FUNCTIONS for n in names)}; the built-in "
             "ones compare it with its row's answer); (4) each answer's advantage is its score less the mean of its "
             "prompt's answers; (5) the loss raises the likelihood of answers above that mean and lowers the others'"
             + (f", with a KL penalty of {g.beta:g} toward the starting model" if g.beta else "")
