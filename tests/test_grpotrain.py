@@ -26,6 +26,10 @@ def test_a_grpo_run_writes_scores_learns_and_is_evaluated_as_any_run(tmp_path, t
     steps = [r for r in rows if r.reward is not None]
     assert [r.step for r in steps] == [1, 2, 3, 4] and any(r.reward_std and r.grad_norm for r in steps)
     assert [r.step for r in rows if r.eval_reward is not None] == [0, 2, 4]
+    answers = run.read_answers()  # every answer written, with its score: 2 prompts x 2 answers a step
+    assert [sum(1 for a in answers if a.step == s and not a.held_out) for s in (1, 2, 3, 4)] == [4, 4, 4, 4]
+    assert sorted({a.step for a in answers if a.held_out}) == [0, 2, 4] and all(
+        set(a.rewards) == {"answer"} and a.prompt and 0 <= a.rewards["answer"] <= 1 for a in answers)
     summary = train.read_summary(run)
     assert summary.best_eval_reward == max(r.eval_reward for r in rows if r.eval_reward is not None and r.step)
     assert "Held-out reward" in run.report_md.read_text("utf-8")

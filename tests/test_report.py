@@ -194,3 +194,18 @@ def test_a_grpo_run_with_two_rewards_reports_each_one_s_held_out_mean_apart():
                                        "0.300; my_rewards.py:concise 0.700 -> 0.900.")
     one = [LogRow.of(step, 0.0, {"eval_rewards/number/mean": 0.3}) for step in (0, 4)]
     assert _rewards_apart(one, 4) is None  # one reward: the held-out reward line says it already
+
+
+def test_a_grpo_report_shows_the_highest_and_lowest_scored_held_out_answers_of_the_kept_step():
+    from tunesmith.report import _answers_apart
+    from tunesmith.runfiles import WrittenAnswer
+
+    answers = [WrittenAnswer(4, "p", "It is   4.", {"number": 1.0, "thinks": 1.0}, held_out=True),
+               WrittenAnswer(4, "p", "No idea " * 50, {"number": None, "thinks": 0.0}, held_out=True),
+               WrittenAnswer(4, "p", "train-time answer", {"number": 1.0, "thinks": 1.0}),
+               WrittenAnswer(2, "p", "earlier", {"number": 0.0, "thinks": 0.0}, held_out=True)]
+    said = _answers_apart(answers, 4, room=20)
+    assert said == ("Of the 2 answers written to the held-out prompts at step 4 (answers.jsonl keeps every answer "
+                    "with its rewards), the highest scored 2.000: \u201cIt is 4.\u201d; the lowest 0.000: "
+                    "\u201cNo idea No idea No i...\u201d.")
+    assert _answers_apart(answers, 3) is None

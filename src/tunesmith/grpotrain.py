@@ -19,6 +19,7 @@ from tunesmith import rewards, template, thinking, train
 from tunesmith.config import RunConfig
 from tunesmith.records import Conversation
 from tunesmith.rundir import RunDir
+from tunesmith.runfiles import WrittenAnswer
 
 
 def dataset(tokenizer: Any, convs: Sequence[Conversation], cfg: RunConfig) -> Any:
@@ -66,6 +67,31 @@ def _trainer_class() -> type:
     return GRPO
 
 
+def recorded(funcs: Sequence[Callable[..., list[Any]]], names: Sequence[str], model: Any, run: RunDir
+             ) -> list[Callable[..., list[Any]]]:
+    """`funcs` as TRL calls them, each batch of answers kept in answers.jsonl with every reward's score once the
+    last reward has scored it (rank 0 writes; held out where the model is in eval mode: TRL's eval)."""
+    scores: dict[str, list[Any]] = {}
+
+    def wrap(func: Callable[..., list[Any]], name: str, last: bool) -> Callable[..., list[Any]]:
+        def call(*, prompts: Sequence[Any], completions: Sequence[Any], trainer_state: Any = None,
+                 **kwargs: Any) -> list[Any]:
+            got = func(prompts=prompts, completions=completions, trainer_state=trainer_state, **kwargs)
+            scores[name] = list(got)
+            if last and (trainer_state is None or trainer_state.is_world_process_zero):
+                # in training the answers are scored before the step they train counts itself
+                step = (trainer_state.global_step if trainer_state is not None else 0) + int(model.training)
+                run.append_answers(WrittenAnswer(step, str(p), str(c), {n: scores[n][i] for n in names},
+                                                 held_out=not model.training)
+                                   for i, (p, c) in enumerate(zip(prompts, completions, strict=True)))
+            return got
+
+        call.__name__ = rewards.label(name)  # TRL logs rewards/<name>/mean
+        return call
+
+    return [wrap(f, n, i == len(funcs) - 1) for i, (f, n) in enumerate(zip(funcs, names, strict=True))]
+
+
 def args(cfg: RunConfig, run: RunDir, resuming: bool) -> Any:
     """TRL's GRPOConfig: train.py's shared arguments, a step's rows counted in answers (batch_size prompts x
     grpo.generations), the kept checkpoint chosen by held-out reward."""
@@ -93,7 +119,7 @@ def train_rewards(model: Any, tokenizer: Any, train_convs: Sequence[Conversation
     funcs = list(functions) or rewards.functions(names, trusted=False)
     say(f"grpo: {cfg.grpo.generations} answers a prompt, scored by {', '.join(map(rewards.label, names))}")
     lora = cfg.train.method == "lora" and not isinstance(model, PeftModel)
-    trainer = _trainer_class()(model=model, reward_funcs=funcs,
+    trainer = _trainer_class()(model=model, reward_funcs=recorded(funcs, names, model, run),
                                args=args(cfg, run, resume_from is not None),
                                train_dataset=dataset(tokenizer, train_convs, cfg),
                                eval_dataset=dataset(tokenizer, eval_convs, cfg), processing_class=tokenizer,

@@ -21,7 +21,7 @@ from tunesmith.errors import TunesmithError
 from tunesmith.records import Conversation, EvalReport
 from tunesmith.diskio import write_bytes, write_text
 from tunesmith.rundir import RunDir, open_run
-from tunesmith.runfiles import LogRow, Plan
+from tunesmith.runfiles import LogRow, Plan, WrittenAnswer
 
 ROWS_SHOWN = 5
 MAIN, MAIN_NAME = evaluate.MAIN_METRIC, "chrF"  # the headline metric (see evaluate.MAIN_METRIC for why)
@@ -321,7 +321,8 @@ def _training_blocks(run: RunDir, training: train.TrainingSummary, plan: Plan | 
                    <= training.start_eval_reward else "."))
     blocks: list[Block] = [Note(said + (" Early stopping ended training before the planned "
                                         f"{plan.total_steps} steps." if plan and training.stopped_early else ""))]
-    blocks += [Note(line) for line in [_rewards_apart(run.read_metrics(), training.best_step)] if line]
+    blocks += [Note(line) for line in [_rewards_apart(run.read_metrics(), training.best_step),
+                                       _answers_apart(run.read_answers(), training.best_step)] if line]
     if training.overfitting:
         blocks.append(Note(f"Overfitting: {training.overfitting}. The kept weights are those of step "
                            f"{training.best_step}.", warn=True))
@@ -339,6 +340,25 @@ def _rewards_apart(rows: list[LogRow], kept: int) -> str | None:
         return None
     return ("Held-out reward by reward, at the start and at the kept step: "
             + "; ".join(f"{name} {start[name]:.3f} -> {end[name]:.3f}" for name in start if name in end) + ".")
+
+
+def _answers_apart(answers: list[WrittenAnswer], kept: int, room: int = 240) -> str | None:
+    """grpo: the highest and the lowest scored of the answers written to the held-out prompts at the kept step (the
+    summed score; answers.jsonl keeps them all), so that what the rewards reward can be read."""
+    held = [a for a in answers if a.held_out and a.step == kept]
+    if len(held) < 2:
+        return None
+
+    def total(a: WrittenAnswer) -> float:
+        return sum(v for v in a.rewards.values() if v is not None)
+
+    def shown(a: WrittenAnswer) -> str:
+        text = " ".join(a.answer.split())
+        return f"{total(a):.3f}: \u201c{text[:room]}{'...' if len(text) > room else ''}\u201d"
+
+    best, worst = max(held, key=total), min(held, key=total)
+    return (f"Of the {len(held)} answers written to the held-out prompts at step {kept} (answers.jsonl keeps every "
+            f"answer with its rewards), the highest scored {shown(best)}; the lowest {shown(worst)}.")
 
 
 def _data_blocks(run: RunDir) -> list[Block]:

@@ -6,6 +6,7 @@ runs/<name>/
   data/train.jsonl     normalised conversations
   data/eval.jsonl
   metrics.jsonl        one JSON line per logging step
+  answers.jsonl        train.objective grpo: each answer written in a step (held out: to an eval prompt), scored
   adapter/             the PEFT adapter (method lora), or
   model/               the whole tuned model (method full); either one present = training finished
   checkpoints/         Trainer checkpoints while training runs (each trusted only with COMPLETE inside);
@@ -50,7 +51,7 @@ from tunesmith.diskio import append_jsonl, read_json, read_jsonl, safe_name, wri
 from tunesmith.errors import TunesmithError
 from tunesmith.runlock import LOCK
 from tunesmith.records import Conversation
-from tunesmith.runfiles import DataReport, LogRow, Manifest, Plan
+from tunesmith.runfiles import DataReport, LogRow, Manifest, Plan, WrittenAnswer
 
 
 @dataclass(frozen=True)
@@ -227,8 +228,22 @@ class RunDir:
         append_jsonl(self.metrics, [row.to_json()])  # fsync'ed: a kill leaves at most a torn last line
 
     def keep_metrics_up_to(self, step: int, say: Callable[[str], None] | None = None) -> None:
-        """Drop the rows a killed run logged after its last complete checkpoint; the resumed run relogs them."""
+        """Drop the rows a killed run logged after its last complete checkpoint (metrics.jsonl's, and a grpo run's
+        answers.jsonl's); the resumed run relogs them."""
         write_jsonl(self.metrics, [r.to_json() for r in self.read_metrics(say) if r.step <= step])
+        if self.answers.is_file():
+            write_jsonl(self.answers, [a.to_json() for a in self.read_answers(say) if a.step <= step])
+
+    @property
+    def answers(self) -> Path:
+        return self.root / "answers.jsonl"
+
+    def read_answers(self, say: Callable[[str], None] | None = None) -> list[WrittenAnswer]:
+        return [WrittenAnswer.from_json(r, str(self.answers)) for r in read_jsonl(self.answers, say)] \
+            if self.answers.is_file() else []
+
+    def append_answers(self, rows: Iterable[WrittenAnswer]) -> None:
+        append_jsonl(self.answers, [r.to_json() for r in rows])
 
     def finish(self) -> None:
         self.remove(self.checkpoints)

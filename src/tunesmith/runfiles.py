@@ -178,6 +178,25 @@ class LogRow:
         return cls(**load_fields(cls, obj, where))
 
 
+@dataclass(frozen=True)
+class WrittenAnswer:
+    """One line of answers.jsonl (train.objective grpo): an answer the model wrote in a step, to a training prompt
+    or (held_out) to an eval prompt, with each reward's score of it (None where a reward does not apply)."""
+
+    step: int
+    prompt: str
+    answer: str
+    rewards: dict[str, float | None]
+    held_out: bool = False
+
+    def to_json(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_json(cls, obj: dict[str, Any], where: str = "an answers row") -> WrittenAnswer:
+        return cls(**load_fields(cls, obj, where))
+
+
 # eval/summary.json: an EvalReport without its generations (those are eval/<model>.jsonl, see rundir.EvalDir).
 
 def retention_json(ret: Retention) -> dict[str, Any]:
