@@ -129,3 +129,18 @@ def test_a_finished_run_is_refused_before_any_model_loads_and_demo_takes_output_
     # The model named does not exist: had it been loaded first, that would be the error.
     res = tunesmith("demo", "--output-dir", str(tmp_path / "elsewhere"), "--model", str(tmp_path / "no-model"))
     fails(res, f"run folder {done} holds a finished run", "--overwrite")
+
+
+def test_a_resumed_run_drops_the_metrics_and_answers_logged_after_its_checkpoint(tmp_path: Path):
+    from tunesmith.runfiles import LogRow, WrittenAnswer
+
+    run, _ = rundir.create(tmp_path, "r", overwrite=False, config_yaml="name: r\n")
+    for step in (1, 2, 3):
+        run.append_metrics(LogRow(step, loss=1.0 / step))
+        run.append_answers([WrittenAnswer(step, "p", f"a{step}", {"answer": 0.5}),
+                            WrittenAnswer(step, "p", f"h{step}", {"answer": None}, held_out=True)])
+    run.keep_metrics_up_to(2)
+    assert [r.step for r in run.read_metrics()] == [1, 2]
+    assert [(a.step, a.answer, a.held_out) for a in run.read_answers()] == [
+        (1, "a1", False), (1, "h1", True), (2, "a2", False), (2, "h2", True)]
+    run.unlock()
