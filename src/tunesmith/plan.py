@@ -220,9 +220,7 @@ def describe(cfg: RunConfig, data: PreparedData, train_ex: list[Example], eval_e
         f"({100 * trainable / total:.2f}%)",
         f"optimizer: {t.optimizer}, lr {t.learning_rate} ({t.lr_scheduler}, warmup {t.warmup_ratio:.0%}), weight "
         f"decay {t.weight_decay}, grad clip {t.max_grad_norm or 'off'}, seed {t.seed}",
-        *([f"neftune: uniform noise on the input embeddings while training, up to {t.neftune_alpha:g} / sqrt(row "
-           f"length x {getattr(arch, 'hidden_size', '?')}) per value, each row's own length (none in eval and "
-           "generation)"] if t.neftune_alpha else []),
+        *neftune_line(cfg, arch),
         f"guard rails: {guard}",
         f"precision: {runtime.precision_reason(t.precision)}; device: {device}; allocator: {allocator}",
         grpo_memory_line(cfg, train_ex, budget, source) if grpo else memory.plan_line(cfg, train_ex, budget, source),
@@ -266,6 +264,13 @@ def _guard(cfg: RunConfig) -> str:
             f"a checkpoint at each; " + (f"early stopping after {t.early_stopping_patience} evals without a {better} "
                                          f"{measure}; " if t.early_stopping_patience else "no early stopping; ")
             + ("ends on the best checkpoint" if t.load_best else "ends on the last step"))
+
+
+def neftune_line(cfg: RunConfig, arch: Any) -> list[str]:
+    alpha = cfg.train.neftune_alpha
+    return [f"neftune: uniform noise on the input embeddings while training, up to {alpha:g} / sqrt(row length x "
+            f"{getattr(arch, 'hidden_size', '?')}) per value, each row's own length (none in eval and generation)"
+            ] if alpha else []
 
 
 _grpo_knobs = ("train.batch_size", "grpo.generations", "grpo.max_new_tokens")
