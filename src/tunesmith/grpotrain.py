@@ -40,11 +40,12 @@ def reward_functions(tokenizer: Any, convs: Sequence[Conversation], cfg: RunConf
     load, and the scores it gives answers known to be right are said."""
     names = rewards.chosen(cfg.grpo, convs)
     funcs = rewards.functions(names, trusted)
-    rows = dataset(tokenizer, convs[:2], cfg) if any(n not in rewards.FUNCTIONS for n in names) else None
-    for name, func in zip(names, funcs, strict=True):
-        if rows is None or name in rewards.FUNCTIONS:
-            continue
-        ids = [tokenizer(r, add_special_tokens=False)["input_ids"] for r in rows["reference"]]
+    yours = [(n, f) for n, f in zip(names, funcs, strict=True) if n not in rewards.FUNCTIONS]
+    if not yours:
+        return funcs
+    rows = dataset(tokenizer, convs[:2], cfg)
+    ids = [tokenizer(r, add_special_tokens=False)["input_ids"] for r in rows["reference"]]
+    for name, func in yours:
         got = func(prompts=rows["prompt"], completions=rows["reference"], completion_ids=ids,
                    reference=rows["reference"], answer=rows["answer"], trainer_state=None,
                    log_extra=lambda *_, **__: None, log_metric=lambda *_, **__: None)

@@ -289,12 +289,14 @@ def grpo_memory_line(cfg: RunConfig, train_ex: list[Example], budget: float, sou
 def grpo_step_line(cfg: RunConfig, data: PreparedData) -> str:
     g, t = cfg.grpo, cfg.train
     names = rewards.chosen(g, data.train)
+    summed = "summed" if g.reward_weights is None else "weighted " + ", ".join(f"{w:g}" for w in g.reward_weights)
+    yours = "; yours run with --trust-code" if any(n not in rewards.FUNCTIONS for n in names) else ""
     return (f"each optimizer step (grpo): (1) take {t.batch_size} prompts of the training rows, rendered as eval "
             f"renders them; (2) write {g.generations} answers to each (sampled at temperature {g.temperature:g}, up "
             f"to {g.max_new_tokens} new tokens); (3) score each answer: {', '.join(map(rewards.label, names))} "
-            f"({'summed' if g.reward_weights is None else 'weighted ' + ', '.join(f'{w:g}' for w in g.reward_weights)}{'; yours run with --trust-code' * any(n not in rewards.FUNCTIONS for n in names)}; the built-in "
-            "ones compare it with its row's answer); (4) each answer's advantage is its score less the mean of its "
-            "prompt's answers; (5) the loss raises the likelihood of answers above that mean and lowers the others'"
+            f"({summed}{yours}; the built-in ones compare it with its row's answer); (4) each answer's advantage is "
+            "its score less the mean of its prompt's answers; (5) the loss raises the likelihood of answers above "
+            "that mean and lowers the others'"
             + (f", with a KL penalty of {g.beta:g} toward the starting model" if g.beta else "")
             + f"; {t.optimizer} updates the weights (TRL's GRPOTrainer). Held out: answers written to the eval "
               "prompts, scored alike, pick the kept checkpoint")

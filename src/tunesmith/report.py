@@ -321,13 +321,14 @@ def _training_blocks(run: RunDir, training: train.TrainingSummary, plan: Plan | 
                    <= training.start_eval_reward else "."))
     blocks: list[Block] = [Note(said + (" Early stopping ended training before the planned "
                                         f"{plan.total_steps} steps." if plan and training.stopped_early else ""))]
-    blocks += [Note(line) for line in [_rewards_apart(run.read_metrics(), training.best_step),
+    rows = run.read_metrics()  # read once: the rewards apart and the curves
+    blocks += [Note(line) for line in [_rewards_apart(rows, training.best_step),
                                        _answers_apart(run.read_answers(), training.best_step)] if line]
     if training.overfitting:
         blocks.append(Note(f"Overfitting: {training.overfitting}. The kept weights are those of step "
                            f"{training.best_step}.", warn=True))
     blocks.append(Image(run.report_curves.name, "training curves: loss, learning rate, accuracy",
-                        curves.plot(run.read_metrics(), training, preference=preference)))
+                        curves.plot(rows, training, preference=preference)))
     return blocks
 
 

@@ -24,7 +24,7 @@ from typing import Any
 
 from tunesmith import thinking, toolcalls
 from tunesmith.config import OWN_REWARD, REWARDS, GrpoConfig
-from tunesmith.errors import TunesmithError
+from tunesmith.errors import TunesmithError, did_you_mean
 from tunesmith.records import Conversation
 
 _NUMBER = re.compile(r"-?\d+(?:[.,]\d+)*")
@@ -90,7 +90,7 @@ def label(name: str) -> str:
     """How a reward is named in the plan and the logs: a built-in by its name, one of yours as FILE.py:FUNCTION
     without the file's folder."""
     own = OWN_REWARD.fullmatch(name)
-    return f"{Path(own['file']).name}:{own['function']}" if own and name not in FUNCTIONS else name
+    return f"{Path(own['file']).name}:{own['function']}" if own else name
 
 
 def defined(name: str) -> None:
@@ -110,8 +110,6 @@ def defined(name: str) -> None:
         raise TunesmithError(f"the reward's file is not Python: {err}", where=where, fix="fix the file") from None
     tops = [n.name for n in tree.body if isinstance(n, ast.FunctionDef | ast.AsyncFunctionDef)]
     if function not in tops:
-        from tunesmith.errors import did_you_mean
-
         raise TunesmithError(f"{path.name} defines no function {function} at its top level"
                              + did_you_mean(function, tops), where=where,
                              fix=f"its functions: {', '.join(tops) or 'none'}")
