@@ -176,3 +176,5 @@ def test_axolotl_s_grpo_becomes_tunesmith_s_with_its_reward_functions_where_thei
     assert "trl.reward_funcs: rewards.py:accuracy: your functions, run only by `tunesmith train CONFIG --trust-code`" \
         in "\n".join(done.notes)
     assert config.parse(done.config, source="<test>", base_dir=tmp_path).grpo.rewards == done.config["grpo"]["rewards"]
+    raw["trl"]["reward_funcs"] = "rewards.accuracy"  # one function, not in a list: its weight still goes with it
+    assert foreign.translate(raw, tmp_path / "axolotl.yml").config["grpo"]["reward_weights"] == [0.5]

@@ -365,9 +365,10 @@ _AX_GRPO = {"num_generations": "grpo.generations", "max_completion_length": "grp
 
 def _ax_grpo(trl: dict[str, Any], source: Path, out: dict[str, Any], notes: list[str]) -> None:
     out.update({_AX_GRPO[k]: v for k, v in trl.items() if k in _AX_GRPO})
-    funcs = trl.get("reward_funcs")
+    funcs = trl.get("reward_funcs") or []
+    funcs = funcs if isinstance(funcs, list) else [funcs]  # one function may be written without a list
     if funcs:
-        _ax_reward_funcs(funcs if isinstance(funcs, list) else [funcs], source, out, notes)
+        _ax_reward_funcs(funcs, source, out, notes)
     weights = trl.get("reward_weights")
     if weights is not None and isinstance(out.get("grpo.rewards"), list) and len(out["grpo.rewards"]) == len(funcs):
         out["grpo.reward_weights"] = weights
