@@ -18,13 +18,22 @@ def packed(tok: Any, rows: list) -> dict:  # noqa: ANN401
     return {k: v for k, v in batch.items() if k in ("input_ids", "labels", "position_ids")}
 
 
-def fwd_bwd_seconds(model: Any, batches: list[dict]) -> float:  # noqa: ANN401
-    """Seconds of forward + backward over the batches under bf16 autocast (gradients dropped after)."""
+def padded(tok: Any, rows: list) -> dict:  # noqa: ANN401
+    """Rendered rows as one batch padded to its longest row, as TRL's collator makes it with padding_free off."""
+    from trl.trainer.sft_trainer import DataCollatorForLanguageModeling
+
+    collate = DataCollatorForLanguageModeling(pad_token_id=tok.pad_token_id)
+    batch = collate([{"input_ids": list(e.input_ids), "labels": list(e.labels)} for e in rows])
+    return {k: v for k, v in batch.items() if k in ("input_ids", "labels", "attention_mask")}
+
+
+def fwd_bwd_seconds(model: Any, batches: list[dict], bf16: bool = True) -> float:  # noqa: ANN401
+    """Seconds of forward + backward over the batches under bf16 autocast, or in fp32 (gradients dropped after)."""
     import torch
 
     start = time.perf_counter()
     for batch in batches:
-        with torch.autocast("cpu", dtype=torch.bfloat16):
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
             loss = model(**batch).loss
         loss.backward()
     model.zero_grad(set_to_none=True)

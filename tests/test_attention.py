@@ -169,3 +169,39 @@ def test_length_groups_are_the_cheapest_cut_of_the_sorted_rows():
     assert [sorted(g) for g in attention.length_groups((82, 86, 84, 315, 308, 309, 85, 92))] == \
         [[0, 1, 2, 6, 7], [3, 4, 5]]
     assert attention.length_groups((64,) * 8) == (tuple(range(8)),)
+
+
+def test_packed_rows_in_fp32_are_padded_again_for_sdpa(tiny_model_dir, monkeypatch):
+    # fp32 training (a CPU without native bf16): a padding-free batch is padded again for SDPA alone (never the bf16
+    # matrix path) and gives the padded batch's loss and gradients to fp32 rounding.
+    import torch
+    from transformers import AutoModelForCausalLM
+
+    torch.manual_seed(0)
+    model = AutoModelForCausalLM.from_pretrained(tiny_model_dir, attn_implementation="sdpa")
+    lengths = (30, 17, 24)
+    rows = [torch.randint(0, 1000, (n,)) for n in lengths]
+    mask = (torch.arange(30)[None, :] < torch.tensor(lengths)[:, None]).long()
+    ids = torch.nn.utils.rnn.pad_sequence(rows, batch_first=True)
+    packed = {"input_ids": torch.cat(rows)[None],
+              "position_ids": torch.cat([torch.arange(n) for n in lengths])[None],
+              "labels": torch.cat([torch.cat([torch.tensor([-100]), r[1:]]) for r in rows])[None]}
+
+    def step(**inputs):  # noqa: ANN202
+        model.zero_grad()
+        loss = model(**inputs, use_cache=False).loss
+        loss.backward()
+        return loss.item(), [p.grad.clone() for p in model.parameters()]
+
+    padded = step(input_ids=ids, attention_mask=mask, labels=ids.masked_fill(mask == 0, -100))
+    calls = []
+    sdpa = attention._sdpa()
+    monkeypatch.setattr(attention, "_sdpa", lambda: lambda *a, **k: calls.append(a[1].shape) or sdpa(*a, **k))
+    monkeypatch.setattr(attention, "_function", lambda: pytest.fail("fp32 took the bf16 matrix path"))
+    with attention.used_by(model):
+        loss, grads = step(**packed)
+    layers = model.config.num_hidden_layers
+    assert len(calls) == layers and all(shape[0] == 3 and shape[2] == 30 for shape in calls)  # re-padded rows
+    assert loss == pytest.approx(padded[0], rel=1e-5)
+    for a, b in zip(padded[1], grads, strict=True):
+        assert (a - b).abs().max().item() <= 1e-4 * max(a.abs().max().item(), 1e-6)

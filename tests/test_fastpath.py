@@ -256,7 +256,12 @@ def _logits(model, ids, mask):  # noqa: ANN001, ANN202
 def test_cpu_step_keeps_fp32_and_full_fine_tuning_as_they_were(tiny_model_dir):
     model, cfg = _lora_tiny(tiny_model_dir)
     fp32 = cfg.model_copy(update={"train": cfg.train.model_copy(update={"precision": "fp32"})})
-    with fastpath.cpu_step(model, fp32) as switched:
+    with fastpath.cpu_step(model, fp32) as switched:  # fp32: padding-free rows' attention only, no bf16 inputs
+        assert switched == ["attention (padding-free rows padded again)"]
+        assert model.config._attn_implementation == "tunesmith_cpu"
+    assert model.config._attn_implementation == "sdpa"
+    padded = fp32.model_copy(update={"train": fp32.train.model_copy(update={"padding_free": "off"})})
+    with fastpath.cpu_step(model, padded) as switched:  # padded fp32 rows: the model as loaded
         assert switched == [] and model.config._attn_implementation == "sdpa"
     full = cfg.model_copy(update={"train": cfg.train.model_copy(update={"method": "full"})})
     with fastpath.cpu_step(model, full) as switched:  # the attention only: the adapters' inputs are LoRA's

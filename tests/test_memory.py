@@ -30,10 +30,12 @@ def rows(n: int, length: int = LONGEST) -> list[Example]:
 def config(model: Path, data: Path, out: Path, **train):
     """The tiny run with only `train` set by the user (defaults: batch 8, no accumulation, no checkpointing).
 
-    fp32, where memory is linear in tokens: under bf16 on the CPU the matrix attention's probabilities (quadratic,
-    test_attention_memory_counts_in_the_fit) dominate a 64-wide model's activations.
+    fp32 with padded rows, where memory is linear in a step's rows x its longest: under bf16 on the CPU the matrix
+    attention's probabilities (quadratic, test_attention_memory_counts_in_the_fit) dominate a 64-wide model's
+    activations. Tests of padding-free rows (auto) say so.
     """
-    return tiny_config(model, data, out, train={"max_steps": 6, "report_to": [], "precision": "fp32", **train})
+    return tiny_config(model, data, out, train={"max_steps": 6, "report_to": [], "precision": "fp32",
+                                                "padding_free": "off", **train})
 
 
 def terms(cfg, checkpointing: bool) -> tuple[float, float]:
@@ -140,7 +142,7 @@ def test_the_memory_estimate_follows_the_allocator_train_will_have(monkeypatch):
 
 def test_attention_memory_counts_in_the_fit(tiny_model_dir, small_jsonl, tmp_path):
     # bf16 on the CPU: attention.py keeps B x H x L x L bf16 probabilities per layer while they fit its cap.
-    cfg = config(tiny_model_dir, small_jsonl, tmp_path, precision="bf16")
+    cfg = config(tiny_model_dir, small_jsonl, tmp_path, precision="bf16", padding_free="auto")
     trainable, total, arch = memory.parameter_counts(cfg)
     fixed, per_token = terms(cfg, False)
     kept = memory.attention_gib(cfg, arch, (LONGEST,) * 2, True)
@@ -159,7 +161,7 @@ def test_attention_memory_counts_in_the_fit(tiny_model_dir, small_jsonl, tmp_pat
     for room in (2.2, 3.5, 4.5):
         budget_gib = fixed + per_token * room * LONGEST + memory.attention_gib(cfg, arch, (LONGEST,) * int(room), True)
         fitted = memory.fit_memory(config(tiny_model_dir, small_jsonl, tmp_path, precision="bf16",
-                                        memory_gib=budget_gib), rows(20), rows(4))[0]
+                                        padding_free="auto", memory_gib=budget_gib), rows(20), rows(4))[0]
         assert memory.estimate_memory_gib(fitted, trainable, total, arch, LONGEST) <= budget_gib
 
 
@@ -171,7 +173,7 @@ def test_the_estimate_is_the_largest_batch_the_run_draws(tiny_model_dir, small_j
     lengths = [100 + 37 * (i % 9) for i in range(40)]  # 100 to 396 tokens
     examples = [rows(1, n)[0] for n in lengths]
     cfg = config(tiny_model_dir, small_jsonl, tmp_path, batch_size=4, max_steps=30, group_by_length=False)
-    # fp32 on the CPU: padded rows (here drawn at random: grouped, the first batch is the longest rows)
+    # padded rows (here drawn at random: grouped, the first batch is the longest rows)
     trainable, total, arch = memory.parameter_counts(cfg)
     fixed, per_token = terms(cfg, False)
     batches = list(train.drawn_batches(lengths, cfg))
@@ -181,7 +183,8 @@ def test_the_estimate_is_the_largest_batch_the_run_draws(tiny_model_dir, small_j
     assert peak == pytest.approx(fixed + per_token * 4 * max(largest))
     worst = memory.estimate_memory_gib(cfg, trainable, total, arch, max(lengths))
     assert peak <= worst
-    packed = config(tiny_model_dir, small_jsonl, tmp_path, batch_size=4, max_steps=30, precision="bf16")
+    packed = config(tiny_model_dir, small_jsonl, tmp_path, batch_size=4, max_steps=30, precision="bf16",
+                    padding_free="auto")
     peak, largest = memory.drawn_memory_gib(packed, trainable, total, arch, lengths)
     # padding-free: a batch's own tokens, and the attention probabilities of its length groups
     steps = {tuple(sorted(b)): memory.step_gib(packed, arch, terms(packed, False)[1], tuple(sorted(b)))
@@ -284,13 +287,14 @@ def test_a_whole_runs_creep_follows_the_sampler(tiny_model_dir, small_jsonl, tmp
 
     monkeypatch.setattr(memory, "cuda", lambda: False)
     monkeypatch.setattr(runtime, "training_allocator", lambda: "tcmalloc")
-    packed = config(tiny_model_dir, small_jsonl, tmp_path, precision="bf16")  # padding-free: random batches
+    packed = config(tiny_model_dir, small_jsonl, tmp_path, precision="bf16", padding_free="auto")  # random batches
     padded = config(tiny_model_dir, small_jsonl, tmp_path, precision="bf16", padding_free="off")  # grouped
     chosen = config(tiny_model_dir, small_jsonl, tmp_path, precision="bf16", padding_free="off",
                     group_by_length=False)  # padded, random: the user's choice
     assert [memory.run_creep(c) for c in (packed, padded, chosen)] == \
         [memory.RUN_CREEP, memory.GROUPED_CREEP, memory.RUN_CREEP]
-    assert memory.run_creep(config(tiny_model_dir, small_jsonl, tmp_path)) == memory.GROUPED_CREEP  # fp32: padded
+    assert memory.run_creep(config(tiny_model_dir, small_jsonl, tmp_path)) == memory.GROUPED_CREEP  # padded
+    assert memory.run_creep(config(tiny_model_dir, small_jsonl, tmp_path, padding_free="auto")) == memory.RUN_CREEP
     per_token = {name: terms(c, False)[1] for name, c in (("padded", padded), ("chosen", chosen))}
     assert per_token["chosen"] / per_token["padded"] == pytest.approx(memory.RUN_CREEP / memory.GROUPED_CREEP)
 

@@ -32,20 +32,15 @@ def test_precision_set_by_hand_is_kept_and_auto_follows_the_hardware():
         assert ("has" if runtime.cpu_has_bf16() else "lacks") + " native bf16" in runtime.precision_reason("auto")
 
 
-def test_rows_are_grouped_by_length_only_where_they_are_padded(monkeypatch: pytest.MonkeyPatch):
-    # auto: grouped where a step's rows are padded (padding_free off, or auto in fp32 on a CPU), random where they
-    # are joined without padding; a choice made by hand is kept either way
-    import torch
-
-    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
-    assert runtime.choose_group_by_length("auto", "off", "bf16") is True
-    assert runtime.choose_group_by_length("auto", "on", "bf16") is False
-    assert runtime.choose_group_by_length("auto", "auto", "fp32") is True  # fp32 on a CPU: padded rows
-    assert runtime.choose_group_by_length("auto", "auto", "bf16") is False
-    assert runtime.choose_group_by_length(True, "on", "bf16") is True
-    assert runtime.choose_group_by_length(False, "off", "fp32") is False
-    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
-    assert runtime.choose_group_by_length("auto", "auto", "fp32") is False  # packed on a GPU
+def test_rows_are_grouped_by_length_only_where_they_are_padded():
+    # auto: padding-free rows in random batches (a GPU, and a CPU in bf16 or fp32); grouped where a step's rows are
+    # padded (padding_free off); a choice made by hand is kept either way
+    assert runtime.choose_padding_free("auto") is True and runtime.choose_padding_free("off") is False
+    assert runtime.choose_group_by_length("auto", "off") is True
+    assert runtime.choose_group_by_length("auto", "on") is False
+    assert runtime.choose_group_by_length("auto", "auto") is False
+    assert runtime.choose_group_by_length(True, "on") is True
+    assert runtime.choose_group_by_length(False, "off") is False
 
 
 def test_hardware_names_the_allocator_of_this_process(monkeypatch: pytest.MonkeyPatch):

@@ -431,10 +431,11 @@ def _top1_hits(model, example) -> tuple[int, int]:  # noqa: ANN001
 
 
 @pytest.mark.parametrize(("setting", "precision", "packed"), [
-    ("on", "fp32", True), ("off", "bf16", False), ("auto", "fp32", False), ("auto", "bf16", True)])
+    ("on", "fp32", True), ("off", "bf16", False), ("auto", "fp32", True), ("auto", "bf16", True),
+    ("off", "fp32", False)])
 def test_one_reading_of_padding_free_drives_the_collator_and_the_sampler(tmp_path, small_jsonl, setting, precision,
                                                                          packed):
-    """train.padding_free resolved once (no CUDA here: auto = on in bf16 only): what TRL's collator is told, and,
+    """train.padding_free resolved once (no CUDA here: auto = on in bf16 and fp32): what TRL's collator is told, and,
     with group_by_length auto, the sampler is length-grouped exactly where the rows are padded."""
     cfg = tiny_config(tmp_path / "m", small_jsonl, tmp_path / "runs", padding_free=setting, precision=precision)
     run, _ = rundir.create(tmp_path / "runs", "x", overwrite=False, config_yaml=cfg.to_yaml())

@@ -175,9 +175,9 @@ class TrainConfig(_Strict):
         "random batches); auto = on only where rows are padded (padding_free off), random batches otherwise")
     padding_free: Literal["auto", "on", "off"] = Field(
         "auto", description="on = a step's rows joined into one sequence with position ids (no pad tokens, "
-        "attention kept within each row); auto = on with a CUDA GPU (1.2-1.3x there) and on a CPU in bf16 (1.1x on "
-        "the demo rows: the rows are padded again for attention alone), off in fp32 (up to 2x slower: "
-        "docs/benchmarks.md)")
+        "attention kept within each row); auto = on (a CUDA GPU: 1.2-1.3x; a CPU in bf16: 1.1x on the demo rows, "
+        "in fp32 as fast with a 1.8 GiB lower peak: the rows are padded again for attention alone; "
+        "docs/benchmarks.md); off = rows padded to each step's longest")
     attention: Literal["auto", "sdpa", "varlen"] = Field(
         "auto", description="auto = on a CPU in bf16 tunesmith's own attention for short rows (whole score matrix in "
         "bf16 matmuls: 11.5 -> 10.2 s a demo step pair), elsewhere the model's SDPA; sdpa = the model's SDPA "

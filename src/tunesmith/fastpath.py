@@ -17,7 +17,7 @@ from typing import Any
 
 from tunesmith import attention, varlen
 from tunesmith.config import RunConfig
-from tunesmith.runtime import choose_precision
+from tunesmith.runtime import choose_padding_free, choose_precision
 
 
 def frozen_dtype(cfg: RunConfig) -> str | None:
@@ -120,10 +120,17 @@ def cpu_step(model: Any, cfg: RunConfig) -> Iterator[list[str]]:
     bf16-stored base, the adapters' inputs in bf16; yields what was switched on, and switches it off on exit
     (the trained model then generates and saves exactly as loaded). Measured together with the new dropout
     (fwd + bwd of a 8 x 85 and a 8 x 326 batch of the demo, median of 8 alternating): 11.49 s -> 9.35 s.
-    On CUDA nothing changes: none of it was measured there.
+    On CUDA nothing changes: none of it was measured there. In fp32 (a CPU without native bf16) only
+    padding-free rows go through attention.py, padded again in length groups for SDPA.
     """
-    if next(model.parameters()).is_cuda or choose_precision(cfg.train.precision) != "bf16":
+    precision = choose_precision(cfg.train.precision)
+    if next(model.parameters()).is_cuda or precision not in ("bf16", "fp32"):
         yield []
+        return
+    if precision == "fp32":  # only padding-free rows' attention (padded again for SDPA): no matrix path in fp32
+        packed = cfg.train.attention == "auto" and choose_padding_free(cfg.train.padding_free)
+        with attention.used_by(model) if packed else contextlib.nullcontext(False) as switched:
+            yield ["attention (padding-free rows padded again)"] if switched else []
         return
     with contextlib.ExitStack() as stack:
         matrix = cfg.train.attention == "auto" and stack.enter_context(attention.used_by(model))

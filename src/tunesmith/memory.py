@@ -62,7 +62,7 @@ ALLOCATOR = 1.25  # allocator headroom over the tensors' own size
 # The batch-dependent part of the estimate (activations, kept attention) of a run of random batches is scaled by
 # RUN_CREEP (CPU; the GPU's caching allocator is not measured).
 RUN_CREEP = 1.3
-# Length-grouped batches (padded rows: fp32 on a CPU, or train.padding_free off) draw their longest batch first, and
+# Length-grouped batches (padded rows: train.padding_free off) draw their longest batch first, and
 # later steps mostly fit in what it left: 1.08, the least that keeps six grouped shapes at or above their peaks
 # (bench/memory_estimate.py --steps 40, bf16 padded: chat 2.25, multi-turn 5.93, long Korean 5.91 GiB measured, +5%,
 # +1%, +7% estimated, where 1.3 said +14%, +16%, +23%; and the three fp32 shapes above). Fitted, not held out.

@@ -496,13 +496,13 @@ def row_order(size: int, seed: int, epoch: int, lengths: list[int] | None = None
 def grouped_batches(cfg: RunConfig) -> bool:
     """Whether the run's batches are length-grouped (train.group_by_length resolved), not drawn at random."""
     t = cfg.train
-    return choose_group_by_length(t.group_by_length, t.padding_free, t.precision)
+    return choose_group_by_length(t.group_by_length, t.padding_free)
 
 
 def padding_free(cfg: RunConfig) -> bool:
     """Whether a step's rows are joined into one sequence (train.padding_free resolved): what TRL's collator is
     told, and what the plan's step line and memory estimate read."""
-    return choose_padding_free(cfg.train.padding_free, cfg.train.precision)
+    return choose_padding_free(cfg.train.padding_free)
 
 
 def drawn_batches(lengths: list[int], cfg: RunConfig) -> Iterator[list[int]]:
