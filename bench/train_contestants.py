@@ -2,7 +2,7 @@
 
 Run: .venv/bin/python bench/train_contestants.py [--shapes demo,long_prompt] [--steps 12] [--json FILE]
      [--model default|FOLDER|narrowN] [--rows DIR] [--cuda-path]
-     [--contestants trl-defaults,trl-tuned,trl-liger,unsloth,tunesmith,tunesmith-padded,tunesmith-packed]
+     [--contestants trl-defaults,trl-tuned,trl-tuned-fp32,trl-liger,unsloth,tunesmith,tunesmith-padded,...]
      [--profile] [--seeds 42,1,2,3]
 On a CUDA machine every contestant trains on the GPU (bench/gpu_check.sh: a random-weight SmolLM2-135M, since
 the embedded GGUF does not travel there); `--rows DIR` reuses (or writes) the shapes' JSONL files.
@@ -12,6 +12,8 @@ Contestants (issue 13), each in a child process of its own (its own peak RSS, it
       bf16 autocast, gradient checkpointing on, random batches), glibc malloc;
   (b) trl-tuned: the same script with bf16=True, gradient_checkpointing=False and tcmalloc preloaded;
   (c) tunesmith: tunesmith's own path (template stage, masking, its defaults for this config) as `train` runs it;
+  trl-tuned-fp32: (b) in fp32 (bf16=False), as a user tunes it for a CPU without native bf16 (AVX2 only), where
+      bf16 autocast is emulated (a forward 4.7-6x slower than fp32 on an AVX2-only EPYC);
   trl-liger (GPU only): (b) with SFTConfig(use_liger_kernel=True), issue 27's "(c) TRL tuned + Liger";
   unsloth (GPU only): issue 27's (d), FastLanguageModel + its get_peft_model + TRL's SFTTrainer, with its own
       transformers/TRL/datasets from UNSLOTH_SITE (bench/gpu_check.sh builds it).
@@ -265,6 +267,8 @@ def trl_run(contestant: str, data: Path, shape: str, steps: int, out: Path) -> t
     tok = AutoTokenizer.from_pretrained(source)
     model = AutoModelForCausalLM.from_pretrained(source)
     tuned = {"bf16": True, "gradient_checkpointing": False} if contestant in ("trl-tuned", "trl-liger") else {}
+    if contestant == "trl-tuned-fp32":  # (b) as tuned by hand for a CPU without native bf16 (AVX2 only)
+        tuned = {"bf16": False, "gradient_checkpointing": False}
     if contestant == "trl-liger":  # Liger's fused kernels (RMSNorm, RoPE, SwiGLU, fused linear cross-entropy)
         if not cuda():
             raise SystemExit("trl-liger needs a CUDA GPU: Liger's kernels are Triton kernels")
@@ -510,8 +514,9 @@ def main() -> None:
                     results.append({**run_child(contestant, data, shape, steps, Path(tmp) / contestant),
                                     "seed": SEED})
                     say(results[-1], peaks)
-                if args.json:  # after every contestant: a run stopped at its time limit keeps what it measured
-                    args.json.write_text(json.dumps(summarise(results, peaks), indent=1) + "\n", encoding="utf-8")
+                    if args.json:  # after every contestant: a run stopped at its time limit keeps what it measured
+                        args.json.write_text(json.dumps(summarise(results, peaks), indent=1) + "\n",
+                                             encoding="utf-8")
     print(json.dumps(summarise(results, peaks), indent=1))
 
 
@@ -538,7 +543,8 @@ def summarise(results: list[dict], peaks: dict) -> dict:
         if r["contestant"].startswith("tunesmith") and "error" not in r:
             for peer in results:
                 if (peer["shape"] == r["shape"] and peer["seed"] == r["seed"] and "error" not in peer
-                        and peer["contestant"] in ("trl-defaults", "trl-tuned", "trl-liger", "unsloth")):
+                        and peer["contestant"] in ("trl-defaults", "trl-tuned", "trl-tuned-fp32", "trl-liger",
+                                                   "unsloth")):
                     r[f"x_{peer['contestant']}"] = round(r["tokens_per_s"] / peer["tokens_per_s"], 2)
     return {"machine": {"cpus": os.cpu_count(), "torch": torch.__version__, "threads": torch.get_num_threads(),
                         "gpu": torch.cuda.get_device_name(0) if cuda() else None, "model": MODEL,

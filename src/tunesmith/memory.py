@@ -348,7 +348,8 @@ def plan_line(cfg: RunConfig, train_ex: list[Example], budget: float, source: st
             + ("the GPU's peak allocated memory: -5% to +8% on an H100 at 135M; other shapes scaled by the bytes a "
                "layer keeps, not yet measured on a GPU" if cuda()
                else "a whole run's peak RSS: +5% to +18% on docs/memory.md's four shapes of random batches, +1% to "
-               "+7% on three of padded bf16 rows, fp32 +5% to +20% on three") + ")")
+               "+7% on three of padded bf16 rows, fp32 +5% to +20% on three padded, +25% to +28% on the demo's "
+               "padding-free") + ")")
 
 
 def grpo_memory_gib(cfg: RunConfig, prompt_lengths: Sequence[int]) -> tuple[float, int, int]:
