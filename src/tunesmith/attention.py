@@ -20,8 +20,8 @@ Only where it was measured: training under bf16 autocast on the CPU (and its eva
 self-attention without a cache, a boolean mask or none (causal); in fp32 on the CPU (no autocast: a CPU without
 native bf16) only padding-free batches, padded again for SDPA (fp32 8-step demo runs: 116.6 tokens/s against 117.2
 with length-grouped padded rows, the peak 1.8 GiB lower). Everything else (generation, CUDA, fp16, soft caps,
-attention dropout, padded fp32 rows) calls transformers' SDPA function unchanged. train switches it on around the loop only
-(`used_by`), so the saved model and every later generation use SDPA as loaded.
+attention dropout, padded fp32 rows) calls transformers' SDPA function unchanged. train switches it on around the
+loop only (`used_by`), so the saved model and every later generation use SDPA as loaded.
 """
 
 from __future__ import annotations
