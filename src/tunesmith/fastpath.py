@@ -127,14 +127,12 @@ def cpu_step(model: Any, cfg: RunConfig) -> Iterator[list[str]]:
     if next(model.parameters()).is_cuda or precision not in ("bf16", "fp32"):
         yield []
         return
-    if precision == "fp32":  # only padding-free rows' attention (padded again for SDPA): no matrix path in fp32
-        packed = cfg.train.attention == "auto" and choose_padding_free(cfg.train.padding_free)
-        with attention.used_by(model) if packed else contextlib.nullcontext(False) as switched:
-            yield ["attention (padding-free rows padded again)"] if switched else []
-        return
+    # fp32: only padding-free rows' attention (padded again for SDPA), no matrix path and no bf16 inputs
+    wanted = cfg.train.attention == "auto" and (precision == "bf16" or choose_padding_free(cfg.train.padding_free))
     with contextlib.ExitStack() as stack:
-        matrix = cfg.train.attention == "auto" and stack.enter_context(attention.used_by(model))
-        switched = ["attention"] if matrix else []
+        matrix = wanted and stack.enter_context(attention.used_by(model))
+        switched = [("attention" if precision == "bf16" else "attention (padding-free rows padded again)")] \
+            if matrix else []
         if frozen_dtype(cfg) == "bf16" and stack.enter_context(bf16_lora_inputs(model)):
             switched.append("bf16 LoRA inputs")
         yield switched
