@@ -10,6 +10,8 @@ import re
 import shutil
 from pathlib import Path
 
+import numpy as np
+
 from tests.conftest import tunesmith
 from tunesmith import models
 
@@ -68,3 +70,24 @@ def test_an_ollama_name_is_a_model_spec(tmp_path: Path, tiny_model_dir: Path, mo
     folder = Path(models.resolve("smol"))  # :latest by default, as Ollama does
     assert folder.name.startswith("ollama-smol_latest-") and (folder / "model.safetensors").is_file()
     assert models.resolve("smol:latest") == str(folder)
+
+
+def test_a_gguf_transformers_cannot_read_is_listed_with_its_architecture_and_why(tmp_path: Path):
+    from gguf import GGUFWriter
+
+    from tunesmith import catalog
+    from tunesmith.stores import StoredModel
+
+    path = tmp_path / "rwkv.gguf"
+    writer = GGUFWriter(str(path), "rwkv6")
+    writer.add_context_length(4096)
+    writer.add_tensor("token_embd.weight", np.zeros((8, 4), dtype=np.float32))
+    writer.write_header_to_file()
+    writer.write_kv_data_to_file()
+    writer.write_tensors_to_file()
+    writer.close()
+    info = catalog.describe(StoredModel(str(path), "folder", path, path.stat().st_size))
+    assert (info.architecture, info.parameters, info.context, info.chat_template) == ("rwkv6", 32, 4096, False)
+    assert info.not_trainable.startswith("transformers cannot read 'rwkv6' GGUF files (it reads ")
+    assert "llama" in info.not_trainable and info.korean_tokens_per_char is None
+    assert catalog.lines([info])[2] == "  not trainable: " + info.not_trainable

@@ -2,8 +2,9 @@
 (architecture, parameters, context, chat template, how many tokens Korean text costs), and, for a data file,
 what the plan says a run would need (peak memory, time) with each.
 
-Nothing is downloaded. A model folder is read from config.json and the safetensors headers; a GGUF from its
-header (the `gguf` package); the Korean figure needs the tokenizer (from a GGUF: a few seconds to build).
+Nothing is downloaded. A model folder is read from config.json and the safetensors headers; a GGUF from the
+weightless folder of its config and tokenizer that a plan reads too (written once: parsing a GGUF takes seconds),
+or, where transformers cannot read it, from its header (the `gguf` package).
 """
 
 from __future__ import annotations
@@ -53,21 +54,25 @@ def describe(model: StoredModel) -> ModelInfo:
 
 
 def _folder(model: StoredModel) -> ModelInfo:
+    weights = sorted(model.path.glob("*.safetensors"))
+    why = None if weights else "no .safetensors weights (tunesmith loads safetensors only, never pickled .bin files)"
+    return _from_config(model, model.path, _safetensors_parameters(weights) or None, why)
+
+
+def _from_config(model: StoredModel, folder: Path, parameters: int | None, why: str | None) -> ModelInfo:
+    """What a model folder's config.json and tokenizer files say (`folder`: the model's own, or the weightless
+    folder a GGUF's config and tokenizer were written into)."""
     from transformers.models.auto.modeling_auto import MODEL_FOR_CAUSAL_LM_MAPPING_NAMES
 
-    cfg = json.loads((model.path / "config.json").read_text(encoding="utf-8"))
+    cfg = json.loads((folder / "config.json").read_text(encoding="utf-8"))
     arch = cfg.get("model_type")
-    weights = sorted(model.path.glob("*.safetensors"))
-    why = (None if arch in MODEL_FOR_CAUSAL_LM_MAPPING_NAMES else
+    why = (why if arch in MODEL_FOR_CAUSAL_LM_MAPPING_NAMES else
            f"{arch!r} is not a causal language model transformers can load" if arch else "config.json names no model_type")
-    if why is None and not weights:
-        why = "no .safetensors weights (tunesmith loads safetensors only, never pickled .bin files)"
-    tok_cfg = model.path / "tokenizer_config.json"
-    template = (model.path / "chat_template.jinja").is_file() or (model.path / "chat_template.json").is_file() or (
+    tok_cfg = folder / "tokenizer_config.json"
+    template = (folder / "chat_template.jinja").is_file() or (folder / "chat_template.json").is_file() or (
         tok_cfg.is_file() and "chat_template" in json.loads(tok_cfg.read_text(encoding="utf-8")))
     context = next((cfg[k] for k in CONTEXT_KEYS if isinstance(cfg.get(k), int)), None)
-    return ModelInfo(model, arch, _safetensors_parameters(weights) or None, context, template,
-                     _korean_cost(lambda: _auto_tokenizer(model.path)), why)
+    return ModelInfo(model, arch, parameters, context, template, _korean_cost(lambda: _auto_tokenizer(folder)), why)
 
 
 def _safetensors_parameters(files: list[Path]) -> int:
@@ -86,21 +91,60 @@ def _safetensors_parameters(files: list[Path]) -> int:
 
 
 def _gguf(model: StoredModel) -> ModelInfo:
+    """From the weightless folder that the plan and `--data` read too (the GGUF's config and tokenizer, written
+    once beside where it converts to): parsing a GGUF's header takes seconds (~5 s for SmolLM2's 49k-token
+    vocabulary on 2 vCPUs), and the listing read each file 4 times, 92 s for three models. A GGUF transformers
+    cannot read is described from its header alone."""
+    from tunesmith import models
+    from tunesmith.errors import TunesmithError
+
+    try:
+        folder = Path(models.resolve(model.name, weights=False))
+    except TunesmithError as err:
+        return _gguf_header(model, err.what)
+    info = _from_config(model, folder, None, None)
+    return replace(info, parameters=_meta_parameters(folder)) if info.not_trainable is None else info
+
+
+def _meta_parameters(folder: Path) -> int | None:
+    """Parameters of the model `folder`'s config describes, counted on torch's meta device (no weights; tied
+    embeddings once, as a GGUF stores them)."""
+    import warnings
+
+    import torch
+    from transformers import AutoConfig, AutoModelForCausalLM
+
+    try:
+        with torch.device("meta"), warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            model = AutoModelForCausalLM.from_config(AutoConfig.from_pretrained(str(folder)))
+    except (ValueError, KeyError, OSError, TypeError):
+        return None
+    return sum(p.numel() for p in model.parameters())
+
+
+def _gguf_header(model: StoredModel, failure: str) -> ModelInfo:
+    """A GGUF that transformers failed to read (`failure`), described from its header: which architecture, so that
+    the listing says why."""
     from gguf import GGUFReader
     from transformers.modeling_gguf_pytorch_utils import GGUF_SUPPORTED_ARCHITECTURES
 
-    reader = GGUFReader(str(model.path))
+    try:
+        reader = GGUFReader(str(model.path))
+    except (ValueError, KeyError, IndexError, EOFError, OSError, struct.error):
+        return ModelInfo(model, None, None, None, False, None, failure)
 
     def field(key: str) -> Any:
         f = reader.fields.get(key)
         return f.contents() if f is not None else None
 
     arch = field("general.architecture")
-    why = None if arch in GGUF_SUPPORTED_ARCHITECTURES else (
-        f"transformers cannot read {arch!r} GGUF files (it reads {', '.join(sorted(GGUF_SUPPORTED_ARCHITECTURES - {'general', 'tokenizer'}))})")
+    why = (f"transformers cannot read {arch!r} GGUF files (it reads "
+           f"{', '.join(sorted(set(GGUF_SUPPORTED_ARCHITECTURES) - {'general', 'tokenizer'}))})"
+           if arch not in GGUF_SUPPORTED_ARCHITECTURES else failure)
     params = sum(int(t.n_elements) for t in reader.tensors)
     return ModelInfo(model, arch, params, field(f"{arch}.context_length"), "tokenizer.chat_template" in reader.fields,
-                     _korean_cost(lambda: _auto_tokenizer(model.path.parent, gguf_file=model.path.name)), why)
+                     None, why)
 
 
 def _auto_tokenizer(path: Path, **kw: Any) -> Any:
