@@ -35,16 +35,40 @@ def captured_stderr() -> Iterator[Callable[[], str]]:
             os.close(saved)
 
 
-def _progress() -> Any:
+def _progress(console: Any = None, get_time: Callable[[], float] | None = None) -> Any:
     from rich.console import Console
-    from rich.progress import (BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn,
-                               TimeRemainingColumn)
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-    console = Console(stderr=True)
+    console = console or Console(stderr=True)
     if not console.is_terminal:
         return None
     return Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-                    TextColumn("ETA"), TimeRemainingColumn(), console=console, transient=True)
+                    TextColumn("ETA"), _remaining_column(), console=console, transient=True, get_time=get_time)
+
+
+def remaining_seconds(elapsed: float | None, done: float, total: float | None) -> float | None:
+    """The phase's time left at its average pace so far (None before the first update). rich's own column
+    averages the updates of the last 30 s only: where a generation batch takes longer (45 rows in two updates,
+    32 after 45 s and 13 after 82 s, on an AVX2 CPU) it said -:--:-- the whole phase."""
+    if not elapsed or not done or total is None:
+        return None
+    return max(total - done, 0) * elapsed / done
+
+
+def _remaining_column() -> Any:
+    from rich.progress import ProgressColumn
+    from rich.text import Text
+
+    class Remaining(ProgressColumn):
+        def render(self, task: Any) -> Text:
+            left = remaining_seconds(task.elapsed, task.completed, task.total)
+            if left is None:
+                return Text("-:--:--", style="progress.remaining")
+            minutes, seconds = divmod(round(left), 60)
+            hours, minutes = divmod(minutes, 60)
+            return Text(f"{hours}:{minutes:02d}:{seconds:02d}", style="progress.remaining")
+
+    return Remaining()
 
 
 @contextmanager
