@@ -6,14 +6,14 @@ their lengths, as it runs before any weights load).
 
 from __future__ import annotations
 
+import json
 import math
-import os
 import re
 
 import pytest
 
 from tests.test_memory import LONGEST, config, rows  # rows of a given length, the tiny run with train settings
-from tunesmith import memory, plan
+from tunesmith import memory, plan, runtime
 
 
 def test_a_long_run_says_which_knobs_cut_it(tiny_model_dir, small_jsonl, tmp_path):
@@ -66,10 +66,31 @@ def test_the_time_estimate_counts_the_retention_check_unless_it_is_off(tiny_mode
         pytest.skip("no time estimate on a GPU")
     off = plan.run_seconds(cfg.model_copy(update={"eval": cfg.eval.model_copy(update={"retention": "off"})}),
                            rows(4, 100), rows(2, 100), total, arch)
-    assert on - off == pytest.approx(2 * plan.retention_seconds(cfg, total, os.cpu_count() or 2)) and on > off
-    # SmolLM2's size (134.5M): 2 x 4,550 tokens forward plus 64 decoding steps, ~14 s in fp32 by the constants,
-    # ~7 s in bf16.
-    assert 5 < plan.retention_seconds(cfg, 134_515_008, 2) < 30
+    assert on - off == pytest.approx(2 * plan.retention_seconds(cfg, total, plan.cpu_rates(cfg))) and on > off
+    # SmolLM2's size (134.5M) at the AVX2 EPYC's rates (fp32 matmul 0.11 TFLOP/s): 4,550 tokens forward (1.22
+    # TFLOP at 0.83 of it) plus 64 decoding steps reading 538 MB (at 0.0214 bytes a FLOP): 13.4 + 14.6 s in fp32.
+    fp32 = 0.11e12
+    avx2 = plan.CpuRates(plan.TRAIN_SHARE["fp32"] * fp32, plan.PREFILL_SHARE * fp32, plan.DECODE_BYTES_PER_FLOP * fp32)
+    half = 1 if runtime.choose_precision(cfg.eval.precision) == "fp32" else plan.HALF_EVAL_SPEEDUP
+    assert plan.retention_seconds(cfg, 134_515_008, avx2) == pytest.approx(28.0 / half, abs=0.1)
+
+
+def test_the_rates_are_shares_of_this_machines_matmul_rate_measured_once(tiny_model_dir, small_jsonl, tmp_path,
+                                                                         monkeypatch):
+    monkeypatch.setenv("TUNESMITH_HOME", str(tmp_path / "home"))
+    cfg = config(tiny_model_dir, small_jsonl, tmp_path)
+    rates = plan.cpu_rates(cfg)
+    [measured] = json.loads((tmp_path / "home" / "cache" / "machine.json").read_text()).values()
+    assert 1e9 < measured["fp32"] < 1e14  # a real measurement: 0.07-0.41 TFLOP/s on this project's 2-vCPU machines
+    assert rates.prefill == pytest.approx(plan.PREFILL_SHARE * measured["fp32"])
+    assert rates.decode_bytes == pytest.approx(plan.DECODE_BYTES_PER_FLOP * measured["fp32"])
+    runs = "bf16" if runtime.choose_precision(cfg.train.precision) == "bf16" else "fp32"
+    no_tcmalloc = 1 if runtime.tcmalloc_library() else plan.NO_TCMALLOC
+    assert rates.train == pytest.approx(plan.TRAIN_SHARE[runs] * measured[runs] * no_tcmalloc)
+    # Kept: a second plan does not measure again (a changed figure in the file is what it reads).
+    path = tmp_path / "home" / "cache" / "machine.json"
+    path.write_text(path.read_text().replace(str(measured["fp32"]), "2e12"))
+    assert plan.cpu_rates(cfg).prefill == pytest.approx(plan.PREFILL_SHARE * 2e12)
 
 
 def test_the_plan_says_what_compile_will_do(tiny_model_dir, small_jsonl, tmp_path, monkeypatch):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -130,3 +131,14 @@ def test_available_memory_is_the_cgroup_room_or_mem_available(tmp_path):
     assert runtime.available_memory_bytes(cgroup, meminfo)[1] == "MemAvailable in /proc/meminfo"
     # This machine: something positive, no more than its total memory plus this process.
     assert 0 < runtime.available_memory_bytes()[0] <= os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") + own
+
+
+def test_the_matmul_rate_is_measured_again_where_the_kept_file_is_unreadable(tmp_path):
+    (tmp_path / "machine.json").write_text("{not json")
+    rate = runtime.matmul_flops("fp32", tmp_path)
+    assert 1e9 < rate < 1e14
+    [kept] = json.loads((tmp_path / "machine.json").read_text()).values()
+    assert kept == {"fp32": rate}
+    blocked = tmp_path / "file"
+    blocked.write_text("")  # a cache "folder" that is a file: nothing kept, the rate still measured
+    assert 1e9 < runtime.matmul_flops("fp32", blocked / "cache") < 1e14

@@ -17,40 +17,68 @@ from tunesmith import graphs, memory, models, rewards, runtime, train
 from tunesmith.config import REFERENCE_OBJECTIVES, RunConfig
 from tunesmith.records import SKIP_KINDS, Example, PreparedData
 
-# Effective training FLOP/s on 2 cores, FLOPs counted as in estimate_seconds: 159 GFLOP/s training 16 Korean
-# paragraphs of ~3,300 tokens (51.5 TFLOP an epoch in 325 s; the eval forward of 20 rows ran at 200) with bf16
-# autocast, tcmalloc, frozen weights in bf16 and logits for answer tokens only (a 2-vCPU VM without AMX); the
-# demo measured 210 tokens/s before those changes (113 GFLOP/s). Without tcmalloc: 2/3 of it (demo: 140 vs 210).
-CPU_FLOPS_PER_CORE = {"fast": 159e9 / 2, "slow": 159e9 / 2 * 140 / 210}
-# Decoding reads every fp32 weight once per new token of a batch, plus each row's KV cache: bound by memory
-# bandwidth. Batched greedy generation measured ~100 new tokens/s at batch 8 for the 135M model on 2 cores
-# (8 rows x 540 MB of weights / 80 ms a step = 6.75 GB/s); one 3,300-token Korean prompt at a time then made
-# 20 x 96 tokens in 412 s with the prefill, 364 s by this model.
-CPU_DECODE_BYTES_PER_S = 4 * 135e6 / 0.08
-# Generation prompts prefilled in fp32, one long prompt at a time: 4 Korean paragraphs of ~3,100 tokens took
-# 29.6 s with 16 new tokens each, 4.7 TFLOP counted as below.
-CPU_PREFILL_FLOPS_PER_CORE = 4.68e12 / 29.6 / 2
+# The CPU rates are shares of this machine's own 2048^3 matmul rate (runtime.matmul_flops, measured once and kept),
+# calibrated on two 2-vCPU machines: a Zen 4 with AVX512-BF16 (bf16 0.41 TFLOP/s, fp32 0.19) and an AVX2-only EPYC
+# (fp32 0.10-0.14, bf16 emulated). FLOPs are counted as in estimate_seconds.
+# Training, with tcmalloc and logits for answer tokens only:
+# - bf16 autocast, frozen weights in bf16: 159 GFLOP/s training 16 Korean paragraphs of ~3,300 tokens (51.5 TFLOP
+#   an epoch in 325 s) on the Zen 4: 0.39 of its bf16 rate;
+# - fp32, padding-free rows: the demo's 34.7 TFLOP (2 epochs, 3 eval-loss passes) in 473 s on the AVX2 EPYC
+#   (73 GFLOP/s at ~0.135): 0.54 of its fp32 rate (the Zen 4's fp32 figure, 106 GFLOP/s, was 0.56 of its own).
+# Without tcmalloc: 2/3 of it (demo: 140 vs 210 tokens/s).
+TRAIN_SHARE = {"bf16": 0.39, "fp32": 0.54}
+NO_TCMALLOC = 2 / 3
+# Generation prompts prefilled in fp32, one long prompt at a time: 4 Korean paragraphs of ~3,100 tokens took 29.6 s
+# with 16 new tokens each, 4.7 TFLOP counted as below (Zen 4: 158 GFLOP/s, 0.83 of its fp32 rate).
+PREFILL_SHARE = 0.83
+# Decoding reads every fp32 weight once per new token of a batch, plus each row's KV cache (bytes counted as in
+# decode_seconds): the demo's 2 x 45 answers of up to 144 tokens took 82 s (base) and 96 s (tuned) on the AVX2 EPYC
+# at fp32 0.11 TFLOP/s, 2.4 GB/s of those bytes after the prefill: 0.0214 bytes per matmul FLOP. (The Zen 4 read
+# 6.75 GB/s in batches of 8 rows, 0.036 a FLOP, before generation batched rows by tokens.)
+DECODE_BYTES_PER_FLOP = 0.0214
+# The rest of an evaluation: loading each model, the embedder, the metrics and the report: the demo's evaluation took
+# 298 s on the AVX2 EPYC, 274 s of it counted by the terms above.
+EVAL_REST_S = 25.0
 # eval.precision bf16 (auto where the CPU has native bf16) halves the bytes each decoding step reads: the demo's
 # 45 generations took 23.3 s vs 46.4 s in fp32 (Zen 4, 2 cores); its prefill and scoring ride the bf16 matmul
 # (0.41 vs 0.20 TFLOP/s for a 2048^3 matmul here): both are counted 2x faster.
 HALF_EVAL_SPEEDUP = 2.0
 
 
+@dataclasses.dataclass(frozen=True)
+class CpuRates:
+    """What estimate_seconds divides by: training FLOP/s, prefill FLOP/s and decoding bytes/s (fp32)."""
+
+    train: float
+    prefill: float
+    decode_bytes: float
+
+
+def cpu_rates(cfg: RunConfig) -> CpuRates:
+    """This machine's rates for `cfg`: the shares above of its own matmul rate in the precision that runs."""
+    cache = models.home() / "cache"
+    fp32 = runtime.matmul_flops("fp32", cache)
+    train_half = runtime.choose_precision(cfg.train.precision) == "bf16"
+    train = TRAIN_SHARE["bf16"] * runtime.matmul_flops("bf16", cache) if train_half else TRAIN_SHARE["fp32"] * fp32
+    if runtime.tcmalloc_library() is None:
+        train *= NO_TCMALLOC
+    return CpuRates(train, PREFILL_SHARE * fp32, DECODE_BYTES_PER_FLOP * fp32)
+
+
 def estimate_seconds(cfg: RunConfig, total: int, arch: Any, train: Sequence[int], eval_lengths: Sequence[int],
-                     evals: int, prompts: Sequence[int], reference: Sequence[int] = ()) -> float | None:
+                     evals: int, prompts: Sequence[int], reference: Sequence[int] = (),
+                     rates: CpuRates | None = None) -> float | None:
     """Training + eval-loss passes + two generation passes, on rows of these lengths in tokens; None on a GPU.
 
     `train` holds each trained row once per epoch; `prompts` the generation prompts' lengths (each is
     prefilled once per model, then max_new_tokens are generated); `reference` the rows a preference objective's
-    reference model scores once before training.
+    reference model scores once before training. `rates`: this machine's (cpu_rates) unless given.
     """
     import torch
 
     if torch.cuda.is_available():
         return None
-    cores = max(os.cpu_count() or 2, 1)
-    fast = runtime.choose_precision(cfg.train.precision) == "bf16" and runtime.tcmalloc_library() is not None
-    flops = CPU_FLOPS_PER_CORE["fast" if fast else "slow"] * cores
+    rates = rates or cpu_rates(cfg)
     # Forward FLOPs of a row of n tokens: 2 per parameter per token, plus causal attention (QK^T and AV over
     # the earlier positions: 2 n^2 d per layer). Backward: the parameters' part once more for LoRA (activation
     # gradients only; the adapters' own gradients are negligible), twice for full fine-tuning; attention's part
@@ -59,17 +87,16 @@ def estimate_seconds(cfg: RunConfig, total: int, arch: Any, train: Sequence[int]
     attn = 2 * getattr(arch, "hidden_size", 768) * getattr(arch, "num_hidden_layers", 12)
     again = 1 if cfg.train.gradient_checkpointing else 0
     params = (2 if cfg.train.method == "lora" else 3) + again
-    train_s = sum(params * 2 * total * n + (3 + again) * attn * n * n for n in train) / flops
+    train_s = sum(params * 2 * total * n + (3 + again) * attn * n * n for n in train) / rates.train
     # the reference pass (dpo, kto): each row once, forward only
-    train_s += sum(2 * total * n + attn * n * n for n in reference) / flops
-    eval_s = evals * sum(2 * total * n + attn * n * n for n in eval_lengths) / flops
-    prefill_s = 2 * sum(2 * total * n + attn * n * n for n in prompts) / (CPU_PREFILL_FLOPS_PER_CORE * cores)
-    gen_s = 2 * decode_seconds(cfg, total, arch, prompts)
-    # Then each model scores the references (an fp32 forward over the eval rows: the demo's 6,557 tokens took
-    # 11-13 s a model) and runs the retention check (~17 s a model on the demo in fp32: see retention_seconds).
-    nll_s = 2 * sum(2 * total * n + attn * n * n for n in eval_lengths) / (CPU_PREFILL_FLOPS_PER_CORE * cores)
-    evaluation = (prefill_s + gen_s + nll_s) / eval_speedup(cfg) + 2 * retention_seconds(cfg, total, cores)
-    return train_s + eval_s + evaluation
+    train_s += sum(2 * total * n + attn * n * n for n in reference) / rates.train
+    eval_s = evals * sum(2 * total * n + attn * n * n for n in eval_lengths) / rates.train
+    prefill_s = 2 * sum(2 * total * n + attn * n * n for n in prompts) / rates.prefill
+    gen_s = 2 * decode_seconds(cfg, total, arch, prompts, rates)
+    # Then each model scores the references (an fp32 forward over the eval rows) and runs the retention check.
+    nll_s = 2 * sum(2 * total * n + attn * n * n for n in eval_lengths) / rates.prefill
+    evaluation = (prefill_s + gen_s + nll_s) / eval_speedup(cfg) + 2 * retention_seconds(cfg, total, rates)
+    return train_s + eval_s + evaluation + EVAL_REST_S
 
 
 def eval_speedup(cfg: RunConfig) -> float:
@@ -82,18 +109,18 @@ def eval_speedup(cfg: RunConfig) -> float:
 RETENTION_TOKENS = 4_550
 
 
-def retention_seconds(cfg: RunConfig, total: int, cores: int) -> float:
+def retention_seconds(cfg: RunConfig, total: int, rates: CpuRates) -> float:
     """One model's retention check on a CPU: a forward over the set, then the answers' decoding (fp32 rates,
     divided by eval_speedup)."""
     from tunesmith.retention import ANSWER_TOKENS, AUTO_MAX_PARAMETERS
 
     if cfg.eval.retention == "off" or (cfg.eval.retention == "auto" and total > AUTO_MAX_PARAMETERS):
         return 0.0
-    return (2 * total * RETENTION_TOKENS / (CPU_PREFILL_FLOPS_PER_CORE * cores)
-            + ANSWER_TOKENS * 4 * total / CPU_DECODE_BYTES_PER_S) / eval_speedup(cfg)
+    return (2 * total * RETENTION_TOKENS / rates.prefill
+            + ANSWER_TOKENS * 4 * total / rates.decode_bytes) / eval_speedup(cfg)
 
 
-def decode_seconds(cfg: RunConfig, total: int, arch: Any, prompts: Sequence[int]) -> float:
+def decode_seconds(cfg: RunConfig, total: int, arch: Any, prompts: Sequence[int], rates: CpuRates) -> float:
     """Decoding time of one model: eval's batches (generation.token_batches), max_new_tokens steps each, each step
     reading the fp32 weights and the batch's KV caches."""
     from tunesmith.generation import token_batches
@@ -104,7 +131,7 @@ def decode_seconds(cfg: RunConfig, total: int, arch: Any, prompts: Sequence[int]
     ordered = sorted(prompts)
     steps_bytes = sum(4 * total + sum(kv_bytes * ordered[i] for i in batch)
                       for batch in token_batches(ordered, cfg.eval.batch_size))
-    return cfg.eval.max_new_tokens * steps_bytes / CPU_DECODE_BYTES_PER_S
+    return cfg.eval.max_new_tokens * steps_bytes / rates.decode_bytes
 
 
 def run_seconds(cfg: RunConfig, train_ex: list[Example], eval_ex: list[Example], total: int, arch: Any
@@ -225,8 +252,8 @@ def describe(cfg: RunConfig, data: PreparedData, train_ex: list[Example], eval_e
         f"precision: {runtime.precision_reason(t.precision)}; device: {device}; allocator: {allocator}",
         grpo_memory_line(cfg, train_ex, budget, source) if grpo else memory.plan_line(cfg, train_ex, budget, source),
         *compile_line(cfg),
-        "estimated time: " + (f"~{duration(seconds)} for training, eval-loss passes, 2 x {eval_rows} "
-                              "generations and their scoring (calibrated on this project's 2-core CPU; rough)"
+        "estimated time: " + (f"~{duration(seconds)} for training, eval-loss passes, 2 x {eval_rows} generations "
+                              "and their scoring (rates scaled to this CPU's matmul speed, measured once; rough)"
                               if seconds is not None else "not estimated for grpo (writing the answers dominates it)"
                               if grpo else "not estimated on GPU (the estimate is calibrated for CPUs)"),
         f"generation eval: {eval_rows} rows, up to {cfg.eval.max_new_tokens} new tokens, greedy",

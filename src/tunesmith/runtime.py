@@ -155,6 +155,51 @@ def hardware() -> dict[str, Any]:
     return info
 
 
+# The plan's CPU time estimate (plan.py) scales its measured rates by this machine's matmul rate in the precision that
+# runs: a 2048^3 matmul (512^3 where bf16 is emulated: 2048^3 took 14 s there), the best of 3 after a warm-up.
+PROBE_SIZE = 2048
+
+
+def matmul_flops(precision: str, cache: Path) -> float:
+    """This machine's matmul FLOP/s in `precision` ('fp32', or 'bf16' as autocast runs it), measured once (~0.5 s)
+    and kept in `cache`/machine.json under the CPU, its core count and torch's version: a VM of the same name
+    can still be slower or faster (2048^3 fp32: 0.09-0.14 TFLOP/s on one AVX2 EPYC in one day)."""
+    import json
+
+    import torch
+
+    machine = hardware()
+    key = f"{machine['cpu']} | {os.cpu_count()} cores | {machine['torch threads']} threads | torch {torch.__version__}"
+    path = cache / "machine.json"
+    try:
+        known = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        known = {}
+    if precision not in known.get(key, {}):
+        known.setdefault(key, {})[precision] = _probe(precision)
+        with contextlib.suppress(OSError):  # a read-only home: measured again next time
+            cache.mkdir(parents=True, exist_ok=True)
+            path.write_text(json.dumps(known, indent=1), encoding="utf-8")
+    return float(known[key][precision])
+
+
+def _probe(precision: str) -> float:
+    import time
+
+    import torch
+
+    n = PROBE_SIZE if precision == "fp32" or cpu_has_bf16() else 512
+    dtype = torch.bfloat16 if precision == "bf16" else torch.float32
+    a, b = torch.randn(n, n, dtype=dtype), torch.randn(n, n, dtype=dtype)
+    best = float("inf")
+    with torch.inference_mode():
+        for _ in range(4):  # the first is a warm-up (the pages, the kernel's choice)
+            start = time.perf_counter()
+            torch.mm(a, b)
+            best = min(best, time.perf_counter() - start)
+    return 2 * n**3 / best
+
+
 CGROUP = Path("/sys/fs/cgroup")
 MEMINFO = Path("/proc/meminfo")
 # cgroup v1 writes "no limit" as a page-rounded 2**63 - 1; anything this large is no limit.
