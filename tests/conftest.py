@@ -92,21 +92,33 @@ def _hermetic(tunesmith_home: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPa
 
 
 @pytest.fixture(scope="session")
-def smol_dir(tunesmith_home: Path) -> Path:
-    """The embedded SmolLM2-135M-Instruct, converted once per session into the tmp TUNESMITH_HOME."""
+def smol_dir(tunesmith_home: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The embedded SmolLM2-135M-Instruct, converted once per session (~30 s) and linked into the tmp
+    TUNESMITH_HOME: under pytest-xdist the workers share one conversion, the first one makes it, the others wait."""
     import os
+
+    from filelock import FileLock
 
     from tunesmith import models
 
+    shared = tmp_path_factory.getbasetemp()
+    if os.environ.get("PYTEST_XDIST_WORKER"):
+        shared = shared.parent  # this session's folder, holding each worker's own
     old = os.environ.get("TUNESMITH_HOME")
-    os.environ["TUNESMITH_HOME"] = str(tunesmith_home)
+    os.environ["TUNESMITH_HOME"] = str(shared / "converted_home")
     try:
-        return Path(models.resolve("default"))
+        with FileLock(str(shared / "converted_home.lock")):
+            folder = Path(models.resolve("default"))
     finally:
         if old is None:
             os.environ.pop("TUNESMITH_HOME")
         else:
             os.environ["TUNESMITH_HOME"] = old
+    link = tunesmith_home / "models" / folder.name  # where `--model default` looks under the tmp home
+    link.parent.mkdir(parents=True, exist_ok=True)
+    if not link.exists():
+        link.symlink_to(folder, target_is_directory=True)
+    return link
 
 
 @pytest.fixture(scope="session")
