@@ -84,6 +84,19 @@ def tunesmith_home(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return tmp_path_factory.mktemp("tunesmith_home")
 
 
+@pytest.fixture(scope="session", autouse=True)
+def _session_home(tunesmith_home: Path) -> Iterator[None]:
+    """TUNESMITH_HOME for the whole session: module and session fixtures (a tiny run, a conversion) run before
+    _hermetic, and the tiny run's evaluation cache entries landed in the real ~/.cache/tunesmith before."""
+    old = os.environ.get("TUNESMITH_HOME")
+    os.environ["TUNESMITH_HOME"] = str(tunesmith_home)
+    yield
+    if old is None:
+        os.environ.pop("TUNESMITH_HOME", None)
+    else:
+        os.environ["TUNESMITH_HOME"] = old
+
+
 @pytest.fixture(autouse=True)
 def _hermetic(tunesmith_home: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("TUNESMITH_HOME", str(tunesmith_home))

@@ -172,3 +172,23 @@ def test_the_base_model_is_prompted_with_the_configured_template_as_the_tuned_on
     base, tuned = (run.evaluation().read_generations(label) for label in ("base", "tuned"))
     assert [g.prompt for g in base] == [g.prompt for g in tuned]
     assert all(g.prompt.startswith("### User:") and g.prompt.endswith("### Assistant:\n") for g in base)
+
+
+def test_the_plan_counts_the_tuned_models_evaluation_alone_where_the_base_one_is_cached(tiny_run: Path):
+    from tunesmith import config, evaluate
+
+    cfg = config.build(tiny_run / "config.yaml", [], [])
+    convs = rundir.RunDir(tiny_run).read_conversations("eval")
+    assert evaluate.base_cached(cfg, convs)  # the tiny run evaluated its base model on these rows
+    uncached = [cfg.model_copy(update={"eval": cfg.eval.model_copy(update=change)})
+                for change in ({"cache": False}, {"max_new_tokens": cfg.eval.max_new_tokens + 1})]
+    assert not any(evaluate.base_cached(c, convs) for c in uncached)
+    assert not evaluate.base_cached(cfg, convs[:-1])  # other rows
+    cached_lines = pipeline._planned(cfg, lambda _: None).lines
+    fresh_lines = pipeline._planned(uncached[0], lambda _: None).lines
+    [cached] = [line for line in cached_lines if line.startswith("estimated time: ")]
+    [fresh] = [line for line in fresh_lines if line.startswith("estimated time: ")]
+    if "not estimated on GPU" not in cached:
+        assert "4 generations with the tuned model (the base model's come from the evaluation cache)" in cached
+        assert "2 x 4 generations and their scoring" in fresh
+        assert pipeline.estimate(cfg).seconds < pipeline.estimate(uncached[0]).seconds

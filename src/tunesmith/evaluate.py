@@ -88,10 +88,7 @@ def _model_eval(label: str, run: rundir.RunDir, cfg: RunConfig, convs: Sequence[
     (settings, fresh, first model); `retain`: measure retention if it is wanted for this model."""
     settings, fresh, first = state
     ecfg = cfg.eval
-    # base and tuned render exactly as training did; another model through its own template (or the fallback);
-    # the reference answer (last assistant turn) is what the nll is measured on.
-    own = cfg.template if label in ("base", "tuned") else TemplateConfig(max_length=cfg.template.max_length)
-    own = own.model_copy(update={"supervise": "last", "overflow": "truncate"})
+    own = _eval_template(label, cfg)
     key, rendered, tok = _cache_name(label, cfg, convs, own, settings, retain) or (None, None, None)
     hit = evalcache.read(key) if key and ecfg.cache and not fresh else None
     if hit is not None:  # the key holds the settings and `retain`: what was measured then is what is asked now
@@ -123,6 +120,27 @@ def _model_eval(label: str, run: rundir.RunDir, cfg: RunConfig, convs: Sequence[
         evalcache.write(key, evalcache.CachedEval(spec, tuple((g.generation, g.stopped) for g in gens),
                                                       tuple(nll), kept))
     return _Done(spec, gens, nll, kept)
+
+
+def _eval_template(label: str, cfg: RunConfig) -> TemplateConfig:
+    """base and tuned render exactly as training did; another model through its own template (or the fallback);
+    the reference answer (last assistant turn) is what the nll is measured on."""
+    own = cfg.template if label in ("base", "tuned") else TemplateConfig(max_length=cfg.template.max_length)
+    return own.model_copy(update={"supervise": "last", "overflow": "truncate"})
+
+
+def base_cached(cfg: RunConfig, convs: Sequence[Conversation]) -> bool:
+    """Whether evaluating these rows takes the base model's half from the evaluation cache, as _model_eval will:
+    the plan's time estimate then counts one model. A GGUF not converted yet has no entry (the key is made of the
+    converted folder's files), and the plan does not convert it to find out."""
+    from pathlib import Path
+
+    if not cfg.eval.cache or cfg.continue_from is not None or not Path(models.location(cfg.model)).is_dir():
+        return False
+    settings = EvalSettings.of(cfg.eval, runtime.choose_precision(cfg.eval.precision))
+    named = _cache_name("base", cfg, tuple(convs[: cfg.eval.max_rows]), _eval_template("base", cfg), settings,
+                        retain=True)  # the first model evaluated measures retention when it is wanted
+    return named is not None and evalcache.read(named[0]) is not None
 
 
 def _cache_name(label: str, cfg: RunConfig, convs: Sequence[Conversation], own: TemplateConfig,

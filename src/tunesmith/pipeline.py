@@ -168,8 +168,8 @@ def estimate(cfg: RunConfig) -> Estimate:
     p = _planned(cfg, _quiet)
     trainable, total, arch = memory.parameter_counts(p.cfg)
     peak = memory.drawn_memory_gib(p.cfg, trainable, total, arch, [len(e.input_ids) for e in p.train])[0]
-    return Estimate(peak, memory.memory_budget(p.cfg)[0], planning.run_seconds(p.cfg, p.train, p.eval, total, arch),
-                    len(p.train), train.steps(len(p.train), p.cfg)[1])
+    seconds = planning.run_seconds(p.cfg, p.train, p.eval, total, arch, 1 if p.base_cached else 2)
+    return Estimate(peak, memory.memory_budget(p.cfg)[0], seconds, len(p.train), train.steps(len(p.train), p.cfg)[1])
 
 
 @dataclasses.dataclass(frozen=True)
@@ -185,6 +185,7 @@ class Planned:
     prefs: prefplan.PrefRendered | None = None  # train.objective dpo / orpo / simpo / kto: what trains
     eval_room: int | None = None  # eval.max_new_tokens where the plan raised it (plan.thinking_room)
     rewards: tuple[Callable[..., Any], ...] = ()  # train.objective grpo: what scores the answers, yours tried
+    base_cached: bool = False  # the base model's evaluation comes from the evaluation cache (the plan's time)
 
 
 def _planned(cfg: RunConfig, say: Callable[[str], None], saved: Plan | None = None) -> Planned:
@@ -217,12 +218,13 @@ def _planned(cfg: RunConfig, say: Callable[[str], None], saved: Plan | None = No
         cfg, fit_lines = memory.fit_memory(cfg, train_ex, eval_ex)
     before = cfg.eval.max_new_tokens
     cfg, room_lines = planning.thinking_room(cfg, data, eval_ex)
-    lines = fit_lines + room_lines + planning.describe(cfg, data, train_ex, eval_ex)
+    cached = evaluate.base_cached(cfg, data.eval)  # the plan's time then counts the tuned model's evaluation only
+    lines = fit_lines + room_lines + planning.describe(cfg, data, train_ex, eval_ex, cached)
     lines += [prefplan.objective_line(cfg)] if prefs else []
     for line in lines:
         say(f"plan: {line}")
     raised = cfg.eval.max_new_tokens if cfg.eval.max_new_tokens != before else None
-    return Planned(cfg, data, tokenizer, train_ex, eval_ex, lines, prefs, raised)
+    return Planned(cfg, data, tokenizer, train_ex, eval_ex, lines, prefs, raised, base_cached=cached)
 
 
 def _say_data(data: PreparedData, what: str, say: Callable[[str], None]) -> None:

@@ -67,12 +67,14 @@ def cpu_rates(cfg: RunConfig) -> CpuRates:
 
 def estimate_seconds(cfg: RunConfig, total: int, arch: Any, train: Sequence[int], eval_lengths: Sequence[int],
                      evals: int, prompts: Sequence[int], reference: Sequence[int] = (),
-                     rates: CpuRates | None = None) -> float | None:
-    """Training + eval-loss passes + two generation passes, on rows of these lengths in tokens; None on a GPU.
+                     rates: CpuRates | None = None, evaluated: int = 2) -> float | None:
+    """Training + eval-loss passes + a generation pass per model evaluated, on rows of these lengths in tokens;
+    None on a GPU.
 
     `train` holds each trained row once per epoch; `prompts` the generation prompts' lengths (each is
     prefilled once per model, then max_new_tokens are generated); `reference` the rows a preference objective's
-    reference model scores once before training. `rates`: this machine's (cpu_rates) unless given.
+    reference model scores once before training. `rates`: this machine's (cpu_rates) unless given. `evaluated`:
+    base and tuned (2), or the tuned model alone where the base's evaluation comes from the evaluation cache.
     """
     import torch
 
@@ -91,11 +93,11 @@ def estimate_seconds(cfg: RunConfig, total: int, arch: Any, train: Sequence[int]
     # the reference pass (dpo, kto): each row once, forward only
     train_s += sum(2 * total * n + attn * n * n for n in reference) / rates.train
     eval_s = evals * sum(2 * total * n + attn * n * n for n in eval_lengths) / rates.train
-    prefill_s = 2 * sum(2 * total * n + attn * n * n for n in prompts) / rates.prefill
-    gen_s = 2 * decode_seconds(cfg, total, arch, prompts, rates)
+    prefill_s = evaluated * sum(2 * total * n + attn * n * n for n in prompts) / rates.prefill
+    gen_s = evaluated * decode_seconds(cfg, total, arch, prompts, rates)
     # Then each model scores the references (an fp32 forward over the eval rows) and runs the retention check.
-    nll_s = 2 * sum(2 * total * n + attn * n * n for n in eval_lengths) / rates.prefill
-    evaluation = (prefill_s + gen_s + nll_s) / eval_speedup(cfg) + 2 * retention_seconds(cfg, total, rates)
+    nll_s = evaluated * sum(2 * total * n + attn * n * n for n in eval_lengths) / rates.prefill
+    evaluation = (prefill_s + gen_s + nll_s) / eval_speedup(cfg) + evaluated * retention_seconds(cfg, total, rates)
     return train_s + eval_s + evaluation + EVAL_REST_S
 
 
@@ -134,8 +136,8 @@ def decode_seconds(cfg: RunConfig, total: int, arch: Any, prompts: Sequence[int]
     return cfg.eval.max_new_tokens * steps_bytes / rates.decode_bytes
 
 
-def run_seconds(cfg: RunConfig, train_ex: list[Example], eval_ex: list[Example], total: int, arch: Any
-                ) -> float | None:
+def run_seconds(cfg: RunConfig, train_ex: list[Example], eval_ex: list[Example], total: int, arch: Any,
+                evaluated: int = 2) -> float | None:
     """estimate_seconds for these examples under this config (steps, epochs and eval passes counted as trained)."""
     t = cfg.train
     per_epoch, total_steps = train.steps(len(train_ex), cfg)
@@ -147,7 +149,7 @@ def run_seconds(cfg: RunConfig, train_ex: list[Example], eval_ex: list[Example],
     prompts = [len(e.input_ids) - e.supervised_tokens for e in eval_ex[: cfg.eval.max_rows]]
     reference = [len(e.input_ids) for e in (*train_ex, *eval_ex)] if t.objective in REFERENCE_OBJECTIVES else []
     return estimate_seconds(cfg, total, arch, trained, [len(e.input_ids) for e in eval_ex], evals, prompts,
-                            reference)
+                            reference, evaluated=evaluated)
 
 
 # Past half an hour (issue 12) the plan says which knobs cut the time and by how much.
@@ -155,10 +157,10 @@ LONG_RUN_S = 30 * 60
 ROW_LIMIT = 200
 
 
-def time_knobs(cfg: RunConfig, train_ex: list[Example], eval_ex: list[Example], total: int, arch: Any
-               ) -> list[str]:
+def time_knobs(cfg: RunConfig, train_ex: list[Example], eval_ex: list[Example], total: int, arch: Any,
+               evaluated: int = 2) -> list[str]:
     """Plan lines for a long run: each knob that cuts the time, with the time estimated again under it."""
-    now = run_seconds(cfg, train_ex, eval_ex, total, arch)
+    now = run_seconds(cfg, train_ex, eval_ex, total, arch, evaluated)
     if now is None or now <= LONG_RUN_S:
         return []
     knobs: list[tuple[str, RunConfig, list[Example]]] = []
@@ -182,7 +184,7 @@ def time_knobs(cfg: RunConfig, train_ex: list[Example], eval_ex: list[Example], 
                       cfg, kept))
     lines = [f"time: ~{duration(now)} is long; each of these cuts it (estimated again with it):"]
     for knob, knob_cfg, rows in knobs:
-        after = run_seconds(knob_cfg, rows, eval_ex, total, arch) or now
+        after = run_seconds(knob_cfg, rows, eval_ex, total, arch, evaluated) or now
         lines.append(f"time: {knob} -> ~{duration(after)} ({1 - after / now:.0%} less)")
     return lines
 
@@ -190,6 +192,27 @@ def time_knobs(cfg: RunConfig, train_ex: list[Example], eval_ex: list[Example], 
 def _cut(example: Example, length: int) -> Example:
     """An example of at most `length` tokens, for time estimates only (only its length is read)."""
     return dataclasses.replace(example, input_ids=example.input_ids[:length], labels=example.labels[:length])
+
+
+def _allocator() -> str:
+    if runtime.tcmalloc_preloaded():
+        return "tcmalloc"
+    if runtime.training_allocator() == "tcmalloc":
+        return "tcmalloc (train preloads it)"
+    if runtime.tcmalloc_library():
+        return "glibc (TUNESMITH_NO_TCMALLOC is set; the memory estimate counts glibc's higher peak)"
+    return ("glibc (apt-get install libgoogle-perftools4 for ~1.5x on CPU and a 1.7x lower per-token peak; the "
+            "memory estimate counts glibc's)")
+
+
+def _time_line(seconds: float | None, grpo: bool, eval_rows: int, evaluated: int) -> str:
+    if seconds is None:
+        return "estimated time: " + ("not estimated for grpo (writing the answers dominates it)" if grpo
+                                     else "not estimated on GPU (the estimate is calibrated for CPUs)")
+    generations = f"2 x {eval_rows} generations" if evaluated == 2 else (
+        f"{eval_rows} generations with the tuned model (the base model's come from the evaluation cache)")
+    return (f"estimated time: ~{duration(seconds)} for training, eval-loss passes, {generations} and their scoring "
+            "(rates scaled to this CPU's matmul speed, measured once; rough)")
 
 
 def duration(seconds: float) -> str:
@@ -202,8 +225,10 @@ def _why_not(data: PreparedData) -> str:
     return (": " + ", ".join(f"{n} {SKIP_KINDS.get(k, k)}" for k, n in kinds.most_common())) if kinds else ""
 
 
-def describe(cfg: RunConfig, data: PreparedData, train_ex: list[Example], eval_ex: list[Example]) -> list[str]:
-    """The plan as lines of text; raises the errors training would (a QLoRA on a CPU, a misnamed LoRA target)."""
+def describe(cfg: RunConfig, data: PreparedData, train_ex: list[Example], eval_ex: list[Example],
+             base_cached: bool = False) -> list[str]:
+    """The plan as lines of text; raises the errors training would (a QLoRA on a CPU, a misnamed LoRA target).
+    `base_cached`: the base model's evaluation comes from the evaluation cache (evaluate.base_cached)."""
     t = cfg.train
     models.quantization_config(t.load_in)  # `plan --load-4bit` refuses where `train --load-4bit` would
     train.check_settings(cfg)  # and varlen without a GPU for it, a scheduler or optimizer that cannot run
@@ -215,17 +240,9 @@ def describe(cfg: RunConfig, data: PreparedData, train_ex: list[Example], eval_e
     effective = t.batch_size * t.grad_accum * runtime.world_size()
     eval_rows = min(len(data.eval), cfg.eval.max_rows)
     grpo = t.objective == "grpo"  # its steps write answers: neither SFT's memory nor its time estimate holds
-    seconds = None if grpo else run_seconds(cfg, train_ex, eval_ex, total, arch)
+    evaluated = 1 if base_cached else 2
+    seconds = None if grpo else run_seconds(cfg, train_ex, eval_ex, total, arch, evaluated)
     budget, source = memory.memory_budget(cfg)
-    if runtime.tcmalloc_preloaded():
-        allocator = "tcmalloc"
-    elif runtime.training_allocator() == "tcmalloc":
-        allocator = "tcmalloc (train preloads it)"
-    elif runtime.tcmalloc_library():
-        allocator = "glibc (TUNESMITH_NO_TCMALLOC is set; the memory estimate counts glibc's higher peak)"
-    else:
-        allocator = ("glibc (apt-get install libgoogle-perftools4 for ~1.5x on CPU and a 1.7x lower per-token "
-                     "peak; the memory estimate counts glibc's)")
     method = {"full": "full fine-tuning"}.get(t.method, "QLoRA" if t.load_in == "4bit" else "LoRA")
     lc = cfg.lora
     adapter = (f"r={lc.r}, alpha={lc.alpha}, dropout={lc.dropout}, targets={lc.target_modules}"
@@ -249,19 +266,16 @@ def describe(cfg: RunConfig, data: PreparedData, train_ex: list[Example], eval_e
         f"decay {t.weight_decay}, grad clip {t.max_grad_norm or 'off'}, seed {t.seed}",
         *neftune_line(cfg, arch),
         f"guard rails: {guard}",
-        f"precision: {runtime.precision_reason(t.precision)}; device: {device}; allocator: {allocator}",
+        f"precision: {runtime.precision_reason(t.precision)}; device: {device}; allocator: {_allocator()}",
         grpo_memory_line(cfg, train_ex, budget, source) if grpo else memory.plan_line(cfg, train_ex, budget, source),
         *compile_line(cfg),
-        "estimated time: " + (f"~{duration(seconds)} for training, eval-loss passes, 2 x {eval_rows} generations "
-                              "and their scoring (rates scaled to this CPU's matmul speed, measured once; rough)"
-                              if seconds is not None else "not estimated for grpo (writing the answers dominates it)"
-                              if grpo else "not estimated on GPU (the estimate is calibrated for CPUs)"),
+        _time_line(seconds, grpo, eval_rows, evaluated),
         f"generation eval: {eval_rows} rows, up to {cfg.eval.max_new_tokens} new tokens, greedy",
         f"output: {cfg.output_dir / cfg.name}",
         *([_step_line(cfg, trainable)] if t.objective == "sft" else [grpo_step_line(cfg, data)] if grpo else []),
         # prefplan.objective_line for the preference objectives
     ]
-    return lines + time_knobs(cfg, train_ex, eval_ex, total, arch)
+    return lines + time_knobs(cfg, train_ex, eval_ex, total, arch, evaluated)
 
 
 def thinking_room(cfg: RunConfig, data: PreparedData, eval_ex: list[Example]) -> tuple[RunConfig, list[str]]:
