@@ -29,8 +29,9 @@ SAMPLE = ROOT / "src" / "tunesmith" / "sample_data"
 sys.path.insert(0, str(ROOT))  # the generated shapes live with the test fixtures, shared with the tests
 from tests.fixtures.shapes import korean_rows, multi_turn_rows  # noqa: E402
 # shape -> (rows, batch_size, template.max_length, gradient checkpointing); a name ending in _fp32 trains in fp32 (a
-# CPU without bf16: no autocast, rows padded); _checkpointed checks the checkpointed estimate; _padded trains in bf16
-# with padded rows (train.padding_free off: length-grouped batches, as fp32's).
+# CPU without bf16: no autocast; padding-free rows in random batches since session 26, padded and length-grouped
+# before); _checkpointed checks the checkpointed estimate; _padded trains with padded rows (train.padding_free off:
+# length-grouped batches). On a CPU without native bf16 every shape trains in fp32 (`precision: auto`).
 SHAPES = {"chat": (None, 8, 384, False), "long_prompt_ko": (48, 4, 1024, False), "multi_turn": (48, 6, 512, False),
           "demo": (None, 8, 384, False), "long_prompt_ko_checkpointed": (48, 4, 1024, True),
           "long_prompt_ko_fp32": (48, 4, 1024, False),
