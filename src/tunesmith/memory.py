@@ -32,7 +32,12 @@ from tunesmith.records import Example
 # fp32 (no autocast, rows padded and length-grouped on a CPU): the saved bytes counted below, 95 at 135M's shape
 # (55 x 89.81 / 51.82 per hidden unit), with GROUPED_CREEP: bench/memory_estimate.py, 8 x 95, 6 x 496 and 4 x 1023
 # tokens, 2.68, 7.46 and 8.58 GiB measured, +20%, +5%, +18% estimated (it was 85, a guess, then 75 fitted on these
-# three with bf16's random-batch creep: +17%, +0%, +13%).
+# three with bf16's random-batch creep: +17%, +0%, +13%). fp32 with padding-free rows in random batches (every fp32
+# run since session 26; RUN_CREEP) keeps 54-92 of those bytes by the peaks, more the more of a batch is supervised:
+# bench/memory_estimate.py on an AVX2-only EPYC (2026-12-08): chat 8 x 95 2.64 GiB measured (54), the demo 4.68 (66),
+# long Korean prompts with one-line answers 4 x 1023 7.14 (62), multi-turn 6 x 496 7.36 (77), and a real therapist
+# file, 74% of its tokens supervised, 11.73 over 8 steps (92). 95 stays: +2% on the last, +18% to +40% on the others;
+# a figure per supervised token is what a closer fit needs.
 PER_TOKEN_BYTES = {"half": 55, "fp32": 95}
 # Bytes a decoder layer keeps for backward per token (LoRA r16 on every linear), counted with autograd's saved-tensor
 # hooks (bench/saved_activations.py, bench/results/saved_activations_2026-12-06.json) on six shapes, SmolLM2-135M to
@@ -348,8 +353,8 @@ def plan_line(cfg: RunConfig, train_ex: list[Example], budget: float, source: st
             + ("the GPU's peak allocated memory: -5% to +8% on an H100 at 135M; other shapes scaled by the bytes a "
                "layer keeps, not yet measured on a GPU" if cuda()
                else "a whole run's peak RSS: +5% to +18% on docs/memory.md's four shapes of random batches, +1% to "
-               "+7% on three of padded bf16 rows, fp32 +5% to +20% on three padded, +25% to +28% on the demo's "
-               "padding-free") + ")")
+               "+7% on three of padded bf16 rows, fp32 +5% to +20% on three padded, +2% to +40% on five of "
+               "padding-free rows") + ")")
 
 
 def grpo_memory_gib(cfg: RunConfig, prompt_lengths: Sequence[int]) -> tuple[float, int, int]:
