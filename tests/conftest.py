@@ -88,13 +88,10 @@ def tunesmith_home(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def _session_home(tunesmith_home: Path) -> Iterator[None]:
     """TUNESMITH_HOME for the whole session: module and session fixtures (a tiny run, a conversion) run before
     _hermetic, and the tiny run's evaluation cache entries landed in the real ~/.cache/tunesmith before."""
-    old = os.environ.get("TUNESMITH_HOME")
-    os.environ["TUNESMITH_HOME"] = str(tunesmith_home)
-    yield
-    if old is None:
-        os.environ.pop("TUNESMITH_HOME", None)
-    else:
-        os.environ["TUNESMITH_HOME"] = old
+    from tunesmith.runtime import scoped_env
+
+    with scoped_env({"TUNESMITH_HOME": str(tunesmith_home)}):
+        yield
 
 
 @pytest.fixture(autouse=True)
@@ -113,20 +110,13 @@ def smol_dir(tunesmith_home: Path, tmp_path_factory: pytest.TempPathFactory) -> 
     from filelock import FileLock
 
     from tunesmith import models
+    from tunesmith.runtime import scoped_env
 
     shared = tmp_path_factory.getbasetemp()
     if os.environ.get("PYTEST_XDIST_WORKER"):
         shared = shared.parent  # this session's folder, holding each worker's own
-    old = os.environ.get("TUNESMITH_HOME")
-    os.environ["TUNESMITH_HOME"] = str(shared / "converted_home")
-    try:
-        with FileLock(str(shared / "converted_home.lock")):
-            folder = Path(models.resolve("default"))
-    finally:
-        if old is None:
-            os.environ.pop("TUNESMITH_HOME")
-        else:
-            os.environ["TUNESMITH_HOME"] = old
+    with scoped_env({"TUNESMITH_HOME": str(shared / "converted_home")}), FileLock(str(shared / "converted_home.lock")):
+        folder = Path(models.resolve("default"))
     link = tunesmith_home / "models" / folder.name  # where `--model default` looks under the tmp home
     link.parent.mkdir(parents=True, exist_ok=True)
     if not link.exists():

@@ -107,17 +107,18 @@ def _gguf(model: StoredModel) -> ModelInfo:
 
 
 def _meta_parameters(folder: Path) -> int | None:
-    """Parameters of the model `folder`'s config describes, counted on torch's meta device (no weights; tied
-    embeddings once, as a GGUF stores them)."""
+    """Parameters of the model `folder`'s config describes, counted on an empty model (models.empty_model: no
+    weights; tied embeddings once, as a GGUF stores them)."""
     import warnings
 
-    import torch
-    from transformers import AutoConfig, AutoModelForCausalLM
+    from transformers import AutoConfig
+
+    from tunesmith import models
 
     try:
-        with torch.device("meta"), warnings.catch_warnings():
+        with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            model = AutoModelForCausalLM.from_config(AutoConfig.from_pretrained(str(folder)))
+            model = models.empty_model(AutoConfig.from_pretrained(str(folder)))
     except (ValueError, KeyError, OSError, TypeError):
         return None
     return sum(p.numel() for p in model.parameters())

@@ -95,22 +95,19 @@ _COUNTS: dict[tuple[str, str, str], tuple[int, int, Any]] = {}
 
 def _count_parameters(cfg: RunConfig) -> tuple[int, int, Any]:
     import torch
-    from transformers import AutoModelForCausalLM
 
     arch = models.model_config(cfg.model)
-    # torch's meta device, not accelerate.init_empty_weights: under the latter tied embeddings stay untied
-    # and a 135M model counts as 163M.
-    with torch.device("meta"), warnings.catch_warnings():
-        warnings.simplefilter("ignore", FutureWarning)  # peft calls a deprecated transformers helper
-        model = AutoModelForCausalLM.from_config(arch)
-        total = sum(p.numel() for p in model.parameters())
-        if cfg.train.method == "full":
-            return total, total, arch
-        from peft import get_peft_model
+    model = models.empty_model(arch)
+    total = sum(p.numel() for p in model.parameters())
+    if cfg.train.method == "full":
+        return total, total, arch
+    from peft import get_peft_model
 
-        models.check_target_modules(model, cfg.lora)  # PEFT would fail with a traceback, or skip a typo
+    models.check_target_modules(model, cfg.lora)  # PEFT would fail with a traceback, or skip a typo
+    with torch.device("meta"), warnings.catch_warnings():  # the adapters' weights on the meta device too
+        warnings.simplefilter("ignore", FutureWarning)  # peft calls a deprecated transformers helper
         peft = get_peft_model(model, train.peft_config(cfg))
-        return sum(p.numel() for p in peft.parameters() if p.requires_grad), total, arch
+    return sum(p.numel() for p in peft.parameters() if p.requires_grad), total, arch
 
 
 def memory_terms(cfg: RunConfig, trainable: int, total: int, arch: Any, *, frozen_half: bool = True

@@ -156,14 +156,14 @@ def hardware() -> dict[str, Any]:
 
 
 # The plan's CPU time estimate (plan.py) scales its measured rates by this machine's matmul rate in the precision that
-# runs: a 2048^3 matmul (512^3 where bf16 is emulated: 2048^3 took 14 s there), the best of 3 after a warm-up.
+# runs: a 2048^3 matmul (512^3 where bf16 is emulated: 2048^3 took 14 s there), the best of 4 (the first warms up).
 PROBE_SIZE = 2048
 
 
 def matmul_flops(precision: str, cache: Path) -> float:
     """This machine's matmul FLOP/s in `precision` ('fp32', or 'bf16' as autocast runs it), measured once (~0.5 s)
     and kept in `cache`/machine.json under the CPU, its core count and torch's version: a VM of the same name
-    can still be slower or faster (2048^3 fp32: 0.09-0.14 TFLOP/s on one AVX2 EPYC in one day)."""
+    can still be slower or faster (2048^3 fp32: 0.07-0.12 TFLOP/s on one AVX2 EPYC in one day)."""
     import json
 
     import torch
